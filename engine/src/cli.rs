@@ -1,0 +1,644 @@
+//! The command line, named as `docker buildx build` names it. Parsing and
+//! validation live here; `main.rs` maps errors to exit codes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+/// Builds Dockerfiles into OCI images; every RUN step runs as WebAssembly.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wbuild",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `wbuild [OPTIONS] PATH` is `wbuild build [OPTIONS] PATH`.
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a Dockerfile (the default command).
+    Build(Box<BuildArgs>),
+    /// Look inside the frontend: the parse tree, typed instructions, the plan.
+    #[command(subcommand)]
+    Debug(DebugCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Print a Dockerfile's parse tree in BuildKit's `result` format.
+    Parse {
+        /// The Dockerfile to read.
+        file: PathBuf,
+    },
+    /// Print a Dockerfile's typed instructions, grouped by stage, as JSON.
+    Instructions {
+        /// The Dockerfile to read.
+        file: PathBuf,
+    },
+    /// Print the build plan: the stages to build and every step expanded.
+    Plan {
+        /// The build context.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Name of the Dockerfile (default: PATH/Dockerfile).
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// Set build-time variables (KEY=VALUE, or KEY to take it from the environment).
+        #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+        build_args: Vec<String>,
+        /// Set the target build stage to build.
+        #[arg(long)]
+        target: Option<String>,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The flags of `wbuild build`, as in `docker buildx build`.
+#[derive(Debug, Args, Default, Clone)]
+pub struct BuildArgs {
+    /// The build context directory.
+    #[arg(value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// Name of the Dockerfile (default: PATH/Dockerfile).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Name and optionally a tag (format: "name:tag").
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+    /// Set build-time variables (KEY=VALUE, or KEY to take it from the environment).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Set the target build stage to build.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use cache when building the image.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Do not cache specified stages.
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+    /// Secret to expose to the build (format: "id=mysecret[,src=/local/secret]" or "id=X,env=VAR").
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<String>,
+    /// Output destination (format: "type=local,dest=path").
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+    /// Set type of progress output ("auto", "plain", "tty", "rawjson", "quiet").
+    #[arg(long, default_value = "auto", value_name = "TYPE")]
+    pub progress: String,
+    /// Write build result metadata to a file.
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Write the image ID to a file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Set target platform for build (only wasip1/wasm).
+    #[arg(long, value_name = "PLATFORM", value_delimiter = ',')]
+    pub platform: Vec<String>,
+    /// Where wbuild keeps its store (blobs, cache index).
+    #[arg(long, env = "WBUILD_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+/// A flag whose value is wrong: the flag, the value and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {flag} {value:?}: {reason}")]
+pub struct FlagError {
+    pub flag: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+fn flag_err(flag: &'static str, value: &str, reason: impl Into<String>) -> FlagError {
+    FlagError {
+        flag,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// `--progress` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProgressMode {
+    Auto,
+    Plain,
+    Tty,
+    RawJson,
+    Quiet,
+}
+
+/// An `--output` destination.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OutputSpec {
+    /// `oci`, `docker`, `local`, `tar`, `image` or `registry`.
+    pub kind: String,
+    /// `dest=`: a file, a directory, or `-` for stdout.
+    pub dest: Option<String>,
+    /// Every other `key=value`, checked.
+    pub attrs: BTreeMap<String, String>,
+}
+
+/// A `--secret` source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SecretSpec {
+    pub id: String,
+    pub source: SecretSource,
+}
+
+/// Everything `wbuild build` was asked, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    pub tags: Vec<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub no_cache_filter: Vec<String>,
+    pub secrets: Vec<SecretSpec>,
+    pub outputs: Vec<OutputSpec>,
+    pub progress: ProgressMode,
+    pub metadata_file: Option<PathBuf>,
+    pub iidfile: Option<PathBuf>,
+    pub root: Option<PathBuf>,
+}
+
+/// Parses `KEY=VALUE` build args; a bare `KEY` takes the value from the
+/// environment, and is dropped when the environment has none (as buildx).
+pub fn parse_build_args(items: &[String]) -> Result<BTreeMap<String, String>, FlagError> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        match item.split_once('=') {
+            Some(("", _)) => {
+                return Err(flag_err(
+                    "--build-arg",
+                    item,
+                    "the name is empty; write KEY=VALUE",
+                ))
+            }
+            Some((k, v)) => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            None if item.is_empty() => {
+                return Err(flag_err("--build-arg", item, "write KEY=VALUE"))
+            }
+            None => {
+                if let Ok(v) = std::env::var(item) {
+                    out.insert(item.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parses one comma-separated `key=value` list (quoted fields allowed).
+fn kv_list(flag: &'static str, spec: &str) -> Result<Vec<(String, String)>, FlagError> {
+    let mut out = Vec::new();
+    for field in spec.split(',') {
+        let field = field.trim();
+        if field.is_empty() {
+            continue;
+        }
+        match field.split_once('=') {
+            Some((k, v)) => out.push((
+                k.trim().to_ascii_lowercase(),
+                v.trim().trim_matches('"').to_string(),
+            )),
+            None => {
+                return Err(flag_err(
+                    flag,
+                    spec,
+                    format!("field {field:?} must be a key=value pair"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parses an `--output` value as buildx does: `type=…,dest=…`, a bare path
+/// (a local directory) or `-` (a tar on stdout).
+pub fn parse_output(spec: &str) -> Result<OutputSpec, FlagError> {
+    if spec == "-" {
+        return Ok(OutputSpec {
+            kind: "tar".into(),
+            dest: Some("-".into()),
+            attrs: BTreeMap::new(),
+        });
+    }
+    if !spec.contains('=') {
+        return Ok(OutputSpec {
+            kind: "local".into(),
+            dest: Some(spec.to_string()),
+            attrs: BTreeMap::new(),
+        });
+    }
+    let mut kind = None;
+    let mut dest = None;
+    let mut attrs = BTreeMap::new();
+    for (k, v) in kv_list("--output", spec)? {
+        match k.as_str() {
+            "type" => kind = Some(v),
+            "dest" => dest = Some(v),
+            "tar" | "oci-mediatypes" | "force-compression" | "push" => {
+                if !matches!(v.as_str(), "true" | "false") {
+                    return Err(flag_err("--output", spec, format!("{k} must be true or false")));
+                }
+                attrs.insert(k, v);
+            }
+            "compression" => {
+                if !matches!(v.as_str(), "gzip" | "zstd" | "uncompressed") {
+                    return Err(flag_err("--output", spec, "compression must be gzip, zstd or uncompressed"));
+                }
+                attrs.insert(k, v);
+            }
+            "compression-level" => {
+                let n: i32 = v
+                    .parse()
+                    .map_err(|_| flag_err("--output", spec, "compression-level must be a whole number"))?;
+                if !(0..=22).contains(&n) {
+                    return Err(flag_err("--output", spec, "compression-level must be 0 to 22 (gzip: 0 to 9)"));
+                }
+                attrs.insert(k, v);
+            }
+            "name" => {
+                attrs.insert(k, v);
+            }
+            other => {
+                return Err(flag_err(
+                    "--output",
+                    spec,
+                    format!("unknown key {other:?} (known: type, dest, tar, name, compression, compression-level, force-compression, oci-mediatypes, push)"),
+                ))
+            }
+        }
+    }
+    let kind = kind.ok_or_else(|| {
+        flag_err(
+            "--output",
+            spec,
+            "type= is required (oci, docker, local, tar, image, registry)",
+        )
+    })?;
+    if !matches!(
+        kind.as_str(),
+        "oci" | "docker" | "local" | "tar" | "image" | "registry"
+    ) {
+        return Err(flag_err(
+            "--output",
+            spec,
+            format!(
+                "unknown output type {kind:?} (use oci, docker, local, tar, image or registry)"
+            ),
+        ));
+    }
+    if matches!(kind.as_str(), "local" | "tar" | "oci" | "docker")
+        && dest.is_none()
+        && attrs.get("tar").map(String::as_str) != Some("false")
+    {
+        if kind == "local" {
+            return Err(flag_err(
+                "--output",
+                spec,
+                "type=local needs dest=<directory>",
+            ));
+        }
+        return Err(flag_err(
+            "--output",
+            spec,
+            format!("type={kind} needs dest=<file> (or dest=- for stdout)"),
+        ));
+    }
+    if attrs
+        .get("compression-level")
+        .is_some_and(|l| l.parse::<i32>().unwrap_or(0) > 9)
+        && attrs
+            .get("compression")
+            .map(String::as_str)
+            .unwrap_or("gzip")
+            == "gzip"
+    {
+        return Err(flag_err(
+            "--output",
+            spec,
+            "gzip compression-level must be 0 to 9",
+        ));
+    }
+    Ok(OutputSpec { kind, dest, attrs })
+}
+
+/// Parses a `--secret` value: `id=X,src=FILE`, `id=X,env=VAR`,
+/// `type=env,id=X` (the variable named X), or `id=X` (env X, else file X).
+pub fn parse_secret(spec: &str) -> Result<SecretSpec, FlagError> {
+    let mut id = None;
+    let mut src = None;
+    let mut env = None;
+    let mut typ = None;
+    for (k, v) in kv_list("--secret", spec)? {
+        match k.as_str() {
+            "id" => id = Some(v),
+            "src" | "source" => src = Some(v),
+            "env" => env = Some(v),
+            "type" => typ = Some(v),
+            other => {
+                return Err(flag_err(
+                    "--secret",
+                    spec,
+                    format!("unknown key {other:?} (known: id, src, source, env, type)"),
+                ))
+            }
+        }
+    }
+    if let Some(t) = &typ {
+        if !matches!(t.as_str(), "file" | "env") {
+            return Err(flag_err("--secret", spec, "type must be file or env"));
+        }
+    }
+    let id = match id
+        .or_else(|| env.clone())
+        .or_else(|| src.as_deref().map(|s| basename(s).to_string()))
+    {
+        Some(i) if !i.is_empty() => i,
+        _ => {
+            return Err(flag_err(
+                "--secret",
+                spec,
+                "id= is required (id=mysecret,src=FILE)",
+            ))
+        }
+    };
+    let source = match (typ.as_deref(), src, env) {
+        (Some("env"), Some(s), None) | (_, None, Some(s)) => SecretSource::Env(s),
+        (Some("env"), None, None) => SecretSource::Env(id.clone()),
+        (_, Some(s), None) => SecretSource::File(PathBuf::from(s)),
+        (_, Some(_), Some(_)) => {
+            return Err(flag_err("--secret", spec, "give src= or env=, not both"))
+        }
+        (_, None, None) => {
+            if std::env::var_os(&id).is_some() {
+                SecretSource::Env(id.clone())
+            } else {
+                SecretSource::File(PathBuf::from(&id))
+            }
+        }
+    };
+    if let SecretSource::File(p) = &source {
+        if !p.is_file() {
+            return Err(flag_err(
+                "--secret",
+                spec,
+                format!(
+                    "secret file {} not found; give src=<existing file> or env=<VAR>",
+                    p.display()
+                ),
+            ));
+        }
+    }
+    Ok(SecretSpec { id, source })
+}
+
+fn basename(s: &str) -> &str {
+    Path::new(s)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(s)
+}
+
+/// Checks an image reference as the distribution spec names them:
+/// `[registry[:port]/]path[:tag][@digest]`, path components lower case.
+pub fn validate_tag(tag: &str) -> Result<(), FlagError> {
+    let bad = |why: &str| Err(flag_err("--tag", tag, why.to_string()));
+    if tag.is_empty() {
+        return bad("the name is empty");
+    }
+    let (name, digest) = match tag.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (tag, None),
+    };
+    if let Some(d) = digest {
+        let ok = d.strip_prefix("sha256:").is_some_and(|h| {
+            h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        });
+        if !ok {
+            return bad("the digest must be sha256:<64 lower-case hex digits>");
+        }
+    }
+    let last_slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (path, tagpart) = match name[last_slash..].rfind(':') {
+        Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
+        None => (name, None),
+    };
+    if let Some(t) = tagpart {
+        let ok = !t.is_empty()
+            && t.len() <= 128
+            && t.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !ok {
+            return bad("the tag may hold letters, digits, '_', '.', '-' (at most 128, not starting with '.' or '-')");
+        }
+    }
+    let mut comps: Vec<&str> = path.split('/').collect();
+    if comps.len() > 1
+        && (comps[0].contains('.') || comps[0].contains(':') || comps[0] == "localhost")
+    {
+        comps.remove(0);
+    }
+    for c in comps {
+        let ok = !c.is_empty()
+            && c.chars().all(|ch| {
+                ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '.' | '_' | '-')
+            })
+            && c.chars()
+                .next()
+                .is_some_and(|ch| ch.is_ascii_alphanumeric())
+            && c.chars()
+                .last()
+                .is_some_and(|ch| ch.is_ascii_alphanumeric());
+        if !ok {
+            return bad("repository names must be lower case letters, digits and separators (. _ -), e.g. myapp:1.0");
+        }
+    }
+    Ok(())
+}
+
+impl BuildArgs {
+    /// Checks every flag and resolves paths into a [`BuildRequest`].
+    pub fn into_request(self) -> Result<BuildRequest, FlagError> {
+        let context = self.path.clone().unwrap_or_else(|| PathBuf::from("."));
+        let dockerfile = self
+            .file
+            .clone()
+            .unwrap_or_else(|| context.join("Dockerfile"));
+        for t in &self.tags {
+            validate_tag(t)?;
+        }
+        let build_args = parse_build_args(&self.build_args)?;
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|o| parse_output(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let secrets = self
+            .secrets
+            .iter()
+            .map(|s| parse_secret(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let progress = match self.progress.as_str() {
+            "auto" => ProgressMode::Auto,
+            "plain" => ProgressMode::Plain,
+            "tty" => ProgressMode::Tty,
+            "rawjson" => ProgressMode::RawJson,
+            "quiet" => ProgressMode::Quiet,
+            other => {
+                return Err(flag_err(
+                    "--progress",
+                    other,
+                    "use auto, plain, tty, rawjson or quiet",
+                ))
+            }
+        };
+        for p in &self.platform {
+            crate::plan::Platform::parse(p).map_err(|m| flag_err("--platform", p, m))?;
+        }
+        for s in &self.no_cache_filter {
+            if s.is_empty() {
+                return Err(flag_err("--no-cache-filter", s, "give a stage name"));
+            }
+        }
+        Ok(BuildRequest {
+            context,
+            dockerfile,
+            tags: self.tags,
+            build_args,
+            target: self.target,
+            no_cache: self.no_cache,
+            no_cache_filter: self.no_cache_filter,
+            secrets,
+            outputs,
+            progress,
+            metadata_file: self.metadata_file,
+            iidfile: self.iidfile,
+            root: self.root,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs() {
+        assert_eq!(parse_output("out").unwrap().kind, "local");
+        assert_eq!(parse_output("-").unwrap().dest.as_deref(), Some("-"));
+        let o = parse_output("type=oci,dest=x.tar,compression=zstd,compression-level=3").unwrap();
+        assert_eq!(o.attrs.get("compression").map(String::as_str), Some("zstd"));
+        assert!(parse_output("type=oci,tar=false,dest=dir").is_ok());
+        assert!(parse_output("type=nope,dest=x")
+            .unwrap_err()
+            .reason
+            .contains("unknown output type"));
+        assert!(parse_output("type=local").is_err());
+        assert!(parse_output("type=oci,dest=x,compression=lz4").is_err());
+        assert!(parse_output("type=oci,dest=x,compression-level=12").is_err());
+        assert!(parse_output("type=oci,dest=x,colour=red").is_err());
+        assert!(parse_output("dest=x").is_err());
+    }
+
+    #[test]
+    fn secrets() {
+        std::env::set_var("WBUILD_TEST_SECRET_ENV", "v");
+        assert_eq!(
+            parse_secret("id=a,env=WBUILD_TEST_SECRET_ENV")
+                .unwrap()
+                .source,
+            SecretSource::Env("WBUILD_TEST_SECRET_ENV".into())
+        );
+        assert_eq!(
+            parse_secret("type=env,id=WBUILD_TEST_SECRET_ENV")
+                .unwrap()
+                .source,
+            SecretSource::Env("WBUILD_TEST_SECRET_ENV".into())
+        );
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("tok");
+        std::fs::write(&f, "x").unwrap();
+        let s = parse_secret(&format!("src={}", f.display())).unwrap();
+        assert_eq!(s.id, "tok");
+        assert!(parse_secret("id=a,src=/definitely/not/here")
+            .unwrap_err()
+            .reason
+            .contains("not found"));
+        assert!(parse_secret("id=a,colour=red").is_err());
+        assert!(parse_secret("src=").is_err());
+    }
+
+    #[test]
+    fn build_args() {
+        std::env::set_var("WBUILD_TEST_BA", "fromenv");
+        let m = parse_build_args(&[
+            "A=1".into(),
+            "B=".into(),
+            "WBUILD_TEST_BA".into(),
+            "WBUILD_TEST_UNSET_X".into(),
+        ])
+        .unwrap();
+        assert_eq!(m.get("A").map(String::as_str), Some("1"));
+        assert_eq!(m.get("B").map(String::as_str), Some(""));
+        assert_eq!(m.get("WBUILD_TEST_BA").map(String::as_str), Some("fromenv"));
+        assert!(!m.contains_key("WBUILD_TEST_UNSET_X"));
+        assert!(parse_build_args(&["=x".into()]).is_err());
+    }
+
+    #[test]
+    fn tags() {
+        for ok in [
+            "demo",
+            "demo:1.0",
+            "localhost:5000/a/b:latest",
+            "r.io/x_y/z-w:v1",
+            "a@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            validate_tag(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in ["", "Demo", "demo:", "demo:.x", "a//b", "-a", "a@sha256:xyz"] {
+            assert!(validate_tag(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_defaults() {
+        let r = BuildArgs::default();
+        let mut r = r;
+        r.progress = "auto".into();
+        let req = r.into_request().unwrap();
+        assert_eq!(req.context, PathBuf::from("."));
+        assert_eq!(req.dockerfile, PathBuf::from("./Dockerfile"));
+        let bad = BuildArgs {
+            progress: "fancy".into(),
+            ..Default::default()
+        };
+        assert_eq!(bad.into_request().unwrap_err().flag, "--progress");
+    }
+}

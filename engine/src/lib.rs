@@ -1,0 +1,11 @@
+//! wbuild: builds Dockerfiles into OCI images the way BuildKit does, with
+//! every RUN step executed as a WebAssembly (WASI) program.
+//!
+//! The flow (see `../shared/design/ARCHITECTURE.md`):
+//! `frontend` (Dockerfile → instructions) → `plan` (stages, ARG scoping,
+//! `--target`) → solver → export. This crate holds the library; the
+//! `wbuild` binary (`main.rs`, `cli`) is a thin layer over it.
+
+pub mod cli;
+pub mod frontend;
+pub mod plan;

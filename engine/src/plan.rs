@@ -1,0 +1,998 @@
+//! From typed instructions to a build plan: stages and their dependencies,
+//! `--target` pruning, ARG scoping (global ARGs before the first FROM,
+//! per-stage ARGs, build args, the predefined platform ARGs), and the
+//! expansion of every instruction that BuildKit expands.
+//!
+//! Knows nothing of caching or wasm: the solver reads the plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::frontend::error::{suggest, FrontendError};
+use crate::frontend::instructions::{
+    self, ArgDecl, Dockerfile, FileSources, Healthcheck, Instruction, KeyValue, Located, MountSpec,
+    Source,
+};
+use crate::frontend::parser::Heredoc;
+use crate::frontend::shell::{Env, Lexer};
+
+/// The platform every wbuild image targets and every RUN step runs on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: String,
+}
+
+impl Platform {
+    /// WASI preview 1 on wasm: `wasip1/wasm`, the platform string runwasi
+    /// and Docker+Wasm use for preview-1 modules.
+    pub fn wasi() -> Self {
+        Platform {
+            os: "wasip1".into(),
+            architecture: "wasm".into(),
+            variant: String::new(),
+        }
+    }
+
+    /// `os/arch[/variant]`.
+    pub fn spec(&self) -> String {
+        if self.variant.is_empty() {
+            format!("{}/{}", self.os, self.architecture)
+        } else {
+            format!("{}/{}/{}", self.os, self.architecture, self.variant)
+        }
+    }
+
+    /// Parses `os/arch[/variant]`; only WASI platforms can be built.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let p = match parts.as_slice() {
+            [os, arch] => Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: String::new(),
+            },
+            [os, arch, variant] => Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: variant.to_string(),
+            },
+            _ => {
+                return Err(format!(
+                    "invalid platform {s:?}: expected os/arch[/variant]"
+                ))
+            }
+        };
+        if p.architecture != "wasm" || !matches!(p.os.as_str(), "wasip1" | "wasi" | "wasip2") {
+            return Err(format!(
+                "platform {s:?} cannot be built: wbuild runs every step as WebAssembly and builds wasip1/wasm images"
+            ));
+        }
+        Ok(p)
+    }
+}
+
+/// What a build is asked to do, as far as planning is concerned.
+#[derive(Debug, Clone, Default)]
+pub struct PlanRequest {
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`: a stage name; the last stage when `None`.
+    pub target: Option<String>,
+}
+
+/// Where a stage starts from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "ref")]
+pub enum Base {
+    Scratch,
+    /// An earlier stage, by index in the Dockerfile.
+    Stage(usize),
+    /// An image reference.
+    Image(String),
+}
+
+/// One instruction of a stage, expanded, with what was in scope.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Step {
+    pub line: usize,
+    /// The instruction as written.
+    pub original: String,
+    /// The instruction after expansion (what BuildKit shows in progress).
+    pub display: String,
+    pub instruction: Instruction,
+    /// ENV values in effect when the step runs.
+    pub env: BTreeMap<String, String>,
+    /// ARG values in scope (BuildKit passes these to RUN as env too).
+    pub args: BTreeMap<String, String>,
+    /// The stage's WORKDIR when the step runs.
+    pub workdir: String,
+    /// Stages this step reads from (`COPY --from`, `RUN --mount from=`).
+    pub uses_stages: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlannedStage {
+    /// Index of the stage in the Dockerfile.
+    pub index: usize,
+    pub name: Option<String>,
+    pub base: Base,
+    /// FROM as written, and expanded.
+    pub from_original: String,
+    pub from_display: String,
+    pub platform: Platform,
+    pub steps: Vec<Step>,
+}
+
+impl PlannedStage {
+    /// How the stage is named in progress output: its name or its index.
+    pub fn label(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{}", self.index))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BuildPlan {
+    /// Every stage of the Dockerfile, planned.
+    pub stages: Vec<PlannedStage>,
+    /// The stage to build.
+    pub target: usize,
+    /// Indexes of the stages the target needs (itself included), in
+    /// dependency order.
+    pub needed: Vec<usize>,
+    /// `--build-arg`s no ARG consumed.
+    pub unused_build_args: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl BuildPlan {
+    /// The stages to build, in order.
+    pub fn needed_stages(&self) -> impl Iterator<Item = &PlannedStage> {
+        self.needed.iter().map(|&i| &self.stages[i])
+    }
+}
+
+/// The predefined platform ARGs, in the global scope.
+pub fn platform_args(build: &Platform, target: &Platform) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for (prefix, p) in [("BUILD", build), ("TARGET", target)] {
+        m.insert(format!("{prefix}PLATFORM"), p.spec());
+        m.insert(format!("{prefix}OS"), p.os.clone());
+        m.insert(format!("{prefix}ARCH"), p.architecture.clone());
+        m.insert(format!("{prefix}VARIANT"), p.variant.clone());
+    }
+    m
+}
+
+/// A scope for expansion: ARGs then ENV on top (ENV wins over an ARG of
+/// the same name, as in BuildKit).
+struct Scope<'a> {
+    env: &'a BTreeMap<String, String>,
+    args: &'a BTreeMap<String, String>,
+}
+
+impl Env for Scope<'_> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.env
+            .get(name)
+            .or_else(|| self.args.get(name))
+            .map(String::as_str)
+    }
+}
+
+/// Plans a typed Dockerfile. `file` names it in errors.
+pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan, FrontendError> {
+    let lex = Lexer::new(df.escape);
+    let at = |line: usize, msg: String| FrontendError::new(line, 1, msg).in_file(file);
+    let platform = Platform::wasi();
+    let predefined = platform_args(&platform, &platform);
+    let mut consumed: BTreeSet<String> = BTreeSet::new();
+
+    // Global scope: the predefined platform args, then the meta ARGs.
+    let mut global: BTreeMap<String, String> = predefined.clone();
+    let mut declared_global: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for meta in &df.meta_args {
+        for decl in &meta.value {
+            let value = arg_value(
+                &lex,
+                decl,
+                &req.build_args,
+                &BTreeMap::new(),
+                &global,
+                &mut consumed,
+            )
+            .map_err(|e| at(meta.start_line, e))?;
+            if let Some(v) = &value {
+                global.insert(decl.name.clone(), v.clone());
+            }
+            declared_global.insert(decl.name.clone(), value);
+        }
+    }
+
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let mut stages: Vec<PlannedStage> = Vec::new();
+    for (index, stage) in df.stages.iter().enumerate() {
+        let empty = BTreeMap::new();
+        let from_scope = Scope {
+            env: &empty,
+            args: &global,
+        };
+        let base_text = lex.process_word(&stage.base, &from_scope).map_err(|e| {
+            at(
+                stage.start_line,
+                format!("FROM {}: {}", stage.base, e.reason),
+            )
+            .with_hint("only ARGs declared before the first FROM can be used in FROM")
+        })?;
+        if base_text.is_empty() {
+            return Err(at(
+                stage.start_line,
+                format!("FROM {:?} expands to an empty image name", stage.base),
+            )
+            .with_hint("give the ARG a default value or pass --build-arg"));
+        }
+        let platform_text = match &stage.platform {
+            Some(p) => Some(
+                lex.process_word(p, &from_scope)
+                    .map_err(|e| at(stage.start_line, e.to_string()))?,
+            ),
+            None => None,
+        };
+        let stage_platform = match &platform_text {
+            Some(p) => Platform::parse(p).map_err(|m| at(stage.start_line, m))?,
+            None => platform.clone(),
+        };
+        let base = if base_text.eq_ignore_ascii_case("scratch") {
+            Base::Scratch
+        } else if let Some(&i) = names.get(&base_text.to_ascii_lowercase()) {
+            Base::Stage(i)
+        } else {
+            Base::Image(base_text.clone())
+        };
+        let mut env: BTreeMap<String, String> = match &base {
+            Base::Stage(i) => stages[*i]
+                .steps
+                .last()
+                .map(|s| s.env.clone())
+                .unwrap_or_else(|| stage_env_end(&stages[*i])),
+            _ => BTreeMap::new(),
+        };
+        let mut workdir = match &base {
+            Base::Stage(i) => stage_workdir_end(&stages[*i]),
+            _ => "/".to_string(),
+        };
+        let mut from_display = String::from("FROM ");
+        if let Some(p) = &platform_text {
+            from_display.push_str(&format!("--platform={p} "));
+        }
+        from_display.push_str(&base_text);
+        if let Some(n) = &stage.name {
+            from_display.push_str(&format!(" AS {n}"));
+        }
+
+        let mut args: BTreeMap<String, String> = BTreeMap::new();
+        let mut steps = Vec::new();
+        for cmd in &stage.commands {
+            let scope_err = |e: String| at(cmd.start_line, e);
+            let mut uses = Vec::new();
+            let expanded = {
+                let scope = Scope {
+                    env: &env,
+                    args: &args,
+                };
+                let w = |s: &str| lex.process_word(s, &scope).map_err(|e| e.to_string());
+                expand_instruction(&cmd.value, &lex, &scope, &w).map_err(scope_err)?
+            };
+            // Effects on the scope for later steps.
+            match &expanded {
+                Instruction::Arg { args: decls } => {
+                    for (decl, raw) in decls.iter().zip(arg_decls(&cmd.value)) {
+                        let value = match &raw.default {
+                            Some(_) => {
+                                consumed_if_given(&decl.name, &req.build_args, &mut consumed);
+                                req.build_args
+                                    .get(&decl.name)
+                                    .cloned()
+                                    .or_else(|| decl.default.clone())
+                            }
+                            None => {
+                                if let Some(v) = req.build_args.get(&decl.name) {
+                                    consumed.insert(decl.name.clone());
+                                    Some(v.clone())
+                                } else if let Some(Some(g)) = declared_global.get(&decl.name) {
+                                    Some(g.clone())
+                                } else {
+                                    predefined.get(&decl.name).cloned()
+                                }
+                            }
+                        };
+                        if let Some(v) = value {
+                            args.insert(decl.name.clone(), v);
+                        } else {
+                            args.remove(&decl.name);
+                            // Declared without a value: visible as unset.
+                        }
+                    }
+                }
+                Instruction::Env { pairs } => {
+                    for kv in pairs {
+                        env.insert(kv.key.clone(), kv.value.clone());
+                    }
+                }
+                Instruction::Workdir { path } => {
+                    workdir = join_workdir(&workdir, path);
+                }
+                Instruction::Copy(c) => {
+                    if let Some(from) = &c.from {
+                        if let Some(i) = stage_ref(from, &names, index).map_err(scope_err)? {
+                            uses.push(i);
+                        }
+                    }
+                }
+                Instruction::Run(r) => {
+                    for m in &r.mounts {
+                        if let Some(from) = &m.from {
+                            if let Some(i) = stage_ref(from, &names, index).map_err(scope_err)? {
+                                uses.push(i);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            steps.push(Step {
+                line: cmd.start_line,
+                original: cmd.original.clone(),
+                display: display(&expanded, &cmd.original),
+                instruction: expanded,
+                env: env.clone(),
+                args: args.clone(),
+                workdir: workdir.clone(),
+                uses_stages: uses,
+            });
+        }
+        if let Some(n) = &stage.name {
+            names.insert(n.clone(), index);
+        }
+        stages.push(PlannedStage {
+            index,
+            name: stage.name.clone(),
+            base,
+            from_original: stage.original.clone(),
+            from_display,
+            platform: stage_platform,
+            steps,
+        });
+    }
+
+    let target = match &req.target {
+        None => stages.len() - 1,
+        Some(t) => match stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(&t.to_ascii_lowercase()))
+        {
+            Some(i) => i,
+            None => {
+                let known: Vec<&str> = stages.iter().filter_map(|s| s.name.as_deref()).collect();
+                let mut e =
+                    FrontendError::new(1, 1, format!("target stage {t:?} could not be found"))
+                        .in_file(file);
+                e = match suggest(t, &known) {
+                    Some(s) => e.with_hint(format!("did you mean {s}?")),
+                    None if known.is_empty() => {
+                        e.with_hint("the Dockerfile names no stages (FROM image AS name)")
+                    }
+                    None => e.with_hint(format!("the stages are: {}", known.join(", "))),
+                };
+                return Err(e);
+            }
+        },
+    };
+    let needed = dependency_order(&stages, target);
+    let unused_build_args: Vec<String> = req
+        .build_args
+        .keys()
+        .filter(|k| !consumed.contains(*k) && !predefined.contains_key(*k))
+        .cloned()
+        .collect();
+    let mut warnings = df.warnings.clone();
+    for k in &unused_build_args {
+        warnings.push(format!("build-arg {k:?} was not consumed by any ARG"));
+    }
+    Ok(BuildPlan {
+        stages,
+        target,
+        needed,
+        unused_build_args,
+        warnings,
+    })
+}
+
+fn consumed_if_given(
+    name: &str,
+    build_args: &BTreeMap<String, String>,
+    consumed: &mut BTreeSet<String>,
+) {
+    if build_args.contains_key(name) {
+        consumed.insert(name.to_string());
+    }
+}
+
+/// The raw declarations of an ARG instruction (before expansion).
+fn arg_decls(i: &Instruction) -> Vec<ArgDecl> {
+    match i {
+        Instruction::Arg { args } => args.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// A global ARG's value: the build arg if given, else its default expanded
+/// in the global scope so far.
+fn arg_value(
+    lex: &Lexer,
+    decl: &ArgDecl,
+    build_args: &BTreeMap<String, String>,
+    env: &BTreeMap<String, String>,
+    global: &BTreeMap<String, String>,
+    consumed: &mut BTreeSet<String>,
+) -> Result<Option<String>, String> {
+    if let Some(v) = build_args.get(&decl.name) {
+        consumed.insert(decl.name.clone());
+        return Ok(Some(v.clone()));
+    }
+    match &decl.default {
+        Some(d) => {
+            let scope = Scope { env, args: global };
+            Ok(Some(
+                lex.process_word(d, &scope)
+                    .map_err(|e| format!("ARG {}: {}", decl.name, e))?,
+            ))
+        }
+        None => Ok(global.get(&decl.name).cloned()),
+    }
+}
+
+fn stage_env_end(s: &PlannedStage) -> BTreeMap<String, String> {
+    s.steps.last().map(|st| st.env.clone()).unwrap_or_default()
+}
+
+fn stage_workdir_end(s: &PlannedStage) -> String {
+    s.steps
+        .last()
+        .map(|st| st.workdir.clone())
+        .unwrap_or_else(|| "/".into())
+}
+
+/// Resolves `--from=`/`from=` to an earlier stage (by name or index);
+/// `Ok(None)` means an image reference.
+fn stage_ref(
+    from: &str,
+    names: &BTreeMap<String, usize>,
+    current: usize,
+) -> Result<Option<usize>, String> {
+    if let Some(&i) = names.get(&from.to_ascii_lowercase()) {
+        return Ok(Some(i));
+    }
+    if let Ok(i) = from.parse::<usize>() {
+        if i >= current {
+            return Err(format!(
+                "invalid stage index {i}: a step can only use an earlier stage (this is stage {current})"
+            ));
+        }
+        return Ok(Some(i));
+    }
+    Ok(None)
+}
+
+/// The target and every stage it needs, dependencies first.
+fn dependency_order(stages: &[PlannedStage], target: usize) -> Vec<usize> {
+    fn visit(stages: &[PlannedStage], i: usize, seen: &mut BTreeSet<usize>, out: &mut Vec<usize>) {
+        if !seen.insert(i) {
+            return;
+        }
+        if let Base::Stage(b) = stages[i].base {
+            visit(stages, b, seen, out);
+        }
+        for s in &stages[i].steps {
+            for &u in &s.uses_stages {
+                visit(stages, u, seen, out);
+            }
+        }
+        out.push(i);
+    }
+    let mut out = Vec::new();
+    visit(stages, target, &mut BTreeSet::new(), &mut out);
+    out
+}
+
+/// WORKDIR semantics: relative paths join the current one; the result is
+/// a clean absolute path.
+pub fn join_workdir(current: &str, path: &str) -> String {
+    let joined = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{}/{}", current.trim_end_matches('/'), path)
+    };
+    crate::frontend::dockerignore::clean_path(&joined)
+}
+
+fn expand_all(
+    w: &dyn Fn(&str) -> Result<String, String>,
+    items: &[String],
+) -> Result<Vec<String>, String> {
+    items.iter().map(|s| w(s)).collect()
+}
+
+fn expand_opt(
+    w: &dyn Fn(&str) -> Result<String, String>,
+    item: &Option<String>,
+) -> Result<Option<String>, String> {
+    item.as_deref().map(w).transpose()
+}
+
+fn expand_pairs(
+    w: &dyn Fn(&str) -> Result<String, String>,
+    pairs: &[KeyValue],
+) -> Result<Vec<KeyValue>, String> {
+    pairs
+        .iter()
+        .map(|kv| {
+            Ok(KeyValue {
+                key: w(&kv.key)?,
+                value: w(&kv.value)?,
+            })
+        })
+        .collect()
+}
+
+fn expand_files(
+    f: &FileSources,
+    lex: &Lexer,
+    scope: &dyn Env,
+    w: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<FileSources, String> {
+    let mut sources = Vec::new();
+    for s in &f.sources {
+        sources.push(match s {
+            Source::Path(p) => Source::Path(w(p)?),
+            Source::Heredoc(h) => Source::Heredoc(expand_heredoc(h, lex, scope)?),
+        });
+    }
+    Ok(FileSources {
+        sources,
+        dest: w(&f.dest)?,
+        chown: expand_opt(w, &f.chown)?,
+        chmod: expand_opt(w, &f.chmod)?,
+        link: f.link,
+        exclude: expand_all(w, &f.exclude)?,
+        json: f.json,
+    })
+}
+
+/// A heredoc body with `$VAR`s replaced (quotes left alone), unless its
+/// delimiter was quoted.
+fn expand_heredoc(h: &Heredoc, lex: &Lexer, scope: &dyn Env) -> Result<Heredoc, String> {
+    let mut out = h.clone();
+    out.content = h.body();
+    out.chomp = false;
+    if h.expand {
+        let mut raw = *lex;
+        raw.skip_process_quotes = true;
+        raw.escape = '\\';
+        out.content = raw
+            .process_word(&out.content, scope)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+fn expand_instruction(
+    i: &Instruction,
+    lex: &Lexer,
+    scope: &dyn Env,
+    w: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Instruction, String> {
+    Ok(match i {
+        Instruction::Env { pairs } => Instruction::Env {
+            pairs: expand_pairs(w, pairs)?,
+        },
+        Instruction::Label { pairs } => Instruction::Label {
+            pairs: expand_pairs(w, pairs)?,
+        },
+        Instruction::Arg { args } => Instruction::Arg {
+            args: args
+                .iter()
+                .map(|a| {
+                    Ok(ArgDecl {
+                        name: w(&a.name)?,
+                        default: expand_opt(w, &a.default)?,
+                    })
+                })
+                .collect::<Result<_, String>>()?,
+        },
+        Instruction::Workdir { path } => Instruction::Workdir { path: w(path)? },
+        Instruction::User { user } => Instruction::User { user: w(user)? },
+        Instruction::StopSignal { signal } => Instruction::StopSignal { signal: w(signal)? },
+        Instruction::Volume { paths } => Instruction::Volume {
+            paths: expand_all(w, paths)?,
+        },
+        Instruction::Expose { ports } => {
+            let mut out = Vec::new();
+            for p in ports {
+                for port in w(p)?.split_whitespace() {
+                    check_port(port)?;
+                    out.push(port.to_string());
+                }
+            }
+            Instruction::Expose { ports: out }
+        }
+        Instruction::Copy(c) => {
+            let files = expand_files(&c.files, lex, scope, w)?;
+            check_file_flags(&files)?;
+            Instruction::Copy(instructions::Copy {
+                files,
+                from: expand_opt(w, &c.from)?,
+                parents: c.parents,
+            })
+        }
+        Instruction::Add(a) => {
+            let files = expand_files(&a.files, lex, scope, w)?;
+            check_file_flags(&files)?;
+            let checksum = expand_opt(w, &a.checksum)?;
+            if let Some(c) = &checksum {
+                let ok = c
+                    .strip_prefix("sha256:")
+                    .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+                if !ok {
+                    return Err(format!(
+                        "invalid --checksum {c:?}: expected sha256:<64 hex digits>"
+                    ));
+                }
+            }
+            Instruction::Add(instructions::Add {
+                files,
+                checksum,
+                keep_git_dir: a.keep_git_dir,
+                unpack: a.unpack,
+            })
+        }
+        Instruction::Run(r) => {
+            let mut mounts: Vec<MountSpec> = Vec::new();
+            for m in &r.mounts {
+                mounts.push(
+                    instructions::parse_mount(&m.raw, Some(w))
+                        .map_err(|e| format!("--mount={}: {e}", m.raw))?,
+                );
+            }
+            let mut run = r.clone();
+            run.mounts = mounts;
+            run.network = expand_opt(w, &r.network)?;
+            if let Some(n) = &run.network {
+                if !matches!(n.as_str(), "default" | "none" | "host") {
+                    return Err(format!("unsupported network mode {n:?}"));
+                }
+            }
+            Instruction::Run(run)
+        }
+        Instruction::Healthcheck(Healthcheck::Cmd { .. })
+        | Instruction::Healthcheck(Healthcheck::None)
+        | Instruction::Cmd(_)
+        | Instruction::Entrypoint(_)
+        | Instruction::Shell { .. }
+        | Instruction::Maintainer { .. }
+        | Instruction::Onbuild(_) => i.clone(),
+    })
+}
+
+fn check_file_flags(f: &FileSources) -> Result<(), String> {
+    if let Some(m) = &f.chmod {
+        let octal = !m.is_empty() && m.len() <= 4 && m.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        if !octal {
+            return Err(format!(
+                "invalid --chmod={m}: expected an octal mode such as 0755"
+            ));
+        }
+    }
+    if let Some(c) = &f.chown {
+        if c.is_empty() || c.split(':').count() > 2 {
+            return Err(format!("invalid --chown={c}: expected user[:group]"));
+        }
+    }
+    for e in &f.exclude {
+        crate::frontend::dockerignore::Matcher::new(&[e.as_str()])
+            .map_err(|err| format!("--exclude={e}: {err}"))?;
+    }
+    Ok(())
+}
+
+/// `80`, `80/tcp`, `53/udp`, `8000-8010/tcp`.
+fn check_port(p: &str) -> Result<(), String> {
+    let (range, proto) = match p.split_once('/') {
+        Some((r, pr)) => (r, Some(pr)),
+        None => (p, None),
+    };
+    if let Some(pr) = proto {
+        if !matches!(pr.to_ascii_lowercase().as_str(), "tcp" | "udp" | "sctp") {
+            return Err(format!(
+                "invalid protocol {pr:?} in EXPOSE {p}: use tcp, udp or sctp"
+            ));
+        }
+    }
+    let ok = |s: &str| s.parse::<u16>().is_ok();
+    let valid = match range.split_once('-') {
+        Some((a, b)) => ok(a) && ok(b),
+        None => ok(range),
+    };
+    if !valid {
+        return Err(format!(
+            "invalid port {p:?} in EXPOSE: expected a number from 0 to 65535"
+        ));
+    }
+    Ok(())
+}
+
+/// The instruction as progress shows it: the keyword and the expanded
+/// arguments (RUN and others that are not expanded show as written).
+fn display(i: &Instruction, original: &str) -> String {
+    let q = |s: &str| {
+        if s.contains(' ') {
+            format!("{s:?}")
+        } else {
+            s.to_string()
+        }
+    };
+    match i {
+        Instruction::Env { pairs } | Instruction::Label { pairs } => format!(
+            "{} {}",
+            i.keyword(),
+            pairs
+                .iter()
+                .map(|kv| format!("{}={}", kv.key, q(&kv.value)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Instruction::Arg { args } => format!(
+            "ARG {}",
+            args.iter()
+                .map(|a| match &a.default {
+                    Some(d) => format!("{}={}", a.name, q(d)),
+                    None => a.name.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Instruction::Workdir { path } => format!("WORKDIR {path}"),
+        Instruction::User { user } => format!("USER {user}"),
+        Instruction::StopSignal { signal } => format!("STOPSIGNAL {signal}"),
+        Instruction::Volume { paths } => format!("VOLUME {}", paths.join(" ")),
+        Instruction::Expose { ports } => format!("EXPOSE {}", ports.join(" ")),
+        Instruction::Copy(c) => {
+            let mut s = String::from("COPY");
+            if let Some(f) = &c.from {
+                s.push_str(&format!(" --from={f}"));
+            }
+            push_file_flags(&mut s, &c.files);
+            if c.parents {
+                s.push_str(" --parents");
+            }
+            push_sources(&mut s, &c.files);
+            s
+        }
+        Instruction::Add(a) => {
+            let mut s = String::from("ADD");
+            push_file_flags(&mut s, &a.files);
+            if let Some(c) = &a.checksum {
+                s.push_str(&format!(" --checksum={c}"));
+            }
+            push_sources(&mut s, &a.files);
+            s
+        }
+        _ => original.to_string(),
+    }
+}
+
+fn push_file_flags(s: &mut String, f: &FileSources) {
+    if let Some(c) = &f.chown {
+        s.push_str(&format!(" --chown={c}"));
+    }
+    if let Some(c) = &f.chmod {
+        s.push_str(&format!(" --chmod={c}"));
+    }
+    if f.link {
+        s.push_str(" --link");
+    }
+    for e in &f.exclude {
+        s.push_str(&format!(" --exclude={e}"));
+    }
+}
+
+fn push_sources(s: &mut String, f: &FileSources) {
+    for src in &f.sources {
+        match src {
+            Source::Path(p) => {
+                s.push(' ');
+                s.push_str(p);
+            }
+            Source::Heredoc(h) => s.push_str(&format!(" <<{}", h.name)),
+        }
+    }
+    s.push(' ');
+    s.push_str(&f.dest);
+}
+
+/// The located ARG declarations (for tests and `debug`).
+pub fn meta_arg_names(df: &Dockerfile) -> Vec<String> {
+    df.meta_args
+        .iter()
+        .flat_map(|l: &Located<Vec<ArgDecl>>| l.value.iter().map(|a| a.name.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frontend::instructions::parse_dockerfile;
+
+    fn plan_of(
+        text: &str,
+        args: &[(&str, &str)],
+        target: Option<&str>,
+    ) -> Result<BuildPlan, FrontendError> {
+        let df = parse_dockerfile(text).unwrap();
+        let req = PlanRequest {
+            build_args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            target: target.map(String::from),
+        };
+        plan(&df, &req, "Dockerfile")
+    }
+
+    fn step_args(p: &BuildPlan, stage: usize, step: usize) -> BTreeMap<String, String> {
+        p.stages[stage].steps[step].args.clone()
+    }
+
+    #[test]
+    fn global_args_reach_from_only_until_redeclared() {
+        let text = "ARG BASE=alpine\nARG V=1\nFROM $BASE:$V\nRUN echo $V\nARG V\nRUN echo $V\n";
+        let p = plan_of(text, &[], None).unwrap();
+        assert_eq!(p.stages[0].base, Base::Image("alpine:1".into()));
+        assert!(!step_args(&p, 0, 0).contains_key("V"));
+        assert_eq!(step_args(&p, 0, 2).get("V").map(String::as_str), Some("1"));
+        let p = plan_of(text, &[("V", "2")], None).unwrap();
+        assert_eq!(p.stages[0].base, Base::Image("alpine:2".into()));
+        assert_eq!(step_args(&p, 0, 2).get("V").map(String::as_str), Some("2"));
+        assert!(p.unused_build_args.is_empty());
+    }
+
+    #[test]
+    fn stage_args_defaults_and_overrides() {
+        let text = "FROM scratch\nARG A=x\nARG B=${A}y\nENV A=env\nLABEL l=$A-$B\n";
+        let p = plan_of(text, &[], None).unwrap();
+        let label = &p.stages[0].steps[3].instruction;
+        assert_eq!(
+            label,
+            &Instruction::Label {
+                pairs: vec![KeyValue {
+                    key: "l".into(),
+                    value: "env-xy".into()
+                }]
+            }
+        );
+        let p = plan_of(text, &[("B", "over"), ("UNUSED", "1")], None).unwrap();
+        assert_eq!(
+            step_args(&p, 0, 1).get("B").map(String::as_str),
+            Some("over")
+        );
+        assert_eq!(p.unused_build_args, vec!["UNUSED".to_string()]);
+        assert!(p.warnings.iter().any(|w| w.contains("UNUSED")));
+    }
+
+    #[test]
+    fn platform_args_are_predefined() {
+        let p = plan_of(
+            "FROM --platform=$BUILDPLATFORM scratch\nARG TARGETARCH\nWORKDIR /$TARGETARCH\n",
+            &[],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            p.stages[0].from_display,
+            "FROM --platform=wasip1/wasm scratch"
+        );
+        assert_eq!(p.stages[0].steps[1].workdir, "/wasm");
+        assert!(plan_of("FROM --platform=linux/amd64 scratch\n", &[], None).is_err());
+    }
+
+    #[test]
+    fn target_and_dependencies() {
+        let text = "FROM scratch AS a\nFROM scratch AS b\nCOPY --from=a / /\nFROM b AS c\nFROM scratch AS d\nCOPY --from=1 / /\n";
+        let p = plan_of(text, &[], Some("c")).unwrap();
+        assert_eq!(p.target, 2);
+        assert_eq!(p.needed, vec![0, 1, 2]);
+        let p = plan_of(text, &[], None).unwrap();
+        assert_eq!(p.needed, vec![0, 1, 3]);
+        let e = plan_of(text, &[], Some("cc")).unwrap_err();
+        assert_eq!(e.hint.as_deref(), Some("did you mean c?"));
+        assert!(plan_of("FROM scratch\nCOPY --from=0 / /\n", &[], None).is_err());
+    }
+
+    #[test]
+    fn workdir_env_and_stage_inheritance() {
+        let text = "FROM scratch AS a\nENV P=/opt\nWORKDIR $P\nWORKDIR app\nFROM a\nCOPY x .\n";
+        let p = plan_of(text, &[], None).unwrap();
+        assert_eq!(p.stages[0].steps[2].workdir, "/opt/app");
+        assert_eq!(p.stages[1].base, Base::Stage(0));
+        assert_eq!(p.stages[1].steps[0].workdir, "/opt/app");
+        assert_eq!(
+            p.stages[1].steps[0].env.get("P").map(String::as_str),
+            Some("/opt")
+        );
+    }
+
+    #[test]
+    fn copy_expansion_and_heredocs() {
+        let text = "FROM scratch\nARG D=/dst\nARG M=0644\nCOPY --chmod=$M src/$D $D/\nCOPY <<EOF <<'RAW' /x/\n$D \"q\"\nEOF\n$D\nRAW\n";
+        let p = plan_of(text, &[], None).unwrap();
+        assert_eq!(
+            p.stages[0].steps[2].display,
+            "COPY --chmod=0644 src//dst /dst/"
+        );
+        match &p.stages[0].steps[3].instruction {
+            Instruction::Copy(c) => {
+                let bodies: Vec<String> = c
+                    .files
+                    .sources
+                    .iter()
+                    .map(|s| match s {
+                        Source::Heredoc(h) => h.content.clone(),
+                        Source::Path(p) => p.clone(),
+                    })
+                    .collect();
+                assert_eq!(bodies, vec!["/dst \"q\"\n".to_string(), "$D\n".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(plan_of("FROM scratch\nCOPY --chmod=999 a b\n", &[], None).is_err());
+        assert!(plan_of("FROM scratch\nEXPOSE 80/xyz\n", &[], None).is_err());
+        assert!(plan_of("FROM scratch\nEXPOSE 70000\n", &[], None).is_err());
+        assert!(plan_of("FROM scratch\nADD --checksum=md5:1 a b\n", &[], None).is_err());
+    }
+
+    #[test]
+    fn run_mounts_expand() {
+        let text = "FROM scratch\nARG T=/cache\nRUN --mount=type=cache,target=$T x\n";
+        let p = plan_of(text, &[], None).unwrap();
+        match &p.stages[0].steps[1].instruction {
+            Instruction::Run(r) => assert_eq!(r.mounts[0].target.as_deref(), Some("/cache")),
+            other => panic!("{other:?}"),
+        }
+        let bad = "FROM scratch\nARG T=nope\nRUN --mount=type=$T,target=/x x\n";
+        assert!(plan_of(bad, &[], None).is_err());
+    }
+
+    #[test]
+    fn from_errors() {
+        assert!(plan_of("ARG I\nFROM $I\n", &[], None)
+            .unwrap_err()
+            .message
+            .contains("empty image name"));
+        assert_eq!(
+            plan_of("ARG I\nFROM $I\n", &[("I", "busybox")], None)
+                .unwrap()
+                .stages[0]
+                .base,
+            Base::Image("busybox".into())
+        );
+    }
+
+    #[test]
+    fn workdir_join() {
+        assert_eq!(join_workdir("/", "a"), "/a");
+        assert_eq!(join_workdir("/a", "../b"), "/b");
+        assert_eq!(join_workdir("/a", "/c/"), "/c");
+    }
+}

@@ -1,0 +1,6 @@
+//! Any bytes as a .dockerignore file and paths to match.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    wbuild::frontend::fuzz::dockerignore(data);
+});

@@ -1,0 +1,1 @@
+//! The real `wbuild` binary on real files.
