@@ -621,7 +621,8 @@ fn expand_instruction(
         Instruction::Expose { ports } => {
             let mut out = Vec::new();
             for p in ports {
-                for port in w(p)?.split_whitespace() {
+                for port in lex.process_words(p, scope).map_err(|e| e.to_string())? {
+                    let port = port.as_str();
                     check_port(port)?;
                     out.push(port.to_string());
                 }
@@ -986,6 +987,33 @@ mod tests {
                 .stages[0]
                 .base,
             Base::Image("busybox".into())
+        );
+    }
+
+    #[test]
+    fn backtick_escape_in_expansion() {
+        let text =
+            "# escape=`\nFROM scratch\nENV A=x` y B=c:\\dir\nWORKDIR $B\nEXPOSE 80 `\n  443/udp\n";
+        let p = plan_of(text, &[], None).unwrap();
+        let s = &p.stages[0].steps;
+        assert_eq!(s[0].env.get("A").map(String::as_str), Some("x y"));
+        assert_eq!(s[0].env.get("B").map(String::as_str), Some("c:\\dir"));
+        assert_eq!(s[2].display, "EXPOSE 80 443/udp");
+    }
+
+    #[test]
+    fn expose_splits_words_after_expansion() {
+        let p = plan_of(
+            "FROM scratch\nARG P=\"80 443\"\nEXPOSE $P \"8080\"\n",
+            &[],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            p.stages[0].steps[1].instruction,
+            Instruction::Expose {
+                ports: vec!["80".into(), "443".into(), "8080".into()]
+            }
         );
     }
 

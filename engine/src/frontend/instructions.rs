@@ -337,12 +337,22 @@ pub fn from_ast(ast: &Ast) -> Result<Dockerfile, FrontendError> {
                 .with_hint("start a build stage with FROM <image> (or FROM scratch)"),
         );
     }
+    let mut warnings = ast.warnings.clone();
+    if let Some(d) = ast.directives.iter().find(|d| d.name == "syntax") {
+        let image = d.value.split([':', '@']).next().unwrap_or("");
+        if !matches!(image, "docker/dockerfile" | "docker.io/docker/dockerfile") {
+            warnings.push(format!(
+                "line {}: syntax={} is ignored: wbuild reads Dockerfiles with its own frontend (docker/dockerfile:1 syntax)",
+                d.line, d.value
+            ));
+        }
+    }
     Ok(Dockerfile {
         meta_args,
         stages,
         directives: ast.directives.clone(),
         escape: ast.escape,
-        warnings: ast.warnings.clone(),
+        warnings,
     })
 }
 
@@ -665,10 +675,9 @@ fn parse_instruction(node: &Node) -> Result<Instruction, FrontendError> {
 }
 
 fn strip_keyword<'a>(s: &'a str, keyword: &str) -> &'a str {
-    if s.len() >= keyword.len() && s[..keyword.len()].eq_ignore_ascii_case(keyword) {
-        &s[keyword.len()..]
-    } else {
-        s
+    match s.get(..keyword.len()) {
+        Some(head) if head.eq_ignore_ascii_case(keyword) => &s[keyword.len()..],
+        _ => s,
     }
 }
 
@@ -1375,6 +1384,35 @@ mod tests {
         assert!(fails("COPY a <<EOF\nx\nEOF")
             .message
             .contains("destination can't be a heredoc"));
+    }
+
+    #[test]
+    fn add_and_run_heredocs() {
+        match first("ADD <<EOF /x\nbody\nEOF") {
+            Instruction::Add(a) => match &a.files.sources[0] {
+                Source::Heredoc(h) => assert_eq!(h.content, "body\n"),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        match first("RUN 3<<IN <<-'SCRIPT' sh\nin\nIN\n\techo $HOME\n\tSCRIPT") {
+            Instruction::Run(r) => {
+                assert_eq!(r.heredocs.len(), 2);
+                assert_eq!(r.heredocs[0].file_descriptor, 3);
+                assert!(!r.heredocs[1].expand);
+                assert_eq!(r.heredocs[1].body(), "echo $HOME\n");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn foreign_syntax_directive_warns() {
+        let d = df("# syntax=example.com/frontend\nFROM scratch\n");
+        assert!(d.warnings[0].contains("is ignored"));
+        assert!(df("# syntax=docker/dockerfile:1.7\nFROM scratch\n")
+            .warnings
+            .is_empty());
     }
 
     #[test]

@@ -393,7 +393,7 @@ pub fn parse(text: &str) -> Result<Ast, FrontendError> {
             ));
         }
 
-        let mut child = node_from_line(&line, d.escape).map_err(|m| {
+        let mut child = node_from_line(&line, d.escape, 0).map_err(|m| {
             let mut e = FrontendError::new(start_line, m.column + indent, m.message);
             e.hint = m.hint;
             e
@@ -497,8 +497,11 @@ pub fn check_known(ast: &Ast) -> Result<(), FrontendError> {
     Ok(())
 }
 
+/// How many `ONBUILD`s may nest in the parse tree (typing allows one).
+const MAX_ONBUILD_DEPTH: usize = 8;
+
 /// `splitCommand` + the per-keyword dispatch.
-fn node_from_line(line: &str, escape: char) -> Result<Node, LineError> {
+fn node_from_line(line: &str, escape: char, depth: usize) -> Result<Node, LineError> {
     let trimmed = line.trim();
     let (cmd, rest) = match trimmed.find(is_token_space) {
         Some(p) => {
@@ -538,8 +541,11 @@ fn node_from_line(line: &str, escape: char) -> Result<Node, LineError> {
         "onbuild" => {
             if args.is_empty() {
                 (vec![], false)
+            } else if depth >= MAX_ONBUILD_DEPTH {
+                return Err(LineError::new(1, "ONBUILD is nested too deeply")
+                    .with_hint("an ONBUILD trigger cannot be another ONBUILD"));
             } else {
-                let sub = node_from_line(&args, escape)?;
+                let sub = node_from_line(&args, escape, depth + 1)?;
                 (vec![Arg::Sub(Box::new(sub))], false)
             }
         }
@@ -1013,6 +1019,28 @@ mod tests {
         let e = parse("FROM a\nRUN <<EOF\necho\n").unwrap_err();
         assert_eq!(e.location.line, 2);
         assert!(e.message.contains("unterminated heredoc"));
+    }
+
+    #[test]
+    fn onbuild_nesting_is_bounded() {
+        assert_eq!(
+            dump("ONBUILD ONBUILD RUN x"),
+            "(onbuild (onbuild (run \"x\")))\n"
+        );
+        let deep = format!("{}RUN x", "ONBUILD ".repeat(100_000));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.message.contains("nested too deeply"));
+    }
+
+    #[test]
+    fn backtick_escape_everywhere() {
+        let ast =
+            parse("# escape=`\nFROM a\nENV a=x` y b=\"q`\"r\" `\n  c=z\nCOPY c:\\src c:\\dst\n")
+                .unwrap();
+        assert_eq!(
+            ast.dump(),
+            "(from \"a\")\n(env \"a\" \"x` y\" \"=\" \"b\" \"\\\"q`\\\"r\\\"\" \"=\" \"c\" \"z\" \"=\")\n(copy \"c:\\\\src\" \"c:\\\\dst\")\n"
+        );
     }
 
     #[test]

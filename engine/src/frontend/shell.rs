@@ -115,6 +115,7 @@ impl Lexer {
     pub fn process(&self, input: &str, env: &dyn Env) -> Result<Expansion, ExpandError> {
         let mut sw = ShellWord {
             lex: *self,
+            depth: 0,
             chars: input.chars().collect(),
             pos: 0,
             env,
@@ -137,8 +138,12 @@ impl Lexer {
     }
 }
 
+/// How deeply `${…}` may nest inside one word.
+const MAX_NESTING: usize = 128;
+
 struct ShellWord<'a> {
     lex: Lexer,
+    depth: usize,
     chars: Vec<char>,
     pos: usize,
     env: &'a dyn Env,
@@ -205,10 +210,15 @@ impl ShellWord<'_> {
         stop: Option<char>,
         raw_escapes: bool,
     ) -> Res<(String, Vec<String>)> {
+        if self.depth >= MAX_NESTING {
+            return Err(format!("substitutions nested more than {MAX_NESTING} deep"));
+        }
+        self.depth += 1;
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let r = self.process_stop_on_inner(stop);
         self.raw_escapes = saved;
+        self.depth -= 1;
         r
     }
 
@@ -716,6 +726,14 @@ mod tests {
             .unwrap();
         assert!(r.matched.contains("A"));
         assert!(r.unmatched.contains("B"));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let ok = format!("{}x{}", "${A:-".repeat(120), "}".repeat(120));
+        assert_eq!(word(&ok, &[]).unwrap(), "x");
+        let deep = format!("{}x{}", "${A:-".repeat(100_000), "}".repeat(100_000));
+        assert!(word(&deep, &[]).unwrap_err().reason.contains("nested"));
     }
 
     #[test]
