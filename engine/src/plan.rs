@@ -669,12 +669,6 @@ fn expand_instruction(
             }
             let mut run = r.clone();
             run.mounts = mounts;
-            run.network = expand_opt(w, &r.network)?;
-            if let Some(n) = &run.network {
-                if !matches!(n.as_str(), "default" | "none" | "host") {
-                    return Err(format!("unsupported network mode {n:?}"));
-                }
-            }
             Instruction::Run(run)
         }
         Instruction::Healthcheck(Healthcheck::Cmd { .. })

@@ -130,12 +130,50 @@ pub struct Run {
     pub command: CommandLine,
     /// `--mount` specs, parsed; values may still hold `$VAR`s.
     pub mounts: Vec<MountSpec>,
-    /// `--network`, as written (`default`, `none`, `host`).
-    pub network: Option<String>,
-    /// `--security`, as written (`sandbox`, `insecure`).
-    pub security: Option<String>,
+    /// `--network` (not expanded, as in BuildKit).
+    pub network: Option<NetworkMode>,
+    /// `--security`.
+    pub security: Option<SecurityMode>,
     /// Heredocs on the line, in order (`RUN <<EOF`).
     pub heredocs: Vec<Heredoc>,
+}
+
+/// `RUN --network=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    Default,
+    None,
+    Host,
+}
+
+impl NetworkMode {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "default" => NetworkMode::Default,
+            "none" => NetworkMode::None,
+            "host" => NetworkMode::Host,
+            _ => return None,
+        })
+    }
+}
+
+/// `RUN --security=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecurityMode {
+    Sandbox,
+    Insecure,
+}
+
+impl SecurityMode {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "sandbox" => SecurityMode::Sandbox,
+            "insecure" => SecurityMode::Insecure,
+            _ => return None,
+        })
+    }
 }
 
 /// The kinds of `RUN --mount`.
@@ -460,28 +498,28 @@ fn parse_instruction(node: &Node) -> Result<Instruction, FrontendError> {
                 })?;
                 mounts.push(spec);
             }
-            let network = flags.string("network");
-            if let Some(n) = &network {
-                if !n.contains('$') && !matches!(n.as_str(), "default" | "none" | "host") {
-                    return Err(FrontendError::new(
+            let network = match flags.string("network") {
+                None => None,
+                Some(n) => Some(NetworkMode::parse(&n).ok_or_else(|| {
+                    FrontendError::new(
                         node.start_line,
                         column_of(node, "--network"),
                         format!("unsupported network mode {n:?}"),
                     )
-                    .with_hint("use --network=default, none or host"));
-                }
-            }
-            let security = flags.string("security");
-            if let Some(s) = &security {
-                if !matches!(s.as_str(), "sandbox" | "insecure") {
-                    return Err(FrontendError::new(
+                    .with_hint("use --network=default, none or host")
+                })?),
+            };
+            let security = match flags.string("security") {
+                None => None,
+                Some(s) => Some(SecurityMode::parse(&s).ok_or_else(|| {
+                    FrontendError::new(
                         node.start_line,
                         column_of(node, "--security"),
                         format!("unsupported security mode {s:?}"),
                     )
-                    .with_hint("use --security=sandbox or insecure"));
-                }
-            }
+                    .with_hint("use --security=sandbox or insecure")
+                })?),
+            };
             if args.is_empty() {
                 return Err(err(node, "RUN requires at least one argument")
                     .with_hint("write RUN <command>"));
@@ -558,15 +596,11 @@ fn parse_instruction(node: &Node) -> Result<Instruction, FrontendError> {
         "add" => {
             let mut flags = Flags::new(
                 node,
-                &[
-                    ("chown", FlagKind::String),
-                    ("chmod", FlagKind::String),
-                    ("link", FlagKind::Bool),
+                &with_file_flags(&[
                     ("checksum", FlagKind::String),
                     ("keep-git-dir", FlagKind::Bool),
-                    ("exclude", FlagKind::Strings),
                     ("unpack", FlagKind::Bool),
-                ],
+                ]),
             )?;
             let files = file_sources(node, &mut flags)?;
             Instruction::Add(Add {
@@ -579,14 +613,7 @@ fn parse_instruction(node: &Node) -> Result<Instruction, FrontendError> {
         "copy" => {
             let mut flags = Flags::new(
                 node,
-                &[
-                    ("from", FlagKind::String),
-                    ("chown", FlagKind::String),
-                    ("chmod", FlagKind::String),
-                    ("link", FlagKind::Bool),
-                    ("parents", FlagKind::Bool),
-                    ("exclude", FlagKind::Strings),
-                ],
+                &with_file_flags(&[("from", FlagKind::String), ("parents", FlagKind::Bool)]),
             )?;
             let files = file_sources(node, &mut flags)?;
             Instruction::Copy(Copy {
@@ -679,6 +706,18 @@ fn strip_keyword<'a>(s: &'a str, keyword: &str) -> &'a str {
         Some(head) if head.eq_ignore_ascii_case(keyword) => &s[keyword.len()..],
         _ => s,
     }
+}
+
+/// The flags COPY and ADD share, read by [`file_sources`], plus `own`.
+fn with_file_flags(own: &[(&'static str, FlagKind)]) -> Vec<(&'static str, FlagKind)> {
+    let mut all = vec![
+        ("chown", FlagKind::String),
+        ("chmod", FlagKind::String),
+        ("link", FlagKind::Bool),
+        ("exclude", FlagKind::Strings),
+    ];
+    all.extend_from_slice(own);
+    all
 }
 
 fn file_sources(node: &Node, flags: &mut Flags) -> Result<FileSources, FrontendError> {
@@ -1277,7 +1316,8 @@ mod tests {
                         shell_form: true
                     }
                 );
-                assert_eq!(r.network.as_deref(), Some("none"));
+                assert_eq!(r.network, Some(NetworkMode::None));
+                assert_eq!(r.security, Some(SecurityMode::Sandbox));
             }
             other => panic!("{other:?}"),
         }
@@ -1286,6 +1326,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(fails("RUN --network=bridge x").message.contains("network"));
+        assert!(fails("RUN --network=$NET x").message.contains("network"));
         assert!(fails("RUN --security=root x").message.contains("security"));
         let e = fails("RUN --mout=type=cache,target=/x x");
         assert_eq!(e.hint.as_deref(), Some("did you mean --mount?"));

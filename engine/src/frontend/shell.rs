@@ -342,6 +342,19 @@ impl ShellWord<'_> {
         }
     }
 
+    /// Reads a `${…}` part up to `stop`; running out of input is BuildKit's
+    /// "missing" syntax error.
+    fn read_until(&mut self, stop: char, raw_escapes: bool) -> Res<String> {
+        match self.process_stop_on(Some(stop), raw_escapes) {
+            Ok((w, _)) => Ok(w),
+            Err(_) if self.peek().is_none() => Err(match stop {
+                '/' => "syntax error: missing '/' in ${}".into(),
+                _ => format!("syntax error: missing '{stop}'"),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
     fn process_possible_heredoc(&mut self) -> String {
         self.next();
         if self.peek() != Some('<') {
@@ -423,15 +436,7 @@ impl ShellWord<'_> {
                 if null_is_unset && raw_escapes {
                     return Err(format!("unsupported modifier ({chs}) in substitution"));
                 }
-                let word = match self.process_stop_on(Some('}'), raw_escapes) {
-                    Ok((w, _)) => w,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return Err("syntax error: missing '}'".into());
-                        }
-                        return Err(e);
-                    }
-                };
+                let word = self.read_until('}', raw_escapes)?;
                 let value = self.get_env(&name);
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}{chs}{word}}}"));
@@ -491,24 +496,8 @@ impl ShellWord<'_> {
                 if replace_all {
                     self.next();
                 }
-                let pattern = match self.process_stop_on(Some('/'), true) {
-                    Ok((w, _)) => w,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return Err("syntax error: missing '/' in ${}".into());
-                        }
-                        return Err(e);
-                    }
-                };
-                let replacement = match self.process_stop_on(Some('}'), true) {
-                    Ok((w, _)) => w,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return Err("syntax error: missing '}'".into());
-                        }
-                        return Err(e);
-                    }
-                };
+                let pattern = self.read_until('/', true)?;
+                let replacement = self.read_until('}', true)?;
                 let value = self.get_env(&name);
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
