@@ -7,5 +7,7 @@
 //! `wbuild` binary (`main.rs`, `cli`) is a thin layer over it.
 
 pub mod cli;
+pub mod digest;
 pub mod frontend;
 pub mod plan;
+pub mod store;
