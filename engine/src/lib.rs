@@ -7,7 +7,9 @@
 //! `wbuild` binary (`main.rs`, `cli`) is a thin layer over it.
 
 pub mod cli;
+pub mod context;
 pub mod digest;
 pub mod frontend;
+pub mod fs;
 pub mod plan;
 pub mod store;

@@ -1,0 +1,382 @@
+//! The build context: walking it with the ignore rules, hashing every file
+//! once (in parallel, with a stat cache so that a no-op rebuild hashes
+//! nothing), and selecting the files a COPY or ADD names.
+//!
+//! Symlinks are recorded as symlinks and never followed.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::digest::{Digest, Hasher};
+use crate::frontend::dockerignore::{self, Matcher};
+use crate::fs::{platform, Kind, Meta};
+use crate::store::{FileStat, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("build context {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("build context {0} is not a directory: give the directory that holds your sources")]
+    NotADirectory(PathBuf),
+    #[error("{instruction}: source {source_path:?} is outside the build context: only files under {context} can be copied")]
+    Escapes {
+        instruction: String,
+        source_path: String,
+        context: PathBuf,
+    },
+    #[error("{instruction}: source {source_path:?} not found in the build context (or excluded by .dockerignore / --exclude)")]
+    NotFound {
+        instruction: String,
+        source_path: String,
+    },
+    #[error("{instruction}: {message}")]
+    Pattern {
+        instruction: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// One path of the context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub meta: Meta,
+    pub stat: FileStat,
+}
+
+/// A scanned context: every path that is not ignored, with metadata and
+/// content digests.
+#[derive(Debug)]
+pub struct Context {
+    pub root: PathBuf,
+    /// Context-relative `/`-separated paths.
+    pub entries: BTreeMap<String, Entry>,
+    /// How many files were hashed (the rest came from the stat cache).
+    pub hashed_files: usize,
+    pub hashed_bytes: u64,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
+    move |source| ContextError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Context {
+    /// Walks `root`, skipping what `ignore` matches, and hashes files
+    /// (using and refreshing the store's stat cache when one is given).
+    pub fn scan(
+        root: &Path,
+        ignore: &Matcher,
+        store: Option<&Store>,
+    ) -> Result<Context, ContextError> {
+        let meta = fs::metadata(root).map_err(io_err(root))?;
+        if !meta.is_dir() {
+            return Err(ContextError::NotADirectory(root.to_path_buf()));
+        }
+        let root = fs::canonicalize(root).map_err(io_err(root))?;
+        let mut entries = BTreeMap::new();
+        walk(&root, "", ignore, &mut entries)?;
+
+        // Files whose stat is unchanged keep their recorded digest.
+        let key_prefix = format!("{}/", root.display());
+        let cached = match store {
+            Some(s) => s.stat_snapshot(&key_prefix)?,
+            None => Default::default(),
+        };
+        let mut todo: Vec<String> = Vec::new();
+        for (path, e) in entries.iter_mut() {
+            if e.meta.kind != Kind::File {
+                continue;
+            }
+            match cached.get(&format!("{key_prefix}{path}")) {
+                Some((stat, digest)) if *stat == e.stat => e.meta.digest = Some(digest.clone()),
+                _ => todo.push(path.clone()),
+            }
+        }
+        let hashed_bytes: u64 = todo.iter().map(|p| entries[p].stat.size).sum();
+        let results = hash_files(&root, &todo)?;
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        let mut fresh = Vec::new();
+        for (path, digest) in todo.iter().zip(results) {
+            let e = entries.get_mut(path).expect("listed");
+            // A file changed within the last two seconds may change again
+            // without its mtime moving: do not trust its stat next time.
+            if now_ns - e.stat.mtime_ns > 2_000_000_000 {
+                fresh.push((format!("{key_prefix}{path}"), e.stat, digest.clone()));
+            }
+            e.meta.digest = Some(digest);
+        }
+        if let Some(s) = store {
+            s.stat_record(&fresh)?;
+        }
+        Ok(Context {
+            root,
+            entries,
+            hashed_files: todo.len(),
+            hashed_bytes,
+        })
+    }
+
+    /// The host path of a context path.
+    pub fn host_path(&self, rel: &str) -> PathBuf {
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+}
+
+fn walk(
+    root: &Path,
+    rel: &str,
+    ignore: &Matcher,
+    out: &mut BTreeMap<String, Entry>,
+) -> Result<bool, ContextError> {
+    let dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .map_err(io_err(&dir))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(io_err(&dir))?;
+    names.sort();
+    let mut any = false;
+    for name in names {
+        let name = name.to_string_lossy().into_owned();
+        let child = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let ignored = ignore.matches(&child);
+        let path = root.join(&child);
+        let m = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        let stat = platform::file_stat(&m);
+        let mode = platform::file_mode(&m);
+        let ft = m.file_type();
+        if ft.is_dir() {
+            if ignored && !ignore.has_exclusions() {
+                continue;
+            }
+            let len_before = out.len();
+            out.insert(
+                child.clone(),
+                Entry {
+                    meta: Meta::dir(mode),
+                    stat,
+                },
+            );
+            let inner = walk(root, &child, ignore, out)?;
+            if ignored && !inner {
+                out.remove(&child);
+                debug_assert_eq!(out.len(), len_before);
+                continue;
+            }
+            any = true;
+        } else if !ignored {
+            let meta = if ft.is_symlink() {
+                let target = fs::read_link(&path).map_err(io_err(&path))?;
+                let target = target.to_string_lossy().replace('\\', "/");
+                Meta {
+                    kind: Kind::Symlink,
+                    mode: 0o777,
+                    uid: 0,
+                    gid: 0,
+                    size: 0,
+                    digest: None,
+                    link: Some(target),
+                }
+            } else if ft.is_file() {
+                Meta {
+                    kind: Kind::File,
+                    mode,
+                    uid: 0,
+                    gid: 0,
+                    size: m.len(),
+                    digest: None,
+                    link: None,
+                }
+            } else {
+                // Sockets, fifos and devices are not part of a context.
+                continue;
+            };
+            out.insert(child, Entry { meta, stat });
+            any = true;
+        }
+    }
+    Ok(any)
+}
+
+/// Hashes files in parallel, each read once; results in input order.
+fn hash_files(root: &Path, paths: &[String]) -> Result<Vec<Digest>, ContextError> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(paths.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Digest>>> = Mutex::new(vec![None; paths.len()]);
+    let failure: Mutex<Option<ContextError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= paths.len() || failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                        break;
+                    }
+                    let path = root.join(&paths[i]);
+                    match hash_file(&path, &mut buf) {
+                        Ok(d) => results.lock().expect("results")[i] = Some(d),
+                        Err(e) => {
+                            *failure.lock().expect("failure") =
+                                Some(ContextError::Io { path, source: e });
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().expect("failure") {
+        return Err(e);
+    }
+    Ok(results
+        .into_inner()
+        .expect("results")
+        .into_iter()
+        .map(|d| d.expect("hashed"))
+        .collect())
+}
+
+fn hash_file(path: &Path, buf: &mut [u8]) -> io::Result<Digest> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Hasher::new();
+    loop {
+        let n = f.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finish())
+}
+
+/// Reads the ignore file for a build and scans the context.
+pub fn load(
+    context: &Path,
+    dockerfile: &Path,
+    store: Option<&Store>,
+) -> Result<(Context, Matcher), anyhow::Error> {
+    let ignore = dockerignore::load(context, dockerfile)?;
+    let ctx = Context::scan(context, &ignore, store)?;
+    Ok((ctx, ignore))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (p, c) in files {
+            let path = d.path().join(p);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, c).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn scans_hashes_and_ignores() {
+        let d = tree(&[
+            ("a.txt", "a"),
+            ("src/main.c", "int main;"),
+            ("build/out.o", "x"),
+            ("docs/x.md", "m"),
+        ]);
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("../outside", d.path().join("src/link")).unwrap();
+        let m = Matcher::new(&["build", "*.md", "docs"]).unwrap();
+        let c = Context::scan(d.path(), &m, None).unwrap();
+        let keys: Vec<&str> = c.entries.keys().map(String::as_str).collect();
+        #[cfg(unix)]
+        assert_eq!(keys, vec!["a.txt", "src", "src/link", "src/main.c"]);
+        assert_eq!(c.entries["a.txt"].meta.digest, Some(Digest::of(b"a")));
+        #[cfg(unix)]
+        assert_eq!(
+            c.entries["src/link"].meta.link.as_deref(),
+            Some("../outside")
+        );
+        assert_eq!(c.hashed_files, 2);
+    }
+
+    #[test]
+    fn exceptions_reach_into_ignored_directories() {
+        let d = tree(&[("docs/a.md", "a"), ("docs/keep.md", "k"), ("x", "")]);
+        let m = Matcher::new(&["docs", "!docs/keep.md"]).unwrap();
+        let c = Context::scan(d.path(), &m, None).unwrap();
+        let keys: Vec<&str> = c.entries.keys().map(String::as_str).collect();
+        assert_eq!(keys, vec!["docs", "docs/keep.md", "x"]);
+    }
+
+    #[test]
+    fn the_stat_cache_avoids_rehashing() {
+        let d = tree(&[("a", "1"), ("b", "2")]);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for f in ["a", "b"] {
+            fs::File::options()
+                .write(true)
+                .open(d.path().join(f))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        let s = tempfile::tempdir().unwrap();
+        let store = Store::open(s.path()).unwrap();
+        let m = Matcher::default();
+        assert_eq!(
+            Context::scan(d.path(), &m, Some(&store))
+                .unwrap()
+                .hashed_files,
+            2
+        );
+        assert_eq!(
+            Context::scan(d.path(), &m, Some(&store))
+                .unwrap()
+                .hashed_files,
+            0
+        );
+        fs::write(d.path().join("a"), "changed").unwrap();
+        let c = Context::scan(d.path(), &m, Some(&store)).unwrap();
+        assert_eq!(c.hashed_files, 1);
+        assert_eq!(c.entries["a"].meta.digest, Some(Digest::of(b"changed")));
+    }
+
+    #[test]
+    fn a_file_is_not_a_context() {
+        let d = tree(&[("f", "")]);
+        assert!(matches!(
+            Context::scan(&d.path().join("f"), &Matcher::default(), None),
+            Err(ContextError::NotADirectory(_))
+        ));
+    }
+}

@@ -1,0 +1,648 @@
+//! Deterministic layer tars (sorted entries, parent directories first,
+//! owners from the manifest, mtime clamped to `SOURCE_DATE_EPOCH`,
+//! whiteouts per the OCI layer spec), their compression, and reading them
+//! back: as a manifest, or applied to a directory.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use crate::digest::{Digest, Hasher};
+use crate::fs::{Kind, Manifest, Meta};
+use crate::store::{Store, StoreError};
+
+/// Layer compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    Uncompressed,
+}
+
+impl Compression {
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+            Compression::Uncompressed => "application/vnd.oci.image.layer.v1.tar",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "gzip" => Compression::Gzip,
+            "zstd" => Compression::Zstd,
+            "uncompressed" => Compression::Uncompressed,
+            _ => return None,
+        })
+    }
+
+    /// The default level: gzip 6 is what `gzip` and BuildKit use; zstd 3.
+    pub fn default_level(self) -> i32 {
+        match self {
+            Compression::Gzip => 6,
+            Compression::Zstd => 3,
+            Compression::Uncompressed => 0,
+        }
+    }
+}
+
+/// Where a file's bytes come from when a layer is written.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// No content (directories, symlinks, whiteouts).
+    None,
+    /// A file on the host (the context, a materialized stage).
+    Host(PathBuf),
+    /// Bytes in memory (heredocs).
+    Bytes(Arc<[u8]>),
+}
+
+/// One entry of a layer.
+#[derive(Debug, Clone)]
+pub struct LayerEntry {
+    /// Manifest form: no leading `/`.
+    pub path: String,
+    pub meta: Meta,
+    pub content: Content,
+    /// A whiteout: the path is deleted.
+    pub whiteout: bool,
+}
+
+/// A written layer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LayerInfo {
+    /// sha256 of the uncompressed tar.
+    pub diff_id: Digest,
+    /// sha256 of the stored (compressed) blob.
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    pub compression: Compression,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("layer: {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("layer {digest} is not a valid tar: {message}; remove the store's cache for it (`wbuild prune --all`) and build again")]
+    Corrupt { digest: Digest, message: String },
+}
+
+fn io_at(path: &str) -> impl FnOnce(io::Error) -> LayerError + '_ {
+    move |source| LayerError::Io {
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// Counts bytes and hashes them on their way to the next writer.
+struct HashTee<W: Write> {
+    inner: W,
+    hasher: Hasher,
+    bytes: u64,
+}
+
+impl<W: Write> Write for HashTee<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+enum Encoder<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Plain(W),
+}
+
+impl<W: Write> Encoder<W> {
+    fn new(c: Compression, level: i32, w: W) -> io::Result<Self> {
+        Ok(match c {
+            Compression::Gzip => Encoder::Gzip(
+                flate2::GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    .write(w, flate2::Compression::new(level.clamp(0, 9) as u32)),
+            ),
+            Compression::Zstd => {
+                Encoder::Zstd(zstd::stream::write::Encoder::new(w, level.clamp(1, 22))?)
+            }
+            Compression::Uncompressed => Encoder::Plain(w),
+        })
+    }
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+            Encoder::Plain(w) => Ok(w),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+            Encoder::Plain(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+            Encoder::Plain(w) => w.flush(),
+        }
+    }
+}
+
+/// Sorts entries so that every parent directory precedes its children
+/// (plain byte order of the paths does that) and drops duplicates (the
+/// last one wins).
+pub fn normalize(entries: Vec<LayerEntry>) -> Vec<LayerEntry> {
+    let mut map: BTreeMap<String, LayerEntry> = BTreeMap::new();
+    for e in entries {
+        map.insert(e.path.clone(), e);
+    }
+    // BTreeMap order puts "a" before "a/b" but also "a-b" before "a/b";
+    // sort by components so a directory's children follow it directly.
+    let mut v: Vec<LayerEntry> = map.into_values().collect();
+    v.sort_by(|a, b| a.path.split('/').cmp(b.path.split('/')));
+    v
+}
+
+/// Writes a tar of `entries` (already normalized) to `w`.
+pub fn write_tar<W: Write>(entries: &[LayerEntry], mtime: u64, w: W) -> Result<W, LayerError> {
+    let mut b = tar::Builder::new(w);
+    b.mode(tar::HeaderMode::Deterministic);
+    b.follow_symlinks(false);
+    for e in entries {
+        let name = if e.whiteout {
+            let parent = crate::fs::parent_of(&e.path);
+            let base = crate::fs::base_name(&e.path);
+            if parent.is_empty() {
+                format!(".wh.{base}")
+            } else {
+                format!("{parent}/.wh.{base}")
+            }
+        } else if e.meta.kind == Kind::Dir {
+            format!("{}/", e.path)
+        } else {
+            e.path.clone()
+        };
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(mtime);
+        h.set_uid(e.meta.uid as u64);
+        h.set_gid(e.meta.gid as u64);
+        h.set_mode(e.meta.mode);
+        if e.whiteout {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(0o644);
+            h.set_size(0);
+            b.append_data(&mut h, &name, io::empty())
+                .map_err(io_at(&e.path))?;
+            continue;
+        }
+        match e.meta.kind {
+            Kind::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                b.append_data(&mut h, &name, io::empty())
+                    .map_err(io_at(&e.path))?;
+            }
+            Kind::Symlink => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                let target = e.meta.link.clone().unwrap_or_default();
+                b.append_link(&mut h, &name, target)
+                    .map_err(io_at(&e.path))?;
+            }
+            Kind::File => {
+                h.set_entry_type(tar::EntryType::Regular);
+                match &e.content {
+                    Content::Host(p) => {
+                        let f = fs::File::open(p).map_err(io_at(&e.path))?;
+                        let len = f.metadata().map_err(io_at(&e.path))?.len();
+                        if len != e.meta.size {
+                            return Err(LayerError::Io {
+                                path: e.path.clone(),
+                                source: io::Error::other(format!(
+                                    "{} changed during the build (size {} now, {} when hashed): build again",
+                                    p.display(),
+                                    len,
+                                    e.meta.size
+                                )),
+                            });
+                        }
+                        h.set_size(len);
+                        b.append_data(&mut h, &name, f.take(len))
+                            .map_err(io_at(&e.path))?;
+                    }
+                    Content::Bytes(bytes) => {
+                        h.set_size(bytes.len() as u64);
+                        b.append_data(&mut h, &name, &bytes[..])
+                            .map_err(io_at(&e.path))?;
+                    }
+                    Content::None => {
+                        h.set_size(0);
+                        b.append_data(&mut h, &name, io::empty())
+                            .map_err(io_at(&e.path))?;
+                    }
+                }
+            }
+        }
+    }
+    b.into_inner().map_err(io_at("<tar end>"))
+}
+
+/// Writes a layer into the store: tar → diffID hash → compression → blob.
+pub fn write_layer(
+    store: &Store,
+    entries: &[LayerEntry],
+    mtime: u64,
+    compression: Compression,
+    level: i32,
+) -> Result<LayerInfo, LayerError> {
+    let blob = store.blob_writer()?;
+    let enc = Encoder::new(compression, level, blob).map_err(io_at("<compressor>"))?;
+    let tee = HashTee {
+        inner: enc,
+        hasher: Hasher::new(),
+        bytes: 0,
+    };
+    let tee = write_tar(entries, mtime, tee)?;
+    let diff_id = tee.hasher.finish();
+    let blob = tee.inner.finish().map_err(io_at("<compressor>"))?;
+    let size = blob.size();
+    let digest = blob.commit()?;
+    Ok(LayerInfo {
+        diff_id,
+        digest,
+        size,
+        media_type: compression.media_type().to_string(),
+        compression,
+    })
+}
+
+/// Opens a stored layer as an uncompressed tar stream (digest-checked).
+pub fn open_layer(store: &Store, layer: &LayerInfo) -> Result<Box<dyn Read>, LayerError> {
+    let r = store.open_blob(&layer.digest)?;
+    Ok(match layer.compression {
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(r)),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(r).map_err(io_at("<zstd>"))?)
+        }
+        Compression::Uncompressed => Box::new(r),
+    })
+}
+
+/// A tar path checked to stay inside the tree: no `..`, no root.
+fn safe_rel(p: &Path) -> Option<String> {
+    let mut parts = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_str()?.to_string()),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// What one tar entry does to a tree.
+enum Change {
+    Whiteout(String),
+    Opaque(String),
+    Put(String, Meta),
+}
+
+/// Reads a layer's entries, calling `f` for each change with the entry's
+/// reader (for file contents).
+fn each_change(
+    store: &Store,
+    layer: &LayerInfo,
+    mut f: impl FnMut(Change, &mut dyn Read) -> Result<(), LayerError>,
+) -> Result<(), LayerError> {
+    let corrupt = |m: String| LayerError::Corrupt {
+        digest: layer.digest.clone(),
+        message: m,
+    };
+    let mut ar = tar::Archive::new(open_layer(store, layer)?);
+    let entries = ar.entries().map_err(|e| corrupt(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
+        let raw = entry
+            .path()
+            .map_err(|e| corrupt(e.to_string()))?
+            .into_owned();
+        let path = safe_rel(&raw)
+            .ok_or_else(|| corrupt(format!("entry {} leaves the tree", raw.display())))?;
+        if path.is_empty() {
+            continue;
+        }
+        let base = crate::fs::base_name(&path).to_string();
+        let parent = crate::fs::parent_of(&path).to_string();
+        if base == ".wh..wh..opq" {
+            f(Change::Opaque(parent), &mut io::empty())?;
+            continue;
+        }
+        if let Some(gone) = base.strip_prefix(".wh.") {
+            let p = if parent.is_empty() {
+                gone.to_string()
+            } else {
+                format!("{parent}/{gone}")
+            };
+            f(Change::Whiteout(p), &mut io::empty())?;
+            continue;
+        }
+        let h = entry.header();
+        let mode = h.mode().map_err(|e| corrupt(e.to_string()))? & 0o7777;
+        let uid = h.uid().map_err(|e| corrupt(e.to_string()))? as u32;
+        let gid = h.gid().map_err(|e| corrupt(e.to_string()))? as u32;
+        let kind = match h.entry_type() {
+            tar::EntryType::Directory => Kind::Dir,
+            tar::EntryType::Symlink => Kind::Symlink,
+            tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
+            // Hard links, devices and fifos are not produced by wbuild.
+            other => {
+                return Err(corrupt(format!(
+                    "entry {path} has an unsupported type {other:?}"
+                )))
+            }
+        };
+        let link = if kind == Kind::Symlink {
+            Some(
+                entry
+                    .link_name()
+                    .map_err(|e| corrupt(e.to_string()))?
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            )
+        } else {
+            None
+        };
+        let size = if kind == Kind::File { entry.size() } else { 0 };
+        let meta = Meta {
+            kind,
+            mode,
+            uid,
+            gid,
+            size,
+            digest: None,
+            link,
+        };
+        f(Change::Put(path, meta), &mut entry)?;
+    }
+    Ok(())
+}
+
+fn remove_under(m: &mut Manifest, p: &str, keep_self: bool) {
+    let prefix = format!("{p}/");
+    let doomed: Vec<String> = m
+        .range(p.to_string()..)
+        .take_while(|(k, _)| {
+            k.as_str() == p || k.starts_with(&prefix) || k.as_str() < prefix.as_str()
+        })
+        .filter(|(k, _)| (k.as_str() == p && !keep_self) || k.starts_with(&prefix))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in doomed {
+        m.remove(&k);
+    }
+}
+
+/// Applies a layer's changes to a manifest, hashing file contents.
+pub fn apply_to_manifest(
+    store: &Store,
+    layer: &LayerInfo,
+    m: &mut Manifest,
+) -> Result<(), LayerError> {
+    each_change(store, layer, |c, r| {
+        match c {
+            Change::Whiteout(p) => remove_under(m, &p, false),
+            Change::Opaque(p) => remove_under(m, &p, true),
+            Change::Put(p, mut meta) => {
+                if meta.kind == Kind::File {
+                    let (d, _) = crate::digest::digest_reader(r).map_err(io_at(&p))?;
+                    meta.digest = Some(d);
+                }
+                if meta.kind != Kind::Dir {
+                    remove_under(m, &p, false);
+                }
+                m.insert(p, meta);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Refuses to write through a symlink: every existing ancestor of `rel`
+/// inside `root` must be a real directory.
+fn check_no_symlink_parents(root: &Path, rel: &str) -> Result<(), LayerError> {
+    let mut cur = root.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        cur.push(part);
+        if let Ok(md) = fs::symlink_metadata(&cur) {
+            if md.file_type().is_symlink() {
+                return Err(LayerError::Io {
+                    path: rel.to_string(),
+                    source: io::Error::other("refusing to write through a symlink in the tree"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remove_path(p: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Applies a layer to a directory on the host (and to its manifest):
+/// files are written, whiteouts delete. Permission bits go to the manifest;
+/// on the host, files stay readable and writable by their owner.
+pub fn apply_to_dir(
+    store: &Store,
+    layer: &LayerInfo,
+    root: &Path,
+    m: &mut Manifest,
+) -> Result<(), LayerError> {
+    each_change(store, layer, |c, r| {
+        match c {
+            Change::Whiteout(p) => {
+                check_no_symlink_parents(root, &p)?;
+                remove_path(&root.join(&p)).map_err(io_at(&p))?;
+                remove_under(m, &p, false);
+            }
+            Change::Opaque(p) => {
+                check_no_symlink_parents(root, &format!("{p}/x"))?;
+                let dir = root.join(&p);
+                if let Ok(rd) = fs::read_dir(&dir) {
+                    for e in rd.flatten() {
+                        remove_path(&e.path()).map_err(io_at(&p))?;
+                    }
+                }
+                remove_under(m, &p, true);
+            }
+            Change::Put(p, mut meta) => {
+                check_no_symlink_parents(root, &p)?;
+                let host = root.join(&p);
+                match meta.kind {
+                    Kind::Dir => {
+                        if fs::symlink_metadata(&host).is_ok_and(|md| !md.is_dir()) {
+                            remove_path(&host).map_err(io_at(&p))?;
+                        }
+                        fs::create_dir_all(&host).map_err(io_at(&p))?;
+                    }
+                    Kind::File => {
+                        remove_path(&host).map_err(io_at(&p))?;
+                        if let Some(parent) = host.parent() {
+                            fs::create_dir_all(parent).map_err(io_at(&p))?;
+                        }
+                        let mut f = fs::File::create(&host).map_err(io_at(&p))?;
+                        let mut h = Hasher::new();
+                        let mut buf = vec![0u8; 256 * 1024];
+                        loop {
+                            let n = r.read(&mut buf).map_err(io_at(&p))?;
+                            if n == 0 {
+                                break;
+                            }
+                            h.update(&buf[..n]);
+                            f.write_all(&buf[..n]).map_err(io_at(&p))?;
+                        }
+                        meta.digest = Some(h.finish());
+                        remove_under(m, &p, false);
+                    }
+                    Kind::Symlink => {
+                        remove_path(&host).map_err(io_at(&p))?;
+                        if let Some(parent) = host.parent() {
+                            fs::create_dir_all(parent).map_err(io_at(&p))?;
+                        }
+                        make_symlink(meta.link.as_deref().unwrap_or(""), &host)
+                            .map_err(io_at(&p))?;
+                        remove_under(m, &p, false);
+                    }
+                }
+                m.insert(p, meta);
+            }
+        }
+        Ok(())
+    })
+}
+
+#[cfg(unix)]
+fn make_symlink(target: &str, at: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, at)
+}
+
+#[cfg(not(unix))]
+fn make_symlink(target: &str, at: &Path) -> io::Result<()> {
+    // Windows needs privileges for symlinks; keep the target in a file.
+    fs::write(at, target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, body: &str, mode: u32) -> LayerEntry {
+        LayerEntry {
+            path: path.into(),
+            meta: Meta {
+                kind: Kind::File,
+                mode,
+                uid: 0,
+                gid: 0,
+                size: body.len() as u64,
+                digest: Some(Digest::of(body.as_bytes())),
+                link: None,
+            },
+            content: Content::Bytes(Arc::from(body.as_bytes())),
+            whiteout: false,
+        }
+    }
+
+    fn dir(path: &str) -> LayerEntry {
+        LayerEntry {
+            path: path.into(),
+            meta: Meta::dir(0o755),
+            content: Content::None,
+            whiteout: false,
+        }
+    }
+
+    #[test]
+    fn layers_are_deterministic_and_read_back() {
+        let s = tempfile::tempdir().unwrap();
+        let store = Store::open(s.path()).unwrap();
+        let entries = normalize(vec![
+            file("a/b.txt", "hi", 0o640),
+            dir("a"),
+            dir("a-b"),
+            file("a/c", "x", 0o755),
+        ]);
+        let order: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(order, vec!["a", "a/b.txt", "a/c", "a-b"]);
+        let one = write_layer(&store, &entries, 0, Compression::Gzip, 6).unwrap();
+        let two = write_layer(&store, &entries, 0, Compression::Gzip, 6).unwrap();
+        assert_eq!(one, two);
+        let z = write_layer(&store, &entries, 0, Compression::Zstd, 3).unwrap();
+        assert_eq!(z.diff_id, one.diff_id);
+        assert_ne!(z.digest, one.digest);
+        let mut m = Manifest::new();
+        apply_to_manifest(&store, &z, &mut m).unwrap();
+        assert_eq!(m["a/b.txt"].mode, 0o640);
+        assert_eq!(m["a/b.txt"].digest, Some(Digest::of(b"hi")));
+        assert_eq!(m.len(), 4);
+
+        let out = tempfile::tempdir().unwrap();
+        let mut m2 = Manifest::new();
+        apply_to_dir(&store, &one, out.path(), &mut m2).unwrap();
+        assert_eq!(
+            fs::read_to_string(out.path().join("a/b.txt")).unwrap(),
+            "hi"
+        );
+        assert_eq!(m, m2);
+
+        // A whiteout removes a path and everything under it.
+        let wh = vec![LayerEntry {
+            whiteout: true,
+            ..dir("a")
+        }];
+        let l = write_layer(&store, &wh, 0, Compression::Gzip, 6).unwrap();
+        apply_to_dir(&store, &l, out.path(), &mut m2).unwrap();
+        assert!(!out.path().join("a").exists());
+        assert_eq!(m2.keys().collect::<Vec<_>>(), vec!["a-b"]);
+    }
+
+    #[test]
+    fn a_corrupt_layer_is_reported() {
+        let s = tempfile::tempdir().unwrap();
+        let store = Store::open(s.path()).unwrap();
+        let l = write_layer(&store, &[file("f", "data", 0o644)], 0, Compression::Gzip, 6).unwrap();
+        fs::write(store.blob_path(&l.digest), b"garbage").unwrap();
+        let mut m = Manifest::new();
+        assert!(apply_to_manifest(&store, &l, &mut m).is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! Filesystem trees: the metadata of a rootfs (what lives in the manifest
+//! rather than on the host disk: kinds, permission bits, owners, link
+//! targets, content digests), and deterministic layer tars.
+
+pub mod layer;
+pub mod platform;
+
+use std::collections::BTreeMap;
+
+use crate::digest::Digest;
+
+/// What a path is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::File => "file",
+            Kind::Dir => "dir",
+            Kind::Symlink => "symlink",
+        }
+    }
+}
+
+/// One path's metadata in a tree.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Meta {
+    pub kind: Kind,
+    /// Permission bits (and setuid/setgid/sticky): `mode & 0o7777`.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    /// sha256 of a file's content.
+    pub digest: Option<Digest>,
+    /// A symlink's target, as written.
+    pub link: Option<String>,
+}
+
+impl Meta {
+    pub fn dir(mode: u32) -> Meta {
+        Meta {
+            kind: Kind::Dir,
+            mode,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            digest: None,
+            link: None,
+        }
+    }
+}
+
+/// A rootfs as metadata: image paths (no leading `/`, `/`-separated) to
+/// their metadata. The root itself is not listed.
+pub type Manifest = BTreeMap<String, Meta>;
+
+/// Joins an image path (`/a/b`, `a/b`, `/`) into manifest form (`a/b`, ``).
+pub fn manifest_path(p: &str) -> String {
+    crate::frontend::dockerignore::clean_path(&format!("/{p}"))
+        .trim_start_matches('/')
+        .to_string()
+}
+
+/// The parent of a manifest path (`a/b` → `a`, `a` → ``).
+pub fn parent_of(p: &str) -> &str {
+    p.rfind('/').map(|i| &p[..i]).unwrap_or("")
+}
+
+/// The last component of a path.
+pub fn base_name(p: &str) -> &str {
+    let p = p.trim_end_matches('/');
+    p.rfind('/').map(|i| &p[i + 1..]).unwrap_or(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(manifest_path("/a/./b/"), "a/b");
+        assert_eq!(manifest_path("/"), "");
+        assert_eq!(manifest_path("../x"), "x");
+        assert_eq!(parent_of("a/b/c"), "a/b");
+        assert_eq!(parent_of("a"), "");
+        assert_eq!(base_name("a/b/"), "b");
+        assert_eq!(base_name("c"), "c");
+    }
+}
