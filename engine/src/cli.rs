@@ -26,9 +26,88 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile (the default command).
     Build(Box<BuildArgs>),
+    /// List the images kept in the store (builds with no --output).
+    Images {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show the build cache: records with their size and last use.
+    Du {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Show every record, not only the total.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Remove build cache.
+    Prune {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Remove all cache, not only records no kept image uses.
+        #[arg(short, long)]
+        all: bool,
+        /// Only records last used longer ago than this (until=24h).
+        #[arg(long, value_name = "until=DURATION")]
+        filter: Vec<String>,
+        /// Keep at most this much cache (e.g. 10GB, 512MB).
+        #[arg(long, value_name = "SIZE")]
+        keep_storage: Option<String>,
+    },
     /// Look inside the frontend: the parse tree, typed instructions, the plan.
     #[command(subcommand)]
     Debug(DebugCommand),
+}
+
+/// Where the store is, for the commands that only read or clean it.
+#[derive(Debug, Args, Default, Clone)]
+pub struct StoreArgs {
+    /// Where wbuild keeps its store (blobs, cache index).
+    #[arg(long, env = "WBUILD_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+/// Parses `10GB`, `512MB`, `1.5G`, `4096` (bytes; powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, FlagError> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| flag_err("--keep-storage", s, "expected a size such as 512MB or 10GB"))?;
+    if n < 0.0 {
+        return Err(flag_err("--keep-storage", s, "the size cannot be negative"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+/// Parses `until=DURATION` filters (Go durations: 24h, 30m, 1h30m).
+pub fn parse_until(filters: &[String]) -> Result<Option<std::time::Duration>, FlagError> {
+    let mut out = None;
+    for f in filters {
+        match f.split_once('=') {
+            Some(("until", d)) => {
+                out = Some(
+                    crate::frontend::instructions::parse_go_duration(d)
+                        .map_err(|m| flag_err("--filter", f, m))?,
+                )
+            }
+            _ => {
+                return Err(flag_err(
+                    "--filter",
+                    f,
+                    "the only filter is until=DURATION (e.g. until=24h)",
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Subcommand)]
@@ -609,6 +688,21 @@ mod tests {
         assert_eq!(m.get("WBUILD_TEST_BA").map(String::as_str), Some("fromenv"));
         assert!(!m.contains_key("WBUILD_TEST_UNSET_X"));
         assert!(parse_build_args(&["=x".into()]).is_err());
+    }
+
+    #[test]
+    fn sizes_and_filters() {
+        assert_eq!(parse_size("10GB").unwrap(), 10 << 30);
+        assert_eq!(parse_size("512mb").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1.5g").unwrap(), 3 << 29);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        assert_eq!(
+            parse_until(&["until=24h".into()]).unwrap(),
+            Some(std::time::Duration::from_secs(86400))
+        );
+        assert!(parse_until(&["label=x".into()]).is_err());
+        assert!(parse_until(&["until=soon".into()]).is_err());
     }
 
     #[test]

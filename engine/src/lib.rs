@@ -6,10 +6,15 @@
 //! `--target`) → solver → export. This crate holds the library; the
 //! `wbuild` binary (`main.rs`, `cli`) is a thin layer over it.
 
+pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod digest;
+pub mod export;
 pub mod frontend;
 pub mod fs;
 pub mod plan;
+pub mod progress;
+pub mod solver;
 pub mod store;

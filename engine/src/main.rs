@@ -7,15 +7,24 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use wbuild::cli::{BuildArgs, Cli, Command, DebugCommand};
-use wbuild::frontend::{dockerignore, instructions, parser, FrontendError};
+use wbuild::cli::{BuildArgs, Cli, Command, DebugCommand, StoreArgs};
+use wbuild::frontend::{dockerignore, parser, FrontendError};
 use wbuild::plan::{self, BuildPlan, PlanRequest};
+use wbuild::store::{self, Store};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Build(b)) => build(*b),
         Some(Command::Debug(d)) => debug(d),
+        Some(Command::Images { store }) => images(store),
+        Some(Command::Du { store, verbose }) => du(store, verbose),
+        Some(Command::Prune {
+            store,
+            all,
+            filter,
+            keep_storage,
+        }) => prune(store, all, filter, keep_storage),
         None => build(cli.build),
     };
     match result {
@@ -43,10 +52,8 @@ fn read_dockerfile(path: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn parse_typed(path: &Path) -> Result<instructions::Dockerfile> {
-    let text = read_dockerfile(path)?;
-    let shown = path.display().to_string();
-    instructions::parse_dockerfile(&text).map_err(|e| e.in_file(shown).into())
+fn parse_typed(path: &Path) -> Result<wbuild::frontend::instructions::Dockerfile> {
+    wbuild::build::read_dockerfile(path)
 }
 
 fn make_plan(
@@ -114,35 +121,99 @@ fn print_plan(p: &BuildPlan) {
 
 fn build(args: BuildArgs) -> Result<()> {
     let req = args.into_request()?;
-    let df = parse_typed(&req.dockerfile)?;
-    let shown = req.dockerfile.display().to_string();
-    let p = plan::plan(
-        &df,
-        &PlanRequest {
-            build_args: req.build_args.clone(),
-            target: req.target.clone(),
-        },
-        &shown,
-    )?;
-    for s in &req.no_cache_filter {
-        if !p
-            .stages
-            .iter()
-            .any(|st| st.name.as_deref() == Some(&s.to_ascii_lowercase()))
-        {
-            anyhow::bail!("--no-cache-filter {s:?}: no stage of {shown} has that name");
+    let summary = wbuild::build::run(&req)?;
+    let rebuilt = summary.steps.iter().filter(|s| !s.cached).count();
+    eprintln!(
+        "built {} ({} step(s), {} cached, {} rebuilt)",
+        summary.image.manifest_desc.digest,
+        summary.steps.len(),
+        summary.steps.len() - rebuilt,
+        rebuilt
+    );
+    Ok(())
+}
+
+fn open_store(args: &StoreArgs) -> Result<Store> {
+    let root = match &args.root {
+        Some(r) => r.clone(),
+        None => store::default_root()?,
+    };
+    Ok(Store::open(&root)?)
+}
+
+fn images(args: StoreArgs) -> Result<()> {
+    let s = open_store(&args)?;
+    println!("{:<40} {:<20} {:<20}", "NAME", "IMAGE ID", "CREATED");
+    for (name, _manifest, config, created) in s.list_images()? {
+        println!(
+            "{:<40} {:<20} {}",
+            name,
+            config.short(),
+            wbuild::export::rfc3339(created.max(0) as u64)
+        );
+    }
+    Ok(())
+}
+
+fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.1}{}", units[u])
+    }
+}
+
+fn du(args: StoreArgs, verbose: bool) -> Result<()> {
+    let s = open_store(&args)?;
+    let rows = s.list_cache()?;
+    let now = store::now();
+    println!(
+        "{:<16} {:>10} {:>12}  DESCRIPTION",
+        "ID", "SIZE", "LAST USED"
+    );
+    let mut total = 0;
+    for r in &rows {
+        total += r.size;
+        if verbose || rows.len() <= 50 {
+            let ago = (now - r.last_used).max(0);
+            let ago = if ago < 120 {
+                format!("{ago}s ago")
+            } else if ago < 7200 {
+                format!("{}m ago", ago / 60)
+            } else {
+                format!("{}h ago", ago / 3600)
+            };
+            let id = r.key.strip_prefix("sha256:").unwrap_or(&r.key);
+            println!(
+                "{:<16} {:>10} {:>12}  {}",
+                &id[..12.min(id.len())],
+                human(r.size),
+                ago,
+                r.description
+            );
         }
     }
-    dockerignore::load(&req.context, &req.dockerfile)?;
-    for w in &p.warnings {
-        eprintln!("warning: {w}");
-    }
-    let steps: usize = p.needed_stages().map(|s| s.steps.len() + 1).sum();
-    anyhow::bail!(
-        "{shown} is valid ({} stage(s), {steps} step(s) to build), but this wbuild cannot execute builds yet: \
-         the build engine (store, cache, export) is not implemented. \
-         `wbuild debug plan {}` shows what would be built",
-        p.needed.len(),
-        req.context.display()
-    )
+    println!("Total: {} in {} record(s)", human(total), rows.len());
+    Ok(())
+}
+
+fn prune(args: StoreArgs, all: bool, filter: Vec<String>, keep: Option<String>) -> Result<()> {
+    let until = wbuild::cli::parse_until(&filter)?;
+    let keep = keep.as_deref().map(wbuild::cli::parse_size).transpose()?;
+    let s = open_store(&args)?;
+    let r = s.prune(all, until, keep)?;
+    println!(
+        "Removed {} cache record(s) and {} blob(s); reclaimed {}",
+        r.records,
+        r.blobs,
+        human(r.bytes)
+    );
+    Ok(())
 }

@@ -189,7 +189,7 @@ impl Store {
     /// Stores bytes; returns their digest.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
         let d = Digest::of(bytes);
-        if self.has_blob(&d) {
+        if fs::read(self.blob_path(&d)).is_ok_and(|existing| existing == bytes) {
             self.lease_blob(&d)?;
             return Ok(d);
         }
@@ -649,6 +649,81 @@ impl Store {
         Ok(out)
     }
 
+    /// Digests every kept image refers to.
+    pub fn image_blob_set(&self) -> Result<std::collections::HashSet<String>> {
+        let db = self.db();
+        let mut st = db
+            .prepare("SELECT digest FROM image_blobs")
+            .map_err(|e| self.ix(e))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.ix(e))?;
+        let mut out = std::collections::HashSet::new();
+        for r in rows {
+            out.insert(r.map_err(|e| self.ix(e))?);
+        }
+        Ok(out)
+    }
+
+    /// The blobs a cache record holds.
+    pub fn cache_blobs(&self, key: &str) -> Result<Vec<String>> {
+        let db = self.db();
+        let mut st = db
+            .prepare("SELECT digest FROM cache_blobs WHERE key = ?1")
+            .map_err(|e| self.ix(e))?;
+        let rows = st
+            .query_map(params![key], |r| r.get::<_, String>(0))
+            .map_err(|e| self.ix(e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.ix(e))
+    }
+
+    /// Removes cache records and then the blobs nothing refers to any more.
+    /// `all`: every record, else only those whose blobs no kept image uses;
+    /// `older_than`: only records last used before then; `keep`: stop once
+    /// the cache is at most this many bytes (oldest records go first).
+    pub fn prune(
+        &self,
+        all: bool,
+        older_than: Option<Duration>,
+        keep: Option<u64>,
+    ) -> Result<PruneReport> {
+        let mut rows = self.list_cache()?;
+        rows.sort_by_key(|r| r.last_used);
+        let in_images = self.image_blob_set()?;
+        let cutoff = older_than.map(|d| now() - d.as_secs() as i64);
+        let mut total: u64 = rows.iter().map(|r| r.size).sum();
+        let mut report = PruneReport::default();
+        for r in &rows {
+            if let Some(k) = keep {
+                if total <= k {
+                    break;
+                }
+            }
+            if cutoff.is_some_and(|c| r.last_used > c) {
+                continue;
+            }
+            if !all
+                && self
+                    .cache_blobs(&r.key)?
+                    .iter()
+                    .any(|b| in_images.contains(b))
+            {
+                continue;
+            }
+            self.delete_cache(&r.key)?;
+            total = total.saturating_sub(r.size);
+            report.records += 1;
+        }
+        for d in self.unreferenced_blobs()? {
+            report.bytes += self.blob_size(&d).unwrap_or(0);
+            self.remove_blob(&d)?;
+            report.blobs += 1;
+        }
+        report.tmp_files = self.clean_tmp()?;
+        Ok(report)
+    }
+
     pub fn remove_blob(&self, d: &Digest) -> Result<()> {
         let p = self.blob_path(d);
         match fs::remove_file(&p) {
@@ -663,6 +738,15 @@ impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.end_lease();
     }
+}
+
+/// What `prune` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub records: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+    pub tmp_files: usize,
 }
 
 /// Whether a process with this id is running (on Unix; elsewhere assumed).
@@ -712,14 +796,12 @@ impl BlobWriter<'_> {
         drop(file);
         let d = std::mem::take(&mut self.hasher).finish();
         let dest = self.store.blob_path(&d);
-        if dest.is_file() {
-            let _ = fs::remove_file(&self.path);
-        } else {
-            fs::rename(&self.path, &dest).map_err(io_err(&dest))?;
-            if let Some(dir) = dest.parent() {
-                if let Ok(f) = File::open(dir) {
-                    let _ = f.sync_all();
-                }
+        // Always rename, even over an existing blob: the new bytes are known
+        // good, the old ones may have been damaged. Readers keep their fd.
+        fs::rename(&self.path, &dest).map_err(io_err(&dest))?;
+        if let Some(dir) = dest.parent() {
+            if let Ok(f) = File::open(dir) {
+                let _ = f.sync_all();
             }
         }
         self.store.lease_blob(&d)?;
@@ -765,6 +847,9 @@ impl Read for VerifyingReader {
         } else if let Some(h) = self.hasher.take() {
             let actual = h.finish();
             if actual != self.expected {
+                // Never let a corrupt blob be used again: the next build
+                // sees it missing and recreates it.
+                let _ = fs::remove_file(&self.path);
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
@@ -807,6 +892,11 @@ mod tests {
             io::copy(&mut r, &mut io::sink()).unwrap_err().kind(),
             io::ErrorKind::InvalidData
         );
+        assert!(
+            !s.has_blob(&a),
+            "a corrupt blob found while streaming is removed"
+        );
+        std::fs::write(s.blob_path(&a), b"jello").unwrap();
         match s.read_blob(&a) {
             Err(StoreError::CorruptBlob { .. }) => {}
             other => panic!("{other:?}"),
@@ -898,6 +988,32 @@ mod tests {
             });
         });
         assert_eq!(s1.list_cache().unwrap().len(), 100);
+    }
+
+    #[test]
+    fn prune_keeps_what_images_use_unless_all() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let used = s.put_blob(b"used").unwrap();
+        let loose = s.put_blob(b"loose").unwrap();
+        s.put_cache("k-used", "{}", 4, "a", std::slice::from_ref(&used))
+            .unwrap();
+        s.put_cache("k-loose", "{}", 5, "b", std::slice::from_ref(&loose))
+            .unwrap();
+        s.put_image("img", &used, &used, std::slice::from_ref(&used))
+            .unwrap();
+        let r = s
+            .prune(false, Some(Duration::from_secs(3600)), None)
+            .unwrap();
+        assert_eq!(r.records, 0, "both were used just now");
+        let r = s.prune(false, None, None).unwrap();
+        assert_eq!((r.records, r.blobs), (1, 1));
+        assert!(s.has_blob(&used) && !s.has_blob(&loose));
+        let r = s.prune(true, None, Some(1 << 20)).unwrap();
+        assert_eq!(r.records, 0, "already under the size to keep");
+        let r = s.prune(true, None, None).unwrap();
+        assert_eq!(r.records, 1);
+        assert!(s.has_blob(&used), "the image still holds it");
     }
 
     #[test]

@@ -1,0 +1,151 @@
+//! Rendering build events: BuildKit's plain format, one JSON event per
+//! line (rawjson), or nothing (quiet). Decides nothing.
+
+use std::io::Write;
+
+/// What the solver reports.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    /// A step starts: `name` is what BuildKit shows (`[stage 2/5] COPY …`).
+    Started { vertex: usize, name: String },
+    /// A step was reused from the cache.
+    Cached { vertex: usize, reason: String },
+    /// A step ran (or, for config-only steps, was recomputed).
+    Done {
+        vertex: usize,
+        seconds: f64,
+        reason: String,
+    },
+    /// A line of output or an explanation for a step.
+    Log {
+        vertex: usize,
+        seconds: f64,
+        text: String,
+    },
+    /// A step failed.
+    Error { vertex: usize, message: String },
+}
+
+pub trait Progress {
+    fn event(&mut self, e: Event);
+}
+
+/// BuildKit's `--progress=plain` format.
+pub struct Plain<W: Write> {
+    out: W,
+    /// Print the reason for every rebuilt step as a log line.
+    pub reasons: bool,
+}
+
+impl<W: Write> Plain<W> {
+    pub fn new(out: W) -> Self {
+        Plain { out, reasons: true }
+    }
+}
+
+impl<W: Write> Progress for Plain<W> {
+    fn event(&mut self, e: Event) {
+        let _ = match e {
+            Event::Started { vertex, name } => writeln!(self.out, "#{vertex} {name}"),
+            Event::Cached { vertex, .. } => writeln!(self.out, "#{vertex} CACHED\n"),
+            Event::Done {
+                vertex,
+                seconds,
+                reason,
+            } => {
+                if self.reasons && !reason.is_empty() {
+                    let _ = writeln!(self.out, "#{vertex} {seconds:.3} rebuilt: {reason}");
+                }
+                writeln!(self.out, "#{vertex} DONE {seconds:.1}s\n")
+            }
+            Event::Log {
+                vertex,
+                seconds,
+                text,
+            } => writeln!(self.out, "#{vertex} {seconds:.3} {text}"),
+            Event::Error { vertex, message } => writeln!(self.out, "#{vertex} ERROR: {message}"),
+        };
+        let _ = self.out.flush();
+    }
+}
+
+/// One JSON object per event, per line.
+pub struct RawJson<W: Write> {
+    out: W,
+}
+
+impl<W: Write> RawJson<W> {
+    pub fn new(out: W) -> Self {
+        RawJson { out }
+    }
+}
+
+impl<W: Write> Progress for RawJson<W> {
+    fn event(&mut self, e: Event) {
+        if let Ok(line) = serde_json::to_string(&e) {
+            let _ = writeln!(self.out, "{line}");
+            let _ = self.out.flush();
+        }
+    }
+}
+
+/// `--progress=quiet`.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn event(&mut self, _: Event) {}
+}
+
+/// Keeps events in memory (for tests).
+#[derive(Default)]
+pub struct Recorder(pub Vec<Event>);
+
+impl Progress for Recorder {
+    fn event(&mut self, e: Event) {
+        self.0.push(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_format() {
+        let mut buf = Vec::new();
+        {
+            let mut p = Plain::new(&mut buf);
+            p.event(Event::Started {
+                vertex: 1,
+                name: "[2/3] COPY a /a".into(),
+            });
+            p.event(Event::Cached {
+                vertex: 1,
+                reason: "hit".into(),
+            });
+            p.event(Event::Started {
+                vertex: 2,
+                name: "[3/3] COPY b /b".into(),
+            });
+            p.event(Event::Done {
+                vertex: 2,
+                seconds: 0.04,
+                reason: "b content changed".into(),
+            });
+        }
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "#1 [2/3] COPY a /a\n#1 CACHED\n\n#2 [3/3] COPY b /b\n#2 0.040 rebuilt: b content changed\n#2 DONE 0.0s\n\n"
+        );
+        let mut buf = Vec::new();
+        RawJson::new(&mut buf).event(Event::Cached {
+            vertex: 3,
+            reason: "hit".into(),
+        });
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "{\"event\":\"cached\",\"vertex\":3,\"reason\":\"hit\"}\n"
+        );
+    }
+}

@@ -1,0 +1,1193 @@
+//! Runs a build plan: for each needed stage, in dependency order, each step
+//! gets its cache key; a hit reuses the recorded result, a miss runs the
+//! step (COPY/ADD as filesystem operations on the host side, config
+//! instructions on the image config) and records it. Every step reports
+//! whether it was cached and why.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cache::{self, CacheKey, Reason, StepInputs};
+use crate::context::Context;
+use crate::digest::Digest;
+use crate::export::{self, HealthConfig, HistoryEntry, Image, ImageConfig, RootFs, RunConfig};
+use crate::frontend::dockerignore::{self, Matcher};
+use crate::frontend::instructions::{
+    CommandLine, Copy, FileSources, Healthcheck, Instruction, Source,
+};
+use crate::fs::layer::{self, Compression, Content, LayerEntry, LayerInfo};
+use crate::fs::{self as tree, Kind, Manifest, Meta};
+use crate::plan::{Base, BuildPlan, PlannedStage, Step};
+use crate::progress::{Event, Progress};
+use crate::store::Store;
+
+/// The default PATH BuildKit puts in the config of a stage that has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{file}:{line}: {step}: {message}")]
+    Step {
+        file: String,
+        line: usize,
+        step: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Layer(#[from] crate::fs::layer::LayerError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
+}
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The Dockerfile as the user named it (for errors).
+    pub dockerfile: String,
+    /// Where step history is kept: the Dockerfile's absolute path.
+    pub scope: String,
+    pub no_cache: bool,
+    pub no_cache_filter: Vec<String>,
+    /// Layer timestamps (`SOURCE_DATE_EPOCH`, 0 by default).
+    pub epoch: u64,
+    pub compression: Compression,
+    pub level: i32,
+}
+
+/// What a step did, for `--metadata-file` and people.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepReport {
+    pub stage: String,
+    pub instruction: String,
+    pub cached: bool,
+    pub reason: String,
+    #[serde(skip)]
+    pub seconds: f64,
+}
+
+pub struct BuildOutcome {
+    pub image: Image,
+    pub steps: Vec<StepReport>,
+}
+
+/// The result of a step kept in a cache record.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct StepRecord {
+    layer: Option<LayerInfo>,
+}
+
+#[derive(Clone)]
+struct StageState {
+    key: CacheKey,
+    missed: bool,
+    layers: Vec<LayerInfo>,
+    config: RunConfig,
+    history: Vec<HistoryEntry>,
+    /// The rootfs metadata, rebuilt from the layers when first needed.
+    manifest: Option<Manifest>,
+    cmd_set: bool,
+}
+
+/// A tree files can be copied from: the context, or a stage's rootfs
+/// materialized in a temp dir.
+struct SourceTree {
+    label: String,
+    root: PathBuf,
+    entries: BTreeMap<String, Meta>,
+    /// Keep owners (stage sources) or reset them to 0:0 (the context).
+    keep_owner: bool,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub struct Solver<'a> {
+    store: &'a Store,
+    opts: BuildOptions,
+    progress: &'a mut dyn Progress,
+    started: Instant,
+    vertex: usize,
+    reports: Vec<StepReport>,
+    stages: BTreeMap<usize, StageState>,
+    materialized: BTreeMap<usize, Arc<SourceTree>>,
+    context_tree: Arc<SourceTree>,
+}
+
+fn now_key(s: &str) -> CacheKey {
+    CacheKey(Digest::of(s.as_bytes()))
+}
+
+impl<'a> Solver<'a> {
+    pub fn new(
+        store: &'a Store,
+        context: &'a Context,
+        opts: BuildOptions,
+        progress: &'a mut dyn Progress,
+    ) -> Self {
+        Solver {
+            store,
+            opts,
+            progress,
+            started: Instant::now(),
+            vertex: 0,
+            reports: Vec::new(),
+            stages: BTreeMap::new(),
+            materialized: BTreeMap::new(),
+            context_tree: Arc::new(SourceTree {
+                label: "context".into(),
+                root: context.root.clone(),
+                entries: context
+                    .entries
+                    .iter()
+                    .map(|(k, e)| (k.clone(), e.meta.clone()))
+                    .collect(),
+                keep_owner: false,
+                _tmp: None,
+            }),
+        }
+    }
+
+    /// Builds the plan's target stage and assembles its image.
+    pub fn build(mut self, plan: &BuildPlan) -> Result<BuildOutcome, BuildError> {
+        for stage in plan.needed_stages() {
+            self.build_stage(plan, stage)?;
+        }
+        let target = &plan.stages[plan.target];
+        let st = self.stages.remove(&plan.target).expect("target built");
+        let created = export::rfc3339(self.opts.epoch);
+        let config = ImageConfig {
+            created,
+            architecture: target.platform.architecture.clone(),
+            os: target.platform.os.clone(),
+            variant: target.platform.variant.clone(),
+            config: st.config,
+            rootfs: RootFs {
+                kind: "layers".into(),
+                diff_ids: st.layers.iter().map(|l| l.diff_id.clone()).collect(),
+            },
+            history: st.history,
+        };
+        let image = export::assemble(self.store, config, st.layers, &target.platform)?;
+        Ok(BuildOutcome {
+            image,
+            steps: self.reports,
+        })
+    }
+
+    fn step_error(&self, step: &Step, label: &str, message: impl Into<String>) -> BuildError {
+        BuildError::Step {
+            file: self.opts.dockerfile.clone(),
+            line: step.line,
+            step: format!("[{label}] {}", step.display),
+            message: message.into(),
+        }
+    }
+
+    fn build_stage(&mut self, plan: &BuildPlan, stage: &PlannedStage) -> Result<(), BuildError> {
+        let total = stage.steps.len() + 1;
+        let single = plan.needed.len() == 1;
+        let label_of = |i: usize| {
+            if single {
+                format!("{i}/{total}")
+            } else {
+                format!("{} {i}/{total}", stage.label())
+            }
+        };
+        let filtered = self
+            .opts
+            .no_cache_filter
+            .iter()
+            .any(|f| stage.name.as_deref() == Some(&f.to_ascii_lowercase()));
+
+        // FROM.
+        self.vertex += 1;
+        let v = self.vertex;
+        let t0 = Instant::now();
+        self.progress.event(Event::Started {
+            vertex: v,
+            name: format!("[{}] {}", label_of(1), stage.from_display),
+        });
+        let mut st = match &stage.base {
+            Base::Scratch => {
+                let mut config = RunConfig::default();
+                config.set_env("PATH", DEFAULT_PATH);
+                StageState {
+                    key: now_key(&format!("scratch {}", stage.platform.spec())),
+                    missed: false,
+                    layers: Vec::new(),
+                    config,
+                    history: Vec::new(),
+                    manifest: Some(Manifest::new()),
+                    cmd_set: false,
+                }
+            }
+            Base::Stage(i) => {
+                let mut s = self.stages.get(i).cloned().expect("dependencies are built first");
+                s.cmd_set = false;
+                s
+            }
+            Base::Image(name) => {
+                return Err(BuildError::Step {
+                    file: self.opts.dockerfile.clone(),
+                    line: 0,
+                    step: format!("[{}] {}", label_of(1), stage.from_display),
+                    message: format!(
+                        "cannot use image {name:?}: pulling base images is not supported yet; build FROM scratch or FROM an earlier stage"
+                    ),
+                })
+            }
+        };
+        let from_cached = !st.missed;
+        let from_reason = match &stage.base {
+            Base::Stage(i) if st.missed => format!("stage {} rebuilt", plan.stages[*i].label()),
+            _ => String::new(),
+        };
+        // Later steps are keyed on the base stage's key: when it rebuilt to
+        // the same key, they can still be cache hits.
+        st.missed = false;
+        self.finish_vertex(v, t0, from_cached, &from_reason);
+        self.reports.push(StepReport {
+            stage: stage.label(),
+            instruction: stage.from_display.clone(),
+            cached: from_cached,
+            reason: if from_cached {
+                "hit".into()
+            } else {
+                from_reason
+            },
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+
+        for (i, step) in stage.steps.iter().enumerate() {
+            let label = label_of(i + 2);
+            self.vertex += 1;
+            let v = self.vertex;
+            let t0 = Instant::now();
+            self.progress.event(Event::Started {
+                vertex: v,
+                name: format!("[{label}] {}", step.display),
+            });
+            let result = self.run_step(plan, stage, step, &label, &mut st, filtered);
+            match result {
+                Ok((cached, reason)) => {
+                    let reason_text = reason.to_string();
+                    self.finish_vertex(v, t0, cached, if cached { "" } else { &reason_text });
+                    self.reports.push(StepReport {
+                        stage: stage.label(),
+                        instruction: step.display.clone(),
+                        cached,
+                        reason: reason_text,
+                        seconds: t0.elapsed().as_secs_f64(),
+                    });
+                }
+                Err(e) => {
+                    self.progress.event(Event::Error {
+                        vertex: v,
+                        message: e.to_string(),
+                    });
+                    return Err(e);
+                }
+            }
+        }
+        self.stages.insert(stage.index, st);
+        Ok(())
+    }
+
+    fn finish_vertex(&mut self, v: usize, t0: Instant, cached: bool, reason: &str) {
+        if cached {
+            self.progress.event(Event::Cached {
+                vertex: v,
+                reason: "hit".into(),
+            });
+        } else {
+            self.progress.event(Event::Done {
+                vertex: v,
+                seconds: t0.elapsed().as_secs_f64(),
+                reason: reason.to_string(),
+            });
+        }
+        let _ = self.started;
+    }
+
+    /// One step: key, lookup, run on a miss, record; then apply its effect
+    /// on the stage's config.
+    fn run_step(
+        &mut self,
+        plan: &BuildPlan,
+        stage: &PlannedStage,
+        step: &Step,
+        label: &str,
+        st: &mut StageState,
+        filtered: bool,
+    ) -> Result<(bool, Reason), BuildError> {
+        let canonical = serde_json::to_string(&step.instruction).expect("instruction serializes");
+        let mut inputs = StepInputs {
+            parent: Some(st.key.to_string()),
+            instruction: step.display.clone(),
+            canonical,
+            ..Default::default()
+        };
+        inputs
+            .extra
+            .insert("platform".into(), stage.platform.spec());
+        if let Instruction::Arg { args } = &step.instruction {
+            for a in args {
+                inputs.args.insert(
+                    a.name.clone(),
+                    step.args.get(&a.name).cloned().unwrap_or_default(),
+                );
+            }
+        }
+        if let Instruction::Run(_) = &step.instruction {
+            return Err(self.step_error(
+                step,
+                label,
+                "RUN steps are not supported yet: the WebAssembly sandbox that runs them is the next milestone",
+            ));
+        }
+
+        // What the step reads, for its key; the layer itself is laid out
+        // only on a miss.
+        let selection = match &step.instruction {
+            Instruction::Copy(c) => {
+                Some(self.select_sources(plan, step, label, &c.files, c.from.as_deref(), None)?)
+            }
+            Instruction::Add(a) => {
+                if a.checksum.is_some() {
+                    return Err(self.step_error(
+                        step,
+                        label,
+                        "--checksum applies to URL sources, which are not supported yet",
+                    ));
+                }
+                if a.keep_git_dir {
+                    return Err(self.step_error(
+                        step,
+                        label,
+                        "--keep-git-dir applies to git sources, which are not supported yet",
+                    ));
+                }
+                Some(self.select_sources(
+                    plan,
+                    step,
+                    label,
+                    &a.files,
+                    None,
+                    Some(a.unpack.unwrap_or(true)),
+                )?)
+            }
+            _ => None,
+        };
+        if let Some(sel) = &selection {
+            inputs.files = sel.inputs.clone();
+        }
+        let key = inputs.key();
+        let scope = format!("{}|{}|{}", self.opts.scope, stage.label(), step.line);
+        let forced = if self.opts.no_cache {
+            Some(Reason::NoCache)
+        } else if filtered {
+            Some(Reason::NoCacheFilter(stage.label()))
+        } else {
+            None
+        };
+        let mut hit: Option<StepRecord> = None;
+        if forced.is_none() && !st.missed {
+            if let Some(row) = self.store.get_cache(&key.to_string())? {
+                if let Ok(rec) = serde_json::from_str::<StepRecord>(&row.record) {
+                    // A layer blob that is gone or has the wrong size is a
+                    // miss; other damage is caught when the blob is read.
+                    let ok = rec
+                        .layer
+                        .as_ref()
+                        .is_none_or(|l| self.store.blob_size(&l.digest) == Some(l.size));
+                    if ok {
+                        if let Some(l) = &rec.layer {
+                            self.store.lease_blob(&l.digest)?;
+                        }
+                        hit = Some(rec);
+                    }
+                }
+            }
+        }
+        let previous: Option<StepInputs> = self
+            .store
+            .get_history(&scope)?
+            .and_then(|(_, inputs)| serde_json::from_str(&inputs).ok());
+        let mut new_entries: Option<Vec<LayerEntry>> = None;
+        let (record, cached, reason) = match hit {
+            Some(rec) => (rec, true, Reason::Hit),
+            None => {
+                let reason = match forced {
+                    Some(r) if !st.missed => r,
+                    _ => cache::explain(previous.as_ref(), &inputs, st.missed),
+                };
+                let entries = match (&step.instruction, selection) {
+                    (Instruction::Workdir { .. }, _) => {
+                        let dir = tree::manifest_path(&step.workdir);
+                        let m = self.manifest(st)?;
+                        if dir.is_empty() || m.get(&dir).is_some_and(|x| x.kind == Kind::Dir) {
+                            None
+                        } else {
+                            Some(missing_parents(m, &format!("{dir}/x"), 0, 0))
+                        }
+                    }
+                    (Instruction::Copy(c), Some(sel)) => {
+                        Some(self.lay_out(step, label, st, &c.files, c.parents, sel)?)
+                    }
+                    (Instruction::Add(a), Some(sel)) => {
+                        Some(self.lay_out(step, label, st, &a.files, false, sel)?)
+                    }
+                    _ => None,
+                };
+                let rec = match entries {
+                    Some(entries) => {
+                        let entries = layer::normalize(entries);
+                        let info = layer::write_layer(
+                            self.store,
+                            &entries,
+                            self.opts.epoch,
+                            self.opts.compression,
+                            self.opts.level,
+                        )?;
+                        new_entries = Some(entries);
+                        StepRecord { layer: Some(info) }
+                    }
+                    None => StepRecord::default(),
+                };
+                let blobs: Vec<Digest> = rec.layer.iter().map(|l| l.digest.clone()).collect();
+                let size = rec.layer.as_ref().map(|l| l.size).unwrap_or(0);
+                let json = serde_json::to_string(&rec).expect("record serializes");
+                self.store.put_cache(
+                    &key.to_string(),
+                    &json,
+                    size,
+                    &format!("[{}] {}", stage.label(), step.display),
+                    &blobs,
+                )?;
+                (rec, false, reason)
+            }
+        };
+        self.store.put_history(
+            &scope,
+            &key.to_string(),
+            &serde_json::to_string(&inputs).expect("inputs"),
+        )?;
+
+        // Effects on the stage.
+        st.key = key;
+        st.missed = st.missed || !cached;
+        let created = export::rfc3339(self.opts.epoch);
+        let empty_layer = record.layer.is_none();
+        if let Some(l) = record.layer {
+            match (new_entries, st.manifest.as_mut()) {
+                // The layer was just written from these entries.
+                (Some(entries), Some(m)) => {
+                    for e in entries {
+                        m.insert(e.path, e.meta);
+                    }
+                }
+                // A cached layer: the manifest is rebuilt if a later step
+                // needs it.
+                _ => st.manifest = None,
+            }
+            st.layers.push(l);
+        }
+        apply_config(&mut st.config, &mut st.cmd_set, step);
+        st.history.push(HistoryEntry {
+            created,
+            created_by: step.display.clone(),
+            comment: "wbuild.dockerfile.v0".into(),
+            empty_layer,
+        });
+        Ok((cached, reason))
+    }
+
+    /// The stage's rootfs metadata (rebuilt from its layers if needed).
+    fn manifest<'s>(&self, st: &'s mut StageState) -> Result<&'s Manifest, BuildError> {
+        if st.manifest.is_none() {
+            let mut m = Manifest::new();
+            for l in &st.layers {
+                layer::apply_to_manifest(self.store, l, &mut m)?;
+            }
+            st.manifest = Some(m);
+        }
+        Ok(st.manifest.as_ref().expect("set"))
+    }
+
+    /// A finished stage's rootfs on disk, for `COPY --from`.
+    fn stage_tree(&mut self, index: usize, label: &str) -> Result<Arc<SourceTree>, BuildError> {
+        if let Some(t) = self.materialized.get(&index) {
+            return Ok(t.clone());
+        }
+        let st = self
+            .stages
+            .get(&index)
+            .expect("dependencies are built first");
+        let tmp = tempfile::Builder::new()
+            .prefix("stage-")
+            .tempdir_in(self.store.root().join("tmp"))
+            .map_err(|e| crate::store::StoreError::Io {
+                path: self.store.root().join("tmp"),
+                source: e,
+            })?;
+        let mut m = Manifest::new();
+        for l in &st.layers {
+            layer::apply_to_dir(self.store, l, tmp.path(), &mut m)?;
+        }
+        let t = Arc::new(SourceTree {
+            label: format!("stage {label}"),
+            root: tmp.path().to_path_buf(),
+            entries: m,
+            keep_owner: true,
+            _tmp: Some(tmp),
+        });
+        self.materialized.insert(index, t.clone());
+        Ok(t)
+    }
+
+    /// Phase one of COPY/ADD: the files each source names, and their
+    /// summaries for the key. Needs no rootfs.
+    fn select_sources(
+        &mut self,
+        plan: &BuildPlan,
+        step: &Step,
+        label: &str,
+        files: &FileSources,
+        from: Option<&str>,
+        unpack: Option<bool>,
+    ) -> Result<Selection, BuildError> {
+        let source = match from {
+            None => self.context_tree.clone(),
+            Some(f) => match step.uses_stages.first() {
+                Some(&i) => {
+                    let lbl = plan.stages[i].label();
+                    self.stage_tree(i, &lbl)?
+                }
+                None => {
+                    return Err(self.step_error(
+                        step,
+                        label,
+                        format!("--from={f}: no stage of that name, and copying from images is not supported yet"),
+                    ))
+                }
+            },
+        };
+        let exclude = Matcher::new(&files.exclude)
+            .map_err(|e| self.step_error(step, label, e.to_string()))?;
+        let prefix = match from {
+            Some(_) => format!("{}:", source.label),
+            None => String::new(),
+        };
+        let mut picked = Vec::new();
+        let mut inputs = BTreeMap::new();
+        for src in &files.sources {
+            match src {
+                Source::Heredoc(h) => {
+                    inputs.insert(
+                        format!("<<{}", h.name),
+                        Digest::of(h.content.as_bytes()).to_string(),
+                    );
+                    picked.push(Picked::Heredoc(
+                        h.name.clone(),
+                        Arc::from(h.content.as_bytes()),
+                    ));
+                }
+                Source::Path(p) => {
+                    if from.is_none() && is_url(p) {
+                        return Err(self.step_error(
+                            step,
+                            label,
+                            format!("{p}: adding from URLs and git repositories is not supported yet (wbuild has no network)"),
+                        ));
+                    }
+                    let wildcard = has_wildcard(p);
+                    for (root_rel, meta) in
+                        select(&source, p).map_err(|m| self.step_error(step, label, m))?
+                    {
+                        if unpack == Some(true) && meta.kind == Kind::File {
+                            if let Some(kind) = archive_kind(&source.root.join(&root_rel)) {
+                                inputs.insert(
+                                    format!("{prefix}{root_rel}"),
+                                    cache::file_summary(&meta),
+                                );
+                                picked.push(Picked::Archive(
+                                    source.root.join(&root_rel),
+                                    kind,
+                                    p.clone(),
+                                ));
+                                continue;
+                            }
+                        }
+                        // The source itself, and everything under a directory.
+                        let mut items = vec![(root_rel.clone(), meta.clone())];
+                        if meta.kind == Kind::Dir {
+                            let dir_prefix = if root_rel.is_empty() {
+                                String::new()
+                            } else {
+                                format!("{root_rel}/")
+                            };
+                            items.extend(
+                                source
+                                    .entries
+                                    .range(dir_prefix.clone()..)
+                                    .take_while(|(k, _)| k.starts_with(&dir_prefix))
+                                    .map(|(k, m)| (k.clone(), m.clone())),
+                            );
+                        }
+                        items.retain(|(rel, _)| rel.is_empty() || !exclude.matches(rel));
+                        for (rel, m) in &items {
+                            if !rel.is_empty() {
+                                inputs.insert(format!("{prefix}{rel}"), cache::file_summary(m));
+                            }
+                        }
+                        picked.push(Picked::Tree {
+                            root_rel,
+                            meta,
+                            wildcard,
+                            items,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(Selection {
+            source,
+            picked,
+            inputs,
+        })
+    }
+
+    /// Phase two of COPY/ADD, on a miss: where every picked file lands,
+    /// with which owner and mode, and the parent directories to create.
+    fn lay_out(
+        &mut self,
+        step: &Step,
+        label: &str,
+        st: &mut StageState,
+        files: &FileSources,
+        parents: bool,
+        sel: Selection,
+    ) -> Result<Vec<LayerEntry>, BuildError> {
+        let (uid, gid) = match &files.chown {
+            None => (None, None),
+            Some(c) => {
+                let (u, g) = c.split_once(':').unwrap_or((c.as_str(), c.as_str()));
+                match (u.parse::<u32>(), g.parse::<u32>()) {
+                    (Ok(u), Ok(g)) => (Some(u), Some(g)),
+                    _ => {
+                        return Err(self.step_error(
+                            step,
+                            label,
+                            format!("--chown={c}: user and group names need /etc/passwd and /etc/group in the image; give numeric ids (e.g. --chown=1000:1000)"),
+                        ))
+                    }
+                }
+            }
+        };
+        let chmod = files
+            .chmod
+            .as_deref()
+            .map(|m| u32::from_str_radix(m, 8).unwrap_or(0o644));
+        let dest_abs = if files.dest.starts_with('/') {
+            files.dest.clone()
+        } else {
+            format!("{}/{}", step.workdir.trim_end_matches('/'), files.dest)
+        };
+        let dest = tree::manifest_path(&dest_abs);
+        let manifest = self.manifest(st)?.clone();
+        let many = files.sources.len() > 1;
+        let dest_is_dir = files.dest.ends_with('/')
+            || files.dest == "."
+            || dest.is_empty()
+            || manifest.get(&dest).is_some_and(|m| m.kind == Kind::Dir);
+        if many && !dest_is_dir {
+            return Err(self.step_error(
+                step,
+                label,
+                format!("with more than one source, the destination must be a directory and end with a /: write {}/", files.dest),
+            ));
+        }
+        let source = &sel.source;
+        let owned = |m: &Meta| -> Meta {
+            let mut meta = m.clone();
+            match (uid, gid) {
+                (Some(u), Some(g)) => {
+                    meta.uid = u;
+                    meta.gid = g;
+                }
+                _ if source.keep_owner => {}
+                _ => {
+                    meta.uid = 0;
+                    meta.gid = 0;
+                }
+            }
+            if let Some(mode) = chmod {
+                if meta.kind != Kind::Symlink {
+                    meta.mode = mode;
+                }
+            }
+            meta
+        };
+        let mut out: Vec<LayerEntry> = Vec::new();
+        for p in sel.picked {
+            match p {
+                Picked::Heredoc(name, bytes) => {
+                    let target = if dest_is_dir {
+                        join(&dest, &name)
+                    } else {
+                        dest.clone()
+                    };
+                    let meta = Meta {
+                        kind: Kind::File,
+                        mode: chmod.unwrap_or(0o644),
+                        uid: uid.unwrap_or(0),
+                        gid: gid.unwrap_or(0),
+                        size: bytes.len() as u64,
+                        digest: Some(Digest::of(&bytes)),
+                        link: None,
+                    };
+                    out.push(LayerEntry {
+                        path: target,
+                        meta,
+                        content: Content::Bytes(bytes),
+                        whiteout: false,
+                    });
+                }
+                Picked::Archive(host, kind, shown) => {
+                    let mut entries = unpack_archive(&host, kind, &dest, self.store)
+                        .map_err(|m| self.step_error(step, label, format!("{shown}: {m}")))?;
+                    out.append(&mut entries);
+                }
+                Picked::Tree {
+                    root_rel,
+                    meta,
+                    wildcard,
+                    items,
+                } => {
+                    let to_dir = dest_is_dir || wildcard || many;
+                    let base_target = if parents {
+                        join(&dest, &root_rel)
+                    } else if meta.kind == Kind::Dir {
+                        if wildcard {
+                            join(&dest, tree::base_name(&root_rel))
+                        } else {
+                            dest.clone()
+                        }
+                    } else if to_dir {
+                        join(&dest, tree::base_name(&root_rel))
+                    } else {
+                        dest.clone()
+                    };
+                    for (rel, m) in items {
+                        let target = if rel == root_rel {
+                            base_target.clone()
+                        } else {
+                            let rest = if root_rel.is_empty() {
+                                rel.as_str()
+                            } else {
+                                &rel[root_rel.len() + 1..]
+                            };
+                            join(&base_target, rest)
+                        };
+                        if target.is_empty() {
+                            continue;
+                        }
+                        let content = if m.kind == Kind::File {
+                            Content::Host(source.root.join(&rel))
+                        } else {
+                            Content::None
+                        };
+                        out.push(LayerEntry {
+                            path: target,
+                            meta: owned(&m),
+                            content,
+                            whiteout: false,
+                        });
+                    }
+                }
+            }
+        }
+        // Parents that the image does not have yet.
+        let mut needed: Manifest = Manifest::new();
+        let present: std::collections::HashSet<String> =
+            out.iter().map(|e| e.path.clone()).collect();
+        for e in &out {
+            for d in missing_parents(&manifest, &e.path, 0, 0) {
+                if !present.contains(&d.path) {
+                    needed.entry(d.path).or_insert(d.meta);
+                }
+            }
+        }
+        for (p, m) in needed {
+            out.push(LayerEntry {
+                path: p,
+                meta: m,
+                content: Content::None,
+                whiteout: false,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// What one COPY/ADD source picked.
+enum Picked {
+    Heredoc(String, Arc<[u8]>),
+    Archive(PathBuf, ArchiveKind, String),
+    Tree {
+        root_rel: String,
+        meta: Meta,
+        wildcard: bool,
+        items: Vec<(String, Meta)>,
+    },
+}
+
+struct Selection {
+    source: Arc<SourceTree>,
+    picked: Vec<Picked>,
+    inputs: BTreeMap<String, String>,
+}
+
+fn join(dir: &str, rest: &str) -> String {
+    match (dir.is_empty(), rest.is_empty()) {
+        (true, _) => rest.to_string(),
+        (_, true) => dir.to_string(),
+        _ => format!("{dir}/{rest}"),
+    }
+}
+
+fn is_url(p: &str) -> bool {
+    p.starts_with("http://")
+        || p.starts_with("https://")
+        || p.starts_with("git@")
+        || p.starts_with("git://")
+}
+
+fn has_wildcard(p: &str) -> bool {
+    p.contains(['*', '?', '['])
+}
+
+/// Directories of `path` that `m` lacks, shallowest first (0755, owned
+/// by `uid:gid`).
+fn missing_parents(m: &Manifest, path: &str, uid: u32, gid: u32) -> Vec<LayerEntry> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let parts: Vec<&str> = path.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        cur = join(&cur, part);
+        if m.get(&cur).is_none_or(|x| x.kind != Kind::Dir) {
+            out.push(LayerEntry {
+                path: cur.clone(),
+                meta: Meta {
+                    uid,
+                    gid,
+                    ..Meta::dir(0o755)
+                },
+                content: Content::None,
+                whiteout: false,
+            });
+        }
+    }
+    out
+}
+
+/// The entries a COPY source names: `(path in the source tree, meta)`.
+/// The path `""` is the tree's root.
+fn select(source: &SourceTree, src: &str) -> Result<Vec<(String, Meta)>, String> {
+    let cleaned = dockerignore::clean_path(src.trim_start_matches('/'));
+    if cleaned == ".." || cleaned.starts_with("../") {
+        return Err(format!(
+            "source {src:?} is outside the build context: only files under the context can be copied"
+        ));
+    }
+    let rel = if cleaned == "." {
+        String::new()
+    } else {
+        cleaned
+    };
+    if has_wildcard(&rel) {
+        let m = Matcher::new(&[rel.as_str()]).map_err(|e| format!("source {src:?}: {e}"))?;
+        let found: Vec<(String, Meta)> = source
+            .entries
+            .iter()
+            .filter(|(k, _)| m.matches_exact(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if found.is_empty() {
+            return Err(format!(
+                "no source files were specified: {src:?} matches nothing in the {}",
+                source.label
+            ));
+        }
+        return Ok(found);
+    }
+    if rel.is_empty() {
+        return Ok(vec![(String::new(), Meta::dir(0o755))]);
+    }
+    match source.entries.get(&rel) {
+        Some(m) => Ok(vec![(rel, m.clone())]),
+        None => Err(format!(
+            "{src:?} not found in the {} (or excluded by .dockerignore)",
+            source.label
+        )),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ArchiveKind {
+    Tar,
+    Gzip,
+    Zstd,
+}
+
+/// Recognizes the archives ADD unpacks by their first bytes.
+fn archive_kind(path: &Path) -> Option<ArchiveKind> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return None,
+        }
+    }
+    if n >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+        return Some(ArchiveKind::Gzip);
+    }
+    if n >= 4 && head[..4] == [0x28, 0xb5, 0x2f, 0xfd] {
+        return Some(ArchiveKind::Zstd);
+    }
+    if n >= 262 && &head[257..262] == b"ustar" {
+        return Some(ArchiveKind::Tar);
+    }
+    None
+}
+
+/// Unpacks a local archive into layer entries under `dest` (contents are
+/// extracted to a temp dir in the store).
+fn unpack_archive(
+    path: &Path,
+    kind: ArchiveKind,
+    dest: &str,
+    store: &Store,
+) -> Result<Vec<LayerEntry>, String> {
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let r: Box<dyn Read> = match kind {
+        ArchiveKind::Tar => Box::new(f),
+        ArchiveKind::Gzip => Box::new(flate2::read::GzDecoder::new(f)),
+        ArchiveKind::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(f).map_err(|e| e.to_string())?)
+        }
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("unpack-")
+        .tempdir_in(store.root().join("tmp"))
+        .map_err(|e| e.to_string())?
+        .keep();
+    let mut ar = tar::Archive::new(r);
+    let mut out = Vec::new();
+    for (n, entry) in ar
+        .entries()
+        .map_err(|e| format!("not a valid tar archive: {e}"))?
+        .enumerate()
+    {
+        let mut entry = entry.map_err(|e| format!("not a valid tar archive: {e}"))?;
+        let raw = entry.path().map_err(|e| e.to_string())?.into_owned();
+        let mut parts = Vec::new();
+        for c in raw.components() {
+            match c {
+                std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+                std::path::Component::CurDir => {}
+                _ => {
+                    return Err(format!(
+                        "archive entry {} leaves the destination",
+                        raw.display()
+                    ))
+                }
+            }
+        }
+        if parts.is_empty() {
+            continue;
+        }
+        let rel = parts.join("/");
+        let h = entry.header();
+        let mode = h.mode().unwrap_or(0o644) & 0o7777;
+        let uid = h.uid().unwrap_or(0) as u32;
+        let gid = h.gid().unwrap_or(0) as u32;
+        let (meta, content) = match h.entry_type() {
+            tar::EntryType::Directory => (
+                Meta {
+                    uid,
+                    gid,
+                    ..Meta::dir(mode)
+                },
+                Content::None,
+            ),
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (
+                    Meta {
+                        kind: Kind::Symlink,
+                        mode: 0o777,
+                        uid,
+                        gid,
+                        size: 0,
+                        digest: None,
+                        link: Some(target),
+                    },
+                    Content::None,
+                )
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let host = tmp.join(format!("{n}"));
+                let mut file = std::fs::File::create(&host).map_err(|e| e.to_string())?;
+                let mut hasher = crate::digest::Hasher::new();
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut size = 0u64;
+                loop {
+                    let k = entry.read(&mut buf).map_err(|e| e.to_string())?;
+                    if k == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..k]);
+                    std::io::Write::write_all(&mut file, &buf[..k]).map_err(|e| e.to_string())?;
+                    size += k as u64;
+                }
+                (
+                    Meta {
+                        kind: Kind::File,
+                        mode,
+                        uid,
+                        gid,
+                        size,
+                        digest: Some(hasher.finish()),
+                        link: None,
+                    },
+                    Content::Host(host),
+                )
+            }
+            other => {
+                return Err(format!(
+                    "archive entry {rel} has an unsupported type {other:?}"
+                ))
+            }
+        };
+        out.push(LayerEntry {
+            path: join(dest, &rel),
+            meta,
+            content,
+            whiteout: false,
+        });
+    }
+    Ok(out)
+}
+
+fn shell_form(config: &RunConfig, cmd: &CommandLine) -> Vec<String> {
+    if !cmd.shell_form {
+        return cmd.args.clone();
+    }
+    let mut v = if config.shell.is_empty() {
+        vec!["/bin/sh".to_string(), "-c".to_string()]
+    } else {
+        config.shell.clone()
+    };
+    v.push(cmd.args.join(" "));
+    v
+}
+
+/// What an instruction does to the image config.
+fn apply_config(c: &mut RunConfig, cmd_set: &mut bool, step: &Step) {
+    match &step.instruction {
+        Instruction::Env { pairs } => {
+            for kv in pairs {
+                c.set_env(&kv.key, &kv.value);
+            }
+        }
+        Instruction::Label { pairs } => {
+            for kv in pairs {
+                c.labels.insert(kv.key.clone(), kv.value.clone());
+            }
+        }
+        Instruction::Cmd(cmd) => {
+            c.cmd = Some(shell_form(c, cmd));
+            *cmd_set = true;
+        }
+        Instruction::Entrypoint(cmd) => {
+            c.entrypoint = if cmd.args.is_empty() && !cmd.shell_form {
+                Some(Vec::new())
+            } else {
+                Some(shell_form(c, cmd))
+            };
+            if !*cmd_set {
+                c.cmd = None;
+            }
+        }
+        Instruction::Shell { shell } => c.shell = shell.clone(),
+        Instruction::Workdir { .. } => c.working_dir = step.workdir.clone(),
+        Instruction::User { user } => c.user = user.clone(),
+        Instruction::Volume { paths } => {
+            for p in paths {
+                c.volumes.insert(p.clone(), export::Empty {});
+            }
+        }
+        Instruction::Expose { ports } => {
+            for p in ports {
+                let p = if p.contains('/') {
+                    p.to_ascii_lowercase()
+                } else {
+                    format!("{p}/tcp")
+                };
+                c.exposed_ports.insert(p, export::Empty {});
+            }
+        }
+        Instruction::StopSignal { signal } => c.stop_signal = signal.clone(),
+        Instruction::Healthcheck(h) => {
+            c.healthcheck = Some(match h {
+                Healthcheck::None => HealthConfig {
+                    test: vec!["NONE".into()],
+                    ..Default::default()
+                },
+                Healthcheck::Cmd {
+                    test,
+                    interval,
+                    timeout,
+                    start_period,
+                    start_interval,
+                    retries,
+                } => {
+                    let ns = |d: &Option<std::time::Duration>| {
+                        d.map(|d| d.as_nanos() as u64).unwrap_or(0)
+                    };
+                    let test = if test.first().map(String::as_str) == Some("CMD-SHELL") {
+                        vec!["CMD-SHELL".to_string(), test[1..].join(" ")]
+                    } else {
+                        test.clone()
+                    };
+                    HealthConfig {
+                        test,
+                        interval: ns(interval),
+                        timeout: ns(timeout),
+                        start_period: ns(start_period),
+                        start_interval: ns(start_interval),
+                        retries: retries.map(u64::from).unwrap_or(0),
+                    }
+                }
+            })
+        }
+        Instruction::Onbuild(o) => c.on_build.push(o.expression.clone()),
+        Instruction::Copy(Copy { .. })
+        | Instruction::Add(_)
+        | Instruction::Arg { .. }
+        | Instruction::Maintainer { .. }
+        | Instruction::Run(_) => {}
+    }
+}

@@ -1,0 +1,537 @@
+//! `wbuild build` end to end: the real binary on temporary contexts, each
+//! test with its own store.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+struct Ctx {
+    dir: tempfile::TempDir,
+    store: tempfile::TempDir,
+}
+
+impl Ctx {
+    fn new(files: &[(&str, &str)]) -> Ctx {
+        let c = Ctx {
+            dir: tempfile::tempdir().unwrap(),
+            store: tempfile::tempdir().unwrap(),
+        };
+        for (p, body) in files {
+            c.write(p, body);
+        }
+        c
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn write(&self, p: &str, body: &str) {
+        let path = self.path(p);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, body).unwrap();
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_wbuild"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("WBUILD_ROOT", self.store.path())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap()
+    }
+
+    /// Builds with a metadata file; returns the steps `(instruction, cached, reason)`.
+    fn build(&self, extra: &[&str]) -> (Value, Vec<(String, bool, String)>) {
+        let meta = self.store.path().join("meta-out.json");
+        let meta = meta.to_str().unwrap().to_string();
+        let mut args = vec!["build", "--progress", "plain", "--metadata-file", &meta];
+        args.extend_from_slice(extra);
+        args.push(".");
+        let o = self.run(&args);
+        assert!(
+            o.status.success(),
+            "build failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: Value = serde_json::from_str(&fs::read_to_string(&meta).unwrap()).unwrap();
+        let steps = v["wbuild.steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["instruction"].as_str().unwrap().to_string(),
+                    s["cached"].as_bool().unwrap(),
+                    s["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        (v, steps)
+    }
+
+    fn fails(&self, extra: &[&str]) -> String {
+        let mut args = vec!["build"];
+        args.extend_from_slice(extra);
+        args.push(".");
+        let o = self.run(&args);
+        assert!(!o.status.success(), "build must fail");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+}
+
+fn set_mtime(p: &Path, secs_ago: u64) {
+    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs_ago);
+    fs::File::options()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+const APP: &str =
+    "FROM scratch\nWORKDIR /app\nCOPY package.json ./\nCOPY src/ ./src/\nENV MODE=prod\n";
+
+fn app() -> Ctx {
+    Ctx::new(&[
+        ("Dockerfile", APP),
+        ("package.json", "{\"name\":\"demo\"}"),
+        ("src/main.c", "int main(){}"),
+        ("src/util.c", "int util;"),
+        ("notes.md", "ignored"),
+        (".dockerignore", "*.md\n"),
+    ])
+}
+
+#[test]
+fn first_build_then_no_op_rebuild_is_all_cached() {
+    let c = app();
+    let (_, steps) = c.build(&[]);
+    assert_eq!(steps.len(), 5);
+    assert_eq!(
+        steps[1],
+        ("WORKDIR /app".into(), false, "no previous build".into())
+    );
+    assert_eq!(steps[2].2, "parent rebuilt");
+    let (_, steps) = c.build(&[]);
+    assert!(steps.iter().all(|s| s.1), "{steps:?}");
+}
+
+#[test]
+fn mtime_only_changes_stay_cached() {
+    let c = app();
+    c.build(&[]);
+    set_mtime(&c.path("src/main.c"), 3600);
+    set_mtime(&c.path("package.json"), 7200);
+    let (_, steps) = c.build(&[]);
+    assert!(steps.iter().all(|s| s.1), "{steps:?}");
+}
+
+#[test]
+fn a_content_change_invalidates_that_step_and_the_chain_after_it() {
+    let c = app();
+    c.build(&[]);
+    c.write("src/util.c", "int util = 2;");
+    let (_, steps) = c.build(&[]);
+    assert!(steps[2].1, "COPY package.json stays cached");
+    assert_eq!(
+        steps[3],
+        (
+            "COPY src/ ./src/".into(),
+            false,
+            "src/util.c content changed".into()
+        )
+    );
+    assert_eq!(
+        steps[4],
+        ("ENV MODE=prod".into(), false, "parent rebuilt".into())
+    );
+}
+
+#[test]
+fn a_mode_change_invalidates() {
+    let c = app();
+    c.build(&[]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(c.path("src/main.c"), fs::Permissions::from_mode(0o755)).unwrap();
+        let (_, steps) = c.build(&[]);
+        assert_eq!(steps[3].2, "src/main.c mode changed");
+    }
+}
+
+#[test]
+fn ignored_files_do_not_count_and_added_files_do() {
+    let c = app();
+    c.build(&[]);
+    c.write("notes.md", "changed but ignored");
+    c.write("more.md", "ignored too");
+    let (_, steps) = c.build(&[]);
+    assert!(steps.iter().all(|s| s.1), "{steps:?}");
+    c.write("src/new.c", "new");
+    let (_, steps) = c.build(&[]);
+    assert_eq!(steps[3].2, "src/new.c added");
+    // Back to the first state: its record is still there.
+    fs::remove_file(c.path("src/new.c")).unwrap();
+    let (_, steps) = c.build(&[]);
+    assert!(steps[3].1, "{steps:?}");
+    fs::remove_file(c.path("src/util.c")).unwrap();
+    let (_, steps) = c.build(&[]);
+    assert_eq!(steps[3].2, "src/util.c removed");
+}
+
+#[test]
+fn an_instruction_change_is_named() {
+    let c = app();
+    c.build(&[]);
+    c.write("Dockerfile", &APP.replace("MODE=prod", "MODE=dev"));
+    let (_, steps) = c.build(&[]);
+    assert_eq!(
+        steps[4],
+        (
+            "ENV MODE=dev".into(),
+            false,
+            "instruction changed (was: ENV MODE=prod)".into()
+        )
+    );
+}
+
+#[test]
+fn no_cache_and_no_cache_filter() {
+    let text = "FROM scratch AS deps\nCOPY package.json /\nFROM scratch AS app\nCOPY --from=deps /package.json /p.json\nCOPY src /src\n";
+    let c = Ctx::new(&[("Dockerfile", text), ("package.json", "{}"), ("src/a", "a")]);
+    c.build(&[]);
+    let (_, steps) = c.build(&["--no-cache"]);
+    let rebuilt: Vec<&str> = steps
+        .iter()
+        .filter(|s| !s.1)
+        .map(|s| s.2.as_str())
+        .collect();
+    // Each stage restarts from its FROM: the first step of each says why.
+    assert_eq!(rebuilt, vec!["--no-cache", "--no-cache", "parent rebuilt"]);
+    let (_, steps) = c.build(&["--no-cache-filter", "app"]);
+    assert!(steps[1].1, "the deps stage stays cached: {steps:?}");
+    assert_eq!(steps[3].2, "--no-cache-filter app");
+    assert_eq!(steps[4].2, "parent rebuilt");
+    // Rebuilding deps to the same files keeps app's COPY --from cached.
+    let (_, steps) = c.build(&["--no-cache-filter", "deps"]);
+    assert_eq!(steps[1].2, "--no-cache-filter deps");
+    assert!(steps[3].1 && steps[4].1, "{steps:?}");
+}
+
+#[test]
+fn build_args_invalidate_the_steps_that_see_them() {
+    let text = "FROM scratch\nCOPY a /a\nARG VERSION=1\nLABEL v=$VERSION\n";
+    let c = Ctx::new(&[("Dockerfile", text), ("a", "a")]);
+    c.build(&[]);
+    let (_, steps) = c.build(&["--build-arg", "VERSION=2"]);
+    assert!(steps[1].1, "COPY before the ARG stays cached");
+    assert_eq!(
+        steps[2],
+        (
+            "ARG VERSION=1".into(),
+            false,
+            "build arg VERSION changed".into()
+        )
+    );
+    assert_eq!(
+        steps[3],
+        ("LABEL v=2".into(), false, "parent rebuilt".into())
+    );
+}
+
+#[test]
+fn the_same_inputs_give_the_same_digest_anywhere() {
+    let a = app();
+    let b = app();
+    for f in ["package.json", "src/main.c", "src/util.c"] {
+        set_mtime(&b.path(f), 86_400);
+    }
+    let (ma, _) = a.build(&[]);
+    let (mb, _) = b.build(&[]);
+    assert_eq!(ma["containerimage.digest"], mb["containerimage.digest"]);
+    let (mc, _) = a.build(&["--no-cache"]);
+    assert_eq!(ma["containerimage.digest"], mc["containerimage.digest"]);
+}
+
+#[test]
+fn two_builds_at_once_on_one_store() {
+    let a = app();
+    let b = app();
+    b.write("src/main.c", "different");
+    let store = tempfile::tempdir().unwrap();
+    let spawn = |c: &Ctx| {
+        Command::new(env!("CARGO_BIN_EXE_wbuild"))
+            .args(["build", "--progress", "quiet", "."])
+            .current_dir(c.dir.path())
+            .env("WBUILD_ROOT", store.path())
+            .spawn()
+            .unwrap()
+    };
+    let mut children: Vec<_> = (0..3).flat_map(|_| [spawn(&a), spawn(&b)]).collect();
+    for ch in children.iter_mut() {
+        assert!(ch.wait().unwrap().success());
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_wbuild"))
+        .args(["du", "--root", store.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Total:"));
+}
+
+fn untar(tar_path: &Path, into: &Path) {
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(tar_path)
+        .arg("-C")
+        .arg(into)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn oci_output_passes_real_tools() {
+    let c = Ctx::new(&[
+        ("Dockerfile", "FROM scratch\nCOPY --chmod=0755 bin/tool /usr/bin/tool\nCOPY data/ /data/\nCMD [\"/usr/bin/tool\"]\n"),
+        ("bin/tool", "#!wasm"),
+        ("data/a.txt", "a"),
+        ("data/sub/b.txt", "b"),
+    ]);
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("a.txt", c.path("data/link")).unwrap();
+    c.build(&["-t", "demo:1", "-o", "type=oci,dest=out/demo.tar"]);
+    let tar_path = c.path("out/demo.tar");
+    let have = |t: &str| Command::new(t).arg("--version").output().is_ok();
+    if !(have("skopeo") && have("umoci") && have("oci-image-tool")) {
+        println!(
+            "notice: skopeo, umoci or oci-image-tool is not installed; real-tool check skipped"
+        );
+        return;
+    }
+    let o = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci-archive:{}:1", tar_path.display()))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["Architecture"], "wasm");
+    assert_eq!(v["Os"], "wasip1");
+
+    let layout = tempfile::tempdir().unwrap();
+    untar(&tar_path, layout.path());
+    let o = Command::new("oci-image-tool")
+        .args(["validate", "--type", "image", "--ref", "name=1"])
+        .arg(layout.path())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "oci-image-tool: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rootfs = layout.path().join("rootfs");
+    let o = Command::new("umoci")
+        .args(["raw", "unpack", "--rootless", "--image"])
+        .arg(format!("{}:1", layout.path().display()))
+        .arg(&rootfs)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        fs::read_to_string(rootfs.join("usr/bin/tool")).unwrap(),
+        "#!wasm"
+    );
+    assert_eq!(
+        fs::read_to_string(rootfs.join("data/sub/b.txt")).unwrap(),
+        "b"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(rootfs.join("usr/bin/tool"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o755);
+        assert_eq!(
+            fs::read_link(rootfs.join("data/link")).unwrap(),
+            PathBuf::from("a.txt")
+        );
+    }
+}
+
+#[test]
+fn other_outputs() {
+    let c = Ctx::new(&[
+        ("Dockerfile", "FROM scratch\nCOPY f /f\nCOPY d /d\n"),
+        ("f", "file"),
+        ("d/x", "x"),
+    ]);
+    c.build(&[
+        "-o",
+        "type=local,dest=rootfs",
+        "-o",
+        "type=tar,dest=rootfs.tar",
+        "-o",
+        "type=docker,dest=img.tar",
+        "-t",
+        "d:1",
+    ]);
+    assert_eq!(fs::read_to_string(c.path("rootfs/f")).unwrap(), "file");
+    assert_eq!(fs::read_to_string(c.path("rootfs/d/x")).unwrap(), "x");
+    let t = tempfile::tempdir().unwrap();
+    untar(&c.path("rootfs.tar"), t.path());
+    assert_eq!(fs::read_to_string(t.path().join("d/x")).unwrap(), "x");
+    let t = tempfile::tempdir().unwrap();
+    untar(&c.path("img.tar"), t.path());
+    let m: Value =
+        serde_json::from_str(&fs::read_to_string(t.path().join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m[0]["RepoTags"][0], "d:1");
+    assert!(t.path().join("index.json").is_file() && t.path().join("oci-layout").is_file());
+
+    // zstd, and a layout directory.
+    c.build(&[
+        "-o",
+        "type=oci,tar=false,dest=layout,compression=zstd,compression-level=5",
+    ]);
+    let index: Value =
+        serde_json::from_str(&fs::read_to_string(c.path("layout/index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest: Value = serde_json::from_str(
+        &fs::read_to_string(c.path(&format!("layout/blobs/sha256/{digest}"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+}
+
+#[test]
+fn images_are_kept_in_the_store_without_an_output() {
+    let c = app();
+    c.build(&["-t", "app:dev", "--iidfile", "iid.txt"]);
+    let iid = fs::read_to_string(c.path("iid.txt")).unwrap();
+    assert!(iid.starts_with("sha256:"));
+    let o = c.run(&["images"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("app:dev") && out.contains(&iid[7..19]),
+        "{out}"
+    );
+    // prune keeps what the image uses; --all removes the rest.
+    let o = c.run(&["prune"]);
+    assert!(o.status.success());
+    let (_, steps) = c.build(&["-t", "app:dev"]);
+    assert!(
+        steps[2].1,
+        "layers the image uses survive a plain prune: {steps:?}"
+    );
+    let o = c.run(&["prune", "--all"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Removed"));
+    let o = c.run(&["du"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("in 0 record(s)"));
+}
+
+#[test]
+fn add_unpacks_local_archives() {
+    let c = Ctx::new(&[(
+        "Dockerfile",
+        "FROM scratch\nADD pkg.tar.gz /opt/\nADD --unpack=false pkg.tar.gz /keep/\n",
+    )]);
+    let src = tempfile::tempdir().unwrap();
+    fs::create_dir_all(src.path().join("pkg/bin")).unwrap();
+    fs::write(src.path().join("pkg/bin/run"), "run").unwrap();
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(c.path("pkg.tar.gz"))
+        .arg("-C")
+        .arg(src.path())
+        .arg("pkg")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    c.build(&["-o", "type=local,dest=out"]);
+    assert_eq!(
+        fs::read_to_string(c.path("out/opt/pkg/bin/run")).unwrap(),
+        "run"
+    );
+    assert!(c.path("out/keep/pkg.tar.gz").is_file());
+}
+
+#[test]
+fn errors_name_the_step_and_what_to_do() {
+    let c = Ctx::new(&[("Dockerfile", "FROM scratch\nCOPY missing.txt /\n")]);
+    let e = c.fails(&[]);
+    assert!(
+        e.contains("Dockerfile:2") && e.contains("\"missing.txt\" not found in the context"),
+        "{e}"
+    );
+    c.write("Dockerfile", "FROM scratch\nCOPY ../secret /\n");
+    assert!(c.fails(&[]).contains("outside the build context"));
+    c.write("Dockerfile", "FROM scratch\nRUN echo hi\n");
+    assert!(c.fails(&[]).contains("RUN steps are not supported yet"));
+    c.write("Dockerfile", "FROM alpine\n");
+    assert!(c
+        .fails(&[])
+        .contains("pulling base images is not supported yet"));
+    c.write("Dockerfile", "FROM scratch\nCOPY a b /dst\n");
+    c.write("a", "");
+    c.write("b", "");
+    assert!(c
+        .fails(&[])
+        .contains("must be a directory and end with a /"));
+    c.write("Dockerfile", "FROM scratch\nCOPY --chown=app a /\n");
+    assert!(c.fails(&[]).contains("numeric ids"));
+    assert!(c
+        .fails(&["-o", "type=registry,name=x"])
+        .contains("not supported yet"));
+    assert!(c
+        .fails(&["--progress", "tty"])
+        .contains("--progress=tty is not supported yet"));
+}
+
+#[test]
+fn damaged_blobs_in_the_store_are_never_used() {
+    let c = app();
+    let (first, _) = c.build(&[]);
+    for e in fs::read_dir(c.store.path().join("blobs/sha256")).unwrap() {
+        fs::write(e.unwrap().path(), b"garbage").unwrap();
+    }
+    let (again, steps) = c.build(&["-o", "type=oci,dest=img.tar"]);
+    assert_eq!(
+        first["containerimage.digest"],
+        again["containerimage.digest"]
+    );
+    assert!(steps.iter().any(|s| s.2.contains("damaged")), "{steps:?}");
+    // Every blob in the output is what its name says.
+    let t = tempfile::tempdir().unwrap();
+    untar(&c.path("img.tar"), t.path());
+    for e in fs::read_dir(t.path().join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let bytes = fs::read(e.path()).unwrap();
+        let d = wbuild::digest::Digest::of(&bytes);
+        assert_eq!(d.hex(), e.file_name().to_str().unwrap());
+    }
+}
