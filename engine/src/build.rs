@@ -76,10 +76,7 @@ fn convert_layer(
     let mut w = store.blob_writer()?;
     match c {
         Compression::Gzip => {
-            let mut e = flate2::GzBuilder::new()
-                .mtime(0)
-                .operating_system(255)
-                .write(&mut w, flate2::Compression::new(level.clamp(0, 9) as u32));
+            let mut e = layer::ParallelGzip::new(&mut w, level.clamp(0, 9) as u32);
             std::io::copy(&mut r, &mut e)?;
             e.finish()?;
         }

@@ -978,7 +978,7 @@ fn unpack_archive(
     let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let r: Box<dyn Read> = match kind {
         ArchiveKind::Tar => Box::new(f),
-        ArchiveKind::Gzip => Box::new(flate2::read::GzDecoder::new(f)),
+        ArchiveKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
         ArchiveKind::Zstd => {
             Box::new(zstd::stream::read::Decoder::new(f).map_err(|e| e.to_string())?)
         }

@@ -124,8 +124,112 @@ impl<W: Write> Write for HashTee<W> {
     }
 }
 
+/// Size of the independently compressed gzip members.
+const GZIP_CHUNK: usize = 1 << 20;
+
+/// gzip on every core: the stream is cut into fixed 1 MiB chunks, each
+/// compressed as its own gzip member, members written in order. The output
+/// is the same whatever the number of threads (chunk boundaries do not
+/// depend on it), and multi-member gzip is standard (RFC 1952; Go's and
+/// zlib's readers accept it).
+pub struct ParallelGzip<W: Write> {
+    inner: W,
+    level: u32,
+    buf: Vec<u8>,
+    pending: Vec<Vec<u8>>,
+    threads: usize,
+    members: u64,
+}
+
+impl<W: Write> ParallelGzip<W> {
+    pub fn new(inner: W, level: u32) -> Self {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        ParallelGzip {
+            inner,
+            level,
+            buf: Vec::with_capacity(GZIP_CHUNK),
+            pending: Vec::new(),
+            threads,
+            members: 0,
+        }
+    }
+
+    fn member(chunk: &[u8], level: u32) -> io::Result<Vec<u8>> {
+        let mut e = flate2::GzBuilder::new()
+            .mtime(0)
+            .operating_system(255)
+            .write(
+                Vec::with_capacity(chunk.len() / 3 + 64),
+                flate2::Compression::new(level),
+            );
+        e.write_all(chunk)?;
+        e.finish()
+    }
+
+    fn flush_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let level = self.level;
+        let outs: Vec<io::Result<Vec<u8>>> = if self.pending.len() == 1 {
+            vec![Self::member(&self.pending[0], level)]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = self
+                    .pending
+                    .iter()
+                    .map(|c| s.spawn(move || Self::member(c, level)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(io::Error::other("gzip worker panicked")))
+                    })
+                    .collect()
+            })
+        };
+        for o in outs {
+            self.inner.write_all(&o?)?;
+            self.members += 1;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> io::Result<W> {
+        if !self.buf.is_empty() || (self.members == 0 && self.pending.is_empty()) {
+            let last = std::mem::take(&mut self.buf);
+            self.pending.push(last);
+        }
+        self.flush_pending()?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for ParallelGzip<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = GZIP_CHUNK - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == GZIP_CHUNK {
+            let full = std::mem::replace(&mut self.buf, Vec::with_capacity(GZIP_CHUNK));
+            self.pending.push(full);
+            if self.pending.len() >= self.threads {
+                self.flush_pending()?;
+            }
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 enum Encoder<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(ParallelGzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
     Plain(W),
 }
@@ -133,12 +237,7 @@ enum Encoder<W: Write> {
 impl<W: Write> Encoder<W> {
     fn new(c: Compression, level: i32, w: W) -> io::Result<Self> {
         Ok(match c {
-            Compression::Gzip => Encoder::Gzip(
-                flate2::GzBuilder::new()
-                    .mtime(0)
-                    .operating_system(255)
-                    .write(w, flate2::Compression::new(level.clamp(0, 9) as u32)),
-            ),
+            Compression::Gzip => Encoder::Gzip(ParallelGzip::new(w, level.clamp(0, 9) as u32)),
             Compression::Zstd => {
                 Encoder::Zstd(zstd::stream::write::Encoder::new(w, level.clamp(1, 22))?)
             }
@@ -303,7 +402,7 @@ pub fn write_layer(
 pub fn open_layer(store: &Store, layer: &LayerInfo) -> Result<Box<dyn Read>, LayerError> {
     let r = store.open_blob(&layer.digest)?;
     Ok(match layer.compression {
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(r)),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
         Compression::Zstd => {
             Box::new(zstd::stream::read::Decoder::new(r).map_err(io_at("<zstd>"))?)
         }
@@ -634,6 +733,33 @@ mod tests {
         apply_to_dir(&store, &l, out.path(), &mut m2).unwrap();
         assert!(!out.path().join("a").exists());
         assert_eq!(m2.keys().collect::<Vec<_>>(), vec!["a-b"]);
+    }
+
+    #[test]
+    fn parallel_gzip_is_deterministic_and_readable() {
+        let data: Vec<u8> = (0..(3 * GZIP_CHUNK + 12345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut one = ParallelGzip::new(Vec::new(), 6);
+        one.threads = 1;
+        one.write_all(&data).unwrap();
+        let one = one.finish().unwrap();
+        let mut four = ParallelGzip::new(Vec::new(), 6);
+        four.threads = 4;
+        four.write_all(&data).unwrap();
+        let four = four.finish().unwrap();
+        assert_eq!(one, four);
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&one[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+        let empty = ParallelGzip::new(Vec::new(), 6).finish().unwrap();
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&empty[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back.is_empty() && !empty.is_empty());
     }
 
     #[test]

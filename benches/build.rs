@@ -1,0 +1,238 @@
+//! `cargo bench`: builds a context of 10,000 files (~100 MB) with
+//! `COPY . /app` and prints figures: cold build, no-op rebuild, rebuild
+//! after one change, hashing throughput, compression against `gzip -6` and
+//! `zstd -3`, and peak memory. Figures, not assertions.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use wbuild::context::Context;
+use wbuild::frontend::dockerignore::Matcher;
+use wbuild::fs::layer::{self, Compression, Content, LayerEntry};
+use wbuild::store::Store;
+
+const FILES: usize = 10_000;
+const FILE_SIZE: usize = 10_000;
+
+/// Pseudo-random but compressible bytes (text-like), deterministic.
+fn fill(buf: &mut [u8], seed: u64) {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let words: &[&[u8]] = &[
+        b"alpha ",
+        b"beta ",
+        b"gamma ",
+        b"delta ",
+        b"fn ",
+        b"let ",
+        b"x = 1;\n",
+        b"return ",
+    ];
+    let mut i = 0;
+    while i < buf.len() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let w = words[(x % words.len() as u64) as usize];
+        let n = w.len().min(buf.len() - i);
+        buf[i..i + n].copy_from_slice(&w[..n]);
+        i += n;
+        if x.is_multiple_of(5) && i < buf.len() {
+            buf[i] = b'0' + (x % 10) as u8;
+            i += 1;
+        }
+    }
+}
+
+fn make_context(dir: &Path) {
+    fs::write(dir.join("Dockerfile"), "FROM scratch\nCOPY . /app\n").unwrap();
+    let mut buf = vec![0u8; FILE_SIZE];
+    for i in 0..FILES {
+        let sub = dir.join(format!("src/d{:03}", i / 100));
+        if i.is_multiple_of(100) {
+            fs::create_dir_all(&sub).unwrap();
+        }
+        fill(&mut buf, i as u64);
+        fs::write(sub.join(format!("f{i:05}.txt")), &buf).unwrap();
+    }
+    // Make every stat older than the stat cache's two-second guard.
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for e in walk(dir) {
+        if let Ok(f) = fs::File::options().write(true).open(&e) {
+            let _ = f.set_modified(old);
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Runs the binary; returns (wall time, peak RSS in KiB if measurable).
+fn wbuild(ctx: &Path, store: &Path, args: &[&str]) -> (Duration, Option<u64>) {
+    let bin = env!("CARGO_BIN_EXE_wbuild");
+    let time = Path::new("/usr/bin/time");
+    let t0 = Instant::now();
+    let out = if time.exists() {
+        Command::new(time)
+            .args(["-f", "%M"])
+            .arg(bin)
+            .args(args)
+            .current_dir(ctx)
+            .env("WBUILD_ROOT", store)
+            .output()
+            .unwrap()
+    } else {
+        Command::new(bin)
+            .args(args)
+            .current_dir(ctx)
+            .env("WBUILD_ROOT", store)
+            .output()
+            .unwrap()
+    };
+    let dt = t0.elapsed();
+    assert!(
+        out.status.success(),
+        "wbuild failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rss = if time.exists() {
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+    } else {
+        None
+    };
+    (dt, rss)
+}
+
+fn mb_per_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let ctx = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    make_context(ctx.path());
+    let total = (FILES * FILE_SIZE) as u64;
+    println!("context: {FILES} files, {:.1} MB", total as f64 / 1e6);
+
+    // Hashing alone (no stat cache), best of 3.
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let c = Context::scan(ctx.path(), &Matcher::default(), None).unwrap();
+        best = best.min(t0.elapsed());
+        assert_eq!(c.hashed_files, FILES + 1);
+    }
+    println!(
+        "context scan + hash (cold, parallel): {:.1} ms = {:.0} MB/s",
+        best.as_secs_f64() * 1e3,
+        mb_per_s(total, best)
+    );
+    let s = tempfile::tempdir().unwrap();
+    let st = Store::open(s.path()).unwrap();
+    Context::scan(ctx.path(), &Matcher::default(), Some(&st)).unwrap();
+    let t0 = Instant::now();
+    let c = Context::scan(ctx.path(), &Matcher::default(), Some(&st)).unwrap();
+    println!(
+        "context scan with a warm stat cache: {:.1} ms ({} files hashed)",
+        t0.elapsed().as_secs_f64() * 1e3,
+        c.hashed_files
+    );
+
+    let args = ["build", "--progress", "quiet", "."];
+    let (cold, rss) = wbuild(ctx.path(), store.path(), &args);
+    println!(
+        "cold build (end to end): {:.0} ms, peak RSS {}",
+        cold.as_secs_f64() * 1e3,
+        rss.map(|k| format!("{:.0} MB", k as f64 / 1024.0))
+            .unwrap_or("n/a".into())
+    );
+    let mut noop = Vec::new();
+    for _ in 0..5 {
+        noop.push(wbuild(ctx.path(), store.path(), &args).0);
+    }
+    noop.sort();
+    println!(
+        "no-op rebuild (end to end): median {:.1} ms, min {:.1} ms",
+        noop[2].as_secs_f64() * 1e3,
+        noop[0].as_secs_f64() * 1e3
+    );
+    let f = ctx.path().join("src/d050/f05000.txt");
+    fs::write(&f, b"changed").unwrap();
+    let (one, _) = wbuild(ctx.path(), store.path(), &args);
+    println!(
+        "rebuild after changing one file: {:.0} ms",
+        one.as_secs_f64() * 1e3
+    );
+
+    // Compression: the layer of the whole context.
+    let c = Context::scan(ctx.path(), &Matcher::default(), None).unwrap();
+    let entries: Vec<LayerEntry> = c
+        .entries
+        .iter()
+        .map(|(p, e)| LayerEntry {
+            path: format!("app/{p}"),
+            meta: e.meta.clone(),
+            content: if e.meta.kind == wbuild::fs::Kind::File {
+                Content::Host(c.host_path(p))
+            } else {
+                Content::None
+            },
+            whiteout: false,
+        })
+        .collect();
+    let entries = layer::normalize(entries);
+    let tar_path = store.path().join("layer.tar");
+    layer::write_tar(&entries, 0, fs::File::create(&tar_path).unwrap()).unwrap();
+    let tar_bytes = fs::metadata(&tar_path).unwrap().len();
+    let bs = Store::open(&store.path().join("bench")).unwrap();
+    for (name, comp, level, tool, targs) in [
+        ("gzip -6", Compression::Gzip, 6, "gzip", vec!["-6", "-c"]),
+        (
+            "zstd -3",
+            Compression::Zstd,
+            3,
+            "zstd",
+            vec!["-3", "-c", "-q", "-T1"],
+        ),
+    ] {
+        let t0 = Instant::now();
+        let info = layer::write_layer(&bs, &entries, 0, comp, level).unwrap();
+        let ours = t0.elapsed();
+        let t0 = Instant::now();
+        let out = Command::new(tool).args(&targs).arg(&tar_path).output();
+        let theirs = t0.elapsed();
+        match out {
+            Ok(o) if o.status.success() => println!(
+                "{name}: wbuild {:.0} MB/s ({} bytes) vs {tool} {:.0} MB/s ({} bytes): {:.2}x",
+                mb_per_s(tar_bytes, ours),
+                info.size,
+                mb_per_s(tar_bytes, theirs),
+                o.stdout.len(),
+                theirs.as_secs_f64() / ours.as_secs_f64()
+            ),
+            _ => println!(
+                "{name}: wbuild {:.0} MB/s; {tool} not available",
+                mb_per_s(tar_bytes, ours)
+            ),
+        }
+    }
+}
