@@ -126,9 +126,6 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
             bail!("--output type={}: pushing to a registry is not supported yet; use type=oci, docker, local or tar", o.kind);
         }
     }
-    if req.progress == ProgressMode::Tty {
-        bail!("--progress=tty is not supported yet; use --progress=plain or rawjson");
-    }
     let ignore = dockerignore::load(&req.context, &req.dockerfile)?;
     let root = match &req.root {
         Some(r) => r.clone(),
@@ -156,9 +153,13 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         compression,
         level,
     };
+    let tty = req.progress == ProgressMode::Tty
+        || (req.progress == ProgressMode::Auto
+            && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let mut sink: Box<dyn Progress> = match req.progress {
         ProgressMode::Quiet => Box::new(progress::Quiet),
         ProgressMode::RawJson => Box::new(progress::RawJson::new(std::io::stderr())),
+        _ if tty => Box::new(progress::Tty::new()),
         _ => Box::new(progress::Plain::new(std::io::stderr())),
     };
     for w in &p.warnings {

@@ -90,6 +90,93 @@ impl<W: Write> Progress for RawJson<W> {
     }
 }
 
+/// A live view for terminals: one line per step, a spinner while it
+/// runs, then `CACHED` or `DONE` with the time and the reason.
+pub struct Tty {
+    multi: indicatif::MultiProgress,
+    bars: std::collections::BTreeMap<usize, (indicatif::ProgressBar, String)>,
+}
+
+impl Tty {
+    pub fn new() -> Self {
+        Tty {
+            multi: indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::stderr(),
+            ),
+            bars: Default::default(),
+        }
+    }
+
+    fn finish(&mut self, vertex: usize, line: String) {
+        if let Some((bar, _)) = self.bars.remove(&vertex) {
+            bar.set_style(indicatif::ProgressStyle::with_template("{msg}").expect("template"));
+            bar.finish_with_message(line);
+        }
+    }
+}
+
+impl Default for Tty {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress for Tty {
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Started { vertex, name } => {
+                let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                        .expect("template"),
+                );
+                bar.set_message(format!("#{vertex} {name}"));
+                bar.enable_steady_tick(std::time::Duration::from_millis(100));
+                self.bars.insert(vertex, (bar, name));
+            }
+            Event::Cached { vertex, .. } => {
+                let name = self
+                    .bars
+                    .get(&vertex)
+                    .map(|b| b.1.clone())
+                    .unwrap_or_default();
+                self.finish(vertex, format!("✔ #{vertex} {name}  CACHED"));
+            }
+            Event::Done {
+                vertex,
+                seconds,
+                reason,
+            } => {
+                let name = self
+                    .bars
+                    .get(&vertex)
+                    .map(|b| b.1.clone())
+                    .unwrap_or_default();
+                let why = if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!("  (rebuilt: {reason})")
+                };
+                self.finish(
+                    vertex,
+                    format!("✔ #{vertex} {name}  DONE {seconds:.1}s{why}"),
+                );
+            }
+            Event::Log { vertex, text, .. } => {
+                let _ = self.multi.println(format!("#{vertex} {text}"));
+            }
+            Event::Error { vertex, message } => {
+                let name = self
+                    .bars
+                    .get(&vertex)
+                    .map(|b| b.1.clone())
+                    .unwrap_or_default();
+                self.finish(vertex, format!("✘ #{vertex} {name}  ERROR: {message}"));
+            }
+        }
+    }
+}
+
 /// `--progress=quiet`.
 pub struct Quiet;
 
