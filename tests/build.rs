@@ -550,3 +550,54 @@ fn damaged_blobs_in_the_store_are_never_used() {
         assert_eq!(d.hex(), e.file_name().to_str().unwrap());
     }
 }
+
+#[test]
+fn prune_never_deletes_what_a_running_build_uses() {
+    let c = app();
+    c.build(&[]);
+    // A build in flight in this process holds a lease on its blobs.
+    let mut s = wbuild::store::Store::open(c.store.path()).unwrap();
+    s.begin_lease().unwrap();
+    let b = s.put_blob(b"a layer being written").unwrap();
+    let o = c.run(&["prune", "--all"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(s.has_blob(&b), "prune removed a blob a running build holds");
+    s.end_lease().unwrap();
+    let o = c.run(&["prune", "--all"]);
+    assert!(o.status.success());
+    assert!(
+        !s.has_blob(&b),
+        "once the build is done, the blob is garbage"
+    );
+}
+
+#[test]
+fn symlinks_are_copied_as_symlinks_and_never_followed() {
+    let c = Ctx::new(&[
+        ("Dockerfile", "FROM scratch\nCOPY . /ctx/\n"),
+        ("inside.txt", "in"),
+    ]);
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("secret"), "outside the context").unwrap();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(outside.path().join("secret"), c.path("abs-link")).unwrap();
+        std::os::unix::fs::symlink("../../etc/passwd", c.path("rel-link")).unwrap();
+        c.build(&["-o", "type=tar,dest=rootfs.tar"]);
+        let t = tempfile::tempdir().unwrap();
+        untar(&c.path("rootfs.tar"), t.path());
+        assert!(fs::symlink_metadata(t.path().join("ctx/abs-link"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            fs::read_link(t.path().join("ctx/rel-link")).unwrap(),
+            PathBuf::from("../../etc/passwd")
+        );
+        let bytes = fs::read(c.path("rootfs.tar")).unwrap();
+        assert!(
+            !bytes.windows(19).any(|w| w == b"outside the context"),
+            "a symlink was followed"
+        );
+    }
+}
