@@ -412,14 +412,15 @@ impl<'a> Solver<'a> {
                 }
             }
         }
-        let previous: Option<StepInputs> = self
-            .store
-            .get_history(&scope)?
-            .and_then(|(_, inputs)| serde_json::from_str(&inputs).ok());
         let mut new_entries: Option<Vec<LayerEntry>> = None;
         let (record, cached, reason) = match hit {
             Some(rec) => (rec, true, Reason::Hit),
             None => {
+                // Last build's inputs for this step are read only to explain a miss.
+                let previous: Option<StepInputs> = self
+                    .store
+                    .get_history(&scope)?
+                    .and_then(|(_, inputs)| serde_json::from_str(&inputs).ok());
                 let reason = match forced {
                     Some(r) if !st.missed => r,
                     _ => cache::explain(previous.as_ref(), &inputs, st.missed),
@@ -470,11 +471,13 @@ impl<'a> Solver<'a> {
                 (rec, false, reason)
             }
         };
-        self.store.put_history(
-            &scope,
-            &key.to_string(),
-            &serde_json::to_string(&inputs).expect("inputs"),
-        )?;
+        if self.store.history_key(&scope)?.as_deref() != Some(key.to_string().as_str()) {
+            self.store.put_history(
+                &scope,
+                &key.to_string(),
+                &serde_json::to_string(&inputs).expect("inputs"),
+            )?;
+        }
 
         // Effects on the stage.
         st.key = key;
@@ -577,8 +580,9 @@ impl<'a> Solver<'a> {
         };
         let exclude = Matcher::new(&files.exclude)
             .map_err(|e| self.step_error(step, label, e.to_string()))?;
+        // Files of another stage are named `stage:/path` in reasons.
         let prefix = match from {
-            Some(_) => format!("{}:", source.label),
+            Some(_) => format!("{}:/", source.label.trim_start_matches("stage ")),
             None => String::new(),
         };
         let mut picked = Vec::new();

@@ -420,6 +420,18 @@ impl Store {
             .map_err(|e| self.ix(e))
     }
 
+    /// The key last recorded for a step (without loading its inputs).
+    pub fn history_key(&self, scope: &str) -> Result<Option<String>> {
+        self.db()
+            .query_row(
+                "SELECT key FROM history WHERE scope = ?1",
+                params![scope],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.ix(e))
+    }
+
     pub fn put_history(&self, scope: &str, key: &str, inputs: &str) -> Result<()> {
         self.db()
             .execute(
