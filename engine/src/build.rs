@@ -81,7 +81,7 @@ fn convert_layer(
             e.finish()?;
         }
         Compression::Zstd => {
-            let mut e = zstd::stream::write::Encoder::new(&mut w, level.clamp(1, 22))?;
+            let mut e = layer::zstd_encoder(&mut w, level)?;
             std::io::copy(&mut r, &mut e)?;
             e.finish()?;
         }

@@ -228,6 +228,20 @@ impl<W: Write> Write for ParallelGzip<W> {
     }
 }
 
+/// A zstd encoder in multi-threaded mode: its output is the same for any
+/// number of workers (≥ 1), so it is deterministic across machines.
+pub fn zstd_encoder<W: Write>(
+    w: W,
+    level: i32,
+) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+    let mut e = zstd::stream::write::Encoder::new(w, level.clamp(1, 22))?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as u32;
+    e.multithread(threads.max(1))?;
+    Ok(e)
+}
+
 enum Encoder<W: Write> {
     Gzip(ParallelGzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
@@ -238,9 +252,7 @@ impl<W: Write> Encoder<W> {
     fn new(c: Compression, level: i32, w: W) -> io::Result<Self> {
         Ok(match c {
             Compression::Gzip => Encoder::Gzip(ParallelGzip::new(w, level.clamp(0, 9) as u32)),
-            Compression::Zstd => {
-                Encoder::Zstd(zstd::stream::write::Encoder::new(w, level.clamp(1, 22))?)
-            }
+            Compression::Zstd => Encoder::Zstd(zstd_encoder(w, level)?),
             Compression::Uncompressed => Encoder::Plain(w),
         })
     }
@@ -760,6 +772,20 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert!(back.is_empty() && !empty.is_empty());
+    }
+
+    #[test]
+    fn multithreaded_zstd_does_not_depend_on_the_worker_count() {
+        let data: Vec<u8> = (0..(6u32 << 20))
+            .map(|i| ((i.wrapping_mul(2654435761) >> 13) % 17) as u8)
+            .collect();
+        let run = |workers: u32| {
+            let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+            e.multithread(workers).unwrap();
+            e.write_all(&data).unwrap();
+            e.finish().unwrap()
+        };
+        assert_eq!(run(1), run(4));
     }
 
     #[test]
