@@ -1,0 +1,372 @@
+//! A rootfs materialized as a plain directory on the host, with its
+//! manifest (modes and owners live there, not on the host disk), and the
+//! diff that turns what a step changed in it into a layer.
+//!
+//! The diff finds candidates by host stat (size, mtime, ctime, inode) and
+//! confirms them by content digest, so a file rewritten with the same bytes
+//! is not a change. Deleted paths become whiteouts (one for a deleted
+//! directory, none for what was under it).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+use crate::fs::layer::{self, Content, LayerEntry, LayerError, LayerInfo};
+use crate::fs::{platform, Kind, Manifest, Meta};
+use crate::store::{FileStat, Store};
+
+/// Default permission bits for what a step creates (WASI has no chmod;
+/// modes set through the sandbox override these).
+pub const NEW_FILE_MODE: u32 = 0o644;
+pub const NEW_DIR_MODE: u32 = 0o755;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A materialized rootfs.
+pub struct Snapshot {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// Host stat of every file right after materialization.
+    stats: HashMap<String, FileStat>,
+    /// Modes and owners set during the step (`set-mode`, `set-owner`).
+    pub overrides: BTreeMap<String, MetaOverride>,
+}
+
+/// A mode or owner a step set on a path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetaOverride {
+    pub mode: Option<u32>,
+    pub owner: Option<(u32, u32)>,
+}
+
+impl Snapshot {
+    /// Applies `layers` in order into the empty directory `dir`.
+    pub fn materialize(
+        store: &Store,
+        layers: &[LayerInfo],
+        dir: &Path,
+    ) -> Result<Snapshot, SnapshotError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut manifest = Manifest::new();
+        for l in layers {
+            layer::apply_to_dir(store, l, dir, &mut manifest)?;
+        }
+        let mut stats = HashMap::new();
+        for (p, m) in &manifest {
+            if m.kind == Kind::File {
+                let host = dir.join(p);
+                let md = fs::symlink_metadata(&host).map_err(io_err(&host))?;
+                stats.insert(p.clone(), platform::file_stat(&md));
+            }
+        }
+        Ok(Snapshot {
+            dir: dir.to_path_buf(),
+            manifest,
+            stats,
+            overrides: BTreeMap::new(),
+        })
+    }
+
+    /// What changed in the directory since it was materialized, as layer
+    /// entries (sorted, parents first) with their content on the host.
+    pub fn diff(&self) -> Result<Vec<LayerEntry>, SnapshotError> {
+        let mut now: BTreeMap<String, (Meta, Option<FileStat>)> = BTreeMap::new();
+        scan(&self.dir, "", &mut now)?;
+        let mut out = Vec::new();
+        for (p, (meta, stat)) in &now {
+            let old = self.manifest.get(p);
+            let changed_meta = self.overrides.get(p);
+            let mut m = meta.clone();
+            // Keep what the manifest knows (modes, owners) for existing paths.
+            match old {
+                Some(o) if o.kind == m.kind => {
+                    m.mode = o.mode;
+                    m.uid = o.uid;
+                    m.gid = o.gid;
+                }
+                _ => {}
+            }
+            if let Some(o) = changed_meta {
+                if let Some(mode) = o.mode {
+                    m.mode = mode;
+                }
+                if let Some((u, g)) = o.owner {
+                    m.uid = u;
+                    m.gid = g;
+                }
+            }
+            let same = match (old, m.kind) {
+                (None, _) => false,
+                (Some(o), _) if o.kind != m.kind => false,
+                (Some(o), Kind::Dir) => o.mode == m.mode && o.uid == m.uid && o.gid == m.gid,
+                (Some(o), Kind::Symlink) => o.link == m.link && o.uid == m.uid && o.gid == m.gid,
+                (Some(o), Kind::File) => {
+                    let same_attrs = o.mode == m.mode && o.uid == m.uid && o.gid == m.gid;
+                    let stat_same = stat.as_ref().is_some_and(|s| self.stats.get(p) == Some(s));
+                    if same_attrs && stat_same {
+                        m.digest = o.digest.clone();
+                        true
+                    } else {
+                        let host = self.dir.join(p);
+                        let d = hash_file(&host).map_err(io_err(&host))?;
+                        m.digest = Some(d);
+                        same_attrs && o.digest == m.digest
+                    }
+                }
+            };
+            if same {
+                continue;
+            }
+            if m.kind == Kind::File && m.digest.is_none() {
+                let host = self.dir.join(p);
+                m.digest = Some(hash_file(&host).map_err(io_err(&host))?);
+            }
+            let content = if m.kind == Kind::File {
+                Content::Host(self.dir.join(p))
+            } else {
+                Content::None
+            };
+            out.push(LayerEntry {
+                path: p.clone(),
+                meta: m,
+                content,
+                whiteout: false,
+            });
+        }
+        // Deletions: only the top-most deleted path needs a whiteout. A
+        // directory replaced by a file or link is covered by the new entry,
+        // and so is everything that was under it.
+        let mut covered: Option<String> = None;
+        for (p, o) in &self.manifest {
+            if covered
+                .as_ref()
+                .is_some_and(|c| p.starts_with(&format!("{c}/")))
+            {
+                continue;
+            }
+            match now.get(p) {
+                Some((m, _)) => {
+                    if o.kind == Kind::Dir && m.kind != Kind::Dir {
+                        covered = Some(p.clone());
+                    }
+                }
+                None => {
+                    out.push(LayerEntry {
+                        path: p.clone(),
+                        meta: o.clone(),
+                        content: Content::None,
+                        whiteout: true,
+                    });
+                    covered = Some(p.clone());
+                }
+            }
+        }
+        Ok(layer::normalize(out))
+    }
+}
+
+fn hash_file(p: &Path) -> io::Result<Digest> {
+    let f = fs::File::open(p)?;
+    Ok(crate::digest::digest_reader(f)?.0)
+}
+
+fn scan(
+    root: &Path,
+    rel: &str,
+    out: &mut BTreeMap<String, (Meta, Option<FileStat>)>,
+) -> Result<(), SnapshotError> {
+    let dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
+    for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
+        let e = e.map_err(io_err(&dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let child = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let host = root.join(&child);
+        let md = fs::symlink_metadata(&host).map_err(io_err(&host))?;
+        let ft = md.file_type();
+        if ft.is_dir() {
+            out.insert(child.clone(), (Meta::dir(NEW_DIR_MODE), None));
+            scan(root, &child, out)?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&host).map_err(io_err(&host))?;
+            out.insert(
+                child,
+                (
+                    Meta {
+                        kind: Kind::Symlink,
+                        mode: 0o777,
+                        uid: 0,
+                        gid: 0,
+                        size: 0,
+                        digest: None,
+                        link: Some(target.to_string_lossy().replace('\\', "/")),
+                    },
+                    None,
+                ),
+            );
+        } else if ft.is_file() {
+            out.insert(
+                child,
+                (
+                    Meta {
+                        kind: Kind::File,
+                        mode: NEW_FILE_MODE,
+                        uid: 0,
+                        gid: 0,
+                        size: md.len(),
+                        digest: None,
+                        link: None,
+                    },
+                    Some(platform::file_stat(&md)),
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::layer::Compression;
+    use std::sync::Arc;
+
+    fn entry(path: &str, body: Option<&str>, mode: u32) -> LayerEntry {
+        match body {
+            Some(b) => LayerEntry {
+                path: path.into(),
+                meta: Meta {
+                    kind: Kind::File,
+                    mode,
+                    uid: 0,
+                    gid: 0,
+                    size: b.len() as u64,
+                    digest: Some(Digest::of(b.as_bytes())),
+                    link: None,
+                },
+                content: Content::Bytes(Arc::from(b.as_bytes())),
+                whiteout: false,
+            },
+            None => LayerEntry {
+                path: path.into(),
+                meta: Meta::dir(mode),
+                content: Content::None,
+                whiteout: false,
+            },
+        }
+    }
+
+    #[test]
+    fn diff_finds_additions_changes_and_deletions() {
+        let s = tempfile::tempdir().unwrap();
+        let store = Store::open(s.path()).unwrap();
+        let base = layer::normalize(vec![
+            entry("etc", None, 0o755),
+            entry("etc/conf", Some("a=1"), 0o600),
+            entry("etc/same", Some("same"), 0o644),
+            entry("old", None, 0o700),
+            entry("old/x", Some("x"), 0o644),
+            entry("bin", None, 0o755),
+            entry("bin/tool", Some("tool"), 0o755),
+        ]);
+        let l = layer::write_layer(&store, &base, 0, Compression::Gzip, 6).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let mut snap = Snapshot::materialize(&store, &[l], work.path()).unwrap();
+
+        // Nothing changed: no entries, even though the host modes differ.
+        assert!(snap.diff().unwrap().is_empty());
+
+        let d = work.path();
+        fs::write(d.join("etc/conf"), "a=2").unwrap();
+        fs::write(d.join("etc/same"), "same").unwrap(); // rewritten, same bytes
+        fs::remove_dir_all(d.join("old")).unwrap();
+        fs::create_dir_all(d.join("new/deep")).unwrap();
+        fs::write(d.join("new/deep/file"), "n").unwrap();
+        snap.overrides.insert(
+            "bin/tool".into(),
+            MetaOverride {
+                mode: Some(0o700),
+                owner: None,
+            },
+        );
+        // A directory replaced by a file.
+        fs::remove_dir_all(d.join("bin")).unwrap();
+        fs::create_dir_all(d.join("bin")).unwrap();
+        fs::write(d.join("bin/tool"), "tool").unwrap();
+        let diff = snap.diff().unwrap();
+        let got: Vec<(String, bool, u32)> = diff
+            .iter()
+            .map(|e| (e.path.clone(), e.whiteout, e.meta.mode))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("bin/tool".into(), false, 0o700),
+                ("etc/conf".into(), false, 0o600),
+                ("new".into(), false, 0o755),
+                ("new/deep".into(), false, 0o755),
+                ("new/deep/file".into(), false, 0o644),
+                ("old".into(), true, 0o700),
+            ]
+        );
+
+        // The diff, applied as a layer, gives the directory's tree.
+        let l2 = layer::write_layer(&store, &diff, 0, Compression::Gzip, 6).unwrap();
+        let mut m = snap.manifest.clone();
+        layer::apply_to_manifest(&store, &l2, &mut m).unwrap();
+        assert!(!m.contains_key("old") && !m.contains_key("old/x"));
+        assert_eq!(m["etc/conf"].digest, Some(Digest::of(b"a=2")));
+        assert_eq!(m["bin/tool"].mode, 0o700);
+    }
+
+    #[test]
+    fn a_directory_replaced_by_a_file_needs_no_whiteouts_below_it() {
+        let s = tempfile::tempdir().unwrap();
+        let store = Store::open(s.path()).unwrap();
+        let base = layer::normalize(vec![
+            entry("d", None, 0o755),
+            entry("d/x", Some("x"), 0o644),
+        ]);
+        let l = layer::write_layer(&store, &base, 0, Compression::Gzip, 6).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let snap = Snapshot::materialize(&store, &[l], work.path()).unwrap();
+        fs::remove_dir_all(work.path().join("d")).unwrap();
+        fs::write(work.path().join("d"), "now a file").unwrap();
+        let diff = snap.diff().unwrap();
+        let got: Vec<(String, bool, Kind)> = diff
+            .iter()
+            .map(|e| (e.path.clone(), e.whiteout, e.meta.kind))
+            .collect();
+        assert_eq!(got, vec![("d".into(), false, Kind::File)]);
+        let l2 = layer::write_layer(&store, &diff, 0, Compression::Gzip, 6).unwrap();
+        let mut m = snap.manifest.clone();
+        layer::apply_to_manifest(&store, &l2, &mut m).unwrap();
+        assert_eq!(m.keys().collect::<Vec<_>>(), vec!["d"]);
+    }
+}
