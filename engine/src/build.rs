@@ -152,6 +152,8 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         epoch,
         compression,
         level,
+        step_timeout: req.step_timeout,
+        step_memory: req.step_memory,
     };
     let tty = req.progress == ProgressMode::Tty
         || (req.progress == ProgressMode::Auto

@@ -187,6 +187,12 @@ pub struct BuildArgs {
     /// Where wbuild keeps its store (blobs, cache index).
     #[arg(long, env = "WBUILD_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Longest a RUN step may run (e.g. 30s, 10m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub step_timeout: String,
+    /// Most memory a RUN step's program may use (e.g. 512MB, 2GB; at most 4GB).
+    #[arg(long, value_name = "SIZE", default_value = "2GB")]
+    pub step_memory: String,
 }
 
 /// A flag whose value is wrong: the flag, the value and what to do.
@@ -257,6 +263,8 @@ pub struct BuildRequest {
     pub metadata_file: Option<PathBuf>,
     pub iidfile: Option<PathBuf>,
     pub root: Option<PathBuf>,
+    pub step_timeout: std::time::Duration,
+    pub step_memory: u64,
 }
 
 /// Parses `KEY=VALUE` build args; a bare `KEY` takes the value from the
@@ -605,7 +613,29 @@ impl BuildArgs {
                 return Err(flag_err("--no-cache-filter", s, "give a stage name"));
             }
         }
+        let step_timeout = crate::frontend::instructions::parse_go_duration(&self.step_timeout)
+            .map_err(|m| flag_err("--step-timeout", &self.step_timeout, m))?;
+        if step_timeout.is_zero() {
+            return Err(flag_err(
+                "--step-timeout",
+                &self.step_timeout,
+                "must be more than 0",
+            ));
+        }
+        let step_memory = parse_size(&self.step_memory).map_err(|e| FlagError {
+            flag: "--step-memory",
+            ..e
+        })?;
+        if !((1 << 20)..=(4 << 30)).contains(&step_memory) {
+            return Err(flag_err(
+                "--step-memory",
+                &self.step_memory,
+                "must be from 1MB to 4GB (wasm32 memories are at most 4 GiB)",
+            ));
+        }
         Ok(BuildRequest {
+            step_timeout,
+            step_memory,
             context,
             dockerfile,
             tags: self.tags,
@@ -726,11 +756,15 @@ mod tests {
         let r = BuildArgs::default();
         let mut r = r;
         r.progress = "auto".into();
+        r.step_timeout = "1h".into();
+        r.step_memory = "2GB".into();
         let req = r.into_request().unwrap();
         assert_eq!(req.context, PathBuf::from("."));
         assert_eq!(req.dockerfile, PathBuf::from("./Dockerfile"));
         let bad = BuildArgs {
             progress: "fancy".into(),
+            step_timeout: "1h".into(),
+            step_memory: "2GB".into(),
             ..Default::default()
         };
         assert_eq!(bad.into_request().unwrap_err().flag, "--progress");

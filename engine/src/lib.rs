@@ -16,5 +16,7 @@ pub mod frontend;
 pub mod fs;
 pub mod plan;
 pub mod progress;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod solver;
 pub mod store;

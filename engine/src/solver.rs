@@ -57,6 +57,10 @@ pub struct BuildOptions {
     pub epoch: u64,
     pub compression: Compression,
     pub level: i32,
+    /// Longest a RUN step may take.
+    pub step_timeout: std::time::Duration,
+    /// Most memory a RUN step's program may use, in bytes.
+    pub step_memory: u64,
 }
 
 /// What a step did, for `--metadata-file` and people.
@@ -114,6 +118,8 @@ pub struct Solver<'a> {
     stages: BTreeMap<usize, StageState>,
     materialized: BTreeMap<usize, Arc<SourceTree>>,
     context_tree: Arc<SourceTree>,
+    /// Work directories of RUN steps whose layers are being written.
+    run_dirs: Vec<tempfile::TempDir>,
 }
 
 fn now_key(s: &str) -> CacheKey {
@@ -136,6 +142,7 @@ impl<'a> Solver<'a> {
             reports: Vec::new(),
             stages: BTreeMap::new(),
             materialized: BTreeMap::new(),
+            run_dirs: Vec::new(),
             context_tree: Arc::new(SourceTree {
                 label: "context".into(),
                 root: context.root.clone(),
@@ -341,13 +348,16 @@ impl<'a> Solver<'a> {
                 );
             }
         }
-        if let Instruction::Run(_) = &step.instruction {
-            return Err(self.step_error(
-                step,
-                label,
-                "RUN steps are not supported yet: the WebAssembly sandbox that runs them is the next milestone",
-            ));
-        }
+        let run_plan = match &step.instruction {
+            Instruction::Run(r) => {
+                let rp = self.plan_run(step, label, st, r)?;
+                inputs
+                    .extra
+                    .insert("run".into(), serde_json::to_string(&rp).expect("run plan"));
+                Some(rp)
+            }
+            _ => None,
+        };
 
         // What the step reads, for its key; the layer itself is laid out
         // only on a miss.
@@ -426,6 +436,10 @@ impl<'a> Solver<'a> {
                     _ => cache::explain(previous.as_ref(), &inputs, st.missed),
                 };
                 let entries = match (&step.instruction, selection) {
+                    (Instruction::Run(_), _) => {
+                        let rp = run_plan.as_ref().expect("planned");
+                        Some(self.execute_run(step, label, st, rp, &key)?)
+                    }
                     (Instruction::Workdir { .. }, _) => {
                         let dir = tree::manifest_path(&step.workdir);
                         let m = self.manifest(st)?;
@@ -454,6 +468,7 @@ impl<'a> Solver<'a> {
                             self.opts.level,
                         )?;
                         new_entries = Some(entries);
+                        self.run_dirs.clear();
                         StepRecord { layer: Some(info) }
                     }
                     None => StepRecord::default(),
@@ -489,7 +504,12 @@ impl<'a> Solver<'a> {
                 // The layer was just written from these entries.
                 (Some(entries), Some(m)) => {
                     for e in entries {
-                        m.insert(e.path, e.meta);
+                        if e.whiteout {
+                            let under = format!("{}/", e.path);
+                            m.retain(|k, _| k != &e.path && !k.starts_with(&under));
+                        } else {
+                            m.insert(e.path, e.meta);
+                        }
                     }
                 }
                 // A cached layer: the manifest is rebuilt if a later step
@@ -549,6 +569,181 @@ impl<'a> Solver<'a> {
         });
         self.materialized.insert(index, t.clone());
         Ok(t)
+    }
+
+    /// What a RUN step will execute: argv, env, cwd (all part of its key).
+    fn plan_run(
+        &self,
+        step: &Step,
+        label: &str,
+        st: &StageState,
+        r: &crate::frontend::instructions::Run,
+    ) -> Result<RunPlan, BuildError> {
+        use crate::frontend::instructions::{MountType, NetworkMode};
+        if let Some(m) = r.mounts.first() {
+            let msg = match m.kind() {
+                MountType::Ssh => {
+                    "--mount=type=ssh: there are no sockets in the sandbox, so no SSH agent"
+                        .to_string()
+                }
+                k => format!(
+                    "--mount=type={}: RUN mounts are not supported yet",
+                    MountType::NAMES[k as usize]
+                ),
+            };
+            return Err(self.step_error(step, label, msg));
+        }
+        if r.network == Some(NetworkMode::Host) {
+            return Err(self.step_error(
+                step,
+                label,
+                "--network=host: the sandbox has no sockets; use --network=none or default",
+            ));
+        }
+        let shell = if st.config.shell.is_empty() {
+            vec!["/bin/sh".to_string(), "-c".to_string()]
+        } else {
+            st.config.shell.clone()
+        };
+        let mut argv = if r.command.shell_form {
+            let mut script = r.command.args.join(" ");
+            if let Some(h) = r.heredocs.first() {
+                // `RUN <<EOF` alone runs the heredoc as the script.
+                let only_marker = r.heredocs.len() == 1
+                    && crate::frontend::parser::parse_heredoc(script.trim())
+                        .ok()
+                        .flatten()
+                        .is_some();
+                if !only_marker {
+                    return Err(self.step_error(
+                        step,
+                        label,
+                        "heredocs fed to a command (RUN cmd <<EOF) are not supported yet; write RUN <<EOF with the script as its body",
+                    ));
+                }
+                script = h.body();
+            }
+            let mut v = shell;
+            v.push(script);
+            v
+        } else {
+            r.command.args.clone()
+        };
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err(self.step_error(step, label, "RUN has no command"));
+        }
+        // ENV wins over an ARG of the same name; ARGs in scope are env too.
+        let mut env = st.config.env_map();
+        for (k, v) in &step.args {
+            env.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        env.entry("PATH".into())
+            .or_insert_with(|| DEFAULT_PATH.into());
+        let cwd = if step.workdir.is_empty() {
+            "/".to_string()
+        } else {
+            step.workdir.clone()
+        };
+        env.insert("PWD".into(), cwd.clone());
+        argv.shrink_to_fit();
+        Ok(RunPlan { argv, env, cwd })
+    }
+
+    /// Runs a RUN step on a copy of the stage's rootfs and returns what it
+    /// changed, as layer entries.
+    #[cfg(feature = "sandbox")]
+    fn execute_run(
+        &mut self,
+        step: &Step,
+        label: &str,
+        st: &mut StageState,
+        rp: &RunPlan,
+        key: &CacheKey,
+    ) -> Result<Vec<LayerEntry>, BuildError> {
+        use crate::fs::snapshot::Snapshot;
+        use crate::sandbox;
+        let work = tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(self.store.root().join("tmp"))
+            .map_err(|e| {
+                self.step_error(step, label, format!("cannot create a work directory: {e}"))
+            })?;
+        let snap = Snapshot::materialize(self.store, &st.layers, work.path())
+            .map_err(|e| self.step_error(step, label, e.to_string()))?;
+        let cwd_host = work.path().join(tree::manifest_path(&rp.cwd));
+        std::fs::create_dir_all(&cwd_host)
+            .map_err(|e| self.step_error(step, label, format!("WORKDIR {}: {e}", rp.cwd)))?;
+        let (program_path, argv) =
+            resolve_program(&snap, rp).map_err(|m| self.step_error(step, label, m))?;
+        let bytes = std::fs::read(&program_path)
+            .map_err(|e| self.step_error(step, label, format!("{}: {e}", argv[0])))?;
+        let cache_dir = self.store.root().join("compiled");
+        let _ = std::fs::create_dir_all(&cache_dir);
+        let module = sandbox::load_module(&bytes, &argv[0], Some(&cache_dir))
+            .map_err(|e| self.step_error(step, label, e.to_string()))?;
+        let spec = sandbox::RunSpec {
+            program: Arc::new(bytes),
+            program_name: argv[0].clone(),
+            argv: argv.clone(),
+            env: rp.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            cwd: rp.cwd.clone(),
+            preopens: vec![sandbox::Preopen {
+                host: work.path().to_path_buf(),
+                guest: "/".into(),
+                writable: true,
+            }],
+            clock: self.opts.epoch,
+            seed: key.0.hex().as_bytes().to_vec(),
+            timeout: self.opts.step_timeout,
+            memory: self.opts.step_memory,
+            output_limit: 64 << 20,
+        };
+        let t0 = Instant::now();
+        let out = sandbox::run(&spec, &module)
+            .map_err(|e| self.step_error(step, label, e.to_string()))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in text.lines() {
+            self.progress.event(Event::Log {
+                vertex: self.vertex,
+                seconds: t0.elapsed().as_secs_f64(),
+                text: line.to_string(),
+            });
+        }
+        if out.exit_code != 0 {
+            let tail: Vec<&str> = text.lines().rev().take(10).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let mut msg = format!("process {:?} exited with code {}", argv, out.exit_code);
+            if !tail.is_empty() {
+                msg.push_str(&format!("; last output:\n  {}", tail.join("\n  ")));
+            }
+            return Err(self.step_error(step, label, msg));
+        }
+        let entries = snap
+            .diff()
+            .map_err(|e| self.step_error(step, label, e.to_string()))?;
+        // The entries point into the work dir: keep it until the layer is written.
+        self.run_dirs.push(work);
+        Ok(entries)
+    }
+
+    #[cfg(not(feature = "sandbox"))]
+    fn execute_run(
+        &mut self,
+        step: &Step,
+        label: &str,
+        _st: &mut StageState,
+        _rp: &RunPlan,
+        _key: &CacheKey,
+    ) -> Result<Vec<LayerEntry>, BuildError> {
+        Err(self.step_error(
+            step,
+            label,
+            "this wbuild was built without the sandbox feature: RUN is not available",
+        ))
     }
 
     /// Phase one of COPY/ADD: the files each source names, and their
@@ -835,6 +1030,75 @@ impl<'a> Solver<'a> {
         }
         Ok(out)
     }
+}
+
+/// What a RUN step executes.
+#[derive(Debug, Clone, serde::Serialize)]
+struct RunPlan {
+    argv: Vec<String>,
+    env: BTreeMap<String, String>,
+    cwd: String,
+}
+
+/// Finds argv[0] in the rootfs (through PATH when it has no `/`) and
+/// follows a `#!` line to its interpreter.
+#[cfg(feature = "sandbox")]
+fn resolve_program(
+    snap: &crate::fs::snapshot::Snapshot,
+    rp: &RunPlan,
+) -> Result<(PathBuf, Vec<String>), String> {
+    let find = |name: &str| -> Result<(PathBuf, String), String> {
+        let candidates: Vec<String> = if name.contains('/') {
+            let abs = if name.starts_with('/') {
+                name.to_string()
+            } else {
+                format!("{}/{}", rp.cwd.trim_end_matches('/'), name)
+            };
+            vec![abs]
+        } else {
+            let path = rp
+                .env
+                .get("PATH")
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_PATH.into());
+            path.split(':')
+                .filter(|d| !d.is_empty())
+                .map(|d| format!("{}/{}", d.trim_end_matches('/'), name))
+                .collect()
+        };
+        for c in &candidates {
+            let host = snap.dir.join(tree::manifest_path(c));
+            if host.is_file() {
+                return Ok((host, c.clone()));
+            }
+        }
+        Err(format!(
+            "{name}: not found in the image{} (RUN runs WebAssembly programs from the image's rootfs; FROM scratch has none)",
+            if name.contains('/') { String::new() } else { " on PATH".to_string() }
+        ))
+    };
+    let (host, _) = find(&rp.argv[0])?;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(&host)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    if head[..n].starts_with(b"#!") {
+        let line = String::from_utf8_lossy(&head[2..n]);
+        let line = line.lines().next().unwrap_or("").trim().to_string();
+        let mut parts = line.splitn(2, char::is_whitespace);
+        let interp = parts.next().unwrap_or("").to_string();
+        if interp.is_empty() {
+            return Err(format!("{}: empty #! line", rp.argv[0]));
+        }
+        let (ihost, iname) = find(&interp)?;
+        let mut argv = vec![iname];
+        if let Some(arg) = parts.next().map(str::trim).filter(|a| !a.is_empty()) {
+            argv.push(arg.to_string());
+        }
+        argv.extend(rp.argv.iter().cloned());
+        return Ok((ihost, argv));
+    }
+    Ok((host, rp.argv.clone()))
 }
 
 /// What one COPY/ADD source picked.

@@ -1,0 +1,280 @@
+//! Running a WebAssembly (WASI preview 1) program for a RUN step, inside
+//! this process: one wasmtime engine, compiled modules cached in the store,
+//! a WASI context per run whose only filesystem is the step's rootfs (and
+//! its mounts), no sockets, a fixed clock and seeded randomness, a
+//! deadline (epoch interruption) and a memory cap.
+//!
+//! Preview-1 modules run directly through `wasmtime_wasi::p1`: exit codes
+//! come through exactly and argv/env have no size limit (the component
+//! adapter collapses exit codes and caps argv+env near 50 KB; see
+//! `../shared/design/WASMTIME-NOTES.md`).
+
+use std::hash::{Hash, Hasher as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{
+    Deterministic, FsPerms, HostMonotonicClock, HostWallClock, I32Exit, WasiCtxBuilder,
+};
+
+use crate::digest::Digest;
+
+/// How often the engine's epoch advances.
+const TICK: Duration = Duration::from_millis(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{program}: not a WebAssembly program (it starts with {magic:?}); RUN needs wasm programs in the image")]
+    NotWasm { program: String, magic: String },
+    #[error("{program}: cannot be compiled: {message}")]
+    Compile { program: String, message: String },
+    #[error("{program}: timed out after {seconds}s (--step-timeout)")]
+    Timeout { program: String, seconds: u64 },
+    #[error("{program}: out of memory: the step may use at most {limit_mib} MiB (--step-memory)")]
+    OutOfMemory { program: String, limit_mib: u64 },
+    #[error("{program}: crashed: {message}")]
+    Trap { program: String, message: String },
+    #[error("sandbox: {0}")]
+    Setup(String),
+}
+
+/// A directory the guest sees.
+#[derive(Debug, Clone)]
+pub struct Preopen {
+    pub host: PathBuf,
+    pub guest: String,
+    pub writable: bool,
+}
+
+/// One program run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The module's bytes and how to name it in errors.
+    pub program: Arc<Vec<u8>>,
+    pub program_name: String,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    pub preopens: Vec<Preopen>,
+    /// Seconds since the epoch the guest's wall clock reads.
+    pub clock: u64,
+    /// Seeds the guest's random bytes.
+    pub seed: Vec<u8>,
+    pub timeout: Duration,
+    pub memory: u64,
+    /// At most this much stdout+stderr is kept.
+    pub output_limit: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+struct State {
+    wasi: WasiP1Ctx,
+    limits: StoreLimits,
+}
+
+struct FixedClock(Duration);
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+/// A monotonic clock that advances 1 µs per read: deterministic.
+struct StepClock(AtomicU64);
+
+impl HostMonotonicClock for StepClock {
+    fn resolution(&self) -> u64 {
+        1_000
+    }
+    fn now(&self) -> u64 {
+        self.0.fetch_add(1_000, Ordering::Relaxed)
+    }
+}
+
+/// The process-wide engine, with a thread that advances its epoch.
+pub fn engine() -> Result<&'static Engine, SandboxError> {
+    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    let r = ENGINE.get_or_init(|| {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| e.to_string())?;
+        let ticker = engine.clone();
+        std::thread::Builder::new()
+            .name("wbuild-epoch".into())
+            .spawn(move || loop {
+                std::thread::sleep(TICK);
+                ticker.increment_epoch();
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(engine)
+    });
+    r.as_ref().map_err(|e| SandboxError::Setup(e.clone()))
+}
+
+/// The key of a compiled artifact: the module's digest and everything
+/// about the engine that makes artifacts compatible.
+fn artifact_name(engine: &Engine, module_digest: &Digest) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{}-{:016x}.cwasm", module_digest.hex(), h.finish())
+}
+
+/// Compiles a module, or loads it from `cache_dir` (compiled once per
+/// module digest and engine configuration).
+pub fn load_module(
+    bytes: &[u8],
+    name: &str,
+    cache_dir: Option<&Path>,
+) -> Result<Module, SandboxError> {
+    let engine = engine()?;
+    if !bytes.starts_with(b"\0asm") {
+        let magic = String::from_utf8_lossy(&bytes[..bytes.len().min(4)]).into_owned();
+        return Err(SandboxError::NotWasm {
+            program: name.to_string(),
+            magic,
+        });
+    }
+    let digest = Digest::of(bytes);
+    let cached = cache_dir.map(|d| d.join(artifact_name(engine, &digest)));
+    if let Some(path) = &cached {
+        if path.is_file() {
+            // SAFETY: the artifact was written by this code into the
+            // store, which only wbuild writes to.
+            if let Ok(m) = unsafe { Module::deserialize_file(engine, path) } {
+                return Ok(m);
+            }
+        }
+    }
+    let module = Module::new(engine, bytes).map_err(|e| SandboxError::Compile {
+        program: name.to_string(),
+        message: format!("{e:#}"),
+    })?;
+    if let Some(path) = &cached {
+        if let Ok(art) = module.serialize() {
+            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+            if std::fs::write(&tmp, &art).is_ok() {
+                let _ = std::fs::rename(&tmp, path);
+            }
+        }
+    }
+    Ok(module)
+}
+
+/// Runs a program to completion.
+pub fn run(spec: &RunSpec, module: &Module) -> Result<RunOutput, SandboxError> {
+    let engine = engine()?;
+    let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
+    let stdout = MemoryOutputPipe::new(spec.output_limit);
+    let stderr = MemoryOutputPipe::new(spec.output_limit);
+    let mut b = WasiCtxBuilder::new();
+    b.args(&spec.argv)
+        .envs(&spec.env)
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .wall_clock(FixedClock(Duration::from_secs(spec.clock)))
+        .monotonic_clock(StepClock(AtomicU64::new(0)))
+        .secure_random(Deterministic::new(spec.seed.clone()))
+        .insecure_random(Deterministic::new(
+            spec.seed.iter().rev().copied().collect(),
+        ))
+        .insecure_random_seed(u128::from_le_bytes(seed16(&spec.seed)))
+        .initial_cwd(&spec.cwd);
+    for p in &spec.preopens {
+        let perms = if p.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        b.preopened_dir(&p.host, &p.guest, perms).map_err(setup)?;
+    }
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(spec.memory as usize)
+        .instances(16)
+        .tables(64)
+        .memories(4)
+        .build();
+    let mut store = Store::new(
+        engine,
+        State {
+            wasi: b.build_p1(),
+            limits,
+        },
+    );
+    store.limiter(|s| &mut s.limits);
+    let ticks = (spec.timeout.as_millis() / TICK.as_millis()).max(1) as u64;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+
+    let mut linker: Linker<State> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
+        .map_err(setup)?;
+    let instance = linker
+        .instantiate(&mut store, module)
+        .map_err(|e| SandboxError::Trap {
+            program: spec.program_name.clone(),
+            message: format!("cannot start: {e:#}"),
+        })?;
+    let start = instance
+        .get_typed_func::<(), ()>(&mut store, "_start")
+        .map_err(|_| SandboxError::Trap {
+            program: spec.program_name.clone(),
+            message: "the module has no _start: it is not a WASI command".into(),
+        })?;
+    let result = start.call(&mut store, ());
+    let exit_code = match result {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Some(x) = e.downcast_ref::<I32Exit>() {
+                x.0
+            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                return Err(SandboxError::Timeout {
+                    program: spec.program_name.clone(),
+                    seconds: spec.timeout.as_secs(),
+                });
+            } else {
+                let used = instance
+                    .get_memory(&mut store, "memory")
+                    .map(|m| m.data_size(&store) as u64)
+                    .unwrap_or(0);
+                if used + (2 << 20) >= spec.memory {
+                    return Err(SandboxError::OutOfMemory {
+                        program: spec.program_name.clone(),
+                        limit_mib: spec.memory >> 20,
+                    });
+                }
+                return Err(SandboxError::Trap {
+                    program: spec.program_name.clone(),
+                    message: format!("{e:#}").lines().next().unwrap_or("").to_string(),
+                });
+            }
+        }
+    };
+    Ok(RunOutput {
+        exit_code,
+        stdout: stdout.contents().to_vec(),
+        stderr: stderr.contents().to_vec(),
+    })
+}
+
+fn seed16(seed: &[u8]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, b) in seed.iter().enumerate() {
+        out[i % 16] ^= *b;
+    }
+    out
+}

@@ -1,0 +1,83 @@
+//! A test guest: prints its arguments, environment and files, writes and
+//! deletes files, and exits with the code given by `--exit N`.
+use std::io::Write;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mut code = 0;
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--exit" => {
+                code = args[i + 1].parse().unwrap_or(99);
+                i += 1;
+            }
+            "--echo" => {
+                println!("{}", args[i + 1]);
+                i += 1;
+            }
+            "--env" => {
+                let mut vars: Vec<(String, String)> = std::env::vars().collect();
+                vars.sort();
+                for (k, v) in vars {
+                    println!("{k}={v}");
+                }
+            }
+            "--write" => {
+                let (path, body) = args[i + 1].split_once('=').unwrap();
+                match std::fs::write(path, body) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        eprintln!("write {path}: {e}");
+                        code = 2;
+                    }
+                }
+                i += 1;
+            }
+            "--read" => {
+                match std::fs::read_to_string(&args[i + 1]) {
+                    Ok(s) => print!("{s}"),
+                    Err(e) => {
+                        eprintln!("read {}: {e}", args[i + 1]);
+                        code = 3;
+                    }
+                }
+                i += 1;
+            }
+            "--mkdir" => {
+                std::fs::create_dir_all(&args[i + 1]).unwrap();
+                i += 1;
+            }
+            "--rm" => {
+                let p = &args[i + 1];
+                let r = if std::path::Path::new(p).is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
+                if let Err(e) = r {
+                    eprintln!("rm {p}: {e}");
+                    code = 4;
+                }
+                i += 1;
+            }
+            "--time" => {
+                let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+                println!("time={}", t.as_secs());
+            }
+            "--cwd" => println!("cwd={}", std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default()),
+            "--loop" => loop {
+                std::hint::spin_loop();
+            },
+            "--hog" => {
+                let mut v: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    v.push(vec![1u8; 1 << 20]);
+                }
+            }
+            other => {
+                eprintln!("probe: unknown option {other}");
+                code = 64;
+            }
+        }
+        i += 1;
+    }
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
+}

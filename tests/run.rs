@@ -1,0 +1,262 @@
+//! RUN steps as WebAssembly programs. The guest (`tests/guests/probe.rs`)
+//! is compiled by Debian's rustc for wasm32-wasi when the tests run; where
+//! that toolchain is absent, each test prints a notice and passes.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// Builds the probe guest once per test process.
+fn probe() -> Option<&'static Path> {
+    static PROBE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            let rustc = Path::new("/usr/bin/rustc");
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/probe.rs");
+            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("probe.wasm");
+            if !rustc.exists() {
+                println!("notice: /usr/bin/rustc (Debian's, with wasm32-wasi) is absent; RUN tests skipped");
+                return None;
+            }
+            let st = Command::new(rustc)
+                .args(["--target", "wasm32-wasi", "-O", "-C", "debuginfo=0", "--edition", "2021"])
+                .arg(&src)
+                .arg("-o")
+                .arg(&out)
+                .status()
+                .ok()?;
+            if !st.success() {
+                println!("notice: rustc cannot build for wasm32-wasi (install libstd-rust-dev-wasm32 wasi-libc lld); RUN tests skipped");
+                return None;
+            }
+            Some(out)
+        })
+        .as_deref()
+}
+
+struct Ctx {
+    dir: tempfile::TempDir,
+    store: tempfile::TempDir,
+}
+
+impl Ctx {
+    fn new(dockerfile: &str) -> Option<Ctx> {
+        let probe = probe()?;
+        let c = Ctx {
+            dir: tempfile::tempdir().unwrap(),
+            store: tempfile::tempdir().unwrap(),
+        };
+        fs::write(c.dir.path().join("Dockerfile"), dockerfile).unwrap();
+        fs::copy(probe, c.dir.path().join("probe.wasm")).unwrap();
+        Some(c)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_wbuild"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("WBUILD_ROOT", self.store.path())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap()
+    }
+
+    fn build(&self, extra: &[&str]) -> (Output, Value) {
+        let meta = self.store.path().join("meta.json");
+        let mut args = vec![
+            "build",
+            "--progress",
+            "plain",
+            "--metadata-file",
+            meta.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.push(".");
+        let o = self.run(&args);
+        assert!(
+            o.status.success(),
+            "build failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v = serde_json::from_str(&fs::read_to_string(&meta).unwrap()).unwrap();
+        (o, v)
+    }
+
+    fn fails(&self, extra: &[&str]) -> String {
+        let mut args = vec!["build", "--progress", "plain"];
+        args.extend_from_slice(extra);
+        args.push(".");
+        let o = self.run(&args);
+        assert!(!o.status.success(), "the build must fail");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+}
+
+const BASE: &str = "FROM scratch\nCOPY probe.wasm /bin/probe\n";
+
+#[test]
+fn a_run_step_writes_a_layer_and_is_cached() {
+    let Some(c) = Ctx::new(&format!(
+        "{BASE}WORKDIR /work\nRUN [\"probe\", \"--write\", \"/work/out.txt=hello\", \"--mkdir\", \"/work/d/e\", \"--echo\", \"made it\", \"--cwd\"]\n"
+    )) else {
+        return;
+    };
+    let (o, meta) = c.build(&["-o", "type=local,dest=rootfs"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("made it"),
+        "program output reaches the progress view: {err}"
+    );
+    assert_eq!(
+        fs::read_to_string(c.path("rootfs/work/out.txt")).unwrap(),
+        "hello"
+    );
+    assert!(c.path("rootfs/work/d/e").is_dir());
+    assert_eq!(meta["wbuild.steps"][3]["cached"], false);
+    let (_, meta) = c.build(&[]);
+    assert_eq!(meta["wbuild.steps"][3]["cached"], true);
+}
+
+#[test]
+fn exit_codes_come_through_exactly() {
+    let Some(c) = Ctx::new(&format!(
+        "{BASE}RUN [\"/bin/probe\", \"--echo\", \"about to fail\", \"--exit\", \"7\"]\n"
+    )) else {
+        return;
+    };
+    let err = c.fails(&[]);
+    assert!(err.contains("exited with code 7"), "{err}");
+    assert!(
+        err.contains("about to fail"),
+        "the last lines of output are shown: {err}"
+    );
+    assert!(err.contains("Dockerfile:3"), "{err}");
+}
+
+#[test]
+fn env_is_env_plus_args_and_nothing_from_the_host() {
+    let Some(c) = Ctx::new(&format!("{BASE}ARG VERSION=1\nENV MODE=prod VERSION=env\nARG ONLY_ARG=a\nRUN [\"probe\", \"--env\", \"--cwd\"]\n")) else {
+        return;
+    };
+    let (o, _) = c.build(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("MODE=prod"), "{err}");
+    assert!(err.contains("VERSION=env"), "ENV wins over ARG: {err}");
+    assert!(err.contains("ONLY_ARG=a"), "{err}");
+    assert!(err.contains("PATH=/usr/local/sbin"), "{err}");
+    assert!(
+        !err.contains("HOME=") && !err.contains("WBUILD_ROOT="),
+        "no host env: {err}"
+    );
+    assert!(err.contains("cwd=/"), "{err}");
+}
+
+#[test]
+fn runs_are_deterministic() {
+    let Some(c) = Ctx::new(&format!(
+        "{BASE}RUN [\"probe\", \"--time\", \"--write\", \"/t=x\"]\n"
+    )) else {
+        return;
+    };
+    let (o, a) = c.build(&[]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("time=0"),
+        "the clock reads SOURCE_DATE_EPOCH"
+    );
+    let (_, b) = c.build(&["--no-cache"]);
+    assert_eq!(a["containerimage.digest"], b["containerimage.digest"]);
+}
+
+#[test]
+fn deletions_become_whiteouts() {
+    let Some(c) = Ctx::new(&format!("{BASE}RUN [\"probe\", \"--mkdir\", \"/gone/sub\", \"--write\", \"/gone/sub/f=x\", \"--write\", \"/keep=k\"]\nRUN [\"probe\", \"--rm\", \"/gone\"]\n")) else {
+        return;
+    };
+    c.build(&["-o", "type=local,dest=rootfs"]);
+    assert!(!c.path("rootfs/gone").exists());
+    assert_eq!(fs::read_to_string(c.path("rootfs/keep")).unwrap(), "k");
+}
+
+#[test]
+fn a_loop_times_out_and_a_hog_runs_out_of_memory() {
+    let Some(c) = Ctx::new(&format!("{BASE}RUN [\"probe\", \"--loop\"]\n")) else {
+        return;
+    };
+    let err = c.fails(&["--step-timeout", "1s"]);
+    assert!(err.contains("timed out after 1s"), "{err}");
+    fs::write(
+        c.path("Dockerfile"),
+        format!("{BASE}RUN [\"probe\", \"--hog\"]\n"),
+    )
+    .unwrap();
+    let err = c.fails(&["--step-memory", "64MB"]);
+    assert!(
+        err.contains("out of memory") || err.contains("exited with code"),
+        "{err}"
+    );
+    // The store is intact: a normal build still works.
+    fs::write(
+        c.path("Dockerfile"),
+        format!("{BASE}RUN [\"probe\", \"--write\", \"/ok=1\"]\n"),
+    )
+    .unwrap();
+    c.build(&[]);
+}
+
+#[test]
+fn the_guest_cannot_leave_its_rootfs() {
+    let Some(c) = Ctx::new(&format!(
+        "{BASE}RUN [\"probe\", \"--read\", \"/../../../../etc/hostname\"]\n"
+    )) else {
+        return;
+    };
+    let err = c.fails(&[]);
+    assert!(err.contains("exited with code 3"), "{err}");
+    fs::write(
+        c.path("Dockerfile"),
+        format!(
+            "{BASE}RUN [\"probe\", \"--read\", \"{}\"]\n",
+            c.path("Dockerfile").display()
+        ),
+    )
+    .unwrap();
+    let err = c.fails(&[]);
+    assert!(
+        err.contains("exited with code 3"),
+        "a host path in argv is not reachable: {err}"
+    );
+}
+
+#[test]
+fn clear_errors_for_what_is_not_there() {
+    let Some(c) = Ctx::new("FROM scratch\nRUN echo hi\n") else {
+        return;
+    };
+    let err = c.fails(&[]);
+    assert!(err.contains("/bin/sh: not found in the image"), "{err}");
+    fs::write(
+        c.path("Dockerfile"),
+        format!("{BASE}RUN --mount=type=cache,target=/c [\"probe\"]\n"),
+    )
+    .unwrap();
+    assert!(c.fails(&[]).contains("RUN mounts are not supported yet"));
+    fs::write(
+        c.path("Dockerfile"),
+        format!("{BASE}RUN --network=host [\"probe\"]\n"),
+    )
+    .unwrap();
+    assert!(c.fails(&[]).contains("no sockets"));
+    fs::write(
+        c.path("Dockerfile"),
+        "FROM scratch\nCOPY Dockerfile /bin/x\nRUN [\"/bin/x\"]\n",
+    )
+    .unwrap();
+    assert!(c.fails(&[]).contains("not a WebAssembly program"));
+}
