@@ -205,18 +205,13 @@ pub fn explain(previous: Option<&StepInputs>, current: &StepInputs, parent_misse
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::Kind;
 
     fn file(body: &str, mode: u32) -> String {
-        file_summary(&Meta {
-            kind: Kind::File,
+        file_summary(&Meta::file(
             mode,
-            uid: 0,
-            gid: 0,
-            size: body.len() as u64,
-            digest: Some(Digest::of(body.as_bytes())),
-            link: None,
-        })
+            body.len() as u64,
+            Some(Digest::of(body.as_bytes())),
+        ))
     }
 
     fn inputs(files: &[(&str, String)]) -> StepInputs {

@@ -194,26 +194,9 @@ fn walk(
         } else if !ignored {
             let meta = if ft.is_symlink() {
                 let target = fs::read_link(&path).map_err(io_err(&path))?;
-                let target = target.to_string_lossy().replace('\\', "/");
-                Meta {
-                    kind: Kind::Symlink,
-                    mode: 0o777,
-                    uid: 0,
-                    gid: 0,
-                    size: 0,
-                    digest: None,
-                    link: Some(target),
-                }
+                Meta::symlink(&target.to_string_lossy())
             } else if ft.is_file() {
-                Meta {
-                    kind: Kind::File,
-                    mode,
-                    uid: 0,
-                    gid: 0,
-                    size: m.len(),
-                    digest: None,
-                    link: None,
-                }
+                Meta::file(mode, m.len(), None)
             } else {
                 // Sockets, fifos and devices are not part of a context.
                 continue;

@@ -939,15 +939,12 @@ impl<'a> Solver<'a> {
                     } else {
                         dest.clone()
                     };
-                    let meta = Meta {
-                        kind: Kind::File,
-                        mode: chmod.unwrap_or(0o644),
-                        uid: uid.unwrap_or(0),
-                        gid: gid.unwrap_or(0),
-                        size: bytes.len() as u64,
-                        digest: Some(Digest::of(&bytes)),
-                        link: None,
-                    };
+                    let meta = Meta::file(
+                        chmod.unwrap_or(0o644),
+                        bytes.len() as u64,
+                        Some(Digest::of(&bytes)),
+                    )
+                    .owned_by(uid.unwrap_or(0), gid.unwrap_or(0));
                     out.push(LayerEntry {
                         path: target,
                         meta,
@@ -1302,18 +1299,7 @@ fn unpack_archive(
                     .flatten()
                     .map(|l| l.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                (
-                    Meta {
-                        kind: Kind::Symlink,
-                        mode: 0o777,
-                        uid,
-                        gid,
-                        size: 0,
-                        digest: None,
-                        link: Some(target),
-                    },
-                    Content::None,
-                )
+                (Meta::symlink(&target).owned_by(uid, gid), Content::None)
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let host = tmp.join(format!("{n}"));
@@ -1331,15 +1317,7 @@ fn unpack_archive(
                     size += k as u64;
                 }
                 (
-                    Meta {
-                        kind: Kind::File,
-                        mode,
-                        uid,
-                        gid,
-                        size,
-                        digest: Some(hasher.finish()),
-                        link: None,
-                    },
+                    Meta::file(mode, size, Some(hasher.finish())).owned_by(uid, gid),
                     Content::Host(host),
                 )
             }

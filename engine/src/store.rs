@@ -364,15 +364,7 @@ impl Store {
             params![key, record, size as i64, t, description],
         )
         .map_err(|e| self.ix(e))?;
-        tx.execute("DELETE FROM cache_blobs WHERE key = ?1", params![key])
-            .map_err(|e| self.ix(e))?;
-        for b in blobs {
-            tx.execute(
-                "INSERT OR IGNORE INTO cache_blobs (key, digest) VALUES (?1, ?2)",
-                params![key, b.as_str()],
-            )
-            .map_err(|e| self.ix(e))?;
-        }
+        replace_refs(&tx, "cache_blobs", "key", key, blobs).map_err(|e| self.ix(e))?;
         tx.commit().map_err(|e| self.ix(e))
     }
 
@@ -458,15 +450,7 @@ impl Store {
             params![name, manifest.as_str(), config.as_str(), now()],
         )
         .map_err(|e| self.ix(e))?;
-        tx.execute("DELETE FROM image_blobs WHERE name = ?1", params![name])
-            .map_err(|e| self.ix(e))?;
-        for b in blobs {
-            tx.execute(
-                "INSERT OR IGNORE INTO image_blobs (name, digest) VALUES (?1, ?2)",
-                params![name, b.as_str()],
-            )
-            .map_err(|e| self.ix(e))?;
-        }
+        replace_refs(&tx, "image_blobs", "name", name, blobs).map_err(|e| self.ix(e))?;
         tx.commit().map_err(|e| self.ix(e))
     }
 
@@ -750,6 +734,28 @@ impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.end_lease();
     }
+}
+
+/// Makes `table` hold exactly `blobs` for the owner `owner` (a cache key
+/// or an image name) in column `column`.
+fn replace_refs(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+    column: &str,
+    owner: &str,
+    blobs: &[Digest],
+) -> rusqlite::Result<()> {
+    tx.execute(
+        &format!("DELETE FROM {table} WHERE {column} = ?1"),
+        params![owner],
+    )?;
+    let mut st = tx.prepare(&format!(
+        "INSERT OR IGNORE INTO {table} ({column}, digest) VALUES (?1, ?2)"
+    ))?;
+    for b in blobs {
+        st.execute(params![owner, b.as_str()])?;
+    }
+    Ok(())
 }
 
 /// What `prune` removed.

@@ -680,15 +680,7 @@ mod tests {
     fn file(path: &str, body: &str, mode: u32) -> LayerEntry {
         LayerEntry {
             path: path.into(),
-            meta: Meta {
-                kind: Kind::File,
-                mode,
-                uid: 0,
-                gid: 0,
-                size: body.len() as u64,
-                digest: Some(Digest::of(body.as_bytes())),
-                link: None,
-            },
+            meta: Meta::file(mode, body.len() as u64, Some(Digest::of(body.as_bytes()))),
             content: Content::Bytes(Arc::from(body.as_bytes())),
             whiteout: false,
         }

@@ -58,6 +58,39 @@ impl Meta {
             link: None,
         }
     }
+
+    /// A root-owned file; `digest` may be filled in later.
+    pub fn file(mode: u32, size: u64, digest: Option<Digest>) -> Meta {
+        Meta {
+            kind: Kind::File,
+            mode,
+            uid: 0,
+            gid: 0,
+            size,
+            digest,
+            link: None,
+        }
+    }
+
+    /// A root-owned symlink (Windows `\` separators become `/`).
+    pub fn symlink(target: &str) -> Meta {
+        Meta {
+            kind: Kind::Symlink,
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            digest: None,
+            link: Some(target.replace('\\', "/")),
+        }
+    }
+
+    /// The same metadata with another owner.
+    pub fn owned_by(mut self, uid: u32, gid: u32) -> Meta {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
 }
 
 /// A rootfs as metadata: image paths (no leading `/`, `/`-separated) to

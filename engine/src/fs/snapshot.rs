@@ -215,34 +215,12 @@ fn scan(
             scan(root, &child, out)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(&host).map_err(io_err(&host))?;
-            out.insert(
-                child,
-                (
-                    Meta {
-                        kind: Kind::Symlink,
-                        mode: 0o777,
-                        uid: 0,
-                        gid: 0,
-                        size: 0,
-                        digest: None,
-                        link: Some(target.to_string_lossy().replace('\\', "/")),
-                    },
-                    None,
-                ),
-            );
+            out.insert(child, (Meta::symlink(&target.to_string_lossy()), None));
         } else if ft.is_file() {
             out.insert(
                 child,
                 (
-                    Meta {
-                        kind: Kind::File,
-                        mode: NEW_FILE_MODE,
-                        uid: 0,
-                        gid: 0,
-                        size: md.len(),
-                        digest: None,
-                        link: None,
-                    },
+                    Meta::file(NEW_FILE_MODE, md.len(), None),
                     Some(platform::file_stat(&md)),
                 ),
             );
@@ -261,15 +239,7 @@ mod tests {
         match body {
             Some(b) => LayerEntry {
                 path: path.into(),
-                meta: Meta {
-                    kind: Kind::File,
-                    mode,
-                    uid: 0,
-                    gid: 0,
-                    size: b.len() as u64,
-                    digest: Some(Digest::of(b.as_bytes())),
-                    link: None,
-                },
+                meta: Meta::file(mode, b.len() as u64, Some(Digest::of(b.as_bytes()))),
                 content: Content::Bytes(Arc::from(b.as_bytes())),
                 whiteout: false,
             },
