@@ -260,3 +260,47 @@ fn clear_errors_for_what_is_not_there() {
     .unwrap();
     assert!(c.fails(&[]).contains("not a WebAssembly program"));
 }
+
+#[test]
+fn wbuild_run_tries_what_was_built() {
+    let Some(c) = Ctx::new(&format!(
+        "{BASE}ENTRYPOINT [\"/bin/probe\"]\nCMD [\"--echo\", \"from cmd\"]\n"
+    )) else {
+        return;
+    };
+    c.build(&["-t", "probe:1"]);
+    let o = c.run(&["run", "probe:1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "from cmd\n");
+    let o = c.run(&["run", "probe:1", "--exit", "5"]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "arguments replace CMD and the exit code comes through"
+    );
+    let o = c.run(&["run", "probe:1", "--write", "/x=1"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "the rootfs is read-only by default"
+    );
+    let o = c.run(&["run", "--rw", "probe:1", "--write", "/x=1"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let host = tempfile::tempdir().unwrap();
+    let vol = format!("{}:/data", host.path().display());
+    let o = c.run(&["run", "-v", &vol, "probe:1", "--write", "/data/out=hi"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(fs::read_to_string(host.path().join("out")).unwrap(), "hi");
+    let o = c.run(&["run", "nosuch:1"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not in the store"));
+}

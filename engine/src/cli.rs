@@ -26,6 +26,31 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile (the default command).
     Build(Box<BuildArgs>),
+    /// Run an image's ENTRYPOINT/CMD in the sandbox, with this terminal's stdio.
+    Run {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Let the program write to the rootfs (the changes are thrown away).
+        #[arg(long)]
+        rw: bool,
+        /// Bind a host directory: HOST:GUEST[:ro].
+        #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
+        volumes: Vec<String>,
+        /// Set an environment variable (KEY=VALUE).
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Longest the program may run.
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        timeout: String,
+        /// Most memory the program may use.
+        #[arg(long, value_name = "SIZE", default_value = "2GB")]
+        memory: String,
+        /// The image: a name from `wbuild images` or a digest.
+        image: String,
+        /// Arguments that replace the image's CMD.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// List the images kept in the store (builds with no --output).
     Images {
         #[command(flatten)]

@@ -17,6 +17,8 @@ pub mod fs;
 pub mod plan;
 pub mod progress;
 #[cfg(feature = "sandbox")]
+pub mod runimage;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod solver;
 pub mod store;

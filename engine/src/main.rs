@@ -18,6 +18,19 @@ fn main() -> ExitCode {
         Some(Command::Build(b)) => build(*b),
         Some(Command::Debug(d)) => debug(d),
         Some(Command::Images { store }) => images(store),
+        Some(Command::Run {
+            store,
+            rw,
+            volumes,
+            env,
+            timeout,
+            memory,
+            image,
+            args,
+        }) => match run_image(store, rw, volumes, env, timeout, memory, image, args) {
+            Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => Err(e),
+        },
         Some(Command::Du { store, verbose }) => du(store, verbose),
         Some(Command::Prune {
             store,
@@ -139,6 +152,53 @@ fn open_store(args: &StoreArgs) -> Result<Store> {
         None => store::default_root()?,
     };
     Ok(Store::open(&root)?)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[cfg(feature = "sandbox")]
+fn run_image(
+    store: StoreArgs,
+    rw: bool,
+    volumes: Vec<String>,
+    env: Vec<String>,
+    timeout: String,
+    memory: String,
+    image: String,
+    args: Vec<String>,
+) -> Result<i32> {
+    let timeout = wbuild::frontend::instructions::parse_go_duration(&timeout)
+        .map_err(|m| anyhow::anyhow!("--timeout {timeout:?}: {m}"))?;
+    let memory = wbuild::cli::parse_size(&memory)?;
+    let s = open_store(&store)?;
+    wbuild::runimage::run(
+        &s,
+        &wbuild::runimage::RunRequest {
+            image,
+            args,
+            rw,
+            volumes,
+            env,
+            timeout,
+            memory,
+        },
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+#[cfg(not(feature = "sandbox"))]
+fn run_image(
+    _: StoreArgs,
+    _: bool,
+    _: Vec<String>,
+    _: Vec<String>,
+    _: String,
+    _: String,
+    _: String,
+    _: Vec<String>,
+) -> Result<i32> {
+    anyhow::bail!(
+        "this wbuild was built without the sandbox feature: `wbuild run` is not available"
+    )
 }
 
 fn images(args: StoreArgs) -> Result<()> {

@@ -69,6 +69,9 @@ pub struct RunSpec {
     pub memory: u64,
     /// At most this much stdout+stderr is kept.
     pub output_limit: usize,
+    /// Give the guest this process's stdin, stdout and stderr instead of
+    /// capturing its output (`wbuild run`).
+    pub inherit_stdio: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -184,8 +187,6 @@ pub fn run(spec: &RunSpec, module: &Module) -> Result<RunOutput, SandboxError> {
     let mut b = WasiCtxBuilder::new();
     b.args(&spec.argv)
         .envs(&spec.env)
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
         .wall_clock(FixedClock(Duration::from_secs(spec.clock)))
         .monotonic_clock(StepClock(AtomicU64::new(0)))
         .secure_random(Deterministic::new(spec.seed.clone()))
@@ -194,6 +195,11 @@ pub fn run(spec: &RunSpec, module: &Module) -> Result<RunOutput, SandboxError> {
         ))
         .insecure_random_seed(u128::from_le_bytes(seed16(&spec.seed)))
         .initial_cwd(&spec.cwd);
+    if spec.inherit_stdio {
+        b.inherit_stdio();
+    } else {
+        b.stdout(stdout.clone()).stderr(stderr.clone());
+    }
     for p in &spec.preopens {
         let perms = if p.writable {
             FsPerms::ReadWrite

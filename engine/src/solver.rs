@@ -697,6 +697,7 @@ impl<'a> Solver<'a> {
             timeout: self.opts.step_timeout,
             memory: self.opts.step_memory,
             output_limit: 64 << 20,
+            inherit_stdio: false,
         };
         let t0 = Instant::now();
         let out = sandbox::run(&spec, &module)

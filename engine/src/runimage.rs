@@ -1,0 +1,194 @@
+//! `wbuild run IMAGE [ARGS]`: runs a built image's ENTRYPOINT/CMD in the
+//! same sandbox as RUN steps, with this terminal's stdio, for trying what
+//! was built. The rootfs is a throwaway copy: read-only unless `--rw`, and
+//! even then its changes are discarded.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::digest::Digest;
+use crate::export::{ImageConfig, ImageManifest};
+use crate::fs::layer::{Compression, LayerInfo};
+use crate::fs::snapshot::Snapshot;
+use crate::sandbox;
+use crate::store::Store;
+
+/// What `wbuild run` was asked.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// A name from `wbuild images`, or a manifest digest (or its start).
+    pub image: String,
+    pub args: Vec<String>,
+    pub rw: bool,
+    /// `HOST:GUEST[:ro]`.
+    pub volumes: Vec<String>,
+    pub env: Vec<String>,
+    pub timeout: Duration,
+    pub memory: u64,
+}
+
+/// Finds an image in the store by name or manifest digest.
+pub fn find_image(store: &Store, image: &str) -> Result<(ImageManifest, ImageConfig)> {
+    let images = store.list_images()?;
+    let wanted = if image.contains(':') || image.contains('@') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    };
+    let found = images
+        .iter()
+        .find(|(n, _, _, _)| n == image || *n == wanted)
+        .or_else(|| {
+            let hex = image.trim_start_matches("sha256:");
+            images.iter().find(|(_, m, c, _)| {
+                hex.len() >= 6 && (m.hex().starts_with(hex) || c.hex().starts_with(hex))
+            })
+        });
+    let Some((_, manifest, _, _)) = found else {
+        bail!("image {image:?} is not in the store: build it with -t {image} and no --output (see `wbuild images`)");
+    };
+    let m: ImageManifest =
+        serde_json::from_slice(&store.read_blob(manifest)?).context("image manifest")?;
+    let c: ImageConfig =
+        serde_json::from_slice(&store.read_blob(&m.config.digest)?).context("image config")?;
+    Ok((m, c))
+}
+
+fn layer_info(d: &crate::export::Descriptor, diff_id: &Digest) -> Result<LayerInfo> {
+    let compression = match d.media_type.as_str() {
+        t if t.ends_with("+gzip") => Compression::Gzip,
+        t if t.ends_with("+zstd") => Compression::Zstd,
+        t if t.ends_with(".tar") => Compression::Uncompressed,
+        other => bail!("layer {} has an unsupported media type {other}", d.digest),
+    };
+    Ok(LayerInfo {
+        diff_id: diff_id.clone(),
+        digest: d.digest.clone(),
+        size: d.size,
+        media_type: d.media_type.clone(),
+        compression,
+    })
+}
+
+/// Runs the image; returns the program's exit code.
+pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
+    let (manifest, config) = find_image(store, &req.image)?;
+    let layers = manifest
+        .layers
+        .iter()
+        .zip(config.rootfs.diff_ids.iter())
+        .map(|(d, id)| layer_info(d, id))
+        .collect::<Result<Vec<_>>>()?;
+    let work = tempfile::Builder::new()
+        .prefix("run-image-")
+        .tempdir_in(store.root().join("tmp"))?;
+    let snap = Snapshot::materialize(store, &layers, work.path())?;
+    let rc = &config.config;
+    let mut argv: Vec<String> = rc.entrypoint.clone().unwrap_or_default();
+    if req.args.is_empty() {
+        argv.extend(rc.cmd.clone().unwrap_or_default());
+    } else {
+        argv.extend(req.args.iter().cloned());
+    }
+    if argv.is_empty() {
+        bail!(
+            "image {} has no ENTRYPOINT or CMD: give the program to run after the image name",
+            req.image
+        );
+    }
+    let mut env: Vec<(String, String)> = rc.env_map().into_iter().collect();
+    for e in &req.env {
+        let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    let cwd = if rc.working_dir.is_empty() {
+        "/".to_string()
+    } else {
+        rc.working_dir.clone()
+    };
+    let lookup_path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| crate::solver::DEFAULT_PATH.into());
+    let program = resolve(&snap, &argv[0], &cwd, &lookup_path)?;
+    let bytes = std::fs::read(&program).with_context(|| format!("{}: cannot read", argv[0]))?;
+    let cache = store.root().join("compiled");
+    let _ = std::fs::create_dir_all(&cache);
+    let module = sandbox::load_module(&bytes, &argv[0], Some(&cache))?;
+    let mut preopens = vec![sandbox::Preopen {
+        host: work.path().to_path_buf(),
+        guest: "/".into(),
+        writable: req.rw,
+    }];
+    for v in &req.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (host, guest, writable) = match parts.as_slice() {
+            [h, g] => (*h, *g, true),
+            [h, g, "ro"] => (*h, *g, false),
+            [h, g, "rw"] => (*h, *g, true),
+            _ => bail!("-v {v:?}: write HOST:GUEST[:ro]"),
+        };
+        let host = PathBuf::from(host);
+        if !host.is_dir() {
+            bail!("-v {v:?}: {} is not a directory", host.display());
+        }
+        if !guest.starts_with('/') {
+            bail!("-v {v:?}: the guest path must be absolute");
+        }
+        std::fs::create_dir_all(work.path().join(crate::fs::manifest_path(guest)))?;
+        preopens.push(sandbox::Preopen {
+            host,
+            guest: guest.to_string(),
+            writable,
+        });
+    }
+    let spec = sandbox::RunSpec {
+        program: Arc::new(bytes),
+        program_name: argv[0].clone(),
+        argv,
+        env,
+        cwd,
+        preopens,
+        clock: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        seed: Digest::of(format!("{:?}", std::time::SystemTime::now()).as_bytes())
+            .hex()
+            .as_bytes()
+            .to_vec(),
+        timeout: req.timeout,
+        memory: req.memory,
+        output_limit: 1 << 20,
+        inherit_stdio: true,
+    };
+    let out = sandbox::run(&spec, &module)?;
+    Ok(out.exit_code)
+}
+
+fn resolve(snap: &Snapshot, name: &str, cwd: &str, path: &str) -> Result<PathBuf> {
+    let candidates: Vec<String> = if name.contains('/') {
+        vec![if name.starts_with('/') {
+            name.to_string()
+        } else {
+            format!("{}/{name}", cwd.trim_end_matches('/'))
+        }]
+    } else {
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| format!("{}/{name}", d.trim_end_matches('/')))
+            .collect()
+    };
+    for c in candidates {
+        let host = snap.dir.join(crate::fs::manifest_path(&c));
+        if host.is_file() {
+            return Ok(host);
+        }
+    }
+    bail!("{name}: not found in the image")
+}
