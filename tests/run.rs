@@ -243,10 +243,10 @@ fn clear_errors_for_what_is_not_there() {
     assert!(err.contains("/bin/sh: not found in the image"), "{err}");
     fs::write(
         c.path("Dockerfile"),
-        format!("{BASE}RUN --mount=type=cache,target=/c [\"probe\"]\n"),
+        format!("{BASE}RUN --mount=type=ssh [\"probe\"]\n"),
     )
     .unwrap();
-    assert!(c.fails(&[]).contains("RUN mounts are not supported yet"));
+    assert!(c.fails(&[]).contains("no SSH agent"));
     fs::write(
         c.path("Dockerfile"),
         format!("{BASE}RUN --network=host [\"probe\"]\n"),
@@ -303,4 +303,125 @@ fn wbuild_run_tries_what_was_built() {
     assert_eq!(fs::read_to_string(host.path().join("out")).unwrap(), "hi");
     let o = c.run(&["run", "nosuch:1"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not in the store"));
+}
+
+#[test]
+fn bind_mounts_show_context_files_read_only_and_count_in_the_key() {
+    let Some(c) = Ctx::new(&format!(
+        "{BASE}RUN --mount=type=bind,source=src,target=/src [\"probe\", \"--read\", \"/src/a.txt\", \"--write\", \"/out=x\"]\n"
+    )) else {
+        return;
+    };
+    fs::create_dir_all(c.path("src")).unwrap();
+    fs::write(c.path("src/a.txt"), "from the context\n").unwrap();
+    let (o, _) = c.build(&["-o", "type=local,dest=rootfs"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("from the context"));
+    assert!(c.path("rootfs/out").is_file());
+    assert!(
+        !c.path("rootfs/src/a.txt").exists(),
+        "mounted files are not in the layer"
+    );
+    fs::write(c.path("src/a.txt"), "changed\n").unwrap();
+    let (_, meta) = c.build(&[]);
+    assert_eq!(
+        meta["wbuild.steps"][2]["reason"],
+        "mount /src:a.txt content changed"
+    );
+    // Read-only by default.
+    fs::write(
+        c.path("Dockerfile"),
+        format!("{BASE}RUN --mount=type=bind,source=src,target=/src [\"probe\", \"--write\", \"/src/new=1\"]\n"),
+    )
+    .unwrap();
+    assert!(c.fails(&[]).contains("exited with code 2"));
+    // rw: writes are allowed and thrown away.
+    fs::write(
+        c.path("Dockerfile"),
+        format!("{BASE}RUN --mount=type=bind,source=src,target=/src,rw [\"probe\", \"--write\", \"/src/new=1\"]\n"),
+    )
+    .unwrap();
+    c.build(&["-o", "type=local,dest=rootfs2"]);
+    assert!(!c.path("src/new").exists() && !c.path("rootfs2/src/new").exists());
+}
+
+#[test]
+fn cache_and_tmpfs_mounts_are_never_in_a_layer() {
+    let Some(c) = Ctx::new(&format!(
+        "{BASE}RUN --mount=type=cache,target=/cache --mount=type=tmpfs,target=/scratch [\"probe\", \"--read\", \"/cache/v\"]\n"
+    )) else {
+        return;
+    };
+    // The first run finds no value (exit 3); seed the cache with a step that writes it.
+    fs::write(
+        c.path("Dockerfile"),
+        format!("{BASE}RUN --mount=type=cache,target=/cache,sharing=locked --mount=type=tmpfs,target=/scratch [\"probe\", \"--write\", \"/cache/v=kept\\n\", \"--write\", \"/scratch/t=1\"]\n"),
+    )
+    .unwrap();
+    c.build(&["-o", "type=local,dest=r1"]);
+    assert!(!c.path("r1/cache/v").exists() && !c.path("r1/scratch/t").exists());
+    fs::write(
+        c.path("Dockerfile"),
+        format!(
+            "{BASE}RUN --mount=type=cache,target=/cache [\"probe\", \"--read\", \"/cache/v\"]\n"
+        ),
+    )
+    .unwrap();
+    let (o, _) = c.build(&["--no-cache"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("kept"),
+        "the cache survives --no-cache"
+    );
+}
+
+#[test]
+fn secrets_reach_the_step_and_nothing_else() {
+    let value = "s3cr3t-value-4711";
+    let Some(c) = Ctx::new(&format!(
+        "{BASE}RUN --mount=type=secret,id=tok --mount=type=secret,id=tok,env=TOKEN,target=/etc/tok [\"probe\", \"--read\", \"/run/secrets/tok\", \"--read\", \"/etc/tok\", \"--write\", \"/done=1\"]\n"
+    )) else {
+        return;
+    };
+    fs::write(c.store.path().join("../tok.txt"), value).ok();
+    let secret_file = c.dir.path().join("tok.txt");
+    fs::write(&secret_file, value).unwrap();
+    fs::write(c.path(".dockerignore"), "tok.txt\n").unwrap();
+    let spec = format!("id=tok,src={}", secret_file.display());
+    let (o, meta) = c.build(&["--secret", &spec, "-o", "type=oci,dest=img.tar"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(value),
+        "the step can read it"
+    );
+    assert_eq!(meta["wbuild.steps"][2]["cached"], false);
+    // Nowhere in the store or the image.
+    let mut files = vec![c.path("img.tar")];
+    let mut stack = vec![c.store.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    for f in files {
+        let bytes = fs::read(&f).unwrap_or_default();
+        assert!(
+            !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+            "the secret is in {}",
+            f.display()
+        );
+    }
+    // A changed value keeps the step cached.
+    fs::write(&secret_file, "another-value").unwrap();
+    let (_, meta) = c.build(&["--secret", &spec]);
+    assert_eq!(meta["wbuild.steps"][2]["cached"], true);
+    // A required secret that is not given is an error.
+    fs::write(
+        c.path("Dockerfile"),
+        format!("{BASE}RUN --mount=type=secret,id=missing,required [\"probe\"]\n"),
+    )
+    .unwrap();
+    assert!(c.fails(&[]).contains("secret \"missing\" is required"));
 }

@@ -100,6 +100,27 @@ fn convert_layer(
     })
 }
 
+/// Reads every `--secret` value.
+fn load_secrets(req: &BuildRequest) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for s in &req.secrets {
+        let value = match &s.source {
+            crate::cli::SecretSource::File(p) => std::fs::read(p)
+                .with_context(|| format!("--secret id={}: cannot read {}", s.id, p.display()))?,
+            crate::cli::SecretSource::Env(v) => std::env::var(v)
+                .with_context(|| {
+                    format!(
+                        "--secret id={}: the environment variable {v} is not set",
+                        s.id
+                    )
+                })?
+                .into_bytes(),
+        };
+        out.insert(s.id.clone(), value);
+    }
+    Ok(out)
+}
+
 /// Runs a whole build.
 pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     let df = read_dockerfile(&req.dockerfile)?;
@@ -154,6 +175,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         level,
         step_timeout: req.step_timeout,
         step_memory: req.step_memory,
+        secrets: load_secrets(req)?,
     };
     let tty = req.progress == ProgressMode::Tty
         || (req.progress == ProgressMode::Auto

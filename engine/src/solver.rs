@@ -61,6 +61,8 @@ pub struct BuildOptions {
     pub step_timeout: std::time::Duration,
     /// Most memory a RUN step's program may use, in bytes.
     pub step_memory: u64,
+    /// `--secret` values by id (never part of a key, a record or a layer).
+    pub secrets: BTreeMap<String, Vec<u8>>,
 }
 
 /// What a step did, for `--metadata-file` and people.
@@ -101,6 +103,8 @@ struct StageState {
 /// materialized in a temp dir.
 struct SourceTree {
     label: String,
+    /// The stage this tree is the rootfs of (None for the context).
+    stage: Option<usize>,
     root: PathBuf,
     entries: BTreeMap<String, Meta>,
     /// Keep owners (stage sources) or reset them to 0:0 (the context).
@@ -145,6 +149,7 @@ impl<'a> Solver<'a> {
             run_dirs: Vec::new(),
             context_tree: Arc::new(SourceTree {
                 label: "context".into(),
+                stage: None,
                 root: context.root.clone(),
                 entries: context
                     .entries
@@ -350,7 +355,18 @@ impl<'a> Solver<'a> {
         }
         let run_plan = match &step.instruction {
             Instruction::Run(r) => {
-                let rp = self.plan_run(step, label, st, r)?;
+                let mut rp = self.plan_run(step, label, st, r)?;
+                // The files a bind mount shows are part of the key.
+                for mp in rp.mounts.iter_mut().filter(|m| m.kind == "bind") {
+                    let spec = &r.mounts[mp.index];
+                    let (tree, items) = self.bind_source(plan, step, label, spec)?;
+                    mp.from_stage = spec.from.as_ref().and_then(|_| tree.stage);
+                    for (rel, m) in &items {
+                        inputs
+                            .files
+                            .insert(format!("mount {}:{rel}", mp.target), cache::file_summary(m));
+                    }
+                }
                 inputs
                     .extra
                     .insert("run".into(), serde_json::to_string(&rp).expect("run plan"));
@@ -562,6 +578,7 @@ impl<'a> Solver<'a> {
         }
         let t = Arc::new(SourceTree {
             label: format!("stage {label}"),
+            stage: Some(index),
             root: tmp.path().to_path_buf(),
             entries: m,
             keep_owner: true,
@@ -580,18 +597,65 @@ impl<'a> Solver<'a> {
         r: &crate::frontend::instructions::Run,
     ) -> Result<RunPlan, BuildError> {
         use crate::frontend::instructions::{MountType, NetworkMode};
-        if let Some(m) = r.mounts.first() {
-            let msg = match m.kind() {
-                MountType::Ssh => {
-                    "--mount=type=ssh: there are no sockets in the sandbox, so no SSH agent"
-                        .to_string()
+        let mut mounts = Vec::new();
+        for (i, m) in r.mounts.iter().enumerate() {
+            let kind = m.kind();
+            if kind == MountType::Ssh {
+                return Err(self.step_error(
+                    step,
+                    label,
+                    "--mount=type=ssh: there are no sockets in the sandbox, so no SSH agent",
+                ));
+            }
+            let target = match (&m.target, kind) {
+                (Some(t), _) => t.clone(),
+                (None, MountType::Secret) if m.env.is_none() => {
+                    format!(
+                        "/run/secrets/{}",
+                        m.id.clone()
+                            .or_else(|| m.source.clone())
+                            .unwrap_or_default()
+                    )
                 }
-                k => format!(
-                    "--mount=type={}: RUN mounts are not supported yet",
-                    MountType::NAMES[k as usize]
-                ),
+                (None, MountType::Secret) => String::new(),
+                (None, _) => {
+                    return Err(self.step_error(
+                        step,
+                        label,
+                        format!("--mount={}: target= is required", m.raw),
+                    ))
+                }
             };
-            return Err(self.step_error(step, label, msg));
+            let target = if target.is_empty() || target.starts_with('/') {
+                target
+            } else {
+                format!("{}/{}", step.workdir.trim_end_matches('/'), target)
+            };
+            if kind == MountType::Cache && (m.from.is_some() || m.source.is_some()) {
+                return Err(self.step_error(
+                    step,
+                    label,
+                    "--mount=type=cache with from= or source= is not supported yet",
+                ));
+            }
+            mounts.push(MountPlan {
+                index: i,
+                kind: MountType::NAMES[kind as usize].to_string(),
+                target,
+                read_only: m.is_read_only(),
+                id: m.id.clone().or_else(|| {
+                    if kind == MountType::Secret {
+                        m.source.clone()
+                    } else {
+                        None
+                    }
+                }),
+                sharing: m.sharing.map(|s| format!("{s:?}").to_ascii_lowercase()),
+                source: m.source.clone(),
+                from_stage: None,
+                env: m.env.clone(),
+                required: m.required.unwrap_or(false),
+            });
         }
         if r.network == Some(NetworkMode::Host) {
             return Err(self.step_error(
@@ -646,7 +710,59 @@ impl<'a> Solver<'a> {
         };
         env.insert("PWD".into(), cwd.clone());
         argv.shrink_to_fit();
-        Ok(RunPlan { argv, env, cwd })
+        Ok(RunPlan {
+            argv,
+            env,
+            cwd,
+            mounts,
+        })
+    }
+
+    /// The tree and the entries a bind mount shows (its source directory
+    /// and everything under it).
+    fn bind_source(
+        &mut self,
+        plan: &BuildPlan,
+        step: &Step,
+        label: &str,
+        m: &crate::frontend::instructions::MountSpec,
+    ) -> Result<(Arc<SourceTree>, Vec<TreeItem>), BuildError> {
+        let tree = match &m.from {
+            None => self.context_tree.clone(),
+            Some(f) => match step.uses_stages.iter().find(|&&i| plan.stages[i].name.as_deref() == Some(&f.to_ascii_lowercase()) || f.parse::<usize>() == Ok(i)) {
+                Some(&i) => {
+                    let lbl = plan.stages[i].label();
+                    self.stage_tree(i, &lbl)?
+                }
+                None => return Err(self.step_error(step, label, format!("--mount from={f}: no stage of that name, and mounting images is not supported yet"))),
+            },
+        };
+        let src = m.source.clone().unwrap_or_else(|| ".".into());
+        let picked = select(&tree, &src)
+            .map_err(|e| self.step_error(step, label, format!("--mount={}: {e}", m.raw)))?;
+        let (root_rel, meta) = picked.into_iter().next().expect("one source");
+        if meta.kind != Kind::Dir {
+            return Err(self.step_error(
+                step,
+                label,
+                format!(
+                    "--mount={}: binding a single file is not supported yet; bind its directory",
+                    m.raw
+                ),
+            ));
+        }
+        let prefix = if root_rel.is_empty() {
+            String::new()
+        } else {
+            format!("{root_rel}/")
+        };
+        let items: Vec<(String, Meta)> = tree
+            .entries
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k[prefix.len()..].to_string(), v.clone()))
+            .collect();
+        Ok((tree, items))
     }
 
     /// Runs a RUN step on a copy of the stage's rootfs and returns what it
@@ -681,17 +797,29 @@ impl<'a> Solver<'a> {
         let _ = std::fs::create_dir_all(&cache_dir);
         let module = sandbox::load_module(&bytes, &argv[0], Some(&cache_dir))
             .map_err(|e| self.step_error(step, label, e.to_string()))?;
+        let mut env: Vec<(String, String)> =
+            rp.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut preopens = vec![sandbox::Preopen {
+            host: work.path().to_path_buf(),
+            guest: "/".into(),
+            writable: true,
+        }];
+        let mut mounts = self
+            .set_up_mounts(
+                plan_of_mounts(step),
+                rp,
+                work.path(),
+                &mut env,
+                &mut preopens,
+            )
+            .map_err(|m| self.step_error(step, label, m))?;
         let spec = sandbox::RunSpec {
             program: Arc::new(bytes),
             program_name: argv[0].clone(),
             argv: argv.clone(),
-            env: rp.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env,
             cwd: rp.cwd.clone(),
-            preopens: vec![sandbox::Preopen {
-                host: work.path().to_path_buf(),
-                guest: "/".into(),
-                writable: true,
-            }],
+            preopens,
             clock: self.opts.epoch,
             seed: key.0.hex().as_bytes().to_vec(),
             timeout: self.opts.step_timeout,
@@ -700,8 +828,10 @@ impl<'a> Solver<'a> {
             inherit_stdio: false,
         };
         let t0 = Instant::now();
-        let out = sandbox::run(&spec, &module)
-            .map_err(|e| self.step_error(step, label, e.to_string()))?;
+        let out = sandbox::run(&spec, &module);
+        // Secrets leave the rootfs before anything looks at it.
+        mounts.clean_up();
+        let out = out.map_err(|e| self.step_error(step, label, e.to_string()))?;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -729,6 +859,122 @@ impl<'a> Solver<'a> {
         // The entries point into the work dir: keep it until the layer is written.
         self.run_dirs.push(work);
         Ok(entries)
+    }
+
+    /// Prepares every mount of a RUN step: directories to preopen, secret
+    /// files and variables. What it returns undoes the rootfs changes.
+    #[cfg(feature = "sandbox")]
+    fn set_up_mounts(
+        &mut self,
+        specs: Vec<crate::frontend::instructions::MountSpec>,
+        rp: &RunPlan,
+        rootfs: &Path,
+        env: &mut Vec<(String, String)>,
+        preopens: &mut Vec<crate::sandbox::Preopen>,
+    ) -> Result<MountGuards, String> {
+        let mut guards = MountGuards::default();
+        let tmp_root = self.store.root().join("tmp");
+        for mp in &rp.mounts {
+            let spec = &specs[mp.index];
+            match mp.kind.as_str() {
+                "bind" => {
+                    let dir = tempfile::Builder::new()
+                        .prefix("bind-")
+                        .tempdir_in(&tmp_root)
+                        .map_err(|e| e.to_string())?;
+                    let tree = match mp.from_stage {
+                        Some(i) => self
+                            .materialized
+                            .get(&i)
+                            .cloned()
+                            .ok_or("bind source stage is not built")?,
+                        None => self.context_tree.clone(),
+                    };
+                    let src = tree
+                        .root
+                        .join(tree::manifest_path(spec.source.as_deref().unwrap_or(".")));
+                    copy_tree(&src, dir.path())
+                        .map_err(|e| format!("--mount={}: {e}", spec.raw))?;
+                    preopens.push(crate::sandbox::Preopen {
+                        host: dir.path().to_path_buf(),
+                        guest: mp.target.clone(),
+                        writable: !mp.read_only,
+                    });
+                    guards.dirs.push(dir);
+                }
+                "tmpfs" => {
+                    let dir = tempfile::Builder::new()
+                        .prefix("tmpfs-")
+                        .tempdir_in(&tmp_root)
+                        .map_err(|e| e.to_string())?;
+                    preopens.push(crate::sandbox::Preopen {
+                        host: dir.path().to_path_buf(),
+                        guest: mp.target.clone(),
+                        writable: true,
+                    });
+                    guards.dirs.push(dir);
+                }
+                "cache" => {
+                    let id = mp.id.clone().unwrap_or_else(|| mp.target.clone());
+                    let base = self.store.root().join("cache-mounts");
+                    let dir = base.join(crate::digest::Digest::of(id.as_bytes()).hex());
+                    std::fs::create_dir_all(&dir).map_err(|e| format!("cache mount {id}: {e}"))?;
+                    let lock_path = base.join(format!(
+                        "{}.lock",
+                        crate::digest::Digest::of(id.as_bytes()).hex()
+                    ));
+                    let lock = std::fs::File::create(&lock_path)
+                        .map_err(|e| format!("cache mount {id}: {e}"))?;
+                    let host = match mp.sharing.as_deref() {
+                        Some("locked") => {
+                            lock.lock().map_err(|e| format!("cache mount {id}: {e}"))?;
+                            guards.locks.push(lock);
+                            dir
+                        }
+                        Some("private") => match lock.try_lock() {
+                            Ok(()) => {
+                                guards.locks.push(lock);
+                                dir
+                            }
+                            Err(_) => {
+                                // In use by another build: this one gets its own.
+                                let own = tempfile::Builder::new()
+                                    .prefix("cache-")
+                                    .tempdir_in(&tmp_root)
+                                    .map_err(|e| e.to_string())?;
+                                let p = own.path().to_path_buf();
+                                guards.dirs.push(own);
+                                p
+                            }
+                        },
+                        _ => dir,
+                    };
+                    preopens.push(crate::sandbox::Preopen {
+                        host,
+                        guest: mp.target.clone(),
+                        writable: !mp.read_only,
+                    });
+                }
+                "secret" => {
+                    let id = mp.id.clone().unwrap_or_default();
+                    let Some(value) = self.opts.secrets.get(&id) else {
+                        if mp.required {
+                            return Err(format!("secret {id:?} is required: pass --secret id={id},src=FILE (or env=VAR)"));
+                        }
+                        continue;
+                    };
+                    if let Some(var) = &mp.env {
+                        env.retain(|(k, _)| k != var);
+                        env.push((var.clone(), String::from_utf8_lossy(value).into_owned()));
+                    }
+                    if !mp.target.is_empty() {
+                        guards.place_secret(rootfs, &mp.target, value)?;
+                    }
+                }
+                other => return Err(format!("--mount type={other} is not supported")),
+            }
+        }
+        Ok(guards)
     }
 
     #[cfg(not(feature = "sandbox"))]
@@ -1030,12 +1276,112 @@ impl<'a> Solver<'a> {
     }
 }
 
+/// The mounts of a step's spec, in order.
+#[cfg(feature = "sandbox")]
+fn plan_of_mounts(step: &Step) -> Vec<crate::frontend::instructions::MountSpec> {
+    match &step.instruction {
+        Instruction::Run(r) => r.mounts.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// What mounts hold during a RUN: temp dirs, cache locks, and secret files
+/// placed in the rootfs, removed again by [`MountGuards::clean_up`].
+#[cfg(feature = "sandbox")]
+#[derive(Default)]
+struct MountGuards {
+    dirs: Vec<tempfile::TempDir>,
+    locks: Vec<std::fs::File>,
+    /// Files and then directories to remove from the rootfs, in order.
+    placed: Vec<PathBuf>,
+    created_dirs: Vec<PathBuf>,
+}
+
+#[cfg(feature = "sandbox")]
+impl MountGuards {
+    fn place_secret(&mut self, rootfs: &Path, target: &str, value: &[u8]) -> Result<(), String> {
+        let rel = tree::manifest_path(target);
+        if rel.is_empty() {
+            return Err("a secret cannot be mounted at /".into());
+        }
+        let host = rootfs.join(&rel);
+        if host.exists() {
+            return Err(format!(
+                "secret target {target} already exists in the image; choose another target="
+            ));
+        }
+        let mut cur = rootfs.to_path_buf();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            cur.push(part);
+            if !cur.exists() {
+                std::fs::create_dir(&cur).map_err(|e| format!("secret target {target}: {e}"))?;
+                self.created_dirs.push(cur.clone());
+            }
+        }
+        std::fs::write(&host, value).map_err(|e| format!("secret target {target}: {e}"))?;
+        self.placed.push(host);
+        Ok(())
+    }
+
+    fn clean_up(&mut self) {
+        for f in self.placed.drain(..) {
+            let _ = std::fs::remove_file(f);
+        }
+        // Deepest first; a directory the step wrote into stays.
+        for d in self.created_dirs.drain(..).rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+        for l in self.locks.drain(..) {
+            let _ = l.unlock();
+        }
+    }
+}
+
+/// Copies a host tree (files, directories, symlinks) into `dest`.
+#[cfg(feature = "sandbox")]
+fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let from = e.path();
+        let to = dest.join(e.file_name());
+        let ft = std::fs::symlink_metadata(&from)?.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&to)?;
+            copy_tree(&from, &to)?;
+        } else if ft.is_symlink() {
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+        } else if ft.is_file() {
+            std::fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
+}
+
 /// What a RUN step executes.
 #[derive(Debug, Clone, serde::Serialize)]
 struct RunPlan {
     argv: Vec<String>,
     env: BTreeMap<String, String>,
     cwd: String,
+    mounts: Vec<MountPlan>,
+}
+
+/// One `RUN --mount`, as it takes part in the key (a secret's id, target
+/// and env name count; its value never does).
+#[derive(Debug, Clone, serde::Serialize)]
+struct MountPlan {
+    index: usize,
+    kind: String,
+    target: String,
+    read_only: bool,
+    id: Option<String>,
+    sharing: Option<String>,
+    source: Option<String>,
+    from_stage: Option<usize>,
+    env: Option<String>,
+    required: bool,
 }
 
 /// Finds argv[0] in the rootfs (through PATH when it has no `/`) and
@@ -1098,6 +1444,9 @@ fn resolve_program(
     }
     Ok((host, rp.argv.clone()))
 }
+
+/// A path of a source tree (relative to a chosen root) and its metadata.
+type TreeItem = (String, Meta);
 
 /// What one COPY/ADD source picked.
 enum Picked {
