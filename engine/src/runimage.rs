@@ -167,7 +167,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         output_limit: 1 << 20,
         inherit_stdio: true,
     };
-    let out = sandbox::run(&spec, &module)?;
+    let out = sandbox::run(&spec, &module, &mut |_| {})?;
     Ok(out.exit_code)
 }
 

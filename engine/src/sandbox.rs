@@ -16,8 +16,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use wasmtime::{Config, Engine, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::cli::OutputFile;
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{
     Deterministic, FsPerms, HostMonotonicClock, HostWallClock, I32Exit, WasiCtxBuilder,
 };
@@ -178,12 +178,70 @@ pub fn load_module(
     Ok(module)
 }
 
-/// Runs a program to completion.
-pub fn run(spec: &RunSpec, module: &Module) -> Result<RunOutput, SandboxError> {
+/// Runs a program to completion. Its stdout and stderr (merged, as the
+/// progress view shows them) go to `on_line` line by line while it runs,
+/// unless the spec inherits this process's stdio.
+pub fn run(
+    spec: &RunSpec,
+    module: &Module,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<RunOutput, SandboxError> {
+    if spec.inherit_stdio {
+        return run_in_store(spec, module, None);
+    }
+    let (reader, writer) =
+        std::io::pipe().map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
+    let out_file =
+        pipe_file(writer).map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
+    let limit = spec.output_limit;
+    std::thread::scope(|s| {
+        let guest = s.spawn(move || run_in_store(spec, module, Some(out_file)));
+        // Read until the guest's end of the pipe closes (its Store is gone).
+        let mut captured: Vec<u8> = Vec::new();
+        let mut r = std::io::BufReader::new(reader);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match std::io::BufRead::read_until(&mut r, b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    on_line(text.trim_end_matches(['\n', '\r']));
+                    if captured.len() < limit {
+                        captured.extend_from_slice(&line);
+                    }
+                }
+            }
+        }
+        let result = guest
+            .join()
+            .unwrap_or_else(|_| Err(SandboxError::Setup("the sandbox thread panicked".into())));
+        result.map(|mut o| {
+            o.stdout = captured;
+            o
+        })
+    })
+}
+
+#[cfg(unix)]
+fn pipe_file(w: std::io::PipeWriter) -> std::io::Result<std::fs::File> {
+    Ok(std::fs::File::from(std::os::fd::OwnedFd::from(w)))
+}
+
+#[cfg(windows)]
+fn pipe_file(w: std::io::PipeWriter) -> std::io::Result<std::fs::File> {
+    Ok(std::fs::File::from(
+        std::os::windows::io::OwnedHandle::from(w),
+    ))
+}
+
+fn run_in_store(
+    spec: &RunSpec,
+    module: &Module,
+    output: Option<std::fs::File>,
+) -> Result<RunOutput, SandboxError> {
     let engine = engine()?;
     let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
-    let stdout = MemoryOutputPipe::new(spec.output_limit);
-    let stderr = MemoryOutputPipe::new(spec.output_limit);
     let mut b = WasiCtxBuilder::new();
     b.args(&spec.argv)
         .envs(&spec.env)
@@ -195,10 +253,16 @@ pub fn run(spec: &RunSpec, module: &Module) -> Result<RunOutput, SandboxError> {
         ))
         .insecure_random_seed(u128::from_le_bytes(seed16(&spec.seed)))
         .initial_cwd(&spec.cwd);
-    if spec.inherit_stdio {
-        b.inherit_stdio();
-    } else {
-        b.stdout(stdout.clone()).stderr(stderr.clone());
+    match output {
+        None => {
+            b.inherit_stdio();
+        }
+        Some(f) => {
+            let err = f
+                .try_clone()
+                .map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
+            b.stdout(OutputFile::new(f)).stderr(OutputFile::new(err));
+        }
     }
     for p in &spec.preopens {
         let perms = if p.writable {
@@ -272,8 +336,8 @@ pub fn run(spec: &RunSpec, module: &Module) -> Result<RunOutput, SandboxError> {
     };
     Ok(RunOutput {
         exit_code,
-        stdout: stdout.contents().to_vec(),
-        stderr: stderr.contents().to_vec(),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
     })
 }
 

@@ -828,25 +828,31 @@ impl<'a> Solver<'a> {
             inherit_stdio: false,
         };
         let t0 = Instant::now();
-        let out = sandbox::run(&spec, &module);
-        // Secrets leave the rootfs before anything looks at it.
-        mounts.clean_up();
-        let out = out.map_err(|e| self.step_error(step, label, e.to_string()))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        for line in text.lines() {
-            self.progress.event(Event::Log {
-                vertex: self.vertex,
+        let vertex = self.vertex;
+        let progress = &mut *self.progress;
+        let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        let out = sandbox::run(&spec, &module, &mut |line: &str| {
+            progress.event(Event::Log {
+                vertex,
                 seconds: t0.elapsed().as_secs_f64(),
                 text: line.to_string(),
             });
-        }
+            if tail.len() == 10 {
+                tail.pop_front();
+            }
+            tail.push_back(line.to_string());
+        });
+        // Secrets leave the rootfs before anything looks at it.
+        mounts.clean_up();
+        let tail: Vec<String> = tail.into_iter().collect();
+        let out = out.map_err(|e| {
+            let mut msg = e.to_string();
+            if !tail.is_empty() {
+                msg.push_str(&format!("; last output:\n  {}", tail.join("\n  ")));
+            }
+            self.step_error(step, label, msg)
+        })?;
         if out.exit_code != 0 {
-            let tail: Vec<&str> = text.lines().rev().take(10).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
             let mut msg = format!("process {:?} exited with code {}", argv, out.exit_code);
             if !tail.is_empty() {
                 msg.push_str(&format!("; last output:\n  {}", tail.join("\n  ")));
