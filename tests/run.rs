@@ -22,7 +22,7 @@ fn probe() -> Option<&'static Path> {
                 return None;
             }
             let st = Command::new(rustc)
-                .args(["--target", "wasm32-wasi", "-O", "-C", "debuginfo=0", "--edition", "2021"])
+                .args(["--target", "wasm32-wasi", "-O", "-C", "debuginfo=0", "-C", "strip=symbols", "--edition", "2021"])
                 .arg(&src)
                 .arg("-o")
                 .arg(&out)
@@ -424,4 +424,76 @@ fn secrets_reach_the_step_and_nothing_else() {
     )
     .unwrap();
     assert!(c.fails(&[]).contains("secret \"missing\" is required"));
+}
+
+#[test]
+fn spawn_runs_programs_of_the_rootfs_and_set_mode_lands_in_the_layer() {
+    let Some(c) = Ctx::new(&format!(
+        "{BASE}RUN [\"probe\", \"--write\", \"/tool=x\", \"--chmod\", \"/tool\", \"750\", \"--spawn\", \"probe\", \"--echo\", \"child says hi\", \"--exit\", \"3\"]\n"
+    )) else {
+        return;
+    };
+    let err = c.fails(&[]);
+    assert!(
+        err.contains("child says hi") && err.contains("spawned exit=3"),
+        "{err}"
+    );
+    assert!(err.contains("exited with code 3"), "{err}");
+    fs::write(
+        c.path("Dockerfile"),
+        format!("{BASE}RUN [\"probe\", \"--write\", \"/tool=x\", \"--chmod\", \"/tool\", \"750\", \"--spawn\", \"probe\", \"--write\", \"/child=1\"]\n"),
+    )
+    .unwrap();
+    c.build(&["-o", "type=tar,dest=rootfs.tar"]);
+    let list = Command::new("tar")
+        .arg("-tvf")
+        .arg(c.path("rootfs.tar"))
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    let tool = list
+        .lines()
+        .find(|l| l.ends_with(" tool"))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        tool.starts_with("-rwxr-x---"),
+        "set-mode lands in the tar header: {tool}"
+    );
+    assert!(
+        list.lines().any(|l| l.ends_with(" child")),
+        "the child's writes are in the layer: {list}"
+    );
+}
+
+#[test]
+fn compiled_modules_are_cached_and_randomness_is_seeded() {
+    let Some(c) = Ctx::new(&format!(
+        "{BASE}RUN [\"probe\", \"--random\", \"--write\", \"/r=1\"]\n"
+    )) else {
+        return;
+    };
+    let (o1, _) = c.build(&[]);
+    let cwasm: Vec<_> = fs::read_dir(c.store.path().join("compiled"))
+        .unwrap()
+        .collect();
+    assert_eq!(cwasm.len(), 1, "one compiled artifact per module");
+    let (o2, _) = c.build(&["--no-cache"]);
+    assert_eq!(
+        fs::read_dir(c.store.path().join("compiled"))
+            .unwrap()
+            .count(),
+        1
+    );
+    let random = |o: &Output| {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .find(|l| l.contains("random="))
+            .map(|l| l.split("random=").nth(1).unwrap().to_string())
+    };
+    assert!(random(&o1).is_some());
+    assert_eq!(
+        random(&o1),
+        random(&o2),
+        "random bytes are seeded from the step's key"
+    );
 }

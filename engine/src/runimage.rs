@@ -120,6 +120,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
     let cache = store.root().join("compiled");
     let _ = std::fs::create_dir_all(&cache);
     let module = sandbox::load_module(&bytes, &argv[0], Some(&cache))?;
+    let cache = cache.clone();
     let mut preopens = vec![sandbox::Preopen {
         host: work.path().to_path_buf(),
         guest: "/".into(),
@@ -167,7 +168,13 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         output_limit: 1 << 20,
         inherit_stdio: true,
     };
-    let out = sandbox::run(&spec, &module, &mut |_| {})?;
+    let ctx = Arc::new(sandbox::SpawnContext {
+        rootfs: Some(work.path().to_path_buf()),
+        module_cache: Some(cache),
+        overrides: Default::default(),
+        deadline: std::time::Instant::now() + req.timeout,
+    });
+    let out = sandbox::run(&spec, &module, ctx, &mut |_| {})?;
     Ok(out.exit_code)
 }
 

@@ -84,7 +84,28 @@ pub struct RunOutput {
 struct State {
     wasi: WasiP1Ctx,
     limits: StoreLimits,
+    /// What `spawn` needs to start a child like this program.
+    spawn: Arc<SpawnContext>,
+    depth: u32,
 }
+
+/// Shared by a step's program and every program it spawns.
+pub struct SpawnContext {
+    /// The rootfs on the host (the `/` preopen), for finding programs.
+    pub rootfs: Option<PathBuf>,
+    pub module_cache: Option<PathBuf>,
+    /// Modes and owners set through `set-mode` / `set-owner`, by manifest
+    /// path (no leading `/`).
+    pub overrides:
+        std::sync::Mutex<std::collections::BTreeMap<String, crate::fs::snapshot::MetaOverride>>,
+    pub deadline: std::time::Instant,
+}
+
+/// How deep `spawn` may nest.
+const MAX_SPAWN_DEPTH: u32 = 32;
+
+/// The import module name of the `wbuild:sandbox/process` interface.
+pub const PROCESS_MODULE: &str = "wbuild:sandbox/process@0.1.0";
 
 struct FixedClock(Duration);
 
@@ -184,10 +205,11 @@ pub fn load_module(
 pub fn run(
     spec: &RunSpec,
     module: &Module,
+    ctx: Arc<SpawnContext>,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<RunOutput, SandboxError> {
     if spec.inherit_stdio {
-        return run_in_store(spec, module, None);
+        return run_in_store(spec, module, None, ctx, 0);
     }
     let (reader, writer) =
         std::io::pipe().map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
@@ -195,7 +217,7 @@ pub fn run(
         pipe_file(writer).map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
     let limit = spec.output_limit;
     std::thread::scope(|s| {
-        let guest = s.spawn(move || run_in_store(spec, module, Some(out_file)));
+        let guest = s.spawn(move || run_in_store(spec, module, Some(out_file), ctx, 0));
         // Read until the guest's end of the pipe closes (its Store is gone).
         let mut captured: Vec<u8> = Vec::new();
         let mut r = std::io::BufReader::new(reader);
@@ -239,7 +261,16 @@ fn run_in_store(
     spec: &RunSpec,
     module: &Module,
     output: Option<std::fs::File>,
+    spawn: Arc<SpawnContext>,
+    depth: u32,
 ) -> Result<RunOutput, SandboxError> {
+    let child_output = match &output {
+        Some(f) => Some(
+            f.try_clone()
+                .map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?,
+        ),
+        None => None,
+    };
     let engine = engine()?;
     let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
     let mut b = WasiCtxBuilder::new();
@@ -283,6 +314,8 @@ fn run_in_store(
         State {
             wasi: b.build_p1(),
             limits,
+            spawn: spawn.clone(),
+            depth,
         },
     );
     store.limiter(|s| &mut s.limits);
@@ -293,6 +326,7 @@ fn run_in_store(
     let mut linker: Linker<State> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
         .map_err(setup)?;
+    add_process_to_linker(&mut linker, spec, child_output).map_err(setup)?;
     let instance = linker
         .instantiate(&mut store, module)
         .map_err(|e| SandboxError::Trap {
@@ -339,6 +373,226 @@ fn run_in_store(
         stdout: Vec::new(),
         stderr: Vec::new(),
     })
+}
+
+/// Reads `len` bytes at `ptr` of the guest's memory, bounds-checked.
+fn guest_bytes(data: &[u8], ptr: u32, len: u32) -> Option<&[u8]> {
+    let start = ptr as usize;
+    let end = start.checked_add(len as usize)?;
+    data.get(start..end)
+}
+
+fn guest_str(data: &[u8], ptr: u32, len: u32) -> Option<String> {
+    guest_bytes(data, ptr, len).map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+fn u32_at(data: &[u8], at: usize) -> Option<u32> {
+    data.get(at..at.checked_add(4)?)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// A guest path as a manifest path (absolute, or relative to `cwd`).
+fn guest_path(path: &str, cwd: &str) -> String {
+    let joined = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{}/{path}", cwd.trim_end_matches('/'))
+    };
+    crate::fs::manifest_path(&joined)
+}
+
+type SpawnRequest = (Vec<String>, Vec<(String, String)>, String);
+
+/// Reads spawn's (argv, env, cwd) from the canonical-ABI lists.
+fn read_spawn_request(
+    data: &[u8],
+    ap: u32,
+    al: u32,
+    ep: u32,
+    el: u32,
+    cp: u32,
+    cl: u32,
+) -> Option<SpawnRequest> {
+    let mut argv = Vec::new();
+    for i in 0..al as usize {
+        let at = (ap as usize).checked_add(i.checked_mul(8)?)?;
+        argv.push(guest_str(data, u32_at(data, at)?, u32_at(data, at + 4)?)?);
+    }
+    let mut env = Vec::new();
+    for i in 0..el as usize {
+        let at = (ep as usize).checked_add(i.checked_mul(16)?)?;
+        let k = guest_str(data, u32_at(data, at)?, u32_at(data, at + 4)?)?;
+        let v = guest_str(data, u32_at(data, at + 8)?, u32_at(data, at + 12)?)?;
+        env.push((k, v));
+    }
+    Some((argv, env, guest_str(data, cp, cl)?))
+}
+
+/// `wbuild:sandbox/process`: spawn, set-mode, set-owner (see `wit/wbuild.wit`).
+fn add_process_to_linker(
+    linker: &mut Linker<State>,
+    parent: &RunSpec,
+    child_output: Option<std::fs::File>,
+) -> wasmtime::Result<()> {
+    let parent = Arc::new(parent.clone());
+    let child_output = Arc::new(child_output);
+    let p = parent.clone();
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "spawn",
+        move |mut caller: wasmtime::Caller<'_, State>,
+              ap: u32,
+              al: u32,
+              ep: u32,
+              el: u32,
+              cp: u32,
+              cl: u32|
+              -> i32 {
+            let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+                return -1;
+            };
+            let Some((argv, env, cwd)) =
+                read_spawn_request(mem.data(&caller), ap, al, ep, el, cp, cl)
+            else {
+                return -1;
+            };
+            let ctx = caller.data().spawn.clone();
+            let depth = caller.data().depth + 1;
+            match spawn_child(
+                &p,
+                &ctx,
+                depth,
+                argv,
+                env,
+                cwd,
+                child_output.as_ref().as_ref(),
+            ) {
+                Ok(code) => code,
+                Err(msg) => {
+                    if let Some(f) = child_output.as_ref() {
+                        let _ = std::io::Write::write_all(
+                            &mut &*f,
+                            format!("spawn: {msg}\n").as_bytes(),
+                        );
+                    }
+                    -1
+                }
+            }
+        },
+    )?;
+    let p = parent.clone();
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "set-mode",
+        move |mut caller: wasmtime::Caller<'_, State>, pp: u32, pl: u32, mode: u32| -> i32 {
+            set_meta(&mut caller, &p, pp, pl, Some(mode & 0o7777), None)
+        },
+    )?;
+    let p = parent;
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "set-owner",
+        move |mut caller: wasmtime::Caller<'_, State>,
+              pp: u32,
+              pl: u32,
+              uid: u32,
+              gid: u32|
+              -> i32 { set_meta(&mut caller, &p, pp, pl, None, Some((uid, gid))) },
+    )?;
+    Ok(())
+}
+
+fn set_meta(
+    caller: &mut wasmtime::Caller<'_, State>,
+    spec: &RunSpec,
+    ptr: u32,
+    len: u32,
+    mode: Option<u32>,
+    owner: Option<(u32, u32)>,
+) -> i32 {
+    const ENOENT: i32 = 44;
+    const EINVAL: i32 = 28;
+    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return EINVAL;
+    };
+    let Some(path) = guest_str(mem.data(&*caller), ptr, len) else {
+        return EINVAL;
+    };
+    let ctx = caller.data().spawn.clone();
+    let rel = guest_path(&path, &spec.cwd);
+    let Some(root) = &ctx.rootfs else {
+        return EINVAL;
+    };
+    if rel.is_empty() || std::fs::symlink_metadata(root.join(&rel)).is_err() {
+        return ENOENT;
+    }
+    let mut o = ctx.overrides.lock().unwrap_or_else(|p| p.into_inner());
+    let e = o.entry(rel).or_default();
+    if mode.is_some() {
+        e.mode = mode;
+    }
+    if owner.is_some() {
+        e.owner = owner;
+    }
+    0
+}
+
+fn spawn_child(
+    parent: &RunSpec,
+    ctx: &Arc<SpawnContext>,
+    depth: u32,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: String,
+    output: Option<&std::fs::File>,
+) -> Result<i32, String> {
+    if depth > MAX_SPAWN_DEPTH {
+        return Err(format!("programs nested more than {MAX_SPAWN_DEPTH} deep"));
+    }
+    let name = argv.first().cloned().ok_or("empty argv")?;
+    let root = ctx.rootfs.as_ref().ok_or("no rootfs")?;
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(crate::solver::DEFAULT_PATH);
+    let candidates: Vec<String> = if name.contains('/') {
+        vec![name.clone()]
+    } else {
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| format!("{}/{name}", d.trim_end_matches('/')))
+            .collect()
+    };
+    let host = candidates
+        .iter()
+        .map(|c| root.join(guest_path(c, &cwd)))
+        .find(|h| h.is_file())
+        .ok_or_else(|| format!("{name}: not found"))?;
+    let bytes = std::fs::read(&host).map_err(|e| format!("{name}: {e}"))?;
+    let module =
+        load_module(&bytes, &name, ctx.module_cache.as_deref()).map_err(|e| e.to_string())?;
+    let remaining = ctx
+        .deadline
+        .saturating_duration_since(std::time::Instant::now());
+    let child = RunSpec {
+        program: Arc::new(bytes),
+        program_name: name,
+        argv,
+        env,
+        cwd,
+        timeout: remaining.min(parent.timeout).max(Duration::from_millis(10)),
+        inherit_stdio: output.is_none(),
+        ..parent.clone()
+    };
+    let out = output
+        .map(|f| f.try_clone())
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    match run_in_store(&child, &module, out, ctx.clone(), depth) {
+        Ok(o) => Ok(o.exit_code),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn seed16(seed: &[u8]) -> [u8; 16] {

@@ -784,7 +784,7 @@ impl<'a> Solver<'a> {
             .map_err(|e| {
                 self.step_error(step, label, format!("cannot create a work directory: {e}"))
             })?;
-        let snap = Snapshot::materialize(self.store, &st.layers, work.path())
+        let mut snap = Snapshot::materialize(self.store, &st.layers, work.path())
             .map_err(|e| self.step_error(step, label, e.to_string()))?;
         let cwd_host = work.path().join(tree::manifest_path(&rp.cwd));
         std::fs::create_dir_all(&cwd_host)
@@ -831,7 +831,13 @@ impl<'a> Solver<'a> {
         let vertex = self.vertex;
         let progress = &mut *self.progress;
         let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-        let out = sandbox::run(&spec, &module, &mut |line: &str| {
+        let ctx = Arc::new(sandbox::SpawnContext {
+            rootfs: Some(work.path().to_path_buf()),
+            module_cache: Some(cache_dir.clone()),
+            overrides: Default::default(),
+            deadline: std::time::Instant::now() + self.opts.step_timeout,
+        });
+        let out = sandbox::run(&spec, &module, ctx.clone(), &mut |line: &str| {
             progress.event(Event::Log {
                 vertex,
                 seconds: t0.elapsed().as_secs_f64(),
@@ -859,6 +865,8 @@ impl<'a> Solver<'a> {
             }
             return Err(self.step_error(step, label, msg));
         }
+        snap.overrides =
+            std::mem::take(&mut *ctx.overrides.lock().unwrap_or_else(|p| p.into_inner()));
         let entries = snap
             .diff()
             .map_err(|e| self.step_error(step, label, e.to_string()))?;

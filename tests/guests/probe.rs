@@ -2,6 +2,41 @@
 //! deletes files, and exits with the code given by `--exit N`.
 use std::io::Write;
 
+// wbuild's own imports (wit/wbuild.wit), without wit-bindgen: canonical-ABI
+// lists of (ptr, len) pairs.
+#[repr(C)]
+struct WStr {
+    ptr: *const u8,
+    len: usize,
+}
+
+#[repr(C)]
+struct WPair {
+    k: WStr,
+    v: WStr,
+}
+
+#[link(wasm_import_module = "wbuild:sandbox/process@0.1.0")]
+extern "C" {
+    #[link_name = "spawn"]
+    fn host_spawn(a: *const WStr, al: usize, e: *const WPair, el: usize, c: *const u8, cl: usize) -> i32;
+    #[link_name = "set-mode"]
+    fn host_set_mode(p: *const u8, pl: usize, mode: u32) -> i32;
+}
+
+fn wstr(s: &str) -> WStr {
+    WStr { ptr: s.as_ptr(), len: s.len() }
+}
+
+fn spawn(argv: &[String]) -> i32 {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let a: Vec<WStr> = argv.iter().map(|s| wstr(s)).collect();
+    let e: Vec<WPair> = env.iter().map(|(k, v)| WPair { k: wstr(k), v: wstr(v) }).collect();
+    let cwd = "/";
+    let _ = std::io::stdout().flush();
+    unsafe { host_spawn(a.as_ptr(), a.len(), e.as_ptr(), e.len(), cwd.as_ptr(), cwd.len()) }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mut code = 0;
@@ -60,6 +95,30 @@ fn main() {
             "--time" => {
                 let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
                 println!("time={}", t.as_secs());
+            }
+            "--chmod" => {
+                let mode = u32::from_str_radix(&args[i + 2], 8).unwrap_or(0);
+                let p = &args[i + 1];
+                let rc = unsafe { host_set_mode(p.as_ptr(), p.len(), mode) };
+                if rc != 0 {
+                    eprintln!("chmod {p}: errno {rc}");
+                    code = 5;
+                }
+                i += 2;
+            }
+            "--spawn" => {
+                let rc = spawn(&args[i + 1..]);
+                println!("spawned exit={rc}");
+                code = rc;
+                break;
+            }
+            "--random" => {
+                let mut h = std::collections::hash_map::RandomState::new();
+                let _ = &mut h;
+                use std::hash::{BuildHasher, Hasher};
+                let mut x = h.build_hasher();
+                x.write_u8(1);
+                println!("random={}", x.finish());
             }
             "--cwd" => println!("cwd={}", std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default()),
             "--loop" => loop {
