@@ -123,10 +123,126 @@ fn mb_per_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64()
 }
 
+/// Seconds per RUN step: a build of `steps` no-op RUN steps minus a build
+/// with none, divided by `steps`, best of three.
+fn per_run_step(mut build: impl FnMut(usize) -> Duration, steps: usize) -> Duration {
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let with = build(steps);
+        let without = build(0);
+        best = best.min(with.saturating_sub(without) / steps as u32);
+    }
+    best
+}
+
+fn bench_run_steps() {
+    let rustc = Path::new("/usr/bin/rustc");
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe.wasm");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/probe.rs");
+    let ok = rustc.exists()
+        && Command::new(rustc)
+            .args([
+                "--target",
+                "wasm32-wasi",
+                "-O",
+                "-C",
+                "debuginfo=0",
+                "-C",
+                "strip=symbols",
+                "--edition",
+                "2021",
+            ])
+            .arg(&src)
+            .arg("-o")
+            .arg(&probe)
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        println!("RUN step overhead: skipped (Debian's rustc for wasm32-wasi is not installed)");
+        return;
+    }
+    let store = tempfile::tempdir().unwrap();
+    let steps = 20;
+    let write = |n: usize| {
+        let mut df = String::from("FROM scratch\nCOPY probe.wasm /bin/probe\n");
+        for i in 0..n {
+            df.push_str(&format!("RUN [\"/bin/probe\", \"--echo\", \"{i}\"]\n"));
+        }
+        fs::write(dir.path().join("Dockerfile"), df).unwrap();
+    };
+    write(1);
+    wbuild(
+        dir.path(),
+        store.path(),
+        &["build", "--progress", "quiet", "."],
+    );
+    let ours = per_run_step(
+        |n| {
+            write(n);
+            wbuild(
+                dir.path(),
+                store.path(),
+                &["build", "--progress", "quiet", "--no-cache", "."],
+            )
+            .0
+        },
+        steps,
+    );
+    println!(
+        "RUN step overhead (no-op program, warm compile cache, --no-cache): {:.2} ms per step",
+        ours.as_secs_f64() * 1e3
+    );
+    let buildah = Path::new("/usr/bin/buildah");
+    let busybox = Path::new("/usr/bin/busybox");
+    if buildah.exists() && busybox.exists() {
+        let bdir = tempfile::tempdir().unwrap();
+        fs::copy(busybox, bdir.path().join("busybox")).unwrap();
+        let theirs = per_run_step(
+            |n| {
+                let mut df = String::from("FROM scratch\nCOPY busybox /bin/busybox\n");
+                for i in 0..n {
+                    df.push_str(&format!("RUN [\"/bin/busybox\", \"true\", \"{i}\"]\n"));
+                }
+                fs::write(bdir.path().join("Containerfile"), df).unwrap();
+                let t0 = Instant::now();
+                let st = Command::new(buildah)
+                    .args([
+                        "bud",
+                        "--isolation",
+                        "chroot",
+                        "--no-cache",
+                        "-q",
+                        "-f",
+                        "Containerfile",
+                        ".",
+                    ])
+                    .current_dir(bdir.path())
+                    .output()
+                    .unwrap();
+                assert!(
+                    st.status.success(),
+                    "buildah: {}",
+                    String::from_utf8_lossy(&st.stderr)
+                );
+                t0.elapsed()
+            },
+            steps,
+        );
+        println!(
+            "buildah RUN true (chroot isolation, --no-cache): {:.2} ms per step",
+            theirs.as_secs_f64() * 1e3
+        );
+    } else {
+        println!("buildah comparison: skipped (buildah or busybox-static not installed)");
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    bench_run_steps();
     let ctx = tempfile::tempdir().unwrap();
     let store = tempfile::tempdir().unwrap();
     make_context(ctx.path());

@@ -497,3 +497,65 @@ fn compiled_modules_are_cached_and_randomness_is_seeded() {
         "random bytes are seeded from the step's key"
     );
 }
+
+#[test]
+fn locked_cache_mounts_serialize_concurrent_builds() {
+    let df = format!("{BASE}ARG N\nRUN --mount=type=cache,id=shared,target=/c,sharing=locked [\"probe\", \"--exclusive\", \"/c/held\", \"--write\", \"/n=1\"]\n");
+    let Some(a) = Ctx::new(&df) else {
+        return;
+    };
+    let store = a.store.path().to_path_buf();
+    let spawn = |n: &str| {
+        Command::new(env!("CARGO_BIN_EXE_wbuild"))
+            .args(["build", "--progress", "plain", "--build-arg", n, "."])
+            .current_dir(a.dir.path())
+            .env("WBUILD_ROOT", &store)
+            .spawn()
+            .unwrap()
+    };
+    // Warm the compile cache so that both builds reach the step together.
+    a.build(&["--build-arg", "N=0"]);
+    let mut one = spawn("N=1");
+    let mut two = spawn("N=2");
+    assert!(
+        one.wait().unwrap().success(),
+        "a locked cache mount must wait, not collide"
+    );
+    assert!(
+        two.wait().unwrap().success(),
+        "a locked cache mount must wait, not collide"
+    );
+}
+
+#[test]
+fn big_arguments_and_escaping_symlinks() {
+    let big = "x".repeat(200_000);
+    let Some(c) = Ctx::new(&format!(
+        "{BASE}RUN [\"probe\", \"--write\", \"/big={big}\"]\n"
+    )) else {
+        return;
+    };
+    c.build(&["-o", "type=local,dest=out"]);
+    assert_eq!(
+        fs::read_to_string(c.path("out/big")).unwrap().len(),
+        200_000,
+        "argv beyond the adapter's 50 KB works"
+    );
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("/etc/hostname", c.path("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../etc/hostname", c.path("rel")).unwrap();
+        for link in ["abs", "rel"] {
+            fs::write(
+                c.path("Dockerfile"),
+                format!("{BASE}COPY {link} /{link}\nRUN [\"probe\", \"--read\", \"/{link}\"]\n"),
+            )
+            .unwrap();
+            let err = c.fails(&[]);
+            assert!(
+                err.contains("exited with code 3"),
+                "a symlink out of the rootfs must not resolve: {err}"
+            );
+        }
+    }
+}

@@ -120,6 +120,25 @@ fn main() {
                 x.write_u8(1);
                 println!("random={}", x.finish());
             }
+            "--exclusive" => {
+                // Fails if another program holds PATH; holds it for a while.
+                let p = &args[i + 1];
+                if std::path::Path::new(p).exists() {
+                    eprintln!("{p} is held by someone else");
+                    code = 9;
+                } else {
+                    std::fs::write(p, "held").unwrap();
+                    let mut x: u64 = 0;
+                    for k in 0..300_000_000u64 {
+                        x = x.wrapping_add(k ^ (x >> 3));
+                    }
+                    if x == 42 {
+                        println!("unlikely");
+                    }
+                    std::fs::remove_file(p).unwrap();
+                }
+                i += 1;
+            }
             "--cwd" => println!("cwd={}", std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default()),
             "--loop" => loop {
                 std::hint::spin_loop();
