@@ -559,3 +559,53 @@ fn big_arguments_and_escaping_symlinks() {
         }
     }
 }
+
+#[test]
+fn components_run_directly() {
+    let Some(c) = Ctx::new(&format!(
+        "{BASE}COPY hello.component.wasm /bin/hello\nRUN [\"hello\"]\n"
+    )) else {
+        return;
+    };
+    let core = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hello-core.wasm");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/hello.rs");
+    let st = Command::new("/usr/bin/rustc")
+        .args([
+            "--target",
+            "wasm32-wasi",
+            "-O",
+            "-C",
+            "debuginfo=0",
+            "-C",
+            "strip=symbols",
+            "--edition",
+            "2021",
+        ])
+        .arg(&src)
+        .arg("-o")
+        .arg(&core)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    use wasi_preview1_component_adapter_provider::{
+        WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+    };
+    let component = wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&fs::read(&core).unwrap())
+        .unwrap()
+        .adapter(
+            WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+        )
+        .unwrap()
+        .encode()
+        .unwrap();
+    fs::write(c.path("hello.component.wasm"), component).unwrap();
+    let (o, _) = c.build(&["-o", "type=local,dest=out"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("hello from a component"));
+    assert_eq!(
+        fs::read_to_string(c.path("out/component-was-here")).unwrap(),
+        "yes"
+    );
+}

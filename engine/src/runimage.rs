@@ -119,7 +119,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
     let bytes = std::fs::read(&program).with_context(|| format!("{}: cannot read", argv[0]))?;
     let cache = store.root().join("compiled");
     let _ = std::fs::create_dir_all(&cache);
-    let module = sandbox::load_module(&bytes, &argv[0], Some(&cache))?;
+    let module = sandbox::load_program(&bytes, &argv[0], Some(&cache))?;
     let cache = cache.clone();
     let mut preopens = vec![sandbox::Preopen {
         host: work.path().to_path_buf(),

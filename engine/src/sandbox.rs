@@ -158,6 +158,56 @@ fn artifact_name(engine: &Engine, module_digest: &Digest) -> String {
     format!("{}-{:016x}.cwasm", module_digest.hex(), h.finish())
 }
 
+/// A compiled program: a preview-1 core module, or a component.
+#[derive(Clone)]
+pub enum Program {
+    Module(Module),
+    Component(wasmtime::component::Component),
+}
+
+/// Whether the bytes are a component (layer 1) rather than a core module.
+pub fn is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[6..8] == [0x01, 0x00]
+}
+
+/// Compiles a module or component, or loads it from `cache_dir`
+/// (compiled once per digest and engine configuration).
+pub fn load_program(
+    bytes: &[u8],
+    name: &str,
+    cache_dir: Option<&Path>,
+) -> Result<Program, SandboxError> {
+    if !is_component(bytes) {
+        return load_module(bytes, name, cache_dir).map(Program::Module);
+    }
+    let engine = engine()?;
+    let digest = Digest::of(bytes);
+    let cached = cache_dir.map(|d| d.join(artifact_name(engine, &digest)));
+    if let Some(path) = &cached {
+        if path.is_file() {
+            // SAFETY: written by this code into the store, which only wbuild writes.
+            if let Ok(c) = unsafe { wasmtime::component::Component::deserialize_file(engine, path) }
+            {
+                return Ok(Program::Component(c));
+            }
+        }
+    }
+    let c =
+        wasmtime::component::Component::new(engine, bytes).map_err(|e| SandboxError::Compile {
+            program: name.to_string(),
+            message: format!("{e:#}"),
+        })?;
+    if let Some(path) = &cached {
+        if let Ok(art) = c.serialize() {
+            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+            if std::fs::write(&tmp, &art).is_ok() {
+                let _ = std::fs::rename(&tmp, path);
+            }
+        }
+    }
+    Ok(Program::Component(c))
+}
+
 /// Compiles a module, or loads it from `cache_dir` (compiled once per
 /// module digest and engine configuration).
 pub fn load_module(
@@ -204,12 +254,12 @@ pub fn load_module(
 /// unless the spec inherits this process's stdio.
 pub fn run(
     spec: &RunSpec,
-    module: &Module,
+    program: &Program,
     ctx: Arc<SpawnContext>,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<RunOutput, SandboxError> {
     if spec.inherit_stdio {
-        return run_in_store(spec, module, None, ctx, 0);
+        return run_program(spec, program, None, ctx, 0);
     }
     let (reader, writer) =
         std::io::pipe().map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
@@ -217,7 +267,7 @@ pub fn run(
         pipe_file(writer).map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
     let limit = spec.output_limit;
     std::thread::scope(|s| {
-        let guest = s.spawn(move || run_in_store(spec, module, Some(out_file), ctx, 0));
+        let guest = s.spawn(move || run_program(spec, program, Some(out_file), ctx, 0));
         // Read until the guest's end of the pipe closes (its Store is gone).
         let mut captured: Vec<u8> = Vec::new();
         let mut r = std::io::BufReader::new(reader);
@@ -257,21 +307,100 @@ fn pipe_file(w: std::io::PipeWriter) -> std::io::Result<std::fs::File> {
     ))
 }
 
-fn run_in_store(
+fn run_program(
     spec: &RunSpec,
-    module: &Module,
+    program: &Program,
     output: Option<std::fs::File>,
     spawn: Arc<SpawnContext>,
     depth: u32,
 ) -> Result<RunOutput, SandboxError> {
-    let child_output = match &output {
-        Some(f) => Some(
-            f.try_clone()
-                .map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?,
-        ),
-        None => None,
-    };
+    match program {
+        Program::Module(m) => run_in_store(spec, m, output, spawn, depth),
+        Program::Component(c) => run_component(spec, c, output),
+    }
+}
+
+struct ComponentState {
+    ctx: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+    limits: StoreLimits,
+}
+
+impl wasmtime_wasi::WasiView for ComponentState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Runs a WASI preview-2 command component (`wasi:cli/run`). Components get
+/// WASI only: wbuild's process interface is for preview-1 modules.
+fn run_component(
+    spec: &RunSpec,
+    component: &wasmtime::component::Component,
+    output: Option<std::fs::File>,
+) -> Result<RunOutput, SandboxError> {
     let engine = engine()?;
+    let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
+    let mut b = wasi_builder(spec, output)?;
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(spec.memory as usize)
+        .build();
+    let mut store = Store::new(
+        engine,
+        ComponentState {
+            ctx: b.build(),
+            table: wasmtime::component::ResourceTable::new(),
+            limits,
+        },
+    );
+    store.limiter(|s| &mut s.limits);
+    let ticks = (spec.timeout.as_millis() / TICK.as_millis()).max(1) as u64;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+    let mut linker: wasmtime::component::Linker<ComponentState> =
+        wasmtime::component::Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+    let cmd =
+        wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, component, &linker)
+            .map_err(|e| SandboxError::Trap {
+                program: spec.program_name.clone(),
+                message: format!("cannot start: {e:#}"),
+            })?;
+    let exit_code = match cmd.wasi_cli_run().call_run(&mut store) {
+        Ok(Ok(())) => 0,
+        Ok(Err(())) => 1,
+        Err(e) => {
+            if let Some(x) = e.downcast_ref::<I32Exit>() {
+                x.0
+            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                return Err(SandboxError::Timeout {
+                    program: spec.program_name.clone(),
+                    seconds: spec.timeout.as_secs(),
+                });
+            } else {
+                return Err(SandboxError::Trap {
+                    program: spec.program_name.clone(),
+                    message: format!("{e:#}").lines().next().unwrap_or("").to_string(),
+                });
+            }
+        }
+    };
+    Ok(RunOutput {
+        exit_code,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    })
+}
+
+/// The WASI context every program gets: args, env, cwd, fixed clocks,
+/// seeded randomness, output, preopens; no sockets.
+fn wasi_builder(
+    spec: &RunSpec,
+    output: Option<std::fs::File>,
+) -> Result<WasiCtxBuilder, SandboxError> {
     let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
     let mut b = WasiCtxBuilder::new();
     b.args(&spec.argv)
@@ -303,6 +432,26 @@ fn run_in_store(
         };
         b.preopened_dir(&p.host, &p.guest, perms).map_err(setup)?;
     }
+    Ok(b)
+}
+
+fn run_in_store(
+    spec: &RunSpec,
+    module: &Module,
+    output: Option<std::fs::File>,
+    spawn: Arc<SpawnContext>,
+    depth: u32,
+) -> Result<RunOutput, SandboxError> {
+    let child_output = match &output {
+        Some(f) => Some(
+            f.try_clone()
+                .map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?,
+        ),
+        None => None,
+    };
+    let engine = engine()?;
+    let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
+    let mut b = wasi_builder(spec, output)?;
     let limits = StoreLimitsBuilder::new()
         .memory_size(spec.memory as usize)
         .instances(16)
@@ -571,7 +720,7 @@ fn spawn_child(
         .ok_or_else(|| format!("{name}: not found"))?;
     let bytes = std::fs::read(&host).map_err(|e| format!("{name}: {e}"))?;
     let module =
-        load_module(&bytes, &name, ctx.module_cache.as_deref()).map_err(|e| e.to_string())?;
+        load_program(&bytes, &name, ctx.module_cache.as_deref()).map_err(|e| e.to_string())?;
     let remaining = ctx
         .deadline
         .saturating_duration_since(std::time::Instant::now());
@@ -589,7 +738,7 @@ fn spawn_child(
         .map(|f| f.try_clone())
         .transpose()
         .map_err(|e| e.to_string())?;
-    match run_in_store(&child, &module, out, ctx.clone(), depth) {
+    match run_program(&child, &module, out, ctx.clone(), depth) {
         Ok(o) => Ok(o.exit_code),
         Err(e) => Err(e.to_string()),
     }

@@ -795,7 +795,7 @@ impl<'a> Solver<'a> {
             .map_err(|e| self.step_error(step, label, format!("{}: {e}", argv[0])))?;
         let cache_dir = self.store.root().join("compiled");
         let _ = std::fs::create_dir_all(&cache_dir);
-        let module = sandbox::load_module(&bytes, &argv[0], Some(&cache_dir))
+        let module = sandbox::load_program(&bytes, &argv[0], Some(&cache_dir))
             .map_err(|e| self.step_error(step, label, e.to_string()))?;
         let mut env: Vec<(String, String)> =
             rp.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
