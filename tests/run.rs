@@ -609,3 +609,24 @@ fn components_run_directly() {
         "yes"
     );
 }
+
+#[test]
+fn cache_mounts_can_start_from_a_stage_and_scripts_run_their_interpreter() {
+    let df = "FROM scratch AS seed\nCOPY seed/ /data/\nFROM scratch\nCOPY probe.wasm /bin/probe\nRUN --mount=type=cache,id=c2,target=/cache,from=seed,source=/data [\"probe\", \"--read\", \"/cache/v\"]\n";
+    let Some(c) = Ctx::new(df) else {
+        return;
+    };
+    fs::create_dir_all(c.path("seed")).unwrap();
+    fs::write(c.path("seed/v"), "seeded\n").unwrap();
+    let (o, _) = c.build(&[]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("seeded"));
+    // A file starting with #! runs its interpreter, x bit or not.
+    fs::write(c.path("script"), "#!/bin/probe --echo\n").unwrap();
+    fs::write(c.path("Dockerfile"), format!("{BASE}COPY script /bin/script\nRUN [\"script\", \"--echo\", \"via the interpreter\"]\n")).unwrap();
+    let (o, _) = c.build(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(" /bin/script\n") && err.contains("via the interpreter"),
+        "{err}"
+    );
+}

@@ -357,6 +357,14 @@ impl<'a> Solver<'a> {
             Instruction::Run(r) => {
                 let mut rp = self.plan_run(step, label, st, r)?;
                 // The files a bind mount shows are part of the key.
+                // A cache mount `from=` a stage starts out as a copy of it.
+                for mp in rp.mounts.iter_mut().filter(|m| m.kind == "cache") {
+                    let spec = &r.mounts[mp.index];
+                    if spec.from.is_some() {
+                        let (tree, _) = self.bind_source(plan, step, label, spec)?;
+                        mp.from_stage = tree.stage;
+                    }
+                }
                 for mp in rp.mounts.iter_mut().filter(|m| m.kind == "bind") {
                     let spec = &r.mounts[mp.index];
                     let (tree, items) = self.bind_source(plan, step, label, spec)?;
@@ -631,13 +639,6 @@ impl<'a> Solver<'a> {
             } else {
                 format!("{}/{}", step.workdir.trim_end_matches('/'), target)
             };
-            if kind == MountType::Cache && (m.from.is_some() || m.source.is_some()) {
-                return Err(self.step_error(
-                    step,
-                    label,
-                    "--mount=type=cache with from= or source= is not supported yet",
-                ));
-            }
             mounts.push(MountPlan {
                 index: i,
                 kind: MountType::NAMES[kind as usize].to_string(),
@@ -933,6 +934,23 @@ impl<'a> Solver<'a> {
                     let base = self.store.root().join("cache-mounts");
                     let dir = base.join(crate::digest::Digest::of(id.as_bytes()).hex());
                     std::fs::create_dir_all(&dir).map_err(|e| format!("cache mount {id}: {e}"))?;
+                    if let Some(i) = mp.from_stage {
+                        let empty = std::fs::read_dir(&dir)
+                            .map(|mut d| d.next().is_none())
+                            .unwrap_or(false);
+                        if empty {
+                            let tree = self
+                                .materialized
+                                .get(&i)
+                                .cloned()
+                                .ok_or("cache source stage is not built")?;
+                            let src = tree
+                                .root
+                                .join(tree::manifest_path(spec.source.as_deref().unwrap_or(".")));
+                            copy_tree(&src, &dir)
+                                .map_err(|e| format!("--mount={}: {e}", spec.raw))?;
+                        }
+                    }
                     let lock_path = base.join(format!(
                         "{}.lock",
                         crate::digest::Digest::of(id.as_bytes()).hex()
@@ -1435,7 +1453,7 @@ fn resolve_program(
             if name.contains('/') { String::new() } else { " on PATH".to_string() }
         ))
     };
-    let (host, _) = find(&rp.argv[0])?;
+    let (host, guest) = find(&rp.argv[0])?;
     let mut head = [0u8; 256];
     let n = std::fs::File::open(&host)
         .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
@@ -1453,7 +1471,9 @@ fn resolve_program(
         if let Some(arg) = parts.next().map(str::trim).filter(|a| !a.is_empty()) {
             argv.push(arg.to_string());
         }
-        argv.extend(rp.argv.iter().cloned());
+        // The script as the kernel would pass it: its resolved path.
+        argv.push(guest);
+        argv.extend(rp.argv.iter().skip(1).cloned());
         return Ok((ihost, argv));
     }
     Ok((host, rp.argv.clone()))
