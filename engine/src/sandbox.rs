@@ -372,21 +372,7 @@ fn run_component(
     let exit_code = match cmd.wasi_cli_run().call_run(&mut store) {
         Ok(Ok(())) => 0,
         Ok(Err(())) => 1,
-        Err(e) => {
-            if let Some(x) = e.downcast_ref::<I32Exit>() {
-                x.0
-            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-                return Err(SandboxError::Timeout {
-                    program: spec.program_name.clone(),
-                    seconds: spec.timeout.as_secs(),
-                });
-            } else {
-                return Err(SandboxError::Trap {
-                    program: spec.program_name.clone(),
-                    message: format!("{e:#}").lines().next().unwrap_or("").to_string(),
-                });
-            }
-        }
+        Err(e) => exit_code_of(spec, e, 0)?,
     };
     Ok(RunOutput {
         exit_code,
@@ -488,39 +474,44 @@ fn run_in_store(
             program: spec.program_name.clone(),
             message: "the module has no _start: it is not a WASI command".into(),
         })?;
-    let result = start.call(&mut store, ());
-    let exit_code = match result {
+    let exit_code = match start.call(&mut store, ()) {
         Ok(()) => 0,
         Err(e) => {
-            if let Some(x) = e.downcast_ref::<I32Exit>() {
-                x.0
-            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-                return Err(SandboxError::Timeout {
-                    program: spec.program_name.clone(),
-                    seconds: spec.timeout.as_secs(),
-                });
-            } else {
-                let used = instance
-                    .get_memory(&mut store, "memory")
-                    .map(|m| m.data_size(&store) as u64)
-                    .unwrap_or(0);
-                if used + (2 << 20) >= spec.memory {
-                    return Err(SandboxError::OutOfMemory {
-                        program: spec.program_name.clone(),
-                        limit_mib: spec.memory >> 20,
-                    });
-                }
-                return Err(SandboxError::Trap {
-                    program: spec.program_name.clone(),
-                    message: format!("{e:#}").lines().next().unwrap_or("").to_string(),
-                });
-            }
+            let used = instance
+                .get_memory(&mut store, "memory")
+                .map(|m| m.data_size(&store) as u64)
+                .unwrap_or(0);
+            exit_code_of(spec, e, used)?
         }
     };
     Ok(RunOutput {
         exit_code,
         stdout: Vec::new(),
         stderr: Vec::new(),
+    })
+}
+
+/// How a guest that did not return normally ended: an exit code, or the
+/// timeout, out-of-memory or crash it ran into.
+fn exit_code_of(spec: &RunSpec, e: wasmtime::Error, memory_used: u64) -> Result<i32, SandboxError> {
+    if let Some(x) = e.downcast_ref::<I32Exit>() {
+        return Ok(x.0);
+    }
+    if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return Err(SandboxError::Timeout {
+            program: spec.program_name.clone(),
+            seconds: spec.timeout.as_secs(),
+        });
+    }
+    if memory_used + (2 << 20) >= spec.memory {
+        return Err(SandboxError::OutOfMemory {
+            program: spec.program_name.clone(),
+            limit_mib: spec.memory >> 20,
+        });
+    }
+    Err(SandboxError::Trap {
+        program: spec.program_name.clone(),
+        message: format!("{e:#}").lines().next().unwrap_or("").to_string(),
     })
 }
 
