@@ -6,6 +6,7 @@
 //! `--target`) → solver → export. This crate holds the library; the
 //! `wbuild` binary (`main.rs`, `cli`) is a thin layer over it.
 
+pub mod base;
 pub mod build;
 pub mod cache;
 pub mod cli;

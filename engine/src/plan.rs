@@ -86,6 +86,8 @@ pub struct PlanRequest {
 #[serde(rename_all = "lowercase", tag = "kind", content = "ref")]
 pub enum Base {
     Scratch,
+    /// `wbuild/base`, built into wbuild.
+    WbuildBase,
     /// An earlier stage, by index in the Dockerfile.
     Stage(usize),
     /// An image reference.
@@ -246,6 +248,8 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
         };
         let base = if base_text.eq_ignore_ascii_case("scratch") {
             Base::Scratch
+        } else if crate::base::is_base(&base_text) {
+            Base::WbuildBase
         } else if let Some(&i) = names.get(&base_text.to_ascii_lowercase()) {
             Base::Stage(i)
         } else {

@@ -236,6 +236,7 @@ impl<'a> Solver<'a> {
                     cmd_set: false,
                 }
             }
+            Base::WbuildBase => self.wbuild_base(&stage.platform)?,
             Base::Stage(i) => {
                 let mut s = self.stages.get(i).cloned().expect("dependencies are built first");
                 s.cmd_set = false;
@@ -550,6 +551,66 @@ impl<'a> Solver<'a> {
             empty_layer,
         });
         Ok((cached, reason))
+    }
+
+    /// The state `FROM wbuild/base` starts from: its one layer, written
+    /// once per wbox build and then taken from the cache.
+    fn wbuild_base(&mut self, platform: &crate::plan::Platform) -> Result<StageState, BuildError> {
+        let key = now_key(&format!("{} {}", crate::base::identity(), platform.spec()));
+        let cached = self
+            .store
+            .get_cache(&key.to_string())?
+            .and_then(|row| serde_json::from_str::<StepRecord>(&row.record).ok())
+            .and_then(|r| r.layer)
+            .filter(|l| self.store.blob_size(&l.digest) == Some(l.size));
+        let entries = layer::normalize(crate::base::layer_entries());
+        let layer = match cached {
+            Some(l) => {
+                self.store.lease_blob(&l.digest)?;
+                l
+            }
+            None => {
+                let l = layer::write_layer(
+                    self.store,
+                    &entries,
+                    self.opts.epoch,
+                    self.opts.compression,
+                    self.opts.level,
+                )?;
+                let rec = StepRecord {
+                    layer: Some(l.clone()),
+                };
+                let json = serde_json::to_string(&rec).expect("record");
+                self.store.put_cache(
+                    &key.to_string(),
+                    &json,
+                    l.size,
+                    "wbuild/base",
+                    std::slice::from_ref(&l.digest),
+                )?;
+                l
+            }
+        };
+        let mut config = RunConfig::default();
+        config.set_env("PATH", DEFAULT_PATH);
+        let mut manifest = Manifest::new();
+        for e in entries {
+            manifest.insert(e.path, e.meta);
+        }
+        Ok(StageState {
+            key,
+            missed: false,
+            layers: vec![layer],
+            config,
+            history: vec![HistoryEntry {
+                created: export::rfc3339(self.opts.epoch),
+                created_by: crate::base::identity(),
+                comment: "wbuild.base.v0".into(),
+                empty_layer: false,
+            }],
+            manifest: Some(manifest),
+            cmd_set: false,
+        })
     }
 
     /// The stage's rootfs metadata (rebuilt from its layers if needed).

@@ -1,0 +1,93 @@
+//! `FROM wbuild/base` and the wbox applets, through real builds.
+
+use std::fs;
+use std::process::{Command, Output};
+
+fn build(dir: &std::path::Path, store: &std::path::Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wbuild"))
+        .args(["build", "--progress", "plain"])
+        .args(extra)
+        .arg(".")
+        .current_dir(dir)
+        .env("WBUILD_ROOT", store)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_base_image_has_wbox_and_its_applets() {
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nWORKDIR /app\nRUN [\"mkdir\", \"-p\", \"/app/x/y\"]\nRUN [\"echo\", \"hello from wbox\"]\nRUN [\"cp\", \"/etc/passwd\", \"/app/x/\"]\nRUN [\"ln\", \"-s\", \"passwd\", \"/app/x/link\"]\nRUN [\"rm\", \"-r\", \"/app/x/y\"]\nRUN [\"wc\", \"-l\", \"/app/x/passwd\"]\n",
+    )
+    .unwrap();
+    let o = build(
+        d.path(),
+        s.path(),
+        &["-o", "type=local,dest=out", "--metadata-file", "m.json"],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("hello from wbox") && err.contains("1 /app/x/passwd"),
+        "{err}"
+    );
+    let out = d.path().join("out");
+    assert!(out.join("bin/wbox").is_file() && out.join("bin/cat").is_file());
+    assert!(fs::read_to_string(out.join("etc/passwd"))
+        .unwrap()
+        .starts_with("root:x:0:0:"));
+    assert!(out.join("tmp").is_dir() && out.join("root").is_dir());
+    assert_eq!(
+        fs::read_to_string(out.join("app/x/passwd")).unwrap(),
+        fs::read_to_string(out.join("etc/passwd")).unwrap()
+    );
+    assert!(!out.join("app/x/y").exists());
+    #[cfg(unix)]
+    assert_eq!(
+        fs::read_link(out.join("app/x/link")).unwrap().to_str(),
+        Some("passwd")
+    );
+
+    // The same digest from another store.
+    let s2 = tempfile::tempdir().unwrap();
+    let o = build(d.path(), s2.path(), &["--metadata-file", "m2.json"]);
+    assert!(o.status.success());
+    let m1: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(d.path().join("m.json")).unwrap()).unwrap();
+    let m2: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(d.path().join("m2.json")).unwrap()).unwrap();
+    assert_eq!(m1["containerimage.digest"], m2["containerimage.digest"]);
+}
+
+#[test]
+fn applet_errors_read_like_coreutils() {
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nRUN [\"cat\", \"/nonexistent\"]\n",
+    )
+    .unwrap();
+    let o = build(d.path(), s.path(), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("cat: /nonexistent: No such file or directory")
+            && err.contains("exited with code 1"),
+        "{err}"
+    );
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nRUN echo hi\n",
+    )
+    .unwrap();
+    let err = String::from_utf8_lossy(&build(d.path(), s.path(), &[]).stderr).into_owned();
+    assert!(
+        err.contains("/bin/sh: not found in the image"),
+        "no shell yet: {err}"
+    );
+}
