@@ -430,22 +430,7 @@ impl<'a> Solver<'a> {
         };
         let mut hit: Option<StepRecord> = None;
         if forced.is_none() && !st.missed {
-            if let Some(row) = self.store.get_cache(&key.to_string())? {
-                if let Ok(rec) = serde_json::from_str::<StepRecord>(&row.record) {
-                    // A layer blob that is gone or has the wrong size is a
-                    // miss; other damage is caught when the blob is read.
-                    let ok = rec
-                        .layer
-                        .as_ref()
-                        .is_none_or(|l| self.store.blob_size(&l.digest) == Some(l.size));
-                    if ok {
-                        if let Some(l) = &rec.layer {
-                            self.store.lease_blob(&l.digest)?;
-                        }
-                        hit = Some(rec);
-                    }
-                }
-            }
+            hit = self.cached_record(&key)?;
         }
         let mut new_entries: Option<Vec<LayerEntry>> = None;
         let (record, cached, reason) = match hit {
@@ -482,32 +467,27 @@ impl<'a> Solver<'a> {
                     }
                     _ => None,
                 };
+                let description = format!("[{}] {}", stage.label(), step.display);
                 let rec = match entries {
                     Some(entries) => {
                         let entries = layer::normalize(entries);
-                        let info = layer::write_layer(
-                            self.store,
-                            &entries,
-                            self.opts.epoch,
-                            self.opts.compression,
-                            self.opts.level,
-                        )?;
+                        let rec = self.record_layer(&key, &entries, &description)?;
                         new_entries = Some(entries);
                         self.run_dirs.clear();
-                        StepRecord { layer: Some(info) }
+                        rec
                     }
-                    None => StepRecord::default(),
+                    None => {
+                        let rec = StepRecord::default();
+                        self.store.put_cache(
+                            &key.to_string(),
+                            &serde_json::to_string(&rec).expect("record"),
+                            0,
+                            &description,
+                            &[],
+                        )?;
+                        rec
+                    }
                 };
-                let blobs: Vec<Digest> = rec.layer.iter().map(|l| l.digest.clone()).collect();
-                let size = rec.layer.as_ref().map(|l| l.size).unwrap_or(0);
-                let json = serde_json::to_string(&rec).expect("record serializes");
-                self.store.put_cache(
-                    &key.to_string(),
-                    &json,
-                    size,
-                    &format!("[{}] {}", stage.label(), step.display),
-                    &blobs,
-                )?;
                 (rec, false, reason)
             }
         };
@@ -553,44 +533,62 @@ impl<'a> Solver<'a> {
         Ok((cached, reason))
     }
 
+    /// A usable cache record for `key`: its layer blob is there with the
+    /// right size (other damage is caught when the blob is read) and is now
+    /// held by this build's lease.
+    fn cached_record(&self, key: &CacheKey) -> Result<Option<StepRecord>, BuildError> {
+        let Some(row) = self.store.get_cache(&key.to_string())? else {
+            return Ok(None);
+        };
+        let Ok(rec) = serde_json::from_str::<StepRecord>(&row.record) else {
+            return Ok(None);
+        };
+        if let Some(l) = &rec.layer {
+            if self.store.blob_size(&l.digest) != Some(l.size) {
+                return Ok(None);
+            }
+            self.store.lease_blob(&l.digest)?;
+        }
+        Ok(Some(rec))
+    }
+
+    /// Writes a layer of `entries` and records it under `key`.
+    fn record_layer(
+        &self,
+        key: &CacheKey,
+        entries: &[LayerEntry],
+        description: &str,
+    ) -> Result<StepRecord, BuildError> {
+        let info = layer::write_layer(
+            self.store,
+            entries,
+            self.opts.epoch,
+            self.opts.compression,
+            self.opts.level,
+        )?;
+        let rec = StepRecord { layer: Some(info) };
+        let l = rec.layer.as_ref().expect("just written");
+        let json = serde_json::to_string(&rec).expect("record serializes");
+        self.store.put_cache(
+            &key.to_string(),
+            &json,
+            l.size,
+            description,
+            std::slice::from_ref(&l.digest),
+        )?;
+        Ok(rec)
+    }
+
     /// The state `FROM wbuild/base` starts from: its one layer, written
     /// once per wbox build and then taken from the cache.
     fn wbuild_base(&mut self, platform: &crate::plan::Platform) -> Result<StageState, BuildError> {
         let key = now_key(&format!("{} {}", crate::base::identity(), platform.spec()));
-        let cached = self
-            .store
-            .get_cache(&key.to_string())?
-            .and_then(|row| serde_json::from_str::<StepRecord>(&row.record).ok())
-            .and_then(|r| r.layer)
-            .filter(|l| self.store.blob_size(&l.digest) == Some(l.size));
         let entries = layer::normalize(crate::base::layer_entries());
-        let layer = match cached {
-            Some(l) => {
-                self.store.lease_blob(&l.digest)?;
-                l
-            }
-            None => {
-                let l = layer::write_layer(
-                    self.store,
-                    &entries,
-                    self.opts.epoch,
-                    self.opts.compression,
-                    self.opts.level,
-                )?;
-                let rec = StepRecord {
-                    layer: Some(l.clone()),
-                };
-                let json = serde_json::to_string(&rec).expect("record");
-                self.store.put_cache(
-                    &key.to_string(),
-                    &json,
-                    l.size,
-                    "wbuild/base",
-                    std::slice::from_ref(&l.digest),
-                )?;
-                l
-            }
+        let record = match self.cached_record(&key)?.filter(|r| r.layer.is_some()) {
+            Some(r) => r,
+            None => self.record_layer(&key, &entries, "wbuild/base")?,
         };
+        let layer = record.layer.expect("the base has a layer");
         let mut config = RunConfig::default();
         config.set_env("PATH", DEFAULT_PATH);
         let mut manifest = Manifest::new();
