@@ -13,6 +13,9 @@ use wbuild::frontend::dockerignore::Matcher;
 use wbuild::fs::layer::{self, Compression, Content, LayerEntry};
 use wbuild::store::Store;
 
+#[path = "../tests/guests/build.rs"]
+mod guest_build;
+
 const FILES: usize = 10_000;
 const FILE_SIZE: usize = 10_000;
 
@@ -136,28 +139,9 @@ fn per_run_step(mut build: impl FnMut(usize) -> Duration, steps: usize) -> Durat
 }
 
 fn bench_run_steps() {
-    let rustc = Path::new("/usr/bin/rustc");
     let dir = tempfile::tempdir().unwrap();
-    let probe = dir.path().join("probe.wasm");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/probe.rs");
-    let ok = rustc.exists()
-        && Command::new(rustc)
-            .args([
-                "--target",
-                "wasm32-wasi",
-                "-O",
-                "-C",
-                "debuginfo=0",
-                "-C",
-                "strip=symbols",
-                "--edition",
-                "2021",
-            ])
-            .arg(&src)
-            .arg("-o")
-            .arg(&probe)
-            .status()
-            .is_ok_and(|s| s.success());
+    let built = guest_build::build_guest("probe", dir.path());
+    let ok = built.is_some();
     if !ok {
         println!("RUN step overhead: skipped (Debian's rustc for wasm32-wasi is not installed)");
         return;

@@ -9,31 +9,14 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+#[path = "guests/build.rs"]
+mod guest_build;
+
 /// Builds the probe guest once per test process.
 fn probe() -> Option<&'static Path> {
     static PROBE: OnceLock<Option<PathBuf>> = OnceLock::new();
     PROBE
-        .get_or_init(|| {
-            let rustc = Path::new("/usr/bin/rustc");
-            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/probe.rs");
-            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("probe.wasm");
-            if !rustc.exists() {
-                println!("notice: /usr/bin/rustc (Debian's, with wasm32-wasi) is absent; RUN tests skipped");
-                return None;
-            }
-            let st = Command::new(rustc)
-                .args(["--target", "wasm32-wasi", "-O", "-C", "debuginfo=0", "-C", "strip=symbols", "--edition", "2021"])
-                .arg(&src)
-                .arg("-o")
-                .arg(&out)
-                .status()
-                .ok()?;
-            if !st.success() {
-                println!("notice: rustc cannot build for wasm32-wasi (install libstd-rust-dev-wasm32 wasi-libc lld); RUN tests skipped");
-                return None;
-            }
-            Some(out)
-        })
+        .get_or_init(|| guest_build::build_guest("probe", Path::new(env!("CARGO_TARGET_TMPDIR"))))
         .as_deref()
 }
 
@@ -567,26 +550,8 @@ fn components_run_directly() {
     )) else {
         return;
     };
-    let core = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hello-core.wasm");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/hello.rs");
-    let st = Command::new("/usr/bin/rustc")
-        .args([
-            "--target",
-            "wasm32-wasi",
-            "-O",
-            "-C",
-            "debuginfo=0",
-            "-C",
-            "strip=symbols",
-            "--edition",
-            "2021",
-        ])
-        .arg(&src)
-        .arg("-o")
-        .arg(&core)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let core = guest_build::build_guest("hello", Path::new(env!("CARGO_TARGET_TMPDIR")))
+        .expect("the probe built, so hello builds");
     use wasi_preview1_component_adapter_provider::{
         WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
     };

@@ -115,7 +115,8 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| crate::solver::DEFAULT_PATH.into());
-    let program = resolve(&snap, &argv[0], &cwd, &lookup_path)?;
+    let (program, _) = sandbox::find_program(&snap.dir, &argv[0], &cwd, &lookup_path)
+        .with_context(|| format!("{}: not found in the image", argv[0]))?;
     let bytes = std::fs::read(&program).with_context(|| format!("{}: cannot read", argv[0]))?;
     let cache = store.root().join("compiled");
     let _ = std::fs::create_dir_all(&cache);
@@ -176,26 +177,4 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
     });
     let out = sandbox::run(&spec, &module, ctx, &mut |_| {})?;
     Ok(out.exit_code)
-}
-
-fn resolve(snap: &Snapshot, name: &str, cwd: &str, path: &str) -> Result<PathBuf> {
-    let candidates: Vec<String> = if name.contains('/') {
-        vec![if name.starts_with('/') {
-            name.to_string()
-        } else {
-            format!("{}/{name}", cwd.trim_end_matches('/'))
-        }]
-    } else {
-        path.split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| format!("{}/{name}", d.trim_end_matches('/')))
-            .collect()
-    };
-    for c in candidates {
-        let host = snap.dir.join(crate::fs::manifest_path(&c));
-        if host.is_file() {
-            return Ok(host);
-        }
-    }
-    bail!("{name}: not found in the image")
 }

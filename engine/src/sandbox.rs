@@ -531,6 +531,25 @@ fn u32_at(data: &[u8], at: usize) -> Option<u32> {
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// Finds a program in a rootfs on the host as a shell would: a name with
+/// a `/` is a path (relative to `cwd`), any other is looked up through
+/// `path`. Returns the host file and its path in the guest.
+pub fn find_program(rootfs: &Path, name: &str, cwd: &str, path: &str) -> Option<(PathBuf, String)> {
+    let candidates: Vec<String> = if name.contains('/') {
+        vec![name.to_string()]
+    } else {
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| format!("{}/{name}", d.trim_end_matches('/')))
+            .collect()
+    };
+    candidates.into_iter().find_map(|c| {
+        let guest = format!("/{}", guest_path(&c, cwd));
+        let host = rootfs.join(guest.trim_start_matches('/'));
+        host.is_file().then_some((host, guest))
+    })
+}
+
 /// A guest path as a manifest path (absolute, or relative to `cwd`).
 fn guest_path(path: &str, cwd: &str) -> String {
     let joined = if path.starts_with('/') {
@@ -696,19 +715,8 @@ fn spawn_child(
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str())
         .unwrap_or(crate::solver::DEFAULT_PATH);
-    let candidates: Vec<String> = if name.contains('/') {
-        vec![name.clone()]
-    } else {
-        path.split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| format!("{}/{name}", d.trim_end_matches('/')))
-            .collect()
-    };
-    let host = candidates
-        .iter()
-        .map(|c| root.join(guest_path(c, &cwd)))
-        .find(|h| h.is_file())
-        .ok_or_else(|| format!("{name}: not found"))?;
+    let (host, _) =
+        find_program(root, &name, &cwd, path).ok_or_else(|| format!("{name}: not found"))?;
     let bytes = std::fs::read(&host).map_err(|e| format!("{name}: {e}"))?;
     let module =
         load_program(&bytes, &name, ctx.module_cache.as_deref()).map_err(|e| e.to_string())?;

@@ -1482,35 +1482,18 @@ fn resolve_program(
     snap: &crate::fs::snapshot::Snapshot,
     rp: &RunPlan,
 ) -> Result<(PathBuf, Vec<String>), String> {
+    let path = rp
+        .env
+        .get("PATH")
+        .map(String::as_str)
+        .unwrap_or(DEFAULT_PATH);
     let find = |name: &str| -> Result<(PathBuf, String), String> {
-        let candidates: Vec<String> = if name.contains('/') {
-            let abs = if name.starts_with('/') {
-                name.to_string()
-            } else {
-                format!("{}/{}", rp.cwd.trim_end_matches('/'), name)
-            };
-            vec![abs]
-        } else {
-            let path = rp
-                .env
-                .get("PATH")
-                .cloned()
-                .unwrap_or_else(|| DEFAULT_PATH.into());
-            path.split(':')
-                .filter(|d| !d.is_empty())
-                .map(|d| format!("{}/{}", d.trim_end_matches('/'), name))
-                .collect()
-        };
-        for c in &candidates {
-            let host = snap.dir.join(tree::manifest_path(c));
-            if host.is_file() {
-                return Ok((host, c.clone()));
-            }
-        }
-        Err(format!(
-            "{name}: not found in the image{} (RUN runs WebAssembly programs from the image's rootfs; FROM scratch has none)",
-            if name.contains('/') { String::new() } else { " on PATH".to_string() }
-        ))
+        crate::sandbox::find_program(&snap.dir, name, &rp.cwd, path).ok_or_else(|| {
+            format!(
+                "{name}: not found in the image{} (RUN runs WebAssembly programs from the image's rootfs; FROM scratch has none)",
+                if name.contains('/') { "" } else { " on PATH" }
+            )
+        })
     };
     let (host, guest) = find(&rp.argv[0])?;
     let mut head = [0u8; 256];
