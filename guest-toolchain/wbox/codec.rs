@@ -1,0 +1,618 @@
+//! Hashes (SHA-256, MD5), base64, CRC-32, deflate/inflate and gzip, all
+//! in plain Rust: wbox has no dependencies.
+
+// ---- SHA-256 ----
+
+const K256: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+];
+
+pub trait Hasher {
+    fn update(&mut self, data: &[u8]);
+    fn finish(self: Box<Self>) -> Vec<u8>;
+}
+
+pub struct Sha256 {
+    h: [u32; 8],
+    buf: [u8; 64],
+    n: usize,
+    len: u64,
+}
+
+impl Sha256 {
+    pub fn new() -> Sha256 {
+        Sha256 { h: [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19], buf: [0; 64], n: 0, len: 0 }
+    }
+
+    fn block(h: &mut [u32; 8], b: &[u8]) {
+        let mut w = [0u32; 64];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+        }
+        let [mut a, mut bb, mut c, mut d, mut e, mut f, mut g, mut hh] = *h;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh.wrapping_add(s1).wrapping_add(ch).wrapping_add(K256[i]).wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & bb) ^ (a & c) ^ (bb & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = bb;
+            bb = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (x, y) in h.iter_mut().zip([a, bb, c, d, e, f, g, hh]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+}
+
+impl Hasher for Sha256 {
+    fn update(&mut self, mut data: &[u8]) {
+        self.len += data.len() as u64;
+        if self.n > 0 {
+            let take = (64 - self.n).min(data.len());
+            self.buf[self.n..self.n + take].copy_from_slice(&data[..take]);
+            self.n += take;
+            data = &data[take..];
+            if self.n == 64 {
+                let b = self.buf;
+                Sha256::block(&mut self.h, &b);
+                self.n = 0;
+            }
+        }
+        while data.len() >= 64 {
+            Sha256::block(&mut self.h, &data[..64]);
+            data = &data[64..];
+        }
+        self.buf[..data.len()].copy_from_slice(data);
+        self.n += data.len();
+    }
+    fn finish(mut self: Box<Self>) -> Vec<u8> {
+        let bits = self.len.wrapping_mul(8);
+        let mut pad = vec![0x80u8];
+        while (self.n + pad.len()) % 64 != 56 {
+            pad.push(0);
+        }
+        pad.extend_from_slice(&bits.to_be_bytes());
+        let len = self.len;
+        self.update(&pad);
+        self.len = len;
+        self.h.iter().flat_map(|x| x.to_be_bytes()).collect()
+    }
+}
+
+// ---- MD5 ----
+
+pub struct Md5 {
+    s: [u32; 4],
+    buf: [u8; 64],
+    n: usize,
+    len: u64,
+}
+
+const MD5_S: [u32; 64] = [
+    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10,
+    15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+];
+
+const MD5_K: [u32; 64] = [0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501, 0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821, 0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8, 0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a, 0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, 0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665, 0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1, 0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391];
+
+impl Md5 {
+    pub fn new() -> Md5 {
+        Md5 { s: [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476], buf: [0; 64], n: 0, len: 0 }
+    }
+    fn block(s: &mut [u32; 4], b: &[u8]) {
+        let mut m = [0u32; 16];
+        for i in 0..16 {
+            m[i] = u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+        }
+        let [mut a, mut bb, mut c, mut d] = *s;
+        for i in 0..64 {
+            let (f, g) = match i / 16 {
+                0 => ((bb & c) | (!bb & d), i),
+                1 => ((d & bb) | (!d & c), (5 * i + 1) % 16),
+                2 => (bb ^ c ^ d, (3 * i + 5) % 16),
+                _ => (c ^ (bb | !d), (7 * i) % 16),
+            };
+            let k = MD5_K[i];
+            let f = f.wrapping_add(a).wrapping_add(k).wrapping_add(m[g]);
+            a = d;
+            d = c;
+            c = bb;
+            bb = bb.wrapping_add(f.rotate_left(MD5_S[i]));
+        }
+        s[0] = s[0].wrapping_add(a);
+        s[1] = s[1].wrapping_add(bb);
+        s[2] = s[2].wrapping_add(c);
+        s[3] = s[3].wrapping_add(d);
+    }
+}
+
+impl Hasher for Md5 {
+    fn update(&mut self, mut data: &[u8]) {
+        self.len += data.len() as u64;
+        if self.n > 0 {
+            let take = (64 - self.n).min(data.len());
+            self.buf[self.n..self.n + take].copy_from_slice(&data[..take]);
+            self.n += take;
+            data = &data[take..];
+            if self.n == 64 {
+                let b = self.buf;
+                Md5::block(&mut self.s, &b);
+                self.n = 0;
+            }
+        }
+        while data.len() >= 64 {
+            Md5::block(&mut self.s, &data[..64]);
+            data = &data[64..];
+        }
+        self.buf[..data.len()].copy_from_slice(data);
+        self.n += data.len();
+    }
+    fn finish(mut self: Box<Self>) -> Vec<u8> {
+        let bits = self.len.wrapping_mul(8);
+        let mut pad = vec![0x80u8];
+        while (self.n + pad.len()) % 64 != 56 {
+            pad.push(0);
+        }
+        pad.extend_from_slice(&bits.to_le_bytes());
+        self.update(&pad);
+        self.s.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+}
+
+pub fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+// ---- base64 ----
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+pub fn base64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len() * 4 / 3 + 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn base64_decode(data: &[u8], ignore_garbage: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    let mut pad = false;
+    for &c in data {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => {
+                pad = true;
+                continue;
+            }
+            b'\n' | b'\r' => continue,
+            _ if ignore_garbage => continue,
+            _ => return None,
+        };
+        if pad {
+            return None;
+        }
+        acc = acc << 6 | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    if bits >= 6 {
+        return None;
+    }
+    Some(out)
+}
+
+// ---- CRC-32 ----
+
+pub fn crc32(mut crc: u32, data: &[u8]) -> u32 {
+    static mut TABLE: [u32; 256] = [0; 256];
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        for i in 0..256u32 {
+            let mut c = i;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xedb88320 ^ (c >> 1) } else { c >> 1 };
+            }
+            unsafe { TABLE[i as usize] = c };
+        }
+    });
+    crc = !crc;
+    for &b in data {
+        crc = unsafe { TABLE[((crc ^ b as u32) & 0xff) as usize] } ^ (crc >> 8);
+    }
+    !crc
+}
+
+// ---- inflate ----
+
+struct Bits<'a> {
+    d: &'a [u8],
+    pos: usize,
+    bit: u32,
+    nbits: u32,
+}
+
+impl<'a> Bits<'a> {
+    fn need(&mut self, n: u32) -> Result<(), String> {
+        while self.nbits < n {
+            let b = *self.d.get(self.pos).ok_or("unexpected end of file")?;
+            self.pos += 1;
+            self.bit |= (b as u32) << self.nbits;
+            self.nbits += 8;
+        }
+        Ok(())
+    }
+    fn get(&mut self, n: u32) -> Result<u32, String> {
+        if n == 0 {
+            return Ok(0);
+        }
+        self.need(n)?;
+        let v = self.bit & ((1u32 << n) - 1);
+        self.bit >>= n;
+        self.nbits -= n;
+        Ok(v)
+    }
+    fn align(&mut self) {
+        self.bit = 0;
+        self.nbits = 0;
+    }
+}
+
+struct Huff {
+    counts: [u16; 16],
+    symbols: Vec<u16>,
+}
+
+impl Huff {
+    fn new(lengths: &[u8]) -> Huff {
+        let mut counts = [0u16; 16];
+        for &l in lengths {
+            counts[l as usize] += 1;
+        }
+        counts[0] = 0;
+        let mut offs = [0u16; 16];
+        for i in 1..16 {
+            offs[i] = offs[i - 1] + counts[i - 1];
+        }
+        let mut symbols = vec![0u16; lengths.len()];
+        for (s, &l) in lengths.iter().enumerate() {
+            if l != 0 {
+                symbols[offs[l as usize] as usize] = s as u16;
+                offs[l as usize] += 1;
+            }
+        }
+        Huff { counts, symbols }
+    }
+    fn decode(&self, b: &mut Bits) -> Result<u16, String> {
+        let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
+        for len in 1..16 {
+            code |= b.get(1)? as i32;
+            let count = self.counts[len] as i32;
+            if code - count < first {
+                return self.symbols.get((index + (code - first)) as usize).copied().ok_or_else(|| "invalid compressed data--format violated".to_string());
+            }
+            index += count;
+            first += count;
+            first <<= 1;
+            code <<= 1;
+        }
+        Err("invalid compressed data--format violated".into())
+    }
+}
+
+const LBASE: [u16; 29] = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
+const LEXT: [u8; 29] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
+const DBASE: [u16; 30] = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577];
+const DEXT: [u8; 30] = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
+
+/// Inflates a raw deflate stream; returns the data and the bytes used.
+pub fn inflate(d: &[u8]) -> Result<(Vec<u8>, usize), String> {
+    let mut b = Bits { d, pos: 0, bit: 0, nbits: 0 };
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        let last = b.get(1)?;
+        match b.get(2)? {
+            0 => {
+                b.align();
+                if b.pos + 4 > d.len() {
+                    return Err("unexpected end of file".into());
+                }
+                let len = u16::from_le_bytes([d[b.pos], d[b.pos + 1]]) as usize;
+                b.pos += 4;
+                let end = b.pos.checked_add(len).filter(|e| *e <= d.len()).ok_or("unexpected end of file")?;
+                out.extend_from_slice(&d[b.pos..end]);
+                b.pos = end;
+            }
+            1 => {
+                let mut l = [0u8; 288];
+                for (i, x) in l.iter_mut().enumerate() {
+                    *x = match i {
+                        0..=143 => 8,
+                        144..=255 => 9,
+                        256..=279 => 7,
+                        _ => 8,
+                    };
+                }
+                let lit = Huff::new(&l);
+                let dist = Huff::new(&[5u8; 30]);
+                codes(&mut b, &mut out, &lit, &dist)?;
+            }
+            2 => {
+                let hlit = b.get(5)? as usize + 257;
+                let hdist = b.get(5)? as usize + 1;
+                let hclen = b.get(4)? as usize + 4;
+                const ORDER: [usize; 19] = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
+                let mut cl = [0u8; 19];
+                for &o in ORDER.iter().take(hclen) {
+                    cl[o] = b.get(3)? as u8;
+                }
+                let clh = Huff::new(&cl);
+                let mut lens = vec![0u8; hlit + hdist];
+                let mut i = 0;
+                while i < hlit + hdist {
+                    let sym = clh.decode(&mut b)?;
+                    let (val, rep) = match sym {
+                        0..=15 => (sym as u8, 1),
+                        16 => {
+                            if i == 0 {
+                                return Err("invalid compressed data--format violated".into());
+                            }
+                            (lens[i - 1], 3 + b.get(2)? as usize)
+                        }
+                        17 => (0, 3 + b.get(3)? as usize),
+                        _ => (0, 11 + b.get(7)? as usize),
+                    };
+                    if i + rep > hlit + hdist {
+                        return Err("invalid compressed data--format violated".into());
+                    }
+                    for _ in 0..rep {
+                        lens[i] = val;
+                        i += 1;
+                    }
+                }
+                let lit = Huff::new(&lens[..hlit]);
+                let dist = Huff::new(&lens[hlit..]);
+                codes(&mut b, &mut out, &lit, &dist)?;
+            }
+            _ => return Err("invalid compressed data--format violated".into()),
+        }
+        if last == 1 {
+            break;
+        }
+    }
+    Ok((out, b.pos))
+}
+
+fn codes(b: &mut Bits, out: &mut Vec<u8>, lit: &Huff, dist: &Huff) -> Result<(), String> {
+    loop {
+        let s = lit.decode(b)? as usize;
+        if s < 256 {
+            out.push(s as u8);
+        } else if s == 256 {
+            return Ok(());
+        } else {
+            let s = s - 257;
+            if s >= 29 {
+                return Err("invalid compressed data--format violated".into());
+            }
+            let len = LBASE[s] as usize + b.get(LEXT[s] as u32)? as usize;
+            let ds = dist.decode(b)? as usize;
+            if ds >= 30 {
+                return Err("invalid compressed data--format violated".into());
+            }
+            let d = DBASE[ds] as usize + b.get(DEXT[ds] as u32)? as usize;
+            if d > out.len() {
+                return Err("invalid compressed data--format violated".into());
+            }
+            let start = out.len() - d;
+            for k in 0..len {
+                let c = out[start + k];
+                out.push(c);
+            }
+        }
+    }
+}
+
+// ---- deflate (LZ77 with hash chains, fixed Huffman codes) ----
+
+struct BitOut {
+    out: Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl BitOut {
+    fn put(&mut self, v: u32, n: u32) {
+        self.acc |= (v as u64) << self.n;
+        self.n += n;
+        while self.n >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.n -= 8;
+        }
+    }
+    /// A Huffman code, most significant bit first.
+    fn code(&mut self, code: u32, len: u32) {
+        let mut r = 0;
+        for i in 0..len {
+            r |= ((code >> i) & 1) << (len - 1 - i);
+        }
+        self.put(r, len);
+    }
+    fn finish(mut self) -> Vec<u8> {
+        if self.n > 0 {
+            self.out.push(self.acc as u8);
+        }
+        self.out
+    }
+}
+
+fn lit_code(b: &mut BitOut, s: u32) {
+    match s {
+        0..=143 => b.code(0x30 + s, 8),
+        144..=255 => b.code(0x190 + s - 144, 9),
+        256..=279 => b.code(s - 256, 7),
+        _ => b.code(0xc0 + s - 280, 8),
+    }
+}
+
+pub fn deflate(data: &[u8]) -> Vec<u8> {
+    let mut b = BitOut { out: Vec::with_capacity(data.len() / 2 + 64), acc: 0, n: 0 };
+    b.put(1, 1);
+    b.put(1, 2);
+    const WIN: usize = 32768;
+    const HBITS: u32 = 15;
+    let mut head = vec![u32::MAX; 1 << HBITS];
+    let mut prev = vec![u32::MAX; WIN];
+    let hash = |i: usize| -> usize {
+        let v = (data[i] as u32) << 16 | (data[i + 1] as u32) << 8 | data[i + 2] as u32;
+        (v.wrapping_mul(2654435761) >> (32 - HBITS)) as usize
+    };
+    let mut i = 0;
+    let n = data.len();
+    while i < n {
+        let mut best_len = 0;
+        let mut best_d = 0;
+        if i + 3 <= n {
+            let h = hash(i);
+            let mut cand = head[h];
+            let mut chain = 32;
+            while cand != u32::MAX && chain > 0 {
+                let c = cand as usize;
+                if i - c > WIN - 1 {
+                    break;
+                }
+                let max = (n - i).min(258);
+                let mut l = 0;
+                while l < max && data[c + l] == data[i + l] {
+                    l += 1;
+                }
+                if l > best_len {
+                    best_len = l;
+                    best_d = i - c;
+                    if l == max {
+                        break;
+                    }
+                }
+                cand = prev[c % WIN];
+                chain -= 1;
+            }
+            prev[i % WIN] = head[h];
+            head[h] = i as u32;
+        }
+        if best_len >= 3 {
+            let li = LBASE.iter().rposition(|&x| x as usize <= best_len).unwrap_or(0);
+            lit_code(&mut b, 257 + li as u32);
+            b.put((best_len - LBASE[li] as usize) as u32, LEXT[li] as u32);
+            let di = DBASE.iter().rposition(|&x| x as usize <= best_d).unwrap_or(0);
+            b.code(di as u32, 5);
+            b.put((best_d - DBASE[di] as usize) as u32, DEXT[di] as u32);
+            for k in i + 1..i + best_len {
+                if k + 3 <= n {
+                    let h = hash(k);
+                    prev[k % WIN] = head[h];
+                    head[h] = k as u32;
+                }
+            }
+            i += best_len;
+        } else {
+            lit_code(&mut b, data[i] as u32);
+            i += 1;
+        }
+    }
+    lit_code(&mut b, 256);
+    b.finish()
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+    out.extend(deflate(data));
+    out.extend_from_slice(&crc32(0, data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+/// Decompresses gzip data (every member, concatenated).
+pub fn gunzip(mut d: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut first = true;
+    while !d.is_empty() {
+        if d.len() < 18 || d[0] != 0x1f || d[1] != 0x8b {
+            if first {
+                return Err("not in gzip format".into());
+            }
+            break;
+        }
+        first = false;
+        if d[2] != 8 {
+            return Err("unknown method".into());
+        }
+        let flg = d[3];
+        let mut p = 10;
+        if flg & 4 != 0 {
+            let xlen = u16::from_le_bytes([d[p], *d.get(p + 1).ok_or("unexpected end of file")?]) as usize;
+            p += 2 + xlen;
+        }
+        for bit in [8u8, 16] {
+            if flg & bit != 0 {
+                while *d.get(p).ok_or("unexpected end of file")? != 0 {
+                    p += 1;
+                }
+                p += 1;
+            }
+        }
+        if flg & 2 != 0 {
+            p += 2;
+        }
+        let body = d.get(p..).ok_or("unexpected end of file")?;
+        let (data, used) = inflate(body)?;
+        let t = p + used;
+        let trailer = d.get(t..t + 8).ok_or("unexpected end of file")?;
+        let crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+        if crc != crc32(0, &data) {
+            return Err("invalid compressed data--crc error".into());
+        }
+        out.extend(data);
+        d = &d[t + 8..];
+    }
+    Ok(out)
+}

@@ -1,0 +1,2864 @@
+//! Text applets: printf, test, expr, sort, uniq, cut, tr, tee, sed, grep,
+//! head, tail, wc.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::re::Regex;
+use crate::{io_msg, Io};
+
+/// Backslash escapes of echo (`dash` style, `\0nnn` octal) and printf's
+/// `%b`; returns true at `\c` (stop output).
+pub fn unescape_into(s: &str, out: &mut String, echo: bool) -> bool {
+    let c: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < c.len() {
+        if c[i] != '\\' || i + 1 >= c.len() {
+            out.push(c[i]);
+            i += 1;
+            continue;
+        }
+        i += 1;
+        match c[i] {
+            'a' => out.push('\x07'),
+            'b' => out.push('\x08'),
+            'c' => return true,
+            'e' if !echo => out.push('\x1b'),
+            'f' => out.push('\x0c'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'v' => out.push('\x0b'),
+            '\\' => out.push('\\'),
+            '0'..='7' => {
+                // echo and %b: \0nnn; printf formats: \nnn.
+                let mut j = i;
+                if c[i] == '0' {
+                    j += 1;
+                }
+                let mut v = 0u32;
+                let mut k = 0;
+                while k < 3 && j < c.len() && ('0'..='7').contains(&c[j]) {
+                    v = v * 8 + (c[j] as u32 - '0' as u32);
+                    j += 1;
+                    k += 1;
+                }
+                if c[i] != '0' && !echo {
+                    out.push(char::from_u32(v & 0xff).unwrap_or('?'));
+                    i = j;
+                    continue;
+                }
+                if c[i] != '0' && echo {
+                    out.push('\\');
+                    out.push(c[i]);
+                    i += 1;
+                    continue;
+                }
+                out.push(char::from_u32(v & 0xff).unwrap_or('?'));
+                i = j;
+                continue;
+            }
+            other => {
+                out.push('\\');
+                out.push(other);
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+fn lines(data: &[u8]) -> Vec<&[u8]> {
+    let mut v: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
+    if data.last() == Some(&b'\n') || data.is_empty() {
+        v.pop();
+    }
+    v
+}
+
+// ---- printf ----
+
+fn num_arg(a: &str, io: &mut Io, code: &mut i32) -> (i64, f64) {
+    let t = a.trim_start();
+    if let Some(r) = t.strip_prefix('\'').or_else(|| t.strip_prefix('"')) {
+        let v = r.chars().next().map(|c| c as i64).unwrap_or(0);
+        return (v, v as f64);
+    }
+    if t.is_empty() {
+        return (0, 0.0);
+    }
+    if let Some(v) = crate::sh_number(t) {
+        return (v, v as f64);
+    }
+    if let Ok(f) = t.parse::<f64>() {
+        return (f as i64, f);
+    }
+    io.err("printf", &format!("{a}: expected numeric value"));
+    *code = 1;
+    (0, 0.0)
+}
+
+fn pad(s: String, width: Option<usize>, left: bool, zero: bool) -> String {
+    let w = match width {
+        Some(w) if w > s.chars().count() => w,
+        _ => return s,
+    };
+    let fill = w - s.chars().count();
+    if left {
+        format!("{s}{}", " ".repeat(fill))
+    } else if zero {
+        let (sign, digits) = if s.starts_with('-') || s.starts_with('+') { s.split_at(1) } else { ("", s.as_str()) };
+        format!("{sign}{}{digits}", "0".repeat(fill))
+    } else {
+        format!("{}{s}", " ".repeat(fill))
+    }
+}
+
+fn fmt_exp(v: f64, prec: usize, upper: bool) -> String {
+    if v == 0.0 {
+        let s = format!("{:.*}e+00", prec, 0.0);
+        return if upper { s.to_uppercase() } else { s };
+    }
+    let s = format!("{:.*e}", prec, v);
+    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+    let e: i32 = e.parse().unwrap_or(0);
+    let r = format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs());
+    if upper {
+        r.to_uppercase()
+    } else {
+        r
+    }
+}
+
+fn fmt_g(v: f64, prec: usize, alt: bool) -> String {
+    let p = if prec == 0 { 1 } else { prec };
+    if v == 0.0 {
+        return "0".into();
+    }
+    let exp = v.abs().log10().floor() as i32;
+    let s = if exp < -4 || exp >= p as i32 {
+        let s = fmt_exp(v, p - 1, false);
+        if alt {
+            return s;
+        }
+        let (m, e) = s.split_once('e').unwrap_or((&s, ""));
+        let m = if m.contains('.') { m.trim_end_matches('0').trim_end_matches('.') } else { m };
+        format!("{m}e{e}")
+    } else {
+        let decimals = (p as i32 - 1 - exp).max(0) as usize;
+        let s = format!("{:.*}", decimals, v);
+        if alt || !s.contains('.') {
+            s
+        } else {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+    };
+    s
+}
+
+pub fn printf(args: &[&str], io: &mut Io) -> i32 {
+    let fmt = match args.first() {
+        Some(f) => *f,
+        None => {
+            io.err("printf", "usage: printf format [arg ...]");
+            return 2;
+        }
+    };
+    let fc: Vec<char> = fmt.chars().collect();
+    let mut rest = &args[1..];
+    let mut out = String::new();
+    let mut code = 0;
+    loop {
+        let mut used = false;
+        let mut i = 0;
+        while i < fc.len() {
+            let c = fc[i];
+            if c == '\\' {
+                let mut j = i + 1;
+                let mut esc = String::from("\\");
+                if j < fc.len() {
+                    esc.push(fc[j]);
+                    if ('0'..='7').contains(&fc[j]) {
+                        let mut k = 1;
+                        while k < 3 && j + 1 < fc.len() && ('0'..='7').contains(&fc[j + 1]) {
+                            j += 1;
+                            esc.push(fc[j]);
+                            k += 1;
+                        }
+                    }
+                    j += 1;
+                }
+                if unescape_into(&esc, &mut out, false) {
+                    let _ = io.o.write_all(out.as_bytes());
+                    return code;
+                }
+                i = j;
+                continue;
+            }
+            if c != '%' {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            i += 1;
+            if fc.get(i) == Some(&'%') {
+                out.push('%');
+                i += 1;
+                continue;
+            }
+            let (mut left, mut zero, mut plus, mut space, mut alt) = (false, false, false, false, false);
+            while let Some(f) = fc.get(i) {
+                match f {
+                    '-' => left = true,
+                    '0' => zero = true,
+                    '+' => plus = true,
+                    ' ' => space = true,
+                    '#' => alt = true,
+                    _ => break,
+                }
+                i += 1;
+            }
+            let mut width: Option<usize> = None;
+            if fc.get(i) == Some(&'*') {
+                i += 1;
+                let a = rest.first().copied().unwrap_or("0");
+                rest = rest.get(1..).unwrap_or(&[]);
+                used = true;
+                let w = num_arg(a, io, &mut code).0;
+                if w < 0 {
+                    left = true;
+                }
+                width = Some(w.unsigned_abs() as usize);
+            } else {
+                let mut w = String::new();
+                while let Some(d) = fc.get(i).filter(|d| d.is_ascii_digit()) {
+                    w.push(*d);
+                    i += 1;
+                }
+                if !w.is_empty() {
+                    width = w.parse().ok();
+                }
+            }
+            let mut prec: Option<usize> = None;
+            if fc.get(i) == Some(&'.') {
+                i += 1;
+                if fc.get(i) == Some(&'*') {
+                    i += 1;
+                    let a = rest.first().copied().unwrap_or("0");
+                    rest = rest.get(1..).unwrap_or(&[]);
+                    used = true;
+                    prec = Some(num_arg(a, io, &mut code).0.max(0) as usize);
+                } else {
+                    let mut p = String::new();
+                    while let Some(d) = fc.get(i).filter(|d| d.is_ascii_digit()) {
+                        p.push(*d);
+                        i += 1;
+                    }
+                    prec = Some(p.parse().unwrap_or(0));
+                }
+            }
+            while matches!(fc.get(i), Some('l') | Some('h') | Some('j') | Some('z') | Some('t') | Some('L') | Some('q')) {
+                i += 1;
+            }
+            let conv = match fc.get(i) {
+                Some(c) => *c,
+                None => {
+                    io.err("printf", "%: invalid directive");
+                    return 1;
+                }
+            };
+            i += 1;
+            let arg = rest.first().copied();
+            if arg.is_some() {
+                rest = &rest[1..];
+                used = true;
+            }
+            let a = arg.unwrap_or("");
+            let s = match conv {
+                's' => {
+                    let mut s = a.to_string();
+                    if let Some(p) = prec {
+                        s = s.chars().take(p).collect();
+                    }
+                    pad(s, width, left, false)
+                }
+                'b' => {
+                    let mut s = String::new();
+                    let stop = unescape_into(a, &mut s, true);
+                    out.push_str(&pad(s, width, left, false));
+                    if stop {
+                        let _ = io.o.write_all(out.as_bytes());
+                        return code;
+                    }
+                    continue;
+                }
+                'c' => pad(a.chars().next().map(|c| c.to_string()).unwrap_or_default(), width, left, false),
+                'd' | 'i' => {
+                    let v = num_arg(a, io, &mut code).0;
+                    let mut s = v.unsigned_abs().to_string();
+                    if let Some(p) = prec {
+                        while s.len() < p {
+                            s.insert(0, '0');
+                        }
+                    }
+                    let sign = if v < 0 {
+                        "-"
+                    } else if plus {
+                        "+"
+                    } else if space {
+                        " "
+                    } else {
+                        ""
+                    };
+                    pad(format!("{sign}{s}"), width, left, zero && prec.is_none())
+                }
+                'u' | 'x' | 'X' | 'o' => {
+                    let v = num_arg(a, io, &mut code).0 as u64;
+                    let mut s = match conv {
+                        'u' => v.to_string(),
+                        'x' => format!("{v:x}"),
+                        'X' => format!("{v:X}"),
+                        _ => format!("{v:o}"),
+                    };
+                    if let Some(p) = prec {
+                        while s.len() < p {
+                            s.insert(0, '0');
+                        }
+                    }
+                    if alt && v != 0 {
+                        s = match conv {
+                            'x' => format!("0x{s}"),
+                            'X' => format!("0X{s}"),
+                            'o' => format!("0{s}"),
+                            _ => s,
+                        };
+                    }
+                    pad(s, width, left, zero && prec.is_none())
+                }
+                'f' | 'F' | 'e' | 'E' | 'g' | 'G' => {
+                    let v = num_arg(a, io, &mut code).1;
+                    let p = prec.unwrap_or(6);
+                    let mut s = match conv {
+                        'f' | 'F' => format!("{:.*}", p, v),
+                        'e' | 'E' => fmt_exp(v, p, conv == 'E'),
+                        _ => {
+                            let g = fmt_g(v, prec.unwrap_or(6), alt);
+                            if conv == 'G' {
+                                g.to_uppercase()
+                            } else {
+                                g
+                            }
+                        }
+                    };
+                    if v >= 0.0 && plus {
+                        s.insert(0, '+');
+                    } else if v >= 0.0 && space {
+                        s.insert(0, ' ');
+                    }
+                    pad(s, width, left, zero)
+                }
+                other => {
+                    io.err("printf", &format!("%{other}: invalid directive"));
+                    let _ = io.o.write_all(out.as_bytes());
+                    return 1;
+                }
+            };
+            out.push_str(&s);
+        }
+        if rest.is_empty() || !used {
+            break;
+        }
+    }
+    let _ = io.o.write_all(out.as_bytes());
+    code
+}
+
+// ---- test ----
+
+pub fn test(name: &str, args: &[&str], io: &mut Io) -> i32 {
+    let mut a: Vec<&str> = args.to_vec();
+    if name == "[" {
+        if a.last() != Some(&"]") {
+            io.err("[", "missing ]");
+            return 2;
+        }
+        a.pop();
+    }
+    let mut t = Test { a: &a, i: 0, err: None };
+    if a.is_empty() {
+        return 1;
+    }
+    let r = t.or();
+    if let Some(e) = t.err {
+        io.err(name, &e);
+        return 2;
+    }
+    if t.i < a.len() {
+        io.err(name, &format!("{}: unexpected operator", a[t.i]));
+        return 2;
+    }
+    if r {
+        0
+    } else {
+        1
+    }
+}
+
+struct Test<'a> {
+    a: &'a [&'a str],
+    i: usize,
+    err: Option<String>,
+}
+
+impl<'a> Test<'a> {
+    fn or(&mut self) -> bool {
+        let mut v = self.and();
+        while self.a.get(self.i) == Some(&"-o") {
+            self.i += 1;
+            let r = self.and();
+            v = v || r;
+        }
+        v
+    }
+    fn and(&mut self) -> bool {
+        let mut v = self.not();
+        while self.a.get(self.i) == Some(&"-a") {
+            self.i += 1;
+            let r = self.not();
+            v = v && r;
+        }
+        v
+    }
+    fn not(&mut self) -> bool {
+        let rem = self.a.len() - self.i;
+        if self.a.get(self.i) == Some(&"!") && rem > 1 && !(rem == 3 && is_binop(self.a[self.i + 1])) {
+            self.i += 1;
+            return !self.not();
+        }
+        self.prim()
+    }
+    fn prim(&mut self) -> bool {
+        let rem = self.a.len() - self.i;
+        let cur = match self.a.get(self.i) {
+            Some(c) => *c,
+            None => {
+                self.err = Some("argument expected".into());
+                return false;
+            }
+        };
+        if cur == "(" && rem >= 3 {
+            // ( expr ) unless it is a binary comparison of "(".
+            if !(rem >= 3 && is_binop(self.a[self.i + 1]) && self.a.get(self.i + 3) != Some(&")")) {
+                self.i += 1;
+                let v = self.or();
+                if self.a.get(self.i) == Some(&")") {
+                    self.i += 1;
+                } else {
+                    self.err = Some("closing paren expected".into());
+                }
+                return v;
+            }
+        }
+        if rem >= 3 && is_binop(self.a[self.i + 1]) {
+            let (l, op, r) = (cur, self.a[self.i + 1], self.a[self.i + 2]);
+            self.i += 3;
+            return self.binary(l, op, r);
+        }
+        if cur.starts_with('-') && cur.len() == 2 && rem >= 2 && cur != "-a" && cur != "-o" {
+            let arg = self.a[self.i + 1];
+            self.i += 2;
+            return self.unary(cur, arg);
+        }
+        self.i += 1;
+        !cur.is_empty()
+    }
+    fn int(&mut self, s: &str) -> i64 {
+        match s.trim().parse::<i64>() {
+            Ok(v) => v,
+            Err(_) => {
+                self.err = Some(format!("{s}: bad number"));
+                0
+            }
+        }
+    }
+    fn binary(&mut self, l: &str, op: &str, r: &str) -> bool {
+        match op {
+            "=" | "==" => l == r,
+            "!=" => l != r,
+            "<" => l < r,
+            ">" => l > r,
+            "-eq" | "-ne" | "-lt" | "-le" | "-gt" | "-ge" => {
+                let (a, b) = (self.int(l), self.int(r));
+                match op {
+                    "-eq" => a == b,
+                    "-ne" => a != b,
+                    "-lt" => a < b,
+                    "-le" => a <= b,
+                    "-gt" => a > b,
+                    _ => a >= b,
+                }
+            }
+            "-nt" | "-ot" => {
+                let m = |p: &str| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+                match (m(l), m(r)) {
+                    (Some(a), Some(b)) => {
+                        if op == "-nt" {
+                            a > b
+                        } else {
+                            a < b
+                        }
+                    }
+                    (Some(_), None) => op == "-nt",
+                    (None, Some(_)) => op == "-ot",
+                    _ => false,
+                }
+            }
+            "-ef" => match (std::fs::canonicalize(l), std::fs::canonicalize(r)) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+    fn unary(&mut self, op: &str, a: &str) -> bool {
+        let md = || std::fs::metadata(a);
+        match op {
+            "-z" => a.is_empty(),
+            "-n" => !a.is_empty(),
+            "-e" => md().is_ok(),
+            "-f" => md().map(|m| m.is_file()).unwrap_or(false),
+            "-d" => md().map(|m| m.is_dir()).unwrap_or(false),
+            "-s" => md().map(|m| m.len() > 0).unwrap_or(false),
+            "-r" | "-w" => md().is_ok(),
+            "-x" => md().map(|m| m.is_dir() || m.is_file()).unwrap_or(false),
+            "-L" | "-h" => std::fs::symlink_metadata(a).map(|m| m.file_type().is_symlink()).unwrap_or(false),
+            "-b" | "-c" | "-p" | "-S" | "-u" | "-g" | "-k" | "-t" | "-G" | "-O" => {
+                if op == "-O" || op == "-G" {
+                    return md().is_ok();
+                }
+                false
+            }
+            _ => {
+                self.err = Some(format!("{op}: unexpected operator"));
+                false
+            }
+        }
+    }
+}
+
+fn is_binop(s: &str) -> bool {
+    matches!(s, "=" | "==" | "!=" | "<" | ">" | "-eq" | "-ne" | "-lt" | "-le" | "-gt" | "-ge" | "-nt" | "-ot" | "-ef")
+}
+
+// ---- expr ----
+
+pub fn expr(args: &[&str], io: &mut Io) -> i32 {
+    let mut e = Expr { a: args, i: 0 };
+    match e.or() {
+        Ok(v) if e.i == args.len() => {
+            io.outln(&v);
+            if v.is_empty() || v == "0" || v == "-0" {
+                1
+            } else {
+                0
+            }
+        }
+        Ok(_) => {
+            io.err("expr", &format!("syntax error: unexpected argument '{}'", args[e.i]));
+            2
+        }
+        Err(m) => {
+            io.err("expr", &m);
+            2
+        }
+    }
+}
+
+struct Expr<'a> {
+    a: &'a [&'a str],
+    i: usize,
+}
+
+fn as_int(s: &str) -> Option<i64> {
+    s.parse::<i64>().ok()
+}
+
+impl<'a> Expr<'a> {
+    fn next_is(&self, ops: &[&str]) -> Option<&'a str> {
+        self.a.get(self.i).copied().filter(|t| ops.contains(t))
+    }
+    fn or(&mut self) -> Result<String, String> {
+        let mut l = self.and()?;
+        while self.next_is(&["|"]).is_some() {
+            self.i += 1;
+            let r = self.and()?;
+            if l.is_empty() || l == "0" {
+                l = if r.is_empty() { "0".into() } else { r };
+            }
+        }
+        Ok(l)
+    }
+    fn and(&mut self) -> Result<String, String> {
+        let mut l = self.cmp()?;
+        while self.next_is(&["&"]).is_some() {
+            self.i += 1;
+            let r = self.cmp()?;
+            let null = |s: &str| s.is_empty() || s == "0";
+            if null(&l) || null(&r) {
+                l = "0".into();
+            }
+        }
+        Ok(l)
+    }
+    fn cmp(&mut self) -> Result<String, String> {
+        let mut l = self.add()?;
+        while let Some(op) = self.next_is(&["=", "==", "!=", "<", "<=", ">", ">="]) {
+            self.i += 1;
+            let r = self.add()?;
+            let ord = match (as_int(&l), as_int(&r)) {
+                (Some(a), Some(b)) => a.cmp(&b),
+                _ => l.as_bytes().cmp(r.as_bytes()),
+            };
+            use std::cmp::Ordering::*;
+            let v = match op {
+                "=" | "==" => ord == Equal,
+                "!=" => ord != Equal,
+                "<" => ord == Less,
+                "<=" => ord != Greater,
+                ">" => ord == Greater,
+                _ => ord != Less,
+            };
+            l = (v as i32).to_string();
+        }
+        Ok(l)
+    }
+    fn add(&mut self) -> Result<String, String> {
+        let mut l = self.mul()?;
+        while let Some(op) = self.next_is(&["+", "-"]) {
+            self.i += 1;
+            let r = self.mul()?;
+            let (a, b) = (as_int(&l).ok_or("non-integer argument")?, as_int(&r).ok_or("non-integer argument")?);
+            l = if op == "+" { a.wrapping_add(b) } else { a.wrapping_sub(b) }.to_string();
+        }
+        Ok(l)
+    }
+    fn mul(&mut self) -> Result<String, String> {
+        let mut l = self.colon()?;
+        while let Some(op) = self.next_is(&["*", "/", "%"]) {
+            self.i += 1;
+            let r = self.colon()?;
+            let (a, b) = (as_int(&l).ok_or("non-integer argument")?, as_int(&r).ok_or("non-integer argument")?);
+            if op != "*" && b == 0 {
+                return Err("division by zero".into());
+            }
+            l = match op {
+                "*" => a.wrapping_mul(b),
+                "/" => a.wrapping_div(b),
+                _ => a.wrapping_rem(b),
+            }
+            .to_string();
+        }
+        Ok(l)
+    }
+    fn colon(&mut self) -> Result<String, String> {
+        let mut l = self.prim()?;
+        while self.next_is(&[":"]).is_some() {
+            self.i += 1;
+            let r = self.prim()?;
+            l = expr_match(&l, &r)?;
+        }
+        Ok(l)
+    }
+    fn prim(&mut self) -> Result<String, String> {
+        let t = *self.a.get(self.i).ok_or("syntax error: missing argument after")?;
+        self.i += 1;
+        match t {
+            "(" => {
+                let v = self.or()?;
+                if self.next_is(&[")"]).is_none() {
+                    return Err("syntax error: expecting ')'".into());
+                }
+                self.i += 1;
+                Ok(v)
+            }
+            "length" => Ok(self.prim()?.chars().count().to_string()),
+            "match" => {
+                let s = self.prim()?;
+                let p = self.prim()?;
+                expr_match(&s, &p)
+            }
+            "substr" => {
+                let s = self.prim()?;
+                let p = as_int(&self.prim()?).unwrap_or(0);
+                let n = as_int(&self.prim()?).unwrap_or(0);
+                if p < 1 || n < 1 {
+                    return Ok(String::new());
+                }
+                Ok(s.chars().skip(p as usize - 1).take(n as usize).collect())
+            }
+            "index" => {
+                let s = self.prim()?;
+                let chars = self.prim()?;
+                Ok(s.chars().position(|c| chars.contains(c)).map(|p| p + 1).unwrap_or(0).to_string())
+            }
+            "+" => Ok(self.a.get(self.i).map(|s| {
+                self.i += 1;
+                s.to_string()
+            }).unwrap_or_default()),
+            t => Ok(t.to_string()),
+        }
+    }
+}
+
+fn expr_match(s: &str, pat: &str) -> Result<String, String> {
+    let re = Regex::new(&format!("^{pat}"), false, false).map_err(|e| e.to_string())?;
+    let text: Vec<char> = s.chars().collect();
+    match re.find_at(&text, 0, true) {
+        Some(c) => {
+            if re.groups > 0 {
+                match (c[2], c[3]) {
+                    (Some(a), Some(b)) => Ok(text[a..b].iter().collect()),
+                    _ => Ok(String::new()),
+                }
+            } else {
+                Ok((c[1].unwrap_or(0) - c[0].unwrap_or(0)).to_string())
+            }
+        }
+        None => Ok(if re.groups > 0 { String::new() } else { "0".into() }),
+    }
+}
+
+// ---- options ----
+
+/// Splits short options (with values for those in `with_value`) from
+/// operands; `--` ends options. Long options are returned as they are.
+pub struct Opts {
+    pub flags: Vec<(char, Option<String>)>,
+    pub long: Vec<String>,
+    pub rest: Vec<String>,
+}
+
+impl Opts {
+    pub fn parse(args: &[&str], with_value: &str) -> Result<Opts, String> {
+        let mut o = Opts { flags: Vec::new(), long: Vec::new(), rest: Vec::new() };
+        let mut i = 0;
+        while i < args.len() {
+            let a = args[i];
+            if a == "--" {
+                o.rest.extend(args[i + 1..].iter().map(|s| s.to_string()));
+                break;
+            }
+            if a.starts_with("--") {
+                o.long.push(a.to_string());
+            } else if a.starts_with('-') && a.len() > 1 {
+                let cs: Vec<char> = a[1..].chars().collect();
+                let mut k = 0;
+                while k < cs.len() {
+                    let c = cs[k];
+                    if with_value.contains(c) {
+                        let v: String = cs[k + 1..].iter().collect();
+                        let v = if v.is_empty() {
+                            i += 1;
+                            match args.get(i) {
+                                Some(v) => v.to_string(),
+                                None => return Err(format!("option requires an argument -- '{c}'")),
+                            }
+                        } else {
+                            v
+                        };
+                        o.flags.push((c, Some(v)));
+                        break;
+                    }
+                    o.flags.push((c, None));
+                    k += 1;
+                }
+            } else {
+                o.rest.push(a.to_string());
+            }
+            i += 1;
+        }
+        Ok(o)
+    }
+    pub fn has(&self, c: char) -> bool {
+        self.flags.iter().any(|(f, _)| *f == c)
+    }
+    pub fn val(&self, c: char) -> Option<&str> {
+        self.flags.iter().rev().find(|(f, _)| *f == c).and_then(|(_, v)| v.as_deref())
+    }
+    pub fn vals(&self, c: char) -> Vec<String> {
+        self.flags.iter().filter(|(f, _)| *f == c).filter_map(|(_, v)| v.clone()).collect()
+    }
+    pub fn long_val(&self, name: &str) -> Option<String> {
+        self.long.iter().rev().find_map(|l| l.strip_prefix(&format!("--{name}=")).map(|s| s.to_string()))
+    }
+    pub fn long_has(&self, name: &str) -> bool {
+        self.long.iter().any(|l| l == &format!("--{name}") || l.starts_with(&format!("--{name}=")))
+    }
+}
+
+fn inputs(files: &[String]) -> Vec<String> {
+    if files.is_empty() {
+        vec!["-".into()]
+    } else {
+        files.to_vec()
+    }
+}
+
+// ---- head, tail ----
+
+pub fn head_tail(name: &str, args: &[&str], io: &mut Io) -> i32 {
+    // -5 means -n 5.
+    let mut norm: Vec<String> = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        let after_opt = i > 0 && (args[i - 1] == "-n" || args[i - 1] == "-c");
+        if !after_opt && a.len() > 1 && a.starts_with('-') && a[1..].chars().all(|c| c.is_ascii_digit()) {
+            norm.push(format!("-n{}", &a[1..]));
+        } else {
+            norm.push(a.to_string());
+        }
+    }
+    let norm_ref: Vec<&str> = norm.iter().map(String::as_str).collect();
+    let o = match Opts::parse(&norm_ref, "nc") {
+        Ok(o) => o,
+        Err(m) => {
+            io.err(name, &m);
+            return 1;
+        }
+    };
+    let (bytes, spec) = match (o.val('c'), o.val('n')) {
+        (Some(c), _) => (true, c.to_string()),
+        (None, Some(n)) => (false, n.to_string()),
+        _ => (false, "10".to_string()),
+    };
+    let from_start = spec.starts_with('+');
+    let neg = spec.starts_with('-');
+    let n: usize = match spec.trim_start_matches(['+', '-']).parse() {
+        Ok(n) => n,
+        Err(_) => {
+            io.err(name, &format!("invalid number of {}: '{spec}'", if bytes { "bytes" } else { "lines" }));
+            return 1;
+        }
+    };
+    let files = inputs(&o.rest);
+    let mut code = 0;
+    let many = files.len() > 1 && !o.has('q');
+    for (k, f) in files.iter().enumerate() {
+        let data = match io.read_input(f) {
+            Ok(d) => d,
+            Err(e) => {
+                io.err(name, &format!("cannot open '{f}' for reading: {}", io_msg(&e)));
+                code = 1;
+                continue;
+            }
+        };
+        if many {
+            io.out(&format!("{}==> {} <==\n", if k > 0 { "\n" } else { "" }, if f == "-" { "standard input" } else { f }));
+        }
+        let out: &[u8] = if bytes {
+            let len = data.len();
+            match (name, from_start, neg) {
+                ("head", _, true) => &data[..len.saturating_sub(n)],
+                ("head", _, _) => &data[..n.min(len)],
+                (_, true, _) => &data[n.saturating_sub(1).min(len)..],
+                _ => &data[len.saturating_sub(n)..],
+            }
+        } else {
+            let starts: Vec<usize> = std::iter::once(0).chain(data.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1)).filter(|&i| i < data.len()).collect();
+            let count = starts.len();
+            let at = |k: usize| if k >= count { data.len() } else { starts[k] };
+            match (name, from_start, neg) {
+                ("head", _, true) => &data[..at(count.saturating_sub(n))],
+                ("head", _, _) => &data[..at(n)],
+                (_, true, _) => &data[at(n.saturating_sub(1))..],
+                _ => &data[at(count.saturating_sub(n))..],
+            }
+        };
+        let _ = io.o.write_all(out);
+    }
+    code
+}
+
+// ---- wc ----
+
+pub fn wc(args: &[&str], io: &mut Io) -> i32 {
+    let o = match Opts::parse(args, "") {
+        Ok(o) => o,
+        Err(m) => {
+            io.err("wc", &m);
+            return 1;
+        }
+    };
+    let (mut l, mut w, mut c, m) = (o.has('l'), o.has('w'), o.has('c'), o.has('m'));
+    let longest = o.has('L');
+    if !l && !w && !c && !m && !longest {
+        l = true;
+        w = true;
+        c = true;
+    }
+    let files = inputs(&o.rest);
+    let mut code = 0;
+    let mut rows: Vec<(Vec<u64>, String)> = Vec::new();
+    let mut total = vec![0u64; 5];
+    let mut all_regular = true;
+    for f in &files {
+        if f == "-" {
+            all_regular = false;
+        }
+        let data = match io.read_input(f) {
+            Ok(d) => d,
+            Err(e) => {
+                io.err("wc", &format!("{f}: {}", io_msg(&e)));
+                code = 1;
+                continue;
+            }
+        };
+        let text = String::from_utf8_lossy(&data);
+        let counts = [
+            data.iter().filter(|b| **b == b'\n').count() as u64,
+            text.split_ascii_whitespace().count() as u64,
+            text.chars().count() as u64,
+            data.len() as u64,
+            text.lines().map(|l| l.chars().count() as u64).max().unwrap_or(0),
+        ];
+        let mut v = Vec::new();
+        for (i, (on, x)) in [(l, counts[0]), (w, counts[1]), (m, counts[2]), (c, counts[3]), (longest, counts[4])].iter().enumerate() {
+            if *on {
+                v.push(*x);
+            }
+            if i == 4 {
+                total[i] = total[i].max(*x);
+            } else {
+                total[i] += x;
+            }
+        }
+        rows.push((v, if f == "-" { String::new() } else { f.clone() }));
+    }
+    let ncols = [l, w, m, c, longest].iter().filter(|x| **x).count();
+    let width = if ncols == 1 && rows.len() + (code as usize) == 1 {
+        1
+    } else if !all_regular {
+        7
+    } else {
+        total[3].max(1).to_string().len()
+    };
+    if files.len() > 1 {
+        let mut v = Vec::new();
+        for (i, on) in [l, w, m, c, longest].iter().enumerate() {
+            if *on {
+                v.push(total[i]);
+            }
+        }
+        rows.push((v, "total".into()));
+    }
+    for (v, name) in rows {
+        let mut s: Vec<String> = v.iter().map(|x| format!("{x:>width$}")).collect();
+        if !name.is_empty() {
+            s.push(name);
+        }
+        io.outln(&s.join(" "));
+    }
+    code
+}
+
+// ---- sort ----
+
+#[derive(Clone, Default)]
+struct KeyOpts {
+    numeric: bool,
+    reverse: bool,
+    fold: bool,
+    blanks: bool,
+    version: bool,
+    human: bool,
+}
+
+#[derive(Clone)]
+struct Key {
+    f1: usize,
+    c1: usize,
+    f2: Option<usize>,
+    c2: usize,
+    o: KeyOpts,
+    has_opts: bool,
+}
+
+fn key_opts(s: &str, o: &mut KeyOpts) -> bool {
+    let mut any = false;
+    for c in s.chars() {
+        any = true;
+        match c {
+            'n' | 'g' => o.numeric = true,
+            'r' => o.reverse = true,
+            'f' => o.fold = true,
+            'b' => o.blanks = true,
+            'V' => o.version = true,
+            'h' => o.human = true,
+            'd' | 'i' | 'M' | 'R' => {}
+            _ => return false,
+        }
+    }
+    any
+}
+
+fn parse_key(s: &str) -> Option<Key> {
+    let (a, b) = match s.find(',') {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let mut o = KeyOpts::default();
+    let split = |p: &str| -> Option<(usize, usize, String)> {
+        let end = p.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(p.len());
+        let (num, opts) = p.split_at(end);
+        let (f, c) = match num.find('.') {
+            Some(i) => (num[..i].parse().ok()?, num[i + 1..].parse().ok()?),
+            None => (num.parse().ok()?, 0),
+        };
+        Some((f, c, opts.to_string()))
+    };
+    let (f1, c1, o1) = split(a)?;
+    if f1 == 0 {
+        return None;
+    }
+    let mut has = key_opts(&o1, &mut o);
+    let (f2, c2) = match b {
+        Some(b) => {
+            let (f, c, o2) = split(b)?;
+            has |= key_opts(&o2, &mut o);
+            (Some(f), c)
+        }
+        None => (None, 0),
+    };
+    Some(Key { f1, c1: c1.max(1), f2, c2, o, has_opts: has })
+}
+
+/// The text of a key: fields split at `sep`, or at blank-to-nonblank runs.
+fn key_text<'a>(line: &'a str, k: &Key, sep: Option<char>) -> &'a str {
+    let mut starts = vec![0usize];
+    let b = line.as_bytes();
+    match sep {
+        Some(s) => {
+            for (i, c) in line.char_indices() {
+                if c == s {
+                    starts.push(i + c.len_utf8());
+                }
+            }
+        }
+        None => {
+            let mut i = 0;
+            while i < b.len() {
+                if (b[i] == b' ' || b[i] == b'\t') && i > 0 && !(b[i - 1] == b' ' || b[i - 1] == b'\t') {
+                    starts.push(i);
+                }
+                i += 1;
+            }
+        }
+    }
+    let field_end = |f: usize| -> usize {
+        if f < starts.len() {
+            match sep {
+                Some(_) => starts[f] - 1,
+                None => starts[f],
+            }
+        } else {
+            line.len()
+        }
+    };
+    let skip_blanks = |mut p: usize| {
+        while p < b.len() && (b[p] == b' ' || b[p] == b'\t') {
+            p += 1;
+        }
+        p
+    };
+    let start = match starts.get(k.f1 - 1) {
+        Some(&s) => {
+            let s = if k.o.blanks || sep.is_none() && k.c1 > 1 { skip_blanks(s) } else { s };
+            (s + k.c1 - 1).min(field_end(k.f1)).max(s.min(line.len()))
+        }
+        None => line.len(),
+    };
+    let end = match k.f2 {
+        None => line.len(),
+        Some(f2) => {
+            if k.c2 == 0 {
+                field_end(f2)
+            } else {
+                match starts.get(f2 - 1) {
+                    Some(&s) => (s + k.c2).min(field_end(f2)),
+                    None => line.len(),
+                }
+            }
+        }
+    };
+    if start >= end || !line.is_char_boundary(start) || !line.is_char_boundary(end) {
+        return "";
+    }
+    &line[start..end]
+}
+
+fn num_prefix(s: &str) -> f64 {
+    let t = s.trim_start();
+    let mut end = 0;
+    let b = t.as_bytes();
+    if end < b.len() && (b[end] == b'-' || b[end] == b'+') {
+        end += 1;
+    }
+    while end < b.len() && (b[end].is_ascii_digit() || b[end] == b'.') {
+        end += 1;
+    }
+    t[..end].parse::<f64>().unwrap_or(0.0)
+}
+
+fn human(s: &str) -> f64 {
+    let t = s.trim();
+    let v = num_prefix(t);
+    let suffix = t.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == '-').chars().next();
+    let m = match suffix {
+        Some('K') | Some('k') => 1e3,
+        Some('M') => 1e6,
+        Some('G') => 1e9,
+        Some('T') => 1e12,
+        _ => 1.0,
+    };
+    v * m
+}
+
+fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].is_ascii_digit() && b[j].is_ascii_digit() {
+            let si = i;
+            while i < a.len() && a[i].is_ascii_digit() {
+                i += 1;
+            }
+            let sj = j;
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            let x: u128 = std::str::from_utf8(&a[si..i]).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let y: u128 = std::str::from_utf8(&b[sj..j]).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+            if x != y {
+                return x.cmp(&y);
+            }
+        } else {
+            if a[i] != b[j] {
+                return a[i].cmp(&b[j]);
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    (a.len() - i).cmp(&(b.len() - j))
+}
+
+fn cmp_with(a: &str, b: &str, o: &KeyOpts) -> std::cmp::Ordering {
+    let (a, b) = if o.blanks { (a.trim_start(), b.trim_start()) } else { (a, b) };
+    let r = if o.numeric {
+        num_prefix(a).partial_cmp(&num_prefix(b)).unwrap_or(std::cmp::Ordering::Equal)
+    } else if o.human {
+        human(a).partial_cmp(&human(b)).unwrap_or(std::cmp::Ordering::Equal)
+    } else if o.version {
+        version_cmp(a, b)
+    } else if o.fold {
+        a.to_ascii_uppercase().as_bytes().cmp(b.to_ascii_uppercase().as_bytes())
+    } else {
+        a.as_bytes().cmp(b.as_bytes())
+    };
+    if o.reverse {
+        r.reverse()
+    } else {
+        r
+    }
+}
+
+pub fn sort(args: &[&str], io: &mut Io) -> i32 {
+    let o = match Opts::parse(args, "ktoST") {
+        Ok(o) => o,
+        Err(m) => {
+            io.err("sort", &m);
+            return 2;
+        }
+    };
+    let mut g = KeyOpts::default();
+    for (f, _) in &o.flags {
+        key_opts(&f.to_string(), &mut g);
+    }
+    let sep = match o.val('t') {
+        Some(t) => {
+            let mut cs = t.chars();
+            match (cs.next(), cs.next()) {
+                (Some(c), None) => Some(c),
+                _ => {
+                    io.err("sort", "multi-character tab");
+                    return 2;
+                }
+            }
+        }
+        None => None,
+    };
+    let mut keys = Vec::new();
+    for k in o.vals('k') {
+        match parse_key(&k) {
+            Some(mut key) => {
+                if !key.has_opts {
+                    key.o = g.clone();
+                }
+                keys.push(key);
+            }
+            None => {
+                io.err("sort", &format!("invalid field specification '{k}'"));
+                return 2;
+            }
+        }
+    }
+    let unique = o.has('u');
+    let stable = o.has('s');
+    let mut data = Vec::new();
+    for f in inputs(&o.rest) {
+        match io.read_input(&f) {
+            Ok(d) => {
+                data.extend_from_slice(&d);
+                if !data.is_empty() && data.last() != Some(&b'\n') {
+                    data.push(b'\n');
+                }
+            }
+            Err(e) => {
+                io.err("sort", &format!("cannot read: {f}: {}", io_msg(&e)));
+                return 2;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&data).into_owned();
+    let mut ls: Vec<&str> = text.split('\n').collect();
+    ls.pop();
+    let compare = |a: &&str, b: &&str| -> std::cmp::Ordering {
+        if keys.is_empty() {
+            let r = cmp_with(a, b, &g);
+            if r != std::cmp::Ordering::Equal || stable || unique || !(g.numeric || g.fold || g.blanks || g.human || g.version) {
+                return r;
+            }
+        } else {
+            for k in &keys {
+                let r = cmp_with(key_text(a, k, sep), key_text(b, k, sep), &k.o);
+                if r != std::cmp::Ordering::Equal {
+                    return r;
+                }
+            }
+            if stable || unique {
+                return std::cmp::Ordering::Equal;
+            }
+        }
+        let r = a.as_bytes().cmp(b.as_bytes());
+        if g.reverse {
+            r.reverse()
+        } else {
+            r
+        }
+    };
+    if o.has('c') || o.has('C') {
+        for (i, w) in ls.windows(2).enumerate() {
+            let bad = if unique { compare(&w[0], &w[1]) != std::cmp::Ordering::Less } else { compare(&w[0], &w[1]) == std::cmp::Ordering::Greater };
+            if bad {
+                if o.has('c') {
+                    io.errln(&format!("sort: -:{}: disorder: {}", i + 2, w[1]));
+                }
+                return 1;
+            }
+        }
+        return 0;
+    }
+    ls.sort_by(compare);
+    if unique {
+        ls.dedup_by(|b, a| compare(a, b) == std::cmp::Ordering::Equal);
+    }
+    let mut out = String::with_capacity(text.len());
+    for l in ls {
+        out.push_str(l);
+        out.push('\n');
+    }
+    match o.val('o') {
+        Some(f) => {
+            if let Err(e) = std::fs::write(f, out) {
+                io.err("sort", &format!("open failed: {f}: {}", io_msg(&e)));
+                return 2;
+            }
+        }
+        None => {
+            let _ = io.o.write_all(out.as_bytes());
+        }
+    }
+    0
+}
+
+// ---- uniq ----
+
+pub fn uniq(args: &[&str], io: &mut Io) -> i32 {
+    let o = match Opts::parse(args, "fsw") {
+        Ok(o) => o,
+        Err(m) => {
+            io.err("uniq", &m);
+            return 1;
+        }
+    };
+    let inp = o.rest.first().cloned().unwrap_or_else(|| "-".into());
+    let data = match io.read_input(&inp) {
+        Ok(d) => d,
+        Err(e) => {
+            io.err("uniq", &format!("{inp}: {}", io_msg(&e)));
+            return 1;
+        }
+    };
+    let skip_f: usize = o.val('f').and_then(|v| v.parse().ok()).unwrap_or(0);
+    let skip_c: usize = o.val('s').and_then(|v| v.parse().ok()).unwrap_or(0);
+    let width: Option<usize> = o.val('w').and_then(|v| v.parse().ok());
+    let icase = o.has('i');
+    let key = |l: &str| -> String {
+        let mut s = l;
+        for _ in 0..skip_f {
+            s = s.trim_start_matches([' ', '\t']);
+            s = s.trim_start_matches(|c: char| c != ' ' && c != '\t');
+        }
+        let mut k: String = s.chars().skip(skip_c).collect();
+        if let Some(w) = width {
+            k = k.chars().take(w).collect();
+        }
+        if icase {
+            k.to_lowercase()
+        } else {
+            k
+        }
+    };
+    let text = String::from_utf8_lossy(&data).into_owned();
+    let ls: Vec<&str> = lines(text.as_bytes()).into_iter().map(|b| std::str::from_utf8(b).unwrap_or("")).collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < ls.len() {
+        let mut j = i + 1;
+        let k = key(ls[i]);
+        while j < ls.len() && key(ls[j]) == k {
+            j += 1;
+        }
+        let n = j - i;
+        let show = (!o.has('d') || n > 1) && (!o.has('u') || n == 1);
+        if show {
+            if o.has('c') {
+                out.push_str(&format!("{n:>7} {}\n", ls[i]));
+            } else {
+                out.push_str(ls[i]);
+                out.push('\n');
+            }
+        }
+        i = j;
+    }
+    match o.rest.get(1) {
+        Some(f) => {
+            if let Err(e) = std::fs::write(f, out) {
+                io.err("uniq", &format!("{f}: {}", io_msg(&e)));
+                return 1;
+            }
+        }
+        None => {
+            let _ = io.o.write_all(out.as_bytes());
+        }
+    }
+    0
+}
+
+// ---- cut ----
+
+fn ranges(spec: &str) -> Option<Vec<(usize, usize)>> {
+    let mut v = Vec::new();
+    for part in spec.split(|c| c == ',' || c == ' ') {
+        if part.is_empty() {
+            return None;
+        }
+        let (a, b) = match part.find('-') {
+            Some(i) => {
+                let a = if i == 0 { 1 } else { part[..i].parse().ok()? };
+                let b = if i + 1 == part.len() { usize::MAX } else { part[i + 1..].parse().ok()? };
+                (a, b)
+            }
+            None => {
+                let n = part.parse().ok()?;
+                (n, n)
+            }
+        };
+        if a == 0 || b < a {
+            return None;
+        }
+        v.push((a, b));
+    }
+    Some(v)
+}
+
+pub fn cut(args: &[&str], io: &mut Io) -> i32 {
+    let o = match Opts::parse(args, "dfcb") {
+        Ok(o) => o,
+        Err(m) => {
+            io.err("cut", &m);
+            return 1;
+        }
+    };
+    let complement = o.long_has("complement");
+    let (spec, fields) = match (o.val('f'), o.val('c').or_else(|| o.val('b'))) {
+        (Some(f), _) => (f.to_string(), true),
+        (None, Some(c)) => (c.to_string(), false),
+        _ => {
+            io.err("cut", "you must specify a list of bytes, characters, or fields");
+            return 1;
+        }
+    };
+    let rs = match ranges(&spec) {
+        Some(r) => r,
+        None => {
+            io.err("cut", &format!("invalid field range\nTry 'cut --help' for more information."));
+            return 1;
+        }
+    };
+    let picked = |i: usize| rs.iter().any(|(a, b)| *a <= i && i <= *b) != complement;
+    let delim = match o.val('d') {
+        Some(d) => {
+            let mut cs = d.chars();
+            match (cs.next(), cs.next()) {
+                (Some(c), None) => c,
+                _ => {
+                    io.err("cut", "the delimiter must be a single character");
+                    return 1;
+                }
+            }
+        }
+        None => '\t',
+    };
+    let out_delim = o.long_val("output-delimiter").unwrap_or_else(|| delim.to_string());
+    let only = o.has('s');
+    let mut code = 0;
+    let mut out = String::new();
+    for f in inputs(&o.rest) {
+        let data = match io.read_input(&f) {
+            Ok(d) => d,
+            Err(e) => {
+                io.err("cut", &format!("{f}: {}", io_msg(&e)));
+                code = 1;
+                continue;
+            }
+        };
+        let text = String::from_utf8_lossy(&data).into_owned();
+        for line in lines(text.as_bytes()) {
+            let line = std::str::from_utf8(line).unwrap_or("");
+            if fields {
+                if !line.contains(delim) {
+                    if !only {
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                    continue;
+                }
+                let parts: Vec<&str> = line.split(delim).enumerate().filter(|(i, _)| picked(i + 1)).map(|(_, p)| p).collect();
+                out.push_str(&parts.join(&out_delim));
+            } else {
+                out.extend(line.chars().enumerate().filter(|(i, _)| picked(i + 1)).map(|(_, c)| c));
+            }
+            out.push('\n');
+        }
+    }
+    let _ = io.o.write_all(out.as_bytes());
+    code
+}
+
+// ---- tr ----
+
+fn tr_set(s: &str) -> Result<Vec<char>, String> {
+    let c: Vec<char> = s.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let unesc = |c: &[char], i: &mut usize| -> char {
+        if c[*i] == '\\' && *i + 1 < c.len() {
+            *i += 1;
+            match c[*i] {
+                'n' => '\n',
+                't' => '\t',
+                'r' => '\r',
+                '\\' => '\\',
+                'a' => '\x07',
+                'b' => '\x08',
+                'f' => '\x0c',
+                'v' => '\x0b',
+                d if ('0'..='7').contains(&d) => {
+                    let mut v = 0u32;
+                    let mut k = 0;
+                    while k < 3 && *i < c.len() && ('0'..='7').contains(&c[*i]) {
+                        v = v * 8 + (c[*i] as u32 - '0' as u32);
+                        *i += 1;
+                        k += 1;
+                    }
+                    *i -= 1;
+                    char::from_u32(v).unwrap_or('?')
+                }
+                o => o,
+            }
+        } else {
+            c[*i]
+        }
+    };
+    while i < c.len() {
+        if c[i] == '[' && c.get(i + 1) == Some(&':') {
+            let rest: String = c[i + 2..].iter().collect();
+            if let Some(e) = rest.find(":]") {
+                let class = &rest[..e];
+                let all: Vec<char> = (0u8..=127).map(|b| b as char).filter(|ch| crate::sh::class_match(class, *ch)).collect();
+                if all.is_empty() {
+                    return Err(format!("invalid character class '{class}'"));
+                }
+                out.extend(all);
+                i += 2 + e + 2;
+                continue;
+            }
+        }
+        let lo = unesc(&c, &mut i);
+        i += 1;
+        if i + 1 < c.len() && c[i] == '-' {
+            i += 1;
+            let hi = unesc(&c, &mut i);
+            i += 1;
+            if hi < lo {
+                return Err(format!("range-endpoints of '{lo}-{hi}' are in reverse collating sequence order"));
+            }
+            let mut x = lo as u32;
+            while x <= hi as u32 {
+                if let Some(ch) = char::from_u32(x) {
+                    out.push(ch);
+                }
+                x += 1;
+            }
+            continue;
+        }
+        out.push(lo);
+    }
+    Ok(out)
+}
+
+pub fn tr(args: &[&str], io: &mut Io) -> i32 {
+    let o = match Opts::parse(args, "") {
+        Ok(o) => o,
+        Err(m) => {
+            io.err("tr", &m);
+            return 1;
+        }
+    };
+    let (del, squeeze, comp) = (o.has('d'), o.has('s'), o.has('c') || o.has('C'));
+    if o.rest.is_empty() {
+        io.err("tr", "missing operand");
+        return 1;
+    }
+    let s1 = match tr_set(&o.rest[0]) {
+        Ok(s) => s,
+        Err(m) => {
+            io.err("tr", &m);
+            return 1;
+        }
+    };
+    let s2 = match o.rest.get(1).map(|s| tr_set(s)) {
+        Some(Ok(s)) => s,
+        Some(Err(m)) => {
+            io.err("tr", &m);
+            return 1;
+        }
+        None => Vec::new(),
+    };
+    if !del && !squeeze && s2.is_empty() {
+        io.err("tr", &format!("missing operand after '{}'", o.rest[0]));
+        return 1;
+    }
+    let data = match io.i.read_all() {
+        Ok(d) => d,
+        Err(_) => Vec::new(),
+    };
+    let text = String::from_utf8_lossy(&data);
+    let in1 = |c: char| s1.contains(&c) != comp;
+    let map = |c: char| -> char {
+        if del || s2.is_empty() {
+            return c;
+        }
+        if comp {
+            return if in1(c) { *s2.last().unwrap_or(&c) } else { c };
+        }
+        match s1.iter().rposition(|x| *x == c) {
+            Some(i) => *s2.get(i).unwrap_or_else(|| s2.last().unwrap_or(&c)),
+            None => c,
+        }
+    };
+    let squeeze_set: Vec<char> = if del || s2.is_empty() { s1.clone() } else { s2.clone() };
+    let sq = |c: char| if del || s2.is_empty() { squeeze_set.contains(&c) != (comp && !del) } else { squeeze_set.contains(&c) };
+    let mut out = String::with_capacity(text.len());
+    let mut last: Option<char> = None;
+    for c in text.chars() {
+        if del && in1(c) {
+            continue;
+        }
+        let m = if del { c } else { map(c) };
+        if squeeze && last == Some(m) && sq(m) {
+            continue;
+        }
+        out.push(m);
+        last = Some(m);
+    }
+    let _ = io.o.write_all(out.as_bytes());
+    0
+}
+
+// ---- tee ----
+
+pub fn tee(args: &[&str], io: &mut Io) -> i32 {
+    let o = match Opts::parse(args, "") {
+        Ok(o) => o,
+        Err(m) => {
+            io.err("tee", &m);
+            return 1;
+        }
+    };
+    let data = io.i.read_all().unwrap_or_default();
+    let mut code = 0;
+    for f in &o.rest {
+        let r = if o.has('a') {
+            std::fs::OpenOptions::new().append(true).create(true).open(f).and_then(|mut h| h.write_all(&data))
+        } else if f == "/dev/null" {
+            Ok(())
+        } else {
+            std::fs::write(f, &data)
+        };
+        if let Err(e) = r {
+            io.err("tee", &format!("{f}: {}", io_msg(&e)));
+            code = 1;
+        }
+    }
+    let _ = io.o.write_all(&data);
+    code
+}
+
+// ---- grep ----
+
+pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
+    let o = match Opts::parse(args, "efmABC") {
+        Ok(o) => o,
+        Err(m) => {
+            io.err("grep", &m);
+            return 2;
+        }
+    };
+    let mut rest = o.rest.clone();
+    let mut pats: Vec<String> = o.vals('e');
+    for f in o.vals('f') {
+        match io.read_input(&f) {
+            Ok(d) => pats.extend(String::from_utf8_lossy(&d).lines().map(|s| s.to_string())),
+            Err(e) => {
+                io.err("grep", &format!("{f}: {}", io_msg(&e)));
+                return 2;
+            }
+        }
+    }
+    if pats.is_empty() && o.vals('f').is_empty() {
+        if rest.is_empty() {
+            io.errln("Usage: grep [OPTION]... PATTERNS [FILE]...");
+            return 2;
+        }
+        pats = rest.remove(0).split('\n').map(|s| s.to_string()).collect();
+    }
+    let ere = o.has('E') || name == "egrep";
+    let fixed = o.has('F') || name == "fgrep";
+    let icase = o.has('i') || o.has('y');
+    let (word, whole) = (o.has('w'), o.has('x'));
+    let mut res = Vec::new();
+    for p in &pats {
+        let r = if fixed {
+            if word || whole {
+                let esc: String = p.chars().map(|c| if "\\.[]*^$".contains(c) { format!("\\{c}") } else { c.to_string() }).collect();
+                Regex::new(&esc, false, icase)
+            } else {
+                Ok(Regex::literal(p, icase))
+            }
+        } else {
+            Regex::new(p, ere, icase)
+        };
+        match r {
+            Ok(r) => res.push(r),
+            Err(m) => {
+                io.err("grep", &m);
+                return 2;
+            }
+        }
+    }
+    let recursive = o.has('r') || o.has('R');
+    let mut files = rest.clone();
+    let no_operands = files.is_empty();
+    if files.is_empty() {
+        files.push(if recursive { ".".into() } else { "-".into() });
+    }
+    let includes: Vec<String> = o.long.iter().filter_map(|l| l.strip_prefix("--include=").map(|s| s.to_string())).collect();
+    let excludes: Vec<String> = o.long.iter().filter_map(|l| l.strip_prefix("--exclude=").map(|s| s.to_string())).collect();
+    let exclude_dirs: Vec<String> = o.long.iter().filter_map(|l| l.strip_prefix("--exclude-dir=").map(|s| s.to_string())).collect();
+    let mut list = Vec::new();
+    for f in &files {
+        if recursive && Path::new(f).is_dir() {
+            walk(f, &mut list, &exclude_dirs);
+        } else {
+            list.push(f.clone());
+        }
+    }
+    if recursive {
+        let glob_ok = |p: &str| {
+            let b: Vec<char> = crate::base(p).chars().collect();
+            let m = |g: &String| crate::sh::pmatch(&g.chars().map(|c| (c, false)).collect::<Vec<_>>(), &b);
+            (includes.is_empty() || includes.iter().any(m)) && !excludes.iter().any(m)
+        };
+        list.retain(|p| p == "-" || glob_ok(p));
+        if no_operands {
+            for p in list.iter_mut() {
+                if let Some(s) = p.strip_prefix("./") {
+                    *p = s.to_string();
+                }
+            }
+        }
+    }
+    let show_name = if o.has('h') {
+        false
+    } else {
+        o.has('H') || list.len() > 1 || recursive
+    };
+    let max: Option<usize> = o.val('m').and_then(|v| v.parse().ok());
+    let after: usize = o.val('A').or(o.val('C')).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let before: usize = o.val('B').or(o.val('C')).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let (invert, count, quiet, names, nonames, numbers, only) = (o.has('v'), o.has('c'), o.has('q'), o.has('l'), o.has('L'), o.has('n'), o.has('o'));
+    let silent = o.has('s');
+    let mut any = false;
+    let mut err = false;
+    for f in &list {
+        let data = match io.read_input(f) {
+            Ok(d) => d,
+            Err(e) => {
+                if !silent {
+                    let m = io_msg(&e);
+                    io.err("grep", &format!("{f}: {m}"));
+                }
+                err = true;
+                continue;
+            }
+        };
+        if recursive && data.contains(&0) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&data).into_owned();
+        let ls: Vec<&str> = lines(text.as_bytes()).into_iter().map(|b| std::str::from_utf8(b).unwrap_or("")).collect();
+        let mut n = 0usize;
+        let mut out = String::new();
+        let prefix = |i: usize, sep: char| {
+            let mut p = String::new();
+            if show_name {
+                p.push_str(if f == "-" { "(standard input)" } else { f });
+                p.push(sep);
+            }
+            if numbers {
+                p.push_str(&(i + 1).to_string());
+                p.push(sep);
+            }
+            p
+        };
+        let mut last_printed: Option<usize> = None;
+        let mut pending_after = 0usize;
+        for (i, l) in ls.iter().enumerate() {
+            if max.map_or(false, |m| n >= m) {
+                break;
+            }
+            let chars: Vec<char> = l.chars().collect();
+            let matches_at = |r: &Regex, from: usize| -> Option<(usize, usize)> {
+                let mut start = from;
+                while start <= chars.len() {
+                    let c = r.find_at(&chars, start, true)?;
+                    let (s, e) = (c[0].unwrap_or(0), c[1].unwrap_or(0));
+                    let ok = if whole {
+                        s == 0 && e == chars.len()
+                    } else if word {
+                        let wc = |c: Option<&char>| c.map_or(false, |c| c.is_alphanumeric() || *c == '_');
+                        !wc(if s > 0 { chars.get(s - 1) } else { None }) && !wc(chars.get(e))
+                    } else {
+                        true
+                    };
+                    if ok {
+                        return Some((s, e));
+                    }
+                    if whole {
+                        return None;
+                    }
+                    start = s + 1;
+                }
+                None
+            };
+            let hit = res.iter().any(|r| matches_at(r, 0).is_some()) != invert;
+            if !hit {
+                if pending_after > 0 && !count && !names && !nonames && !quiet {
+                    out.push_str(&prefix(i, '-'));
+                    out.push_str(l);
+                    out.push('\n');
+                    last_printed = Some(i);
+                    pending_after -= 1;
+                }
+                continue;
+            }
+            n += 1;
+            any = true;
+            if quiet {
+                let _ = io.o.write_all(out.as_bytes());
+                return 0;
+            }
+            if count || names || nonames {
+                continue;
+            }
+            if before > 0 || after > 0 {
+                if let Some(lp) = last_printed {
+                    if i.saturating_sub(before) > lp + 1 {
+                        out.push_str("--\n");
+                    }
+                } else if n > 1 {
+                    out.push_str("--\n");
+                }
+                let from = i.saturating_sub(before).max(last_printed.map_or(0, |x| x + 1));
+                for (j, bl) in ls.iter().enumerate().take(i).skip(from) {
+                    out.push_str(&prefix(j, '-'));
+                    out.push_str(bl);
+                    out.push('\n');
+                }
+            }
+            if only && !invert {
+                for r in &res {
+                    let mut from = 0;
+                    while let Some((s, e)) = matches_at(r, from) {
+                        if e > s {
+                            out.push_str(&prefix(i, ':'));
+                            out.extend(chars[s..e].iter());
+                            out.push('\n');
+                        }
+                        from = if e > s { e } else { s + 1 };
+                        if from > chars.len() {
+                            break;
+                        }
+                    }
+                }
+            } else {
+                out.push_str(&prefix(i, ':'));
+                out.push_str(l);
+                out.push('\n');
+            }
+            last_printed = Some(i);
+            pending_after = after;
+        }
+        if count {
+            if show_name {
+                out.push_str(if f == "-" { "(standard input)" } else { f });
+                out.push(':');
+            }
+            out.push_str(&format!("{n}\n"));
+        }
+        if names && n > 0 {
+            out.push_str(if f == "-" { "(standard input)" } else { f });
+            out.push('\n');
+        }
+        if nonames && n == 0 {
+            out.push_str(if f == "-" { "(standard input)" } else { f });
+            out.push('\n');
+        }
+        let _ = io.o.write_all(out.as_bytes());
+    }
+    if err && !(quiet && any) {
+        return 2;
+    }
+    if any {
+        0
+    } else {
+        1
+    }
+}
+
+fn walk(dir: &str, out: &mut Vec<String>, exclude_dirs: &[String]) {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => return,
+    };
+    names.sort();
+    for n in names {
+        let p = if dir.ends_with('/') { format!("{dir}{n}") } else { format!("{dir}/{n}") };
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {
+                let nc: Vec<char> = n.chars().collect();
+                if exclude_dirs.iter().any(|g| crate::sh::pmatch(&g.chars().map(|c| (c, false)).collect::<Vec<_>>(), &nc)) {
+                    continue;
+                }
+                walk(&p, out, exclude_dirs);
+            }
+            Ok(m) if m.is_file() => out.push(p),
+            _ => {}
+        }
+    }
+}
+
+// ---- sed ----
+
+#[derive(Clone, Debug)]
+enum Addr {
+    Line(usize),
+    Last,
+    Re(Option<Box<Regex>>),
+    Step(usize, usize),
+    Zero,
+}
+
+#[derive(Clone, Debug)]
+enum Addr2 {
+    None,
+    One(Addr),
+    Plus(usize),
+    Mult(usize),
+}
+
+#[derive(Clone, Debug)]
+struct SedCmd {
+    a1: Option<Addr>,
+    a2: Addr2,
+    neg: bool,
+    kind: char,
+    text: String,
+    label: String,
+    re: Option<Box<Regex>>,
+    repl: Vec<Repl>,
+    global: bool,
+    nth: usize,
+    print: bool,
+    wfile: Option<String>,
+    ymap: Vec<(char, char)>,
+    /// For `{`: the index of the matching `}`.
+    jump: usize,
+    /// q/Q exit code, l width.
+    num: Option<i32>,
+}
+
+#[derive(Clone, Debug)]
+enum Repl {
+    Lit(String),
+    Group(usize),
+    Case(char),
+}
+
+struct SedParser<'a> {
+    c: Vec<char>,
+    i: usize,
+    ere: bool,
+    _p: std::marker::PhantomData<&'a ()>,
+}
+
+impl<'a> SedParser<'a> {
+    fn peek(&self) -> Option<char> {
+        self.c.get(self.i).copied()
+    }
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(' ') | Some('\t')) {
+            self.i += 1;
+        }
+    }
+    fn num(&mut self) -> Option<usize> {
+        let s = self.i;
+        while self.peek().map_or(false, |c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        if s == self.i {
+            None
+        } else {
+            self.c[s..self.i].iter().collect::<String>().parse().ok()
+        }
+    }
+    /// Text up to an unescaped `delim`; `\delim` becomes delim, `\n` a newline.
+    fn delimited(&mut self, delim: char, regex: bool) -> Result<String, String> {
+        let mut s = String::new();
+        let mut in_bracket = false;
+        loop {
+            let c = self.peek().ok_or_else(|| format!("unterminated `s' command"))?;
+            self.i += 1;
+            if regex && c == '[' && !in_bracket {
+                in_bracket = true;
+                s.push(c);
+                if self.peek() == Some('^') {
+                    s.push('^');
+                    self.i += 1;
+                }
+                if self.peek() == Some(']') {
+                    s.push(']');
+                    self.i += 1;
+                }
+                continue;
+            }
+            if in_bracket {
+                if c == ']' {
+                    in_bracket = false;
+                }
+                s.push(c);
+                continue;
+            }
+            if c == delim {
+                return Ok(s);
+            }
+            if c == '\\' {
+                let n = self.peek().ok_or("unterminated `s' command")?;
+                self.i += 1;
+                if n == delim {
+                    s.push(n);
+                } else if n == 'n' && regex {
+                    s.push('\n');
+                } else if n == '\n' && !regex {
+                    s.push('\\');
+                    s.push('\n');
+                } else {
+                    s.push('\\');
+                    s.push(n);
+                }
+                continue;
+            }
+            if c == '\n' && regex {
+                return Err("unterminated address regex".into());
+            }
+            s.push(c);
+        }
+    }
+    fn addr(&mut self) -> Result<Option<Addr>, String> {
+        match self.peek() {
+            Some(c) if c.is_ascii_digit() => {
+                let n = self.num().unwrap_or(0);
+                if self.peek() == Some('~') {
+                    self.i += 1;
+                    let step = self.num().unwrap_or(0);
+                    return Ok(Some(Addr::Step(n, step)));
+                }
+                Ok(Some(if n == 0 { Addr::Zero } else { Addr::Line(n) }))
+            }
+            Some('$') => {
+                self.i += 1;
+                Ok(Some(Addr::Last))
+            }
+            Some('/') | Some('\\') => {
+                let d = if self.peek() == Some('\\') {
+                    self.i += 1;
+                    let d = self.peek().ok_or("unexpected `,'")?;
+                    self.i += 1;
+                    d
+                } else {
+                    self.i += 1;
+                    '/'
+                };
+                let pat = self.delimited(d, true)?;
+                let mut icase = false;
+                while matches!(self.peek(), Some('I') | Some('M')) {
+                    if self.peek() == Some('I') {
+                        icase = true;
+                    }
+                    self.i += 1;
+                }
+                if pat.is_empty() {
+                    return Ok(Some(Addr::Re(None)));
+                }
+                let r = Regex::new(&pat, self.ere, icase).map_err(|e| e.to_string())?;
+                Ok(Some(Addr::Re(Some(Box::new(r)))))
+            }
+            _ => Ok(None),
+        }
+    }
+    fn text_arg(&mut self) -> String {
+        // a\ text, a text (GNU one-liner), continuing over backslash-newlines.
+        self.ws();
+        if self.peek() == Some('\\') {
+            self.i += 1;
+            if self.peek() == Some('\n') {
+                self.i += 1;
+            }
+        }
+        let mut s = String::new();
+        while let Some(c) = self.peek() {
+            self.i += 1;
+            if c == '\\' {
+                match self.peek() {
+                    Some('\n') => {
+                        s.push('\n');
+                        self.i += 1;
+                    }
+                    Some(n) => {
+                        s.push(n);
+                        self.i += 1;
+                    }
+                    None => {}
+                }
+                continue;
+            }
+            if c == '\n' {
+                break;
+            }
+            s.push(c);
+        }
+        s
+    }
+    fn label(&mut self) -> String {
+        self.ws();
+        let mut s = String::new();
+        while let Some(c) = self.peek() {
+            if c == '\n' || c == ';' {
+                break;
+            }
+            s.push(c);
+            self.i += 1;
+        }
+        s.trim_end().to_string()
+    }
+    fn parse(&mut self) -> Result<Vec<SedCmd>, String> {
+        let mut cmds: Vec<SedCmd> = Vec::new();
+        let mut open: Vec<usize> = Vec::new();
+        loop {
+            while matches!(self.peek(), Some(' ') | Some('\t') | Some('\n') | Some(';')) {
+                self.i += 1;
+            }
+            let c = match self.peek() {
+                None => break,
+                Some(c) => c,
+            };
+            if c == '#' {
+                while let Some(c) = self.peek() {
+                    if c == '\n' {
+                        break;
+                    }
+                    self.i += 1;
+                }
+                continue;
+            }
+            let a1 = self.addr()?;
+            let mut a2 = Addr2::None;
+            if a1.is_some() && self.peek() == Some(',') {
+                self.i += 1;
+                self.ws();
+                a2 = match self.peek() {
+                    Some('+') => {
+                        self.i += 1;
+                        Addr2::Plus(self.num().unwrap_or(0))
+                    }
+                    Some('~') => {
+                        self.i += 1;
+                        Addr2::Mult(self.num().unwrap_or(0))
+                    }
+                    _ => match self.addr()? {
+                        Some(a) => Addr2::One(a),
+                        None => return Err("unexpected `,'".into()),
+                    },
+                };
+            }
+            self.ws();
+            let mut neg = false;
+            while self.peek() == Some('!') {
+                neg = true;
+                self.i += 1;
+                self.ws();
+            }
+            let kind = self.peek().ok_or("missing command")?;
+            self.i += 1;
+            let mut cmd = SedCmd { a1, a2, neg, kind, text: String::new(), label: String::new(), re: None, repl: Vec::new(), global: false, nth: 1, print: false, wfile: None, ymap: Vec::new(), jump: 0, num: None };
+            match kind {
+                '{' => open.push(cmds.len()),
+                '}' => {
+                    let o = open.pop().ok_or("unexpected `}'")?;
+                    let here = cmds.len();
+                    cmds[o].jump = here;
+                }
+                'a' | 'i' | 'c' => cmd.text = self.text_arg(),
+                ':' => {
+                    cmd.label = self.label();
+                    if cmd.label.is_empty() {
+                        return Err("\":\" lacks a label".into());
+                    }
+                }
+                'b' | 't' | 'T' => cmd.label = self.label(),
+                'r' | 'R' | 'w' | 'W' => cmd.text = self.label(),
+                'q' | 'Q' | 'l' | 'L' => {
+                    self.ws();
+                    cmd.num = self.num().map(|n| n as i32);
+                }
+                's' => {
+                    let d = self.peek().ok_or("unterminated `s' command")?;
+                    self.i += 1;
+                    let pat = self.delimited(d, true)?;
+                    let rep = self.delimited(d, false)?;
+                    let mut icase = false;
+                    loop {
+                        match self.peek() {
+                            Some('g') => cmd.global = true,
+                            Some('p') => cmd.print = true,
+                            Some('i') | Some('I') => icase = true,
+                            Some('m') | Some('M') | Some('e') => {}
+                            Some(c) if c.is_ascii_digit() => {
+                                cmd.nth = self.num().unwrap_or(1).max(1);
+                                continue;
+                            }
+                            Some('w') => {
+                                self.i += 1;
+                                cmd.wfile = Some(self.label());
+                                break;
+                            }
+                            _ => break,
+                        }
+                        self.i += 1;
+                    }
+                    cmd.re = if pat.is_empty() { None } else { Some(Box::new(Regex::new(&pat, self.ere, icase).map_err(|e| e.to_string())?)) };
+                    cmd.repl = parse_repl(&rep);
+                    if let Some(r) = &cmd.re {
+                        let max = cmd.repl.iter().filter_map(|p| if let Repl::Group(g) = p { Some(*g) } else { None }).max().unwrap_or(0);
+                        if max > r.groups {
+                            return Err(format!("invalid reference \\{max} on `s' command's RHS"));
+                        }
+                    }
+                }
+                'y' => {
+                    let d = self.peek().ok_or("unterminated `y' command")?;
+                    self.i += 1;
+                    let a: Vec<char> = self.delimited(d, false)?.replace("\\n", "\n").replace("\\\\", "\\").chars().collect();
+                    let b: Vec<char> = self.delimited(d, false)?.replace("\\n", "\n").replace("\\\\", "\\").chars().collect();
+                    if a.len() != b.len() {
+                        return Err("strings for `y' command are different lengths".into());
+                    }
+                    cmd.ymap = a.into_iter().zip(b).collect();
+                }
+                'd' | 'D' | 'p' | 'P' | 'n' | 'N' | 'g' | 'G' | 'h' | 'H' | 'x' | '=' | 'z' | 'F' => {}
+                other => return Err(format!("unknown command: `{other}'")),
+            }
+            cmds.push(cmd);
+            self.ws();
+            if kind == '{' || self.peek() == Some('}') {
+                continue;
+            }
+            match self.peek() {
+                None | Some('\n') | Some(';') => {}
+                Some('#') => {}
+                Some(c) => return Err(format!("extra characters after command ({c})")),
+            }
+        }
+        if !open.is_empty() {
+            return Err("unmatched `{'".into());
+        }
+        Ok(cmds)
+    }
+}
+
+fn parse_repl(s: &str) -> Vec<Repl> {
+    let c: Vec<char> = s.chars().collect();
+    let mut v = Vec::new();
+    let mut lit = String::new();
+    let mut i = 0;
+    while i < c.len() {
+        match c[i] {
+            '&' => {
+                if !lit.is_empty() {
+                    v.push(Repl::Lit(std::mem::take(&mut lit)));
+                }
+                v.push(Repl::Group(0));
+            }
+            '\\' if i + 1 < c.len() => {
+                i += 1;
+                match c[i] {
+                    d if d.is_ascii_digit() => {
+                        if !lit.is_empty() {
+                            v.push(Repl::Lit(std::mem::take(&mut lit)));
+                        }
+                        v.push(Repl::Group(d as usize - '0' as usize));
+                    }
+                    'n' => lit.push('\n'),
+                    't' => lit.push('\t'),
+                    'L' | 'U' | 'l' | 'u' | 'E' => {
+                        if !lit.is_empty() {
+                            v.push(Repl::Lit(std::mem::take(&mut lit)));
+                        }
+                        v.push(Repl::Case(c[i]));
+                    }
+                    '\n' => lit.push('\n'),
+                    o => lit.push(o),
+                }
+            }
+            o => lit.push(o),
+        }
+        i += 1;
+    }
+    if !lit.is_empty() {
+        v.push(Repl::Lit(lit));
+    }
+    v
+}
+
+struct SedState {
+    quiet: bool,
+    last_re: Option<Box<Regex>>,
+    line: usize,
+    hold: String,
+    append: Vec<String>,
+    active: Vec<bool>,
+    range_end: Vec<usize>,
+    wfiles: Vec<(String, std::fs::File)>,
+    quit: Option<i32>,
+}
+
+fn apply_case(s: &str, mode: char, one: &mut Option<char>) -> String {
+    let mut out = String::new();
+    for ch in s.chars() {
+        let ch = match one.take() {
+            Some('u') => ch.to_uppercase().next().unwrap_or(ch),
+            Some('l') => ch.to_lowercase().next().unwrap_or(ch),
+            _ => match mode {
+                'U' => ch.to_uppercase().next().unwrap_or(ch),
+                'L' => ch.to_lowercase().next().unwrap_or(ch),
+                _ => ch,
+            },
+        };
+        out.push(ch);
+    }
+    out
+}
+
+fn substitute(cmd: &SedCmd, re: &Regex, pat: &str) -> Option<String> {
+    let text: Vec<char> = pat.chars().collect();
+    let mut out = String::new();
+    let mut pos = 0;
+    let mut count = 0;
+    let mut did = false;
+    let mut from = 0;
+    while from <= text.len() {
+        let caps = match re.find_at(&text, from, true) {
+            Some(c) => c,
+            None => break,
+        };
+        let (s, e) = (caps[0].unwrap_or(0), caps[1].unwrap_or(0));
+        count += 1;
+        if count >= cmd.nth {
+            out.extend(text[pos..s].iter());
+            let mut mode = 'E';
+            let mut one: Option<char> = None;
+            for r in &cmd.repl {
+                match r {
+                    Repl::Lit(l) => out.push_str(&apply_case(l, mode, &mut one)),
+                    Repl::Group(g) => {
+                        if let (Some(a), Some(b)) = (caps.get(2 * g).copied().flatten(), caps.get(2 * g + 1).copied().flatten()) {
+                            let t: String = text[a..b].iter().collect();
+                            out.push_str(&apply_case(&t, mode, &mut one));
+                        }
+                    }
+                    Repl::Case(c) => match c {
+                        'u' | 'l' => one = Some(*c),
+                        c => mode = *c,
+                    },
+                }
+            }
+            pos = e;
+            did = true;
+            if !cmd.global {
+                break;
+            }
+        }
+        if e == s {
+            if s < text.len() && count >= cmd.nth {
+                out.push(text[s]);
+                pos = s + 1;
+            }
+            from = s + 1;
+        } else {
+            from = e;
+        }
+    }
+    if !did {
+        return None;
+    }
+    if pos <= text.len() {
+        out.extend(text[pos.min(text.len())..].iter());
+    }
+    Some(out)
+}
+
+pub fn sed(args: &[&str], io: &mut Io) -> i32 {
+    let mut scripts: Vec<String> = Vec::new();
+    let mut files: Vec<String> = Vec::new();
+    let (mut quiet, mut inplace, mut ere, mut separate) = (false, None::<String>, false, false);
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i];
+        if a == "--" {
+            files.extend(args[i + 1..].iter().map(|s| s.to_string()));
+            break;
+        } else if a == "-e" || a == "--expression" {
+            i += 1;
+            scripts.push(args.get(i).map(|s| s.to_string()).unwrap_or_default());
+        } else if let Some(e) = a.strip_prefix("--expression=") {
+            scripts.push(e.to_string());
+        } else if a == "-f" {
+            i += 1;
+            let f = args.get(i).copied().unwrap_or("");
+            match std::fs::read_to_string(f) {
+                Ok(s) => scripts.push(s.trim_end_matches('\n').to_string()),
+                Err(e) => {
+                    io.err("sed", &format!("couldn't open file {f}: {}", io_msg(&e)));
+                    return 1;
+                }
+            }
+        } else if a == "-n" || a == "--quiet" || a == "--silent" {
+            quiet = true;
+        } else if a == "-E" || a == "-r" || a == "--regexp-extended" {
+            ere = true;
+        } else if a == "-s" || a == "--separate" {
+            separate = true;
+        } else if a == "-i" || a == "--in-place" {
+            inplace = Some(String::new());
+        } else if let Some(s) = a.strip_prefix("--in-place=") {
+            inplace = Some(s.to_string());
+        } else if a.starts_with('-') && a.len() > 1 && !a.starts_with("--") {
+            // Combined short options such as -ne, -i.bak, -Ei.
+            let cs: Vec<char> = a[1..].chars().collect();
+            let mut k = 0;
+            while k < cs.len() {
+                match cs[k] {
+                    'n' => quiet = true,
+                    'E' | 'r' => ere = true,
+                    's' => separate = true,
+                    'u' | 'z' => {}
+                    'i' => {
+                        inplace = Some(cs[k + 1..].iter().collect());
+                        break;
+                    }
+                    'e' => {
+                        let rest: String = cs[k + 1..].iter().collect();
+                        if rest.is_empty() {
+                            i += 1;
+                            scripts.push(args.get(i).map(|s| s.to_string()).unwrap_or_default());
+                        } else {
+                            scripts.push(rest);
+                        }
+                        break;
+                    }
+                    c => {
+                        io.err("sed", &format!("invalid option -- '{c}'"));
+                        return 1;
+                    }
+                }
+                k += 1;
+            }
+        } else if a.starts_with("--") {
+            if a == "--posix" || a == "--debug" || a == "--sandbox" || a == "--follow-symlinks" {
+            } else {
+                io.err("sed", &format!("unknown option -- '{a}'"));
+                return 1;
+            }
+        } else if scripts.is_empty() {
+            scripts.push(a.to_string());
+        } else {
+            files.push(a.to_string());
+        }
+        i += 1;
+    }
+    if scripts.is_empty() {
+        io.errln("Usage: sed [OPTION]... {script-only-if-no-other-script} [input-file]...");
+        return 1;
+    }
+    let script = scripts.join("\n");
+    let mut p = SedParser { c: script.chars().collect(), i: 0, ere, _p: std::marker::PhantomData };
+    let cmds = match p.parse() {
+        Ok(c) => c,
+        Err(m) => {
+            io.err("sed", &format!("-e expression #1, char {}: {m}", p.i));
+            return 1;
+        }
+    };
+    for c in &cmds {
+        if matches!(c.kind, 'b' | 't' | 'T') && !c.label.is_empty() && !cmds.iter().any(|x| x.kind == ':' && x.label == c.label) {
+            io.err("sed", &format!("-e expression #1, char 0: can't find label for jump to `{}'", c.label));
+            return 1;
+        }
+    }
+    if inplace.is_some() && files.is_empty() {
+        io.err("sed", "no input files");
+        return 1;
+    }
+    let files = inputs(&files);
+    let mut st = SedState { quiet, last_re: None, line: 0, hold: String::new(), append: Vec::new(), active: vec![false; cmds.len()], range_end: vec![0; cmds.len()], wfiles: Vec::new(), quit: None };
+    let mut code = 0;
+    let per_file = inplace.is_some() || separate;
+    // Without -i/-s all inputs are one stream: `$` is the last line of the last file.
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    if per_file {
+        for f in &files {
+            groups.push(vec![f.clone()]);
+        }
+    } else {
+        groups.push(files.clone());
+    }
+    for g in groups {
+        let mut all: Vec<String> = Vec::new();
+        let mut missing_nl = false;
+        for f in &g {
+            match io.read_input(f) {
+                Ok(d) => {
+                    let t = String::from_utf8_lossy(&d).into_owned();
+                    missing_nl = !t.is_empty() && !t.ends_with('\n');
+                    let ls: Vec<String> = lines(t.as_bytes()).into_iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+                    all.extend(ls);
+                }
+                Err(e) => {
+                    io.err("sed", &format!("can't read {f}: {}", io_msg(&e)));
+                    code = 2;
+                }
+            }
+        }
+        if per_file {
+            st.line = 0;
+            st.active = vec![false; cmds.len()];
+        }
+        let mut out = String::new();
+        run_sed(&cmds, &all, &mut st, &mut out, missing_nl, io);
+        match &inplace {
+            Some(suffix) => {
+                let f = &g[0];
+                if !Path::new(f).is_file() {
+                    continue;
+                }
+                if !suffix.is_empty() {
+                    let bak = if suffix.contains('*') { suffix.replace('*', crate::base(f)) } else { format!("{f}{suffix}") };
+                    let _ = std::fs::copy(f, bak);
+                }
+                if let Err(e) = std::fs::write(f, out.as_bytes()) {
+                    io.err("sed", &format!("couldn't open temporary file {f}: {}", io_msg(&e)));
+                    code = 4;
+                }
+            }
+            None => {
+                let _ = io.o.write_all(out.as_bytes());
+            }
+        }
+        if st.quit.is_some() {
+            break;
+        }
+    }
+    if let Some(q) = st.quit {
+        if q != 0 {
+            return q;
+        }
+    }
+    code
+}
+
+fn addr_match(a: &Addr, st: &mut SedState, pat: &str, last: bool) -> bool {
+    match a {
+        Addr::Line(n) => st.line == *n,
+        Addr::Last => last,
+        Addr::Zero => false,
+        Addr::Step(f, s) => {
+            if *s == 0 {
+                st.line == *f
+            } else {
+                st.line >= *f && (st.line - f) % s == 0
+            }
+        }
+        Addr::Re(r) => {
+            let re = match r {
+                Some(r) => {
+                    st.last_re = Some(r.clone());
+                    r.clone()
+                }
+                None => match &st.last_re {
+                    Some(r) => r.clone(),
+                    None => return false,
+                },
+            };
+            let t: Vec<char> = pat.chars().collect();
+            re.is_match(&t)
+        }
+    }
+}
+
+fn selected(cmds: &[SedCmd], k: usize, st: &mut SedState, pat: &str, last: bool) -> bool {
+    let c = &cmds[k];
+    let m = match (&c.a1, &c.a2) {
+        (None, _) => true,
+        (Some(a), Addr2::None) => addr_match(a, st, pat, last),
+        (Some(a1), a2) => {
+            if st.active[k] {
+                let end = match a2 {
+                    Addr2::One(Addr::Line(n)) => st.line >= *n,
+                    Addr2::One(a) => addr_match(a, st, pat, last),
+                    Addr2::Plus(_) => st.line >= st.range_end[k],
+                    Addr2::Mult(m) => *m == 0 || st.line % m == 0,
+                    Addr2::None => true,
+                };
+                if end {
+                    st.active[k] = false;
+                }
+                true
+            } else {
+                let start = match a1 {
+                    Addr::Zero => st.line == 1 || false,
+                    a => addr_match(a, st, pat, last),
+                };
+                let start = if matches!(a1, Addr::Zero) {
+                    if let Addr2::One(a) = a2 {
+                        // 0,/re/: the range may end on line 1.
+                        if st.line == 1 && addr_match(a, st, pat, last) {
+                            return !c.neg;
+                        }
+                    }
+                    st.line == 1 || start
+                } else {
+                    start
+                };
+                if start {
+                    let done_now = match a2 {
+                        Addr2::One(Addr::Line(n)) => *n <= st.line,
+                        Addr2::Plus(n) => {
+                            st.range_end[k] = st.line + n;
+                            *n == 0
+                        }
+                        Addr2::Mult(m) => *m == 0 || st.line % m == 0,
+                        _ => false,
+                    };
+                    st.active[k] = !done_now;
+                }
+                start
+            }
+        }
+    };
+    m != c.neg
+}
+
+fn run_sed(cmds: &[SedCmd], input: &[String], st: &mut SedState, out: &mut String, missing_nl: bool, io: &mut Io) {
+    let mut idx = 0;
+    let n = input.len();
+    while idx < n {
+        let mut pat = input[idx].clone();
+        idx += 1;
+        st.line += 1;
+        let mut pc = 0;
+        let mut subst = false;
+        let mut autoprint = !st.quiet;
+        let mut restart = false;
+        let mut delete = false;
+        while pc < cmds.len() {
+            let last = idx >= n;
+            if !selected(cmds, pc, st, &pat, last) {
+                if cmds[pc].kind == '{' {
+                    pc = cmds[pc].jump + 1;
+                } else {
+                    pc += 1;
+                }
+                continue;
+            }
+            let c = &cmds[pc];
+            pc += 1;
+            match c.kind {
+                '{' | '}' | ':' => {}
+                '=' => out.push_str(&format!("{}\n", st.line)),
+                'a' => st.append.push(format!("{}\n", c.text)),
+                'i' => out.push_str(&format!("{}\n", c.text)),
+                'c' => {
+                    let in_range = c.a2.clone_is_some() && st.active.get(pc - 1).copied().unwrap_or(false);
+                    if !in_range || c.neg {
+                        out.push_str(&format!("{}\n", c.text));
+                    }
+                    delete = true;
+                    break;
+                }
+                'd' => {
+                    delete = true;
+                    break;
+                }
+                'D' => {
+                    match pat.find('\n') {
+                        Some(i) => {
+                            pat = pat[i + 1..].to_string();
+                            restart = true;
+                        }
+                        None => delete = true,
+                    }
+                    break;
+                }
+                'p' => {
+                    out.push_str(&pat);
+                    out.push('\n');
+                }
+                'P' => {
+                    out.push_str(pat.split('\n').next().unwrap_or(""));
+                    out.push('\n');
+                }
+                'l' => {
+                    let mut s = String::new();
+                    for ch in pat.chars() {
+                        match ch {
+                            '\\' => s.push_str("\\\\"),
+                            '\n' => s.push_str("\\n"),
+                            '\t' => s.push_str("\\t"),
+                            c if (c as u32) < 32 || c as u32 == 127 => s.push_str(&format!("\\{:03o}", c as u32)),
+                            c => s.push(c),
+                        }
+                    }
+                    out.push_str(&s);
+                    out.push_str("$\n");
+                }
+                'n' => {
+                    if autoprint {
+                        out.push_str(&pat);
+                        out.push('\n');
+                    }
+                    flush_append(st, out);
+                    if idx >= n {
+                        autoprint = false;
+                        delete = true;
+                        if !st.quiet {
+                            // GNU sed prints nothing more: the line was printed above.
+                        }
+                        break;
+                    }
+                    pat = input[idx].clone();
+                    idx += 1;
+                    st.line += 1;
+                }
+                'N' => {
+                    if idx >= n {
+                        // GNU: print the pattern space and end.
+                        break;
+                    }
+                    pat.push('\n');
+                    pat.push_str(&input[idx]);
+                    idx += 1;
+                    st.line += 1;
+                }
+                'g' => pat = st.hold.clone(),
+                'G' => {
+                    pat.push('\n');
+                    pat.push_str(&st.hold);
+                }
+                'h' => st.hold = pat.clone(),
+                'H' => {
+                    st.hold.push('\n');
+                    st.hold.push_str(&pat);
+                }
+                'x' => std::mem::swap(&mut pat, &mut st.hold),
+                'z' => pat.clear(),
+                'F' => out.push_str("-\n"),
+                'y' => {
+                    pat = pat.chars().map(|ch| c.ymap.iter().find(|(a, _)| *a == ch).map(|(_, b)| *b).unwrap_or(ch)).collect();
+                }
+                'q' => {
+                    st.quit = Some(c.num.unwrap_or(0));
+                    break;
+                }
+                'Q' => {
+                    st.quit = Some(c.num.unwrap_or(0));
+                    autoprint = false;
+                    break;
+                }
+                'b' | 't' | 'T' => {
+                    let jump = match c.kind {
+                        'b' => true,
+                        't' => subst,
+                        _ => !subst,
+                    };
+                    if c.kind != 'b' {
+                        subst = false;
+                    }
+                    if jump {
+                        if c.label.is_empty() {
+                            pc = cmds.len();
+                        } else if let Some(t) = cmds.iter().position(|x| x.kind == ':' && x.label == c.label) {
+                            pc = t + 1;
+                        }
+                    }
+                }
+                'r' => {
+                    if let Ok(d) = std::fs::read_to_string(&c.text) {
+                        st.append.push(if d.ends_with('\n') || d.is_empty() { d } else { format!("{d}\n") });
+                    }
+                }
+                'w' => write_file(st, &c.text, &pat),
+                's' => {
+                    let re = match &c.re {
+                        Some(r) => {
+                            st.last_re = Some(r.clone());
+                            r.clone()
+                        }
+                        None => match &st.last_re {
+                            Some(r) => r.clone(),
+                            None => {
+                                io.err("sed", "no previous regular expression");
+                                return;
+                            }
+                        },
+                    };
+                    if let Some(new) = substitute(c, &re, &pat) {
+                        pat = new;
+                        subst = true;
+                        if c.print {
+                            out.push_str(&pat);
+                            out.push('\n');
+                        }
+                        if let Some(w) = &c.wfile {
+                            let w = w.clone();
+                            write_file(st, &w, &pat);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if restart && !pat.is_empty() {
+            // D with text left: start the next cycle without reading a line.
+            if autoprint {}
+            let rest = pat.clone();
+            flush_append(st, out);
+            let mut v = vec![rest];
+            v.extend_from_slice(&input[idx..]);
+            st.line -= 1;
+            run_sed(cmds, &v, st, out, missing_nl, io);
+            return;
+        }
+        if !delete && autoprint {
+            out.push_str(&pat);
+            if !(idx >= n && missing_nl) {
+                out.push('\n');
+            }
+        }
+        flush_append(st, out);
+        if st.quit.is_some() {
+            return;
+        }
+    }
+}
+
+trait ClonIsSome {
+    fn clone_is_some(&self) -> bool;
+}
+
+impl ClonIsSome for Addr2 {
+    fn clone_is_some(&self) -> bool {
+        !matches!(self, Addr2::None)
+    }
+}
+
+fn flush_append(st: &mut SedState, out: &mut String) {
+    for a in st.append.drain(..) {
+        out.push_str(&a);
+    }
+}
+
+fn write_file(st: &mut SedState, name: &str, text: &str) {
+    let line = format!("{text}\n");
+    if name == "/dev/stdout" {
+        return;
+    }
+    if let Some((_, f)) = st.wfiles.iter_mut().find(|(n, _)| n == name) {
+        let _ = f.write_all(line.as_bytes());
+        return;
+    }
+    if let Ok(mut f) = std::fs::File::create(name) {
+        let _ = f.write_all(line.as_bytes());
+        st.wfiles.push((name.to_string(), f));
+    }
+}
