@@ -2036,9 +2036,6 @@ fn base64(args: &[&str], io: &mut Io) -> i32 {
         let mut out = String::new();
         if wrap == 0 {
             out.push_str(&enc);
-            if !enc.is_empty() {
-                out.push('\n');
-            }
         } else {
             let b = enc.as_bytes();
             for chunk in b.chunks(wrap) {
@@ -2056,11 +2053,11 @@ fn gzip(name: &str, args: &[&str], io: &mut Io) -> i32 {
         Some(o) => o,
         None => return 1,
     };
-    let decompress = name != "gzip" || o.has('d') || o.long_has("decompress");
+    let test = o.has('t');
+    let decompress = name != "gzip" || o.has('d') || o.has('t') || o.long_has("decompress");
     let to_stdout = name == "zcat" || o.has('c') || o.long_has("stdout");
     let keep = o.has('k') || o.long_has("keep");
     let force = o.has('f');
-    let test = o.has('t');
     let suffix = o.val('S').unwrap_or(".gz").to_string();
     let files: Vec<String> = if o.rest.is_empty() { vec!["-".into()] } else { o.rest.clone() };
     let mut code = 0;
@@ -2075,7 +2072,7 @@ fn gzip(name: &str, args: &[&str], io: &mut Io) -> i32 {
             code = 2;
             continue;
         }
-        if !decompress && f != "-" && f.ends_with(&suffix) && !to_stdout && !force {
+        if !decompress && !test && f != "-" && f.ends_with(&suffix) && !to_stdout && !force {
             io.err(name, &format!("{f} already has {suffix} suffix -- unchanged"));
             code = 2;
             continue;

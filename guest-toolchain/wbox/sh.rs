@@ -769,6 +769,10 @@ impl Shell {
         let mut values = Vec::new();
         for (name, w) in assigns {
             let v = self.expand_str(w)?;
+            if argv.is_empty() {
+                // `a=1 b=$a`: each assignment sees the ones before it.
+                self.assign(name, v.clone())?;
+            }
             values.push((name.clone(), v));
         }
         if self.st.opts.xtrace {
@@ -780,9 +784,6 @@ impl Shell {
             let _ = self.fd(2).write_all(line.as_bytes());
         }
         if argv.is_empty() {
-            for (k, v) in values {
-                self.assign(&k, v)?;
-            }
             let saved = match self.redirect(redirs) {
                 Ok(s) => s,
                 Err(m) => {
@@ -2060,8 +2061,12 @@ fn glob(pat: &[PChar]) -> Vec<String> {
                 Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
                 Err(_) => continue,
             };
-            names.sort();
             let dot_ok = comp.first().map(|x| x.0) == Some('.');
+            if dot_ok {
+                names.push(".".into());
+                names.push("..".into());
+            }
+            names.sort();
             for n in names {
                 if n.starts_with('.') && !dot_ok {
                     continue;

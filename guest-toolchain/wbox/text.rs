@@ -2326,6 +2326,7 @@ fn substitute(cmd: &SedCmd, re: &Regex, pat: &str) -> Option<String> {
     let mut pos = 0;
     let mut count = 0;
     let mut did = false;
+    let mut last_end: Option<usize> = None;
     let mut from = 0;
     while from <= text.len() {
         let caps = match re.find_at(&text, from, true) {
@@ -2333,6 +2334,15 @@ fn substitute(cmd: &SedCmd, re: &Regex, pat: &str) -> Option<String> {
             None => break,
         };
         let (s, e) = (caps[0].unwrap_or(0), caps[1].unwrap_or(0));
+        // An empty match right after the previous match does not count.
+        if s == e && last_end == Some(s) {
+            if s >= text.len() {
+                break;
+            }
+            from = s + 1;
+            continue;
+        }
+        last_end = if e > s { Some(e) } else { None };
         count += 1;
         if count >= cmd.nth {
             out.extend(text[pos..s].iter());

@@ -688,7 +688,7 @@ impl Parser {
                     parts.extend(inner);
                 }
                 '$' => {
-                    if let Some(p) = self.dollar(quoted)? {
+                    if let Some(p) = self.dollar(lit_quoted)? {
                         push_lit(&mut parts, &mut lit, lit_quoted);
                         parts.push(p);
                     } else {
@@ -699,7 +699,7 @@ impl Parser {
                 '`' => {
                     self.bump();
                     push_lit(&mut parts, &mut lit, lit_quoted);
-                    let p = self.backquote(quoted)?;
+                    let p = self.backquote(lit_quoted)?;
                     parts.push(p);
                 }
                 _ => {
@@ -833,19 +833,39 @@ impl Parser {
         if self.peek()? == Tok::Eof {
             return Ok(None);
         }
-        let c = self.and_or()?;
-        match self.peek()? {
-            Tok::Op(";") | Tok::Newline => {
-                self.next()?;
-                Ok(Some(c))
+        // Commands before a here-document's body on the same line wait
+        // for it: `cat <<A; cat <<B` runs once both bodies are read.
+        let mut items = Vec::new();
+        loop {
+            let c = self.and_or()?;
+            match self.peek()? {
+                Tok::Op(";") => {
+                    self.next()?;
+                    items.push(c);
+                }
+                Tok::Op("&") => {
+                    self.next()?;
+                    items.push(Cmd::Background(Box::new(c)));
+                }
+                Tok::Newline => {
+                    self.next()?;
+                    items.push(c);
+                    break;
+                }
+                Tok::Eof => {
+                    items.push(c);
+                    break;
+                }
+                t => return Err(self.unexpected(&t)),
             }
-            Tok::Op("&") => {
-                self.next()?;
-                Ok(Some(Cmd::Background(Box::new(c))))
+            if self.pending.is_empty() {
+                break;
             }
-            Tok::Eof => Ok(Some(c)),
-            t => Err(self.unexpected(&t)),
+            if matches!(self.peek()?, Tok::Newline | Tok::Eof) {
+                continue;
+            }
         }
+        Ok(Some(if items.len() == 1 { items.pop().unwrap_or(Cmd::List(Vec::new())) } else { Cmd::List(items) }))
     }
 
     fn and_or(&mut self) -> PResult<Cmd> {
