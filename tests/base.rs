@@ -80,14 +80,83 @@ fn applet_errors_read_like_coreutils() {
             && err.contains("exited with code 1"),
         "{err}"
     );
+    // Through the shell, the applet's message and status come through too.
     fs::write(
         d.path().join("Dockerfile"),
-        "FROM wbuild/base\nRUN echo hi\n",
+        "FROM wbuild/base\nRUN echo start && cp /nonexistent /tmp/ && echo nev\"\"er\n",
     )
     .unwrap();
-    let err = String::from_utf8_lossy(&build(d.path(), s.path(), &[]).stderr).into_owned();
+    let o = build(d.path(), s.path(), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
     assert!(
-        err.contains("/bin/sh: not found in the image"),
-        "no shell yet: {err}"
+        err.contains("start")
+            && err.contains("cp: cannot stat '/nonexistent': No such file or directory")
+            && err.contains("exited with code 1")
+            && !err.contains("never"),
+        "{err}"
     );
+}
+
+#[test]
+fn shell_form_run_steps_use_wbox_sh() {
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        r#"FROM wbuild/base
+WORKDIR /app
+RUN cat <<EOF > /app/conf.txt
+name=$((1+2))
+EOF
+RUN set -eu; sed -i 's/name/NAME/' conf.txt && grep NAME conf.txt | tee found.txt
+RUN set -o pipefail; if false | true; then echo wrong; else echo pipefail-works; fi
+RUN chmod 755 conf.txt && tar czf a.tgz conf.txt && mkdir x && tar xzf a.tgz -C x && sha256sum x/conf.txt
+RUN for i in $(seq 3); do printf '%s,' "$i"; done > seq.txt; echo "pwd=$PWD"
+"#,
+    )
+    .unwrap();
+    let o = build(d.path(), s.path(), &["-o", "type=local,dest=out"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("pipefail-works") && err.contains("pwd=/app"),
+        "{err}"
+    );
+    let out = d.path().join("out/app");
+    assert_eq!(
+        fs::read_to_string(out.join("conf.txt")).unwrap(),
+        "NAME=3\n"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("found.txt")).unwrap(),
+        "NAME=3\n"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("x/conf.txt")).unwrap(),
+        "NAME=3\n"
+    );
+    assert_eq!(fs::read_to_string(out.join("seq.txt")).unwrap(), "1,2,3,");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| fs::metadata(out.join(p)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("conf.txt"), 0o755, "chmod goes through set-mode");
+        assert_eq!(mode("x/conf.txt"), 0o755, "tar x restores the mode");
+    }
+}
+
+#[test]
+fn a_looping_shell_step_times_out() {
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nRUN while :; do :; done\n",
+    )
+    .unwrap();
+    let o = build(d.path(), s.path(), &["--step-timeout", "2s"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("timed out"), "{err}");
 }

@@ -249,6 +249,7 @@ fn run_wbox(sb: &Sandbox, case: &Case) -> Outcome {
         rootfs: Some(root.to_path_buf()),
         module_cache: None,
         overrides: Default::default(),
+        modes: Default::default(),
         deadline: std::time::Instant::now() + std::time::Duration::from_secs(30),
     });
     let mut merged = String::new();

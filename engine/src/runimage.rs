@@ -173,6 +173,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         rootfs: Some(work.path().to_path_buf()),
         module_cache: Some(cache),
         overrides: Default::default(),
+        modes: sandbox::mode_exceptions(&snap.manifest),
         deadline: std::time::Instant::now() + req.timeout,
     });
     let out = sandbox::run(&spec, &module, ctx, &mut |_| {})?;

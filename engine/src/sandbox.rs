@@ -98,6 +98,10 @@ pub struct SpawnContext {
     /// path (no leading `/`).
     pub overrides:
         std::sync::Mutex<std::collections::BTreeMap<String, crate::fs::snapshot::MetaOverride>>,
+    /// The image's permission bits for paths whose mode is not the default
+    /// for new files and directories (what `get-mode` answers before any
+    /// `set-mode`).
+    pub modes: std::collections::HashMap<String, u32>,
     pub deadline: std::time::Instant,
 }
 
@@ -587,7 +591,8 @@ fn read_spawn_request(
     Some((argv, env, guest_str(data, cp, cl)?))
 }
 
-/// `wbuild:sandbox/process`: spawn, set-mode, set-owner (see `wit/wbuild.wit`).
+/// `wbuild:sandbox/process`: spawn, set-mode, get-mode, set-owner (see
+/// `wit/wbuild.wit`).
 fn add_process_to_linker(
     linker: &mut Linker<State>,
     parent: &RunSpec,
@@ -647,6 +652,14 @@ fn add_process_to_linker(
             set_meta(&mut caller, &p, pp, pl, Some(mode & 0o7777), None)
         },
     )?;
+    let p = parent.clone();
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "get-mode",
+        move |mut caller: wasmtime::Caller<'_, State>, pp: u32, pl: u32| -> i32 {
+            get_mode(&mut caller, &p, pp, pl)
+        },
+    )?;
     let p = parent;
     linker.func_wrap(
         PROCESS_MODULE,
@@ -694,6 +707,54 @@ fn set_meta(
         e.owner = owner;
     }
     0
+}
+
+/// A path's permission bits as the layer will record them: set during the
+/// step, else the image's, else the default for new paths; -44 (no such
+/// file) or -28 (invalid) on error.
+fn get_mode(caller: &mut wasmtime::Caller<'_, State>, spec: &RunSpec, ptr: u32, len: u32) -> i32 {
+    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return -28;
+    };
+    let Some(path) = guest_str(mem.data(&*caller), ptr, len) else {
+        return -28;
+    };
+    let ctx = caller.data().spawn.clone();
+    let rel = guest_path(&path, &spec.cwd);
+    let Some(root) = &ctx.rootfs else {
+        return -28;
+    };
+    let host = match std::fs::symlink_metadata(root.join(&rel)) {
+        Ok(m) => m,
+        Err(_) => return -44,
+    };
+    let set = ctx
+        .overrides
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&rel)
+        .and_then(|o| o.mode);
+    let mode = set
+        .or_else(|| ctx.modes.get(&rel).copied())
+        .unwrap_or(if host.is_dir() {
+            crate::fs::snapshot::NEW_DIR_MODE
+        } else {
+            crate::fs::snapshot::NEW_FILE_MODE
+        });
+    mode as i32
+}
+
+/// The modes of a manifest that `get-mode` cannot assume.
+pub fn mode_exceptions(m: &crate::fs::Manifest) -> std::collections::HashMap<String, u32> {
+    use crate::fs::snapshot::{NEW_DIR_MODE, NEW_FILE_MODE};
+    m.iter()
+        .filter(|(_, meta)| match meta.kind {
+            crate::fs::Kind::Dir => meta.mode != NEW_DIR_MODE,
+            crate::fs::Kind::Symlink => false,
+            _ => meta.mode != NEW_FILE_MODE,
+        })
+        .map(|(p, meta)| (p.clone(), meta.mode))
+        .collect()
 }
 
 fn spawn_child(

@@ -738,14 +738,18 @@ impl<'a> Solver<'a> {
                         .ok()
                         .flatten()
                         .is_some();
-                if !only_marker {
-                    return Err(self.step_error(
-                        step,
-                        label,
-                        "heredocs fed to a command (RUN cmd <<EOF) are not supported yet; write RUN <<EOF with the script as its body",
-                    ));
+                if only_marker {
+                    script = h.body();
+                } else {
+                    // As BuildKit does: the command line and every body,
+                    // each closed by its delimiter, go to the shell, which
+                    // reads the here-documents itself.
+                    for h in &r.heredocs {
+                        script.push('\n');
+                        script.push_str(&h.content);
+                        script.push_str(&h.name);
+                    }
                 }
-                script = h.body();
             }
             let mut v = shell;
             v.push(script);
@@ -895,6 +899,7 @@ impl<'a> Solver<'a> {
             rootfs: Some(work.path().to_path_buf()),
             module_cache: Some(cache_dir.clone()),
             overrides: Default::default(),
+            modes: sandbox::mode_exceptions(&snap.manifest),
             deadline: std::time::Instant::now() + self.opts.step_timeout,
         });
         let out = sandbox::run(&spec, &module, ctx.clone(), &mut |line: &str| {

@@ -340,21 +340,9 @@ pub fn parse_mode(spec: &str, base: u32, is_dir: bool) -> Option<u32> {
     Some(mode)
 }
 
-/// The mode a path has, as far as this guest can tell: WASI does not show
-/// permission bits, so new files read as 0644 and directories as 0755.
+/// The mode a path has (from the sandbox, which knows the layer's modes).
 fn current_mode(p: &str) -> u32 {
-    #[cfg(all(unix, not(target_os = "wasi")))]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = std::fs::metadata(p) {
-            return m.permissions().mode() & 0o7777;
-        }
-    }
-    if Path::new(p).is_dir() {
-        0o755
-    } else {
-        0o644
-    }
+    sys::get_mode(p).unwrap_or(if Path::new(p).is_dir() { 0o755 } else { 0o644 })
 }
 
 fn mkdir(args: &[&str], io: &mut Io) -> i32 {

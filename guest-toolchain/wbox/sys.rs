@@ -34,6 +34,8 @@ mod imp {
         fn host_spawn(a: *const WStr, al: usize, e: *const WPair, el: usize, c: *const u8, cl: usize) -> i32;
         #[link_name = "set-mode"]
         fn host_set_mode(p: *const u8, pl: usize, mode: u32) -> i32;
+        #[link_name = "get-mode"]
+        fn host_get_mode(p: *const u8, pl: usize) -> i32;
         #[link_name = "set-owner"]
         fn host_set_owner(p: *const u8, pl: usize, uid: u32, gid: u32) -> i32;
     }
@@ -89,6 +91,15 @@ mod imp {
         }
     }
 
+    pub fn get_mode(p: &str) -> Option<u32> {
+        let m = unsafe { host_get_mode(p.as_ptr(), p.len()) };
+        if m < 0 {
+            None
+        } else {
+            Some(m as u32)
+        }
+    }
+
     pub fn set_owner(p: &str, uid: u32, gid: u32) -> io::Result<()> {
         match unsafe { host_set_owner(p.as_ptr(), p.len(), uid, gid) } {
             0 => Ok(()),
@@ -138,12 +149,58 @@ mod imp {
         Ok(())
     }
 
+    #[cfg(unix)]
+    pub fn get_mode(p: &str) -> Option<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(p).ok().map(|m| m.permissions().mode() & 0o7777)
+    }
+
+    #[cfg(not(unix))]
+    pub fn get_mode(p: &str) -> Option<u32> {
+        std::fs::symlink_metadata(p).ok().map(|m| if m.is_dir() { 0o755 } else { 0o644 })
+    }
+
     pub fn set_owner(p: &str, _uid: u32, _gid: u32) -> io::Result<()> {
         std::fs::symlink_metadata(p).map(|_| ())
     }
 }
 
-pub use imp::{set_cwd, set_mode, set_owner, symlink_at};
+pub use imp::symlink_at;
+
+thread_local! {
+    /// This program's current directory (wasi-libc's chdir is emulated, and
+    /// wbuild's imports resolve relative paths against the step's WORKDIR).
+    static CWD: std::cell::RefCell<String> = std::cell::RefCell::new(String::new());
+}
+
+pub fn set_cwd(p: &str) -> io::Result<()> {
+    imp::set_cwd(p)?;
+    CWD.with(|c| *c.borrow_mut() = p.to_string());
+    Ok(())
+}
+
+/// A path made absolute against the current directory.
+pub fn absolute(p: &str) -> String {
+    if p.starts_with('/') {
+        return p.to_string();
+    }
+    let cwd = CWD.with(|c| c.borrow().clone());
+    let cwd = if cwd.is_empty() { self::cwd() } else { cwd };
+    format!("{}/{p}", cwd.trim_end_matches('/'))
+}
+
+pub fn set_mode(p: &str, mode: u32) -> io::Result<()> {
+    imp::set_mode(&absolute(p), mode)
+}
+
+pub fn set_owner(p: &str, uid: u32, gid: u32) -> io::Result<()> {
+    imp::set_owner(&absolute(p), uid, gid)
+}
+
+/// A path's permission bits (through the sandbox: WASI does not show them).
+pub fn get_mode(p: &str) -> Option<u32> {
+    imp::get_mode(&absolute(p))
+}
 
 /// The current directory as the guest sees it.
 pub fn cwd() -> String {

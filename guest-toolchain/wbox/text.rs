@@ -530,7 +530,7 @@ impl<'a> Test<'a> {
             "-d" => md().map(|m| m.is_dir()).unwrap_or(false),
             "-s" => md().map(|m| m.len() > 0).unwrap_or(false),
             "-r" | "-w" => md().is_ok(),
-            "-x" => md().map(|m| m.is_dir() || m.is_file()).unwrap_or(false),
+            "-x" => md().is_ok() && crate::sys::get_mode(a).map_or(false, |m| m & 0o111 != 0),
             "-L" | "-h" => std::fs::symlink_metadata(a).map(|m| m.file_type().is_symlink()).unwrap_or(false),
             "-b" | "-c" | "-p" | "-S" | "-u" | "-g" | "-k" | "-t" | "-G" | "-O" => {
                 if op == "-O" || op == "-G" {
