@@ -1,0 +1,3 @@
+# The application: prints a greeting.
+name=world
+echo "hello, $name"

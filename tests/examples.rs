@@ -1,0 +1,260 @@
+//! Every example under `examples/` does what its README says: it builds,
+//! and after the edit the README describes, exactly the steps it names are
+//! cached or rebuilt (read from `--metadata-file`).
+//!
+//! One store for all of them, built one after another, so wbox is compiled
+//! once.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn copy_dir(src: &Path, dst: &Path) {
+    fs::create_dir_all(dst).unwrap();
+    for e in fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+struct Example {
+    dir: PathBuf,
+    store: PathBuf,
+    _tmp: tempfile::TempDir,
+    runs: usize,
+}
+
+/// One build's outcome: its log and its steps as (instruction, cached).
+struct Built {
+    log: String,
+    steps: Vec<(String, bool)>,
+}
+
+impl Built {
+    /// Asserts the first step whose instruction starts with `prefix` was
+    /// cached (or not).
+    fn step(&self, prefix: &str, cached: bool) -> &Built {
+        let s = self
+            .steps
+            .iter()
+            .find(|(i, _)| i.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no step {prefix:?} in {:?}", self.steps));
+        assert_eq!(
+            s.1,
+            cached,
+            "{prefix:?} should be {}:\n{}",
+            if cached { "cached" } else { "rebuilt" },
+            self.log
+        );
+        self
+    }
+
+    fn all_cached(&self) -> &Built {
+        assert!(
+            self.steps.iter().all(|s| s.1),
+            "everything should be cached:\n{}",
+            self.log
+        );
+        self
+    }
+}
+
+impl Example {
+    fn new(name: &str, store: &Path) -> Example {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(name);
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples")
+                .join(name),
+            &dir,
+        );
+        Example {
+            dir,
+            store: store.to_path_buf(),
+            _tmp: tmp,
+            runs: 0,
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.join(p)
+    }
+
+    fn edit(&self, p: &str, f: impl FnOnce(String) -> String) {
+        let text = fs::read_to_string(self.path(p)).unwrap_or_default();
+        fs::write(self.path(p), f(text)).unwrap();
+    }
+
+    fn build(&mut self, extra: &[&str]) -> Built {
+        self.runs += 1;
+        let meta = self.dir.join(format!("../meta-{}.json", self.runs));
+        let o = Command::new(env!("CARGO_BIN_EXE_wbuild"))
+            .args(["build", "--progress", "plain", "--metadata-file"])
+            .arg(&meta)
+            .args(extra)
+            .arg(&self.dir)
+            .env("WBUILD_ROOT", &self.store)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "build failed:\n{log}");
+        let m: Value = serde_json::from_str(&fs::read_to_string(&meta).unwrap()).unwrap();
+        let steps = m["wbuild.steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["instruction"].as_str().unwrap().to_string(),
+                    s["cached"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        Built { log, steps }
+    }
+}
+
+#[test]
+fn the_examples_cache_as_their_readmes_say() {
+    let store = tempfile::tempdir().unwrap();
+    let s = store.path();
+
+    // layer-order: a source edit keeps the install step cached.
+    let mut e = Example::new("layer-order", s);
+    e.build(&[]);
+    e.edit("src/main.txt", |t| t + "one more line\n");
+    e.build(&[])
+        .step("COPY deps.txt", true)
+        .step("RUN mkdir -p vendor", true)
+        .step("COPY src/", false)
+        .step("RUN cat src/", false);
+    e.edit("deps.txt", |t| t + "is-odd 3.0.1\n");
+    let b = e.build(&[]);
+    b.step("COPY deps.txt", false)
+        .step("RUN mkdir -p vendor", false);
+    assert!(b.log.contains("installed is-odd@3.0.1"), "{}", b.log);
+
+    // dockerignore: ignored files never invalidate COPY . .
+    let mut e = Example::new("dockerignore", s);
+    let b = e.build(&[]);
+    assert!(
+        b.log.contains("./app.js")
+            && !b.log.contains("node_modules")
+            && !b.log.contains("debug.log"),
+        "{}",
+        b.log
+    );
+    e.edit("logs/debug.log", |t| t + "more log\n");
+    fs::write(e.path("notes.swp"), "swap").unwrap();
+    e.build(&[]).all_cached();
+    e.edit("app.js", |t| t + "// changed\n");
+    e.build(&[]).step("COPY . .", false).step("RUN find", false);
+
+    // bind-mount: keyed on the mounted files' content, not their mtime.
+    let mut e = Example::new("bind-mount", s);
+    e.build(&[]);
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(e.path("src/fruit.txt"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    e.edit("NOTES.txt", |t| t + "more notes\n");
+    e.build(&[]).all_cached();
+    e.edit("src/fruit.txt", |t| t + "cherry\n");
+    let out = e.dir.join("../bind-out");
+    let spec = format!("type=local,dest={}", out.display());
+    e.build(&["-o", &spec]).step("RUN --mount=type=bind", false);
+    assert_eq!(
+        fs::read_to_string(out.join("lines.txt")).unwrap(),
+        "apple\nbanana\ncarrot\ncherry\n"
+    );
+    assert!(!out.join("work/src").join("fruit.txt").exists());
+
+    // cache-mount: the step reruns, the cache keeps what it downloaded.
+    let mut e = Example::new("cache-mount", s);
+    let b = e.build(&[]);
+    assert!(b.log.contains("downloading: zlib"), "{}", b.log);
+    e.edit("packages.txt", |t| t + "curl\n");
+    let b = e.build(&[]);
+    b.step("COPY packages.txt", false)
+        .step("RUN --mount=type=cache", false);
+    assert!(
+        b.log.contains("cache hit: zlib")
+            && b.log.contains("cache hit: openssl")
+            && b.log.contains("downloading: curl")
+            && !b.log.contains("downloading: zlib"),
+        "{}",
+        b.log
+    );
+
+    // secret: a new value does not rebuild.
+    let mut e = Example::new("secret", s);
+    let token = e.path("token.txt").to_string_lossy().into_owned();
+    let arg = format!("id=api_token,src={token}");
+    let b = e.build(&["--secret", &arg]);
+    assert!(b.log.contains("token has 15 bytes"), "{}", b.log);
+    e.edit("token.txt", |_| "a-rotated-secret-value\n".into());
+    e.build(&["--secret", &arg]).all_cached();
+
+    // multi-stage: the same artifact keeps the final stage cached.
+    let mut e = Example::new("multi-stage", s);
+    let b = e.build(&[]);
+    assert!(
+        !b.log.contains("tests passed"),
+        "test stage is not needed: {}",
+        b.log
+    );
+    e.edit("src/app.sh", |t| {
+        t.replace("prints a greeting", "prints a friendly greeting")
+    });
+    e.build(&[])
+        .step("COPY src/", false)
+        .step("RUN mkdir -p /out", false)
+        .step("COPY --from=build", true);
+    e.edit("src/app.sh", |t| t.replace("name=world", "name=you"));
+    e.build(&[]).step("COPY --from=build", false);
+    e.edit("src/app.sh", |t| t.replace("name=you", "name=world"));
+    let b = e.build(&["--target", "test"]);
+    assert!(b.log.contains("tests passed"), "{}", b.log);
+
+    // heredocs: a build arg reaches the heredoc; the script text is the key.
+    let mut e = Example::new("heredocs", s);
+    e.build(&[]);
+    let b = e.build(&["--build-arg", "PORT=9090"]);
+    b.step("ARG PORT", false)
+        .step("COPY <<EOF", false)
+        .step("RUN <<EOT", false);
+    assert!(b.log.contains("configured port 9090"), "{}", b.log);
+    e.edit("Dockerfile", |t| {
+        t.replace("echo \"configured port", "echo \"listening on port")
+    });
+    let b = e.build(&[]);
+    b.step("COPY <<EOF", true)
+        .step("RUN <<EOT", false)
+        .step("RUN cat <<EOF", false);
+    assert!(b.log.contains("listening on port 8080"), "{}", b.log);
+
+    // hello: mtime is not content; content is.
+    let mut e = Example::new("hello", s);
+    e.build(&[]);
+    fs::File::options()
+        .write(true)
+        .open(e.path("message.txt"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    e.build(&[]).all_cached();
+    e.edit("message.txt", |t| t + "edited\n");
+    e.build(&[]).step("COPY message.txt", false);
+}
