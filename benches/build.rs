@@ -222,10 +222,109 @@ fn bench_run_steps() {
     }
 }
 
+/// The 20-command script of the wbox benchmark (a typical RUN line).
+const SCRIPT20: &str = "set -e; mkdir -p /app/src /app/out; cd /app; \
+echo 'alpha beta' > src/a.txt; printf 'x\\ny\\n' > src/b.txt; cp src/a.txt out/; \
+sed -i 's/alpha/ALPHA/' out/a.txt; grep -q ALPHA out/a.txt; cat src/*.txt | sort > out/all.txt; \
+wc -l out/all.txt; tr a-z A-Z < src/b.txt > out/up.txt; n=$(ls src | wc -l); \
+test \"$n\" -eq 2; for f in src/*; do basename \"$f\"; done; head -n 1 out/all.txt; \
+tail -n 1 out/all.txt; sha256sum out/a.txt; ln -s out/a.txt link; rm link; \
+find out -type f | sort; echo done";
+
+/// wbox: a 20-command shell RUN step (warm), and sha256sum of 100 MB in
+/// the sandbox against the native tool.
+fn bench_wbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let write = |run: Option<&str>| {
+        let mut df = String::from("FROM wbuild/base\n");
+        if let Some(r) = run {
+            df.push_str(&format!("RUN {r}\n"));
+        }
+        fs::write(dir.path().join("Dockerfile"), df).unwrap();
+    };
+    let build = |store: &Path| {
+        wbuild(
+            dir.path(),
+            store,
+            &["build", "--progress", "quiet", "--no-cache", "."],
+        )
+        .0
+    };
+    // Warm: wbox compiled once into this store's module cache.
+    write(Some(SCRIPT20));
+    build(store.path());
+    let mut best = Duration::MAX;
+    for _ in 0..5 {
+        write(Some(SCRIPT20));
+        let with = build(store.path());
+        write(None);
+        let without = build(store.path());
+        best = best.min(with.saturating_sub(without));
+    }
+    let native = {
+        let t = tempfile::tempdir().unwrap();
+        let script = SCRIPT20.replace("/app", &t.path().join("app").to_string_lossy());
+        let t0 = Instant::now();
+        let ok = Command::new("dash")
+            .args(["-c", &script])
+            .current_dir(t.path())
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        ok.then(|| t0.elapsed())
+    };
+    println!(
+        "RUN of a 20-command shell script on wbox (warm, --no-cache): {:.1} ms per step{}",
+        best.as_secs_f64() * 1e3,
+        native
+            .map(|d| format!(
+                " (the same script natively under dash + GNU coreutils: {:.1} ms)",
+                d.as_secs_f64() * 1e3
+            ))
+            .unwrap_or_default()
+    );
+
+    // sha256sum of 100 MB through a bind mount, minus the same build
+    // running `true`.
+    let big = dir.path().join("big.bin");
+    let mut data = vec![0u8; 100 << 20];
+    fill(&mut data, 7);
+    fs::write(&big, &data).unwrap();
+    drop(data);
+    let mount = "--mount=type=bind,target=/data";
+    write(Some(&format!("{mount} sha256sum /data/big.bin")));
+    build(store.path());
+    let mut sandbox = Duration::MAX;
+    for _ in 0..3 {
+        write(Some(&format!("{mount} sha256sum /data/big.bin")));
+        let with = build(store.path());
+        write(Some(&format!("{mount} true")));
+        let without = build(store.path());
+        sandbox = sandbox.min(with.saturating_sub(without));
+    }
+    let mut native = Duration::MAX;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let o = Command::new("sha256sum").arg(&big).output();
+        if o.map(|o| o.status.success()).unwrap_or(false) {
+            native = native.min(t0.elapsed());
+        }
+    }
+    println!(
+        "sha256sum of 100 MB: {:.0} ms in the sandbox ({:.0} MB/s), {:.0} ms native sha256sum: {:.2}x",
+        sandbox.as_secs_f64() * 1e3,
+        mb_per_s(100 << 20, sandbox),
+        native.as_secs_f64() * 1e3,
+        sandbox.as_secs_f64() / native.as_secs_f64()
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    bench_wbox();
     bench_run_steps();
     let ctx = tempfile::tempdir().unwrap();
     let store = tempfile::tempdir().unwrap();

@@ -28,33 +28,70 @@ impl Sha256 {
         Sha256 { h: [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19], buf: [0; 64], n: 0, len: 0 }
     }
 
+    /// One 64-byte block, fully unrolled so the schedule and the working
+    /// variables stay in registers (wasm locals) rather than memory.
+    #[inline(never)]
     fn block(h: &mut [u32; 8], b: &[u8]) {
-        let mut w = [0u32; 64];
-        for i in 0..16 {
-            w[i] = u32::from_be_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+        #[inline(always)]
+        fn be(b: &[u8], i: usize) -> u32 {
+            u32::from_be_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
         }
-        for i in 16..64 {
-            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+        let b = &b[..64];
+        let mut w = [0u32; 16];
+        for (i, x) in w.iter_mut().enumerate() {
+            *x = be(b, i);
         }
         let [mut a, mut bb, mut c, mut d, mut e, mut f, mut g, mut hh] = *h;
-        for i in 0..64 {
-            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
-            let ch = (e & f) ^ (!e & g);
-            let t1 = hh.wrapping_add(s1).wrapping_add(ch).wrapping_add(K256[i]).wrapping_add(w[i]);
-            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
-            let maj = (a & bb) ^ (a & c) ^ (bb & c);
-            let t2 = s0.wrapping_add(maj);
-            hh = g;
-            g = f;
-            f = e;
-            e = d.wrapping_add(t1);
-            d = c;
-            c = bb;
-            bb = a;
-            a = t1.wrapping_add(t2);
+        macro_rules! round {
+            ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $i:expr) => {
+                let t1 = $h
+                    .wrapping_add($e.rotate_right(6) ^ $e.rotate_right(11) ^ $e.rotate_right(25))
+                    .wrapping_add(($e & $f) ^ (!$e & $g))
+                    .wrapping_add(K256[$i])
+                    .wrapping_add(w[$i & 15]);
+                let t2 = ($a.rotate_right(2) ^ $a.rotate_right(13) ^ $a.rotate_right(22))
+                    .wrapping_add(($a & $b) ^ ($a & $c) ^ ($b & $c));
+                $d = $d.wrapping_add(t1);
+                $h = t1.wrapping_add(t2);
+            };
         }
+        macro_rules! schedule {
+            ($i:expr) => {
+                let w15 = w[($i + 1) & 15];
+                let w2 = w[($i + 14) & 15];
+                let s0 = w15.rotate_right(7) ^ w15.rotate_right(18) ^ (w15 >> 3);
+                let s1 = w2.rotate_right(17) ^ w2.rotate_right(19) ^ (w2 >> 10);
+                w[$i & 15] = w[$i & 15].wrapping_add(s0).wrapping_add(w[($i + 9) & 15]).wrapping_add(s1);
+            };
+        }
+        macro_rules! eight {
+            ($i:expr, $sched:expr) => {
+                if $sched { schedule!($i); }
+                round!(a, bb, c, d, e, f, g, hh, $i);
+                if $sched { schedule!($i + 1); }
+                round!(hh, a, bb, c, d, e, f, g, $i + 1);
+                if $sched { schedule!($i + 2); }
+                round!(g, hh, a, bb, c, d, e, f, $i + 2);
+                if $sched { schedule!($i + 3); }
+                round!(f, g, hh, a, bb, c, d, e, $i + 3);
+                if $sched { schedule!($i + 4); }
+                round!(e, f, g, hh, a, bb, c, d, $i + 4);
+                if $sched { schedule!($i + 5); }
+                round!(d, e, f, g, hh, a, bb, c, $i + 5);
+                if $sched { schedule!($i + 6); }
+                round!(c, d, e, f, g, hh, a, bb, $i + 6);
+                if $sched { schedule!($i + 7); }
+                round!(bb, c, d, e, f, g, hh, a, $i + 7);
+            };
+        }
+        eight!(0, false);
+        eight!(8, false);
+        eight!(16, true);
+        eight!(24, true);
+        eight!(32, true);
+        eight!(40, true);
+        eight!(48, true);
+        eight!(56, true);
         for (x, y) in h.iter_mut().zip([a, bb, c, d, e, f, g, hh]) {
             *x = x.wrapping_add(y);
         }
