@@ -1,5 +1,6 @@
 //! `FROM wbuild/base`: an image built into wbuild, never pulled. It holds
-//! `wbox` (the guest toolchain, `guest-toolchain/dist/wbox.wasm`), one
+//! `wbox` (the guest toolchain, `guest-toolchain/dist/wbox.wasm`: `/bin/sh`
+//! and the coreutils applets), one
 //! small `#!/bin/wbox` stub per applet under `/bin` (plain files survive
 //! every host filesystem, unlike hard or symbolic links), `/etc/passwd`
 //! and `/etc/group` with root, `/root` and `/tmp`.

@@ -280,21 +280,28 @@ pub fn base64_decode(data: &[u8], ignore_garbage: bool) -> Option<Vec<u8>> {
 
 // ---- CRC-32 ----
 
-pub fn crc32(mut crc: u32, data: &[u8]) -> u32 {
-    static mut TABLE: [u32; 256] = [0; 256];
-    static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(|| {
-        for i in 0..256u32 {
-            let mut c = i;
-            for _ in 0..8 {
-                c = if c & 1 != 0 { 0xedb88320 ^ (c >> 1) } else { c >> 1 };
-            }
-            unsafe { TABLE[i as usize] = c };
+const fn crc_table() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { 0xedb88320 ^ (c >> 1) } else { c >> 1 };
+            k += 1;
         }
-    });
-    crc = !crc;
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+const CRC_TABLE: [u32; 256] = crc_table();
+
+pub fn crc32(crc: u32, data: &[u8]) -> u32 {
+    let mut crc = !crc;
     for &b in data {
-        crc = unsafe { TABLE[((crc ^ b as u32) & 0xff) as usize] } ^ (crc >> 8);
+        crc = CRC_TABLE[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
     }
     !crc
 }
