@@ -595,3 +595,54 @@ fn cache_mounts_can_start_from_a_stage_and_scripts_run_their_interpreter() {
         "{err}"
     );
 }
+
+#[test]
+fn shell_pipes_and_redirections_reach_spawned_programs() {
+    // probe is no applet, so wbox sh runs it through spawn-io.
+    let Some(c) = Ctx::new(
+        r#"FROM wbuild/base
+COPY probe.wasm /bin/probe
+WORKDIR /w
+RUN probe --echo to-file --err to-err > out.txt 2> err.txt
+RUN probe --echo both --err also 2>&1 | sort > merged.txt
+RUN echo piped-in | probe --cat | tr a-z A-Z > upper.txt
+RUN probe --cat < out.txt > copy.txt && probe --cat > empty.txt
+RUN x=$(probe --echo captured); echo "[$x]" > subst.txt
+RUN x=$(probe --spawn probe --echo nested); echo "$x" > nested.txt
+RUN find /w -name out.txt -exec probe --read {} \; | wc -l > find.txt
+RUN probe --exit 3 > /dev/null || echo "status=$?" > status.txt
+RUN probe --echo live-out --err live-err
+"#,
+    ) else {
+        return;
+    };
+    let (o, _) = c.build(&["-o", "type=local,dest=out"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let read = |p: &str| fs::read_to_string(c.path("out/w").join(p)).unwrap();
+    assert_eq!(read("out.txt"), "to-file\n");
+    assert_eq!(read("err.txt"), "to-err\n");
+    assert_eq!(read("merged.txt"), "also\nboth\n");
+    assert_eq!(read("upper.txt"), "PIPED-IN\n");
+    assert_eq!(read("copy.txt"), "to-file\n");
+    assert_eq!(read("empty.txt"), "", "no redirection: stdin is empty");
+    assert_eq!(read("subst.txt"), "[captured]\n");
+    assert_eq!(
+        read("nested.txt"),
+        "nested\nspawned exit=0\n",
+        "a grandchild writes into its parent's capture"
+    );
+    assert_eq!(read("find.txt"), "1\n");
+    assert_eq!(read("status.txt"), "status=3\n");
+    // What is redirected stays out of the step's output; the rest is live.
+    for quiet in ["to-file", "to-err", "both", "also", "captured", "nested"] {
+        assert!(
+            !err.lines().any(|l| l.ends_with(&format!(" {quiet}"))),
+            "{quiet} was redirected: {err}"
+        );
+    }
+    assert!(
+        err.lines().any(|l| l.ends_with(" live-out"))
+            && err.lines().any(|l| l.ends_with(" live-err")),
+        "{err}"
+    );
+}

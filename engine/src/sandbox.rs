@@ -18,6 +18,7 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::cli::OutputFile;
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{
     Deterministic, FsPerms, HostMonotonicClock, HostWallClock, I32Exit, WasiCtxBuilder,
 };
@@ -87,7 +88,83 @@ struct State {
     /// What `spawn` needs to start a child like this program.
     spawn: Arc<SpawnContext>,
     depth: u32,
+    /// This program's own streams: a child started by `spawn` writes
+    /// where its parent writes.
+    stdio: Stdio,
+    /// What the last `spawn-io` captured (stdout, stderr), and how much of
+    /// each `take-output` has handed over.
+    captured: [(Vec<u8>, usize); 2],
 }
+
+/// Where one of a program's output streams goes.
+#[derive(Clone)]
+enum Sink {
+    /// This process's own stream (`wbuild run`).
+    Inherit,
+    /// The step's output pipe (stdout and stderr merged, shown live).
+    Pipe(Arc<std::fs::File>),
+    /// A buffer the parent reads when the program ends (`spawn-io`).
+    Memory(MemoryOutputPipe),
+}
+
+/// What a program reads on stdin.
+#[derive(Clone)]
+enum Source {
+    Inherit,
+    Empty,
+    Bytes(Arc<Vec<u8>>),
+}
+
+/// A program's standard streams.
+#[derive(Clone)]
+struct Stdio {
+    stdin: Source,
+    stdout: Sink,
+    stderr: Sink,
+}
+
+impl Stdio {
+    /// What a child gets unless `spawn-io` says otherwise: the parent's
+    /// output streams and no input (this process's, for `wbuild run`).
+    fn for_child(&self) -> Stdio {
+        Stdio {
+            stdin: match self.stdin {
+                Source::Inherit => Source::Inherit,
+                _ => Source::Empty,
+            },
+            ..self.clone()
+        }
+    }
+}
+
+impl Sink {
+    /// Writes a message of the sandbox's own (why a spawn failed).
+    fn write_all(&self, msg: &[u8]) {
+        use std::io::Write as _;
+        match self {
+            Sink::Inherit => {
+                let _ = std::io::stderr().write_all(msg);
+            }
+            Sink::Pipe(f) => {
+                let _ = (&**f).write_all(msg);
+            }
+            Sink::Memory(p) => {
+                use wasmtime_wasi::p2::OutputStream as _;
+                let _ = p.clone().write(bytes::Bytes::copy_from_slice(msg));
+            }
+        }
+    }
+}
+
+/// The most a captured stream of a spawned program holds (as much as one
+/// of wbox's in-memory pipes); past it the program's writes fail.
+const CAPTURE_LIMIT: usize = 1 << 30;
+
+/// `spawn-io` flags (see `wit/wbuild.wit`).
+const SPAWN_STDIN: u32 = 1;
+const SPAWN_CAPTURE_OUT: u32 = 2;
+const SPAWN_CAPTURE_ERR: u32 = 4;
+const SPAWN_ERR_TO_OUT: u32 = 8;
 
 /// Shared by a step's program and every program it spawns.
 pub struct SpawnContext {
@@ -263,15 +340,26 @@ pub fn run(
     on_line: &mut dyn FnMut(&str),
 ) -> Result<RunOutput, SandboxError> {
     if spec.inherit_stdio {
-        return run_program(spec, program, None, ctx, 0);
+        let stdio = Stdio {
+            stdin: Source::Inherit,
+            stdout: Sink::Inherit,
+            stderr: Sink::Inherit,
+        };
+        return run_program(spec, program, stdio, ctx, 0);
     }
     let (reader, writer) =
         std::io::pipe().map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
     let out_file =
         pipe_file(writer).map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
+    let out = Sink::Pipe(Arc::new(out_file));
+    let stdio = Stdio {
+        stdin: Source::Empty,
+        stdout: out.clone(),
+        stderr: out,
+    };
     let limit = spec.output_limit;
     std::thread::scope(|s| {
-        let guest = s.spawn(move || run_program(spec, program, Some(out_file), ctx, 0));
+        let guest = s.spawn(move || run_program(spec, program, stdio, ctx, 0));
         // Read until the guest's end of the pipe closes (its Store is gone).
         let mut captured: Vec<u8> = Vec::new();
         let mut r = std::io::BufReader::new(reader);
@@ -314,13 +402,13 @@ fn pipe_file(w: std::io::PipeWriter) -> std::io::Result<std::fs::File> {
 fn run_program(
     spec: &RunSpec,
     program: &Program,
-    output: Option<std::fs::File>,
+    stdio: Stdio,
     spawn: Arc<SpawnContext>,
     depth: u32,
 ) -> Result<RunOutput, SandboxError> {
     match program {
-        Program::Module(m) => run_in_store(spec, m, output, spawn, depth),
-        Program::Component(c) => run_component(spec, c, output),
+        Program::Module(m) => run_in_store(spec, m, stdio, spawn, depth),
+        Program::Component(c) => run_component(spec, c, &stdio),
     }
 }
 
@@ -344,11 +432,11 @@ impl wasmtime_wasi::WasiView for ComponentState {
 fn run_component(
     spec: &RunSpec,
     component: &wasmtime::component::Component,
-    output: Option<std::fs::File>,
+    stdio: &Stdio,
 ) -> Result<RunOutput, SandboxError> {
     let engine = engine()?;
     let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
-    let mut b = wasi_builder(spec, output)?;
+    let mut b = wasi_builder(spec, stdio)?;
     let limits = StoreLimitsBuilder::new()
         .memory_size(spec.memory as usize)
         .build();
@@ -386,11 +474,8 @@ fn run_component(
 }
 
 /// The WASI context every program gets: args, env, cwd, fixed clocks,
-/// seeded randomness, output, preopens; no sockets.
-fn wasi_builder(
-    spec: &RunSpec,
-    output: Option<std::fs::File>,
-) -> Result<WasiCtxBuilder, SandboxError> {
+/// seeded randomness, standard streams, preopens; no sockets.
+fn wasi_builder(spec: &RunSpec, stdio: &Stdio) -> Result<WasiCtxBuilder, SandboxError> {
     let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
     let mut b = WasiCtxBuilder::new();
     b.args(&spec.argv)
@@ -403,17 +488,30 @@ fn wasi_builder(
         ))
         .insecure_random_seed(u128::from_le_bytes(seed16(&spec.seed)))
         .initial_cwd(&spec.cwd);
-    match output {
-        None => {
-            b.inherit_stdio();
+    match &stdio.stdin {
+        Source::Inherit => {
+            b.inherit_stdin();
         }
-        Some(f) => {
-            let err = f
-                .try_clone()
-                .map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
-            b.stdout(OutputFile::new(f)).stderr(OutputFile::new(err));
+        Source::Empty => {}
+        Source::Bytes(bytes) => {
+            b.stdin(MemoryInputPipe::new(bytes.as_ref().clone()));
         }
     }
+    let file = |f: &std::fs::File| {
+        f.try_clone()
+            .map(OutputFile::new)
+            .map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))
+    };
+    match &stdio.stdout {
+        Sink::Inherit => b.inherit_stdout(),
+        Sink::Pipe(f) => b.stdout(file(f)?),
+        Sink::Memory(p) => b.stdout(p.clone()),
+    };
+    match &stdio.stderr {
+        Sink::Inherit => b.inherit_stderr(),
+        Sink::Pipe(f) => b.stderr(file(f)?),
+        Sink::Memory(p) => b.stderr(p.clone()),
+    };
     for p in &spec.preopens {
         let perms = if p.writable {
             FsPerms::ReadWrite
@@ -428,20 +526,13 @@ fn wasi_builder(
 fn run_in_store(
     spec: &RunSpec,
     module: &Module,
-    output: Option<std::fs::File>,
+    stdio: Stdio,
     spawn: Arc<SpawnContext>,
     depth: u32,
 ) -> Result<RunOutput, SandboxError> {
-    let child_output = match &output {
-        Some(f) => Some(
-            f.try_clone()
-                .map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?,
-        ),
-        None => None,
-    };
     let engine = engine()?;
     let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
-    let mut b = wasi_builder(spec, output)?;
+    let mut b = wasi_builder(spec, &stdio)?;
     let limits = StoreLimitsBuilder::new()
         .memory_size(spec.memory as usize)
         .instances(16)
@@ -455,6 +546,8 @@ fn run_in_store(
             limits,
             spawn: spawn.clone(),
             depth,
+            stdio,
+            captured: Default::default(),
         },
     );
     store.limiter(|s| &mut s.limits);
@@ -465,7 +558,7 @@ fn run_in_store(
     let mut linker: Linker<State> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
         .map_err(setup)?;
-    add_process_to_linker(&mut linker, spec, child_output).map_err(setup)?;
+    add_process_to_linker(&mut linker, spec).map_err(setup)?;
     let instance = linker
         .instantiate(&mut store, module)
         .map_err(|e| SandboxError::Trap {
@@ -566,16 +659,9 @@ fn guest_path(path: &str, cwd: &str) -> String {
 
 type SpawnRequest = (Vec<String>, Vec<(String, String)>, String);
 
-/// Reads spawn's (argv, env, cwd) from the canonical-ABI lists.
-fn read_spawn_request(
-    data: &[u8],
-    ap: u32,
-    al: u32,
-    ep: u32,
-    el: u32,
-    cp: u32,
-    cl: u32,
-) -> Option<SpawnRequest> {
+/// Reads spawn's (argv, env, cwd) from the canonical-ABI lists: argv's
+/// pointer and length, env's, cwd's.
+fn read_spawn_request(data: &[u8], [ap, al, ep, el, cp, cl]: [u32; 6]) -> Option<SpawnRequest> {
     let mut argv = Vec::new();
     for i in 0..al as usize {
         let at = (ap as usize).checked_add(i.checked_mul(8)?)?;
@@ -591,15 +677,10 @@ fn read_spawn_request(
     Some((argv, env, guest_str(data, cp, cl)?))
 }
 
-/// `wbuild:sandbox/process`: spawn, set-mode, get-mode, set-owner (see
-/// `wit/wbuild.wit`).
-fn add_process_to_linker(
-    linker: &mut Linker<State>,
-    parent: &RunSpec,
-    child_output: Option<std::fs::File>,
-) -> wasmtime::Result<()> {
+/// `wbuild:sandbox/process`: spawn, spawn-io, take-output, set-mode,
+/// get-mode, set-owner (see `wit/wbuild.wit`).
+fn add_process_to_linker(linker: &mut Linker<State>, parent: &RunSpec) -> wasmtime::Result<()> {
     let parent = Arc::new(parent.clone());
-    let child_output = Arc::new(child_output);
     let p = parent.clone();
     linker.func_wrap(
         PROCESS_MODULE,
@@ -611,37 +692,29 @@ fn add_process_to_linker(
               el: u32,
               cp: u32,
               cl: u32|
-              -> i32 {
-            let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
-                return -1;
-            };
-            let Some((argv, env, cwd)) =
-                read_spawn_request(mem.data(&caller), ap, al, ep, el, cp, cl)
-            else {
-                return -1;
-            };
-            let ctx = caller.data().spawn.clone();
-            let depth = caller.data().depth + 1;
-            match spawn_child(
-                &p,
-                &ctx,
-                depth,
-                argv,
-                env,
-                cwd,
-                child_output.as_ref().as_ref(),
-            ) {
-                Ok(code) => code,
-                Err(msg) => {
-                    if let Some(f) = child_output.as_ref() {
-                        let _ = std::io::Write::write_all(
-                            &mut &*f,
-                            format!("spawn: {msg}\n").as_bytes(),
-                        );
-                    }
-                    -1
-                }
-            }
+              -> i32 { spawn_io(&mut caller, &p, [ap, al, ep, el, cp, cl], (0, 0), 0) },
+    )?;
+    let p = parent.clone();
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "spawn-io",
+        move |mut caller: wasmtime::Caller<'_, State>,
+              ap: u32,
+              al: u32,
+              ep: u32,
+              el: u32,
+              cp: u32,
+              cl: u32,
+              ip: u32,
+              il: u32,
+              how: u32|
+              -> i32 { spawn_io(&mut caller, &p, [ap, al, ep, el, cp, cl], (ip, il), how) },
+    )?;
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "take-output",
+        |mut caller: wasmtime::Caller<'_, State>, which: u32, dp: u32, dl: u32| -> i32 {
+            take_output(&mut caller, which, dp, dl)
         },
     )?;
     let p = parent.clone();
@@ -757,6 +830,99 @@ pub fn mode_exceptions(m: &crate::fs::Manifest) -> std::collections::HashMap<Str
         .collect()
 }
 
+/// `spawn` and `spawn-io`: reads the request (argv, env and cwd as
+/// canonical-ABI lists, then stdin), connects the child's streams as `how`
+/// says, runs it and keeps what it captured for `take-output`.
+fn spawn_io(
+    caller: &mut wasmtime::Caller<'_, State>,
+    parent: &RunSpec,
+    request: [u32; 6],
+    (ip, il): (u32, u32),
+    how: u32,
+) -> i32 {
+    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return -1;
+    };
+    let data = mem.data(&*caller);
+    let Some(req) = read_spawn_request(data, request) else {
+        return -1;
+    };
+    let mut stdio = caller.data().stdio.for_child();
+    if how & SPAWN_STDIN != 0 {
+        let Some(input) = guest_bytes(data, ip, il) else {
+            return -1;
+        };
+        stdio.stdin = Source::Bytes(Arc::new(input.to_vec()));
+    }
+    let out = MemoryOutputPipe::new(CAPTURE_LIMIT);
+    let err = MemoryOutputPipe::new(CAPTURE_LIMIT);
+    if how & SPAWN_CAPTURE_OUT != 0 {
+        stdio.stdout = Sink::Memory(out.clone());
+    }
+    if how & SPAWN_ERR_TO_OUT != 0 {
+        stdio.stderr = stdio.stdout.clone();
+    } else if how & SPAWN_CAPTURE_ERR != 0 {
+        stdio.stderr = Sink::Memory(err.clone());
+    }
+    let code = spawn_from(caller, parent, req, stdio);
+    // The child's Store is gone, so these are the only handles left.
+    let take = |pipe: MemoryOutputPipe| pipe.try_into_inner().unwrap_or_default().to_vec();
+    caller.data_mut().captured = [(take(out), 0), (take(err), 0)];
+    code
+}
+
+/// Runs a spawned child and answers for it: its exit code, or -1 with the
+/// reason written where its stderr goes.
+fn spawn_from(
+    caller: &mut wasmtime::Caller<'_, State>,
+    parent: &RunSpec,
+    (argv, env, cwd): SpawnRequest,
+    stdio: Stdio,
+) -> i32 {
+    let ctx = caller.data().spawn.clone();
+    let depth = caller.data().depth + 1;
+    let stderr = stdio.stderr.clone();
+    match spawn_child(parent, &ctx, depth, argv, env, cwd, stdio) {
+        Ok(code) => code,
+        Err(msg) => {
+            stderr.write_all(format!("spawn: {msg}\n").as_bytes());
+            -1
+        }
+    }
+}
+
+/// Moves up to `len` bytes of what the last `spawn-io` captured into the
+/// guest's memory at `ptr`; returns how many, 0 at the end, -28 when the
+/// arguments are wrong.
+fn take_output(caller: &mut wasmtime::Caller<'_, State>, which: u32, ptr: u32, len: u32) -> i32 {
+    const EINVAL: i32 = -28;
+    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return EINVAL;
+    };
+    let index = match which {
+        1 => 0,
+        2 => 1,
+        _ => return EINVAL,
+    };
+    let (data, state) = mem.data_and_store_mut(caller);
+    let (buf, at) = &mut state.captured[index];
+    let n = (buf.len() - *at).min(len as usize).min(i32::MAX as usize);
+    let start = ptr as usize;
+    let Some(dest) = start
+        .checked_add(n)
+        .and_then(|end| data.get_mut(start..end))
+    else {
+        return EINVAL;
+    };
+    dest.copy_from_slice(&buf[*at..*at + n]);
+    *at += n;
+    if *at == buf.len() {
+        *buf = Vec::new();
+        *at = 0;
+    }
+    n as i32
+}
+
 fn spawn_child(
     parent: &RunSpec,
     ctx: &Arc<SpawnContext>,
@@ -764,7 +930,7 @@ fn spawn_child(
     argv: Vec<String>,
     env: Vec<(String, String)>,
     cwd: String,
-    output: Option<&std::fs::File>,
+    stdio: Stdio,
 ) -> Result<i32, String> {
     if depth > MAX_SPAWN_DEPTH {
         return Err(format!("programs nested more than {MAX_SPAWN_DEPTH} deep"));
@@ -791,14 +957,9 @@ fn spawn_child(
         env,
         cwd,
         timeout: remaining.min(parent.timeout).max(Duration::from_millis(10)),
-        inherit_stdio: output.is_none(),
         ..parent.clone()
     };
-    let out = output
-        .map(|f| f.try_clone())
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    match run_program(&child, &module, out, ctx.clone(), depth) {
+    match run_program(&child, &module, stdio, ctx.clone(), depth) {
         Ok(o) => Ok(o.exit_code),
         Err(e) => Err(e.to_string()),
     }
@@ -810,4 +971,105 @@ fn seed16(seed: &[u8]) -> [u8; 16] {
         out[i % 16] ^= *b;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `wit/wbuild.wit` says what guests may import: every function of its
+    /// `process` interface is defined, with the core signature the
+    /// canonical ABI gives it, and nothing else is.
+    #[test]
+    fn the_process_interface_matches_its_wit() {
+        use wit_parser::abi::{AbiVariant, WasmType};
+        let mut resolve = wit_parser::Resolve::new();
+        let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/wbuild.wit");
+        resolve.push_file(&wit).unwrap();
+        let (_, iface) = resolve
+            .interfaces
+            .iter()
+            .find(|(_, i)| i.name.as_deref() == Some("process"))
+            .unwrap();
+
+        let engine = engine().unwrap();
+        let mut linker: Linker<State> = Linker::new(engine);
+        let spec = RunSpec {
+            program: Arc::new(Vec::new()),
+            program_name: "test".into(),
+            argv: Vec::new(),
+            env: Vec::new(),
+            cwd: "/".into(),
+            preopens: Vec::new(),
+            clock: 0,
+            seed: Vec::new(),
+            timeout: Duration::from_secs(1),
+            memory: 1 << 20,
+            output_limit: 0,
+            inherit_stdio: false,
+        };
+        add_process_to_linker(&mut linker, &spec).unwrap();
+        let ctx = Arc::new(SpawnContext {
+            rootfs: None,
+            module_cache: None,
+            overrides: Default::default(),
+            modes: Default::default(),
+            deadline: std::time::Instant::now(),
+        });
+        let mut store = Store::new(
+            engine,
+            State {
+                wasi: WasiCtxBuilder::new().build_p1(),
+                limits: StoreLimitsBuilder::new().build(),
+                spawn: ctx,
+                depth: 0,
+                stdio: Stdio {
+                    stdin: Source::Empty,
+                    stdout: Sink::Inherit,
+                    stderr: Sink::Inherit,
+                },
+                captured: Default::default(),
+            },
+        );
+        let core = |t: &WasmType| match t {
+            WasmType::I32 | WasmType::Pointer | WasmType::Length => wasmtime::ValType::I32,
+            WasmType::I64 | WasmType::PointerOrI64 => wasmtime::ValType::I64,
+            WasmType::F32 => wasmtime::ValType::F32,
+            WasmType::F64 => wasmtime::ValType::F64,
+        };
+        let same = |a: &[wasmtime::ValType], b: &[wasmtime::ValType]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| wasmtime::ValType::eq(x, y))
+        };
+        for (name, f) in &iface.functions {
+            let sig = resolve.wasm_signature(AbiVariant::GuestImport, f);
+            assert!(!sig.retptr, "{name}: results must be scalars");
+            let want: Vec<_> = sig.params.iter().map(core).collect();
+            let want_results: Vec<_> = sig.results.iter().map(core).collect();
+            let func = linker
+                .get(&mut store, PROCESS_MODULE, name)
+                .ok()
+                .and_then(|e| e.into_func())
+                .unwrap_or_else(|| panic!("{name} is in the wit but not provided"));
+            let ty = func.ty(&store);
+            let got: Vec<_> = ty.params().collect();
+            let got_results: Vec<_> = ty.results().collect();
+            assert!(
+                same(&got, &want),
+                "{name}: params {got:?}, wit says {want:?}"
+            );
+            assert!(
+                same(&got_results, &want_results),
+                "{name}: results {got_results:?}, wit says {want_results:?}"
+            );
+        }
+        let provided = linker
+            .iter(&mut store)
+            .filter(|(m, _, _)| *m == PROCESS_MODULE)
+            .count();
+        assert_eq!(
+            provided,
+            iface.functions.len(),
+            "every import is in the wit"
+        );
+    }
 }

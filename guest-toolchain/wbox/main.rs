@@ -246,22 +246,46 @@ pub fn run_command(argv: &[String], io: &mut Io) -> i32 {
             v.extend(argv.iter().skip(1).cloned());
             applets::run("sh", &v, io)
         }
-        sh::Found::Program(p) => {
-            io.flush();
-            sys::spawn(&p, argv, &io.env)
-        }
+        sh::Found::Program(p) => spawn_with(&p, argv, io),
         sh::Found::Interp(interp, arg, p) => {
             let mut v = vec![interp.clone()];
             v.extend(arg);
             v.push(p);
             v.extend(argv.iter().skip(1).cloned());
-            io.flush();
-            sys::spawn(&interp, &v, &io.env)
+            spawn_with(&interp, &v, io)
         }
         sh::Found::NotFound => {
             io.err(&name, "No such file or directory");
             127
         }
+    }
+}
+
+/// Runs a wasm program of the rootfs through the sandbox with `io`'s
+/// streams: this program's own stdio is handed through (the program writes
+/// live), a file or an in-memory pipe is read into its stdin or filled from
+/// its output. 126 when it cannot be run.
+pub fn spawn_with(program: &str, argv: &[String], io: &mut Io) -> i32 {
+    io.flush();
+    let stdin = if io.i.is_real(0) { None } else { Some(io.i.read_all().unwrap_or_default()) };
+    let merged = Rc::ptr_eq(&io.o.0, &io.e.0);
+    let streams = sys::Streams {
+        stdin,
+        capture_out: !io.o.is_real(1),
+        capture_err: !merged && !io.e.is_real(2),
+        err_to_out: merged,
+    };
+    let r = sys::spawn(program, argv, &io.env, &streams);
+    if !r.stdout.is_empty() {
+        let _ = io.o.write_all(&r.stdout);
+    }
+    if !r.stderr.is_empty() {
+        let _ = io.e.write_all(&r.stderr);
+    }
+    if r.code < 0 {
+        126
+    } else {
+        r.code
     }
 }
 

@@ -910,14 +910,10 @@ impl Shell {
 
     fn spawn(&mut self, program: &str, argv: Vec<String>) -> i32 {
         self.flush();
-        let mut env = self.env();
-        env.retain(|(k, _)| k != "PWD");
-        env.push(("PWD".into(), self.st.cwd.clone()));
-        let code = crate::sys::spawn(program, &argv, &env);
-        if code < 0 {
-            return 126;
-        }
-        code
+        let mut io = self.io();
+        io.env.retain(|(k, _)| k != "PWD");
+        io.env.push(("PWD".into(), self.st.cwd.clone()));
+        crate::spawn_with(program, &argv, &mut io)
     }
 
     fn call(&mut self, body: &Rc<Cmd>, argv: &[String]) -> R {

@@ -30,8 +30,20 @@ mod imp {
 
     #[link(wasm_import_module = "wbuild:sandbox/process@0.1.0")]
     extern "C" {
-        #[link_name = "spawn"]
-        fn host_spawn(a: *const WStr, al: usize, e: *const WPair, el: usize, c: *const u8, cl: usize) -> i32;
+        #[link_name = "spawn-io"]
+        fn host_spawn_io(
+            a: *const WStr,
+            al: usize,
+            e: *const WPair,
+            el: usize,
+            c: *const u8,
+            cl: usize,
+            i: *const u8,
+            il: usize,
+            flags: u32,
+        ) -> i32;
+        #[link_name = "take-output"]
+        fn host_take_output(which: u32, dest: *mut u8, len: usize) -> i32;
         #[link_name = "set-mode"]
         fn host_set_mode(p: *const u8, pl: usize, mode: u32) -> i32;
         #[link_name = "get-mode"]
@@ -78,10 +90,32 @@ mod imp {
         }
     }
 
-    pub fn spawn(_program: &str, argv: &[String], env: &[(String, String)], cwd: &str) -> i32 {
+    pub fn spawn(_program: &str, argv: &[String], env: &[(String, String)], cwd: &str, s: &super::Streams) -> super::Spawned {
         let a: Vec<WStr> = argv.iter().map(|s| wstr(s)).collect();
         let e: Vec<WPair> = env.iter().map(|(k, v)| WPair { k: wstr(k), v: wstr(v) }).collect();
-        unsafe { host_spawn(a.as_ptr(), a.len(), e.as_ptr(), e.len(), cwd.as_ptr(), cwd.len()) }
+        let input: &[u8] = s.stdin.as_deref().unwrap_or(&[]);
+        let flags = s.stdin.is_some() as u32
+            | (s.capture_out as u32) << 1
+            | (s.capture_err as u32) << 2
+            | (s.err_to_out as u32) << 3;
+        let code = unsafe {
+            host_spawn_io(a.as_ptr(), a.len(), e.as_ptr(), e.len(), cwd.as_ptr(), cwd.len(), input.as_ptr(), input.len(), flags)
+        };
+        let take = |which: u32| {
+            let mut all = Vec::new();
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = unsafe { host_take_output(which, buf.as_mut_ptr(), buf.len()) };
+                if n <= 0 {
+                    break;
+                }
+                all.extend_from_slice(&buf[..n as usize]);
+            }
+            all
+        };
+        let stdout = if s.capture_out { take(1) } else { Vec::new() };
+        let stderr = if s.capture_err && !s.err_to_out { take(2) } else { Vec::new() };
+        super::Spawned { code, stdout, stderr }
     }
 
     pub fn set_mode(p: &str, mode: u32) -> io::Result<()> {
@@ -126,15 +160,41 @@ mod imp {
         Err(io::Error::new(io::ErrorKind::Other, "symlinks are not supported here"))
     }
 
-    pub fn spawn(program: &str, argv: &[String], env: &[(String, String)], cwd: &str) -> i32 {
+    /// For development builds: the host's processes (stderr into the
+    /// stdout capture is not merged in order here).
+    pub fn spawn(program: &str, argv: &[String], env: &[(String, String)], cwd: &str, s: &super::Streams) -> super::Spawned {
+        use std::io::Write;
+        use std::process::Stdio;
         let mut c = std::process::Command::new(program);
         c.args(argv.iter().skip(1)).env_clear().envs(env.iter().map(|(k, v)| (k, v))).current_dir(cwd);
-        match c.status() {
-            Ok(s) => s.code().unwrap_or(128),
-            Err(e) => {
-                eprintln!("{program}: {e}");
-                127
+        c.stdin(if s.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        if s.capture_out {
+            c.stdout(Stdio::piped());
+        }
+        if s.capture_err || (s.err_to_out && s.capture_out) {
+            c.stderr(Stdio::piped());
+        }
+        let failed = |e: std::io::Error| {
+            eprintln!("{program}: {e}");
+            super::Spawned { code: -1, stdout: Vec::new(), stderr: Vec::new() }
+        };
+        let mut child = match c.spawn() {
+            Ok(ch) => ch,
+            Err(e) => return failed(e),
+        };
+        if let (Some(input), Some(mut w)) = (&s.stdin, child.stdin.take()) {
+            let _ = w.write_all(input);
+        }
+        match child.wait_with_output() {
+            Ok(o) => {
+                let mut stdout = o.stdout;
+                let mut stderr = o.stderr;
+                if s.err_to_out {
+                    stdout.append(&mut stderr);
+                }
+                super::Spawned { code: o.status.code().unwrap_or(128), stdout, stderr }
             }
+            Err(e) => failed(e),
         }
     }
 
@@ -217,11 +277,30 @@ fn same_dir(p: &str) -> bool {
     }
 }
 
-/// Runs a wasm program of the rootfs with argv, env and this directory;
-/// its output goes to this program's stdout and stderr.
-pub fn spawn(program: &str, argv: &[String], env: &[(String, String)]) -> i32 {
+/// How a spawned program's standard streams are connected: its whole
+/// input (`None`: it reads nothing), and which outputs come back as bytes
+/// instead of going where this program's go.
+pub struct Streams {
+    pub stdin: Option<Vec<u8>>,
+    pub capture_out: bool,
+    pub capture_err: bool,
+    /// Its stderr goes where its stdout goes (into the stdout capture).
+    pub err_to_out: bool,
+}
+
+/// A spawned program's end: its exit code (negative: it could not be
+/// run) and what was captured.
+pub struct Spawned {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Runs a wasm program of the rootfs with argv, env and this directory
+/// (`PWD` in env wins), its streams connected as `streams` says.
+pub fn spawn(program: &str, argv: &[String], env: &[(String, String)], streams: &Streams) -> Spawned {
     let _ = io::Write::flush(&mut io::stdout());
     let cwd = std::env::var("PWD").unwrap_or_else(|_| cwd());
     let cwd = env.iter().find(|(k, _)| k == "PWD").map(|(_, v)| v.clone()).unwrap_or(cwd);
-    imp::spawn(program, argv, env, &cwd)
+    imp::spawn(program, argv, env, &cwd, streams)
 }

@@ -1,5 +1,6 @@
-//! A test guest: prints its arguments, environment and files, writes and
-//! deletes files, and exits with the code given by `--exit N`.
+//! A test guest: prints its arguments, environment, files and stdin (to
+//! stdout or stderr), writes and deletes files, and exits with the code
+//! given by `--exit N`.
 use std::io::Write;
 
 // wbuild's own imports (wit/wbuild.wit), without wit-bindgen: canonical-ABI
@@ -50,6 +51,15 @@ fn main() {
             "--echo" => {
                 println!("{}", args[i + 1]);
                 i += 1;
+            }
+            "--err" => {
+                eprintln!("{}", args[i + 1]);
+                i += 1;
+            }
+            "--cat" => {
+                let mut input = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut input);
+                let _ = std::io::stdout().write_all(&input);
             }
             "--env" => {
                 let mut vars: Vec<(String, String)> = std::env::vars().collect();
