@@ -160,3 +160,50 @@ fn a_looping_shell_step_times_out() {
     assert!(!o.status.success());
     assert!(err.contains("timed out"), "{err}");
 }
+
+#[test]
+fn home_and_the_working_directory_are_set_as_runc_sets_them() {
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        r#"FROM wbuild/base
+RUN echo "$HOME" > /h-root.txt && cd && pwd > /cd.txt
+RUN ls -la / | grep ' \.\.$' > /dotdot.txt
+USER 1000
+RUN echo "$HOME" > /h-1000.txt
+USER root
+ENV HOME=/custom
+RUN echo "$HOME" > /h-env.txt
+WORKDIR /app
+CMD ["sh", "-c", "pwd; echo $HOME"]
+"#,
+    )
+    .unwrap();
+    let o = build(d.path(), s.path(), &["-o", "type=local,dest=out"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |p: &str| fs::read_to_string(d.path().join("out").join(p)).unwrap();
+    assert_eq!(
+        read("h-root.txt"),
+        "/root\n",
+        "root's home from /etc/passwd"
+    );
+    assert_eq!(read("cd.txt"), "/root\n", "cd with no operand goes HOME");
+    assert_eq!(read("h-1000.txt"), "/\n", "a user without a passwd entry");
+    assert_eq!(read("h-env.txt"), "/custom\n", "ENV HOME wins");
+    assert!(
+        read("dotdot.txt").starts_with("drwxr-xr-x "),
+        "ls -la / shows /.. as /: {}",
+        read("dotdot.txt")
+    );
+    // wbuild run: WORKDIR is the shell's directory, HOME as in the build.
+    let o = build(d.path(), s.path(), &["-t", "home:1"]);
+    assert!(o.status.success());
+    let o = Command::new(env!("CARGO_BIN_EXE_wbuild"))
+        .args(["run", "home:1"])
+        .env("WBUILD_ROOT", s.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "/app\n/custom\n");
+}

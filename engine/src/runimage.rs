@@ -110,13 +110,14 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
     } else {
         rc.working_dir.clone()
     };
+    sandbox::complete_env(&mut env, &snap.dir, &rc.user, &cwd);
     let lookup_path = env
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| crate::solver::DEFAULT_PATH.into());
-    let (program, _) = sandbox::find_program(&snap.dir, &argv[0], &cwd, &lookup_path)
-        .with_context(|| format!("{}: not found in the image", argv[0]))?;
+        .unwrap_or_default();
+    let (program, argv) = sandbox::resolve_program(&snap.dir, &argv, &cwd, &lookup_path)
+        .map_err(anyhow::Error::msg)?;
     let bytes = std::fs::read(&program).with_context(|| format!("{}: cannot read", argv[0]))?;
     let cache = store.root().join("compiled");
     let _ = std::fs::create_dir_all(&cache);

@@ -628,6 +628,93 @@ fn u32_at(data: &[u8], at: usize) -> Option<u32> {
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// Completes a program's environment as a container runtime does: `PATH`
+/// when the image sets none, `PWD` (how a preview-1 program learns its
+/// working directory), and `HOME` when unset, from the rootfs's
+/// `/etc/passwd` for `user` (runc's rule: that user's home, else `/`).
+pub fn complete_env(env: &mut Vec<(String, String)>, rootfs: &Path, user: &str, cwd: &str) {
+    let has = |env: &Vec<(String, String)>, k: &str| env.iter().any(|(n, _)| n == k);
+    if !has(env, "PATH") {
+        env.push(("PATH".into(), crate::solver::DEFAULT_PATH.into()));
+    }
+    env.retain(|(k, _)| k != "PWD");
+    env.push(("PWD".into(), cwd.to_string()));
+    if !has(env, "HOME") {
+        env.push(("HOME".into(), home_of(rootfs, user)));
+    }
+}
+
+/// `user`'s home directory by the rootfs's `/etc/passwd` (a name or a
+/// uid, optionally `:group`; empty is root), `/` when it has none. A
+/// symlinked `/etc` or `/etc/passwd` is not followed out of the rootfs.
+pub fn home_of(rootfs: &Path, user: &str) -> String {
+    let name = match user.split(':').next().unwrap_or("") {
+        "" => "0",
+        n => n,
+    };
+    let regular = |p: &Path, dir: bool| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| if dir { m.is_dir() } else { m.is_file() })
+    };
+    let etc = rootfs.join("etc");
+    let passwd = etc.join("passwd");
+    if !regular(&etc, true) || !regular(&passwd, false) {
+        return "/".into();
+    }
+    let text = std::fs::read(&passwd).unwrap_or_default();
+    String::from_utf8_lossy(&text)
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && (f[0] == name || f[2] == name))
+        .map(|f| f[5].to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+
+/// What runs for `argv`: its program found in the rootfs (through `path`
+/// unless it names a path), or, for a script that starts with `#!`, its
+/// interpreter with the script's path in the guest as an argument (as the
+/// kernel passes it). Returns the program's host file and the argv to
+/// give it.
+pub fn resolve_program(
+    rootfs: &Path,
+    argv: &[String],
+    cwd: &str,
+    path: &str,
+) -> Result<(PathBuf, Vec<String>), String> {
+    let find = |name: &str| -> Result<(PathBuf, String), String> {
+        find_program(rootfs, name, cwd, path).ok_or_else(|| {
+            format!(
+                "{name}: not found in the image{} (wbuild runs WebAssembly programs from the image's rootfs; FROM scratch has none)",
+                if name.contains('/') { "" } else { " on PATH" }
+            )
+        })
+    };
+    let name = argv.first().map(String::as_str).unwrap_or("");
+    let (host, guest) = find(name)?;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(&host)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    if head[..n].starts_with(b"#!") {
+        let line = String::from_utf8_lossy(&head[2..n]);
+        let line = line.lines().next().unwrap_or("").trim().to_string();
+        let mut parts = line.splitn(2, char::is_whitespace);
+        let interp = parts.next().unwrap_or("").to_string();
+        if interp.is_empty() {
+            return Err(format!("{name}: empty #! line"));
+        }
+        let (ihost, iname) = find(&interp)?;
+        let mut out = vec![iname];
+        if let Some(arg) = parts.next().map(str::trim).filter(|a| !a.is_empty()) {
+            out.push(arg.to_string());
+        }
+        out.push(guest);
+        out.extend(argv.iter().skip(1).cloned());
+        return Ok((ihost, out));
+    }
+    Ok((host, argv.to_vec()))
+}
+
 /// Finds a program in a rootfs on the host as a shell would: a name with
 /// a `/` is a path (relative to `cwd`), any other is looked up through
 /// `path`. Returns the host file and its path in the guest.

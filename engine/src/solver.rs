@@ -853,8 +853,13 @@ impl<'a> Solver<'a> {
         let cwd_host = work.path().join(tree::manifest_path(&rp.cwd));
         std::fs::create_dir_all(&cwd_host)
             .map_err(|e| self.step_error(step, label, format!("WORKDIR {}: {e}", rp.cwd)))?;
-        let (program_path, argv) =
-            resolve_program(&snap, rp).map_err(|m| self.step_error(step, label, m))?;
+        let path = rp
+            .env
+            .get("PATH")
+            .map(String::as_str)
+            .unwrap_or(DEFAULT_PATH);
+        let (program_path, argv) = sandbox::resolve_program(&snap.dir, &rp.argv, &rp.cwd, path)
+            .map_err(|m| self.step_error(step, label, m))?;
         let bytes = std::fs::read(&program_path)
             .map_err(|e| self.step_error(step, label, format!("{}: {e}", argv[0])))?;
         let cache_dir = self.store.root().join("compiled");
@@ -863,6 +868,8 @@ impl<'a> Solver<'a> {
             .map_err(|e| self.step_error(step, label, e.to_string()))?;
         let mut env: Vec<(String, String)> =
             rp.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        // HOME follows from the parent's rootfs and USER, both in the key.
+        sandbox::complete_env(&mut env, work.path(), &st.config.user, &rp.cwd);
         let mut preopens = vec![sandbox::Preopen {
             host: work.path().to_path_buf(),
             guest: "/".into(),
@@ -1478,52 +1485,6 @@ struct MountPlan {
     from_stage: Option<usize>,
     env: Option<String>,
     required: bool,
-}
-
-/// Finds argv[0] in the rootfs (through PATH when it has no `/`) and
-/// follows a `#!` line to its interpreter.
-#[cfg(feature = "sandbox")]
-fn resolve_program(
-    snap: &crate::fs::snapshot::Snapshot,
-    rp: &RunPlan,
-) -> Result<(PathBuf, Vec<String>), String> {
-    let path = rp
-        .env
-        .get("PATH")
-        .map(String::as_str)
-        .unwrap_or(DEFAULT_PATH);
-    let find = |name: &str| -> Result<(PathBuf, String), String> {
-        crate::sandbox::find_program(&snap.dir, name, &rp.cwd, path).ok_or_else(|| {
-            format!(
-                "{name}: not found in the image{} (RUN runs WebAssembly programs from the image's rootfs; FROM scratch has none)",
-                if name.contains('/') { "" } else { " on PATH" }
-            )
-        })
-    };
-    let (host, guest) = find(&rp.argv[0])?;
-    let mut head = [0u8; 256];
-    let n = std::fs::File::open(&host)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-        .unwrap_or(0);
-    if head[..n].starts_with(b"#!") {
-        let line = String::from_utf8_lossy(&head[2..n]);
-        let line = line.lines().next().unwrap_or("").trim().to_string();
-        let mut parts = line.splitn(2, char::is_whitespace);
-        let interp = parts.next().unwrap_or("").to_string();
-        if interp.is_empty() {
-            return Err(format!("{}: empty #! line", rp.argv[0]));
-        }
-        let (ihost, iname) = find(&interp)?;
-        let mut argv = vec![iname];
-        if let Some(arg) = parts.next().map(str::trim).filter(|a| !a.is_empty()) {
-            argv.push(arg.to_string());
-        }
-        // The script as the kernel would pass it: its resolved path.
-        argv.push(guest);
-        argv.extend(rp.argv.iter().skip(1).cloned());
-        return Ok((ihost, argv));
-    }
-    Ok((host, rp.argv.clone()))
 }
 
 /// A path of a source tree (relative to a chosen root) and its metadata.

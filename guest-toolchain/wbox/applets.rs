@@ -807,7 +807,11 @@ fn ls(args: &[&str], io: &mut Io) -> i32 {
         }
         let mut subdirs = Vec::new();
         for n in &names {
-            let p = if d.ends_with('/') { format!("{d}{n}") } else { format!("{d}/{n}") };
+            let mut p = if d.ends_with('/') { format!("{d}{n}") } else { format!("{d}/{n}") };
+            if n == ".." && std::fs::symlink_metadata(&p).is_err() {
+                // `/..` is `/`, but WASI refuses a path above its root.
+                p = d.clone();
+            }
             out.push_str(&show(&p, n));
             out.push('\n');
             if recursive && n != "." && n != ".." && std::fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) {
