@@ -13,6 +13,7 @@ if [ "${1:-}" = "--check" ]; then
 fi
 "$RUSTC" --target "$TARGET" --edition 2021 --crate-name wbox \
     -C opt-level=3 -C debuginfo=0 -C strip=symbols -C codegen-units=1 -C panic=abort \
+    -C link-arg=-zstack-size=8388608 \
     --remap-path-prefix "$here=/wbox" \
     "$here/wbox/main.rs" -o "$out"
 sum="$(sha256sum "$out" | cut -d' ' -f1)"

@@ -207,3 +207,29 @@ CMD ["sh", "-c", "pwd; echo $HOME"]
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "/app\n/custom\n");
 }
+
+#[test]
+fn shell_and_awk_functions_recurse_as_deep_as_scripts_need() {
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        r#"FROM wbuild/base
+RUN f() { if [ "$1" -gt 0 ]; then f $(($1 - 1)); else echo "sh bottom"; fi; }; f 999
+RUN awk 'function f(n) { return n <= 0 ? 0 : 1 + f(n - 1) } BEGIN { print "awk depth", f(990) }'
+RUN awk 'function f(n) { return f(n + 1) } BEGIN { f(1) }' || echo "awk refused, status $?"
+"#,
+    )
+    .unwrap();
+    let o = build(d.path(), s.path(), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("sh bottom") && err.contains("awk depth 990"),
+        "{err}"
+    );
+    assert!(
+        err.contains("calls nested too deeply") && err.contains("awk refused, status 2"),
+        "endless recursion is a clear error, not a crash: {err}"
+    );
+}

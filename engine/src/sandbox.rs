@@ -28,6 +28,13 @@ use crate::digest::Digest;
 /// How often the engine's epoch advances.
 const TICK: Duration = Duration::from_millis(10);
 
+/// The native stack wasm code (a step's program and all it spawns) may use.
+const MAX_WASM_STACK: usize = 8 << 20;
+
+/// The stack of the thread a guest runs on: its wasm stack plus room for
+/// the host calls it makes.
+const GUEST_THREAD_STACK: usize = MAX_WASM_STACK + (8 << 20);
+
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("{program}: not a WebAssembly program (it starts with {magic:?}); RUN needs wasm programs in the image")]
@@ -217,6 +224,12 @@ pub fn engine() -> Result<&'static Engine, SandboxError> {
     let r = ENGINE.get_or_init(|| {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // Shells and awk recurse deeply (a function calling itself 1000
+        // times); wasmtime's default 512 KiB stops them long before dash
+        // or gawk would. Guests run on threads with room for this.
+        config.max_wasm_stack(MAX_WASM_STACK);
+        // Unused (no async), but wasmtime requires it to be the larger.
+        config.async_stack_size(MAX_WASM_STACK + (1 << 20));
         let engine = Engine::new(&config).map_err(|e| e.to_string())?;
         let ticker = engine.clone();
         std::thread::Builder::new()
@@ -345,7 +358,15 @@ pub fn run(
             stdout: Sink::Inherit,
             stderr: Sink::Inherit,
         };
-        return run_program(spec, program, stdio, ctx, 0);
+        return std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("wbuild-guest".into())
+                .stack_size(GUEST_THREAD_STACK)
+                .spawn_scoped(s, move || run_program(spec, program, stdio, ctx, 0))
+                .map_err(|e| SandboxError::Setup(format!("guest thread: {e}")))?
+                .join()
+                .unwrap_or_else(|_| Err(SandboxError::Setup("the sandbox thread panicked".into())))
+        });
     }
     let (reader, writer) =
         std::io::pipe().map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
@@ -359,7 +380,11 @@ pub fn run(
     };
     let limit = spec.output_limit;
     std::thread::scope(|s| {
-        let guest = s.spawn(move || run_program(spec, program, stdio, ctx, 0));
+        let guest = std::thread::Builder::new()
+            .name("wbuild-guest".into())
+            .stack_size(GUEST_THREAD_STACK)
+            .spawn_scoped(s, move || run_program(spec, program, stdio, ctx, 0))
+            .map_err(|e| SandboxError::Setup(format!("guest thread: {e}")))?;
         // Read until the guest's end of the pipe closes (its Store is gone).
         let mut captured: Vec<u8> = Vec::new();
         let mut r = std::io::BufReader::new(reader);
@@ -606,9 +631,15 @@ fn exit_code_of(spec: &RunSpec, e: wasmtime::Error, memory_used: u64) -> Result<
             limit_mib: spec.memory >> 20,
         });
     }
+    // The trap says what happened ("call stack exhausted"); the error's
+    // first line is only "error while executing at wasm backtrace:".
+    let message = match e.downcast_ref::<Trap>() {
+        Some(t) => t.to_string(),
+        None => format!("{e:#}").lines().next().unwrap_or("").to_string(),
+    };
     Err(SandboxError::Trap {
         program: spec.program_name.clone(),
-        message: format!("{e:#}").lines().next().unwrap_or("").to_string(),
+        message,
     })
 }
 

@@ -9,9 +9,9 @@ use crate::text::{self, Opts};
 use crate::{exists, io_msg, sys, Io};
 
 pub const NAMES: &[&str] = &[
-    "[", "base64", "basename", "cat", "chmod", "chown", "cp", "cut", "date", "dirname", "echo", "egrep", "env", "expr", "false", "fgrep", "find", "grep", "gunzip", "gzip", "head", "id",
-    "kill", "ln", "ls", "md5sum", "mkdir", "mktemp", "mv", "nproc", "printenv", "printf", "pwd", "readlink", "realpath", "rm", "rmdir", "sed", "seq", "sh", "sha256sum", "sleep", "sort",
-    "tail", "tar", "tee", "test", "touch", "tr", "true", "uname", "uniq", "wc", "which", "whoami", "xargs", "yes", "zcat",
+    "[", "awk", "base64", "basename", "cat", "chmod", "chown", "cmp", "cp", "cut", "date", "dirname", "echo", "egrep", "env", "expr", "false", "fgrep", "find", "grep", "gunzip", "gzip", "head",
+    "id", "install", "kill", "ln", "ls", "md5sum", "mkdir", "mktemp", "mv", "nproc", "printenv", "printf", "pwd", "readlink", "realpath", "rm", "rmdir", "sed", "seq", "sh", "sha256sum",
+    "sleep", "sort", "stat", "tail", "tar", "tee", "test", "touch", "tr", "true", "uname", "uniq", "wc", "which", "whoami", "xargs", "yes", "zcat",
 ];
 
 pub fn run(name: &str, args: &[String], io: &mut Io) -> i32 {
@@ -71,6 +71,10 @@ pub fn run(name: &str, args: &[String], io: &mut Io) -> i32 {
         "chmod" => chmod(&rest, io),
         "chown" => chown(&rest, io),
         "find" => find(&rest, io),
+        "awk" => crate::awk::main(&rest, io),
+        "install" => install(&rest, io),
+        "cmp" => cmp(&rest, io),
+        "stat" => stat(&rest, io),
         "xargs" => xargs(&rest, io),
         "sleep" => sleep(&rest, io),
         "date" => date(&rest, io),
@@ -2739,4 +2743,324 @@ fn mktemp(args: &[&str], io: &mut Io) -> i32 {
         };
     }
     1
+}
+
+/// `install`: copy files (or make directories with -d) and set their mode
+/// (0755 unless -m) and owner.
+fn install(args: &[&str], io: &mut Io) -> i32 {
+    let o = match opts("install", args, "mogtS", io) {
+        Some(o) => o,
+        None => return 1,
+    };
+    let mode = match o.val('m') {
+        Some(m) => match parse_mode(m, 0o755, false) {
+            Some(m) => m,
+            None => {
+                io.err("install", &format!("invalid mode '{m}'"));
+                return 1;
+            }
+        },
+        None => 0o755,
+    };
+    let mut owner = (None, None);
+    for (c, file, slot) in [('o', "/etc/passwd", 0), ('g', "/etc/group", 1)] {
+        if let Some(name) = o.val(c) {
+            match lookup_id(name, file) {
+                Some(id) if slot == 0 => owner.0 = Some(id),
+                Some(id) => owner.1 = Some(id),
+                None => {
+                    io.err("install", &format!("invalid {} '{name}'", if slot == 0 { "user" } else { "group" }));
+                    return 1;
+                }
+            }
+        }
+    }
+    let verbose = o.has('v');
+    // Mode and owner of what was made; false (after the message) on error.
+    let finish = |p: &str, io: &mut Io| -> bool {
+        if let Err(e) = sys::set_mode(p, mode) {
+            io.err("install", &format!("cannot change permissions of '{p}': {}", io_msg(&e)));
+            return false;
+        }
+        if owner.0.is_some() || owner.1.is_some() {
+            let (u, g) = (owner.0.unwrap_or(0), owner.1.unwrap_or_else(|| owner.0.unwrap_or(0)));
+            if let Err(e) = sys::set_owner(p, u, g) {
+                io.err("install", &format!("cannot change ownership of '{p}': {}", io_msg(&e)));
+                return false;
+            }
+        }
+        true
+    };
+    let mut code = 0;
+    if o.has('d') {
+        if o.rest.is_empty() {
+            io.err("install", "missing operand");
+            return 1;
+        }
+        for d in &o.rest {
+            if let Err(e) = std::fs::create_dir_all(d) {
+                io.err("install", &format!("cannot create directory '{d}': {}", io_msg(&e)));
+                code = 1;
+                continue;
+            }
+            if verbose {
+                io.outln(&format!("install: creating directory '{d}'"));
+            }
+            if !finish(d, io) {
+                code = 1;
+            }
+        }
+        return code;
+    }
+    let (sources, dir): (Vec<String>, Option<String>) = match o.val('t') {
+        Some(t) => (o.rest.clone(), Some(t.to_string())),
+        None => {
+            if o.rest.len() < 2 {
+                match o.rest.first() {
+                    None => io.err("install", "missing file operand"),
+                    Some(f) => io.err("install", &format!("missing destination file operand after '{f}'")),
+                }
+                io.errln("Try 'install --help' for more information.");
+                return 1;
+            }
+            let (last, srcs) = o.rest.split_last().unwrap();
+            let into_dir = srcs.len() > 1 || (Path::new(last).is_dir() && !o.has('T'));
+            if into_dir {
+                (srcs.to_vec(), Some(last.clone()))
+            } else {
+                (srcs.to_vec(), None)
+            }
+        }
+    };
+    if let Some(d) = &dir {
+        if o.has('D') {
+            let _ = std::fs::create_dir_all(d);
+        }
+        if !Path::new(d).is_dir() {
+            let msg = if crate::exists(d) { format!("target '{d}' is not a directory") } else { format!("target '{d}': No such file or directory") };
+            io.err("install", &msg);
+            return 1;
+        }
+    }
+    for s in &sources {
+        let dest = match &dir {
+            Some(d) => format!("{}/{}", d.trim_end_matches('/'), crate::base(s)),
+            None => o.rest.last().cloned().unwrap_or_default(),
+        };
+        if Path::new(s).is_dir() {
+            io.err("install", &format!("omitting directory '{s}'"));
+            code = 1;
+            continue;
+        }
+        if std::fs::metadata(s).is_err() {
+            io.err("install", &format!("cannot stat '{s}': No such file or directory"));
+            code = 1;
+            continue;
+        }
+        if dir.is_none() && o.has('D') {
+            if let Some(parent) = Path::new(&dest).parent().filter(|p| !p.as_os_str().is_empty()) {
+                let _ = std::fs::create_dir_all(parent);
+            }
+        }
+        // install replaces the destination rather than writing into it.
+        if std::fs::symlink_metadata(&dest).map(|m| !m.is_dir()).unwrap_or(false) {
+            let _ = std::fs::remove_file(&dest);
+        }
+        if let Err(e) = copy_file(Path::new(s), Path::new(&dest)) {
+            io.err("install", &format!("cannot create regular file '{dest}': {}", io_msg(&e)));
+            code = 1;
+            continue;
+        }
+        if verbose {
+            io.outln(&format!("'{s}' -> '{dest}'"));
+        }
+        if !finish(&dest, io) {
+            code = 1;
+        }
+    }
+    code
+}
+
+/// `cmp`: the first byte where two files differ.
+fn cmp(args: &[&str], io: &mut Io) -> i32 {
+    let o = match opts("cmp", args, "", io) {
+        Some(o) => o,
+        None => return 2,
+    };
+    let silent = o.has('s') || o.long_has("silent") || o.long_has("quiet");
+    if o.rest.is_empty() || o.rest.len() > 2 {
+        io.err("cmp", if o.rest.is_empty() { "missing operand after 'cmp'" } else { "invalid --ignore-initial value" });
+        return 2;
+    }
+    let names = [o.rest[0].clone(), o.rest.get(1).cloned().unwrap_or_else(|| "-".into())];
+    let mut data = Vec::new();
+    for n in &names {
+        match read_operand(n, io) {
+            Ok(d) => data.push(d),
+            Err(e) => {
+                io.err("cmp", &format!("{n}: {}", io_msg(&e)));
+                return 2;
+            }
+        }
+    }
+    let (a, b) = (&data[0], &data[1]);
+    let common = a.len().min(b.len());
+    match (0..common).find(|&i| a[i] != b[i]) {
+        Some(i) => {
+            if !silent {
+                let line = a[..i].iter().filter(|&&c| c == b'\n').count() + 1;
+                // POSIX's wording, which GNU cmp keeps in the C locale.
+                io.outln(&format!("{} {} differ: char {}, line {line}", names[0], names[1], i + 1));
+            }
+            1
+        }
+        None if a.len() == b.len() => 0,
+        None => {
+            if !silent {
+                let short = if a.len() < b.len() { &names[0] } else { &names[1] };
+                let lines = a[..common].iter().filter(|&&c| c == b'\n').count();
+                let at = if common == 0 {
+                    "is empty".to_string()
+                } else if a[common - 1] == b'\n' {
+                    format!("after byte {common}, line {lines}")
+                } else {
+                    format!("after byte {common}, in line {}", lines + 1)
+                };
+                io.err("cmp", &format!("EOF on {short} {at}"));
+            }
+            1
+        }
+    }
+}
+
+/// `stat -c FORMAT` (and `--printf`): a file's name, size, type, mode,
+/// owner and link count, as the layer records them.
+fn stat(args: &[&str], io: &mut Io) -> i32 {
+    let o = match opts("stat", args, "c", io) {
+        Some(o) => o,
+        None => return 1,
+    };
+    let (format, newline) = match (o.val('c').map(str::to_string).or_else(|| o.long_val("format")), o.long_val("printf")) {
+        (_, Some(p)) => (p, false),
+        (Some(f), None) => (f, true),
+        (None, None) => {
+            io.err("stat", "only -c FORMAT and --printf=FORMAT are supported (times are not recorded in layers)");
+            return 1;
+        }
+    };
+    if o.rest.is_empty() {
+        io.err("stat", "missing operand");
+        return 1;
+    }
+    let follow = o.has('L') || o.long_has("dereference");
+    let mut code = 0;
+    for p in &o.rest {
+        let md = if follow { std::fs::metadata(p) } else { std::fs::symlink_metadata(p) };
+        let md = match md {
+            Ok(m) => m,
+            Err(e) => {
+                io.err("stat", &format!("cannot statx '{p}': {}", io_msg(&e)));
+                code = 1;
+                continue;
+            }
+        };
+        let link = md.file_type().is_symlink();
+        let mode = if link { 0o777 } else { current_mode(&resolve_links(p)) };
+        let (kind, letter) = if link {
+            ("symbolic link", 'l')
+        } else if md.is_dir() {
+            ("directory", 'd')
+        } else if md.len() == 0 {
+            ("regular empty file", '-')
+        } else {
+            ("regular file", '-')
+        };
+        let size = if md.is_dir() { 4096 } else { md.len() };
+        let mut out = String::new();
+        let mut cs = format.chars().peekable();
+        while let Some(c) = cs.next() {
+            if c == '\\' && !newline {
+                match cs.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some('\\') => out.push('\\'),
+                    Some(x) => {
+                        out.push('\\');
+                        out.push(x);
+                    }
+                    None => out.push('\\'),
+                }
+                continue;
+            }
+            if c != '%' {
+                out.push(c);
+                continue;
+            }
+            match cs.next() {
+                Some('n') => out.push_str(p),
+                Some('N') => {
+                    out.push_str(&format!("'{p}'"));
+                    if link {
+                        if let Ok(t) = std::fs::read_link(p) {
+                            out.push_str(&format!(" -> '{}'", t.display()));
+                        }
+                    }
+                }
+                Some('s') => out.push_str(&size.to_string()),
+                Some('a') => out.push_str(&format!("{:o}", mode & 0o7777)),
+                Some('A') => {
+                    out.push(letter);
+                    for shift in [6, 3, 0] {
+                        let b = (mode >> shift) & 7;
+                        out.push(if b & 4 != 0 { 'r' } else { '-' });
+                        out.push(if b & 2 != 0 { 'w' } else { '-' });
+                        out.push(if b & 1 != 0 { 'x' } else { '-' });
+                    }
+                }
+                Some('F') => out.push_str(kind),
+                Some('u') | Some('g') => out.push('0'),
+                Some('U') | Some('G') => out.push_str("root"),
+                // A directory's links: itself, its entry, each subdirectory's `..`.
+                Some('h') if md.is_dir() => {
+                    let subdirs = std::fs::read_dir(p).map(|r| r.filter_map(|e| e.ok()).filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).count()).unwrap_or(0);
+                    out.push_str(&(2 + subdirs).to_string());
+                }
+                Some('h') => out.push('1'),
+                Some('%') => out.push('%'),
+                Some(x) => {
+                    out.push('?');
+                    let _ = x;
+                }
+                None => out.push('%'),
+            }
+        }
+        if newline {
+            out.push('\n');
+        }
+        let _ = io.o.write_all(out.as_bytes());
+    }
+    code
+}
+
+/// A path with its symlinks followed (at most 40), as the target's mode
+/// is looked up by its own path.
+fn resolve_links(p: &str) -> String {
+    let mut cur = p.to_string();
+    for _ in 0..40 {
+        match std::fs::read_link(&cur) {
+            Ok(t) => {
+                let t = t.to_string_lossy().into_owned();
+                cur = if t.starts_with('/') {
+                    t
+                } else {
+                    match Path::new(&cur).parent().map(|d| d.to_string_lossy().into_owned()).filter(|d| !d.is_empty()) {
+                        Some(d) => format!("{d}/{t}"),
+                        None => t,
+                    }
+                };
+            }
+            Err(_) => break,
+        }
+    }
+    cur
 }

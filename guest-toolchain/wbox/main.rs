@@ -19,6 +19,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 mod applets;
+mod awk;
 mod codec;
 mod re;
 mod sh;

@@ -98,7 +98,7 @@ fn num_arg(a: &str, io: &mut Io, code: &mut i32) -> (i64, f64) {
     (0, 0.0)
 }
 
-fn pad(s: String, width: Option<usize>, left: bool, zero: bool) -> String {
+pub fn pad(s: String, width: Option<usize>, left: bool, zero: bool) -> String {
     let w = match width {
         Some(w) if w > s.chars().count() => w,
         _ => return s,
@@ -114,7 +114,7 @@ fn pad(s: String, width: Option<usize>, left: bool, zero: bool) -> String {
     }
 }
 
-fn fmt_exp(v: f64, prec: usize, upper: bool) -> String {
+pub fn fmt_exp(v: f64, prec: usize, upper: bool) -> String {
     if v == 0.0 {
         let s = format!("{:.*}e+00", prec, 0.0);
         return if upper { s.to_uppercase() } else { s };
@@ -130,7 +130,7 @@ fn fmt_exp(v: f64, prec: usize, upper: bool) -> String {
     }
 }
 
-fn fmt_g(v: f64, prec: usize, alt: bool) -> String {
+pub fn fmt_g(v: f64, prec: usize, alt: bool) -> String {
     let p = if prec == 0 { 1 } else { prec };
     if v == 0.0 {
         return "0".into();
@@ -154,6 +154,144 @@ fn fmt_g(v: f64, prec: usize, alt: bool) -> String {
         }
     };
     s
+}
+
+/// One `%` conversion of a printf format, after the `%`: its flags,
+/// width and precision (`*` takes a value through `star`) and letter.
+pub struct Conv {
+    pub left: bool,
+    pub zero: bool,
+    pub plus: bool,
+    pub space: bool,
+    pub alt: bool,
+    pub width: Option<usize>,
+    pub prec: Option<usize>,
+}
+
+/// Reads a conversion's flags, width, precision and length modifiers
+/// from `fc` at `i` (just past the `%`); leaves `i` at the letter.
+pub fn parse_conv(fc: &[char], i: &mut usize, star: &mut dyn FnMut() -> i64) -> Conv {
+    let mut c = Conv { left: false, zero: false, plus: false, space: false, alt: false, width: None, prec: None };
+    while let Some(f) = fc.get(*i) {
+        match f {
+            '-' => c.left = true,
+            '0' => c.zero = true,
+            '+' => c.plus = true,
+            ' ' => c.space = true,
+            '#' => c.alt = true,
+            _ => break,
+        }
+        *i += 1;
+    }
+    let digits = |i: &mut usize| {
+        let mut d = String::new();
+        while let Some(x) = fc.get(*i).filter(|x| x.is_ascii_digit()) {
+            d.push(*x);
+            *i += 1;
+        }
+        d
+    };
+    if fc.get(*i) == Some(&'*') {
+        *i += 1;
+        let w = star();
+        if w < 0 {
+            c.left = true;
+        }
+        c.width = Some(w.unsigned_abs() as usize);
+    } else {
+        c.width = digits(i).parse().ok();
+    }
+    if fc.get(*i) == Some(&'.') {
+        *i += 1;
+        if fc.get(*i) == Some(&'*') {
+            *i += 1;
+            c.prec = Some(star().max(0) as usize);
+        } else {
+            c.prec = Some(digits(i).parse().unwrap_or(0));
+        }
+    }
+    while matches!(fc.get(*i), Some('l') | Some('h') | Some('j') | Some('z') | Some('t') | Some('L') | Some('q')) {
+        *i += 1;
+    }
+    c
+}
+
+impl Conv {
+    /// `%d` / `%i` of a signed value (its magnitude as digits).
+    pub fn signed(&self, negative: bool, magnitude: String) -> String {
+        let mut s = magnitude;
+        if let Some(p) = self.prec {
+            while s.len() < p {
+                s.insert(0, '0');
+            }
+        }
+        let sign = if negative {
+            "-"
+        } else if self.plus {
+            "+"
+        } else if self.space {
+            " "
+        } else {
+            ""
+        };
+        pad(format!("{sign}{s}"), self.width, self.left, self.zero && self.prec.is_none())
+    }
+
+    /// `%u %x %X %o`.
+    pub fn unsigned(&self, conv: char, v: u64) -> String {
+        let mut s = match conv {
+            'u' => v.to_string(),
+            'x' => format!("{v:x}"),
+            'X' => format!("{v:X}"),
+            _ => format!("{v:o}"),
+        };
+        if let Some(p) = self.prec {
+            while s.len() < p {
+                s.insert(0, '0');
+            }
+        }
+        if self.alt && v != 0 {
+            s = match conv {
+                'x' => format!("0x{s}"),
+                'X' => format!("0X{s}"),
+                'o' => format!("0{s}"),
+                _ => s,
+            };
+        }
+        pad(s, self.width, self.left, self.zero && self.prec.is_none())
+    }
+
+    /// `%f %F %e %E %g %G`.
+    pub fn float(&self, conv: char, v: f64) -> String {
+        let p = self.prec.unwrap_or(6);
+        let mut s = match conv {
+            'f' | 'F' => format!("{:.*}", p, v),
+            'e' | 'E' => fmt_exp(v, p, conv == 'E'),
+            _ => {
+                let g = fmt_g(v, p, self.alt);
+                if conv == 'G' {
+                    g.to_uppercase()
+                } else {
+                    g
+                }
+            }
+        };
+        if v >= 0.0 && self.plus {
+            s.insert(0, '+');
+        } else if v >= 0.0 && self.space {
+            s.insert(0, ' ');
+        }
+        pad(s, self.width, self.left, self.zero)
+    }
+
+    /// `%s` (and `%c`): cut to the precision, padded.
+    pub fn text(&self, s: &str, cut: bool) -> String {
+        let s = match self.prec {
+            Some(p) if cut => s.chars().take(p).collect(),
+            _ => s.to_string(),
+        };
+        pad(s, self.width, self.left, false)
+    }
 }
 
 pub fn printf(args: &[&str], io: &mut Io) -> i32 {
@@ -206,60 +344,12 @@ pub fn printf(args: &[&str], io: &mut Io) -> i32 {
                 i += 1;
                 continue;
             }
-            let (mut left, mut zero, mut plus, mut space, mut alt) = (false, false, false, false, false);
-            while let Some(f) = fc.get(i) {
-                match f {
-                    '-' => left = true,
-                    '0' => zero = true,
-                    '+' => plus = true,
-                    ' ' => space = true,
-                    '#' => alt = true,
-                    _ => break,
-                }
-                i += 1;
-            }
-            let mut width: Option<usize> = None;
-            if fc.get(i) == Some(&'*') {
-                i += 1;
+            let c = parse_conv(&fc, &mut i, &mut || {
                 let a = rest.first().copied().unwrap_or("0");
                 rest = rest.get(1..).unwrap_or(&[]);
                 used = true;
-                let w = num_arg(a, io, &mut code).0;
-                if w < 0 {
-                    left = true;
-                }
-                width = Some(w.unsigned_abs() as usize);
-            } else {
-                let mut w = String::new();
-                while let Some(d) = fc.get(i).filter(|d| d.is_ascii_digit()) {
-                    w.push(*d);
-                    i += 1;
-                }
-                if !w.is_empty() {
-                    width = w.parse().ok();
-                }
-            }
-            let mut prec: Option<usize> = None;
-            if fc.get(i) == Some(&'.') {
-                i += 1;
-                if fc.get(i) == Some(&'*') {
-                    i += 1;
-                    let a = rest.first().copied().unwrap_or("0");
-                    rest = rest.get(1..).unwrap_or(&[]);
-                    used = true;
-                    prec = Some(num_arg(a, io, &mut code).0.max(0) as usize);
-                } else {
-                    let mut p = String::new();
-                    while let Some(d) = fc.get(i).filter(|d| d.is_ascii_digit()) {
-                        p.push(*d);
-                        i += 1;
-                    }
-                    prec = Some(p.parse().unwrap_or(0));
-                }
-            }
-            while matches!(fc.get(i), Some('l') | Some('h') | Some('j') | Some('z') | Some('t') | Some('L') | Some('q')) {
-                i += 1;
-            }
+                num_arg(a, io, &mut code).0
+            });
             let conv = match fc.get(i) {
                 Some(c) => *c,
                 None => {
@@ -275,87 +365,29 @@ pub fn printf(args: &[&str], io: &mut Io) -> i32 {
             }
             let a = arg.unwrap_or("");
             let s = match conv {
-                's' => {
-                    let mut s = a.to_string();
-                    if let Some(p) = prec {
-                        s = s.chars().take(p).collect();
-                    }
-                    pad(s, width, left, false)
-                }
+                's' => c.text(a, true),
                 'b' => {
                     let mut s = String::new();
                     let stop = unescape_into(a, &mut s, true);
-                    out.push_str(&pad(s, width, left, false));
+                    out.push_str(&c.text(&s, false));
                     if stop {
                         let _ = io.o.write_all(out.as_bytes());
                         return code;
                     }
                     continue;
                 }
-                'c' => pad(a.chars().next().map(|c| c.to_string()).unwrap_or_default(), width, left, false),
+                'c' => c.text(&a.chars().next().map(|c| c.to_string()).unwrap_or_default(), false),
                 'd' | 'i' => {
                     let v = num_arg(a, io, &mut code).0;
-                    let mut s = v.unsigned_abs().to_string();
-                    if let Some(p) = prec {
-                        while s.len() < p {
-                            s.insert(0, '0');
-                        }
-                    }
-                    let sign = if v < 0 {
-                        "-"
-                    } else if plus {
-                        "+"
-                    } else if space {
-                        " "
-                    } else {
-                        ""
-                    };
-                    pad(format!("{sign}{s}"), width, left, zero && prec.is_none())
+                    c.signed(v < 0, v.unsigned_abs().to_string())
                 }
                 'u' | 'x' | 'X' | 'o' => {
                     let v = num_arg(a, io, &mut code).0 as u64;
-                    let mut s = match conv {
-                        'u' => v.to_string(),
-                        'x' => format!("{v:x}"),
-                        'X' => format!("{v:X}"),
-                        _ => format!("{v:o}"),
-                    };
-                    if let Some(p) = prec {
-                        while s.len() < p {
-                            s.insert(0, '0');
-                        }
-                    }
-                    if alt && v != 0 {
-                        s = match conv {
-                            'x' => format!("0x{s}"),
-                            'X' => format!("0X{s}"),
-                            'o' => format!("0{s}"),
-                            _ => s,
-                        };
-                    }
-                    pad(s, width, left, zero && prec.is_none())
+                    c.unsigned(conv, v)
                 }
                 'f' | 'F' | 'e' | 'E' | 'g' | 'G' => {
                     let v = num_arg(a, io, &mut code).1;
-                    let p = prec.unwrap_or(6);
-                    let mut s = match conv {
-                        'f' | 'F' => format!("{:.*}", p, v),
-                        'e' | 'E' => fmt_exp(v, p, conv == 'E'),
-                        _ => {
-                            let g = fmt_g(v, prec.unwrap_or(6), alt);
-                            if conv == 'G' {
-                                g.to_uppercase()
-                            } else {
-                                g
-                            }
-                        }
-                    };
-                    if v >= 0.0 && plus {
-                        s.insert(0, '+');
-                    } else if v >= 0.0 && space {
-                        s.insert(0, ' ');
-                    }
-                    pad(s, width, left, zero)
+                    c.float(conv, v)
                 }
                 other => {
                     io.err("printf", &format!("%{other}: invalid directive"));
