@@ -124,10 +124,30 @@ impl Val {
     }
 }
 
+/// A fast hash for array subscripts (FxHash's mix, a word at a time).
+#[derive(Default, Clone, Copy)]
+struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+}
+
 /// An array: insertion-ordered, so `for (k in a)` is predictable.
 #[derive(Default, Debug)]
 struct Array {
-    index: HashMap<Rc<str>, usize>,
+    index: HashMap<Rc<str>, usize, std::hash::BuildHasherDefault<Fx>>,
     items: Vec<Option<(Rc<str>, Val)>>,
     live: usize,
 }
@@ -1488,6 +1508,7 @@ struct Interp<'a> {
     range_on: Vec<bool>,
     /// Whether the main input has opened a file or stdin yet.
     opened_any: bool,
+    out_buf: Vec<u8>,
 }
 
 fn rc(s: &str) -> Rc<str> {
@@ -1496,16 +1517,15 @@ fn rc(s: &str) -> Rc<str> {
 
 impl<'a> Interp<'a> {
     fn sval(&self, g: usize) -> Rc<str> {
-        let fmt = self.convfmt();
         match &self.globals[g] {
-            Cell::Val(v) => v.string(&fmt),
+            Cell::Val(v) => self.str_of(v),
             Cell::Arr(_) => rc(""),
         }
     }
-    fn convfmt(&self) -> String {
+    fn convfmt(&self) -> Rc<str> {
         match &self.globals[CONVFMT] {
-            Cell::Val(Val::Str(s)) | Cell::Val(Val::StrNum(s, _)) => s.to_string(),
-            _ => "%.6g".into(),
+            Cell::Val(Val::Str(s)) | Cell::Val(Val::StrNum(s, _)) => s.clone(),
+            _ => rc("%.6g"),
         }
     }
     fn set_global(&mut self, g: usize, v: Val) {
@@ -1566,8 +1586,12 @@ impl<'a> Interp<'a> {
         }
     }
 
+    /// A value as a string; CONVFMT is looked up only for a number.
     fn str_of(&self, v: &Val) -> Rc<str> {
-        v.string(&self.convfmt())
+        match v {
+            Val::Num(_) => v.string(&self.convfmt()),
+            _ => v.string(""),
+        }
     }
 
     fn regex(&mut self, e: &Expr) -> R<Rc<Regex>> {
@@ -1594,8 +1618,8 @@ impl<'a> Interp<'a> {
 
     // -- fields --
 
-    fn set_record(&mut self, s: &str) {
-        self.record = s.to_string();
+    fn set_record(&mut self, s: String) {
+        self.record = s;
         self.dirty = false;
         self.split_record();
     }
@@ -1603,8 +1627,9 @@ impl<'a> Interp<'a> {
     fn split_record(&mut self) {
         let fs = self.sval(FS);
         let paragraph = self.sval(RS).is_empty();
-        let rec = self.record.clone();
+        let rec = std::mem::take(&mut self.record);
         let f = self.split_with(&rec, &fs, paragraph);
+        self.record = rec;
         self.set_global(NF, Val::Num(f.len() as f64));
         self.fields = f;
     }
@@ -1662,7 +1687,7 @@ impl<'a> Interp<'a> {
 
     fn set_field(&mut self, i: usize, s: &str) {
         if i == 0 {
-            self.set_record(s);
+            self.set_record(s.to_string());
             return;
         }
         if self.fields.len() < i {
@@ -1682,7 +1707,8 @@ impl<'a> Interp<'a> {
 
     fn field_index(&mut self, e: &Expr) -> R<usize> {
         let v = self.eval(e)?.num();
-        if v < 0.0 {
+        // Past a million fields is a mistake (`$1e9 = x` would need gigabytes).
+        if !(0.0..=1_000_000.0).contains(&v) {
             return Err(Flow::Error(format!("trying to access out of range field {}", v as i64)));
         }
         Ok(v as usize)
@@ -1712,8 +1738,11 @@ impl<'a> Interp<'a> {
                 }
                 if let Var::Global(g) = var {
                     if g == NF {
-                        let n = v.num().max(0.0) as usize;
-                        self.set_nf(n);
+                        let n = v.num();
+                        if !(0.0..=1_000_000.0).contains(&n) {
+                            return Err(Flow::Error(format!("NF set to {n}: out of range")));
+                        }
+                        self.set_nf(n as usize);
                     }
                 }
                 Ok(v)
@@ -1732,6 +1761,38 @@ impl<'a> Interp<'a> {
             }
             Expr::Group(e) => self.assign(e, v),
             _ => Err(Flow::Error("assignment to a non-variable".into())),
+        }
+    }
+
+    /// `lv op= x`, `++` and `--`: a subscript or field number is evaluated
+    /// once and an element updated in place. Returns (old, new).
+    fn update(&mut self, lv: &Expr, f: &dyn Fn(f64) -> R<f64>) -> R<(f64, f64)> {
+        match lv {
+            Expr::Index(var, idx) => {
+                let k = self.key(idx)?;
+                let a = self.array(*var)?;
+                let mut a = a.borrow_mut();
+                let slot = a.slot(&k);
+                let old = slot.num();
+                let new = f(old)?;
+                *slot = Val::Num(new);
+                Ok((old, new))
+            }
+            Expr::Field(e) => {
+                let i = self.field_index(e)?;
+                let old = self.get_field(i).num();
+                let new = f(old)?;
+                let text = self.str_of(&Val::Num(new));
+                self.set_field(i, &text);
+                Ok((old, new))
+            }
+            Expr::Group(e) => self.update(e, f),
+            _ => {
+                let old = self.eval(lv)?.num();
+                let new = f(old)?;
+                self.assign(lv, Val::Num(new))?;
+                Ok((old, new))
+            }
         }
     }
 
@@ -1769,14 +1830,13 @@ impl<'a> Interp<'a> {
             Expr::Assign(lv, op, rhs) => {
                 let r = self.eval(rhs)?;
                 // Plain assignment keeps the value's kind (a copied field stays a strnum).
-                let v = match op {
-                    None => r,
+                match op {
+                    None => self.assign(lv, r)?,
                     Some(op) => {
-                        let l = self.eval(lv)?.num();
-                        Val::Num(arith(op, l, r.num())?)
+                        let y = r.num();
+                        Val::Num(self.update(lv, &|x| arith(op, x, y))?.1)
                     }
-                };
-                self.assign(lv, v)?
+                }
             }
             Expr::Cond(c, a, b) => {
                 if self.eval(c)?.truth() {
@@ -1830,9 +1890,8 @@ impl<'a> Interp<'a> {
                 Val::Str(rc(&s))
             }
             Expr::Incr(pre, d, lv) => {
-                let old = self.eval(lv)?.num();
-                self.assign(lv, Val::Num(old + d))?;
-                Val::Num(if *pre { old + d } else { old })
+                let (old, new) = self.update(lv, &|x| Ok(x + d))?;
+                Val::Num(if *pre { new } else { old })
             }
             Expr::Call(f, args) => self.call(*f, args)?,
             Expr::Builtin(name, args) => self.builtin(name, args)?,
@@ -2022,10 +2081,31 @@ impl<'a> Interp<'a> {
         Ok(())
     }
 
+    /// awk's stdout, buffered: one write per 64 KiB rather than per line.
+    fn out(&mut self, bytes: &[u8]) -> R<()> {
+        self.out_buf.extend_from_slice(bytes);
+        if self.out_buf.len() >= 1 << 16 {
+            self.flush_out()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what `out` holds (before anything else can write: a command,
+    /// stderr, the end).
+    fn flush_out(&mut self) -> R<()> {
+        if self.out_buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.out_buf);
+        self.io.o.write_all(&buf).map_err(|e| Flow::Error(format!("write failure ({})", crate::io_msg(&e))))?;
+        let _ = self.io.o.flush();
+        Ok(())
+    }
+
     fn write(&mut self, redir: &Option<Redir>, bytes: &[u8]) -> R<()> {
         let (name, append, pipe) = match redir {
             None => {
-                return self.io.o.write_all(bytes).map_err(|e| Flow::Error(format!("write failure ({})", crate::io_msg(&e))));
+                return self.out(bytes);
             }
             Some(Redir::File(e)) => (e, false, false),
             Some(Redir::Append(e)) => (e, true, false),
@@ -2037,8 +2117,12 @@ impl<'a> Interp<'a> {
             let out = if pipe {
                 Out::Pipe(Vec::new())
             } else if name == "/dev/stdout" || name == "-" {
-                return self.io.o.write_all(bytes).map_err(|e| Flow::Error(crate::io_msg(&e)));
+                return self.out(bytes);
+            } else if name == "/dev/null" {
+                // The sandbox has no /dev: discard, as the device would.
+                return Ok(());
             } else if name == "/dev/stderr" {
+                self.flush_out()?;
                 return self.io.e.write_all(bytes).map_err(|e| Flow::Error(crate::io_msg(&e)));
             } else {
                 let f = if append { std::fs::OpenOptions::new().append(true).create(true).open(&name) } else { std::fs::File::create(&name) };
@@ -2063,7 +2147,7 @@ impl<'a> Interp<'a> {
     /// Runs `sh -c cmd` in this process with `input` as its stdin; its
     /// output goes to `out` (None: awk's own stdout). Returns its status.
     fn shell(&mut self, cmd: &str, input: Option<Vec<u8>>, out: Option<H>) -> i32 {
-        let _ = self.io.o.flush();
+        let _ = self.flush_out();
         let mut io = Io {
             i: match input {
                 Some(b) => H::new(Stream::Read(std::io::Cursor::new(b))),
@@ -2149,9 +2233,12 @@ impl<'a> Interp<'a> {
             *pos += start + next;
             return Some(rec);
         }
-        let chars: Vec<char> = rs.chars().collect();
-        if chars.len() == 1 && chars[0].is_ascii() {
-            let sep = chars[0] as u8;
+        let mut cs = rs.chars();
+        let single = match (cs.next(), cs.next()) {
+            (Some(c), None) if c.is_ascii() => Some(c as u8),
+            _ => None,
+        };
+        if let Some(sep) = single {
             match rest.iter().position(|&b| b == sep) {
                 Some(i) => {
                     *pos += i + 1;
@@ -2225,7 +2312,7 @@ impl<'a> Interp<'a> {
                 match std::fs::read(&arg) {
                     Ok(d) => d,
                     Err(e) => {
-                        let _ = self.io.o.flush();
+                        let _ = self.flush_out();
                         self.io.err("awk", &format!("cannot open {arg} ({})", crate::io_msg(&e)));
                         return Err(Flow::Exit(2));
                     }
@@ -2307,7 +2394,7 @@ impl<'a> Interp<'a> {
             Some(t) => {
                 self.assign(t, Val::input(&rec))?;
             }
-            None => self.set_record(&rec),
+            None => self.set_record(rec),
         }
         Ok(Val::Num(1.0))
     }
@@ -2491,7 +2578,7 @@ impl<'a> Interp<'a> {
                 Val::Num(self.close(&n) as f64)
             }
             "fflush" => {
-                let _ = self.io.o.flush();
+                self.flush_out()?;
                 for o in self.outs.values_mut() {
                     if let Out::File(f) = o {
                         let _ = f.flush();
@@ -2547,7 +2634,7 @@ impl<'a> Interp<'a> {
         let has_body = prog.items.iter().any(|(p, _)| !matches!(p, Pattern::Begin | Pattern::End));
         while let Some(rec) = self.next_main()? {
             // END sees the last record.
-            self.set_record(&rec);
+            self.set_record(rec);
             if !has_body {
                 continue;
             }
@@ -2986,6 +3073,7 @@ pub fn main(args: &[&str], io: &mut Io) -> i32 {
         prev_seed: 0.0,
         range_on: vec![false; ranges],
         opened_any: false,
+        out_buf: Vec::new(),
     };
     let mut code = 0;
     let r = it.run_items(|p| matches!(p, Pattern::Begin)).and_then(|_| it.main_loop());
@@ -2995,11 +3083,12 @@ pub fn main(args: &[&str], io: &mut Io) -> i32 {
         Err(Flow::Exit(c)) => code = c,
         Err(Flow::Error(m)) => {
             it.close_all();
-            let _ = it.io.o.flush();
+            let _ = it.flush_out();
             it.io.err("awk", &m);
             return 2;
         }
         Err(Flow::Next) | Err(Flow::NextFile) => {
+            let _ = it.flush_out();
             it.io.err("awk", "next used in BEGIN or END");
             return 2;
         }
@@ -3011,7 +3100,7 @@ pub fn main(args: &[&str], io: &mut Io) -> i32 {
             Err(Flow::Exit(c)) => code = c,
             Err(Flow::Error(m)) => {
                 it.close_all();
-                let _ = it.io.o.flush();
+                let _ = it.flush_out();
                 it.io.err("awk", &m);
                 return 2;
             }
@@ -3019,6 +3108,6 @@ pub fn main(args: &[&str], io: &mut Io) -> i32 {
         }
     }
     it.close_all();
-    let _ = it.io.o.flush();
+    let _ = it.flush_out();
     code
 }
