@@ -2953,6 +2953,7 @@ fn stat(args: &[&str], io: &mut Io) -> i32 {
         return 1;
     }
     let follow = o.has('L') || o.long_has("dereference");
+    let cwd = io.var("PWD").map(|s| s.to_string()).unwrap_or_else(sys::cwd);
     let mut code = 0;
     for p in &o.rest {
         let md = if follow { std::fs::metadata(p) } else { std::fs::symlink_metadata(p) };
@@ -2965,7 +2966,7 @@ fn stat(args: &[&str], io: &mut Io) -> i32 {
             }
         };
         let link = md.file_type().is_symlink();
-        let mode = if link { 0o777 } else { current_mode(&resolve_links(p)) };
+        let mode = if link { 0o777 } else { current_mode(&resolve(p, &cwd, true, false).unwrap_or_else(|| p.to_string())) };
         let (kind, letter) = if link {
             ("symbolic link", 'l')
         } else if md.is_dir() {
@@ -3027,10 +3028,7 @@ fn stat(args: &[&str], io: &mut Io) -> i32 {
                 }
                 Some('h') => out.push('1'),
                 Some('%') => out.push('%'),
-                Some(x) => {
-                    out.push('?');
-                    let _ = x;
-                }
+                Some(_) => out.push('?'),
                 None => out.push('%'),
             }
         }
@@ -3040,27 +3038,4 @@ fn stat(args: &[&str], io: &mut Io) -> i32 {
         let _ = io.o.write_all(out.as_bytes());
     }
     code
-}
-
-/// A path with its symlinks followed (at most 40), as the target's mode
-/// is looked up by its own path.
-fn resolve_links(p: &str) -> String {
-    let mut cur = p.to_string();
-    for _ in 0..40 {
-        match std::fs::read_link(&cur) {
-            Ok(t) => {
-                let t = t.to_string_lossy().into_owned();
-                cur = if t.starts_with('/') {
-                    t
-                } else {
-                    match Path::new(&cur).parent().map(|d| d.to_string_lossy().into_owned()).filter(|d| !d.is_empty()) {
-                        Some(d) => format!("{d}/{t}"),
-                        None => t,
-                    }
-                };
-            }
-            Err(_) => break,
-        }
-    }
-    cur
 }

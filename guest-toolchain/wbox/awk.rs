@@ -577,7 +577,6 @@ struct Parser {
     calls: Vec<(String, usize)>,
     /// Inside print's arguments (outside parentheses), `>` redirects.
     no_gt: bool,
-    no_in: bool,
 }
 
 type P<T> = Result<T, String>;
@@ -963,9 +962,8 @@ impl Parser {
     }
 
     fn expr_list(&mut self, close: &str) -> P<Vec<Expr>> {
-        let save = (self.no_gt, self.no_in);
+        let save = self.no_gt;
         self.no_gt = false;
-        self.no_in = false;
         let mut v = Vec::new();
         self.nls();
         if !self.is_op(close) {
@@ -979,7 +977,7 @@ impl Parser {
             }
         }
         self.expect_op(close)?;
-        (self.no_gt, self.no_in) = save;
+        self.no_gt = save;
         Ok(v)
     }
 
@@ -1024,29 +1022,28 @@ impl Parser {
         Ok(c)
     }
 
-    fn or(&mut self) -> P<Expr> {
-        let mut a = self.and()?;
-        while self.eat_op("||") {
+    /// `||` or `&&` over `next` (a newline may follow the operator).
+    fn logical(&mut self, op: &str, next: fn(&mut Self) -> P<Expr>, node: fn(Box<Expr>, Box<Expr>) -> Expr) -> P<Expr> {
+        let mut a = next(self)?;
+        while self.eat_op(op) {
             self.nls();
-            let b = self.and()?;
-            a = Expr::Or(Box::new(a), Box::new(b));
+            let b = next(self)?;
+            a = node(Box::new(a), Box::new(b));
         }
         Ok(a)
     }
 
+    fn or(&mut self) -> P<Expr> {
+        self.logical("||", Self::and, Expr::Or)
+    }
+
     fn and(&mut self) -> P<Expr> {
-        let mut a = self.in_expr()?;
-        while self.eat_op("&&") {
-            self.nls();
-            let b = self.in_expr()?;
-            a = Expr::And(Box::new(a), Box::new(b));
-        }
-        Ok(a)
+        self.logical("&&", Self::in_expr, Expr::And)
     }
 
     fn in_expr(&mut self) -> P<Expr> {
         let mut a = self.matching()?;
-        while !self.no_in && matches!(self.peek(), Tok::In) {
+        while matches!(self.peek(), Tok::In) {
             self.next();
             let name = match self.next() {
                 Tok::Name(n) => n,
@@ -1233,9 +1230,8 @@ impl Parser {
                 Ok(Expr::Field(Box::new(e)))
             }
             Tok::Op("(") => {
-                let save = (self.no_gt, self.no_in);
+                let save = self.no_gt;
                 self.no_gt = false;
-                self.no_in = false;
                 self.nls();
                 let first = self.expr()?;
                 self.nls();
@@ -1247,7 +1243,7 @@ impl Parser {
                         self.nls();
                     }
                     self.expect_op(")")?;
-                    (self.no_gt, self.no_in) = save;
+                    self.no_gt = save;
                     if !matches!(self.peek(), Tok::In) {
                         return self.err("expected in after a list");
                     }
@@ -1260,7 +1256,7 @@ impl Parser {
                     return Ok(Expr::In(v, arr));
                 }
                 self.expect_op(")")?;
-                (self.no_gt, self.no_in) = save;
+                self.no_gt = save;
                 Ok(Expr::Group(Box::new(first)))
             }
             Tok::Op("-") => Ok(Expr::Neg(Box::new(self.unary()?))),
@@ -1304,7 +1300,8 @@ impl Parser {
             Tok::Getline => {
                 let target = self.getline_target()?;
                 if self.eat_op("<") {
-                    let f = self.primary_for_redirect()?;
+                    // The file is a primary: a concatenation needs parentheses.
+                    let f = self.postfix()?;
                     return Ok(Expr::Getline(Some((false, Box::new(f))), target));
                 }
                 Ok(Expr::Getline(None, target))
@@ -1314,11 +1311,6 @@ impl Parser {
                 self.err("unexpected")
             }
         }
-    }
-
-    /// `getline < file`: the file is a primary (concatenation needs parentheses).
-    fn primary_for_redirect(&mut self) -> P<Expr> {
-        self.postfix()
     }
 }
 
@@ -1333,7 +1325,6 @@ fn parse(src: &str) -> P<Program> {
         func_index: HashMap::new(),
         calls: Vec::new(),
         no_gt: false,
-        no_in: false,
     };
     for name in SPECIALS {
         p.var(name);
