@@ -35,6 +35,8 @@ struct Example {
 struct Built {
     log: String,
     steps: Vec<(String, bool)>,
+    /// The image's manifest digest.
+    digest: String,
 }
 
 impl Built {
@@ -119,7 +121,8 @@ impl Example {
                 )
             })
             .collect();
-        Built { log, steps }
+        let digest = m["containerimage.digest"].as_str().unwrap().to_string();
+        Built { log, steps, digest }
     }
 }
 
@@ -127,10 +130,12 @@ impl Example {
 fn the_examples_cache_as_their_readmes_say() {
     let store = tempfile::tempdir().unwrap();
     let s = store.path();
+    // Each example's first build, by manifest digest.
+    let mut first: Vec<(&str, String)> = Vec::new();
 
     // layer-order: a source edit keeps the install step cached.
     let mut e = Example::new("layer-order", s);
-    e.build(&[]);
+    first.push(("layer-order", e.build(&[]).digest));
     e.edit("src/main.txt", |t| t + "one more line\n");
     e.build(&[])
         .step("COPY deps.txt", true)
@@ -146,6 +151,7 @@ fn the_examples_cache_as_their_readmes_say() {
     // dockerignore: ignored files never invalidate COPY . .
     let mut e = Example::new("dockerignore", s);
     let b = e.build(&[]);
+    first.push(("dockerignore", b.digest.clone()));
     assert!(
         b.log.contains("./app.js")
             && !b.log.contains("node_modules")
@@ -161,7 +167,7 @@ fn the_examples_cache_as_their_readmes_say() {
 
     // bind-mount: keyed on the mounted files' content, not their mtime.
     let mut e = Example::new("bind-mount", s);
-    e.build(&[]);
+    first.push(("bind-mount", e.build(&[]).digest));
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
     fs::File::options()
         .write(true)
@@ -184,6 +190,7 @@ fn the_examples_cache_as_their_readmes_say() {
     // cache-mount: the step reruns, the cache keeps what it downloaded.
     let mut e = Example::new("cache-mount", s);
     let b = e.build(&[]);
+    first.push(("cache-mount", b.digest.clone()));
     assert!(b.log.contains("downloading: zlib"), "{}", b.log);
     e.edit("packages.txt", |t| t + "curl\n");
     let b = e.build(&[]);
@@ -203,6 +210,7 @@ fn the_examples_cache_as_their_readmes_say() {
     let token = e.path("token.txt").to_string_lossy().into_owned();
     let arg = format!("id=api_token,src={token}");
     let b = e.build(&["--secret", &arg]);
+    first.push(("secret", b.digest.clone()));
     assert!(b.log.contains("token has 15 bytes"), "{}", b.log);
     e.edit("token.txt", |_| "a-rotated-secret-value\n".into());
     e.build(&["--secret", &arg]).all_cached();
@@ -210,6 +218,7 @@ fn the_examples_cache_as_their_readmes_say() {
     // multi-stage: the same artifact keeps the final stage cached.
     let mut e = Example::new("multi-stage", s);
     let b = e.build(&[]);
+    first.push(("multi-stage", b.digest.clone()));
     assert!(
         !b.log.contains("tests passed"),
         "test stage is not needed: {}",
@@ -230,7 +239,7 @@ fn the_examples_cache_as_their_readmes_say() {
 
     // heredocs: a build arg reaches the heredoc; the script text is the key.
     let mut e = Example::new("heredocs", s);
-    e.build(&[]);
+    first.push(("heredocs", e.build(&[]).digest));
     let b = e.build(&["--build-arg", "PORT=9090"]);
     b.step("ARG PORT", false)
         .step("COPY <<EOF", false)
@@ -247,7 +256,7 @@ fn the_examples_cache_as_their_readmes_say() {
 
     // hello: mtime is not content; content is.
     let mut e = Example::new("hello", s);
-    e.build(&[]);
+    first.push(("hello", e.build(&[]).digest));
     fs::File::options()
         .write(true)
         .open(e.path("message.txt"))
@@ -257,4 +266,45 @@ fn the_examples_cache_as_their_readmes_say() {
     e.build(&[]).all_cached();
     e.edit("message.txt", |t| t + "edited\n");
     e.build(&[]).step("COPY message.txt", false);
+
+    // The images themselves are pinned: a refactor that changes a byte of
+    // any layer, config or manifest fails here.
+    let expected: Vec<(&str, String)> = PINNED.iter().map(|(n, d)| (*n, d.to_string())).collect();
+    assert_eq!(first, expected, "an example's image digest changed");
 }
+
+/// The manifest digest of each example's first build (gzip, epoch 0).
+const PINNED: &[(&str, &str)] = &[
+    (
+        "layer-order",
+        "sha256:e497c8156c5ae73d345d3781bdea88fa6f573e69fa7daa093045633f5ec18692",
+    ),
+    (
+        "dockerignore",
+        "sha256:1c3f139cc27e5cfb60832f790d185bf0a7623feb6b2c1699491e21d1ac3a5047",
+    ),
+    (
+        "bind-mount",
+        "sha256:185657f753dedb2bfa9a8a74611b40650db35096dcb09c2b51ef05858d265be6",
+    ),
+    (
+        "cache-mount",
+        "sha256:1b0883c79f80097dca8234ec37218f904d151c9d4304de589862a8038a978fd8",
+    ),
+    (
+        "secret",
+        "sha256:dfcddfc46641dd19c0ece65f4c88e46ebee0d3f5ab216ca2de67ac84852b53e9",
+    ),
+    (
+        "multi-stage",
+        "sha256:e90d9926fe85097c77ed0a9a95673b75056c55d9d678c01ba0659403df26fd60",
+    ),
+    (
+        "heredocs",
+        "sha256:c26f1d6f50bf808291f153b78d643c39d1be617826ea7b347a41203ecded2d5e",
+    ),
+    (
+        "hello",
+        "sha256:3bd5a481b28de97b2db95bc7ad14a360ab9fdbab8c11de67886925dbd4fd77f0",
+    ),
+];
