@@ -233,3 +233,46 @@ RUN awk 'function f(n) { return f(n + 1) } BEGIN { f(1) }' || echo "awk refused,
         "endless recursion is a clear error, not a crash: {err}"
     );
 }
+
+/// Independent stages run at once (`--jobs`); the image and the order of
+/// the reported steps do not depend on it, and a stage that several others
+/// copy from is materialized once for all of them.
+#[test]
+fn independent_stages_build_in_parallel_to_the_same_image() {
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base AS shared\nRUN echo s > /s\n\
+         FROM wbuild/base AS a\nCOPY --from=shared /s /s\nRUN cat /s > /a\n\
+         FROM wbuild/base AS b\nCOPY --from=shared /s /s\nRUN cat /s /s > /b\n\
+         FROM scratch\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+    )
+    .unwrap();
+    let run = |jobs: &str, meta: &str| {
+        let o = build(
+            d.path(),
+            s.path(),
+            &["--no-cache", "--jobs", jobs, "--metadata-file", meta],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let m: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(d.path().join(meta)).unwrap()).unwrap();
+        let steps: Vec<String> = m["wbuild.steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| format!("{} {}", s["stage"], s["instruction"]))
+            .collect();
+        (m["containerimage.digest"].clone(), steps)
+    };
+    let (one, steps_one) = run("1", "m1.json");
+    let (four, steps_four) = run("4", "m4.json");
+    assert_eq!(one, four);
+    assert_eq!(steps_one, steps_four);
+    assert_eq!(steps_one.len(), 11, "{steps_one:?}");
+    assert!(steps_one[0].starts_with("\"shared\""), "{steps_one:?}");
+    // --jobs 0 is a usage error.
+    let o = build(d.path(), s.path(), &["--jobs", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -80,11 +80,6 @@ pub const APPLETS: &[&str] = &[
     "zcat",
 ];
 
-/// The names `FROM` accepts for the base image.
-pub fn is_base(name: &str) -> bool {
-    matches!(name, "wbuild/base" | "wbuild/base:latest")
-}
-
 /// What identifies this base image in cache keys.
 pub fn identity() -> String {
     format!("wbuild/base wbox={}", Digest::of(WBOX))

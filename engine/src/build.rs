@@ -6,15 +6,16 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::cli::{BuildRequest, OutputSpec, ProgressMode};
 use crate::context::Context;
 use crate::digest::Digest;
-use crate::export::{self, Image};
+use crate::export;
 use crate::frontend::{dockerignore, instructions};
 use crate::fs::layer::{self, Compression, LayerInfo};
+use crate::oci::{self, Image};
 use crate::plan::{self, BuildPlan, PlanRequest};
 use crate::progress::{self, Progress};
-use crate::solver::{BuildOptions, Solver, StepReport};
+use crate::request::{BuildRequest, OutputSpec, ProgressMode, SecretSource};
+use crate::solve::{BuildOptions, Solver, StepReport};
 use crate::store::{self, Store};
 
 /// What a finished build produced.
@@ -105,9 +106,9 @@ fn load_secrets(req: &BuildRequest) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut out = BTreeMap::new();
     for s in &req.secrets {
         let value = match &s.source {
-            crate::cli::SecretSource::File(p) => std::fs::read(p)
+            SecretSource::File(p) => std::fs::read(p)
                 .with_context(|| format!("--secret id={}: cannot read {}", s.id, p.display()))?,
-            crate::cli::SecretSource::Env(v) => std::env::var(v)
+            SecretSource::Env(v) => std::env::var(v)
                 .with_context(|| {
                     format!(
                         "--secret id={}: the environment variable {v} is not set",
@@ -142,11 +143,12 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
             bail!("--no-cache-filter {s:?}: no stage of {shown} has that name");
         }
     }
-    for o in &req.outputs {
-        if matches!(o.kind.as_str(), "image" | "registry") {
-            bail!("--output type={}: pushing to a registry is not supported yet; use type=oci, docker, local or tar", o.kind);
-        }
-    }
+    // Every output is checked before anything is built.
+    let exporters = req
+        .outputs
+        .iter()
+        .map(export::exporter_for)
+        .collect::<Result<Vec<_>, _>>()?;
     let ignore = dockerignore::load(&req.context, &req.dockerfile)?;
     let root = match &req.root {
         Some(r) => r.clone(),
@@ -176,6 +178,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         step_timeout: req.step_timeout,
         step_memory: req.step_memory,
         secrets: load_secrets(req)?,
+        jobs: req.jobs,
     };
     let tty = req.progress == ProgressMode::Tty
         || (req.progress == ProgressMode::Auto
@@ -189,10 +192,10 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     for w in &p.warnings {
         eprintln!("warning: {w}");
     }
-    let outcome = Solver::new(&store, &ctx, opts, sink.as_mut()).build(&p)?;
+    let outcome = Solver::build(&store, &ctx, opts, &p, sink.as_mut())?;
     let mut image = outcome.image;
 
-    for o in &req.outputs {
+    for (o, exporter) in req.outputs.iter().zip(&exporters) {
         let (c, level) = output_compression(o);
         let force = o.attrs.get("force-compression").map(String::as_str) == Some("true");
         let img = if image.layers.iter().all(|l| l.compression == c) && !force {
@@ -203,9 +206,14 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
                 .iter()
                 .map(|l| convert_layer(&store, l, c, level, force))
                 .collect::<Result<Vec<_>>>()?;
-            export::assemble(&store, image.config.clone(), layers, &image.platform)?
+            oci::assemble(&store, image.config.clone(), layers, &image.platform)?
         };
-        write_output(&store, &img, o, &req.tags, epoch)?;
+        let cx = export::ExportContext {
+            store: &store,
+            tags: &req.tags,
+            epoch,
+        };
+        exporter.export(&cx, &img)?;
         if std::ptr::eq(o, &req.outputs[0]) {
             image = img;
         }
@@ -221,7 +229,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
                 &n,
                 &image.manifest_desc.digest,
                 &image.config_desc.digest,
-                &export::image_blobs(&image),
+                &oci::image_blobs(&image),
             )?;
         }
     }
@@ -240,38 +248,6 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         steps: outcome.steps,
         plan: p,
     })
-}
-
-fn write_output(
-    store: &Store,
-    img: &Image,
-    o: &OutputSpec,
-    tags: &[String],
-    epoch: u64,
-) -> Result<()> {
-    let dest = o.dest.clone().unwrap_or_default();
-    match o.kind.as_str() {
-        "oci" if o.attrs.get("tar").map(String::as_str) == Some("false") => {
-            export::write_layout_dir(store, img, tags, Path::new(&dest))?;
-        }
-        "oci" | "docker" => {
-            let docker = o.kind == "docker";
-            export::write_output_file(&dest, |w| {
-                export::write_layout_tar(store, img, tags, docker, w).map(|_| ())
-            })?;
-        }
-        "local" => {
-            let d = Path::new(&dest);
-            export::write_rootfs_dir(store, &img.layers, d)?;
-        }
-        "tar" => {
-            export::write_output_file(&dest, |w| {
-                export::write_rootfs_tar(store, &img.layers, epoch, w).map(|_| ())
-            })?;
-        }
-        other => bail!("--output type={other} is not supported"),
-    }
-    Ok(())
 }
 
 /// buildx's metadata keys plus `wbuild.steps`.

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use wbuild::request::{
+    BuildRequest, OutputKind, OutputSpec, ProgressMode, SecretSource, SecretSpec,
+};
+
 /// Builds Dockerfiles into OCI images; every RUN step runs as WebAssembly.
 #[derive(Debug, Parser)]
 #[command(
@@ -119,7 +123,7 @@ pub fn parse_until(filters: &[String]) -> Result<Option<std::time::Duration>, Fl
         match f.split_once('=') {
             Some(("until", d)) => {
                 out = Some(
-                    crate::frontend::instructions::parse_go_duration(d)
+                    wbuild::frontend::instructions::parse_go_duration(d)
                         .map_err(|m| flag_err("--filter", f, m))?,
                 )
             }
@@ -218,6 +222,9 @@ pub struct BuildArgs {
     /// Most memory a RUN step's program may use (e.g. 512MB, 2GB; at most 4GB).
     #[arg(long, value_name = "SIZE", default_value = "2GB")]
     pub step_memory: String,
+    /// How many stages may build at once (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
 }
 
 /// A flag whose value is wrong: the flag, the value and what to do.
@@ -235,61 +242,6 @@ fn flag_err(flag: &'static str, value: &str, reason: impl Into<String>) -> FlagE
         value: value.to_string(),
         reason: reason.into(),
     }
-}
-
-/// `--progress` modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProgressMode {
-    Auto,
-    Plain,
-    Tty,
-    RawJson,
-    Quiet,
-}
-
-/// An `--output` destination.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct OutputSpec {
-    /// `oci`, `docker`, `local`, `tar`, `image` or `registry`.
-    pub kind: String,
-    /// `dest=`: a file, a directory, or `-` for stdout.
-    pub dest: Option<String>,
-    /// Every other `key=value`, checked.
-    pub attrs: BTreeMap<String, String>,
-}
-
-/// A `--secret` source.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub enum SecretSource {
-    File(PathBuf),
-    Env(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct SecretSpec {
-    pub id: String,
-    pub source: SecretSource,
-}
-
-/// Everything `wbuild build` was asked, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildRequest {
-    pub context: PathBuf,
-    pub dockerfile: PathBuf,
-    pub tags: Vec<String>,
-    pub build_args: BTreeMap<String, String>,
-    pub target: Option<String>,
-    pub no_cache: bool,
-    pub no_cache_filter: Vec<String>,
-    pub secrets: Vec<SecretSpec>,
-    pub outputs: Vec<OutputSpec>,
-    pub progress: ProgressMode,
-    pub metadata_file: Option<PathBuf>,
-    pub iidfile: Option<PathBuf>,
-    pub root: Option<PathBuf>,
-    pub step_timeout: std::time::Duration,
-    pub step_memory: u64,
 }
 
 /// Parses `KEY=VALUE` build args; a bare `KEY` takes the value from the
@@ -351,14 +303,14 @@ fn kv_list(flag: &'static str, spec: &str) -> Result<Vec<(String, String)>, Flag
 pub fn parse_output(spec: &str) -> Result<OutputSpec, FlagError> {
     if spec == "-" {
         return Ok(OutputSpec {
-            kind: "tar".into(),
+            kind: OutputKind::Tar,
             dest: Some("-".into()),
             attrs: BTreeMap::new(),
         });
     }
     if !spec.contains('=') {
         return Ok(OutputSpec {
-            kind: "local".into(),
+            kind: OutputKind::Local,
             dest: Some(spec.to_string()),
             attrs: BTreeMap::new(),
         });
@@ -410,23 +362,22 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, FlagError> {
             "type= is required (oci, docker, local, tar, image, registry)",
         )
     })?;
-    if !matches!(
-        kind.as_str(),
-        "oci" | "docker" | "local" | "tar" | "image" | "registry"
-    ) {
-        return Err(flag_err(
+    let kind = OutputKind::parse(&kind).ok_or_else(|| {
+        flag_err(
             "--output",
             spec,
             format!(
                 "unknown output type {kind:?} (use oci, docker, local, tar, image or registry)"
             ),
-        ));
-    }
-    if matches!(kind.as_str(), "local" | "tar" | "oci" | "docker")
-        && dest.is_none()
+        )
+    })?;
+    if matches!(
+        kind,
+        OutputKind::Local | OutputKind::Tar | OutputKind::Oci | OutputKind::Docker
+    ) && dest.is_none()
         && attrs.get("tar").map(String::as_str) != Some("false")
     {
-        if kind == "local" {
+        if kind == OutputKind::Local {
             return Err(flag_err(
                 "--output",
                 spec,
@@ -631,14 +582,14 @@ impl BuildArgs {
             }
         };
         for p in &self.platform {
-            crate::plan::Platform::parse(p).map_err(|m| flag_err("--platform", p, m))?;
+            wbuild::plan::Platform::parse(p).map_err(|m| flag_err("--platform", p, m))?;
         }
         for s in &self.no_cache_filter {
             if s.is_empty() {
                 return Err(flag_err("--no-cache-filter", s, "give a stage name"));
             }
         }
-        let step_timeout = crate::frontend::instructions::parse_go_duration(&self.step_timeout)
+        let step_timeout = wbuild::frontend::instructions::parse_go_duration(&self.step_timeout)
             .map_err(|m| flag_err("--step-timeout", &self.step_timeout, m))?;
         if step_timeout.is_zero() {
             return Err(flag_err(
@@ -658,7 +609,13 @@ impl BuildArgs {
                 "must be from 1MB to 4GB (wasm32 memories are at most 4 GiB)",
             ));
         }
+        let jobs = match self.jobs {
+            Some(0) => return Err(flag_err("--jobs", "0", "must be at least 1")),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
         Ok(BuildRequest {
+            jobs,
             step_timeout,
             step_memory,
             context,
@@ -684,7 +641,7 @@ mod tests {
 
     #[test]
     fn outputs() {
-        assert_eq!(parse_output("out").unwrap().kind, "local");
+        assert_eq!(parse_output("out").unwrap().kind, OutputKind::Local);
         assert_eq!(parse_output("-").unwrap().dest.as_deref(), Some("-"));
         let o = parse_output("type=oci,dest=x.tar,compression=zstd,compression-level=3").unwrap();
         assert_eq!(o.attrs.get("compression").map(String::as_str), Some("zstd"));

@@ -1,25 +1,32 @@
 //! wbuild: builds Dockerfiles into OCI images the way BuildKit does, with
 //! every RUN step executed as a WebAssembly (WASI) program.
 //!
-//! The flow (see `../shared/design/ARCHITECTURE.md`):
-//! `frontend` (Dockerfile → instructions) → `plan` (stages, ARG scoping,
-//! `--target`) → solver → export. This crate holds the library; the
-//! `wbuild` binary (`main.rs`, `cli`) is a thin layer over it.
+//! The flow of one build (`docs/architecture.md` has the whole picture):
+//! [`frontend`] (Dockerfile → typed instructions) → [`plan`] (stages, ARG
+//! scoping, `--target`) → [`solve`] (the stage scheduler, one op per
+//! instruction family, the lookup/record path) → [`cache`] and [`store`]
+//! → [`oci`] (the image model) and [`export`] (the outputs). [`build`]
+//! runs one build end to end from a [`request::BuildRequest`]; the
+//! `wbuild` binary (`main.rs`, `cli.rs`) parses flags into one.
 
 pub mod base;
 pub mod build;
 pub mod cache;
-pub mod cli;
 pub mod context;
 pub mod digest;
+pub mod env;
 pub mod export;
 pub mod frontend;
 pub mod fs;
+pub mod fuzz;
+pub mod oci;
+pub mod paths;
 pub mod plan;
 pub mod progress;
+pub mod request;
 #[cfg(feature = "sandbox")]
 pub mod runimage;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
-pub mod solver;
+pub mod solve;
 pub mod store;

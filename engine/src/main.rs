@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use wbuild::cli::{BuildArgs, Cli, Command, DebugCommand, StoreArgs};
+mod cli;
+
+use cli::{BuildArgs, Cli, Command, DebugCommand, StoreArgs};
 use wbuild::frontend::{dockerignore, parser, FrontendError};
 use wbuild::plan::{self, BuildPlan, PlanRequest};
 use wbuild::store::{self, Store};
@@ -48,7 +50,7 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("error: {e:#}");
             }
-            let usage = e.downcast_ref::<wbuild::cli::FlagError>().is_some();
+            let usage = e.downcast_ref::<cli::FlagError>().is_some();
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -76,7 +78,7 @@ fn make_plan(
 ) -> Result<BuildPlan> {
     let df = parse_typed(dockerfile)?;
     let req = PlanRequest {
-        build_args: wbuild::cli::parse_build_args(build_args)?,
+        build_args: cli::parse_build_args(build_args)?,
         target,
     };
     Ok(plan::plan(&df, &req, &dockerfile.display().to_string())?)
@@ -168,7 +170,7 @@ fn run_image(
 ) -> Result<i32> {
     let timeout = wbuild::frontend::instructions::parse_go_duration(&timeout)
         .map_err(|m| anyhow::anyhow!("--timeout {timeout:?}: {m}"))?;
-    let memory = wbuild::cli::parse_size(&memory)?;
+    let memory = cli::parse_size(&memory)?;
     let s = open_store(&store)?;
     wbuild::runimage::run(
         &s,
@@ -209,7 +211,7 @@ fn images(args: StoreArgs) -> Result<()> {
             "{:<40} {:<20} {}",
             name,
             config.short(),
-            wbuild::export::rfc3339(created.max(0) as u64)
+            wbuild::oci::rfc3339(created.max(0) as u64)
         );
     }
     Ok(())
@@ -265,8 +267,8 @@ fn du(args: StoreArgs, verbose: bool) -> Result<()> {
 }
 
 fn prune(args: StoreArgs, all: bool, filter: Vec<String>, keep: Option<String>) -> Result<()> {
-    let until = wbuild::cli::parse_until(&filter)?;
-    let keep = keep.as_deref().map(wbuild::cli::parse_size).transpose()?;
+    let until = cli::parse_until(&filter)?;
+    let keep = keep.as_deref().map(cli::parse_size).transpose()?;
     let s = open_store(&args)?;
     let r = s.prune(all, until, keep)?;
     println!(

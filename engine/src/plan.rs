@@ -117,6 +117,8 @@ pub struct Step {
 pub struct PlannedStage {
     /// Index of the stage in the Dockerfile.
     pub index: usize,
+    /// The line of its FROM.
+    pub line: usize,
     pub name: Option<String>,
     pub base: Base,
     /// FROM as written, and expanded.
@@ -154,6 +156,11 @@ impl BuildPlan {
     pub fn needed_stages(&self) -> impl Iterator<Item = &PlannedStage> {
         self.needed.iter().map(|&i| &self.stages[i])
     }
+}
+
+/// The names `FROM` accepts for the built-in base image (`crate::base`).
+pub fn is_base(name: &str) -> bool {
+    matches!(name, "wbuild/base" | "wbuild/base:latest")
 }
 
 /// The predefined platform ARGs, in the global scope.
@@ -248,7 +255,7 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
         };
         let base = if base_text.eq_ignore_ascii_case("scratch") {
             Base::Scratch
-        } else if crate::base::is_base(&base_text) {
+        } else if is_base(&base_text) {
             Base::WbuildBase
         } else if let Some(&i) = names.get(&base_text.to_ascii_lowercase()) {
             Base::Stage(i)
@@ -362,6 +369,7 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
         }
         stages.push(PlannedStage {
             index,
+            line: stage.start_line,
             name: stage.name.clone(),
             base,
             from_original: stage.original.clone(),

@@ -10,9 +10,10 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 
 use crate::digest::Digest;
-use crate::export::{ImageConfig, ImageManifest};
+use crate::env;
 use crate::fs::layer::{Compression, LayerInfo};
 use crate::fs::snapshot::Snapshot;
+use crate::oci::{ImageConfig, ImageManifest};
 use crate::sandbox;
 use crate::store::Store;
 
@@ -57,7 +58,7 @@ pub fn find_image(store: &Store, image: &str) -> Result<(ImageManifest, ImageCon
     Ok((m, c))
 }
 
-fn layer_info(d: &crate::export::Descriptor, diff_id: &Digest) -> Result<LayerInfo> {
+fn layer_info(d: &crate::oci::Descriptor, diff_id: &crate::oci::DiffId) -> Result<LayerInfo> {
     let compression = match d.media_type.as_str() {
         t if t.ends_with("+gzip") => Compression::Gzip,
         t if t.ends_with("+zstd") => Compression::Zstd,
@@ -99,23 +100,16 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
             req.image
         );
     }
-    let mut env: Vec<(String, String)> = rc.env_map().into_iter().collect();
+    let mut image_env = rc.env_map();
     for e in &req.env {
         let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
-        env.retain(|(ek, _)| ek != k);
-        env.push((k.to_string(), v.to_string()));
+        image_env.insert(k.to_string(), v.to_string());
     }
-    let cwd = if rc.working_dir.is_empty() {
-        "/".to_string()
-    } else {
-        rc.working_dir.clone()
-    };
-    sandbox::complete_env(&mut env, &snap.dir, &rc.user, &cwd);
-    let lookup_path = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+    let cwd = env::cwd_of(&rc.working_dir);
+    let mut env = env::program_env(image_env, &Default::default(), &cwd);
+    env::with_home(&mut env, &snap.dir, &rc.user);
+    let lookup_path = env.get("PATH").cloned().unwrap_or_default();
+    let env: Vec<(String, String)> = env.into_iter().collect();
     let (program, argv) = sandbox::resolve_program(&snap.dir, &argv, &cwd, &lookup_path)
         .map_err(anyhow::Error::msg)?;
     let bytes = std::fs::read(&program).with_context(|| format!("{}: cannot read", argv[0]))?;

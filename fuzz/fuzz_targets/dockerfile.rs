@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    wbuild::frontend::fuzz::dockerfile(data);
+    wbuild::fuzz::dockerfile(data);
 });

@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    wbuild::frontend::fuzz::dockerignore(data);
+    wbuild::fuzz::dockerignore(data);
 });

@@ -1,8 +1,8 @@
 //! A test guest that becomes a WASI preview-2 component (via the preview-1
 //! command adapter): it prints a line and writes a file.
 
-// Required for the adapter's stability with Rust 1.63 guests (see
-// ../shared/design/WASMTIME-NOTES.md §0.3).
+// The preview-1 command adapter calls `cabi_realloc` to allocate in the
+// guest; Rust 1.63's std does not export one, so the guest provides it.
 #[no_mangle]
 pub unsafe extern "C" fn cabi_realloc(old: *mut u8, old_len: usize, align: usize, new_len: usize) -> *mut u8 {
     use std::alloc::{alloc, realloc, Layout};

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod backend;
+
 use crate::digest::{Digest, Hasher};
 use crate::fs::Meta;
 

@@ -99,33 +99,7 @@ pub fn load(context: &Path, dockerfile: &Path) -> Result<Matcher, FrontendError>
     })
 }
 
-/// Go's `path.Clean` for a `/`-separated path.
-pub fn clean_path(p: &str) -> String {
-    if p.is_empty() {
-        return ".".into();
-    }
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            s => parts.push(s),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".into(),
-        (false, false) => joined,
-    }
-}
+pub use crate::paths::clean_path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MatchType {

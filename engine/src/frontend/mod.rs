@@ -7,7 +7,6 @@
 
 pub mod dockerignore;
 pub mod error;
-pub mod fuzz;
 mod goquote;
 pub mod instructions;
 pub mod parser;

@@ -13,42 +13,7 @@ use crate::digest::{Digest, Hasher};
 use crate::fs::{Kind, Manifest, Meta};
 use crate::store::{Store, StoreError};
 
-/// Layer compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    Gzip,
-    Zstd,
-    Uncompressed,
-}
-
-impl Compression {
-    pub fn media_type(self) -> &'static str {
-        match self {
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-            Compression::Uncompressed => "application/vnd.oci.image.layer.v1.tar",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "gzip" => Compression::Gzip,
-            "zstd" => Compression::Zstd,
-            "uncompressed" => Compression::Uncompressed,
-            _ => return None,
-        })
-    }
-
-    /// The default level: gzip 6 is what `gzip` and BuildKit use; zstd 3.
-    pub fn default_level(self) -> i32 {
-        match self {
-            Compression::Gzip => 6,
-            Compression::Zstd => 3,
-            Compression::Uncompressed => 0,
-        }
-    }
-}
+pub use crate::oci::{Compression, DiffId, LayerInfo};
 
 /// Where a file's bytes come from when a layer is written.
 #[derive(Debug, Clone)]
@@ -70,18 +35,6 @@ pub struct LayerEntry {
     pub content: Content,
     /// A whiteout: the path is deleted.
     pub whiteout: bool,
-}
-
-/// A written layer.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LayerInfo {
-    /// sha256 of the uncompressed tar.
-    pub diff_id: Digest,
-    /// sha256 of the stored (compressed) blob.
-    pub digest: Digest,
-    pub size: u64,
-    pub media_type: String,
-    pub compression: Compression,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -402,7 +355,7 @@ pub fn write_layer(
     let size = blob.size();
     let digest = blob.commit()?;
     Ok(LayerInfo {
-        diff_id,
+        diff_id: DiffId(diff_id),
         digest,
         size,
         media_type: compression.media_type().to_string(),

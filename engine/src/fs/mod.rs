@@ -97,12 +97,7 @@ impl Meta {
 /// their metadata. The root itself is not listed.
 pub type Manifest = BTreeMap<String, Meta>;
 
-/// Joins an image path (`/a/b`, `a/b`, `/`) into manifest form (`a/b`, ``).
-pub fn manifest_path(p: &str) -> String {
-    crate::frontend::dockerignore::clean_path(&format!("/{p}"))
-        .trim_start_matches('/')
-        .to_string()
-}
+pub use crate::paths::manifest_path;
 
 /// The parent of a manifest path (`a/b` → `a`, `a` → ``).
 pub fn parent_of(p: &str) -> &str {

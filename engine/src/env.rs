@@ -1,0 +1,126 @@
+//! The environment a program runs with, as a container runtime sets it:
+//! the defaults BuildKit and runc apply (PATH, the shell, PWD, HOME), in
+//! one place. A leaf module: it knows no step, cache or sandbox.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The PATH BuildKit puts in the config of a stage that has none, and
+/// that a program gets when its image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The shell of shell-form instructions when the image has no SHELL.
+pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// The image's SHELL, or the default one.
+pub fn shell_of(shell: &[String]) -> Vec<String> {
+    if shell.is_empty() {
+        DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()
+    } else {
+        shell.to_vec()
+    }
+}
+
+/// The working directory a program starts in: WORKDIR, or `/`.
+pub fn cwd_of(workdir: &str) -> String {
+    if workdir.is_empty() {
+        "/".to_string()
+    } else {
+        workdir.to_string()
+    }
+}
+
+/// A program's environment before HOME: the image's ENV, then `extra`
+/// (build args in scope; ENV wins over an ARG of the same name), PATH when
+/// neither sets it, and PWD (how a preview-1 program learns its working
+/// directory). Everything here follows from the step's instruction and
+/// config, so it is part of a RUN step's key.
+pub fn program_env(
+    image_env: BTreeMap<String, String>,
+    extra: &BTreeMap<String, String>,
+    cwd: &str,
+) -> BTreeMap<String, String> {
+    let mut env = image_env;
+    for (k, v) in extra {
+        env.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    env.entry("PATH".into())
+        .or_insert_with(|| DEFAULT_PATH.into());
+    env.insert("PWD".into(), cwd.to_string());
+    env
+}
+
+/// Adds HOME when the environment has none, from the rootfs's
+/// `/etc/passwd` for `user` (runc's rule: that user's home, else `/`).
+/// HOME follows from the rootfs and USER, which a step's key holds.
+pub fn with_home(env: &mut BTreeMap<String, String>, rootfs: &Path, user: &str) {
+    if !env.contains_key("HOME") {
+        env.insert("HOME".into(), home_of(rootfs, user));
+    }
+}
+
+/// `user`'s home directory by the rootfs's `/etc/passwd` (a name or a
+/// uid, optionally `:group`; empty is root), `/` when it has none. A
+/// symlinked `/etc` or `/etc/passwd` is not followed out of the rootfs.
+pub fn home_of(rootfs: &Path, user: &str) -> String {
+    let name = match user.split(':').next().unwrap_or("") {
+        "" => "0",
+        n => n,
+    };
+    let regular = |p: &Path, dir: bool| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| if dir { m.is_dir() } else { m.is_file() })
+    };
+    let etc = rootfs.join("etc");
+    let passwd = etc.join("passwd");
+    if !regular(&etc, true) || !regular(&passwd, false) {
+        return "/".into();
+    }
+    let text = std::fs::read(&passwd).unwrap_or_default();
+    String::from_utf8_lossy(&text)
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && (f[0] == name || f[2] == name))
+        .map(|f| f[5].to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_wins_over_args_and_path_is_defaulted() {
+        let image: BTreeMap<String, String> = [("A".to_string(), "env".to_string())].into();
+        let args: BTreeMap<String, String> = [
+            ("A".to_string(), "arg".to_string()),
+            ("B".to_string(), "arg".to_string()),
+        ]
+        .into();
+        let env = program_env(image, &args, "/w");
+        assert_eq!(env["A"], "env");
+        assert_eq!(env["B"], "arg");
+        assert_eq!(env["PATH"], DEFAULT_PATH);
+        assert_eq!(env["PWD"], "/w");
+    }
+
+    #[test]
+    fn home_comes_from_passwd() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        assert_eq!(home_of(d.path(), ""), "/root");
+        assert_eq!(home_of(d.path(), "app"), "/home/app");
+        assert_eq!(home_of(d.path(), "1000:1000"), "/home/app");
+        assert_eq!(home_of(d.path(), "nobody"), "/");
+        let mut env = BTreeMap::new();
+        with_home(&mut env, d.path(), "app");
+        assert_eq!(env["HOME"], "/home/app");
+        assert_eq!(shell_of(&[]), vec!["/bin/sh", "-c"]);
+        assert_eq!(cwd_of(""), "/");
+    }
+}

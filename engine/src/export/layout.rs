@@ -1,0 +1,244 @@
+//! The OCI image layout (`type=oci`, as a tar or with `tar=false` a
+//! directory) and the tar `docker load` accepts (`type=docker`): the same
+//! files, plus `manifest.json` for Docker.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{io_err, write_atomic, write_output_file, ExportContext, ExportError, Exporter};
+use crate::digest::Digest;
+use crate::oci::media::MEDIA_INDEX;
+use crate::oci::{image_blobs, Image, ImageIndex};
+use crate::store::Store;
+
+/// A file of an output archive or directory.
+struct OutFile {
+    name: String,
+    source: OutSource,
+}
+
+enum OutSource {
+    Bytes(Vec<u8>),
+    Blob(Digest),
+}
+
+fn layout_files(img: &Image, tags: &[String], docker: bool) -> Vec<OutFile> {
+    let mut files = vec![OutFile {
+        name: "oci-layout".into(),
+        source: OutSource::Bytes(br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+    }];
+    let mut manifests = Vec::new();
+    let names: Vec<Option<&String>> = if tags.is_empty() {
+        vec![None]
+    } else {
+        tags.iter().map(Some).collect()
+    };
+    for t in names {
+        let mut d = img.manifest_desc.clone();
+        if let Some(t) = t {
+            d.annotations
+                .insert("io.containerd.image.name".into(), full_name(t));
+            d.annotations
+                .insert("org.opencontainers.image.ref.name".into(), tag_of(t));
+        }
+        manifests.push(d);
+    }
+    let index = ImageIndex {
+        schema_version: 2,
+        media_type: MEDIA_INDEX.into(),
+        manifests,
+    };
+    files.push(OutFile {
+        name: "index.json".into(),
+        source: OutSource::Bytes(serde_json::to_vec(&index).expect("index")),
+    });
+    if docker {
+        #[derive(Serialize)]
+        struct DockerManifest<'a> {
+            #[serde(rename = "Config")]
+            config: String,
+            #[serde(rename = "RepoTags")]
+            repo_tags: Vec<String>,
+            #[serde(rename = "Layers")]
+            layers: Vec<String>,
+            #[serde(rename = "LayerSources", skip_serializing_if = "Option::is_none")]
+            layer_sources: Option<&'a ()>,
+        }
+        let m = vec![DockerManifest {
+            config: format!("blobs/sha256/{}", img.config_desc.digest.hex()),
+            repo_tags: tags.iter().map(|t| docker_tag(t)).collect(),
+            layers: img
+                .layers
+                .iter()
+                .map(|l| format!("blobs/sha256/{}", l.digest.hex()))
+                .collect(),
+            layer_sources: None,
+        }];
+        files.push(OutFile {
+            name: "manifest.json".into(),
+            source: OutSource::Bytes(serde_json::to_vec(&m).expect("manifest.json")),
+        });
+    }
+    let mut blobs: Vec<Digest> = image_blobs(img);
+    blobs.sort();
+    blobs.dedup();
+    for b in blobs {
+        files.push(OutFile {
+            name: format!("blobs/sha256/{}", b.hex()),
+            source: OutSource::Blob(b),
+        });
+    }
+    files
+}
+
+/// `name:tag` with `:latest` added when there is no tag.
+fn docker_tag(t: &str) -> String {
+    let last = t.rsplit('/').next().unwrap_or(t);
+    if last.contains(':') || t.contains('@') {
+        t.to_string()
+    } else {
+        format!("{t}:latest")
+    }
+}
+
+fn tag_of(t: &str) -> String {
+    let full = docker_tag(t);
+    full.rsplit_once(':')
+        .map(|(_, tag)| tag.to_string())
+        .unwrap_or(full)
+}
+
+fn full_name(t: &str) -> String {
+    let tagged = docker_tag(t);
+    let first = tagged.split('/').next().unwrap_or("");
+    let has_registry = tagged.contains('/')
+        && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_registry {
+        tagged
+    } else if tagged.contains('/') {
+        format!("docker.io/{tagged}")
+    } else {
+        format!("docker.io/library/{tagged}")
+    }
+}
+
+/// Writes an OCI layout (with `manifest.json` too when `docker`) as a
+/// deterministic tar to `w`.
+pub fn write_layout_tar<W: Write>(
+    store: &Store,
+    img: &Image,
+    tags: &[String],
+    docker: bool,
+    w: W,
+) -> Result<W, ExportError> {
+    let mut b = tar::Builder::new(w);
+    b.mode(tar::HeaderMode::Deterministic);
+    let mut dirs_done = std::collections::BTreeSet::new();
+    for f in layout_files(img, tags, docker) {
+        if let Some(parent) = Path::new(&f.name).parent() {
+            let mut acc = PathBuf::new();
+            for c in parent.components() {
+                acc.push(c);
+                if dirs_done.insert(acc.clone()) {
+                    let mut h = tar::Header::new_ustar();
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    h.set_mtime(0);
+                    h.set_size(0);
+                    b.append_data(&mut h, format!("{}/", acc.display()), io::empty())
+                        .map_err(io_err(&acc))?;
+                }
+            }
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        match f.source {
+            OutSource::Bytes(bytes) => {
+                h.set_size(bytes.len() as u64);
+                b.append_data(&mut h, &f.name, &bytes[..])
+                    .map_err(io_err(Path::new(&f.name)))?;
+            }
+            OutSource::Blob(d) => {
+                let size = store.blob_size(&d).unwrap_or(0);
+                h.set_size(size);
+                let r = store.open_blob(&d)?;
+                b.append_data(&mut h, &f.name, r)
+                    .map_err(io_err(Path::new(&f.name)))?;
+            }
+        }
+    }
+    b.into_inner().map_err(io_err(Path::new("<tar>")))
+}
+
+/// Writes an OCI layout directory (`tar=false`).
+pub fn write_layout_dir(
+    store: &Store,
+    img: &Image,
+    tags: &[String],
+    dest: &Path,
+) -> Result<(), ExportError> {
+    for f in layout_files(img, tags, false) {
+        let p = dest.join(&f.name);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        match f.source {
+            OutSource::Bytes(b) => write_atomic(&p, &b)?,
+            OutSource::Blob(d) => {
+                if !p.is_file() {
+                    let bytes = store.read_blob(&d)?;
+                    write_atomic(&p, &bytes)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `type=oci` or `type=docker` as a tar (a file, or `-` for stdout).
+pub struct LayoutTar {
+    pub dest: String,
+    pub docker: bool,
+}
+
+impl Exporter for LayoutTar {
+    fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
+        write_output_file(&self.dest, |w| {
+            write_layout_tar(cx.store, img, cx.tags, self.docker, w).map(|_| ())
+        })
+    }
+}
+
+/// `type=oci,tar=false`: the layout as a directory.
+pub struct LayoutDir {
+    pub dest: PathBuf,
+}
+
+impl Exporter for LayoutDir {
+    fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
+        write_layout_dir(cx.store, img, cx.tags, &self.dest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(docker_tag("demo"), "demo:latest");
+        assert_eq!(
+            docker_tag("localhost:5000/demo"),
+            "localhost:5000/demo:latest"
+        );
+        assert_eq!(full_name("demo:1"), "docker.io/library/demo:1");
+        assert_eq!(full_name("me/demo"), "docker.io/me/demo:latest");
+        assert_eq!(full_name("r.io/me/demo:2"), "r.io/me/demo:2");
+        assert_eq!(tag_of("r.io:5000/demo"), "latest");
+    }
+}

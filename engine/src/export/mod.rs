@@ -1,0 +1,112 @@
+//! The outputs of `--output`, behind one [`Exporter`] trait: an OCI
+//! layout as a tar or a directory and the tar `docker load` accepts
+//! ([`layout`]), the rootfs as files or as one tar ([`rootfs`]); all
+//! byte-for-byte deterministic. A registry exporter goes here too.
+
+pub mod layout;
+pub mod rootfs;
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::oci::Image;
+use crate::request::{OutputKind, OutputSpec};
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("output {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Layer(#[from] crate::fs::layer::LayerError),
+    #[error("--output type={0}: pushing to a registry is not supported yet; use type=oci, docker, local or tar")]
+    Unsupported(OutputKind),
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ {
+    move |source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What every exporter may need besides the image.
+pub struct ExportContext<'a> {
+    pub store: &'a Store,
+    /// `-t` names.
+    pub tags: &'a [String],
+    /// Timestamps of files the exporter writes (`SOURCE_DATE_EPOCH`).
+    pub epoch: u64,
+}
+
+/// Writes a finished image somewhere.
+pub trait Exporter {
+    fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError>;
+}
+
+/// The exporter an `--output` asks for.
+pub fn exporter_for(o: &OutputSpec) -> Result<Box<dyn Exporter>, ExportError> {
+    let dest = o.dest.clone().unwrap_or_default();
+    Ok(match o.kind {
+        OutputKind::Oci if o.attrs.get("tar").map(String::as_str) == Some("false") => {
+            Box::new(layout::LayoutDir { dest: dest.into() })
+        }
+        OutputKind::Oci => Box::new(layout::LayoutTar {
+            dest,
+            docker: false,
+        }),
+        OutputKind::Docker => Box::new(layout::LayoutTar { dest, docker: true }),
+        OutputKind::Local => Box::new(rootfs::LocalDir { dest: dest.into() }),
+        OutputKind::Tar => Box::new(rootfs::RootfsTar { dest }),
+        kind @ (OutputKind::Image | OutputKind::Registry) => {
+            return Err(ExportError::Unsupported(kind))
+        }
+    })
+}
+
+/// Writes a file through a temp file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// Creates a file for an archive output (`-` is stdout); the archive is
+/// written to a temp file and renamed, so a failed build leaves no half
+/// file behind.
+pub fn write_output_file(
+    dest: &str,
+    f: impl FnOnce(&mut dyn Write) -> Result<(), ExportError>,
+) -> Result<(), ExportError> {
+    if dest == "-" {
+        let stdout = io::stdout();
+        let mut lock = stdout.lock();
+        f(&mut lock)?;
+        return lock.flush().map_err(io_err(Path::new("<stdout>")));
+    }
+    let path = PathBuf::from(dest);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut w = io::BufWriter::new(file);
+    if let Err(e) = f(&mut w) {
+        drop(w);
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let file = w.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err(&path))
+}

@@ -1,0 +1,121 @@
+//! Descriptors, the image manifest and index, and a finished [`Image`]
+//! whose blobs are in the store.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::media::{MEDIA_CONFIG, MEDIA_MANIFEST};
+use super::{ImageConfig, LayerInfo};
+use crate::digest::Digest;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Descriptor {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub platform: Option<PlatformDesc>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PlatformDesc {
+    pub architecture: String,
+    pub os: String,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub variant: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ImageManifest {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ImageIndex {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub manifests: Vec<Descriptor>,
+}
+
+/// A finished image: its blobs are in the store.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub config: ImageConfig,
+    pub config_desc: Descriptor,
+    pub manifest: ImageManifest,
+    pub manifest_desc: Descriptor,
+    pub layers: Vec<LayerInfo>,
+    pub platform: PlatformDesc,
+}
+
+/// Serializes and stores the config and manifest of an image.
+pub fn assemble(
+    store: &Store,
+    config: ImageConfig,
+    layers: Vec<LayerInfo>,
+    platform: &PlatformDesc,
+) -> Result<Image, StoreError> {
+    let config_bytes = serde_json::to_vec(&config).expect("config serializes");
+    let config_digest = store.put_blob(&config_bytes)?;
+    let config_desc = Descriptor {
+        media_type: MEDIA_CONFIG.into(),
+        digest: config_digest,
+        size: config_bytes.len() as u64,
+        platform: None,
+        annotations: BTreeMap::new(),
+    };
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: MEDIA_MANIFEST.into(),
+        config: config_desc.clone(),
+        layers: layers
+            .iter()
+            .map(|l| Descriptor {
+                media_type: l.media_type.clone(),
+                digest: l.digest.clone(),
+                size: l.size,
+                platform: None,
+                annotations: BTreeMap::new(),
+            })
+            .collect(),
+    };
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serializes");
+    let manifest_digest = store.put_blob(&manifest_bytes)?;
+    let manifest_desc = Descriptor {
+        media_type: MEDIA_MANIFEST.into(),
+        digest: manifest_digest,
+        size: manifest_bytes.len() as u64,
+        platform: Some(platform.clone()),
+        annotations: BTreeMap::new(),
+    };
+    Ok(Image {
+        config,
+        config_desc,
+        manifest,
+        manifest_desc,
+        layers,
+        platform: platform.clone(),
+    })
+}
+
+/// The blobs of an image, config and manifest included.
+pub fn image_blobs(img: &Image) -> Vec<Digest> {
+    let mut v = vec![
+        img.config_desc.digest.clone(),
+        img.manifest_desc.digest.clone(),
+    ];
+    v.extend(img.layers.iter().map(|l| l.digest.clone()));
+    v
+}

@@ -1,0 +1,112 @@
+//! What a build is asked to do, as the library takes it: the command line
+//! (`cli` in the binary) parses flags into a [`BuildRequest`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// `--progress` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProgressMode {
+    Auto,
+    Plain,
+    Tty,
+    RawJson,
+    Quiet,
+}
+
+/// The kinds of `--output`, named as buildx names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// An OCI image layout, as a tar or (`tar=false`) a directory.
+    Oci,
+    /// A tar that `docker load` accepts.
+    Docker,
+    /// The rootfs as files in a directory.
+    Local,
+    /// The rootfs as one tar.
+    Tar,
+    /// An image in an image store (not built yet).
+    Image,
+    /// An image pushed to a registry (not built yet).
+    Registry,
+}
+
+impl OutputKind {
+    /// Every kind with its `type=` name.
+    pub const ALL: [(OutputKind, &'static str); 6] = [
+        (OutputKind::Oci, "oci"),
+        (OutputKind::Docker, "docker"),
+        (OutputKind::Local, "local"),
+        (OutputKind::Tar, "tar"),
+        (OutputKind::Image, "image"),
+        (OutputKind::Registry, "registry"),
+    ];
+
+    /// The kind a `type=` value names.
+    pub fn parse(name: &str) -> Option<OutputKind> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(k, _)| *k)
+    }
+
+    /// Its `type=` name.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map(|(_, n)| *n)
+            .expect("every kind is named")
+    }
+}
+
+impl std::fmt::Display for OutputKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An `--output` destination.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OutputSpec {
+    pub kind: OutputKind,
+    /// `dest=`: a file, a directory, or `-` for stdout.
+    pub dest: Option<String>,
+    /// Every other `key=value`, checked.
+    pub attrs: BTreeMap<String, String>,
+}
+
+/// A `--secret` source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// One `--secret`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SecretSpec {
+    pub id: String,
+    pub source: SecretSource,
+}
+
+/// Everything `wbuild build` was asked, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    pub tags: Vec<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub no_cache_filter: Vec<String>,
+    pub secrets: Vec<SecretSpec>,
+    pub outputs: Vec<OutputSpec>,
+    pub progress: ProgressMode,
+    pub metadata_file: Option<PathBuf>,
+    pub iidfile: Option<PathBuf>,
+    pub root: Option<PathBuf>,
+    pub step_timeout: std::time::Duration,
+    pub step_memory: u64,
+    /// How many stages may build at once (`--jobs`).
+    pub jobs: usize,
+}

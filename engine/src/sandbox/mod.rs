@@ -1,0 +1,434 @@
+//! Running a WebAssembly (WASI) program for a RUN step, inside this
+//! process: a WASI context per run whose only filesystem is the step's
+//! rootfs (and its mounts), no sockets, a fixed clock and seeded
+//! randomness, a deadline (epoch interruption) and a memory cap. The
+//! environment comes in whole (see `crate::env`): the sandbox adds nothing.
+//!
+//! Split by interface, as wasmtime-wasi is: [`engine`] (the engine and
+//! compiled programs cached in the store), [`stdio`] (where a program's
+//! streams go), [`process`] (wbuild's own `wbuild:sandbox/process`
+//! imports, with their guest-memory decoding) and [`resolve`] (finding a
+//! program in the rootfs).
+//!
+//! Preview-1 modules run directly through `wasmtime_wasi::p1`: exit codes
+//! come through exactly and argv/env have no size limit (the component
+//! adapter collapses exit codes and caps argv+env near 50 KB).
+
+mod engine;
+mod process;
+mod resolve;
+mod stdio;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::{Linker, Module, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::cli::OutputFile;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{
+    Deterministic, FsPerms, HostMonotonicClock, HostWallClock, I32Exit, WasiCtxBuilder,
+};
+
+use engine::TICK;
+pub use engine::{engine, is_component, load_module, load_program, Program};
+use process::add_process_to_linker;
+pub use process::{mode_exceptions, SpawnContext, PROCESS_MODULE};
+pub use resolve::{find_program, resolve_program};
+use stdio::{pipe_file, Sink, Source, Stdio};
+
+/// The native stack wasm code (a step's program and all it spawns) may use.
+const MAX_WASM_STACK: usize = 8 << 20;
+
+/// The stack of the thread a guest runs on: its wasm stack plus room for
+/// the host calls it makes.
+const GUEST_THREAD_STACK: usize = MAX_WASM_STACK + (8 << 20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{program}: not a WebAssembly program (it starts with {magic:?}); RUN needs wasm programs in the image")]
+    NotWasm { program: String, magic: String },
+    #[error("{program}: cannot be compiled: {message}")]
+    Compile { program: String, message: String },
+    #[error("{program}: timed out after {seconds}s (--step-timeout)")]
+    Timeout { program: String, seconds: u64 },
+    #[error("{program}: out of memory: the step may use at most {limit_mib} MiB (--step-memory)")]
+    OutOfMemory { program: String, limit_mib: u64 },
+    #[error("{program}: crashed: {message}")]
+    Trap { program: String, message: String },
+    #[error("sandbox: {0}")]
+    Setup(String),
+}
+
+/// A directory the guest sees.
+#[derive(Debug, Clone)]
+pub struct Preopen {
+    pub host: PathBuf,
+    pub guest: String,
+    pub writable: bool,
+}
+
+/// One program run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The module's bytes and how to name it in errors.
+    pub program: Arc<Vec<u8>>,
+    pub program_name: String,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    pub preopens: Vec<Preopen>,
+    /// Seconds since the epoch the guest's wall clock reads.
+    pub clock: u64,
+    /// Seeds the guest's random bytes.
+    pub seed: Vec<u8>,
+    pub timeout: Duration,
+    pub memory: u64,
+    /// At most this much stdout+stderr is kept.
+    pub output_limit: usize,
+    /// Give the guest this process's stdin, stdout and stderr instead of
+    /// capturing its output (`wbuild run`).
+    pub inherit_stdio: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+struct State {
+    wasi: WasiP1Ctx,
+    limits: StoreLimits,
+    /// What `spawn` needs to start a child like this program.
+    spawn: Arc<SpawnContext>,
+    depth: u32,
+    /// This program's own streams: a child started by `spawn` writes
+    /// where its parent writes.
+    stdio: Stdio,
+    /// What the last `spawn-io` captured (stdout, stderr), and how much of
+    /// each `take-output` has handed over.
+    captured: [(Vec<u8>, usize); 2],
+}
+
+struct FixedClock(Duration);
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+/// A monotonic clock that advances 1 µs per read: deterministic.
+struct StepClock(AtomicU64);
+
+impl HostMonotonicClock for StepClock {
+    fn resolution(&self) -> u64 {
+        1_000
+    }
+    fn now(&self) -> u64 {
+        self.0.fetch_add(1_000, Ordering::Relaxed)
+    }
+}
+
+/// Runs a program to completion. Its stdout and stderr (merged, as the
+/// progress view shows them) go to `on_line` line by line while it runs,
+/// unless the spec inherits this process's stdio.
+pub fn run(
+    spec: &RunSpec,
+    program: &Program,
+    ctx: Arc<SpawnContext>,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<RunOutput, SandboxError> {
+    if spec.inherit_stdio {
+        let stdio = Stdio {
+            stdin: Source::Inherit,
+            stdout: Sink::Inherit,
+            stderr: Sink::Inherit,
+        };
+        return std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("wbuild-guest".into())
+                .stack_size(GUEST_THREAD_STACK)
+                .spawn_scoped(s, move || run_program(spec, program, stdio, ctx, 0))
+                .map_err(|e| SandboxError::Setup(format!("guest thread: {e}")))?
+                .join()
+                .unwrap_or_else(|_| Err(SandboxError::Setup("the sandbox thread panicked".into())))
+        });
+    }
+    let (reader, writer) =
+        std::io::pipe().map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
+    let out_file =
+        pipe_file(writer).map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
+    let out = Sink::Pipe(Arc::new(out_file));
+    let stdio = Stdio {
+        stdin: Source::Empty,
+        stdout: out.clone(),
+        stderr: out,
+    };
+    let limit = spec.output_limit;
+    std::thread::scope(|s| {
+        let guest = std::thread::Builder::new()
+            .name("wbuild-guest".into())
+            .stack_size(GUEST_THREAD_STACK)
+            .spawn_scoped(s, move || run_program(spec, program, stdio, ctx, 0))
+            .map_err(|e| SandboxError::Setup(format!("guest thread: {e}")))?;
+        // Read until the guest's end of the pipe closes (its Store is gone).
+        let mut captured: Vec<u8> = Vec::new();
+        let mut r = std::io::BufReader::new(reader);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match std::io::BufRead::read_until(&mut r, b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    on_line(text.trim_end_matches(['\n', '\r']));
+                    if captured.len() < limit {
+                        captured.extend_from_slice(&line);
+                    }
+                }
+            }
+        }
+        let result = guest
+            .join()
+            .unwrap_or_else(|_| Err(SandboxError::Setup("the sandbox thread panicked".into())));
+        result.map(|mut o| {
+            o.stdout = captured;
+            o
+        })
+    })
+}
+
+fn run_program(
+    spec: &RunSpec,
+    program: &Program,
+    stdio: Stdio,
+    spawn: Arc<SpawnContext>,
+    depth: u32,
+) -> Result<RunOutput, SandboxError> {
+    match program {
+        Program::Module(m) => run_in_store(spec, m, stdio, spawn, depth),
+        Program::Component(c) => run_component(spec, c, &stdio),
+    }
+}
+
+struct ComponentState {
+    ctx: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+    limits: StoreLimits,
+}
+
+impl wasmtime_wasi::WasiView for ComponentState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Runs a WASI preview-2 command component (`wasi:cli/run`). Components get
+/// WASI only: wbuild's process interface is for preview-1 modules.
+fn run_component(
+    spec: &RunSpec,
+    component: &wasmtime::component::Component,
+    stdio: &Stdio,
+) -> Result<RunOutput, SandboxError> {
+    let engine = engine()?;
+    let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
+    let mut b = wasi_builder(spec, stdio)?;
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(spec.memory as usize)
+        .build();
+    let mut store = Store::new(
+        engine,
+        ComponentState {
+            ctx: b.build(),
+            table: wasmtime::component::ResourceTable::new(),
+            limits,
+        },
+    );
+    store.limiter(|s| &mut s.limits);
+    let ticks = (spec.timeout.as_millis() / TICK.as_millis()).max(1) as u64;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+    let mut linker: wasmtime::component::Linker<ComponentState> =
+        wasmtime::component::Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+    let cmd =
+        wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, component, &linker)
+            .map_err(|e| SandboxError::Trap {
+                program: spec.program_name.clone(),
+                message: format!("cannot start: {e:#}"),
+            })?;
+    let exit_code = match cmd.wasi_cli_run().call_run(&mut store) {
+        Ok(Ok(())) => 0,
+        Ok(Err(())) => 1,
+        Err(e) => exit_code_of(spec, e, 0)?,
+    };
+    Ok(RunOutput {
+        exit_code,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    })
+}
+
+/// The WASI context every program gets: args, env, cwd, fixed clocks,
+/// seeded randomness, standard streams, preopens; no sockets.
+fn wasi_builder(spec: &RunSpec, stdio: &Stdio) -> Result<WasiCtxBuilder, SandboxError> {
+    let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
+    let mut b = WasiCtxBuilder::new();
+    b.args(&spec.argv)
+        .envs(&spec.env)
+        .wall_clock(FixedClock(Duration::from_secs(spec.clock)))
+        .monotonic_clock(StepClock(AtomicU64::new(0)))
+        .secure_random(Deterministic::new(spec.seed.clone()))
+        .insecure_random(Deterministic::new(
+            spec.seed.iter().rev().copied().collect(),
+        ))
+        .insecure_random_seed(u128::from_le_bytes(seed16(&spec.seed)))
+        .initial_cwd(&spec.cwd);
+    match &stdio.stdin {
+        Source::Inherit => {
+            b.inherit_stdin();
+        }
+        Source::Empty => {}
+        Source::Bytes(bytes) => {
+            b.stdin(MemoryInputPipe::new(bytes.as_ref().clone()));
+        }
+    }
+    let file = |f: &std::fs::File| {
+        f.try_clone()
+            .map(OutputFile::new)
+            .map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))
+    };
+    match &stdio.stdout {
+        Sink::Inherit => b.inherit_stdout(),
+        Sink::Pipe(f) => b.stdout(file(f)?),
+        Sink::Memory(p) => b.stdout(p.clone()),
+    };
+    match &stdio.stderr {
+        Sink::Inherit => b.inherit_stderr(),
+        Sink::Pipe(f) => b.stderr(file(f)?),
+        Sink::Memory(p) => b.stderr(p.clone()),
+    };
+    for p in &spec.preopens {
+        let perms = if p.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        b.preopened_dir(&p.host, &p.guest, perms).map_err(setup)?;
+    }
+    Ok(b)
+}
+
+fn run_in_store(
+    spec: &RunSpec,
+    module: &Module,
+    stdio: Stdio,
+    spawn: Arc<SpawnContext>,
+    depth: u32,
+) -> Result<RunOutput, SandboxError> {
+    let engine = engine()?;
+    let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
+    let mut b = wasi_builder(spec, &stdio)?;
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(spec.memory as usize)
+        .instances(16)
+        .tables(64)
+        .memories(4)
+        .build();
+    let mut store = Store::new(
+        engine,
+        State {
+            wasi: b.build_p1(),
+            limits,
+            spawn: spawn.clone(),
+            depth,
+            stdio,
+            captured: Default::default(),
+        },
+    );
+    store.limiter(|s| &mut s.limits);
+    let ticks = (spec.timeout.as_millis() / TICK.as_millis()).max(1) as u64;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+
+    let mut linker: Linker<State> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
+        .map_err(setup)?;
+    add_process_to_linker(&mut linker, spec).map_err(setup)?;
+    let instance = linker
+        .instantiate(&mut store, module)
+        .map_err(|e| SandboxError::Trap {
+            program: spec.program_name.clone(),
+            message: format!("cannot start: {e:#}"),
+        })?;
+    let start = instance
+        .get_typed_func::<(), ()>(&mut store, "_start")
+        .map_err(|_| SandboxError::Trap {
+            program: spec.program_name.clone(),
+            message: "the module has no _start: it is not a WASI command".into(),
+        })?;
+    let exit_code = match start.call(&mut store, ()) {
+        Ok(()) => 0,
+        Err(e) => {
+            let used = instance
+                .get_memory(&mut store, "memory")
+                .map(|m| m.data_size(&store) as u64)
+                .unwrap_or(0);
+            exit_code_of(spec, e, used)?
+        }
+    };
+    Ok(RunOutput {
+        exit_code,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    })
+}
+
+/// How a guest that did not return normally ended: an exit code, or the
+/// timeout, out-of-memory or crash it ran into.
+fn exit_code_of(spec: &RunSpec, e: wasmtime::Error, memory_used: u64) -> Result<i32, SandboxError> {
+    if let Some(x) = e.downcast_ref::<I32Exit>() {
+        return Ok(x.0);
+    }
+    if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return Err(SandboxError::Timeout {
+            program: spec.program_name.clone(),
+            seconds: spec.timeout.as_secs(),
+        });
+    }
+    if memory_used + (2 << 20) >= spec.memory {
+        return Err(SandboxError::OutOfMemory {
+            program: spec.program_name.clone(),
+            limit_mib: spec.memory >> 20,
+        });
+    }
+    // The trap says what happened ("call stack exhausted"); the error's
+    // first line is only "error while executing at wasm backtrace:".
+    let message = match e.downcast_ref::<Trap>() {
+        Some(t) => t.to_string(),
+        None => format!("{e:#}").lines().next().unwrap_or("").to_string(),
+    };
+    Err(SandboxError::Trap {
+        program: spec.program_name.clone(),
+        message,
+    })
+}
+
+fn seed16(seed: &[u8]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, b) in seed.iter().enumerate() {
+        out[i % 16] ^= *b;
+    }
+    out
+}

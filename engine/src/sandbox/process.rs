@@ -1,0 +1,493 @@
+//! `wbuild:sandbox/process` (see `wit/wbuild.wit`): the imports wbuild
+//! gives preview-1 guests (spawn, spawn-io, take-output, set-mode,
+//! get-mode, set-owner), with the decoding of their arguments from guest
+//! memory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::Linker;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use super::resolve::{find_program, guest_path};
+use super::stdio::{Sink, Source, Stdio};
+use super::{load_program, run_program, RunSpec, State};
+
+/// The most a captured stream of a spawned program holds (as much as one
+/// of wbox's in-memory pipes); past it the program's writes fail.
+pub(super) const CAPTURE_LIMIT: usize = 1 << 30;
+
+/// `spawn-io` flags (see `wit/wbuild.wit`).
+pub(super) const SPAWN_STDIN: u32 = 1;
+pub(super) const SPAWN_CAPTURE_OUT: u32 = 2;
+pub(super) const SPAWN_CAPTURE_ERR: u32 = 4;
+pub(super) const SPAWN_ERR_TO_OUT: u32 = 8;
+
+/// Shared by a step's program and every program it spawns.
+pub struct SpawnContext {
+    /// The rootfs on the host (the `/` preopen), for finding programs.
+    pub rootfs: Option<PathBuf>,
+    pub module_cache: Option<PathBuf>,
+    /// Modes and owners set through `set-mode` / `set-owner`, by manifest
+    /// path (no leading `/`).
+    pub overrides:
+        std::sync::Mutex<std::collections::BTreeMap<String, crate::fs::snapshot::MetaOverride>>,
+    /// The image's permission bits for paths whose mode is not the default
+    /// for new files and directories (what `get-mode` answers before any
+    /// `set-mode`).
+    pub modes: std::collections::HashMap<String, u32>,
+    pub deadline: std::time::Instant,
+}
+
+/// How deep `spawn` may nest.
+pub(super) const MAX_SPAWN_DEPTH: u32 = 32;
+
+/// The import module name of the `wbuild:sandbox/process` interface.
+pub const PROCESS_MODULE: &str = "wbuild:sandbox/process@0.1.0";
+
+/// Reads `len` bytes at `ptr` of the guest's memory, bounds-checked.
+pub(super) fn guest_bytes(data: &[u8], ptr: u32, len: u32) -> Option<&[u8]> {
+    let start = ptr as usize;
+    let end = start.checked_add(len as usize)?;
+    data.get(start..end)
+}
+
+pub(super) fn guest_str(data: &[u8], ptr: u32, len: u32) -> Option<String> {
+    guest_bytes(data, ptr, len).map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+pub(super) fn u32_at(data: &[u8], at: usize) -> Option<u32> {
+    data.get(at..at.checked_add(4)?)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+pub(super) type SpawnRequest = (Vec<String>, Vec<(String, String)>, String);
+
+/// Reads spawn's (argv, env, cwd) from the canonical-ABI lists: argv's
+/// pointer and length, env's, cwd's.
+pub(super) fn read_spawn_request(
+    data: &[u8],
+    [ap, al, ep, el, cp, cl]: [u32; 6],
+) -> Option<SpawnRequest> {
+    let mut argv = Vec::new();
+    for i in 0..al as usize {
+        let at = (ap as usize).checked_add(i.checked_mul(8)?)?;
+        argv.push(guest_str(data, u32_at(data, at)?, u32_at(data, at + 4)?)?);
+    }
+    let mut env = Vec::new();
+    for i in 0..el as usize {
+        let at = (ep as usize).checked_add(i.checked_mul(16)?)?;
+        let k = guest_str(data, u32_at(data, at)?, u32_at(data, at + 4)?)?;
+        let v = guest_str(data, u32_at(data, at + 8)?, u32_at(data, at + 12)?)?;
+        env.push((k, v));
+    }
+    Some((argv, env, guest_str(data, cp, cl)?))
+}
+
+/// `wbuild:sandbox/process`: spawn, spawn-io, take-output, set-mode,
+/// get-mode, set-owner (see `wit/wbuild.wit`).
+pub(super) fn add_process_to_linker(
+    linker: &mut Linker<State>,
+    parent: &RunSpec,
+) -> wasmtime::Result<()> {
+    let parent = Arc::new(parent.clone());
+    let p = parent.clone();
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "spawn",
+        move |mut caller: wasmtime::Caller<'_, State>,
+              ap: u32,
+              al: u32,
+              ep: u32,
+              el: u32,
+              cp: u32,
+              cl: u32|
+              -> i32 { spawn_io(&mut caller, &p, [ap, al, ep, el, cp, cl], (0, 0), 0) },
+    )?;
+    let p = parent.clone();
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "spawn-io",
+        move |mut caller: wasmtime::Caller<'_, State>,
+              ap: u32,
+              al: u32,
+              ep: u32,
+              el: u32,
+              cp: u32,
+              cl: u32,
+              ip: u32,
+              il: u32,
+              how: u32|
+              -> i32 { spawn_io(&mut caller, &p, [ap, al, ep, el, cp, cl], (ip, il), how) },
+    )?;
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "take-output",
+        |mut caller: wasmtime::Caller<'_, State>, which: u32, dp: u32, dl: u32| -> i32 {
+            take_output(&mut caller, which, dp, dl)
+        },
+    )?;
+    let p = parent.clone();
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "set-mode",
+        move |mut caller: wasmtime::Caller<'_, State>, pp: u32, pl: u32, mode: u32| -> i32 {
+            set_meta(&mut caller, &p, pp, pl, Some(mode & 0o7777), None)
+        },
+    )?;
+    let p = parent.clone();
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "get-mode",
+        move |mut caller: wasmtime::Caller<'_, State>, pp: u32, pl: u32| -> i32 {
+            get_mode(&mut caller, &p, pp, pl)
+        },
+    )?;
+    let p = parent;
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "set-owner",
+        move |mut caller: wasmtime::Caller<'_, State>,
+              pp: u32,
+              pl: u32,
+              uid: u32,
+              gid: u32|
+              -> i32 { set_meta(&mut caller, &p, pp, pl, None, Some((uid, gid))) },
+    )?;
+    Ok(())
+}
+
+pub(super) fn set_meta(
+    caller: &mut wasmtime::Caller<'_, State>,
+    spec: &RunSpec,
+    ptr: u32,
+    len: u32,
+    mode: Option<u32>,
+    owner: Option<(u32, u32)>,
+) -> i32 {
+    const ENOENT: i32 = 44;
+    const EINVAL: i32 = 28;
+    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return EINVAL;
+    };
+    let Some(path) = guest_str(mem.data(&*caller), ptr, len) else {
+        return EINVAL;
+    };
+    let ctx = caller.data().spawn.clone();
+    let rel = guest_path(&path, &spec.cwd);
+    let Some(root) = &ctx.rootfs else {
+        return EINVAL;
+    };
+    if rel.is_empty() || std::fs::symlink_metadata(root.join(&rel)).is_err() {
+        return ENOENT;
+    }
+    let mut o = ctx.overrides.lock().unwrap_or_else(|p| p.into_inner());
+    let e = o.entry(rel).or_default();
+    if mode.is_some() {
+        e.mode = mode;
+    }
+    if owner.is_some() {
+        e.owner = owner;
+    }
+    0
+}
+
+/// A path's permission bits as the layer will record them: set during the
+/// step, else the image's, else the default for new paths; -44 (no such
+/// file) or -28 (invalid) on error.
+pub(super) fn get_mode(
+    caller: &mut wasmtime::Caller<'_, State>,
+    spec: &RunSpec,
+    ptr: u32,
+    len: u32,
+) -> i32 {
+    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return -28;
+    };
+    let Some(path) = guest_str(mem.data(&*caller), ptr, len) else {
+        return -28;
+    };
+    let ctx = caller.data().spawn.clone();
+    let rel = guest_path(&path, &spec.cwd);
+    let Some(root) = &ctx.rootfs else {
+        return -28;
+    };
+    let host = match std::fs::symlink_metadata(root.join(&rel)) {
+        Ok(m) => m,
+        Err(_) => return -44,
+    };
+    let set = ctx
+        .overrides
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&rel)
+        .and_then(|o| o.mode);
+    let mode = set
+        .or_else(|| ctx.modes.get(&rel).copied())
+        .unwrap_or(if host.is_dir() {
+            crate::fs::snapshot::NEW_DIR_MODE
+        } else {
+            crate::fs::snapshot::NEW_FILE_MODE
+        });
+    mode as i32
+}
+
+/// The modes of a manifest that `get-mode` cannot assume.
+pub fn mode_exceptions(m: &crate::fs::Manifest) -> std::collections::HashMap<String, u32> {
+    use crate::fs::snapshot::{NEW_DIR_MODE, NEW_FILE_MODE};
+    m.iter()
+        .filter(|(_, meta)| match meta.kind {
+            crate::fs::Kind::Dir => meta.mode != NEW_DIR_MODE,
+            crate::fs::Kind::Symlink => false,
+            _ => meta.mode != NEW_FILE_MODE,
+        })
+        .map(|(p, meta)| (p.clone(), meta.mode))
+        .collect()
+}
+
+/// `spawn` and `spawn-io`: reads the request (argv, env and cwd as
+/// canonical-ABI lists, then stdin), connects the child's streams as `how`
+/// says, runs it and keeps what it captured for `take-output`.
+pub(super) fn spawn_io(
+    caller: &mut wasmtime::Caller<'_, State>,
+    parent: &RunSpec,
+    request: [u32; 6],
+    (ip, il): (u32, u32),
+    how: u32,
+) -> i32 {
+    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return -1;
+    };
+    let data = mem.data(&*caller);
+    let Some(req) = read_spawn_request(data, request) else {
+        return -1;
+    };
+    let mut stdio = caller.data().stdio.for_child();
+    if how & SPAWN_STDIN != 0 {
+        let Some(input) = guest_bytes(data, ip, il) else {
+            return -1;
+        };
+        stdio.stdin = Source::Bytes(Arc::new(input.to_vec()));
+    }
+    let out = MemoryOutputPipe::new(CAPTURE_LIMIT);
+    let err = MemoryOutputPipe::new(CAPTURE_LIMIT);
+    if how & SPAWN_CAPTURE_OUT != 0 {
+        stdio.stdout = Sink::Memory(out.clone());
+    }
+    if how & SPAWN_ERR_TO_OUT != 0 {
+        stdio.stderr = stdio.stdout.clone();
+    } else if how & SPAWN_CAPTURE_ERR != 0 {
+        stdio.stderr = Sink::Memory(err.clone());
+    }
+    let code = spawn_from(caller, parent, req, stdio);
+    // The child's Store is gone, so these are the only handles left.
+    let take = |pipe: MemoryOutputPipe| pipe.try_into_inner().unwrap_or_default().to_vec();
+    caller.data_mut().captured = [(take(out), 0), (take(err), 0)];
+    code
+}
+
+/// Runs a spawned child and answers for it: its exit code, or -1 with the
+/// reason written where its stderr goes.
+pub(super) fn spawn_from(
+    caller: &mut wasmtime::Caller<'_, State>,
+    parent: &RunSpec,
+    (argv, env, cwd): SpawnRequest,
+    stdio: Stdio,
+) -> i32 {
+    let ctx = caller.data().spawn.clone();
+    let depth = caller.data().depth + 1;
+    let stderr = stdio.stderr.clone();
+    match spawn_child(parent, &ctx, depth, argv, env, cwd, stdio) {
+        Ok(code) => code,
+        Err(msg) => {
+            stderr.write_all(format!("spawn: {msg}\n").as_bytes());
+            -1
+        }
+    }
+}
+
+/// Moves up to `len` bytes of what the last `spawn-io` captured into the
+/// guest's memory at `ptr`; returns how many, 0 at the end, -28 when the
+/// arguments are wrong.
+pub(super) fn take_output(
+    caller: &mut wasmtime::Caller<'_, State>,
+    which: u32,
+    ptr: u32,
+    len: u32,
+) -> i32 {
+    const EINVAL: i32 = -28;
+    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return EINVAL;
+    };
+    let index = match which {
+        1 => 0,
+        2 => 1,
+        _ => return EINVAL,
+    };
+    let (data, state) = mem.data_and_store_mut(caller);
+    let (buf, at) = &mut state.captured[index];
+    let n = (buf.len() - *at).min(len as usize).min(i32::MAX as usize);
+    let start = ptr as usize;
+    let Some(dest) = start
+        .checked_add(n)
+        .and_then(|end| data.get_mut(start..end))
+    else {
+        return EINVAL;
+    };
+    dest.copy_from_slice(&buf[*at..*at + n]);
+    *at += n;
+    if *at == buf.len() {
+        *buf = Vec::new();
+        *at = 0;
+    }
+    n as i32
+}
+
+pub(super) fn spawn_child(
+    parent: &RunSpec,
+    ctx: &Arc<SpawnContext>,
+    depth: u32,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: String,
+    stdio: Stdio,
+) -> Result<i32, String> {
+    if depth > MAX_SPAWN_DEPTH {
+        return Err(format!("programs nested more than {MAX_SPAWN_DEPTH} deep"));
+    }
+    let name = argv.first().cloned().ok_or("empty argv")?;
+    let root = ctx.rootfs.as_ref().ok_or("no rootfs")?;
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(crate::env::DEFAULT_PATH);
+    let (host, _) =
+        find_program(root, &name, &cwd, path).ok_or_else(|| format!("{name}: not found"))?;
+    let bytes = std::fs::read(&host).map_err(|e| format!("{name}: {e}"))?;
+    let module =
+        load_program(&bytes, &name, ctx.module_cache.as_deref()).map_err(|e| e.to_string())?;
+    let remaining = ctx
+        .deadline
+        .saturating_duration_since(std::time::Instant::now());
+    let child = RunSpec {
+        program: Arc::new(bytes),
+        program_name: name,
+        argv,
+        env,
+        cwd,
+        timeout: remaining.min(parent.timeout).max(Duration::from_millis(10)),
+        ..parent.clone()
+    };
+    match run_program(&child, &module, stdio, ctx.clone(), depth) {
+        Ok(o) => Ok(o.exit_code),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use wasmtime::{Store, StoreLimitsBuilder};
+    use wasmtime_wasi::WasiCtxBuilder;
+
+    use crate::sandbox::engine;
+
+    /// `wit/wbuild.wit` says what guests may import: every function of its
+    /// `process` interface is defined, with the core signature the
+    /// canonical ABI gives it, and nothing else is.
+    #[test]
+    fn the_process_interface_matches_its_wit() {
+        use wit_parser::abi::{AbiVariant, WasmType};
+        let mut resolve = wit_parser::Resolve::new();
+        let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/wbuild.wit");
+        resolve.push_file(&wit).unwrap();
+        let (_, iface) = resolve
+            .interfaces
+            .iter()
+            .find(|(_, i)| i.name.as_deref() == Some("process"))
+            .unwrap();
+
+        let engine = engine().unwrap();
+        let mut linker: Linker<State> = Linker::new(engine);
+        let spec = RunSpec {
+            program: Arc::new(Vec::new()),
+            program_name: "test".into(),
+            argv: Vec::new(),
+            env: Vec::new(),
+            cwd: "/".into(),
+            preopens: Vec::new(),
+            clock: 0,
+            seed: Vec::new(),
+            timeout: Duration::from_secs(1),
+            memory: 1 << 20,
+            output_limit: 0,
+            inherit_stdio: false,
+        };
+        add_process_to_linker(&mut linker, &spec).unwrap();
+        let ctx = Arc::new(SpawnContext {
+            rootfs: None,
+            module_cache: None,
+            overrides: Default::default(),
+            modes: Default::default(),
+            deadline: std::time::Instant::now(),
+        });
+        let mut store = Store::new(
+            engine,
+            State {
+                wasi: WasiCtxBuilder::new().build_p1(),
+                limits: StoreLimitsBuilder::new().build(),
+                spawn: ctx,
+                depth: 0,
+                stdio: Stdio {
+                    stdin: Source::Empty,
+                    stdout: Sink::Inherit,
+                    stderr: Sink::Inherit,
+                },
+                captured: Default::default(),
+            },
+        );
+        let core = |t: &WasmType| match t {
+            WasmType::I32 | WasmType::Pointer | WasmType::Length => wasmtime::ValType::I32,
+            WasmType::I64 | WasmType::PointerOrI64 => wasmtime::ValType::I64,
+            WasmType::F32 => wasmtime::ValType::F32,
+            WasmType::F64 => wasmtime::ValType::F64,
+        };
+        let same = |a: &[wasmtime::ValType], b: &[wasmtime::ValType]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| wasmtime::ValType::eq(x, y))
+        };
+        for (name, f) in &iface.functions {
+            let sig = resolve.wasm_signature(AbiVariant::GuestImport, f);
+            assert!(!sig.retptr, "{name}: results must be scalars");
+            let want: Vec<_> = sig.params.iter().map(core).collect();
+            let want_results: Vec<_> = sig.results.iter().map(core).collect();
+            let func = linker
+                .get(&mut store, PROCESS_MODULE, name)
+                .ok()
+                .and_then(|e| e.into_func())
+                .unwrap_or_else(|| panic!("{name} is in the wit but not provided"));
+            let ty = func.ty(&store);
+            let got: Vec<_> = ty.params().collect();
+            let got_results: Vec<_> = ty.results().collect();
+            assert!(
+                same(&got, &want),
+                "{name}: params {got:?}, wit says {want:?}"
+            );
+            assert!(
+                same(&got_results, &want_results),
+                "{name}: results {got_results:?}, wit says {want_results:?}"
+            );
+        }
+        let provided = linker
+            .iter(&mut store)
+            .filter(|(m, _, _)| *m == PROCESS_MODULE)
+            .count();
+        assert_eq!(
+            provided,
+            iface.functions.len(),
+            "every import is in the wit"
+        );
+    }
+}

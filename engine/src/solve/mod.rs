@@ -1,0 +1,301 @@
+//! Runs a build plan. The [`scheduler`] starts every stage whose inputs are
+//! built (up to `--jobs` at once); a stage runs its steps in order through
+//! the one lookup/record path in [`step`], which asks each step's op
+//! ([`ops`]: source, exec, file, config) for its cache inputs and, on a
+//! miss, to execute; results are looked up and recorded through a
+//! [`CacheBackend`]. Every step reports whether it was cached and why, as
+//! progress events that reach the renderer through a channel.
+
+mod ops;
+mod scheduler;
+mod step;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use crate::cache::backend::{CacheBackend, LocalCache, StepRecord};
+use crate::cache::CacheKey;
+use crate::context::Context;
+use crate::fs::layer::{self, Compression, LayerEntry, LayerInfo};
+use crate::fs::{Manifest, Meta};
+use crate::oci::{self, HistoryEntry, Image, ImageConfig, PlatformDesc, RootFs, RunConfig};
+use crate::plan::{BuildPlan, Step};
+use crate::progress::{Event, Progress};
+use crate::store::Store;
+use scheduler::Msg;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{file}:{line}: {step}: {message}")]
+    Step {
+        file: String,
+        line: usize,
+        step: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Layer(#[from] crate::fs::layer::LayerError),
+    /// A bug in wbuild, not in the build's input.
+    #[error("internal error: {0} (please report it)")]
+    Internal(String),
+}
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The Dockerfile as the user named it (for errors).
+    pub dockerfile: String,
+    /// Where step history is kept: the Dockerfile's absolute path.
+    pub scope: String,
+    pub no_cache: bool,
+    pub no_cache_filter: Vec<String>,
+    /// Layer timestamps (`SOURCE_DATE_EPOCH`, 0 by default).
+    pub epoch: u64,
+    pub compression: Compression,
+    pub level: i32,
+    /// Longest a RUN step may take.
+    pub step_timeout: std::time::Duration,
+    /// Most memory a RUN step's program may use, in bytes.
+    pub step_memory: u64,
+    /// `--secret` values by id (never part of a key, a record or a layer).
+    pub secrets: BTreeMap<String, Vec<u8>>,
+    /// How many stages may build at once.
+    pub jobs: usize,
+}
+
+/// What a step did, for `--metadata-file` and people.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepReport {
+    pub stage: String,
+    pub instruction: String,
+    pub cached: bool,
+    pub reason: String,
+    #[serde(skip)]
+    pub seconds: f64,
+}
+
+pub struct BuildOutcome {
+    pub image: Image,
+    pub steps: Vec<StepReport>,
+}
+
+/// A stage as its steps leave it.
+#[derive(Clone)]
+struct StageState {
+    key: CacheKey,
+    missed: bool,
+    layers: Vec<LayerInfo>,
+    config: RunConfig,
+    history: Vec<HistoryEntry>,
+    /// The rootfs metadata, rebuilt from the layers when first needed.
+    manifest: Option<Manifest>,
+    cmd_set: bool,
+}
+
+/// A tree files can be copied from: the context, or a stage's rootfs
+/// materialized in a temp dir.
+struct SourceTree {
+    label: String,
+    /// The stage this tree is the rootfs of (None for the context).
+    stage: Option<usize>,
+    root: PathBuf,
+    entries: BTreeMap<String, Meta>,
+    /// Keep owners (stage sources) or reset them to 0:0 (the context).
+    keep_owner: bool,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// A built stage's rootfs on disk, materialized once however many stages
+/// read it.
+type TreeSlot = Arc<Mutex<Option<Arc<SourceTree>>>>;
+
+/// Shared by every stage of a build; stages run on their own threads.
+pub struct Solver<'a> {
+    store: &'a Store,
+    cache: LocalCache<'a>,
+    opts: BuildOptions,
+    events: mpsc::Sender<Msg>,
+    vertex: AtomicUsize,
+    /// Finished stages, by index.
+    stages: Mutex<BTreeMap<usize, StageState>>,
+    materialized: Mutex<BTreeMap<usize, TreeSlot>>,
+    context_tree: Arc<SourceTree>,
+}
+
+impl<'a> Solver<'a> {
+    /// Builds the plan's target stage and assembles its image; progress
+    /// events go to `progress` as they happen.
+    pub fn build(
+        store: &'a Store,
+        context: &'a Context,
+        opts: BuildOptions,
+        plan: &BuildPlan,
+        progress: &mut dyn Progress,
+    ) -> Result<BuildOutcome, BuildError> {
+        let (events, rx) = mpsc::channel();
+        let solver = Solver {
+            store,
+            cache: LocalCache { store },
+            opts,
+            events,
+            vertex: AtomicUsize::new(0),
+            stages: Mutex::new(BTreeMap::new()),
+            materialized: Mutex::new(BTreeMap::new()),
+            context_tree: Arc::new(SourceTree {
+                label: "context".into(),
+                stage: None,
+                root: context.root.clone(),
+                entries: context
+                    .entries
+                    .iter()
+                    .map(|(k, e)| (k.clone(), e.meta.clone()))
+                    .collect(),
+                keep_owner: false,
+                _tmp: None,
+            }),
+        };
+        let reports = scheduler::run(&solver, plan, rx, progress)?;
+        solver.finish(plan, reports)
+    }
+
+    /// The target's image, from its finished stage.
+    fn finish(
+        self,
+        plan: &BuildPlan,
+        reports: Vec<StepReport>,
+    ) -> Result<BuildOutcome, BuildError> {
+        let target = &plan.stages[plan.target];
+        let st = lock(&self.stages)
+            .remove(&plan.target)
+            .expect("the target was built");
+        let config = ImageConfig {
+            created: oci::rfc3339(self.opts.epoch),
+            architecture: target.platform.architecture.clone(),
+            os: target.platform.os.clone(),
+            variant: target.platform.variant.clone(),
+            config: st.config,
+            rootfs: RootFs {
+                kind: "layers".into(),
+                diff_ids: st.layers.iter().map(|l| l.diff_id.clone()).collect(),
+            },
+            history: st.history,
+        };
+        let platform = PlatformDesc {
+            architecture: target.platform.architecture.clone(),
+            os: target.platform.os.clone(),
+            variant: target.platform.variant.clone(),
+        };
+        let image = oci::assemble(self.store, config, st.layers, &platform)?;
+        Ok(BuildOutcome {
+            image,
+            steps: reports,
+        })
+    }
+
+    /// Sends a progress event to the renderer.
+    fn emit(&self, e: Event) {
+        let _ = self.events.send(Msg::Event(e));
+    }
+
+    /// A new vertex number (in the order steps start, as BuildKit counts).
+    fn next_vertex(&self) -> usize {
+        self.vertex.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn step_error(&self, step: &Step, label: &str, message: impl Into<String>) -> BuildError {
+        BuildError::Step {
+            file: self.opts.dockerfile.clone(),
+            line: step.line,
+            step: format!("[{label}] {}", step.display),
+            message: message.into(),
+        }
+    }
+
+    /// A finished stage's state.
+    fn stage_state(&self, index: usize) -> StageState {
+        lock(&self.stages)
+            .get(&index)
+            .cloned()
+            .expect("dependencies are built first")
+    }
+
+    /// Writes a layer of `entries` and records it under `key`.
+    fn record_layer(
+        &self,
+        key: &CacheKey,
+        entries: &[LayerEntry],
+        description: &str,
+    ) -> Result<StepRecord, BuildError> {
+        let info = layer::write_layer(
+            self.store,
+            entries,
+            self.opts.epoch,
+            self.opts.compression,
+            self.opts.level,
+        )?;
+        let rec = StepRecord { layer: Some(info) };
+        self.cache.record(key, &rec, description)?;
+        Ok(rec)
+    }
+
+    /// The stage's rootfs metadata (rebuilt from its layers if needed).
+    fn manifest<'s>(&self, st: &'s mut StageState) -> Result<&'s Manifest, BuildError> {
+        if st.manifest.is_none() {
+            let mut m = Manifest::new();
+            for l in &st.layers {
+                layer::apply_to_manifest(self.store, l, &mut m)?;
+            }
+            st.manifest = Some(m);
+        }
+        Ok(st.manifest.as_ref().expect("set"))
+    }
+
+    /// A finished stage's rootfs on disk, for `COPY --from` and mounts:
+    /// materialized by the first stage that asks, shared by the rest.
+    fn stage_tree(&self, index: usize, label: &str) -> Result<Arc<SourceTree>, BuildError> {
+        let slot = lock(&self.materialized).entry(index).or_default().clone();
+        let mut slot = lock(&slot);
+        if let Some(t) = slot.as_ref() {
+            return Ok(t.clone());
+        }
+        let st = self.stage_state(index);
+        let tmp = tempfile::Builder::new()
+            .prefix("stage-")
+            .tempdir_in(self.store.root().join("tmp"))
+            .map_err(|e| crate::store::StoreError::Io {
+                path: self.store.root().join("tmp"),
+                source: e,
+            })?;
+        let mut m = Manifest::new();
+        for l in &st.layers {
+            layer::apply_to_dir(self.store, l, tmp.path(), &mut m)?;
+        }
+        let t = Arc::new(SourceTree {
+            label: format!("stage {label}"),
+            stage: Some(index),
+            root: tmp.path().to_path_buf(),
+            entries: m,
+            keep_owner: true,
+            _tmp: Some(tmp),
+        });
+        *slot = Some(t.clone());
+        Ok(t)
+    }
+
+    /// A stage's tree that [`Solver::stage_tree`] already materialized.
+    #[cfg(feature = "sandbox")]
+    fn materialized_tree(&self, index: usize) -> Option<Arc<SourceTree>> {
+        let slot = lock(&self.materialized).get(&index).cloned()?;
+        let t = lock(&slot).clone();
+        t
+    }
+}
+
+/// Locks a mutex; a panic elsewhere does not poison the build's state.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,146 @@
+//! ADD's local archives: recognized by their first bytes (tar, gzip,
+//! zstd), unpacked into layer entries under the destination.
+
+use std::io::Read;
+use std::path::Path;
+
+use super::file::join;
+use crate::fs::layer::{Content, LayerEntry};
+use crate::fs::Meta;
+use crate::store::Store;
+
+#[derive(Clone, Copy)]
+pub(crate) enum ArchiveKind {
+    Tar,
+    Gzip,
+    Zstd,
+}
+
+/// Recognizes the archives ADD unpacks by their first bytes.
+pub(crate) fn archive_kind(path: &Path) -> Option<ArchiveKind> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return None,
+        }
+    }
+    if n >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+        return Some(ArchiveKind::Gzip);
+    }
+    if n >= 4 && head[..4] == [0x28, 0xb5, 0x2f, 0xfd] {
+        return Some(ArchiveKind::Zstd);
+    }
+    if n >= 262 && &head[257..262] == b"ustar" {
+        return Some(ArchiveKind::Tar);
+    }
+    None
+}
+
+/// Unpacks a local archive into layer entries under `dest` (contents are
+/// extracted to a temp dir in the store).
+pub(crate) fn unpack_archive(
+    path: &Path,
+    kind: ArchiveKind,
+    dest: &str,
+    store: &Store,
+) -> Result<Vec<LayerEntry>, String> {
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let r: Box<dyn Read> = match kind {
+        ArchiveKind::Tar => Box::new(f),
+        ArchiveKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
+        ArchiveKind::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(f).map_err(|e| e.to_string())?)
+        }
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("unpack-")
+        .tempdir_in(store.root().join("tmp"))
+        .map_err(|e| e.to_string())?
+        .keep();
+    let mut ar = tar::Archive::new(r);
+    let mut out = Vec::new();
+    for (n, entry) in ar
+        .entries()
+        .map_err(|e| format!("not a valid tar archive: {e}"))?
+        .enumerate()
+    {
+        let mut entry = entry.map_err(|e| format!("not a valid tar archive: {e}"))?;
+        let raw = entry.path().map_err(|e| e.to_string())?.into_owned();
+        let mut parts = Vec::new();
+        for c in raw.components() {
+            match c {
+                std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+                std::path::Component::CurDir => {}
+                _ => {
+                    return Err(format!(
+                        "archive entry {} leaves the destination",
+                        raw.display()
+                    ))
+                }
+            }
+        }
+        if parts.is_empty() {
+            continue;
+        }
+        let rel = parts.join("/");
+        let h = entry.header();
+        let mode = h.mode().unwrap_or(0o644) & 0o7777;
+        let uid = h.uid().unwrap_or(0) as u32;
+        let gid = h.gid().unwrap_or(0) as u32;
+        let (meta, content) = match h.entry_type() {
+            tar::EntryType::Directory => (
+                Meta {
+                    uid,
+                    gid,
+                    ..Meta::dir(mode)
+                },
+                Content::None,
+            ),
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (Meta::symlink(&target).owned_by(uid, gid), Content::None)
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let host = tmp.join(format!("{n}"));
+                let mut file = std::fs::File::create(&host).map_err(|e| e.to_string())?;
+                let mut hasher = crate::digest::Hasher::new();
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut size = 0u64;
+                loop {
+                    let k = entry.read(&mut buf).map_err(|e| e.to_string())?;
+                    if k == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..k]);
+                    std::io::Write::write_all(&mut file, &buf[..k]).map_err(|e| e.to_string())?;
+                    size += k as u64;
+                }
+                (
+                    Meta::file(mode, size, Some(hasher.finish())).owned_by(uid, gid),
+                    Content::Host(host),
+                )
+            }
+            other => {
+                return Err(format!(
+                    "archive entry {rel} has an unsupported type {other:?}"
+                ))
+            }
+        };
+        out.push(LayerEntry {
+            path: join(dest, &rel),
+            meta,
+            content,
+            whiteout: false,
+        });
+    }
+    Ok(out)
+}

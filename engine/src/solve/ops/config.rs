@@ -1,0 +1,160 @@
+//! Instructions that change only the image config (ENV, LABEL, CMD,
+//! ENTRYPOINT, USER, EXPOSE, …; ARG, which is keyed by its value), and
+//! WORKDIR, which also creates its directory when the image lacks it.
+
+use super::file::missing_parents;
+use super::{Executed, Op, StepCx};
+use crate::cache::{CacheKey, StepInputs};
+use crate::env;
+use crate::frontend::instructions::{CommandLine, Copy, Healthcheck, Instruction};
+use crate::fs::{self as tree, Kind};
+use crate::oci::{Empty, HealthConfig, RunConfig};
+use crate::plan::Step;
+use crate::solve::{BuildError, Solver, StageState};
+
+/// ENV, LABEL, CMD, ARG and the other config-only instructions.
+pub(crate) struct ConfigOp;
+
+impl Op for ConfigOp {
+    fn cache_inputs(
+        &mut self,
+        _solver: &Solver<'_>,
+        cx: &StepCx<'_>,
+        _st: &mut StageState,
+        inputs: &mut StepInputs,
+    ) -> Result<(), BuildError> {
+        // An ARG's value is an input: a new --build-arg rebuilds from here.
+        if let Instruction::Arg { args } = &cx.step.instruction {
+            for a in args {
+                inputs.args.insert(
+                    a.name.clone(),
+                    cx.step.args.get(&a.name).cloned().unwrap_or_default(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// WORKDIR: sets the working directory, and creates it (and its parents)
+/// when the image does not have it.
+pub(crate) struct WorkdirOp;
+
+impl Op for WorkdirOp {
+    fn execute(
+        &mut self,
+        solver: &Solver<'_>,
+        cx: &StepCx<'_>,
+        st: &mut StageState,
+        _key: &CacheKey,
+    ) -> Result<Option<Executed>, BuildError> {
+        let dir = tree::manifest_path(&cx.step.workdir);
+        let m = solver.manifest(st)?;
+        if dir.is_empty() || m.get(&dir).is_some_and(|x| x.kind == Kind::Dir) {
+            return Ok(None);
+        }
+        Ok(Some(Executed::entries(missing_parents(
+            m,
+            &format!("{dir}/x"),
+            0,
+            0,
+        ))))
+    }
+}
+
+pub(crate) fn shell_form(config: &RunConfig, cmd: &CommandLine) -> Vec<String> {
+    if !cmd.shell_form {
+        return cmd.args.clone();
+    }
+    let mut v = env::shell_of(&config.shell);
+    v.push(cmd.args.join(" "));
+    v
+}
+
+/// What an instruction does to the image config.
+pub(crate) fn apply_config(c: &mut RunConfig, cmd_set: &mut bool, step: &Step) {
+    match &step.instruction {
+        Instruction::Env { pairs } => {
+            for kv in pairs {
+                c.set_env(&kv.key, &kv.value);
+            }
+        }
+        Instruction::Label { pairs } => {
+            for kv in pairs {
+                c.labels.insert(kv.key.clone(), kv.value.clone());
+            }
+        }
+        Instruction::Cmd(cmd) => {
+            c.cmd = Some(shell_form(c, cmd));
+            *cmd_set = true;
+        }
+        Instruction::Entrypoint(cmd) => {
+            c.entrypoint = if cmd.args.is_empty() && !cmd.shell_form {
+                Some(Vec::new())
+            } else {
+                Some(shell_form(c, cmd))
+            };
+            if !*cmd_set {
+                c.cmd = None;
+            }
+        }
+        Instruction::Shell { shell } => c.shell = shell.clone(),
+        Instruction::Workdir { .. } => c.working_dir = step.workdir.clone(),
+        Instruction::User { user } => c.user = user.clone(),
+        Instruction::Volume { paths } => {
+            for p in paths {
+                c.volumes.insert(p.clone(), Empty {});
+            }
+        }
+        Instruction::Expose { ports } => {
+            for p in ports {
+                let p = if p.contains('/') {
+                    p.to_ascii_lowercase()
+                } else {
+                    format!("{p}/tcp")
+                };
+                c.exposed_ports.insert(p, Empty {});
+            }
+        }
+        Instruction::StopSignal { signal } => c.stop_signal = signal.clone(),
+        Instruction::Healthcheck(h) => {
+            c.healthcheck = Some(match h {
+                Healthcheck::None => HealthConfig {
+                    test: vec!["NONE".into()],
+                    ..Default::default()
+                },
+                Healthcheck::Cmd {
+                    test,
+                    interval,
+                    timeout,
+                    start_period,
+                    start_interval,
+                    retries,
+                } => {
+                    let ns = |d: &Option<std::time::Duration>| {
+                        d.map(|d| d.as_nanos() as u64).unwrap_or(0)
+                    };
+                    let test = if test.first().map(String::as_str) == Some("CMD-SHELL") {
+                        vec!["CMD-SHELL".to_string(), test[1..].join(" ")]
+                    } else {
+                        test.clone()
+                    };
+                    HealthConfig {
+                        test,
+                        interval: ns(interval),
+                        timeout: ns(timeout),
+                        start_period: ns(start_period),
+                        start_interval: ns(start_interval),
+                        retries: retries.map(u64::from).unwrap_or(0),
+                    }
+                }
+            })
+        }
+        Instruction::Onbuild(o) => c.on_build.push(o.expression.clone()),
+        Instruction::Copy(Copy { .. })
+        | Instruction::Add(_)
+        | Instruction::Arg { .. }
+        | Instruction::Maintainer { .. }
+        | Instruction::Run(_) => {}
+    }
+}

@@ -1,0 +1,343 @@
+//! RUN: what runs (argv, env, working directory, mounts: all of it in
+//! the key), and on a miss running it in the sandbox on a copy of the
+//! stage's rootfs; what it changed becomes the layer.
+
+use std::collections::BTreeMap;
+#[cfg(feature = "sandbox")]
+use std::sync::Arc;
+#[cfg(feature = "sandbox")]
+use std::time::Instant;
+
+#[cfg(feature = "sandbox")]
+use super::mounts::plan_of_mounts;
+use super::mounts::MountPlan;
+use super::{Executed, Op, StepCx};
+use crate::cache::{self, CacheKey, StepInputs};
+use crate::env;
+#[cfg(feature = "sandbox")]
+use crate::env::DEFAULT_PATH;
+use crate::frontend::instructions::{MountType, Run};
+#[cfg(feature = "sandbox")]
+use crate::fs as tree;
+use crate::plan::Step;
+#[cfg(feature = "sandbox")]
+use crate::progress::Event;
+use crate::solve::{BuildError, Solver, StageState};
+
+/// A RUN step.
+pub(crate) struct ExecOp<'i> {
+    run: &'i Run,
+    /// Made by `cache_inputs`, run by `execute`.
+    plan: Option<RunPlan>,
+}
+
+impl<'i> ExecOp<'i> {
+    pub fn new(run: &'i Run) -> Self {
+        ExecOp { run, plan: None }
+    }
+}
+
+impl Op for ExecOp<'_> {
+    fn cache_inputs(
+        &mut self,
+        solver: &Solver<'_>,
+        cx: &StepCx<'_>,
+        st: &mut StageState,
+        inputs: &mut StepInputs,
+    ) -> Result<(), BuildError> {
+        let r = self.run;
+        let mut rp = solver.plan_run(cx.step, cx.label, st, r)?;
+        // A cache mount `from=` a stage starts out as a copy of it.
+        for mp in rp.mounts.iter_mut().filter(|m| m.kind == MountType::Cache) {
+            let spec = &r.mounts[mp.index];
+            if spec.from.is_some() {
+                let (tree, _) = solver.bind_source(cx, spec)?;
+                mp.from_stage = tree.stage;
+            }
+        }
+        // The files a bind mount shows are part of the key.
+        for mp in rp.mounts.iter_mut().filter(|m| m.kind == MountType::Bind) {
+            let spec = &r.mounts[mp.index];
+            let (tree, items) = solver.bind_source(cx, spec)?;
+            mp.from_stage = spec.from.as_ref().and_then(|_| tree.stage);
+            for (rel, m) in &items {
+                inputs
+                    .files
+                    .insert(format!("mount {}:{rel}", mp.target), cache::file_summary(m));
+            }
+        }
+        inputs
+            .extra
+            .insert("run".into(), serde_json::to_string(&rp).expect("run plan"));
+        self.plan = Some(rp);
+        Ok(())
+    }
+
+    fn execute(
+        &mut self,
+        solver: &Solver<'_>,
+        cx: &StepCx<'_>,
+        st: &mut StageState,
+        key: &CacheKey,
+    ) -> Result<Option<Executed>, BuildError> {
+        let rp = self.plan.as_ref().expect("cache_inputs planned the run");
+        solver.execute_run(cx, st, rp, key).map(Some)
+    }
+}
+
+/// What a RUN step executes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct RunPlan {
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: String,
+    pub mounts: Vec<MountPlan>,
+}
+
+impl Solver<'_> {
+    /// What a RUN step will execute: argv, env, cwd (all part of its key).
+    pub(in crate::solve) fn plan_run(
+        &self,
+        step: &Step,
+        label: &str,
+        st: &StageState,
+        r: &crate::frontend::instructions::Run,
+    ) -> Result<RunPlan, BuildError> {
+        use crate::frontend::instructions::{MountType, NetworkMode};
+        let mut mounts = Vec::new();
+        for (i, m) in r.mounts.iter().enumerate() {
+            let kind = m.kind();
+            if kind == MountType::Ssh {
+                return Err(self.step_error(
+                    step,
+                    label,
+                    "--mount=type=ssh: there are no sockets in the sandbox, so no SSH agent",
+                ));
+            }
+            let target = match (&m.target, kind) {
+                (Some(t), _) => t.clone(),
+                (None, MountType::Secret) if m.env.is_none() => {
+                    format!(
+                        "/run/secrets/{}",
+                        m.id.clone()
+                            .or_else(|| m.source.clone())
+                            .unwrap_or_default()
+                    )
+                }
+                (None, MountType::Secret) => String::new(),
+                (None, _) => {
+                    return Err(self.step_error(
+                        step,
+                        label,
+                        format!("--mount={}: target= is required", m.raw),
+                    ))
+                }
+            };
+            let target = if target.is_empty() || target.starts_with('/') {
+                target
+            } else {
+                format!("{}/{}", step.workdir.trim_end_matches('/'), target)
+            };
+            mounts.push(MountPlan {
+                index: i,
+                kind,
+                target,
+                read_only: m.is_read_only(),
+                id: m.id.clone().or_else(|| {
+                    if kind == MountType::Secret {
+                        m.source.clone()
+                    } else {
+                        None
+                    }
+                }),
+                sharing: m.sharing,
+                source: m.source.clone(),
+                from_stage: None,
+                env: m.env.clone(),
+                required: m.required.unwrap_or(false),
+            });
+        }
+        if r.network == Some(NetworkMode::Host) {
+            return Err(self.step_error(
+                step,
+                label,
+                "--network=host: the sandbox has no sockets; use --network=none or default",
+            ));
+        }
+        let shell = env::shell_of(&st.config.shell);
+        let mut argv = if r.command.shell_form {
+            let mut script = r.command.args.join(" ");
+            if let Some(h) = r.heredocs.first() {
+                // `RUN <<EOF` alone runs the heredoc as the script.
+                let only_marker = r.heredocs.len() == 1
+                    && crate::frontend::parser::parse_heredoc(script.trim())
+                        .ok()
+                        .flatten()
+                        .is_some();
+                if only_marker {
+                    script = h.body();
+                } else {
+                    // As BuildKit does: the command line and every body,
+                    // each closed by its delimiter, go to the shell, which
+                    // reads the here-documents itself.
+                    for h in &r.heredocs {
+                        script.push('\n');
+                        script.push_str(&h.content);
+                        script.push_str(&h.name);
+                    }
+                }
+            }
+            let mut v = shell;
+            v.push(script);
+            v
+        } else {
+            r.command.args.clone()
+        };
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err(self.step_error(step, label, "RUN has no command"));
+        }
+        let cwd = env::cwd_of(&step.workdir);
+        let env = env::program_env(st.config.env_map(), &step.args, &cwd);
+        argv.shrink_to_fit();
+        Ok(RunPlan {
+            argv,
+            env,
+            cwd,
+            mounts,
+        })
+    }
+
+    /// Runs a RUN step on a copy of the stage's rootfs and returns what it
+    /// changed, as layer entries.
+    #[cfg(feature = "sandbox")]
+    fn execute_run(
+        &self,
+        cx: &StepCx<'_>,
+        st: &mut StageState,
+        rp: &RunPlan,
+        key: &CacheKey,
+    ) -> Result<Executed, BuildError> {
+        let (step, label) = (cx.step, cx.label);
+        use crate::fs::snapshot::Snapshot;
+        use crate::sandbox;
+        let work = tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(self.store.root().join("tmp"))
+            .map_err(|e| {
+                self.step_error(step, label, format!("cannot create a work directory: {e}"))
+            })?;
+        let mut snap = Snapshot::materialize(self.store, &st.layers, work.path())
+            .map_err(|e| self.step_error(step, label, e.to_string()))?;
+        let cwd_host = work.path().join(tree::manifest_path(&rp.cwd));
+        std::fs::create_dir_all(&cwd_host)
+            .map_err(|e| self.step_error(step, label, format!("WORKDIR {}: {e}", rp.cwd)))?;
+        let path = rp
+            .env
+            .get("PATH")
+            .map(String::as_str)
+            .unwrap_or(DEFAULT_PATH);
+        let (program_path, argv) = sandbox::resolve_program(&snap.dir, &rp.argv, &rp.cwd, path)
+            .map_err(|m| self.step_error(step, label, m))?;
+        let bytes = std::fs::read(&program_path)
+            .map_err(|e| self.step_error(step, label, format!("{}: {e}", argv[0])))?;
+        let cache_dir = self.store.root().join("compiled");
+        let _ = std::fs::create_dir_all(&cache_dir);
+        let module = sandbox::load_program(&bytes, &argv[0], Some(&cache_dir))
+            .map_err(|e| self.step_error(step, label, e.to_string()))?;
+        let mut env = rp.env.clone();
+        // HOME follows from the parent's rootfs and USER, both in the key.
+        env::with_home(&mut env, work.path(), &st.config.user);
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        let mut preopens = vec![sandbox::Preopen {
+            host: work.path().to_path_buf(),
+            guest: "/".into(),
+            writable: true,
+        }];
+        let mut mounts = self
+            .set_up_mounts(
+                plan_of_mounts(step),
+                rp,
+                work.path(),
+                &mut env,
+                &mut preopens,
+            )
+            .map_err(|m| self.step_error(step, label, m))?;
+        let spec = sandbox::RunSpec {
+            program: Arc::new(bytes),
+            program_name: argv[0].clone(),
+            argv: argv.clone(),
+            env,
+            cwd: rp.cwd.clone(),
+            preopens,
+            clock: self.opts.epoch,
+            seed: key.0.hex().as_bytes().to_vec(),
+            timeout: self.opts.step_timeout,
+            memory: self.opts.step_memory,
+            output_limit: 64 << 20,
+            inherit_stdio: false,
+        };
+        let t0 = Instant::now();
+        let vertex = cx.vertex;
+        let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        let ctx = Arc::new(sandbox::SpawnContext {
+            rootfs: Some(work.path().to_path_buf()),
+            module_cache: Some(cache_dir.clone()),
+            overrides: Default::default(),
+            modes: sandbox::mode_exceptions(&snap.manifest),
+            deadline: std::time::Instant::now() + self.opts.step_timeout,
+        });
+        let out = sandbox::run(&spec, &module, ctx.clone(), &mut |line: &str| {
+            self.emit(Event::Log {
+                vertex,
+                seconds: t0.elapsed().as_secs_f64(),
+                text: line.to_string(),
+            });
+            if tail.len() == 10 {
+                tail.pop_front();
+            }
+            tail.push_back(line.to_string());
+        });
+        // Secrets leave the rootfs before anything looks at it.
+        mounts.clean_up();
+        let tail: Vec<String> = tail.into_iter().collect();
+        let out = out.map_err(|e| {
+            let mut msg = e.to_string();
+            if !tail.is_empty() {
+                msg.push_str(&format!("; last output:\n  {}", tail.join("\n  ")));
+            }
+            self.step_error(step, label, msg)
+        })?;
+        if out.exit_code != 0 {
+            let mut msg = format!("process {:?} exited with code {}", argv, out.exit_code);
+            if !tail.is_empty() {
+                msg.push_str(&format!("; last output:\n  {}", tail.join("\n  ")));
+            }
+            return Err(self.step_error(step, label, msg));
+        }
+        snap.overrides =
+            std::mem::take(&mut *ctx.overrides.lock().unwrap_or_else(|p| p.into_inner()));
+        let entries = snap
+            .diff()
+            .map_err(|e| self.step_error(step, label, e.to_string()))?;
+        // The entries point into the work dir: keep it until the layer is written.
+        Ok(Executed {
+            entries,
+            work: Some(work),
+        })
+    }
+
+    #[cfg(not(feature = "sandbox"))]
+    fn execute_run(
+        &self,
+        cx: &StepCx<'_>,
+        _st: &mut StageState,
+        _rp: &RunPlan,
+        _key: &CacheKey,
+    ) -> Result<Executed, BuildError> {
+        Err(self.step_error(
+            cx.step,
+            cx.label,
+            "this wbuild was built without the sandbox feature: RUN is not available",
+        ))
+    }
+}

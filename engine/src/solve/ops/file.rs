@@ -1,0 +1,490 @@
+//! COPY and ADD: which files each source names (their summaries are the
+//! key), and on a miss where they land, with which owner and mode, and the
+//! parent directories to create.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::archive::{archive_kind, unpack_archive, ArchiveKind};
+use super::{Executed, Op, StepCx};
+use crate::cache::{self, CacheKey, StepInputs};
+use crate::digest::Digest;
+use crate::frontend::dockerignore::{self, Matcher};
+use crate::frontend::instructions::{Add, Copy, FileSources, Source};
+use crate::fs::layer::{Content, LayerEntry};
+use crate::fs::{self as tree, Kind, Manifest, Meta};
+use crate::solve::{BuildError, Solver, SourceTree, StageState};
+
+/// A COPY or ADD step.
+pub(crate) struct FileOp<'i> {
+    files: &'i FileSources,
+    /// `COPY --from`.
+    from: Option<&'i str>,
+    /// ADD: whether local archives are unpacked (`None` for COPY).
+    unpack: Option<bool>,
+    /// `COPY --parents`.
+    parents: bool,
+    add: Option<&'i Add>,
+    /// Made by `cache_inputs`, laid out by `execute`.
+    selection: Option<Selection>,
+}
+
+impl<'i> FileOp<'i> {
+    pub fn copy(c: &'i Copy) -> Self {
+        FileOp {
+            files: &c.files,
+            from: c.from.as_deref(),
+            unpack: None,
+            parents: c.parents,
+            add: None,
+            selection: None,
+        }
+    }
+
+    pub fn add(a: &'i Add) -> Self {
+        FileOp {
+            files: &a.files,
+            from: None,
+            unpack: Some(a.unpack.unwrap_or(true)),
+            parents: false,
+            add: Some(a),
+            selection: None,
+        }
+    }
+}
+
+impl Op for FileOp<'_> {
+    fn cache_inputs(
+        &mut self,
+        solver: &Solver<'_>,
+        cx: &StepCx<'_>,
+        _st: &mut StageState,
+        inputs: &mut StepInputs,
+    ) -> Result<(), BuildError> {
+        if let Some(a) = self.add {
+            if a.checksum.is_some() {
+                return Err(solver.step_error(
+                    cx.step,
+                    cx.label,
+                    "--checksum applies to URL sources, which are not supported yet",
+                ));
+            }
+            if a.keep_git_dir {
+                return Err(solver.step_error(
+                    cx.step,
+                    cx.label,
+                    "--keep-git-dir applies to git sources, which are not supported yet",
+                ));
+            }
+        }
+        let sel = solver.select_sources(cx, self.files, self.from, self.unpack)?;
+        inputs.files = sel.inputs.clone();
+        self.selection = Some(sel);
+        Ok(())
+    }
+
+    fn execute(
+        &mut self,
+        solver: &Solver<'_>,
+        cx: &StepCx<'_>,
+        st: &mut StageState,
+        _key: &CacheKey,
+    ) -> Result<Option<Executed>, BuildError> {
+        let sel = self
+            .selection
+            .take()
+            .expect("cache_inputs selected the sources");
+        let entries = solver.lay_out(cx, st, self.files, self.parents, sel)?;
+        Ok(Some(Executed::entries(entries)))
+    }
+}
+
+impl Solver<'_> {
+    /// Phase one of COPY/ADD: the files each source names, and their
+    /// summaries for the key. Needs no rootfs.
+    fn select_sources(
+        &self,
+        cx: &StepCx<'_>,
+        files: &FileSources,
+        from: Option<&str>,
+        unpack: Option<bool>,
+    ) -> Result<Selection, BuildError> {
+        let (plan, step, label) = (cx.plan, cx.step, cx.label);
+        let source = match from {
+            None => self.context_tree.clone(),
+            Some(f) => match step.uses_stages.first() {
+                Some(&i) => {
+                    let lbl = plan.stages[i].label();
+                    self.stage_tree(i, &lbl)?
+                }
+                None => {
+                    return Err(self.step_error(
+                        step,
+                        label,
+                        format!("--from={f}: no stage of that name, and copying from images is not supported yet"),
+                    ))
+                }
+            },
+        };
+        let exclude = Matcher::new(&files.exclude)
+            .map_err(|e| self.step_error(step, label, e.to_string()))?;
+        // Files of another stage are named `stage:/path` in reasons.
+        let prefix = match from {
+            Some(_) => format!("{}:/", source.label.trim_start_matches("stage ")),
+            None => String::new(),
+        };
+        let mut picked = Vec::new();
+        let mut inputs = BTreeMap::new();
+        for src in &files.sources {
+            match src {
+                Source::Heredoc(h) => {
+                    inputs.insert(
+                        format!("<<{}", h.name),
+                        Digest::of(h.content.as_bytes()).to_string(),
+                    );
+                    picked.push(Picked::Heredoc(
+                        h.name.clone(),
+                        Arc::from(h.content.as_bytes()),
+                    ));
+                }
+                Source::Path(p) => {
+                    if from.is_none() && is_url(p) {
+                        return Err(self.step_error(
+                            step,
+                            label,
+                            format!("{p}: adding from URLs and git repositories is not supported yet (wbuild has no network)"),
+                        ));
+                    }
+                    let wildcard = has_wildcard(p);
+                    for (root_rel, meta) in
+                        select(&source, p).map_err(|m| self.step_error(step, label, m))?
+                    {
+                        if unpack == Some(true) && meta.kind == Kind::File {
+                            if let Some(kind) = archive_kind(&source.root.join(&root_rel)) {
+                                inputs.insert(
+                                    format!("{prefix}{root_rel}"),
+                                    cache::file_summary(&meta),
+                                );
+                                picked.push(Picked::Archive(
+                                    source.root.join(&root_rel),
+                                    kind,
+                                    p.clone(),
+                                ));
+                                continue;
+                            }
+                        }
+                        // The source itself, and everything under a directory.
+                        let mut items = vec![(root_rel.clone(), meta.clone())];
+                        if meta.kind == Kind::Dir {
+                            let dir_prefix = if root_rel.is_empty() {
+                                String::new()
+                            } else {
+                                format!("{root_rel}/")
+                            };
+                            items.extend(
+                                source
+                                    .entries
+                                    .range(dir_prefix.clone()..)
+                                    .take_while(|(k, _)| k.starts_with(&dir_prefix))
+                                    .map(|(k, m)| (k.clone(), m.clone())),
+                            );
+                        }
+                        items.retain(|(rel, _)| rel.is_empty() || !exclude.matches(rel));
+                        for (rel, m) in &items {
+                            if !rel.is_empty() {
+                                inputs.insert(format!("{prefix}{rel}"), cache::file_summary(m));
+                            }
+                        }
+                        picked.push(Picked::Tree {
+                            root_rel,
+                            meta,
+                            wildcard,
+                            items,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(Selection {
+            source,
+            picked,
+            inputs,
+        })
+    }
+
+    /// Phase two of COPY/ADD, on a miss: where every picked file lands,
+    /// with which owner and mode, and the parent directories to create.
+    fn lay_out(
+        &self,
+        cx: &StepCx<'_>,
+        st: &mut StageState,
+        files: &FileSources,
+        parents: bool,
+        sel: Selection,
+    ) -> Result<Vec<LayerEntry>, BuildError> {
+        let (step, label) = (cx.step, cx.label);
+        let (uid, gid) = match &files.chown {
+            None => (None, None),
+            Some(c) => {
+                let (u, g) = c.split_once(':').unwrap_or((c.as_str(), c.as_str()));
+                match (u.parse::<u32>(), g.parse::<u32>()) {
+                    (Ok(u), Ok(g)) => (Some(u), Some(g)),
+                    _ => {
+                        return Err(self.step_error(
+                            step,
+                            label,
+                            format!("--chown={c}: user and group names need /etc/passwd and /etc/group in the image; give numeric ids (e.g. --chown=1000:1000)"),
+                        ))
+                    }
+                }
+            }
+        };
+        let chmod = files
+            .chmod
+            .as_deref()
+            .map(|m| u32::from_str_radix(m, 8).unwrap_or(0o644));
+        let dest_abs = if files.dest.starts_with('/') {
+            files.dest.clone()
+        } else {
+            format!("{}/{}", step.workdir.trim_end_matches('/'), files.dest)
+        };
+        let dest = tree::manifest_path(&dest_abs);
+        let manifest = self.manifest(st)?.clone();
+        let many = files.sources.len() > 1;
+        let dest_is_dir = files.dest.ends_with('/')
+            || files.dest == "."
+            || dest.is_empty()
+            || manifest.get(&dest).is_some_and(|m| m.kind == Kind::Dir);
+        if many && !dest_is_dir {
+            return Err(self.step_error(
+                step,
+                label,
+                format!("with more than one source, the destination must be a directory and end with a /: write {}/", files.dest),
+            ));
+        }
+        let source = &sel.source;
+        let owned = |m: &Meta| -> Meta {
+            let mut meta = m.clone();
+            match (uid, gid) {
+                (Some(u), Some(g)) => {
+                    meta.uid = u;
+                    meta.gid = g;
+                }
+                _ if source.keep_owner => {}
+                _ => {
+                    meta.uid = 0;
+                    meta.gid = 0;
+                }
+            }
+            if let Some(mode) = chmod {
+                if meta.kind != Kind::Symlink {
+                    meta.mode = mode;
+                }
+            }
+            meta
+        };
+        let mut out: Vec<LayerEntry> = Vec::new();
+        for p in sel.picked {
+            match p {
+                Picked::Heredoc(name, bytes) => {
+                    let target = if dest_is_dir {
+                        join(&dest, &name)
+                    } else {
+                        dest.clone()
+                    };
+                    let meta = Meta::file(
+                        chmod.unwrap_or(0o644),
+                        bytes.len() as u64,
+                        Some(Digest::of(&bytes)),
+                    )
+                    .owned_by(uid.unwrap_or(0), gid.unwrap_or(0));
+                    out.push(LayerEntry {
+                        path: target,
+                        meta,
+                        content: Content::Bytes(bytes),
+                        whiteout: false,
+                    });
+                }
+                Picked::Archive(host, kind, shown) => {
+                    let mut entries = unpack_archive(&host, kind, &dest, self.store)
+                        .map_err(|m| self.step_error(step, label, format!("{shown}: {m}")))?;
+                    out.append(&mut entries);
+                }
+                Picked::Tree {
+                    root_rel,
+                    meta,
+                    wildcard,
+                    items,
+                } => {
+                    let to_dir = dest_is_dir || wildcard || many;
+                    let base_target = if parents {
+                        join(&dest, &root_rel)
+                    } else if meta.kind == Kind::Dir {
+                        if wildcard {
+                            join(&dest, tree::base_name(&root_rel))
+                        } else {
+                            dest.clone()
+                        }
+                    } else if to_dir {
+                        join(&dest, tree::base_name(&root_rel))
+                    } else {
+                        dest.clone()
+                    };
+                    for (rel, m) in items {
+                        let target = if rel == root_rel {
+                            base_target.clone()
+                        } else {
+                            let rest = if root_rel.is_empty() {
+                                rel.as_str()
+                            } else {
+                                &rel[root_rel.len() + 1..]
+                            };
+                            join(&base_target, rest)
+                        };
+                        if target.is_empty() {
+                            continue;
+                        }
+                        let content = if m.kind == Kind::File {
+                            Content::Host(source.root.join(&rel))
+                        } else {
+                            Content::None
+                        };
+                        out.push(LayerEntry {
+                            path: target,
+                            meta: owned(&m),
+                            content,
+                            whiteout: false,
+                        });
+                    }
+                }
+            }
+        }
+        // Parents that the image does not have yet.
+        let mut needed: Manifest = Manifest::new();
+        let present: std::collections::HashSet<String> =
+            out.iter().map(|e| e.path.clone()).collect();
+        for e in &out {
+            for d in missing_parents(&manifest, &e.path, 0, 0) {
+                if !present.contains(&d.path) {
+                    needed.entry(d.path).or_insert(d.meta);
+                }
+            }
+        }
+        for (p, m) in needed {
+            out.push(LayerEntry {
+                path: p,
+                meta: m,
+                content: Content::None,
+                whiteout: false,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A path of a source tree (relative to a chosen root) and its metadata.
+pub(crate) type TreeItem = (String, Meta);
+
+/// What one COPY/ADD source picked.
+pub(crate) enum Picked {
+    Heredoc(String, Arc<[u8]>),
+    Archive(PathBuf, ArchiveKind, String),
+    Tree {
+        root_rel: String,
+        meta: Meta,
+        wildcard: bool,
+        items: Vec<(String, Meta)>,
+    },
+}
+
+pub(crate) struct Selection {
+    source: Arc<SourceTree>,
+    picked: Vec<Picked>,
+    inputs: BTreeMap<String, String>,
+}
+
+pub(crate) fn join(dir: &str, rest: &str) -> String {
+    match (dir.is_empty(), rest.is_empty()) {
+        (true, _) => rest.to_string(),
+        (_, true) => dir.to_string(),
+        _ => format!("{dir}/{rest}"),
+    }
+}
+
+fn is_url(p: &str) -> bool {
+    p.starts_with("http://")
+        || p.starts_with("https://")
+        || p.starts_with("git@")
+        || p.starts_with("git://")
+}
+
+fn has_wildcard(p: &str) -> bool {
+    p.contains(['*', '?', '['])
+}
+
+/// Directories of `path` that `m` lacks, shallowest first (0755, owned
+/// by `uid:gid`).
+pub(crate) fn missing_parents(m: &Manifest, path: &str, uid: u32, gid: u32) -> Vec<LayerEntry> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let parts: Vec<&str> = path.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        cur = join(&cur, part);
+        if m.get(&cur).is_none_or(|x| x.kind != Kind::Dir) {
+            out.push(LayerEntry {
+                path: cur.clone(),
+                meta: Meta {
+                    uid,
+                    gid,
+                    ..Meta::dir(0o755)
+                },
+                content: Content::None,
+                whiteout: false,
+            });
+        }
+    }
+    out
+}
+
+/// The entries a COPY source names: `(path in the source tree, meta)`.
+/// The path `""` is the tree's root.
+pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<(String, Meta)>, String> {
+    let cleaned = dockerignore::clean_path(src.trim_start_matches('/'));
+    if cleaned == ".." || cleaned.starts_with("../") {
+        return Err(format!(
+            "source {src:?} is outside the build context: only files under the context can be copied"
+        ));
+    }
+    let rel = if cleaned == "." {
+        String::new()
+    } else {
+        cleaned
+    };
+    if has_wildcard(&rel) {
+        let m = Matcher::new(&[rel.as_str()]).map_err(|e| format!("source {src:?}: {e}"))?;
+        let found: Vec<(String, Meta)> = source
+            .entries
+            .iter()
+            .filter(|(k, _)| m.matches_exact(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if found.is_empty() {
+            return Err(format!(
+                "no source files were specified: {src:?} matches nothing in the {}",
+                source.label
+            ));
+        }
+        return Ok(found);
+    }
+    if rel.is_empty() {
+        return Ok(vec![(String::new(), Meta::dir(0o755))]);
+    }
+    match source.entries.get(&rel) {
+        Some(m) => Ok(vec![(rel, m.clone())]),
+        None => Err(format!(
+            "{src:?} not found in the {} (or excluded by .dockerignore)",
+            source.label
+        )),
+    }
+}

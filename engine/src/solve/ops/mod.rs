@@ -1,0 +1,92 @@
+//! One op per instruction family, as BuildKit's ops (`CacheMap` + `Exec`):
+//! [`source`] (FROM), [`exec`] (RUN, with its [`mounts`]), [`file`]
+//! (COPY/ADD, with [`archive`] unpacking) and [`config`] (instructions
+//! that only change the image config, and WORKDIR). An op says what a
+//! step reads, for its key, and on a miss executes it; the lookup and
+//! the record happen in `step`, which knows no instruction kinds.
+
+pub(super) mod archive;
+pub(super) mod config;
+pub(super) mod exec;
+pub(super) mod file;
+pub(super) mod mounts;
+pub(super) mod source;
+
+use super::{BuildError, Solver, StageState};
+use crate::cache::{CacheKey, StepInputs};
+use crate::frontend::instructions::Instruction;
+use crate::fs::layer::LayerEntry;
+use crate::oci::RunConfig;
+use crate::plan::{BuildPlan, PlannedStage, Step};
+
+/// Where a step stands: its plan, stage, label and progress vertex.
+pub(crate) struct StepCx<'p> {
+    pub plan: &'p BuildPlan,
+    pub stage: &'p PlannedStage,
+    pub step: &'p Step,
+    /// `1/5` or `stage 1/5`, as progress shows it.
+    pub label: &'p str,
+    /// Where a running step's output is shown.
+    #[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
+    pub vertex: usize,
+}
+
+/// What an executed step changed: the entries of its layer, and the work
+/// directory their files live in (kept until the layer is written).
+pub(crate) struct Executed {
+    pub entries: Vec<LayerEntry>,
+    pub work: Option<tempfile::TempDir>,
+}
+
+impl Executed {
+    pub fn entries(entries: Vec<LayerEntry>) -> Self {
+        Executed {
+            entries,
+            work: None,
+        }
+    }
+}
+
+/// A step of one instruction family.
+pub(crate) trait Op {
+    /// Adds what the step reads to its key inputs (files with their
+    /// summaries, a RUN's command, env and mounts); the step's instruction,
+    /// parent and platform are there already.
+    fn cache_inputs(
+        &mut self,
+        _solver: &Solver<'_>,
+        _cx: &StepCx<'_>,
+        _st: &mut StageState,
+        _inputs: &mut StepInputs,
+    ) -> Result<(), BuildError> {
+        Ok(())
+    }
+
+    /// On a miss: runs the step and returns what it changed (`None`: the
+    /// step makes no layer).
+    fn execute(
+        &mut self,
+        _solver: &Solver<'_>,
+        _cx: &StepCx<'_>,
+        _st: &mut StageState,
+        _key: &CacheKey,
+    ) -> Result<Option<Executed>, BuildError> {
+        Ok(None)
+    }
+
+    /// What the step does to the image config, hit or miss.
+    fn configure(&self, step: &Step, config: &mut RunConfig, cmd_set: &mut bool) {
+        config::apply_config(config, cmd_set, step);
+    }
+}
+
+/// The op of an instruction.
+pub(crate) fn op_for(instruction: &Instruction) -> Box<dyn Op + '_> {
+    match instruction {
+        Instruction::Run(r) => Box::new(exec::ExecOp::new(r)),
+        Instruction::Copy(c) => Box::new(file::FileOp::copy(c)),
+        Instruction::Add(a) => Box::new(file::FileOp::add(a)),
+        Instruction::Workdir { .. } => Box::new(config::WorkdirOp),
+        _ => Box::new(config::ConfigOp),
+    }
+}

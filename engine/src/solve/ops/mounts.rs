@@ -1,0 +1,302 @@
+//! RUN --mount: what each mount shows (a bind's files are in the key),
+//! and setting them up around a run: bind copies, tmpfs and cache
+//! directories, cache locks, secret files and variables.
+
+#[cfg(feature = "sandbox")]
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[cfg(feature = "sandbox")]
+use super::exec::RunPlan;
+use super::file::{select, TreeItem};
+use super::StepCx;
+#[cfg(feature = "sandbox")]
+use crate::frontend::instructions::Instruction;
+use crate::frontend::instructions::{CacheSharing, MountSpec, MountType};
+#[cfg(feature = "sandbox")]
+use crate::fs as tree;
+use crate::fs::{Kind, Meta};
+#[cfg(feature = "sandbox")]
+use crate::plan::Step;
+use crate::solve::{BuildError, Solver, SourceTree};
+
+/// One `RUN --mount`, as it takes part in the key (a secret's id, target
+/// and env name count; its value never does).
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct MountPlan {
+    pub index: usize,
+    pub kind: MountType,
+    pub target: String,
+    pub read_only: bool,
+    pub id: Option<String>,
+    pub sharing: Option<CacheSharing>,
+    pub source: Option<String>,
+    pub from_stage: Option<usize>,
+    pub env: Option<String>,
+    pub required: bool,
+}
+
+impl Solver<'_> {
+    /// The tree and the entries a bind mount shows (its source directory
+    /// and everything under it).
+    pub(in crate::solve) fn bind_source(
+        &self,
+        cx: &StepCx<'_>,
+        m: &MountSpec,
+    ) -> Result<(Arc<SourceTree>, Vec<TreeItem>), BuildError> {
+        let (plan, step, label) = (cx.plan, cx.step, cx.label);
+        let tree = match &m.from {
+            None => self.context_tree.clone(),
+            Some(f) => match step.uses_stages.iter().find(|&&i| plan.stages[i].name.as_deref() == Some(&f.to_ascii_lowercase()) || f.parse::<usize>() == Ok(i)) {
+                Some(&i) => {
+                    let lbl = plan.stages[i].label();
+                    self.stage_tree(i, &lbl)?
+                }
+                None => return Err(self.step_error(step, label, format!("--mount from={f}: no stage of that name, and mounting images is not supported yet"))),
+            },
+        };
+        let src = m.source.clone().unwrap_or_else(|| ".".into());
+        let picked = select(&tree, &src)
+            .map_err(|e| self.step_error(step, label, format!("--mount={}: {e}", m.raw)))?;
+        let (root_rel, meta) = picked.into_iter().next().expect("one source");
+        if meta.kind != Kind::Dir {
+            return Err(self.step_error(
+                step,
+                label,
+                format!(
+                    "--mount={}: binding a single file is not supported yet; bind its directory",
+                    m.raw
+                ),
+            ));
+        }
+        let prefix = if root_rel.is_empty() {
+            String::new()
+        } else {
+            format!("{root_rel}/")
+        };
+        let items: Vec<(String, Meta)> = tree
+            .entries
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k[prefix.len()..].to_string(), v.clone()))
+            .collect();
+        Ok((tree, items))
+    }
+
+    /// Prepares every mount of a RUN step: directories to preopen, secret
+    /// files and variables. What it returns undoes the rootfs changes.
+    #[cfg(feature = "sandbox")]
+    pub(in crate::solve) fn set_up_mounts(
+        &self,
+        specs: Vec<MountSpec>,
+        rp: &RunPlan,
+        rootfs: &Path,
+        env: &mut Vec<(String, String)>,
+        preopens: &mut Vec<crate::sandbox::Preopen>,
+    ) -> Result<MountGuards, String> {
+        let mut guards = MountGuards::default();
+        let tmp_root = self.store.root().join("tmp");
+        for mp in &rp.mounts {
+            let spec = &specs[mp.index];
+            match mp.kind {
+                MountType::Bind => {
+                    let dir = tempfile::Builder::new()
+                        .prefix("bind-")
+                        .tempdir_in(&tmp_root)
+                        .map_err(|e| e.to_string())?;
+                    let tree = match mp.from_stage {
+                        Some(i) => self
+                            .materialized_tree(i)
+                            .ok_or("bind source stage is not built")?,
+                        None => self.context_tree.clone(),
+                    };
+                    let src = tree
+                        .root
+                        .join(tree::manifest_path(spec.source.as_deref().unwrap_or(".")));
+                    copy_tree(&src, dir.path())
+                        .map_err(|e| format!("--mount={}: {e}", spec.raw))?;
+                    preopens.push(crate::sandbox::Preopen {
+                        host: dir.path().to_path_buf(),
+                        guest: mp.target.clone(),
+                        writable: !mp.read_only,
+                    });
+                    guards.dirs.push(dir);
+                }
+                MountType::Tmpfs => {
+                    let dir = tempfile::Builder::new()
+                        .prefix("tmpfs-")
+                        .tempdir_in(&tmp_root)
+                        .map_err(|e| e.to_string())?;
+                    preopens.push(crate::sandbox::Preopen {
+                        host: dir.path().to_path_buf(),
+                        guest: mp.target.clone(),
+                        writable: true,
+                    });
+                    guards.dirs.push(dir);
+                }
+                MountType::Cache => {
+                    let id = mp.id.clone().unwrap_or_else(|| mp.target.clone());
+                    let base = self.store.root().join("cache-mounts");
+                    let dir = base.join(crate::digest::Digest::of(id.as_bytes()).hex());
+                    std::fs::create_dir_all(&dir).map_err(|e| format!("cache mount {id}: {e}"))?;
+                    if let Some(i) = mp.from_stage {
+                        let empty = std::fs::read_dir(&dir)
+                            .map(|mut d| d.next().is_none())
+                            .unwrap_or(false);
+                        if empty {
+                            let tree = self
+                                .materialized_tree(i)
+                                .ok_or("cache source stage is not built")?;
+                            let src = tree
+                                .root
+                                .join(tree::manifest_path(spec.source.as_deref().unwrap_or(".")));
+                            copy_tree(&src, &dir)
+                                .map_err(|e| format!("--mount={}: {e}", spec.raw))?;
+                        }
+                    }
+                    let lock_path = base.join(format!(
+                        "{}.lock",
+                        crate::digest::Digest::of(id.as_bytes()).hex()
+                    ));
+                    let lock = std::fs::File::create(&lock_path)
+                        .map_err(|e| format!("cache mount {id}: {e}"))?;
+                    let host = match mp.sharing {
+                        Some(CacheSharing::Locked) => {
+                            lock.lock().map_err(|e| format!("cache mount {id}: {e}"))?;
+                            guards.locks.push(lock);
+                            dir
+                        }
+                        Some(CacheSharing::Private) => match lock.try_lock() {
+                            Ok(()) => {
+                                guards.locks.push(lock);
+                                dir
+                            }
+                            Err(_) => {
+                                // In use by another build: this one gets its own.
+                                let own = tempfile::Builder::new()
+                                    .prefix("cache-")
+                                    .tempdir_in(&tmp_root)
+                                    .map_err(|e| e.to_string())?;
+                                let p = own.path().to_path_buf();
+                                guards.dirs.push(own);
+                                p
+                            }
+                        },
+                        _ => dir,
+                    };
+                    preopens.push(crate::sandbox::Preopen {
+                        host,
+                        guest: mp.target.clone(),
+                        writable: !mp.read_only,
+                    });
+                }
+                MountType::Secret => {
+                    let id = mp.id.clone().unwrap_or_default();
+                    let Some(value) = self.opts.secrets.get(&id) else {
+                        if mp.required {
+                            return Err(format!("secret {id:?} is required: pass --secret id={id},src=FILE (or env=VAR)"));
+                        }
+                        continue;
+                    };
+                    if let Some(var) = &mp.env {
+                        env.retain(|(k, _)| k != var);
+                        env.push((var.clone(), String::from_utf8_lossy(value).into_owned()));
+                    }
+                    if !mp.target.is_empty() {
+                        guards.place_secret(rootfs, &mp.target, value)?;
+                    }
+                }
+                MountType::Ssh => return Err("--mount type=ssh is not supported".into()),
+            }
+        }
+        Ok(guards)
+    }
+}
+
+/// The mounts of a step's spec, in order.
+#[cfg(feature = "sandbox")]
+pub(crate) fn plan_of_mounts(step: &Step) -> Vec<MountSpec> {
+    match &step.instruction {
+        Instruction::Run(r) => r.mounts.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// What mounts hold during a RUN: temp dirs, cache locks, and secret files
+/// placed in the rootfs, removed again by [`MountGuards::clean_up`].
+#[cfg(feature = "sandbox")]
+#[derive(Default)]
+pub(crate) struct MountGuards {
+    dirs: Vec<tempfile::TempDir>,
+    locks: Vec<std::fs::File>,
+    /// Files and then directories to remove from the rootfs, in order.
+    placed: Vec<PathBuf>,
+    created_dirs: Vec<PathBuf>,
+}
+
+#[cfg(feature = "sandbox")]
+impl MountGuards {
+    pub(crate) fn place_secret(
+        &mut self,
+        rootfs: &Path,
+        target: &str,
+        value: &[u8],
+    ) -> Result<(), String> {
+        let rel = tree::manifest_path(target);
+        if rel.is_empty() {
+            return Err("a secret cannot be mounted at /".into());
+        }
+        let host = rootfs.join(&rel);
+        if host.exists() {
+            return Err(format!(
+                "secret target {target} already exists in the image; choose another target="
+            ));
+        }
+        let mut cur = rootfs.to_path_buf();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            cur.push(part);
+            if !cur.exists() {
+                std::fs::create_dir(&cur).map_err(|e| format!("secret target {target}: {e}"))?;
+                self.created_dirs.push(cur.clone());
+            }
+        }
+        std::fs::write(&host, value).map_err(|e| format!("secret target {target}: {e}"))?;
+        self.placed.push(host);
+        Ok(())
+    }
+
+    pub(crate) fn clean_up(&mut self) {
+        for f in self.placed.drain(..) {
+            let _ = std::fs::remove_file(f);
+        }
+        // Deepest first; a directory the step wrote into stays.
+        for d in self.created_dirs.drain(..).rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+        for l in self.locks.drain(..) {
+            let _ = l.unlock();
+        }
+    }
+}
+
+/// Copies a host tree (files, directories, symlinks) into `dest`.
+#[cfg(feature = "sandbox")]
+pub(crate) fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let from = e.path();
+        let to = dest.join(e.file_name());
+        let ft = std::fs::symlink_metadata(&from)?.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&to)?;
+            copy_tree(&from, &to)?;
+        } else if ft.is_symlink() {
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+        } else if ft.is_file() {
+            std::fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! FROM: the state a stage starts from. `scratch` (an empty rootfs),
+//! `wbuild/base` (built in, never pulled), or an earlier stage; images
+//! from a registry come here too.
+
+use crate::cache::backend::CacheBackend;
+use crate::cache::CacheKey;
+use crate::digest::Digest;
+use crate::env::DEFAULT_PATH;
+use crate::fs::layer;
+use crate::fs::Manifest;
+use crate::oci::{self, HistoryEntry, RunConfig};
+use crate::plan::{Base, PlannedStage};
+use crate::solve::{BuildError, Solver, StageState};
+
+/// The key of a base that has no parent step: the digest of what names it
+/// exactly (`scratch` and the platform, or wbox's identity).
+fn fixed_key(identity: &str) -> CacheKey {
+    CacheKey(Digest::of(identity.as_bytes()))
+}
+
+impl Solver<'_> {
+    /// The state a stage's FROM gives it.
+    pub(in crate::solve) fn base_state(
+        &self,
+        stage: &PlannedStage,
+        label: &str,
+    ) -> Result<StageState, BuildError> {
+        Ok(match &stage.base {
+            Base::Scratch => {
+                let mut config = RunConfig::default();
+                config.set_env("PATH", DEFAULT_PATH);
+                StageState {
+                    key: fixed_key(&format!("scratch {}", stage.platform.spec())),
+                    missed: false,
+                    layers: Vec::new(),
+                    config,
+                    history: Vec::new(),
+                    manifest: Some(Manifest::new()),
+                    cmd_set: false,
+                }
+            }
+            Base::WbuildBase => self.wbuild_base(&stage.platform)?,
+            Base::Stage(i) => {
+                let mut s = self.stage_state(*i);
+                s.cmd_set = false;
+                s
+            }
+            Base::Image(name) => {
+                return Err(BuildError::Step {
+                    file: self.opts.dockerfile.clone(),
+                    line: stage.line,
+                    step: format!("[{}] {}", label, stage.from_display),
+                    message: format!(
+                        "cannot use image {name:?}: pulling base images is not supported yet; build FROM scratch or FROM an earlier stage"
+                    ),
+                })
+            }
+        })
+    }
+
+    /// The state `FROM wbuild/base` starts from: its one layer, written
+    /// once per wbox build and then taken from the cache.
+    fn wbuild_base(&self, platform: &crate::plan::Platform) -> Result<StageState, BuildError> {
+        let key = fixed_key(&format!("{} {}", crate::base::identity(), platform.spec()));
+        let entries = layer::normalize(crate::base::layer_entries());
+        let record = match self.cache.lookup(&key)?.filter(|r| r.layer.is_some()) {
+            Some(r) => r,
+            None => self.record_layer(&key, &entries, "wbuild/base")?,
+        };
+        let layer = record.layer.expect("the base has a layer");
+        let mut config = RunConfig::default();
+        config.set_env("PATH", DEFAULT_PATH);
+        let mut manifest = Manifest::new();
+        for e in entries {
+            manifest.insert(e.path, e.meta);
+        }
+        Ok(StageState {
+            key,
+            missed: false,
+            layers: vec![layer],
+            config,
+            history: vec![HistoryEntry {
+                created: oci::rfc3339(self.opts.epoch),
+                created_by: crate::base::identity(),
+                comment: "wbuild.base.v0".into(),
+                empty_layer: false,
+            }],
+            manifest: Some(manifest),
+            cmd_set: false,
+        })
+    }
+}

@@ -1,0 +1,233 @@
+//! One stage, step by step, through the one lookup/record path: a step's
+//! op gives its cache inputs, the key is looked up in the cache backend,
+//! and only on a miss does the op execute; its layer is written and
+//! recorded. This path knows nothing of instruction kinds.
+
+use std::time::Instant;
+
+use super::ops::{self, StepCx};
+use super::{lock, BuildError, Solver, StageState, StepReport};
+use crate::cache::backend::{CacheBackend, StepRecord};
+use crate::cache::{self, Reason, StepInputs};
+use crate::fs::layer::{self, LayerEntry};
+use crate::oci::{self, HistoryEntry};
+use crate::plan::{Base, BuildPlan, PlannedStage};
+use crate::progress::Event;
+
+impl Solver<'_> {
+    pub(super) fn build_stage(
+        &self,
+        plan: &BuildPlan,
+        stage: &PlannedStage,
+    ) -> Result<Vec<StepReport>, BuildError> {
+        let mut reports = Vec::new();
+        let total = stage.steps.len() + 1;
+        let single = plan.needed.len() == 1;
+        let label_of = |i: usize| {
+            if single {
+                format!("{i}/{total}")
+            } else {
+                format!("{} {i}/{total}", stage.label())
+            }
+        };
+        let filtered = self
+            .opts
+            .no_cache_filter
+            .iter()
+            .any(|f| stage.name.as_deref() == Some(&f.to_ascii_lowercase()));
+
+        // FROM.
+        let v = self.next_vertex();
+        let t0 = Instant::now();
+        self.emit(Event::Started {
+            vertex: v,
+            name: format!("[{}] {}", label_of(1), stage.from_display),
+        });
+        let mut st = self.base_state(stage, &label_of(1))?;
+        let from_cached = !st.missed;
+        let from_reason = match &stage.base {
+            Base::Stage(i) if st.missed => format!("stage {} rebuilt", plan.stages[*i].label()),
+            _ => String::new(),
+        };
+        // Later steps are keyed on the base stage's key: when it rebuilt to
+        // the same key, they can still be cache hits.
+        st.missed = false;
+        self.finish_vertex(v, t0, from_cached, &from_reason);
+        reports.push(StepReport {
+            stage: stage.label(),
+            instruction: stage.from_display.clone(),
+            cached: from_cached,
+            reason: if from_cached {
+                "hit".into()
+            } else {
+                from_reason
+            },
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+
+        for (i, step) in stage.steps.iter().enumerate() {
+            let label = label_of(i + 2);
+            let v = self.next_vertex();
+            let t0 = Instant::now();
+            self.emit(Event::Started {
+                vertex: v,
+                name: format!("[{label}] {}", step.display),
+            });
+            let cx = StepCx {
+                plan,
+                stage,
+                step,
+                label: &label,
+                vertex: v,
+            };
+            let result = self.run_step(&cx, &mut st, filtered);
+            match result {
+                Ok((cached, reason)) => {
+                    let reason_text = reason.to_string();
+                    self.finish_vertex(v, t0, cached, if cached { "" } else { &reason_text });
+                    reports.push(StepReport {
+                        stage: stage.label(),
+                        instruction: step.display.clone(),
+                        cached,
+                        reason: reason_text,
+                        seconds: t0.elapsed().as_secs_f64(),
+                    });
+                }
+                Err(e) => {
+                    self.emit(Event::Error {
+                        vertex: v,
+                        message: e.to_string(),
+                    });
+                    return Err(e);
+                }
+            }
+        }
+        lock(&self.stages).insert(stage.index, st);
+        Ok(reports)
+    }
+
+    fn finish_vertex(&self, v: usize, t0: Instant, cached: bool, reason: &str) {
+        if cached {
+            self.emit(Event::Cached {
+                vertex: v,
+                reason: "hit".into(),
+            });
+        } else {
+            self.emit(Event::Done {
+                vertex: v,
+                seconds: t0.elapsed().as_secs_f64(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// One step: its op's cache inputs, the key, a lookup; on a miss the op
+    /// executes and its result is recorded. Then the step's effect on the
+    /// stage (layer, config, history).
+    fn run_step(
+        &self,
+        cx: &StepCx<'_>,
+        st: &mut StageState,
+        filtered: bool,
+    ) -> Result<(bool, Reason), BuildError> {
+        let (stage, step) = (cx.stage, cx.step);
+        let canonical = serde_json::to_string(&step.instruction).expect("instruction serializes");
+        let mut inputs = StepInputs {
+            parent: Some(st.key.to_string()),
+            instruction: step.display.clone(),
+            canonical,
+            ..Default::default()
+        };
+        inputs
+            .extra
+            .insert("platform".into(), stage.platform.spec());
+        let mut op = ops::op_for(&step.instruction);
+        op.cache_inputs(self, cx, st, &mut inputs)?;
+        let key = inputs.key();
+        let scope = format!("{}|{}|{}", self.opts.scope, stage.label(), step.line);
+        let forced = if self.opts.no_cache {
+            Some(Reason::NoCache)
+        } else if filtered {
+            Some(Reason::NoCacheFilter(stage.label()))
+        } else {
+            None
+        };
+        let mut hit: Option<StepRecord> = None;
+        if forced.is_none() && !st.missed {
+            hit = self.cache.lookup(&key)?;
+        }
+        let mut new_entries: Option<Vec<LayerEntry>> = None;
+        let (record, cached, reason) = match hit {
+            Some(rec) => (rec, true, Reason::Hit),
+            None => {
+                // Last build's inputs for this step are read only to explain a miss.
+                let previous: Option<StepInputs> = self
+                    .store
+                    .get_history(&scope)?
+                    .and_then(|(_, inputs)| serde_json::from_str(&inputs).ok());
+                let reason = match forced {
+                    Some(r) if !st.missed => r,
+                    _ => cache::explain(previous.as_ref(), &inputs, st.missed),
+                };
+                let description = format!("[{}] {}", stage.label(), step.display);
+                let rec = match op.execute(self, cx, st, &key)? {
+                    Some(out) => {
+                        let entries = layer::normalize(out.entries);
+                        let rec = self.record_layer(&key, &entries, &description)?;
+                        new_entries = Some(entries);
+                        // The entries' files may live in the op's work
+                        // directory: it goes only now that the layer is written.
+                        drop(out.work);
+                        rec
+                    }
+                    None => {
+                        let rec = StepRecord::default();
+                        self.cache.record(&key, &rec, &description)?;
+                        rec
+                    }
+                };
+                (rec, false, reason)
+            }
+        };
+        if self.store.history_key(&scope)?.as_deref() != Some(key.to_string().as_str()) {
+            self.store.put_history(
+                &scope,
+                &key.to_string(),
+                &serde_json::to_string(&inputs).expect("inputs"),
+            )?;
+        }
+
+        // Effects on the stage.
+        st.key = key;
+        st.missed = st.missed || !cached;
+        let created = oci::rfc3339(self.opts.epoch);
+        let empty_layer = record.layer.is_none();
+        if let Some(l) = record.layer {
+            match (new_entries, st.manifest.as_mut()) {
+                // The layer was just written from these entries.
+                (Some(entries), Some(m)) => {
+                    for e in entries {
+                        if e.whiteout {
+                            let under = format!("{}/", e.path);
+                            m.retain(|k, _| k != &e.path && !k.starts_with(&under));
+                        } else {
+                            m.insert(e.path, e.meta);
+                        }
+                    }
+                }
+                // A cached layer: the manifest is rebuilt if a later step
+                // needs it.
+                _ => st.manifest = None,
+            }
+            st.layers.push(l);
+        }
+        op.configure(step, &mut st.config, &mut st.cmd_set);
+        st.history.push(HistoryEntry {
+            created,
+            created_by: step.display.clone(),
+            comment: "wbuild.dockerfile.v0".into(),
+            empty_layer,
+        });
+        Ok((cached, reason))
+    }
+}
