@@ -276,3 +276,95 @@ fn independent_stages_build_in_parallel_to_the_same_image() {
     let o = build(d.path(), s.path(), &["--jobs", "0"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// A build killed mid-RUN leaves its work directory (with any secret in
+/// it) in its lease's temp dir; the next wbuild on the store removes it,
+/// whatever the OS (leases are file locks, not pids). `du` shows cache
+/// mounts and compiled modules, and `prune --all` removes them.
+#[test]
+fn what_a_killed_build_leaves_is_removed_and_du_sees_everything() {
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nRUN --mount=type=cache,target=/c echo kept > /c/f\nRUN sleep 30\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wbuild"))
+        .args(["build", "--progress", "plain", "."])
+        .current_dir(d.path())
+        .env("WBUILD_ROOT", s.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the sleeping step to start, then for its work directory.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("RUN sleep 30") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(300))
+        .expect("the sleeping step never started");
+    let run_dir = || {
+        fs::read_dir(s.path().join("tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|lease| fs::read_dir(lease.path()).into_iter().flatten().flatten())
+            .any(|e| e.file_name().to_string_lossy().starts_with("run-"))
+    };
+    let t0 = std::time::Instant::now();
+    while !run_dir() {
+        assert!(t0.elapsed().as_secs() < 120, "the RUN step never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(run_dir(), "the killed build left its work directory");
+
+    let du = Command::new(env!("CARGO_BIN_EXE_wbuild"))
+        .args(["du"])
+        .env("WBUILD_ROOT", s.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&du.stdout);
+    assert!(du.status.success(), "{out}");
+    assert!(
+        !run_dir(),
+        "the next wbuild removes a dead build's temp dir"
+    );
+    assert_eq!(fs::read_dir(s.path().join("tmp")).unwrap().count(), 0);
+    assert!(
+        out.contains("Cache mounts: ") && !out.contains("Cache mounts: 0B"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Compiled modules: ") && !out.contains("Compiled modules: 0B"),
+        "{out}"
+    );
+
+    let o = Command::new(env!("CARGO_BIN_EXE_wbuild"))
+        .args(["prune", "--all"])
+        .env("WBUILD_ROOT", s.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let du = Command::new(env!("CARGO_BIN_EXE_wbuild"))
+        .args(["du"])
+        .env("WBUILD_ROOT", s.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&du.stdout);
+    assert!(
+        out.contains("Cache mounts: 0B") && out.contains("Compiled modules: 0B"),
+        "{out}"
+    );
+}

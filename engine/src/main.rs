@@ -263,6 +263,15 @@ fn du(args: StoreArgs, verbose: bool) -> Result<()> {
         }
     }
     println!("Total: {} in {} record(s)", human(total), rows.len());
+    // Everything else under the store's root, so nothing takes space unseen.
+    let u = s.usage()?;
+    println!(
+        "Blobs (layers, configs, manifests, images): {}",
+        human(u.blob_bytes)
+    );
+    println!("Cache mounts: {}", human(u.cache_mount_bytes));
+    println!("Compiled modules: {}", human(u.compiled_bytes));
+    println!("Temporary files: {}", human(u.tmp_bytes));
     Ok(())
 }
 

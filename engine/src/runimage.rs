@@ -83,9 +83,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         .zip(config.rootfs.diff_ids.iter())
         .map(|(d, id)| layer_info(d, id))
         .collect::<Result<Vec<_>>>()?;
-    let work = tempfile::Builder::new()
-        .prefix("run-image-")
-        .tempdir_in(store.root().join("tmp"))?;
+    let work = store.temp_dir("run-image-")?;
     let snap = Snapshot::materialize(store, &layers, work.path())?;
     let rc = &config.config;
     let mut argv: Vec<String> = rc.entrypoint.clone().unwrap_or_default();
@@ -113,8 +111,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
     let (program, argv) = sandbox::resolve_program(&snap.dir, &argv, &cwd, &lookup_path)
         .map_err(anyhow::Error::msg)?;
     let bytes = std::fs::read(&program).with_context(|| format!("{}: cannot read", argv[0]))?;
-    let cache = store.root().join("compiled");
-    let _ = std::fs::create_dir_all(&cache);
+    let cache = store.compiled_dir()?;
     let module = sandbox::load_program(&bytes, &argv[0], Some(&cache))?;
     let cache = cache.clone();
     let mut preopens = vec![sandbox::Preopen {

@@ -2,7 +2,14 @@
 
 use std::fs::Metadata;
 
-use crate::store::FileStat;
+/// The stat fields the context hasher trusts to say "unchanged".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileStat {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub inode: u64,
+}
 
 /// The stat fields the stat cache compares.
 pub fn file_stat(m: &Metadata) -> FileStat {

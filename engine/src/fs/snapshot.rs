@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
 use crate::fs::layer::{self, Content, LayerEntry, LayerError, LayerInfo};
+use crate::fs::platform::FileStat;
 use crate::fs::{platform, Kind, Manifest, Meta};
-use crate::store::{FileStat, Store};
+use crate::store::Store;
 
 /// Default permission bits for what a step creates (WASI has no chmod;
 /// modes set through the sandbox override these).

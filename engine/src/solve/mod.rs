@@ -263,13 +263,7 @@ impl<'a> Solver<'a> {
             return Ok(t.clone());
         }
         let st = self.stage_state(index);
-        let tmp = tempfile::Builder::new()
-            .prefix("stage-")
-            .tempdir_in(self.store.root().join("tmp"))
-            .map_err(|e| crate::store::StoreError::Io {
-                path: self.store.root().join("tmp"),
-                source: e,
-            })?;
+        let tmp = self.store.temp_dir("stage-")?;
         let mut m = Manifest::new();
         for l in &st.layers {
             layer::apply_to_dir(self.store, l, tmp.path(), &mut m)?;

@@ -40,14 +40,15 @@ pub(crate) fn archive_kind(path: &Path) -> Option<ArchiveKind> {
     None
 }
 
-/// Unpacks a local archive into layer entries under `dest` (contents are
-/// extracted to a temp dir in the store).
+/// Unpacks a local archive into layer entries under `dest`; their contents
+/// are extracted to the temp dir returned with them, which must live until
+/// the layer is written.
 pub(crate) fn unpack_archive(
     path: &Path,
     kind: ArchiveKind,
     dest: &str,
     store: &Store,
-) -> Result<Vec<LayerEntry>, String> {
+) -> Result<(Vec<LayerEntry>, tempfile::TempDir), String> {
     let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let r: Box<dyn Read> = match kind {
         ArchiveKind::Tar => Box::new(f),
@@ -56,11 +57,7 @@ pub(crate) fn unpack_archive(
             Box::new(zstd::stream::read::Decoder::new(f).map_err(|e| e.to_string())?)
         }
     };
-    let tmp = tempfile::Builder::new()
-        .prefix("unpack-")
-        .tempdir_in(store.root().join("tmp"))
-        .map_err(|e| e.to_string())?
-        .keep();
+    let tmp = store.temp_dir("unpack-").map_err(|e| e.to_string())?;
     let mut ar = tar::Archive::new(r);
     let mut out = Vec::new();
     for (n, entry) in ar
@@ -110,7 +107,7 @@ pub(crate) fn unpack_archive(
                 (Meta::symlink(&target).owned_by(uid, gid), Content::None)
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let host = tmp.join(format!("{n}"));
+                let host = tmp.path().join(format!("{n}"));
                 let mut file = std::fs::File::create(&host).map_err(|e| e.to_string())?;
                 let mut hasher = crate::digest::Hasher::new();
                 let mut buf = vec![0u8; 256 * 1024];
@@ -142,5 +139,5 @@ pub(crate) fn unpack_archive(
             whiteout: false,
         });
     }
-    Ok(out)
+    Ok((out, tmp))
 }

@@ -220,12 +220,9 @@ impl Solver<'_> {
         let (step, label) = (cx.step, cx.label);
         use crate::fs::snapshot::Snapshot;
         use crate::sandbox;
-        let work = tempfile::Builder::new()
-            .prefix("run-")
-            .tempdir_in(self.store.root().join("tmp"))
-            .map_err(|e| {
-                self.step_error(step, label, format!("cannot create a work directory: {e}"))
-            })?;
+        let work = self.store.temp_dir("run-").map_err(|e| {
+            self.step_error(step, label, format!("cannot create a work directory: {e}"))
+        })?;
         let mut snap = Snapshot::materialize(self.store, &st.layers, work.path())
             .map_err(|e| self.step_error(step, label, e.to_string()))?;
         let cwd_host = work.path().join(tree::manifest_path(&rp.cwd));
@@ -240,8 +237,7 @@ impl Solver<'_> {
             .map_err(|m| self.step_error(step, label, m))?;
         let bytes = std::fs::read(&program_path)
             .map_err(|e| self.step_error(step, label, format!("{}: {e}", argv[0])))?;
-        let cache_dir = self.store.root().join("compiled");
-        let _ = std::fs::create_dir_all(&cache_dir);
+        let cache_dir = self.store.compiled_dir()?;
         let module = sandbox::load_program(&bytes, &argv[0], Some(&cache_dir))
             .map_err(|e| self.step_error(step, label, e.to_string()))?;
         let mut env = rp.env.clone();
@@ -322,7 +318,7 @@ impl Solver<'_> {
         // The entries point into the work dir: keep it until the layer is written.
         Ok(Executed {
             entries,
-            work: Some(work),
+            work: vec![work],
         })
     }
 

@@ -95,8 +95,9 @@ impl Op for FileOp<'_> {
             .selection
             .take()
             .expect("cache_inputs selected the sources");
-        let entries = solver.lay_out(cx, st, self.files, self.parents, sel)?;
-        Ok(Some(Executed::entries(entries)))
+        solver
+            .lay_out(cx, st, self.files, self.parents, sel)
+            .map(Some)
     }
 }
 
@@ -222,7 +223,7 @@ impl Solver<'_> {
         files: &FileSources,
         parents: bool,
         sel: Selection,
-    ) -> Result<Vec<LayerEntry>, BuildError> {
+    ) -> Result<Executed, BuildError> {
         let (step, label) = (cx.step, cx.label);
         let (uid, gid) = match &files.chown {
             None => (None, None),
@@ -285,6 +286,7 @@ impl Solver<'_> {
             meta
         };
         let mut out: Vec<LayerEntry> = Vec::new();
+        let mut work = Vec::new();
         for p in sel.picked {
             match p {
                 Picked::Heredoc(name, bytes) => {
@@ -307,9 +309,10 @@ impl Solver<'_> {
                     });
                 }
                 Picked::Archive(host, kind, shown) => {
-                    let mut entries = unpack_archive(&host, kind, &dest, self.store)
+                    let (mut entries, dir) = unpack_archive(&host, kind, &dest, self.store)
                         .map_err(|m| self.step_error(step, label, format!("{shown}: {m}")))?;
                     out.append(&mut entries);
+                    work.push(dir);
                 }
                 Picked::Tree {
                     root_rel,
@@ -379,7 +382,7 @@ impl Solver<'_> {
                 whiteout: false,
             });
         }
-        Ok(out)
+        Ok(Executed { entries: out, work })
     }
 }
 

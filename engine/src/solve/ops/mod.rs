@@ -32,17 +32,17 @@ pub(crate) struct StepCx<'p> {
 }
 
 /// What an executed step changed: the entries of its layer, and the work
-/// directory their files live in (kept until the layer is written).
+/// directories their files live in (kept until the layer is written).
 pub(crate) struct Executed {
     pub entries: Vec<LayerEntry>,
-    pub work: Option<tempfile::TempDir>,
+    pub work: Vec<tempfile::TempDir>,
 }
 
 impl Executed {
     pub fn entries(entries: Vec<LayerEntry>) -> Self {
         Executed {
             entries,
-            work: None,
+            work: Vec::new(),
         }
     }
 }

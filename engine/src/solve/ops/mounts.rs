@@ -95,15 +95,11 @@ impl Solver<'_> {
         preopens: &mut Vec<crate::sandbox::Preopen>,
     ) -> Result<MountGuards, String> {
         let mut guards = MountGuards::default();
-        let tmp_root = self.store.root().join("tmp");
         for mp in &rp.mounts {
             let spec = &specs[mp.index];
             match mp.kind {
                 MountType::Bind => {
-                    let dir = tempfile::Builder::new()
-                        .prefix("bind-")
-                        .tempdir_in(&tmp_root)
-                        .map_err(|e| e.to_string())?;
+                    let dir = self.store.temp_dir("bind-").map_err(|e| e.to_string())?;
                     let tree = match mp.from_stage {
                         Some(i) => self
                             .materialized_tree(i)
@@ -123,10 +119,7 @@ impl Solver<'_> {
                     guards.dirs.push(dir);
                 }
                 MountType::Tmpfs => {
-                    let dir = tempfile::Builder::new()
-                        .prefix("tmpfs-")
-                        .tempdir_in(&tmp_root)
-                        .map_err(|e| e.to_string())?;
+                    let dir = self.store.temp_dir("tmpfs-").map_err(|e| e.to_string())?;
                     preopens.push(crate::sandbox::Preopen {
                         host: dir.path().to_path_buf(),
                         guest: mp.target.clone(),
@@ -136,9 +129,10 @@ impl Solver<'_> {
                 }
                 MountType::Cache => {
                     let id = mp.id.clone().unwrap_or_else(|| mp.target.clone());
-                    let base = self.store.root().join("cache-mounts");
-                    let dir = base.join(crate::digest::Digest::of(id.as_bytes()).hex());
-                    std::fs::create_dir_all(&dir).map_err(|e| format!("cache mount {id}: {e}"))?;
+                    let (dir, lock_path) = self
+                        .store
+                        .cache_mount(&id)
+                        .map_err(|e| format!("cache mount {id}: {e}"))?;
                     if let Some(i) = mp.from_stage {
                         let empty = std::fs::read_dir(&dir)
                             .map(|mut d| d.next().is_none())
@@ -154,10 +148,6 @@ impl Solver<'_> {
                                 .map_err(|e| format!("--mount={}: {e}", spec.raw))?;
                         }
                     }
-                    let lock_path = base.join(format!(
-                        "{}.lock",
-                        crate::digest::Digest::of(id.as_bytes()).hex()
-                    ));
                     let lock = std::fs::File::create(&lock_path)
                         .map_err(|e| format!("cache mount {id}: {e}"))?;
                     let host = match mp.sharing {
@@ -173,10 +163,8 @@ impl Solver<'_> {
                             }
                             Err(_) => {
                                 // In use by another build: this one gets its own.
-                                let own = tempfile::Builder::new()
-                                    .prefix("cache-")
-                                    .tempdir_in(&tmp_root)
-                                    .map_err(|e| e.to_string())?;
+                                let own =
+                                    self.store.temp_dir("cache-").map_err(|e| e.to_string())?;
                                 let p = own.path().to_path_buf();
                                 guards.dirs.push(own);
                                 p

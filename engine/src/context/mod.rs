@@ -13,8 +13,12 @@ use std::sync::Mutex;
 
 use crate::digest::{Digest, Hasher};
 use crate::frontend::dockerignore::{self, Matcher};
+use crate::fs::platform::FileStat;
 use crate::fs::{platform, Kind, Meta};
-use crate::store::{FileStat, Store};
+use crate::store::Store;
+
+pub mod stat_cache;
+use stat_cache::StatCache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
@@ -91,7 +95,7 @@ impl Context {
         // Files whose stat is unchanged keep their recorded digest.
         let key_prefix = format!("{}/", root.display());
         let cached = match store {
-            Some(s) => s.stat_snapshot(&key_prefix)?,
+            Some(s) => StatCache { store: s }.snapshot(&key_prefix)?,
             None => Default::default(),
         };
         let mut todo: Vec<String> = Vec::new();
@@ -121,7 +125,7 @@ impl Context {
             e.meta.digest = Some(digest);
         }
         if let Some(s) = store {
-            s.stat_record(&fresh)?;
+            StatCache { store: s }.record(&fresh)?;
         }
         Ok(Context {
             root,

@@ -1,0 +1,217 @@
+//! Content-addressed blobs under `blobs/sha256/<hex>`: written to a temp
+//! file of the store's own, fsynced and renamed (never half-visible), and
+//! verified against their digest whenever they are read.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{io_err, Result, Store, StoreError};
+use crate::digest::{Digest, Hasher};
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Store {
+    /// Where a blob lives (whether or not it exists).
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    /// Starts writing a blob; [`BlobWriter::commit`] makes it visible.
+    pub fn blob_writer(&self) -> Result<BlobWriter<'_>> {
+        let dir = self.lease.tmp_dir()?;
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("blob-{n}"));
+        let file = File::create(&path).map_err(io_err(&path))?;
+        Ok(BlobWriter {
+            store: self,
+            file: Some(io::BufWriter::with_capacity(256 * 1024, file)),
+            path,
+            hasher: Hasher::new(),
+            size: 0,
+        })
+    }
+
+    /// Stores bytes; returns their digest.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
+        let d = Digest::of(bytes);
+        if fs::read(self.blob_path(&d)).is_ok_and(|existing| existing == bytes) {
+            self.lease_blob(&d)?;
+            return Ok(d);
+        }
+        let mut w = self.blob_writer()?;
+        w.write_all(bytes).map_err(io_err(&w.path.clone()))?;
+        w.commit()
+    }
+
+    /// Reads a whole blob, checking its digest. A corrupt blob is removed
+    /// and reported, never returned.
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
+        let path = self.blob_path(d);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingBlob {
+                    digest: d.clone(),
+                    root: self.root.clone(),
+                })
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let actual = Digest::of(&bytes);
+        if &actual != d {
+            let _ = fs::remove_file(&path);
+            return Err(StoreError::CorruptBlob {
+                digest: d.clone(),
+                actual,
+                path,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Opens a blob for streaming; the digest is checked when the reader
+    /// reaches the end (a mismatch is an `InvalidData` error).
+    pub fn open_blob(&self, d: &Digest) -> Result<VerifyingReader> {
+        let path = self.blob_path(d);
+        let file = File::open(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                StoreError::MissingBlob {
+                    digest: d.clone(),
+                    root: self.root.clone(),
+                }
+            } else {
+                io_err(&path)(e)
+            }
+        })?;
+        Ok(VerifyingReader {
+            inner: io::BufReader::with_capacity(256 * 1024, file),
+            hasher: Some(Hasher::new()),
+            expected: d.clone(),
+            path,
+        })
+    }
+
+    /// Checks a blob's bytes against its digest; removes it if corrupt.
+    pub fn verify_blob(&self, d: &Digest) -> Result<()> {
+        let mut r = self.open_blob(d)?;
+        match io::copy(&mut r, &mut io::sink()) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                let path = self.blob_path(d);
+                let (actual, _) =
+                    crate::digest::digest_reader(File::open(&path).map_err(io_err(&path))?)
+                        .map_err(io_err(&path))?;
+                let _ = fs::remove_file(&path);
+                Err(StoreError::CorruptBlob {
+                    digest: d.clone(),
+                    actual,
+                    path,
+                })
+            }
+            Err(e) => Err(io_err(&self.blob_path(d))(e)),
+        }
+    }
+
+    pub fn blob_size(&self, d: &Digest) -> Option<u64> {
+        fs::metadata(self.blob_path(d)).ok().map(|m| m.len())
+    }
+}
+
+/// Writes a blob to a temp file while hashing it.
+pub struct BlobWriter<'a> {
+    store: &'a Store,
+    file: Option<io::BufWriter<File>>,
+    path: PathBuf,
+    hasher: Hasher,
+    size: u64,
+}
+
+impl BlobWriter<'_> {
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Fsyncs and renames the blob into place; returns its digest.
+    pub fn commit(mut self) -> Result<Digest> {
+        let file = self.file.take().expect("not committed twice");
+        let file = file
+            .into_inner()
+            .map_err(|e| io_err(&self.path)(e.into_error()))?;
+        file.sync_all().map_err(io_err(&self.path))?;
+        drop(file);
+        let d = std::mem::take(&mut self.hasher).finish();
+        let dest = self.store.blob_path(&d);
+        // Always rename, even over an existing blob: the new bytes are known
+        // good, the old ones may have been damaged. Readers keep their fd.
+        fs::rename(&self.path, &dest).map_err(io_err(&dest))?;
+        if let Some(dir) = dest.parent() {
+            if let Ok(f) = File::open(dir) {
+                let _ = f.sync_all();
+            }
+        }
+        self.store.lease_blob(&d)?;
+        Ok(d)
+    }
+}
+
+impl Write for BlobWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.as_mut().expect("open").write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("open").flush()
+    }
+}
+
+impl Drop for BlobWriter<'_> {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Reads a blob and fails at the end if its bytes do not match the digest.
+pub struct VerifyingReader {
+    inner: io::BufReader<File>,
+    hasher: Option<Hasher>,
+    expected: Digest,
+    path: PathBuf,
+}
+
+impl Read for VerifyingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            if let Some(h) = self.hasher.as_mut() {
+                h.update(&buf[..n]);
+            }
+        } else if let Some(h) = self.hasher.take() {
+            let actual = h.finish();
+            if actual != self.expected {
+                // Never let a corrupt blob be used again: the next build
+                // sees it missing and recreates it.
+                let _ = fs::remove_file(&self.path);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "blob {} ({}) is corrupt: its content hashes to {actual}",
+                        self.expected,
+                        self.path.display()
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,228 @@
+//! Space: what the store holds (`du`), and `prune`, which removes cache
+//! records, the blobs nothing refers to any more, what dead processes
+//! left in `tmp/`, and with `--all` compiled modules and cache mounts.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::params;
+
+use super::{io_err, leases, now, Result, Store};
+use crate::digest::Digest;
+
+impl Store {
+    /// Removes what stores of processes that are gone left in `tmp/`
+    /// (and their lease files); returns how many entries went.
+    pub fn clean_tmp(&self) -> Result<usize> {
+        leases::clean_dead(&self.root)
+    }
+
+    /// Blobs no cache record, image or live lease refers to.
+    pub fn unreferenced_blobs(&self) -> Result<Vec<Digest>> {
+        let live = self.live_builds()?;
+        if live.iter().any(|l| l != self.lease.id()) {
+            // Another build is running; it may be about to use any blob.
+            return Ok(Vec::new());
+        }
+        let db = self.db();
+        let mut referenced = std::collections::HashSet::new();
+        for q in [
+            "SELECT digest FROM cache_blobs",
+            "SELECT digest FROM image_blobs",
+            "SELECT digest FROM lease_blobs",
+        ] {
+            let mut st = db.prepare(q).map_err(|e| self.ix(e))?;
+            let rows = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| self.ix(e))?;
+            for r in rows {
+                referenced.insert(r.map_err(|e| self.ix(e))?);
+            }
+        }
+        let dir = self.root.join("blobs/sha256");
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
+            if let Ok(d) = Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())) {
+                if !referenced.contains(d.as_str()) {
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Digests every kept image refers to.
+    pub fn image_blob_set(&self) -> Result<std::collections::HashSet<String>> {
+        let db = self.db();
+        let mut st = db
+            .prepare("SELECT digest FROM image_blobs")
+            .map_err(|e| self.ix(e))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.ix(e))?;
+        let mut out = std::collections::HashSet::new();
+        for r in rows {
+            out.insert(r.map_err(|e| self.ix(e))?);
+        }
+        Ok(out)
+    }
+
+    /// The blobs a cache record holds.
+    pub fn cache_blobs(&self, key: &str) -> Result<Vec<String>> {
+        let db = self.db();
+        let mut st = db
+            .prepare("SELECT digest FROM cache_blobs WHERE key = ?1")
+            .map_err(|e| self.ix(e))?;
+        let rows = st
+            .query_map(params![key], |r| r.get::<_, String>(0))
+            .map_err(|e| self.ix(e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.ix(e))
+    }
+
+    /// Removes cache records and then the blobs nothing refers to any more.
+    /// `all`: every record, else only those whose blobs no kept image uses;
+    /// `older_than`: only records last used before then; `keep`: stop once
+    /// the cache is at most this many bytes (oldest records go first).
+    pub fn prune(
+        &self,
+        all: bool,
+        older_than: Option<Duration>,
+        keep: Option<u64>,
+    ) -> Result<PruneReport> {
+        let mut rows = self.list_cache()?;
+        rows.sort_by_key(|r| r.last_used);
+        let in_images = self.image_blob_set()?;
+        let cutoff = older_than.map(|d| now() - d.as_secs() as i64);
+        let mut total: u64 = rows.iter().map(|r| r.size).sum();
+        let mut report = PruneReport::default();
+        for r in &rows {
+            if let Some(k) = keep {
+                if total <= k {
+                    break;
+                }
+            }
+            if cutoff.is_some_and(|c| r.last_used > c) {
+                continue;
+            }
+            if !all
+                && self
+                    .cache_blobs(&r.key)?
+                    .iter()
+                    .any(|b| in_images.contains(b))
+            {
+                continue;
+            }
+            self.delete_cache(&r.key)?;
+            total = total.saturating_sub(r.size);
+            report.records += 1;
+        }
+        for d in self.unreferenced_blobs()? {
+            report.bytes += self.blob_size(&d).unwrap_or(0);
+            self.remove_blob(&d)?;
+            report.blobs += 1;
+        }
+        if all && older_than.is_none() && keep.is_none() {
+            report.bytes += self.remove_rebuildable()?;
+        }
+        report.tmp_files = self.clean_tmp()?;
+        Ok(report)
+    }
+
+    pub fn remove_blob(&self, d: &Digest) -> Result<()> {
+        let p = self.blob_path(d);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&p)(e)),
+        }
+    }
+
+    /// `prune --all`: compiled modules and cache mounts no build is using
+    /// go too (both are rebuilt when needed). Returns the bytes freed.
+    fn remove_rebuildable(&self) -> Result<u64> {
+        let mut freed = 0;
+        let compiled = self.root.join("compiled");
+        for e in fs::read_dir(&compiled).into_iter().flatten().flatten() {
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            if fs::remove_file(e.path()).is_ok() {
+                freed += size;
+            }
+        }
+        let mounts = self.root.join("cache-mounts");
+        for e in fs::read_dir(&mounts).into_iter().flatten().flatten() {
+            let p = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            // A mount in use by a locked or private RUN holds its lock.
+            let lock_path = p.with_extension("lock");
+            let lock = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(io_err(&lock_path))?;
+            if lock.try_lock().is_err() {
+                continue;
+            }
+            let size = dir_size(&p);
+            if fs::remove_dir_all(&p).is_ok() {
+                freed += size;
+            }
+        }
+        Ok(freed)
+    }
+
+    /// What the store holds, for `du`.
+    pub fn usage(&self) -> Result<Usage> {
+        let records = self.list_cache()?;
+        Ok(Usage {
+            cache_records: records.len(),
+            cache_bytes: records.iter().map(|r| r.size).sum(),
+            blob_bytes: dir_size(&self.root.join("blobs")),
+            compiled_bytes: dir_size(&self.root.join("compiled")),
+            cache_mount_bytes: dir_size(&self.root.join("cache-mounts")),
+            tmp_bytes: dir_size(&self.root.join("tmp")),
+        })
+    }
+}
+
+/// The bytes of every file under `p` (0 where it is missing).
+fn dir_size(p: &Path) -> u64 {
+    let Ok(rd) = fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// What a store holds, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub cache_records: usize,
+    /// The layers the cache records hold.
+    pub cache_bytes: u64,
+    /// Every blob: layers, configs, manifests, images' blobs.
+    pub blob_bytes: u64,
+    pub compiled_bytes: u64,
+    pub cache_mount_bytes: u64,
+    /// Temp files of running builds, and of dead ones until cleaned.
+    pub tmp_bytes: u64,
+}
+
+/// What `prune` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub records: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+    pub tmp_files: usize,
+}
