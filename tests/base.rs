@@ -159,6 +159,46 @@ fn a_looping_shell_step_times_out() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("timed out"), "{err}");
+
+    // Through the library, the timeout stays a typed error up to the top,
+    // with the step's file and line.
+    let req = wbuild::request::BuildRequest {
+        context: d.path().to_path_buf(),
+        dockerfile: d.path().join("Dockerfile"),
+        tags: Vec::new(),
+        build_args: Default::default(),
+        target: None,
+        no_cache: false,
+        no_cache_filter: Vec::new(),
+        secrets: Vec::new(),
+        outputs: Vec::new(),
+        progress: wbuild::request::ProgressMode::Quiet,
+        metadata_file: None,
+        iidfile: None,
+        root: Some(s.path().to_path_buf()),
+        step_timeout: std::time::Duration::from_secs(1),
+        step_memory: 1 << 30,
+        jobs: 1,
+    };
+    match wbuild::build::run(&req) {
+        Err(wbuild::build::Error::Solve(wbuild::solve::BuildError::Step {
+            line, failure, ..
+        })) => {
+            assert_eq!(line, 2);
+            assert!(
+                matches!(
+                    *failure,
+                    wbuild::solve::StepFailure::Sandbox {
+                        error: wbuild::sandbox::SandboxError::Timeout { .. },
+                        ..
+                    }
+                ),
+                "{failure:?}"
+            );
+        }
+        Err(e) => panic!("not a typed step error: {e:?}"),
+        Ok(_) => panic!("the loop finished"),
+    }
 }
 
 #[test]

@@ -2,21 +2,66 @@
 //! store, scan the context, solve, write the outputs and the metadata.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _, Result};
-
-use crate::context::Context;
+use crate::context::{Context, ContextError};
 use crate::digest::Digest;
-use crate::export;
-use crate::frontend::{dockerignore, instructions};
-use crate::fs::layer::{self, Compression, LayerInfo};
+use crate::export::{self, ExportError};
+use crate::frontend::{dockerignore, instructions, FrontendError};
+use crate::fs::layer::{self, Compression, LayerError, LayerInfo};
 use crate::oci::{self, Image};
 use crate::plan::{self, BuildPlan, PlanRequest};
 use crate::progress::{self, Progress};
 use crate::request::{BuildRequest, OutputSpec, ProgressMode, SecretSource};
-use crate::solve::{BuildOptions, Solver, StepReport};
-use crate::store::{self, Store};
+use crate::solve::{BuildError, BuildOptions, Solver, StepReport};
+use crate::store::{self, Store, StoreError};
+
+/// Why a build did not finish, with what it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read Dockerfile {path}: {error}; check the path, or name it with -f/--file")]
+    ReadDockerfile {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Frontend(#[from] FrontendError),
+    #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds since 1970")]
+    Epoch(String),
+    #[error("--no-cache-filter {stage:?}: no stage of {dockerfile} has that name")]
+    NoSuchStage { stage: String, dockerfile: String },
+    #[error("--secret id={id}: cannot read {path}: {error}")]
+    SecretFile {
+        id: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("--secret id={id}: the environment variable {var} is not set")]
+    SecretEnv { id: String, var: String },
+    #[error("re-compressing layer {digest}: {error}")]
+    Recompress {
+        digest: Digest,
+        error: std::io::Error,
+    },
+    #[error("{flag} {path}: {error}")]
+    WriteFile {
+        flag: &'static str,
+        path: PathBuf,
+        error: Box<ExportError>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error(transparent)]
+    Solve(#[from] BuildError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+}
+
+type Result<T> = std::result::Result<T, Error>;
 
 /// What a finished build produced.
 pub struct BuildSummary {
@@ -27,11 +72,9 @@ pub struct BuildSummary {
 
 /// Reads and types the Dockerfile, with the file name in every error.
 pub fn read_dockerfile(path: &Path) -> Result<instructions::Dockerfile> {
-    let bytes = std::fs::read(path).with_context(|| {
-        format!(
-            "cannot read Dockerfile {}: check the path, or name it with -f/--file",
-            path.display()
-        )
+    let bytes = std::fs::read(path).map_err(|error| Error::ReadDockerfile {
+        path: path.to_path_buf(),
+        error,
     })?;
     let text = String::from_utf8_lossy(&bytes);
     instructions::parse_dockerfile(&text).map_err(|e| e.in_file(path.display().to_string()).into())
@@ -40,9 +83,7 @@ pub fn read_dockerfile(path: &Path) -> Result<instructions::Dockerfile> {
 /// `SOURCE_DATE_EPOCH`, 0 when unset.
 pub fn source_date_epoch() -> Result<u64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v.trim().parse().with_context(|| {
-            format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
-        }),
+        Ok(v) if !v.is_empty() => v.trim().parse().map_err(|_| Error::Epoch(v)),
         _ => Ok(0),
     }
 }
@@ -75,21 +116,28 @@ fn convert_layer(
     }
     let mut r = layer::open_layer(store, l)?;
     let mut w = store.blob_writer()?;
-    match c {
-        Compression::Gzip => {
-            let mut e = layer::ParallelGzip::new(&mut w, level.clamp(0, 9) as u32);
-            std::io::copy(&mut r, &mut e)?;
-            e.finish()?;
+    let copied = (|| -> std::io::Result<()> {
+        match c {
+            Compression::Gzip => {
+                let mut e = layer::ParallelGzip::new(&mut w, level.clamp(0, 9) as u32);
+                std::io::copy(&mut r, &mut e)?;
+                e.finish()?;
+            }
+            Compression::Zstd => {
+                let mut e = layer::zstd_encoder(&mut w, level)?;
+                std::io::copy(&mut r, &mut e)?;
+                e.finish()?;
+            }
+            Compression::Uncompressed => {
+                std::io::copy(&mut r, &mut w)?;
+            }
         }
-        Compression::Zstd => {
-            let mut e = layer::zstd_encoder(&mut w, level)?;
-            std::io::copy(&mut r, &mut e)?;
-            e.finish()?;
-        }
-        Compression::Uncompressed => {
-            std::io::copy(&mut r, &mut w)?;
-        }
-    }
+        Ok(())
+    })();
+    copied.map_err(|error| Error::Recompress {
+        digest: l.digest.clone(),
+        error,
+    })?;
     let size = w.size();
     let digest = w.commit()?;
     Ok(LayerInfo {
@@ -106,14 +154,15 @@ fn load_secrets(req: &BuildRequest) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut out = BTreeMap::new();
     for s in &req.secrets {
         let value = match &s.source {
-            SecretSource::File(p) => std::fs::read(p)
-                .with_context(|| format!("--secret id={}: cannot read {}", s.id, p.display()))?,
+            SecretSource::File(p) => std::fs::read(p).map_err(|error| Error::SecretFile {
+                id: s.id.clone(),
+                path: p.clone(),
+                error,
+            })?,
             SecretSource::Env(v) => std::env::var(v)
-                .with_context(|| {
-                    format!(
-                        "--secret id={}: the environment variable {v} is not set",
-                        s.id
-                    )
+                .map_err(|_| Error::SecretEnv {
+                    id: s.id.clone(),
+                    var: v.clone(),
                 })?
                 .into_bytes(),
         };
@@ -140,7 +189,10 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
             .iter()
             .any(|st| st.name.as_deref() == Some(&s.to_ascii_lowercase()))
         {
-            bail!("--no-cache-filter {s:?}: no stage of {shown} has that name");
+            return Err(Error::NoSuchStage {
+                stage: s.clone(),
+                dockerfile: shown,
+            });
         }
     }
     // Every output is checked before anything is built.
@@ -148,7 +200,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         .outputs
         .iter()
         .map(export::exporter_for)
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let ignore = dockerignore::load(&req.context, &req.dockerfile)?;
     let root = match &req.root {
         Some(r) => r.clone(),
@@ -235,12 +287,21 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     }
     if let Some(path) = &req.metadata_file {
         let meta = metadata_json(&image, &outcome.steps, &req.tags);
-        export::write_atomic(path, serde_json::to_string_pretty(&meta)?.as_bytes())
-            .with_context(|| format!("--metadata-file {}", path.display()))?;
+        let text = serde_json::to_string_pretty(&meta).expect("metadata serializes");
+        export::write_atomic(path, text.as_bytes()).map_err(|error| Error::WriteFile {
+            flag: "--metadata-file",
+            path: path.clone(),
+            error: Box::new(error),
+        })?;
     }
     if let Some(path) = &req.iidfile {
-        export::write_atomic(path, image.config_desc.digest.as_str().as_bytes())
-            .with_context(|| format!("--iidfile {}", path.display()))?;
+        export::write_atomic(path, image.config_desc.digest.as_str().as_bytes()).map_err(
+            |error| Error::WriteFile {
+                flag: "--iidfile",
+                path: path.clone(),
+                error: Box::new(error),
+            },
+        )?;
     }
     store.end_lease()?;
     Ok(BuildSummary {
@@ -273,13 +334,4 @@ pub fn metadata_json(img: &Image, steps: &[StepReport], tags: &[String]) -> serd
         serde_json::to_value(steps).expect("steps"),
     );
     serde_json::to_value(m).expect("metadata")
-}
-
-/// `wbuild images`: name, manifest digest, config digest, created.
-pub fn list_images(root: Option<&Path>) -> Result<Vec<(String, Digest, Digest, i64)>> {
-    let root = match root {
-        Some(r) => r.to_path_buf(),
-        None => store::default_root()?,
-    };
-    Ok(Store::open(&root)?.list_images()?)
 }

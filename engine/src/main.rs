@@ -68,7 +68,7 @@ fn read_dockerfile(path: &Path) -> Result<String> {
 }
 
 fn parse_typed(path: &Path) -> Result<wbuild::frontend::instructions::Dockerfile> {
-    wbuild::build::read_dockerfile(path)
+    Ok(wbuild::build::read_dockerfile(path)?)
 }
 
 fn make_plan(
@@ -172,7 +172,7 @@ fn run_image(
         .map_err(|m| anyhow::anyhow!("--timeout {timeout:?}: {m}"))?;
     let memory = cli::parse_size(&memory)?;
     let s = open_store(&store)?;
-    wbuild::runimage::run(
+    Ok(wbuild::runimage::run(
         &s,
         &wbuild::runimage::RunRequest {
             image,
@@ -183,7 +183,7 @@ fn run_image(
             timeout,
             memory,
         },
-    )
+    )?)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -7,8 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
-
 use crate::digest::Digest;
 use crate::env;
 use crate::fs::layer::{Compression, LayerInfo};
@@ -16,6 +14,35 @@ use crate::fs::snapshot::Snapshot;
 use crate::oci::{ImageConfig, ImageManifest};
 use crate::sandbox;
 use crate::store::Store;
+
+/// Why an image could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("image {0:?} is not in the store: build it with -t {0} and no --output (see `wbuild images`)")]
+    NoSuchImage(String),
+    #[error("image {image:?}: its {what} is not valid JSON: {error}")]
+    BadJson {
+        image: String,
+        what: &'static str,
+        error: serde_json::Error,
+    },
+    #[error("layer {digest} has an unsupported media type {media_type}")]
+    MediaType { digest: Digest, media_type: String },
+    #[error("image {0} has no ENTRYPOINT or CMD: give the program to run after the image name")]
+    NoCommand(String),
+    #[error("-v {volume:?}: {problem}")]
+    Volume { volume: String, problem: String },
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::fs::snapshot::SnapshotError),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+}
+
+type Result<T> = std::result::Result<T, RunError>;
 
 /// What `wbuild run` was asked.
 #[derive(Debug, Clone)]
@@ -49,12 +76,19 @@ pub fn find_image(store: &Store, image: &str) -> Result<(ImageManifest, ImageCon
             })
         });
     let Some((_, manifest, _, _)) = found else {
-        bail!("image {image:?} is not in the store: build it with -t {image} and no --output (see `wbuild images`)");
+        return Err(RunError::NoSuchImage(image.to_string()));
+    };
+    let bad = |what: &'static str| {
+        move |error| RunError::BadJson {
+            image: image.to_string(),
+            what,
+            error,
+        }
     };
     let m: ImageManifest =
-        serde_json::from_slice(&store.read_blob(manifest)?).context("image manifest")?;
+        serde_json::from_slice(&store.read_blob(manifest)?).map_err(bad("manifest"))?;
     let c: ImageConfig =
-        serde_json::from_slice(&store.read_blob(&m.config.digest)?).context("image config")?;
+        serde_json::from_slice(&store.read_blob(&m.config.digest)?).map_err(bad("config"))?;
     Ok((m, c))
 }
 
@@ -63,7 +97,12 @@ fn layer_info(d: &crate::oci::Descriptor, diff_id: &crate::oci::DiffId) -> Resul
         t if t.ends_with("+gzip") => Compression::Gzip,
         t if t.ends_with("+zstd") => Compression::Zstd,
         t if t.ends_with(".tar") => Compression::Uncompressed,
-        other => bail!("layer {} has an unsupported media type {other}", d.digest),
+        other => {
+            return Err(RunError::MediaType {
+                digest: d.digest.clone(),
+                media_type: other.to_string(),
+            })
+        }
     };
     Ok(LayerInfo {
         diff_id: diff_id.clone(),
@@ -93,10 +132,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         argv.extend(req.args.iter().cloned());
     }
     if argv.is_empty() {
-        bail!(
-            "image {} has no ENTRYPOINT or CMD: give the program to run after the image name",
-            req.image
-        );
+        return Err(RunError::NoCommand(req.image.clone()));
     }
     let mut image_env = rc.env_map();
     for e in &req.env {
@@ -108,9 +144,11 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
     env::with_home(&mut env, &snap.dir, &rc.user);
     let lookup_path = env.get("PATH").cloned().unwrap_or_default();
     let env: Vec<(String, String)> = env.into_iter().collect();
-    let (program, argv) = sandbox::resolve_program(&snap.dir, &argv, &cwd, &lookup_path)
-        .map_err(anyhow::Error::msg)?;
-    let bytes = std::fs::read(&program).with_context(|| format!("{}: cannot read", argv[0]))?;
+    let (program, argv) = sandbox::resolve_program(&snap.dir, &argv, &cwd, &lookup_path)?;
+    let bytes = std::fs::read(&program).map_err(|error| sandbox::SandboxError::Read {
+        program: argv[0].clone(),
+        error,
+    })?;
     let cache = store.compiled_dir()?;
     let module = sandbox::load_program(&bytes, &argv[0], Some(&cache))?;
     let cache = cache.clone();
@@ -125,16 +163,20 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
             [h, g] => (*h, *g, true),
             [h, g, "ro"] => (*h, *g, false),
             [h, g, "rw"] => (*h, *g, true),
-            _ => bail!("-v {v:?}: write HOST:GUEST[:ro]"),
+            _ => return Err(volume(v, "write HOST:GUEST[:ro]".into())),
         };
         let host = PathBuf::from(host);
         if !host.is_dir() {
-            bail!("-v {v:?}: {} is not a directory", host.display());
+            return Err(volume(v, format!("{} is not a directory", host.display())));
         }
         if !guest.starts_with('/') {
-            bail!("-v {v:?}: the guest path must be absolute");
+            return Err(volume(v, "the guest path must be absolute".into()));
         }
-        std::fs::create_dir_all(work.path().join(crate::fs::manifest_path(guest)))?;
+        let mount_point = work.path().join(crate::fs::manifest_path(guest));
+        std::fs::create_dir_all(&mount_point).map_err(|error| RunError::Io {
+            what: format!("-v {v}: creating {guest} in the rootfs"),
+            error,
+        })?;
         preopens.push(sandbox::Preopen {
             host,
             guest: guest.to_string(),
@@ -170,4 +212,11 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
     });
     let out = sandbox::run(&spec, &module, ctx, &mut |_| {})?;
     Ok(out.exit_code)
+}
+
+fn volume(v: &str, problem: String) -> RunError {
+    RunError::Volume {
+        volume: v.to_string(),
+        problem,
+    }
 }

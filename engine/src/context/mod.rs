@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::digest::{Digest, Hasher};
-use crate::frontend::dockerignore::{self, Matcher};
+use crate::frontend::dockerignore::Matcher;
 use crate::fs::platform::FileStat;
 use crate::fs::{platform, Kind, Meta};
 use crate::store::Store;
@@ -22,12 +22,8 @@ use stat_cache::StatCache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
-    #[error("build context {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("build context {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error("build context {0} is not a directory: give the directory that holds your sources")]
     NotADirectory(PathBuf),
     #[error("{instruction}: source {source_path:?} is outside the build context: only files under {context} can be copied")]
@@ -70,9 +66,9 @@ pub struct Context {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
-    move |source| ContextError::Io {
+    move |error| ContextError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -235,7 +231,7 @@ fn hash_files(root: &Path, paths: &[String]) -> Result<Vec<Digest>, ContextError
                         Ok(d) => results.lock().expect("results")[i] = Some(d),
                         Err(e) => {
                             *failure.lock().expect("failure") =
-                                Some(ContextError::Io { path, source: e });
+                                Some(ContextError::Io { path, error: e });
                             break;
                         }
                     }
@@ -265,17 +261,6 @@ fn hash_file(path: &Path, buf: &mut [u8]) -> io::Result<Digest> {
         h.update(&buf[..n]);
     }
     Ok(h.finish())
-}
-
-/// Reads the ignore file for a build and scans the context.
-pub fn load(
-    context: &Path,
-    dockerfile: &Path,
-    store: Option<&Store>,
-) -> Result<(Context, Matcher), anyhow::Error> {
-    let ignore = dockerignore::load(context, dockerfile)?;
-    let ctx = Context::scan(context, &ignore, store)?;
-    Ok((ctx, ignore))
 }
 
 #[cfg(test)]

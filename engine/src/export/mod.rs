@@ -16,12 +16,8 @@ use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("output {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("output {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -31,9 +27,9 @@ pub enum ExportError {
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ {
-    move |source| ExportError::Io {
+    move |error| ExportError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

@@ -39,12 +39,8 @@ pub struct LayerEntry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
-    #[error("layer: {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("layer: {path}: {error}")]
+    Io { path: String, error: io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("layer {digest} is not a valid tar: {message}; remove the store's cache for it (`wbuild prune --all`) and build again")]
@@ -52,9 +48,9 @@ pub enum LayerError {
 }
 
 fn io_at(path: &str) -> impl FnOnce(io::Error) -> LayerError + '_ {
-    move |source| LayerError::Io {
+    move |error| LayerError::Io {
         path: path.to_string(),
-        source,
+        error,
     }
 }
 
@@ -305,7 +301,7 @@ pub fn write_tar<W: Write>(entries: &[LayerEntry], mtime: u64, w: W) -> Result<W
                         if len != e.meta.size {
                             return Err(LayerError::Io {
                                 path: e.path.clone(),
-                                source: io::Error::other(format!(
+                                error: io::Error::other(format!(
                                     "{} changed during the build (size {} now, {} when hashed): build again",
                                     p.display(),
                                     len,
@@ -526,7 +522,7 @@ fn check_no_symlink_parents(root: &Path, rel: &str) -> Result<(), LayerError> {
             if md.file_type().is_symlink() {
                 return Err(LayerError::Io {
                     path: rel.to_string(),
-                    source: io::Error::other("refusing to write through a symlink in the tree"),
+                    error: io::Error::other("refusing to write through a symlink in the tree"),
                 });
             }
         }

@@ -25,20 +25,16 @@ pub const NEW_DIR_MODE: u32 = 0o755;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("snapshot {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("snapshot {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error(transparent)]
     Layer(#[from] LayerError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
-    move |source| SnapshotError::Io {
+    move |error| SnapshotError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

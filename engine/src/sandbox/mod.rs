@@ -60,6 +60,17 @@ pub enum SandboxError {
     Trap { program: String, message: String },
     #[error("sandbox: {0}")]
     Setup(String),
+    #[error("{program}: not found in the image{} (wbuild runs WebAssembly programs from the image's rootfs; FROM scratch has none)", if *.on_path { " on PATH" } else { "" })]
+    NotFound { program: String, on_path: bool },
+    #[error("{program}: empty #! line")]
+    EmptyShebang { program: String },
+    #[error("{program}: cannot read: {error}")]
+    Read {
+        program: String,
+        error: std::io::Error,
+    },
+    #[error("programs nested more than {0} deep")]
+    TooDeep(u32),
 }
 
 /// A directory the guest sees.

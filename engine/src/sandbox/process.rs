@@ -12,7 +12,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::resolve::{find_program, guest_path};
 use super::stdio::{Sink, Source, Stdio};
-use super::{load_program, run_program, RunSpec, State};
+use super::{load_program, run_program, RunSpec, SandboxError, State};
 
 /// The most a captured stream of a spawned program holds (as much as one
 /// of wbox's in-memory pipes); past it the program's writes fail.
@@ -352,22 +352,29 @@ pub(super) fn spawn_child(
     env: Vec<(String, String)>,
     cwd: String,
     stdio: Stdio,
-) -> Result<i32, String> {
+) -> Result<i32, SandboxError> {
     if depth > MAX_SPAWN_DEPTH {
-        return Err(format!("programs nested more than {MAX_SPAWN_DEPTH} deep"));
+        return Err(SandboxError::TooDeep(MAX_SPAWN_DEPTH));
     }
-    let name = argv.first().cloned().ok_or("empty argv")?;
-    let root = ctx.rootfs.as_ref().ok_or("no rootfs")?;
+    let name = argv.first().cloned().unwrap_or_default();
+    let Some(root) = ctx.rootfs.as_ref() else {
+        return Err(SandboxError::Setup("spawn has no rootfs".into()));
+    };
     let path = env
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str())
         .unwrap_or(crate::env::DEFAULT_PATH);
     let (host, _) =
-        find_program(root, &name, &cwd, path).ok_or_else(|| format!("{name}: not found"))?;
-    let bytes = std::fs::read(&host).map_err(|e| format!("{name}: {e}"))?;
-    let module =
-        load_program(&bytes, &name, ctx.module_cache.as_deref()).map_err(|e| e.to_string())?;
+        find_program(root, &name, &cwd, path).ok_or_else(|| SandboxError::NotFound {
+            program: name.clone(),
+            on_path: !name.contains('/'),
+        })?;
+    let bytes = std::fs::read(&host).map_err(|error| SandboxError::Read {
+        program: name.clone(),
+        error,
+    })?;
+    let module = load_program(&bytes, &name, ctx.module_cache.as_deref())?;
     let remaining = ctx
         .deadline
         .saturating_duration_since(std::time::Instant::now());
@@ -380,10 +387,7 @@ pub(super) fn spawn_child(
         timeout: remaining.min(parent.timeout).max(Duration::from_millis(10)),
         ..parent.clone()
     };
-    match run_program(&child, &module, stdio, ctx.clone(), depth) {
-        Ok(o) => Ok(o.exit_code),
-        Err(e) => Err(e.to_string()),
-    }
+    run_program(&child, &module, stdio, ctx.clone(), depth).map(|o| o.exit_code)
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::SandboxError;
+
 /// What runs for `argv`: its program found in the rootfs (through `path`
 /// unless it names a path), or, for a script that starts with `#!`, its
 /// interpreter with the script's path in the guest as an argument (as the
@@ -13,13 +15,11 @@ pub fn resolve_program(
     argv: &[String],
     cwd: &str,
     path: &str,
-) -> Result<(PathBuf, Vec<String>), String> {
-    let find = |name: &str| -> Result<(PathBuf, String), String> {
-        find_program(rootfs, name, cwd, path).ok_or_else(|| {
-            format!(
-                "{name}: not found in the image{} (wbuild runs WebAssembly programs from the image's rootfs; FROM scratch has none)",
-                if name.contains('/') { "" } else { " on PATH" }
-            )
+) -> Result<(PathBuf, Vec<String>), SandboxError> {
+    let find = |name: &str| -> Result<(PathBuf, String), SandboxError> {
+        find_program(rootfs, name, cwd, path).ok_or_else(|| SandboxError::NotFound {
+            program: name.to_string(),
+            on_path: !name.contains('/'),
         })
     };
     let name = argv.first().map(String::as_str).unwrap_or("");
@@ -34,7 +34,9 @@ pub fn resolve_program(
         let mut parts = line.splitn(2, char::is_whitespace);
         let interp = parts.next().unwrap_or("").to_string();
         if interp.is_empty() {
-            return Err(format!("{name}: empty #! line"));
+            return Err(SandboxError::EmptyShebang {
+                program: name.to_string(),
+            });
         }
         let (ihost, iname) = find(&interp)?;
         let mut out = vec![iname];

@@ -26,14 +26,19 @@ use crate::progress::{Event, Progress};
 use crate::store::Store;
 use scheduler::Msg;
 
+pub use ops::archive::ArchiveError;
+pub use ops::file::SourceError;
+pub use ops::mounts::MountError;
+
+/// A build that stopped, with the step, file and line it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("{file}:{line}: {step}: {message}")]
+    #[error("{file}:{line}: {step}: {failure}")]
     Step {
         file: String,
         line: usize,
         step: String,
-        message: String,
+        failure: Box<StepFailure>,
     },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -42,6 +47,76 @@ pub enum BuildError {
     /// A bug in wbuild, not in the build's input.
     #[error("internal error: {0} (please report it)")]
     Internal(String),
+}
+
+/// Why a step failed; a timeout or a memory limit stays typed up to the
+/// message (`StepFailure::Sandbox`).
+#[derive(Debug, thiserror::Error)]
+pub enum StepFailure {
+    /// The step asks for something wrong or not built yet; the text says
+    /// what to do.
+    #[error("{0}")]
+    Invalid(String),
+    /// The step's program ran and exited with a code other than 0.
+    #[error("process {argv:?} exited with code {code}{}", last_output(.tail))]
+    Exit {
+        argv: Vec<String>,
+        code: i32,
+        /// The last lines it printed.
+        tail: Vec<String>,
+    },
+    /// The sandbox stopped the program or could not start it (timeout,
+    /// out of memory, a crash, a program that is not WebAssembly).
+    #[cfg(feature = "sandbox")]
+    #[error("{error}{}", last_output(.tail))]
+    Sandbox {
+        error: crate::sandbox::SandboxError,
+        tail: Vec<String>,
+    },
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("{source_path}: {error}")]
+    Archive {
+        source_path: String,
+        error: ArchiveError,
+    },
+    #[error(transparent)]
+    Snapshot(#[from] crate::fs::snapshot::SnapshotError),
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
+}
+
+impl From<String> for StepFailure {
+    fn from(message: String) -> Self {
+        StepFailure::Invalid(message)
+    }
+}
+
+impl From<&str> for StepFailure {
+    fn from(message: &str) -> Self {
+        StepFailure::Invalid(message.to_string())
+    }
+}
+
+#[cfg(feature = "sandbox")]
+impl From<crate::sandbox::SandboxError> for StepFailure {
+    fn from(error: crate::sandbox::SandboxError) -> Self {
+        StepFailure::Sandbox {
+            error,
+            tail: Vec::new(),
+        }
+    }
+}
+
+/// `; last output:` and the lines, or nothing.
+fn last_output(tail: &[String]) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; last output:\n  {}", tail.join("\n  "))
+    }
 }
 
 /// How to build.
@@ -206,12 +281,12 @@ impl<'a> Solver<'a> {
         self.vertex.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    fn step_error(&self, step: &Step, label: &str, message: impl Into<String>) -> BuildError {
+    fn step_error(&self, step: &Step, label: &str, failure: impl Into<StepFailure>) -> BuildError {
         BuildError::Step {
             file: self.opts.dockerfile.clone(),
             line: step.line,
             step: format!("[{label}] {}", step.display),
-            message: message.into(),
+            failure: Box::new(failure.into()),
         }
     }
 

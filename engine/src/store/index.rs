@@ -38,10 +38,10 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS cache (
 /// Opens the index at `root/index.db`, bringing its schema up to date.
 pub(super) fn open(root: &Path) -> Result<Connection> {
     let db_path = root.join("index.db");
-    let ix = |source| StoreError::Index {
+    let ix = |error| StoreError::Index {
         path: db_path.clone(),
         root: root.to_path_buf(),
-        source,
+        error,
     };
     let mut conn = Connection::open(&db_path).map_err(ix)?;
     conn.busy_timeout(Duration::from_secs(60)).map_err(ix)?;

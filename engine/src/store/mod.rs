@@ -38,18 +38,13 @@ pub use index::{CacheRow, SCHEMA_VERSION};
 /// What can go wrong in the store, with the path or digest concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("store index {path}: {source} (if the file is damaged, remove the store with `rm -r {root}` and build again)")]
+    #[error("store {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
+    #[error("store index {path}: {error} (if the file is damaged, remove the store with `rm -r {root}` and build again)")]
     Index {
         path: PathBuf,
         root: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     #[error("blob {digest} is not in the store {root}")]
     MissingBlob { digest: Digest, root: PathBuf },
@@ -72,9 +67,9 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+    move |error| StoreError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -137,11 +132,11 @@ impl Store {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn ix(&self, source: rusqlite::Error) -> StoreError {
+    pub(crate) fn ix(&self, error: rusqlite::Error) -> StoreError {
         StoreError::Index {
             path: self.root.join("index.db"),
             root: self.root.clone(),
-            source,
+            error,
         }
     }
 

@@ -40,6 +40,21 @@ pub(crate) fn archive_kind(path: &Path) -> Option<ArchiveKind> {
     None
 }
 
+/// Why an archive could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("not a valid tar archive: {0}")]
+    NotTar(std::io::Error),
+    #[error("archive entry {entry} leaves the destination")]
+    Escapes { entry: String },
+    #[error("archive entry {entry} has an unsupported type {kind}")]
+    Unsupported { entry: String, kind: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
 /// Unpacks a local archive into layer entries under `dest`; their contents
 /// are extracted to the temp dir returned with them, which must live until
 /// the layer is written.
@@ -48,35 +63,28 @@ pub(crate) fn unpack_archive(
     kind: ArchiveKind,
     dest: &str,
     store: &Store,
-) -> Result<(Vec<LayerEntry>, tempfile::TempDir), String> {
-    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+) -> Result<(Vec<LayerEntry>, tempfile::TempDir), ArchiveError> {
+    let f = std::fs::File::open(path)?;
     let r: Box<dyn Read> = match kind {
         ArchiveKind::Tar => Box::new(f),
         ArchiveKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
-        ArchiveKind::Zstd => {
-            Box::new(zstd::stream::read::Decoder::new(f).map_err(|e| e.to_string())?)
-        }
+        ArchiveKind::Zstd => Box::new(zstd::stream::read::Decoder::new(f)?),
     };
-    let tmp = store.temp_dir("unpack-").map_err(|e| e.to_string())?;
+    let tmp = store.temp_dir("unpack-")?;
     let mut ar = tar::Archive::new(r);
     let mut out = Vec::new();
-    for (n, entry) in ar
-        .entries()
-        .map_err(|e| format!("not a valid tar archive: {e}"))?
-        .enumerate()
-    {
-        let mut entry = entry.map_err(|e| format!("not a valid tar archive: {e}"))?;
-        let raw = entry.path().map_err(|e| e.to_string())?.into_owned();
+    for (n, entry) in ar.entries().map_err(ArchiveError::NotTar)?.enumerate() {
+        let mut entry = entry.map_err(ArchiveError::NotTar)?;
+        let raw = entry.path().map_err(ArchiveError::NotTar)?.into_owned();
         let mut parts = Vec::new();
         for c in raw.components() {
             match c {
                 std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
                 std::path::Component::CurDir => {}
                 _ => {
-                    return Err(format!(
-                        "archive entry {} leaves the destination",
-                        raw.display()
-                    ))
+                    return Err(ArchiveError::Escapes {
+                        entry: raw.display().to_string(),
+                    })
                 }
             }
         }
@@ -108,17 +116,17 @@ pub(crate) fn unpack_archive(
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let host = tmp.path().join(format!("{n}"));
-                let mut file = std::fs::File::create(&host).map_err(|e| e.to_string())?;
+                let mut file = std::fs::File::create(&host)?;
                 let mut hasher = crate::digest::Hasher::new();
                 let mut buf = vec![0u8; 256 * 1024];
                 let mut size = 0u64;
                 loop {
-                    let k = entry.read(&mut buf).map_err(|e| e.to_string())?;
+                    let k = entry.read(&mut buf)?;
                     if k == 0 {
                         break;
                     }
                     hasher.update(&buf[..k]);
-                    std::io::Write::write_all(&mut file, &buf[..k]).map_err(|e| e.to_string())?;
+                    std::io::Write::write_all(&mut file, &buf[..k])?;
                     size += k as u64;
                 }
                 (
@@ -127,9 +135,10 @@ pub(crate) fn unpack_archive(
                 )
             }
             other => {
-                return Err(format!(
-                    "archive entry {rel} has an unsupported type {other:?}"
-                ))
+                return Err(ArchiveError::Unsupported {
+                    entry: rel,
+                    kind: format!("{other:?}"),
+                })
             }
         };
         out.push(LayerEntry {

@@ -22,6 +22,8 @@ use crate::fs as tree;
 use crate::plan::Step;
 #[cfg(feature = "sandbox")]
 use crate::progress::Event;
+#[cfg(feature = "sandbox")]
+use crate::solve::StepFailure;
 use crate::solve::{BuildError, Solver, StageState};
 
 /// A RUN step.
@@ -220,26 +222,33 @@ impl Solver<'_> {
         let (step, label) = (cx.step, cx.label);
         use crate::fs::snapshot::Snapshot;
         use crate::sandbox;
-        let work = self.store.temp_dir("run-").map_err(|e| {
-            self.step_error(step, label, format!("cannot create a work directory: {e}"))
-        })?;
+        let fail = |f: StepFailure| self.step_error(step, label, f);
+        let work = self.store.temp_dir("run-")?;
         let mut snap = Snapshot::materialize(self.store, &st.layers, work.path())
-            .map_err(|e| self.step_error(step, label, e.to_string()))?;
+            .map_err(|e| fail(e.into()))?;
         let cwd_host = work.path().join(tree::manifest_path(&rp.cwd));
-        std::fs::create_dir_all(&cwd_host)
-            .map_err(|e| self.step_error(step, label, format!("WORKDIR {}: {e}", rp.cwd)))?;
+        std::fs::create_dir_all(&cwd_host).map_err(|error| {
+            fail(StepFailure::Io {
+                what: format!("WORKDIR {}", rp.cwd),
+                error,
+            })
+        })?;
         let path = rp
             .env
             .get("PATH")
             .map(String::as_str)
             .unwrap_or(DEFAULT_PATH);
         let (program_path, argv) = sandbox::resolve_program(&snap.dir, &rp.argv, &rp.cwd, path)
-            .map_err(|m| self.step_error(step, label, m))?;
-        let bytes = std::fs::read(&program_path)
-            .map_err(|e| self.step_error(step, label, format!("{}: {e}", argv[0])))?;
+            .map_err(|e| fail(e.into()))?;
+        let bytes = std::fs::read(&program_path).map_err(|error| {
+            fail(StepFailure::Io {
+                what: argv[0].clone(),
+                error,
+            })
+        })?;
         let cache_dir = self.store.compiled_dir()?;
         let module = sandbox::load_program(&bytes, &argv[0], Some(&cache_dir))
-            .map_err(|e| self.step_error(step, label, e.to_string()))?;
+            .map_err(|e| fail(e.into()))?;
         let mut env = rp.env.clone();
         // HOME follows from the parent's rootfs and USER, both in the key.
         env::with_home(&mut env, work.path(), &st.config.user);
@@ -257,7 +266,7 @@ impl Solver<'_> {
                 &mut env,
                 &mut preopens,
             )
-            .map_err(|m| self.step_error(step, label, m))?;
+            .map_err(|e| fail(e.into()))?;
         let spec = sandbox::RunSpec {
             program: Arc::new(bytes),
             program_name: argv[0].clone(),
@@ -296,25 +305,20 @@ impl Solver<'_> {
         // Secrets leave the rootfs before anything looks at it.
         mounts.clean_up();
         let tail: Vec<String> = tail.into_iter().collect();
-        let out = out.map_err(|e| {
-            let mut msg = e.to_string();
-            if !tail.is_empty() {
-                msg.push_str(&format!("; last output:\n  {}", tail.join("\n  ")));
-            }
-            self.step_error(step, label, msg)
-        })?;
+        let out = match out {
+            Ok(out) => out,
+            Err(error) => return Err(fail(StepFailure::Sandbox { error, tail })),
+        };
         if out.exit_code != 0 {
-            let mut msg = format!("process {:?} exited with code {}", argv, out.exit_code);
-            if !tail.is_empty() {
-                msg.push_str(&format!("; last output:\n  {}", tail.join("\n  ")));
-            }
-            return Err(self.step_error(step, label, msg));
+            return Err(fail(StepFailure::Exit {
+                argv,
+                code: out.exit_code,
+                tail,
+            }));
         }
         snap.overrides =
             std::mem::take(&mut *ctx.overrides.lock().unwrap_or_else(|p| p.into_inner()));
-        let entries = snap
-            .diff()
-            .map_err(|e| self.step_error(step, label, e.to_string()))?;
+        let entries = snap.diff().map_err(|e| fail(e.into()))?;
         // The entries point into the work dir: keep it until the layer is written.
         Ok(Executed {
             entries,

@@ -14,7 +14,7 @@ use crate::frontend::dockerignore::{self, Matcher};
 use crate::frontend::instructions::{Add, Copy, FileSources, Source};
 use crate::fs::layer::{Content, LayerEntry};
 use crate::fs::{self as tree, Kind, Manifest, Meta};
-use crate::solve::{BuildError, Solver, SourceTree, StageState};
+use crate::solve::{BuildError, Solver, SourceTree, StageState, StepFailure};
 
 /// A COPY or ADD step.
 pub(crate) struct FileOp<'i> {
@@ -159,7 +159,7 @@ impl Solver<'_> {
                     }
                     let wildcard = has_wildcard(p);
                     for (root_rel, meta) in
-                        select(&source, p).map_err(|m| self.step_error(step, label, m))?
+                        select(&source, p).map_err(|e| self.step_error(step, label, e))?
                     {
                         if unpack == Some(true) && meta.kind == Kind::File {
                             if let Some(kind) = archive_kind(&source.root.join(&root_rel)) {
@@ -310,7 +310,16 @@ impl Solver<'_> {
                 }
                 Picked::Archive(host, kind, shown) => {
                     let (mut entries, dir) = unpack_archive(&host, kind, &dest, self.store)
-                        .map_err(|m| self.step_error(step, label, format!("{shown}: {m}")))?;
+                        .map_err(|error| {
+                            self.step_error(
+                                step,
+                                label,
+                                StepFailure::Archive {
+                                    source_path: shown.clone(),
+                                    error,
+                                },
+                            )
+                        })?;
                     out.append(&mut entries);
                     work.push(dir);
                 }
@@ -450,14 +459,29 @@ pub(crate) fn missing_parents(m: &Manifest, path: &str, uid: u32, gid: u32) -> V
     out
 }
 
+/// Why a COPY/ADD source or a bind mount's source names no files.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(
+        "source {src:?} is outside the build context: only files under the context can be copied"
+    )]
+    Outside { src: String },
+    #[error("source {src:?}: {error}")]
+    Pattern { src: String, error: String },
+    #[error("no source files were specified: {src:?} matches nothing in the {tree}")]
+    NoMatch { src: String, tree: String },
+    #[error("{src:?} not found in the {tree} (or excluded by .dockerignore)")]
+    NotFound { src: String, tree: String },
+}
+
 /// The entries a COPY source names: `(path in the source tree, meta)`.
 /// The path `""` is the tree's root.
-pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<(String, Meta)>, String> {
+pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<(String, Meta)>, SourceError> {
     let cleaned = dockerignore::clean_path(src.trim_start_matches('/'));
     if cleaned == ".." || cleaned.starts_with("../") {
-        return Err(format!(
-            "source {src:?} is outside the build context: only files under the context can be copied"
-        ));
+        return Err(SourceError::Outside {
+            src: src.to_string(),
+        });
     }
     let rel = if cleaned == "." {
         String::new()
@@ -465,7 +489,10 @@ pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<(String, Meta
         cleaned
     };
     if has_wildcard(&rel) {
-        let m = Matcher::new(&[rel.as_str()]).map_err(|e| format!("source {src:?}: {e}"))?;
+        let m = Matcher::new(&[rel.as_str()]).map_err(|e| SourceError::Pattern {
+            src: src.to_string(),
+            error: e.to_string(),
+        })?;
         let found: Vec<(String, Meta)> = source
             .entries
             .iter()
@@ -473,10 +500,10 @@ pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<(String, Meta
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         if found.is_empty() {
-            return Err(format!(
-                "no source files were specified: {src:?} matches nothing in the {}",
-                source.label
-            ));
+            return Err(SourceError::NoMatch {
+                src: src.to_string(),
+                tree: source.label.clone(),
+            });
         }
         return Ok(found);
     }
@@ -485,9 +512,9 @@ pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<(String, Meta
     }
     match source.entries.get(&rel) {
         Some(m) => Ok(vec![(rel, m.clone())]),
-        None => Err(format!(
-            "{src:?} not found in the {} (or excluded by .dockerignore)",
-            source.label
-        )),
+        None => Err(SourceError::NotFound {
+            src: src.to_string(),
+            tree: source.label.clone(),
+        }),
     }
 }

@@ -36,6 +36,32 @@ pub(crate) struct MountPlan {
     pub required: bool,
 }
 
+/// Why a mount could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("--mount={spec}: {error}")]
+    Copy { spec: String, error: std::io::Error },
+    #[error("cache mount {id}: {error}")]
+    Cache { id: String, error: String },
+    #[error("secret {id:?} is required: pass --secret id={id},src=FILE (or env=VAR)")]
+    SecretRequired { id: String },
+    #[error("a secret cannot be mounted at /")]
+    SecretAtRoot,
+    #[error("secret target {target} already exists in the image; choose another target=")]
+    SecretExists { target: String },
+    #[error("secret target {target}: {error}")]
+    Secret {
+        target: String,
+        error: std::io::Error,
+    },
+    #[error("--mount type=ssh is not supported")]
+    Ssh,
+    #[error("the stage a mount reads was not built")]
+    NotBuilt,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
 impl Solver<'_> {
     /// The tree and the entries a bind mount shows (its source directory
     /// and everything under it).
@@ -93,24 +119,24 @@ impl Solver<'_> {
         rootfs: &Path,
         env: &mut Vec<(String, String)>,
         preopens: &mut Vec<crate::sandbox::Preopen>,
-    ) -> Result<MountGuards, String> {
+    ) -> Result<MountGuards, MountError> {
         let mut guards = MountGuards::default();
         for mp in &rp.mounts {
             let spec = &specs[mp.index];
             match mp.kind {
                 MountType::Bind => {
-                    let dir = self.store.temp_dir("bind-").map_err(|e| e.to_string())?;
+                    let dir = self.store.temp_dir("bind-")?;
                     let tree = match mp.from_stage {
-                        Some(i) => self
-                            .materialized_tree(i)
-                            .ok_or("bind source stage is not built")?,
+                        Some(i) => self.materialized_tree(i).ok_or(MountError::NotBuilt)?,
                         None => self.context_tree.clone(),
                     };
                     let src = tree
                         .root
                         .join(tree::manifest_path(spec.source.as_deref().unwrap_or(".")));
-                    copy_tree(&src, dir.path())
-                        .map_err(|e| format!("--mount={}: {e}", spec.raw))?;
+                    copy_tree(&src, dir.path()).map_err(|error| MountError::Copy {
+                        spec: spec.raw.clone(),
+                        error,
+                    })?;
                     preopens.push(crate::sandbox::Preopen {
                         host: dir.path().to_path_buf(),
                         guest: mp.target.clone(),
@@ -119,7 +145,7 @@ impl Solver<'_> {
                     guards.dirs.push(dir);
                 }
                 MountType::Tmpfs => {
-                    let dir = self.store.temp_dir("tmpfs-").map_err(|e| e.to_string())?;
+                    let dir = self.store.temp_dir("tmpfs-")?;
                     preopens.push(crate::sandbox::Preopen {
                         host: dir.path().to_path_buf(),
                         guest: mp.target.clone(),
@@ -129,30 +155,39 @@ impl Solver<'_> {
                 }
                 MountType::Cache => {
                     let id = mp.id.clone().unwrap_or_else(|| mp.target.clone());
-                    let (dir, lock_path) = self
-                        .store
-                        .cache_mount(&id)
-                        .map_err(|e| format!("cache mount {id}: {e}"))?;
+                    let (dir, lock_path) =
+                        self.store
+                            .cache_mount(&id)
+                            .map_err(|error| MountError::Cache {
+                                id: id.clone(),
+                                error: error.to_string(),
+                            })?;
                     if let Some(i) = mp.from_stage {
                         let empty = std::fs::read_dir(&dir)
                             .map(|mut d| d.next().is_none())
                             .unwrap_or(false);
                         if empty {
-                            let tree = self
-                                .materialized_tree(i)
-                                .ok_or("cache source stage is not built")?;
+                            let tree = self.materialized_tree(i).ok_or(MountError::NotBuilt)?;
                             let src = tree
                                 .root
                                 .join(tree::manifest_path(spec.source.as_deref().unwrap_or(".")));
-                            copy_tree(&src, &dir)
-                                .map_err(|e| format!("--mount={}: {e}", spec.raw))?;
+                            copy_tree(&src, &dir).map_err(|error| MountError::Copy {
+                                spec: spec.raw.clone(),
+                                error,
+                            })?;
                         }
                     }
-                    let lock = std::fs::File::create(&lock_path)
-                        .map_err(|e| format!("cache mount {id}: {e}"))?;
+                    let lock =
+                        std::fs::File::create(&lock_path).map_err(|error| MountError::Cache {
+                            id: id.clone(),
+                            error: error.to_string(),
+                        })?;
                     let host = match mp.sharing {
                         Some(CacheSharing::Locked) => {
-                            lock.lock().map_err(|e| format!("cache mount {id}: {e}"))?;
+                            lock.lock().map_err(|error| MountError::Cache {
+                                id: id.clone(),
+                                error: error.to_string(),
+                            })?;
                             guards.locks.push(lock);
                             dir
                         }
@@ -163,8 +198,7 @@ impl Solver<'_> {
                             }
                             Err(_) => {
                                 // In use by another build: this one gets its own.
-                                let own =
-                                    self.store.temp_dir("cache-").map_err(|e| e.to_string())?;
+                                let own = self.store.temp_dir("cache-")?;
                                 let p = own.path().to_path_buf();
                                 guards.dirs.push(own);
                                 p
@@ -182,7 +216,7 @@ impl Solver<'_> {
                     let id = mp.id.clone().unwrap_or_default();
                     let Some(value) = self.opts.secrets.get(&id) else {
                         if mp.required {
-                            return Err(format!("secret {id:?} is required: pass --secret id={id},src=FILE (or env=VAR)"));
+                            return Err(MountError::SecretRequired { id });
                         }
                         continue;
                     };
@@ -194,7 +228,7 @@ impl Solver<'_> {
                         guards.place_secret(rootfs, &mp.target, value)?;
                     }
                 }
-                MountType::Ssh => return Err("--mount type=ssh is not supported".into()),
+                MountType::Ssh => return Err(MountError::Ssh),
             }
         }
         Ok(guards)
@@ -229,27 +263,33 @@ impl MountGuards {
         rootfs: &Path,
         target: &str,
         value: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), MountError> {
         let rel = tree::manifest_path(target);
         if rel.is_empty() {
-            return Err("a secret cannot be mounted at /".into());
+            return Err(MountError::SecretAtRoot);
         }
         let host = rootfs.join(&rel);
         if host.exists() {
-            return Err(format!(
-                "secret target {target} already exists in the image; choose another target="
-            ));
+            return Err(MountError::SecretExists {
+                target: target.to_string(),
+            });
         }
         let mut cur = rootfs.to_path_buf();
         let parts: Vec<&str> = rel.split('/').collect();
         for part in &parts[..parts.len() - 1] {
             cur.push(part);
             if !cur.exists() {
-                std::fs::create_dir(&cur).map_err(|e| format!("secret target {target}: {e}"))?;
+                std::fs::create_dir(&cur).map_err(|error| MountError::Secret {
+                    target: target.to_string(),
+                    error,
+                })?;
                 self.created_dirs.push(cur.clone());
             }
         }
-        std::fs::write(&host, value).map_err(|e| format!("secret target {target}: {e}"))?;
+        std::fs::write(&host, value).map_err(|error| MountError::Secret {
+            target: target.to_string(),
+            error,
+        })?;
         self.placed.push(host);
         Ok(())
     }

@@ -10,7 +10,7 @@ use crate::fs::layer;
 use crate::fs::Manifest;
 use crate::oci::{self, HistoryEntry, RunConfig};
 use crate::plan::{Base, PlannedStage};
-use crate::solve::{BuildError, Solver, StageState};
+use crate::solve::{BuildError, Solver, StageState, StepFailure};
 
 /// The key of a base that has no parent step: the digest of what names it
 /// exactly (`scratch` and the platform, or wbox's identity).
@@ -50,9 +50,9 @@ impl Solver<'_> {
                     file: self.opts.dockerfile.clone(),
                     line: stage.line,
                     step: format!("[{}] {}", label, stage.from_display),
-                    message: format!(
+                    failure: Box::new(StepFailure::Invalid(format!(
                         "cannot use image {name:?}: pulling base images is not supported yet; build FROM scratch or FROM an earlier stage"
-                    ),
+                    ))),
                 })
             }
         })
