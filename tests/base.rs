@@ -3,16 +3,16 @@
 use std::fs;
 use std::process::{Command, Output};
 
+#[path = "harness/mod.rs"]
+mod harness;
+
+use harness::wbuild;
+
 fn build(dir: &std::path::Path, store: &std::path::Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wbuild"))
-        .args(["build", "--progress", "plain"])
-        .args(extra)
-        .arg(".")
-        .current_dir(dir)
-        .env("WBUILD_ROOT", store)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap()
+    let mut args = vec!["build", "--progress", "plain"];
+    args.extend_from_slice(extra);
+    args.push(".");
+    wbuild(dir, store, &args)
 }
 
 #[test]
@@ -239,11 +239,7 @@ CMD ["sh", "-c", "pwd; echo $HOME"]
     // wbuild run: WORKDIR is the shell's directory, HOME as in the build.
     let o = build(d.path(), s.path(), &["-t", "home:1"]);
     assert!(o.status.success());
-    let o = Command::new(env!("CARGO_BIN_EXE_wbuild"))
-        .args(["run", "home:1"])
-        .env("WBUILD_ROOT", s.path())
-        .output()
-        .unwrap();
+    let o = wbuild(d.path(), s.path(), &["run", "home:1"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "/app\n/custom\n");
 }
@@ -370,11 +366,7 @@ fn what_a_killed_build_leaves_is_removed_and_du_sees_everything() {
     child.wait().unwrap();
     assert!(run_dir(), "the killed build left its work directory");
 
-    let du = Command::new(env!("CARGO_BIN_EXE_wbuild"))
-        .args(["du"])
-        .env("WBUILD_ROOT", s.path())
-        .output()
-        .unwrap();
+    let du = wbuild(d.path(), s.path(), &["du"]);
     let out = String::from_utf8_lossy(&du.stdout);
     assert!(du.status.success(), "{out}");
     assert!(
@@ -391,17 +383,9 @@ fn what_a_killed_build_leaves_is_removed_and_du_sees_everything() {
         "{out}"
     );
 
-    let o = Command::new(env!("CARGO_BIN_EXE_wbuild"))
-        .args(["prune", "--all"])
-        .env("WBUILD_ROOT", s.path())
-        .output()
-        .unwrap();
+    let o = wbuild(d.path(), s.path(), &["prune", "--all"]);
     assert!(o.status.success());
-    let du = Command::new(env!("CARGO_BIN_EXE_wbuild"))
-        .args(["du"])
-        .env("WBUILD_ROOT", s.path())
-        .output()
-        .unwrap();
+    let du = wbuild(d.path(), s.path(), &["du"]);
     let out = String::from_utf8_lossy(&du.stdout);
     assert!(
         out.contains("Cache mounts: 0B") && out.contains("Compiled modules: 0B"),

@@ -7,9 +7,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
+
+#[path = "harness/mod.rs"]
+mod harness;
 
 fn copy_dir(src: &Path, dst: &Path) {
     fs::create_dir_all(dst).unwrap();
@@ -98,28 +100,18 @@ impl Example {
     fn build(&mut self, extra: &[&str]) -> Built {
         self.runs += 1;
         let meta = self.dir.join(format!("../meta-{}.json", self.runs));
-        let o = Command::new(env!("CARGO_BIN_EXE_wbuild"))
-            .args(["build", "--progress", "plain", "--metadata-file"])
-            .arg(&meta)
-            .args(extra)
-            .arg(&self.dir)
-            .env("WBUILD_ROOT", &self.store)
-            .env_remove("SOURCE_DATE_EPOCH")
-            .output()
-            .unwrap();
+        let meta_arg = meta.to_str().unwrap().to_string();
+        let dir_arg = self.dir.to_str().unwrap().to_string();
+        let mut args = vec!["build", "--progress", "plain", "--metadata-file", &meta_arg];
+        args.extend_from_slice(extra);
+        args.push(&dir_arg);
+        let o = harness::wbuild(&self.dir, &self.store, &args);
         let log = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(o.status.success(), "build failed:\n{log}");
         let m: Value = serde_json::from_str(&fs::read_to_string(&meta).unwrap()).unwrap();
-        let steps = m["wbuild.steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["instruction"].as_str().unwrap().to_string(),
-                    s["cached"].as_bool().unwrap(),
-                )
-            })
+        let steps = harness::steps_of(&m)
+            .into_iter()
+            .map(|s| (s.instruction, s.cached))
             .collect();
         let digest = m["containerimage.digest"].as_str().unwrap().to_string();
         Built { log, steps, digest }

@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use serde_json::Value;
-
 #[path = "guests/build.rs"]
 mod guest_build;
 
@@ -20,65 +18,21 @@ fn probe() -> Option<&'static Path> {
         .as_deref()
 }
 
-struct Ctx {
-    dir: tempfile::TempDir,
-    store: tempfile::TempDir,
-}
+#[path = "harness/mod.rs"]
+mod harness;
+
+use harness::Project;
+
+/// A project with this Dockerfile and the probe guest as `probe.wasm`.
+struct Ctx;
 
 impl Ctx {
-    fn new(dockerfile: &str) -> Option<Ctx> {
+    #[allow(clippy::new_ret_no_self)]
+    fn new(dockerfile: &str) -> Option<Project> {
         let probe = probe()?;
-        let c = Ctx {
-            dir: tempfile::tempdir().unwrap(),
-            store: tempfile::tempdir().unwrap(),
-        };
-        fs::write(c.dir.path().join("Dockerfile"), dockerfile).unwrap();
-        fs::copy(probe, c.dir.path().join("probe.wasm")).unwrap();
+        let c = Project::with_dockerfile(dockerfile);
+        fs::copy(probe, c.path("probe.wasm")).unwrap();
         Some(c)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_wbuild"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("WBUILD_ROOT", self.store.path())
-            .env_remove("SOURCE_DATE_EPOCH")
-            .output()
-            .unwrap()
-    }
-
-    fn build(&self, extra: &[&str]) -> (Output, Value) {
-        let meta = self.store.path().join("meta.json");
-        let mut args = vec![
-            "build",
-            "--progress",
-            "plain",
-            "--metadata-file",
-            meta.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        args.push(".");
-        let o = self.run(&args);
-        assert!(
-            o.status.success(),
-            "build failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let v = serde_json::from_str(&fs::read_to_string(&meta).unwrap()).unwrap();
-        (o, v)
-    }
-
-    fn fails(&self, extra: &[&str]) -> String {
-        let mut args = vec!["build", "--progress", "plain"];
-        args.extend_from_slice(extra);
-        args.push(".");
-        let o = self.run(&args);
-        assert!(!o.status.success(), "the build must fail");
-        String::from_utf8_lossy(&o.stderr).into_owned()
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
     }
 }
 
@@ -91,7 +45,7 @@ fn a_run_step_writes_a_layer_and_is_cached() {
     )) else {
         return;
     };
-    let (o, meta) = c.build(&["-o", "type=local,dest=rootfs"]);
+    let (o, meta) = c.build(&["-o", "type=local,dest=rootfs"]).pair();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("made it"),
@@ -103,7 +57,7 @@ fn a_run_step_writes_a_layer_and_is_cached() {
     );
     assert!(c.path("rootfs/work/d/e").is_dir());
     assert_eq!(meta["wbuild.steps"][3]["cached"], false);
-    let (_, meta) = c.build(&[]);
+    let (_, meta) = c.build(&[]).pair();
     assert_eq!(meta["wbuild.steps"][3]["cached"], true);
 }
 
@@ -128,7 +82,7 @@ fn env_is_env_plus_args_and_nothing_from_the_host() {
     let Some(c) = Ctx::new(&format!("{BASE}ARG VERSION=1\nENV MODE=prod VERSION=env\nARG ONLY_ARG=a\nRUN [\"probe\", \"--env\", \"--cwd\"]\n")) else {
         return;
     };
-    let (o, _) = c.build(&[]);
+    let (o, _) = c.build(&[]).pair();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("MODE=prod"), "{err}");
     assert!(err.contains("VERSION=env"), "ENV wins over ARG: {err}");
@@ -149,12 +103,12 @@ fn runs_are_deterministic() {
     )) else {
         return;
     };
-    let (o, a) = c.build(&[]);
+    let (o, a) = c.build(&[]).pair();
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("time=0"),
         "the clock reads SOURCE_DATE_EPOCH"
     );
-    let (_, b) = c.build(&["--no-cache"]);
+    let (_, b) = c.build(&["--no-cache"]).pair();
     assert_eq!(a["containerimage.digest"], b["containerimage.digest"]);
 }
 
@@ -163,7 +117,7 @@ fn deletions_become_whiteouts() {
     let Some(c) = Ctx::new(&format!("{BASE}RUN [\"probe\", \"--mkdir\", \"/gone/sub\", \"--write\", \"/gone/sub/f=x\", \"--write\", \"/keep=k\"]\nRUN [\"probe\", \"--rm\", \"/gone\"]\n")) else {
         return;
     };
-    c.build(&["-o", "type=local,dest=rootfs"]);
+    c.build(&["-o", "type=local,dest=rootfs"]).pair();
     assert!(!c.path("rootfs/gone").exists());
     assert_eq!(fs::read_to_string(c.path("rootfs/keep")).unwrap(), "k");
 }
@@ -191,7 +145,7 @@ fn a_loop_times_out_and_a_hog_runs_out_of_memory() {
         format!("{BASE}RUN [\"probe\", \"--write\", \"/ok=1\"]\n"),
     )
     .unwrap();
-    c.build(&[]);
+    c.build(&[]).pair();
 }
 
 #[test]
@@ -252,7 +206,7 @@ fn wbuild_run_tries_what_was_built() {
     )) else {
         return;
     };
-    c.build(&["-t", "probe:1"]);
+    c.build(&["-t", "probe:1"]).pair();
     let o = c.run(&["run", "probe:1"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "from cmd\n");
@@ -298,7 +252,7 @@ fn bind_mounts_show_context_files_read_only_and_count_in_the_key() {
     };
     fs::create_dir_all(c.path("src")).unwrap();
     fs::write(c.path("src/a.txt"), "from the context\n").unwrap();
-    let (o, _) = c.build(&["-o", "type=local,dest=rootfs"]);
+    let (o, _) = c.build(&["-o", "type=local,dest=rootfs"]).pair();
     assert!(String::from_utf8_lossy(&o.stderr).contains("from the context"));
     assert!(c.path("rootfs/out").is_file());
     assert!(
@@ -306,7 +260,7 @@ fn bind_mounts_show_context_files_read_only_and_count_in_the_key() {
         "mounted files are not in the layer"
     );
     fs::write(c.path("src/a.txt"), "changed\n").unwrap();
-    let (_, meta) = c.build(&[]);
+    let (_, meta) = c.build(&[]).pair();
     assert_eq!(
         meta["wbuild.steps"][2]["reason"],
         "mount /src:a.txt content changed"
@@ -324,7 +278,7 @@ fn bind_mounts_show_context_files_read_only_and_count_in_the_key() {
         format!("{BASE}RUN --mount=type=bind,source=src,target=/src,rw [\"probe\", \"--write\", \"/src/new=1\"]\n"),
     )
     .unwrap();
-    c.build(&["-o", "type=local,dest=rootfs2"]);
+    c.build(&["-o", "type=local,dest=rootfs2"]).pair();
     assert!(!c.path("src/new").exists() && !c.path("rootfs2/src/new").exists());
 }
 
@@ -341,7 +295,7 @@ fn cache_and_tmpfs_mounts_are_never_in_a_layer() {
         format!("{BASE}RUN --mount=type=cache,target=/cache,sharing=locked --mount=type=tmpfs,target=/scratch [\"probe\", \"--write\", \"/cache/v=kept\\n\", \"--write\", \"/scratch/t=1\"]\n"),
     )
     .unwrap();
-    c.build(&["-o", "type=local,dest=r1"]);
+    c.build(&["-o", "type=local,dest=r1"]).pair();
     assert!(!c.path("r1/cache/v").exists() && !c.path("r1/scratch/t").exists());
     fs::write(
         c.path("Dockerfile"),
@@ -350,7 +304,7 @@ fn cache_and_tmpfs_mounts_are_never_in_a_layer() {
         ),
     )
     .unwrap();
-    let (o, _) = c.build(&["--no-cache"]);
+    let (o, _) = c.build(&["--no-cache"]).pair();
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("kept"),
         "the cache survives --no-cache"
@@ -370,7 +324,9 @@ fn secrets_reach_the_step_and_nothing_else() {
     fs::write(&secret_file, value).unwrap();
     fs::write(c.path(".dockerignore"), "tok.txt\n").unwrap();
     let spec = format!("id=tok,src={}", secret_file.display());
-    let (o, meta) = c.build(&["--secret", &spec, "-o", "type=oci,dest=img.tar"]);
+    let (o, meta) = c
+        .build(&["--secret", &spec, "-o", "type=oci,dest=img.tar"])
+        .pair();
     assert!(
         String::from_utf8_lossy(&o.stderr).contains(value),
         "the step can read it"
@@ -399,7 +355,7 @@ fn secrets_reach_the_step_and_nothing_else() {
     }
     // A changed value keeps the step cached.
     fs::write(&secret_file, "another-value").unwrap();
-    let (_, meta) = c.build(&["--secret", &spec]);
+    let (_, meta) = c.build(&["--secret", &spec]).pair();
     assert_eq!(meta["wbuild.steps"][2]["cached"], true);
     // A required secret that is not given is an error.
     fs::write(
@@ -428,7 +384,7 @@ fn spawn_runs_programs_of_the_rootfs_and_set_mode_lands_in_the_layer() {
         format!("{BASE}RUN [\"probe\", \"--write\", \"/tool=x\", \"--chmod\", \"/tool\", \"750\", \"--spawn\", \"probe\", \"--write\", \"/child=1\"]\n"),
     )
     .unwrap();
-    c.build(&["-o", "type=tar,dest=rootfs.tar"]);
+    c.build(&["-o", "type=tar,dest=rootfs.tar"]).pair();
     let list = Command::new("tar")
         .arg("-tvf")
         .arg(c.path("rootfs.tar"))
@@ -456,12 +412,12 @@ fn compiled_modules_are_cached_and_randomness_is_seeded() {
     )) else {
         return;
     };
-    let (o1, _) = c.build(&[]);
+    let (o1, _) = c.build(&[]).pair();
     let cwasm: Vec<_> = fs::read_dir(c.store.path().join("compiled"))
         .unwrap()
         .collect();
     assert_eq!(cwasm.len(), 1, "one compiled artifact per module");
-    let (o2, _) = c.build(&["--no-cache"]);
+    let (o2, _) = c.build(&["--no-cache"]).pair();
     assert_eq!(
         fs::read_dir(c.store.path().join("compiled"))
             .unwrap()
@@ -498,7 +454,7 @@ fn locked_cache_mounts_serialize_concurrent_builds() {
             .unwrap()
     };
     // Warm the compile cache so that both builds reach the step together.
-    a.build(&["--build-arg", "N=0"]);
+    a.build(&["--build-arg", "N=0"]).pair();
     let mut one = spawn("N=1");
     let mut two = spawn("N=2");
     assert!(
@@ -519,7 +475,7 @@ fn big_arguments_and_escaping_symlinks() {
     )) else {
         return;
     };
-    c.build(&["-o", "type=local,dest=out"]);
+    c.build(&["-o", "type=local,dest=out"]).pair();
     assert_eq!(
         fs::read_to_string(c.path("out/big")).unwrap().len(),
         200_000,
@@ -568,7 +524,7 @@ fn components_run_directly() {
         .encode()
         .unwrap();
     fs::write(c.path("hello.component.wasm"), component).unwrap();
-    let (o, _) = c.build(&["-o", "type=local,dest=out"]);
+    let (o, _) = c.build(&["-o", "type=local,dest=out"]).pair();
     assert!(String::from_utf8_lossy(&o.stderr).contains("hello from a component"));
     assert_eq!(
         fs::read_to_string(c.path("out/component-was-here")).unwrap(),
@@ -584,12 +540,12 @@ fn cache_mounts_can_start_from_a_stage_and_scripts_run_their_interpreter() {
     };
     fs::create_dir_all(c.path("seed")).unwrap();
     fs::write(c.path("seed/v"), "seeded\n").unwrap();
-    let (o, _) = c.build(&[]);
+    let (o, _) = c.build(&[]).pair();
     assert!(String::from_utf8_lossy(&o.stderr).contains("seeded"));
     // A file starting with #! runs its interpreter, x bit or not.
     fs::write(c.path("script"), "#!/bin/probe --echo\n").unwrap();
     fs::write(c.path("Dockerfile"), format!("{BASE}COPY script /bin/script\nRUN [\"script\", \"--echo\", \"via the interpreter\"]\n")).unwrap();
-    let (o, _) = c.build(&[]);
+    let (o, _) = c.build(&[]).pair();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains(" /bin/script\n") && err.contains("via the interpreter"),
@@ -617,7 +573,7 @@ RUN probe --echo live-out --err live-err
     ) else {
         return;
     };
-    let (o, _) = c.build(&["-o", "type=local,dest=out"]);
+    let (o, _) = c.build(&["-o", "type=local,dest=out"]).pair();
     let err = String::from_utf8_lossy(&o.stderr);
     let read = |p: &str| fs::read_to_string(c.path("out/w").join(p)).unwrap();
     assert_eq!(read("out.txt"), "to-file\n");

@@ -9,6 +9,8 @@
 mod ops;
 mod scheduler;
 mod step;
+#[cfg(test)]
+mod testing;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -116,3 +116,20 @@ pub(super) fn run(
         .flat_map(|i| done.remove(i).unwrap_or_default())
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::solve::testing::Fixture;
+
+    #[test]
+    fn a_stage_waits_for_its_base_and_every_stage_its_steps_read() {
+        let f = Fixture::new(
+            "FROM scratch AS a\nFROM scratch AS b\nFROM scratch AS m\n\
+             FROM a AS c\nCOPY --from=b / /\nRUN --mount=type=bind,from=m,target=/m true\n",
+            &[],
+        );
+        assert!(dependencies(&f.plan.stages[0]).is_empty());
+        assert_eq!(dependencies(&f.plan.stages[3]), BTreeSet::from([0, 1, 2]));
+    }
+}

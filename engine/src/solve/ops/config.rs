@@ -158,3 +158,74 @@ pub(crate) fn apply_config(c: &mut RunConfig, cmd_set: &mut bool, step: &Step) {
         | Instruction::Run(_) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+    use crate::solve::ops::op_for;
+    use crate::solve::testing::{inputs, Fixture};
+
+    fn key() -> CacheKey {
+        CacheKey(Digest::of(b"test"))
+    }
+
+    #[test]
+    fn an_arg_is_keyed_by_its_value_and_env_changes_only_the_config() {
+        let f = Fixture::new(
+            "FROM scratch\nARG V=1\nENV A=$V B=2\nLABEL l=x\nEXPOSE 80\nCMD [\"run\"]\n",
+            &[],
+        );
+        let solver = f.solver();
+        let mut st = f.base(&solver);
+        let stage = f.plan.stages.last().unwrap();
+        let mut inp = inputs();
+        let mut op = op_for(&stage.steps[0].instruction);
+        op.cache_inputs(&solver, &f.cx(0), &mut st, &mut inp)
+            .unwrap();
+        assert_eq!(inp.args.get("V").map(String::as_str), Some("1"));
+        let mut config = RunConfig::default();
+        let mut cmd_set = false;
+        for (n, step) in stage.steps.iter().enumerate() {
+            let mut op = op_for(&step.instruction);
+            assert!(
+                op.execute(&solver, &f.cx(n), &mut st, &key())
+                    .unwrap()
+                    .is_none(),
+                "{} makes no layer",
+                step.display
+            );
+            op.configure(step, &mut config, &mut cmd_set);
+        }
+        assert_eq!(config.env, ["A=1", "B=2"]);
+        assert_eq!(config.labels.get("l").map(String::as_str), Some("x"));
+        assert!(config.exposed_ports.contains_key("80/tcp"));
+        assert_eq!(config.cmd, Some(vec!["run".to_string()]));
+    }
+
+    #[test]
+    fn workdir_creates_only_what_the_image_lacks() {
+        let f = Fixture::new("FROM scratch\nWORKDIR /a/b\nWORKDIR /\n", &[]);
+        let solver = f.solver();
+        let mut st = f.base(&solver);
+        let stage = f.plan.stages.last().unwrap();
+        let out = WorkdirOp
+            .execute(&solver, &f.cx(0), &mut st, &key())
+            .unwrap()
+            .unwrap();
+        let made: Vec<(&str, &str)> = out
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.meta.kind.name()))
+            .collect();
+        assert_eq!(made, [("a", "dir"), ("a/b", "dir")]);
+        let mut config = RunConfig::default();
+        WorkdirOp.configure(&stage.steps[0], &mut config, &mut false);
+        assert_eq!(config.working_dir, "/a/b");
+        // WORKDIR / has nothing to create.
+        assert!(WorkdirOp
+            .execute(&solver, &f.cx(1), &mut st, &key())
+            .unwrap()
+            .is_none());
+    }
+}

@@ -341,3 +341,81 @@ impl Solver<'_> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+    use crate::solve::testing::{inputs, Fixture};
+
+    fn exec_op(f: &Fixture, n: usize) -> ExecOp<'_> {
+        match &f.plan.stages.last().unwrap().steps[n].instruction {
+            crate::frontend::instructions::Instruction::Run(r) => ExecOp::new(r),
+            other => panic!("not RUN: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_key_holds_argv_env_cwd_and_the_files_a_bind_mount_shows() {
+        let f = Fixture::new(
+            "FROM wbuild/base\nARG V=1\nENV E=e\nWORKDIR /w\n\
+             RUN --mount=type=bind,source=src,target=/s --mount=type=cache,target=/c,sharing=locked cat /s/a\n",
+            &[("src/a", "a"), ("other", "o")],
+        );
+        let solver = f.solver();
+        let mut st = f.base(&solver);
+        st.config.set_env("E", "e");
+        let mut op = exec_op(&f, 3);
+        let mut inp = inputs();
+        op.cache_inputs(&solver, &f.cx(3), &mut st, &mut inp)
+            .unwrap();
+        let run: serde_json::Value = serde_json::from_str(&inp.extra["run"]).unwrap();
+        assert_eq!(
+            run["argv"],
+            serde_json::json!(["/bin/sh", "-c", "cat /s/a"])
+        );
+        assert_eq!(run["cwd"], "/w");
+        assert_eq!(run["env"]["E"], "e");
+        assert_eq!(run["env"]["V"], "1");
+        assert_eq!(run["env"]["PWD"], "/w");
+        assert_eq!(run["env"]["PATH"], DEFAULT_PATH);
+        // Mount kinds and sharing modes have stable names in the key.
+        assert_eq!(run["mounts"][0]["kind"], "bind");
+        assert_eq!(run["mounts"][1]["kind"], "cache");
+        assert_eq!(run["mounts"][1]["sharing"], "locked");
+        let files: Vec<&str> = inp.files.keys().map(String::as_str).collect();
+        assert_eq!(files, ["mount /s:a"]);
+    }
+
+    #[cfg(feature = "sandbox")]
+    #[test]
+    fn a_run_becomes_a_layer_of_what_it_changed() {
+        let f = Fixture::new(
+            "FROM wbuild/base\nRUN echo hi > /f && rm /etc/passwd && mkdir -p /d\n",
+            &[],
+        );
+        let solver = f.solver();
+        let mut st = f.base(&solver);
+        let mut op = exec_op(&f, 0);
+        op.cache_inputs(&solver, &f.cx(0), &mut st, &mut inputs())
+            .unwrap();
+        let key = CacheKey(Digest::of(b"test"));
+        let out = op
+            .execute(&solver, &f.cx(0), &mut st, &key)
+            .unwrap()
+            .unwrap();
+        let got: Vec<(&str, bool)> = out
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.whiteout))
+            .collect();
+        assert_eq!(got, [("d", false), ("etc/passwd", true), ("f", false)]);
+        let f_entry = out.entries.iter().find(|e| e.path == "f").unwrap();
+        assert_eq!(f_entry.meta.digest, Some(Digest::of(b"hi\n")));
+        assert_eq!(
+            out.work.len(),
+            1,
+            "the work dir stays until the layer is written"
+        );
+    }
+}

@@ -518,3 +518,165 @@ pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<(String, Meta
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Context;
+    use crate::frontend::instructions::Instruction;
+    use crate::solve::testing::{inputs, Fixture};
+
+    fn key() -> CacheKey {
+        CacheKey(Digest::of(b"test"))
+    }
+
+    fn file_op(f: &Fixture, n: usize) -> FileOp<'_> {
+        match &f.plan.stages.last().unwrap().steps[n].instruction {
+            Instruction::Copy(c) => FileOp::copy(c),
+            Instruction::Add(a) => FileOp::add(a),
+            other => panic!("not COPY/ADD: {other:?}"),
+        }
+    }
+
+    /// (path, kind, mode, uid, gid) of each entry.
+    fn laid_out(e: &Executed) -> Vec<(String, &'static str, u32, u32, u32)> {
+        e.entries
+            .iter()
+            .map(|e| {
+                (
+                    e.path.clone(),
+                    e.meta.kind.name(),
+                    e.meta.mode,
+                    e.meta.uid,
+                    e.meta.gid,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn copy_is_keyed_on_exactly_the_files_it_reads() {
+        let f = Fixture::new(
+            "FROM scratch\nCOPY --chown=7:8 src/ /app/\n",
+            &[
+                ("src/a.txt", "a"),
+                ("src/sub/b.txt", "b"),
+                ("other.txt", "o"),
+            ],
+        );
+        let solver = f.solver();
+        let mut st = f.base(&solver);
+        let mut op = file_op(&f, 0);
+        let mut inp = inputs();
+        op.cache_inputs(&solver, &f.cx(0), &mut st, &mut inp)
+            .unwrap();
+        let keys: Vec<&str> = inp.files.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["src", "src/a.txt", "src/sub", "src/sub/b.txt"]);
+        assert!(
+            inp.files["src/a.txt"].starts_with("file 644 ")
+                && inp.files["src/a.txt"].ends_with(&Digest::of(b"a").to_string()),
+            "{:?}",
+            inp.files
+        );
+        // Files the step does not read are not in its key.
+        assert!(!inp.files.contains_key("other.txt"));
+        let out = op
+            .execute(&solver, &f.cx(0), &mut st, &key())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            laid_out(&out),
+            [
+                ("app".to_string(), "dir", 0o755, 7, 8),
+                ("app/a.txt".to_string(), "file", 0o644, 7, 8),
+                ("app/sub".to_string(), "dir", 0o755, 7, 8),
+                ("app/sub/b.txt".to_string(), "file", 0o644, 7, 8),
+            ]
+        );
+    }
+
+    #[test]
+    fn copy_to_a_new_path_creates_its_parents_and_chmod_applies() {
+        let f = Fixture::new(
+            "FROM scratch\nCOPY --chmod=0600 a.txt /x/y/b.txt\n",
+            &[("a.txt", "a")],
+        );
+        let solver = f.solver();
+        let mut st = f.base(&solver);
+        let mut op = file_op(&f, 0);
+        op.cache_inputs(&solver, &f.cx(0), &mut st, &mut inputs())
+            .unwrap();
+        let out = op
+            .execute(&solver, &f.cx(0), &mut st, &key())
+            .unwrap()
+            .unwrap();
+        let mut got = laid_out(&out);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("x".to_string(), "dir", 0o755, 0, 0),
+                ("x/y".to_string(), "dir", 0o755, 0, 0),
+                ("x/y/b.txt".to_string(), "file", 0o600, 0, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_source_is_a_typed_error() {
+        let f = Fixture::new("FROM scratch\nCOPY nope.txt /\n", &[("a.txt", "a")]);
+        let solver = f.solver();
+        let mut st = f.base(&solver);
+        let err = file_op(&f, 0)
+            .cache_inputs(&solver, &f.cx(0), &mut st, &mut inputs())
+            .unwrap_err();
+        match err {
+            BuildError::Step { failure, line, .. } => {
+                assert_eq!(line, 2);
+                assert!(
+                    matches!(*failure, StepFailure::Source(SourceError::NotFound { .. })),
+                    "{failure:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn add_unpacks_a_local_tar_under_the_destination() {
+        let f = Fixture::new("FROM scratch\nADD pkg.tar /opt/\n", &[]);
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(2);
+        h.set_mode(0o750);
+        b.append_data(&mut h, "bin/run", &b"hi"[..]).unwrap();
+        std::fs::write(f.dir.path().join("pkg.tar"), b.into_inner().unwrap()).unwrap();
+        let f = Fixture {
+            context: Context::scan(f.dir.path(), &Default::default(), None).unwrap(),
+            ..f
+        };
+        let solver = f.solver();
+        let mut st = f.base(&solver);
+        let mut op = file_op(&f, 0);
+        let mut inp = inputs();
+        op.cache_inputs(&solver, &f.cx(0), &mut st, &mut inp)
+            .unwrap();
+        assert_eq!(inp.files.keys().collect::<Vec<_>>(), ["pkg.tar"]);
+        let out = op
+            .execute(&solver, &f.cx(0), &mut st, &key())
+            .unwrap()
+            .unwrap();
+        let mut got = laid_out(&out);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("opt".to_string(), "dir", 0o755, 0, 0),
+                ("opt/bin".to_string(), "dir", 0o755, 0, 0),
+                ("opt/bin/run".to_string(), "file", 0o750, 0, 0),
+            ]
+        );
+        // The unpacked file lives in a temp dir that is kept with the entries.
+        assert_eq!(out.work.len(), 1);
+    }
+}

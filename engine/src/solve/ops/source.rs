@@ -90,3 +90,26 @@ impl Solver<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::env::DEFAULT_PATH;
+    use crate::solve::testing::Fixture;
+
+    #[test]
+    fn scratch_is_empty_with_the_default_path_and_base_has_one_layer() {
+        let f = Fixture::new("FROM scratch AS s\nFROM wbuild/base\n", &[]);
+        let solver = f.solver();
+        let scratch = solver.base_state(&f.plan.stages[0], "s").unwrap();
+        assert!(scratch.layers.is_empty());
+        assert_eq!(scratch.config.env, [format!("PATH={DEFAULT_PATH}")]);
+        let base = solver.base_state(&f.plan.stages[1], "b").unwrap();
+        assert_eq!(base.layers.len(), 1);
+        assert!(base.manifest.as_ref().unwrap().contains_key("bin/wbox"));
+        // The same base, asked again, is the same record and key.
+        let again = solver.base_state(&f.plan.stages[1], "b").unwrap();
+        assert_eq!(again.key, base.key);
+        assert_eq!(again.layers, base.layers);
+        assert_ne!(scratch.key, base.key);
+    }
+}

@@ -1,0 +1,112 @@
+//! A fixture for the ops' unit tests: a Dockerfile and a context in temp
+//! dirs, planned, with a solver on a temp store.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{mpsc, Arc, Mutex};
+
+use super::ops::StepCx;
+use super::scheduler::Msg;
+use super::{BuildOptions, Solver, SourceTree, StageState};
+use crate::cache::backend::LocalCache;
+use crate::cache::StepInputs;
+use crate::context::Context;
+use crate::fs::layer::Compression;
+use crate::plan::{self, BuildPlan};
+use crate::store::Store;
+
+pub(crate) struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub _store_dir: tempfile::TempDir,
+    pub store: Store,
+    pub context: Context,
+    pub plan: BuildPlan,
+}
+
+impl Fixture {
+    /// Plans `dockerfile` over a context holding `files`.
+    pub fn new(dockerfile: &str, files: &[(&str, &str)]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, body) in files {
+            let path = dir.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = Store::open(store_dir.path()).unwrap();
+        let context = Context::scan(dir.path(), &Default::default(), None).unwrap();
+        let df = crate::frontend::instructions::parse_dockerfile(dockerfile).unwrap();
+        let plan = plan::plan(&df, &Default::default(), "Dockerfile").unwrap();
+        Fixture {
+            dir,
+            _store_dir: store_dir,
+            store,
+            context,
+            plan,
+        }
+    }
+
+    /// A solver over the fixture (its progress events are dropped).
+    pub fn solver(&self) -> Solver<'_> {
+        let (events, rx) = mpsc::channel::<Msg>();
+        drop(rx);
+        Solver {
+            store: &self.store,
+            cache: LocalCache { store: &self.store },
+            opts: BuildOptions {
+                dockerfile: "Dockerfile".into(),
+                scope: self.dir.path().display().to_string(),
+                no_cache: false,
+                no_cache_filter: Vec::new(),
+                epoch: 0,
+                compression: Compression::Gzip,
+                level: 6,
+                step_timeout: std::time::Duration::from_secs(60),
+                step_memory: 1 << 30,
+                secrets: BTreeMap::new(),
+                jobs: 1,
+            },
+            events,
+            vertex: AtomicUsize::new(0),
+            stages: Mutex::new(BTreeMap::new()),
+            materialized: Mutex::new(BTreeMap::new()),
+            context_tree: Arc::new(SourceTree {
+                label: "context".into(),
+                stage: None,
+                root: self.context.root.clone(),
+                entries: self
+                    .context
+                    .entries
+                    .iter()
+                    .map(|(k, e)| (k.clone(), e.meta.clone()))
+                    .collect(),
+                keep_owner: false,
+                _tmp: None,
+            }),
+        }
+    }
+
+    /// Where step `n` (0-based) of the last stage stands.
+    pub fn cx(&self, n: usize) -> StepCx<'_> {
+        let stage = self.plan.stages.last().unwrap();
+        StepCx {
+            plan: &self.plan,
+            stage,
+            step: &stage.steps[n],
+            label: "test",
+            vertex: 1,
+        }
+    }
+
+    /// The last stage's state after its FROM.
+    pub fn base(&self, solver: &Solver<'_>) -> StageState {
+        solver
+            .base_state(self.plan.stages.last().unwrap(), "test")
+            .unwrap()
+    }
+}
+
+/// Empty key inputs for a step.
+pub(crate) fn inputs() -> StepInputs {
+    StepInputs::default()
+}
