@@ -269,31 +269,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:e497c8156c5ae73d345d3781bdea88fa6f573e69fa7daa093045633f5ec18692",
+        "sha256:9a56b3f57c38be5bd48260b483da759f0f08e637a003020170ab77bc7ab5cad7",
     ),
     (
         "dockerignore",
-        "sha256:1c3f139cc27e5cfb60832f790d185bf0a7623feb6b2c1699491e21d1ac3a5047",
+        "sha256:fc6751dc7d5926ebf9058cd74890d4fb03b17d3da899cecbf90a70aaf93659f9",
     ),
     (
         "bind-mount",
-        "sha256:185657f753dedb2bfa9a8a74611b40650db35096dcb09c2b51ef05858d265be6",
+        "sha256:e58dea2a43fbd5fe4b36c98032d442c67a6ba1a5ba5449764f8d92e7d43b8942",
     ),
     (
         "cache-mount",
-        "sha256:1b0883c79f80097dca8234ec37218f904d151c9d4304de589862a8038a978fd8",
+        "sha256:11ed11d1243bfa20d1fa409c0761f6e3fc9a42807ff086d048de5bcd2a595780",
     ),
     (
         "secret",
-        "sha256:dfcddfc46641dd19c0ece65f4c88e46ebee0d3f5ab216ca2de67ac84852b53e9",
+        "sha256:71b0ee12532d158d634dd3fd939cee7315daa2821bfd67e95a1fa33044498472",
     ),
     (
         "multi-stage",
-        "sha256:e90d9926fe85097c77ed0a9a95673b75056c55d9d678c01ba0659403df26fd60",
+        "sha256:6bf58a0e8b181a7c6f473fcdf86cd1b273822db0e28927d56d6119d43c0c2d36",
     ),
     (
         "heredocs",
-        "sha256:c26f1d6f50bf808291f153b78d643c39d1be617826ea7b347a41203ecded2d5e",
+        "sha256:8f9745714f7ad3c625d8f1e643a804139bcbe4fbd4fc398d71293523e22eeb4a",
     ),
     (
         "hello",

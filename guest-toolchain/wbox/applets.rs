@@ -9,9 +9,68 @@ use crate::text::{self, Opts};
 use crate::{exists, io_msg, sys, Io};
 
 pub const NAMES: &[&str] = &[
-    "[", "awk", "base64", "basename", "cat", "chmod", "chown", "cmp", "cp", "cut", "date", "dirname", "echo", "egrep", "env", "expr", "false", "fgrep", "find", "grep", "gunzip", "gzip", "head",
-    "id", "install", "kill", "ln", "ls", "md5sum", "mkdir", "mktemp", "mv", "nproc", "printenv", "printf", "pwd", "readlink", "realpath", "rm", "rmdir", "sed", "seq", "sh", "sha256sum",
-    "sleep", "sort", "stat", "tail", "tar", "tee", "test", "touch", "tr", "true", "uname", "uniq", "wc", "which", "whoami", "xargs", "yes", "zcat",
+    "[",
+    "awk",
+    "base64",
+    "basename",
+    "cat",
+    "chmod",
+    "chown",
+    "cmp",
+    "cp",
+    "cut",
+    "date",
+    "dirname",
+    "echo",
+    "egrep",
+    "env",
+    "expr",
+    "false",
+    "fgrep",
+    "find",
+    "grep",
+    "gunzip",
+    "gzip",
+    "head",
+    "id",
+    "install",
+    "kill",
+    "ln",
+    "ls",
+    "md5sum",
+    "mkdir",
+    "mktemp",
+    "mv",
+    "nproc",
+    "printenv",
+    "printf",
+    "pwd",
+    "readlink",
+    "realpath",
+    "rm",
+    "rmdir",
+    "sed",
+    "seq",
+    "sh",
+    "sha256sum",
+    "sleep",
+    "sort",
+    "stat",
+    "tail",
+    "tar",
+    "tee",
+    "test",
+    "touch",
+    "tr",
+    "true",
+    "uname",
+    "uniq",
+    "wc",
+    "which",
+    "whoami",
+    "xargs",
+    "yes",
+    "zcat",
 ];
 
 pub fn run(name: &str, args: &[String], io: &mut Io) -> i32 {
@@ -26,7 +85,10 @@ pub fn run(name: &str, args: &[String], io: &mut Io) -> i32 {
         "expr" => text::expr(&rest, io),
         "cat" => cat(&rest, io),
         "pwd" => {
-            let p = io.var("PWD").map(|s| s.to_string()).unwrap_or_else(sys::cwd);
+            let p = io
+                .var("PWD")
+                .map(|s| s.to_string())
+                .unwrap_or_else(sys::cwd);
             io.outln(&p);
             0
         }
@@ -95,7 +157,11 @@ pub fn run(name: &str, args: &[String], io: &mut Io) -> i32 {
             1
         }
         "uname" => {
-            let o = Opts::parse(&rest, "").unwrap_or(Opts { flags: Vec::new(), long: Vec::new(), rest: Vec::new() });
+            let o = Opts::parse(&rest, "").unwrap_or(Opts {
+                flags: Vec::new(),
+                long: Vec::new(),
+                rest: Vec::new(),
+            });
             let all = o.has('a');
             let mut parts = Vec::new();
             if all || o.has('s') || o.flags.is_empty() {
@@ -124,10 +190,18 @@ pub fn run(name: &str, args: &[String], io: &mut Io) -> i32 {
             0
         }
         "yes" => {
-            let line = if rest.is_empty() { "y\n".to_string() } else { format!("{}\n", rest.join(" ")) };
+            let line = if rest.is_empty() {
+                "y\n".to_string()
+            } else {
+                format!("{}\n", rest.join(" "))
+            };
             // Into a buffered pipe, stop after a bounded amount: the reader
             // cannot close it early when commands run one after another.
-            let limit = if io.o.is_buffer() { 1 << 20 } else { usize::MAX };
+            let limit = if io.o.is_buffer() {
+                1 << 20
+            } else {
+                usize::MAX
+            };
             let chunk = line.repeat((8192 / line.len()).max(1));
             let mut written = 0;
             while written < limit {
@@ -200,7 +274,11 @@ fn cat(args: &[&str], io: &mut Io) -> i32 {
         None => return 1,
     };
     let number = o.has('n');
-    let files: Vec<String> = if o.rest.is_empty() { vec!["-".into()] } else { o.rest.clone() };
+    let files: Vec<String> = if o.rest.is_empty() {
+        vec!["-".into()]
+    } else {
+        o.rest.clone()
+    };
     let mut code = 0;
     let mut line_no = 0;
     for f in files {
@@ -389,7 +467,9 @@ fn mkdir(args: &[&str], io: &mut Io) -> i32 {
                 }
             }
             Err(e) => {
-                let msg = if e.kind() == std::io::ErrorKind::AlreadyExists || (Path::new(p).exists() && !o.has('p')) {
+                let msg = if e.kind() == std::io::ErrorKind::AlreadyExists
+                    || (Path::new(p).exists() && !o.has('p'))
+                {
                     "File exists".to_string()
                 } else {
                     io_msg(&e)
@@ -426,7 +506,10 @@ fn rm(args: &[&str], io: &mut Io) -> i32 {
             continue;
         }
         if crate::base(p) == "." || crate::base(p) == ".." {
-            io.err("rm", &format!("refusing to remove '.' or '..' directory: skipping '{p}'"));
+            io.err(
+                "rm",
+                &format!("refusing to remove '.' or '..' directory: skipping '{p}'"),
+            );
             code = 1;
             continue;
         }
@@ -468,7 +551,9 @@ fn rm(args: &[&str], io: &mut Io) -> i32 {
 /// Removes a directory and everything under it (without following links).
 pub fn remove_tree(p: &Path) -> std::io::Result<()> {
     // List first: removing while reading a WASI directory skips entries.
-    let names: Vec<std::ffi::OsString> = std::fs::read_dir(p)?.map(|e| e.map(|e| e.file_name())).collect::<std::io::Result<_>>()?;
+    let names: Vec<std::ffi::OsString> = std::fs::read_dir(p)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<_>>()?;
     for n in names {
         let child = p.join(n);
         let md = std::fs::symlink_metadata(&child)?;
@@ -495,7 +580,11 @@ fn rmdir(args: &[&str], io: &mut Io) -> i32 {
         let mut cur = p.trim_end_matches('/').to_string();
         loop {
             if let Err(e) = std::fs::remove_dir(&cur) {
-                let msg = if Path::new(&cur).is_dir() && std::fs::read_dir(&cur).map(|mut d| d.next().is_some()).unwrap_or(false) {
+                let msg = if Path::new(&cur).is_dir()
+                    && std::fs::read_dir(&cur)
+                        .map(|mut d| d.next().is_some())
+                        .unwrap_or(false)
+                {
                     "Directory not empty".to_string()
                 } else if Path::new(&cur).exists() && !Path::new(&cur).is_dir() {
                     "Not a directory".to_string()
@@ -627,9 +716,17 @@ fn env(args: &[&str], io: &mut Io) -> i32 {
         return 0;
     }
     let argv: Vec<String> = args[i..].iter().map(|s| s.to_string()).collect();
-    let mut sub = Io { i: io.i.clone(), o: io.o.clone(), e: io.e.clone(), env: vars };
-    let path = sub.var("PATH").unwrap_or("/usr/local/bin:/usr/bin:/bin").to_string();
-    if let crate::sh::Found::NotFound = crate::sh::lookup(&argv[0], &path) {
+    let mut sub = Io {
+        i: io.i.clone(),
+        o: io.o.clone(),
+        e: io.e.clone(),
+        env: vars,
+    };
+    let path = sub
+        .var("PATH")
+        .unwrap_or("/usr/local/bin:/usr/bin:/bin")
+        .to_string();
+    if let crate::sh::Found::Missing = crate::sh::lookup(&argv[0], &path) {
         io.err("env", &format!("'{}': No such file or directory", argv[0]));
         return 127;
     }
@@ -678,7 +775,11 @@ fn seq(args: &[&str], io: &mut Io) -> i32 {
         io.err("seq", "invalid Zero increment value: '0'");
         return 1;
     }
-    let width = if equal { first.to_string().len().max(last.to_string().len()) } else { 0 };
+    let width = if equal {
+        first.to_string().len().max(last.to_string().len())
+    } else {
+        0
+    };
     let mut out = String::new();
     let mut v = first;
     let mut firstv = true;
@@ -712,7 +813,10 @@ fn seq(args: &[&str], io: &mut Io) -> i32 {
 }
 
 fn list_dir(p: &str) -> std::io::Result<Vec<String>> {
-    let mut v: Vec<String> = std::fs::read_dir(p)?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(p)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     Ok(v)
 }
@@ -733,7 +837,13 @@ fn ls_long(p: &str, name: &str) -> String {
         perms.push(if b & 2 != 0 { 'w' } else { '-' });
         perms.push(if b & 1 != 0 { 'x' } else { '-' });
     }
-    let target = if kind == 'l' { std::fs::read_link(p).map(|t| format!(" -> {}", t.display())).unwrap_or_default() } else { String::new() };
+    let target = if kind == 'l' {
+        std::fs::read_link(p)
+            .map(|t| format!(" -> {}", t.display()))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
     format!("{kind}{perms} 1 root root {size:>5} Jan  1  1970 {name}{target}")
 }
 
@@ -742,8 +852,20 @@ fn ls(args: &[&str], io: &mut Io) -> i32 {
         Some(o) => o,
         None => return 2,
     };
-    let (all, almost, long, dir_only, recursive, reverse, classify) = (o.has('a'), o.has('A'), o.has('l'), o.has('d'), o.has('R'), o.has('r'), o.has('F') || o.has('p'));
-    let paths: Vec<String> = if o.rest.is_empty() { vec![".".into()] } else { o.rest.clone() };
+    let (all, almost, long, dir_only, recursive, reverse, classify) = (
+        o.has('a'),
+        o.has('A'),
+        o.has('l'),
+        o.has('d'),
+        o.has('R'),
+        o.has('r'),
+        o.has('F') || o.has('p'),
+    );
+    let paths: Vec<String> = if o.rest.is_empty() {
+        vec![".".into()]
+    } else {
+        o.rest.clone()
+    };
     let mut code = 0;
     let mut files = Vec::new();
     let mut dirs = Vec::new();
@@ -785,7 +907,10 @@ fn ls(args: &[&str], io: &mut Io) -> i32 {
         let mut names = match list_dir(&d) {
             Ok(n) => n,
             Err(e) => {
-                io.err("ls", &format!("cannot open directory '{d}': {}", io_msg(&e)));
+                io.err(
+                    "ls",
+                    &format!("cannot open directory '{d}': {}", io_msg(&e)),
+                );
                 code = 2;
                 continue;
             }
@@ -811,14 +936,24 @@ fn ls(args: &[&str], io: &mut Io) -> i32 {
         }
         let mut subdirs = Vec::new();
         for n in &names {
-            let mut p = if d.ends_with('/') { format!("{d}{n}") } else { format!("{d}/{n}") };
+            let mut p = if d.ends_with('/') {
+                format!("{d}{n}")
+            } else {
+                format!("{d}/{n}")
+            };
             if n == ".." && std::fs::symlink_metadata(&p).is_err() {
                 // `/..` is `/`, but WASI refuses a path above its root.
                 p = d.clone();
             }
             out.push_str(&show(&p, n));
             out.push('\n');
-            if recursive && n != "." && n != ".." && std::fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) {
+            if recursive
+                && n != "."
+                && n != ".."
+                && std::fs::symlink_metadata(&p)
+                    .map(|m| m.is_dir())
+                    .unwrap_or(false)
+            {
                 subdirs.push(p);
             }
         }
@@ -844,7 +979,11 @@ fn copy_file(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 fn copy_rec(from: &Path, to: &Path, deref: bool) -> std::io::Result<()> {
-    let md = if deref { from.metadata()? } else { from.symlink_metadata()? };
+    let md = if deref {
+        from.metadata()?
+    } else {
+        from.symlink_metadata()?
+    };
     if md.is_dir() {
         if !to.is_dir() {
             std::fs::create_dir(to)?;
@@ -860,7 +999,11 @@ fn copy_rec(from: &Path, to: &Path, deref: bool) -> std::io::Result<()> {
         }
         sys::symlink_at(&target.to_string_lossy(), &to.to_string_lossy())
     } else {
-        if to.symlink_metadata().map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+        if to
+            .symlink_metadata()
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
+        {
             std::fs::remove_file(to)?;
         }
         copy_file(from, to)
@@ -881,7 +1024,8 @@ fn cp(args: &[&str], io: &mut Io) -> i32 {
         Some(o) => o,
         None => return 1,
     };
-    let recursive = o.has('r') || o.has('R') || o.has('a') || o.long_has("recursive") || o.long_has("archive");
+    let recursive =
+        o.has('r') || o.has('R') || o.has('a') || o.long_has("recursive") || o.long_has("archive");
     let no_clobber = o.has('n');
     let mut paths = o.rest.clone();
     if let Some(t) = o.val('t') {
@@ -891,7 +1035,10 @@ fn cp(args: &[&str], io: &mut Io) -> i32 {
         if paths.is_empty() {
             io.err("cp", "missing file operand");
         } else {
-            io.err("cp", &format!("missing destination file operand after '{}'", paths[0]));
+            io.err(
+                "cp",
+                &format!("missing destination file operand after '{}'", paths[0]),
+            );
         }
         return 1;
     }
@@ -901,11 +1048,15 @@ fn cp(args: &[&str], io: &mut Io) -> i32 {
         io.err("cp", &format!("target '{dest}' is not a directory"));
         return 1;
     }
-    let deref = !(o.has('a') || o.has('P') || o.has('d')) && !recursive || o.has('L');
+    let deref = !(o.has('a') || o.has('P') || o.has('d') || recursive) || o.has('L');
     let mut code = 0;
     for s in srcs {
         let sp = Path::new(s);
-        let md = match if deref { sp.metadata() } else { sp.symlink_metadata() } {
+        let md = match if deref {
+            sp.metadata()
+        } else {
+            sp.symlink_metadata()
+        } {
             Ok(m) => m,
             Err(e) => {
                 io.err("cp", &format!("cannot stat '{s}': {}", io_msg(&e)));
@@ -918,7 +1069,11 @@ fn cp(args: &[&str], io: &mut Io) -> i32 {
             code = 1;
             continue;
         }
-        let to = if o.has('T') { dest.clone() } else { target_of(s, dest) };
+        let to = if o.has('T') {
+            dest.clone()
+        } else {
+            target_of(s, dest)
+        };
         if no_clobber && exists(&to) {
             continue;
         }
@@ -926,27 +1081,46 @@ fn cp(args: &[&str], io: &mut Io) -> i32 {
             let canon_to = crate::sh::normalize(&absolute(&to, io));
             let canon_from = crate::sh::normalize(&absolute(s, io));
             if canon_to.starts_with(&format!("{canon_from}/")) {
-                io.err("cp", &format!("cannot copy a directory, '{s}', into itself, '{to}'"));
+                io.err(
+                    "cp",
+                    &format!("cannot copy a directory, '{s}', into itself, '{to}'"),
+                );
                 code = 1;
                 continue;
             }
             if Path::new(&to).exists() && !Path::new(&to).is_dir() {
-                io.err("cp", &format!("cannot overwrite non-directory '{to}' with directory '{s}'"));
+                io.err(
+                    "cp",
+                    &format!("cannot overwrite non-directory '{to}' with directory '{s}'"),
+                );
                 code = 1;
                 continue;
             }
         } else if dest.ends_with('/') && !Path::new(dest).is_dir() {
-            io.err("cp", &format!("cannot create regular file '{dest}': Not a directory"));
+            io.err(
+                "cp",
+                &format!("cannot create regular file '{dest}': Not a directory"),
+            );
             code = 1;
             continue;
         } else if Path::new(&to).is_dir() {
-            io.err("cp", &format!("cannot overwrite directory '{to}' with non-directory"));
+            io.err(
+                "cp",
+                &format!("cannot overwrite directory '{to}' with non-directory"),
+            );
             code = 1;
             continue;
         }
         if let Err(e) = copy_rec(sp, Path::new(&to), deref) {
-            let kind = if md.is_dir() { "directory" } else { "regular file" };
-            io.err("cp", &format!("cannot create {kind} '{to}': {}", io_msg(&e)));
+            let kind = if md.is_dir() {
+                "directory"
+            } else {
+                "regular file"
+            };
+            io.err(
+                "cp",
+                &format!("cannot create {kind} '{to}': {}", io_msg(&e)),
+            );
             code = 1;
             continue;
         }
@@ -961,7 +1135,10 @@ fn absolute(p: &str, io: &Io) -> String {
     if p.starts_with('/') {
         p.to_string()
     } else {
-        let cwd = io.var("PWD").map(|s| s.to_string()).unwrap_or_else(sys::cwd);
+        let cwd = io
+            .var("PWD")
+            .map(|s| s.to_string())
+            .unwrap_or_else(sys::cwd);
         format!("{cwd}/{p}")
     }
 }
@@ -979,7 +1156,10 @@ fn mv(args: &[&str], io: &mut Io) -> i32 {
         if paths.is_empty() {
             io.err("mv", "missing file operand");
         } else {
-            io.err("mv", &format!("missing destination file operand after '{}'", paths[0]));
+            io.err(
+                "mv",
+                &format!("missing destination file operand after '{}'", paths[0]),
+            );
         }
         return 1;
     }
@@ -992,16 +1172,26 @@ fn mv(args: &[&str], io: &mut Io) -> i32 {
     let mut code = 0;
     for s in srcs {
         if Path::new(s).symlink_metadata().is_err() {
-            io.err("mv", &format!("cannot stat '{s}': No such file or directory"));
+            io.err(
+                "mv",
+                &format!("cannot stat '{s}': No such file or directory"),
+            );
             code = 1;
             continue;
         }
-        let to = if o.has('T') { dest.clone() } else { target_of(s, dest) };
+        let to = if o.has('T') {
+            dest.clone()
+        } else {
+            target_of(s, dest)
+        };
         if o.has('n') && exists(&to) {
             continue;
         }
         if Path::new(s).is_dir() && Path::new(&to).exists() && !Path::new(&to).is_dir() {
-            io.err("mv", &format!("cannot overwrite non-directory '{to}' with directory '{s}'"));
+            io.err(
+                "mv",
+                &format!("cannot overwrite non-directory '{to}' with directory '{s}'"),
+            );
             code = 1;
             continue;
         }
@@ -1018,7 +1208,10 @@ fn mv(args: &[&str], io: &mut Io) -> i32 {
             }
         });
         if let Err(e) = r {
-            io.err("mv", &format!("cannot move '{s}' to '{to}': {}", io_msg(&e)));
+            io.err(
+                "mv",
+                &format!("cannot move '{s}' to '{to}': {}", io_msg(&e)),
+            );
             code = 1;
         } else if o.has('v') {
             io.outln(&format!("renamed '{s}' -> '{to}'"));
@@ -1037,16 +1230,39 @@ fn ln(args: &[&str], io: &mut Io) -> i32 {
         io.err("ln", "missing file operand");
         return 1;
     }
-    let (srcs, dest): (Vec<String>, String) = if paths.len() == 1 { (vec![paths[0].clone()], ".".into()) } else { (paths[..paths.len() - 1].to_vec(), paths[paths.len() - 1].clone()) };
+    let (srcs, dest): (Vec<String>, String) = if paths.len() == 1 {
+        (vec![paths[0].clone()], ".".into())
+    } else {
+        (
+            paths[..paths.len() - 1].to_vec(),
+            paths[paths.len() - 1].clone(),
+        )
+    };
     let mut code = 0;
     for s in &srcs {
-        let into_dir = !o.has('T') && Path::new(&dest).is_dir() && !(o.has('n') && Path::new(&dest).symlink_metadata().map(|m| m.file_type().is_symlink()).unwrap_or(false));
-        let to = if into_dir { format!("{}/{}", dest.trim_end_matches('/'), crate::base(s)) } else { dest.clone() };
+        let into_dir = !o.has('T')
+            && Path::new(&dest).is_dir()
+            && !(o.has('n')
+                && Path::new(&dest)
+                    .symlink_metadata()
+                    .map(|m| m.file_type().is_symlink())
+                    .unwrap_or(false));
+        let to = if into_dir {
+            format!("{}/{}", dest.trim_end_matches('/'), crate::base(s))
+        } else {
+            dest.clone()
+        };
         if exists(&to) {
             if o.has('f') {
                 let _ = std::fs::remove_file(&to);
             } else {
-                io.err("ln", &format!("failed to create {}link '{to}': File exists", if o.has('s') { "symbolic " } else { "hard " }));
+                io.err(
+                    "ln",
+                    &format!(
+                        "failed to create {}link '{to}': File exists",
+                        if o.has('s') { "symbolic " } else { "hard " }
+                    ),
+                );
                 code = 1;
                 continue;
             }
@@ -1057,8 +1273,16 @@ fn ln(args: &[&str], io: &mut Io) -> i32 {
             std::fs::hard_link(s, &to).or_else(|_| copy_file(Path::new(s), Path::new(&to)))
         };
         if let Err(e) = r {
-            let kind = if o.has('s') { "symbolic link" } else { "hard link" };
-            let msg = if !o.has('s') && !exists(s) { format!("failed to access '{s}': {}", io_msg(&e)) } else { format!("failed to create {kind} '{to}': {}", io_msg(&e)) };
+            let kind = if o.has('s') {
+                "symbolic link"
+            } else {
+                "hard link"
+            };
+            let msg = if !o.has('s') && !exists(s) {
+                format!("failed to access '{s}': {}", io_msg(&e))
+            } else {
+                format!("failed to create {kind} '{to}': {}", io_msg(&e))
+            };
             io.err("ln", &msg);
             code = 1;
         }
@@ -1068,7 +1292,10 @@ fn ln(args: &[&str], io: &mut Io) -> i32 {
 
 fn walk_all(p: &str, out: &mut Vec<String>) {
     out.push(p.to_string());
-    if std::fs::symlink_metadata(p).map(|m| m.is_dir()).unwrap_or(false) {
+    if std::fs::symlink_metadata(p)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+    {
         if let Ok(names) = list_dir(p) {
             for n in names {
                 walk_all(&format!("{}/{n}", p.trim_end_matches('/')), out);
@@ -1091,7 +1318,14 @@ fn chmod(args: &[&str], io: &mut Io) -> i32 {
         }
     }
     if rest.len() < 2 {
-        io.err("chmod", if rest.is_empty() { "missing operand" } else { "missing operand after mode" });
+        io.err(
+            "chmod",
+            if rest.is_empty() {
+                "missing operand"
+            } else {
+                "missing operand after mode"
+            },
+        );
         return 1;
     }
     let spec = rest[0];
@@ -1105,7 +1339,10 @@ fn chmod(args: &[&str], io: &mut Io) -> i32 {
         }
         for t in targets {
             if std::fs::symlink_metadata(&t).is_err() {
-                io.err("chmod", &format!("cannot access '{t}': No such file or directory"));
+                io.err(
+                    "chmod",
+                    &format!("cannot access '{t}': No such file or directory"),
+                );
                 code = 1;
                 continue;
             }
@@ -1118,7 +1355,10 @@ fn chmod(args: &[&str], io: &mut Io) -> i32 {
                 }
             };
             if let Err(e) = sys::set_mode(&t, mode) {
-                io.err("chmod", &format!("changing permissions of '{t}': {}", io_msg(&e)));
+                io.err(
+                    "chmod",
+                    &format!("changing permissions of '{t}': {}", io_msg(&e)),
+                );
                 code = 1;
             } else if verbose {
                 io.outln(&format!("mode of '{t}' changed to {mode:04o}"));
@@ -1154,7 +1394,7 @@ fn chown(args: &[&str], io: &mut Io) -> i32 {
         return 1;
     }
     let spec = &o.rest[0];
-    let (u, g) = match spec.find(|c| c == ':' || c == '.') {
+    let (u, g) = match spec.find([':', '.']) {
         Some(i) => (&spec[..i], Some(&spec[i + 1..])),
         None => (spec.as_str(), None),
     };
@@ -1174,14 +1414,16 @@ fn chown(args: &[&str], io: &mut Io) -> i32 {
             // `user:` means the user's login group.
             if g == Some("") {
                 uid.and_then(|id| {
-                    std::fs::read_to_string("/etc/passwd").ok().and_then(|t| t.lines().find_map(|l| {
-                        let f: Vec<&str> = l.split(':').collect();
-                        if f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(id) {
-                            f.get(3).and_then(|x| x.parse().ok())
-                        } else {
-                            None
-                        }
-                    }))
+                    std::fs::read_to_string("/etc/passwd").ok().and_then(|t| {
+                        t.lines().find_map(|l| {
+                            let f: Vec<&str> = l.split(':').collect();
+                            if f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(id) {
+                                f.get(3).and_then(|x| x.parse().ok())
+                            } else {
+                                None
+                            }
+                        })
+                    })
                 })
             } else {
                 None
@@ -1205,13 +1447,23 @@ fn chown(args: &[&str], io: &mut Io) -> i32 {
         }
         for t in targets {
             if std::fs::symlink_metadata(&t).is_err() {
-                io.err("chown", &format!("cannot access '{t}': No such file or directory"));
+                io.err(
+                    "chown",
+                    &format!("cannot access '{t}': No such file or directory"),
+                );
                 code = 1;
                 continue;
             }
             // set-owner takes both ids: unchanged parts stay root's (0).
-            if let Err(e) = sys::set_owner(&t, uid.unwrap_or(0), gid.unwrap_or(uid.map(|_| 0).unwrap_or(0))) {
-                io.err("chown", &format!("changing ownership of '{t}': {}", io_msg(&e)));
+            if let Err(e) = sys::set_owner(
+                &t,
+                uid.unwrap_or(0),
+                gid.unwrap_or(uid.map(|_| 0).unwrap_or(0)),
+            ) {
+                io.err(
+                    "chown",
+                    &format!("changing ownership of '{t}': {}", io_msg(&e)),
+                );
                 code = 1;
             }
         }
@@ -1280,7 +1532,10 @@ impl<'a> FindParser<'a> {
     }
     fn arg(&mut self, what: &str) -> Result<String, String> {
         self.i += 1;
-        self.a.get(self.i).map(|s| s.to_string()).ok_or_else(|| format!("missing argument to `{what}'"))
+        self.a
+            .get(self.i)
+            .map(|s| s.to_string())
+            .ok_or_else(|| format!("missing argument to `{what}'"))
     }
     fn prim(&mut self) -> Result<FExpr, String> {
         let t = *self.a.get(self.i).ok_or("expected an expression")?;
@@ -1305,7 +1560,9 @@ impl<'a> FindParser<'a> {
             }
             "-maxdepth" | "-mindepth" => {
                 let v = self.arg(t)?;
-                let n: usize = v.parse().map_err(|_| format!("Expected a positive decimal integer argument to {t}, but got `{v}'"))?;
+                let n: usize = v.parse().map_err(|_| {
+                    format!("Expected a positive decimal integer argument to {t}, but got `{v}'")
+                })?;
                 if t == "-maxdepth" {
                     self.maxdepth = Some(n);
                 } else {
@@ -1316,7 +1573,9 @@ impl<'a> FindParser<'a> {
             "-empty" => FExpr::Empty,
             "-newer" => {
                 let f = self.arg(t)?;
-                let m = std::fs::metadata(&f).and_then(|m| m.modified()).map_err(|_| format!("'{f}': No such file or directory"))?;
+                let m = std::fs::metadata(&f)
+                    .and_then(|m| m.modified())
+                    .map_err(|_| format!("'{f}': No such file or directory"))?;
                 FExpr::Newer(m)
             }
             "-size" => {
@@ -1326,8 +1585,15 @@ impl<'a> FindParser<'a> {
                     Some('-') => (-1, &v[1..]),
                     _ => (0, &v[..]),
                 };
-                let unit = rest.chars().last().filter(|c| c.is_ascii_alphabetic()).unwrap_or('b');
-                let num: u64 = rest.trim_end_matches(|c: char| c.is_ascii_alphabetic()).parse().map_err(|_| format!("invalid -size argument `{v}'"))?;
+                let unit = rest
+                    .chars()
+                    .last()
+                    .filter(|c| c.is_ascii_alphabetic())
+                    .unwrap_or('b');
+                let num: u64 = rest
+                    .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+                    .parse()
+                    .map_err(|_| format!("invalid -size argument `{v}'"))?;
                 FExpr::Size(sign, unit, num)
             }
             "-print" | "-print0" => {
@@ -1360,7 +1626,8 @@ impl<'a> FindParser<'a> {
                 FExpr::Exec(cmd, false)
             }
             "-xdev" | "-mount" | "-depth" | "-follow" | "-noleaf" => FExpr::True,
-            "-user" | "-group" | "-perm" | "-mtime" | "-mmin" | "-newermt" | "-uid" | "-gid" | "-links" => {
+            "-user" | "-group" | "-perm" | "-mtime" | "-mmin" | "-newermt" | "-uid" | "-gid"
+            | "-links" => {
                 let _ = self.arg(t)?;
                 FExpr::True
             }
@@ -1388,8 +1655,16 @@ fn eval_find(e: &FExpr, path: &str, cx: &mut FindCtx) -> bool {
     match e {
         FExpr::True => true,
         FExpr::Name(pat, icase) => {
-            let n = if path == "/" { "/".to_string() } else { crate::base(path).to_string() };
-            let (p, n) = if *icase { (pat.to_lowercase(), n.to_lowercase()) } else { (pat.clone(), n) };
+            let n = if path == "/" {
+                "/".to_string()
+            } else {
+                crate::base(path).to_string()
+            };
+            let (p, n) = if *icase {
+                (pat.to_lowercase(), n.to_lowercase())
+            } else {
+                (pat.clone(), n)
+            };
             crate::sh::pmatch(&glob_chars(&p), &n.chars().collect::<Vec<_>>())
         }
         FExpr::Path(pat) => crate::sh::pmatch(&glob_chars(pat), &path.chars().collect::<Vec<_>>()),
@@ -1402,11 +1677,16 @@ fn eval_find(e: &FExpr, path: &str, cx: &mut FindCtx) -> bool {
             Err(_) => false,
         },
         FExpr::Empty => match &md {
-            Ok(m) if m.is_dir() => std::fs::read_dir(path).map(|mut d| d.next().is_none()).unwrap_or(false),
+            Ok(m) if m.is_dir() => std::fs::read_dir(path)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false),
             Ok(m) => m.len() == 0,
             Err(_) => false,
         },
-        FExpr::Newer(t) => md.and_then(|m| m.modified()).map(|m| m > *t).unwrap_or(false),
+        FExpr::Newer(t) => md
+            .and_then(|m| m.modified())
+            .map(|m| m > *t)
+            .unwrap_or(false),
         FExpr::Size(sign, unit, n) => {
             let len = md.map(|m| m.len()).unwrap_or(0);
             let bs: u64 = match unit {
@@ -1430,9 +1710,16 @@ fn eval_find(e: &FExpr, path: &str, cx: &mut FindCtx) -> bool {
             true
         }
         FExpr::Delete => {
-            let r = if Path::new(path).is_dir() && !md.map(|m| m.file_type().is_symlink()).unwrap_or(false) { std::fs::remove_dir(path) } else { std::fs::remove_file(path) };
+            let r = if Path::new(path).is_dir()
+                && !md.map(|m| m.file_type().is_symlink()).unwrap_or(false)
+            {
+                std::fs::remove_dir(path)
+            } else {
+                std::fs::remove_file(path)
+            };
             if let Err(e) = r {
-                cx.io.err("find", &format!("cannot delete '{path}': {}", io_msg(&e)));
+                cx.io
+                    .err("find", &format!("cannot delete '{path}': {}", io_msg(&e)));
                 cx.code = 1;
                 return false;
             }
@@ -1478,14 +1765,24 @@ fn glob_chars(p: &str) -> Vec<(char, bool)> {
 fn find(args: &[&str], io: &mut Io) -> i32 {
     let mut i = 0;
     let mut paths = Vec::new();
-    while i < args.len() && !(args[i].starts_with('-') && args[i].len() > 1) && args[i] != "(" && args[i] != "!" {
+    while i < args.len()
+        && !(args[i].starts_with('-') && args[i].len() > 1)
+        && args[i] != "("
+        && args[i] != "!"
+    {
         paths.push(args[i].to_string());
         i += 1;
     }
     if paths.is_empty() {
         paths.push(".".into());
     }
-    let mut p = FindParser { a: &args[i..], i: 0, has_action: false, maxdepth: None, mindepth: 0 };
+    let mut p = FindParser {
+        a: &args[i..],
+        i: 0,
+        has_action: false,
+        maxdepth: None,
+        mindepth: 0,
+    };
     let expr = if i >= args.len() {
         FExpr::True
     } else {
@@ -1501,13 +1798,23 @@ fn find(args: &[&str], io: &mut Io) -> i32 {
         io.err("find", &format!("unexpected `{}'", p.a[p.i]));
         return 1;
     }
-    let expr = if p.has_action { expr } else { FExpr::And(Box::new(expr), Box::new(FExpr::Print(false))) };
+    let expr = if p.has_action {
+        expr
+    } else {
+        FExpr::And(Box::new(expr), Box::new(FExpr::Print(false)))
+    };
     let (maxdepth, mindepth) = (p.maxdepth, p.mindepth);
     let delete = format!("{expr:?}").contains("Delete");
-    let mut cx = FindCtx { io, batch: Vec::new(), code: 0, prune: false };
+    let mut cx = FindCtx {
+        io,
+        batch: Vec::new(),
+        code: 0,
+        prune: false,
+    };
     for root in &paths {
         if std::fs::symlink_metadata(root).is_err() {
-            cx.io.err("find", &format!("'{root}': No such file or directory"));
+            cx.io
+                .err("find", &format!("'{root}': No such file or directory"));
             cx.code = 1;
             continue;
         }
@@ -1530,8 +1837,18 @@ fn find(args: &[&str], io: &mut Io) -> i32 {
     cx.code
 }
 
-fn find_walk(path: &str, depth: usize, e: &FExpr, maxdepth: Option<usize>, mindepth: usize, depth_first: bool, cx: &mut FindCtx) {
-    let is_dir = std::fs::symlink_metadata(path).map(|m| m.is_dir()).unwrap_or(false);
+fn find_walk(
+    path: &str,
+    depth: usize,
+    e: &FExpr,
+    maxdepth: Option<usize>,
+    mindepth: usize,
+    depth_first: bool,
+    cx: &mut FindCtx,
+) {
+    let is_dir = std::fs::symlink_metadata(path)
+        .map(|m| m.is_dir())
+        .unwrap_or(false);
     cx.prune = false;
     if !depth_first && depth >= mindepth {
         eval_find(e, path, cx);
@@ -1541,7 +1858,11 @@ fn find_walk(path: &str, depth: usize, e: &FExpr, maxdepth: Option<usize>, minde
         match list_dir(path) {
             Ok(names) => {
                 for n in names {
-                    let child = if path.ends_with('/') { format!("{path}{n}") } else { format!("{path}/{n}") };
+                    let child = if path.ends_with('/') {
+                        format!("{path}{n}")
+                    } else {
+                        format!("{path}/{n}")
+                    };
                     find_walk(&child, depth + 1, e, maxdepth, mindepth, depth_first, cx);
                 }
             }
@@ -1560,7 +1881,14 @@ fn find_walk(path: &str, depth: usize, e: &FExpr, maxdepth: Option<usize>, minde
 
 fn xargs(args: &[&str], io: &mut Io) -> i32 {
     let mut i = 0;
-    let (mut max_n, mut repl, mut zero, mut no_empty, mut delim, mut max_lines) = (None::<usize>, None::<String>, false, false, None::<char>, None::<usize>);
+    let (mut max_n, mut repl, mut zero, mut no_empty, mut delim, mut max_lines) = (
+        None::<usize>,
+        None::<String>,
+        false,
+        false,
+        None::<char>,
+        None::<usize>,
+    );
     let mut trace = false;
     while i < args.len() && args[i].starts_with('-') && args[i].len() > 1 {
         let a = args[i];
@@ -1594,11 +1922,18 @@ fn xargs(args: &[&str], io: &mut Io) -> i32 {
         }
         i += 1;
     }
-    let cmd: Vec<String> = if i < args.len() { args[i..].iter().map(|s| s.to_string()).collect() } else { vec!["echo".into()] };
+    let cmd: Vec<String> = if i < args.len() {
+        args[i..].iter().map(|s| s.to_string()).collect()
+    } else {
+        vec!["echo".into()]
+    };
     let data = io.i.read_all().unwrap_or_default();
     let text = String::from_utf8_lossy(&data).into_owned();
     let items: Vec<String> = if zero {
-        text.split('\0').filter(|s| !s.is_empty()).map(|s| s.to_string()).collect()
+        text.split('\0')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_string())
+            .collect()
     } else if let Some(d) = delim {
         let mut v: Vec<String> = text.split(d).map(|s| s.to_string()).collect();
         if v.last().map_or(false, |s| s.is_empty()) {
@@ -1606,7 +1941,10 @@ fn xargs(args: &[&str], io: &mut Io) -> i32 {
         }
         v
     } else if repl.is_some() || max_lines.is_some() {
-        text.lines().map(|l| l.trim_start().to_string()).filter(|l| !l.is_empty()).collect()
+        text.lines()
+            .map(|l| l.trim_start().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
     } else {
         match split_xargs(&text) {
             Ok(v) => v,
@@ -1645,7 +1983,10 @@ fn xargs(args: &[&str], io: &mut Io) -> i32 {
             return 127;
         }
         if c == 255 {
-            io.err("xargs", &format!("{}: exited with status 255; aborting", argv[0]));
+            io.err(
+                "xargs",
+                &format!("{}: exited with status 255; aborting", argv[0]),
+            );
             return 124;
         }
         if c != 0 {
@@ -1765,8 +2106,29 @@ pub fn strftime(fmt: &str, t: i64) -> String {
     let (hh, mm, ss) = (secs / 3600, secs / 60 % 60, secs % 60);
     let wday = (days + 4).rem_euclid(7) as usize;
     let yday = days - days_from_civil(y, 1, 1) + 1;
-    const WD: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
-    const MO: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+    const WD: [&str; 7] = [
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+    ];
+    const MO: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
     let mut out = String::new();
     let mut it = fmt.chars();
     while let Some(c) = it.next() {
@@ -1780,14 +2142,24 @@ pub fn strftime(fmt: &str, t: i64) -> String {
             nopad = true;
             f = it.next().unwrap_or('%');
         }
-        let two = |v: i64| if nopad { v.to_string() } else { format!("{v:02}") };
+        let two = |v: i64| {
+            if nopad {
+                v.to_string()
+            } else {
+                format!("{v:02}")
+            }
+        };
         match f {
             'Y' => out.push_str(&y.to_string()),
             'C' => out.push_str(&two(y / 100)),
             'y' => out.push_str(&two(y % 100)),
             'm' => out.push_str(&two(m as i64)),
             'd' => out.push_str(&two(d as i64)),
-            'e' => out.push_str(&if nopad { d.to_string() } else { format!("{d:>2}") }),
+            'e' => out.push_str(&if nopad {
+                d.to_string()
+            } else {
+                format!("{d:>2}")
+            }),
             'H' => out.push_str(&two(hh)),
             'I' => out.push_str(&two(if hh % 12 == 0 { 12 } else { hh % 12 })),
             'M' => out.push_str(&two(mm)),
@@ -1795,7 +2167,11 @@ pub fn strftime(fmt: &str, t: i64) -> String {
             'p' => out.push_str(if hh < 12 { "AM" } else { "PM" }),
             's' => out.push_str(&t.to_string()),
             'N' => out.push_str("000000000"),
-            'j' => out.push_str(&if nopad { yday.to_string() } else { format!("{yday:03}") }),
+            'j' => out.push_str(&if nopad {
+                yday.to_string()
+            } else {
+                format!("{yday:03}")
+            }),
             'a' => out.push_str(&WD[wday][..3]),
             'A' => out.push_str(WD[wday]),
             'b' | 'h' => out.push_str(&MO[m as usize - 1][..3]),
@@ -1828,7 +2204,7 @@ fn parse_date(s: &str) -> Option<i64> {
     if let Some(n) = s.strip_prefix('@') {
         return n.parse().ok();
     }
-    let (date, time) = match s.find(|c| c == ' ' || c == 'T') {
+    let (date, time) = match s.find([' ', 'T']) {
         Some(i) => (&s[..i], s[i + 1..].trim_end_matches('Z')),
         None => (s, ""),
     };
@@ -1852,12 +2228,15 @@ fn parse_date(s: &str) -> Option<i64> {
 }
 
 fn date(args: &[&str], io: &mut Io) -> i32 {
-    let mut t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let mut t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let mut fmt = "%a %b %e %H:%M:%S %Z %Y".to_string();
     let mut i = 0;
     while i < args.len() {
         let a = args[i];
-        if a == "-u" || a == "--utc" || a == "-R" && false {
+        if a == "-u" || a == "--utc" {
         } else if a == "-d" || a == "--date" {
             i += 1;
             let v = args.get(i).copied().unwrap_or("");
@@ -1868,7 +2247,10 @@ fn date(args: &[&str], io: &mut Io) -> i32 {
                     return 1;
                 }
             }
-        } else if let Some(v) = a.strip_prefix("--date=").or_else(|| a.strip_prefix("-d").filter(|s| !s.is_empty())) {
+        } else if let Some(v) = a
+            .strip_prefix("--date=")
+            .or_else(|| a.strip_prefix("-d").filter(|s| !s.is_empty()))
+        {
             match parse_date(v) {
                 Some(x) => t = x,
                 None => {
@@ -1880,7 +2262,12 @@ fn date(args: &[&str], io: &mut Io) -> i32 {
             i += 1;
             let f = args.get(i).copied().unwrap_or("");
             match std::fs::metadata(f).and_then(|m| m.modified()) {
-                Ok(m) => t = m.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
+                Ok(m) => {
+                    t = m
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs() as i64)
+                        .unwrap_or(0)
+                }
                 Err(e) => {
                     io.err("date", &format!("{f}: {}", io_msg(&e)));
                     return 1;
@@ -1921,7 +2308,10 @@ fn hash_input(name: &str, f: &str, io: &mut Io) -> std::io::Result<String> {
         h.update(&d);
     } else {
         if Path::new(f).is_dir() {
-            return Err(std::io::Error::new(std::io::ErrorKind::Other, "Is a directory"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Other,
+                "Is a directory",
+            ));
         }
         let mut file = std::fs::File::open(f)?;
         let mut buf = vec![0u8; 1 << 20];
@@ -1941,7 +2331,11 @@ fn hashsum(name: &str, args: &[&str], io: &mut Io) -> i32 {
         Some(o) => o,
         None => return 1,
     };
-    let files: Vec<String> = if o.rest.is_empty() { vec!["-".into()] } else { o.rest.clone() };
+    let files: Vec<String> = if o.rest.is_empty() {
+        vec!["-".into()]
+    } else {
+        o.rest.clone()
+    };
     let mut code = 0;
     if o.has('c') || o.long_has("check") {
         let (quiet, status) = (o.long_has("quiet"), o.long_has("status"));
@@ -1984,7 +2378,13 @@ fn hashsum(name: &str, args: &[&str], io: &mut Io) -> i32 {
         }
         if bad > 0 {
             if !status {
-                io.err(name, &format!("WARNING: {bad} computed checksum{} did NOT match", if bad == 1 { "" } else { "s" }));
+                io.err(
+                    name,
+                    &format!(
+                        "WARNING: {bad} computed checksum{} did NOT match",
+                        if bad == 1 { "" } else { "s" }
+                    ),
+                );
             }
             code = 1;
         }
@@ -2027,7 +2427,11 @@ fn base64(args: &[&str], io: &mut Io) -> i32 {
             }
         }
     } else {
-        let wrap: usize = o.val('w').and_then(|w| w.parse().ok()).or_else(|| o.long_val("wrap").and_then(|w| w.parse().ok())).unwrap_or(76);
+        let wrap: usize = o
+            .val('w')
+            .and_then(|w| w.parse().ok())
+            .or_else(|| o.long_val("wrap").and_then(|w| w.parse().ok()))
+            .unwrap_or(76);
         let enc = codec::base64_encode(&data);
         let mut out = String::new();
         if wrap == 0 {
@@ -2055,7 +2459,11 @@ fn gzip(name: &str, args: &[&str], io: &mut Io) -> i32 {
     let keep = o.has('k') || o.long_has("keep");
     let force = o.has('f');
     let suffix = o.val('S').unwrap_or(".gz").to_string();
-    let files: Vec<String> = if o.rest.is_empty() { vec!["-".into()] } else { o.rest.clone() };
+    let files: Vec<String> = if o.rest.is_empty() {
+        vec!["-".into()]
+    } else {
+        o.rest.clone()
+    };
     let mut code = 0;
     for f in &files {
         if f != "-" && Path::new(f).is_dir() {
@@ -2063,13 +2471,22 @@ fn gzip(name: &str, args: &[&str], io: &mut Io) -> i32 {
             code = 2;
             continue;
         }
-        if decompress && f != "-" && !to_stdout && !test && !f.ends_with(&suffix) && !f.ends_with(".tgz") {
+        if decompress
+            && f != "-"
+            && !to_stdout
+            && !test
+            && !f.ends_with(&suffix)
+            && !f.ends_with(".tgz")
+        {
             io.err(name, &format!("{f}: unknown suffix -- ignored"));
             code = 2;
             continue;
         }
         if !decompress && !test && f != "-" && f.ends_with(&suffix) && !to_stdout && !force {
-            io.err(name, &format!("{f} already has {suffix} suffix -- unchanged"));
+            io.err(
+                name,
+                &format!("{f} already has {suffix} suffix -- unchanged"),
+            );
             code = 2;
             continue;
         }
@@ -2085,7 +2502,10 @@ fn gzip(name: &str, args: &[&str], io: &mut Io) -> i32 {
             match codec::gunzip(&data) {
                 Ok(d) => d,
                 Err(m) => {
-                    io.err(name, &format!("{}: {m}", if f == "-" { "stdin" } else { f }));
+                    io.err(
+                        name,
+                        &format!("{}: {m}", if f == "-" { "stdin" } else { f }),
+                    );
                     code = 1;
                     continue;
                 }
@@ -2155,7 +2575,9 @@ fn tar_header(name: &str, mode: u32, size: u64, kind: u8, link: &str) -> Vec<u8>
     let mut prefix = String::new();
     if name.len() > 100 {
         // Split at a `/` for ustar, or add a GNU long-name entry.
-        let split = name[..name.len().min(156)].rfind('/').filter(|&i| name.len() - i - 1 <= 100 && i <= 155);
+        let split = name[..name.len().min(156)]
+            .rfind('/')
+            .filter(|&i| name.len() - i - 1 <= 100 && i <= 155);
         match split {
             Some(i) => {
                 prefix = name[..i].to_string();
@@ -2164,7 +2586,13 @@ fn tar_header(name: &str, mode: u32, size: u64, kind: u8, link: &str) -> Vec<u8>
             None => {
                 let mut long = name.clone().into_bytes();
                 long.push(0);
-                out.extend(tar_header("././@LongLink", 0o644, long.len() as u64, b'L', ""));
+                out.extend(tar_header(
+                    "././@LongLink",
+                    0o644,
+                    long.len() as u64,
+                    b'L',
+                    "",
+                ));
                 out.extend(&long);
                 out.resize(out.len() + (512 - long.len() % 512) % 512, 0);
                 name.truncate(100);
@@ -2214,20 +2642,39 @@ fn tar_add(path: &str, name: &str, out: &mut Vec<u8>, io: &mut Io, code: &mut i3
         io.outln(name);
     }
     if md.file_type().is_symlink() {
-        let t = std::fs::read_link(path).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+        let t = std::fs::read_link(path)
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_default();
         out.extend(tar_header(name, 0o777, 0, b'2', &t));
     } else if md.is_dir() {
-        let dn = if name.ends_with('/') { name.to_string() } else { format!("{name}/") };
+        let dn = if name.ends_with('/') {
+            name.to_string()
+        } else {
+            format!("{name}/")
+        };
         out.extend(tar_header(&dn, current_mode(path), 0, b'5', ""));
         if let Ok(names) = list_dir(path) {
             for n in names {
-                tar_add(&format!("{}/{n}", path.trim_end_matches('/')), &format!("{dn}{n}"), out, io, code, verbose);
+                tar_add(
+                    &format!("{}/{n}", path.trim_end_matches('/')),
+                    &format!("{dn}{n}"),
+                    out,
+                    io,
+                    code,
+                    verbose,
+                );
             }
         }
     } else {
         match std::fs::read(path) {
             Ok(d) => {
-                out.extend(tar_header(name, current_mode(path), d.len() as u64, b'0', ""));
+                out.extend(tar_header(
+                    name,
+                    current_mode(path),
+                    d.len() as u64,
+                    b'0',
+                    "",
+                ));
                 out.extend(&d);
                 out.resize(out.len() + (512 - d.len() % 512) % 512, 0);
             }
@@ -2251,13 +2698,26 @@ fn tar_read(data: &[u8]) -> Result<Vec<TarEntry>, String> {
             break;
         }
         let stored: u64 = octal(&h[148..156]);
-        let sum: u64 = h.iter().enumerate().map(|(i, b)| if (148..156).contains(&i) { 32 } else { *b as u64 }).sum();
+        let sum: u64 = h
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    *b as u64
+                }
+            })
+            .sum();
         if stored != sum {
             return Err("This does not look like a tar archive".into());
         }
         let size = octal(&h[124..136]) as usize;
         let kind = h[156];
-        let body_end = (p + 512).checked_add(size).filter(|e| *e <= data.len()).ok_or("Unexpected EOF in archive")?;
+        let body_end = (p + 512)
+            .checked_add(size)
+            .filter(|e| *e <= data.len())
+            .ok_or("Unexpected EOF in archive")?;
         let body = &data[p + 512..body_end];
         p = p + 512 + (size + 511) / 512 * 512;
         match kind {
@@ -2287,7 +2747,15 @@ fn tar_read(data: &[u8]) -> Result<Vec<TarEntry>, String> {
         }
         let name = pax_path.take().or_else(|| long_name.take()).unwrap_or(name);
         let link = long_link.take().unwrap_or_else(|| cstr(&h[157..257]));
-        v.push(TarEntry { name, mode: octal(&h[100..108]) as u32, kind, link, data: body.to_vec(), uid: octal(&h[108..116]) as u32, gid: octal(&h[116..124]) as u32 });
+        v.push(TarEntry {
+            name,
+            mode: octal(&h[100..108]) as u32,
+            kind,
+            link,
+            data: body.to_vec(),
+            uid: octal(&h[108..116]) as u32,
+            gid: octal(&h[116..124]) as u32,
+        });
     }
     Ok(v)
 }
@@ -2301,7 +2769,8 @@ fn tar(args: &[&str], io: &mut Io) -> i32 {
         }
     }
     let mut mode = None;
-    let (mut file, mut dir, mut gz, mut verbose, mut strip, mut to_stdout) = (None::<String>, None::<String>, false, false, 0usize, false);
+    let (mut file, mut dir, mut gz, mut verbose, mut strip, mut to_stdout) =
+        (None::<String>, None::<String>, false, false, 0usize, false);
     let mut operands = Vec::new();
     let mut excludes = Vec::new();
     let mut i = 0;
@@ -2323,7 +2792,16 @@ fn tar(args: &[&str], io: &mut Io) -> i32 {
                 "strip-components" => strip = v.and_then(|s| s.parse().ok()).unwrap_or(0),
                 "exclude" => excludes.extend(v),
                 "to-stdout" => to_stdout = true,
-                "no-same-owner" | "no-same-permissions" | "same-owner" | "numeric-owner" | "overwrite" | "owner" | "group" | "mtime" | "sort" | "preserve-permissions" => {}
+                "no-same-owner"
+                | "no-same-permissions"
+                | "same-owner"
+                | "numeric-owner"
+                | "overwrite"
+                | "owner"
+                | "group"
+                | "mtime"
+                | "sort"
+                | "preserve-permissions" => {}
                 _ => {
                     io.err("tar", &format!("unrecognized option '--{k}'"));
                     return 2;
@@ -2371,7 +2849,10 @@ fn tar(args: &[&str], io: &mut Io) -> i32 {
     let mode = match mode {
         Some(m) => m,
         None => {
-            io.err("tar", "You must specify one of the '-Acdtrux', '--delete' or '--test-label' options");
+            io.err(
+                "tar",
+                "You must specify one of the '-Acdtrux', '--delete' or '--test-label' options",
+            );
             return 2;
         }
     };
@@ -2382,7 +2863,10 @@ fn tar(args: &[&str], io: &mut Io) -> i32 {
             io.err("tar", "Cowardly refusing to create an empty archive");
             return 2;
         }
-        let saved = io.var("PWD").map(|s| s.to_string()).unwrap_or_else(sys::cwd);
+        let saved = io
+            .var("PWD")
+            .map(|s| s.to_string())
+            .unwrap_or_else(sys::cwd);
         let base = match &dir {
             Some(d) => {
                 if d.starts_with('/') {
@@ -2395,9 +2879,17 @@ fn tar(args: &[&str], io: &mut Io) -> i32 {
         };
         let mut out = Vec::new();
         for op in &operands {
-            let path = if base.is_empty() || op.starts_with('/') { op.clone() } else { format!("{base}/{op}") };
+            let path = if base.is_empty() || op.starts_with('/') {
+                op.clone()
+            } else {
+                format!("{base}/{op}")
+            };
             let name = op.trim_start_matches('/').to_string();
-            let name = if name.is_empty() { ".".to_string() } else { name };
+            let name = if name.is_empty() {
+                ".".to_string()
+            } else {
+                name
+            };
             if excludes.iter().any(|x| x == op) {
                 continue;
             }
@@ -2406,8 +2898,16 @@ fn tar(args: &[&str], io: &mut Io) -> i32 {
         out.resize(out.len() + 1024, 0);
         let rec = 10240;
         out.resize((out.len() + rec - 1) / rec * rec, 0);
-        let out = if gz || file.ends_with(".gz") || file.ends_with(".tgz") { codec::gzip(&out) } else { out };
-        let r = if file == "-" { io.o.write_all(&out) } else { std::fs::write(&file, &out) };
+        let out = if gz || file.ends_with(".gz") || file.ends_with(".tgz") {
+            codec::gzip(&out)
+        } else {
+            out
+        };
+        let r = if file == "-" {
+            io.o.write_all(&out)
+        } else {
+            std::fs::write(&file, &out)
+        };
         if let Err(e) = r {
             io.err("tar", &format!("{file}: Cannot write: {}", io_msg(&e)));
             return 2;
@@ -2427,7 +2927,9 @@ fn tar(args: &[&str], io: &mut Io) -> i32 {
             Ok(d) => d,
             Err(m) => {
                 io.errln(&format!("gzip: stdin: {m}"));
-                io.errln("tar: Child returned status 1\ntar: Error is not recoverable: exiting now");
+                io.errln(
+                    "tar: Child returned status 1\ntar: Error is not recoverable: exiting now",
+                );
                 return 2;
             }
         }
@@ -2442,18 +2944,29 @@ fn tar(args: &[&str], io: &mut Io) -> i32 {
             return 2;
         }
     };
-    let want = |n: &str| operands.is_empty() || operands.iter().any(|o| n.trim_end_matches('/') == o.trim_end_matches('/') || n.starts_with(&format!("{}/", o.trim_end_matches('/'))));
+    let want = |n: &str| {
+        operands.is_empty()
+            || operands.iter().any(|o| {
+                n.trim_end_matches('/') == o.trim_end_matches('/')
+                    || n.starts_with(&format!("{}/", o.trim_end_matches('/')))
+            })
+    };
     let mut found = vec![false; operands.len()];
     for e in &entries {
         for (k, o) in operands.iter().enumerate() {
-            if e.name.trim_end_matches('/') == o.trim_end_matches('/') || e.name.starts_with(&format!("{}/", o.trim_end_matches('/'))) {
+            if e.name.trim_end_matches('/') == o.trim_end_matches('/')
+                || e.name.starts_with(&format!("{}/", o.trim_end_matches('/')))
+            {
                 found[k] = true;
             }
         }
     }
     let dest = dir.unwrap_or_default();
     if !dest.is_empty() && !Path::new(&dest).is_dir() {
-        io.err("tar", &format!("{dest}: Cannot open: No such file or directory"));
+        io.err(
+            "tar",
+            &format!("{dest}: Cannot open: No such file or directory"),
+        );
         io.errln("tar: Error is not recoverable: exiting now");
         return 2;
     }
@@ -2465,11 +2978,15 @@ fn tar(args: &[&str], io: &mut Io) -> i32 {
             io.outln(&e.name);
             continue;
         }
-        let parts: Vec<&str> = e.name.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+        let parts: Vec<&str> = e
+            .name
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
         if parts.len() <= strip {
             continue;
         }
-        if parts.iter().any(|p| *p == "..") {
+        if parts.contains(&"..") {
             io.err("tar", &format!("{}: Member name contains '..'", e.name));
             code = 2;
             continue;
@@ -2484,7 +3001,11 @@ fn tar(args: &[&str], io: &mut Io) -> i32 {
             }
             continue;
         }
-        let target = if dest.is_empty() { rel.clone() } else { format!("{}/{rel}", dest.trim_end_matches('/')) };
+        let target = if dest.is_empty() {
+            rel.clone()
+        } else {
+            format!("{}/{rel}", dest.trim_end_matches('/'))
+        };
         if let Some(parent) = Path::new(&target).parent() {
             if !parent.as_os_str().is_empty() {
                 let _ = std::fs::create_dir_all(parent);
@@ -2507,7 +3028,11 @@ fn tar(args: &[&str], io: &mut Io) -> i32 {
             b'1' => {
                 let src = {
                     let lp: Vec<&str> = e.link.split('/').filter(|p| !p.is_empty()).collect();
-                    let lrel = if lp.len() > strip { lp[strip..].join("/") } else { e.link.clone() };
+                    let lrel = if lp.len() > strip {
+                        lp[strip..].join("/")
+                    } else {
+                        e.link.clone()
+                    };
                     if dest.is_empty() {
                         lrel
                     } else {
@@ -2517,10 +3042,14 @@ fn tar(args: &[&str], io: &mut Io) -> i32 {
                 if exists(&target) {
                     let _ = std::fs::remove_file(&target);
                 }
-                std::fs::hard_link(&src, &target).or_else(|_| copy_file(Path::new(&src), Path::new(&target)))
+                std::fs::hard_link(&src, &target)
+                    .or_else(|_| copy_file(Path::new(&src), Path::new(&target)))
             }
             b'0' | 0 | b'7' => {
-                if std::fs::symlink_metadata(&target).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+                if std::fs::symlink_metadata(&target)
+                    .map(|m| m.file_type().is_symlink())
+                    .unwrap_or(false)
+                {
                     let _ = std::fs::remove_file(&target);
                 }
                 std::fs::write(&target, &e.data)
@@ -2558,7 +3087,10 @@ fn tar(args: &[&str], io: &mut Io) -> i32 {
 
 fn which(args: &[&str], io: &mut Io) -> i32 {
     let all = args.contains(&"-a");
-    let path = io.var("PATH").unwrap_or("/usr/local/bin:/usr/bin:/bin").to_string();
+    let path = io
+        .var("PATH")
+        .unwrap_or("/usr/local/bin:/usr/bin:/bin")
+        .to_string();
     let mut code = 0;
     for n in args.iter().filter(|a| !a.starts_with('-')) {
         let mut found = false;
@@ -2569,7 +3101,14 @@ fn which(args: &[&str], io: &mut Io) -> i32 {
             }
         } else {
             for d in path.split(':') {
-                let c = format!("{}/{n}", if d.is_empty() { "." } else { d.trim_end_matches('/') });
+                let c = format!(
+                    "{}/{n}",
+                    if d.is_empty() {
+                        "."
+                    } else {
+                        d.trim_end_matches('/')
+                    }
+                );
                 if Path::new(&c).is_file() {
                     io.outln(&c);
                     found = true;
@@ -2598,11 +3137,7 @@ fn id(args: &[&str], io: &mut Io) -> i32 {
         }
     }
     let name = o.has('n');
-    let line = if o.has('u') {
-        if name { "root" } else { "0" }.to_string()
-    } else if o.has('g') {
-        if name { "root" } else { "0" }.to_string()
-    } else if o.has('G') {
+    let line = if o.has('u') || o.has('g') || o.has('G') {
         if name { "root" } else { "0" }.to_string()
     } else {
         "uid=0(root) gid=0(root) groups=0(root)".to_string()
@@ -2614,8 +3149,19 @@ fn id(args: &[&str], io: &mut Io) -> i32 {
 /// Resolves `.`, `..` and symbolic links; with `must_exist` every part
 /// must exist, otherwise only the parents.
 fn resolve(p: &str, cwd: &str, must_exist: bool, missing_ok: bool) -> Option<String> {
-    let mut todo: Vec<String> = if p.starts_with('/') { Vec::new() } else { cwd.split('/').filter(|s| !s.is_empty()).map(|s| s.to_string()).collect() };
-    let mut parts: Vec<String> = p.split('/').filter(|s| !s.is_empty()).map(|s| s.to_string()).collect();
+    let mut todo: Vec<String> = if p.starts_with('/') {
+        Vec::new()
+    } else {
+        cwd.split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let mut parts: Vec<String> = p
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_string())
+        .collect();
     parts.reverse();
     let mut cur: Vec<String> = Vec::new();
     cur.append(&mut todo);
@@ -2629,18 +3175,32 @@ fn resolve(p: &str, cwd: &str, must_exist: bool, missing_ok: bool) -> Option<Str
             }
             _ => {}
         }
-        let candidate = format!("/{}", cur.iter().chain(std::iter::once(&part)).cloned().collect::<Vec<_>>().join("/"));
+        let candidate = format!(
+            "/{}",
+            cur.iter()
+                .chain(std::iter::once(&part))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("/")
+        );
         match std::fs::symlink_metadata(&candidate) {
             Ok(m) if m.file_type().is_symlink() => {
                 links += 1;
                 if links > 40 {
                     return None;
                 }
-                let t = std::fs::read_link(&candidate).ok()?.to_string_lossy().into_owned();
+                let t = std::fs::read_link(&candidate)
+                    .ok()?
+                    .to_string_lossy()
+                    .into_owned();
                 if t.starts_with('/') {
                     cur.clear();
                 }
-                let mut tp: Vec<String> = t.split('/').filter(|s| !s.is_empty()).map(|s| s.to_string()).collect();
+                let mut tp: Vec<String> = t
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.to_string())
+                    .collect();
                 tp.reverse();
                 parts.extend(tp);
             }
@@ -2666,7 +3226,10 @@ fn realpath(name: &str, args: &[&str], io: &mut Io) -> i32 {
         io.err(name, "missing operand");
         return 1;
     }
-    let cwd = io.var("PWD").map(|s| s.to_string()).unwrap_or_else(sys::cwd);
+    let cwd = io
+        .var("PWD")
+        .map(|s| s.to_string())
+        .unwrap_or_else(sys::cwd);
     let mut code = 0;
     for p in &o.rest {
         if name == "readlink" && !o.has('f') && !o.has('e') && !o.has('m') {
@@ -2679,9 +3242,13 @@ fn realpath(name: &str, args: &[&str], io: &mut Io) -> i32 {
         let must = o.has('e');
         let missing_ok = o.has('m');
         let default_must = name == "realpath" && !missing_ok;
-        match resolve(p, &cwd, must || (default_must && false), missing_ok) {
+        match resolve(p, &cwd, must, missing_ok) {
             Some(r) => {
-                if (must || default_must) && !missing_ok && std::fs::symlink_metadata(&r).is_err() && (must || !Path::new(&r).parent().map_or(false, |x| x.is_dir())) {
+                if (must || default_must)
+                    && !missing_ok
+                    && std::fs::symlink_metadata(&r).is_err()
+                    && (must || !Path::new(&r).parent().map_or(false, |x| x.is_dir()))
+                {
                     if name == "realpath" {
                         io.err(name, &format!("{p}: No such file or directory"));
                     }
@@ -2706,14 +3273,28 @@ fn mktemp(args: &[&str], io: &mut Io) -> i32 {
         Some(o) => o,
         None => return 1,
     };
-    let template = o.rest.first().cloned().unwrap_or_else(|| "tmp.XXXXXXXXXX".into());
-    let dir = o.val('p').map(|s| s.to_string()).or_else(|| if o.rest.is_empty() || o.has('t') { Some(io.var("TMPDIR").unwrap_or("/tmp").to_string()) } else { None });
+    let template = o
+        .rest
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "tmp.XXXXXXXXXX".into());
+    let dir = o.val('p').map(|s| s.to_string()).or_else(|| {
+        if o.rest.is_empty() || o.has('t') {
+            Some(io.var("TMPDIR").unwrap_or("/tmp").to_string())
+        } else {
+            None
+        }
+    });
     let xs = template.chars().rev().take_while(|c| *c == 'X').count();
     if xs < 3 {
         io.err("mktemp", &format!("too few X's in template '{template}'"));
         return 1;
     }
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) ^ 0x9e3779b97f4a7c15;
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ 0x9e3779b97f4a7c15;
     const CH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     for _ in 0..100 {
         let mut s = template[..template.len() - xs].to_string();
@@ -2730,14 +3311,29 @@ fn mktemp(args: &[&str], io: &mut Io) -> i32 {
         if exists(&path) {
             continue;
         }
-        let r = if o.has('d') { std::fs::create_dir(&path) } else { std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map(|_| ()) };
+        let r = if o.has('d') {
+            std::fs::create_dir(&path)
+        } else {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map(|_| ())
+        };
         return match r {
             Ok(()) => {
                 io.outln(&path);
                 0
             }
             Err(e) => {
-                io.err("mktemp", &format!("failed to create {} via template '{template}': {}", if o.has('d') { "directory" } else { "file" }, io_msg(&e)));
+                io.err(
+                    "mktemp",
+                    &format!(
+                        "failed to create {} via template '{template}': {}",
+                        if o.has('d') { "directory" } else { "file" },
+                        io_msg(&e)
+                    ),
+                );
                 1
             }
         };
@@ -2769,7 +3365,13 @@ fn install(args: &[&str], io: &mut Io) -> i32 {
                 Some(id) if slot == 0 => owner.0 = Some(id),
                 Some(id) => owner.1 = Some(id),
                 None => {
-                    io.err("install", &format!("invalid {} '{name}'", if slot == 0 { "user" } else { "group" }));
+                    io.err(
+                        "install",
+                        &format!(
+                            "invalid {} '{name}'",
+                            if slot == 0 { "user" } else { "group" }
+                        ),
+                    );
                     return 1;
                 }
             }
@@ -2779,13 +3381,22 @@ fn install(args: &[&str], io: &mut Io) -> i32 {
     // Mode and owner of what was made; false (after the message) on error.
     let finish = |p: &str, io: &mut Io| -> bool {
         if let Err(e) = sys::set_mode(p, mode) {
-            io.err("install", &format!("cannot change permissions of '{p}': {}", io_msg(&e)));
+            io.err(
+                "install",
+                &format!("cannot change permissions of '{p}': {}", io_msg(&e)),
+            );
             return false;
         }
         if owner.0.is_some() || owner.1.is_some() {
-            let (u, g) = (owner.0.unwrap_or(0), owner.1.unwrap_or_else(|| owner.0.unwrap_or(0)));
+            let (u, g) = (
+                owner.0.unwrap_or(0),
+                owner.1.unwrap_or_else(|| owner.0.unwrap_or(0)),
+            );
             if let Err(e) = sys::set_owner(p, u, g) {
-                io.err("install", &format!("cannot change ownership of '{p}': {}", io_msg(&e)));
+                io.err(
+                    "install",
+                    &format!("cannot change ownership of '{p}': {}", io_msg(&e)),
+                );
                 return false;
             }
         }
@@ -2799,7 +3410,10 @@ fn install(args: &[&str], io: &mut Io) -> i32 {
         }
         for d in &o.rest {
             if let Err(e) = std::fs::create_dir_all(d) {
-                io.err("install", &format!("cannot create directory '{d}': {}", io_msg(&e)));
+                io.err(
+                    "install",
+                    &format!("cannot create directory '{d}': {}", io_msg(&e)),
+                );
                 code = 1;
                 continue;
             }
@@ -2818,7 +3432,10 @@ fn install(args: &[&str], io: &mut Io) -> i32 {
             if o.rest.len() < 2 {
                 match o.rest.first() {
                     None => io.err("install", "missing file operand"),
-                    Some(f) => io.err("install", &format!("missing destination file operand after '{f}'")),
+                    Some(f) => io.err(
+                        "install",
+                        &format!("missing destination file operand after '{f}'"),
+                    ),
                 }
                 io.errln("Try 'install --help' for more information.");
                 return 1;
@@ -2837,7 +3454,11 @@ fn install(args: &[&str], io: &mut Io) -> i32 {
             let _ = std::fs::create_dir_all(d);
         }
         if !Path::new(d).is_dir() {
-            let msg = if crate::exists(d) { format!("target '{d}' is not a directory") } else { format!("target '{d}': No such file or directory") };
+            let msg = if crate::exists(d) {
+                format!("target '{d}' is not a directory")
+            } else {
+                format!("target '{d}': No such file or directory")
+            };
             io.err("install", &msg);
             return 1;
         }
@@ -2853,21 +3474,33 @@ fn install(args: &[&str], io: &mut Io) -> i32 {
             continue;
         }
         if std::fs::metadata(s).is_err() {
-            io.err("install", &format!("cannot stat '{s}': No such file or directory"));
+            io.err(
+                "install",
+                &format!("cannot stat '{s}': No such file or directory"),
+            );
             code = 1;
             continue;
         }
         if dir.is_none() && o.has('D') {
-            if let Some(parent) = Path::new(&dest).parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Some(parent) = Path::new(&dest)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
                 let _ = std::fs::create_dir_all(parent);
             }
         }
         // install replaces the destination rather than writing into it.
-        if std::fs::symlink_metadata(&dest).map(|m| !m.is_dir()).unwrap_or(false) {
+        if std::fs::symlink_metadata(&dest)
+            .map(|m| !m.is_dir())
+            .unwrap_or(false)
+        {
             let _ = std::fs::remove_file(&dest);
         }
         if let Err(e) = copy_file(Path::new(s), Path::new(&dest)) {
-            io.err("install", &format!("cannot create regular file '{dest}': {}", io_msg(&e)));
+            io.err(
+                "install",
+                &format!("cannot create regular file '{dest}': {}", io_msg(&e)),
+            );
             code = 1;
             continue;
         }
@@ -2889,10 +3522,20 @@ fn cmp(args: &[&str], io: &mut Io) -> i32 {
     };
     let silent = o.has('s') || o.long_has("silent") || o.long_has("quiet");
     if o.rest.is_empty() || o.rest.len() > 2 {
-        io.err("cmp", if o.rest.is_empty() { "missing operand after 'cmp'" } else { "invalid --ignore-initial value" });
+        io.err(
+            "cmp",
+            if o.rest.is_empty() {
+                "missing operand after 'cmp'"
+            } else {
+                "invalid --ignore-initial value"
+            },
+        );
         return 2;
     }
-    let names = [o.rest[0].clone(), o.rest.get(1).cloned().unwrap_or_else(|| "-".into())];
+    let names = [
+        o.rest[0].clone(),
+        o.rest.get(1).cloned().unwrap_or_else(|| "-".into()),
+    ];
     let mut data = Vec::new();
     for n in &names {
         match read_operand(n, io) {
@@ -2910,14 +3553,23 @@ fn cmp(args: &[&str], io: &mut Io) -> i32 {
             if !silent {
                 let line = a[..i].iter().filter(|&&c| c == b'\n').count() + 1;
                 // POSIX's wording, which GNU cmp keeps in the C locale.
-                io.outln(&format!("{} {} differ: char {}, line {line}", names[0], names[1], i + 1));
+                io.outln(&format!(
+                    "{} {} differ: char {}, line {line}",
+                    names[0],
+                    names[1],
+                    i + 1
+                ));
             }
             1
         }
         None if a.len() == b.len() => 0,
         None => {
             if !silent {
-                let short = if a.len() < b.len() { &names[0] } else { &names[1] };
+                let short = if a.len() < b.len() {
+                    &names[0]
+                } else {
+                    &names[1]
+                };
                 let lines = a[..common].iter().filter(|&&c| c == b'\n').count();
                 let at = if common == 0 {
                     "is empty".to_string()
@@ -2940,7 +3592,12 @@ fn stat(args: &[&str], io: &mut Io) -> i32 {
         Some(o) => o,
         None => return 1,
     };
-    let (format, newline) = match (o.val('c').map(str::to_string).or_else(|| o.long_val("format")), o.long_val("printf")) {
+    let (format, newline) = match (
+        o.val('c')
+            .map(str::to_string)
+            .or_else(|| o.long_val("format")),
+        o.long_val("printf"),
+    ) {
         (_, Some(p)) => (p, false),
         (Some(f), None) => (f, true),
         (None, None) => {
@@ -2953,10 +3610,17 @@ fn stat(args: &[&str], io: &mut Io) -> i32 {
         return 1;
     }
     let follow = o.has('L') || o.long_has("dereference");
-    let cwd = io.var("PWD").map(|s| s.to_string()).unwrap_or_else(sys::cwd);
+    let cwd = io
+        .var("PWD")
+        .map(|s| s.to_string())
+        .unwrap_or_else(sys::cwd);
     let mut code = 0;
     for p in &o.rest {
-        let md = if follow { std::fs::metadata(p) } else { std::fs::symlink_metadata(p) };
+        let md = if follow {
+            std::fs::metadata(p)
+        } else {
+            std::fs::symlink_metadata(p)
+        };
         let md = match md {
             Ok(m) => m,
             Err(e) => {
@@ -2966,7 +3630,11 @@ fn stat(args: &[&str], io: &mut Io) -> i32 {
             }
         };
         let link = md.file_type().is_symlink();
-        let mode = if link { 0o777 } else { current_mode(&resolve(p, &cwd, true, false).unwrap_or_else(|| p.to_string())) };
+        let mode = if link {
+            0o777
+        } else {
+            current_mode(&resolve(p, &cwd, true, false).unwrap_or_else(|| p.to_string()))
+        };
         let (kind, letter) = if link {
             ("symbolic link", 'l')
         } else if md.is_dir() {
@@ -3023,7 +3691,13 @@ fn stat(args: &[&str], io: &mut Io) -> i32 {
                 Some('U') | Some('G') => out.push_str("root"),
                 // A directory's links: itself, its entry, each subdirectory's `..`.
                 Some('h') if md.is_dir() => {
-                    let subdirs = std::fs::read_dir(p).map(|r| r.filter_map(|e| e.ok()).filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).count()).unwrap_or(0);
+                    let subdirs = std::fs::read_dir(p)
+                        .map(|r| {
+                            r.filter_map(|e| e.ok())
+                                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                                .count()
+                        })
+                        .unwrap_or(0);
                     out.push_str(&(2 + subdirs).to_string());
                 }
                 Some('h') => out.push('1'),

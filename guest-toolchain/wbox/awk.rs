@@ -10,7 +10,7 @@ use std::io::Write;
 use std::rc::Rc;
 
 use crate::re::Regex;
-use crate::{Io, H, Stream};
+use crate::{Io, Stream, H};
 
 // ---- values ----
 
@@ -78,7 +78,11 @@ fn str_prefix_num(s: &str) -> (f64, usize) {
 
 fn num_to_str(v: f64, fmt: &str) -> String {
     if v.is_nan() {
-        return if v.is_sign_negative() { "-nan".into() } else { "nan".into() };
+        return if v.is_sign_negative() {
+            "-nan".into()
+        } else {
+            "nan".into()
+        };
     }
     if v.is_infinite() {
         return if v < 0.0 { "-inf".into() } else { "inf".into() };
@@ -154,7 +158,10 @@ struct Array {
 
 impl Array {
     fn get(&self, k: &str) -> Option<&Val> {
-        self.index.get(k).and_then(|&i| self.items[i].as_ref()).map(|(_, v)| v)
+        self.index
+            .get(k)
+            .and_then(|&i| self.items[i].as_ref())
+            .map(|(_, v)| v)
     }
     fn slot(&mut self, k: &str) -> &mut Val {
         let i = match self.index.get(k) {
@@ -179,7 +186,11 @@ impl Array {
         *self = Array::default();
     }
     fn keys(&self) -> Vec<Rc<str>> {
-        self.items.iter().flatten().map(|(k, _)| k.clone()).collect()
+        self.items
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 }
 
@@ -234,13 +245,15 @@ enum Tok {
 }
 
 const BUILTINS: &[&str] = &[
-    "length", "substr", "index", "split", "sub", "gsub", "match", "sprintf", "sin", "cos", "atan2", "exp", "log", "sqrt", "int", "rand", "srand", "tolower", "toupper", "system", "close",
+    "length", "substr", "index", "split", "sub", "gsub", "match", "sprintf", "sin", "cos", "atan2",
+    "exp", "log", "sqrt", "int", "rand", "srand", "tolower", "toupper", "system", "close",
     "fflush",
 ];
 
 const OPS: &[&str] = &[
-    "+=", "-=", "*=", "/=", "%=", "^=", "**=", "==", "<=", ">=", "!=", "++", "--", "&&", "||", ">>", "!~", "**", "+", "-", "*", "/", "%", "^", "!", ">", "<", "|", "?", ":", "~", "$", "=", "(",
-    ")", "[", "]", "{", "}", ";", ",",
+    "+=", "-=", "*=", "/=", "%=", "^=", "**=", "==", "<=", ">=", "!=", "++", "--", "&&", "||",
+    ">>", "!~", "**", "+", "-", "*", "/", "%", "^", "!", ">", "<", "|", "?", ":", "~", "$", "=",
+    "(", ")", "[", "]", "{", "}", ";", ",",
 ];
 
 fn lex(src: &str) -> Result<Vec<(Tok, usize)>, String> {
@@ -281,7 +294,9 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, String> {
             i += 1;
             loop {
                 match c.get(i) {
-                    None | Some('\n') => return Err(format!("line {line}: runaway string constant \"{s} ...")),
+                    None | Some('\n') => {
+                        return Err(format!("line {line}: runaway string constant \"{s} ..."))
+                    }
                     Some('"') => {
                         i += 1;
                         break;
@@ -301,7 +316,15 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, String> {
         }
         let prev_operand = matches!(
             out.last().map(|t| &t.0),
-            Some(Tok::Num(_)) | Some(Tok::Str(_)) | Some(Tok::Name(_)) | Some(Tok::Builtin(_)) | Some(Tok::Op(")")) | Some(Tok::Op("]")) | Some(Tok::Op("$")) | Some(Tok::Op("++")) | Some(Tok::Op("--"))
+            Some(Tok::Num(_))
+                | Some(Tok::Str(_))
+                | Some(Tok::Name(_))
+                | Some(Tok::Builtin(_))
+                | Some(Tok::Op(")"))
+                | Some(Tok::Op("]"))
+                | Some(Tok::Op("$"))
+                | Some(Tok::Op("++"))
+                | Some(Tok::Op("--"))
         );
         if ch == '/' && !prev_operand {
             let mut s = String::new();
@@ -309,7 +332,9 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, String> {
             let mut in_class = false;
             loop {
                 match c.get(i) {
-                    None | Some('\n') => return Err(format!("line {line}: runaway regular expression /{s} ...")),
+                    None | Some('\n') => {
+                        return Err(format!("line {line}: runaway regular expression /{s} ..."))
+                    }
                     Some('/') if !in_class => {
                         i += 1;
                         break;
@@ -350,7 +375,8 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, String> {
             out.push((Tok::Re(regex_escapes(&s)), line));
             continue;
         }
-        if ch.is_ascii_digit() || (ch == '.' && c.get(i + 1).map_or(false, |d| d.is_ascii_digit())) {
+        if ch.is_ascii_digit() || (ch == '.' && c.get(i + 1).map_or(false, |d| d.is_ascii_digit()))
+        {
             let rest: String = c[i..].iter().collect();
             let (v, used) = str_prefix_num(&rest);
             let used_chars = rest[..used].chars().count();
@@ -397,7 +423,11 @@ fn lex(src: &str) -> Result<Vec<(Tok, usize)>, String> {
                 out.push((Tok::Op(op), line));
                 i += op.len();
             }
-            None => return Err(format!("line {line}: syntax error at source line {line}: unexpected character '{ch}'")),
+            None => {
+                return Err(format!(
+                    "line {line}: syntax error at source line {line}: unexpected character '{ch}'"
+                ))
+            }
         }
     }
     out.push((Tok::Nl, line));
@@ -534,7 +564,12 @@ enum Stmt {
     If(Expr, Box<Stmt>, Option<Box<Stmt>>),
     While(Expr, Box<Stmt>),
     Do(Box<Stmt>, Expr),
-    For(Option<Box<Stmt>>, Option<Expr>, Option<Box<Stmt>>, Box<Stmt>),
+    For(
+        Option<Box<Stmt>>,
+        Option<Expr>,
+        Option<Box<Stmt>>,
+        Box<Stmt>,
+    ),
     ForIn(Var, Var, Box<Stmt>),
     Block(Vec<Stmt>),
     Next,
@@ -619,7 +654,10 @@ impl Parser {
             Tok::Num(n) => n.to_string(),
             t => format!("{t:?}").to_lowercase(),
         };
-        Err(format!("syntax error at source line {}: {what} near {near}", self.line()))
+        Err(format!(
+            "syntax error at source line {}: {what} near {near}",
+            self.line()
+        ))
     }
     fn expect_op(&mut self, op: &str) -> P<()> {
         if self.eat_op(op) {
@@ -713,7 +751,11 @@ impl Parser {
                             Pattern::Expr(a)
                         }
                     };
-                    let action = if self.is_op("{") { Some(self.block()?) } else { None };
+                    let action = if self.is_op("{") {
+                        Some(self.block()?)
+                    } else {
+                        None
+                    };
                     items.push((pat, action));
                 }
             }
@@ -721,10 +763,16 @@ impl Parser {
         }
         for (name, line) in &self.calls {
             if !self.func_index.contains_key(name) {
-                return Err(format!("calling undefined function {name} (source line {line})"));
+                return Err(format!(
+                    "calling undefined function {name} (source line {line})"
+                ));
             }
         }
-        Ok(Program { items, funcs, globals: self.global_names.clone() })
+        Ok(Program {
+            items,
+            funcs,
+            globals: self.global_names.clone(),
+        })
     }
 
     fn block(&mut self) -> P<Vec<Stmt>> {
@@ -810,22 +858,44 @@ impl Parser {
             Tok::For => {
                 self.next();
                 self.expect_op("(")?;
-                if let (Tok::Name(k), Tok::In, Tok::Name(a), Tok::Op(")")) = (self.peek().clone(), self.peek_at(1).clone(), self.peek_at(2).clone(), self.peek_at(3).clone()) {
+                if let (Tok::Name(k), Tok::In, Tok::Name(a), Tok::Op(")")) = (
+                    self.peek().clone(),
+                    self.peek_at(1).clone(),
+                    self.peek_at(2).clone(),
+                    self.peek_at(3).clone(),
+                ) {
                     self.i += 4;
                     let (kv, av) = (self.var(&k), self.var(&a));
                     return Ok(Stmt::ForIn(kv, av, self.body()?));
                 }
-                let init = if self.is_op(";") { None } else { Some(Box::new(self.simple_stmt()?)) };
+                let init = if self.is_op(";") {
+                    None
+                } else {
+                    Some(Box::new(self.simple_stmt()?))
+                };
                 self.expect_op(";")?;
                 self.nls();
-                let cond = if self.is_op(";") { None } else { Some(self.expr()?) };
+                let cond = if self.is_op(";") {
+                    None
+                } else {
+                    Some(self.expr()?)
+                };
                 self.expect_op(";")?;
                 self.nls();
-                let step = if self.is_op(")") { None } else { Some(Box::new(self.simple_stmt()?)) };
+                let step = if self.is_op(")") {
+                    None
+                } else {
+                    Some(Box::new(self.simple_stmt()?))
+                };
                 self.expect_op(")")?;
                 if self.is_op(";") {
                     self.next();
-                    return Ok(Stmt::For(init, cond, step, Box::new(Stmt::Block(Vec::new()))));
+                    return Ok(Stmt::For(
+                        init,
+                        cond,
+                        step,
+                        Box::new(Stmt::Block(Vec::new())),
+                    ));
                 }
                 Ok(Stmt::For(init, cond, step, self.body()?))
             }
@@ -853,11 +923,19 @@ impl Parser {
                     }
                     Tok::Exit => {
                         self.next();
-                        Stmt::Exit(if self.at_simple_end() { None } else { Some(self.expr()?) })
+                        Stmt::Exit(if self.at_simple_end() {
+                            None
+                        } else {
+                            Some(self.expr()?)
+                        })
                     }
                     Tok::Return => {
                         self.next();
-                        Stmt::Return(if self.at_simple_end() { None } else { Some(self.expr()?) })
+                        Stmt::Return(if self.at_simple_end() {
+                            None
+                        } else {
+                            Some(self.expr()?)
+                        })
                     }
                     _ => self.simple_stmt()?,
                 };
@@ -888,7 +966,11 @@ impl Parser {
                 if printf && args.is_empty() {
                     return self.err("printf: no format");
                 }
-                Ok(if printf { Stmt::Printf(args, redir) } else { Stmt::Print(args, redir) })
+                Ok(if printf {
+                    Stmt::Printf(args, redir)
+                } else {
+                    Stmt::Print(args, redir)
+                })
             }
             Tok::Delete => {
                 self.next();
@@ -904,9 +986,7 @@ impl Parser {
                     Ok(Stmt::Delete(v, None))
                 }
             }
-            _ => {
-                Ok(Stmt::Expr(self.expr()?))
-            }
+            _ => Ok(Stmt::Expr(self.expr()?)),
         }
     }
 
@@ -943,7 +1023,16 @@ impl Parser {
                 k += 1;
             }
             let after = self.peek_at(k + 1).clone();
-            let ends = matches!(after, Tok::Nl | Tok::Eof | Tok::Op(";") | Tok::Op("}") | Tok::Op(">") | Tok::Op(">>") | Tok::Op("|"));
+            let ends = matches!(
+                after,
+                Tok::Nl
+                    | Tok::Eof
+                    | Tok::Op(";")
+                    | Tok::Op("}")
+                    | Tok::Op(">")
+                    | Tok::Op(">>")
+                    | Tok::Op("|")
+            );
             if comma && ends {
                 self.next();
                 let v = self.expr_list(")")?;
@@ -1023,7 +1112,12 @@ impl Parser {
     }
 
     /// `||` or `&&` over `next` (a newline may follow the operator).
-    fn logical(&mut self, op: &str, next: fn(&mut Self) -> P<Expr>, node: fn(Box<Expr>, Box<Expr>) -> Expr) -> P<Expr> {
+    fn logical(
+        &mut self,
+        op: &str,
+        next: fn(&mut Self) -> P<Expr>,
+        node: fn(Box<Expr>, Box<Expr>) -> Expr,
+    ) -> P<Expr> {
         let mut a = next(self)?;
         while self.eat_op(op) {
             self.nls();
@@ -1090,7 +1184,12 @@ impl Parser {
 
     fn starts_operand(&self) -> bool {
         match self.peek() {
-            Tok::Num(_) | Tok::Str(_) | Tok::Re(_) | Tok::Name(_) | Tok::Call(_) | Tok::Builtin(_) => true,
+            Tok::Num(_)
+            | Tok::Str(_)
+            | Tok::Re(_)
+            | Tok::Name(_)
+            | Tok::Call(_)
+            | Tok::Builtin(_) => true,
             Tok::Op(o) => matches!(*o, "$" | "(" | "!" | "-" | "+" | "++" | "--"),
             Tok::In => false,
             _ => false,
@@ -1160,7 +1259,11 @@ impl Parser {
         if self.is_op("^") || self.is_op("**") {
             self.next();
             // Right-associative, and binds tighter than a unary minus on its left.
-            let b = if self.is_op("-") || self.is_op("+") || self.is_op("!") { self.unary()? } else { self.power()? };
+            let b = if self.is_op("-") || self.is_op("+") || self.is_op("!") {
+                self.unary()?
+            } else {
+                self.power()?
+            };
             return Ok(Expr::Bin("^", Box::new(a), Box::new(b)));
         }
         Ok(a)
@@ -1168,7 +1271,11 @@ impl Parser {
 
     fn postfix(&mut self) -> P<Expr> {
         if self.is_op("++") || self.is_op("--") {
-            let d = if matches!(self.next(), Tok::Op("++")) { 1.0 } else { -1.0 };
+            let d = if matches!(self.next(), Tok::Op("++")) {
+                1.0
+            } else {
+                -1.0
+            };
             let e = self.postfix()?;
             if !Self::is_lvalue(&e) {
                 return self.err("++ or -- needs a variable");
@@ -1177,18 +1284,18 @@ impl Parser {
         }
         let e = self.primary()?;
         if Self::is_lvalue(&e) && (self.is_op("++") || self.is_op("--")) {
-            let d = if matches!(self.next(), Tok::Op("++")) { 1.0 } else { -1.0 };
+            let d = if matches!(self.next(), Tok::Op("++")) {
+                1.0
+            } else {
+                -1.0
+            };
             return Ok(Expr::Incr(false, d, Box::new(e)));
         }
         Ok(e)
     }
 
     fn getline_target(&mut self) -> P<Option<Box<Expr>>> {
-        let lv = match self.peek() {
-            Tok::Name(_) => true,
-            Tok::Op("$") => true,
-            _ => false,
-        };
+        let lv = matches!(self.peek(), Tok::Name(_) | Tok::Op("$"));
         if !lv {
             return Ok(None);
         }
@@ -1355,7 +1462,10 @@ fn parse(src: &str) -> P<Program> {
 }
 
 /// The special variables, at fixed global slots.
-const SPECIALS: &[&str] = &["NR", "NF", "FNR", "FS", "OFS", "ORS", "RS", "SUBSEP", "RSTART", "RLENGTH", "FILENAME", "CONVFMT", "OFMT", "ENVIRON", "ARGC", "ARGV"];
+const SPECIALS: &[&str] = &[
+    "NR", "NF", "FNR", "FS", "OFS", "ORS", "RS", "SUBSEP", "RSTART", "RLENGTH", "FILENAME",
+    "CONVFMT", "OFMT", "ENVIRON", "ARGC", "ARGV",
+];
 const NR: usize = 0;
 const NF: usize = 1;
 const FNR: usize = 2;
@@ -1422,9 +1532,22 @@ fn resolve_expr(e: &mut Expr, idx: &HashMap<String, usize>) {
             }
             args.iter_mut().for_each(|a| resolve_expr(a, idx));
         }
-        Expr::Index(_, v) | Expr::In(v, _) | Expr::Builtin(_, v) => v.iter_mut().for_each(|a| resolve_expr(a, idx)),
-        Expr::Field(a) | Expr::Not(a) | Expr::Neg(a) | Expr::Plus(a) | Expr::Incr(_, _, a) | Expr::Group(a) => resolve_expr(a, idx),
-        Expr::Assign(a, _, b) | Expr::And(a, b) | Expr::Or(a, b) | Expr::Bin(_, a, b) | Expr::Cmp(_, a, b) | Expr::Match(_, a, b) | Expr::Concat(a, b) => {
+        Expr::Index(_, v) | Expr::In(v, _) | Expr::Builtin(_, v) => {
+            v.iter_mut().for_each(|a| resolve_expr(a, idx))
+        }
+        Expr::Field(a)
+        | Expr::Not(a)
+        | Expr::Neg(a)
+        | Expr::Plus(a)
+        | Expr::Incr(_, _, a)
+        | Expr::Group(a) => resolve_expr(a, idx),
+        Expr::Assign(a, _, b)
+        | Expr::And(a, b)
+        | Expr::Or(a, b)
+        | Expr::Bin(_, a, b)
+        | Expr::Cmp(_, a, b)
+        | Expr::Match(_, a, b)
+        | Expr::Concat(a, b) => {
             resolve_expr(a, idx);
             resolve_expr(b, idx);
         }
@@ -1598,7 +1721,8 @@ impl<'a> Interp<'a> {
         if let Some(r) = self.regexes.get(s) {
             return Ok(r.clone());
         }
-        let r = Regex::new(s, true, false).map_err(|e| Flow::Error(format!("regular expression /{s}/: {e}")))?;
+        let r = Regex::new(s, true, false)
+            .map_err(|e| Flow::Error(format!("regular expression /{s}/: {e}")))?;
         let r = Rc::new(r);
         if self.regexes.len() > 500 {
             self.regexes.clear();
@@ -1627,7 +1751,11 @@ impl<'a> Interp<'a> {
 
     fn split_with(&mut self, s: &str, fs: &str, paragraph: bool) -> Vec<String> {
         if fs == " " {
-            return s.split(|c| c == ' ' || c == '\t' || c == '\n').filter(|w| !w.is_empty()).map(str::to_string).collect();
+            return s
+                .split([' ', '\t', '\n'])
+                .filter(|w| !w.is_empty())
+                .map(str::to_string)
+                .collect();
         }
         if s.is_empty() {
             return Vec::new();
@@ -1645,7 +1773,10 @@ impl<'a> Interp<'a> {
             self.split_re(s, fs)
         };
         if paragraph && fs != " " {
-            out = out.iter().flat_map(|f| f.split('\n').map(str::to_string).collect::<Vec<_>>()).collect();
+            out = out
+                .iter()
+                .flat_map(|f| f.split('\n').map(str::to_string).collect::<Vec<_>>())
+                .collect();
         }
         out
     }
@@ -1700,7 +1831,10 @@ impl<'a> Interp<'a> {
         let v = self.eval(e)?.num();
         // Past a million fields is a mistake (`$1e9 = x` would need gigabytes).
         if !(0.0..=1_000_000.0).contains(&v) {
-            return Err(Flow::Error(format!("trying to access out of range field {}", v as i64)));
+            return Err(Flow::Error(format!(
+                "trying to access out of range field {}",
+                v as i64
+            )));
         }
         Ok(v as usize)
     }
@@ -1800,7 +1934,9 @@ impl<'a> Interp<'a> {
             Expr::Group(e) => self.eval(e)?,
             Expr::Var(v) => match self.cell(*v) {
                 Cell::Val(x) => x.clone(),
-                Cell::Arr(_) => return Err(Flow::Error("can't use an array in a scalar context".into())),
+                Cell::Arr(_) => {
+                    return Err(Flow::Error("can't use an array in a scalar context".into()))
+                }
             },
             Expr::Index(v, idx) => {
                 let k = self.key(idx)?;
@@ -1836,8 +1972,12 @@ impl<'a> Interp<'a> {
                     self.eval(b)?
                 }
             }
-            Expr::And(a, b) => Val::Num((self.eval(a)?.truth() && self.eval(b)?.truth()) as i32 as f64),
-            Expr::Or(a, b) => Val::Num((self.eval(a)?.truth() || self.eval(b)?.truth()) as i32 as f64),
+            Expr::And(a, b) => {
+                Val::Num((self.eval(a)?.truth() && self.eval(b)?.truth()) as i32 as f64)
+            }
+            Expr::Or(a, b) => {
+                Val::Num((self.eval(a)?.truth() || self.eval(b)?.truth()) as i32 as f64)
+            }
             Expr::Not(a) => Val::Num((!self.eval(a)?.truth()) as i32 as f64),
             Expr::Neg(a) => Val::Num(-self.eval(a)?.num()),
             Expr::Plus(a) => Val::Num(self.eval(a)?.num()),
@@ -1850,7 +1990,9 @@ impl<'a> Interp<'a> {
                 let x = self.eval(a)?;
                 let y = self.eval(b)?;
                 let ord = if x.is_numeric() && y.is_numeric() {
-                    x.num().partial_cmp(&y.num()).unwrap_or(std::cmp::Ordering::Equal)
+                    x.num()
+                        .partial_cmp(&y.num())
+                        .unwrap_or(std::cmp::Ordering::Equal)
                 } else {
                     let (xs, ys) = (self.str_of(&x), self.str_of(&y));
                     xs.as_bytes().cmp(ys.as_bytes())
@@ -1896,13 +2038,24 @@ impl<'a> Interp<'a> {
             None => return Err(Flow::Error("calling an undefined function".into())),
         };
         if args.len() > func.params.len() {
-            return Err(Flow::Error(format!("function {} called with {} args, accepts only {}", func.name, args.len(), func.params.len())));
+            return Err(Flow::Error(format!(
+                "function {} called with {} args, accepts only {}",
+                func.name,
+                args.len(),
+                func.params.len()
+            )));
         }
         if self.frames.len() > 1000 {
-            return Err(Flow::Error(format!("function {}: calls nested too deeply", func.name)));
+            return Err(Flow::Error(format!(
+                "function {}: calls nested too deeply",
+                func.name
+            )));
         }
         let n = func.params.len();
-        let mut frame = Frame { cells: Vec::with_capacity(n), origins: vec![None; n] };
+        let mut frame = Frame {
+            cells: Vec::with_capacity(n),
+            origins: vec![None; n],
+        };
         for (k, a) in args.iter().enumerate() {
             // Arrays go by reference; an untouched variable becomes the
             // caller's array if the function uses it as one.
@@ -2088,7 +2241,10 @@ impl<'a> Interp<'a> {
             return Ok(());
         }
         let buf = std::mem::take(&mut self.out_buf);
-        self.io.o.write_all(&buf).map_err(|e| Flow::Error(format!("write failure ({})", crate::io_msg(&e))))?;
+        self.io
+            .o
+            .write_all(&buf)
+            .map_err(|e| Flow::Error(format!("write failure ({})", crate::io_msg(&e))))?;
         let _ = self.io.o.flush();
         Ok(())
     }
@@ -2114,19 +2270,37 @@ impl<'a> Interp<'a> {
                 return Ok(());
             } else if name == "/dev/stderr" {
                 self.flush_out()?;
-                return self.io.e.write_all(bytes).map_err(|e| Flow::Error(crate::io_msg(&e)));
+                return self
+                    .io
+                    .e
+                    .write_all(bytes)
+                    .map_err(|e| Flow::Error(crate::io_msg(&e)));
             } else {
-                let f = if append { std::fs::OpenOptions::new().append(true).create(true).open(&name) } else { std::fs::File::create(&name) };
+                let f = if append {
+                    std::fs::OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .open(&name)
+                } else {
+                    std::fs::File::create(&name)
+                };
                 match f {
                     Ok(f) => Out::File(f),
-                    Err(e) => return Err(Flow::Error(format!("can't redirect to {name} ({})", crate::io_msg(&e)))),
+                    Err(e) => {
+                        return Err(Flow::Error(format!(
+                            "can't redirect to {name} ({})",
+                            crate::io_msg(&e)
+                        )))
+                    }
                 }
             };
             self.outs.insert(name.clone(), out);
             self.out_order.push(name.clone());
         }
         match self.outs.get_mut(&name) {
-            Some(Out::File(f)) => f.write_all(bytes).map_err(|e| Flow::Error(format!("write failure on {name} ({})", crate::io_msg(&e)))),
+            Some(Out::File(f)) => f.write_all(bytes).map_err(|e| {
+                Flow::Error(format!("write failure on {name} ({})", crate::io_msg(&e)))
+            }),
             Some(Out::Pipe(b)) => {
                 b.extend_from_slice(bytes);
                 Ok(())
@@ -2277,7 +2451,11 @@ impl<'a> Interp<'a> {
                 }
                 self.opened_any = true;
                 let data = self.io.i.read_all().unwrap_or_default();
-                self.input = Input { data, pos: 0, open: true };
+                self.input = Input {
+                    data,
+                    pos: 0,
+                    open: true,
+                };
                 self.set_global(FNR, Val::Num(0.0));
                 return Ok(true);
             }
@@ -2304,13 +2482,18 @@ impl<'a> Interp<'a> {
                     Ok(d) => d,
                     Err(e) => {
                         let _ = self.flush_out();
-                        self.io.err("awk", &format!("cannot open {arg} ({})", crate::io_msg(&e)));
+                        self.io
+                            .err("awk", &format!("cannot open {arg} ({})", crate::io_msg(&e)));
                         return Err(Flow::Exit(2));
                     }
                 }
             };
             self.opened_any = true;
-            self.input = Input { data, pos: 0, open: true };
+            self.input = Input {
+                data,
+                pos: 0,
+                open: true,
+            };
             self.set_global(FILENAME, Val::Str(rc(&arg)));
             self.set_global(FNR, Val::Num(0.0));
             return Ok(true);
@@ -2420,7 +2603,11 @@ impl<'a> Interp<'a> {
                 argn(2)?;
                 let s: Vec<char> = text(self, 0)?.chars().collect();
                 let m = round_half_even(num(self, 1)?);
-                let n = if args.len() > 2 { round_half_even(num(self, 2)?) } else { f64::INFINITY };
+                let n = if args.len() > 2 {
+                    round_half_even(num(self, 2)?)
+                } else {
+                    f64::INFINITY
+                };
                 let start = m.max(1.0);
                 let end = (m + n).min(s.len() as f64 + 1.0);
                 if end <= start || start.is_nan() {
@@ -2473,7 +2660,11 @@ impl<'a> Interp<'a> {
                 argn(2)?;
                 let re = self.regex(&args[0])?;
                 let repl = text(self, 1)?;
-                let target = if args.len() > 2 { args[2].clone_lvalue() } else { None };
+                let target = if args.len() > 2 {
+                    args[2].clone_lvalue()
+                } else {
+                    None
+                };
                 let cur = match &target {
                     Some(t) => {
                         let v = self.eval(t)?;
@@ -2542,7 +2733,14 @@ impl<'a> Interp<'a> {
                 Val::Num(r as f64 / (1u64 << 53) as f64)
             }
             "srand" => {
-                let seed = if args.is_empty() { std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as f64 } else { num(self, 0)? };
+                let seed = if args.is_empty() {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0) as f64
+                } else {
+                    num(self, 0)?
+                };
                 let prev = self.prev_seed;
                 self.prev_seed = seed;
                 self.rand_state = (seed as i64 as u64) ^ 0x9e37_79b9_7f4a_7c15;
@@ -2622,7 +2820,10 @@ impl<'a> Interp<'a> {
         if !has_main {
             return Ok(());
         }
-        let has_body = prog.items.iter().any(|(p, _)| !matches!(p, Pattern::Begin | Pattern::End));
+        let has_body = prog
+            .items
+            .iter()
+            .any(|(p, _)| !matches!(p, Pattern::Begin | Pattern::End));
         while let Some(rec) = self.next_main()? {
             // END sees the last record.
             self.set_record(rec);
@@ -2676,9 +2877,18 @@ impl Expr {
             Expr::Str(s) => Expr::Str(s.clone()),
             Expr::Var(v) => Expr::Var(*v),
             Expr::Field(e) => Expr::Field(Box::new(e.clone_simple()?)),
-            Expr::Index(v, idx) => Expr::Index(*v, idx.iter().map(|e| e.clone_simple()).collect::<Option<Vec<_>>>()?),
-            Expr::Bin(op, a, b) => Expr::Bin(op, Box::new(a.clone_simple()?), Box::new(b.clone_simple()?)),
-            Expr::Concat(a, b) => Expr::Concat(Box::new(a.clone_simple()?), Box::new(b.clone_simple()?)),
+            Expr::Index(v, idx) => Expr::Index(
+                *v,
+                idx.iter()
+                    .map(|e| e.clone_simple())
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            Expr::Bin(op, a, b) => {
+                Expr::Bin(op, Box::new(a.clone_simple()?), Box::new(b.clone_simple()?))
+            }
+            Expr::Concat(a, b) => {
+                Expr::Concat(Box::new(a.clone_simple()?), Box::new(b.clone_simple()?))
+            }
             Expr::Neg(a) => Expr::Neg(Box::new(a.clone_simple()?)),
             Expr::Group(a) => Expr::Group(Box::new(a.clone_simple()?)),
             _ => return None,
@@ -2860,15 +3070,26 @@ fn format_values(fmt: &str, vals: &[Val], convfmt: &str, missing: &mut bool) -> 
             's' => c.text(&next(&mut vi).string(convfmt), true),
             'c' => {
                 let s = match next(&mut vi) {
-                    Val::Num(n) | Val::StrNum(_, n) => char::from_u32(n as u32).map(|c| c.to_string()).unwrap_or_default(),
-                    v => v.string(convfmt).chars().next().map(|c| c.to_string()).unwrap_or_default(),
+                    Val::Num(n) | Val::StrNum(_, n) => char::from_u32(n as u32)
+                        .map(|c| c.to_string())
+                        .unwrap_or_default(),
+                    v => v
+                        .string(convfmt)
+                        .chars()
+                        .next()
+                        .map(|c| c.to_string())
+                        .unwrap_or_default(),
                 };
                 c.text(&s, false)
             }
             'd' | 'i' => {
                 let v = next(&mut vi).num();
                 let n = if v.is_finite() { v.trunc() } else { 0.0 };
-                let digits = if n.abs() >= 1e19 { format!("{:.0}", n.abs()) } else { format!("{}", n.abs() as u64) };
+                let digits = if n.abs() >= 1e19 {
+                    format!("{:.0}", n.abs())
+                } else {
+                    format!("{}", n.abs() as u64)
+                };
                 c.signed(n < 0.0, digits)
             }
             'o' | 'x' | 'X' | 'u' => {
@@ -2930,7 +3151,10 @@ pub fn main(args: &[&str], io: &mut Io) -> i32 {
             let v = match args.get(i + 1) {
                 Some(v) => v.to_string(),
                 None => {
-                    io.err("awk", &format!("option requires an argument -- '{}'", &a[1..]));
+                    io.err(
+                        "awk",
+                        &format!("option requires an argument -- '{}'", &a[1..]),
+                    );
                     return 2;
                 }
             };
@@ -2995,7 +3219,10 @@ pub fn main(args: &[&str], io: &mut Io) -> i32 {
                     s.push('\n');
                 }
                 Err(e) => {
-                    io.err("awk", &format!("couldn't open file {f} ({})", crate::io_msg(&e)));
+                    io.err(
+                        "awk",
+                        &format!("couldn't open file {f} ({})", crate::io_msg(&e)),
+                    );
                     return 2;
                 }
             }
@@ -3010,7 +3237,11 @@ pub fn main(args: &[&str], io: &mut Io) -> i32 {
         }
     };
     let operands: Vec<String> = args[i..].iter().map(|s| s.to_string()).collect();
-    let mut globals: Vec<Cell> = prog.globals.iter().map(|_| Cell::Val(Val::Uninit)).collect();
+    let mut globals: Vec<Cell> = prog
+        .globals
+        .iter()
+        .map(|_| Cell::Val(Val::Uninit))
+        .collect();
     let s = |v: &str| Cell::Val(Val::Str(rc(v)));
     globals[FS] = s(" ");
     globals[OFS] = s(" ");
@@ -3037,7 +3268,11 @@ pub fn main(args: &[&str], io: &mut Io) -> i32 {
     globals[ARGV] = Cell::Arr(Rc::new(std::cell::RefCell::new(argv)));
     globals[ARGC] = Cell::Val(Val::Num((operands.len() + 1) as f64));
     if let Some(f) = fs {
-        let f = if f == "t" { "\t".to_string() } else { unescape(&f) };
+        let f = if f == "t" {
+            "\t".to_string()
+        } else {
+            unescape(&f)
+        };
         globals[FS] = Cell::Val(Val::Str(rc(&f)));
     }
     for (n, v) in &assigns {
@@ -3054,7 +3289,11 @@ pub fn main(args: &[&str], io: &mut Io) -> i32 {
         fields: Vec::new(),
         dirty: false,
         io,
-        input: Input { data: Vec::new(), pos: 0, open: false },
+        input: Input {
+            data: Vec::new(),
+            pos: 0,
+            open: false,
+        },
         arg_index: 1,
         readers: HashMap::new(),
         outs: HashMap::new(),
@@ -3067,7 +3306,9 @@ pub fn main(args: &[&str], io: &mut Io) -> i32 {
         out_buf: Vec::new(),
     };
     let mut code = 0;
-    let r = it.run_items(|p| matches!(p, Pattern::Begin)).and_then(|_| it.main_loop());
+    let r = it
+        .run_items(|p| matches!(p, Pattern::Begin))
+        .and_then(|_| it.main_loop());
     let mut run_end = true;
     match r {
         Ok(()) => {}

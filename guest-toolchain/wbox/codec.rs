@@ -4,10 +4,13 @@
 // ---- SHA-256 ----
 
 const K256: [u32; 64] = [
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 ];
 
@@ -25,7 +28,15 @@ pub struct Sha256 {
 
 impl Sha256 {
     pub fn new() -> Sha256 {
-        Sha256 { h: [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19], buf: [0; 64], n: 0, len: 0 }
+        Sha256 {
+            h: [
+                0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+                0x5be0cd19,
+            ],
+            buf: [0; 64],
+            n: 0,
+            len: 0,
+        }
     }
 
     /// One 64-byte block, fully unrolled so the schedule and the working
@@ -61,26 +72,45 @@ impl Sha256 {
                 let w2 = w[($i + 14) & 15];
                 let s0 = w15.rotate_right(7) ^ w15.rotate_right(18) ^ (w15 >> 3);
                 let s1 = w2.rotate_right(17) ^ w2.rotate_right(19) ^ (w2 >> 10);
-                w[$i & 15] = w[$i & 15].wrapping_add(s0).wrapping_add(w[($i + 9) & 15]).wrapping_add(s1);
+                w[$i & 15] = w[$i & 15]
+                    .wrapping_add(s0)
+                    .wrapping_add(w[($i + 9) & 15])
+                    .wrapping_add(s1);
             };
         }
         macro_rules! eight {
             ($i:expr, $sched:expr) => {
-                if $sched { schedule!($i); }
+                if $sched {
+                    schedule!($i);
+                }
                 round!(a, bb, c, d, e, f, g, hh, $i);
-                if $sched { schedule!($i + 1); }
+                if $sched {
+                    schedule!($i + 1);
+                }
                 round!(hh, a, bb, c, d, e, f, g, $i + 1);
-                if $sched { schedule!($i + 2); }
+                if $sched {
+                    schedule!($i + 2);
+                }
                 round!(g, hh, a, bb, c, d, e, f, $i + 2);
-                if $sched { schedule!($i + 3); }
+                if $sched {
+                    schedule!($i + 3);
+                }
                 round!(f, g, hh, a, bb, c, d, e, $i + 3);
-                if $sched { schedule!($i + 4); }
+                if $sched {
+                    schedule!($i + 4);
+                }
                 round!(e, f, g, hh, a, bb, c, d, $i + 4);
-                if $sched { schedule!($i + 5); }
+                if $sched {
+                    schedule!($i + 5);
+                }
                 round!(d, e, f, g, hh, a, bb, c, $i + 5);
-                if $sched { schedule!($i + 6); }
+                if $sched {
+                    schedule!($i + 6);
+                }
                 round!(c, d, e, f, g, hh, a, bb, $i + 6);
-                if $sched { schedule!($i + 7); }
+                if $sched {
+                    schedule!($i + 7);
+                }
                 round!(bb, c, d, e, f, g, hh, a, $i + 7);
             };
         }
@@ -143,15 +173,30 @@ pub struct Md5 {
 }
 
 const MD5_S: [u32; 64] = [
-    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10,
-    15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9,
+    14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15,
+    21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
 ];
 
-const MD5_K: [u32; 64] = [0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501, 0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821, 0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8, 0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a, 0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, 0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665, 0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1, 0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391];
+const MD5_K: [u32; 64] = [
+    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
+    0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821,
+    0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
+    0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a,
+    0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70,
+    0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
+    0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
+    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
+];
 
 impl Md5 {
     pub fn new() -> Md5 {
-        Md5 { s: [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476], buf: [0; 64], n: 0, len: 0 }
+        Md5 {
+            s: [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476],
+            buf: [0; 64],
+            n: 0,
+            len: 0,
+        }
     }
     fn block(s: &mut [u32; 4], b: &[u8]) {
         let mut m = [0u32; 16];
@@ -228,7 +273,11 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len() * 4 / 3 + 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..4 {
             if i <= chunk.len() {
@@ -287,7 +336,11 @@ const fn crc_table() -> [u32; 256] {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { 0xedb88320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xedb88320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         t[i] = c;
@@ -372,7 +425,11 @@ impl Huff {
             code |= b.get(1)? as i32;
             let count = self.counts[len] as i32;
             if code - count < first {
-                return self.symbols.get((index + (code - first)) as usize).copied().ok_or_else(|| "invalid compressed data--format violated".to_string());
+                return self
+                    .symbols
+                    .get((index + (code - first)) as usize)
+                    .copied()
+                    .ok_or_else(|| "invalid compressed data--format violated".to_string());
             }
             index += count;
             first += count;
@@ -383,14 +440,30 @@ impl Huff {
     }
 }
 
-const LBASE: [u16; 29] = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258];
-const LEXT: [u8; 29] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
-const DBASE: [u16; 30] = [1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577];
-const DEXT: [u8; 30] = [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13];
+const LBASE: [u16; 29] = [
+    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
+    163, 195, 227, 258,
+];
+const LEXT: [u8; 29] = [
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
+];
+const DBASE: [u16; 30] = [
+    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
+    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
+];
+const DEXT: [u8; 30] = [
+    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
+    13,
+];
 
 /// Inflates a raw deflate stream; returns the data and the bytes used.
 pub fn inflate(d: &[u8]) -> Result<(Vec<u8>, usize), String> {
-    let mut b = Bits { d, pos: 0, bit: 0, nbits: 0 };
+    let mut b = Bits {
+        d,
+        pos: 0,
+        bit: 0,
+        nbits: 0,
+    };
     let mut out: Vec<u8> = Vec::new();
     loop {
         let last = b.get(1)?;
@@ -402,7 +475,11 @@ pub fn inflate(d: &[u8]) -> Result<(Vec<u8>, usize), String> {
                 }
                 let len = u16::from_le_bytes([d[b.pos], d[b.pos + 1]]) as usize;
                 b.pos += 4;
-                let end = b.pos.checked_add(len).filter(|e| *e <= d.len()).ok_or("unexpected end of file")?;
+                let end = b
+                    .pos
+                    .checked_add(len)
+                    .filter(|e| *e <= d.len())
+                    .ok_or("unexpected end of file")?;
                 out.extend_from_slice(&d[b.pos..end]);
                 b.pos = end;
             }
@@ -424,7 +501,9 @@ pub fn inflate(d: &[u8]) -> Result<(Vec<u8>, usize), String> {
                 let hlit = b.get(5)? as usize + 257;
                 let hdist = b.get(5)? as usize + 1;
                 let hclen = b.get(4)? as usize + 4;
-                const ORDER: [usize; 19] = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
+                const ORDER: [usize; 19] = [
+                    16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
+                ];
                 let mut cl = [0u8; 19];
                 for &o in ORDER.iter().take(hclen) {
                     cl[o] = b.get(3)? as u8;
@@ -540,7 +619,11 @@ fn lit_code(b: &mut BitOut, s: u32) {
 }
 
 pub fn deflate(data: &[u8]) -> Vec<u8> {
-    let mut b = BitOut { out: Vec::with_capacity(data.len() / 2 + 64), acc: 0, n: 0 };
+    let mut b = BitOut {
+        out: Vec::with_capacity(data.len() / 2 + 64),
+        acc: 0,
+        n: 0,
+    };
     b.put(1, 1);
     b.put(1, 2);
     const WIN: usize = 32768;
@@ -584,10 +667,16 @@ pub fn deflate(data: &[u8]) -> Vec<u8> {
             head[h] = i as u32;
         }
         if best_len >= 3 {
-            let li = LBASE.iter().rposition(|&x| x as usize <= best_len).unwrap_or(0);
+            let li = LBASE
+                .iter()
+                .rposition(|&x| x as usize <= best_len)
+                .unwrap_or(0);
             lit_code(&mut b, 257 + li as u32);
             b.put((best_len - LBASE[li] as usize) as u32, LEXT[li] as u32);
-            let di = DBASE.iter().rposition(|&x| x as usize <= best_d).unwrap_or(0);
+            let di = DBASE
+                .iter()
+                .rposition(|&x| x as usize <= best_d)
+                .unwrap_or(0);
             b.code(di as u32, 5);
             b.put((best_d - DBASE[di] as usize) as u32, DEXT[di] as u32);
             for k in i + 1..i + best_len {
@@ -633,7 +722,8 @@ pub fn gunzip(mut d: &[u8]) -> Result<Vec<u8>, String> {
         let flg = d[3];
         let mut p = 10;
         if flg & 4 != 0 {
-            let xlen = u16::from_le_bytes([d[p], *d.get(p + 1).ok_or("unexpected end of file")?]) as usize;
+            let xlen =
+                u16::from_le_bytes([d[p], *d.get(p + 1).ok_or("unexpected end of file")?]) as usize;
             p += 2 + xlen;
         }
         for bit in [8u8, 16] {

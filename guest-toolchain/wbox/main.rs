@@ -49,7 +49,10 @@ pub fn base(p: &str) -> &str {
 pub fn is_stub(path: &str) -> bool {
     let mut head = [0u8; 11];
     match std::fs::File::open(path) {
-        Ok(mut f) => f.read(&mut head).map(|n| n == 11 && &head == b"#!/bin/wbox").unwrap_or(false),
+        Ok(mut f) => f
+            .read(&mut head)
+            .map(|n| n == 11 && &head == b"#!/bin/wbox")
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
@@ -61,7 +64,10 @@ fn dispatch(args: &[String], io: &mut Io) -> i32 {
     }
     match args.get(1) {
         None => {
-            io.errln(&format!("usage: wbox APPLET [ARGS...]\napplets: {}", applets::NAMES.join(" ")));
+            io.errln(&format!(
+                "usage: wbox APPLET [ARGS...]\napplets: {}",
+                applets::NAMES.join(" ")
+            ));
             1
         }
         Some(a) if applets::NAMES.contains(&a.as_str()) => applets::run(a, &args[1..], io),
@@ -105,7 +111,10 @@ impl H {
         H(Rc::new(RefCell::new(s)))
     }
     pub fn is_real(&self, fd: u32) -> bool {
-        matches!((&*self.0.borrow(), fd), (Stream::In, 0) | (Stream::Out, 1) | (Stream::Err, 2))
+        matches!(
+            (&*self.0.borrow(), fd),
+            (Stream::In, 0) | (Stream::Out, 1) | (Stream::Err, 2)
+        )
     }
     pub fn is_buffer(&self) -> bool {
         matches!(&*self.0.borrow(), Stream::Buf(_))
@@ -139,7 +148,9 @@ impl Read for H {
             Stream::In => io::stdin().read(buf),
             Stream::File(f) => f.read(buf),
             Stream::Read(c) => c.read(buf),
-            Stream::Out | Stream::Err | Stream::Buf(_) => Err(io::Error::new(io::ErrorKind::Other, "Bad file descriptor")),
+            Stream::Out | Stream::Err | Stream::Buf(_) => {
+                Err(io::Error::new(io::ErrorKind::Other, "Bad file descriptor"))
+            }
             Stream::Null => Ok(0),
         }
     }
@@ -162,7 +173,9 @@ impl Write for H {
                 Ok(buf.len())
             }
             Stream::Null => Ok(buf.len()),
-            Stream::In | Stream::Read(_) => Err(io::Error::new(io::ErrorKind::Other, "Bad file descriptor")),
+            Stream::In | Stream::Read(_) => {
+                Err(io::Error::new(io::ErrorKind::Other, "Bad file descriptor"))
+            }
         }
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -186,7 +199,12 @@ impl Io {
     pub fn std() -> Io {
         let mut env: Vec<(String, String)> = std::env::vars().collect();
         env.sort();
-        Io { i: H::new(Stream::In), o: H::new(Stream::Out), e: H::new(Stream::Err), env }
+        Io {
+            i: H::new(Stream::In),
+            o: H::new(Stream::Out),
+            e: H::new(Stream::Err),
+            env,
+        }
     }
     pub fn out(&mut self, s: &str) {
         let _ = self.o.write_all(s.as_bytes());
@@ -213,7 +231,10 @@ impl Io {
         let _ = self.e.flush();
     }
     pub fn var(&self, k: &str) -> Option<&str> {
-        self.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+        self.env
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
     }
     /// Reads a file operand (`-` is stdin).
     pub fn read_input(&mut self, f: &str) -> io::Result<Vec<u8>> {
@@ -239,7 +260,10 @@ pub fn run_command(argv: &[String], io: &mut Io) -> i32 {
         Some(n) => n.clone(),
         None => return 0,
     };
-    let path = io.var("PATH").unwrap_or("/usr/local/bin:/usr/bin:/bin").to_string();
+    let path = io
+        .var("PATH")
+        .unwrap_or("/usr/local/bin:/usr/bin:/bin")
+        .to_string();
     match sh::lookup(&name, &path) {
         sh::Found::Applet(a) => applets::run(&a, argv, io),
         sh::Found::Script(p) => {
@@ -255,7 +279,7 @@ pub fn run_command(argv: &[String], io: &mut Io) -> i32 {
             v.extend(argv.iter().skip(1).cloned());
             spawn_with(&interp, &v, io)
         }
-        sh::Found::NotFound => {
+        sh::Found::Missing => {
             io.err(&name, "No such file or directory");
             127
         }
@@ -268,7 +292,11 @@ pub fn run_command(argv: &[String], io: &mut Io) -> i32 {
 /// its output. 126 when it cannot be run.
 pub fn spawn_with(program: &str, argv: &[String], io: &mut Io) -> i32 {
     io.flush();
-    let stdin = if io.i.is_real(0) { None } else { Some(io.i.read_all().unwrap_or_default()) };
+    let stdin = if io.i.is_real(0) {
+        None
+    } else {
+        Some(io.i.read_all().unwrap_or_default())
+    };
     let merged = Rc::ptr_eq(&io.o.0, &io.e.0);
     let streams = sys::Streams {
         stdin,
@@ -306,8 +334,12 @@ pub fn io_msg(e: &io::Error) -> String {
             match s.as_str() {
                 "Not a directory" | "Is a directory" | "Directory not empty" => s,
                 _ if s.contains("not empty") => "Directory not empty".into(),
-                _ if s.contains("Not a directory") || s.contains("not a directory") => "Not a directory".into(),
-                _ if s.contains("Is a directory") || s.contains("is a directory") => "Is a directory".into(),
+                _ if s.contains("Not a directory") || s.contains("not a directory") => {
+                    "Not a directory".into()
+                }
+                _ if s.contains("Is a directory") || s.contains("is a directory") => {
+                    "Is a directory".into()
+                }
                 _ => s,
             }
         }

@@ -31,9 +31,12 @@ struct Set {
 impl Set {
     fn matches(&self, c: char, icase: bool) -> bool {
         let test = |c: char| {
-            self.chars.contains(&c) || self.ranges.iter().any(|(a, b)| *a <= c && c <= *b) || self.classes.iter().any(|k| crate::sh::class_match(k, c))
+            self.chars.contains(&c)
+                || self.ranges.iter().any(|(a, b)| *a <= c && c <= *b)
+                || self.classes.iter().any(|k| crate::sh::class_match(k, c))
         };
-        let m = test(c) || (icase && (test(c.to_ascii_lowercase()) || test(c.to_ascii_uppercase())));
+        let m =
+            test(c) || (icase && (test(c.to_ascii_lowercase()) || test(c.to_ascii_uppercase())));
         m != self.neg
     }
 }
@@ -94,7 +97,11 @@ impl<'a> Parser<'a> {
             }
             alts.push(self.cat(depth)?);
         }
-        Ok(if alts.len() == 1 { alts.pop().unwrap_or(Node::Cat(Vec::new())) } else { Node::Alt(alts) })
+        Ok(if alts.len() == 1 {
+            alts.pop().unwrap_or(Node::Cat(Vec::new()))
+        } else {
+            Node::Alt(alts)
+        })
     }
 
     fn at_group_end(&self, depth: usize) -> bool {
@@ -102,7 +109,9 @@ impl<'a> Parser<'a> {
             None => true,
             Some('|') if self.ere => true,
             Some(')') if self.ere && depth > 0 => true,
-            Some('\\') if !self.ere => matches!(self.peek2(), Some('|')) || (depth > 0 && self.peek2() == Some(')')),
+            Some('\\') if !self.ere => {
+                matches!(self.peek2(), Some('|')) || (depth > 0 && self.peek2() == Some(')'))
+            }
             _ => false,
         }
     }
@@ -204,7 +213,11 @@ impl<'a> Parser<'a> {
         let max = match b {
             None => Some(min),
             Some("") => None,
-            Some(b) => Some(b.trim().parse::<u32>().map_err(|_| "Invalid content of \\{\\}".to_string())?),
+            Some(b) => Some(
+                b.trim()
+                    .parse::<u32>()
+                    .map_err(|_| "Invalid content of \\{\\}".to_string())?,
+            ),
         };
         if max.map_or(false, |m| m < min) || min > 1000 {
             return Err("Invalid content of \\{\\}".into());
@@ -233,8 +246,11 @@ impl<'a> Parser<'a> {
                         Ok(Node::Backref(n))
                     }
                     'w' | 'W' | 's' | 'S' => {
-                        let mut s = Set { neg: e.is_ascii_uppercase(), ..Set::default() };
-                        if e.to_ascii_lowercase() == 'w' {
+                        let mut s = Set {
+                            neg: e.is_ascii_uppercase(),
+                            ..Set::default()
+                        };
+                        if e.eq_ignore_ascii_case(&'w') {
                             s.classes.push("alnum".into());
                             s.chars.push('_');
                         } else {
@@ -294,7 +310,13 @@ impl<'a> Parser<'a> {
                     let name = rest[..end].to_string();
                     self.i += 1 + name.chars().count() + 2;
                     if kind == ':' {
-                        if crate::sh::class_match(&name, 'a') || crate::sh::class_match(&name, '0') || crate::sh::class_match(&name, ' ') || crate::sh::class_match(&name, '!') || crate::sh::class_match(&name, '\x01') || crate::sh::class_match(&name, 'A') {
+                        if crate::sh::class_match(&name, 'a')
+                            || crate::sh::class_match(&name, '0')
+                            || crate::sh::class_match(&name, ' ')
+                            || crate::sh::class_match(&name, '!')
+                            || crate::sh::class_match(&name, '\x01')
+                            || crate::sh::class_match(&name, 'A')
+                        {
                             set.classes.push(name);
                         } else {
                             return Err("Invalid character class name".into());
@@ -401,10 +423,16 @@ pub type Caps = Vec<Option<usize>>;
 impl Regex {
     pub fn new(pattern: &str, ere: bool, icase: bool) -> Result<Regex, String> {
         let chars: Vec<char> = pattern.chars().collect();
-        let mut p = Parser { s: &chars, i: 0, ere, groups: 0, backrefs: false };
+        let mut p = Parser {
+            s: &chars,
+            i: 0,
+            ere,
+            groups: 0,
+            backrefs: false,
+        };
         let node = p.alt(0)?;
         if p.i < chars.len() {
-            return Err(if ere { "Unmatched ) or \\)".into() } else { "Unmatched ) or \\)".into() });
+            return Err("Unmatched ) or \\)".into());
         }
         let mut prog = Vec::new();
         emit(&node, &mut prog);
@@ -417,7 +445,14 @@ impl Regex {
             _ => None,
         };
         let anchored = matches!(prog.first(), Some(Inst::Bol));
-        Ok(Regex { prog, groups: p.groups, icase, backrefs: p.backrefs, first, anchored })
+        Ok(Regex {
+            prog,
+            groups: p.groups,
+            icase,
+            backrefs: p.backrefs,
+            first,
+            anchored,
+        })
     }
 
     /// A literal string (grep -F) as a regex.
@@ -425,7 +460,14 @@ impl Regex {
         let mut prog: Vec<Inst> = s.chars().map(Inst::Char).collect();
         prog.push(Inst::Match);
         let first = if icase { None } else { s.chars().next() };
-        Regex { prog, groups: 0, icase, backrefs: false, first, anchored: false }
+        Regex {
+            prog,
+            groups: 0,
+            icase,
+            backrefs: false,
+            first,
+            anchored: false,
+        }
     }
 
     /// The first match at or after `from`: its captures (0 and 1 are the
@@ -439,10 +481,8 @@ impl Regex {
                     continue;
                 }
             }
-            if self.anchored && start > 0 && text[start - 1] != '\n' {
-                if start > from {
-                    break;
-                }
+            if self.anchored && start > 0 && text[start - 1] != '\n' && start > from {
+                break;
             }
             // States that failed from an earlier start fail again: no reset.
             if let Some(c) = self.run(text, start, longest, &mut visited) {
@@ -532,7 +572,8 @@ impl Regex {
                         }
                     }
                     Inst::WordB(want) => {
-                        let b = is_word(if pos > 0 { text.get(pos - 1) } else { None }) != is_word(text.get(pos));
+                        let b = is_word(if pos > 0 { text.get(pos - 1) } else { None })
+                            != is_word(text.get(pos));
                         if b == *want {
                             pc += 1;
                         } else {
@@ -540,21 +581,28 @@ impl Regex {
                         }
                     }
                     Inst::WordStart => {
-                        if !is_word(if pos > 0 { text.get(pos - 1) } else { None }) && is_word(text.get(pos)) {
+                        if !is_word(if pos > 0 { text.get(pos - 1) } else { None })
+                            && is_word(text.get(pos))
+                        {
                             pc += 1;
                         } else {
                             break;
                         }
                     }
                     Inst::WordEnd => {
-                        if is_word(if pos > 0 { text.get(pos - 1) } else { None }) && !is_word(text.get(pos)) {
+                        if is_word(if pos > 0 { text.get(pos - 1) } else { None })
+                            && !is_word(text.get(pos))
+                        {
                             pc += 1;
                         } else {
                             break;
                         }
                     }
                     Inst::Backref(k) => {
-                        let (s, e) = match (caps.get(2 * k).copied().flatten(), caps.get(2 * k + 1).copied().flatten()) {
+                        let (s, e) = match (
+                            caps.get(2 * k).copied().flatten(),
+                            caps.get(2 * k + 1).copied().flatten(),
+                        ) {
                             (Some(s), Some(e)) if s <= e => (s, e),
                             _ => break,
                         };

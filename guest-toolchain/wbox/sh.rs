@@ -74,7 +74,7 @@ pub struct Shell {
 
 thread_local! {
     /// How deeply shells and applets nest in this process.
-    static NEST: std::cell::Cell<u32> = std::cell::Cell::new(0);
+    static NEST: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// What a command name finds.
@@ -84,12 +84,17 @@ pub enum Found {
     Program(String),
     /// A `#!` interpreter other than sh: (interpreter, its argument, script).
     Interp(String, Option<String>, String),
-    NotFound,
+    Missing,
 }
 
-const SPECIAL: &[&str] = &[":", ".", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set", "shift", "trap", "unset"];
+const SPECIAL: &[&str] = &[
+    ":", ".", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set",
+    "shift", "trap", "unset",
+];
 const BUILTINS: &[&str] = &[
-    "cd", "pwd", "read", "local", "command", "type", "wait", "umask", "getopts", "alias", "unalias", "hash", "ulimit", "times", "echo", "true", "false", "test", "[", "printf", "kill", "source",
+    "cd", "pwd", "read", "local", "command", "type", "wait", "umask", "getopts", "alias",
+    "unalias", "hash", "ulimit", "times", "echo", "true", "false", "test", "[", "printf", "kill",
+    "source",
 ];
 
 /// Finds a command: a path, or a name through PATH; applets that are not
@@ -108,17 +113,17 @@ pub fn lookup(name: &str, path: &str) -> Found {
     if applets::NAMES.contains(&name) {
         return Found::Applet(name.to_string());
     }
-    Found::NotFound
+    Found::Missing
 }
 
 fn classify(p: &str) -> Found {
     let mut head = [0u8; 256];
     let n = match std::fs::File::open(p) {
         Ok(mut f) => std::io::Read::read(&mut f, &mut head).unwrap_or(0),
-        Err(_) => return Found::NotFound,
+        Err(_) => return Found::Missing,
     };
     if !Path::new(p).is_file() {
-        return Found::NotFound;
+        return Found::Missing;
     }
     let head = &head[..n];
     if head.starts_with(b"#!/bin/wbox") {
@@ -135,7 +140,10 @@ fn classify(p: &str) -> Found {
         let line = line.lines().next().unwrap_or("").trim().to_string();
         let mut it = line.splitn(2, char::is_whitespace);
         let interp = it.next().unwrap_or("").to_string();
-        let arg = it.next().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let arg = it
+            .next()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
         let ib = crate::base(&interp);
         let is_sh = |b: &str| matches!(b, "sh" | "dash" | "ash" | "bash");
         if is_sh(ib) || (ib == "env" && arg.as_deref().map_or(false, is_sh)) {
@@ -181,8 +189,8 @@ pub fn main(args: &[String], io: &mut Io) -> i32 {
             i += 1;
         } else if (a.starts_with('-') || a.starts_with('+')) && a.len() > 1 {
             let on = a.starts_with('-');
-            let mut chars = a[1..].chars().peekable();
-            while let Some(c) = chars.next() {
+            let chars = a[1..].chars().peekable();
+            for c in chars {
                 if c == 'c' {
                     i += 1;
                     command = args.get(i).cloned();
@@ -230,7 +238,11 @@ pub fn main(args: &[String], io: &mut Io) -> i32 {
             Ok(b) => src = String::from_utf8_lossy(&b).into_owned(),
             Err(e) => {
                 io.errln(&format!("sh: 0: cannot open {file}: {}", short_msg(&e)));
-                return if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 2 };
+                return if e.kind() == std::io::ErrorKind::NotFound {
+                    127
+                } else {
+                    2
+                };
             }
         }
     } else {
@@ -269,7 +281,12 @@ struct Fields {
 
 impl Fields {
     fn new() -> Fields {
-        Fields { done: Vec::new(), cur: Vec::new(), live: false, split_ws: false }
+        Fields {
+            done: Vec::new(),
+            cur: Vec::new(),
+            live: false,
+            split_ws: false,
+        }
     }
     fn push_quoted(&mut self, s: &str) {
         self.cur.extend(s.chars().map(|c| (c, true)));
@@ -332,17 +349,41 @@ impl Shell {
         let mut vars = BTreeMap::new();
         for (k, v) in &io.env {
             if parse::is_name(k) {
-                vars.insert(k.clone(), Var { value: v.clone(), exported: true, readonly: false });
+                vars.insert(
+                    k.clone(),
+                    Var {
+                        value: v.clone(),
+                        exported: true,
+                        readonly: false,
+                    },
+                );
             }
         }
         let cwd = match io.var("PWD") {
             Some(p) if p.starts_with('/') && Path::new(p).is_dir() => normalize(p),
             _ => crate::sys::cwd(),
         };
-        for (k, v) in [("IFS", " \t\n"), ("PS1", "# "), ("PS2", "> "), ("PS4", "+ "), ("OPTIND", "1")] {
-            vars.entry(k.to_string()).or_insert(Var { value: v.to_string(), exported: false, readonly: false });
+        for (k, v) in [
+            ("IFS", " \t\n"),
+            ("PS1", "# "),
+            ("PS2", "> "),
+            ("PS4", "+ "),
+            ("OPTIND", "1"),
+        ] {
+            vars.entry(k.to_string()).or_insert(Var {
+                value: v.to_string(),
+                exported: false,
+                readonly: false,
+            });
         }
-        vars.insert("PWD".into(), Var { value: cwd.clone(), exported: true, readonly: false });
+        vars.insert(
+            "PWD".into(),
+            Var {
+                value: cwd.clone(),
+                exported: true,
+                readonly: false,
+            },
+        );
         Shell {
             st: State {
                 vars,
@@ -395,7 +436,8 @@ impl Shell {
                 self.st.opts.pipefail = on;
                 return true;
             }
-            "nolog" | "monitor" | "notify" | "ignoreeof" | "interactive" | "emacs" | "vi" | "posix" | "hashall" => return true,
+            "nolog" | "monitor" | "notify" | "ignoreeof" | "interactive" | "emacs" | "vi"
+            | "posix" | "hashall" => return true,
             _ => return false,
         };
         self.set_flag(c, on)
@@ -404,7 +446,16 @@ impl Shell {
     fn flags(&self) -> String {
         let o = &self.st.opts;
         let mut s = String::new();
-        for (on, c) in [(o.errexit, 'e'), (o.noglob, 'f'), (o.nounset, 'u'), (o.verbose, 'v'), (o.xtrace, 'x'), (o.allexport, 'a'), (o.noclobber, 'C'), (o.noexec, 'n')] {
+        for (on, c) in [
+            (o.errexit, 'e'),
+            (o.noglob, 'f'),
+            (o.nounset, 'u'),
+            (o.verbose, 'v'),
+            (o.xtrace, 'x'),
+            (o.allexport, 'a'),
+            (o.noclobber, 'C'),
+            (o.noexec, 'n'),
+        ] {
             if on {
                 s.push(c);
             }
@@ -413,7 +464,12 @@ impl Shell {
     }
 
     fn fd(&self, n: usize) -> H {
-        self.st.fds.get(n).cloned().flatten().unwrap_or_else(|| H::new(Stream::Null))
+        self.st
+            .fds
+            .get(n)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| H::new(Stream::Null))
     }
 
     fn flush(&mut self) {
@@ -446,7 +502,12 @@ impl Shell {
     }
 
     fn env(&self) -> Vec<(String, String)> {
-        self.st.vars.iter().filter(|(_, v)| v.exported).map(|(k, v)| (k.clone(), v.value.clone())).collect()
+        self.st
+            .vars
+            .iter()
+            .filter(|(_, v)| v.exported)
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect()
     }
 
     // ---- running scripts ----
@@ -461,9 +522,8 @@ impl Shell {
         };
         self.status = code;
         if let Some(t) = self.st.exit_trap.take() {
-            match self.run_source(&t) {
-                Err(Flow::Exit(c)) => code = c,
-                _ => {}
+            if let Err(Flow::Exit(c)) = self.run_source(&t) {
+                code = c
             }
         }
         code
@@ -508,7 +568,12 @@ impl Shell {
 
     fn exec(&mut self, c: &Cmd) -> R {
         let s = match c {
-            Cmd::Simple { assigns, words, redirs, line } => {
+            Cmd::Simple {
+                assigns,
+                words,
+                redirs,
+                line,
+            } => {
                 self.line = *line;
                 let s = self.simple(assigns, words, redirs)?;
                 self.status = s;
@@ -574,7 +639,10 @@ impl Shell {
                 r?;
                 0
             }
-            Cmd::If { branches, otherwise } => {
+            Cmd::If {
+                branches,
+                otherwise,
+            } => {
                 let mut s = 0;
                 let mut taken = false;
                 for (cond, body) in branches {
@@ -740,7 +808,11 @@ impl Shell {
         let mut statuses = Vec::new();
         for (i, c) in cmds.iter().enumerate() {
             let last = i + 1 == cmds.len();
-            let o = if last { out.clone() } else { H::new(Stream::Buf(Vec::new())) };
+            let o = if last {
+                out.clone()
+            } else {
+                H::new(Stream::Buf(Vec::new()))
+            };
             let inp = input.clone();
             let s = self.subshell(|sh| {
                 sh.st.fds[0] = Some(inp);
@@ -861,7 +933,10 @@ impl Shell {
         if SPECIAL.contains(&name) || BUILTINS.contains(&name) {
             return self.builtin(argv);
         }
-        let path = self.var("PATH").unwrap_or("/usr/local/bin:/usr/bin:/bin").to_string();
+        let path = self
+            .var("PATH")
+            .unwrap_or("/usr/local/bin:/usr/bin:/bin")
+            .to_string();
         match lookup(name, &path) {
             Found::Applet(a) => Ok(self.applet(&a, argv)),
             Found::Script(p) => {
@@ -877,19 +952,20 @@ impl Shell {
                 v.extend(argv.iter().skip(1).cloned());
                 Ok(self.spawn(&interp, v))
             }
-            Found::NotFound => {
-                if name.contains('/') {
-                    self.errmsg(&format!("{name}: not found"));
-                } else {
-                    self.errmsg(&format!("{name}: not found"));
-                }
+            Found::Missing => {
+                self.errmsg(&format!("{name}: not found"));
                 Ok(127)
             }
         }
     }
 
     fn io(&self) -> Io {
-        Io { i: self.fd(0), o: self.fd(1), e: self.fd(2), env: self.env() }
+        Io {
+            i: self.fd(0),
+            o: self.fd(1),
+            e: self.fd(2),
+            env: self.env(),
+        }
     }
 
     fn applet(&mut self, name: &str, argv: &[String]) -> i32 {
@@ -994,18 +1070,35 @@ impl Shell {
                 Some(h) => {
                     let h = h.borrow();
                     if h.literal {
-                        h.body.iter().map(|p| if let Part::Lit(s, _) = p { s.as_str() } else { "" }).collect::<String>()
+                        h.body
+                            .iter()
+                            .map(|p| {
+                                if let Part::Lit(s, _) = p {
+                                    s.as_str()
+                                } else {
+                                    ""
+                                }
+                            })
+                            .collect::<String>()
                     } else {
                         let w = h.body.clone();
                         drop(h);
-                        self.expand_str(&w).map_err(|_| "bad here-document".to_string())?
+                        self.expand_str(&w)
+                            .map_err(|_| "bad here-document".to_string())?
                     }
                 }
                 None => String::new(),
             };
-            return Ok((fd, Some(H::new(Stream::Read(std::io::Cursor::new(body.into_bytes()))))));
+            return Ok((
+                fd,
+                Some(H::new(Stream::Read(std::io::Cursor::new(
+                    body.into_bytes(),
+                )))),
+            ));
         }
-        let target = self.expand_str(&r.target).map_err(|_| "bad redirection".to_string())?;
+        let target = self
+            .expand_str(&r.target)
+            .map_err(|_| "bad redirection".to_string())?;
         match r.op {
             RedirOp::DupIn | RedirOp::DupOut => {
                 if target == "-" {
@@ -1033,7 +1126,10 @@ impl Shell {
                         o.read(true);
                     }
                     RedirOp::Out | RedirOp::Clobber => {
-                        if r.op == RedirOp::Out && self.st.opts.noclobber && Path::new(&target).is_file() {
+                        if r.op == RedirOp::Out
+                            && self.st.opts.noclobber
+                            && Path::new(&target).is_file()
+                        {
                             return Err(format!("cannot create {target}: File exists"));
                         }
                         o.write(true).create(true).truncate(true);
@@ -1053,9 +1149,15 @@ impl Shell {
                         Ok((fd, Some(H::new(Stream::File(f)))))
                     }
                     Err(e) => {
-                        let verb = if r.op == RedirOp::In { "open" } else { "create" };
+                        let verb = if r.op == RedirOp::In {
+                            "open"
+                        } else {
+                            "create"
+                        };
                         let msg = match e.kind() {
-                            std::io::ErrorKind::NotFound if r.op == RedirOp::In => "No such file".to_string(),
+                            std::io::ErrorKind::NotFound if r.op == RedirOp::In => {
+                                "No such file".to_string()
+                            }
                             std::io::ErrorKind::NotFound => "Directory nonexistent".to_string(),
                             _ => {
                                 let m = crate::io_msg(&e);
@@ -1081,7 +1183,10 @@ impl Shell {
             let mut f = Fields::new();
             self.expand_into(w, &mut f, true)?;
             for field in f.finish() {
-                let has_glob = !self.st.opts.noglob && field.iter().any(|(c, q)| !q && (*c == '*' || *c == '?' || *c == '['));
+                let has_glob = !self.st.opts.noglob
+                    && field
+                        .iter()
+                        .any(|(c, q)| !q && (*c == '*' || *c == '?' || *c == '['));
                 if has_glob {
                     let matches = glob(&field);
                     if !matches.is_empty() {
@@ -1100,7 +1205,11 @@ impl Shell {
         let mut f = Fields::new();
         self.expand_into(w, &mut f, false)?;
         let fields = f.finish();
-        Ok(fields.iter().map(|fl| fl.iter().map(|(c, _)| *c).collect::<String>()).collect::<Vec<_>>().join(" "))
+        Ok(fields
+            .iter()
+            .map(|fl| fl.iter().map(|(c, _)| *c).collect::<String>())
+            .collect::<Vec<_>>()
+            .join(" "))
     }
 
     fn expand_pattern(&mut self, w: &Word) -> Result<Vec<PChar>, Flow> {
@@ -1117,7 +1226,9 @@ impl Shell {
     }
 
     fn ifs(&self) -> String {
-        self.var("IFS").map(|s| s.to_string()).unwrap_or_else(|| " \t\n".into())
+        self.var("IFS")
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| " \t\n".into())
     }
 
     fn expand_into(&mut self, w: &Word, f: &mut Fields, split: bool) -> Result<(), Flow> {
@@ -1214,7 +1325,7 @@ impl Shell {
             f.live = true;
         }
         if p.length {
-            let v = if name == "@" || name == "*" || name == "#" && false {
+            let v = if name == "@" || name == "*" {
                 self.st.pos.len().to_string()
             } else {
                 let v = self.param_value(name);
@@ -1291,10 +1402,20 @@ impl Shell {
                 let pat = self.expand_pattern(word)?;
                 let n = v.len();
                 let out: String = match op {
-                    "%" => (0..=n).rev().find(|&i| pmatch(&pat, &v[i..])).map(|i| v[..i].iter().collect()),
-                    "%%" => (0..=n).find(|&i| pmatch(&pat, &v[i..])).map(|i| v[..i].iter().collect()),
-                    "#" => (0..=n).find(|&i| pmatch(&pat, &v[..i])).map(|i| v[i..].iter().collect()),
-                    _ => (0..=n).rev().find(|&i| pmatch(&pat, &v[..i])).map(|i| v[i..].iter().collect()),
+                    "%" => (0..=n)
+                        .rev()
+                        .find(|&i| pmatch(&pat, &v[i..]))
+                        .map(|i| v[..i].iter().collect()),
+                    "%%" => (0..=n)
+                        .find(|&i| pmatch(&pat, &v[i..]))
+                        .map(|i| v[..i].iter().collect()),
+                    "#" => (0..=n)
+                        .find(|&i| pmatch(&pat, &v[..i]))
+                        .map(|i| v[i..].iter().collect()),
+                    _ => (0..=n)
+                        .rev()
+                        .find(|&i| pmatch(&pat, &v[..i]))
+                        .map(|i| v[i..].iter().collect()),
                 }
                 .unwrap_or_else(|| v.iter().collect());
                 self.put(f, &out, quoted, split);
@@ -1305,12 +1426,23 @@ impl Shell {
 
     /// A parameter's value into the fields; `$@` and `$*` make one field
     /// per positional parameter.
-    fn put_value(&mut self, name: &str, value: Option<String>, quoted: bool, f: &mut Fields, split: bool) {
+    fn put_value(
+        &mut self,
+        name: &str,
+        value: Option<String>,
+        quoted: bool,
+        f: &mut Fields,
+        split: bool,
+    ) {
         if (name == "@" || name == "*") && split {
             let pos = self.st.pos.clone();
             if quoted && name == "*" {
                 let ifs = self.ifs();
-                let sep = ifs.chars().next().map(|c| c.to_string()).unwrap_or_default();
+                let sep = ifs
+                    .chars()
+                    .next()
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
                 f.push_quoted(&pos.join(&sep));
                 return;
             }
@@ -1331,7 +1463,11 @@ impl Shell {
         }
         if name == "*" && quoted {
             let ifs = self.ifs();
-            let sep = ifs.chars().next().map(|c| c.to_string()).unwrap_or_default();
+            let sep = ifs
+                .chars()
+                .next()
+                .map(|c| c.to_string())
+                .unwrap_or_default();
             f.push_quoted(&self.st.pos.join(&sep));
             return;
         }
@@ -1407,7 +1543,11 @@ impl Shell {
                     return Ok(0);
                 }
                 let n = n.max(1).min(self.loops);
-                Err(if name == "break" { Flow::Break(n) } else { Flow::Continue(n) })
+                Err(if name == "break" {
+                    Flow::Break(n)
+                } else {
+                    Flow::Continue(n)
+                })
             }
             "shift" => {
                 let n: usize = match args.first() {
@@ -1434,7 +1574,13 @@ impl Shell {
                         .st
                         .vars
                         .iter()
-                        .filter(|(_, v)| if name == "export" { v.exported } else { v.readonly })
+                        .filter(|(_, v)| {
+                            if name == "export" {
+                                v.exported
+                            } else {
+                                v.readonly
+                            }
+                        })
                         .map(|(k, v)| format!("{name} {k}={}\n", quote_for_set(&v.value)))
                         .collect();
                     for l in lines {
@@ -1518,7 +1664,11 @@ impl Shell {
                 match std::fs::read(&path) {
                     Ok(b) => {
                         let src = String::from_utf8_lossy(&b).into_owned();
-                        let saved = if args.len() > 1 { Some(std::mem::replace(&mut self.st.pos, argv[2..].to_vec())) } else { None };
+                        let saved = if args.len() > 1 {
+                            Some(std::mem::replace(&mut self.st.pos, argv[2..].to_vec()))
+                        } else {
+                            None
+                        };
                         let r = self.run_source(&src);
                         if let Some(s) = saved {
                             self.st.pos = s;
@@ -1546,10 +1696,18 @@ impl Shell {
                     }
                     return Ok(0);
                 }
-                let (action, sigs) = if args.len() == 1 { ("-", &args[..]) } else { (args[0], &args[1..]) };
+                let (action, sigs) = if args.len() == 1 {
+                    ("-", &args[..])
+                } else {
+                    (args[0], &args[1..])
+                };
                 for s in sigs {
                     if matches!(*s, "EXIT" | "0") {
-                        self.st.exit_trap = if action == "-" || action.is_empty() { None } else { Some(action.to_string()) };
+                        self.st.exit_trap = if action == "-" || action.is_empty() {
+                            None
+                        } else {
+                            Some(action.to_string())
+                        };
                     }
                 }
                 Ok(0)
@@ -1570,13 +1728,16 @@ impl Shell {
                 }
                 if v {
                     let n = args[i];
-                    if self.st.funcs.contains_key(n) || SPECIAL.contains(&n) || BUILTINS.contains(&n) {
+                    if self.st.funcs.contains_key(n)
+                        || SPECIAL.contains(&n)
+                        || BUILTINS.contains(&n)
+                    {
                         self.out(&format!("{n}\n"));
                         return Ok(0);
                     }
                     let path = self.var("PATH").unwrap_or("").to_string();
                     return Ok(match lookup(n, &path) {
-                        Found::NotFound => 127,
+                        Found::Missing => 127,
                         Found::Applet(_) if !n.contains('/') => match which(n, &path) {
                             Some(p) => {
                                 self.out(&format!("{p}\n"));
@@ -1628,7 +1789,11 @@ impl Shell {
     }
 
     fn cd(&mut self, args: &[&str]) -> R {
-        let args: Vec<&str> = args.iter().copied().filter(|a| *a != "-L" && *a != "-P").collect();
+        let args: Vec<&str> = args
+            .iter()
+            .copied()
+            .filter(|a| *a != "-L" && *a != "-P")
+            .collect();
         let mut print = false;
         let target = match args.first() {
             None => self.var("HOME").unwrap_or("/").to_string(),
@@ -1638,7 +1803,11 @@ impl Shell {
             }
             Some(d) => d.to_string(),
         };
-        let abs = if target.starts_with('/') { target.clone() } else { format!("{}/{target}", self.st.cwd) };
+        let abs = if target.starts_with('/') {
+            target.clone()
+        } else {
+            format!("{}/{target}", self.st.cwd)
+        };
         let norm = normalize(&abs);
         if !Path::new(&norm).is_dir() || crate::sys::set_cwd(&norm).is_err() {
             self.errmsg(&format!("cd: can't cd to {target}"));
@@ -1658,7 +1827,12 @@ impl Shell {
 
     fn set(&mut self, args: &[String]) -> R {
         if args.is_empty() {
-            let lines: Vec<String> = self.st.vars.iter().map(|(k, v)| format!("{k}={}\n", quote_for_set(&v.value))).collect();
+            let lines: Vec<String> = self
+                .st
+                .vars
+                .iter()
+                .map(|(k, v)| format!("{k}={}\n", quote_for_set(&v.value)))
+                .collect();
             for l in lines {
                 self.out(&l);
             }
@@ -1784,7 +1958,10 @@ impl Shell {
                 while pos < chars.len() && is_ws(chars[pos].0, chars[pos].1) {
                     pos += 1;
                 }
-                if pos < chars.len() && is_ifs(chars[pos].0, chars[pos].1) && !is_ws(chars[pos].0, chars[pos].1) {
+                if pos < chars.len()
+                    && is_ifs(chars[pos].0, chars[pos].1)
+                    && !is_ws(chars[pos].0, chars[pos].1)
+                {
                     pos += 1;
                     while pos < chars.len() && is_ws(chars[pos].0, chars[pos].1) {
                         pos += 1;
@@ -1803,9 +1980,16 @@ impl Shell {
         }
         let spec = args[0];
         let var = args[1];
-        let params: Vec<String> = if args.len() > 2 { args[2..].iter().map(|s| s.to_string()).collect() } else { self.st.pos.clone() };
+        let params: Vec<String> = if args.len() > 2 {
+            args[2..].iter().map(|s| s.to_string()).collect()
+        } else {
+            self.st.pos.clone()
+        };
         let mut ind: usize = self.var("OPTIND").and_then(|v| v.parse().ok()).unwrap_or(1);
-        let sub: usize = self.var("_WBOX_OPTPOS").and_then(|v| v.parse().ok()).unwrap_or(1);
+        let sub: usize = self
+            .var("_WBOX_OPTPOS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
         let arg = match params.get(ind.wrapping_sub(1)) {
             Some(a) if a.starts_with('-') && a.len() > 1 && a != "--" => a.clone(),
             Some(a) if a == "--" => {
@@ -1821,7 +2005,9 @@ impl Shell {
         let chars: Vec<char> = arg.chars().collect();
         let c = chars.get(sub).copied().unwrap_or('?');
         let mut next_sub = sub + 1;
-        let takes = spec.find(c).map(|i| spec[i + c.len_utf8()..].starts_with(':'));
+        let takes = spec
+            .find(c)
+            .map(|i| spec[i + c.len_utf8()..].starts_with(':'));
         let silent = spec.starts_with(':');
         match takes {
             None => {
@@ -1991,7 +2177,9 @@ fn bracket(p: &[PChar], c: char) -> Option<(bool, usize)> {
                 continue;
             }
         }
-        if p.get(i + 1).map(|x| *x) == Some(('-', false)) && p.get(i + 2).map_or(false, |x| !(x.0 == ']' && !x.1)) {
+        if p.get(i + 1).copied() == Some(('-', false))
+            && p.get(i + 2).map_or(false, |x| x.0 != ']' || x.1)
+        {
             let hi = p[i + 2].0;
             if ch <= c && c <= hi {
                 matched = true;
@@ -2041,7 +2229,9 @@ fn glob(pat: &[PChar]) -> Vec<String> {
             continue;
         }
         let last = ci + 1 == comps.len();
-        let meta = comp.iter().any(|(c, q)| !q && (*c == '*' || *c == '?' || *c == '['));
+        let meta = comp
+            .iter()
+            .any(|(c, q)| !q && (*c == '*' || *c == '?' || *c == '['));
         let mut next = Vec::new();
         for base in &cur {
             if !meta {
@@ -2052,9 +2242,16 @@ fn glob(pat: &[PChar]) -> Vec<String> {
                 }
                 continue;
             }
-            let dir = if base.is_empty() { ".".to_string() } else { base.clone() };
+            let dir = if base.is_empty() {
+                ".".to_string()
+            } else {
+                base.clone()
+            };
             let mut names: Vec<String> = match std::fs::read_dir(&dir) {
-                Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+                Ok(rd) => rd
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect(),
                 Err(_) => continue,
             };
             let dot_ok = comp.first().map(|x| x.0) == Some('.');

@@ -62,7 +62,10 @@ mod imp {
     }
 
     fn wstr(s: &str) -> WStr {
-        WStr { ptr: s.as_ptr(), len: s.len() }
+        WStr {
+            ptr: s.as_ptr(),
+            len: s.len(),
+        }
     }
 
     fn errno(e: i32) -> io::Error {
@@ -90,16 +93,38 @@ mod imp {
         }
     }
 
-    pub fn spawn(_program: &str, argv: &[String], env: &[(String, String)], cwd: &str, s: &super::Streams) -> super::Spawned {
+    pub fn spawn(
+        _program: &str,
+        argv: &[String],
+        env: &[(String, String)],
+        cwd: &str,
+        s: &super::Streams,
+    ) -> super::Spawned {
         let a: Vec<WStr> = argv.iter().map(|s| wstr(s)).collect();
-        let e: Vec<WPair> = env.iter().map(|(k, v)| WPair { k: wstr(k), v: wstr(v) }).collect();
+        let e: Vec<WPair> = env
+            .iter()
+            .map(|(k, v)| WPair {
+                k: wstr(k),
+                v: wstr(v),
+            })
+            .collect();
         let input: &[u8] = s.stdin.as_deref().unwrap_or(&[]);
         let flags = s.stdin.is_some() as u32
             | (s.capture_out as u32) << 1
             | (s.capture_err as u32) << 2
             | (s.err_to_out as u32) << 3;
         let code = unsafe {
-            host_spawn_io(a.as_ptr(), a.len(), e.as_ptr(), e.len(), cwd.as_ptr(), cwd.len(), input.as_ptr(), input.len(), flags)
+            host_spawn_io(
+                a.as_ptr(),
+                a.len(),
+                e.as_ptr(),
+                e.len(),
+                cwd.as_ptr(),
+                cwd.len(),
+                input.as_ptr(),
+                input.len(),
+                flags,
+            )
         };
         let take = |which: u32| {
             let mut all = Vec::new();
@@ -114,8 +139,16 @@ mod imp {
             all
         };
         let stdout = if s.capture_out { take(1) } else { Vec::new() };
-        let stderr = if s.capture_err && !s.err_to_out { take(2) } else { Vec::new() };
-        super::Spawned { code, stdout, stderr }
+        let stderr = if s.capture_err && !s.err_to_out {
+            take(2)
+        } else {
+            Vec::new()
+        };
+        super::Spawned {
+            code,
+            stdout,
+            stderr,
+        }
     }
 
     pub fn set_mode(p: &str, mode: u32) -> io::Result<()> {
@@ -157,17 +190,33 @@ mod imp {
 
     #[cfg(not(unix))]
     pub fn symlink_at(_target: &str, _link: &str) -> io::Result<()> {
-        Err(io::Error::new(io::ErrorKind::Other, "symlinks are not supported here"))
+        Err(io::Error::new(
+            io::ErrorKind::Other,
+            "symlinks are not supported here",
+        ))
     }
 
     /// For development builds: the host's processes (stderr into the
     /// stdout capture is not merged in order here).
-    pub fn spawn(program: &str, argv: &[String], env: &[(String, String)], cwd: &str, s: &super::Streams) -> super::Spawned {
+    pub fn spawn(
+        program: &str,
+        argv: &[String],
+        env: &[(String, String)],
+        cwd: &str,
+        s: &super::Streams,
+    ) -> super::Spawned {
         use std::io::Write;
         use std::process::Stdio;
         let mut c = std::process::Command::new(program);
-        c.args(argv.iter().skip(1)).env_clear().envs(env.iter().map(|(k, v)| (k, v))).current_dir(cwd);
-        c.stdin(if s.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        c.args(argv.iter().skip(1))
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(cwd);
+        c.stdin(if s.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         if s.capture_out {
             c.stdout(Stdio::piped());
         }
@@ -176,7 +225,11 @@ mod imp {
         }
         let failed = |e: std::io::Error| {
             eprintln!("{program}: {e}");
-            super::Spawned { code: -1, stdout: Vec::new(), stderr: Vec::new() }
+            super::Spawned {
+                code: -1,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            }
         };
         let mut child = match c.spawn() {
             Ok(ch) => ch,
@@ -192,7 +245,11 @@ mod imp {
                 if s.err_to_out {
                     stdout.append(&mut stderr);
                 }
-                super::Spawned { code: o.status.code().unwrap_or(128), stdout, stderr }
+                super::Spawned {
+                    code: o.status.code().unwrap_or(128),
+                    stdout,
+                    stderr,
+                }
             }
             Err(e) => failed(e),
         }
@@ -212,12 +269,16 @@ mod imp {
     #[cfg(unix)]
     pub fn get_mode(p: &str) -> Option<u32> {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::symlink_metadata(p).ok().map(|m| m.permissions().mode() & 0o7777)
+        std::fs::symlink_metadata(p)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
     }
 
     #[cfg(not(unix))]
     pub fn get_mode(p: &str) -> Option<u32> {
-        std::fs::symlink_metadata(p).ok().map(|m| if m.is_dir() { 0o755 } else { 0o644 })
+        std::fs::symlink_metadata(p)
+            .ok()
+            .map(|m| if m.is_dir() { 0o755 } else { 0o644 })
     }
 
     pub fn set_owner(p: &str, _uid: u32, _gid: u32) -> io::Result<()> {
@@ -230,7 +291,7 @@ pub use imp::symlink_at;
 thread_local! {
     /// This program's current directory (wasi-libc's chdir is emulated, and
     /// wbuild's imports resolve relative paths against the step's WORKDIR).
-    static CWD: std::cell::RefCell<String> = std::cell::RefCell::new(String::new());
+    static CWD: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 pub fn set_cwd(p: &str) -> io::Result<()> {
@@ -266,13 +327,17 @@ pub fn get_mode(p: &str) -> Option<u32> {
 pub fn cwd() -> String {
     match std::env::var("PWD") {
         Ok(p) if p.starts_with('/') && Path::new(&p).is_dir() && same_dir(&p) => p,
-        _ => std::env::current_dir().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "/".into()),
+        _ => std::env::current_dir()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "/".into()),
     }
 }
 
 fn same_dir(p: &str) -> bool {
     match std::env::current_dir() {
-        Ok(c) => c == Path::new(p) || std::fs::canonicalize(p).ok() == std::fs::canonicalize(c).ok(),
+        Ok(c) => {
+            c == Path::new(p) || std::fs::canonicalize(p).ok() == std::fs::canonicalize(c).ok()
+        }
         Err(_) => true,
     }
 }
@@ -298,9 +363,18 @@ pub struct Spawned {
 
 /// Runs a wasm program of the rootfs with argv, env and this directory
 /// (`PWD` in env wins), its streams connected as `streams` says.
-pub fn spawn(program: &str, argv: &[String], env: &[(String, String)], streams: &Streams) -> Spawned {
+pub fn spawn(
+    program: &str,
+    argv: &[String],
+    env: &[(String, String)],
+    streams: &Streams,
+) -> Spawned {
     let _ = io::Write::flush(&mut io::stdout());
     let cwd = std::env::var("PWD").unwrap_or_else(|_| cwd());
-    let cwd = env.iter().find(|(k, _)| k == "PWD").map(|(_, v)| v.clone()).unwrap_or(cwd);
+    let cwd = env
+        .iter()
+        .find(|(k, _)| k == "PWD")
+        .map(|(_, v)| v.clone())
+        .unwrap_or(cwd);
     imp::spawn(program, argv, env, &cwd, streams)
 }

@@ -107,7 +107,11 @@ pub fn pad(s: String, width: Option<usize>, left: bool, zero: bool) -> String {
     if left {
         format!("{s}{}", " ".repeat(fill))
     } else if zero {
-        let (sign, digits) = if s.starts_with('-') || s.starts_with('+') { s.split_at(1) } else { ("", s.as_str()) };
+        let (sign, digits) = if s.starts_with('-') || s.starts_with('+') {
+            s.split_at(1)
+        } else {
+            ("", s.as_str())
+        };
         format!("{sign}{}{digits}", "0".repeat(fill))
     } else {
         format!("{}{s}", " ".repeat(fill))
@@ -142,7 +146,11 @@ pub fn fmt_g(v: f64, prec: usize, alt: bool) -> String {
             return s;
         }
         let (m, e) = s.split_once('e').unwrap_or((&s, ""));
-        let m = if m.contains('.') { m.trim_end_matches('0').trim_end_matches('.') } else { m };
+        let m = if m.contains('.') {
+            m.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            m
+        };
         format!("{m}e{e}")
     } else {
         let decimals = (p as i32 - 1 - exp).max(0) as usize;
@@ -171,7 +179,15 @@ pub struct Conv {
 /// Reads a conversion's flags, width, precision and length modifiers
 /// from `fc` at `i` (just past the `%`); leaves `i` at the letter.
 pub fn parse_conv(fc: &[char], i: &mut usize, star: &mut dyn FnMut() -> i64) -> Conv {
-    let mut c = Conv { left: false, zero: false, plus: false, space: false, alt: false, width: None, prec: None };
+    let mut c = Conv {
+        left: false,
+        zero: false,
+        plus: false,
+        space: false,
+        alt: false,
+        width: None,
+        prec: None,
+    };
     while let Some(f) = fc.get(*i) {
         match f {
             '-' => c.left = true,
@@ -210,7 +226,10 @@ pub fn parse_conv(fc: &[char], i: &mut usize, star: &mut dyn FnMut() -> i64) -> 
             c.prec = Some(digits(i).parse().unwrap_or(0));
         }
     }
-    while matches!(fc.get(*i), Some('l') | Some('h') | Some('j') | Some('z') | Some('t') | Some('L') | Some('q')) {
+    while matches!(
+        fc.get(*i),
+        Some('l') | Some('h') | Some('j') | Some('z') | Some('t') | Some('L') | Some('q')
+    ) {
         *i += 1;
     }
     c
@@ -234,7 +253,12 @@ impl Conv {
         } else {
             ""
         };
-        pad(format!("{sign}{s}"), self.width, self.left, self.zero && self.prec.is_none())
+        pad(
+            format!("{sign}{s}"),
+            self.width,
+            self.left,
+            self.zero && self.prec.is_none(),
+        )
     }
 
     /// `%u %x %X %o`.
@@ -376,7 +400,10 @@ pub fn printf(args: &[&str], io: &mut Io) -> i32 {
                     }
                     continue;
                 }
-                'c' => c.text(&a.chars().next().map(|c| c.to_string()).unwrap_or_default(), false),
+                'c' => c.text(
+                    &a.chars().next().map(|c| c.to_string()).unwrap_or_default(),
+                    false,
+                ),
                 'd' | 'i' => {
                     let v = num_arg(a, io, &mut code).0;
                     c.signed(v < 0, v.unsigned_abs().to_string())
@@ -416,7 +443,11 @@ pub fn test(name: &str, args: &[&str], io: &mut Io) -> i32 {
         }
         a.pop();
     }
-    let mut t = Test { a: &a, i: 0, err: None };
+    let mut t = Test {
+        a: &a,
+        i: 0,
+        err: None,
+    };
     if a.is_empty() {
         return 1;
     }
@@ -463,7 +494,10 @@ impl<'a> Test<'a> {
     }
     fn not(&mut self) -> bool {
         let rem = self.a.len() - self.i;
-        if self.a.get(self.i) == Some(&"!") && rem > 1 && !(rem == 3 && is_binop(self.a[self.i + 1])) {
+        if self.a.get(self.i) == Some(&"!")
+            && rem > 1
+            && !(rem == 3 && is_binop(self.a[self.i + 1]))
+        {
             self.i += 1;
             return !self.not();
         }
@@ -563,7 +597,9 @@ impl<'a> Test<'a> {
             "-s" => md().map(|m| m.len() > 0).unwrap_or(false),
             "-r" | "-w" => md().is_ok(),
             "-x" => md().is_ok() && crate::sys::get_mode(a).map_or(false, |m| m & 0o111 != 0),
-            "-L" | "-h" => std::fs::symlink_metadata(a).map(|m| m.file_type().is_symlink()).unwrap_or(false),
+            "-L" | "-h" => std::fs::symlink_metadata(a)
+                .map(|m| m.file_type().is_symlink())
+                .unwrap_or(false),
             "-b" | "-c" | "-p" | "-S" | "-u" | "-g" | "-k" | "-t" | "-G" | "-O" => {
                 if op == "-O" || op == "-G" {
                     return md().is_ok();
@@ -579,7 +615,22 @@ impl<'a> Test<'a> {
 }
 
 fn is_binop(s: &str) -> bool {
-    matches!(s, "=" | "==" | "!=" | "<" | ">" | "-eq" | "-ne" | "-lt" | "-le" | "-gt" | "-ge" | "-nt" | "-ot" | "-ef")
+    matches!(
+        s,
+        "=" | "=="
+            | "!="
+            | "<"
+            | ">"
+            | "-eq"
+            | "-ne"
+            | "-lt"
+            | "-le"
+            | "-gt"
+            | "-ge"
+            | "-nt"
+            | "-ot"
+            | "-ef"
+    )
 }
 
 // ---- expr ----
@@ -596,7 +647,10 @@ pub fn expr(args: &[&str], io: &mut Io) -> i32 {
             }
         }
         Ok(_) => {
-            io.err("expr", &format!("syntax error: unexpected argument '{}'", args[e.i]));
+            io.err(
+                "expr",
+                &format!("syntax error: unexpected argument '{}'", args[e.i]),
+            );
             2
         }
         Err(m) => {
@@ -669,8 +723,16 @@ impl<'a> Expr<'a> {
         while let Some(op) = self.next_is(&["+", "-"]) {
             self.i += 1;
             let r = self.mul()?;
-            let (a, b) = (as_int(&l).ok_or("non-integer argument")?, as_int(&r).ok_or("non-integer argument")?);
-            l = if op == "+" { a.wrapping_add(b) } else { a.wrapping_sub(b) }.to_string();
+            let (a, b) = (
+                as_int(&l).ok_or("non-integer argument")?,
+                as_int(&r).ok_or("non-integer argument")?,
+            );
+            l = if op == "+" {
+                a.wrapping_add(b)
+            } else {
+                a.wrapping_sub(b)
+            }
+            .to_string();
         }
         Ok(l)
     }
@@ -679,7 +741,10 @@ impl<'a> Expr<'a> {
         while let Some(op) = self.next_is(&["*", "/", "%"]) {
             self.i += 1;
             let r = self.colon()?;
-            let (a, b) = (as_int(&l).ok_or("non-integer argument")?, as_int(&r).ok_or("non-integer argument")?);
+            let (a, b) = (
+                as_int(&l).ok_or("non-integer argument")?,
+                as_int(&r).ok_or("non-integer argument")?,
+            );
             if op != "*" && b == 0 {
                 return Err("division by zero".into());
             }
@@ -702,7 +767,10 @@ impl<'a> Expr<'a> {
         Ok(l)
     }
     fn prim(&mut self) -> Result<String, String> {
-        let t = *self.a.get(self.i).ok_or("syntax error: missing argument after")?;
+        let t = *self
+            .a
+            .get(self.i)
+            .ok_or("syntax error: missing argument after")?;
         self.i += 1;
         match t {
             "(" => {
@@ -731,12 +799,20 @@ impl<'a> Expr<'a> {
             "index" => {
                 let s = self.prim()?;
                 let chars = self.prim()?;
-                Ok(s.chars().position(|c| chars.contains(c)).map(|p| p + 1).unwrap_or(0).to_string())
+                Ok(s.chars()
+                    .position(|c| chars.contains(c))
+                    .map(|p| p + 1)
+                    .unwrap_or(0)
+                    .to_string())
             }
-            "+" => Ok(self.a.get(self.i).map(|s| {
-                self.i += 1;
-                s.to_string()
-            }).unwrap_or_default()),
+            "+" => Ok(self
+                .a
+                .get(self.i)
+                .map(|s| {
+                    self.i += 1;
+                    s.to_string()
+                })
+                .unwrap_or_default()),
             t => Ok(t.to_string()),
         }
     }
@@ -756,7 +832,11 @@ fn expr_match(s: &str, pat: &str) -> Result<String, String> {
                 Ok((c[1].unwrap_or(0) - c[0].unwrap_or(0)).to_string())
             }
         }
-        None => Ok(if re.groups > 0 { String::new() } else { "0".into() }),
+        None => Ok(if re.groups > 0 {
+            String::new()
+        } else {
+            "0".into()
+        }),
     }
 }
 
@@ -772,7 +852,11 @@ pub struct Opts {
 
 impl Opts {
     pub fn parse(args: &[&str], with_value: &str) -> Result<Opts, String> {
-        let mut o = Opts { flags: Vec::new(), long: Vec::new(), rest: Vec::new() };
+        let mut o = Opts {
+            flags: Vec::new(),
+            long: Vec::new(),
+            rest: Vec::new(),
+        };
         let mut i = 0;
         while i < args.len() {
             let a = args[i];
@@ -793,7 +877,9 @@ impl Opts {
                             i += 1;
                             match args.get(i) {
                                 Some(v) => v.to_string(),
-                                None => return Err(format!("option requires an argument -- '{c}'")),
+                                None => {
+                                    return Err(format!("option requires an argument -- '{c}'"))
+                                }
                             }
                         } else {
                             v
@@ -815,16 +901,29 @@ impl Opts {
         self.flags.iter().any(|(f, _)| *f == c)
     }
     pub fn val(&self, c: char) -> Option<&str> {
-        self.flags.iter().rev().find(|(f, _)| *f == c).and_then(|(_, v)| v.as_deref())
+        self.flags
+            .iter()
+            .rev()
+            .find(|(f, _)| *f == c)
+            .and_then(|(_, v)| v.as_deref())
     }
     pub fn vals(&self, c: char) -> Vec<String> {
-        self.flags.iter().filter(|(f, _)| *f == c).filter_map(|(_, v)| v.clone()).collect()
+        self.flags
+            .iter()
+            .filter(|(f, _)| *f == c)
+            .filter_map(|(_, v)| v.clone())
+            .collect()
     }
     pub fn long_val(&self, name: &str) -> Option<String> {
-        self.long.iter().rev().find_map(|l| l.strip_prefix(&format!("--{name}=")).map(|s| s.to_string()))
+        self.long
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix(&format!("--{name}=")).map(|s| s.to_string()))
     }
     pub fn long_has(&self, name: &str) -> bool {
-        self.long.iter().any(|l| l == &format!("--{name}") || l.starts_with(&format!("--{name}=")))
+        self.long
+            .iter()
+            .any(|l| l == &format!("--{name}") || l.starts_with(&format!("--{name}=")))
     }
 }
 
@@ -843,7 +942,11 @@ pub fn head_tail(name: &str, args: &[&str], io: &mut Io) -> i32 {
     let mut norm: Vec<String> = Vec::new();
     for (i, a) in args.iter().enumerate() {
         let after_opt = i > 0 && (args[i - 1] == "-n" || args[i - 1] == "-c");
-        if !after_opt && a.len() > 1 && a.starts_with('-') && a[1..].chars().all(|c| c.is_ascii_digit()) {
+        if !after_opt
+            && a.len() > 1
+            && a.starts_with('-')
+            && a[1..].chars().all(|c| c.is_ascii_digit())
+        {
             norm.push(format!("-n{}", &a[1..]));
         } else {
             norm.push(a.to_string());
@@ -867,7 +970,13 @@ pub fn head_tail(name: &str, args: &[&str], io: &mut Io) -> i32 {
     let n: usize = match spec.trim_start_matches(['+', '-']).parse() {
         Ok(n) => n,
         Err(_) => {
-            io.err(name, &format!("invalid number of {}: '{spec}'", if bytes { "bytes" } else { "lines" }));
+            io.err(
+                name,
+                &format!(
+                    "invalid number of {}: '{spec}'",
+                    if bytes { "bytes" } else { "lines" }
+                ),
+            );
             return 1;
         }
     };
@@ -878,13 +987,20 @@ pub fn head_tail(name: &str, args: &[&str], io: &mut Io) -> i32 {
         let data = match io.read_input(f) {
             Ok(d) => d,
             Err(e) => {
-                io.err(name, &format!("cannot open '{f}' for reading: {}", io_msg(&e)));
+                io.err(
+                    name,
+                    &format!("cannot open '{f}' for reading: {}", io_msg(&e)),
+                );
                 code = 1;
                 continue;
             }
         };
         if many {
-            io.out(&format!("{}==> {} <==\n", if k > 0 { "\n" } else { "" }, if f == "-" { "standard input" } else { f }));
+            io.out(&format!(
+                "{}==> {} <==\n",
+                if k > 0 { "\n" } else { "" },
+                if f == "-" { "standard input" } else { f }
+            ));
         }
         let out: &[u8] = if bytes {
             let len = data.len();
@@ -895,7 +1011,15 @@ pub fn head_tail(name: &str, args: &[&str], io: &mut Io) -> i32 {
                 _ => &data[len.saturating_sub(n)..],
             }
         } else {
-            let starts: Vec<usize> = std::iter::once(0).chain(data.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1)).filter(|&i| i < data.len()).collect();
+            let starts: Vec<usize> = std::iter::once(0)
+                .chain(
+                    data.iter()
+                        .enumerate()
+                        .filter(|(_, b)| **b == b'\n')
+                        .map(|(i, _)| i + 1),
+                )
+                .filter(|&i| i < data.len())
+                .collect();
             let count = starts.len();
             let at = |k: usize| if k >= count { data.len() } else { starts[k] };
             match (name, from_start, neg) {
@@ -930,7 +1054,7 @@ pub fn wc(args: &[&str], io: &mut Io) -> i32 {
     let files = inputs(&o.rest);
     let mut code = 0;
     let mut rows: Vec<(Vec<u64>, String)> = Vec::new();
-    let mut total = vec![0u64; 5];
+    let mut total = [0u64; 5];
     let mut all_regular = true;
     for f in &files {
         if f == "-" {
@@ -950,10 +1074,22 @@ pub fn wc(args: &[&str], io: &mut Io) -> i32 {
             text.split_ascii_whitespace().count() as u64,
             text.chars().count() as u64,
             data.len() as u64,
-            text.lines().map(|l| l.chars().count() as u64).max().unwrap_or(0),
+            text.lines()
+                .map(|l| l.chars().count() as u64)
+                .max()
+                .unwrap_or(0),
         ];
         let mut v = Vec::new();
-        for (i, (on, x)) in [(l, counts[0]), (w, counts[1]), (m, counts[2]), (c, counts[3]), (longest, counts[4])].iter().enumerate() {
+        for (i, (on, x)) in [
+            (l, counts[0]),
+            (w, counts[1]),
+            (m, counts[2]),
+            (c, counts[3]),
+            (longest, counts[4]),
+        ]
+        .iter()
+        .enumerate()
+        {
             if *on {
                 v.push(*x);
             }
@@ -1039,7 +1175,9 @@ fn parse_key(s: &str) -> Option<Key> {
     };
     let mut o = KeyOpts::default();
     let split = |p: &str| -> Option<(usize, usize, String)> {
-        let end = p.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(p.len());
+        let end = p
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(p.len());
         let (num, opts) = p.split_at(end);
         let (f, c) = match num.find('.') {
             Some(i) => (num[..i].parse().ok()?, num[i + 1..].parse().ok()?),
@@ -1060,7 +1198,14 @@ fn parse_key(s: &str) -> Option<Key> {
         }
         None => (None, 0),
     };
-    Some(Key { f1, c1: c1.max(1), f2, c2, o, has_opts: has })
+    Some(Key {
+        f1,
+        c1: c1.max(1),
+        f2,
+        c2,
+        o,
+        has_opts: has,
+    })
 }
 
 /// The text of a key: fields split at `sep`, or at blank-to-nonblank runs.
@@ -1078,7 +1223,10 @@ fn key_text<'a>(line: &'a str, k: &Key, sep: Option<char>) -> &'a str {
         None => {
             let mut i = 0;
             while i < b.len() {
-                if (b[i] == b' ' || b[i] == b'\t') && i > 0 && !(b[i - 1] == b' ' || b[i - 1] == b'\t') {
+                if (b[i] == b' ' || b[i] == b'\t')
+                    && i > 0
+                    && !(b[i - 1] == b' ' || b[i - 1] == b'\t')
+                {
                     starts.push(i);
                 }
                 i += 1;
@@ -1103,7 +1251,11 @@ fn key_text<'a>(line: &'a str, k: &Key, sep: Option<char>) -> &'a str {
     };
     let start = match starts.get(k.f1 - 1) {
         Some(&s) => {
-            let s = if k.o.blanks || sep.is_none() && k.c1 > 1 { skip_blanks(s) } else { s };
+            let s = if k.o.blanks || sep.is_none() && k.c1 > 1 {
+                skip_blanks(s)
+            } else {
+                s
+            };
             (s + k.c1 - 1).min(field_end(k.f1)).max(s.min(line.len()))
         }
         None => line.len(),
@@ -1143,7 +1295,10 @@ fn num_prefix(s: &str) -> f64 {
 fn human(s: &str) -> f64 {
     let t = s.trim();
     let v = num_prefix(t);
-    let suffix = t.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == '-').chars().next();
+    let suffix = t
+        .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == '-')
+        .chars()
+        .next();
     let m = match suffix {
         Some('K') | Some('k') => 1e3,
         Some('M') => 1e6,
@@ -1167,8 +1322,14 @@ fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
             while j < b.len() && b[j].is_ascii_digit() {
                 j += 1;
             }
-            let x: u128 = std::str::from_utf8(&a[si..i]).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-            let y: u128 = std::str::from_utf8(&b[sj..j]).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let x: u128 = std::str::from_utf8(&a[si..i])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let y: u128 = std::str::from_utf8(&b[sj..j])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             if x != y {
                 return x.cmp(&y);
             }
@@ -1184,15 +1345,25 @@ fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 fn cmp_with(a: &str, b: &str, o: &KeyOpts) -> std::cmp::Ordering {
-    let (a, b) = if o.blanks { (a.trim_start(), b.trim_start()) } else { (a, b) };
+    let (a, b) = if o.blanks {
+        (a.trim_start(), b.trim_start())
+    } else {
+        (a, b)
+    };
     let r = if o.numeric {
-        num_prefix(a).partial_cmp(&num_prefix(b)).unwrap_or(std::cmp::Ordering::Equal)
+        num_prefix(a)
+            .partial_cmp(&num_prefix(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
     } else if o.human {
-        human(a).partial_cmp(&human(b)).unwrap_or(std::cmp::Ordering::Equal)
+        human(a)
+            .partial_cmp(&human(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
     } else if o.version {
         version_cmp(a, b)
     } else if o.fold {
-        a.to_ascii_uppercase().as_bytes().cmp(b.to_ascii_uppercase().as_bytes())
+        a.to_ascii_uppercase()
+            .as_bytes()
+            .cmp(b.to_ascii_uppercase().as_bytes())
     } else {
         a.as_bytes().cmp(b.as_bytes())
     };
@@ -1266,7 +1437,11 @@ pub fn sort(args: &[&str], io: &mut Io) -> i32 {
     let compare = |a: &&str, b: &&str| -> std::cmp::Ordering {
         if keys.is_empty() {
             let r = cmp_with(a, b, &g);
-            if r != std::cmp::Ordering::Equal || stable || unique || !(g.numeric || g.fold || g.blanks || g.human || g.version) {
+            if r != std::cmp::Ordering::Equal
+                || stable
+                || unique
+                || !(g.numeric || g.fold || g.blanks || g.human || g.version)
+            {
                 return r;
             }
         } else {
@@ -1289,7 +1464,11 @@ pub fn sort(args: &[&str], io: &mut Io) -> i32 {
     };
     if o.has('c') || o.has('C') {
         for (i, w) in ls.windows(2).enumerate() {
-            let bad = if unique { compare(&w[0], &w[1]) != std::cmp::Ordering::Less } else { compare(&w[0], &w[1]) == std::cmp::Ordering::Greater };
+            let bad = if unique {
+                compare(&w[0], &w[1]) != std::cmp::Ordering::Less
+            } else {
+                compare(&w[0], &w[1]) == std::cmp::Ordering::Greater
+            };
             if bad {
                 if o.has('c') {
                     io.errln(&format!("sort: -:{}: disorder: {}", i + 2, w[1]));
@@ -1361,7 +1540,10 @@ pub fn uniq(args: &[&str], io: &mut Io) -> i32 {
         }
     };
     let text = String::from_utf8_lossy(&data).into_owned();
-    let ls: Vec<&str> = lines(text.as_bytes()).into_iter().map(|b| std::str::from_utf8(b).unwrap_or("")).collect();
+    let ls: Vec<&str> = lines(text.as_bytes())
+        .into_iter()
+        .map(|b| std::str::from_utf8(b).unwrap_or(""))
+        .collect();
     let mut out = String::new();
     let mut i = 0;
     while i < ls.len() {
@@ -1400,14 +1582,18 @@ pub fn uniq(args: &[&str], io: &mut Io) -> i32 {
 
 fn ranges(spec: &str) -> Option<Vec<(usize, usize)>> {
     let mut v = Vec::new();
-    for part in spec.split(|c| c == ',' || c == ' ') {
+    for part in spec.split([',', ' ']) {
         if part.is_empty() {
             return None;
         }
         let (a, b) = match part.find('-') {
             Some(i) => {
                 let a = if i == 0 { 1 } else { part[..i].parse().ok()? };
-                let b = if i + 1 == part.len() { usize::MAX } else { part[i + 1..].parse().ok()? };
+                let b = if i + 1 == part.len() {
+                    usize::MAX
+                } else {
+                    part[i + 1..].parse().ok()?
+                };
                 (a, b)
             }
             None => {
@@ -1436,14 +1622,20 @@ pub fn cut(args: &[&str], io: &mut Io) -> i32 {
         (Some(f), _) => (f.to_string(), true),
         (None, Some(c)) => (c.to_string(), false),
         _ => {
-            io.err("cut", "you must specify a list of bytes, characters, or fields");
+            io.err(
+                "cut",
+                "you must specify a list of bytes, characters, or fields",
+            );
             return 1;
         }
     };
     let rs = match ranges(&spec) {
         Some(r) => r,
         None => {
-            io.err("cut", &format!("invalid field range\nTry 'cut --help' for more information."));
+            io.err(
+                "cut",
+                "invalid field range\nTry 'cut --help' for more information.",
+            );
             return 1;
         }
     };
@@ -1461,7 +1653,9 @@ pub fn cut(args: &[&str], io: &mut Io) -> i32 {
         }
         None => '\t',
     };
-    let out_delim = o.long_val("output-delimiter").unwrap_or_else(|| delim.to_string());
+    let out_delim = o
+        .long_val("output-delimiter")
+        .unwrap_or_else(|| delim.to_string());
     let only = o.has('s');
     let mut code = 0;
     let mut out = String::new();
@@ -1485,10 +1679,20 @@ pub fn cut(args: &[&str], io: &mut Io) -> i32 {
                     }
                     continue;
                 }
-                let parts: Vec<&str> = line.split(delim).enumerate().filter(|(i, _)| picked(i + 1)).map(|(_, p)| p).collect();
+                let parts: Vec<&str> = line
+                    .split(delim)
+                    .enumerate()
+                    .filter(|(i, _)| picked(i + 1))
+                    .map(|(_, p)| p)
+                    .collect();
                 out.push_str(&parts.join(&out_delim));
             } else {
-                out.extend(line.chars().enumerate().filter(|(i, _)| picked(i + 1)).map(|(_, c)| c));
+                out.extend(
+                    line.chars()
+                        .enumerate()
+                        .filter(|(i, _)| picked(i + 1))
+                        .map(|(_, c)| c),
+                );
             }
             out.push('\n');
         }
@@ -1537,7 +1741,10 @@ fn tr_set(s: &str) -> Result<Vec<char>, String> {
             let rest: String = c[i + 2..].iter().collect();
             if let Some(e) = rest.find(":]") {
                 let class = &rest[..e];
-                let all: Vec<char> = (0u8..=127).map(|b| b as char).filter(|ch| crate::sh::class_match(class, *ch)).collect();
+                let all: Vec<char> = (0u8..=127)
+                    .map(|b| b as char)
+                    .filter(|ch| crate::sh::class_match(class, *ch))
+                    .collect();
                 if all.is_empty() {
                     return Err(format!("invalid character class '{class}'"));
                 }
@@ -1553,7 +1760,9 @@ fn tr_set(s: &str) -> Result<Vec<char>, String> {
             let hi = unesc(&c, &mut i);
             i += 1;
             if hi < lo {
-                return Err(format!("range-endpoints of '{lo}-{hi}' are in reverse collating sequence order"));
+                return Err(format!(
+                    "range-endpoints of '{lo}-{hi}' are in reverse collating sequence order"
+                ));
             }
             let mut x = lo as u32;
             while x <= hi as u32 {
@@ -1601,10 +1810,7 @@ pub fn tr(args: &[&str], io: &mut Io) -> i32 {
         io.err("tr", &format!("missing operand after '{}'", o.rest[0]));
         return 1;
     }
-    let data = match io.i.read_all() {
-        Ok(d) => d,
-        Err(_) => Vec::new(),
-    };
+    let data = io.i.read_all().unwrap_or_default();
     let text = String::from_utf8_lossy(&data);
     let in1 = |c: char| s1.contains(&c) != comp;
     let map = |c: char| -> char {
@@ -1619,8 +1825,18 @@ pub fn tr(args: &[&str], io: &mut Io) -> i32 {
             None => c,
         }
     };
-    let squeeze_set: Vec<char> = if del || s2.is_empty() { s1.clone() } else { s2.clone() };
-    let sq = |c: char| if del || s2.is_empty() { squeeze_set.contains(&c) != (comp && !del) } else { squeeze_set.contains(&c) };
+    let squeeze_set: Vec<char> = if del || s2.is_empty() {
+        s1.clone()
+    } else {
+        s2.clone()
+    };
+    let sq = |c: char| {
+        if del || s2.is_empty() {
+            squeeze_set.contains(&c) != (comp && !del)
+        } else {
+            squeeze_set.contains(&c)
+        }
+    };
     let mut out = String::with_capacity(text.len());
     let mut last: Option<char> = None;
     for c in text.chars() {
@@ -1652,7 +1868,11 @@ pub fn tee(args: &[&str], io: &mut Io) -> i32 {
     let mut code = 0;
     for f in &o.rest {
         let r = if o.has('a') {
-            std::fs::OpenOptions::new().append(true).create(true).open(f).and_then(|mut h| h.write_all(&data))
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(f)
+                .and_then(|mut h| h.write_all(&data))
         } else if f == "/dev/null" {
             Ok(())
         } else {
@@ -1703,7 +1923,16 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
     for p in &pats {
         let r = if fixed {
             if word || whole {
-                let esc: String = p.chars().map(|c| if "\\.[]*^$".contains(c) { format!("\\{c}") } else { c.to_string() }).collect();
+                let esc: String = p
+                    .chars()
+                    .map(|c| {
+                        if "\\.[]*^$".contains(c) {
+                            format!("\\{c}")
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect();
                 Regex::new(&esc, false, icase)
             } else {
                 Ok(Regex::literal(p, icase))
@@ -1725,9 +1954,21 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
     if files.is_empty() {
         files.push(if recursive { ".".into() } else { "-".into() });
     }
-    let includes: Vec<String> = o.long.iter().filter_map(|l| l.strip_prefix("--include=").map(|s| s.to_string())).collect();
-    let excludes: Vec<String> = o.long.iter().filter_map(|l| l.strip_prefix("--exclude=").map(|s| s.to_string())).collect();
-    let exclude_dirs: Vec<String> = o.long.iter().filter_map(|l| l.strip_prefix("--exclude-dir=").map(|s| s.to_string())).collect();
+    let includes: Vec<String> = o
+        .long
+        .iter()
+        .filter_map(|l| l.strip_prefix("--include=").map(|s| s.to_string()))
+        .collect();
+    let excludes: Vec<String> = o
+        .long
+        .iter()
+        .filter_map(|l| l.strip_prefix("--exclude=").map(|s| s.to_string()))
+        .collect();
+    let exclude_dirs: Vec<String> = o
+        .long
+        .iter()
+        .filter_map(|l| l.strip_prefix("--exclude-dir=").map(|s| s.to_string()))
+        .collect();
     let mut list = Vec::new();
     for f in &files {
         if recursive && Path::new(f).is_dir() {
@@ -1739,7 +1980,9 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
     if recursive {
         let glob_ok = |p: &str| {
             let b: Vec<char> = crate::base(p).chars().collect();
-            let m = |g: &String| crate::sh::pmatch(&g.chars().map(|c| (c, false)).collect::<Vec<_>>(), &b);
+            let m = |g: &String| {
+                crate::sh::pmatch(&g.chars().map(|c| (c, false)).collect::<Vec<_>>(), &b)
+            };
             (includes.is_empty() || includes.iter().any(m)) && !excludes.iter().any(m)
         };
         list.retain(|p| p == "-" || glob_ok(p));
@@ -1757,9 +2000,25 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
         o.has('H') || list.len() > 1 || recursive
     };
     let max: Option<usize> = o.val('m').and_then(|v| v.parse().ok());
-    let after: usize = o.val('A').or(o.val('C')).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let before: usize = o.val('B').or(o.val('C')).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let (invert, count, quiet, names, nonames, numbers, only) = (o.has('v'), o.has('c'), o.has('q'), o.has('l'), o.has('L'), o.has('n'), o.has('o'));
+    let after: usize = o
+        .val('A')
+        .or(o.val('C'))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let before: usize = o
+        .val('B')
+        .or(o.val('C'))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let (invert, count, quiet, names, nonames, numbers, only) = (
+        o.has('v'),
+        o.has('c'),
+        o.has('q'),
+        o.has('l'),
+        o.has('L'),
+        o.has('n'),
+        o.has('o'),
+    );
     let silent = o.has('s');
     let mut any = false;
     let mut err = false;
@@ -1779,7 +2038,10 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
             continue;
         }
         let text = String::from_utf8_lossy(&data).into_owned();
-        let ls: Vec<&str> = lines(text.as_bytes()).into_iter().map(|b| std::str::from_utf8(b).unwrap_or("")).collect();
+        let ls: Vec<&str> = lines(text.as_bytes())
+            .into_iter()
+            .map(|b| std::str::from_utf8(b).unwrap_or(""))
+            .collect();
         let mut n = 0usize;
         let mut out = String::new();
         let prefix = |i: usize, sep: char| {
@@ -1809,7 +2071,9 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
                     let ok = if whole {
                         s == 0 && e == chars.len()
                     } else if word {
-                        let wc = |c: Option<&char>| c.map_or(false, |c| c.is_alphanumeric() || *c == '_');
+                        let wc = |c: Option<&char>| {
+                            c.map_or(false, |c| c.is_alphanumeric() || *c == '_')
+                        };
                         !wc(if s > 0 { chars.get(s - 1) } else { None }) && !wc(chars.get(e))
                     } else {
                         true
@@ -1852,7 +2116,9 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
                 } else if n > 1 {
                     out.push_str("--\n");
                 }
-                let from = i.saturating_sub(before).max(last_printed.map_or(0, |x| x + 1));
+                let from = i
+                    .saturating_sub(before)
+                    .max(last_printed.map_or(0, |x| x + 1));
                 for (j, bl) in ls.iter().enumerate().take(i).skip(from) {
                     out.push_str(&prefix(j, '-'));
                     out.push_str(bl);
@@ -1911,16 +2177,25 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
 
 fn walk(dir: &str, out: &mut Vec<String>, exclude_dirs: &[String]) {
     let mut names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => return,
     };
     names.sort();
     for n in names {
-        let p = if dir.ends_with('/') { format!("{dir}{n}") } else { format!("{dir}/{n}") };
+        let p = if dir.ends_with('/') {
+            format!("{dir}{n}")
+        } else {
+            format!("{dir}/{n}")
+        };
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.is_dir() => {
                 let nc: Vec<char> = n.chars().collect();
-                if exclude_dirs.iter().any(|g| crate::sh::pmatch(&g.chars().map(|c| (c, false)).collect::<Vec<_>>(), &nc)) {
+                if exclude_dirs.iter().any(|g| {
+                    crate::sh::pmatch(&g.chars().map(|c| (c, false)).collect::<Vec<_>>(), &nc)
+                }) {
                     continue;
                 }
                 walk(&p, out, exclude_dirs);
@@ -2010,7 +2285,9 @@ impl<'a> SedParser<'a> {
         let mut s = String::new();
         let mut in_bracket = false;
         loop {
-            let c = self.peek().ok_or_else(|| format!("unterminated `s' command"))?;
+            let c = self
+                .peek()
+                .ok_or_else(|| "unterminated `s' command".to_string())?;
             self.i += 1;
             if regex && c == '[' && !in_bracket {
                 in_bracket = true;
@@ -2193,7 +2470,23 @@ impl<'a> SedParser<'a> {
             }
             let kind = self.peek().ok_or("missing command")?;
             self.i += 1;
-            let mut cmd = SedCmd { a1, a2, neg, kind, text: String::new(), label: String::new(), re: None, repl: Vec::new(), global: false, nth: 1, print: false, wfile: None, ymap: Vec::new(), jump: 0, num: None };
+            let mut cmd = SedCmd {
+                a1,
+                a2,
+                neg,
+                kind,
+                text: String::new(),
+                label: String::new(),
+                re: None,
+                repl: Vec::new(),
+                global: false,
+                nth: 1,
+                print: false,
+                wfile: None,
+                ymap: Vec::new(),
+                jump: 0,
+                num: None,
+            };
             match kind {
                 '{' => open.push(cmds.len()),
                 '}' => {
@@ -2239,10 +2532,27 @@ impl<'a> SedParser<'a> {
                         }
                         self.i += 1;
                     }
-                    cmd.re = if pat.is_empty() { None } else { Some(Box::new(Regex::new(&pat, self.ere, icase).map_err(|e| e.to_string())?)) };
+                    cmd.re = if pat.is_empty() {
+                        None
+                    } else {
+                        Some(Box::new(
+                            Regex::new(&pat, self.ere, icase).map_err(|e| e.to_string())?,
+                        ))
+                    };
                     cmd.repl = parse_repl(&rep);
                     if let Some(r) = &cmd.re {
-                        let max = cmd.repl.iter().filter_map(|p| if let Repl::Group(g) = p { Some(*g) } else { None }).max().unwrap_or(0);
+                        let max = cmd
+                            .repl
+                            .iter()
+                            .filter_map(|p| {
+                                if let Repl::Group(g) = p {
+                                    Some(*g)
+                                } else {
+                                    None
+                                }
+                            })
+                            .max()
+                            .unwrap_or(0);
                         if max > r.groups {
                             return Err(format!("invalid reference \\{max} on `s' command's RHS"));
                         }
@@ -2251,14 +2561,25 @@ impl<'a> SedParser<'a> {
                 'y' => {
                     let d = self.peek().ok_or("unterminated `y' command")?;
                     self.i += 1;
-                    let a: Vec<char> = self.delimited(d, false)?.replace("\\n", "\n").replace("\\\\", "\\").chars().collect();
-                    let b: Vec<char> = self.delimited(d, false)?.replace("\\n", "\n").replace("\\\\", "\\").chars().collect();
+                    let a: Vec<char> = self
+                        .delimited(d, false)?
+                        .replace("\\n", "\n")
+                        .replace("\\\\", "\\")
+                        .chars()
+                        .collect();
+                    let b: Vec<char> = self
+                        .delimited(d, false)?
+                        .replace("\\n", "\n")
+                        .replace("\\\\", "\\")
+                        .chars()
+                        .collect();
                     if a.len() != b.len() {
                         return Err("strings for `y' command are different lengths".into());
                     }
                     cmd.ymap = a.into_iter().zip(b).collect();
                 }
-                'd' | 'D' | 'p' | 'P' | 'n' | 'N' | 'g' | 'G' | 'h' | 'H' | 'x' | '=' | 'z' | 'F' => {}
+                'd' | 'D' | 'p' | 'P' | 'n' | 'N' | 'g' | 'G' | 'h' | 'H' | 'x' | '=' | 'z'
+                | 'F' => {}
                 other => return Err(format!("unknown command: `{other}'")),
             }
             cmds.push(cmd);
@@ -2384,7 +2705,10 @@ fn substitute(cmd: &SedCmd, re: &Regex, pat: &str) -> Option<String> {
                 match r {
                     Repl::Lit(l) => out.push_str(&apply_case(l, mode, &mut one)),
                     Repl::Group(g) => {
-                        if let (Some(a), Some(b)) = (caps.get(2 * g).copied().flatten(), caps.get(2 * g + 1).copied().flatten()) {
+                        if let (Some(a), Some(b)) = (
+                            caps.get(2 * g).copied().flatten(),
+                            caps.get(2 * g + 1).copied().flatten(),
+                        ) {
                             let t: String = text[a..b].iter().collect();
                             out.push_str(&apply_case(&t, mode, &mut one));
                         }
@@ -2504,7 +2828,12 @@ pub fn sed(args: &[&str], io: &mut Io) -> i32 {
         return 1;
     }
     let script = scripts.join("\n");
-    let mut p = SedParser { c: script.chars().collect(), i: 0, ere, _p: std::marker::PhantomData };
+    let mut p = SedParser {
+        c: script.chars().collect(),
+        i: 0,
+        ere,
+        _p: std::marker::PhantomData,
+    };
     let cmds = match p.parse() {
         Ok(c) => c,
         Err(m) => {
@@ -2513,8 +2842,17 @@ pub fn sed(args: &[&str], io: &mut Io) -> i32 {
         }
     };
     for c in &cmds {
-        if matches!(c.kind, 'b' | 't' | 'T') && !c.label.is_empty() && !cmds.iter().any(|x| x.kind == ':' && x.label == c.label) {
-            io.err("sed", &format!("-e expression #1, char 0: can't find label for jump to `{}'", c.label));
+        if matches!(c.kind, 'b' | 't' | 'T')
+            && !c.label.is_empty()
+            && !cmds.iter().any(|x| x.kind == ':' && x.label == c.label)
+        {
+            io.err(
+                "sed",
+                &format!(
+                    "-e expression #1, char 0: can't find label for jump to `{}'",
+                    c.label
+                ),
+            );
             return 1;
         }
     }
@@ -2523,7 +2861,17 @@ pub fn sed(args: &[&str], io: &mut Io) -> i32 {
         return 1;
     }
     let files = inputs(&files);
-    let mut st = SedState { quiet, last_re: None, line: 0, hold: String::new(), append: Vec::new(), active: vec![false; cmds.len()], range_end: vec![0; cmds.len()], wfiles: Vec::new(), quit: None };
+    let mut st = SedState {
+        quiet,
+        last_re: None,
+        line: 0,
+        hold: String::new(),
+        append: Vec::new(),
+        active: vec![false; cmds.len()],
+        range_end: vec![0; cmds.len()],
+        wfiles: Vec::new(),
+        quit: None,
+    };
     let mut code = 0;
     let per_file = inplace.is_some() || separate;
     // Without -i/-s all inputs are one stream: `$` is the last line of the last file.
@@ -2543,7 +2891,10 @@ pub fn sed(args: &[&str], io: &mut Io) -> i32 {
                 Ok(d) => {
                     let t = String::from_utf8_lossy(&d).into_owned();
                     missing_nl = !t.is_empty() && !t.ends_with('\n');
-                    let ls: Vec<String> = lines(t.as_bytes()).into_iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+                    let ls: Vec<String> = lines(t.as_bytes())
+                        .into_iter()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .collect();
                     all.extend(ls);
                 }
                 Err(e) => {
@@ -2565,11 +2916,18 @@ pub fn sed(args: &[&str], io: &mut Io) -> i32 {
                     continue;
                 }
                 if !suffix.is_empty() {
-                    let bak = if suffix.contains('*') { suffix.replace('*', crate::base(f)) } else { format!("{f}{suffix}") };
+                    let bak = if suffix.contains('*') {
+                        suffix.replace('*', crate::base(f))
+                    } else {
+                        format!("{f}{suffix}")
+                    };
                     let _ = std::fs::copy(f, bak);
                 }
                 if let Err(e) = std::fs::write(f, out.as_bytes()) {
-                    io.err("sed", &format!("couldn't open temporary file {f}: {}", io_msg(&e)));
+                    io.err(
+                        "sed",
+                        &format!("couldn't open temporary file {f}: {}", io_msg(&e)),
+                    );
                     code = 4;
                 }
             }
@@ -2638,7 +2996,7 @@ fn selected(cmds: &[SedCmd], k: usize, st: &mut SedState, pat: &str, last: bool)
                 true
             } else {
                 let start = match a1 {
-                    Addr::Zero => st.line == 1 || false,
+                    Addr::Zero => st.line == 1,
                     a => addr_match(a, st, pat, last),
                 };
                 let start = if matches!(a1, Addr::Zero) {
@@ -2671,7 +3029,14 @@ fn selected(cmds: &[SedCmd], k: usize, st: &mut SedState, pat: &str, last: bool)
     m != c.neg
 }
 
-fn run_sed(cmds: &[SedCmd], input: &[String], st: &mut SedState, out: &mut String, missing_nl: bool, io: &mut Io) {
+fn run_sed(
+    cmds: &[SedCmd],
+    input: &[String],
+    st: &mut SedState,
+    out: &mut String,
+    missing_nl: bool,
+    io: &mut Io,
+) {
     let mut idx = 0;
     let n = input.len();
     while idx < n {
@@ -2701,7 +3066,8 @@ fn run_sed(cmds: &[SedCmd], input: &[String], st: &mut SedState, out: &mut Strin
                 'a' => st.append.push(format!("{}\n", c.text)),
                 'i' => out.push_str(&format!("{}\n", c.text)),
                 'c' => {
-                    let in_range = c.a2.clone_is_some() && st.active.get(pc - 1).copied().unwrap_or(false);
+                    let in_range =
+                        c.a2.clone_is_some() && st.active.get(pc - 1).copied().unwrap_or(false);
                     if !in_range || c.neg {
                         out.push_str(&format!("{}\n", c.text));
                     }
@@ -2737,7 +3103,9 @@ fn run_sed(cmds: &[SedCmd], input: &[String], st: &mut SedState, out: &mut Strin
                             '\\' => s.push_str("\\\\"),
                             '\n' => s.push_str("\\n"),
                             '\t' => s.push_str("\\t"),
-                            c if (c as u32) < 32 || c as u32 == 127 => s.push_str(&format!("\\{:03o}", c as u32)),
+                            c if (c as u32) < 32 || c as u32 == 127 => {
+                                s.push_str(&format!("\\{:03o}", c as u32))
+                            }
                             c => s.push(c),
                         }
                     }
@@ -2786,7 +3154,16 @@ fn run_sed(cmds: &[SedCmd], input: &[String], st: &mut SedState, out: &mut Strin
                 'z' => pat.clear(),
                 'F' => out.push_str("-\n"),
                 'y' => {
-                    pat = pat.chars().map(|ch| c.ymap.iter().find(|(a, _)| *a == ch).map(|(_, b)| *b).unwrap_or(ch)).collect();
+                    pat = pat
+                        .chars()
+                        .map(|ch| {
+                            c.ymap
+                                .iter()
+                                .find(|(a, _)| *a == ch)
+                                .map(|(_, b)| *b)
+                                .unwrap_or(ch)
+                        })
+                        .collect();
                 }
                 'q' => {
                     st.quit = Some(c.num.unwrap_or(0));
@@ -2809,14 +3186,21 @@ fn run_sed(cmds: &[SedCmd], input: &[String], st: &mut SedState, out: &mut Strin
                     if jump {
                         if c.label.is_empty() {
                             pc = cmds.len();
-                        } else if let Some(t) = cmds.iter().position(|x| x.kind == ':' && x.label == c.label) {
+                        } else if let Some(t) = cmds
+                            .iter()
+                            .position(|x| x.kind == ':' && x.label == c.label)
+                        {
                             pc = t + 1;
                         }
                     }
                 }
                 'r' => {
                     if let Ok(d) = std::fs::read_to_string(&c.text) {
-                        st.append.push(if d.ends_with('\n') || d.is_empty() { d } else { format!("{d}\n") });
+                        st.append.push(if d.ends_with('\n') || d.is_empty() {
+                            d
+                        } else {
+                            format!("{d}\n")
+                        });
                     }
                 }
                 'w' => write_file(st, &c.text, &pat),
@@ -2852,7 +3236,7 @@ fn run_sed(cmds: &[SedCmd], input: &[String], st: &mut SedState, out: &mut Strin
         }
         if restart && !pat.is_empty() {
             // D with text left: start the next cycle without reading a line.
-            if autoprint {}
+
             let rest = pat.clone();
             flush_append(st, out);
             let mut v = vec![rest];

@@ -15,7 +15,12 @@ struct P<'a> {
 }
 
 pub fn eval(expr: &str, vars: &mut dyn Vars) -> Result<i64, String> {
-    let mut p = P { s: expr.chars().collect(), i: 0, vars, skip: 0 };
+    let mut p = P {
+        s: expr.chars().collect(),
+        i: 0,
+        vars,
+        skip: 0,
+    };
     p.ws();
     if p.i >= p.s.len() {
         return Ok(0);
@@ -40,7 +45,9 @@ impl<'a> P<'a> {
         }
     }
     fn peek_str(&self, t: &str) -> bool {
-        t.chars().enumerate().all(|(k, c)| self.s.get(self.i + k) == Some(&c))
+        t.chars()
+            .enumerate()
+            .all(|(k, c)| self.s.get(self.i + k) == Some(&c))
     }
     fn eat(&mut self, t: &str) -> bool {
         self.ws();
@@ -73,7 +80,9 @@ impl<'a> P<'a> {
         let save = self.i;
         if let Some(name) = self.name() {
             self.ws();
-            for op in ["=", "+=", "-=", "*=", "/=", "%=", "<<=", ">>=", "&=", "^=", "|="] {
+            for op in [
+                "=", "+=", "-=", "*=", "/=", "%=", "<<=", ">>=", "&=", "^=", "|=",
+            ] {
                 if self.peek_str(op) && !(op == "=" && self.peek_str("==")) {
                     self.i += op.len();
                     let rhs = self.assign()?;
@@ -157,7 +166,16 @@ impl<'a> P<'a> {
     }
     /// Binary operators by precedence level, loosest first.
     fn bin(&mut self, level: usize) -> Result<i64, String> {
-        const LEVELS: &[&[&str]] = &[&["|"], &["^"], &["&"], &["==", "!="], &["<=", ">=", "<", ">"], &["<<", ">>"], &["+", "-"], &["*", "/", "%"]];
+        const LEVELS: &[&[&str]] = &[
+            &["|"],
+            &["^"],
+            &["&"],
+            &["==", "!="],
+            &["<=", ">=", "<", ">"],
+            &["<<", ">>"],
+            &["+", "-"],
+            &["*", "/", "%"],
+        ];
         if level >= LEVELS.len() {
             return self.unary();
         }
@@ -209,7 +227,9 @@ impl<'a> P<'a> {
             Some(c) if *c == '_' || c.is_ascii_alphabetic() => {}
             _ => return None,
         }
-        while self.i < self.s.len() && (self.s[self.i] == '_' || self.s[self.i].is_ascii_alphanumeric()) {
+        while self.i < self.s.len()
+            && (self.s[self.i] == '_' || self.s[self.i].is_ascii_alphanumeric())
+        {
             self.i += 1;
         }
         Some(self.s[start..self.i].iter().collect())
@@ -233,9 +253,14 @@ impl<'a> P<'a> {
         let t: String = self.s[start..self.i].iter().collect();
         if t.is_empty() {
             let rest: String = self.s[self.i..].iter().collect();
-            return Err(format!("arithmetic expression: expecting primary: \"{rest}\""));
+            return Err(format!(
+                "arithmetic expression: expecting primary: \"{rest}\""
+            ));
         }
-        number(&t).map(Val::Num).ok_or_else(|| format!("arithmetic expression: expecting primary: \"{t}\"")).and_then(|v| self.value(v))
+        number(&t)
+            .map(Val::Num)
+            .ok_or_else(|| format!("arithmetic expression: expecting primary: \"{t}\""))
+            .and_then(|v| self.value(v))
     }
 }
 

@@ -61,20 +61,45 @@ pub struct CaseArm {
 
 #[derive(Debug, Clone)]
 pub enum Cmd {
-    Simple { assigns: Vec<(String, Word)>, words: Vec<Word>, redirs: Vec<Redir>, line: usize },
-    Pipeline { cmds: Vec<Cmd>, bang: bool },
+    Simple {
+        assigns: Vec<(String, Word)>,
+        words: Vec<Word>,
+        redirs: Vec<Redir>,
+        line: usize,
+    },
+    Pipeline {
+        cmds: Vec<Cmd>,
+        bang: bool,
+    },
     And(Box<Cmd>, Box<Cmd>),
     Or(Box<Cmd>, Box<Cmd>),
     List(Vec<Cmd>),
     /// `cmd &`: run to completion (there are no background jobs).
     Background(Box<Cmd>),
-    If { branches: Vec<(Cmd, Cmd)>, otherwise: Option<Box<Cmd>> },
-    Loop { cond: Box<Cmd>, body: Box<Cmd>, until: bool },
-    For { var: String, words: Option<Vec<Word>>, body: Box<Cmd> },
-    Case { word: Word, arms: Vec<CaseArm> },
+    If {
+        branches: Vec<(Cmd, Cmd)>,
+        otherwise: Option<Box<Cmd>>,
+    },
+    Loop {
+        cond: Box<Cmd>,
+        body: Box<Cmd>,
+        until: bool,
+    },
+    For {
+        var: String,
+        words: Option<Vec<Word>>,
+        body: Box<Cmd>,
+    },
+    Case {
+        word: Word,
+        arms: Vec<CaseArm>,
+    },
     Subshell(Box<Cmd>),
     Group(Box<Cmd>),
-    Func { name: String, body: Rc<Cmd> },
+    Func {
+        name: String,
+        body: Rc<Cmd>,
+    },
     Redirected(Box<Cmd>, Vec<Redir>),
 }
 
@@ -93,9 +118,14 @@ enum Tok {
     Eof,
 }
 
-const OPS: &[&str] = &["&&", "||", ";;", "<<-", "<<", ">>", "<&", ">&", "<>", ">|", ";", "&", "|", "(", ")", "<", ">"];
+const OPS: &[&str] = &[
+    "&&", "||", ";;", "<<-", "<<", ">>", "<&", ">&", "<>", ">|", ";", "&", "|", "(", ")", "<", ">",
+];
 
-const RESERVED: &[&str] = &["if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for", "{", "}", "!", "in"];
+const RESERVED: &[&str] = &[
+    "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for", "{",
+    "}", "!", "in",
+];
 
 pub struct Parser {
     src: Vec<char>,
@@ -127,18 +157,30 @@ fn tok_text(t: &Tok) -> String {
 pub fn is_name(s: &str) -> bool {
     let mut c = s.chars();
     match c.next() {
-        Some(f) if f == '_' || f.is_ascii_alphabetic() => c.all(|x| x == '_' || x.is_ascii_alphanumeric()),
+        Some(f) if f == '_' || f.is_ascii_alphabetic() => {
+            c.all(|x| x == '_' || x.is_ascii_alphanumeric())
+        }
         _ => false,
     }
 }
 
 impl Parser {
     pub fn new(src: &str) -> Parser {
-        Parser { src: src.chars().collect(), pos: 0, line: 1, peeked: None, pending: Vec::new(), depth: 0 }
+        Parser {
+            src: src.chars().collect(),
+            pos: 0,
+            line: 1,
+            peeked: None,
+            pending: Vec::new(),
+            depth: 0,
+        }
     }
 
     fn err<T>(&self, msg: &str) -> PResult<T> {
-        Err(SyntaxError { line: self.line, msg: msg.to_string() })
+        Err(SyntaxError {
+            line: self.line,
+            msg: msg.to_string(),
+        })
     }
 
     fn unexpected(&self, t: &Tok) -> SyntaxError {
@@ -147,7 +189,10 @@ impl Parser {
             Tok::Newline => "Syntax error: newline unexpected".to_string(),
             t => format!("Syntax error: \"{}\" unexpected", tok_text(t)),
         };
-        SyntaxError { line: self.line, msg }
+        SyntaxError {
+            line: self.line,
+            msg,
+        }
     }
 
     fn ch(&self) -> Option<char> {
@@ -242,11 +287,9 @@ impl Parser {
             return Ok(Tok::Newline);
         }
         for op in OPS {
-            if self.starts_with(op) {
-                if *op == "(" || *op == ")" || !op.is_empty() {
-                    self.pos += op.chars().count();
-                    return Ok(Tok::Op(op));
-                }
+            if self.starts_with(op) && (*op == "(" || *op == ")" || !op.is_empty()) {
+                self.pos += op.chars().count();
+                return Ok(Tok::Op(op));
             }
         }
         // IO_NUMBER: digits right before < or >.
@@ -281,7 +324,13 @@ impl Parser {
             let mut k = 1;
             let mut user = String::new();
             while let Some(c) = self.at(k) {
-                if c == '/' || c == ' ' || c == '\t' || c == '\n' || c == ':' || "|&;<>()".contains(c) {
+                if c == '/'
+                    || c == ' '
+                    || c == '\t'
+                    || c == '\n'
+                    || c == ':'
+                    || "|&;<>()".contains(c)
+                {
                     break;
                 }
                 if !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
@@ -305,7 +354,9 @@ impl Parser {
             if stops.contains(&c) {
                 break;
             }
-            if stops.is_empty() && (c == ' ' || c == '\t' || c == '\n' || c == '\r' || "|&;<>()".contains(c)) {
+            if stops.is_empty()
+                && (c == ' ' || c == '\t' || c == '\n' || c == '\r' || "|&;<>()".contains(c))
+            {
                 break;
             }
             match c {
@@ -451,11 +502,25 @@ impl Parser {
                         break;
                     }
                 }
-                Ok(Some(Part::Param(Box::new(Param { name, length: false, op: None }), quoted)))
+                Ok(Some(Part::Param(
+                    Box::new(Param {
+                        name,
+                        length: false,
+                        op: None,
+                    }),
+                    quoted,
+                )))
             }
             Some(c) if c.is_ascii_digit() || "@*#?$!-".contains(c) => {
                 self.pos += 2;
-                Ok(Some(Part::Param(Box::new(Param { name: c.to_string(), length: false, op: None }), quoted)))
+                Ok(Some(Part::Param(
+                    Box::new(Param {
+                        name: c.to_string(),
+                        length: false,
+                        op: None,
+                    }),
+                    quoted,
+                )))
             }
             _ => Ok(None),
         }
@@ -570,7 +635,9 @@ impl Parser {
         if self.ch() == Some('#') && !matches!(self.at(1), Some('}') | None) {
             // ${#name}, unless it is ${#-…} style on `#` itself.
             let next = self.at(1);
-            if next.map_or(false, |c| c == '_' || c.is_ascii_alphanumeric() || "@*#?$!".contains(c)) {
+            if next.map_or(false, |c| {
+                c == '_' || c.is_ascii_alphanumeric() || "@*#?$!".contains(c)
+            }) {
                 length = true;
                 self.pos += 1;
             }
@@ -605,7 +672,11 @@ impl Parser {
         }
         if self.ch() == Some('}') {
             self.pos += 1;
-            return Ok(Param { name, length, op: None });
+            return Ok(Param {
+                name,
+                length,
+                op: None,
+            });
         }
         if length {
             return self.err("Bad substitution");
@@ -634,7 +705,11 @@ impl Parser {
         // not quoted by the outer double quotes.
         let pattern_op = op.starts_with('%') || op.starts_with('#');
         let w = self.param_word(quoted, quoted && !pattern_op)?;
-        Ok(Param { name, length, op: Some((op, w)) })
+        Ok(Param {
+            name,
+            length,
+            op: Some((op, w)),
+        })
     }
 
     /// The word inside `${name op word}` up to the matching `}`.
@@ -727,7 +802,11 @@ impl Parser {
                     }
                     line.push(c);
                 }
-                let l = if strip { line.trim_start_matches('\t').to_string() } else { line };
+                let l = if strip {
+                    line.trim_start_matches('\t').to_string()
+                } else {
+                    line
+                };
                 if l == delim {
                     break;
                 }
@@ -741,7 +820,10 @@ impl Parser {
                 sub.depth = self.depth + 1;
                 sub.heredoc_word()?
             };
-            *slot.borrow_mut() = HereDoc { body: word, literal };
+            *slot.borrow_mut() = HereDoc {
+                body: word,
+                literal,
+            };
         }
         Ok(())
     }
@@ -823,7 +905,11 @@ impl Parser {
                 }
             }
         }
-        Ok(if items.len() == 1 { items.pop().unwrap_or(Cmd::List(Vec::new())) } else { Cmd::List(items) })
+        Ok(if items.len() == 1 {
+            items.pop().unwrap_or(Cmd::List(Vec::new()))
+        } else {
+            Cmd::List(items)
+        })
     }
 
     /// The next complete command of a script (an and-or list and its
@@ -865,7 +951,11 @@ impl Parser {
                 continue;
             }
         }
-        Ok(Some(if items.len() == 1 { items.pop().unwrap_or(Cmd::List(Vec::new())) } else { Cmd::List(items) }))
+        Ok(Some(if items.len() == 1 {
+            items.pop().unwrap_or(Cmd::List(Vec::new()))
+        } else {
+            Cmd::List(items)
+        }))
     }
 
     fn and_or(&mut self) -> PResult<Cmd> {
@@ -936,7 +1026,11 @@ impl Parser {
         };
         if let Some(c) = compound {
             let redirs = self.redirs()?;
-            return Ok(if redirs.is_empty() { c } else { Cmd::Redirected(Box::new(c), redirs) });
+            return Ok(if redirs.is_empty() {
+                c
+            } else {
+                Cmd::Redirected(Box::new(c), redirs)
+            });
         }
         self.simple()
     }
@@ -989,12 +1083,24 @@ impl Parser {
                     _ => String::new(),
                 })
                 .collect();
-            let delim = if target.iter().all(|p| matches!(p, Part::Lit(..))) { delim } else { raw.clone() };
-            let slot = Rc::new(RefCell::new(HereDoc { body: Vec::new(), literal }));
+            let delim = if target.iter().all(|p| matches!(p, Part::Lit(..))) {
+                delim
+            } else {
+                raw.clone()
+            };
+            let slot = Rc::new(RefCell::new(HereDoc {
+                body: Vec::new(),
+                literal,
+            }));
             self.pending.push((delim, strip, literal, slot.clone()));
             here = Some(slot);
         }
-        Ok(Some(Redir { fd, op, target, here }))
+        Ok(Some(Redir {
+            fd,
+            op,
+            target,
+            here,
+        }))
     }
 
     fn simple(&mut self) -> PResult<Cmd> {
@@ -1018,7 +1124,11 @@ impl Parser {
                     }
                     self.next()?;
                     // name() { … }: a function definition.
-                    if words.is_empty() && assigns.is_empty() && redirs.is_empty() && self.peek()? == Tok::Op("(") {
+                    if words.is_empty()
+                        && assigns.is_empty()
+                        && redirs.is_empty()
+                        && self.peek()? == Tok::Op("(")
+                    {
                         if !is_name(&raw) && raw.contains(|c: char| "$\"'`\\".contains(c)) {
                             return self.err("Syntax error: Bad function name");
                         }
@@ -1029,7 +1139,10 @@ impl Parser {
                         }
                         self.skip_newlines()?;
                         let body = self.command()?;
-                        return Ok(Cmd::Func { name: raw, body: Rc::new(body) });
+                        return Ok(Cmd::Func {
+                            name: raw,
+                            body: Rc::new(body),
+                        });
                     }
                     words.push(w);
                 }
@@ -1040,7 +1153,12 @@ impl Parser {
             let t = self.peek()?;
             return Err(self.unexpected(&t));
         }
-        Ok(Cmd::Simple { assigns, words, redirs, line })
+        Ok(Cmd::Simple {
+            assigns,
+            words,
+            redirs,
+            line,
+        })
     }
 
     /// A compound list that must not be empty (`if`, `while`, `{`, …).
@@ -1086,14 +1204,21 @@ impl Parser {
                         break;
                     }
                 }
-                Ok(Cmd::If { branches, otherwise })
+                Ok(Cmd::If {
+                    branches,
+                    otherwise,
+                })
             }
             "while" | "until" => {
                 let cond = self.body_until(&["do"])?;
                 self.expect_word("do")?;
                 let body = self.body_until(&["done"])?;
                 self.expect_word("done")?;
-                Ok(Cmd::Loop { cond: Box::new(cond), body: Box::new(body), until: kw == "until" })
+                Ok(Cmd::Loop {
+                    cond: Box::new(cond),
+                    body: Box::new(body),
+                    until: kw == "until",
+                })
             }
             "for" => {
                 let var = match self.next()? {
@@ -1125,7 +1250,11 @@ impl Parser {
                 self.expect_word("do")?;
                 let body = self.body_until(&["done"])?;
                 self.expect_word("done")?;
-                Ok(Cmd::For { var, words, body: Box::new(body) })
+                Ok(Cmd::For {
+                    var,
+                    words,
+                    body: Box::new(body),
+                })
             }
             "case" => {
                 let word = match self.next()? {
@@ -1177,7 +1306,10 @@ impl Parser {
             }
             "!" => {
                 let c = self.pipeline()?;
-                Ok(Cmd::Pipeline { cmds: vec![c], bang: true })
+                Ok(Cmd::Pipeline {
+                    cmds: vec![c],
+                    bang: true,
+                })
             }
             other => {
                 let t = Tok::Word(vec![Part::Lit(other.to_string(), false)], other.to_string());
