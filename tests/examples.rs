@@ -269,31 +269,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:9a56b3f57c38be5bd48260b483da759f0f08e637a003020170ab77bc7ab5cad7",
+        "sha256:5ccc6ff72750efe7d3bb8e8b3bcf606f25d50640799a1b6bc7ae4c5bfaab33ca",
     ),
     (
         "dockerignore",
-        "sha256:fc6751dc7d5926ebf9058cd74890d4fb03b17d3da899cecbf90a70aaf93659f9",
+        "sha256:1e631aeca30fac25244714c3c82992d5bce60ac29516a8257c53aceea89a1cd1",
     ),
     (
         "bind-mount",
-        "sha256:e58dea2a43fbd5fe4b36c98032d442c67a6ba1a5ba5449764f8d92e7d43b8942",
+        "sha256:51d7aa4bd5a2c6c1aa9f65af472f84eb6865f495be9a79c03d039b7f77cbafea",
     ),
     (
         "cache-mount",
-        "sha256:11ed11d1243bfa20d1fa409c0761f6e3fc9a42807ff086d048de5bcd2a595780",
+        "sha256:ca19cd2a8c4b35571ea605fe163b09b6ebde7884a795fb55c5408c266630c5a4",
     ),
     (
         "secret",
-        "sha256:71b0ee12532d158d634dd3fd939cee7315daa2821bfd67e95a1fa33044498472",
+        "sha256:ca02afa380ca4a25bca8a777a300c251f7718278a5b03352e93c0168b58c8bfe",
     ),
     (
         "multi-stage",
-        "sha256:6bf58a0e8b181a7c6f473fcdf86cd1b273822db0e28927d56d6119d43c0c2d36",
+        "sha256:88bb21fe2adf0e3f4081bd4f59d521340f9a90174091b54923e0273918fd2cad",
     ),
     (
         "heredocs",
-        "sha256:8f9745714f7ad3c625d8f1e643a804139bcbe4fbd4fc398d71293523e22eeb4a",
+        "sha256:446c2b6bebe8c6a41074fde8c1d40e393abb367e83b23e0b041059a4ddad0113",
     ),
     (
         "hello",

@@ -141,11 +141,15 @@ mod tests {
         for a in APPLETS {
             assert!(entries.iter().any(|e| e.path == format!("bin/{a}")));
         }
-        // The same list as wbox's own `NAMES`.
-        let src = include_str!("../../guest-toolchain/wbox/applets.rs");
-        let start = src.find("pub const NAMES").unwrap();
-        let end = start + src[start..].find("];").unwrap();
-        let names: Vec<&str> = src[start..end].split('"').skip(1).step_by(2).collect();
-        assert_eq!(names, APPLETS, "base::APPLETS and wbox's NAMES differ");
+        // The same list as wbox's own applet table.
+        let src = include_str!("../../guest-toolchain/wbox/applets/mod.rs");
+        let start = src.find("pub static TABLE").unwrap();
+        let end = start + src[start..].find("\n];").unwrap();
+        let names: Vec<&str> = src[start..end]
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("(\""))
+            .filter_map(|l| l.split('"').next())
+            .collect();
+        assert_eq!(names, APPLETS, "base::APPLETS and wbox's TABLE differ");
     }
 }

@@ -1,6 +1,8 @@
 //! `$((…))`: C-like integer arithmetic on 64-bit signed values, with
 //! shell variables by name and assignment operators.
 
+use crate::lib::fmt::sh_number as number;
+
 pub trait Vars {
     fn get(&self, name: &str) -> Option<String>;
     fn set(&mut self, name: &str, value: String);
@@ -262,25 +264,6 @@ impl<'a> P<'a> {
             .ok_or_else(|| format!("arithmetic expression: expecting primary: \"{t}\""))
             .and_then(|v| self.value(v))
     }
-}
-
-/// A decimal, octal (`0…`) or hex (`0x…`) integer, with an optional sign.
-pub fn number(s: &str) -> Option<i64> {
-    let (neg, t) = match s.strip_prefix('-') {
-        Some(t) => (true, t),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let v = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        i64::from_str_radix(h, 16).ok()?
-    } else if t.len() > 1 && t.starts_with('0') {
-        i64::from_str_radix(&t[1..], 8).ok()?
-    } else {
-        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        t.parse::<u64>().ok().map(|u| u as i64)?
-    };
-    Some(if neg { v.wrapping_neg() } else { v })
 }
 
 fn binop(op: &str, a: i64, b: i64) -> Result<i64, String> {

@@ -4,14 +4,19 @@
 //! threads); any other program runs through the sandbox's `spawn`.
 
 use std::collections::{BTreeMap, HashMap};
+
 use std::io::Write;
+
 use std::path::Path;
+
 use std::rc::Rc;
 
-use crate::{applets, Io, Stream, H};
+use crate::lib::glob::{glob, pmatch, PChar};
+use crate::lib::io::{Applet, Io, Stream, H};
+use crate::lib::paths::{lookup, normalize, which, Found};
 
 mod arith;
-pub use arith::number;
+
 pub mod parse;
 
 use parse::{Cmd, Param, Part, Redir, RedirOp, Word};
@@ -70,6 +75,8 @@ pub struct Shell {
     locals: Vec<Vec<(String, Option<Var>)>>,
     line: usize,
     subst_status: Option<i32>,
+    /// The applets, from the I/O context the shell started with.
+    applets: &'static [(&'static str, Applet)],
 }
 
 thread_local! {
@@ -77,89 +84,16 @@ thread_local! {
     static NEST: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// What a command name finds.
-pub enum Found {
-    Applet(String),
-    Script(String),
-    Program(String),
-    /// A `#!` interpreter other than sh: (interpreter, its argument, script).
-    Interp(String, Option<String>, String),
-    Missing,
-}
-
 const SPECIAL: &[&str] = &[
     ":", ".", "break", "continue", "eval", "exec", "exit", "export", "readonly", "return", "set",
     "shift", "trap", "unset",
 ];
+
 const BUILTINS: &[&str] = &[
     "cd", "pwd", "read", "local", "command", "type", "wait", "umask", "getopts", "alias",
     "unalias", "hash", "ulimit", "times", "echo", "true", "false", "test", "[", "printf", "kill",
     "source",
 ];
-
-/// Finds a command: a path, or a name through PATH; applets that are not
-/// on PATH are still found (as in busybox's standalone shell).
-pub fn lookup(name: &str, path: &str) -> Found {
-    if name.contains('/') {
-        return classify(name);
-    }
-    for dir in path.split(':') {
-        let d = if dir.is_empty() { "." } else { dir };
-        let cand = format!("{}/{name}", d.trim_end_matches('/'));
-        if Path::new(&cand).is_file() {
-            return classify(&cand);
-        }
-    }
-    if applets::NAMES.contains(&name) {
-        return Found::Applet(name.to_string());
-    }
-    Found::Missing
-}
-
-fn classify(p: &str) -> Found {
-    let mut head = [0u8; 256];
-    let n = match std::fs::File::open(p) {
-        Ok(mut f) => std::io::Read::read(&mut f, &mut head).unwrap_or(0),
-        Err(_) => return Found::Missing,
-    };
-    if !Path::new(p).is_file() {
-        return Found::Missing;
-    }
-    let head = &head[..n];
-    if head.starts_with(b"#!/bin/wbox") {
-        return Found::Applet(crate::base(p).to_string());
-    }
-    if head.starts_with(b"\0asm") {
-        if crate::base(p) == "wbox" {
-            return Found::Applet("wbox".into());
-        }
-        return Found::Program(p.to_string());
-    }
-    if head.starts_with(b"#!") {
-        let line = String::from_utf8_lossy(&head[2..]);
-        let line = line.lines().next().unwrap_or("").trim().to_string();
-        let mut it = line.splitn(2, char::is_whitespace);
-        let interp = it.next().unwrap_or("").to_string();
-        let arg = it
-            .next()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
-        let ib = crate::base(&interp);
-        let is_sh = |b: &str| matches!(b, "sh" | "dash" | "ash" | "bash");
-        if is_sh(ib) || (ib == "env" && arg.as_deref().map_or(false, is_sh)) {
-            return Found::Script(p.to_string());
-        }
-        if crate::is_stub(&interp) {
-            return Found::Script(p.to_string());
-        }
-        return Found::Interp(interp, arg, p.to_string());
-    }
-    if head.contains(&0) {
-        // A binary that is not wasm: let the sandbox say what it is.
-        return Found::Program(p.to_string());
-    }
-    Found::Script(p.to_string())
-}
 
 /// The `sh` applet: `sh -c CMD [ARG0 ARGS]`, `sh FILE [ARGS]`, or the
 /// script on stdin.
@@ -261,16 +195,13 @@ fn short_msg(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "No such file".into(),
         std::io::ErrorKind::PermissionDenied => "Permission denied".into(),
-        _ => crate::io_msg(e),
+        _ => crate::lib::io::io_msg(e),
     }
 }
 
 fn quote_for_set(v: &str) -> String {
     format!("'{}'", v.replace('\'', "'\\''"))
 }
-
-/// A glob pattern character and whether it was quoted (literal).
-type PChar = (char, bool);
 
 struct Fields {
     done: Vec<Vec<PChar>>,
@@ -361,7 +292,7 @@ impl Shell {
         }
         let cwd = match io.var("PWD") {
             Some(p) if p.starts_with('/') && Path::new(p).is_dir() => normalize(p),
-            _ => crate::sys::cwd(),
+            _ => crate::lib::sys::cwd(),
         };
         for (k, v) in [
             ("IFS", " \t\n"),
@@ -395,6 +326,7 @@ impl Shell {
                 cwd,
             },
             arg0: "sh".into(),
+            applets: io.applets,
             status: 0,
             cond: 0,
             loops: 0,
@@ -797,7 +729,7 @@ impl Shell {
         self.cond = cond;
         self.loops = loops;
         if cwd_changed {
-            let _ = crate::sys::set_cwd(&self.st.cwd);
+            let _ = crate::lib::sys::set_cwd(&self.st.cwd);
         }
         code
     }
@@ -937,7 +869,7 @@ impl Shell {
             .var("PATH")
             .unwrap_or("/usr/local/bin:/usr/bin:/bin")
             .to_string();
-        match lookup(name, &path) {
+        match lookup(name, &path, self.applets) {
             Found::Applet(a) => Ok(self.applet(&a, argv)),
             Found::Script(p) => {
                 let mut v = vec!["sh".to_string(), p];
@@ -965,6 +897,7 @@ impl Shell {
             o: self.fd(1),
             e: self.fd(2),
             env: self.env(),
+            applets: self.applets,
         }
     }
 
@@ -975,9 +908,9 @@ impl Shell {
         }
         let mut io = self.io();
         NEST.with(|n| n.set(n.get() + 1));
-        let code = applets::run(name, argv, &mut io);
+        let code = io.run_applet(name, argv);
         if name == "sh" {
-            let _ = crate::sys::set_cwd(&self.st.cwd);
+            let _ = crate::lib::sys::set_cwd(&self.st.cwd);
         }
         NEST.with(|n| n.set(n.get() - 1));
         let _ = io.o.flush();
@@ -989,7 +922,7 @@ impl Shell {
         let mut io = self.io();
         io.env.retain(|(k, _)| k != "PWD");
         io.env.push(("PWD".into(), self.st.cwd.clone()));
-        crate::spawn_with(program, &argv, &mut io)
+        crate::lib::proc::spawn_with(program, &argv, &mut io)
     }
 
     fn call(&mut self, body: &Rc<Cmd>, argv: &[String]) -> R {
@@ -1160,7 +1093,7 @@ impl Shell {
                             }
                             std::io::ErrorKind::NotFound => "Directory nonexistent".to_string(),
                             _ => {
-                                let m = crate::io_msg(&e);
+                                let m = crate::lib::io::io_msg(&e);
                                 if m == "Is a directory" {
                                     m
                                 } else {
@@ -1499,7 +1432,7 @@ impl Shell {
                     if i > 0 {
                         s.push(' ');
                     }
-                    if crate::text::unescape_into(w, &mut s, true) {
+                    if crate::lib::fmt::unescape_into(w, &mut s, true) {
                         stop = true;
                         break;
                     }
@@ -1736,7 +1669,7 @@ impl Shell {
                         return Ok(0);
                     }
                     let path = self.var("PATH").unwrap_or("").to_string();
-                    return Ok(match lookup(n, &path) {
+                    return Ok(match lookup(n, &path, self.applets) {
                         Found::Missing => 127,
                         Found::Applet(_) if !n.contains('/') => match which(n, &path) {
                             Some(p) => {
@@ -1809,7 +1742,7 @@ impl Shell {
             format!("{}/{target}", self.st.cwd)
         };
         let norm = normalize(&abs);
-        if !Path::new(&norm).is_dir() || crate::sys::set_cwd(&norm).is_err() {
+        if !Path::new(&norm).is_dir() || crate::lib::sys::set_cwd(&norm).is_err() {
             self.errmsg(&format!("cd: can't cd to {target}"));
             return Ok(2);
         }
@@ -2060,229 +1993,4 @@ fn onoff(b: bool) -> &'static str {
     } else {
         "off"
     }
-}
-
-/// Where a command name is on PATH, as `command -v` prints it.
-pub fn which(name: &str, path: &str) -> Option<String> {
-    if name.contains('/') {
-        return Path::new(name).is_file().then(|| name.to_string());
-    }
-    for dir in path.split(':') {
-        let d = if dir.is_empty() { "." } else { dir };
-        let cand = format!("{}/{name}", d.trim_end_matches('/'));
-        if Path::new(&cand).is_file() {
-            return Some(cand);
-        }
-    }
-    None
-}
-
-/// `/a/./b/../c` → `/a/c`, as `cd` does without following links.
-pub fn normalize(p: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    format!("/{}", out.join("/"))
-}
-
-/// Shell pattern matching: `*`, `?`, `[…]`; quoted characters are literal.
-pub fn pmatch(p: &[PChar], s: &[char]) -> bool {
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    loop {
-        if pi < p.len() {
-            let (c, q) = p[pi];
-            if !q && c == '*' {
-                star = Some((pi, si));
-                pi += 1;
-                continue;
-            }
-            if si < s.len() {
-                let ok = if !q && c == '?' {
-                    pi += 1;
-                    true
-                } else if !q && c == '[' {
-                    match bracket(&p[pi..], s[si]) {
-                        Some((m, len)) => {
-                            if m {
-                                pi += len;
-                            }
-                            m
-                        }
-                        None => {
-                            if s[si] == '[' {
-                                pi += 1;
-                                true
-                            } else {
-                                false
-                            }
-                        }
-                    }
-                } else if c == s[si] {
-                    pi += 1;
-                    true
-                } else {
-                    false
-                };
-                if ok {
-                    si += 1;
-                    continue;
-                }
-            }
-        } else if si == s.len() {
-            return true;
-        }
-        match star {
-            Some((sp, ss)) if ss < s.len() => {
-                star = Some((sp, ss + 1));
-                pi = sp + 1;
-                si = ss + 1;
-            }
-            _ => return false,
-        }
-    }
-}
-
-/// A bracket expression at the start of `p`: whether it matches `c`, and
-/// its length; None when it does not close.
-fn bracket(p: &[PChar], c: char) -> Option<(bool, usize)> {
-    let mut i = 1;
-    let neg = matches!(p.get(1), Some(('!', false)) | Some(('^', false)));
-    if neg {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    loop {
-        let (ch, q) = *p.get(i)?;
-        if ch == ']' && !q && !first {
-            return Some((matched != neg, i + 1));
-        }
-        first = false;
-        if ch == '[' && !q && p.get(i + 1).map(|x| x.0) == Some(':') {
-            let rest: String = p[i + 2..].iter().map(|x| x.0).collect();
-            if let Some(end) = rest.find(":]") {
-                let class = &rest[..end];
-                if class_match(class, c) {
-                    matched = true;
-                }
-                i += 2 + end + 2;
-                continue;
-            }
-        }
-        if p.get(i + 1).copied() == Some(('-', false))
-            && p.get(i + 2).map_or(false, |x| x.0 != ']' || x.1)
-        {
-            let hi = p[i + 2].0;
-            if ch <= c && c <= hi {
-                matched = true;
-            }
-            i += 3;
-            continue;
-        }
-        if ch == c {
-            matched = true;
-        }
-        i += 1;
-    }
-}
-
-pub fn class_match(class: &str, c: char) -> bool {
-    match class {
-        "alpha" => c.is_ascii_alphabetic(),
-        "digit" => c.is_ascii_digit(),
-        "alnum" => c.is_ascii_alphanumeric(),
-        "upper" => c.is_ascii_uppercase(),
-        "lower" => c.is_ascii_lowercase(),
-        "space" => c.is_ascii_whitespace() || c == '\x0b',
-        "blank" => c == ' ' || c == '\t',
-        "punct" => c.is_ascii_punctuation(),
-        "xdigit" => c.is_ascii_hexdigit(),
-        "cntrl" => c.is_ascii_control(),
-        "print" => (' '..='~').contains(&c),
-        "graph" => ('!'..='~').contains(&c),
-        _ => false,
-    }
-}
-
-/// Pathname expansion: the sorted paths a pattern matches.
-fn glob(pat: &[PChar]) -> Vec<String> {
-    let abs = pat.first().map(|x| x.0) == Some('/');
-    let mut comps: Vec<Vec<PChar>> = vec![Vec::new()];
-    for &pc in pat {
-        if pc.0 == '/' {
-            comps.push(Vec::new());
-        } else if let Some(l) = comps.last_mut() {
-            l.push(pc);
-        }
-    }
-    let mut cur: Vec<String> = vec![if abs { "/".to_string() } else { String::new() }];
-    for (ci, comp) in comps.iter().enumerate() {
-        if comp.is_empty() {
-            continue;
-        }
-        let last = ci + 1 == comps.len();
-        let meta = comp
-            .iter()
-            .any(|(c, q)| !q && (*c == '*' || *c == '?' || *c == '['));
-        let mut next = Vec::new();
-        for base in &cur {
-            if !meta {
-                let lit: String = comp.iter().map(|x| x.0).collect();
-                let p = format!("{base}{lit}");
-                if crate::exists(&p) {
-                    next.push(if last { p } else { format!("{p}/") });
-                }
-                continue;
-            }
-            let dir = if base.is_empty() {
-                ".".to_string()
-            } else {
-                base.clone()
-            };
-            let mut names: Vec<String> = match std::fs::read_dir(&dir) {
-                Ok(rd) => rd
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect(),
-                Err(_) => continue,
-            };
-            let dot_ok = comp.first().map(|x| x.0) == Some('.');
-            if dot_ok {
-                names.push(".".into());
-                names.push("..".into());
-            }
-            names.sort();
-            for n in names {
-                if n.starts_with('.') && !dot_ok {
-                    continue;
-                }
-                let nc: Vec<char> = n.chars().collect();
-                if pmatch(comp, &nc) {
-                    let p = format!("{base}{n}");
-                    if last {
-                        next.push(p);
-                    } else if Path::new(&p).is_dir() {
-                        next.push(format!("{p}/"));
-                    }
-                }
-            }
-        }
-        cur = next;
-        if cur.is_empty() {
-            break;
-        }
-    }
-    if pat.last().map(|x| x.0) == Some('/') {
-        return cur;
-    }
-    cur.sort();
-    cur
 }

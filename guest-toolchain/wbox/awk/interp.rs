@@ -1,1576 +1,46 @@
-//! `awk`: the POSIX language (patterns and actions, BEGIN/END, ranges,
-//! fields, arrays, user functions, getline, printf, output redirections
-//! and pipes, the string and math builtins) with a few common gawk
-//! extensions (`length(array)`, `tolower`/`toupper`, `fflush`, an empty FS
-//! splitting characters, a regex RS). Numbers print as gawk prints them:
-//! integers in full up to 2^53, others by OFMT / CONVFMT.
+//! awk's interpreter: records and fields, output redirections, getline,
+//! the builtins, printf.
+
+use crate::awk::lex::escape;
+use crate::awk::parse::parse;
+use crate::awk::parse::Expr;
+use crate::awk::parse::Pattern;
+use crate::awk::parse::Program;
+use crate::awk::parse::Redir;
+use crate::awk::parse::Stmt;
+use crate::awk::parse::Var;
+use crate::awk::parse::ARGC;
+use crate::awk::parse::ARGV;
+use crate::awk::parse::CONVFMT;
+use crate::awk::parse::ENVIRON;
+use crate::awk::parse::FILENAME;
+use crate::awk::parse::FNR;
+use crate::awk::parse::FS;
+use crate::awk::parse::NF;
+use crate::awk::parse::NR;
+use crate::awk::parse::OFMT;
+use crate::awk::parse::OFS;
+use crate::awk::parse::ORS;
+use crate::awk::parse::RLENGTH;
+use crate::awk::parse::RS;
+use crate::awk::parse::RSTART;
+use crate::awk::parse::SUBSEP;
+use crate::awk::value::num_to_str;
+use crate::awk::value::ArrRef;
+use crate::awk::value::Array;
+use crate::awk::value::Cell;
+use crate::awk::value::Frame;
+use crate::awk::value::Val;
+use crate::lib::io::Io;
+use crate::lib::io::Stream;
+use crate::lib::io::H;
+use crate::lib::re::Regex;
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::rc::Rc;
 
-use crate::re::Regex;
-use crate::{Io, Stream, H};
-
-// ---- values ----
-
-#[derive(Clone, Debug)]
-enum Val {
-    Uninit,
-    Num(f64),
-    Str(Rc<str>),
-    /// Input that looks numeric: compared as a number, kept as text.
-    StrNum(Rc<str>, f64),
-}
-
-fn looks_numeric(s: &str) -> Option<f64> {
-    let t = s.trim_matches(|c| c == ' ' || c == '\t' || c == '\n');
-    if t.is_empty() {
-        return None;
-    }
-    let (v, used) = str_prefix_num(t);
-    if used == t.len() {
-        Some(v)
-    } else {
-        None
-    }
-}
-
-/// The number a string starts with (strtod's rule, decimal only), and how
-/// many bytes it took.
-fn str_prefix_num(s: &str) -> (f64, usize) {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() && (b[i] == b' ' || b[i] == b'\t' || b[i] == b'\n') {
-        i += 1;
-    }
-    let start = i;
-    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-        i += 1;
-    }
-    let digits_start = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
-    }
-    if i < b.len() && b[i] == b'.' {
-        i += 1;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-    }
-    if i == digits_start || (i == digits_start + 1 && b[digits_start] == b'.') {
-        return (0.0, 0);
-    }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        let mut j = i + 1;
-        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
-            j += 1;
-        }
-        if j < b.len() && b[j].is_ascii_digit() {
-            while j < b.len() && b[j].is_ascii_digit() {
-                j += 1;
-            }
-            i = j;
-        }
-    }
-    (s[start..i].parse().unwrap_or(0.0), i)
-}
-
-fn num_to_str(v: f64, fmt: &str) -> String {
-    if v.is_nan() {
-        return if v.is_sign_negative() {
-            "-nan".into()
-        } else {
-            "nan".into()
-        };
-    }
-    if v.is_infinite() {
-        return if v < 0.0 { "-inf".into() } else { "inf".into() };
-    }
-    if v == v.trunc() && v.abs() < 9_007_199_254_740_992.0 {
-        return format!("{}", v as i64);
-    }
-    let mut missing = false;
-    format_values(fmt, &[Val::Num(v)], "%.6g", &mut missing)
-}
-
-impl Val {
-    fn num(&self) -> f64 {
-        match self {
-            Val::Uninit => 0.0,
-            Val::Num(n) | Val::StrNum(_, n) => *n,
-            Val::Str(s) => str_prefix_num(s).0,
-        }
-    }
-    fn string(&self, convfmt: &str) -> Rc<str> {
-        match self {
-            Val::Uninit => Rc::from(""),
-            Val::Num(n) => Rc::from(num_to_str(*n, convfmt)),
-            Val::Str(s) | Val::StrNum(s, _) => s.clone(),
-        }
-    }
-    fn truth(&self) -> bool {
-        match self {
-            Val::Uninit => false,
-            Val::Num(n) => *n != 0.0,
-            Val::Str(s) => !s.is_empty(),
-            Val::StrNum(_, n) => *n != 0.0,
-        }
-    }
-    fn input(s: &str) -> Val {
-        match looks_numeric(s) {
-            Some(n) => Val::StrNum(Rc::from(s), n),
-            None => Val::Str(Rc::from(s)),
-        }
-    }
-    fn is_numeric(&self) -> bool {
-        matches!(self, Val::Num(_) | Val::StrNum(..) | Val::Uninit)
-    }
-}
-
-/// A fast hash for array subscripts (FxHash's mix, a word at a time).
-#[derive(Default, Clone, Copy)]
-struct Fx(u64);
-
-impl std::hash::Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-    }
-}
-
-/// An array: insertion-ordered, so `for (k in a)` is predictable.
-#[derive(Default, Debug)]
-struct Array {
-    index: HashMap<Rc<str>, usize, std::hash::BuildHasherDefault<Fx>>,
-    items: Vec<Option<(Rc<str>, Val)>>,
-    live: usize,
-}
-
-impl Array {
-    fn get(&self, k: &str) -> Option<&Val> {
-        self.index
-            .get(k)
-            .and_then(|&i| self.items[i].as_ref())
-            .map(|(_, v)| v)
-    }
-    fn slot(&mut self, k: &str) -> &mut Val {
-        let i = match self.index.get(k) {
-            Some(&i) => i,
-            None => {
-                let key: Rc<str> = Rc::from(k);
-                self.items.push(Some((key.clone(), Val::Uninit)));
-                self.index.insert(key, self.items.len() - 1);
-                self.live += 1;
-                self.items.len() - 1
-            }
-        };
-        &mut self.items[i].as_mut().unwrap().1
-    }
-    fn remove(&mut self, k: &str) {
-        if let Some(i) = self.index.remove(k) {
-            self.items[i] = None;
-            self.live -= 1;
-        }
-    }
-    fn clear(&mut self) {
-        *self = Array::default();
-    }
-    fn keys(&self) -> Vec<Rc<str>> {
-        self.items
-            .iter()
-            .flatten()
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
-}
-
-type ArrRef = Rc<std::cell::RefCell<Array>>;
-
-/// A function call's locals, and for each the caller's variable it was
-/// passed as while that was untouched.
-struct Frame {
-    cells: Vec<Cell>,
-    origins: Vec<Option<Var>>,
-}
-
-#[derive(Clone, Debug)]
-enum Cell {
-    Val(Val),
-    Arr(ArrRef),
-}
-
-// ---- syntax ----
-
-#[derive(Clone, Debug, PartialEq)]
-enum Tok {
-    Num(f64),
-    Str(String),
-    Re(String),
-    Name(String),
-    /// A name directly followed by `(`: a call.
-    Call(String),
-    Builtin(String),
-    Func,
-    Begin,
-    End,
-    If,
-    Else,
-    While,
-    For,
-    Do,
-    Break,
-    Continue,
-    Next,
-    Nextfile,
-    Exit,
-    Return,
-    Delete,
-    In,
-    Getline,
-    Print,
-    Printf,
-    Op(&'static str),
-    Nl,
-    Eof,
-}
-
-const BUILTINS: &[&str] = &[
-    "length", "substr", "index", "split", "sub", "gsub", "match", "sprintf", "sin", "cos", "atan2",
-    "exp", "log", "sqrt", "int", "rand", "srand", "tolower", "toupper", "system", "close",
-    "fflush",
-];
-
-const OPS: &[&str] = &[
-    "+=", "-=", "*=", "/=", "%=", "^=", "**=", "==", "<=", ">=", "!=", "++", "--", "&&", "||",
-    ">>", "!~", "**", "+", "-", "*", "/", "%", "^", "!", ">", "<", "|", "?", ":", "~", "$", "=",
-    "(", ")", "[", "]", "{", "}", ";", ",",
-];
-
-fn lex(src: &str) -> Result<Vec<(Tok, usize)>, String> {
-    let c: Vec<char> = src.chars().collect();
-    let mut out: Vec<(Tok, usize)> = Vec::new();
-    let mut i = 0;
-    let mut line = 1;
-    while i < c.len() {
-        let ch = c[i];
-        if ch == '\\' && c.get(i + 1) == Some(&'\n') {
-            i += 2;
-            line += 1;
-            continue;
-        }
-        if ch == '\\' && c.get(i + 1) == Some(&'\r') && c.get(i + 2) == Some(&'\n') {
-            i += 3;
-            line += 1;
-            continue;
-        }
-        if ch == ' ' || ch == '\t' || ch == '\r' {
-            i += 1;
-            continue;
-        }
-        if ch == '#' {
-            while i < c.len() && c[i] != '\n' {
-                i += 1;
-            }
-            continue;
-        }
-        if ch == '\n' {
-            out.push((Tok::Nl, line));
-            line += 1;
-            i += 1;
-            continue;
-        }
-        if ch == '"' {
-            let mut s = String::new();
-            i += 1;
-            loop {
-                match c.get(i) {
-                    None | Some('\n') => {
-                        return Err(format!("line {line}: runaway string constant \"{s} ..."))
-                    }
-                    Some('"') => {
-                        i += 1;
-                        break;
-                    }
-                    Some('\\') => {
-                        i += 1;
-                        i = escape(&c, i, &mut s);
-                    }
-                    Some(&x) => {
-                        s.push(x);
-                        i += 1;
-                    }
-                }
-            }
-            out.push((Tok::Str(s), line));
-            continue;
-        }
-        let prev_operand = matches!(
-            out.last().map(|t| &t.0),
-            Some(Tok::Num(_))
-                | Some(Tok::Str(_))
-                | Some(Tok::Name(_))
-                | Some(Tok::Builtin(_))
-                | Some(Tok::Op(")"))
-                | Some(Tok::Op("]"))
-                | Some(Tok::Op("$"))
-                | Some(Tok::Op("++"))
-                | Some(Tok::Op("--"))
-        );
-        if ch == '/' && !prev_operand {
-            let mut s = String::new();
-            i += 1;
-            let mut in_class = false;
-            loop {
-                match c.get(i) {
-                    None | Some('\n') => {
-                        return Err(format!("line {line}: runaway regular expression /{s} ..."))
-                    }
-                    Some('/') if !in_class => {
-                        i += 1;
-                        break;
-                    }
-                    Some('\\') if c.get(i + 1) == Some(&'/') => {
-                        s.push('/');
-                        i += 2;
-                    }
-                    Some('\\') if c.get(i + 1).is_some() => {
-                        s.push('\\');
-                        s.push(c[i + 1]);
-                        i += 2;
-                    }
-                    Some(&x) => {
-                        if x == '[' && !in_class {
-                            in_class = true;
-                            s.push(x);
-                            i += 1;
-                            // `[]...]` and `[^]...]` hold a literal `]`.
-                            if c.get(i) == Some(&'^') {
-                                s.push('^');
-                                i += 1;
-                            }
-                            if c.get(i) == Some(&']') {
-                                s.push(']');
-                                i += 1;
-                            }
-                            continue;
-                        }
-                        if x == ']' {
-                            in_class = false;
-                        }
-                        s.push(x);
-                        i += 1;
-                    }
-                }
-            }
-            out.push((Tok::Re(regex_escapes(&s)), line));
-            continue;
-        }
-        if ch.is_ascii_digit() || (ch == '.' && c.get(i + 1).map_or(false, |d| d.is_ascii_digit()))
-        {
-            let rest: String = c[i..].iter().collect();
-            let (v, used) = str_prefix_num(&rest);
-            let used_chars = rest[..used].chars().count();
-            out.push((Tok::Num(v), line));
-            i += used_chars.max(1);
-            continue;
-        }
-        if ch.is_alphabetic() || ch == '_' {
-            let mut s = String::new();
-            while i < c.len() && (c[i].is_alphanumeric() || c[i] == '_') {
-                s.push(c[i]);
-                i += 1;
-            }
-            let t = match s.as_str() {
-                "function" | "func" => Tok::Func,
-                "BEGIN" => Tok::Begin,
-                "END" => Tok::End,
-                "if" => Tok::If,
-                "else" => Tok::Else,
-                "while" => Tok::While,
-                "for" => Tok::For,
-                "do" => Tok::Do,
-                "break" => Tok::Break,
-                "continue" => Tok::Continue,
-                "next" => Tok::Next,
-                "nextfile" => Tok::Nextfile,
-                "exit" => Tok::Exit,
-                "return" => Tok::Return,
-                "delete" => Tok::Delete,
-                "in" => Tok::In,
-                "getline" => Tok::Getline,
-                "print" => Tok::Print,
-                "printf" => Tok::Printf,
-                _ if BUILTINS.contains(&s.as_str()) => Tok::Builtin(s),
-                _ if c.get(i) == Some(&'(') => Tok::Call(s),
-                _ => Tok::Name(s),
-            };
-            out.push((t, line));
-            continue;
-        }
-        let rest: String = c[i..c.len().min(i + 3)].iter().collect();
-        match OPS.iter().find(|op| rest.starts_with(**op)) {
-            Some(op) => {
-                out.push((Tok::Op(op), line));
-                i += op.len();
-            }
-            None => {
-                return Err(format!(
-                    "line {line}: syntax error at source line {line}: unexpected character '{ch}'"
-                ))
-            }
-        }
-    }
-    out.push((Tok::Nl, line));
-    out.push((Tok::Eof, line));
-    Ok(out)
-}
-
-/// One escape after a backslash in a string; returns the next index.
-fn escape(c: &[char], mut i: usize, s: &mut String) -> usize {
-    let x = match c.get(i) {
-        Some(&x) => x,
-        None => {
-            s.push('\\');
-            return i;
-        }
-    };
-    i += 1;
-    match x {
-        'n' => s.push('\n'),
-        't' => s.push('\t'),
-        'r' => s.push('\r'),
-        '\\' => s.push('\\'),
-        '"' => s.push('"'),
-        '/' => s.push('/'),
-        'a' => s.push('\x07'),
-        'b' => s.push('\x08'),
-        'f' => s.push('\x0c'),
-        'v' => s.push('\x0b'),
-        '0'..='7' => {
-            let mut v = x.to_digit(8).unwrap();
-            let mut k = 1;
-            while k < 3 {
-                match c.get(i).and_then(|d| d.to_digit(8)) {
-                    Some(d) => {
-                        v = v * 8 + d;
-                        i += 1;
-                        k += 1;
-                    }
-                    None => break,
-                }
-            }
-            s.push(char::from_u32(v).unwrap_or('?'));
-        }
-        '\n' => {}
-        other => {
-            // Kept for a dynamic regex: "\." is `\.`.
-            s.push('\\');
-            s.push(other);
-        }
-    }
-    i
-}
-
-/// A regex literal's C escapes (`\t`, `\n`, …) become characters; the
-/// rest are the regex engine's.
-fn regex_escapes(s: &str) -> String {
-    let c: Vec<char> = s.chars().collect();
-    let mut out = String::new();
-    let mut i = 0;
-    while i < c.len() {
-        if c[i] == '\\' && i + 1 < c.len() {
-            let map = match c[i + 1] {
-                'n' => Some('\n'),
-                't' => Some('\t'),
-                'r' => Some('\r'),
-                'f' => Some('\x0c'),
-                'v' => Some('\x0b'),
-                'a' => Some('\x07'),
-                _ => None,
-            };
-            match map {
-                Some(m) => out.push(m),
-                None => {
-                    out.push('\\');
-                    out.push(c[i + 1]);
-                }
-            }
-            i += 2;
-        } else {
-            out.push(c[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Var {
-    Global(usize),
-    Local(usize),
-}
-
-#[derive(Debug)]
-enum Expr {
-    Num(f64),
-    Str(Rc<str>),
-    Re(Rc<Regex>),
-    Var(Var),
-    Index(Var, Vec<Expr>),
-    Field(Box<Expr>),
-    In(Vec<Expr>, Var),
-    Assign(Box<Expr>, Option<&'static str>, Box<Expr>),
-    Cond(Box<Expr>, Box<Expr>, Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
-    Not(Box<Expr>),
-    Neg(Box<Expr>),
-    Plus(Box<Expr>),
-    Bin(&'static str, Box<Expr>, Box<Expr>),
-    Cmp(&'static str, Box<Expr>, Box<Expr>),
-    Match(bool, Box<Expr>, Box<Expr>),
-    Concat(Box<Expr>, Box<Expr>),
-    Incr(bool, f64, Box<Expr>),
-    Call(usize, Vec<Expr>),
-    Builtin(String, Vec<Expr>),
-    /// getline: from (None: the main input; Some(false, e): file e;
-    /// Some(true, e): command e), into an lvalue or $0.
-    Getline(Option<(bool, Box<Expr>)>, Option<Box<Expr>>),
-    Group(Box<Expr>),
-}
-
-#[derive(Debug)]
-enum Redir {
-    File(Expr),
-    Append(Expr),
-    Pipe(Expr),
-}
-
-#[derive(Debug)]
-enum Stmt {
-    Expr(Expr),
-    Print(Vec<Expr>, Option<Redir>),
-    Printf(Vec<Expr>, Option<Redir>),
-    If(Expr, Box<Stmt>, Option<Box<Stmt>>),
-    While(Expr, Box<Stmt>),
-    Do(Box<Stmt>, Expr),
-    For(
-        Option<Box<Stmt>>,
-        Option<Expr>,
-        Option<Box<Stmt>>,
-        Box<Stmt>,
-    ),
-    ForIn(Var, Var, Box<Stmt>),
-    Block(Vec<Stmt>),
-    Next,
-    Nextfile,
-    Exit(Option<Expr>),
-    Return(Option<Expr>),
-    Break,
-    Continue,
-    Delete(Var, Option<Vec<Expr>>),
-}
-
-#[derive(Debug)]
-enum Pattern {
-    All,
-    Begin,
-    End,
-    Expr(Expr),
-    Range(Expr, Expr),
-}
-
-struct Func {
-    name: String,
-    params: Vec<String>,
-    body: Vec<Stmt>,
-}
-
-struct Program {
-    items: Vec<(Pattern, Option<Vec<Stmt>>)>,
-    funcs: Vec<Func>,
-    globals: Vec<String>,
-}
-
-struct Parser {
-    t: Vec<(Tok, usize)>,
-    i: usize,
-    globals: HashMap<String, usize>,
-    global_names: Vec<String>,
-    locals: Option<Vec<String>>,
-    func_index: HashMap<String, usize>,
-    calls: Vec<(String, usize)>,
-    /// Inside print's arguments (outside parentheses), `>` redirects.
-    no_gt: bool,
-}
-
-type P<T> = Result<T, String>;
-
-impl Parser {
-    fn peek(&self) -> &Tok {
-        &self.t[self.i].0
-    }
-    fn peek_at(&self, k: usize) -> &Tok {
-        &self.t[(self.i + k).min(self.t.len() - 1)].0
-    }
-    fn line(&self) -> usize {
-        self.t[self.i].1
-    }
-    fn next(&mut self) -> Tok {
-        let t = self.t[self.i].0.clone();
-        if self.i < self.t.len() - 1 {
-            self.i += 1;
-        }
-        t
-    }
-    fn is_op(&self, op: &str) -> bool {
-        matches!(self.peek(), Tok::Op(o) if *o == op)
-    }
-    fn eat_op(&mut self, op: &str) -> bool {
-        if self.is_op(op) {
-            self.next();
-            true
-        } else {
-            false
-        }
-    }
-    fn err<T>(&self, what: &str) -> P<T> {
-        let near = match self.peek() {
-            Tok::Nl => "end of line".to_string(),
-            Tok::Eof => "end of file".to_string(),
-            Tok::Op(o) => o.to_string(),
-            Tok::Name(n) | Tok::Call(n) | Tok::Builtin(n) => n.clone(),
-            Tok::Str(s) => format!("\"{s}\""),
-            Tok::Num(n) => n.to_string(),
-            t => format!("{t:?}").to_lowercase(),
-        };
-        Err(format!(
-            "syntax error at source line {}: {what} near {near}",
-            self.line()
-        ))
-    }
-    fn expect_op(&mut self, op: &str) -> P<()> {
-        if self.eat_op(op) {
-            Ok(())
-        } else {
-            self.err(&format!("expected '{op}'"))
-        }
-    }
-    fn nls(&mut self) {
-        while matches!(self.peek(), Tok::Nl) {
-            self.next();
-        }
-    }
-    fn terms(&mut self) {
-        while matches!(self.peek(), Tok::Nl) || self.is_op(";") {
-            self.next();
-        }
-    }
-    fn var(&mut self, name: &str) -> Var {
-        if let Some(l) = &self.locals {
-            if let Some(i) = l.iter().position(|p| p == name) {
-                return Var::Local(i);
-            }
-        }
-        if let Some(&g) = self.globals.get(name) {
-            return Var::Global(g);
-        }
-        let g = self.global_names.len();
-        self.global_names.push(name.to_string());
-        self.globals.insert(name.to_string(), g);
-        Var::Global(g)
-    }
-
-    fn program(&mut self) -> P<Program> {
-        let mut items = Vec::new();
-        let mut funcs = Vec::new();
-        self.terms();
-        while !matches!(self.peek(), Tok::Eof) {
-            match self.peek().clone() {
-                Tok::Func => {
-                    self.next();
-                    let name = match self.next() {
-                        Tok::Name(n) | Tok::Call(n) => n,
-                        _ => return self.err("expected a function name"),
-                    };
-                    self.expect_op("(")?;
-                    let mut params = Vec::new();
-                    while !self.is_op(")") {
-                        self.nls();
-                        match self.next() {
-                            Tok::Name(p) => params.push(p),
-                            _ => return self.err("expected a parameter name"),
-                        }
-                        self.nls();
-                        if !self.eat_op(",") {
-                            break;
-                        }
-                    }
-                    self.expect_op(")")?;
-                    self.nls();
-                    if self.func_index.contains_key(&name) {
-                        return Err(format!("function {name} redefined"));
-                    }
-                    self.func_index.insert(name.clone(), funcs.len());
-                    self.locals = Some(params.clone());
-                    let body = self.block()?;
-                    self.locals = None;
-                    funcs.push(Func { name, params, body });
-                }
-                Tok::Begin => {
-                    self.next();
-                    self.nls();
-                    let b = self.block()?;
-                    items.push((Pattern::Begin, Some(b)));
-                }
-                Tok::End => {
-                    self.next();
-                    self.nls();
-                    let b = self.block()?;
-                    items.push((Pattern::End, Some(b)));
-                }
-                _ => {
-                    let pat = if self.is_op("{") {
-                        Pattern::All
-                    } else {
-                        let a = self.expr()?;
-                        if self.eat_op(",") {
-                            self.nls();
-                            Pattern::Range(a, self.expr()?)
-                        } else {
-                            Pattern::Expr(a)
-                        }
-                    };
-                    let action = if self.is_op("{") {
-                        Some(self.block()?)
-                    } else {
-                        None
-                    };
-                    items.push((pat, action));
-                }
-            }
-            self.terms();
-        }
-        for (name, line) in &self.calls {
-            if !self.func_index.contains_key(name) {
-                return Err(format!(
-                    "calling undefined function {name} (source line {line})"
-                ));
-            }
-        }
-        Ok(Program {
-            items,
-            funcs,
-            globals: self.global_names.clone(),
-        })
-    }
-
-    fn block(&mut self) -> P<Vec<Stmt>> {
-        self.expect_op("{")?;
-        let mut v = Vec::new();
-        self.terms();
-        while !self.is_op("}") {
-            if matches!(self.peek(), Tok::Eof) {
-                return self.err("unexpected end of program, missing '}'");
-            }
-            v.push(self.stmt()?);
-            self.terms();
-        }
-        self.next();
-        Ok(v)
-    }
-
-    /// Ends a simple statement: `;`, a newline, or before `}`.
-    fn end_simple(&mut self) -> P<()> {
-        if self.eat_op(";") || matches!(self.peek(), Tok::Nl) {
-            self.terms();
-            return Ok(());
-        }
-        if self.is_op("}") || matches!(self.peek(), Tok::Eof) {
-            return Ok(());
-        }
-        self.err("unexpected")
-    }
-
-    fn body(&mut self) -> P<Box<Stmt>> {
-        self.nls();
-        if self.eat_op(";") {
-            return Ok(Box::new(Stmt::Block(Vec::new())));
-        }
-        Ok(Box::new(self.stmt()?))
-    }
-
-    fn stmt(&mut self) -> P<Stmt> {
-        match self.peek().clone() {
-            Tok::Op("{") => Ok(Stmt::Block(self.block()?)),
-            Tok::If => {
-                self.next();
-                self.expect_op("(")?;
-                let c = self.expr()?;
-                self.expect_op(")")?;
-                let then = self.body()?;
-                // `else` may follow a newline or `;` after the branch.
-                let save = self.i;
-                self.terms();
-                if matches!(self.peek(), Tok::Else) {
-                    self.next();
-                    let e = self.body()?;
-                    Ok(Stmt::If(c, then, Some(e)))
-                } else {
-                    self.i = save;
-                    Ok(Stmt::If(c, then, None))
-                }
-            }
-            Tok::While => {
-                self.next();
-                self.expect_op("(")?;
-                let c = self.expr()?;
-                self.expect_op(")")?;
-                if self.is_op(";") {
-                    self.next();
-                    return Ok(Stmt::While(c, Box::new(Stmt::Block(Vec::new()))));
-                }
-                Ok(Stmt::While(c, self.body()?))
-            }
-            Tok::Do => {
-                self.next();
-                let b = self.body()?;
-                self.terms();
-                if !matches!(self.next(), Tok::While) {
-                    return self.err("expected while after do");
-                }
-                self.expect_op("(")?;
-                let c = self.expr()?;
-                self.expect_op(")")?;
-                self.end_simple()?;
-                Ok(Stmt::Do(b, c))
-            }
-            Tok::For => {
-                self.next();
-                self.expect_op("(")?;
-                if let (Tok::Name(k), Tok::In, Tok::Name(a), Tok::Op(")")) = (
-                    self.peek().clone(),
-                    self.peek_at(1).clone(),
-                    self.peek_at(2).clone(),
-                    self.peek_at(3).clone(),
-                ) {
-                    self.i += 4;
-                    let (kv, av) = (self.var(&k), self.var(&a));
-                    return Ok(Stmt::ForIn(kv, av, self.body()?));
-                }
-                let init = if self.is_op(";") {
-                    None
-                } else {
-                    Some(Box::new(self.simple_stmt()?))
-                };
-                self.expect_op(";")?;
-                self.nls();
-                let cond = if self.is_op(";") {
-                    None
-                } else {
-                    Some(self.expr()?)
-                };
-                self.expect_op(";")?;
-                self.nls();
-                let step = if self.is_op(")") {
-                    None
-                } else {
-                    Some(Box::new(self.simple_stmt()?))
-                };
-                self.expect_op(")")?;
-                if self.is_op(";") {
-                    self.next();
-                    return Ok(Stmt::For(
-                        init,
-                        cond,
-                        step,
-                        Box::new(Stmt::Block(Vec::new())),
-                    ));
-                }
-                Ok(Stmt::For(init, cond, step, self.body()?))
-            }
-            Tok::Op(";") => {
-                self.next();
-                Ok(Stmt::Block(Vec::new()))
-            }
-            _ => {
-                let s = match self.peek().clone() {
-                    Tok::Next => {
-                        self.next();
-                        Stmt::Next
-                    }
-                    Tok::Nextfile => {
-                        self.next();
-                        Stmt::Nextfile
-                    }
-                    Tok::Break => {
-                        self.next();
-                        Stmt::Break
-                    }
-                    Tok::Continue => {
-                        self.next();
-                        Stmt::Continue
-                    }
-                    Tok::Exit => {
-                        self.next();
-                        Stmt::Exit(if self.at_simple_end() {
-                            None
-                        } else {
-                            Some(self.expr()?)
-                        })
-                    }
-                    Tok::Return => {
-                        self.next();
-                        Stmt::Return(if self.at_simple_end() {
-                            None
-                        } else {
-                            Some(self.expr()?)
-                        })
-                    }
-                    _ => self.simple_stmt()?,
-                };
-                self.end_simple()?;
-                Ok(s)
-            }
-        }
-    }
-
-    fn at_simple_end(&self) -> bool {
-        matches!(self.peek(), Tok::Nl | Tok::Eof) || self.is_op(";") || self.is_op("}")
-    }
-
-    fn simple_stmt(&mut self) -> P<Stmt> {
-        match self.peek().clone() {
-            Tok::Print | Tok::Printf => {
-                let printf = matches!(self.next(), Tok::Printf);
-                let args = self.print_args()?;
-                let redir = if self.eat_op(">") {
-                    Some(Redir::File(self.concat_no_gt()?))
-                } else if self.eat_op(">>") {
-                    Some(Redir::Append(self.concat_no_gt()?))
-                } else if self.eat_op("|") {
-                    Some(Redir::Pipe(self.concat_no_gt()?))
-                } else {
-                    None
-                };
-                if printf && args.is_empty() {
-                    return self.err("printf: no format");
-                }
-                Ok(if printf {
-                    Stmt::Printf(args, redir)
-                } else {
-                    Stmt::Print(args, redir)
-                })
-            }
-            Tok::Delete => {
-                self.next();
-                let name = match self.next() {
-                    Tok::Name(n) => n,
-                    _ => return self.err("expected an array after delete"),
-                };
-                let v = self.var(&name);
-                if self.eat_op("[") {
-                    let idx = self.expr_list("]")?;
-                    Ok(Stmt::Delete(v, Some(idx)))
-                } else {
-                    Ok(Stmt::Delete(v, None))
-                }
-            }
-            _ => Ok(Stmt::Expr(self.expr()?)),
-        }
-    }
-
-    fn concat_no_gt(&mut self) -> P<Expr> {
-        let save = self.no_gt;
-        self.no_gt = true;
-        let e = self.concat();
-        self.no_gt = save;
-        e
-    }
-
-    fn print_args(&mut self) -> P<Vec<Expr>> {
-        if self.at_simple_end() || self.is_op(">") || self.is_op(">>") || self.is_op("|") {
-            return Ok(Vec::new());
-        }
-        // `print (a, b) > f`: a parenthesized list is the argument list.
-        if self.is_op("(") {
-            let mut depth = 0;
-            let mut k = 0;
-            let mut comma = false;
-            loop {
-                match self.peek_at(k) {
-                    Tok::Op("(") | Tok::Op("[") => depth += 1,
-                    Tok::Op(")") | Tok::Op("]") => {
-                        depth -= 1;
-                        if depth == 0 {
-                            break;
-                        }
-                    }
-                    Tok::Op(",") if depth == 1 => comma = true,
-                    Tok::Eof => break,
-                    _ => {}
-                }
-                k += 1;
-            }
-            let after = self.peek_at(k + 1).clone();
-            let ends = matches!(
-                after,
-                Tok::Nl
-                    | Tok::Eof
-                    | Tok::Op(";")
-                    | Tok::Op("}")
-                    | Tok::Op(">")
-                    | Tok::Op(">>")
-                    | Tok::Op("|")
-            );
-            if comma && ends {
-                self.next();
-                let v = self.expr_list(")")?;
-                return Ok(v);
-            }
-        }
-        let save = self.no_gt;
-        self.no_gt = true;
-        let mut v = vec![self.expr()?];
-        while self.eat_op(",") {
-            self.nls();
-            v.push(self.expr()?);
-        }
-        self.no_gt = save;
-        Ok(v)
-    }
-
-    fn expr_list(&mut self, close: &str) -> P<Vec<Expr>> {
-        let save = self.no_gt;
-        self.no_gt = false;
-        let mut v = Vec::new();
-        self.nls();
-        if !self.is_op(close) {
-            loop {
-                v.push(self.expr()?);
-                self.nls();
-                if !self.eat_op(",") {
-                    break;
-                }
-                self.nls();
-            }
-        }
-        self.expect_op(close)?;
-        self.no_gt = save;
-        Ok(v)
-    }
-
-    fn expr(&mut self) -> P<Expr> {
-        self.ternary()
-    }
-
-    fn is_lvalue(e: &Expr) -> bool {
-        matches!(e, Expr::Var(_) | Expr::Index(..) | Expr::Field(_))
-    }
-
-    fn ternary(&mut self) -> P<Expr> {
-        let c = self.or()?;
-        if self.is_op("?") {
-            self.next();
-            self.nls();
-            let a = self.ternary()?;
-            self.nls();
-            self.expect_op(":")?;
-            self.nls();
-            let b = self.ternary()?;
-            return Ok(Expr::Cond(Box::new(c), Box::new(a), Box::new(b)));
-        }
-        if Self::is_lvalue(&c) {
-            let op = match self.peek() {
-                Tok::Op("=") => Some(None),
-                Tok::Op("+=") => Some(Some("+")),
-                Tok::Op("-=") => Some(Some("-")),
-                Tok::Op("*=") => Some(Some("*")),
-                Tok::Op("/=") => Some(Some("/")),
-                Tok::Op("%=") => Some(Some("%")),
-                Tok::Op("^=") | Tok::Op("**=") => Some(Some("^")),
-                _ => None,
-            };
-            if let Some(op) = op {
-                self.next();
-                self.nls();
-                let v = self.ternary()?;
-                return Ok(Expr::Assign(Box::new(c), op, Box::new(v)));
-            }
-        }
-        Ok(c)
-    }
-
-    /// `||` or `&&` over `next` (a newline may follow the operator).
-    fn logical(
-        &mut self,
-        op: &str,
-        next: fn(&mut Self) -> P<Expr>,
-        node: fn(Box<Expr>, Box<Expr>) -> Expr,
-    ) -> P<Expr> {
-        let mut a = next(self)?;
-        while self.eat_op(op) {
-            self.nls();
-            let b = next(self)?;
-            a = node(Box::new(a), Box::new(b));
-        }
-        Ok(a)
-    }
-
-    fn or(&mut self) -> P<Expr> {
-        self.logical("||", Self::and, Expr::Or)
-    }
-
-    fn and(&mut self) -> P<Expr> {
-        self.logical("&&", Self::in_expr, Expr::And)
-    }
-
-    fn in_expr(&mut self) -> P<Expr> {
-        let mut a = self.matching()?;
-        while matches!(self.peek(), Tok::In) {
-            self.next();
-            let name = match self.next() {
-                Tok::Name(n) => n,
-                _ => return self.err("expected an array after in"),
-            };
-            let v = self.var(&name);
-            a = Expr::In(vec![a], v);
-        }
-        Ok(a)
-    }
-
-    fn matching(&mut self) -> P<Expr> {
-        let mut a = self.comparison()?;
-        loop {
-            let neg = if self.is_op("~") {
-                false
-            } else if self.is_op("!~") {
-                true
-            } else {
-                break;
-            };
-            self.next();
-            let b = self.comparison()?;
-            a = Expr::Match(neg, Box::new(a), Box::new(b));
-        }
-        Ok(a)
-    }
-
-    fn comparison(&mut self) -> P<Expr> {
-        let a = self.concat()?;
-        let op = match self.peek() {
-            Tok::Op("<") => "<",
-            Tok::Op("<=") => "<=",
-            Tok::Op("==") => "==",
-            Tok::Op("!=") => "!=",
-            Tok::Op(">=") => ">=",
-            Tok::Op(">") if !self.no_gt => ">",
-            _ => return Ok(a),
-        };
-        self.next();
-        let b = self.concat()?;
-        Ok(Expr::Cmp(op, Box::new(a), Box::new(b)))
-    }
-
-    fn starts_operand(&self) -> bool {
-        match self.peek() {
-            Tok::Num(_)
-            | Tok::Str(_)
-            | Tok::Re(_)
-            | Tok::Name(_)
-            | Tok::Call(_)
-            | Tok::Builtin(_) => true,
-            Tok::Op(o) => matches!(*o, "$" | "(" | "!" | "-" | "+" | "++" | "--"),
-            Tok::In => false,
-            _ => false,
-        }
-    }
-
-    fn concat(&mut self) -> P<Expr> {
-        let mut a = self.additive()?;
-        loop {
-            if self.is_op("|") && matches!(self.peek_at(1), Tok::Getline) {
-                self.next();
-                self.next();
-                let target = self.getline_target()?;
-                a = Expr::Getline(Some((true, Box::new(a))), target);
-                continue;
-            }
-            // `a -1` subtracts; `!` and a unary sign never start a
-            // concatenated operand.
-            let unary = self.is_op("-") || self.is_op("+") || self.is_op("!");
-            if unary || !self.starts_operand() {
-                break;
-            }
-            let b = self.additive()?;
-            a = Expr::Concat(Box::new(a), Box::new(b));
-        }
-        Ok(a)
-    }
-
-    /// A left-associative level of binary operators over `next`.
-    fn left_assoc(&mut self, ops: &[&'static str], next: fn(&mut Self) -> P<Expr>) -> P<Expr> {
-        let mut a = next(self)?;
-        loop {
-            let op = match self.peek() {
-                Tok::Op(o) if ops.contains(o) => *o,
-                _ => break,
-            };
-            self.next();
-            let b = next(self)?;
-            a = Expr::Bin(op, Box::new(a), Box::new(b));
-        }
-        Ok(a)
-    }
-
-    fn additive(&mut self) -> P<Expr> {
-        self.left_assoc(&["+", "-"], Self::multiplicative)
-    }
-
-    fn multiplicative(&mut self) -> P<Expr> {
-        self.left_assoc(&["*", "/", "%"], Self::unary)
-    }
-
-    fn unary(&mut self) -> P<Expr> {
-        if self.eat_op("!") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
-        }
-        if self.eat_op("-") {
-            return Ok(Expr::Neg(Box::new(self.unary()?)));
-        }
-        if self.eat_op("+") {
-            return Ok(Expr::Plus(Box::new(self.unary()?)));
-        }
-        self.power()
-    }
-
-    fn power(&mut self) -> P<Expr> {
-        let a = self.postfix()?;
-        if self.is_op("^") || self.is_op("**") {
-            self.next();
-            // Right-associative, and binds tighter than a unary minus on its left.
-            let b = if self.is_op("-") || self.is_op("+") || self.is_op("!") {
-                self.unary()?
-            } else {
-                self.power()?
-            };
-            return Ok(Expr::Bin("^", Box::new(a), Box::new(b)));
-        }
-        Ok(a)
-    }
-
-    fn postfix(&mut self) -> P<Expr> {
-        if self.is_op("++") || self.is_op("--") {
-            let d = if matches!(self.next(), Tok::Op("++")) {
-                1.0
-            } else {
-                -1.0
-            };
-            let e = self.postfix()?;
-            if !Self::is_lvalue(&e) {
-                return self.err("++ or -- needs a variable");
-            }
-            return Ok(Expr::Incr(true, d, Box::new(e)));
-        }
-        let e = self.primary()?;
-        if Self::is_lvalue(&e) && (self.is_op("++") || self.is_op("--")) {
-            let d = if matches!(self.next(), Tok::Op("++")) {
-                1.0
-            } else {
-                -1.0
-            };
-            return Ok(Expr::Incr(false, d, Box::new(e)));
-        }
-        Ok(e)
-    }
-
-    fn getline_target(&mut self) -> P<Option<Box<Expr>>> {
-        let lv = matches!(self.peek(), Tok::Name(_) | Tok::Op("$"));
-        if !lv {
-            return Ok(None);
-        }
-        let e = self.postfix_lvalue()?;
-        Ok(Some(Box::new(e)))
-    }
-
-    fn postfix_lvalue(&mut self) -> P<Expr> {
-        if self.eat_op("$") {
-            let e = self.postfix_nofield()?;
-            return Ok(Expr::Field(Box::new(e)));
-        }
-        self.primary()
-    }
-
-    /// What `$` applies to: a primary with its increments, no binary operators.
-    fn postfix_nofield(&mut self) -> P<Expr> {
-        if self.is_op("-") {
-            self.next();
-            return Ok(Expr::Neg(Box::new(self.postfix_nofield()?)));
-        }
-        if self.is_op("++") || self.is_op("--") {
-            return self.postfix();
-        }
-        // `$i++` is `($i)++`: the increment is the caller's.
-        self.primary()
-    }
-
-    fn primary(&mut self) -> P<Expr> {
-        match self.next() {
-            Tok::Num(n) => Ok(Expr::Num(n)),
-            Tok::Str(s) => Ok(Expr::Str(Rc::from(s))),
-            Tok::Re(r) => match Regex::new(&r, true, false) {
-                Ok(re) => Ok(Expr::Re(Rc::new(re))),
-                Err(e) => Err(format!("regular expression /{r}/: {e}")),
-            },
-            Tok::Op("$") => {
-                let e = self.postfix_nofield()?;
-                Ok(Expr::Field(Box::new(e)))
-            }
-            Tok::Op("(") => {
-                let save = self.no_gt;
-                self.no_gt = false;
-                self.nls();
-                let first = self.expr()?;
-                self.nls();
-                if self.is_op(",") {
-                    let mut v = vec![first];
-                    while self.eat_op(",") {
-                        self.nls();
-                        v.push(self.expr()?);
-                        self.nls();
-                    }
-                    self.expect_op(")")?;
-                    self.no_gt = save;
-                    if !matches!(self.peek(), Tok::In) {
-                        return self.err("expected in after a list");
-                    }
-                    self.next();
-                    let name = match self.next() {
-                        Tok::Name(n) => n,
-                        _ => return self.err("expected an array after in"),
-                    };
-                    let arr = self.var(&name);
-                    return Ok(Expr::In(v, arr));
-                }
-                self.expect_op(")")?;
-                self.no_gt = save;
-                Ok(Expr::Group(Box::new(first)))
-            }
-            Tok::Op("-") => Ok(Expr::Neg(Box::new(self.unary()?))),
-            Tok::Op("+") => Ok(Expr::Plus(Box::new(self.unary()?))),
-            Tok::Op("!") => Ok(Expr::Not(Box::new(self.unary()?))),
-            Tok::Name(n) => {
-                let v = self.var(&n);
-                if self.eat_op("[") {
-                    let idx = self.expr_list("]")?;
-                    return Ok(Expr::Index(v, idx));
-                }
-                Ok(Expr::Var(v))
-            }
-            Tok::Call(n) => {
-                let line = self.line();
-                self.expect_op("(")?;
-                let args = self.expr_list(")")?;
-                self.calls.push((n.clone(), line));
-                let idx = match self.func_index.get(&n) {
-                    Some(&i) => i,
-                    None => usize::MAX,
-                };
-                // Resolved after parsing: functions may be defined later.
-                Ok(Expr::Call(idx, {
-                    let mut a = args;
-                    a.push(Expr::Str(Rc::from(n.as_str())));
-                    a
-                }))
-            }
-            Tok::Builtin(b) => {
-                let args = if self.is_op("(") {
-                    self.next();
-                    self.expr_list(")")?
-                } else if b == "length" {
-                    Vec::new()
-                } else {
-                    return self.err(&format!("{b} needs arguments"));
-                };
-                Ok(Expr::Builtin(b, args))
-            }
-            Tok::Getline => {
-                let target = self.getline_target()?;
-                if self.eat_op("<") {
-                    // The file is a primary: a concatenation needs parentheses.
-                    let f = self.postfix()?;
-                    return Ok(Expr::Getline(Some((false, Box::new(f))), target));
-                }
-                Ok(Expr::Getline(None, target))
-            }
-            _ => {
-                self.i -= 1;
-                self.err("unexpected")
-            }
-        }
-    }
-}
-
-fn parse(src: &str) -> P<Program> {
-    let t = lex(src)?;
-    let mut p = Parser {
-        t,
-        i: 0,
-        globals: HashMap::new(),
-        global_names: Vec::new(),
-        locals: None,
-        func_index: HashMap::new(),
-        calls: Vec::new(),
-        no_gt: false,
-    };
-    for name in SPECIALS {
-        p.var(name);
-    }
-    let mut prog = p.program()?;
-    let index = p.func_index.clone();
-    for f in &mut prog.funcs {
-        for s in &mut f.body {
-            resolve_stmt(s, &index);
-        }
-    }
-    for (pat, action) in &mut prog.items {
-        match pat {
-            Pattern::Expr(e) => resolve_expr(e, &index),
-            Pattern::Range(a, b) => {
-                resolve_expr(a, &index);
-                resolve_expr(b, &index);
-            }
-            _ => {}
-        }
-        if let Some(a) = action {
-            for s in a {
-                resolve_stmt(s, &index);
-            }
-        }
-    }
-    Ok(prog)
-}
-
-/// The special variables, at fixed global slots.
-const SPECIALS: &[&str] = &[
-    "NR", "NF", "FNR", "FS", "OFS", "ORS", "RS", "SUBSEP", "RSTART", "RLENGTH", "FILENAME",
-    "CONVFMT", "OFMT", "ENVIRON", "ARGC", "ARGV",
-];
-const NR: usize = 0;
-const NF: usize = 1;
-const FNR: usize = 2;
-const FS: usize = 3;
-const OFS: usize = 4;
-const ORS: usize = 5;
-const RS: usize = 6;
-const SUBSEP: usize = 7;
-const RSTART: usize = 8;
-const RLENGTH: usize = 9;
-const FILENAME: usize = 10;
-const CONVFMT: usize = 11;
-const OFMT: usize = 12;
-const ENVIRON: usize = 13;
-const ARGC: usize = 14;
-const ARGV: usize = 15;
-
-fn resolve_stmt(s: &mut Stmt, idx: &HashMap<String, usize>) {
-    let re = |e: &mut Expr| resolve_expr(e, idx);
-    match s {
-        Stmt::Expr(e) => re(e),
-        Stmt::Print(v, r) | Stmt::Printf(v, r) => {
-            v.iter_mut().for_each(|e| resolve_expr(e, idx));
-            if let Some(Redir::File(e) | Redir::Append(e) | Redir::Pipe(e)) = r {
-                resolve_expr(e, idx);
-            }
-        }
-        Stmt::If(c, a, b) => {
-            re(c);
-            resolve_stmt(a, idx);
-            if let Some(b) = b {
-                resolve_stmt(b, idx);
-            }
-        }
-        Stmt::While(c, b) | Stmt::Do(b, c) => {
-            re(c);
-            resolve_stmt(b, idx);
-        }
-        Stmt::For(a, c, st, b) => {
-            if let Some(a) = a {
-                resolve_stmt(a, idx);
-            }
-            if let Some(c) = c {
-                resolve_expr(c, idx);
-            }
-            if let Some(st) = st {
-                resolve_stmt(st, idx);
-            }
-            resolve_stmt(b, idx);
-        }
-        Stmt::ForIn(_, _, b) => resolve_stmt(b, idx),
-        Stmt::Block(v) => v.iter_mut().for_each(|s| resolve_stmt(s, idx)),
-        Stmt::Exit(Some(e)) | Stmt::Return(Some(e)) => re(e),
-        Stmt::Delete(_, Some(v)) => v.iter_mut().for_each(|e| resolve_expr(e, idx)),
-        _ => {}
-    }
-}
-
-fn resolve_expr(e: &mut Expr, idx: &HashMap<String, usize>) {
-    match e {
-        Expr::Call(i, args) => {
-            if let Some(Expr::Str(name)) = args.pop() {
-                *i = idx.get(&*name).copied().unwrap_or(usize::MAX);
-            }
-            args.iter_mut().for_each(|a| resolve_expr(a, idx));
-        }
-        Expr::Index(_, v) | Expr::In(v, _) | Expr::Builtin(_, v) => {
-            v.iter_mut().for_each(|a| resolve_expr(a, idx))
-        }
-        Expr::Field(a)
-        | Expr::Not(a)
-        | Expr::Neg(a)
-        | Expr::Plus(a)
-        | Expr::Incr(_, _, a)
-        | Expr::Group(a) => resolve_expr(a, idx),
-        Expr::Assign(a, _, b)
-        | Expr::And(a, b)
-        | Expr::Or(a, b)
-        | Expr::Bin(_, a, b)
-        | Expr::Cmp(_, a, b)
-        | Expr::Match(_, a, b)
-        | Expr::Concat(a, b) => {
-            resolve_expr(a, idx);
-            resolve_expr(b, idx);
-        }
-        Expr::Cond(a, b, c) => {
-            resolve_expr(a, idx);
-            resolve_expr(b, idx);
-            resolve_expr(c, idx);
-        }
-        Expr::Getline(src, t) => {
-            if let Some((_, s)) = src {
-                resolve_expr(s, idx);
-            }
-            if let Some(t) = t {
-                resolve_expr(t, idx);
-            }
-        }
-        _ => {}
-    }
-}
-
-// ---- running ----
-
-enum Flow {
+pub(crate) enum Flow {
     Next,
     NextFile,
     Exit(i32),
@@ -1580,29 +50,29 @@ enum Flow {
     Error(String),
 }
 
-type R<T> = Result<T, Flow>;
+pub(crate) type R<T> = Result<T, Flow>;
 
 /// The main input: the operands in turn (assignments among them apply
 /// when reached), or stdin.
-struct Input {
+pub(crate) struct Input {
     data: Vec<u8>,
     pos: usize,
     open: bool,
 }
 
 /// A `getline` source: a file or a command's output, read once.
-struct Reader {
+pub(crate) struct Reader {
     data: Vec<u8>,
     pos: usize,
 }
 
-enum Out {
+pub(crate) enum Out {
     File(std::fs::File),
     /// A command's input, run when closed.
     Pipe(Vec<u8>),
 }
 
-struct Interp<'a> {
+pub(crate) struct Interp<'a> {
     prog: &'a Program,
     globals: Vec<Cell>,
     frames: Vec<Frame>,
@@ -1625,7 +95,7 @@ struct Interp<'a> {
     out_buf: Vec<u8>,
 }
 
-fn rc(s: &str) -> Rc<str> {
+pub(crate) fn rc(s: &str) -> Rc<str> {
     Rc::from(s)
 }
 
@@ -2244,7 +714,7 @@ impl<'a> Interp<'a> {
         self.io
             .o
             .write_all(&buf)
-            .map_err(|e| Flow::Error(format!("write failure ({})", crate::io_msg(&e))))?;
+            .map_err(|e| Flow::Error(format!("write failure ({})", crate::lib::io::io_msg(&e))))?;
         let _ = self.io.o.flush();
         Ok(())
     }
@@ -2274,7 +744,7 @@ impl<'a> Interp<'a> {
                     .io
                     .e
                     .write_all(bytes)
-                    .map_err(|e| Flow::Error(crate::io_msg(&e)));
+                    .map_err(|e| Flow::Error(crate::lib::io::io_msg(&e)));
             } else {
                 let f = if append {
                     std::fs::OpenOptions::new()
@@ -2289,7 +759,7 @@ impl<'a> Interp<'a> {
                     Err(e) => {
                         return Err(Flow::Error(format!(
                             "can't redirect to {name} ({})",
-                            crate::io_msg(&e)
+                            crate::lib::io::io_msg(&e)
                         )))
                     }
                 }
@@ -2299,7 +769,10 @@ impl<'a> Interp<'a> {
         }
         match self.outs.get_mut(&name) {
             Some(Out::File(f)) => f.write_all(bytes).map_err(|e| {
-                Flow::Error(format!("write failure on {name} ({})", crate::io_msg(&e)))
+                Flow::Error(format!(
+                    "write failure on {name} ({})",
+                    crate::lib::io::io_msg(&e)
+                ))
             }),
             Some(Out::Pipe(b)) => {
                 b.extend_from_slice(bytes);
@@ -2321,14 +794,15 @@ impl<'a> Interp<'a> {
             o: out.unwrap_or_else(|| self.io.o.clone()),
             e: self.io.e.clone(),
             env: self.io.env.clone(),
+            applets: self.io.applets,
         };
         let argv = vec!["sh".to_string(), "-c".to_string(), cmd.to_string()];
         let cwd = std::env::current_dir().ok();
-        let code = crate::applets::run("sh", &argv, &mut io);
+        let code = io.run_applet("sh", &argv);
         io.flush();
         // A `cd` in the command must not move awk.
         if let Some(d) = cwd {
-            let _ = crate::sys::set_cwd(&d.to_string_lossy());
+            let _ = crate::lib::sys::set_cwd(&d.to_string_lossy());
         }
         code
     }
@@ -2482,8 +956,10 @@ impl<'a> Interp<'a> {
                     Ok(d) => d,
                     Err(e) => {
                         let _ = self.flush_out();
-                        self.io
-                            .err("awk", &format!("cannot open {arg} ({})", crate::io_msg(&e)));
+                        self.io.err(
+                            "awk",
+                            &format!("cannot open {arg} ({})", crate::lib::io::io_msg(&e)),
+                        );
                         return Err(Flow::Exit(2));
                     }
                 }
@@ -2896,28 +1372,7 @@ impl Expr {
     }
 }
 
-fn arith(op: &str, x: f64, y: f64) -> R<f64> {
-    Ok(match op {
-        "+" => x + y,
-        "-" => x - y,
-        "*" => x * y,
-        "/" => {
-            if y == 0.0 {
-                return Err(Flow::Error("division by zero".into()));
-            }
-            x / y
-        }
-        "%" => {
-            if y == 0.0 {
-                return Err(Flow::Error("division by zero in %".into()));
-            }
-            x % y
-        }
-        _ => x.powf(y),
-    })
-}
-
-fn round_half_even(v: f64) -> f64 {
+pub(crate) fn round_half_even(v: f64) -> f64 {
     let r = v.round();
     if (v - v.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
         r - v.signum()
@@ -2926,7 +1381,7 @@ fn round_half_even(v: f64) -> f64 {
     }
 }
 
-fn split_regex(s: &str, r: &Regex) -> Vec<String> {
+pub(crate) fn split_regex(s: &str, r: &Regex) -> Vec<String> {
     if s.is_empty() {
         return Vec::new();
     }
@@ -2954,7 +1409,7 @@ fn split_regex(s: &str, r: &Regex) -> Vec<String> {
 }
 
 /// sub/gsub: `&` is the match, `\&` a literal `&`, `\\` a backslash.
-fn substitute(s: &str, re: &Regex, repl: &str, global: bool) -> (String, usize) {
+pub(crate) fn substitute(s: &str, re: &Regex, repl: &str, global: bool) -> (String, usize) {
     let text: Vec<char> = s.chars().collect();
     let rc: Vec<char> = repl.chars().collect();
     let mut out = String::new();
@@ -3019,7 +1474,7 @@ fn substitute(s: &str, re: &Regex, repl: &str, global: bool) -> (String, usize) 
 
 /// printf/sprintf with awk values: `%c` of a number is that character.
 /// Fewer values than the format asks for is an error, as in gawk and mawk.
-fn sprintf(fmt: &str, vals: &[Val], convfmt: &str) -> Result<String, String> {
+pub(crate) fn sprintf(fmt: &str, vals: &[Val], convfmt: &str) -> Result<String, String> {
     let mut missing = false;
     let s = format_values(fmt, vals, convfmt, &mut missing);
     if missing {
@@ -3028,7 +1483,7 @@ fn sprintf(fmt: &str, vals: &[Val], convfmt: &str) -> Result<String, String> {
     Ok(s)
 }
 
-fn format_values(fmt: &str, vals: &[Val], convfmt: &str, missing: &mut bool) -> String {
+pub(crate) fn format_values(fmt: &str, vals: &[Val], convfmt: &str, missing: &mut bool) -> String {
     let fc: Vec<char> = fmt.chars().collect();
     let mut out = String::new();
     let mut vi = 0;
@@ -3057,7 +1512,7 @@ fn format_values(fmt: &str, vals: &[Val], convfmt: &str, missing: &mut bool) -> 
             i += 1;
             continue;
         }
-        let c = crate::text::parse_conv(&fc, &mut i, &mut || next(&mut vi).num() as i64);
+        let c = crate::lib::fmt::parse_conv(&fc, &mut i, &mut || next(&mut vi).num() as i64);
         let conv = match fc.get(i) {
             Some(c) => *c,
             None => {
@@ -3110,7 +1565,7 @@ fn format_values(fmt: &str, vals: &[Val], convfmt: &str, missing: &mut bool) -> 
 }
 
 /// A `name=value` operand or `-v` assignment.
-fn assignment(a: &str) -> Option<(&str, &str)> {
+pub(crate) fn assignment(a: &str) -> Option<(&str, &str)> {
     let (name, value) = a.split_once('=')?;
     let mut cs = name.chars();
     let first = cs.next()?;
@@ -3121,7 +1576,7 @@ fn assignment(a: &str) -> Option<(&str, &str)> {
 }
 
 /// The escapes of a command-line assignment's value, as in a string.
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let c: Vec<char> = s.chars().collect();
     let mut out = String::new();
     let mut i = 0;
@@ -3221,7 +1676,7 @@ pub fn main(args: &[&str], io: &mut Io) -> i32 {
                 Err(e) => {
                     io.err(
                         "awk",
-                        &format!("couldn't open file {f} ({})", crate::io_msg(&e)),
+                        &format!("couldn't open file {f} ({})", crate::lib::io::io_msg(&e)),
                     );
                     return 2;
                 }
@@ -3342,4 +1797,25 @@ pub fn main(args: &[&str], io: &mut Io) -> i32 {
     it.close_all();
     let _ = it.flush_out();
     code
+}
+
+pub(crate) fn arith(op: &str, x: f64, y: f64) -> R<f64> {
+    Ok(match op {
+        "+" => x + y,
+        "-" => x - y,
+        "*" => x * y,
+        "/" => {
+            if y == 0.0 {
+                return Err(Flow::Error("division by zero".into()));
+            }
+            x / y
+        }
+        "%" => {
+            if y == 0.0 {
+                return Err(Flow::Error("division by zero in %".into()));
+            }
+            x % y
+        }
+        _ => x.powf(y),
+    })
 }

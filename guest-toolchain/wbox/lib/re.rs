@@ -33,7 +33,10 @@ impl Set {
         let test = |c: char| {
             self.chars.contains(&c)
                 || self.ranges.iter().any(|(a, b)| *a <= c && c <= *b)
-                || self.classes.iter().any(|k| crate::sh::class_match(k, c))
+                || self
+                    .classes
+                    .iter()
+                    .any(|k| crate::lib::glob::class_match(k, c))
         };
         let m =
             test(c) || (icase && (test(c.to_ascii_lowercase()) || test(c.to_ascii_uppercase())));
@@ -310,12 +313,12 @@ impl<'a> Parser<'a> {
                     let name = rest[..end].to_string();
                     self.i += 1 + name.chars().count() + 2;
                     if kind == ':' {
-                        if crate::sh::class_match(&name, 'a')
-                            || crate::sh::class_match(&name, '0')
-                            || crate::sh::class_match(&name, ' ')
-                            || crate::sh::class_match(&name, '!')
-                            || crate::sh::class_match(&name, '\x01')
-                            || crate::sh::class_match(&name, 'A')
+                        if crate::lib::glob::class_match(&name, 'a')
+                            || crate::lib::glob::class_match(&name, '0')
+                            || crate::lib::glob::class_match(&name, ' ')
+                            || crate::lib::glob::class_match(&name, '!')
+                            || crate::lib::glob::class_match(&name, '\x01')
+                            || crate::lib::glob::class_match(&name, 'A')
                         {
                             set.classes.push(name);
                         } else {

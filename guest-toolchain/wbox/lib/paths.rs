@@ -1,0 +1,132 @@
+//! Paths and finding programs: base names, `#!/bin/wbox` stubs, path
+//! normalization, and what a command name finds on PATH.
+
+use std::io::Read;
+use std::path::Path;
+
+use super::io::Applet;
+
+pub fn base(p: &str) -> &str {
+    let t = p.trim_end_matches('/');
+    t.rsplit('/').next().unwrap_or(t)
+}
+
+/// Whether a file is a `#!/bin/wbox` applet stub.
+pub fn is_stub(path: &str) -> bool {
+    let mut head = [0u8; 11];
+    match std::fs::File::open(path) {
+        Ok(mut f) => f
+            .read(&mut head)
+            .map(|n| n == 11 && &head == b"#!/bin/wbox")
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+pub fn exists(p: &str) -> bool {
+    Path::new(p).symlink_metadata().is_ok()
+}
+
+/// What a command name finds.
+pub enum Found {
+    Applet(String),
+    Script(String),
+    Program(String),
+    /// A `#!` interpreter other than sh: (interpreter, its argument, script).
+    Interp(String, Option<String>, String),
+    Missing,
+}
+
+/// Finds a command: a path, or a name through PATH; applets that are not
+/// on PATH are still found (as in busybox's standalone shell).
+pub fn lookup(name: &str, path: &str, applets: &[(&str, Applet)]) -> Found {
+    if name.contains('/') {
+        return classify(name);
+    }
+    for dir in path.split(':') {
+        let d = if dir.is_empty() { "." } else { dir };
+        let cand = format!("{}/{name}", d.trim_end_matches('/'));
+        if Path::new(&cand).is_file() {
+            return classify(&cand);
+        }
+    }
+    if applets.iter().any(|(n, _)| *n == name) {
+        return Found::Applet(name.to_string());
+    }
+    Found::Missing
+}
+
+pub(crate) fn classify(p: &str) -> Found {
+    let mut head = [0u8; 256];
+    let n = match std::fs::File::open(p) {
+        Ok(mut f) => std::io::Read::read(&mut f, &mut head).unwrap_or(0),
+        Err(_) => return Found::Missing,
+    };
+    if !Path::new(p).is_file() {
+        return Found::Missing;
+    }
+    let head = &head[..n];
+    if head.starts_with(b"#!/bin/wbox") {
+        return Found::Applet(crate::lib::paths::base(p).to_string());
+    }
+    if head.starts_with(b"\0asm") {
+        if crate::lib::paths::base(p) == "wbox" {
+            return Found::Applet("wbox".into());
+        }
+        return Found::Program(p.to_string());
+    }
+    if head.starts_with(b"#!") {
+        let line = String::from_utf8_lossy(&head[2..]);
+        let line = line.lines().next().unwrap_or("").trim().to_string();
+        let mut it = line.splitn(2, char::is_whitespace);
+        let interp = it.next().unwrap_or("").to_string();
+        let arg = it
+            .next()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        let ib = crate::lib::paths::base(&interp);
+        let is_sh = |b: &str| matches!(b, "sh" | "dash" | "ash" | "bash");
+        if is_sh(ib) || (ib == "env" && arg.as_deref().map_or(false, is_sh)) {
+            return Found::Script(p.to_string());
+        }
+        if crate::lib::paths::is_stub(&interp) {
+            return Found::Script(p.to_string());
+        }
+        return Found::Interp(interp, arg, p.to_string());
+    }
+    if head.contains(&0) {
+        // A binary that is not wasm: let the sandbox say what it is.
+        return Found::Program(p.to_string());
+    }
+    Found::Script(p.to_string())
+}
+
+/// Where a command name is on PATH, as `command -v` prints it.
+pub fn which(name: &str, path: &str) -> Option<String> {
+    if name.contains('/') {
+        return Path::new(name).is_file().then(|| name.to_string());
+    }
+    for dir in path.split(':') {
+        let d = if dir.is_empty() { "." } else { dir };
+        let cand = format!("{}/{name}", d.trim_end_matches('/'));
+        if Path::new(&cand).is_file() {
+            return Some(cand);
+        }
+    }
+    None
+}
+
+/// `/a/./b/../c` → `/a/c`, as `cd` does without following links.
+pub fn normalize(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
