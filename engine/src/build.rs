@@ -244,7 +244,18 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     for w in &p.warnings {
         eprintln!("warning: {w}");
     }
-    let outcome = Solver::build(&store, &ctx, opts, &p, sink.as_mut())?;
+    // A layer found damaged when read has been removed with the records
+    // that held it: solving again rebuilds the steps that made it.
+    let mut attempts = 0;
+    let outcome = loop {
+        match Solver::build(&store, &ctx, opts.clone(), &p, sink.as_mut()) {
+            Err(e) if attempts < 3 && e.damaged_layer().is_some() => {
+                attempts += 1;
+                eprintln!("warning: {e}; rebuilding the steps that made it");
+            }
+            r => break r?,
+        }
+    };
     let mut image = outcome.image;
 
     for (o, exporter) in req.outputs.iter().zip(&exporters) {

@@ -43,7 +43,7 @@ pub enum LayerError {
     Io { path: String, error: io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("layer {digest} is not a valid tar: {message}; remove the store's cache for it (`wbuild prune --all`) and build again")]
+    #[error("layer {digest} is damaged: {message}; it was removed from the store, build again to rebuild it")]
     Corrupt { digest: Digest, message: String },
 }
 
@@ -391,9 +391,56 @@ enum Change {
     Put(String, Meta),
 }
 
+/// Remembers a read error of the reader it wraps.
+struct Watched<'a, R: Read> {
+    inner: R,
+    failed: &'a std::cell::Cell<Option<String>>,
+}
+
+impl<R: Read> Read for Watched<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner
+            .read(buf)
+            .inspect_err(|e| self.failed.set(Some(e.to_string())))
+    }
+}
+
+/// Hashes what passes through: a layer's uncompressed bytes, for its
+/// diff-id.
+struct DiffIdReader<R: Read> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for DiffIdReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// Reads a layer's entries, calling `f` for each change with the entry's
-/// reader (for file contents).
+/// reader (for file contents). The whole blob is read, whatever the tar
+/// holds after its end marker, so its digest, its compression's checksums
+/// and its diff-id are all checked before this returns `Ok`: a damaged
+/// layer is an error, never a partial or wrong tree. A damaged blob is
+/// removed from the store, so the next build rebuilds the step that made
+/// it.
 fn each_change(
+    store: &Store,
+    layer: &LayerInfo,
+    f: impl FnMut(Change, &mut dyn Read) -> Result<(), LayerError>,
+) -> Result<(), LayerError> {
+    let r = read_changes(store, layer, f);
+    if matches!(r, Err(LayerError::Corrupt { .. })) {
+        let _ = store.remove_blob(&layer.digest);
+        let _ = store.forget_records_of(&layer.digest);
+    }
+    r
+}
+
+fn read_changes(
     store: &Store,
     layer: &LayerInfo,
     mut f: impl FnMut(Change, &mut dyn Read) -> Result<(), LayerError>,
@@ -402,7 +449,31 @@ fn each_change(
         digest: layer.digest.clone(),
         message: m,
     };
-    let mut ar = tar::Archive::new(open_layer(store, layer)?);
+    let reader = DiffIdReader {
+        inner: open_layer(store, layer)?,
+        hasher: Hasher::new(),
+    };
+    let mut ar = tar::Archive::new(reader);
+    read_entries(&mut ar, &corrupt, &mut f)?;
+    // Past the end marker to the end of the blob: the digest, the gzip or
+    // zstd checksums and the diff-id are checked only there.
+    let mut reader = ar.into_inner();
+    io::copy(&mut reader, &mut io::sink()).map_err(|e| corrupt(e.to_string()))?;
+    let diff_id = reader.hasher.finish();
+    if diff_id != layer.diff_id.0 {
+        return Err(corrupt(format!(
+            "its content's diff-id is {diff_id}, not {}",
+            layer.diff_id
+        )));
+    }
+    Ok(())
+}
+
+fn read_entries<R: Read>(
+    ar: &mut tar::Archive<R>,
+    corrupt: &dyn Fn(String) -> LayerError,
+    f: &mut impl FnMut(Change, &mut dyn Read) -> Result<(), LayerError>,
+) -> Result<(), LayerError> {
     let entries = ar.entries().map_err(|e| corrupt(e.to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
@@ -466,7 +537,20 @@ fn each_change(
             digest: None,
             link,
         };
-        f(Change::Put(path, meta), &mut entry)?;
+        // A read error inside an entry is damage to the layer, whatever the
+        // callback makes of it.
+        let failed = std::cell::Cell::new(None);
+        let r = f(
+            Change::Put(path, meta),
+            &mut Watched {
+                inner: &mut entry,
+                failed: &failed,
+            },
+        );
+        if let Some(m) = failed.take() {
+            return Err(corrupt(m));
+        }
+        r?;
     }
     Ok(())
 }

@@ -51,6 +51,28 @@ pub enum BuildError {
     Internal(String),
 }
 
+impl BuildError {
+    /// The layer whose blob turned out damaged when it was read (it has
+    /// been removed, with the cache records that held it), if that is what
+    /// stopped the build.
+    pub fn damaged_layer(&self) -> Option<&crate::digest::Digest> {
+        use crate::fs::layer::LayerError;
+        use crate::fs::snapshot::SnapshotError;
+        let layer = match self {
+            BuildError::Layer(l) => l,
+            BuildError::Step { failure, .. } => match failure.as_ref() {
+                StepFailure::Snapshot(SnapshotError::Layer(l)) => l,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        match layer {
+            LayerError::Corrupt { digest, .. } => Some(digest),
+            _ => None,
+        }
+    }
+}
+
 /// Why a step failed; a timeout or a memory limit stays typed up to the
 /// message (`StepFailure::Sandbox`).
 #[derive(Debug, thiserror::Error)]

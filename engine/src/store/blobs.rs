@@ -89,11 +89,13 @@ impl Store {
                 io_err(&path)(e)
             }
         })?;
+        let remaining = file.metadata().map_err(io_err(&path))?.len();
         Ok(VerifyingReader {
             inner: io::BufReader::with_capacity(256 * 1024, file),
             hasher: Some(Hasher::new()),
             expected: d.clone(),
             path,
+            remaining,
         })
     }
 
@@ -182,35 +184,55 @@ impl Drop for BlobWriter<'_> {
 }
 
 /// Reads a blob and fails at the end if its bytes do not match the digest.
+/// The digest is checked as soon as the last byte is read (a reader that
+/// stops at the blob's size, as a tar writer does, still gets it checked),
+/// or at the end of the file.
 pub struct VerifyingReader {
     inner: io::BufReader<File>,
     hasher: Option<Hasher>,
     expected: Digest,
     path: PathBuf,
+    /// Bytes of the file not read yet.
+    remaining: u64,
+}
+
+impl VerifyingReader {
+    /// Compares what was read with the digest; a corrupt blob is removed.
+    fn check(&mut self) -> io::Result<()> {
+        let Some(h) = self.hasher.take() else {
+            return Ok(());
+        };
+        let actual = h.finish();
+        if actual == self.expected {
+            return Ok(());
+        }
+        // Never let a corrupt blob be used again: the next build sees it
+        // missing and recreates it.
+        let _ = fs::remove_file(&self.path);
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "blob {} ({}) is corrupt: its content hashes to {actual}; it was removed, build again to recreate it",
+                self.expected,
+                self.path.display()
+            ),
+        ))
+    }
 }
 
 impl Read for VerifyingReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if n > 0 {
-            if let Some(h) = self.hasher.as_mut() {
-                h.update(&buf[..n]);
-            }
-        } else if let Some(h) = self.hasher.take() {
-            let actual = h.finish();
-            if actual != self.expected {
-                // Never let a corrupt blob be used again: the next build
-                // sees it missing and recreates it.
-                let _ = fs::remove_file(&self.path);
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "blob {} ({}) is corrupt: its content hashes to {actual}",
-                        self.expected,
-                        self.path.display()
-                    ),
-                ));
-            }
+        if n == 0 {
+            self.check()?;
+            return Ok(0);
+        }
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
+        self.remaining = self.remaining.saturating_sub(n as u64);
+        if self.remaining == 0 {
+            self.check()?;
         }
         Ok(n)
     }

@@ -138,6 +138,27 @@ impl Store {
         tx.commit().map_err(|e| self.ix(e))
     }
 
+    /// Forgets every cache record that holds `blob` (a damaged blob that
+    /// was removed): the steps that made it are rebuilt, never half-used.
+    /// Returns how many records went.
+    pub fn forget_records_of(&self, blob: &Digest) -> Result<usize> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(|e| self.ix(e))?;
+        let n = tx
+            .execute(
+                "DELETE FROM cache WHERE key IN (SELECT key FROM cache_blobs WHERE digest = ?1)",
+                params![blob.as_str()],
+            )
+            .map_err(|e| self.ix(e))?;
+        tx.execute(
+            "DELETE FROM cache_blobs WHERE key NOT IN (SELECT key FROM cache)",
+            [],
+        )
+        .map_err(|e| self.ix(e))?;
+        tx.commit().map_err(|e| self.ix(e))?;
+        Ok(n)
+    }
+
     pub fn delete_cache(&self, key: &str) -> Result<()> {
         let db = self.db();
         db.execute("DELETE FROM cache WHERE key = ?1", params![key])
