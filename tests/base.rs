@@ -392,3 +392,46 @@ fn what_a_killed_build_leaves_is_removed_and_du_sees_everything() {
         "{out}"
     );
 }
+
+/// A compiled module in the store is checked against the digest stored
+/// with it before it is deserialized: a flipped bit means a recompile,
+/// never a crash or a guest running damaged code.
+#[test]
+fn a_damaged_compiled_module_is_compiled_again() {
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nRUN echo compiled-ok\n",
+    )
+    .unwrap();
+    let o = build(d.path(), s.path(), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let compiled: Vec<_> = fs::read_dir(s.path().join("compiled"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!compiled.is_empty());
+    for (n, p) in compiled.iter().enumerate() {
+        let mut bytes = fs::read(p).unwrap();
+        // Somewhere in the code, and in the stored digest.
+        let i = bytes.len() / 3 + n;
+        bytes[i] ^= 0x04;
+        let last = bytes.len() - 1;
+        fs::write(p, &bytes).unwrap();
+        let o = build(d.path(), s.path(), &["--no-cache"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert!(err.contains("compiled-ok"), "{err}");
+        assert_ne!(
+            fs::read(p).unwrap(),
+            bytes,
+            "the artifact was compiled again"
+        );
+        bytes = fs::read(p).unwrap();
+        bytes[last] = b'z';
+        fs::write(p, &bytes).unwrap();
+        let o = build(d.path(), s.path(), &["--no-cache"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}

@@ -1,9 +1,10 @@
 //! The process-wide wasmtime engine and compiled programs: compiled once
 //! per program digest and engine configuration, cached in the store.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher as _};
-use std::path::Path;
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use wasmtime::{Config, Engine, Module};
@@ -60,52 +61,14 @@ pub fn is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[6..8] == [0x01, 0x00]
 }
 
-/// Compiles a module or component, or loads it from `cache_dir`
-/// (compiled once per digest and engine configuration).
+/// Compiles a module or component, or loads it from `cache_dir` (compiled
+/// once per digest and engine configuration; kept in memory for the rest
+/// of the process).
 pub fn load_program(
     bytes: &[u8],
     name: &str,
     cache_dir: Option<&Path>,
 ) -> Result<Program, SandboxError> {
-    if !is_component(bytes) {
-        return load_module(bytes, name, cache_dir).map(Program::Module);
-    }
-    let engine = engine()?;
-    let digest = Digest::of(bytes);
-    let cached = cache_dir.map(|d| d.join(artifact_name(engine, &digest)));
-    if let Some(path) = &cached {
-        if path.is_file() {
-            // SAFETY: written by this code into the store, which only wbuild writes.
-            if let Ok(c) = unsafe { wasmtime::component::Component::deserialize_file(engine, path) }
-            {
-                return Ok(Program::Component(c));
-            }
-        }
-    }
-    let c =
-        wasmtime::component::Component::new(engine, bytes).map_err(|e| SandboxError::Compile {
-            program: name.to_string(),
-            message: format!("{e:#}"),
-        })?;
-    if let Some(path) = &cached {
-        if let Ok(art) = c.serialize() {
-            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-            if std::fs::write(&tmp, &art).is_ok() {
-                let _ = std::fs::rename(&tmp, path);
-            }
-        }
-    }
-    Ok(Program::Component(c))
-}
-
-/// Compiles a module, or loads it from `cache_dir` (compiled once per
-/// module digest and engine configuration).
-pub fn load_module(
-    bytes: &[u8],
-    name: &str,
-    cache_dir: Option<&Path>,
-) -> Result<Module, SandboxError> {
-    let engine = engine()?;
     if !bytes.starts_with(b"\0asm") {
         let magic = String::from_utf8_lossy(&bytes[..bytes.len().min(4)]).into_owned();
         return Err(SandboxError::NotWasm {
@@ -113,28 +76,99 @@ pub fn load_module(
             magic,
         });
     }
+    static LOADED: OnceLock<Mutex<HashMap<Digest, Program>>> = OnceLock::new();
+    let loaded = LOADED.get_or_init(Default::default);
     let digest = Digest::of(bytes);
-    let cached = cache_dir.map(|d| d.join(artifact_name(engine, &digest)));
-    if let Some(path) = &cached {
-        if path.is_file() {
-            // SAFETY: the artifact was written by this code into the
-            // store, which only wbuild writes to.
-            if let Ok(m) = unsafe { Module::deserialize_file(engine, path) } {
-                return Ok(m);
-            }
-        }
+    if let Some(p) = loaded
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&digest)
+    {
+        return Ok(p.clone());
     }
-    let module = Module::new(engine, bytes).map_err(|e| SandboxError::Compile {
+    let engine = engine()?;
+    let compile_error = |e: wasmtime::Error| SandboxError::Compile {
         program: name.to_string(),
         message: format!("{e:#}"),
-    })?;
-    if let Some(path) = &cached {
-        if let Ok(art) = module.serialize() {
-            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-            if std::fs::write(&tmp, &art).is_ok() {
-                let _ = std::fs::rename(&tmp, path);
+    };
+    let program = if is_component(bytes) {
+        Program::Component(cached_compile(
+            cache_dir.map(|d| d.join(artifact_name(engine, &digest))),
+            // SAFETY: the bytes are an artifact this code serialized,
+            // checked against the digest stored with them.
+            |art| unsafe { wasmtime::component::Component::deserialize(engine, art) },
+            || wasmtime::component::Component::new(engine, bytes).map_err(compile_error),
+            |c| c.serialize(),
+        )?)
+    } else {
+        Program::Module(cached_compile(
+            cache_dir.map(|d| d.join(artifact_name(engine, &digest))),
+            // SAFETY: as above.
+            |art| unsafe { Module::deserialize(engine, art) },
+            || Module::new(engine, bytes).map_err(compile_error),
+            |m| m.serialize(),
+        )?)
+    };
+    loaded
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(digest, program.clone());
+    Ok(program)
+}
+
+/// Compiles a preview-1 module (or loads it, as [`load_program`] does).
+pub fn load_module(
+    bytes: &[u8],
+    name: &str,
+    cache_dir: Option<&Path>,
+) -> Result<Module, SandboxError> {
+    match load_program(bytes, name, cache_dir)? {
+        Program::Module(m) => Ok(m),
+        Program::Component(_) => Err(SandboxError::Compile {
+            program: name.to_string(),
+            message: "a component, where a preview-1 module was expected".into(),
+        }),
+    }
+}
+
+/// Loads a compiled artifact from `path`, or compiles and stores it. The
+/// file holds the artifact followed by its own sha256 (in hex): an artifact whose
+/// bytes do not match (a flipped bit, a torn write) is removed and
+/// compiled again, never deserialized, since deserializing trusts its
+/// input completely. One the engine rejects (another wasmtime) is
+/// compiled again too.
+fn cached_compile<T>(
+    path: Option<PathBuf>,
+    deserialize: impl Fn(&[u8]) -> wasmtime::Result<T>,
+    compile: impl Fn() -> Result<T, SandboxError>,
+    serialize: impl Fn(&T) -> wasmtime::Result<Vec<u8>>,
+) -> Result<T, SandboxError> {
+    if let Some(path) = &path {
+        if let Ok(file) = std::fs::read(path) {
+            match verified_artifact(&file).map(&deserialize) {
+                Some(Ok(t)) => return Ok(t),
+                _ => {
+                    let _ = std::fs::remove_file(path);
+                }
             }
         }
     }
-    Ok(module)
+    let t = compile()?;
+    if let (Some(path), Ok(mut art)) = (&path, serialize(&t)) {
+        let sum = Digest::of(&art);
+        art.extend_from_slice(sum.hex().as_bytes());
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        if std::fs::write(&tmp, &art).is_ok() && std::fs::rename(&tmp, path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    Ok(t)
+}
+
+/// The artifact in a cached file, if its trailing sha256 (64 hex digits)
+/// matches it.
+fn verified_artifact(file: &[u8]) -> Option<&[u8]> {
+    let split = file.len().checked_sub(64)?;
+    let (art, sum) = file.split_at(split);
+    (Digest::of(art).hex().as_bytes() == sum).then_some(art)
 }
