@@ -435,3 +435,23 @@ fn a_damaged_compiled_module_is_compiled_again() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 }
+
+/// A RUN step cannot create a file named `.wh.<name>` either: in the layer
+/// it would delete `<name>`.
+#[test]
+fn a_run_step_cannot_inject_a_whiteout() {
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nRUN touch /etc/.wh.passwd\n",
+    )
+    .unwrap();
+    let o = build(d.path(), s.path(), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("/etc/.wh.passwd") && err.contains("reserved"),
+        "{err}"
+    );
+}

@@ -615,3 +615,38 @@ fn a_damaged_layer_is_found_removed_and_rebuilt() {
         }
     }
 }
+
+/// A file named `.wh.<name>` never enters a layer, where it would delete
+/// `<name>` from the image: COPY and ADD (an archive's entries too) refuse
+/// it with an error that names it.
+#[test]
+fn whiteout_names_cannot_be_injected() {
+    let c = Ctx::new(&[
+        ("Dockerfile", "FROM scratch\nCOPY bin/ /bin/\n"),
+        ("bin/sh", "shell"),
+        ("bin/.wh.sh", ""),
+    ]);
+    let err = c.fails(&[]);
+    assert!(
+        err.contains("/bin/.wh.sh") && err.contains("reserved") && err.contains("Dockerfile:2"),
+        "{err}"
+    );
+    let c = Ctx::new(&[
+        ("Dockerfile", "FROM scratch\nCOPY etc/ /etc/\n"),
+        ("etc/.wh..wh..opq", ""),
+    ]);
+    assert!(c.fails(&[]).contains("reserved"));
+
+    let c = Ctx::new(&[("Dockerfile", "FROM scratch\nADD evil.tar /\n")]);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(0);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "etc/.wh.passwd", &b""[..]).unwrap();
+    fs::write(c.path("evil.tar"), b.into_inner().unwrap()).unwrap();
+    let err = c.fails(&[]);
+    assert!(
+        err.contains("/etc/.wh.passwd") && err.contains("reserved"),
+        "{err}"
+    );
+}

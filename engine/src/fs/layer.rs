@@ -391,6 +391,13 @@ enum Change {
     Put(String, Meta),
 }
 
+/// Whether an entry that is not a whiteout has a name the OCI layer format
+/// reserves (`.wh.<name>`, `.wh..wh..opq`): written into a layer, it would
+/// delete a file of the image instead of adding one.
+pub fn is_reserved(e: &LayerEntry) -> bool {
+    !e.whiteout && crate::fs::base_name(&e.path).starts_with(".wh.")
+}
+
 /// Remembers a read error of the reader it wraps.
 struct Watched<'a, R: Read> {
     inner: R,

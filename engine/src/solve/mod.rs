@@ -110,6 +110,9 @@ pub enum StepFailure {
     Snapshot(#[from] crate::fs::snapshot::SnapshotError),
     #[error("{what}: {error}")]
     Io { what: String, error: std::io::Error },
+    /// A file whose name starts with `.wh.` would enter a layer.
+    #[error("{path}: names that start with .wh. are reserved by the OCI image format for deletions (whiteouts), so this file cannot enter a layer; rename it, or leave it out with .dockerignore")]
+    ReservedName { path: String },
 }
 
 impl From<String> for StepFailure {

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::ops::{self, StepCx};
-use super::{lock, BuildError, Solver, StageState, StepReport};
+use super::{lock, BuildError, Solver, StageState, StepFailure, StepReport};
 use crate::cache::backend::{CacheBackend, StepRecord};
 use crate::cache::{self, Reason, StepInputs};
 use crate::fs::layer::{self, LayerEntry};
@@ -172,6 +172,17 @@ impl Solver<'_> {
                 let description = format!("[{}] {}", stage.label(), step.display);
                 let rec = match op.execute(self, cx, st, &key)? {
                     Some(out) => {
+                        // A name the OCI layer format reserves would act
+                        // as a deletion in this layer or a later one.
+                        if let Some(e) = out.entries.iter().find(|e| layer::is_reserved(e)) {
+                            return Err(self.step_error(
+                                step,
+                                cx.label,
+                                StepFailure::ReservedName {
+                                    path: format!("/{}", e.path),
+                                },
+                            ));
+                        }
                         let entries = layer::normalize(out.entries);
                         let rec = self.record_layer(&key, &entries, &description)?;
                         new_entries = Some(entries);
