@@ -650,3 +650,76 @@ fn whiteout_names_cannot_be_injected() {
         "{err}"
     );
 }
+
+/// An output that is not a regular file is written through, never
+/// replaced; a write error fails the build; an empty dest= says so.
+#[cfg(unix)]
+#[test]
+fn outputs_write_through_devices_fifos_and_symlinks() {
+    use std::os::unix::fs::FileTypeExt;
+    let c = Ctx::new(&[
+        ("Dockerfile", "FROM scratch\nCOPY a.txt /\n"),
+        ("a.txt", "a"),
+    ]);
+    // A full disk is a failed build, and /dev/full stays a device.
+    let o = c.run(&["build", "-o", "type=tar,dest=/dev/full", "."]);
+    assert!(!o.status.success(), "writing to /dev/full must fail");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("No space left"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(fs::metadata("/dev/full")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    // /dev/null takes it all.
+    let o = c.run(&["build", "-o", "type=oci,dest=/dev/null", "."]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    // A FIFO is written into, and stays a FIFO.
+    let fifo = c.path("out.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).unwrap())
+    };
+    let o = c.run(&["build", "-o", "type=tar,dest=out.fifo", "."]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = reader.join().unwrap();
+    let mut ar = tar::Archive::new(&bytes[..]);
+    assert!(ar
+        .entries()
+        .unwrap()
+        .any(|e| e.unwrap().path().unwrap().to_string_lossy() == "a.txt"));
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    // A symlink stays a symlink; its target gets the archive.
+    fs::write(c.path("real.tar"), "old").unwrap();
+    std::os::unix::fs::symlink("real.tar", c.path("link.tar")).unwrap();
+    let o = c.run(&["build", "-o", "type=tar,dest=link.tar", "."]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(fs::symlink_metadata(c.path("link.tar"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(fs::metadata(c.path("real.tar")).unwrap().len() > 512);
+    // A regular file is replaced whole, and no temp file is left beside it.
+    let o = c.run(&["build", "-o", "type=tar,dest=plain.tar", "."]);
+    assert!(o.status.success());
+    let leftovers: Vec<_> = fs::read_dir(c.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".wbuild-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // An empty dest= says what to do.
+    let err = c.fails(&["-o", "type=tar,dest="]);
+    assert!(err.contains("dest= is empty"), "{err}");
+}

@@ -321,6 +321,13 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, FlagError> {
     for (k, v) in kv_list("--output", spec)? {
         match k.as_str() {
             "type" => kind = Some(v),
+            "dest" if v.is_empty() => {
+                return Err(flag_err(
+                    "--output",
+                    spec,
+                    "dest= is empty: give a file, a directory for type=local, or - for stdout",
+                ))
+            }
             "dest" => dest = Some(v),
             "tar" | "oci-mediatypes" | "force-compression" | "push" => {
                 if !matches!(v.as_str(), "true" | "false") {

@@ -208,7 +208,7 @@ pub struct LayoutTar {
 
 impl Exporter for LayoutTar {
     fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
-        write_output_file(&self.dest, |w| {
+        write_output_file(cx.store, &self.dest, |w| {
             write_layout_tar(cx.store, img, cx.tags, self.docker, w).map(|_| ())
         })
     }

@@ -24,6 +24,10 @@ pub enum ExportError {
     Layer(#[from] crate::fs::layer::LayerError),
     #[error("--output type={0}: pushing to a registry is not supported yet; use type=oci, docker, local or tar")]
     Unsupported(OutputKind),
+    #[error("--output dest= is empty: give a file, or - for stdout")]
+    EmptyDest,
+    #[error("--output dest={}: it is a directory; give a file name, or use type=local for a directory", .0.display())]
+    IsDirectory(PathBuf),
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ {
@@ -77,10 +81,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
     fs::rename(&tmp, path).map_err(io_err(path))
 }
 
-/// Creates a file for an archive output (`-` is stdout); the archive is
-/// written to a temp file and renamed, so a failed build leaves no half
-/// file behind.
+/// Writes an archive output. `-` is stdout. A destination that exists and
+/// is not a regular file (a device such as `/dev/null`, a FIFO, a symlink
+/// such as `/proc/self/fd/N`) is written through, never replaced. A
+/// regular file, or a new one, is written to a temp file beside it and
+/// renamed, so a failed build leaves no half file; the temp file is known
+/// to the store, which removes it if this process is killed. Every write
+/// error (a full disk, a closed pipe) fails the build.
 pub fn write_output_file(
+    store: &Store,
     dest: &str,
     f: impl FnOnce(&mut dyn Write) -> Result<(), ExportError>,
 ) -> Result<(), ExportError> {
@@ -90,19 +99,50 @@ pub fn write_output_file(
         f(&mut lock)?;
         return lock.flush().map_err(io_err(Path::new("<stdout>")));
     }
-    let path = PathBuf::from(dest);
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
+    if dest.is_empty() {
+        return Err(ExportError::EmptyDest);
     }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let path = PathBuf::from(dest);
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.is_dir() => return Err(ExportError::IsDirectory(path)),
+        Ok(m) if !m.is_file() => {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            let mut w = io::BufWriter::new(file);
+            f(&mut w)?;
+            w.into_inner().map_err(|e| io_err(&path)(e.into_error()))?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    let dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => {
+            fs::create_dir_all(parent).map_err(io_err(parent))?;
+            parent.to_path_buf()
+        }
+        None => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.wbuild-{}.tmp", std::process::id()));
+    let _registered = store.outside_temp(&tmp)?;
     let file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
     let mut w = io::BufWriter::new(file);
-    if let Err(e) = f(&mut w) {
-        drop(w);
+    let written = f(&mut w).and_then(|()| {
+        let file = w.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
+        file.sync_all().map_err(io_err(&tmp))
+    });
+    if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    let file = w.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err(&path))
+    fs::rename(&tmp, &path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err(&path)(e)
+    })
 }

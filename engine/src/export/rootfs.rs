@@ -83,7 +83,7 @@ pub struct RootfsTar {
 
 impl Exporter for RootfsTar {
     fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
-        write_output_file(&self.dest, |w| {
+        write_output_file(cx.store, &self.dest, |w| {
             write_rootfs_tar(cx.store, &img.layers, cx.epoch, w).map(|_| ())
         })
     }

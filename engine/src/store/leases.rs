@@ -105,6 +105,7 @@ pub(super) fn clean_dead(root: &Path) -> Result<usize> {
         }
         let p = e.path();
         let gone = if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_outside_temps(&p);
             fs::remove_dir_all(&p)
         } else {
             fs::remove_file(&p)
@@ -144,7 +145,55 @@ pub(super) fn clean_dead(root: &Path) -> Result<usize> {
     Ok(removed)
 }
 
+/// A temp file outside the store, registered with this store's lease so
+/// that a store opened after a kill removes it. Dropping it unregisters.
+pub struct OutsideTemp {
+    marker: PathBuf,
+}
+
+impl Drop for OutsideTemp {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.marker);
+    }
+}
+
+/// The prefix of the marker files that name temp files outside the store.
+const OUTSIDE: &str = "outside-";
+
+/// Removes the outside temp files a dead lease registered in `tmp_dir`
+/// (only names wbuild gives them: `.<name>.wbuild-<pid>.tmp`).
+fn remove_outside_temps(tmp_dir: &Path) {
+    for e in fs::read_dir(tmp_dir).into_iter().flatten().flatten() {
+        if !e.file_name().to_string_lossy().starts_with(OUTSIDE) {
+            continue;
+        }
+        if let Ok(p) = fs::read_to_string(e.path()) {
+            let p = PathBuf::from(p);
+            let ours = p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with('.') && n.contains(".wbuild-") && n.ends_with(".tmp")
+            });
+            if ours {
+                let _ = fs::remove_file(&p);
+            }
+        }
+    }
+}
+
 impl Store {
+    /// Registers `path`, a temp file this process is about to write outside
+    /// the store (an output being written), for removal after a kill.
+    pub fn outside_temp(&self, path: &Path) -> Result<OutsideTemp> {
+        let dir = self.lease.tmp_dir()?;
+        let abs = std::path::absolute(path).map_err(io_err(path))?;
+        let marker = dir.join(format!(
+            "{OUTSIDE}{}",
+            LEASE_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::write(&marker, abs.to_string_lossy().as_bytes()).map_err(io_err(&marker))?;
+        Ok(OutsideTemp { marker })
+    }
+
     /// Registers this store's build; blobs it writes or uses are kept by
     /// `prune` until [`Store::end_lease`] (or until the process is gone).
     pub fn begin_lease(&mut self) -> Result<()> {

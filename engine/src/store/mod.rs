@@ -34,6 +34,7 @@ use crate::digest::Digest;
 pub use blobs::{BlobWriter, VerifyingReader};
 pub use gc::{PruneReport, Usage};
 pub use index::{CacheRow, SCHEMA_VERSION};
+pub use leases::OutsideTemp;
 
 /// What can go wrong in the store, with the path or digest concerned.
 #[derive(Debug, thiserror::Error)]
@@ -367,6 +368,36 @@ mod tests {
             std::fs::read_dir(d.path().join("leases")).unwrap().count(),
             0
         );
+    }
+
+    /// A temp file a killed process was writing outside the store (an
+    /// output on its way) is removed by the next store opened on the root.
+    #[test]
+    fn outside_temps_of_dead_leases_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let tmp = out.path().join(".img.tar.wbuild-777.tmp");
+        let other = out.path().join("img.tar");
+        std::fs::write(&tmp, "half an archive").unwrap();
+        std::fs::write(&other, "a finished archive").unwrap();
+        // What a process killed mid-export leaves: its lease dir with the
+        // marker, and no held lock.
+        let dead = d.path().join("tmp/777-dead-0");
+        std::fs::create_dir_all(&dead).unwrap();
+        std::fs::write(dead.join("outside-0"), tmp.to_string_lossy().as_bytes()).unwrap();
+        // A marker naming a file wbuild did not make is not followed.
+        std::fs::write(dead.join("outside-1"), other.to_string_lossy().as_bytes()).unwrap();
+        std::fs::create_dir_all(d.path().join("leases")).unwrap();
+        let s = Store::open(d.path()).unwrap();
+        assert!(!tmp.exists(), "the half-written output is removed");
+        assert!(other.exists());
+        // A live store's registration holds until it is dropped.
+        let live = out.path().join(".x.wbuild-1.tmp");
+        std::fs::write(&live, "writing").unwrap();
+        let reg = s.outside_temp(&live).unwrap();
+        drop(Store::open(d.path()).unwrap());
+        assert!(live.exists());
+        drop(reg);
     }
 
     #[test]
