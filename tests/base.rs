@@ -323,11 +323,19 @@ fn what_a_killed_build_leaves_is_removed_and_du_sees_everything() {
     let s = tempfile::tempdir().unwrap();
     fs::write(
         d.path().join("Dockerfile"),
-        "FROM wbuild/base\nRUN --mount=type=cache,target=/c echo kept > /c/f\nRUN sleep 30\n",
+        "FROM wbuild/base\nRUN --mount=type=cache,target=/c echo kept > /c/f\nRUN --mount=type=secret,id=tok sleep 30\n",
     )
     .unwrap();
+    fs::write(d.path().join("tok.txt"), "s3cr3t").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wbuild"))
-        .args(["build", "--progress", "plain", "."])
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--secret",
+            "id=tok,src=tok.txt",
+            ".",
+        ])
         .current_dir(d.path())
         .env("WBUILD_ROOT", s.path())
         .stderr(std::process::Stdio::piped())
@@ -342,7 +350,7 @@ fn what_a_killed_build_leaves_is_removed_and_du_sees_everything() {
             .lines()
             .map_while(Result::ok)
         {
-            if line.contains("RUN sleep 30") {
+            if line.contains("sleep 30") {
                 let _ = tx.send(());
             }
         }
@@ -362,9 +370,42 @@ fn what_a_killed_build_leaves_is_removed_and_du_sees_everything() {
         assert!(t0.elapsed().as_secs() < 120, "the RUN step never started");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // While the step runs, its secret is a file only its owner can read.
+    let find_secret = || {
+        fs::read_dir(s.path().join("tmp"))
+            .unwrap()
+            .flatten()
+            .flat_map(|l| fs::read_dir(l.path()).into_iter().flatten().flatten())
+            .map(|r| r.path().join("run/secrets/tok"))
+            .find(|p| fs::read(p).is_ok_and(|b| !b.is_empty()))
+    };
+    let t0 = std::time::Instant::now();
+    let secret = loop {
+        if let Some(p) = find_secret() {
+            break p;
+        }
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "the secret file of the running step"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "s3cr3t");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(run_dir(), "the killed build left its work directory");
+    assert!(
+        secret.exists(),
+        "killed mid-step, the secret is still there"
+    );
 
     let du = wbuild(d.path(), s.path(), &["du"]);
     let out = String::from_utf8_lossy(&du.stdout);
@@ -374,6 +415,7 @@ fn what_a_killed_build_leaves_is_removed_and_du_sees_everything() {
         "the next wbuild removes a dead build's temp dir"
     );
     assert_eq!(fs::read_dir(s.path().join("tmp")).unwrap().count(), 0);
+    assert!(!secret.exists(), "and the secret in it");
     assert!(
         out.contains("Cache mounts: ") && !out.contains("Cache mounts: 0B"),
         "{out}"
@@ -453,5 +495,41 @@ fn a_run_step_cannot_inject_a_whiteout() {
     assert!(
         err.contains("/etc/.wh.passwd") && err.contains("reserved"),
         "{err}"
+    );
+}
+
+/// Every exit status comes through as the code it is (wasmtime-wasi alone
+/// turns 126 and up into an error), and `wbox`, called by its path, runs
+/// the applet its first argument names.
+#[test]
+fn exit_codes_of_126_and_up_and_wbox_by_path() {
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    for code in [1, 126, 127, 130, 255] {
+        fs::write(
+            d.path().join("Dockerfile"),
+            format!("FROM wbuild/base\nRUN echo before && exit {code}\n"),
+        )
+        .unwrap();
+        let o = build(d.path(), s.path(), &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert!(
+            err.contains(&format!("exited with code {code}")) && !err.contains("crashed"),
+            "{code}: {err}"
+        );
+    }
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nRUN /bin/wbox echo by-path > /a\nRUN [\"/bin/wbox\", \"echo\", \"exec-form\"]\nRUN wbox --list | grep -q '^sha256sum$'\n",
+    )
+    .unwrap();
+    let o = build(d.path(), s.path(), &["-o", "type=local,dest=out"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("exec-form"), "{err}");
+    assert_eq!(
+        fs::read_to_string(d.path().join("out/a")).unwrap(),
+        "by-path\n"
     );
 }

@@ -723,3 +723,41 @@ fn outputs_write_through_devices_fifos_and_symlinks() {
     let err = c.fails(&["-o", "type=tar,dest="]);
     assert!(err.contains("dest= is empty"), "{err}");
 }
+
+/// Images kept in the store can be removed (`rmi`, `image rm`); a plain
+/// prune removes the untagged ones, and then the blobs only they held;
+/// `du` counts images.
+#[test]
+fn kept_images_can_be_removed_and_untagged_ones_are_pruned() {
+    let c = Ctx::new(&[
+        ("Dockerfile", "FROM scratch\nCOPY a.txt /\n"),
+        ("a.txt", "1"),
+    ]);
+    let ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    ok(c.run(&["build", "."]));
+    c.write("a.txt", "2");
+    ok(c.run(&["build", "."]));
+    c.write("a.txt", "3");
+    ok(c.run(&["build", "-t", "app:dev", "."]));
+    let list = ok(c.run(&["images"]));
+    assert_eq!(list.matches("<none>@sha256:").count(), 2, "{list}");
+    assert!(ok(c.run(&["du"])).contains("Images: 3 holding"));
+    // A plain prune drops the untagged images and the blobs only they held.
+    let out = ok(c.run(&["prune"]));
+    assert!(out.contains("Removed 2 untagged image(s)"), "{out}");
+    let list = ok(c.run(&["image", "ls"]));
+    assert!(
+        !list.contains("<none>") && list.contains("app:dev"),
+        "{list}"
+    );
+    // rmi by name; an unknown name is an error.
+    let out = ok(c.run(&["rmi", "app:dev"]));
+    assert!(out.contains("Untagged: app:dev"), "{out}");
+    let o = c.run(&["image", "rm", "app:dev"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no such image: app:dev"));
+    assert!(ok(c.run(&["du"])).contains("Images: 0 holding 0B"));
+}

@@ -269,31 +269,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:5ccc6ff72750efe7d3bb8e8b3bcf606f25d50640799a1b6bc7ae4c5bfaab33ca",
+        "sha256:cf32cb46e4ba50601bc3a6b8671477b536aef5628146bc7f3a4c9fed66d37a9b",
     ),
     (
         "dockerignore",
-        "sha256:1e631aeca30fac25244714c3c82992d5bce60ac29516a8257c53aceea89a1cd1",
+        "sha256:37f9062582edcdb8b51a4af854cbde5bf5360a1de98af087f0d8e293edfa1b38",
     ),
     (
         "bind-mount",
-        "sha256:51d7aa4bd5a2c6c1aa9f65af472f84eb6865f495be9a79c03d039b7f77cbafea",
+        "sha256:ab98ab88b87c8c96682507f75709945c7900e328443803b6245f6e554f28afdc",
     ),
     (
         "cache-mount",
-        "sha256:ca19cd2a8c4b35571ea605fe163b09b6ebde7884a795fb55c5408c266630c5a4",
+        "sha256:596c3e96803721f5fa381e58e66814809acb6b87466968d39a3291f8e4ef7136",
     ),
     (
         "secret",
-        "sha256:ca02afa380ca4a25bca8a777a300c251f7718278a5b03352e93c0168b58c8bfe",
+        "sha256:14a804b27e5faa009b50c6b14b958deca09a8122affba4a3c9dc8af15a9ad9ef",
     ),
     (
         "multi-stage",
-        "sha256:88bb21fe2adf0e3f4081bd4f59d521340f9a90174091b54923e0273918fd2cad",
+        "sha256:21660c56f546f6cec683ff5fe93b52683c26b94c61379d9dc6d3f6d959c51a96",
     ),
     (
         "heredocs",
-        "sha256:446c2b6bebe8c6a41074fde8c1d40e393abb367e83b23e0b041059a4ddad0113",
+        "sha256:354bb30caab460c9561e6f724a6b5aaab17b102d443ca7390f8101de587f0802",
     ),
     (
         "hello",

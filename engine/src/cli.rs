@@ -82,9 +82,39 @@ pub enum Command {
         #[arg(long, value_name = "SIZE")]
         keep_storage: Option<String>,
     },
+    /// Remove images kept in the store (their blobs go with the next prune).
+    Rmi {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Names (`app`, `app:1`, `<none>@sha256:…`) or image IDs.
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+    /// Manage images kept in the store: `image ls`, `image rm`.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Look inside the frontend: the parse tree, typed instructions, the plan.
     #[command(subcommand)]
     Debug(DebugCommand),
+}
+
+/// `wbuild image …`, as `docker image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List the images kept in the store.
+    #[command(alias = "list")]
+    Ls {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Remove images kept in the store.
+    #[command(alias = "remove")]
+    Rm {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
 }
 
 /// Where the store is, for the commands that only read or clean it.

@@ -9,7 +9,7 @@ use clap::Parser;
 
 mod cli;
 
-use cli::{BuildArgs, Cli, Command, DebugCommand, StoreArgs};
+use cli::{BuildArgs, Cli, Command, DebugCommand, ImageCommand, StoreArgs};
 use wbuild::frontend::{dockerignore, parser, FrontendError};
 use wbuild::plan::{self, BuildPlan, PlanRequest};
 use wbuild::store::{self, Store};
@@ -19,7 +19,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Build(b)) => build(*b),
         Some(Command::Debug(d)) => debug(d),
-        Some(Command::Images { store }) => images(store),
+        Some(Command::Images { store }) | Some(Command::Image(ImageCommand::Ls { store })) => {
+            images(store)
+        }
+        Some(Command::Rmi { store, images })
+        | Some(Command::Image(ImageCommand::Rm { store, images })) => rmi(store, images),
         Some(Command::Run {
             store,
             rw,
@@ -217,6 +221,27 @@ fn images(args: StoreArgs) -> Result<()> {
     Ok(())
 }
 
+fn rmi(args: StoreArgs, images: Vec<String>) -> Result<()> {
+    let s = open_store(&args)?;
+    let mut missing = Vec::new();
+    for q in &images {
+        match s.find_image(q)? {
+            Some(name) => {
+                s.remove_image(&name)?;
+                println!("Untagged: {name}");
+            }
+            None => missing.push(q.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "no such image: {} (see `wbuild images`)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
 fn human(bytes: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
@@ -265,6 +290,7 @@ fn du(args: StoreArgs, verbose: bool) -> Result<()> {
     println!("Total: {} in {} record(s)", human(total), rows.len());
     // Everything else under the store's root, so nothing takes space unseen.
     let u = s.usage()?;
+    println!("Images: {} holding {}", u.images, human(u.image_bytes));
     println!(
         "Blobs (layers, configs, manifests, images): {}",
         human(u.blob_bytes)
@@ -281,7 +307,8 @@ fn prune(args: StoreArgs, all: bool, filter: Vec<String>, keep: Option<String>) 
     let s = open_store(&args)?;
     let r = s.prune(all, until, keep)?;
     println!(
-        "Removed {} cache record(s) and {} blob(s); reclaimed {}",
+        "Removed {} untagged image(s), {} cache record(s) and {} blob(s); reclaimed {}",
+        r.images,
         r.records,
         r.blobs,
         human(r.bytes)

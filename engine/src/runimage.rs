@@ -60,24 +60,15 @@ pub struct RunRequest {
 
 /// Finds an image in the store by name or manifest digest.
 pub fn find_image(store: &Store, image: &str) -> Result<(ImageManifest, ImageConfig)> {
-    let images = store.list_images()?;
-    let wanted = if image.contains(':') || image.contains('@') {
-        image.to_string()
-    } else {
-        format!("{image}:latest")
-    };
-    let found = images
-        .iter()
-        .find(|(n, _, _, _)| n == image || *n == wanted)
-        .or_else(|| {
-            let hex = image.trim_start_matches("sha256:");
-            images.iter().find(|(_, m, c, _)| {
-                hex.len() >= 6 && (m.hex().starts_with(hex) || c.hex().starts_with(hex))
-            })
-        });
-    let Some((_, manifest, _, _)) = found else {
-        return Err(RunError::NoSuchImage(image.to_string()));
-    };
+    let name = store
+        .find_image(image)?
+        .ok_or_else(|| RunError::NoSuchImage(image.to_string()))?;
+    let manifest = store
+        .list_images()?
+        .into_iter()
+        .find(|(n, _, _, _)| *n == name)
+        .map(|(_, m, _, _)| m)
+        .ok_or_else(|| RunError::NoSuchImage(image.to_string()))?;
     let bad = |what: &'static str| {
         move |error| RunError::BadJson {
             image: image.to_string(),
@@ -86,7 +77,7 @@ pub fn find_image(store: &Store, image: &str) -> Result<(ImageManifest, ImageCon
         }
     };
     let m: ImageManifest =
-        serde_json::from_slice(&store.read_blob(manifest)?).map_err(bad("manifest"))?;
+        serde_json::from_slice(&store.read_blob(&manifest)?).map_err(bad("manifest"))?;
     let c: ImageConfig =
         serde_json::from_slice(&store.read_blob(&m.config.digest)?).map_err(bad("config"))?;
     Ok((m, c))

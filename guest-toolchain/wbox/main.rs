@@ -31,7 +31,7 @@ mod lib;
 mod sh;
 
 use lib::io::Io;
-use lib::paths::{base, is_stub};
+use lib::paths::base;
 use lib::sys;
 
 fn main() {
@@ -48,33 +48,9 @@ fn main() {
     sys::exit(code);
 }
 
+/// Runs what the name wbox was started as names: an applet, or, for
+/// `wbox` itself, the applet its first argument names.
 fn dispatch(args: &[String], io: &mut Io) -> i32 {
     let name = args.first().map(|a| base(a)).unwrap_or("wbox");
-    if name != "wbox" {
-        return io.run_applet(name, args);
-    }
-    match args.get(1) {
-        None => {
-            let names: Vec<&str> = applets::TABLE.iter().map(|(n, _)| *n).collect();
-            io.errln(&format!(
-                "usage: wbox APPLET [ARGS...]\napplets: {}",
-                names.join(" ")
-            ));
-            1
-        }
-        Some(a) if io.is_applet(a) => io.run_applet(a, &args[1..]),
-        Some(a) if a.contains('/') && is_stub(a) && io.is_applet(base(a)) => {
-            io.run_applet(base(a), &args[1..])
-        }
-        Some(a) if a == "--list" => {
-            for (n, _) in applets::TABLE {
-                io.outln(n);
-            }
-            0
-        }
-        Some(a) => {
-            io.errln(&format!("wbox: applet not found: {a}"));
-            127
-        }
-    }
+    io.run_applet(name, args)
 }

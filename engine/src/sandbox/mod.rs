@@ -376,6 +376,18 @@ fn run_in_store(
     let mut linker: Linker<State> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
         .map_err(setup)?;
+    // wasmtime-wasi turns an exit status of 126 or more into an error
+    // ("invalid exit status"); a shell's `exit 127` is a plain exit code,
+    // and the kernel keeps the low 8 bits of any status.
+    linker.allow_shadowing(true);
+    linker
+        .func_wrap(
+            "wasi_snapshot_preview1",
+            "proc_exit",
+            |status: i32| -> wasmtime::Result<()> { Err(I32Exit(status & 0xff).into()) },
+        )
+        .map_err(setup)?;
+    linker.allow_shadowing(false);
     add_process_to_linker(&mut linker, spec).map_err(setup)?;
     let instance = linker
         .instantiate(&mut store, module)

@@ -92,12 +92,15 @@ impl Store {
         older_than: Option<Duration>,
         keep: Option<u64>,
     ) -> Result<PruneReport> {
+        let mut report = PruneReport {
+            images: self.remove_untagged_images()?,
+            ..PruneReport::default()
+        };
         let mut rows = self.list_cache()?;
         rows.sort_by_key(|r| r.last_used);
         let in_images = self.image_blob_set()?;
         let cutoff = older_than.map(|d| now() - d.as_secs() as i64);
         let mut total: u64 = rows.iter().map(|r| r.size).sum();
-        let mut report = PruneReport::default();
         for r in &rows {
             if let Some(k) = keep {
                 if total <= k {
@@ -179,7 +182,18 @@ impl Store {
     /// What the store holds, for `du`.
     pub fn usage(&self) -> Result<Usage> {
         let records = self.list_cache()?;
+        let mut image_blobs = std::collections::HashSet::new();
+        for b in self.image_blob_set()? {
+            image_blobs.insert(b);
+        }
+        let image_bytes = image_blobs
+            .iter()
+            .filter_map(|b| Digest::parse(b).ok())
+            .filter_map(|d| self.blob_size(&d))
+            .sum();
         Ok(Usage {
+            images: self.list_images()?.len(),
+            image_bytes,
             cache_records: records.len(),
             cache_bytes: records.iter().map(|r| r.size).sum(),
             blob_bytes: dir_size(&self.root.join("blobs")),
@@ -207,6 +221,10 @@ fn dir_size(p: &Path) -> u64 {
 /// What a store holds, by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// Images kept in the store (builds without `--output`).
+    pub images: usize,
+    /// The blobs they hold (shared with the cache where it holds them too).
+    pub image_bytes: u64,
     pub cache_records: usize,
     /// The layers the cache records hold.
     pub cache_bytes: u64,
@@ -221,6 +239,8 @@ pub struct Usage {
 /// What `prune` removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
+    /// Images kept without a name that went.
+    pub images: usize,
     pub records: usize,
     pub blobs: usize,
     pub bytes: u64,

@@ -53,4 +53,53 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// The name of the kept image `query` means: a name (`app`, which is
+    /// `app:latest`, or `app:1`), `<none>@sha256:…`, or the start (6 hex
+    /// digits or more) of a manifest or config digest.
+    pub fn find_image(&self, query: &str) -> Result<Option<String>> {
+        let images = self.list_images()?;
+        let wanted = if query.contains(':') || query.contains('@') {
+            query.to_string()
+        } else {
+            format!("{query}:latest")
+        };
+        let by_name = images
+            .iter()
+            .find(|(n, _, _, _)| n == query || *n == wanted);
+        let hex = query.trim_start_matches("sha256:");
+        let found = by_name.or_else(|| {
+            images.iter().find(|(_, m, c, _)| {
+                hex.len() >= 6 && (m.hex().starts_with(hex) || c.hex().starts_with(hex))
+            })
+        });
+        Ok(found.map(|(n, _, _, _)| n.clone()))
+    }
+
+    /// Removes the kept image `name` (its blobs go with the next prune,
+    /// when nothing else holds them). Whether there was one.
+    pub fn remove_image(&self, name: &str) -> Result<bool> {
+        let db = self.db();
+        let n = db
+            .execute("DELETE FROM images WHERE name = ?1", params![name])
+            .map_err(|e| self.ix(e))?;
+        db.execute("DELETE FROM image_blobs WHERE name = ?1", params![name])
+            .map_err(|e| self.ix(e))?;
+        Ok(n > 0)
+    }
+
+    /// Removes every image kept without a name (`<none>@…`): what a build
+    /// with no `-t` and no `--output` left. How many went.
+    pub fn remove_untagged_images(&self) -> Result<usize> {
+        let untagged: Vec<String> = self
+            .list_images()?
+            .into_iter()
+            .map(|(n, _, _, _)| n)
+            .filter(|n| n.starts_with("<none>@"))
+            .collect();
+        for n in &untagged {
+            self.remove_image(n)?;
+        }
+        Ok(untagged.len())
+    }
 }

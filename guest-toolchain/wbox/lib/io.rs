@@ -8,6 +8,8 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::rc::Rc;
 
+use super::paths::{base, is_stub};
+
 /// Where a stream goes: this process's stdio, a file, or an in-memory
 /// buffer (a pipe or a command substitution).
 pub enum Stream {
@@ -148,13 +150,49 @@ impl Io {
         }
     }
 
+    /// `wbox ARGS`: the applet named by the first argument, or by the stub
+    /// it names (`wbox /bin/cat …`, how a `#!/bin/wbox` stub runs), or
+    /// `--list`.
+    fn run_wbox(&mut self, argv: &[String]) -> i32 {
+        let first = argv.get(1).map(String::as_str);
+        match first {
+            None => {
+                let names: Vec<&str> = self.applets.iter().map(|(n, _)| *n).collect();
+                self.errln(&format!(
+                    "usage: wbox APPLET [ARGS...]\napplets: {}",
+                    names.join(" ")
+                ));
+                1
+            }
+            Some("--list") => {
+                for (n, _) in self.applets {
+                    self.outln(n);
+                }
+                0
+            }
+            Some(a) if a != "wbox" && self.is_applet(a) => self.run_applet(a, &argv[1..]),
+            Some(a) if a.contains('/') && is_stub(a) && self.is_applet(base(a)) => {
+                self.run_applet(base(a), &argv[1..])
+            }
+            Some(a) => {
+                self.errln(&format!("wbox: applet not found: {a}"));
+                127
+            }
+        }
+    }
+
     /// Whether `name` is an applet.
     pub fn is_applet(&self, name: &str) -> bool {
         self.applets.iter().any(|(n, _)| *n == name)
     }
 
     /// Runs the applet `name` with `argv` (argv[0] is its name as invoked).
+    /// `wbox` itself, however it is reached (`/bin/wbox echo x`, a stub's
+    /// interpreter), dispatches on its first argument.
     pub fn run_applet(&mut self, name: &str, argv: &[String]) -> i32 {
+        if name == "wbox" {
+            return self.run_wbox(argv);
+        }
         match self.applets.iter().find(|(n, _)| *n == name) {
             Some((_, f)) => {
                 let rest: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();

@@ -286,11 +286,19 @@ impl MountGuards {
                 self.created_dirs.push(cur.clone());
             }
         }
-        std::fs::write(&host, value).map_err(|error| MountError::Secret {
+        // Readable by its owner only, for the time the step runs.
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let written = opts
+            .open(&host)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, value));
+        self.placed.push(host);
+        written.map_err(|error| MountError::Secret {
             target: target.to_string(),
             error,
         })?;
-        self.placed.push(host);
         Ok(())
     }
 
