@@ -533,3 +533,34 @@ fn exit_codes_of_126_and_up_and_wbox_by_path() {
         "by-path\n"
     );
 }
+
+/// --step-timeout stops a step that waits, not only one that computes:
+/// `sleep 100000` with a 2 s limit ends in about 2 s, and `wbuild run`
+/// names its own flag.
+#[test]
+fn a_sleeping_step_times_out_and_run_names_its_flag() {
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nRUN sleep 100000\n",
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let o = build(d.path(), s.path(), &["--step-timeout", "2s"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("timed out after 2s (--step-timeout)"), "{err}");
+    assert!(t0.elapsed().as_secs() < 60, "took {:?}", t0.elapsed());
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nCMD [\"sleep\", \"100000\"]\n",
+    )
+    .unwrap();
+    let o = build(d.path(), s.path(), &["-t", "sleeper"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = wbuild(d.path(), s.path(), &["run", "--timeout", "1s", "sleeper"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("(--timeout)"), "{err}");
+}

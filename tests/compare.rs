@@ -242,6 +242,7 @@ fn run_wbox(sb: &Sandbox, case: &Case) -> Outcome {
         seed: b"compare".to_vec(),
         timeout: std::time::Duration::from_secs(30),
         memory: 1 << 30,
+        limit_flags: sandbox::LimitFlags::STEP,
         output_limit: 1 << 20,
         inherit_stdio: false,
     };

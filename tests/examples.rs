@@ -269,31 +269,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:cf32cb46e4ba50601bc3a6b8671477b536aef5628146bc7f3a4c9fed66d37a9b",
+        "sha256:935d75b0f4c2f16cd6d801bd8ebfed4603ff75237acc37954fe84ad8a6f21d3f",
     ),
     (
         "dockerignore",
-        "sha256:37f9062582edcdb8b51a4af854cbde5bf5360a1de98af087f0d8e293edfa1b38",
+        "sha256:e0e85cbaebd3563e1e080bc161dc224ca9941428f8a6e576c2ea0dae94e99dcc",
     ),
     (
         "bind-mount",
-        "sha256:ab98ab88b87c8c96682507f75709945c7900e328443803b6245f6e554f28afdc",
+        "sha256:4e77816143a587bb69dc8d717197629e40d14df5578f3cb34290905d3541b9e6",
     ),
     (
         "cache-mount",
-        "sha256:596c3e96803721f5fa381e58e66814809acb6b87466968d39a3291f8e4ef7136",
+        "sha256:bcf3887c0e4e8127178357395cd18b0fec490fae48c22d662623eb900099349a",
     ),
     (
         "secret",
-        "sha256:14a804b27e5faa009b50c6b14b958deca09a8122affba4a3c9dc8af15a9ad9ef",
+        "sha256:738d55232b03fb736a4f388eb1fd4b191c715c20227da987bf199e68d6955337",
     ),
     (
         "multi-stage",
-        "sha256:21660c56f546f6cec683ff5fe93b52683c26b94c61379d9dc6d3f6d959c51a96",
+        "sha256:443813289584ae1268b00e13dc3c338271b2e1b86f22cc4d25c32c80e5ee63f4",
     ),
     (
         "heredocs",
-        "sha256:354bb30caab460c9561e6f724a6b5aaab17b102d443ca7390f8101de587f0802",
+        "sha256:3d178f6069c8446adf13608cfc9e11a44599b24264d12b4c3f2e1e6a658fdecd",
     ),
     (
         "hello",

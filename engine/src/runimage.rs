@@ -191,6 +191,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
             .to_vec(),
         timeout: req.timeout,
         memory: req.memory,
+        limit_flags: sandbox::LimitFlags::RUN,
         output_limit: 1 << 20,
         inherit_stdio: true,
     };

@@ -52,10 +52,19 @@ pub enum SandboxError {
     NotWasm { program: String, magic: String },
     #[error("{program}: cannot be compiled: {message}")]
     Compile { program: String, message: String },
-    #[error("{program}: timed out after {seconds}s (--step-timeout)")]
-    Timeout { program: String, seconds: u64 },
-    #[error("{program}: out of memory: the step may use at most {limit_mib} MiB (--step-memory)")]
-    OutOfMemory { program: String, limit_mib: u64 },
+    #[error("{program}: timed out after {seconds}s ({flag})")]
+    Timeout {
+        program: String,
+        seconds: u64,
+        /// The flag that sets the limit.
+        flag: &'static str,
+    },
+    #[error("{program}: out of memory: it may use at most {limit_mib} MiB ({flag})")]
+    OutOfMemory {
+        program: String,
+        limit_mib: u64,
+        flag: &'static str,
+    },
     #[error("{program}: crashed: {message}")]
     Trap { program: String, message: String },
     #[error("sandbox: {0}")]
@@ -81,6 +90,26 @@ pub struct Preopen {
     pub writable: bool,
 }
 
+/// The flags that set a run's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitFlags {
+    pub timeout: &'static str,
+    pub memory: &'static str,
+}
+
+impl LimitFlags {
+    /// A RUN step's.
+    pub const STEP: LimitFlags = LimitFlags {
+        timeout: "--step-timeout",
+        memory: "--step-memory",
+    };
+    /// `wbuild run`'s.
+    pub const RUN: LimitFlags = LimitFlags {
+        timeout: "--timeout",
+        memory: "--memory",
+    };
+}
+
 /// One program run.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
@@ -97,6 +126,8 @@ pub struct RunSpec {
     pub seed: Vec<u8>,
     pub timeout: Duration,
     pub memory: u64,
+    /// The flags that set the time and memory limits, for messages.
+    pub limit_flags: LimitFlags,
     /// At most this much stdout+stderr is kept.
     pub output_limit: usize,
     /// Give the guest this process's stdin, stdout and stderr instead of
@@ -428,12 +459,14 @@ fn exit_code_of(spec: &RunSpec, e: wasmtime::Error, memory_used: u64) -> Result<
         return Err(SandboxError::Timeout {
             program: spec.program_name.clone(),
             seconds: spec.timeout.as_secs(),
+            flag: spec.limit_flags.timeout,
         });
     }
     if memory_used + (2 << 20) >= spec.memory {
         return Err(SandboxError::OutOfMemory {
             program: spec.program_name.clone(),
             limit_mib: spec.memory >> 20,
+            flag: spec.limit_flags.memory,
         });
     }
     // The trap says what happened ("call stack exhausted"); the error's

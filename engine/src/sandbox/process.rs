@@ -427,6 +427,7 @@ mod tests {
             seed: Vec::new(),
             timeout: Duration::from_secs(1),
             memory: 1 << 20,
+            limit_flags: crate::sandbox::LimitFlags::STEP,
             output_limit: 0,
             inherit_stdio: false,
         };

@@ -192,7 +192,14 @@ pub(crate) fn sleep(args: &[&str], io: &mut Io) -> i32 {
         }
     }
     let _ = io.o.flush();
-    std::thread::sleep(std::time::Duration::from_secs_f64(total.min(1e9)));
+    // In slices: the sandbox's deadline (--step-timeout) can stop a guest
+    // only while it runs wasm code, never inside one long host call.
+    let mut left = total.min(1e9);
+    while left > 0.0 {
+        let slice = left.min(0.05);
+        std::thread::sleep(std::time::Duration::from_secs_f64(slice));
+        left -= slice;
+    }
     0
 }
 

@@ -278,6 +278,7 @@ impl Solver<'_> {
             seed: key.0.hex().as_bytes().to_vec(),
             timeout: self.opts.step_timeout,
             memory: self.opts.step_memory,
+            limit_flags: sandbox::LimitFlags::STEP,
             output_limit: 64 << 20,
             inherit_stdio: false,
         };
