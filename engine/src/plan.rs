@@ -103,10 +103,9 @@ pub struct Step {
     /// The instruction after expansion (what BuildKit shows in progress).
     pub display: String,
     pub instruction: Instruction,
-    /// ENV values in effect when the step runs.
-    pub env: BTreeMap<String, String>,
-    /// ARG values in scope (BuildKit passes these to RUN as env too).
-    pub args: BTreeMap<String, String>,
+    /// ARG values in scope (BuildKit passes these to RUN as env too);
+    /// shared between the steps of a stage until an ARG changes them.
+    pub args: std::sync::Arc<BTreeMap<String, String>>,
     /// The stage's WORKDIR when the step runs.
     pub workdir: String,
     /// Stages this step reads from (`COPY --from`, `RUN --mount from=`).
@@ -126,6 +125,9 @@ pub struct PlannedStage {
     pub from_display: String,
     pub platform: Platform,
     pub steps: Vec<Step>,
+    /// The ENV values in effect after the last step (what a stage built
+    /// FROM this one starts with).
+    pub env: BTreeMap<String, String>,
 }
 
 impl PlannedStage {
@@ -263,11 +265,7 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
             Base::Image(base_text.clone())
         };
         let mut env: BTreeMap<String, String> = match &base {
-            Base::Stage(i) => stages[*i]
-                .steps
-                .last()
-                .map(|s| s.env.clone())
-                .unwrap_or_else(|| stage_env_end(&stages[*i])),
+            Base::Stage(i) => stages[*i].env.clone(),
             _ => BTreeMap::new(),
         };
         let mut workdir = match &base {
@@ -284,6 +282,9 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
         }
 
         let mut args: BTreeMap<String, String> = BTreeMap::new();
+        // What the steps hold: one map shared until an ARG changes it, so a
+        // long Dockerfile's plan stays linear in its length.
+        let mut shared_args = std::sync::Arc::new(BTreeMap::new());
         let mut steps = Vec::new();
         for cmd in &stage.commands {
             let scope_err = |e: String| at(cmd.start_line, e);
@@ -326,6 +327,7 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
                             // Declared without a value: visible as unset.
                         }
                     }
+                    shared_args = std::sync::Arc::new(args.clone());
                 }
                 Instruction::Env { pairs } => {
                     for kv in pairs {
@@ -358,8 +360,7 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
                 original: cmd.original.clone(),
                 display: display(&expanded, &cmd.original),
                 instruction: expanded,
-                env: env.clone(),
-                args: args.clone(),
+                args: shared_args.clone(),
                 workdir: workdir.clone(),
                 uses_stages: uses,
             });
@@ -376,6 +377,7 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
             from_display,
             platform: stage_platform,
             steps,
+            env,
         });
     }
 
@@ -464,10 +466,6 @@ fn arg_value(
         }
         None => Ok(global.get(&decl.name).cloned()),
     }
-}
-
-fn stage_env_end(s: &PlannedStage) -> BTreeMap<String, String> {
-    s.steps.last().map(|st| st.env.clone()).unwrap_or_default()
 }
 
 fn stage_workdir_end(s: &PlannedStage) -> String {
@@ -934,10 +932,7 @@ mod tests {
         assert_eq!(p.stages[0].steps[2].workdir, "/opt/app");
         assert_eq!(p.stages[1].base, Base::Stage(0));
         assert_eq!(p.stages[1].steps[0].workdir, "/opt/app");
-        assert_eq!(
-            p.stages[1].steps[0].env.get("P").map(String::as_str),
-            Some("/opt")
-        );
+        assert_eq!(p.stages[1].env.get("P").map(String::as_str), Some("/opt"));
     }
 
     #[test]
@@ -1002,8 +997,8 @@ mod tests {
             "# escape=`\nFROM scratch\nENV A=x` y B=c:\\dir\nWORKDIR $B\nEXPOSE 80 `\n  443/udp\n";
         let p = plan_of(text, &[], None).unwrap();
         let s = &p.stages[0].steps;
-        assert_eq!(s[0].env.get("A").map(String::as_str), Some("x y"));
-        assert_eq!(s[0].env.get("B").map(String::as_str), Some("c:\\dir"));
+        assert_eq!(p.stages[0].env.get("A").map(String::as_str), Some("x y"));
+        assert_eq!(p.stages[0].env.get("B").map(String::as_str), Some("c:\\dir"));
         assert_eq!(s[2].display, "EXPOSE 80 443/udp");
     }
 
