@@ -998,7 +998,10 @@ mod tests {
         let p = plan_of(text, &[], None).unwrap();
         let s = &p.stages[0].steps;
         assert_eq!(p.stages[0].env.get("A").map(String::as_str), Some("x y"));
-        assert_eq!(p.stages[0].env.get("B").map(String::as_str), Some("c:\\dir"));
+        assert_eq!(
+            p.stages[0].env.get("B").map(String::as_str),
+            Some("c:\\dir")
+        );
         assert_eq!(s[2].display, "EXPOSE 80 443/udp");
     }
 
