@@ -857,7 +857,7 @@ mod tests {
     }
 
     fn step_args(p: &BuildPlan, stage: usize, step: usize) -> BTreeMap<String, String> {
-        p.stages[stage].steps[step].args.clone()
+        p.stages[stage].steps[step].args.as_ref().clone()
     }
 
     #[test]
