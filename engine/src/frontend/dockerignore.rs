@@ -3,6 +3,7 @@
 //! exceptions where the last matching pattern wins, leading `/` and `./`
 //! and cleaned paths. Paths are always `/`-separated here, on every OS.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::error::FrontendError;
@@ -115,10 +116,21 @@ pub struct Pattern {
     cleaned: String,
     exclusion: bool,
     match_type: MatchType,
-    regex: Option<regex::Regex>,
+    /// The regex text, compiled the first time a path reaches this
+    /// pattern (of 100,000 patterns, few ever do).
+    regex_text: String,
+    regex: std::sync::OnceLock<Option<regex::Regex>>,
 }
 
 impl Pattern {
+    /// The compiled regex (`None` only if it does not compile, which the
+    /// glob check in [`Matcher::new`] rules out).
+    fn regex(&self) -> Option<&regex::Regex> {
+        self.regex
+            .get_or_init(|| regex::Regex::new(&self.regex_text).ok())
+            .as_ref()
+    }
+
     pub fn text(&self) -> &str {
         &self.cleaned
     }
@@ -135,7 +147,7 @@ impl Pattern {
                 let suffix = &self.cleaned[2..];
                 path.ends_with(suffix) || (suffix.starts_with('/') && path == &suffix[1..])
             }
-            MatchType::Regexp => self.regex.as_ref().is_some_and(|r| r.is_match(path)),
+            MatchType::Regexp => self.regex().is_some_and(|r| r.is_match(path)),
         }
     }
 }
@@ -145,6 +157,74 @@ impl Pattern {
 pub struct Matcher {
     patterns: Vec<Pattern>,
     exclusions: bool,
+    index: Index,
+}
+
+/// The patterns indexed by what a path must hold for them to match, so a
+/// path is tested against the few patterns that can match it rather than
+/// all of them (100,000 patterns cost what a handful did).
+#[derive(Debug, Clone, Default)]
+struct Index {
+    /// Exact patterns by their text.
+    exact: HashMap<String, Vec<usize>>,
+    /// `dir/**` patterns by the prefix a path must start with.
+    prefix: HashMap<String, Vec<usize>>,
+    /// `**/name` patterns by the suffix a path must end with…
+    suffix: HashMap<String, Vec<usize>>,
+    /// …or be (a `**/name` also matches `name` itself).
+    suffix_whole: HashMap<String, Vec<usize>>,
+    /// Other patterns by their literal text before the first wildcard,
+    /// which a path must start with.
+    regex_by_literal: HashMap<String, Vec<usize>>,
+}
+
+impl Index {
+    fn add(&mut self, i: usize, p: &Pattern) {
+        let text = p.cleaned.as_str();
+        match p.match_type {
+            MatchType::Exact => self.exact.entry(text.to_string()).or_default().push(i),
+            MatchType::Prefix => self
+                .prefix
+                .entry(text[..text.len() - 2].to_string())
+                .or_default()
+                .push(i),
+            MatchType::Suffix => {
+                let suffix = &text[2..];
+                self.suffix.entry(suffix.to_string()).or_default().push(i);
+                if let Some(whole) = suffix.strip_prefix('/') {
+                    self.suffix_whole
+                        .entry(whole.to_string())
+                        .or_default()
+                        .push(i);
+                }
+            }
+            MatchType::Regexp => {
+                let end = text.find(['*', '?', '[', '\\']).unwrap_or(text.len());
+                self.regex_by_literal
+                    .entry(text[..end].to_string())
+                    .or_default()
+                    .push(i);
+            }
+        }
+    }
+
+    /// Adds to `out` the patterns that match `s`.
+    fn matching(&self, patterns: &[Pattern], s: &str, out: &mut Vec<usize>) {
+        fn add(out: &mut Vec<usize>, v: Option<&Vec<usize>>) {
+            if let Some(v) = v {
+                out.extend_from_slice(v);
+            }
+        }
+        add(out, self.exact.get(s));
+        add(out, self.suffix_whole.get(s));
+        for (b, _) in s.char_indices().chain(std::iter::once((s.len(), ' '))) {
+            add(out, self.prefix.get(&s[..b]));
+            add(out, self.suffix.get(&s[b..]));
+            if let Some(v) = self.regex_by_literal.get(&s[..b]) {
+                out.extend(v.iter().copied().filter(|&i| patterns[i].matches(s)));
+            }
+        }
+    }
 }
 
 impl Matcher {
@@ -168,20 +248,15 @@ impl Matcher {
             }
             validate_glob(&body).map_err(|_| PatternError::BadPattern(body.clone()))?;
             let (match_type, regex_text) = compile(&body);
-            let regex = if match_type == MatchType::Regexp {
-                Some(
-                    regex::Regex::new(&regex_text)
-                        .map_err(|_| PatternError::BadPattern(body.clone()))?,
-                )
-            } else {
-                None
-            };
-            m.patterns.push(Pattern {
+            let pattern = Pattern {
                 cleaned: body,
                 exclusion,
                 match_type,
-                regex,
-            });
+                regex_text,
+                regex: std::sync::OnceLock::new(),
+            };
+            m.index.add(m.patterns.len(), &pattern);
+            m.patterns.push(pattern);
         }
         Ok(m)
     }
@@ -212,22 +287,29 @@ impl Matcher {
             Some(p) => file[..p].to_string(),
             None => ".".to_string(),
         };
-        let parent_dirs: Vec<&str> = parent.split('/').collect();
+        // The patterns that match the path or one of its parents, in order;
+        // the others cannot change the outcome.
+        let mut hits = Vec::new();
+        self.index.matching(&self.patterns, &file, &mut hits);
+        if parent != "." {
+            let parent_dirs: Vec<&str> = parent.split('/').collect();
+            for i in 0..parent_dirs.len() {
+                self.index
+                    .matching(&self.patterns, &parent_dirs[..=i].join("/"), &mut hits);
+            }
+        }
+        self.decide(hits)
+    }
+
+    /// The last matching pattern decides: an exclusion (`!`) only counts
+    /// when something matched before it, a pattern only when nothing did.
+    fn decide(&self, mut hits: Vec<usize>) -> bool {
+        hits.sort_unstable();
+        hits.dedup();
         let mut matched = false;
-        for pattern in &self.patterns {
-            if pattern.exclusion != matched {
-                continue;
-            }
-            let mut hit = pattern.matches(&file);
-            if !hit && parent != "." {
-                for i in 0..parent_dirs.len() {
-                    if pattern.matches(&parent_dirs[..=i].join("/")) {
-                        hit = true;
-                        break;
-                    }
-                }
-            }
-            if hit {
+        for i in hits {
+            let pattern = &self.patterns[i];
+            if pattern.exclusion == matched {
                 matched = !pattern.exclusion;
             }
         }
@@ -236,16 +318,9 @@ impl Matcher {
 
     /// moby's `MatchesExact`: the path itself, no parent matching.
     pub fn matches_exact(&self, file: &str) -> bool {
-        let mut matched = false;
-        for pattern in &self.patterns {
-            if pattern.exclusion != matched {
-                continue;
-            }
-            if pattern.matches(file) {
-                matched = !pattern.exclusion;
-            }
-        }
-        matched
+        let mut hits = Vec::new();
+        self.index.matching(&self.patterns, file, &mut hits);
+        self.decide(hits)
     }
 }
 
@@ -445,6 +520,92 @@ pub fn describe_pattern(pattern: &str) -> (&'static str, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// moby's loop, pattern by pattern: what the index must agree with.
+    fn naive(m: &Matcher, file: &str) -> bool {
+        let file = clean_path(file);
+        let parent = match file.rfind('/') {
+            Some(p) => file[..p].to_string(),
+            None => ".".to_string(),
+        };
+        let dirs: Vec<&str> = parent.split('/').collect();
+        let mut matched = false;
+        for p in m.patterns() {
+            if p.exclusion != matched {
+                continue;
+            }
+            let hit = p.matches(&file)
+                || (parent != "." && (0..dirs.len()).any(|i| p.matches(&dirs[..=i].join("/"))));
+            if hit {
+                matched = !p.exclusion;
+            }
+        }
+        matched
+    }
+
+    #[test]
+    fn the_index_agrees_with_trying_every_pattern() {
+        let patterns = [
+            "a",
+            "a/b",
+            "!a/b/c",
+            "a/**",
+            "!a/keep/**",
+            "**/x",
+            "**",
+            "!**/y",
+            "*.txt",
+            "!important.txt",
+            "d?r/*",
+            "d[a-c]r/**/z",
+            "**/*.log",
+            "!logs/**/keep.log",
+            "b\\*c",
+            "e/f*",
+            "é/*",
+            "**/",
+            "/abs",
+            "./rel/x",
+        ];
+        let paths = [
+            "a",
+            "a/b",
+            "a/b/c",
+            "a/keep/f",
+            "x",
+            "q/x",
+            "q/y",
+            "f.txt",
+            "important.txt",
+            "dir/f",
+            "dbr/1/2/z",
+            "dar/z",
+            "logs/a/keep.log",
+            "logs/a/b.log",
+            "b*c",
+            "bxc",
+            "e/fg",
+            "e/g",
+            "é/n",
+            "abs",
+            "rel/x",
+            "zz/yy/x/w",
+        ];
+        for n in 0..patterns.len() {
+            for skip in 0..3 {
+                let chosen: Vec<&str> = patterns
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| (i + skip) % 3 != 0 || *i >= n)
+                    .map(|(_, p)| *p)
+                    .collect();
+                let m = Matcher::new(&chosen).unwrap();
+                for path in paths {
+                    assert_eq!(m.matches(path), naive(&m, path), "{chosen:?} on {path}");
+                }
+            }
+        }
+    }
 
     fn m(patterns: &[&str], path: &str) -> bool {
         Matcher::new(patterns).unwrap().matches(path)
