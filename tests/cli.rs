@@ -330,3 +330,22 @@ fn help_lists_the_buildx_flags() {
         assert!(out.contains(flag), "{flag} missing from help");
     }
 }
+
+/// `--root` may come before a subcommand, as docker's global options do.
+#[test]
+fn the_store_option_may_precede_a_subcommand() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("store");
+    let root = root.to_str().unwrap();
+    for args in [
+        vec!["--root", root, "du"],
+        vec![&format!("--root={root}"), "du"],
+    ] {
+        let o = wbuild_in(
+            d.path(),
+            &args.iter().map(|s| s.as_ref()).collect::<Vec<&str>>(),
+        );
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains("Total:"), "{args:?}: {}", stdout(&o));
+    }
+}

@@ -15,7 +15,9 @@ use wbuild::plan::{self, BuildPlan, PlanRequest};
 use wbuild::store::{self, Store};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(global_options_after_subcommand(
+        std::env::args_os().collect(),
+    ));
     let result = match cli.command {
         Some(Command::Build(b)) => build(*b),
         Some(Command::Debug(d)) => debug(d),
@@ -57,6 +59,36 @@ fn main() -> ExitCode {
             let usage = e.downcast_ref::<cli::FlagError>().is_some();
             ExitCode::from(if usage { 2 } else { 1 })
         }
+    }
+}
+
+/// `wbuild --root DIR du` is `wbuild du --root DIR`: the store option may
+/// come before a subcommand, as global options do in docker's CLI.
+fn global_options_after_subcommand(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let subcommands: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if a == "--root" {
+            i += 2;
+        } else if a.starts_with("--root=") {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    match args.get(i) {
+        Some(sub) if i > 1 && subcommands.iter().any(|s| *s == sub.to_string_lossy()) => {
+            let mut out = vec![args[0].clone(), sub.clone()];
+            out.extend(args[1..i].iter().cloned());
+            out.extend(args[i + 1..].iter().cloned());
+            out
+        }
+        _ => args,
     }
 }
 
