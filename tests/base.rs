@@ -564,3 +564,79 @@ fn a_sleeping_step_times_out_and_run_names_its_flag() {
     assert!(!o.status.success());
     assert!(err.contains("(--timeout)"), "{err}");
 }
+
+/// `ln -s /abs link` works in a RUN step as on Linux: the absolute target
+/// is data in the layer (inside the sandbox it never resolves).
+#[test]
+fn absolute_symlinks_can_be_created() {
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nRUN ln -s /usr/bin/python3 /bin/python && ln -s /etc/passwd /tmp/pw\nRUN ln -s /x /bin/python || echo exists-refused\n",
+    )
+    .unwrap();
+    let o = build(d.path(), s.path(), &["-o", "type=local,dest=out"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("exists-refused"), "{err}");
+    #[cfg(unix)]
+    {
+        let out = d.path().join("out");
+        assert_eq!(
+            fs::read_link(out.join("bin/python")).unwrap().to_str(),
+            Some("/usr/bin/python3")
+        );
+        assert_eq!(
+            fs::read_link(out.join("tmp/pw")).unwrap().to_str(),
+            Some("/etc/passwd")
+        );
+    }
+}
+
+/// Errors that used to confuse: a bind of a symlinked directory, a volume
+/// over `/` for `wbuild run`, negative --chown ids.
+#[test]
+fn errors_say_what_is_wrong() {
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    fs::create_dir(d.path().join("dir")).unwrap();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("dir", d.path().join("link")).unwrap();
+        fs::write(
+            d.path().join("Dockerfile"),
+            "FROM wbuild/base\nRUN --mount=type=bind,source=link,target=/m true\n",
+        )
+        .unwrap();
+        let o = build(d.path(), s.path(), &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert!(err.contains("link is a symlink (to dir)"), "{err}");
+    }
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nCOPY --chown=-1:-1 dir /d\n",
+    )
+    .unwrap();
+    let o = build(d.path(), s.path(), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("ids are 0 or more") && !err.contains("passwd"),
+        "{err}"
+    );
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nCMD [\"true\"]\n",
+    )
+    .unwrap();
+    assert!(build(d.path(), s.path(), &["-t", "t"]).status.success());
+    let vol = format!("{}:/", d.path().join("dir").display());
+    let o = wbuild(d.path(), s.path(), &["run", "-v", &vol, "t"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("cannot mount over /") && !err.contains("backtrace"),
+        "{err}"
+    );
+}

@@ -269,31 +269,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:935d75b0f4c2f16cd6d801bd8ebfed4603ff75237acc37954fe84ad8a6f21d3f",
+        "sha256:a15b1591a4b1f6a98a0e2dd3457963ff58e7ab00158df202dc2239052cc55d9b",
     ),
     (
         "dockerignore",
-        "sha256:e0e85cbaebd3563e1e080bc161dc224ca9941428f8a6e576c2ea0dae94e99dcc",
+        "sha256:f6834dbdaed40fadac1dc81818ceec9f2218825981c4aac612a0b2d581ac0d64",
     ),
     (
         "bind-mount",
-        "sha256:4e77816143a587bb69dc8d717197629e40d14df5578f3cb34290905d3541b9e6",
+        "sha256:0f76ce30ef7728d9b86a0e04b718c1c39ae660202cbc7f236a9aae67de9d919e",
     ),
     (
         "cache-mount",
-        "sha256:bcf3887c0e4e8127178357395cd18b0fec490fae48c22d662623eb900099349a",
+        "sha256:aa2901143cda7bc125b0ede89f166643928485ef9458553621809f7053a2b927",
     ),
     (
         "secret",
-        "sha256:738d55232b03fb736a4f388eb1fd4b191c715c20227da987bf199e68d6955337",
+        "sha256:deb549bb2edca8d9af9f6e12f31da4f986137af090af5eaa93ceb78a53a030f9",
     ),
     (
         "multi-stage",
-        "sha256:443813289584ae1268b00e13dc3c338271b2e1b86f22cc4d25c32c80e5ee63f4",
+        "sha256:187d14905db80c179fd2490138eeee6f378c0dcfbc31a04600cfc8807ec6d1b2",
     ),
     (
         "heredocs",
-        "sha256:3d178f6069c8446adf13608cfc9e11a44599b24264d12b4c3f2e1e6a658fdecd",
+        "sha256:e8e3ab5be91a33b02c682fe05cc53acf9326e1207283c3840ac5c60ea0ac0814",
     ),
     (
         "hello",

@@ -163,6 +163,12 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         if !guest.starts_with('/') {
             return Err(volume(v, "the guest path must be absolute".into()));
         }
+        if crate::fs::manifest_path(guest).is_empty() {
+            return Err(volume(
+                v,
+                "cannot mount over / (the image's rootfs); mount below it, e.g. HOST:/data".into(),
+            ));
+        }
         let mount_point = work.path().join(crate::fs::manifest_path(guest));
         std::fs::create_dir_all(&mount_point).map_err(|error| RunError::Io {
             what: format!("-v {v}: creating {guest} in the rootfs"),

@@ -144,6 +144,14 @@ pub(super) fn add_process_to_linker(
             get_mode(&mut caller, &p, pp, pl)
         },
     )?;
+    let p = parent.clone();
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "symlink",
+        move |mut caller: wasmtime::Caller<'_, State>, tp: u32, tl: u32, pp: u32, pl: u32| -> i32 {
+            make_symlink(&mut caller, &p, (tp, tl), (pp, pl))
+        },
+    )?;
     let p = parent;
     linker.func_wrap(
         PROCESS_MODULE,
@@ -156,6 +164,63 @@ pub(super) fn add_process_to_linker(
               -> i32 { set_meta(&mut caller, &p, pp, pl, None, Some((uid, gid))) },
     )?;
     Ok(())
+}
+
+/// `symlink`: creates `path` -> `target` in the rootfs, whatever the
+/// target (it is data in the layer, never followed here). Every directory
+/// on the way to `path` must be a real directory of the rootfs, so the link
+/// cannot land outside it.
+fn make_symlink(
+    caller: &mut wasmtime::Caller<'_, State>,
+    spec: &RunSpec,
+    (tp, tl): (u32, u32),
+    (pp, pl): (u32, u32),
+) -> i32 {
+    const EEXIST: i32 = 20;
+    const EINVAL: i32 = 28;
+    const EIO: i32 = 29;
+    const ENOENT: i32 = 44;
+    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return EINVAL;
+    };
+    let data = mem.data(&*caller);
+    let (Some(target), Some(path)) = (guest_str(data, tp, tl), guest_str(data, pp, pl)) else {
+        return EINVAL;
+    };
+    let ctx = caller.data().spawn.clone();
+    let Some(root) = &ctx.rootfs else {
+        return EINVAL;
+    };
+    let rel = guest_path(&path, &spec.cwd);
+    if rel.is_empty() || target.is_empty() {
+        return EINVAL;
+    }
+    let mut dir = root.clone();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len() - 1] {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            _ => return ENOENT,
+        }
+    }
+    let host = root.join(&rel);
+    if std::fs::symlink_metadata(&host).is_ok() {
+        return EEXIST;
+    }
+    #[cfg(unix)]
+    {
+        match std::os::unix::fs::symlink(&target, &host) {
+            Ok(()) => 0,
+            Err(_) => EIO,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        const ENOTSUP: i32 = 58;
+        let _ = (host, EIO);
+        ENOTSUP
+    }
 }
 
 pub(super) fn set_meta(

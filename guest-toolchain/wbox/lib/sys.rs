@@ -50,6 +50,8 @@ mod imp {
         fn host_get_mode(p: *const u8, pl: usize) -> i32;
         #[link_name = "set-owner"]
         fn host_set_owner(p: *const u8, pl: usize, uid: u32, gid: u32) -> i32;
+        #[link_name = "symlink"]
+        fn host_symlink(t: *const u8, tl: usize, p: *const u8, pl: usize) -> i32;
     }
 
     extern "C" {
@@ -85,6 +87,16 @@ mod imp {
     }
 
     pub fn symlink_at(target: &str, link: &str) -> io::Result<()> {
+        if target.starts_with('/') {
+            // WASI refuses absolute targets; in an image they are data.
+            let code =
+                unsafe { host_symlink(target.as_ptr(), target.len(), link.as_ptr(), link.len()) };
+            return if code == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(code))
+            };
+        }
         let (t, l) = (cstr(target)?, cstr(link)?);
         if unsafe { symlink(t.as_ptr(), l.as_ptr()) } == 0 {
             Ok(())

@@ -229,8 +229,16 @@ impl Solver<'_> {
             None => (None, None),
             Some(c) => {
                 let (u, g) = c.split_once(':').unwrap_or((c.as_str(), c.as_str()));
+                let negative = |s: &str| s.parse::<i64>().is_ok_and(|n| n < 0);
                 match (u.parse::<u32>(), g.parse::<u32>()) {
                     (Ok(u), Ok(g)) => (Some(u), Some(g)),
+                    _ if negative(u) || negative(g) => {
+                        return Err(self.step_error(
+                            step,
+                            label,
+                            format!("--chown={c}: user and group ids are 0 or more (e.g. --chown=1000:1000)"),
+                        ))
+                    }
                     _ => {
                         return Err(self.step_error(
                             step,

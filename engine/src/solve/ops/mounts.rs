@@ -86,14 +86,15 @@ impl Solver<'_> {
             .map_err(|e| self.step_error(step, label, format!("--mount={}: {e}", m.raw)))?;
         let (root_rel, meta) = picked.into_iter().next().expect("one source");
         if meta.kind != Kind::Dir {
-            return Err(self.step_error(
-                step,
-                label,
-                format!(
-                    "--mount={}: binding a single file is not supported yet; bind its directory",
-                    m.raw
+            let what = match meta.kind {
+                Kind::Symlink => format!(
+                    "{} is a symlink (to {}); bind the directory it points to",
+                    m.source.as_deref().unwrap_or("."),
+                    meta.link.as_deref().unwrap_or("?")
                 ),
-            ));
+                _ => "binding a single file is not supported yet; bind its directory".into(),
+            };
+            return Err(self.step_error(step, label, format!("--mount={}: {what}", m.raw)));
         }
         let prefix = if root_rel.is_empty() {
             String::new()
