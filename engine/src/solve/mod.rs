@@ -239,7 +239,19 @@ impl<'a> Solver<'a> {
         progress: &mut dyn Progress,
     ) -> Result<BuildOutcome, BuildError> {
         let (events, rx) = mpsc::channel();
-        let solver = Solver {
+        let solver = Solver::new(store, context, opts, events);
+        let reports = scheduler::run(&solver, plan, rx, progress)?;
+        solver.finish(plan, reports)
+    }
+
+    /// A solver over `context` whose progress events go to `events`.
+    fn new(
+        store: &'a Store,
+        context: &'a Context,
+        opts: BuildOptions,
+        events: mpsc::Sender<Msg>,
+    ) -> Solver<'a> {
+        Solver {
             store,
             cache: LocalCache { store },
             opts,
@@ -259,9 +271,7 @@ impl<'a> Solver<'a> {
                 keep_owner: false,
                 _tmp: None,
             }),
-        };
-        let reports = scheduler::run(&solver, plan, rx, progress)?;
-        solver.finish(plan, reports)
+        }
     }
 
     /// The target's image, from its finished stage.

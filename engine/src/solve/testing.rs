@@ -2,13 +2,11 @@
 //! dirs, planned, with a solver on a temp store.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicUsize;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc;
 
 use super::ops::StepCx;
 use super::scheduler::Msg;
-use super::{BuildOptions, Solver, SourceTree, StageState};
-use crate::cache::backend::LocalCache;
+use super::{BuildOptions, Solver, StageState};
 use crate::cache::StepInputs;
 use crate::context::Context;
 use crate::fs::layer::Compression;
@@ -50,40 +48,20 @@ impl Fixture {
     pub fn solver(&self) -> Solver<'_> {
         let (events, rx) = mpsc::channel::<Msg>();
         drop(rx);
-        Solver {
-            store: &self.store,
-            cache: LocalCache { store: &self.store },
-            opts: BuildOptions {
-                dockerfile: "Dockerfile".into(),
-                scope: self.dir.path().display().to_string(),
-                no_cache: false,
-                no_cache_filter: Vec::new(),
-                epoch: 0,
-                compression: Compression::Gzip,
-                level: 6,
-                step_timeout: std::time::Duration::from_secs(60),
-                step_memory: 1 << 30,
-                secrets: BTreeMap::new(),
-                jobs: 1,
-            },
-            events,
-            vertex: AtomicUsize::new(0),
-            stages: Mutex::new(BTreeMap::new()),
-            materialized: Mutex::new(BTreeMap::new()),
-            context_tree: Arc::new(SourceTree {
-                label: "context".into(),
-                stage: None,
-                root: self.context.root.clone(),
-                entries: self
-                    .context
-                    .entries
-                    .iter()
-                    .map(|(k, e)| (k.clone(), e.meta.clone()))
-                    .collect(),
-                keep_owner: false,
-                _tmp: None,
-            }),
-        }
+        let opts = BuildOptions {
+            dockerfile: "Dockerfile".into(),
+            scope: self.dir.path().display().to_string(),
+            no_cache: false,
+            no_cache_filter: Vec::new(),
+            epoch: 0,
+            compression: Compression::Gzip,
+            level: 6,
+            step_timeout: std::time::Duration::from_secs(60),
+            step_memory: 1 << 30,
+            secrets: BTreeMap::new(),
+            jobs: 1,
+        };
+        Solver::new(&self.store, &self.context, opts, events)
     }
 
     /// Where step `n` (0-based) of the last stage stands.
