@@ -269,31 +269,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:a15b1591a4b1f6a98a0e2dd3457963ff58e7ab00158df202dc2239052cc55d9b",
+        "sha256:7d3942416483380247220458a20304469f446d4315c803b74aaa63e687a622ab",
     ),
     (
         "dockerignore",
-        "sha256:f6834dbdaed40fadac1dc81818ceec9f2218825981c4aac612a0b2d581ac0d64",
+        "sha256:8b3103b63f28df41cf8209a76c0be308496c875dc4bb18052682e321bd9bbce7",
     ),
     (
         "bind-mount",
-        "sha256:0f76ce30ef7728d9b86a0e04b718c1c39ae660202cbc7f236a9aae67de9d919e",
+        "sha256:5070271e4afde79c647d3622f0bfc52f143446d2406b92802f21d3d8015d626d",
     ),
     (
         "cache-mount",
-        "sha256:aa2901143cda7bc125b0ede89f166643928485ef9458553621809f7053a2b927",
+        "sha256:e12791e9360702aa8f3d7e87bad2798bf9905e99a1ed50710b9f75f91a86a2e4",
     ),
     (
         "secret",
-        "sha256:deb549bb2edca8d9af9f6e12f31da4f986137af090af5eaa93ceb78a53a030f9",
+        "sha256:0b63482b7db17b1dbf9e48de8005f69abbdb34daf7be2cf2bf6c40d703bec492",
     ),
     (
         "multi-stage",
-        "sha256:187d14905db80c179fd2490138eeee6f378c0dcfbc31a04600cfc8807ec6d1b2",
+        "sha256:7125e699fac3cf6e3ecf8e29b64572b9ce8da81f3972e24b4de579a6f147d53d",
     ),
     (
         "heredocs",
-        "sha256:e8e3ab5be91a33b02c682fe05cc53acf9326e1207283c3840ac5c60ea0ac0814",
+        "sha256:1dba9a209310d4058202f24137e2bf820c0383b0c2f71c8a749f483edc19857d",
     ),
     (
         "hello",

@@ -147,7 +147,7 @@ pub(super) fn add_process_to_linker(
     let p = parent.clone();
     linker.func_wrap(
         PROCESS_MODULE,
-        "symlink",
+        "make-symlink",
         move |mut caller: wasmtime::Caller<'_, State>, tp: u32, tl: u32, pp: u32, pl: u32| -> i32 {
             make_symlink(&mut caller, &p, (tp, tl), (pp, pl))
         },
@@ -166,7 +166,7 @@ pub(super) fn add_process_to_linker(
     Ok(())
 }
 
-/// `symlink`: creates `path` -> `target` in the rootfs, whatever the
+/// `make-symlink`: creates `path` -> `target` in the rootfs, whatever the
 /// target (it is data in the layer, never followed here). Every directory
 /// on the way to `path` must be a real directory of the rootfs, so the link
 /// cannot land outside it.

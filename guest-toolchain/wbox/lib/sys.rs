@@ -50,7 +50,7 @@ mod imp {
         fn host_get_mode(p: *const u8, pl: usize) -> i32;
         #[link_name = "set-owner"]
         fn host_set_owner(p: *const u8, pl: usize, uid: u32, gid: u32) -> i32;
-        #[link_name = "symlink"]
+        #[link_name = "make-symlink"]
         fn host_symlink(t: *const u8, tl: usize, p: *const u8, pl: usize) -> i32;
     }
 
