@@ -258,7 +258,7 @@ fn rmi(args: StoreArgs, images: Vec<String>) -> Result<()> {
     let mut missing = Vec::new();
     for q in &images {
         match s.find_image(q)? {
-            Some(name) => {
+            Some((name, _)) => {
                 s.remove_image(&name)?;
                 println!("Untagged: {name}");
             }

@@ -60,14 +60,8 @@ pub struct RunRequest {
 
 /// Finds an image in the store by name or manifest digest.
 pub fn find_image(store: &Store, image: &str) -> Result<(ImageManifest, ImageConfig)> {
-    let name = store
+    let (_, manifest) = store
         .find_image(image)?
-        .ok_or_else(|| RunError::NoSuchImage(image.to_string()))?;
-    let manifest = store
-        .list_images()?
-        .into_iter()
-        .find(|(n, _, _, _)| *n == name)
-        .map(|(_, m, _, _)| m)
         .ok_or_else(|| RunError::NoSuchImage(image.to_string()))?;
     let bad = |what: &'static str| {
         move |error| RunError::BadJson {

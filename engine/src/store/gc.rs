@@ -182,11 +182,8 @@ impl Store {
     /// What the store holds, for `du`.
     pub fn usage(&self) -> Result<Usage> {
         let records = self.list_cache()?;
-        let mut image_blobs = std::collections::HashSet::new();
-        for b in self.image_blob_set()? {
-            image_blobs.insert(b);
-        }
-        let image_bytes = image_blobs
+        let image_bytes = self
+            .image_blob_set()?
             .iter()
             .filter_map(|b| Digest::parse(b).ok())
             .filter_map(|d| self.blob_size(&d))

@@ -54,10 +54,10 @@ impl Store {
         Ok(out)
     }
 
-    /// The name of the kept image `query` means: a name (`app`, which is
+    /// The kept image `query` means, as (name, manifest digest): a name (`app`, which is
     /// `app:latest`, or `app:1`), `<none>@sha256:…`, or the start (6 hex
     /// digits or more) of a manifest or config digest.
-    pub fn find_image(&self, query: &str) -> Result<Option<String>> {
+    pub fn find_image(&self, query: &str) -> Result<Option<(String, Digest)>> {
         let images = self.list_images()?;
         let wanted = if query.contains(':') || query.contains('@') {
             query.to_string()
@@ -73,7 +73,7 @@ impl Store {
                 hex.len() >= 6 && (m.hex().starts_with(hex) || c.hex().starts_with(hex))
             })
         });
-        Ok(found.map(|(n, _, _, _)| n.clone()))
+        Ok(found.map(|(n, m, _, _)| (n.clone(), m.clone())))
     }
 
     /// Removes the kept image `name` (its blobs go with the next prune,

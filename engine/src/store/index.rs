@@ -93,16 +93,7 @@ impl Store {
             .query_row(
                 "SELECT key, record, size, created, last_used, description FROM cache WHERE key = ?1",
                 params![key],
-                |r| {
-                    Ok(CacheRow {
-                        key: r.get(0)?,
-                        record: r.get(1)?,
-                        size: r.get::<_, i64>(2)? as u64,
-                        created: r.get(3)?,
-                        last_used: r.get(4)?,
-                        description: r.get(5)?,
-                    })
-                },
+                cache_row,
             )
             .optional()
             .map_err(|e| self.ix(e))?;
@@ -174,18 +165,7 @@ impl Store {
         let mut st = db
             .prepare("SELECT key, record, size, created, last_used, description FROM cache ORDER BY last_used DESC, key")
             .map_err(|e| self.ix(e))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(CacheRow {
-                    key: r.get(0)?,
-                    record: r.get(1)?,
-                    size: r.get::<_, i64>(2)? as u64,
-                    created: r.get(3)?,
-                    last_used: r.get(4)?,
-                    description: r.get(5)?,
-                })
-            })
-            .map_err(|e| self.ix(e))?;
+        let rows = st.query_map([], cache_row).map_err(|e| self.ix(e))?;
         rows.collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| self.ix(e))
     }
@@ -228,6 +208,19 @@ impl Store {
 
 /// Makes `table` hold exactly `blobs` for the owner `owner` (a cache key
 /// or an image name) in column `column`.
+/// A `cache` row, selected as key, record, size, created, last_used,
+/// description.
+fn cache_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CacheRow> {
+    Ok(CacheRow {
+        key: r.get(0)?,
+        record: r.get(1)?,
+        size: r.get::<_, i64>(2)? as u64,
+        created: r.get(3)?,
+        last_used: r.get(4)?,
+        description: r.get(5)?,
+    })
+}
+
 pub(super) fn replace_refs(
     tx: &rusqlite::Transaction<'_>,
     table: &str,
