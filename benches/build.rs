@@ -348,6 +348,33 @@ fn bench_wbox() {
             ))
             .unwrap_or_default()
     );
+
+    // Pipelines: 300 MB streamed through three stages, and the cost of
+    // starting one (each stage is an instance of its own), against dash.
+    let stream = "yes 0123456789abcdef | head -c 300000000 | wc -c";
+    let sandbox = added(stream, Some("true"), 3);
+    let native = native_best(Command::new("dash").args(["-c", stream]));
+    println!(
+        "a 3-stage pipeline streaming 300 MB: {:.0} ms in the sandbox ({:.0} MB/s){}",
+        sandbox.as_secs_f64() * 1e3,
+        mb_per_s(300_000_000, sandbox),
+        native
+            .map(|n| format!(", {:.0} ms natively under dash", n.as_secs_f64() * 1e3))
+            .unwrap_or_default()
+    );
+    let many = "i=0; while [ $i -lt 200 ]; do echo x | cat >/dev/null; i=$((i+1)); done";
+    let sandbox = added(many, Some("true"), 3);
+    let native = native_best(Command::new("dash").args(["-c", many]));
+    println!(
+        "200 two-stage pipelines: {:.2} ms per pipeline in the sandbox{}",
+        sandbox.as_secs_f64() * 1e3 / 200.0,
+        native
+            .map(|n| format!(
+                ", {:.2} ms natively under dash",
+                n.as_secs_f64() * 1e3 / 200.0
+            ))
+            .unwrap_or_default()
+    );
 }
 
 /// Two independent stages with a 1-second RUN each, then a stage that

@@ -269,31 +269,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:7d3942416483380247220458a20304469f446d4315c803b74aaa63e687a622ab",
+        "sha256:71e3a7c1122bdd7cfc9ca09f3782afbeefc0f8ceb284dbef9f5ad77d56af7b73",
     ),
     (
         "dockerignore",
-        "sha256:8b3103b63f28df41cf8209a76c0be308496c875dc4bb18052682e321bd9bbce7",
+        "sha256:a2f0f68a508fa46fd446a8a119a598585575cbba1d30c944ff718ce528459e0c",
     ),
     (
         "bind-mount",
-        "sha256:5070271e4afde79c647d3622f0bfc52f143446d2406b92802f21d3d8015d626d",
+        "sha256:40975e01606ddbd471755bd52ddea927670eeecd4f7fc60592f9eba8270effbc",
     ),
     (
         "cache-mount",
-        "sha256:e12791e9360702aa8f3d7e87bad2798bf9905e99a1ed50710b9f75f91a86a2e4",
+        "sha256:f9f2f94f4b2c9aed6637b354347d876230e9c5d63e7180b743c456e514c5fdce",
     ),
     (
         "secret",
-        "sha256:0b63482b7db17b1dbf9e48de8005f69abbdb34daf7be2cf2bf6c40d703bec492",
+        "sha256:a7677670bfe9f08c34703e8046fc594131a95b2c0fff1bc47667af327e8c7629",
     ),
     (
         "multi-stage",
-        "sha256:7125e699fac3cf6e3ecf8e29b64572b9ce8da81f3972e24b4de579a6f147d53d",
+        "sha256:b19fea11ee4b90249c7a5750f58da22910a77c24864e1b81a2bb04bdaf663edf",
     ),
     (
         "heredocs",
-        "sha256:1dba9a209310d4058202f24137e2bf820c0383b0c2f71c8a749f483edc19857d",
+        "sha256:a103bc714abc4a072bcb8b210037c2f8aaca4d3d582f9fd0efc5a98fc0f31c63",
     ),
     (
         "hello",

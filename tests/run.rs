@@ -603,3 +603,46 @@ RUN probe --echo live-out --err live-err
         "{err}"
     );
 }
+
+#[test]
+fn pipelines_stream_far_past_any_buffer_and_end_on_a_broken_pipe() {
+    // Every stage runs at once, joined by OS pipes: 300 MB pass through a
+    // pipeline whose stages never hold more than a chunk, for applets and
+    // for other programs; a writer whose reader has gone ends as SIGPIPE
+    // ends it (141), so endless producers finish.
+    let Some(c) = Ctx::new(
+        r#"FROM wbuild/base
+COPY probe.wasm /bin/probe
+RUN yes 0123456789abcdef | head -c 300000000 | wc -c > /applets.txt
+RUN yes | probe --stream 2>/dev/null | head -c 5000000 | probe --stream 2>/streamed.txt | wc -c > /programs.txt
+RUN set -o pipefail; probe --flood | head -c 10 > /dev/null; echo "flood=$?" > /flood.txt
+RUN set -o pipefail; yes | head -n 3 > /three.txt; echo "yes=$?" >> /three.txt
+RUN yes hello | sed -n '5{p;q}' > /sed.txt
+RUN v=kept; f() { echo "$1:$v"; }; f arg | tr a-z A-Z > /state.txt
+"#,
+    ) else {
+        return;
+    };
+    let (o, _) = c.build(&["-o", "type=local,dest=out"]).pair();
+    assert!(o.status.success());
+    let read = |p: &str| fs::read_to_string(c.path("out").join(p)).unwrap();
+    assert_eq!(read("applets.txt"), "300000000\n");
+    assert_eq!(read("programs.txt"), "5000000\n");
+    assert_eq!(read("streamed.txt"), "streamed=5000000\n");
+    assert_eq!(read("flood.txt"), "flood=141\n");
+    assert_eq!(read("three.txt"), "y\ny\ny\nyes=141\n");
+    assert_eq!(read("sed.txt"), "hello\n");
+    assert_eq!(read("state.txt"), "ARG:KEPT\n");
+
+    // A stage that never reads keeps its writer blocked on a full pipe: the
+    // step's deadline still ends the whole pipeline.
+    fs::write(
+        c.path("Dockerfile"),
+        "FROM wbuild/base\nCOPY probe.wasm /bin/probe\nRUN probe --flood | probe --loop\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = c.fails(&["--step-timeout", "2s"]);
+    assert!(err.contains("timed out after 2s"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}

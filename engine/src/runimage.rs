@@ -201,6 +201,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         overrides: Default::default(),
         modes: sandbox::mode_exceptions(&snap.manifest),
         deadline: std::time::Instant::now() + req.timeout,
+        timed_out: Default::default(),
     });
     let out = sandbox::run(&spec, &module, ctx, &mut |_| {})?;
     Ok(out.exit_code)

@@ -61,6 +61,32 @@ fn main() {
                 let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut input);
                 let _ = std::io::stdout().write_all(&input);
             }
+            "--stream" => {
+                // Copies stdin to stdout a chunk at a time, then says how
+                // much went through (on stderr).
+                let mut buf = vec![0u8; 1 << 16];
+                let mut total = 0u64;
+                loop {
+                    match std::io::Read::read(&mut std::io::stdin(), &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            total += n as u64;
+                            if std::io::stdout().write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                eprintln!("streamed={total}");
+            }
+            "--flood" => {
+                // Writes forever, ignoring errors: only the pipe's end
+                // (SIGPIPE) or the deadline stops it.
+                let chunk = vec![b'z'; 1 << 16];
+                loop {
+                    let _ = std::io::stdout().write_all(&chunk);
+                }
+            }
             "--env" => {
                 let mut vars: Vec<(String, String)> = std::env::vars().collect();
                 vars.sort();

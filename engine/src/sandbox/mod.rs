@@ -37,7 +37,7 @@ pub use engine::{engine, is_component, load_module, load_program, Program};
 use process::add_process_to_linker;
 pub use process::{mode_exceptions, SpawnContext, PROCESS_MODULE};
 pub use resolve::{find_program, resolve_program};
-use stdio::{pipe_file, Sink, Source, Stdio};
+use stdio::{pipe_file, Capture, Sink, Source, StageOut, Stdio};
 
 /// The native stack wasm code (a step's program and all it spawns) may use.
 const MAX_WASM_STACK: usize = 8 << 20;
@@ -151,9 +151,13 @@ struct State {
     /// This program's own streams: a child started by `spawn` writes
     /// where its parent writes.
     stdio: Stdio,
-    /// What the last `spawn-io` captured (stdout, stderr), and how much of
-    /// each `take-output` has handed over.
-    captured: [(Vec<u8>, usize); 2],
+    /// What the last `spawn-io` or `spawn-pipeline` captured (stdout,
+    /// stderr, the stages' exit codes), and how much of each `take-output`
+    /// has handed over.
+    captured: [(Vec<u8>, usize); 3],
+    /// This program, compiled: each stage of a pipeline it starts is
+    /// another instance of it.
+    module: Module,
 }
 
 struct FixedClock(Duration);
@@ -183,6 +187,26 @@ impl HostMonotonicClock for StepClock {
 /// progress view shows them) go to `on_line` line by line while it runs,
 /// unless the spec inherits this process's stdio.
 pub fn run(
+    spec: &RunSpec,
+    program: &Program,
+    ctx: Arc<SpawnContext>,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<RunOutput, SandboxError> {
+    let shared = ctx.clone();
+    let result = run_with_output(spec, program, ctx, on_line);
+    // A program it started ran into the deadline: the step timed out,
+    // however the rest of it ended.
+    if shared.timed_out.load(Ordering::Relaxed) {
+        return Err(SandboxError::Timeout {
+            program: spec.program_name.clone(),
+            seconds: spec.timeout.as_secs(),
+            flag: spec.limit_flags.timeout,
+        });
+    }
+    result
+}
+
+fn run_with_output(
     spec: &RunSpec,
     program: &Program,
     ctx: Arc<SpawnContext>,
@@ -257,7 +281,7 @@ fn run_program(
 ) -> Result<RunOutput, SandboxError> {
     match program {
         Program::Module(m) => run_in_store(spec, m, stdio, spawn, depth),
-        Program::Component(c) => run_component(spec, c, &stdio),
+        Program::Component(c) => run_component(spec, c, &stdio, &spawn),
     }
 }
 
@@ -282,6 +306,7 @@ fn run_component(
     spec: &RunSpec,
     component: &wasmtime::component::Component,
     stdio: &Stdio,
+    spawn: &SpawnContext,
 ) -> Result<RunOutput, SandboxError> {
     let engine = engine()?;
     let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
@@ -298,8 +323,7 @@ fn run_component(
         },
     );
     store.limiter(|s| &mut s.limits);
-    let ticks = (spec.timeout.as_millis() / TICK.as_millis()).max(1) as u64;
-    store.set_epoch_deadline(ticks);
+    store.set_epoch_deadline(deadline_ticks(spec, spawn));
     store.epoch_deadline_trap();
     let mut linker: wasmtime::component::Linker<ComponentState> =
         wasmtime::component::Linker::new(engine);
@@ -313,7 +337,7 @@ fn run_component(
     let exit_code = match cmd.wasi_cli_run().call_run(&mut store) {
         Ok(Ok(())) => 0,
         Ok(Err(())) => 1,
-        Err(e) => exit_code_of(spec, e, 0)?,
+        Err(e) => exit_code_of(spec, e, 0, spawn)?,
     };
     Ok(RunOutput {
         exit_code,
@@ -345,7 +369,16 @@ fn wasi_builder(spec: &RunSpec, stdio: &Stdio) -> Result<WasiCtxBuilder, Sandbox
         Source::Bytes(bytes) => {
             b.stdin(MemoryInputPipe::new(bytes.as_ref().clone()));
         }
+        Source::Pipe(f) => {
+            let f = f
+                .try_clone()
+                .map_err(|e| SandboxError::Setup(format!("stage pipe: {e}")))?;
+            b.stdin(wasmtime_wasi::cli::InputFile::new(f));
+        }
     }
+    let stage = |f: &Arc<std::fs::File>| {
+        StageOut::new(f).map_err(|e| SandboxError::Setup(format!("stage pipe: {e}")))
+    };
     let file = |f: &std::fs::File| {
         f.try_clone()
             .map(OutputFile::new)
@@ -354,12 +387,14 @@ fn wasi_builder(spec: &RunSpec, stdio: &Stdio) -> Result<WasiCtxBuilder, Sandbox
     match &stdio.stdout {
         Sink::Inherit => b.inherit_stdout(),
         Sink::Pipe(f) => b.stdout(file(f)?),
-        Sink::Memory(p) => b.stdout(p.clone()),
+        Sink::Memory(p) => b.stdout(Capture(p.clone())),
+        Sink::Stage(f) => b.stdout(stage(f)?),
     };
     match &stdio.stderr {
         Sink::Inherit => b.inherit_stderr(),
         Sink::Pipe(f) => b.stderr(file(f)?),
-        Sink::Memory(p) => b.stderr(p.clone()),
+        Sink::Memory(p) => b.stderr(Capture(p.clone())),
+        Sink::Stage(f) => b.stderr(stage(f)?),
     };
     for p in &spec.preopens {
         let perms = if p.writable {
@@ -397,11 +432,11 @@ fn run_in_store(
             depth,
             stdio,
             captured: Default::default(),
+            module: module.clone(),
         },
     );
     store.limiter(|s| &mut s.limits);
-    let ticks = (spec.timeout.as_millis() / TICK.as_millis()).max(1) as u64;
-    store.set_epoch_deadline(ticks);
+    store.set_epoch_deadline(deadline_ticks(spec, &spawn));
     store.epoch_deadline_trap();
 
     let mut linker: Linker<State> = Linker::new(engine);
@@ -439,7 +474,7 @@ fn run_in_store(
                 .get_memory(&mut store, "memory")
                 .map(|m| m.data_size(&store) as u64)
                 .unwrap_or(0);
-            exit_code_of(spec, e, used)?
+            exit_code_of(spec, e, used, &spawn)?
         }
     };
     Ok(RunOutput {
@@ -449,13 +484,34 @@ fn run_in_store(
     })
 }
 
+/// Epoch ticks until the step's deadline (shared by everything it spawns),
+/// or the run's own limit when that comes first.
+fn deadline_ticks(spec: &RunSpec, spawn: &SpawnContext) -> u64 {
+    let left = spawn
+        .deadline
+        .saturating_duration_since(std::time::Instant::now())
+        .min(spec.timeout);
+    (left.as_millis() / TICK.as_millis()).max(1) as u64
+}
+
 /// How a guest that did not return normally ended: an exit code, or the
-/// timeout, out-of-memory or crash it ran into.
-fn exit_code_of(spec: &RunSpec, e: wasmtime::Error, memory_used: u64) -> Result<i32, SandboxError> {
+/// timeout, out-of-memory or crash it ran into. A timeout is remembered
+/// for the whole step: the program that started this one may exit
+/// normally after it, and the step still timed out.
+fn exit_code_of(
+    spec: &RunSpec,
+    e: wasmtime::Error,
+    memory_used: u64,
+    spawn: &SpawnContext,
+) -> Result<i32, SandboxError> {
     if let Some(x) = e.downcast_ref::<I32Exit>() {
         return Ok(x.0);
     }
+    if e.downcast_ref::<stdio::BrokenPipe>().is_some() {
+        return Ok(stdio::SIGPIPE_STATUS);
+    }
     if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        spawn.timed_out.store(true, Ordering::Relaxed);
         return Err(SandboxError::Timeout {
             program: spec.program_name.clone(),
             seconds: spec.timeout.as_secs(),

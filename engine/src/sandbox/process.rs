@@ -1,21 +1,23 @@
 //! `wbuild:sandbox/process` (see `wit/wbuild.wit`): the imports wbuild
-//! gives preview-1 guests (spawn, spawn-io, take-output, set-mode,
-//! get-mode, set-owner), with the decoding of their arguments from guest
-//! memory.
+//! gives preview-1 guests (spawn, spawn-io, spawn-pipeline, take-output,
+//! set-mode, get-mode, set-owner, make-symlink), with the decoding of their
+//! arguments from guest memory.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use wasmtime::Linker;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use super::resolve::{find_program, guest_path};
-use super::stdio::{Sink, Source, Stdio};
-use super::{load_program, run_program, RunSpec, SandboxError, State};
+use super::stdio::{pipe_file, Sink, Source, Stdio};
+use super::{
+    load_program, run_in_store, run_program, RunSpec, SandboxError, State, GUEST_THREAD_STACK,
+};
 
 /// The most a captured stream of a spawned program holds (as much as one
-/// of wbox's in-memory pipes); past it the program's writes fail.
+/// of wbox's in-memory buffers); a program that writes past it is ended
+/// with an error that says so.
 pub(super) const CAPTURE_LIMIT: usize = 1 << 30;
 
 /// `spawn-io` flags (see `wit/wbuild.wit`).
@@ -38,10 +40,15 @@ pub struct SpawnContext {
     /// `set-mode`).
     pub modes: std::collections::HashMap<String, u32>,
     pub deadline: std::time::Instant,
+    /// Set when any program of the step ran into the deadline.
+    pub timed_out: std::sync::atomic::AtomicBool,
 }
 
 /// How deep `spawn` may nest.
 pub(super) const MAX_SPAWN_DEPTH: u32 = 32;
+
+/// The most stages one pipeline may have.
+pub(super) const MAX_STAGES: usize = 256;
 
 /// The import module name of the `wbuild:sandbox/process` interface.
 pub const PROCESS_MODULE: &str = "wbuild:sandbox/process@0.1.0";
@@ -64,25 +71,59 @@ pub(super) fn u32_at(data: &[u8], at: usize) -> Option<u32> {
 
 pub(super) type SpawnRequest = (Vec<String>, Vec<(String, String)>, String);
 
+/// A canonical-ABI `list<string>`: 8-byte (pointer, length) pairs.
+fn read_strings(data: &[u8], ptr: u32, len: u32) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for i in 0..len as usize {
+        let at = (ptr as usize).checked_add(i.checked_mul(8)?)?;
+        out.push(guest_str(data, u32_at(data, at)?, u32_at(data, at + 4)?)?);
+    }
+    Some(out)
+}
+
+/// A canonical-ABI `list<tuple<string, string>>`: 16-byte records.
+fn read_pairs(data: &[u8], ptr: u32, len: u32) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for i in 0..len as usize {
+        let at = (ptr as usize).checked_add(i.checked_mul(16)?)?;
+        let k = guest_str(data, u32_at(data, at)?, u32_at(data, at + 4)?)?;
+        let v = guest_str(data, u32_at(data, at + 8)?, u32_at(data, at + 12)?)?;
+        out.push((k, v));
+    }
+    Some(out)
+}
+
 /// Reads spawn's (argv, env, cwd) from the canonical-ABI lists: argv's
 /// pointer and length, env's, cwd's.
 pub(super) fn read_spawn_request(
     data: &[u8],
     [ap, al, ep, el, cp, cl]: [u32; 6],
 ) -> Option<SpawnRequest> {
-    let mut argv = Vec::new();
-    for i in 0..al as usize {
-        let at = (ap as usize).checked_add(i.checked_mul(8)?)?;
-        argv.push(guest_str(data, u32_at(data, at)?, u32_at(data, at + 4)?)?);
+    Some((
+        read_strings(data, ap, al)?,
+        read_pairs(data, ep, el)?,
+        guest_str(data, cp, cl)?,
+    ))
+}
+
+/// A pipeline's stages (a `list<list<string>>`: 8-byte pairs pointing at
+/// argv lists), env and cwd.
+type PipelineRequest = (Vec<Vec<String>>, Vec<(String, String)>, String);
+
+fn read_pipeline_request(
+    data: &[u8],
+    [sp, sl, ep, el, cp, cl]: [u32; 6],
+) -> Option<PipelineRequest> {
+    let mut stages = Vec::new();
+    for i in 0..sl as usize {
+        let at = (sp as usize).checked_add(i.checked_mul(8)?)?;
+        stages.push(read_strings(
+            data,
+            u32_at(data, at)?,
+            u32_at(data, at + 4)?,
+        )?);
     }
-    let mut env = Vec::new();
-    for i in 0..el as usize {
-        let at = (ep as usize).checked_add(i.checked_mul(16)?)?;
-        let k = guest_str(data, u32_at(data, at)?, u32_at(data, at + 4)?)?;
-        let v = guest_str(data, u32_at(data, at + 8)?, u32_at(data, at + 12)?)?;
-        env.push((k, v));
-    }
-    Some((argv, env, guest_str(data, cp, cl)?))
+    Some((stages, read_pairs(data, ep, el)?, guest_str(data, cp, cl)?))
 }
 
 /// `wbuild:sandbox/process`: spawn, spawn-io, take-output, set-mode,
@@ -120,6 +161,24 @@ pub(super) fn add_process_to_linker(
               il: u32,
               how: u32|
               -> i32 { spawn_io(&mut caller, &p, [ap, al, ep, el, cp, cl], (ip, il), how) },
+    )?;
+    let p = parent.clone();
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "spawn-pipeline",
+        move |mut caller: wasmtime::Caller<'_, State>,
+              sp: u32,
+              sl: u32,
+              ep: u32,
+              el: u32,
+              cp: u32,
+              cl: u32,
+              ip: u32,
+              il: u32,
+              how: u32|
+              -> i32 {
+            spawn_pipeline(&mut caller, &p, [sp, sl, ep, el, cp, cl], (ip, il), how)
+        },
     )?;
     linker.func_wrap(
         PROCESS_MODULE,
@@ -311,29 +370,17 @@ pub fn mode_exceptions(m: &crate::fs::Manifest) -> std::collections::HashMap<Str
         .collect()
 }
 
-/// `spawn` and `spawn-io`: reads the request (argv, env and cwd as
-/// canonical-ABI lists, then stdin), connects the child's streams as `how`
-/// says, runs it and keeps what it captured for `take-output`.
-pub(super) fn spawn_io(
-    caller: &mut wasmtime::Caller<'_, State>,
-    parent: &RunSpec,
-    request: [u32; 6],
+/// The streams `how` asks for (see `spawn-io`): the caller's, or stdin
+/// from its memory, and captures; None when `stdin` is out of bounds.
+fn child_stdio(
+    caller: &wasmtime::Caller<'_, State>,
+    data: &[u8],
     (ip, il): (u32, u32),
     how: u32,
-) -> i32 {
-    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
-        return -1;
-    };
-    let data = mem.data(&*caller);
-    let Some(req) = read_spawn_request(data, request) else {
-        return -1;
-    };
+) -> Option<(Stdio, MemoryOutputPipe, MemoryOutputPipe)> {
     let mut stdio = caller.data().stdio.for_child();
     if how & SPAWN_STDIN != 0 {
-        let Some(input) = guest_bytes(data, ip, il) else {
-            return -1;
-        };
-        stdio.stdin = Source::Bytes(Arc::new(input.to_vec()));
+        stdio.stdin = Source::Bytes(Arc::new(guest_bytes(data, ip, il)?.to_vec()));
     }
     let out = MemoryOutputPipe::new(CAPTURE_LIMIT);
     let err = MemoryOutputPipe::new(CAPTURE_LIMIT);
@@ -345,11 +392,169 @@ pub(super) fn spawn_io(
     } else if how & SPAWN_CAPTURE_ERR != 0 {
         stdio.stderr = Sink::Memory(err.clone());
     }
+    Some((stdio, out, err))
+}
+
+/// What a capture holds once every program writing to it has ended.
+fn captured(pipe: MemoryOutputPipe) -> Vec<u8> {
+    pipe.try_into_inner().unwrap_or_default().to_vec()
+}
+
+/// `spawn` and `spawn-io`: reads the request (argv, env and cwd as
+/// canonical-ABI lists, then stdin), connects the child's streams as `how`
+/// says, runs it and keeps what it captured for `take-output`.
+pub(super) fn spawn_io(
+    caller: &mut wasmtime::Caller<'_, State>,
+    parent: &RunSpec,
+    request: [u32; 6],
+    input: (u32, u32),
+    how: u32,
+) -> i32 {
+    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return -1;
+    };
+    let data = mem.data(&*caller);
+    let Some(req) = read_spawn_request(data, request) else {
+        return -1;
+    };
+    let Some((stdio, out, err)) = child_stdio(caller, data, input, how) else {
+        return -1;
+    };
     let code = spawn_from(caller, parent, req, stdio);
     // The child's Store is gone, so these are the only handles left.
-    let take = |pipe: MemoryOutputPipe| pipe.try_into_inner().unwrap_or_default().to_vec();
-    caller.data_mut().captured = [(take(out), 0), (take(err), 0)];
+    caller.data_mut().captured = [(captured(out), 0), (captured(err), 0), Default::default()];
     code
+}
+
+/// `spawn-pipeline`: runs every stage at once, each a new instance of the
+/// caller's own program, stage to stage through OS pipes; the first reads
+/// what `how` gives it, the last writes where `how` says, every stage's
+/// stderr goes where the caller's goes unless captured. Keeps the stages'
+/// exit codes (4 bytes each, little-endian) for `take-output` 3 and
+/// returns the last one's, or -1 with the reason on stderr.
+pub(super) fn spawn_pipeline(
+    caller: &mut wasmtime::Caller<'_, State>,
+    parent: &RunSpec,
+    request: [u32; 6],
+    input: (u32, u32),
+    how: u32,
+) -> i32 {
+    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return -1;
+    };
+    let data = mem.data(&*caller);
+    let Some((stages, env, cwd)) = read_pipeline_request(data, request) else {
+        return -1;
+    };
+    let Some((stdio, out, err)) = child_stdio(caller, data, input, how) else {
+        return -1;
+    };
+    let stderr = stdio.stderr.clone();
+    let ctx = caller.data().spawn.clone();
+    let depth = caller.data().depth + 1;
+    let module = caller.data().module.clone();
+    let statuses = run_pipeline(parent, &ctx, depth, &module, stages, (env, cwd), stdio);
+    let codes = match statuses {
+        Ok(codes) => codes,
+        Err(e) => {
+            stderr.write_all(format!("pipeline: {e}\n").as_bytes());
+            drop(stderr);
+            caller.data_mut().captured =
+                [(captured(out), 0), (captured(err), 0), Default::default()];
+            return -1;
+        }
+    };
+    drop(stderr);
+    let bytes: Vec<u8> = codes.iter().flat_map(|c| c.to_le_bytes()).collect();
+    caller.data_mut().captured = [(captured(out), 0), (captured(err), 0), (bytes, 0)];
+    codes.last().copied().unwrap_or(-1)
+}
+
+/// Runs a pipeline's stages on threads of their own, each an instance of
+/// `module` with `argv`, joined by OS pipes, and waits for all of them.
+/// A stage that cannot run or crashes gets -1, its reason on stderr.
+fn run_pipeline(
+    parent: &RunSpec,
+    ctx: &Arc<SpawnContext>,
+    depth: u32,
+    module: &wasmtime::Module,
+    stages: Vec<Vec<String>>,
+    (env, cwd): (Vec<(String, String)>, String),
+    stdio: Stdio,
+) -> Result<Vec<i32>, SandboxError> {
+    if depth > MAX_SPAWN_DEPTH {
+        return Err(SandboxError::TooDeep(MAX_SPAWN_DEPTH));
+    }
+    if stages.is_empty() || stages.len() > MAX_STAGES {
+        return Err(SandboxError::Setup(format!(
+            "a pipeline has 1 to {MAX_STAGES} stages, not {}",
+            stages.len()
+        )));
+    }
+    let pipe_err = |e: std::io::Error| SandboxError::Setup(format!("stage pipe: {e}"));
+    let n = stages.len();
+    let mut streams = Vec::with_capacity(n);
+    let mut input = stdio.stdin.clone();
+    for i in 0..n {
+        let stdout = if i + 1 == n {
+            stdio.stdout.clone()
+        } else {
+            let (r, w) = std::io::pipe().map_err(pipe_err)?;
+            let w = Sink::Stage(Arc::new(pipe_file(w).map_err(pipe_err)?));
+            let r = Source::Pipe(Arc::new(pipe_file(r).map_err(pipe_err)?));
+            let this_input = std::mem::replace(&mut input, r);
+            streams.push(Stdio {
+                stdin: this_input,
+                stdout: w,
+                stderr: stdio.stderr.clone(),
+            });
+            continue;
+        };
+        streams.push(Stdio {
+            stdin: std::mem::replace(&mut input, Source::Empty),
+            stdout,
+            stderr: stdio.stderr.clone(),
+        });
+    }
+    std::thread::scope(|s| {
+        let mut running = Vec::with_capacity(n);
+        for (argv, io) in stages.into_iter().zip(streams) {
+            let errors = io.stderr.clone();
+            let spec = RunSpec {
+                program_name: argv.first().cloned().unwrap_or_default(),
+                argv,
+                env: env.clone(),
+                cwd: cwd.clone(),
+                ..parent.clone()
+            };
+            let ctx = ctx.clone();
+            // Every end of a pipe moves into the thread of its stage, so it
+            // closes when that stage ends.
+            let thread = std::thread::Builder::new()
+                .name("wbuild-stage".into())
+                .stack_size(GUEST_THREAD_STACK)
+                .spawn_scoped(s, move || run_in_store(&spec, module, io, ctx, depth))
+                .map_err(|e| SandboxError::Setup(format!("stage thread: {e}")))?;
+            running.push((thread, errors));
+        }
+        Ok(running
+            .into_iter()
+            .map(|(thread, errors)| {
+                let result = thread.join().unwrap_or_else(|_| {
+                    Err(SandboxError::Setup(
+                        "a pipeline stage's thread panicked".into(),
+                    ))
+                });
+                match result {
+                    Ok(o) => o.exit_code,
+                    Err(e) => {
+                        errors.write_all(format!("{e}\n").as_bytes());
+                        -1
+                    }
+                }
+            })
+            .collect())
+    })
 }
 
 /// Runs a spawned child and answers for it: its exit code, or -1 with the
@@ -388,6 +593,7 @@ pub(super) fn take_output(
     let index = match which {
         1 => 0,
         2 => 1,
+        3 => 2,
         _ => return EINVAL,
     };
     let (data, state) = mem.data_and_store_mut(caller);
@@ -440,16 +646,13 @@ pub(super) fn spawn_child(
         error,
     })?;
     let module = load_program(&bytes, &name, ctx.module_cache.as_deref())?;
-    let remaining = ctx
-        .deadline
-        .saturating_duration_since(std::time::Instant::now());
+    // The same limits: the deadline in `ctx` is the step's, shared.
     let child = RunSpec {
         program: Arc::new(bytes),
         program_name: name,
         argv,
         env,
         cwd,
-        timeout: remaining.min(parent.timeout).max(Duration::from_millis(10)),
         ..parent.clone()
     };
     run_program(&child, &module, stdio, ctx.clone(), depth).map(|o| o.exit_code)
@@ -490,7 +693,7 @@ mod tests {
             preopens: Vec::new(),
             clock: 0,
             seed: Vec::new(),
-            timeout: Duration::from_secs(1),
+            timeout: std::time::Duration::from_secs(1),
             memory: 1 << 20,
             limit_flags: crate::sandbox::LimitFlags::STEP,
             output_limit: 0,
@@ -503,6 +706,7 @@ mod tests {
             overrides: Default::default(),
             modes: Default::default(),
             deadline: std::time::Instant::now(),
+            timed_out: Default::default(),
         });
         let mut store = Store::new(
             engine,
@@ -517,6 +721,7 @@ mod tests {
                     stderr: Sink::Inherit,
                 },
                 captured: Default::default(),
+                module: wasmtime::Module::new(engine, b"\0asm\x01\0\0\0").unwrap(),
             },
         );
         let core = |t: &WasmType| match t {

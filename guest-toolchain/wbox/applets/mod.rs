@@ -155,8 +155,9 @@ fn yes(rest: &[&str], io: &mut Io) -> i32 {
     } else {
         format!("{}\n", rest.join(" "))
     };
-    // Into a buffered pipe, stop after a bounded amount: the reader
-    // cannot close it early when commands run one after another.
+    // Into a buffer (a command substitution), stop after a bounded
+    // amount: nothing reads it before `yes` ends. Into a pipe, the
+    // reader's end stops it.
     let limit = if io.o.is_buffer() {
         1 << 20
     } else {

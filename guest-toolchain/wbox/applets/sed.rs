@@ -1,7 +1,6 @@
 //! sed.
 
 use crate::applets::text::inputs;
-use crate::applets::text::lines;
 use crate::lib::io::io_msg;
 use crate::lib::io::Io;
 use crate::lib::re::Regex;
@@ -685,31 +684,17 @@ pub fn sed(args: &[&str], io: &mut Io) -> i32 {
         groups.push(files.clone());
     }
     for g in groups {
-        let mut all: Vec<String> = Vec::new();
-        let mut missing_nl = false;
-        for f in &g {
-            match io.read_input(f) {
-                Ok(d) => {
-                    let t = String::from_utf8_lossy(&d).into_owned();
-                    missing_nl = !t.is_empty() && !t.ends_with('\n');
-                    let ls: Vec<String> = lines(t.as_bytes())
-                        .into_iter()
-                        .map(|b| String::from_utf8_lossy(b).into_owned())
-                        .collect();
-                    all.extend(ls);
-                }
-                Err(e) => {
-                    io.err("sed", &format!("can't read {f}: {}", io_msg(&e)));
-                    code = 2;
-                }
-            }
-        }
+        let mut src = LineSource::new(&g, io);
         if per_file {
             st.line = 0;
             st.active = vec![false; cmds.len()];
         }
         let mut out = String::new();
-        run_sed(&cmds, &all, &mut st, &mut out, missing_nl, io);
+        run_sed(&cmds, &mut src, &mut st, &mut out, inplace.is_none(), io);
+        for m in std::mem::take(&mut src.errors) {
+            io.err("sed", &m);
+            code = 2;
+        }
         match &inplace {
             Some(suffix) => {
                 let f = &g[0];
@@ -836,19 +821,130 @@ pub(crate) fn selected(
     m != c.neg
 }
 
+/// sed's input: the lines of its files one after another, read as they
+/// are needed (so `yes | sed 3q` ends), with one line of lookahead for `$`.
+pub(crate) struct LineSource {
+    files: std::collections::VecDeque<String>,
+    stdin: crate::lib::io::H,
+    reader: Option<Box<dyn std::io::Read>>,
+    buf: Vec<u8>,
+    ready: std::collections::VecDeque<String>,
+    /// The last line read had no newline after it.
+    missing_nl: bool,
+    /// Files that could not be read, as messages.
+    pub(crate) errors: Vec<String>,
+}
+
+impl LineSource {
+    pub(crate) fn new(files: &[String], io: &Io) -> LineSource {
+        LineSource {
+            files: files.iter().cloned().collect(),
+            stdin: io.i.clone(),
+            reader: None,
+            buf: Vec::new(),
+            ready: Default::default(),
+            missing_nl: false,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Reads until a line is ready or the input ends.
+    fn fill(&mut self) {
+        let mut chunk = vec![0u8; 64 * 1024];
+        while self.ready.is_empty() {
+            let reader = match &mut self.reader {
+                Some(r) => r,
+                None => {
+                    let f = match self.files.pop_front() {
+                        Some(f) => f,
+                        None => return,
+                    };
+                    let opened: std::io::Result<Box<dyn std::io::Read>> = if f == "-" {
+                        Ok(Box::new(self.stdin.clone()))
+                    } else if Path::new(&f).is_dir() {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::Other,
+                            "Is a directory",
+                        ))
+                    } else {
+                        std::fs::File::open(&f).map(|f| Box::new(f) as Box<dyn std::io::Read>)
+                    };
+                    match opened {
+                        Ok(r) => self.reader.insert(r),
+                        Err(e) => {
+                            self.errors.push(format!("can't read {f}: {}", io_msg(&e)));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let got = reader.read(&mut chunk);
+            if let Err(e) = &got {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                self.errors.push(format!("read error: {}", io_msg(e)));
+            }
+            match got {
+                Ok(0) | Err(_) => {
+                    self.reader = None;
+                    if !self.buf.is_empty() {
+                        let rest = std::mem::take(&mut self.buf);
+                        self.ready
+                            .push_back(String::from_utf8_lossy(&rest).into_owned());
+                        self.missing_nl = true;
+                    }
+                }
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    let mut start = 0;
+                    while let Some(i) = self.buf[start..].iter().position(|b| *b == b'\n') {
+                        let line = &self.buf[start..start + i];
+                        self.ready
+                            .push_back(String::from_utf8_lossy(line).into_owned());
+                        start += i + 1;
+                    }
+                    self.buf.drain(..start);
+                    self.missing_nl = false;
+                }
+            }
+        }
+    }
+
+    fn next_line(&mut self) -> Option<String> {
+        self.fill();
+        self.ready.pop_front()
+    }
+
+    /// No line is left.
+    fn at_end(&mut self) -> bool {
+        self.fill();
+        self.ready.is_empty()
+    }
+
+    /// The input ended with this line, which had no newline.
+    fn ends_without_newline(&mut self) -> bool {
+        self.at_end() && self.missing_nl
+    }
+}
+
 pub(crate) fn run_sed(
     cmds: &[SedCmd],
-    input: &[String],
+    input: &mut LineSource,
     st: &mut SedState,
     out: &mut String,
-    missing_nl: bool,
+    live: bool,
     io: &mut Io,
 ) {
-    let mut idx = 0;
-    let n = input.len();
-    while idx < n {
-        let mut pat = input[idx].clone();
-        idx += 1;
+    let mut restarted: Option<String> = None;
+    loop {
+        let mut pat = match restarted.take() {
+            Some(p) => p,
+            None => match input.next_line() {
+                Some(l) => l,
+                None => break,
+            },
+        };
         st.line += 1;
         let mut pc = 0;
         let mut subst = false;
@@ -856,7 +952,7 @@ pub(crate) fn run_sed(
         let mut restart = false;
         let mut delete = false;
         while pc < cmds.len() {
-            let last = idx >= n;
+            let last = input.at_end();
             if !selected(cmds, pc, st, &pat, last) {
                 if cmds[pc].kind == '{' {
                     pc = cmds[pc].jump + 1;
@@ -925,26 +1021,26 @@ pub(crate) fn run_sed(
                         out.push('\n');
                     }
                     flush_append(st, out);
-                    if idx >= n {
-                        autoprint = false;
-                        delete = true;
-                        if !st.quiet {
+                    match input.next_line() {
+                        Some(l) => pat = l,
+                        None => {
                             // GNU sed prints nothing more: the line was printed above.
+                            autoprint = false;
+                            delete = true;
+                            break;
                         }
-                        break;
                     }
-                    pat = input[idx].clone();
-                    idx += 1;
                     st.line += 1;
                 }
                 'N' => {
-                    if idx >= n {
+                    match input.next_line() {
+                        Some(l) => {
+                            pat.push('\n');
+                            pat.push_str(&l);
+                        }
                         // GNU: print the pattern space and end.
-                        break;
+                        None => break,
                     }
-                    pat.push('\n');
-                    pat.push_str(&input[idx]);
-                    idx += 1;
                     st.line += 1;
                 }
                 'g' => pat = st.hold.clone(),
@@ -1044,21 +1140,22 @@ pub(crate) fn run_sed(
         if restart && !pat.is_empty() {
             // D with text left: start the next cycle without reading a line.
 
-            let rest = pat.clone();
             flush_append(st, out);
-            let mut v = vec![rest];
-            v.extend_from_slice(&input[idx..]);
             st.line -= 1;
-            run_sed(cmds, &v, st, out, missing_nl, io);
-            return;
+            restarted = Some(pat);
+            continue;
         }
         if !delete && autoprint {
             out.push_str(&pat);
-            if !(idx >= n && missing_nl) {
+            if !input.ends_without_newline() {
                 out.push('\n');
             }
         }
         flush_append(st, out);
+        if live && out.len() >= 1 << 16 {
+            let _ = io.o.write_all(out.as_bytes());
+            out.clear();
+        }
         if st.quit.is_some() {
             return;
         }

@@ -4,11 +4,11 @@
 use crate::lib::fmt::parse_conv;
 use crate::lib::fmt::unescape_into;
 use crate::lib::io::io_msg;
-use crate::lib::io::Io;
+use crate::lib::io::{Io, H};
 use crate::lib::opts::Opts;
 use crate::lib::re::Regex;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 pub(crate) fn lines(data: &[u8]) -> Vec<&[u8]> {
@@ -622,6 +622,36 @@ pub fn head_tail(name: &str, args: &[&str], io: &mut Io) -> i32 {
     let mut code = 0;
     let many = files.len() > 1 && !o.has('q');
     for (k, f) in files.iter().enumerate() {
+        if name == "head" && !neg {
+            // The first N: read only as far as they go, so `yes | head`
+            // ends and a huge file is not read whole.
+            if many {
+                io.out(&format!(
+                    "{}==> {} <==\n",
+                    if k > 0 { "\n" } else { "" },
+                    if f == "-" { "standard input" } else { f }
+                ));
+            }
+            let opened: std::io::Result<Box<dyn Read>> = if f == "-" {
+                Ok(Box::new(io.i.clone()))
+            } else if std::path::Path::new(f).is_dir() {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::Other,
+                    "Is a directory",
+                ))
+            } else {
+                std::fs::File::open(f).map(|f| Box::new(f) as Box<dyn Read>)
+            };
+            let r = opened.and_then(|mut r| head_stream(&mut r, bytes, n, &mut io.o.clone()));
+            if let Err(e) = r {
+                io.err(
+                    name,
+                    &format!("cannot open '{f}' for reading: {}", io_msg(&e)),
+                );
+                code = 1;
+            }
+            continue;
+        }
         let data = match io.read_input(f) {
             Ok(d) => d,
             Err(e) => {
@@ -672,6 +702,41 @@ pub fn head_tail(name: &str, args: &[&str], io: &mut Io) -> i32 {
     code
 }
 
+/// Copies the first `n` lines (or bytes) of `r` to `out`, reading no
+/// further than the chunk they end in.
+fn head_stream(r: &mut dyn Read, bytes: bool, n: usize, out: &mut H) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = n;
+    while left > 0 {
+        let got = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(g) => g,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = &buf[..got];
+        let end = if bytes {
+            let take = left.min(got);
+            left -= take;
+            take
+        } else {
+            let mut end = got;
+            for (i, b) in chunk.iter().enumerate() {
+                if *b == b'\n' {
+                    left -= 1;
+                    if left == 0 {
+                        end = i + 1;
+                        break;
+                    }
+                }
+            }
+            end
+        };
+        let _ = out.write_all(&chunk[..end]);
+    }
+    Ok(())
+}
+
 // ---- wc ----
 
 pub fn wc(args: &[&str], io: &mut Io) -> i32 {
@@ -698,25 +763,24 @@ pub fn wc(args: &[&str], io: &mut Io) -> i32 {
         if f == "-" {
             all_regular = false;
         }
-        let data = match io.read_input(f) {
-            Ok(d) => d,
+        let opened: std::io::Result<Box<dyn Read>> = if f == "-" {
+            Ok(Box::new(io.i.clone()))
+        } else if Path::new(f).is_dir() {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Other,
+                "Is a directory",
+            ))
+        } else {
+            std::fs::File::open(f).map(|f| Box::new(f) as Box<dyn Read>)
+        };
+        let counts = match opened.and_then(|mut r| wc_count(&mut r)) {
+            Ok(c) => c,
             Err(e) => {
                 io.err("wc", &format!("{f}: {}", io_msg(&e)));
                 code = 1;
                 continue;
             }
         };
-        let text = String::from_utf8_lossy(&data);
-        let counts = [
-            data.iter().filter(|b| **b == b'\n').count() as u64,
-            text.split_ascii_whitespace().count() as u64,
-            text.chars().count() as u64,
-            data.len() as u64,
-            text.lines()
-                .map(|l| l.chars().count() as u64)
-                .max()
-                .unwrap_or(0),
-        ];
         let mut v = Vec::new();
         for (i, (on, x)) in [
             (l, counts[0]),
@@ -764,6 +828,46 @@ pub fn wc(args: &[&str], io: &mut Io) -> i32 {
         io.outln(&s.join(" "));
     }
     code
+}
+
+/// Lines, words, characters, bytes and the longest line's length of what
+/// `r` holds, read a chunk at a time (the input may be far larger than
+/// memory). Characters are UTF-8 lead bytes.
+fn wc_count(r: &mut dyn Read) -> std::io::Result<[u64; 5]> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut lines, mut words, mut chars, mut bytes) = (0u64, 0u64, 0u64, 0u64);
+    let (mut line_len, mut longest) = (0u64, 0u64);
+    let mut in_word = false;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        bytes += n as u64;
+        for &b in &buf[..n] {
+            let lead = b & 0xC0 != 0x80;
+            if lead {
+                chars += 1;
+            }
+            if b == b'\n' {
+                lines += 1;
+                longest = longest.max(line_len);
+                line_len = 0;
+            } else if lead && b != b'\r' {
+                line_len += 1;
+            }
+            if b.is_ascii_whitespace() {
+                in_word = false;
+            } else if !in_word {
+                in_word = true;
+                words += 1;
+            }
+        }
+    }
+    longest = longest.max(line_len);
+    Ok([lines, words, chars, bytes, longest])
 }
 
 // ---- sort ----

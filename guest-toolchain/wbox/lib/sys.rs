@@ -23,6 +23,12 @@ mod imp {
     }
 
     #[repr(C)]
+    struct WList {
+        ptr: *const WStr,
+        len: usize,
+    }
+
+    #[repr(C)]
     struct WPair {
         k: WStr,
         v: WStr,
@@ -34,6 +40,18 @@ mod imp {
         fn host_spawn_io(
             a: *const WStr,
             al: usize,
+            e: *const WPair,
+            el: usize,
+            c: *const u8,
+            cl: usize,
+            i: *const u8,
+            il: usize,
+            flags: u32,
+        ) -> i32;
+        #[link_name = "spawn-pipeline"]
+        fn host_spawn_pipeline(
+            s: *const WList,
+            sl: usize,
             e: *const WPair,
             el: usize,
             c: *const u8,
@@ -121,10 +139,7 @@ mod imp {
             })
             .collect();
         let input: &[u8] = s.stdin.as_deref().unwrap_or(&[]);
-        let flags = s.stdin.is_some() as u32
-            | (s.capture_out as u32) << 1
-            | (s.capture_err as u32) << 2
-            | (s.err_to_out as u32) << 3;
+        let flags = flags(s);
         let code = unsafe {
             host_spawn_io(
                 a.as_ptr(),
@@ -138,18 +153,6 @@ mod imp {
                 flags,
             )
         };
-        let take = |which: u32| {
-            let mut all = Vec::new();
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = unsafe { host_take_output(which, buf.as_mut_ptr(), buf.len()) };
-                if n <= 0 {
-                    break;
-                }
-                all.extend_from_slice(&buf[..n as usize]);
-            }
-            all
-        };
         let stdout = if s.capture_out { take(1) } else { Vec::new() };
         let stderr = if s.capture_err && !s.err_to_out {
             take(2)
@@ -160,6 +163,84 @@ mod imp {
             code,
             stdout,
             stderr,
+            statuses: vec![code],
+        }
+    }
+
+    /// What the last spawn left for `take-output` to hand over.
+    fn take(which: u32) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = unsafe { host_take_output(which, buf.as_mut_ptr(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n as usize]);
+        }
+        all
+    }
+
+    fn flags(s: &super::Streams) -> u32 {
+        s.stdin.is_some() as u32
+            | (s.capture_out as u32) << 1
+            | (s.capture_err as u32) << 2
+            | (s.err_to_out as u32) << 3
+    }
+
+    pub fn spawn_pipeline(
+        stages: &[Vec<String>],
+        env: &[(String, String)],
+        cwd: &str,
+        s: &super::Streams,
+    ) -> super::Spawned {
+        let argvs: Vec<Vec<WStr>> = stages
+            .iter()
+            .map(|argv| argv.iter().map(|a| wstr(a)).collect())
+            .collect();
+        let lists: Vec<WList> = argvs
+            .iter()
+            .map(|a| WList {
+                ptr: a.as_ptr(),
+                len: a.len(),
+            })
+            .collect();
+        let e: Vec<WPair> = env
+            .iter()
+            .map(|(k, v)| WPair {
+                k: wstr(k),
+                v: wstr(v),
+            })
+            .collect();
+        let input: &[u8] = s.stdin.as_deref().unwrap_or(&[]);
+        let code = unsafe {
+            host_spawn_pipeline(
+                lists.as_ptr(),
+                lists.len(),
+                e.as_ptr(),
+                e.len(),
+                cwd.as_ptr(),
+                cwd.len(),
+                input.as_ptr(),
+                input.len(),
+                flags(s),
+            )
+        };
+        let stdout = if s.capture_out { take(1) } else { Vec::new() };
+        let stderr = if s.capture_err && !s.err_to_out {
+            take(2)
+        } else {
+            Vec::new()
+        };
+        let statuses = take(3)
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        super::Spawned {
+            code,
+            stdout,
+            stderr,
+            statuses,
         }
     }
 
@@ -241,6 +322,7 @@ mod imp {
                 code: -1,
                 stdout: Vec::new(),
                 stderr: Vec::new(),
+                statuses: vec![-1],
             }
         };
         let mut child = match c.spawn() {
@@ -257,13 +339,106 @@ mod imp {
                 if s.err_to_out {
                     stdout.append(&mut stderr);
                 }
+                let code = o.status.code().unwrap_or(128);
                 super::Spawned {
-                    code: o.status.code().unwrap_or(128),
+                    code,
                     stdout,
                     stderr,
+                    statuses: vec![code],
                 }
             }
             Err(e) => failed(e),
+        }
+    }
+
+    /// For development builds: each stage a process of this program, joined
+    /// by the host's pipes.
+    pub fn spawn_pipeline(
+        stages: &[Vec<String>],
+        env: &[(String, String)],
+        cwd: &str,
+        s: &super::Streams,
+    ) -> super::Spawned {
+        use std::io::{Read, Write};
+        use std::process::Stdio;
+        let failed = |e: std::io::Error| {
+            eprintln!("sh: {e}");
+            super::Spawned {
+                code: -1,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                statuses: Vec::new(),
+            }
+        };
+        let exe = match std::env::current_exe() {
+            Ok(p) => p,
+            Err(e) => return failed(e),
+        };
+        let mut children = Vec::new();
+        let mut prev: Option<std::process::ChildStdout> = None;
+        for (i, argv) in stages.iter().enumerate() {
+            let last = i + 1 == stages.len();
+            let mut c = std::process::Command::new(&exe);
+            #[cfg(unix)]
+            std::os::unix::process::CommandExt::arg0(&mut c, &argv[0]);
+            c.args(argv.iter().skip(1))
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .current_dir(cwd);
+            match prev.take() {
+                Some(out) => {
+                    c.stdin(Stdio::from(out));
+                }
+                None if s.stdin.is_some() => {
+                    c.stdin(Stdio::piped());
+                }
+                None => {
+                    c.stdin(Stdio::null());
+                }
+            }
+            if !last || s.capture_out {
+                c.stdout(Stdio::piped());
+            }
+            if s.capture_err {
+                c.stderr(Stdio::piped());
+            }
+            let mut child = match c.spawn() {
+                Ok(ch) => ch,
+                Err(e) => return failed(e),
+            };
+            if i == 0 {
+                if let (Some(input), Some(mut w)) = (s.stdin.clone(), child.stdin.take()) {
+                    std::thread::spawn(move || {
+                        let _ = w.write_all(&input);
+                    });
+                }
+            }
+            if !last {
+                prev = child.stdout.take();
+            }
+            children.push(child);
+        }
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let mut statuses = Vec::new();
+        for mut child in children {
+            if let Some(mut o) = child.stdout.take() {
+                let _ = o.read_to_end(&mut stdout);
+            }
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_end(&mut stderr);
+            }
+            let code = child
+                .wait()
+                .map(|st| st.code().unwrap_or(128))
+                .unwrap_or(-1);
+            statuses.push(code);
+        }
+        super::Spawned {
+            code: statuses.last().copied().unwrap_or(-1),
+            stdout,
+            stderr,
+            statuses,
         }
     }
 
@@ -366,11 +541,12 @@ pub struct Streams {
 }
 
 /// A spawned program's end: its exit code (negative: it could not be
-/// run) and what was captured.
+/// run), what was captured, and for a pipeline every stage's exit code.
 pub struct Spawned {
     pub code: i32,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    pub statuses: Vec<i32>,
 }
 
 /// Runs a wasm program of the rootfs with argv, env and this directory
@@ -389,4 +565,18 @@ pub fn spawn(
         .map(|(_, v)| v.clone())
         .unwrap_or(cwd);
     imp::spawn(program, argv, env, &cwd, streams)
+}
+
+/// Runs a pipeline: each stage (an argv for this same program) in its own
+/// instance, all at once, stage to stage through pipes; the first reads
+/// `streams.stdin`, the last's stdout and everyone's stderr go as
+/// `streams` says. Every stage's exit code comes back in `statuses`.
+pub fn spawn_pipeline(
+    stages: &[Vec<String>],
+    env: &[(String, String)],
+    cwd: &str,
+    streams: &Streams,
+) -> Spawned {
+    let _ = io::Write::flush(&mut io::stdout());
+    imp::spawn_pipeline(stages, env, cwd, streams)
 }

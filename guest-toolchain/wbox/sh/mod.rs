@@ -1,7 +1,7 @@
 //! `sh`: a POSIX shell for RUN lines and configure-style scripts, after
-//! dash. Builtins and applets run in this process; a pipeline runs its
-//! commands one after another through buffers (a wasm guest has no
-//! threads); any other program runs through the sandbox's `spawn`.
+//! dash. Builtins and applets run in this process; the stages of a
+//! pipeline run at once, each in its own instance joined by pipes (see
+//! [`stage`]); any other program runs through the sandbox's `spawn`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,6 +18,10 @@ use crate::lib::paths::{lookup, normalize, which, Found};
 mod arith;
 
 pub mod parse;
+
+mod stage;
+
+mod unparse;
 
 use parse::{Cmd, Param, Part, Redir, RedirOp, Word};
 
@@ -99,6 +103,9 @@ const BUILTINS: &[&str] = &[
 /// script on stdin.
 pub fn main(args: &[String], io: &mut Io) -> i32 {
     let mut sh = Shell::new(io);
+    if args.get(1).map(String::as_str) == Some(stage::STAGE_FLAG) {
+        return run_stage(sh, &args[2..], io);
+    }
     let mut i = 1;
     let mut command: Option<String> = None;
     let mut read_stdin = false;
@@ -187,6 +194,29 @@ pub fn main(args: &[String], io: &mut Io) -> i32 {
         };
     }
     let code = sh.run_script(&src);
+    sh.flush();
+    code
+}
+
+/// `sh --wbox-stage STATE SOURCE ARG0 ARGS…`: one stage of a pipeline,
+/// in the state its parent shell had.
+fn run_stage(mut sh: Shell, args: &[String], io: &mut Io) -> i32 {
+    let (state, src) = match (args.first(), args.get(1)) {
+        (Some(state), Some(src)) => (state, src),
+        _ => {
+            io.errln("sh: --wbox-stage needs a state and a command");
+            return 2;
+        }
+    };
+    if let Err(m) = stage::restore(&mut sh, state) {
+        io.errln(&format!("sh: --wbox-stage: {m}"));
+        return 2;
+    }
+    if let Some(a0) = args.get(2) {
+        sh.arg0 = a0.clone();
+    }
+    sh.st.pos = args.get(3..).unwrap_or(&[]).to_vec();
+    let code = sh.run_script(src);
     sh.flush();
     code
 }
@@ -734,29 +764,57 @@ impl Shell {
         code
     }
 
+    /// Runs a pipeline's stages at once, each in its own instance (see
+    /// [`stage`]); its status is the last stage's, or with pipefail the
+    /// last that failed.
     fn pipeline(&mut self, cmds: &[Cmd]) -> R {
-        let mut input = self.fd(0);
-        let out = self.fd(1);
-        let mut statuses = Vec::new();
-        for (i, c) in cmds.iter().enumerate() {
-            let last = i + 1 == cmds.len();
-            let o = if last {
-                out.clone()
+        self.flush();
+        let state = stage::encode(self);
+        let stages: Vec<Vec<String>> = cmds
+            .iter()
+            .map(|c| {
+                let mut argv = vec![
+                    "sh".to_string(),
+                    stage::STAGE_FLAG.to_string(),
+                    state.clone(),
+                    stage::source(c, self.line),
+                    self.arg0.clone(),
+                ];
+                argv.extend(self.st.pos.iter().cloned());
+                argv
+            })
+            .collect();
+        let (i, o, e) = (self.fd(0), self.fd(1), self.fd(2));
+        let merged = Rc::ptr_eq(&o.0, &e.0);
+        let streams = crate::lib::sys::Streams {
+            stdin: if i.is_real(0) {
+                None
             } else {
-                H::new(Stream::Buf(Vec::new()))
-            };
-            let inp = input.clone();
-            let s = self.subshell(|sh| {
-                sh.st.fds[0] = Some(inp);
-                sh.st.fds[1] = Some(o.clone());
-                sh.exec(c)
-            });
-            statuses.push(s);
-            if !last {
-                input = H::new(Stream::Read(std::io::Cursor::new(o.take())));
-            }
+                Some(i.read_all().unwrap_or_default())
+            },
+            capture_out: !o.is_real(1),
+            capture_err: !merged && !e.is_real(2),
+            err_to_out: merged,
+        };
+        let mut env = self.env();
+        env.retain(|(k, _)| k != "PWD");
+        env.push(("PWD".into(), self.st.cwd.clone()));
+        let r = crate::lib::sys::spawn_pipeline(&stages, &env, &self.st.cwd, &streams);
+        if !r.stdout.is_empty() {
+            let _ = o.clone().write_all(&r.stdout);
         }
-        let last = statuses.last().copied().unwrap_or(0);
+        if !r.stderr.is_empty() {
+            let _ = e.clone().write_all(&r.stderr);
+        }
+        let statuses: Vec<i32> = r
+            .statuses
+            .iter()
+            .map(|&s| if s < 0 { 126 } else { s })
+            .collect();
+        let last = match statuses.last() {
+            Some(s) => *s,
+            None => 126,
+        };
         if self.st.opts.pipefail {
             if let Some(s) = statuses.iter().rev().find(|s| **s != 0) {
                 return Ok(*s);
@@ -1201,6 +1259,28 @@ impl Shell {
         Ok(())
     }
 
+    /// The word of an unquoted `${x-word}` or `${x+word}`: its plain text
+    /// is split on IFS as the rest of the expansion's value is.
+    fn expand_op_word(
+        &mut self,
+        word: &Word,
+        quoted: bool,
+        f: &mut Fields,
+        split: bool,
+    ) -> Result<(), Flow> {
+        if quoted || !split {
+            return self.expand_into(word, f, split);
+        }
+        let ifs = self.var("IFS").unwrap_or(" \t\n").to_string();
+        for part in word {
+            match part {
+                Part::Lit(s, false) => f.push_split(s, &ifs),
+                other => self.expand_into(&vec![other.clone()], f, split)?,
+            }
+        }
+        Ok(())
+    }
+
     fn put(&self, f: &mut Fields, v: &str, quoted: bool, split: bool) {
         if quoted {
             f.push_quoted(v);
@@ -1288,7 +1368,7 @@ impl Shell {
         match op.trim_start_matches(':') {
             "-" => {
                 if unset_or_null {
-                    self.expand_into(word, f, split)?;
+                    self.expand_op_word(word, quoted, f, split)?;
                 } else {
                     self.put_value(name, value, quoted, f, split);
                 }
@@ -1323,7 +1403,7 @@ impl Shell {
             }
             "+" => {
                 if !unset_or_null {
-                    self.expand_into(word, f, split)?;
+                    self.expand_op_word(word, quoted, f, split)?;
                 }
             }
             op => {

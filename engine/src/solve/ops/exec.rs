@@ -291,6 +291,7 @@ impl Solver<'_> {
             overrides: Default::default(),
             modes: sandbox::mode_exceptions(&snap.manifest),
             deadline: std::time::Instant::now() + self.opts.step_timeout,
+            timed_out: Default::default(),
         });
         let out = sandbox::run(&spec, &module, ctx.clone(), &mut |line: &str| {
             self.emit(Event::Log {
