@@ -269,31 +269,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:71e3a7c1122bdd7cfc9ca09f3782afbeefc0f8ceb284dbef9f5ad77d56af7b73",
+        "sha256:3224e6afe95d83cb2666686b6deae4e6782b10e2adece8614152325cb3348040",
     ),
     (
         "dockerignore",
-        "sha256:a2f0f68a508fa46fd446a8a119a598585575cbba1d30c944ff718ce528459e0c",
+        "sha256:ab2fea725cf4f250a6e37db589307673676cac1df30dd24fa0ae814a9afafb9d",
     ),
     (
         "bind-mount",
-        "sha256:40975e01606ddbd471755bd52ddea927670eeecd4f7fc60592f9eba8270effbc",
+        "sha256:c7cba7e4aed29539d547ea8808299af67827db3880430ecfc894f1bde044463c",
     ),
     (
         "cache-mount",
-        "sha256:f9f2f94f4b2c9aed6637b354347d876230e9c5d63e7180b743c456e514c5fdce",
+        "sha256:d260ba771314f45443751369854195cc66dce55c714a33172968e224f6593c8a",
     ),
     (
         "secret",
-        "sha256:a7677670bfe9f08c34703e8046fc594131a95b2c0fff1bc47667af327e8c7629",
+        "sha256:9ec2a0b602774b3287e768b5cffbb2980ef39a6c314ab7204eea4bd2e2b2d2ef",
     ),
     (
         "multi-stage",
-        "sha256:b19fea11ee4b90249c7a5750f58da22910a77c24864e1b81a2bb04bdaf663edf",
+        "sha256:1daeb72295983cc218fbcd74c86add1fac905c7e257bf785edcad00dcc35973e",
     ),
     (
         "heredocs",
-        "sha256:a103bc714abc4a072bcb8b210037c2f8aaca4d3d582f9fd0efc5a98fc0f31c63",
+        "sha256:9605b8db60139b37f3c090939d4951fd47e51e13ccf7ee46d6ff4647c99068eb",
     ),
     (
         "hello",

@@ -646,3 +646,46 @@ RUN v=kept; f() { echo "$1:$v"; }; f arg | tr a-z A-Z > /state.txt
     assert!(err.contains("timed out after 2s"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
+
+#[test]
+fn dev_comes_from_the_host_seeded_and_never_in_a_layer() {
+    // Issue 10 item 9: /dev/null, zero, full, random, urandom, stdin,
+    // stdout, stderr and fd/N for any program, not only wbox's applets.
+    let Some(c) = Ctx::new(
+        r#"FROM wbuild/base
+COPY probe.wasm /bin/probe
+RUN head -c 1000000 /dev/zero | wc -c > /zero.txt && head -c 64 /dev/urandom | sha256sum > /urandom.txt
+RUN probe --read /dev/null > /null.txt; probe --write /dev/full=x 2> /full.txt; echo "status=$?" >> /full.txt
+RUN echo through | probe --stream 2>/dev/null > /dev/fd/1; ls /dev > /listing.txt
+"#,
+    ) else {
+        return;
+    };
+    let (o, _) = c.build(&["-o", "type=local,dest=out"]).pair();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let read = |p: &str| fs::read_to_string(c.path("out").join(p)).unwrap();
+    assert_eq!(read("zero.txt"), "1000000\n");
+    assert!(
+        read("full.txt").contains("No space left on device"),
+        "{}",
+        read("full.txt")
+    );
+    assert!(read("full.txt").ends_with("status=2\n"));
+    assert!(
+        err.contains(" through"),
+        "/dev/fd/1 is the step's output: {err}"
+    );
+    assert_eq!(
+        read("listing.txt"),
+        "fd\nfull\nnull\nrandom\nstderr\nstdin\nstdout\nurandom\nzero\n"
+    );
+    assert!(!c.path("out/dev").exists(), "/dev is never in a layer");
+    // Seeded: the same step reads the same bytes in a build without cache.
+    let first = read("urandom.txt");
+    c.build(&["--no-cache", "-o", "type=local,dest=out2"])
+        .pair();
+    assert_eq!(
+        fs::read_to_string(c.path("out2/urandom.txt")).unwrap(),
+        first
+    );
+}

@@ -14,6 +14,7 @@
 //! come through exactly and argv/env have no size limit (the component
 //! adapter collapses exit codes and caps argv+env near 50 KB).
 
+mod devices;
 mod engine;
 mod process;
 mod resolve;
@@ -158,6 +159,8 @@ struct State {
     /// This program, compiled: each stage of a pipeline it starts is
     /// another instance of it.
     module: Module,
+    /// `/dev`: the virtual descriptors open and the seeded random stream.
+    devices: devices::Devices,
 }
 
 struct FixedClock(Duration);
@@ -433,6 +436,7 @@ fn run_in_store(
             stdio,
             captured: Default::default(),
             module: module.clone(),
+            devices: devices::Devices::new(root_preopen(spec), &spec.seed),
         },
     );
     store.limiter(|s| &mut s.limits);
@@ -455,6 +459,7 @@ fn run_in_store(
         .map_err(setup)?;
     linker.allow_shadowing(false);
     add_process_to_linker(&mut linker, spec).map_err(setup)?;
+    devices::add_to_linker(&mut linker).map_err(setup)?;
     let instance = linker
         .instantiate(&mut store, module)
         .map_err(|e| SandboxError::Trap {
@@ -482,6 +487,15 @@ fn run_in_store(
         stdout: Vec::new(),
         stderr: Vec::new(),
     })
+}
+
+/// The rootfs preopen's descriptor (preview 1 numbers preopens from 3 in
+/// the order they are given) and its host directory.
+fn root_preopen(spec: &RunSpec) -> Option<(u32, PathBuf)> {
+    spec.preopens
+        .iter()
+        .position(|p| p.guest == "/")
+        .map(|i| (3 + i as u32, spec.preopens[i].host.clone()))
 }
 
 /// Epoch ticks until the step's deadline (shared by everything it spawns),

@@ -722,6 +722,7 @@ mod tests {
                 },
                 captured: Default::default(),
                 module: wasmtime::Module::new(engine, b"\0asm\x01\0\0\0").unwrap(),
+                devices: Default::default(),
             },
         );
         let core = |t: &WasmType| match t {

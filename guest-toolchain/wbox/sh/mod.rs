@@ -1520,8 +1520,14 @@ impl Shell {
                 if nl && !stop {
                     s.push('\n');
                 }
-                self.out(&s);
-                Ok(0)
+                let mut o = self.fd(1);
+                match o.write_all(s.as_bytes()).and_then(|_| o.flush()) {
+                    Ok(()) => Ok(0),
+                    Err(_) => {
+                        self.errmsg("echo: echo: I/O error");
+                        Ok(1)
+                    }
+                }
             }
             "test" | "[" | "printf" | "kill" => Ok(self.applet(name, argv)),
             "cd" => self.cd(&args),
