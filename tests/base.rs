@@ -178,6 +178,7 @@ fn a_looping_shell_step_times_out() {
         root: Some(s.path().to_path_buf()),
         step_timeout: std::time::Duration::from_secs(1),
         step_memory: 1 << 30,
+        step_disk: 10 << 30,
         jobs: 1,
     };
     match wbuild::build::run(&req) {

@@ -269,31 +269,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:3224e6afe95d83cb2666686b6deae4e6782b10e2adece8614152325cb3348040",
+        "sha256:54181849e196533594d6abeed61cce5ad4e085a51aa5683d40f589d64cd1f586",
     ),
     (
         "dockerignore",
-        "sha256:ab2fea725cf4f250a6e37db589307673676cac1df30dd24fa0ae814a9afafb9d",
+        "sha256:6b9afb5490c1ba7aa4bdfa424047f4a25b356bf0c80beef757080f37304f395c",
     ),
     (
         "bind-mount",
-        "sha256:c7cba7e4aed29539d547ea8808299af67827db3880430ecfc894f1bde044463c",
+        "sha256:606ffed3441c3cfe3effd9bcddb513c492f67b47698e2d0f5cc187657451b69d",
     ),
     (
         "cache-mount",
-        "sha256:d260ba771314f45443751369854195cc66dce55c714a33172968e224f6593c8a",
+        "sha256:b1bd0c7803c56f4180875a9e2836f1fe5b6f7c0a0cebf6627269f745cb39d55e",
     ),
     (
         "secret",
-        "sha256:9ec2a0b602774b3287e768b5cffbb2980ef39a6c314ab7204eea4bd2e2b2d2ef",
+        "sha256:12d1e76e0feffe1297448f5174a6e829bd0b63fead73059f84c50ea694ef5ca5",
     ),
     (
         "multi-stage",
-        "sha256:1daeb72295983cc218fbcd74c86add1fac905c7e257bf785edcad00dcc35973e",
+        "sha256:f5c5738bd7dffd4b12fa4cb9992ab32888e007689825aef453fb7a307a1f1c18",
     ),
     (
         "heredocs",
-        "sha256:9605b8db60139b37f3c090939d4951fd47e51e13ccf7ee46d6ff4647c99068eb",
+        "sha256:0f163c93376230b68c86abaf79d31a2883d18ffd9231e2bce8e8c8831356a472",
     ),
     (
         "hello",

@@ -689,3 +689,41 @@ RUN echo through | probe --stream 2>/dev/null > /dev/fd/1; ls /dev > /listing.tx
         first
     );
 }
+
+#[test]
+fn step_disk_caps_what_a_step_writes() {
+    // Issue 10 item 14: `RUN yes > /big` wrote 3.7 GB in 20 s. With
+    // --step-disk the write past the limit fails (ENOSPC) and the step
+    // fails with its Dockerfile line, even when the program carries on.
+    let Some(c) =
+        Ctx::new("FROM wbuild/base\nCOPY probe.wasm /bin/probe\nRUN yes > /big; echo \"yes=$?\"\n")
+    else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let err = c.fails(&["--step-disk", "20MB"]);
+    assert!(
+        err.contains("Dockerfile:3") && err.contains("wrote more than 20MB to files (--step-disk)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("No space left on device") && err.contains("yes=1"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    // Spawned programs and pipeline stages share the budget.
+    fs::write(
+        c.path("Dockerfile"),
+        "FROM wbuild/base\nCOPY probe.wasm /bin/probe\nRUN head -c 15000000 /dev/zero | probe --stream > /a 2>/dev/null; head -c 15000000 /dev/zero > /b\n",
+    )
+    .unwrap();
+    let err = c.fails(&["--step-disk", "20MB"]);
+    assert!(err.contains("(--step-disk)"), "{err}");
+    // Under the limit nothing changes; a bad value is refused.
+    c.build(&["--step-disk", "40MB"]).pair();
+    let err = c.fails(&["--step-disk", "1KB"]);
+    assert!(
+        err.contains("--step-disk") && err.contains("at least 1MB"),
+        "{err}"
+    );
+}

@@ -229,6 +229,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         level,
         step_timeout: req.step_timeout,
         step_memory: req.step_memory,
+        step_disk: req.step_disk,
         secrets: load_secrets(req)?,
         jobs: req.jobs,
     };

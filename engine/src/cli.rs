@@ -252,6 +252,9 @@ pub struct BuildArgs {
     /// Most memory a RUN step's program may use (e.g. 512MB, 2GB; at most 4GB).
     #[arg(long, value_name = "SIZE", default_value = "2GB")]
     pub step_memory: String,
+    /// Most a RUN step may write to files, with all it starts (e.g. 500MB, 10GB).
+    #[arg(long, value_name = "SIZE", default_value = "10GB")]
+    pub step_disk: String,
     /// How many stages may build at once (default: the number of cores).
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
@@ -646,6 +649,17 @@ impl BuildArgs {
                 "must be from 1MB to 4GB (wasm32 memories are at most 4 GiB)",
             ));
         }
+        let step_disk = parse_size(&self.step_disk).map_err(|e| FlagError {
+            flag: "--step-disk",
+            ..e
+        })?;
+        if step_disk < (1 << 20) {
+            return Err(flag_err(
+                "--step-disk",
+                &self.step_disk,
+                "must be at least 1MB",
+            ));
+        }
         let jobs = match self.jobs {
             Some(0) => return Err(flag_err("--jobs", "0", "must be at least 1")),
             Some(n) => n,
@@ -655,6 +669,7 @@ impl BuildArgs {
             jobs,
             step_timeout,
             step_memory,
+            step_disk,
             context,
             dockerfile,
             tags: self.tags,

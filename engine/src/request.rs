@@ -107,6 +107,8 @@ pub struct BuildRequest {
     pub root: Option<PathBuf>,
     pub step_timeout: std::time::Duration,
     pub step_memory: u64,
+    /// Most bytes a RUN step may write to files (`--step-disk`).
+    pub step_disk: u64,
     /// How many stages may build at once (`--jobs`).
     pub jobs: usize,
 }

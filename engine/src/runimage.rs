@@ -202,6 +202,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         modes: sandbox::mode_exceptions(&snap.manifest),
         deadline: std::time::Instant::now() + req.timeout,
         timed_out: Default::default(),
+        disk: sandbox::DiskBudget::unlimited(),
     });
     let out = sandbox::run(&spec, &module, ctx, &mut |_| {})?;
     Ok(out.exit_code)

@@ -242,6 +242,21 @@ fn dev_write(caller: &mut Caller<'_, State>, dev: Dev, iovs: i32, n: i32, out: i
     }
 }
 
+/// Charges a write to a file (any descriptor past stdio) to the step's
+/// disk budget: false when it would pass `--step-disk`.
+fn charge(c: &mut Caller<'_, State>, fd: i32, iovs: i32, n: i32) -> bool {
+    if (0..3).contains(&fd) || c.data().spawn.disk.limit == u64::MAX {
+        return true;
+    }
+    let Some(mem) = memory(c) else {
+        return true;
+    };
+    let total: u64 = iovecs(mem.data(&*c), iovs, n)
+        .map(|v| v.iter().map(|(_, l)| *l as u64).sum())
+        .unwrap_or(0);
+    c.data().spawn.disk.charge(total)
+}
+
 /// A `filestat` (64 bytes) for a device or a virtual directory.
 fn filestat(dev: Dev) -> [u8; 64] {
     let mut s = [0u8; 64];
@@ -448,6 +463,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
               out: i32|
               -> wasmtime::Result<i32> {
             match c.data().devices.get(fd) {
+                None if !charge(&mut c, fd, iovs, n) => Ok(ENOSPC),
                 None => wasi!(c, fd_write(fd, iovs, n, out)),
                 Some(Dev::Alias(a)) => wasi!(c, fd_write(a as i32, iovs, n, out)),
                 Some(Dev::Dir(_)) => Ok(EBADF),
@@ -466,6 +482,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
               out: i32|
               -> wasmtime::Result<i32> {
             match c.data().devices.get(fd) {
+                None if !charge(&mut c, fd, iovs, n) => Ok(ENOSPC),
                 None => wasi!(c, fd_pwrite(fd, iovs, n, off, out)),
                 Some(Dev::Alias(a)) => wasi!(c, fd_pwrite(a as i32, iovs, n, off, out)),
                 Some(Dev::Dir(_)) => Ok(EBADF),

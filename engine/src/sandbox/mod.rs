@@ -36,7 +36,7 @@ use wasmtime_wasi::{
 use engine::TICK;
 pub use engine::{engine, is_component, load_module, load_program, Program};
 use process::add_process_to_linker;
-pub use process::{mode_exceptions, SpawnContext, PROCESS_MODULE};
+pub use process::{mode_exceptions, DiskBudget, SpawnContext, PROCESS_MODULE};
 pub use resolve::{find_program, resolve_program};
 use stdio::{pipe_file, Capture, Sink, Source, StageOut, Stdio};
 
@@ -64,6 +64,14 @@ pub enum SandboxError {
     OutOfMemory {
         program: String,
         limit_mib: u64,
+        flag: &'static str,
+    },
+    #[error(
+        "{program}: wrote more than {limit} to files ({flag}); write less, or raise the limit"
+    )]
+    DiskFull {
+        program: String,
+        limit: String,
         flag: &'static str,
     },
     #[error("{program}: crashed: {message}")]
@@ -96,6 +104,7 @@ pub struct Preopen {
 pub struct LimitFlags {
     pub timeout: &'static str,
     pub memory: &'static str,
+    pub disk: &'static str,
 }
 
 impl LimitFlags {
@@ -103,11 +112,13 @@ impl LimitFlags {
     pub const STEP: LimitFlags = LimitFlags {
         timeout: "--step-timeout",
         memory: "--step-memory",
+        disk: "--step-disk",
     };
     /// `wbuild run`'s.
     pub const RUN: LimitFlags = LimitFlags {
         timeout: "--timeout",
         memory: "--memory",
+        disk: "--step-disk",
     };
 }
 
@@ -206,7 +217,26 @@ pub fn run(
             flag: spec.limit_flags.timeout,
         });
     }
+    // A write was refused for the disk limit: whatever the program did
+    // with the error, the step did not do what it was asked.
+    if shared.disk.exceeded.load(Ordering::Relaxed) {
+        return Err(SandboxError::DiskFull {
+            program: spec.program_name.clone(),
+            limit: human_size(shared.disk.limit),
+            flag: spec.limit_flags.disk,
+        });
+    }
     result
+}
+
+/// A size as the flags take it: `10GB`, `500MB`, `64KB` or bytes.
+fn human_size(n: u64) -> String {
+    for (unit, size) in [("GB", 1u64 << 30), ("MB", 1 << 20), ("KB", 1 << 10)] {
+        if n >= size && n.is_multiple_of(size) {
+            return format!("{}{unit}", n / size);
+        }
+    }
+    format!("{n} bytes")
 }
 
 fn run_with_output(

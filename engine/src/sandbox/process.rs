@@ -42,6 +42,44 @@ pub struct SpawnContext {
     pub deadline: std::time::Instant,
     /// Set when any program of the step ran into the deadline.
     pub timed_out: std::sync::atomic::AtomicBool,
+    /// What the step and everything it starts may write to files.
+    pub disk: DiskBudget,
+}
+
+/// Bytes written to files by a step and all it starts, against its limit.
+#[derive(Debug)]
+pub struct DiskBudget {
+    pub limit: u64,
+    pub used: std::sync::atomic::AtomicU64,
+    /// A write was refused (ENOSPC) because it would pass the limit.
+    pub exceeded: std::sync::atomic::AtomicBool,
+}
+
+impl DiskBudget {
+    pub fn new(limit: u64) -> DiskBudget {
+        DiskBudget {
+            limit,
+            used: Default::default(),
+            exceeded: Default::default(),
+        }
+    }
+
+    pub fn unlimited() -> DiskBudget {
+        DiskBudget::new(u64::MAX)
+    }
+
+    /// Takes `n` bytes from the budget; false (and remembered) when they
+    /// would pass the limit.
+    pub fn charge(&self, n: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        let before = self.used.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > self.limit {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+            self.exceeded.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
 }
 
 /// How deep `spawn` may nest.
@@ -707,6 +745,7 @@ mod tests {
             modes: Default::default(),
             deadline: std::time::Instant::now(),
             timed_out: Default::default(),
+            disk: DiskBudget::unlimited(),
         });
         let mut store = Store::new(
             engine,

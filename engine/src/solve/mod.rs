@@ -163,6 +163,8 @@ pub struct BuildOptions {
     pub step_timeout: std::time::Duration,
     /// Most memory a RUN step's program may use, in bytes.
     pub step_memory: u64,
+    /// Most bytes a RUN step (with all it starts) may write to files.
+    pub step_disk: u64,
     /// `--secret` values by id (never part of a key, a record or a layer).
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// How many stages may build at once.

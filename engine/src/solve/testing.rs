@@ -58,6 +58,7 @@ impl Fixture {
             level: 6,
             step_timeout: std::time::Duration::from_secs(60),
             step_memory: 1 << 30,
+            step_disk: 1 << 30,
             secrets: BTreeMap::new(),
             jobs: 1,
         };

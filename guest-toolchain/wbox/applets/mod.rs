@@ -166,8 +166,9 @@ fn yes(rest: &[&str], io: &mut Io) -> i32 {
     let chunk = line.repeat((8192 / line.len()).max(1));
     let mut written = 0;
     while written < limit {
-        if io.o.write_all(chunk.as_bytes()).is_err() {
-            return 0;
+        if let Err(e) = io.o.write_all(chunk.as_bytes()) {
+            io.err("yes", &format!("standard output: {}", crate::lib::io::io_msg(&e)));
+            return 1;
         }
         written += chunk.len();
     }

@@ -292,6 +292,7 @@ impl Solver<'_> {
             modes: sandbox::mode_exceptions(&snap.manifest),
             deadline: std::time::Instant::now() + self.opts.step_timeout,
             timed_out: Default::default(),
+            disk: sandbox::DiskBudget::new(self.opts.step_disk),
         });
         let out = sandbox::run(&spec, &module, ctx.clone(), &mut |line: &str| {
             self.emit(Event::Log {
