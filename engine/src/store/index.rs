@@ -45,8 +45,23 @@ pub(super) fn open(root: &Path) -> Result<Connection> {
     };
     let mut conn = Connection::open(&db_path).map_err(ix)?;
     conn.busy_timeout(Duration::from_secs(60)).map_err(ix)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(ix)?;
+    // Switching a new store to WAL needs the database to itself, and SQLite
+    // answers "database is locked" at once (no busy handler) while another
+    // wbuild opening the same new store holds it: wait for it as the busy
+    // timeout would.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Ok(()) => break,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(ix(e)),
+        }
+    }
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(ix)?;
     // One writer migrates; the others wait on the lock, then see it done.
