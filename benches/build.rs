@@ -501,9 +501,10 @@ fn main() {
     let mut best = Duration::MAX;
     for _ in 0..3 {
         let t0 = Instant::now();
-        let c = Context::scan(ctx.path(), &Matcher::default(), None).unwrap();
+        let mut c = Context::scan(ctx.path(), &Matcher::default(), None).unwrap();
+        c.hash_all(None).unwrap();
         best = best.min(t0.elapsed());
-        assert_eq!(c.hashed_files, FILES + 1);
+        assert_eq!(c.digests.hashed().0, FILES + 1);
     }
     println!(
         "context scan + hash (cold, parallel): {:.1} ms = {:.0} MB/s",
@@ -512,14 +513,26 @@ fn main() {
     );
     let s = tempfile::tempdir().unwrap();
     let st = Store::open(s.path()).unwrap();
-    Context::scan(ctx.path(), &Matcher::default(), Some(&st)).unwrap();
+    let mut c = Context::scan(ctx.path(), &Matcher::default(), Some(&st)).unwrap();
+    c.hash_all(Some(&st)).unwrap();
     let t0 = Instant::now();
-    let c = Context::scan(ctx.path(), &Matcher::default(), Some(&st)).unwrap();
+    let mut c = Context::scan(ctx.path(), &Matcher::default(), Some(&st)).unwrap();
+    c.hash_all(Some(&st)).unwrap();
     println!(
         "context scan with a warm stat cache: {:.1} ms ({} files hashed)",
         t0.elapsed().as_secs_f64() * 1e3,
-        c.hashed_files
+        c.digests.hashed().0
     );
+    // A big file nothing reads costs a stat, not a read.
+    fs::write(ctx.path().join("unread.bin"), vec![7u8; 200 << 20]).unwrap();
+    let t0 = Instant::now();
+    let c = Context::scan(ctx.path(), &Matcher::default(), Some(&st)).unwrap();
+    println!(
+        "context scan beside a 200 MB file no step reads: {:.1} ms ({} bytes hashed)",
+        t0.elapsed().as_secs_f64() * 1e3,
+        c.digests.hashed().1
+    );
+    fs::remove_file(ctx.path().join("unread.bin")).unwrap();
 
     let args = ["build", "--progress", "quiet", "."];
     let (cold, rss) = wbuild(ctx.path(), store.path(), &args);
@@ -548,7 +561,8 @@ fn main() {
     );
 
     // Compression: the layer of the whole context.
-    let c = Context::scan(ctx.path(), &Matcher::default(), None).unwrap();
+    let mut c = Context::scan(ctx.path(), &Matcher::default(), None).unwrap();
+    c.hash_all(None).unwrap();
     let entries: Vec<LayerEntry> = c
         .entries
         .iter()

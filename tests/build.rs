@@ -761,3 +761,35 @@ fn kept_images_can_be_removed_and_untagged_ones_are_pruned() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no such image: app:dev"));
     assert!(ok(c.run(&["du"])).contains("Images: 0 holding 0B"));
 }
+
+#[test]
+fn only_the_files_a_step_reads_are_hashed() {
+    // Issue 10 item 15: a 10 GB sparse file that .dockerignore does not
+    // exclude but no step reads was hashed anyway (38 s). Files are hashed
+    // when a COPY, ADD or bind mount first reads them.
+    let c = Ctx::new(&[
+        ("Dockerfile", "FROM scratch\nCOPY small.txt /\n"),
+        ("small.txt", "small"),
+    ]);
+    fs::File::create(c.path("huge.bin"))
+        .unwrap()
+        .set_len(10 << 30)
+        .unwrap();
+    let (_, meta) = c.build(&[]).pair();
+    assert_eq!(meta["wbuild.context"]["hashed_files"], 1, "{meta}");
+    assert_eq!(meta["wbuild.context"]["hashed_bytes"], 5, "{meta}");
+    assert_eq!(meta["wbuild.context"]["files"], 3, "{meta}");
+    // What a step reads still counts in its key.
+    fs::write(c.path("small.txt"), "SMALL").unwrap();
+    let built = c.build(&[]);
+    assert!(!built.steps[1].cached, "{:?}", built.steps);
+    // Changing the unread file changes nothing.
+    fs::File::options()
+        .write(true)
+        .open(c.path("huge.bin"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let built = c.build(&[]);
+    assert!(built.steps[1].cached, "{:?}", built.steps);
+}

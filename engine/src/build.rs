@@ -298,7 +298,15 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         }
     }
     if let Some(path) = &req.metadata_file {
-        let meta = metadata_json(&image, &outcome.steps, &req.tags);
+        let mut meta = metadata_json(&image, &outcome.steps, &req.tags);
+        // What the context cost: files hashed because a step read them
+        // (the others came from the stat cache or were never read).
+        let (files, bytes) = ctx.digests.hashed();
+        meta["wbuild.context"] = serde_json::json!({
+            "files": ctx.entries.len(),
+            "hashed_files": files,
+            "hashed_bytes": bytes,
+        });
         let text = serde_json::to_string_pretty(&meta).expect("metadata serializes");
         export::write_atomic(path, text.as_bytes()).map_err(|error| Error::WriteFile {
             flag: "--metadata-file",

@@ -792,13 +792,16 @@ mod tests {
         r.progress = "auto".into();
         r.step_timeout = "1h".into();
         r.step_memory = "2GB".into();
+        r.step_disk = "10GB".into();
         let req = r.into_request().unwrap();
         assert_eq!(req.context, PathBuf::from("."));
+        assert_eq!(req.step_disk, 10 << 30);
         assert_eq!(req.dockerfile, PathBuf::from("./Dockerfile"));
         let bad = BuildArgs {
             progress: "fancy".into(),
             step_timeout: "1h".into(),
             step_memory: "2GB".into(),
+            step_disk: "10GB".into(),
             ..Default::default()
         };
         assert_eq!(bad.into_request().unwrap_err().flag, "--progress");

@@ -1,6 +1,7 @@
-//! The build context: walking it with the ignore rules, hashing every file
-//! once (in parallel, with a stat cache so that a no-op rebuild hashes
-//! nothing), and selecting the files a COPY or ADD names.
+//! The build context: walking it with the ignore rules, and hashing the
+//! files a step reads, when it first reads them (in parallel, once per
+//! build, with a stat cache so that a no-op rebuild hashes nothing). A file
+//! no COPY, ADD or bind mount reads is never hashed.
 //!
 //! Symlinks are recorded as symlinks and never followed.
 
@@ -53,16 +54,96 @@ pub struct Entry {
     pub stat: FileStat,
 }
 
-/// A scanned context: every path that is not ignored, with metadata and
-/// content digests.
+/// A scanned context: every path that is not ignored, with its metadata.
+/// A file's digest is there when the stat cache knew it; the others are
+/// hashed by [`Digests`] when a step reads them.
 #[derive(Debug)]
 pub struct Context {
     pub root: PathBuf,
     /// Context-relative `/`-separated paths.
     pub entries: BTreeMap<String, Entry>,
-    /// How many files were hashed (the rest came from the stat cache).
-    pub hashed_files: usize,
-    pub hashed_bytes: u64,
+    /// The digests of files the stat cache did not know, made on demand.
+    pub digests: std::sync::Arc<Digests>,
+}
+
+/// The files of a context whose digest is not known yet, hashed when a
+/// step first asks for them; what it hashes goes into the store's stat
+/// cache.
+#[derive(Debug, Default)]
+pub struct Digests {
+    root: PathBuf,
+    key_prefix: String,
+    /// The stat of each file to hash, when the scan saw it.
+    pending: BTreeMap<String, FileStat>,
+    done: Mutex<BTreeMap<String, Digest>>,
+    hashed_files: AtomicUsize,
+    hashed_bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Digests {
+    /// How many files were hashed so far (the rest came from the stat
+    /// cache or were never read), and how many bytes.
+    pub fn hashed(&self) -> (usize, u64) {
+        (
+            self.hashed_files.load(Ordering::Relaxed),
+            self.hashed_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Fills in the digest of every file of `items` (context-relative
+    /// paths) that has none, hashing in parallel those not hashed yet, and
+    /// records them in `store`'s stat cache.
+    pub fn complete(
+        &self,
+        store: Option<&Store>,
+        items: &mut [(String, Meta)],
+    ) -> Result<(), ContextError> {
+        let missing = |m: &Meta| m.kind == Kind::File && m.digest.is_none();
+        let mut todo: Vec<String> = {
+            let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+            items
+                .iter()
+                .filter(|(p, m)| missing(m) && !done.contains_key(p))
+                .map(|(p, _)| p.clone())
+                .collect()
+        };
+        todo.sort();
+        todo.dedup();
+        if !todo.is_empty() {
+            let results = hash_files(&self.root, &todo)?;
+            let now_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(0);
+            let mut fresh = Vec::new();
+            let mut bytes = 0;
+            for (path, digest) in todo.iter().zip(&results) {
+                if let Some(stat) = self.pending.get(path) {
+                    bytes += stat.size;
+                    // A file changed within the last two seconds may change
+                    // again without its mtime moving: do not trust its stat
+                    // next time.
+                    if now_ns - stat.mtime_ns > 2_000_000_000 {
+                        fresh.push((format!("{}{path}", self.key_prefix), *stat, digest.clone()));
+                    }
+                }
+            }
+            self.hashed_files.fetch_add(todo.len(), Ordering::Relaxed);
+            self.hashed_bytes.fetch_add(bytes, Ordering::Relaxed);
+            if let Some(s) = store {
+                StatCache { store: s }.record(&fresh)?;
+            }
+            let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+            done.extend(todo.into_iter().zip(results));
+        }
+        let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        for (p, m) in items.iter_mut() {
+            if missing(m) {
+                m.digest = done.get(p.as_str()).cloned();
+            }
+        }
+        Ok(())
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
@@ -94,41 +175,45 @@ impl Context {
             Some(s) => StatCache { store: s }.snapshot(&key_prefix)?,
             None => Default::default(),
         };
-        let mut todo: Vec<String> = Vec::new();
+        let mut pending = BTreeMap::new();
         for (path, e) in entries.iter_mut() {
             if e.meta.kind != Kind::File {
                 continue;
             }
             match cached.get(&format!("{key_prefix}{path}")) {
                 Some((stat, digest)) if *stat == e.stat => e.meta.digest = Some(digest.clone()),
-                _ => todo.push(path.clone()),
+                _ => {
+                    pending.insert(path.clone(), e.stat);
+                }
             }
-        }
-        let hashed_bytes: u64 = todo.iter().map(|p| entries[p].stat.size).sum();
-        let results = hash_files(&root, &todo)?;
-        let now_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
-        let mut fresh = Vec::new();
-        for (path, digest) in todo.iter().zip(results) {
-            let e = entries.get_mut(path).expect("listed");
-            // A file changed within the last two seconds may change again
-            // without its mtime moving: do not trust its stat next time.
-            if now_ns - e.stat.mtime_ns > 2_000_000_000 {
-                fresh.push((format!("{key_prefix}{path}"), e.stat, digest.clone()));
-            }
-            e.meta.digest = Some(digest);
-        }
-        if let Some(s) = store {
-            StatCache { store: s }.record(&fresh)?;
         }
         Ok(Context {
+            digests: std::sync::Arc::new(Digests {
+                root: root.clone(),
+                key_prefix,
+                pending,
+                ..Default::default()
+            }),
             root,
             entries,
-            hashed_files: todo.len(),
-            hashed_bytes,
         })
+    }
+
+    /// Hashes every file the scan left without a digest (for tools and
+    /// benchmarks; a build hashes only what its steps read).
+    pub fn hash_all(&mut self, store: Option<&Store>) -> Result<(), ContextError> {
+        let mut items: Vec<(String, Meta)> = self
+            .entries
+            .iter()
+            .map(|(p, e)| (p.clone(), e.meta.clone()))
+            .collect();
+        self.digests.complete(store, &mut items)?;
+        for (p, m) in items {
+            if let Some(e) = self.entries.get_mut(&p) {
+                e.meta = m;
+            }
+        }
+        Ok(())
     }
 
     /// The host path of a context path.
@@ -288,17 +373,19 @@ mod tests {
         #[cfg(unix)]
         std::os::unix::fs::symlink("../outside", d.path().join("src/link")).unwrap();
         let m = Matcher::new(&["build", "*.md", "docs"]).unwrap();
-        let c = Context::scan(d.path(), &m, None).unwrap();
+        let mut c = Context::scan(d.path(), &m, None).unwrap();
         let keys: Vec<&str> = c.entries.keys().map(String::as_str).collect();
         #[cfg(unix)]
         assert_eq!(keys, vec!["a.txt", "src", "src/link", "src/main.c"]);
+        assert_eq!(c.entries["a.txt"].meta.digest, None, "hashed on demand");
+        c.hash_all(None).unwrap();
         assert_eq!(c.entries["a.txt"].meta.digest, Some(Digest::of(b"a")));
         #[cfg(unix)]
         assert_eq!(
             c.entries["src/link"].meta.link.as_deref(),
             Some("../outside")
         );
-        assert_eq!(c.hashed_files, 2);
+        assert_eq!(c.digests.hashed().0, 2);
     }
 
     #[test]
@@ -325,21 +412,16 @@ mod tests {
         let s = tempfile::tempdir().unwrap();
         let store = Store::open(s.path()).unwrap();
         let m = Matcher::default();
-        assert_eq!(
-            Context::scan(d.path(), &m, Some(&store))
-                .unwrap()
-                .hashed_files,
-            2
-        );
-        assert_eq!(
-            Context::scan(d.path(), &m, Some(&store))
-                .unwrap()
-                .hashed_files,
-            0
-        );
+        let hashed = |store: &Store| {
+            let mut c = Context::scan(d.path(), &m, Some(store)).unwrap();
+            c.hash_all(Some(store)).unwrap();
+            (c.digests.hashed().0, c)
+        };
+        assert_eq!(hashed(&store).0, 2);
+        assert_eq!(hashed(&store).0, 0);
         fs::write(d.path().join("a"), "changed").unwrap();
-        let c = Context::scan(d.path(), &m, Some(&store)).unwrap();
-        assert_eq!(c.hashed_files, 1);
+        let (n, c) = hashed(&store);
+        assert_eq!(n, 1);
         assert_eq!(c.entries["a"].meta.digest, Some(Digest::of(b"changed")));
     }
 

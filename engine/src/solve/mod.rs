@@ -210,7 +210,25 @@ struct SourceTree {
     entries: BTreeMap<String, Meta>,
     /// Keep owners (stage sources) or reset them to 0:0 (the context).
     keep_owner: bool,
+    /// The context's digests, made when a step first reads a file (None
+    /// for a stage's rootfs, whose digests come with its layers).
+    digests: Option<Arc<crate::context::Digests>>,
     _tmp: Option<tempfile::TempDir>,
+}
+
+impl Solver<'_> {
+    /// Gives every file of `items` (paths relative to `tree`'s root) its
+    /// digest: the context hashes what a step reads when it first reads it.
+    fn complete_digests(
+        &self,
+        tree: &SourceTree,
+        items: &mut [(String, Meta)],
+    ) -> Result<(), crate::context::ContextError> {
+        match &tree.digests {
+            Some(d) => d.complete(Some(self.store), items),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A built stage's rootfs on disk, materialized once however many stages
@@ -271,6 +289,7 @@ impl<'a> Solver<'a> {
                     .map(|(k, e)| (k.clone(), e.meta.clone()))
                     .collect(),
                 keep_owner: false,
+                digests: Some(context.digests.clone()),
                 _tmp: None,
             }),
         }
@@ -388,6 +407,7 @@ impl<'a> Solver<'a> {
             root: tmp.path().to_path_buf(),
             entries: m,
             keep_owner: true,
+            digests: None,
             _tmp: Some(tmp),
         });
         *slot = Some(t.clone());

@@ -158,9 +158,11 @@ impl Solver<'_> {
                         ));
                     }
                     let wildcard = has_wildcard(p);
-                    for (root_rel, meta) in
-                        select(&source, p).map_err(|e| self.step_error(step, label, e))?
-                    {
+                    let mut selected =
+                        select(&source, p).map_err(|e| self.step_error(step, label, e))?;
+                    self.complete_digests(&source, &mut selected)
+                        .map_err(|e| self.step_error(step, label, e.to_string()))?;
+                    for (root_rel, meta) in selected {
                         if unpack == Some(true) && meta.kind == Kind::File {
                             if let Some(kind) = archive_kind(&source.root.join(&root_rel)) {
                                 inputs.insert(
@@ -192,6 +194,8 @@ impl Solver<'_> {
                             );
                         }
                         items.retain(|(rel, _)| rel.is_empty() || !exclude.matches(rel));
+                        self.complete_digests(&source, &mut items)
+                            .map_err(|e| self.step_error(step, label, e.to_string()))?;
                         for (rel, m) in &items {
                             if !rel.is_empty() {
                                 inputs.insert(format!("{prefix}{rel}"), cache::file_summary(m));

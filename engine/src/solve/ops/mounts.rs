@@ -101,11 +101,17 @@ impl Solver<'_> {
         } else {
             format!("{root_rel}/")
         };
-        let items: Vec<(String, Meta)> = tree
+        let mut items: Vec<(String, Meta)> = tree
             .entries
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, v)| (k[prefix.len()..].to_string(), v.clone()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.complete_digests(&tree, &mut items)
+            .map_err(|e| self.step_error(step, label, e.to_string()))?;
+        let items = items
+            .into_iter()
+            .map(|(k, v)| (k[prefix.len()..].to_string(), v))
             .collect();
         Ok((tree, items))
     }
