@@ -19,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 use wasmtime::{Caller, Extern, Linker, Memory};
 
 use super::State;
+use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
 
 const P1: &str = "wasi_snapshot_preview1";
 
@@ -348,7 +349,9 @@ macro_rules! wasi {
         let Some(mem) = memory(&mut $c) else {
             return Err(wasmtime::format_err!("missing required memory export"));
         };
+        let fuel = wasmtime::AsContextMut::as_context_mut(&mut $c).hostcall_fuel();
         let (data, state) = mem.data_and_store_mut(&mut $c);
+        state.wasi.set_hostcall_fuel(fuel);
         let mut guest = wiggle::GuestMemory::Unshared(data);
         wasmtime_wasi::p1::wasi_snapshot_preview1::$name(&mut state.wasi, &mut guest, $($arg),*)
     }};
@@ -356,7 +359,12 @@ macro_rules! wasi {
         let Some(mem) = memory(&mut $c) else {
             return Err(wasmtime::format_err!("missing required memory export"));
         };
+        // As wasmtime's own glue does before every call: the budget that
+        // bounds what one call may copy (without it, reads fail with
+        // ENOMEM once the first budget is spent).
+        let fuel = wasmtime::AsContextMut::as_context_mut(&mut $c).hostcall_fuel();
         let (data, state) = mem.data_and_store_mut(&mut $c);
+        state.wasi.set_hostcall_fuel(fuel);
         let mut guest = wiggle::GuestMemory::Unshared(data);
         wasmtime_wasi::runtime::in_tokio(
             wasmtime_wasi::p1::wasi_snapshot_preview1::$name(
