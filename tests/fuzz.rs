@@ -1,8 +1,11 @@
 //! The fuzz targets' entry points (`wbuild::fuzz`), run on stable with a
 //! fixed seed and a bounded count: mutations of real Dockerfiles and
 //! ignore files (the examples, and BuildKit's parser test files where
-//! they are present) must never panic. `fuzz/` runs the same entry points
-//! under cargo-fuzz for open-ended, coverage-guided runs.
+//! they are present, and the corpus kept in `fuzz/corpus/`) must never
+//! panic. `fuzz/` runs the same entry points under cargo-fuzz for
+//! open-ended, coverage-guided runs; what those find goes into
+//! `fuzz/corpus/<target>/`, which cargo-fuzz reads by default and this
+//! test replays.
 
 use std::fs;
 use std::path::Path;
@@ -106,13 +109,17 @@ fn seeds() -> Vec<Vec<u8>> {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if p.is_dir() {
                     stack.push(p);
-                } else if name.contains("Dockerfile") || name == ".dockerignore" {
+                } else if name.contains("Dockerfile")
+                    || name == ".dockerignore"
+                    || d.ancestors().any(|a| a.ends_with("fuzz/corpus"))
+                {
                     out.push(fs::read(&p).unwrap());
                 }
             }
         }
     };
     add_dir(&root.join("examples"));
+    add_dir(&root.join("fuzz/corpus"));
     let corpus = root.join("../shared/corpus/buildkit/parser-testfiles");
     if corpus.is_dir() {
         add_dir(&corpus);
