@@ -167,7 +167,10 @@ fn yes(rest: &[&str], io: &mut Io) -> i32 {
     let mut written = 0;
     while written < limit {
         if let Err(e) = io.o.write_all(chunk.as_bytes()) {
-            io.err("yes", &format!("standard output: {}", crate::lib::io::io_msg(&e)));
+            io.err(
+                "yes",
+                &format!("standard output: {}", crate::lib::io::io_msg(&e)),
+            );
             return 1;
         }
         written += chunk.len();
