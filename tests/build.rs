@@ -793,3 +793,45 @@ fn only_the_files_a_step_reads_are_hashed() {
     let built = c.build(&[]);
     assert!(built.steps[1].cached, "{:?}", built.steps);
 }
+
+/// The image config a build made, read from the store.
+fn image_config(c: &Ctx, meta: &Value) -> Value {
+    let digest = meta["containerimage.config.digest"].as_str().unwrap();
+    let hex = digest.trim_start_matches("sha256:");
+    let blob = c.store.path().join("blobs/sha256").join(hex);
+    serde_json::from_slice(&fs::read(blob).unwrap()).unwrap()
+}
+
+#[test]
+fn configs_start_from_what_buildkit_gives_an_empty_image() {
+    // Issue 17 items 1, 9 and 14: `$PATH` expands to the default PATH the
+    // base's config holds, EXPOSE splits ranges, and an image with no
+    // parent has WorkingDir `/` (BuildKit's emptyImage).
+    let default = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    for base in ["scratch", "wbuild/base"] {
+        let c = Ctx::new(&[(
+            "Dockerfile",
+            &format!("FROM {base}\nENV PATH=$PATH:/opt/bin\nEXPOSE 8000-8002/udp 80\n"),
+        )]);
+        let (_, meta) = c.build(&[]).pair();
+        let config = &image_config(&c, &meta)["config"];
+        assert_eq!(
+            config["Env"],
+            serde_json::json!([format!("PATH={default}:/opt/bin")]),
+            "{base}"
+        );
+        assert_eq!(config["WorkingDir"], "/", "{base}");
+        let ports: Vec<&String> = config["ExposedPorts"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            ports,
+            ["80/tcp", "8000/udp", "8001/udp", "8002/udp"],
+            "{base}"
+        );
+    }
+    let c = Ctx::new(&[("Dockerfile", "FROM scratch\nEXPOSE 9-8\n")]);
+    let err = c.fails(&[]);
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("EXPOSE"),
+        "{err}"
+    );
+}

@@ -285,15 +285,15 @@ const PINNED: &[(&str, &str)] = &[
     ),
     (
         "secret",
-        "sha256:12d1e76e0feffe1297448f5174a6e829bd0b63fead73059f84c50ea694ef5ca5",
+        "sha256:f5c4f0f6f747c5bc7b271d06299a996d9fe0966b9884f01026ca55884b038794",
     ),
     (
         "multi-stage",
-        "sha256:f5c5738bd7dffd4b12fa4cb9992ab32888e007689825aef453fb7a307a1f1c18",
+        "sha256:b68152d6c02583adfdf356a7e5b34c32dcc41db5928e897d16ea9ca1a287c07b",
     ),
     (
         "heredocs",
-        "sha256:0f163c93376230b68c86abaf79d31a2883d18ffd9231e2bce8e8c8831356a472",
+        "sha256:384229526ab7e7b8eeb950a3cbea9af6b6170b2120861a7dce9355c45b8759b2",
     ),
     (
         "hello",

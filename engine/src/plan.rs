@@ -264,9 +264,15 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
         } else {
             Base::Image(base_text.clone())
         };
+        // What the base's config holds: scratch and wbuild/base have the
+        // default PATH (as BuildKit's empty image does), so `$PATH` in
+        // `ENV PATH=$PATH:/opt/bin` expands to it.
         let mut env: BTreeMap<String, String> = match &base {
             Base::Stage(i) => stages[*i].env.clone(),
-            _ => BTreeMap::new(),
+            Base::Scratch | Base::WbuildBase => {
+                BTreeMap::from([("PATH".to_string(), crate::env::DEFAULT_PATH.to_string())])
+            }
+            Base::Image(_) => BTreeMap::new(),
         };
         let mut workdir = match &base {
             Base::Stage(i) => stage_workdir_end(&stages[*i]),
@@ -632,8 +638,8 @@ fn expand_instruction(
             let mut out = Vec::new();
             for p in ports {
                 for port in lex.process_words(p, scope).map_err(|e| e.to_string())? {
-                    let port = port.as_str();
-                    check_port(port)?;
+                    // Checked here, with the line; split when the config is made.
+                    expose_ports(port.as_str())?;
                     out.push(port.to_string());
                 }
             }
@@ -713,29 +719,45 @@ fn check_file_flags(f: &FileSources) -> Result<(), String> {
 }
 
 /// `80`, `80/tcp`, `53/udp`, `8000-8010/tcp`.
-fn check_port(p: &str) -> Result<(), String> {
-    let (range, proto) = match p.split_once('/') {
-        Some((r, pr)) => (r, Some(pr)),
-        None => (p, None),
+/// The ports an EXPOSE word names, as BuildKit's `parsePortSpec` reads
+/// it: `[ip:[hostport:]]port[-end][/proto]`, the protocol lowercased (tcp
+/// when absent), a range split into one `port/proto` per port.
+pub(crate) fn expose_ports(p: &str) -> Result<Vec<String>, String> {
+    let container = p.rsplit(':').next().unwrap_or(p);
+    let (range, proto) = match container.split_once('/') {
+        Some((r, pr)) => (r, pr.to_ascii_lowercase()),
+        None => (container, String::new()),
     };
-    if let Some(pr) = proto {
-        if !matches!(pr.to_ascii_lowercase().as_str(), "tcp" | "udp" | "sctp") {
-            return Err(format!(
-                "invalid protocol {pr:?} in EXPOSE {p}: use tcp, udp or sctp"
-            ));
-        }
+    if range.is_empty() {
+        return Err(format!("no port specified in EXPOSE {p}"));
     }
-    let ok = |s: &str| s.parse::<u16>().is_ok();
-    let valid = match range.split_once('-') {
-        Some((a, b)) => ok(a) && ok(b),
-        None => ok(range),
+    let proto = if proto.is_empty() {
+        "tcp".to_string()
+    } else {
+        proto
     };
-    if !valid {
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
         return Err(format!(
-            "invalid port {p:?} in EXPOSE: expected a number from 0 to 65535"
+            "invalid protocol {proto:?} in EXPOSE {p}: use tcp, udp or sctp"
         ));
     }
-    Ok(())
+    let bad = || {
+        format!("invalid port {p:?} in EXPOSE: expected a number from 0 to 65535, or a range such as 8000-8002")
+    };
+    let (start, end) = match range.split_once('-') {
+        Some((a, b)) => (
+            a.parse::<u16>().map_err(|_| bad())?,
+            b.parse::<u16>().map_err(|_| bad())?,
+        ),
+        None => {
+            let n = range.parse::<u16>().map_err(|_| bad())?;
+            (n, n)
+        }
+    };
+    if end < start {
+        return Err(bad());
+    }
+    Ok((start..=end).map(|n| format!("{n}/{proto}")).collect())
 }
 
 /// The instruction as progress shows it: the keyword and the expanded
@@ -936,6 +958,19 @@ mod tests {
     }
 
     #[test]
+    fn path_in_env_expands_to_the_base_default() {
+        // BuildKit's empty image has the default PATH; so does wbuild/base.
+        for base in ["scratch", "wbuild/base"] {
+            let text = format!("FROM {base}\nENV PATH=$PATH:/opt/bin\n");
+            let p = plan_of(&text, &[], None).unwrap();
+            assert_eq!(
+                p.stages[0].env["PATH"],
+                format!("{}:/opt/bin", crate::env::DEFAULT_PATH)
+            );
+        }
+    }
+
+    #[test]
     fn copy_expansion_and_heredocs() {
         let text = "FROM scratch\nARG D=/dst\nARG M=0644\nCOPY --chmod=$M src/$D $D/\nCOPY <<EOF <<'RAW' /x/\n$D \"q\"\nEOF\n$D\nRAW\n";
         let p = plan_of(text, &[], None).unwrap();
@@ -1019,6 +1054,20 @@ mod tests {
                 ports: vec!["80".into(), "443".into(), "8080".into()]
             }
         );
+    }
+
+    #[test]
+    fn expose_splits_ranges_as_buildkit_does() {
+        let ports = |s: &str| expose_ports(s);
+        assert_eq!(
+            ports("8000-8002/UDP").unwrap(),
+            ["8000/udp", "8001/udp", "8002/udp"]
+        );
+        assert_eq!(ports("127.0.0.1:80:8080").unwrap(), ["8080/tcp"]);
+        assert_eq!(ports("53/sctp").unwrap(), ["53/sctp"]);
+        for bad in ["", "x", "70000", "9-8", "80/icmp", "80-"] {
+            assert!(ports(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -107,13 +107,12 @@ pub(crate) fn apply_config(c: &mut RunConfig, cmd_set: &mut bool, step: &Step) {
             }
         }
         Instruction::Expose { ports } => {
+            // A range is one port each, as BuildKit's parsePortSpec gives
+            // them (the plan has refused what does not parse).
             for p in ports {
-                let p = if p.contains('/') {
-                    p.to_ascii_lowercase()
-                } else {
-                    format!("{p}/tcp")
-                };
-                c.exposed_ports.insert(p, Empty {});
+                for port in crate::plan::expose_ports(p).unwrap_or_default() {
+                    c.exposed_ports.insert(port, Empty {});
+                }
             }
         }
         Instruction::StopSignal { signal } => c.stop_signal = signal.clone(),
@@ -173,7 +172,7 @@ mod tests {
     #[test]
     fn an_arg_is_keyed_by_its_value_and_env_changes_only_the_config() {
         let f = Fixture::new(
-            "FROM scratch\nARG V=1\nENV A=$V B=2\nLABEL l=x\nEXPOSE 80\nCMD [\"run\"]\n",
+            "FROM scratch\nARG V=1\nENV A=$V B=2\nLABEL l=x\nEXPOSE 80 8000-8002/UDP\nCMD [\"run\"]\n",
             &[],
         );
         let solver = f.solver();
@@ -200,6 +199,9 @@ mod tests {
         assert_eq!(config.env, ["A=1", "B=2"]);
         assert_eq!(config.labels.get("l").map(String::as_str), Some("x"));
         assert!(config.exposed_ports.contains_key("80/tcp"));
+        for p in ["8000/udp", "8001/udp", "8002/udp"] {
+            assert!(config.exposed_ports.contains_key(p), "{p}");
+        }
         assert_eq!(config.cmd, Some(vec!["run".to_string()]));
     }
 

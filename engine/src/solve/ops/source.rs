@@ -18,6 +18,15 @@ fn fixed_key(identity: &str) -> CacheKey {
     CacheKey(Digest::of(identity.as_bytes()))
 }
 
+/// The config of an image with no parent, as BuildKit's `emptyImage`
+/// makes it: the default PATH and WorkingDir `/`.
+fn empty_config() -> RunConfig {
+    let mut config = RunConfig::default();
+    config.set_env("PATH", DEFAULT_PATH);
+    config.working_dir = "/".into();
+    config
+}
+
 impl Solver<'_> {
     /// The state a stage's FROM gives it.
     pub(in crate::solve) fn base_state(
@@ -27,8 +36,7 @@ impl Solver<'_> {
     ) -> Result<StageState, BuildError> {
         Ok(match &stage.base {
             Base::Scratch => {
-                let mut config = RunConfig::default();
-                config.set_env("PATH", DEFAULT_PATH);
+                let config = empty_config();
                 StageState {
                     key: fixed_key(&format!("scratch {}", stage.platform.spec())),
                     missed: false,
@@ -68,8 +76,7 @@ impl Solver<'_> {
             None => self.record_layer(&key, &entries, "wbuild/base")?,
         };
         let layer = record.layer.expect("the base has a layer");
-        let mut config = RunConfig::default();
-        config.set_env("PATH", DEFAULT_PATH);
+        let config = empty_config();
         let mut manifest = Manifest::new();
         for e in entries {
             manifest.insert(e.path, e.meta);
@@ -103,7 +110,11 @@ mod tests {
         let scratch = solver.base_state(&f.plan.stages[0], "s").unwrap();
         assert!(scratch.layers.is_empty());
         assert_eq!(scratch.config.env, [format!("PATH={DEFAULT_PATH}")]);
+        // As BuildKit's emptyImage: WorkingDir is `/`.
+        assert_eq!(scratch.config.working_dir, "/");
         let base = solver.base_state(&f.plan.stages[1], "b").unwrap();
+        assert_eq!(base.config.working_dir, "/");
+        assert_eq!(base.config.env, [format!("PATH={DEFAULT_PATH}")]);
         assert_eq!(base.layers.len(), 1);
         assert!(base.manifest.as_ref().unwrap().contains_key("bin/wbox"));
         // The same base, asked again, is the same record and key.
