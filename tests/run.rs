@@ -727,3 +727,40 @@ fn step_disk_caps_what_a_step_writes() {
         "{err}"
     );
 }
+
+#[test]
+fn a_mount_without_target_is_the_working_directory() {
+    // Issue 17 item 15: BuildKit resolves an empty or relative target
+    // against WORKDIR (only `/` is refused); the Dockerfiles of buildkit,
+    // buildx, docker/cli, compose and moby rely on it.
+    let Some(c) = Ctx::new(
+        r#"FROM wbuild/base
+WORKDIR /src
+RUN --mount=type=bind ls /src > /listing.txt
+RUN --mount=type=bind,source=.,target=ctx,ro cat ctx/Dockerfile | head -n 1 > /first.txt
+RUN --mount=type=cache,target=cache echo kept > cache/x && cat /src/cache/x > /cache.txt
+"#,
+    ) else {
+        return;
+    };
+    let (o, _) = c.build(&["-o", "type=local,dest=out"]).pair();
+    assert!(o.status.success());
+    let read = |p: &str| fs::read_to_string(c.path("out").join(p)).unwrap();
+    assert!(
+        read("listing.txt").contains("Dockerfile"),
+        "{}",
+        read("listing.txt")
+    );
+    assert_eq!(read("first.txt"), "FROM wbuild/base\n");
+    // A relative target is under WORKDIR, and never in the image.
+    assert_eq!(read("cache.txt"), "kept\n");
+    assert!(!c.path("out/src/cache").exists());
+    assert!(!c.path("out/src/ctx").exists());
+    fs::write(
+        c.path("Dockerfile"),
+        "FROM wbuild/base\nRUN --mount=type=cache true\n",
+    )
+    .unwrap();
+    let err = c.fails(&[]);
+    assert!(err.contains("invalid mount target \"/\""), "{err}");
+}

@@ -1261,9 +1261,8 @@ fn check_mount(m: &MountSpec) -> Result<(), String> {
             return Err("both source and id can't be set".into());
         }
     }
-    if matches!(kind, MountType::Bind | MountType::Cache | MountType::Tmpfs) && m.target.is_none() {
-        return Err(format!("{name} mount requires a target (target=/path)"));
-    }
+    // No target is allowed: the step's WORKDIR is the target (see the
+    // RUN plan), as BuildKit resolves it.
     Ok(())
 }
 
@@ -1364,9 +1363,10 @@ mod tests {
         assert!(parse_mount("type=bind,target=/x,sharing=locked", None).is_err());
         assert!(parse_mount("type=bind,target=/x,mode=0700", None).is_err());
         assert!(parse_mount("type=secret,id=a,from=x", None).is_err());
-        assert!(parse_mount("type=cache", None)
-            .unwrap_err()
-            .contains("target"));
+        // No target is WORKDIR (the RUN plan resolves it), as in BuildKit.
+        for m in ["type=cache", "type=bind", "from=x", "ro", "from=x,src=a,rw"] {
+            assert!(parse_mount(m, None).is_ok(), "{m}");
+        }
         assert!(parse_mount("type=cache,target=/x,colour=red", None).is_err());
         assert!(parse_mount("type=cache,target=$T", None).is_ok());
         assert!(parse_mount("type=bind,target=/x,from=$STAGE", None).is_err());

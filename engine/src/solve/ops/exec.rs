@@ -127,18 +127,31 @@ impl Solver<'_> {
                     )
                 }
                 (None, MountType::Secret) => String::new(),
-                (None, _) => {
+                // As BuildKit: no target is the working directory.
+                (None, _) => String::new(),
+            };
+            let target = if kind == MountType::Secret && target.is_empty() {
+                target
+            } else {
+                // A relative (or empty) target is under WORKDIR, as BuildKit
+                // joins it; only `/` itself cannot be mounted over.
+                let joined = if target.starts_with('/') {
+                    target
+                } else {
+                    format!("{}/{}", step.workdir.trim_end_matches('/'), target)
+                };
+                let clean = crate::paths::clean_path(&format!("/{joined}"));
+                if clean == "/" {
                     return Err(self.step_error(
                         step,
                         label,
-                        format!("--mount={}: target= is required", m.raw),
-                    ))
+                        format!(
+                            "--mount={}: invalid mount target \"/\" (give target=, or a WORKDIR other than /)",
+                            m.raw
+                        ),
+                    ));
                 }
-            };
-            let target = if target.is_empty() || target.starts_with('/') {
-                target
-            } else {
-                format!("{}/{}", step.workdir.trim_end_matches('/'), target)
+                clean
             };
             mounts.push(MountPlan {
                 index: i,
