@@ -835,3 +835,23 @@ fn configs_start_from_what_buildkit_gives_an_empty_image() {
         "{err}"
     );
 }
+
+#[test]
+fn a_wildcard_copies_the_contents_of_the_directories_it_matches() {
+    // Issue 17 item 3: BuildKit copies every source directory's contents,
+    // matched by a wildcard or named (CopyDirContentsOnly).
+    let c = Ctx::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY dir/* /w/\nCOPY dir /named/\n",
+        ),
+        ("dir/f1", "1"),
+        ("dir/sub/f2", "2"),
+    ]);
+    c.build(&["-o", "type=local,dest=out"]);
+    let out = c.path("out");
+    assert_eq!(fs::read_to_string(out.join("w/f1")).unwrap(), "1");
+    assert_eq!(fs::read_to_string(out.join("w/f2")).unwrap(), "2");
+    assert!(!out.join("w/sub").exists());
+    assert_eq!(fs::read_to_string(out.join("named/sub/f2")).unwrap(), "2");
+}

@@ -345,11 +345,10 @@ impl Solver<'_> {
                     let base_target = if parents {
                         join(&dest, &root_rel)
                     } else if meta.kind == Kind::Dir {
-                        if wildcard {
-                            join(&dest, tree::base_name(&root_rel))
-                        } else {
-                            dest.clone()
-                        }
+                        // A directory gives its contents, whether named or
+                        // matched by a wildcard (BuildKit's
+                        // CopyDirContentsOnly for every source).
+                        dest.clone()
                     } else if to_dir {
                         join(&dest, tree::base_name(&root_rel))
                     } else {
