@@ -855,3 +855,17 @@ fn a_wildcard_copies_the_contents_of_the_directories_it_matches() {
     assert!(!out.join("w/sub").exists());
     assert_eq!(fs::read_to_string(out.join("named/sub/f2")).unwrap(), "2");
 }
+
+#[test]
+fn maintainer_sets_the_author_and_stages_inherit_it() {
+    // Issue 17 item 11: BuildKit sets the image's Author from MAINTAINER.
+    let c = Ctx::new(&[(
+        "Dockerfile",
+        "FROM scratch AS a\nMAINTAINER Ann <ann@example.org>\nFROM a\nLABEL x=1\n",
+    )]);
+    let (_, meta) = c.build(&[]).pair();
+    assert_eq!(image_config(&c, &meta)["author"], "Ann <ann@example.org>");
+    let c = Ctx::new(&[("Dockerfile", "FROM scratch\nLABEL x=1\n")]);
+    let (_, meta) = c.build(&[]).pair();
+    assert!(image_config(&c, &meta).get("author").is_none());
+}

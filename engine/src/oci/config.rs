@@ -129,6 +129,9 @@ pub struct RootFs {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ImageConfig {
     pub created: String,
+    /// `MAINTAINER`'s name.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub author: String,
     pub architecture: String,
     pub os: String,
     #[serde(skip_serializing_if = "String::is_empty", default)]

@@ -248,6 +248,21 @@ pub struct Solver<'a> {
     context_tree: Arc<SourceTree>,
 }
 
+/// The image author a stage ends with: its last MAINTAINER, else its
+/// base stage's (as BuildKit sets the image's Author from MAINTAINER).
+fn author_of(plan: &BuildPlan, stage: usize) -> String {
+    let s = &plan.stages[stage];
+    for step in s.steps.iter().rev() {
+        if let crate::frontend::instructions::Instruction::Maintainer { name } = &step.instruction {
+            return name.clone();
+        }
+    }
+    match s.base {
+        crate::plan::Base::Stage(i) => author_of(plan, i),
+        _ => String::new(),
+    }
+}
+
 impl<'a> Solver<'a> {
     /// Builds the plan's target stage and assembles its image; progress
     /// events go to `progress` as they happen.
@@ -307,6 +322,7 @@ impl<'a> Solver<'a> {
             .expect("the target was built");
         let config = ImageConfig {
             created: oci::rfc3339(self.opts.epoch),
+            author: author_of(plan, plan.target),
             architecture: target.platform.architecture.clone(),
             os: target.platform.os.clone(),
             variant: target.platform.variant.clone(),
