@@ -45,6 +45,25 @@ impl Platform {
 
     /// Parses `os/arch[/variant]`; only WASI platforms can be built.
     pub fn parse(s: &str) -> Result<Self, String> {
+        let p = Platform::parse_any(s)?;
+        p.check_buildable(s)?;
+        Ok(p)
+    }
+
+    /// Whether wbuild can build for this platform (`s` is how it was
+    /// written, for the message).
+    pub fn check_buildable(&self, s: &str) -> Result<(), String> {
+        if self.architecture != "wasm" || !matches!(self.os.as_str(), "wasip1" | "wasi" | "wasip2")
+        {
+            return Err(format!(
+                "platform {s:?} cannot be built: wbuild runs every step as WebAssembly and builds wasip1/wasm images"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Parses `os/arch[/variant]`, whatever the platform.
+    pub fn parse_any(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split('/').collect();
         let p = match parts.as_slice() {
             [os, arch] => Platform {
@@ -63,11 +82,6 @@ impl Platform {
                 ))
             }
         };
-        if p.architecture != "wasm" || !matches!(p.os.as_str(), "wasip1" | "wasi" | "wasip2") {
-            return Err(format!(
-                "platform {s:?} cannot be built: wbuild runs every step as WebAssembly and builds wasip1/wasm images"
-            ));
-        }
         Ok(p)
     }
 }
@@ -224,6 +238,7 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
 
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     let mut stages: Vec<PlannedStage> = Vec::new();
+    let mut unbuildable: Vec<(usize, usize, String)> = Vec::new();
     for (index, stage) in df.stages.iter().enumerate() {
         let empty = BTreeMap::new();
         let from_scope = Scope {
@@ -251,8 +266,17 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
             ),
             None => None,
         };
+        // A platform wbuild cannot build only matters in a stage the
+        // target needs (checked once that is known), as BuildKit only
+        // fails what it builds.
         let stage_platform = match &platform_text {
-            Some(p) => Platform::parse(p).map_err(|m| at(stage.start_line, m))?,
+            Some(p) => {
+                let parsed = Platform::parse_any(p).map_err(|m| at(stage.start_line, m))?;
+                if let Err(m) = parsed.check_buildable(p) {
+                    unbuildable.push((index, stage.start_line, m));
+                }
+                parsed
+            }
             None => platform.clone(),
         };
         let base = if base_text.eq_ignore_ascii_case("scratch") {
@@ -411,6 +435,9 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
         },
     };
     let needed = dependency_order(&stages, target);
+    if let Some((_, line, m)) = unbuildable.into_iter().find(|(i, _, _)| needed.contains(i)) {
+        return Err(at(line, m));
+    }
     let unused_build_args: Vec<String> = req
         .build_args
         .keys()
@@ -932,6 +959,20 @@ mod tests {
         );
         assert_eq!(p.stages[0].steps[1].workdir, "/wasm");
         assert!(plan_of("FROM --platform=linux/amd64 scratch\n", &[], None).is_err());
+        // Only a stage the target needs must be buildable (issue 17, item 16).
+        let p = plan_of(
+            "FROM --platform=linux/amd64 scratch AS native\nFROM scratch\nLABEL a=b\n",
+            &[],
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.needed, vec![1]);
+        assert!(plan_of(
+            "FROM --platform=linux scratch AS x\nFROM scratch\n",
+            &[],
+            None
+        )
+        .is_err());
     }
 
     #[test]
