@@ -869,3 +869,33 @@ fn maintainer_sets_the_author_and_stages_inherit_it() {
     let (_, meta) = c.build(&[]).pair();
     assert!(image_config(&c, &meta).get("author").is_none());
 }
+
+#[test]
+fn add_unpacks_bzip2_and_xz_archives() {
+    // Issue 17 item 8: BuildKit's ADD unpacks .tar.bz2 and .tar.xz too
+    // (recognized by their first bytes, whatever their names).
+    for (tool, flag, name) in [("bzip2", "-cjf", "pkg.tar.bz2"), ("xz", "-cJf", "pkg.blob")] {
+        if !harness::have_tool(tool, &["--version"]) {
+            return;
+        }
+        let c = Ctx::new(&[("Dockerfile", &format!("FROM scratch\nADD {name} /opt/\n"))]);
+        let src = tempfile::tempdir().unwrap();
+        fs::create_dir_all(src.path().join("pkg/bin")).unwrap();
+        fs::write(src.path().join("pkg/bin/run"), "run").unwrap();
+        let st = Command::new("tar")
+            .arg(flag)
+            .arg(c.path(name))
+            .arg("-C")
+            .arg(src.path())
+            .arg("pkg")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        c.build(&["-o", "type=local,dest=out"]);
+        assert_eq!(
+            fs::read_to_string(c.path("out/opt/pkg/bin/run")).unwrap(),
+            "run",
+            "{name}"
+        );
+    }
+}

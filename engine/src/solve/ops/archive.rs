@@ -1,5 +1,6 @@
 //! ADD's local archives: recognized by their first bytes (tar, gzip,
-//! zstd), unpacked into layer entries under the destination.
+//! bzip2, xz, zstd, as BuildKit's DetectCompression), unpacked into layer
+//! entries under the destination.
 
 use std::io::Read;
 use std::path::Path;
@@ -13,6 +14,8 @@ use crate::store::Store;
 pub(crate) enum ArchiveKind {
     Tar,
     Gzip,
+    Bzip2,
+    Xz,
     Zstd,
 }
 
@@ -33,6 +36,12 @@ pub(crate) fn archive_kind(path: &Path) -> Option<ArchiveKind> {
     }
     if n >= 4 && head[..4] == [0x28, 0xb5, 0x2f, 0xfd] {
         return Some(ArchiveKind::Zstd);
+    }
+    if n >= 3 && &head[..3] == b"BZh" {
+        return Some(ArchiveKind::Bzip2);
+    }
+    if n >= 6 && head[..6] == [0xfd, b'7', b'z', b'X', b'Z', 0x00] {
+        return Some(ArchiveKind::Xz);
     }
     if n >= 262 && &head[257..262] == b"ustar" {
         return Some(ArchiveKind::Tar);
@@ -65,12 +74,31 @@ pub(crate) fn unpack_archive(
     store: &Store,
 ) -> Result<(Vec<LayerEntry>, tempfile::TempDir), ArchiveError> {
     let f = std::fs::File::open(path)?;
+    let tmp = store.temp_dir("unpack-")?;
+    let mut xz_dir: Option<tempfile::TempDir> = None;
     let r: Box<dyn Read> = match kind {
         ArchiveKind::Tar => Box::new(f),
         ArchiveKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
+        ArchiveKind::Bzip2 => Box::new(bzip2_rs::DecoderReader::new(f)),
+        ArchiveKind::Xz => {
+            // lzma-rs decompresses xz into a writer: into a temp file of
+            // its own (kept until the entries are read), read back as tar.
+            let dir = store.temp_dir("xz-")?;
+            let plain = dir.path().join("plain.tar");
+            let mut out = std::fs::File::create(&plain)?;
+            lzma_rs::xz_decompress(&mut std::io::BufReader::new(f), &mut out).map_err(|e| {
+                ArchiveError::NotTar(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("xz: {e}"),
+                ))
+            })?;
+            drop(out);
+            let r = std::fs::File::open(&plain)?;
+            xz_dir = Some(dir);
+            Box::new(r)
+        }
         ArchiveKind::Zstd => Box::new(zstd::stream::read::Decoder::new(f)?),
     };
-    let tmp = store.temp_dir("unpack-")?;
     let mut ar = tar::Archive::new(r);
     let mut out = Vec::new();
     for (n, entry) in ar.entries().map_err(ArchiveError::NotTar)?.enumerate() {
@@ -148,5 +176,7 @@ pub(crate) fn unpack_archive(
             whiteout: false,
         });
     }
+    // The decompressed xz tar is read: it may go.
+    drop(xz_dir);
     Ok((out, tmp))
 }
