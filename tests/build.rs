@@ -899,3 +899,30 @@ fn add_unpacks_bzip2_and_xz_archives() {
         );
     }
 }
+
+#[test]
+fn add_keeps_archive_entries_that_climb_inside_the_destination() {
+    // Issue 17 item 13: BuildKit extracts `/abs` and `../x` entries with
+    // the leading `/` and `..` dropped, inside the destination.
+    let c = Ctx::new(&[("Dockerfile", "FROM scratch\nADD odd.tar /opt/\n")]);
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, body) in [("/abs/a", "a"), ("../../up/b", "b"), ("x/../../c", "c")] {
+        let mut h = tar::Header::new_ustar();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append(&h, body.as_bytes()).unwrap();
+    }
+    fs::write(c.path("odd.tar"), b.into_inner().unwrap()).unwrap();
+    c.build(&["-o", "type=local,dest=out"]);
+    for (p, body) in [("opt/abs/a", "a"), ("opt/up/b", "b"), ("opt/c", "c")] {
+        assert_eq!(
+            fs::read_to_string(c.path("out").join(p)).unwrap(),
+            body,
+            "{p}"
+        );
+    }
+    assert!(!c.path("up").exists() && !c.path("out/up").exists());
+}

@@ -54,8 +54,6 @@ pub(crate) fn archive_kind(path: &Path) -> Option<ArchiveKind> {
 pub enum ArchiveError {
     #[error("not a valid tar archive: {0}")]
     NotTar(std::io::Error),
-    #[error("archive entry {entry} leaves the destination")]
-    Escapes { entry: String },
     #[error("archive entry {entry} has an unsupported type {kind}")]
     Unsupported { entry: String, kind: String },
     #[error("{0}")]
@@ -104,16 +102,19 @@ pub(crate) fn unpack_archive(
     for (n, entry) in ar.entries().map_err(ArchiveError::NotTar)?.enumerate() {
         let mut entry = entry.map_err(ArchiveError::NotTar)?;
         let raw = entry.path().map_err(ArchiveError::NotTar)?.into_owned();
+        // As BuildKit (the path joined to `/` and cleaned): a leading `/`
+        // and `..` that climb above the top are dropped, so every entry
+        // lands inside the destination.
         let mut parts = Vec::new();
         for c in raw.components() {
             match c {
                 std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
-                std::path::Component::CurDir => {}
-                _ => {
-                    return Err(ArchiveError::Escapes {
-                        entry: raw.display().to_string(),
-                    })
+                std::path::Component::ParentDir => {
+                    parts.pop();
                 }
+                std::path::Component::CurDir
+                | std::path::Component::RootDir
+                | std::path::Component::Prefix(_) => {}
             }
         }
         if parts.is_empty() {
