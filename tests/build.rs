@@ -926,3 +926,59 @@ fn add_keeps_archive_entries_that_climb_inside_the_destination() {
     }
     assert!(!c.path("up").exists() && !c.path("out/up").exists());
 }
+
+#[test]
+fn wildcards_match_what_buildkit_matches() {
+    // Issue 17 item 10, recorded from BuildKit (Docker 20.10): a wildcard
+    // matching nothing copies nothing; one match to a path without a
+    // trailing slash is that path; several need a directory (Docker's
+    // rule, where BuildKit would keep only the last).
+    let cases: &[(&str, &[&str])] = &[
+        ("COPY nomatch* /x/", &[]),
+        ("COPY a*.txt /single", &["single f"]),
+        ("COPY e.txt nomatch* /d/", &["d d", "d/e.txt f"]),
+        ("COPY d* /dd1", &["dd1 d", "dd1/s d", "dd1/s/q f"]),
+    ];
+    for (line, want) in cases {
+        let c = Ctx::new(&[
+            ("Dockerfile", &format!("FROM scratch\n{line}\n")),
+            ("a1.txt", "A"),
+            ("e.txt", "E"),
+            ("dd/s/q", "q"),
+        ]);
+        c.build(&["-o", "type=local,dest=out"]);
+        let mut got = Vec::new();
+        let root = c.path("out");
+        let mut stack = vec![root.clone()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let rel = p
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                if p.is_dir() {
+                    got.push(format!("{rel} d"));
+                    stack.push(p);
+                } else {
+                    got.push(format!("{rel} f"));
+                }
+            }
+        }
+        got.sort();
+        assert_eq!(got, *want, "{line}");
+    }
+    let c = Ctx::new(&[
+        ("Dockerfile", "FROM scratch\nCOPY *.txt /multi\n"),
+        ("a1.txt", "A"),
+        ("e.txt", "E"),
+    ]);
+    let err = c.fails(&[]);
+    assert!(
+        err.contains("matches 2 paths") && err.contains("write /multi/"),
+        "{err}"
+    );
+    let c = Ctx::new(&[("Dockerfile", "FROM scratch\nCOPY nomatch /x/\n")]);
+    assert!(c.fails(&[]).contains("not found"));
+}

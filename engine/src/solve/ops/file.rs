@@ -157,9 +157,10 @@ impl Solver<'_> {
                             format!("{p}: adding from URLs and git repositories is not supported yet (wbuild has no network)"),
                         ));
                     }
-                    let wildcard = has_wildcard(p);
                     let mut selected =
                         select(&source, p).map_err(|e| self.step_error(step, label, e))?;
+                    // How many paths this source names (a wildcard's matches).
+                    let matches = selected.len();
                     self.complete_digests(&source, &mut selected)
                         .map_err(|e| self.step_error(step, label, e.to_string()))?;
                     for (root_rel, meta) in selected {
@@ -204,7 +205,8 @@ impl Solver<'_> {
                         picked.push(Picked::Tree {
                             root_rel,
                             meta,
-                            wildcard,
+                            matches,
+                            pattern: p.clone(),
                             items,
                         });
                     }
@@ -338,10 +340,20 @@ impl Solver<'_> {
                 Picked::Tree {
                     root_rel,
                     meta,
-                    wildcard,
+                    matches,
+                    pattern,
                     items,
                 } => {
-                    let to_dir = dest_is_dir || wildcard || many;
+                    if matches > 1 && !dest_is_dir {
+                        // Docker's rule; BuildKit would copy each match to the
+                        // same path and keep only the last.
+                        return Err(self.step_error(
+                            step,
+                            label,
+                            format!("{pattern} matches {matches} paths, so the destination must be a directory and end with a /: write {}/", files.dest),
+                        ));
+                    }
+                    let to_dir = dest_is_dir || many || matches > 1;
                     let base_target = if parents {
                         join(&dest, &root_rel)
                     } else if meta.kind == Kind::Dir {
@@ -416,7 +428,10 @@ pub(crate) enum Picked {
     Tree {
         root_rel: String,
         meta: Meta,
-        wildcard: bool,
+        /// How many paths its source pattern matched (1 without a wildcard).
+        matches: usize,
+        /// The source as written, for messages.
+        pattern: String,
         items: Vec<(String, Meta)>,
     },
 }
@@ -479,8 +494,6 @@ pub enum SourceError {
     Outside { src: String },
     #[error("source {src:?}: {error}")]
     Pattern { src: String, error: String },
-    #[error("no source files were specified: {src:?} matches nothing in the {tree}")]
-    NoMatch { src: String, tree: String },
     #[error("{src:?} not found in the {tree} (or excluded by .dockerignore)")]
     NotFound { src: String, tree: String },
 }
@@ -504,18 +517,14 @@ pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<(String, Meta
             src: src.to_string(),
             error: e.to_string(),
         })?;
+        // A wildcard may match nothing: BuildKit copies nothing for it
+        // (AllowEmptyWildcard).
         let found: Vec<(String, Meta)> = source
             .entries
             .iter()
             .filter(|(k, _)| m.matches_exact(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        if found.is_empty() {
-            return Err(SourceError::NoMatch {
-                src: src.to_string(),
-                tree: source.label.clone(),
-            });
-        }
         return Ok(found);
     }
     if rel.is_empty() {
