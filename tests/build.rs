@@ -982,3 +982,63 @@ fn wildcards_match_what_buildkit_matches() {
     let c = Ctx::new(&[("Dockerfile", "FROM scratch\nCOPY nomatch /x/\n")]);
     assert!(c.fails(&[]).contains("not found"));
 }
+
+#[test]
+fn chown_names_come_from_the_destination_image() {
+    // Issue 17 item 2, recorded from BuildKit (Docker 20.10): names resolve
+    // from the image's /etc/passwd and /etc/group; a user alone brings its
+    // primary group. An unknown name is an error (BuildKit 20.10 silently
+    // gave 0:0).
+    let cases = [
+        ("app", "1000/1001"),
+        ("app:grp", "1000/2000"),
+        ("1000:grp", "1000/2000"),
+        ("root", "0/0"),
+        ("app:3000", "1000/3000"),
+        ("1000", "1000/1000"),
+    ];
+    for (chown, want) in cases {
+        let c = Ctx::new(&[
+            (
+                "Dockerfile",
+                &format!("FROM scratch\nCOPY etc /etc/\nCOPY --chown={chown} f /x\n"),
+            ),
+            (
+                "etc/passwd",
+                "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+            ),
+            ("etc/group", "root:x:0:\ngrp:x:2000:\napp:x:1001:\n"),
+            ("f", "f"),
+        ]);
+        c.build(&["-o", "type=tar,dest=out.tar"]);
+        let mut ar = tar::Archive::new(fs::File::open(c.path("out.tar")).unwrap());
+        let got = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap().to_string_lossy() == "x")
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    e.header().uid().unwrap(),
+                    e.header().gid().unwrap()
+                )
+            })
+            .unwrap();
+        assert_eq!(got, want, "--chown={chown}");
+    }
+    let c = Ctx::new(&[
+        ("Dockerfile", "FROM wbuild/base\nCOPY --chown=nouser f /x\n"),
+        ("f", "f"),
+    ]);
+    let err = c.fails(&[]);
+    assert!(err.contains("no user \"nouser\""), "{err}");
+    let c = Ctx::new(&[
+        (
+            "Dockerfile",
+            "FROM wbuild/base\nCOPY --chown=root:root f /x\n",
+        ),
+        ("f", "f"),
+    ]);
+    c.build(&[]);
+}

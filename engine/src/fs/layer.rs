@@ -602,6 +602,40 @@ pub fn apply_to_manifest(
     })
 }
 
+/// The contents of the regular file `path` (a manifest path) in the
+/// rootfs these layers make, or None when it is not a regular file there.
+/// Every layer is read (and so checked) to its end.
+pub fn read_file(
+    store: &Store,
+    layers: &[LayerInfo],
+    path: &str,
+) -> Result<Option<Vec<u8>>, LayerError> {
+    let under = |p: &str| path == p || path.starts_with(&format!("{p}/"));
+    let mut current: Option<Vec<u8>> = None;
+    for layer in layers {
+        each_change(store, layer, |c, r| {
+            match c {
+                Change::Whiteout(p) if under(&p) => current = None,
+                Change::Opaque(p) if path.starts_with(&format!("{p}/")) => current = None,
+                Change::Put(p, meta) if p == path => {
+                    current = if meta.kind == Kind::File {
+                        let mut v = Vec::new();
+                        r.read_to_end(&mut v).map_err(io_at(&p))?;
+                        Some(v)
+                    } else {
+                        None
+                    };
+                }
+                // An ancestor that is no longer a directory hides it.
+                Change::Put(p, meta) if meta.kind != Kind::Dir && under(&p) => current = None,
+                _ => {}
+            }
+            Ok(())
+        })?;
+    }
+    Ok(current)
+}
+
 /// Refuses to write through a symlink: every existing ancestor of `rel`
 /// inside `root` must be a real directory.
 fn check_no_symlink_parents(root: &Path, rel: &str) -> Result<(), LayerError> {

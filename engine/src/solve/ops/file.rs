@@ -220,6 +220,67 @@ impl Solver<'_> {
         })
     }
 
+    /// The ids `--chown=USER[:GROUP]` names: numbers as they are, names
+    /// from the destination image's `/etc/passwd` and `/etc/group`, as
+    /// BuildKit reads them; a user alone brings its primary group (a
+    /// numeric user alone, the same number). A name the image does not
+    /// know is an error.
+    fn chown_ids(&self, st: &StageState, c: &str) -> Result<(u32, u32), String> {
+        let (u, g) = match c.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (c, None),
+        };
+        if [Some(u), g]
+            .into_iter()
+            .flatten()
+            .any(|s| s.parse::<i64>().is_ok_and(|n| n < 0))
+        {
+            return Err("user and group ids are 0 or more (e.g. --chown=1000:1000)".into());
+        }
+        let table = |file: &str| -> Result<Vec<Vec<String>>, String> {
+            let bytes = crate::fs::layer::read_file(self.store, &st.layers, file)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!("names need /{file} in the image, which has none; give numeric ids (e.g. --chown=1000:1000)")
+                })?;
+            Ok(String::from_utf8_lossy(&bytes)
+                .lines()
+                .map(|l| l.split(':').map(str::to_string).collect())
+                .collect())
+        };
+        let field = |row: &[String], i: usize| -> Result<u32, String> {
+            row.get(i)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("a malformed line for {:?}", row.first()))
+        };
+        let (uid, primary) = match u.parse::<u32>() {
+            Ok(n) => (n, n),
+            Err(_) => {
+                let rows = table("etc/passwd")?;
+                let row = rows
+                    .iter()
+                    .find(|r| r.len() >= 4 && r[0] == u)
+                    .ok_or_else(|| format!("no user {u:?} in the image's /etc/passwd"))?;
+                (field(row, 2)?, field(row, 3)?)
+            }
+        };
+        let gid = match g {
+            None => primary,
+            Some(g) => match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => {
+                    let rows = table("etc/group")?;
+                    let row = rows
+                        .iter()
+                        .find(|r| r.len() >= 3 && r[0] == g)
+                        .ok_or_else(|| format!("no group {g:?} in the image's /etc/group"))?;
+                    field(row, 2)?
+                }
+            },
+        };
+        Ok((uid, gid))
+    }
+
     /// Phase two of COPY/ADD, on a miss: where every picked file lands,
     /// with which owner and mode, and the parent directories to create.
     fn lay_out(
@@ -234,25 +295,10 @@ impl Solver<'_> {
         let (uid, gid) = match &files.chown {
             None => (None, None),
             Some(c) => {
-                let (u, g) = c.split_once(':').unwrap_or((c.as_str(), c.as_str()));
-                let negative = |s: &str| s.parse::<i64>().is_ok_and(|n| n < 0);
-                match (u.parse::<u32>(), g.parse::<u32>()) {
-                    (Ok(u), Ok(g)) => (Some(u), Some(g)),
-                    _ if negative(u) || negative(g) => {
-                        return Err(self.step_error(
-                            step,
-                            label,
-                            format!("--chown={c}: user and group ids are 0 or more (e.g. --chown=1000:1000)"),
-                        ))
-                    }
-                    _ => {
-                        return Err(self.step_error(
-                            step,
-                            label,
-                            format!("--chown={c}: user and group names need /etc/passwd and /etc/group in the image; give numeric ids (e.g. --chown=1000:1000)"),
-                        ))
-                    }
-                }
+                let (u, g) = self
+                    .chown_ids(st, c)
+                    .map_err(|m| self.step_error(step, label, format!("--chown={c}: {m}")))?;
+                (Some(u), Some(g))
             }
         };
         let chmod = files
