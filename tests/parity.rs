@@ -1,0 +1,563 @@
+//! BuildKit parity: every case under `tests/parity/*.cases` is built by
+//! wbuild and compared with what BuildKit built from the same Dockerfile
+//! and context, recorded in `tests/parity/recorded/NAME.json`: the applied
+//! file tree (kind, mode, owner, content, link target, hard links) and the
+//! platform-independent fields of the image config.
+//!
+//! A case is `### name [flags]`, then sections:
+//! - `--- setup`: a `sh` script run in the empty context first;
+//! - `--- Dockerfile`: the Dockerfile (written to `Dockerfile`);
+//! - `--- args`: extra `docker build` arguments, one per line;
+//! - `--- differs`: why wbuild differs on purpose (the README lists it);
+//!   wbuild must then not match the recording, and must match `--- expect`:
+//!   lines of its summary, or `error: TEXT` that its error must contain.
+//!
+//! Flags: `by-hand` — Docker 20.10's BuildKit cannot build it (heredocs,
+//! `--link`, `--parents`, `--exclude`, …), so its recording was written
+//! by hand from BuildKit's current documentation and source, and is never
+//! re-recorded.
+//!
+//! Re-recording needs Debian's `docker.io`: `bash tests/parity/record.sh`
+//! (all cases) or `bash tests/parity/record.sh NAME` starts its own
+//! `dockerd` and runs this test with `WBUILD_PARITY_RECORD=1`.
+//! `WBUILD_PARITY_CASE=text` runs only the cases whose name contains it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+#[derive(Clone)]
+struct Case {
+    name: String,
+    by_hand: bool,
+    setup: String,
+    dockerfile: String,
+    args: Vec<String>,
+    differs: Option<String>,
+    expect: Vec<String>,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/parity")
+}
+
+fn cases() -> Vec<Case> {
+    let mut files: Vec<PathBuf> = fs::read_dir(root())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cases"))
+        .collect();
+    files.sort();
+    let mut out: Vec<Case> = Vec::new();
+    for f in files {
+        let text = fs::read_to_string(&f).unwrap();
+        let mut section = String::new();
+        for line in text.split_inclusive('\n') {
+            if let Some(h) = line.strip_prefix("### ") {
+                let words: Vec<&str> = h.split_whitespace().collect();
+                out.push(Case {
+                    name: words[0].to_string(),
+                    by_hand: words.contains(&"by-hand"),
+                    setup: String::new(),
+                    dockerfile: String::new(),
+                    args: Vec::new(),
+                    differs: None,
+                    expect: Vec::new(),
+                });
+                section.clear();
+                continue;
+            }
+            if let Some(s) = line.strip_prefix("--- ") {
+                let s = s.trim();
+                let (name, rest) = s.split_once(' ').unwrap_or((s, ""));
+                section = name.to_string();
+                if name == "differs" {
+                    out.last_mut().unwrap().differs = Some(rest.to_string());
+                }
+                continue;
+            }
+            let Some(c) = out.last_mut() else {
+                continue; // a comment before the first case
+            };
+            match section.as_str() {
+                "setup" => c.setup.push_str(line),
+                "Dockerfile" => c.dockerfile.push_str(line),
+                "args" if !line.trim().is_empty() => c.args.push(line.trim().to_string()),
+                "expect" if !line.trim().is_empty() => c.expect.push(line.trim().to_string()),
+                "args" | "expect" | "" => {}
+                other => panic!("{}: unknown section {other:?}", c.name),
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for c in &out {
+        assert!(seen.insert(c.name.clone()), "two cases named {}", c.name);
+        assert!(!c.dockerfile.is_empty(), "{}: no Dockerfile", c.name);
+    }
+    out
+}
+
+/// A fresh context for a case: its setup run, its Dockerfile written.
+fn context(c: &Case) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    if !c.setup.is_empty() {
+        let o = Command::new("sh")
+            .args(["-ec", &c.setup])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{}: setup failed: {}",
+            c.name,
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    fs::write(dir.path().join("Dockerfile"), &c.dockerfile).unwrap();
+    dir
+}
+
+/// One path of an applied tree.
+#[derive(Clone, Debug)]
+struct Node {
+    kind: &'static str,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    /// A file's content digest (short), or a symlink's target.
+    detail: String,
+    /// The hard-link group (an id shared by paths linked together).
+    group: Option<usize>,
+}
+
+fn gunzip_if_needed(bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        zstd::decode_all(&bytes[..]).unwrap()
+    } else {
+        bytes
+    }
+}
+
+fn clean(p: &str) -> String {
+    p.trim_start_matches("./")
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Applies one layer tar to `tree`, as an image's layers are applied.
+fn apply(tree: &mut BTreeMap<String, Node>, groups: &mut usize, layer: &[u8]) {
+    let remove = |tree: &mut BTreeMap<String, Node>, p: &str| {
+        let prefix = format!("{p}/");
+        tree.retain(|k, _| k != p && !k.starts_with(&prefix));
+    };
+    let mut ar = tar::Archive::new(layer);
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = clean(&e.path().unwrap().to_string_lossy());
+        if path.is_empty() {
+            continue;
+        }
+        let (dir, base) = match path.rsplit_once('/') {
+            Some((d, b)) => (d.to_string(), b.to_string()),
+            None => (String::new(), path.clone()),
+        };
+        if base == ".wh..wh..opq" {
+            let prefix = format!("{dir}/");
+            tree.retain(|k, _| !k.starts_with(&prefix) || dir.is_empty());
+            continue;
+        }
+        if let Some(gone) = base.strip_prefix(".wh.") {
+            let p = if dir.is_empty() {
+                gone.to_string()
+            } else {
+                format!("{dir}/{gone}")
+            };
+            remove(tree, &p);
+            continue;
+        }
+        let h = e.header().clone();
+        let mode = h.mode().unwrap() & 0o7777;
+        let (uid, gid) = (h.uid().unwrap(), h.gid().unwrap());
+        let node = match h.entry_type() {
+            tar::EntryType::Directory => Node {
+                kind: "dir",
+                mode,
+                uid,
+                gid,
+                detail: String::new(),
+                group: None,
+            },
+            tar::EntryType::Symlink => Node {
+                kind: "symlink",
+                mode: 0o777,
+                uid,
+                gid,
+                detail: format!("-> {}", e.link_name().unwrap().unwrap().to_string_lossy()),
+                group: None,
+            },
+            tar::EntryType::Link => {
+                let target = clean(&e.link_name().unwrap().unwrap().to_string_lossy());
+                let t = tree
+                    .get_mut(&target)
+                    .unwrap_or_else(|| panic!("hard link {path} to a missing {target}"));
+                let g = *t.group.get_or_insert_with(|| {
+                    *groups += 1;
+                    *groups
+                });
+                let mut n = t.clone();
+                n.group = Some(g);
+                remove(tree, &path);
+                tree.insert(path, n);
+                continue;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut body = Vec::new();
+                e.read_to_end(&mut body).unwrap();
+                let d = wbuild::digest::Digest::of(&body).to_string();
+                Node {
+                    kind: "file",
+                    mode,
+                    uid,
+                    gid,
+                    detail: d["sha256:".len()..][..16].to_string(),
+                    group: None,
+                }
+            }
+            other => Node {
+                kind: "other",
+                mode,
+                uid,
+                gid,
+                detail: format!("{other:?}"),
+                group: None,
+            },
+        };
+        match tree.get(&path) {
+            // A directory over a directory keeps what is under it.
+            Some(old) if old.kind == "dir" && node.kind == "dir" => {}
+            Some(_) => remove(tree, &path),
+            None => {}
+        }
+        tree.insert(path, node);
+    }
+}
+
+/// The summary of a `docker save` / `type=docker` tar: the applied tree
+/// as lines, and the config's compared fields.
+fn summarize(image_tar: &Path) -> Value {
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut ar = tar::Archive::new(fs::File::open(image_tar).unwrap());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.header().entry_type().is_file() {
+            let p = clean(&e.path().unwrap().to_string_lossy());
+            let mut b = Vec::new();
+            e.read_to_end(&mut b).unwrap();
+            files.insert(p, b);
+        }
+    }
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let config: Value =
+        serde_json::from_slice(&files[manifest[0]["Config"].as_str().unwrap()]).unwrap();
+    let mut tree = BTreeMap::new();
+    let mut groups = 0;
+    for l in manifest[0]["Layers"].as_array().unwrap() {
+        let bytes = gunzip_if_needed(files[l.as_str().unwrap()].clone());
+        apply(&mut tree, &mut groups, &bytes);
+    }
+    // Hard-link groups are named by their first path.
+    let mut first: BTreeMap<usize, String> = BTreeMap::new();
+    for (p, n) in &tree {
+        if let Some(g) = n.group {
+            first.entry(g).or_insert_with(|| p.clone());
+        }
+    }
+    let lines: Vec<Value> = tree
+        .iter()
+        .map(|(p, n)| {
+            let mut s = format!("{} {:04o} {}:{} {}", n.kind, n.mode, n.uid, n.gid, p);
+            if !n.detail.is_empty() {
+                s = format!("{s} {}", n.detail);
+            }
+            if let Some(g) = n.group {
+                s = format!("{s} linked={}", first[&g]);
+            }
+            Value::String(s)
+        })
+        .collect();
+    let mut cfg = serde_json::Map::new();
+    let c = &config["config"];
+    for k in [
+        "User",
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "WorkingDir",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "StopSignal",
+        "Healthcheck",
+        "Shell",
+        "OnBuild",
+    ] {
+        let v = &c[k];
+        let empty = v.is_null()
+            || v.as_str() == Some("")
+            || v.as_array().is_some_and(|a| a.is_empty())
+            || v.as_object().is_some_and(|o| o.is_empty());
+        if !empty {
+            cfg.insert(k.to_string(), v.clone());
+        }
+    }
+    if let Some(a) = config["author"].as_str().filter(|a| !a.is_empty()) {
+        cfg.insert("author".into(), json!(a));
+    }
+    json!({"tree": lines, "config": cfg, "args_escaped": c["ArgsEscaped"]})
+}
+
+/// wbuild's outcome for a case: `Ok(summary)` or `Err(stderr)`.
+fn build_with_wbuild(c: &Case) -> Result<Value, String> {
+    let ctx = context(c);
+    let store = tempfile::tempdir().unwrap();
+    let out = store.path().join("img.tar");
+    let dest = format!("type=docker,dest={}", out.display());
+    let mut args = vec!["build", "--progress", "plain", "-o", &dest];
+    args.extend(c.args.iter().map(String::as_str));
+    args.push(".");
+    let o = Command::new(env!("CARGO_BIN_EXE_wbuild"))
+        .args(&args)
+        .current_dir(ctx.path())
+        .env("WBUILD_ROOT", store.path())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
+    let mut s = summarize(&out);
+    let escaped = s["args_escaped"].take();
+    assert!(
+        escaped.is_null() || escaped == json!(false),
+        "{}: wbuild set ArgsEscaped, which BuildKit sets on Windows only",
+        c.name
+    );
+    s.as_object_mut().unwrap().remove("args_escaped");
+    Ok(s)
+}
+
+/// BuildKit's outcome for a case, as recorded.
+fn record_with_docker(c: &Case) -> Value {
+    // A clean cache for every case: BuildKit's cache keys ignore a source
+    // file's owner, so a step cached by an earlier case can give another
+    // owner than a fresh build.
+    let pruned = Command::new("/usr/bin/docker")
+        .args(["builder", "prune", "-af"])
+        .output()
+        .unwrap();
+    assert!(pruned.status.success(), "docker builder prune failed");
+    let ctx = context(c);
+    let tag = format!("wbuild-parity:{}", c.name.to_lowercase());
+    let mut args = vec!["build", "--network", "host", "-t", &tag];
+    args.extend(c.args.iter().map(String::as_str));
+    args.push(".");
+    let o = Command::new("/usr/bin/docker")
+        .args(&args)
+        .current_dir(ctx.path())
+        .env("DOCKER_BUILDKIT", "1")
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_string();
+        // Without the daemon's own paths, which differ on every machine.
+        let last = regex::Regex::new(r"/\S*/(overlay2|tmp)/\S*?/(merged/)?")
+            .unwrap()
+            .replace_all(&last, "/…/")
+            .into_owned();
+        return json!({"recorded": recorder(), "outcome": "failed", "error": last});
+    }
+    let out = ctx.path().join("..").join(format!("{}.tar", c.name));
+    let s = Command::new("/usr/bin/docker")
+        .args(["save", "-o"])
+        .arg(&out)
+        .arg(&tag)
+        .status()
+        .unwrap();
+    assert!(s.success(), "docker save failed");
+    let mut sum = summarize(&out);
+    fs::remove_file(&out).unwrap();
+    Command::new("/usr/bin/docker")
+        .args(["rmi", "-f", &tag])
+        .output()
+        .unwrap();
+    let m = sum.as_object_mut().unwrap();
+    m.remove("args_escaped");
+    m.insert("recorded".into(), json!(recorder()));
+    m.insert("outcome".into(), json!("built"));
+    sum
+}
+
+fn recorder() -> String {
+    let o = Command::new("/usr/bin/docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .unwrap();
+    format!(
+        "docker {} (BuildKit)",
+        String::from_utf8_lossy(&o.stdout).trim()
+    )
+}
+
+fn selected() -> Vec<Case> {
+    let only = std::env::var("WBUILD_PARITY_CASE").ok();
+    cases()
+        .into_iter()
+        .filter(|c| only.as_deref().is_none_or(|o| c.name.contains(o)))
+        .collect()
+}
+
+fn recording_path(c: &Case) -> PathBuf {
+    root().join("recorded").join(format!("{}.json", c.name))
+}
+
+#[test]
+fn wbuild_builds_what_buildkit_builds() {
+    if std::env::var("WBUILD_PARITY_RECORD").is_ok() {
+        for c in selected().iter().filter(|c| !c.by_hand) {
+            let v = record_with_docker(c);
+            println!("recorded {}: {}", c.name, v["outcome"]);
+            fs::write(
+                recording_path(c),
+                serde_json::to_string_pretty(&v).unwrap() + "\n",
+            )
+            .unwrap();
+        }
+        return;
+    }
+    let cases = selected();
+    let results: Vec<(Case, Result<Value, String>)> = std::thread::scope(|s| {
+        let chunks: Vec<Vec<Case>> = (0..4)
+            .map(|i| cases.iter().skip(i).step_by(4).cloned().collect())
+            .collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|c| {
+                            let r = build_with_wbuild(&c);
+                            (c, r)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let (mut same, mut differs, mut by_hand) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for (c, got) in &results {
+        let path = recording_path(c);
+        let Ok(text) = fs::read_to_string(&path) else {
+            failures.push(format!("{}: no recording at {}", c.name, path.display()));
+            continue;
+        };
+        let want: Value = serde_json::from_str(&text).unwrap();
+        let matches = match (want["outcome"].as_str(), got) {
+            (Some("failed"), Err(_)) => true,
+            (Some("built"), Ok(g)) => g["tree"] == want["tree"] && g["config"] == want["config"],
+            _ => false,
+        };
+        if c.by_hand {
+            by_hand += 1;
+        }
+        match (&c.differs, matches) {
+            (None, true) => same += 1,
+            (None, false) => failures.push(format!(
+                "{}: differs from BuildKit\n  BuildKit: {}\n  wbuild:   {}",
+                c.name,
+                describe(&want),
+                match got {
+                    Ok(g) => describe(g),
+                    Err(e) => format!("failed: {}", e.trim()),
+                }
+            )),
+            (Some(_), true) => failures.push(format!(
+                "{}: marked as differing on purpose, but wbuild now matches BuildKit: drop the mark",
+                c.name
+            )),
+            (Some(why), false) => {
+                let ok = c.expect.iter().all(|e| match (e.strip_prefix("error: "), got) {
+                    (Some(text), Err(err)) => err.contains(text),
+                    (None, Ok(g)) => g["tree"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|l| l.as_str() == Some(e.as_str())),
+                    _ => false,
+                });
+                if ok && !c.expect.is_empty() {
+                    differs += 1;
+                } else {
+                    failures.push(format!(
+                        "{}: differs on purpose ({why}) but not as expected: {:?}\n  wbuild: {}",
+                        c.name,
+                        c.expect,
+                        match got {
+                            Ok(g) => describe(g),
+                            Err(e) => format!("failed: {}", e.trim()),
+                        }
+                    ));
+                }
+            }
+        }
+    }
+    println!(
+        "parity: {} cases, {same} identical to BuildKit, {differs} different on purpose ({by_hand} recorded by hand)",
+        results.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases fail:\n{}",
+        failures.len(),
+        results.len(),
+        failures.join("\n")
+    );
+    if std::env::var("WBUILD_PARITY_CASE").is_err() {
+        assert!(results.len() >= 150, "the suite has 150 cases or more");
+    }
+}
+
+fn describe(v: &Value) -> String {
+    if v["outcome"] == "failed" {
+        return format!("failed: {}", v["error"].as_str().unwrap_or(""));
+    }
+    let tree: Vec<&str> = v["tree"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    format!("\n    {}\n    config {}", tree.join("\n    "), v["config"])
+}
