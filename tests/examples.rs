@@ -273,7 +273,7 @@ const PINNED: &[(&str, &str)] = &[
     ),
     (
         "dockerignore",
-        "sha256:6b9afb5490c1ba7aa4bdfa424047f4a25b356bf0c80beef757080f37304f395c",
+        "sha256:9a0a2f81ddfda0c56d1d8ed1a771a12a681769d5a5a6dd041804088e0b4efee4",
     ),
     (
         "bind-mount",

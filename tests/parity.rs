@@ -10,7 +10,8 @@
 //! - `--- args`: extra `docker build` arguments, one per line;
 //! - `--- differs`: why wbuild differs on purpose (the README lists it);
 //!   wbuild must then not match the recording, and must match `--- expect`:
-//!   lines of its summary, or `error: TEXT` that its error must contain.
+//!   lines of its tree summary, `config-env NAME=VALUE` in its config's
+//!   Env, or `error: TEXT` that its error must contain.
 //!
 //! Flags: `by-hand` — Docker 20.10's BuildKit cannot build it (heredocs,
 //! `--link`, `--parents`, `--exclude`, …), so its recording was written
@@ -510,6 +511,9 @@ fn wbuild_builds_what_buildkit_builds() {
             (Some(why), false) => {
                 let ok = c.expect.iter().all(|e| match (e.strip_prefix("error: "), got) {
                     (Some(text), Err(err)) => err.contains(text),
+                    (None, Ok(g)) if e.starts_with("config-env ") => g["config"]["Env"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|v| Some(v.as_str().unwrap_or("")) == e.strip_prefix("config-env "))),
                     (None, Ok(g)) => g["tree"]
                         .as_array()
                         .unwrap()

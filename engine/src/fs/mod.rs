@@ -110,9 +110,82 @@ pub fn base_name(p: &str) -> &str {
     p.rfind('/').map(|i| &p[i + 1..]).unwrap_or(p)
 }
 
+/// How many symlinks one path may pass through (Linux's limit).
+const MAX_LINKS: usize = 40;
+
+/// `path` (a manifest path) resolved inside the tree `m` as a chroot
+/// resolves it (containerd's `RootPath`, which BuildKit uses): a symlink in
+/// any component — in the last one too when `follow_last` — is replaced by
+/// its target, an absolute target starts again at the root, and `..` never
+/// climbs above the root. Components the tree lacks are kept as written,
+/// so the result may not exist. Errs on a symlink loop.
+pub fn resolve(m: &Manifest, path: &str, follow_last: bool) -> Result<String, String> {
+    let mut todo: std::collections::VecDeque<String> =
+        path.split('/').map(str::to_string).collect();
+    let mut cur: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        match c.as_str() {
+            "" | "." => continue,
+            ".." => {
+                cur.pop();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+        let last = todo.iter().all(|t| t.is_empty() || t == ".");
+        if last && !follow_last {
+            continue;
+        }
+        let here = cur.join("/");
+        if let Some(Meta {
+            kind: Kind::Symlink,
+            link: Some(target),
+            ..
+        }) = m.get(&here)
+        {
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(format!("/{path}: too many levels of symbolic links"));
+            }
+            cur.pop();
+            if target.starts_with('/') {
+                cur.clear();
+            }
+            for t in target.split('/').rev() {
+                todo.push_front(t.to_string());
+            }
+        }
+    }
+    Ok(cur.join("/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolve_follows_links_inside_the_root() {
+        let mut m = Manifest::new();
+        m.insert("usr".into(), Meta::dir(0o755));
+        m.insert("usr/lib".into(), Meta::dir(0o755));
+        m.insert("lib".into(), Meta::symlink("usr/lib"));
+        m.insert("var".into(), Meta::dir(0o755));
+        m.insert("var/run".into(), Meta::symlink("/run"));
+        m.insert("x".into(), Meta::dir(0o755));
+        m.insert("x/up".into(), Meta::symlink("../../../y"));
+        m.insert("a".into(), Meta::symlink("b"));
+        m.insert("b".into(), Meta::symlink("a"));
+        assert_eq!(resolve(&m, "lib/f", true).unwrap(), "usr/lib/f");
+        assert_eq!(resolve(&m, "lib", true).unwrap(), "usr/lib");
+        assert_eq!(resolve(&m, "lib", false).unwrap(), "lib");
+        assert_eq!(resolve(&m, "var/run/x", false).unwrap(), "run/x");
+        assert_eq!(resolve(&m, "x/up/f", true).unwrap(), "y/f");
+        assert_eq!(resolve(&m, "new/dir", true).unwrap(), "new/dir");
+        assert_eq!(resolve(&m, "", true).unwrap(), "");
+        assert!(resolve(&m, "a/f", true).unwrap_err().contains("too many"));
+    }
 
     #[test]
     fn paths() {

@@ -5,7 +5,6 @@
 use std::io::Read;
 use std::path::Path;
 
-use super::file::join;
 use crate::fs::layer::{Content, LayerEntry};
 use crate::fs::Meta;
 use crate::store::Store;
@@ -19,18 +18,102 @@ pub(crate) enum ArchiveKind {
     Zstd,
 }
 
-/// Recognizes the archives ADD unpacks by their first bytes.
+/// Recognizes the archives ADD unpacks: a compression by its first bytes,
+/// and inside it a tar (a first header whose checksum holds), as
+/// BuildKit's isArchivePath does; anything else (a `.gz` of a plain file)
+/// is copied as it is.
 pub(crate) fn archive_kind(path: &Path) -> Option<ArchiveKind> {
-    let mut f = std::fs::File::open(path).ok()?;
+    let kind = compression_of(path)?;
+    let f = std::fs::File::open(path).ok()?;
+    let r: Box<dyn Read> = match kind {
+        ArchiveKind::Tar => Box::new(f),
+        ArchiveKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
+        ArchiveKind::Bzip2 => Box::new(bzip2_rs::DecoderReader::new(f)),
+        ArchiveKind::Xz => Box::new(XzHead::new(f)),
+        ArchiveKind::Zstd => Box::new(zstd::stream::read::Decoder::new(f).ok()?),
+    };
     let mut head = [0u8; 512];
+    (read_full(r, &mut head) == 512 && tar_header_ok(&head)).then_some(kind)
+}
+
+fn read_full(mut r: impl Read, buf: &mut [u8]) -> usize {
     let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
             Ok(k) => n += k,
-            Err(_) => return None,
         }
     }
+    n
+}
+
+/// Whether 512 bytes are a tar header: its checksum field (octal) is the
+/// sum of its bytes with that field read as spaces.
+fn tar_header_ok(h: &[u8; 512]) -> bool {
+    let field = &h[148..156];
+    let text: String = field
+        .iter()
+        .map(|&b| b as char)
+        .filter(|c| c.is_digit(8))
+        .collect();
+    let Ok(want) = u32::from_str_radix(&text, 8) else {
+        return false;
+    };
+    let sum: u32 = h
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                b as u32
+            }
+        })
+        .sum();
+    sum == want
+}
+
+/// The first bytes of an xz stream, decompressed (lzma-rs has no reader:
+/// it writes into a sink that stops it once it has enough).
+struct XzHead {
+    data: std::io::Cursor<Vec<u8>>,
+}
+
+impl XzHead {
+    fn new(f: std::fs::File) -> XzHead {
+        struct Upto(Vec<u8>);
+        impl std::io::Write for Upto {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                if self.0.len() >= 512 {
+                    return Err(std::io::Error::other("enough"));
+                }
+                self.0.extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut sink = Upto(Vec::new());
+        let _ = lzma_rs::xz_decompress(&mut std::io::BufReader::new(f), &mut sink);
+        XzHead {
+            data: std::io::Cursor::new(sink.0),
+        }
+    }
+}
+
+impl Read for XzHead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.data.read(buf)
+    }
+}
+
+/// The compression a file's first bytes announce (`Tar` for none, when
+/// the file is a tar).
+fn compression_of(path: &Path) -> Option<ArchiveKind> {
+    let f = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; 512];
+    let n = read_full(f, &mut head);
     if n >= 2 && head[0] == 0x1f && head[1] == 0x8b {
         return Some(ArchiveKind::Gzip);
     }
@@ -43,7 +126,7 @@ pub(crate) fn archive_kind(path: &Path) -> Option<ArchiveKind> {
     if n >= 6 && head[..6] == [0xfd, b'7', b'z', b'X', b'Z', 0x00] {
         return Some(ArchiveKind::Xz);
     }
-    if n >= 262 && &head[257..262] == b"ustar" {
+    if n == 512 && tar_header_ok(&head) {
         return Some(ArchiveKind::Tar);
     }
     None
@@ -62,13 +145,12 @@ pub enum ArchiveError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// Unpacks a local archive into layer entries under `dest`; their contents
-/// are extracted to the temp dir returned with them, which must live until
-/// the layer is written.
+/// Unpacks a local archive into layer entries, their paths relative to
+/// the archive's root; their contents are extracted to the temp dir
+/// returned with them, which must live until the layer is written.
 pub(crate) fn unpack_archive(
     path: &Path,
     kind: ArchiveKind,
-    dest: &str,
     store: &Store,
 ) -> Result<(Vec<LayerEntry>, tempfile::TempDir), ArchiveError> {
     let f = std::fs::File::open(path)?;
@@ -171,7 +253,7 @@ pub(crate) fn unpack_archive(
             }
         };
         out.push(LayerEntry {
-            path: join(dest, &rel),
+            path: rel,
             meta,
             content,
             whiteout: false,

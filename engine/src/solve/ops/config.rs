@@ -2,7 +2,7 @@
 //! ENTRYPOINT, USER, EXPOSE, …; ARG, which is keyed by its value), and
 //! WORKDIR, which also creates its directory when the image lacks it.
 
-use super::file::missing_parents;
+use super::file::Layout;
 use super::{Executed, Op, StepCx};
 use crate::cache::{CacheKey, StepInputs};
 use crate::env;
@@ -49,16 +49,27 @@ impl Op for WorkdirOp {
         _key: &CacheKey,
     ) -> Result<Option<Executed>, BuildError> {
         let dir = tree::manifest_path(&cx.step.workdir);
+        let fail = |m: String| solver.step_error(cx.step, cx.label, m);
         let m = solver.manifest(st)?;
-        if dir.is_empty() || m.get(&dir).is_some_and(|x| x.kind == Kind::Dir) {
+        // As BuildKit's mkdir: the path followed through the image's
+        // symlinks, what is missing made and owned by the current USER.
+        let at = tree::resolve(m, &dir, true).map_err(fail)?;
+        if at.is_empty() || m.get(&at).is_some_and(|x| x.kind == Kind::Dir) {
             return Ok(None);
         }
-        Ok(Some(Executed::entries(missing_parents(
-            m,
-            &format!("{dir}/x"),
-            0,
-            0,
-        ))))
+        let mut layout = Layout::new(m.clone());
+        let user = st.config.user.clone();
+        let owner = if user.is_empty() {
+            (0, 0)
+        } else {
+            solver
+                .chown_ids(st, &user)
+                .map_err(|e| fail(format!("USER {user}: {e}")))?
+        };
+        layout
+            .mkdir_all(&at, owner)
+            .map_err(|e| fail(format!("WORKDIR {}: {e}", cx.step.workdir)))?;
+        Ok(Some(Executed::entries(layout.out)))
     }
 }
 

@@ -157,21 +157,25 @@ impl Solver<'_> {
                             format!("{p}: adding from URLs and git repositories is not supported yet (wbuild has no network)"),
                         ));
                     }
-                    let mut selected =
-                        select(&source, p).map_err(|e| self.step_error(step, label, e))?;
+                    let found = select(&source, p).map_err(|e| self.step_error(step, label, e))?;
                     // How many paths this source names (a wildcard's matches).
-                    let matches = selected.len();
-                    self.complete_digests(&source, &mut selected)
-                        .map_err(|e| self.step_error(step, label, e.to_string()))?;
-                    for (root_rel, meta) in selected {
+                    let matches = found.len();
+                    for Match { name, path, meta } in found {
+                        // A symlink followed is an input too: where it leads.
+                        if name != path {
+                            inputs.insert(format!("{prefix}{name}"), format!("-> /{path}"));
+                        }
                         if unpack == Some(true) && meta.kind == Kind::File {
-                            if let Some(kind) = archive_kind(&source.root.join(&root_rel)) {
+                            if let Some(kind) = archive_kind(&source.root.join(&path)) {
+                                let mut one = vec![(path.clone(), meta.clone())];
+                                self.complete_digests(&source, &mut one)
+                                    .map_err(|e| self.step_error(step, label, e.to_string()))?;
                                 inputs.insert(
-                                    format!("{prefix}{root_rel}"),
-                                    cache::file_summary(&meta),
+                                    format!("{prefix}{path}"),
+                                    cache::file_summary(&one[0].1),
                                 );
                                 picked.push(Picked::Archive(
-                                    source.root.join(&root_rel),
+                                    source.root.join(&path),
                                     kind,
                                     p.clone(),
                                 ));
@@ -179,12 +183,12 @@ impl Solver<'_> {
                             }
                         }
                         // The source itself, and everything under a directory.
-                        let mut items = vec![(root_rel.clone(), meta.clone())];
+                        let mut items = vec![(path.clone(), meta.clone())];
                         if meta.kind == Kind::Dir {
-                            let dir_prefix = if root_rel.is_empty() {
+                            let dir_prefix = if path.is_empty() {
                                 String::new()
                             } else {
-                                format!("{root_rel}/")
+                                format!("{path}/")
                             };
                             items.extend(
                                 source
@@ -194,7 +198,7 @@ impl Solver<'_> {
                                     .map(|(k, m)| (k.clone(), m.clone())),
                             );
                         }
-                        items.retain(|(rel, _)| rel.is_empty() || !exclude.matches(rel));
+                        items.retain(|(rel, _)| rel == &path || !exclude.matches(rel));
                         self.complete_digests(&source, &mut items)
                             .map_err(|e| self.step_error(step, label, e.to_string()))?;
                         for (rel, m) in &items {
@@ -203,7 +207,8 @@ impl Solver<'_> {
                             }
                         }
                         picked.push(Picked::Tree {
-                            root_rel,
+                            name,
+                            root_rel: path,
                             meta,
                             matches,
                             pattern: p.clone(),
@@ -225,7 +230,7 @@ impl Solver<'_> {
     /// BuildKit reads them; a user alone brings its primary group (a
     /// numeric user alone, the same number). A name the image does not
     /// know is an error.
-    fn chown_ids(&self, st: &StageState, c: &str) -> Result<(u32, u32), String> {
+    pub(super) fn chown_ids(&self, st: &StageState, c: &str) -> Result<(u32, u32), String> {
         let (u, g) = match c.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (c, None),
@@ -282,7 +287,12 @@ impl Solver<'_> {
     }
 
     /// Phase two of COPY/ADD, on a miss: where every picked file lands,
-    /// with which owner and mode, and the parent directories to create.
+    /// with which owner and mode, and the directories to create — as
+    /// BuildKit's copy (fsutil) does it, in the image as this step changes
+    /// it: symlinks in the destination are followed, new directories get
+    /// the `--chown` owner, a directory source fills the destination
+    /// without changing it, and a directory never gives way to a file (or
+    /// a file to a directory) silently.
     fn lay_out(
         &self,
         cx: &StepCx<'_>,
@@ -292,12 +302,13 @@ impl Solver<'_> {
         sel: Selection,
     ) -> Result<Executed, BuildError> {
         let (step, label) = (cx.step, cx.label);
+        let fail = |m: String| self.step_error(step, label, m);
         let (uid, gid) = match &files.chown {
             None => (None, None),
             Some(c) => {
                 let (u, g) = self
                     .chown_ids(st, c)
-                    .map_err(|m| self.step_error(step, label, format!("--chown={c}: {m}")))?;
+                    .map_err(|m| fail(format!("--chown={c}: {m}")))?;
                 (Some(u), Some(g))
             }
         };
@@ -310,21 +321,21 @@ impl Solver<'_> {
         } else {
             format!("{}/{}", step.workdir.trim_end_matches('/'), files.dest)
         };
-        let dest = tree::manifest_path(&dest_abs);
-        let manifest = self.manifest(st)?.clone();
-        let many = files.sources.len() > 1;
-        let dest_is_dir = files.dest.ends_with('/')
+        // Written as a directory: BuildKit adds the `/` for `.` too.
+        let dir_form = files.dest.ends_with('/')
+            || files.dest.ends_with("/.")
             || files.dest == "."
-            || dest.is_empty()
-            || manifest.get(&dest).is_some_and(|m| m.kind == Kind::Dir);
+            || files.dest.is_empty();
+        let dest = tree::manifest_path(&dest_abs);
+        let mut view = Layout::new(self.manifest(st)?.clone());
+        let many = files.sources.len() > 1;
+        let dest_is_dir =
+            dir_form || view.kind(&view.resolve(&dest).map_err(fail)?) == Some(Kind::Dir);
         if many && !dest_is_dir {
-            return Err(self.step_error(
-                step,
-                label,
-                format!("with more than one source, the destination must be a directory and end with a /: write {}/", files.dest),
-            ));
+            return Err(fail(format!("with more than one source, the destination must be a directory and end with a /: write {}/", files.dest)));
         }
         let source = &sel.source;
+        let new_dirs = (uid.unwrap_or(0), gid.unwrap_or(0));
         let owned = |m: &Meta| -> Meta {
             let mut meta = m.clone();
             match (uid, gid) {
@@ -345,32 +356,41 @@ impl Solver<'_> {
             }
             meta
         };
-        let mut out: Vec<LayerEntry> = Vec::new();
         let mut work = Vec::new();
         for p in sel.picked {
+            // Each source as fsutil's Copy: the destination's directory (the
+            // destination itself when written with a `/`) is made first.
+            let ensure = if dir_form {
+                dest.as_str()
+            } else {
+                tree::parent_of(&dest)
+            };
+            let ensure = view.resolve(ensure).map_err(fail)?;
+            view.mkdir_all(&ensure, new_dirs).map_err(fail)?;
+            let dst = view.resolve(&dest).map_err(fail)?;
+            let dst_kind = view.kind(&dst);
             match p {
                 Picked::Heredoc(name, bytes) => {
-                    let target = if dest_is_dir {
-                        join(&dest, &name)
+                    let target = if dst_kind == Some(Kind::Dir) {
+                        join(&dst, &name)
                     } else {
-                        dest.clone()
+                        dst.clone()
                     };
                     let meta = Meta::file(
                         chmod.unwrap_or(0o644),
                         bytes.len() as u64,
                         Some(Digest::of(&bytes)),
                     )
-                    .owned_by(uid.unwrap_or(0), gid.unwrap_or(0));
-                    out.push(LayerEntry {
-                        path: target,
-                        meta,
-                        content: Content::Bytes(bytes),
-                        whiteout: false,
-                    });
+                    .owned_by(new_dirs.0, new_dirs.1);
+                    view.put(&target, meta, Content::Bytes(bytes), false)
+                        .map_err(fail)?;
                 }
                 Picked::Archive(host, kind, shown) => {
-                    let (mut entries, dir) = unpack_archive(&host, kind, &dest, self.store)
-                        .map_err(|error| {
+                    // BuildKit's unpack: the destination is a directory made
+                    // with --chown's owner; entries keep the archive's owners.
+                    view.mkdir_all(&dst, new_dirs).map_err(fail)?;
+                    let (entries, dir) =
+                        unpack_archive(&host, kind, self.store).map_err(|error| {
                             self.step_error(
                                 step,
                                 label,
@@ -380,10 +400,13 @@ impl Solver<'_> {
                                 },
                             )
                         })?;
-                    out.append(&mut entries);
+                    for e in entries {
+                        view.extract(&dst, e).map_err(fail)?;
+                    }
                     work.push(dir);
                 }
                 Picked::Tree {
+                    name,
                     root_rel,
                     meta,
                     matches,
@@ -393,74 +416,175 @@ impl Solver<'_> {
                     if matches > 1 && !dest_is_dir {
                         // Docker's rule; BuildKit would copy each match to the
                         // same path and keep only the last.
-                        return Err(self.step_error(
-                            step,
-                            label,
-                            format!("{pattern} matches {matches} paths, so the destination must be a directory and end with a /: write {}/", files.dest),
-                        ));
+                        return Err(fail(format!("{pattern} matches {matches} paths, so the destination must be a directory and end with a /: write {}/", files.dest)));
                     }
-                    let to_dir = dest_is_dir || many || matches > 1;
-                    let base_target = if parents {
-                        join(&dest, &root_rel)
-                    } else if meta.kind == Kind::Dir {
-                        // A directory gives its contents, whether named or
-                        // matched by a wildcard (BuildKit's
-                        // CopyDirContentsOnly for every source).
-                        dest.clone()
-                    } else if to_dir {
-                        join(&dest, tree::base_name(&root_rel))
+                    let src_dir = meta.kind == Kind::Dir;
+                    let target = if parents {
+                        let t = join(&dst, &name);
+                        view.mkdir_all(tree::parent_of(&t), new_dirs)
+                            .map_err(fail)?;
+                        t
                     } else {
-                        dest.clone()
+                        // fsutil's prepareTargetDir.
+                        let target = if !src_dir && dst_kind == Some(Kind::Dir) {
+                            join(&dst, tree::base_name(&name))
+                        } else {
+                            dst.clone()
+                        };
+                        let make = if src_dir && dst_kind.is_none() {
+                            target.as_str()
+                        } else {
+                            tree::parent_of(&target)
+                        };
+                        view.mkdir_all(make, new_dirs).map_err(fail)?;
+                        target
                     };
                     for (rel, m) in items {
-                        let target = if rel == root_rel {
-                            base_target.clone()
+                        let top = rel == root_rel;
+                        let t = if top {
+                            target.clone()
                         } else {
                             let rest = if root_rel.is_empty() {
                                 rel.as_str()
                             } else {
                                 &rel[root_rel.len() + 1..]
                             };
-                            join(&base_target, rest)
+                            join(&target, rest)
                         };
-                        if target.is_empty() {
-                            continue;
-                        }
                         let content = if m.kind == Kind::File {
                             Content::Host(source.root.join(&rel))
                         } else {
                             Content::None
                         };
-                        out.push(LayerEntry {
-                            path: target,
-                            meta: owned(&m),
-                            content,
-                            whiteout: false,
-                        });
+                        view.put(&t, owned(&m), content, top).map_err(fail)?;
                     }
                 }
             }
         }
-        // Parents that the image does not have yet.
-        let mut needed: Manifest = Manifest::new();
-        let present: std::collections::HashSet<String> =
-            out.iter().map(|e| e.path.clone()).collect();
-        for e in &out {
-            for d in missing_parents(&manifest, &e.path, 0, 0) {
-                if !present.contains(&d.path) {
-                    needed.entry(d.path).or_insert(d.meta);
+        Ok(Executed {
+            entries: view.out,
+            work,
+        })
+    }
+}
+
+/// The image as a step changes it, and the layer entries that change it.
+pub(crate) struct Layout {
+    view: Manifest,
+    pub out: Vec<LayerEntry>,
+}
+
+impl Layout {
+    pub fn new(m: Manifest) -> Layout {
+        Layout {
+            view: m,
+            out: Vec::new(),
+        }
+    }
+
+    /// What `path` is (the root is a directory).
+    pub fn kind(&self, path: &str) -> Option<Kind> {
+        if path.is_empty() {
+            return Some(Kind::Dir);
+        }
+        self.view.get(path).map(|m| m.kind)
+    }
+
+    /// `path` with every symlink followed, inside the image.
+    pub fn resolve(&self, path: &str) -> Result<String, String> {
+        tree::resolve(&self.view, path, true)
+    }
+
+    /// Makes `path` (already resolved) and its missing parents, 0755 and
+    /// owned by `owner`; a parent that is not a directory is an error.
+    pub fn mkdir_all(&mut self, path: &str, owner: (u32, u32)) -> Result<(), String> {
+        let mut cur = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            cur = join(&cur, part);
+            match self.kind(&cur) {
+                Some(Kind::Dir) => {}
+                Some(k) => {
+                    return Err(format!(
+                        "cannot make directory /{cur}: the image has a {} there",
+                        k.name()
+                    ))
+                }
+                None => {
+                    let meta = Meta::dir(0o755).owned_by(owner.0, owner.1);
+                    self.push(&cur, meta, Content::None);
                 }
             }
         }
-        for (p, m) in needed {
-            out.push(LayerEntry {
-                path: p,
-                meta: m,
-                content: Content::None,
-                whiteout: false,
-            });
+        Ok(())
+    }
+
+    fn push(&mut self, path: &str, meta: Meta, content: Content) {
+        if meta.kind != Kind::Dir {
+            let prefix = format!("{path}/");
+            let under: Vec<String> = self
+                .view
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in under {
+                self.view.remove(&k);
+            }
         }
-        Ok(Executed { entries: out, work })
+        self.view.insert(path.to_string(), meta.clone());
+        self.out.push(LayerEntry {
+            path: path.to_string(),
+            meta,
+            content,
+            whiteout: false,
+        });
+    }
+
+    /// Copies one entry to `path` as fsutil does: a directory goes only
+    /// where there is a directory or nothing (an existing one takes the
+    /// source's mode and owner, unless it is the `top` of the copy); a
+    /// file or symlink replaces anything but a directory.
+    pub fn put(
+        &mut self,
+        path: &str,
+        meta: Meta,
+        content: Content,
+        top: bool,
+    ) -> Result<(), String> {
+        let have = self.kind(path);
+        match (meta.kind, have) {
+            (Kind::Dir, Some(Kind::Dir)) if top || path.is_empty() => Ok(()),
+            (Kind::Dir, Some(Kind::Dir)) | (Kind::Dir, None) => {
+                self.push(path, meta, content);
+                Ok(())
+            }
+            (Kind::Dir, Some(k)) => Err(format!(
+                "cannot copy a directory to /{path}: the image has a {} there",
+                k.name()
+            )),
+            (_, Some(Kind::Dir)) => Err(format!(
+                "cannot replace the directory /{path} with a {}",
+                meta.kind.name()
+            )),
+            _ => {
+                self.push(path, meta, content);
+                Ok(())
+            }
+        }
+    }
+
+    /// Extracts one archive entry (its path relative to the archive's root)
+    /// under `dest` as Docker's untar does: symlinks in its parents are
+    /// followed, the entry itself replaces what is there (a directory over
+    /// a directory only updates it), and missing parents are made 0755 and
+    /// owned by root.
+    pub fn extract(&mut self, dest: &str, e: LayerEntry) -> Result<(), String> {
+        let full = join(dest, &e.path);
+        let parent = self.resolve(tree::parent_of(&full))?;
+        self.mkdir_all(&parent, (0, 0))?;
+        let path = join(&parent, tree::base_name(&full));
+        self.push(&path, e.meta, e.content);
+        Ok(())
     }
 }
 
@@ -472,6 +596,9 @@ pub(crate) enum Picked {
     Heredoc(String, Arc<[u8]>),
     Archive(PathBuf, ArchiveKind, String),
     Tree {
+        /// The path as named or matched: its base names the copy.
+        name: String,
+        /// Where it leads in the source tree, symlinks followed.
         root_rel: String,
         meta: Meta,
         /// How many paths its source pattern matched (1 without a wildcard).
@@ -507,30 +634,6 @@ fn has_wildcard(p: &str) -> bool {
     p.contains(['*', '?', '['])
 }
 
-/// Directories of `path` that `m` lacks, shallowest first (0755, owned
-/// by `uid:gid`).
-pub(crate) fn missing_parents(m: &Manifest, path: &str, uid: u32, gid: u32) -> Vec<LayerEntry> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let parts: Vec<&str> = path.split('/').collect();
-    for part in &parts[..parts.len().saturating_sub(1)] {
-        cur = join(&cur, part);
-        if m.get(&cur).is_none_or(|x| x.kind != Kind::Dir) {
-            out.push(LayerEntry {
-                path: cur.clone(),
-                meta: Meta {
-                    uid,
-                    gid,
-                    ..Meta::dir(0o755)
-                },
-                content: Content::None,
-                whiteout: false,
-            });
-        }
-    }
-    out
-}
-
 /// Why a COPY/ADD source or a bind mount's source names no files.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -544,9 +647,23 @@ pub enum SourceError {
     NotFound { src: String, tree: String },
 }
 
-/// The entries a COPY source names: `(path in the source tree, meta)`.
+/// One path a COPY source names.
+#[derive(Debug, Clone)]
+pub(crate) struct Match {
+    /// The path as named or matched (its last component names the copy).
+    pub name: String,
+    /// Where it leads with every symlink followed, inside the source tree.
+    pub path: String,
+    pub meta: Meta,
+}
+
+/// The paths a COPY source names, as BuildKit (fsutil) finds them: a
+/// wildcard matches with Go's `filepath.Match` (`*` stays inside one
+/// component, a matched directory is not searched further) under the
+/// wildcard-free prefix, and every path is followed through its symlinks
+/// inside the tree. A wildcard may match nothing; a plain path must exist.
 /// The path `""` is the tree's root.
-pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<(String, Meta)>, SourceError> {
+pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<Match>, SourceError> {
     let cleaned = dockerignore::clean_path(src.trim_start_matches('/'));
     if cleaned == ".." || cleaned.starts_with("../") {
         return Err(SourceError::Outside {
@@ -558,30 +675,155 @@ pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<(String, Meta
     } else {
         cleaned
     };
-    if has_wildcard(&rel) {
-        let m = Matcher::new(&[rel.as_str()]).map_err(|e| SourceError::Pattern {
-            src: src.to_string(),
-            error: e.to_string(),
+    let follow = |name: &str| -> Result<Option<Match>, SourceError> {
+        let path =
+            tree::resolve(&source.entries, name, true).map_err(|error| SourceError::Pattern {
+                src: src.to_string(),
+                error,
+            })?;
+        if path.is_empty() {
+            return Ok(Some(Match {
+                name: name.to_string(),
+                path,
+                meta: Meta::dir(0o755),
+            }));
+        }
+        Ok(source.entries.get(&path).map(|m| Match {
+            name: name.to_string(),
+            path: path.clone(),
+            meta: m.clone(),
+        }))
+    };
+    if !has_wildcard(&rel) {
+        return match follow(&rel)? {
+            Some(m) => Ok(vec![m]),
+            None => Err(SourceError::NotFound {
+                src: src.to_string(),
+                tree: source.label.clone(),
+            }),
+        };
+    }
+    // The components before the first wildcard name a directory (followed
+    // through symlinks); the rest is matched against paths under it.
+    let parts: Vec<&str> = rel.split('/').collect();
+    let first = parts
+        .iter()
+        .position(|p| has_wildcard(p))
+        .expect("has a wildcard");
+    let base =
+        tree::resolve(&source.entries, &parts[..first].join("/"), true).map_err(|error| {
+            SourceError::Pattern {
+                src: src.to_string(),
+                error,
+            }
         })?;
-        // A wildcard may match nothing: BuildKit copies nothing for it
-        // (AllowEmptyWildcard).
-        let found: Vec<(String, Meta)> = source
-            .entries
-            .iter()
-            .filter(|(k, _)| m.matches_exact(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        return Ok(found);
-    }
-    if rel.is_empty() {
-        return Ok(vec![(String::new(), Meta::dir(0o755))]);
-    }
-    match source.entries.get(&rel) {
-        Some(m) => Ok(vec![(rel, m.clone())]),
-        None => Err(SourceError::NotFound {
+    let pattern: Vec<char> = parts[first..].join("/").chars().collect();
+    let prefix = if base.is_empty() {
+        String::new()
+    } else {
+        format!("{base}/")
+    };
+    let mut found = Vec::new();
+    let mut skip: Option<String> = None;
+    for (k, _) in source
+        .entries
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+    {
+        if skip.as_ref().is_some_and(|d| k.starts_with(d.as_str())) {
+            continue;
+        }
+        let under: Vec<char> = k[prefix.len()..].chars().collect();
+        let hit = go_match(&pattern, &under).map_err(|error| SourceError::Pattern {
             src: src.to_string(),
-            tree: source.label.clone(),
-        }),
+            error,
+        })?;
+        if hit {
+            // A matched directory is not searched further.
+            skip = Some(format!("{k}/"));
+            if let Some(m) = follow(k)? {
+                found.push(m);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Go's `filepath.Match` on `/`-separated paths: `*` is any run of
+/// characters but `/`, `?` one of them, `[...]` a class (`^` negates,
+/// `a-z` ranges), `\\` escapes. A malformed pattern is an error.
+pub(crate) fn go_match(pat: &[char], name: &[char]) -> Result<bool, String> {
+    let bad = || "a malformed wildcard pattern".to_string();
+    let Some(&c) = pat.first() else {
+        return Ok(name.is_empty());
+    };
+    match c {
+        '*' => {
+            // The rest of the pattern is checked for errors even when the
+            // name is short, as Go does.
+            let mut i = 0;
+            loop {
+                if go_match(&pat[1..], &name[i..])? {
+                    return Ok(true);
+                }
+                if i == name.len() || name[i] == '/' {
+                    return Ok(false);
+                }
+                i += 1;
+            }
+        }
+        '?' => Ok(!name.is_empty() && name[0] != '/' && go_match(&pat[1..], &name[1..])?),
+        '[' => {
+            let mut i = 1;
+            let negate = pat.get(i) == Some(&'^');
+            if negate {
+                i += 1;
+            }
+            let mut hit = false;
+            let ch = name.first().copied();
+            let mut first = true;
+            loop {
+                let lo = match pat.get(i) {
+                    None => return Err(bad()),
+                    Some(']') if !first => break,
+                    Some('\\') => {
+                        i += 1;
+                        *pat.get(i).ok_or_else(bad)?
+                    }
+                    Some(&l) => l,
+                };
+                first = false;
+                i += 1;
+                let mut hi = lo;
+                if pat.get(i) == Some(&'-') && pat.get(i + 1).is_some_and(|&h| h != ']') {
+                    i += 1;
+                    hi = match pat[i] {
+                        '\\' => {
+                            i += 1;
+                            *pat.get(i).ok_or_else(bad)?
+                        }
+                        h => h,
+                    };
+                    i += 1;
+                }
+                if ch.is_some_and(|c| lo <= c && c <= hi) {
+                    hit = true;
+                }
+            }
+            let rest = &pat[i + 1..];
+            match ch {
+                Some(c) if c != '/' && hit != negate => go_match(rest, &name[1..]),
+                _ => {
+                    go_match(rest, &[])?;
+                    Ok(false)
+                }
+            }
+        }
+        '\\' => {
+            let l = *pat.get(1).ok_or_else(bad)?;
+            Ok(name.first() == Some(&l) && go_match(&pat[2..], &name[1..])?)
+        }
+        l => Ok(name.first() == Some(&l) && go_match(&pat[1..], &name[1..])?),
     }
 }
 
@@ -618,6 +860,27 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn wildcards_match_as_go_filepath_match() {
+        let m = |p: &str, n: &str| {
+            let p: Vec<char> = p.chars().collect();
+            let n: Vec<char> = n.chars().collect();
+            go_match(&p, &n)
+        };
+        assert!(m("*.txt", "a.txt").unwrap());
+        assert!(!m("*.txt", "d/a.txt").unwrap());
+        assert!(m("**/f", "x/f").unwrap());
+        assert!(!m("**/f", "x/y/f").unwrap());
+        assert!(!m("**/f", "f").unwrap());
+        assert!(m("?.t", "a.t").unwrap() && !m("?.t", "ab.t").unwrap());
+        assert!(m("[ab].t", "b.t").unwrap() && !m("[ab].t", "c.t").unwrap());
+        assert!(m("[^a].t", "b.t").unwrap() && !m("[^a].t", "a.t").unwrap());
+        assert!(m("[a-c]x", "bx").unwrap() && !m("[a-c]x", "dx").unwrap());
+        assert!(m("a\\*", "a*").unwrap() && !m("a\\*", "ab").unwrap());
+        assert!(m("[", "a").is_err());
+        assert!(m("a[", "b").is_ok_and(|x| !x) || m("a[", "b").is_err());
     }
 
     #[test]

@@ -84,17 +84,27 @@ impl Solver<'_> {
         let src = m.source.clone().unwrap_or_else(|| ".".into());
         let picked = select(&tree, &src)
             .map_err(|e| self.step_error(step, label, format!("--mount={}: {e}", m.raw)))?;
-        let (root_rel, meta) = picked.into_iter().next().expect("one source");
+        let Some(super::file::Match {
+            path: root_rel,
+            meta,
+            ..
+        }) = picked.into_iter().next()
+        else {
+            return Err(self.step_error(
+                step,
+                label,
+                format!("--mount={}: {src} matches nothing", m.raw),
+            ));
+        };
         if meta.kind != Kind::Dir {
-            let what = match meta.kind {
-                Kind::Symlink => format!(
-                    "{} is a symlink (to {}); bind the directory it points to",
-                    m.source.as_deref().unwrap_or("."),
-                    meta.link.as_deref().unwrap_or("?")
+            return Err(self.step_error(
+                step,
+                label,
+                format!(
+                    "--mount={}: binding a single file is not supported yet; bind its directory",
+                    m.raw
                 ),
-                _ => "binding a single file is not supported yet; bind its directory".into(),
-            };
-            return Err(self.step_error(step, label, format!("--mount={}: {what}", m.raw)));
+            ));
         }
         let prefix = if root_rel.is_empty() {
             String::new()
