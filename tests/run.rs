@@ -79,13 +79,20 @@ fn exit_codes_come_through_exactly() {
 
 #[test]
 fn env_is_env_plus_args_and_nothing_from_the_host() {
-    let Some(c) = Ctx::new(&format!("{BASE}ARG VERSION=1\nENV MODE=prod VERSION=env\nARG ONLY_ARG=a\nRUN [\"probe\", \"--env\", \"--cwd\"]\n")) else {
+    let Some(c) = Ctx::new(&format!("{BASE}ARG VERSION=1\nENV MODE=prod VERSION=env LATER=env\nARG ONLY_ARG=a\nARG LATER\nRUN [\"probe\", \"--env\", \"--cwd\"]\n")) else {
         return;
     };
-    let (o, _) = c.build(&[]).pair();
+    let (o, _) = c.build(&["--build-arg", "LATER=arg"]).pair();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("MODE=prod"), "{err}");
-    assert!(err.contains("VERSION=env"), "ENV wins over ARG: {err}");
+    assert!(
+        err.contains("VERSION=env"),
+        "ENV wins over an earlier ARG: {err}"
+    );
+    assert!(
+        err.contains("LATER=arg"),
+        "an ARG wins over an earlier ENV: {err}"
+    );
     assert!(err.contains("ONLY_ARG=a"), "{err}");
     assert!(err.contains("PATH=/usr/local/sbin"), "{err}");
     assert!(!err.contains("WBUILD_ROOT="), "no host env: {err}");

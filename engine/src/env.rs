@@ -31,18 +31,25 @@ pub fn cwd_of(workdir: &str) -> String {
 }
 
 /// A program's environment before HOME: the image's ENV, then `extra`
-/// (build args in scope; ENV wins over an ARG of the same name), PATH when
+/// (build args in scope; of an ENV and an ARG of the same name the later
+/// wins, as BuildKit adds both to the step's env in order: `extra_wins`
+/// names the ARGs that came later), PATH when
 /// neither sets it, and PWD (how a preview-1 program learns its working
 /// directory). Everything here follows from the step's instruction and
 /// config, so it is part of a RUN step's key.
 pub fn program_env(
     image_env: BTreeMap<String, String>,
     extra: &BTreeMap<String, String>,
+    extra_wins: &std::collections::BTreeSet<String>,
     cwd: &str,
 ) -> BTreeMap<String, String> {
     let mut env = image_env;
     for (k, v) in extra {
-        env.entry(k.clone()).or_insert_with(|| v.clone());
+        if extra_wins.contains(k) {
+            env.insert(k.clone(), v.clone());
+        } else {
+            env.entry(k.clone()).or_insert_with(|| v.clone());
+        }
     }
     env.entry("PATH".into())
         .or_insert_with(|| DEFAULT_PATH.into());
@@ -97,7 +104,7 @@ mod tests {
             ("B".to_string(), "arg".to_string()),
         ]
         .into();
-        let env = program_env(image, &args, "/w");
+        let env = program_env(image, &args, &Default::default(), "/w");
         assert_eq!(env["A"], "env");
         assert_eq!(env["B"], "arg");
         assert_eq!(env["PATH"], DEFAULT_PATH);

@@ -120,6 +120,10 @@ pub struct Step {
     /// ARG values in scope (BuildKit passes these to RUN as env too);
     /// shared between the steps of a stage until an ARG changes them.
     pub args: std::sync::Arc<BTreeMap<String, String>>,
+    /// ARGs declared after an ENV of the same name: their value wins over
+    /// the ENV's in this step, as the later declaration does in BuildKit.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub args_over_env: std::sync::Arc<BTreeSet<String>>,
     /// The stage's WORKDIR when the step runs.
     pub workdir: String,
     /// Stages this step reads from (`COPY --from`, `RUN --mount from=`).
@@ -191,19 +195,23 @@ pub fn platform_args(build: &Platform, target: &Platform) -> BTreeMap<String, St
     m
 }
 
-/// A scope for expansion: ARGs then ENV on top (ENV wins over an ARG of
-/// the same name, as in BuildKit).
+/// A scope for expansion: ARGs and ENV, where the later declaration of a
+/// name wins, as in BuildKit: ENV over an earlier ARG, and an ARG (with a
+/// value) over an earlier ENV.
 struct Scope<'a> {
     env: &'a BTreeMap<String, String>,
     args: &'a BTreeMap<String, String>,
+    /// Names whose ARG came after their ENV.
+    args_last: &'a BTreeSet<String>,
 }
 
 impl Env for Scope<'_> {
     fn lookup(&self, name: &str) -> Option<&str> {
-        self.env
-            .get(name)
-            .or_else(|| self.args.get(name))
-            .map(String::as_str)
+        let arg = self.args.get(name);
+        if self.args_last.contains(name) && arg.is_some() {
+            return arg.map(String::as_str);
+        }
+        self.env.get(name).or(arg).map(String::as_str)
     }
 }
 
@@ -241,9 +249,11 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
     let mut unbuildable: Vec<(usize, usize, String)> = Vec::new();
     for (index, stage) in df.stages.iter().enumerate() {
         let empty = BTreeMap::new();
+        let none = BTreeSet::new();
         let from_scope = Scope {
             env: &empty,
             args: &global,
+            args_last: &none,
         };
         let base_text = lex.process_word(&stage.base, &from_scope).map_err(|e| {
             at(
@@ -312,6 +322,8 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
         }
 
         let mut args: BTreeMap<String, String> = BTreeMap::new();
+        let mut args_last: BTreeSet<String> = BTreeSet::new();
+        let mut shared_over = std::sync::Arc::new(BTreeSet::new());
         // What the steps hold: one map shared until an ARG changes it, so a
         // long Dockerfile's plan stays linear in its length.
         let mut shared_args = std::sync::Arc::new(BTreeMap::new());
@@ -323,6 +335,7 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
                 let scope = Scope {
                     env: &env,
                     args: &args,
+                    args_last: &args_last,
                 };
                 let w = |s: &str| lex.process_word(s, &scope).map_err(|e| e.to_string());
                 expand_instruction(&cmd.value, &lex, &scope, &w).map_err(scope_err)?
@@ -352,16 +365,21 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
                         };
                         if let Some(v) = value {
                             args.insert(decl.name.clone(), v);
+                            args_last.insert(decl.name.clone());
                         } else {
                             args.remove(&decl.name);
                             // Declared without a value: visible as unset.
                         }
                     }
                     shared_args = std::sync::Arc::new(args.clone());
+                    shared_over = std::sync::Arc::new(args_last.clone());
                 }
                 Instruction::Env { pairs } => {
                     for kv in pairs {
                         env.insert(kv.key.clone(), kv.value.clone());
+                        if args_last.remove(&kv.key) {
+                            shared_over = std::sync::Arc::new(args_last.clone());
+                        }
                     }
                 }
                 Instruction::Workdir { path } => {
@@ -391,6 +409,7 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
                 display: display(&expanded, &cmd.original),
                 instruction: expanded,
                 args: shared_args.clone(),
+                args_over_env: shared_over.clone(),
                 workdir: workdir.clone(),
                 uses_stages: uses,
             });
@@ -491,7 +510,12 @@ fn arg_value(
     }
     match &decl.default {
         Some(d) => {
-            let scope = Scope { env, args: global };
+            let none = BTreeSet::new();
+            let scope = Scope {
+                env,
+                args: global,
+                args_last: &none,
+            };
             Ok(Some(
                 lex.process_word(d, &scope)
                     .map_err(|e| format!("ARG {}: {}", decl.name, e))?,

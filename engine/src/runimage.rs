@@ -125,7 +125,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         image_env.insert(k.to_string(), v.to_string());
     }
     let cwd = env::cwd_of(&rc.working_dir);
-    let mut env = env::program_env(image_env, &Default::default(), &cwd);
+    let mut env = env::program_env(image_env, &Default::default(), &Default::default(), &cwd);
     env::with_home(&mut env, &snap.dir, &rc.user);
     let lookup_path = env.get("PATH").cloned().unwrap_or_default();
     let env: Vec<(String, String)> = env.into_iter().collect();

@@ -212,7 +212,7 @@ impl Solver<'_> {
             return Err(self.step_error(step, label, "RUN has no command"));
         }
         let cwd = env::cwd_of(&step.workdir);
-        let env = env::program_env(st.config.env_map(), &step.args, &cwd);
+        let env = env::program_env(st.config.env_map(), &step.args, &step.args_over_env, &cwd);
         argv.shrink_to_fit();
         Ok(RunPlan {
             argv,
