@@ -328,7 +328,26 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
         // long Dockerfile's plan stays linear in its length.
         let mut shared_args = std::sync::Arc::new(BTreeMap::new());
         let mut steps = Vec::new();
-        for cmd in &stage.commands {
+        // A base stage's ONBUILD triggers run first, as the FROM's own
+        // steps (BuildKit's initOnBuildTriggers); they are not inherited
+        // further.
+        let triggers: Vec<Located<Instruction>> = match &base {
+            Base::Stage(i) => df.stages[*i]
+                .commands
+                .iter()
+                .filter_map(|c| match &c.value {
+                    Instruction::Onbuild(o) => Some(Located {
+                        start_line: stage.start_line,
+                        end_line: stage.start_line,
+                        original: o.expression.clone(),
+                        value: (*o.trigger).clone(),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for cmd in triggers.iter().chain(&stage.commands) {
             let scope_err = |e: String| at(cmd.start_line, e);
             let mut uses = Vec::new();
             let expanded = {

@@ -51,6 +51,8 @@ impl Solver<'_> {
             Base::Stage(i) => {
                 let mut s = self.stage_state(*i);
                 s.cmd_set = false;
+                // Its ONBUILD triggers ran as this stage's first steps.
+                s.config.on_build.clear();
                 s
             }
             Base::Image(name) => {
