@@ -24,6 +24,10 @@ pub enum Content {
     Host(PathBuf),
     /// Bytes in memory (heredocs).
     Bytes(Arc<[u8]>),
+    /// A hard link to the entry `to` of the same layer (the same file
+    /// under two names, as BuildKit keeps it); `host` holds the same bytes,
+    /// for when the layer ends up with no such entry.
+    Link { to: String, host: PathBuf },
 }
 
 /// One entry of a layer.
@@ -243,7 +247,60 @@ pub fn normalize(entries: Vec<LayerEntry>) -> Vec<LayerEntry> {
     // sort by components so a directory's children follow it directly.
     let mut v: Vec<LayerEntry> = map.into_values().collect();
     v.sort_by(|a, b| a.path.split('/').cmp(b.path.split('/')));
+    order_hard_links(&mut v);
     v
+}
+
+/// In a tar a hard link follows the entry it names: the first member of
+/// each group of linked entries (in layer order) carries the bytes and the
+/// others link to it. A group whose file entry is gone (overwritten in the
+/// same step) becomes copies.
+fn order_hard_links(v: &mut [LayerEntry]) {
+    use std::collections::{HashMap, HashSet};
+    let linked: HashSet<String> = v
+        .iter()
+        .filter_map(|e| match &e.content {
+            Content::Link { to, .. } => Some(to.clone()),
+            _ => None,
+        })
+        .collect();
+    if linked.is_empty() {
+        return;
+    }
+    // Groups whose original is still a file with bytes of its own.
+    let alive: HashSet<String> = v
+        .iter()
+        .filter(|e| {
+            linked.contains(&e.path)
+                && e.meta.kind == Kind::File
+                && matches!(e.content, Content::Host(_))
+        })
+        .map(|e| e.path.clone())
+        .collect();
+    let mut first: HashMap<String, String> = HashMap::new();
+    for e in v.iter_mut() {
+        let (group, host) = match &e.content {
+            Content::Link { to, host } => (to.clone(), host.clone()),
+            Content::Host(h) if alive.contains(&e.path) => (e.path.clone(), h.clone()),
+            _ => continue,
+        };
+        if !alive.contains(&group) {
+            e.content = Content::Host(host);
+            continue;
+        }
+        match first.get(&group) {
+            None => {
+                first.insert(group, e.path.clone());
+                e.content = Content::Host(host);
+            }
+            Some(f) => {
+                e.content = Content::Link {
+                    to: f.clone(),
+                    host,
+                }
+            }
+        }
+    }
 }
 
 /// Writes a tar of `entries` (already normalized) to `w`.
@@ -323,6 +380,11 @@ pub fn write_tar<W: Write>(entries: &[LayerEntry], mtime: u64, w: W) -> Result<W
                         b.append_data(&mut h, &name, io::empty())
                             .map_err(io_at(&e.path))?;
                     }
+                    Content::Link { to, .. } => {
+                        h.set_entry_type(tar::EntryType::Link);
+                        h.set_size(0);
+                        b.append_link(&mut h, &name, to).map_err(io_at(&e.path))?;
+                    }
                 }
             }
         }
@@ -389,6 +451,8 @@ enum Change {
     Whiteout(String),
     Opaque(String),
     Put(String, Meta),
+    /// A hard link: the path names the same file as the earlier entry.
+    Link(String, String),
 }
 
 /// Whether an entry that is not a whiteout has a name the OCI layer format
@@ -509,6 +573,21 @@ fn read_entries<R: Read>(
             continue;
         }
         let h = entry.header();
+        if h.entry_type() == tar::EntryType::Link {
+            let raw_to = entry
+                .link_name()
+                .map_err(|e| corrupt(e.to_string()))?
+                .unwrap_or_default()
+                .into_owned();
+            let to = safe_rel(&raw_to).filter(|t| !t.is_empty()).ok_or_else(|| {
+                corrupt(format!(
+                    "hard link {path} to {} leaves the tree",
+                    raw_to.display()
+                ))
+            })?;
+            f(Change::Link(path, to), &mut io::empty())?;
+            continue;
+        }
         let mode = h.mode().map_err(|e| corrupt(e.to_string()))? & 0o7777;
         let uid = h.uid().map_err(|e| corrupt(e.to_string()))? as u32;
         let gid = h.gid().map_err(|e| corrupt(e.to_string()))? as u32;
@@ -516,7 +595,7 @@ fn read_entries<R: Read>(
             tar::EntryType::Directory => Kind::Dir,
             tar::EntryType::Symlink => Kind::Symlink,
             tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
-            // Hard links, devices and fifos are not produced by wbuild.
+            // Devices and fifos are not produced by wbuild.
             other => {
                 return Err(corrupt(format!(
                     "entry {path} has an unsupported type {other:?}"
@@ -585,6 +664,11 @@ pub fn apply_to_manifest(
 ) -> Result<(), LayerError> {
     each_change(store, layer, |c, r| {
         match c {
+            Change::Link(p, to) => {
+                let meta = linked_meta(layer, m, &p, &to)?;
+                remove_under(m, &p, false);
+                m.insert(p, meta);
+            }
             Change::Whiteout(p) => remove_under(m, &p, false),
             Change::Opaque(p) => remove_under(m, &p, true),
             Change::Put(p, mut meta) => {
@@ -602,6 +686,17 @@ pub fn apply_to_manifest(
     })
 }
 
+/// The metadata a hard link shares with the file it names.
+fn linked_meta(layer: &LayerInfo, m: &Manifest, p: &str, to: &str) -> Result<Meta, LayerError> {
+    m.get(to)
+        .filter(|t| t.kind == Kind::File)
+        .cloned()
+        .ok_or_else(|| LayerError::Corrupt {
+            digest: layer.digest.clone(),
+            message: format!("hard link {p} names {to}, which is not a file before it"),
+        })
+}
+
 /// The contents of the regular file `path` (a manifest path) in the
 /// rootfs these layers make, or None when it is not a regular file there.
 /// Every layer is read (and so checked) to its end.
@@ -612,9 +707,11 @@ pub fn read_file(
 ) -> Result<Option<Vec<u8>>, LayerError> {
     let under = |p: &str| path == p || path.starts_with(&format!("{p}/"));
     let mut current: Option<Vec<u8>> = None;
-    for layer in layers {
+    for (i, layer) in layers.iter().enumerate() {
+        let mut link_to: Option<String> = None;
         each_change(store, layer, |c, r| {
             match c {
+                Change::Link(p, to) if p == path => link_to = Some(to),
                 Change::Whiteout(p) if under(&p) => current = None,
                 Change::Opaque(p) if path.starts_with(&format!("{p}/")) => current = None,
                 Change::Put(p, meta) if p == path => {
@@ -632,6 +729,11 @@ pub fn read_file(
             }
             Ok(())
         })?;
+        // A hard link names a file of the same layer: read it there (rare:
+        // only for a linked /etc/passwd).
+        if let Some(to) = link_to {
+            current = read_file(store, &layers[..=i], &to)?;
+        }
     }
     Ok(current)
 }
@@ -675,6 +777,22 @@ pub fn apply_to_dir(
 ) -> Result<(), LayerError> {
     each_change(store, layer, |c, r| {
         match c {
+            Change::Link(p, to) => {
+                let meta = linked_meta(layer, m, &p, &to)?;
+                check_no_symlink_parents(root, &p)?;
+                check_no_symlink_parents(root, &to)?;
+                let host = root.join(&p);
+                remove_path(&host).map_err(io_at(&p))?;
+                if let Some(parent) = host.parent() {
+                    fs::create_dir_all(parent).map_err(io_at(&p))?;
+                }
+                // A copy where the host cannot link (the bytes are the same).
+                if fs::hard_link(root.join(&to), &host).is_err() {
+                    fs::copy(root.join(&to), &host).map_err(io_at(&p))?;
+                }
+                remove_under(m, &p, false);
+                m.insert(p, meta);
+            }
             Change::Whiteout(p) => {
                 check_no_symlink_parents(root, &p)?;
                 remove_path(&root.join(&p)).map_err(io_at(&p))?;
@@ -811,6 +929,65 @@ mod tests {
         apply_to_dir(&store, &l, out.path(), &mut m2).unwrap();
         assert!(!out.path().join("a").exists());
         assert_eq!(m2.keys().collect::<Vec<_>>(), vec!["a-b"]);
+    }
+
+    #[test]
+    fn hard_links_are_written_after_their_file_and_read_back() {
+        let s = tempfile::tempdir().unwrap();
+        let store = Store::open(s.path()).unwrap();
+        let host = s.path().join("passwd");
+        fs::write(&host, "root:x:0:0::/:/bin/sh\n").unwrap();
+        let meta = Meta::file(0o600, 22, Some(Digest::of(b"root:x:0:0::/:/bin/sh\n")));
+        let at = |p: &str, content: Content| LayerEntry {
+            path: p.into(),
+            meta: meta.clone(),
+            content,
+            whiteout: false,
+        };
+        // The link was made first by name ("z/passwd"), but "etc/passwd"
+        // comes first in the layer: it carries the bytes, "z" links to it.
+        let entries = normalize(vec![
+            dir("z"),
+            at("z/passwd", Content::Host(host.clone())),
+            dir("etc"),
+            at(
+                "etc/passwd",
+                Content::Link {
+                    to: "z/passwd".into(),
+                    host: host.clone(),
+                },
+            ),
+            // A link whose file is overwritten in the same step: a copy.
+            at(
+                "lone",
+                Content::Link {
+                    to: "gone".into(),
+                    host: host.clone(),
+                },
+            ),
+        ]);
+        let order: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(order, ["etc", "etc/passwd", "lone", "z", "z/passwd"]);
+        assert!(matches!(entries[1].content, Content::Host(_)));
+        assert!(matches!(entries[2].content, Content::Host(_)));
+        assert!(matches!(&entries[4].content, Content::Link { to, .. } if to == "etc/passwd"));
+        let l = write_layer(&store, &entries, 0, Compression::Gzip, 6).unwrap();
+        let mut m = Manifest::new();
+        apply_to_manifest(&store, &l, &mut m).unwrap();
+        assert_eq!(m["z/passwd"], meta);
+        let body = read_file(&store, std::slice::from_ref(&l), "z/passwd").unwrap();
+        assert_eq!(body.as_deref(), Some(&b"root:x:0:0::/:/bin/sh\n"[..]));
+        let out = tempfile::tempdir().unwrap();
+        let mut m2 = Manifest::new();
+        apply_to_dir(&store, &l, out.path(), &mut m2).unwrap();
+        assert_eq!(m, m2);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let a = fs::metadata(out.path().join("etc/passwd")).unwrap();
+            let b = fs::metadata(out.path().join("z/passwd")).unwrap();
+            assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
+        }
     }
 
     #[test]

@@ -145,6 +145,25 @@ pub enum ArchiveError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// An archive entry's path as BuildKit takes it (joined to `/` and
+/// cleaned): a leading `/` and `..` that climb above the top are dropped,
+/// so every entry lands inside the destination.
+fn clean_entry_path(raw: &Path) -> String {
+    let mut parts = Vec::new();
+    for c in raw.components() {
+        match c {
+            std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            std::path::Component::CurDir
+            | std::path::Component::RootDir
+            | std::path::Component::Prefix(_) => {}
+        }
+    }
+    parts.join("/")
+}
+
 /// Unpacks a local archive into layer entries, their paths relative to
 /// the archive's root; their contents are extracted to the temp dir
 /// returned with them, which must live until the layer is written.
@@ -180,29 +199,41 @@ pub(crate) fn unpack_archive(
         ArchiveKind::Zstd => Box::new(zstd::stream::read::Decoder::new(f)?),
     };
     let mut ar = tar::Archive::new(r);
-    let mut out = Vec::new();
+    let mut out: Vec<LayerEntry> = Vec::new();
+    // Where each file's bytes went, for hard links to it.
+    let mut files: std::collections::HashMap<String, (std::path::PathBuf, Meta)> =
+        std::collections::HashMap::new();
     for (n, entry) in ar.entries().map_err(ArchiveError::NotTar)?.enumerate() {
         let mut entry = entry.map_err(ArchiveError::NotTar)?;
         let raw = entry.path().map_err(ArchiveError::NotTar)?.into_owned();
-        // As BuildKit (the path joined to `/` and cleaned): a leading `/`
-        // and `..` that climb above the top are dropped, so every entry
-        // lands inside the destination.
-        let mut parts = Vec::new();
-        for c in raw.components() {
-            match c {
-                std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
-                std::path::Component::ParentDir => {
-                    parts.pop();
-                }
-                std::path::Component::CurDir
-                | std::path::Component::RootDir
-                | std::path::Component::Prefix(_) => {}
-            }
-        }
-        if parts.is_empty() {
+        let rel = clean_entry_path(&raw);
+        if rel.is_empty() {
             continue;
         }
-        let rel = parts.join("/");
+        if entry.header().entry_type() == tar::EntryType::Link {
+            let raw_to = entry
+                .link_name()
+                .map_err(ArchiveError::NotTar)?
+                .unwrap_or_default()
+                .into_owned();
+            let to = clean_entry_path(&raw_to);
+            let Some((host, meta)) = files.get(&to) else {
+                return Err(ArchiveError::Unsupported {
+                    entry: rel,
+                    kind: format!("hard link to {to}, which comes nowhere before it"),
+                });
+            };
+            out.push(LayerEntry {
+                path: rel,
+                meta: meta.clone(),
+                content: Content::Link {
+                    to,
+                    host: host.clone(),
+                },
+                whiteout: false,
+            });
+            continue;
+        }
         let h = entry.header();
         let mode = h.mode().unwrap_or(0o644) & 0o7777;
         let uid = h.uid().unwrap_or(0) as u32;
@@ -252,6 +283,9 @@ pub(crate) fn unpack_archive(
                 })
             }
         };
+        if let Content::Host(h) = &content {
+            files.insert(rel.clone(), (h.clone(), meta.clone()));
+        }
         out.push(LayerEntry {
             path: rel,
             meta,

@@ -400,8 +400,25 @@ impl Solver<'_> {
                                 },
                             )
                         })?;
-                    for e in entries {
-                        view.extract(&dst, e).map_err(fail)?;
+                    // Where each entry landed, for the hard links after it.
+                    let mut placed: std::collections::HashMap<String, String> =
+                        std::collections::HashMap::new();
+                    for mut e in entries {
+                        if let Content::Link { to, host } = &e.content {
+                            let Some(at) = placed.get(to) else {
+                                return Err(fail(format!(
+                                    "{shown}: hard link {} names {to}, which the archive has no file for before it",
+                                    e.path
+                                )));
+                            };
+                            e.content = Content::Link {
+                                to: at.clone(),
+                                host: host.clone(),
+                            };
+                        }
+                        let rel = e.path.clone();
+                        let at = view.extract(&dst, e).map_err(fail)?;
+                        placed.insert(rel, at);
                     }
                     work.push(dir);
                 }
@@ -439,6 +456,10 @@ impl Solver<'_> {
                         view.mkdir_all(make, new_dirs).map_err(fail)?;
                         target
                     };
+                    // Files linked together in the source stay linked when
+                    // copied together (fsutil's copier, one per source).
+                    let mut inodes: std::collections::HashMap<(u64, u64), String> =
+                        std::collections::HashMap::new();
                     for (rel, m) in items {
                         let top = rel == root_rel;
                         let t = if top {
@@ -452,7 +473,20 @@ impl Solver<'_> {
                             join(&target, rest)
                         };
                         let content = if m.kind == Kind::File {
-                            Content::Host(source.root.join(&rel))
+                            let host = source.root.join(&rel);
+                            match hard_link_identity(&host) {
+                                Some(id) => match inodes.get(&id) {
+                                    Some(to) => Content::Link {
+                                        to: to.clone(),
+                                        host,
+                                    },
+                                    None => {
+                                        inodes.insert(id, t.clone());
+                                        Content::Host(host)
+                                    }
+                                },
+                                None => Content::Host(host),
+                            }
                         } else {
                             Content::None
                         };
@@ -578,13 +612,30 @@ impl Layout {
     /// followed, the entry itself replaces what is there (a directory over
     /// a directory only updates it), and missing parents are made 0755 and
     /// owned by root.
-    pub fn extract(&mut self, dest: &str, e: LayerEntry) -> Result<(), String> {
+    pub fn extract(&mut self, dest: &str, e: LayerEntry) -> Result<String, String> {
         let full = join(dest, &e.path);
         let parent = self.resolve(tree::parent_of(&full))?;
         self.mkdir_all(&parent, (0, 0))?;
         let path = join(&parent, tree::base_name(&full));
         self.push(&path, e.meta, e.content);
-        Ok(())
+        Ok(path)
+    }
+}
+
+/// The identity of a file with more than one name (device and inode), by
+/// which the names copied together stay one file; None for a file with one
+/// name, and where the host does not say (not Unix).
+fn hard_link_identity(host: &std::path::Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::symlink_metadata(host).ok()?;
+        (md.is_file() && md.nlink() > 1).then(|| (md.dev(), md.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = host;
+        None
     }
 }
 
