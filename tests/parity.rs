@@ -21,7 +21,8 @@
 //! Re-recording needs Debian's `docker.io`: `bash tests/parity/record.sh`
 //! (all cases) or `bash tests/parity/record.sh NAME` starts its own
 //! `dockerd` and runs this test with `WBUILD_PARITY_RECORD=1`.
-//! `WBUILD_PARITY_CASE=text` runs only the cases whose name contains it.
+//! `WBUILD_PARITY_CASE=text` runs only the cases whose name contains it;
+//! `WBUILD_PARITY_SHOW=1` prints wbuild's summaries instead of comparing.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -476,6 +477,15 @@ fn wbuild_builds_what_buildkit_builds() {
             .flat_map(|h| h.join().unwrap())
             .collect()
     });
+    if std::env::var("WBUILD_PARITY_SHOW").is_ok() {
+        for (c, got) in &results {
+            match got {
+                Ok(g) => println!("{}: {}", c.name, serde_json::to_string(g).unwrap()),
+                Err(e) => println!("{}: failed: {}", c.name, e.trim()),
+            }
+        }
+        return;
+    }
     let (mut same, mut differs, mut by_hand) = (0, 0, 0);
     let mut failures = Vec::new();
     for (c, got) in &results {
@@ -490,6 +500,18 @@ fn wbuild_builds_what_buildkit_builds() {
             (Some("built"), Ok(g)) => g["tree"] == want["tree"] && g["config"] == want["config"],
             _ => false,
         };
+        let hand_made = want["recorded"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("by hand"));
+        if c.by_hand != hand_made {
+            failures.push(format!(
+                "{}: marked {}by-hand, but its recording says {}",
+                c.name,
+                if c.by_hand { "" } else { "not " },
+                want["recorded"]
+            ));
+            continue;
+        }
         if c.by_hand {
             by_hand += 1;
         }

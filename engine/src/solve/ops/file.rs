@@ -157,10 +157,18 @@ impl Solver<'_> {
                             format!("{p}: adding from URLs and git repositories is not supported yet (wbuild has no network)"),
                         ));
                     }
-                    let found = select(&source, p).map_err(|e| self.step_error(step, label, e))?;
+                    let mut found =
+                        select(&source, p).map_err(|e| self.step_error(step, label, e))?;
+                    // --exclude: a wildcard's match is tested by what the
+                    // wildcard matched, everything else relative to the
+                    // source it is under (fsutil's copier).
+                    found.retain(|m| m.matched.as_ref().is_none_or(|w| !exclude.matches(w)));
                     // How many paths this source names (a wildcard's matches).
                     let matches = found.len();
-                    for Match { name, path, meta } in found {
+                    for Match {
+                        name, path, meta, ..
+                    } in found
+                    {
                         // A symlink followed is an input too: where it leads.
                         if name != path {
                             inputs.insert(format!("{prefix}{name}"), format!("-> /{path}"));
@@ -198,7 +206,8 @@ impl Solver<'_> {
                                     .map(|(k, m)| (k.clone(), m.clone())),
                             );
                         }
-                        items.retain(|(rel, _)| rel == &path || !exclude.matches(rel));
+                        let under = if path.is_empty() { 0 } else { path.len() + 1 };
+                        items.retain(|(rel, _)| rel == &path || !exclude.matches(&rel[under..]));
                         self.complete_digests(&source, &mut items)
                             .map_err(|e| self.step_error(step, label, e.to_string()))?;
                         for (rel, m) in &items {
@@ -437,10 +446,22 @@ impl Solver<'_> {
                     }
                     let src_dir = meta.kind == Kind::Dir;
                     let target = if parents {
-                        let t = join(&dst, &name);
-                        view.mkdir_all(tree::parent_of(&t), new_dirs)
-                            .map_err(fail)?;
-                        t
+                        // --parents: the source's own directories above it
+                        // are made as they are in the source (fsutil's
+                        // createParentDirs), under the destination.
+                        let mut at = String::new();
+                        for part in tree::parent_of(&name).split('/').filter(|p| !p.is_empty()) {
+                            at = join(&at, part);
+                            let t = join(&dst, &at);
+                            if view.kind(&t).is_none() {
+                                let meta = match source.entries.get(&at) {
+                                    Some(m) if m.kind == Kind::Dir => owned(m),
+                                    _ => Meta::dir(0o755).owned_by(new_dirs.0, new_dirs.1),
+                                };
+                                view.put(&t, meta, Content::None, false).map_err(fail)?;
+                            }
+                        }
+                        join(&dst, &name)
                     } else {
                         // fsutil's prepareTargetDir.
                         let target = if !src_dir && dst_kind == Some(Kind::Dir) {
@@ -706,6 +727,8 @@ pub(crate) struct Match {
     /// Where it leads with every symlink followed, inside the source tree.
     pub path: String,
     pub meta: Meta,
+    /// For a wildcard's match: the path below the wildcard's directory.
+    pub matched: Option<String>,
 }
 
 /// The paths a COPY source names, as BuildKit (fsutil) finds them: a
@@ -737,12 +760,14 @@ pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<Match>, Sourc
                 name: name.to_string(),
                 path,
                 meta: Meta::dir(0o755),
+                matched: None,
             }));
         }
         Ok(source.entries.get(&path).map(|m| Match {
             name: name.to_string(),
             path: path.clone(),
             meta: m.clone(),
+            matched: None,
         }))
     };
     if !has_wildcard(&rel) {
@@ -792,7 +817,8 @@ pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<Match>, Sourc
         if hit {
             // A matched directory is not searched further.
             skip = Some(format!("{k}/"));
-            if let Some(m) = follow(k)? {
+            if let Some(mut m) = follow(k)? {
+                m.matched = Some(k[prefix.len()..].to_string());
                 found.push(m);
             }
         }
