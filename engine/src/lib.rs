@@ -23,6 +23,8 @@ pub mod oci;
 pub mod paths;
 pub mod plan;
 pub mod progress;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod request;
 #[cfg(feature = "sandbox")]
 pub mod runimage;

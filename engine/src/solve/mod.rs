@@ -246,6 +246,9 @@ pub struct Solver<'a> {
     stages: Mutex<BTreeMap<usize, StageState>>,
     materialized: Mutex<BTreeMap<usize, TreeSlot>>,
     context_tree: Arc<SourceTree>,
+    /// The registry client, made when a FROM first needs an image.
+    #[cfg(feature = "registry")]
+    puller: Mutex<Option<Arc<crate::registry::Puller<'a>>>>,
 }
 
 /// The image author a stage ends with: its last MAINTAINER, else its
@@ -307,7 +310,21 @@ impl<'a> Solver<'a> {
                 digests: Some(context.digests.clone()),
                 _tmp: None,
             }),
+            #[cfg(feature = "registry")]
+            puller: Mutex::new(None),
         }
+    }
+
+    /// The build's registry client, made on first use.
+    #[cfg(feature = "registry")]
+    fn puller(&self) -> Result<Arc<crate::registry::Puller<'a>>, crate::registry::RegistryError> {
+        let mut slot = lock(&self.puller);
+        if let Some(p) = slot.as_ref() {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(crate::registry::Puller::new(self.store)?);
+        *slot = Some(p.clone());
+        Ok(p)
     }
 
     /// The target's image, from its finished stage.

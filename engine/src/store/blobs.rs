@@ -140,6 +140,20 @@ impl BlobWriter<'_> {
         self.size
     }
 
+    /// Commits the blob only if its bytes hash to `expected` (a download);
+    /// otherwise the temp file goes and nothing is stored.
+    pub fn commit_expecting(self, expected: &Digest) -> Result<Digest> {
+        let got = self.hasher.clone().finish();
+        if &got != expected {
+            // Dropping the writer removes its temp file.
+            return Err(StoreError::Mismatch {
+                expected: expected.clone(),
+                actual: got,
+            });
+        }
+        self.commit()
+    }
+
     /// Fsyncs and renames the blob into place; returns its digest.
     pub fn commit(mut self) -> Result<Digest> {
         let file = self.file.take().expect("not committed twice");

@@ -55,6 +55,10 @@ pub enum StoreError {
         actual: Digest,
         path: PathBuf,
     },
+    #[error(
+        "blob {expected} was received with other bytes (they hash to {actual}); nothing was stored"
+    )]
+    Mismatch { expected: Digest, actual: Digest },
     #[error("no store location: set --root or WBUILD_ROOT (the platform has no cache directory)")]
     NoRoot,
     #[error("store {root} was written by a newer wbuild (index schema {found}, this wbuild knows up to {known}); use that wbuild, or another --root")]

@@ -55,16 +55,56 @@ impl Solver<'_> {
                 s.config.on_build.clear();
                 s
             }
-            Base::Image(name) => {
-                return Err(BuildError::Step {
-                    file: self.opts.dockerfile.clone(),
-                    line: stage.line,
-                    step: format!("[{}] {}", label, stage.from_display),
-                    failure: Box::new(StepFailure::Invalid(format!(
-                        "cannot use image {name:?}: pulling base images is not supported yet; build FROM scratch or FROM an earlier stage"
-                    ))),
-                })
-            }
+            Base::Image(name) => self.image_state(stage, label, name)?,
+        })
+    }
+
+    /// The state `FROM image` starts from: the image pulled for the
+    /// stage's platform; its key is the manifest's digest, so a moved tag
+    /// rebuilds what follows.
+    #[cfg(feature = "registry")]
+    fn image_state(
+        &self,
+        stage: &PlannedStage,
+        label: &str,
+        name: &str,
+    ) -> Result<StageState, BuildError> {
+        let fail = |m: String| BuildError::Step {
+            file: self.opts.dockerfile.clone(),
+            line: stage.line,
+            step: format!("[{}] {}", label, stage.from_display),
+            failure: Box::new(StepFailure::Invalid(m)),
+        };
+        let puller = self.puller().map_err(|e| fail(e.to_string()))?;
+        let p = puller
+            .pull(name, &stage.platform.os, &stage.platform.architecture)
+            .map_err(|e| fail(e.to_string()))?;
+        let key = fixed_key(&format!("image {} {}", p.reference, p.manifest_digest));
+        Ok(StageState {
+            key,
+            missed: false,
+            layers: p.layers,
+            config: p.config,
+            history: Vec::new(),
+            manifest: None,
+            cmd_set: false,
+        })
+    }
+
+    #[cfg(not(feature = "registry"))]
+    fn image_state(
+        &self,
+        stage: &PlannedStage,
+        label: &str,
+        name: &str,
+    ) -> Result<StageState, BuildError> {
+        Err(BuildError::Step {
+            file: self.opts.dockerfile.clone(),
+            line: stage.line,
+            step: format!("[{}] {}", label, stage.from_display),
+            failure: Box::new(StepFailure::Invalid(format!(
+                "cannot use image {name:?}: this wbuild was built without registry support"
+            ))),
         })
     }
 

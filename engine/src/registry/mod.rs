@@ -1,0 +1,470 @@
+//! Registries: references normalized as Docker does, credentials from the
+//! Docker config, and pulling an image — its manifest (through an index to
+//! the build's platform), its config and its layers — into the store. Every
+//! blob is verified against its digest while it streams and stored once;
+//! one present in the store is never fetched again.
+//!
+//! The HTTP side is `oci-client` (async, on a tokio runtime of its own,
+//! blocking at this module's edge); credentials come from
+//! `docker_credential` (`~/.docker/config.json` or `$DOCKER_CONFIG`, with
+//! `credHelpers` and `credsStore`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use tokio::io::AsyncWriteExt;
+
+use crate::digest::Digest;
+use crate::oci::{Compression, DiffId, LayerInfo, RunConfig};
+use crate::store::Store;
+
+/// Why an image could not be pulled.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{reference:?} is not a valid image reference: {message}")]
+    BadReference { reference: String, message: String },
+    #[error("{reference}: {message}")]
+    Pull { reference: String, message: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Docker's normalization of an image reference: `debian` is
+/// `docker.io/library/debian:latest`, `localhost:5000/x` keeps its host,
+/// `host/ns/repo:tag@sha256:…` pins a digest.
+pub fn parse_reference(s: &str) -> Result<Reference, RegistryError> {
+    let bad = |message: String| RegistryError::BadReference {
+        reference: s.to_string(),
+        message,
+    };
+    let r = s.parse::<Reference>().map_err(|e| bad(e.to_string()))?;
+    // Docker's rule: the host may have capitals, the repository not.
+    if r.repository().chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(bad("repository name must be lowercase".into()));
+    }
+    Ok(r)
+}
+
+/// Docker talks plain HTTP to a registry on localhost or 127.0.0.0/8.
+fn is_local(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => registry,
+    };
+    host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.octets()[0] == 127)
+}
+
+/// An image resolved and its blobs in the store.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The reference, normalized (`docker.io/library/debian:12`).
+    pub reference: String,
+    /// The digest of the image manifest used (a platform's, under an index).
+    pub manifest_digest: String,
+    pub config: RunConfig,
+    /// The config's `os`, `architecture` and `variant`.
+    pub os: String,
+    pub architecture: String,
+    pub variant: String,
+    pub layers: Vec<LayerInfo>,
+}
+
+const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// Pulls images into a store; one per build.
+pub struct Puller<'s> {
+    store: &'s Store,
+    rt: tokio::runtime::Runtime,
+    clients: Mutex<HashMap<String, Arc<Client>>>,
+}
+
+/// The platform wbuild builds, and the names it goes by in an index.
+fn platform_matches(os: &str, arch: &str, want_os: &str, want_arch: &str) -> bool {
+    let wasm = |o: &str| o == "wasip1" || o == "wasi";
+    arch == want_arch && (os == want_os || (wasm(os) && wasm(want_os)))
+}
+
+impl<'s> Puller<'s> {
+    pub fn new(store: &'s Store) -> Result<Puller<'s>, RegistryError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| RegistryError::Pull {
+                reference: String::new(),
+                message: format!("cannot start the HTTP runtime: {e}"),
+            })?;
+        Ok(Puller {
+            store,
+            rt,
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn client(&self, registry: &str) -> Arc<Client> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .entry(registry.to_string())
+            .or_insert_with(|| {
+                let protocol = if is_local(registry) {
+                    ClientProtocol::HttpsExcept(vec![registry.to_string()])
+                } else {
+                    ClientProtocol::Https
+                };
+                Arc::new(Client::new(ClientConfig {
+                    protocol,
+                    platform_resolver: None,
+                    read_timeout: Some(Duration::from_secs(60)),
+                    connect_timeout: Some(Duration::from_secs(15)),
+                    ..Default::default()
+                }))
+            })
+            .clone()
+    }
+
+    /// Credentials for a registry from the Docker config; anonymous when
+    /// it has none.
+    fn auth(registry: &str) -> RegistryAuth {
+        let server = if registry == "docker.io" || registry == "index.docker.io" {
+            "https://index.docker.io/v1/"
+        } else {
+            registry
+        };
+        match docker_credential::get_credential(server) {
+            Ok(docker_credential::DockerCredential::UsernamePassword(u, p)) => {
+                RegistryAuth::Basic(u, p)
+            }
+            _ => RegistryAuth::Anonymous,
+        }
+    }
+
+    /// Resolves `reference` for the platform `os/arch` and brings its
+    /// config and layers into the store.
+    pub fn pull(&self, reference: &str, os: &str, arch: &str) -> Result<Pulled, RegistryError> {
+        let r = parse_reference(reference)?;
+        let shown = r.whole();
+        let fail = |message: String| RegistryError::Pull {
+            reference: shown.clone(),
+            message,
+        };
+        let registry = r.resolve_registry().to_string();
+        let client = self.client(&registry);
+        let auth = Self::auth(&registry);
+        let tried = match &auth {
+            RegistryAuth::Basic(u, _) => format!("the credentials of {u:?} from the Docker config"),
+            _ => "no credentials (the Docker config has none for it)".to_string(),
+        };
+        let explain = |e: oci_client::errors::OciDistributionError| -> String {
+            let text = e.to_string();
+            if text.contains("401")
+                || text.contains("403")
+                || text.contains("nauthorized")
+                || text.contains("denied")
+            {
+                format!(
+                    "{text}: access refused with {tried}; log in with `docker login {registry}`"
+                )
+            } else {
+                text
+            }
+        };
+        self.rt.block_on(async {
+            let (bytes, mut digest) = retry(|| client.pull_manifest_raw(&r, &auth, MANIFEST_TYPES))
+                .await
+                .map_err(|e| fail(explain(e)))?;
+            let mut manifest: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| fail(format!("its manifest is not JSON: {e}")))?;
+            if let Some(list) = manifest["manifests"].as_array() {
+                let entry = list
+                    .iter()
+                    .find(|m| {
+                        platform_matches(
+                            m["platform"]["os"].as_str().unwrap_or(""),
+                            m["platform"]["architecture"].as_str().unwrap_or(""),
+                            os,
+                            arch,
+                        )
+                    })
+                    .ok_or_else(|| {
+                        let have: Vec<String> = list
+                            .iter()
+                            .map(|m| {
+                                format!(
+                                    "{}/{}",
+                                    m["platform"]["os"].as_str().unwrap_or("?"),
+                                    m["platform"]["architecture"].as_str().unwrap_or("?")
+                                )
+                            })
+                            .collect();
+                        fail(format!(
+                            "no image for {os}/{arch} in its index (it has {}); pick one with FROM --platform=…",
+                            have.join(", ")
+                        ))
+                    })?;
+                let d = entry["digest"]
+                    .as_str()
+                    .ok_or_else(|| fail("an index entry without a digest".into()))?
+                    .to_string();
+                let pinned = r.clone_with_digest(d.clone());
+                let (bytes, got) =
+                    retry(|| client.pull_manifest_raw(&pinned, &auth, MANIFEST_TYPES))
+                        .await
+                        .map_err(|e| fail(explain(e)))?;
+                if got != d || Digest::of(&bytes).to_string() != d {
+                    return Err(fail(format!("the manifest {d} does not match its digest")));
+                }
+                manifest = serde_json::from_slice(&bytes)
+                    .map_err(|e| fail(format!("its manifest is not JSON: {e}")))?;
+                digest = d;
+            } else if Digest::of(&bytes).to_string() != digest {
+                return Err(fail(format!("the manifest does not match its digest {digest}")));
+            }
+            // The config.
+            let cfg_desc = &manifest["config"];
+            let cfg_digest = cfg_desc["digest"]
+                .as_str()
+                .ok_or_else(|| fail("a manifest without a config".into()))?
+                .to_string();
+            let cfg_bytes = self
+                .fetch(&client, &r, &cfg_digest, cfg_desc["size"].as_i64().unwrap_or(0))
+                .await
+                .map_err(|m| fail(format!("config {cfg_digest}: {m}")))?;
+            let cfg: serde_json::Value = serde_json::from_slice(&cfg_bytes)
+                .map_err(|e| fail(format!("its config is not JSON: {e}")))?;
+            let config: RunConfig = if cfg["config"].is_null() {
+                RunConfig::default()
+            } else {
+                serde_json::from_value(cfg["config"].clone())
+                    .map_err(|e| fail(format!("its config cannot be read: {e}")))?
+            };
+            let diff_ids: Vec<String> = cfg["rootfs"]["diff_ids"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .unwrap_or_default();
+            let descs = manifest["layers"].as_array().cloned().unwrap_or_default();
+            if descs.len() != diff_ids.len() {
+                return Err(fail(format!(
+                    "its manifest has {} layers but its config {} diff-ids",
+                    descs.len(),
+                    diff_ids.len()
+                )));
+            }
+            // The layers, in parallel; each verified as it streams.
+            let mut layers = Vec::new();
+            let mut jobs = Vec::new();
+            for (desc, diff_id) in descs.iter().zip(&diff_ids) {
+                let media = desc["mediaType"].as_str().unwrap_or("").to_string();
+                let compression = compression_of(&media)
+                    .ok_or_else(|| fail(format!("a layer of media type {media:?}, which wbuild cannot unpack")))?;
+                let d = desc["digest"]
+                    .as_str()
+                    .ok_or_else(|| fail("a layer without a digest".into()))?
+                    .to_string();
+                let size = desc["size"].as_i64().unwrap_or(0);
+                let digest: Digest = d
+                    .parse()
+                    .map_err(|_| fail(format!("a layer digest {d:?} that is not sha256")))?;
+                let diff: Digest = diff_id
+                    .parse()
+                    .map_err(|_| fail(format!("a diff-id {diff_id:?} that is not sha256")))?;
+                layers.push(LayerInfo {
+                    diff_id: DiffId(diff),
+                    digest,
+                    size: size.max(0) as u64,
+                    media_type: compression.media_type().to_string(),
+                    compression,
+                });
+                jobs.push((d, size));
+            }
+            let fetches = jobs
+                .iter()
+                .map(|(d, size)| self.fetch(&client, &r, d, *size));
+            for (res, (d, _)) in futures_util::future::join_all(fetches).await.into_iter().zip(&jobs) {
+                res.map_err(|m| fail(format!("layer {d}: {m}")))?;
+            }
+            Ok(Pulled {
+                reference: shown.clone(),
+                manifest_digest: digest,
+                config,
+                os: cfg["os"].as_str().unwrap_or("").to_string(),
+                architecture: cfg["architecture"].as_str().unwrap_or("").to_string(),
+                variant: cfg["variant"].as_str().unwrap_or("").to_string(),
+                layers,
+            })
+        })
+    }
+
+    /// A blob into the store, unless it is there: streamed through its
+    /// digest, kept only when it matches. Returns its bytes for a config
+    /// (small), nothing for a layer.
+    async fn fetch(
+        &self,
+        client: &Client,
+        r: &Reference,
+        digest: &str,
+        size: i64,
+    ) -> Result<Vec<u8>, String> {
+        let d: Digest = digest
+            .parse()
+            .map_err(|_| format!("{digest:?} is not a sha256 digest"))?;
+        if self.store.has_blob(&d) {
+            return self
+                .store
+                .read_blob(&d)
+                .map_err(|e| e.to_string())
+                .map(|b| if size > 1 << 20 { Vec::new() } else { b });
+        }
+        let desc = oci_client::manifest::OciDescriptor {
+            digest: digest.to_string(),
+            size,
+            ..Default::default()
+        };
+        let mut last = String::new();
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(300 << attempt)).await;
+            }
+            let mut buf: Vec<u8> = Vec::new();
+            let mut w = BlobSink {
+                writer: self.store.blob_writer().map_err(|e| e.to_string())?,
+                small: &mut buf,
+                keep: size <= 1 << 20,
+            };
+            match client.pull_blob(r, &desc, &mut w).await {
+                Ok(()) => {
+                    w.flush().await.map_err(|e| e.to_string())?;
+                    let BlobSink { writer, .. } = w;
+                    writer.commit_expecting(&d).map_err(|e| e.to_string())?;
+                    return Ok(buf);
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    // A digest mismatch is not retried: the registry's
+                    // copy is damaged.
+                    if last.contains("erification") || last.contains("digest") {
+                        return Err(format!(
+                            "the registry sent bytes that do not match the digest ({last}); nothing was stored"
+                        ));
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Retries a registry call on a server error or a broken connection, with
+/// backoff, three times in all.
+async fn retry<T, F, Fut>(mut f: F) -> Result<T, oci_client::errors::OciDistributionError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, oci_client::errors::OciDistributionError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let text = e.to_string();
+                let transient = text.contains("500")
+                    || text.contains("502")
+                    || text.contains("503")
+                    || text.contains("504")
+                    || text.contains("connect")
+                    || text.contains("timed out");
+                attempt += 1;
+                if !transient || attempt >= 3 {
+                    return Err(e);
+                }
+                tokio::time::sleep(Duration::from_millis(300 << attempt)).await;
+            }
+        }
+    }
+}
+
+/// The compression a layer media type names (OCI or Docker).
+fn compression_of(media: &str) -> Option<Compression> {
+    Some(match media {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip" => Compression::Gzip,
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+        | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Compression::Zstd,
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => Compression::Uncompressed,
+        _ => return None,
+    })
+}
+
+/// Where a pulled blob's bytes go: the store's writer (hashing), and for a
+/// small blob a copy in memory.
+struct BlobSink<'a, 'b> {
+    writer: crate::store::BlobWriter<'a>,
+    small: &'b mut Vec<u8>,
+    keep: bool,
+}
+
+impl tokio::io::AsyncWrite for BlobSink<'_, '_> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        std::io::Write::write_all(&mut this.writer, buf)?;
+        if this.keep {
+            this.small.extend_from_slice(buf);
+        }
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(std::io::Write::flush(&mut self.get_mut().writer))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_normalize_as_docker_does() {
+        let r = parse_reference("debian").unwrap();
+        assert_eq!(r.whole(), "docker.io/library/debian:latest");
+        let r = parse_reference("localhost:5000/x").unwrap();
+        assert_eq!(r.registry(), "localhost:5000");
+        assert_eq!(r.repository(), "x");
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = parse_reference(&format!("host.io/ns/repo:tag@{d}")).unwrap();
+        assert_eq!(r.tag(), Some("tag"));
+        assert_eq!(r.digest(), Some(d.as_str()));
+        assert!(parse_reference("Bad/Upper:1").is_err());
+        assert!(parse_reference("debian:bad!tag").is_err());
+        assert_eq!(parse_reference("Host.io/x").unwrap().registry(), "Host.io");
+        assert!(is_local("localhost:5000") && is_local("127.0.0.1:1234"));
+        assert!(!is_local("docker.io") && !is_local("10.0.0.1:5000"));
+        assert!(platform_matches("wasi", "wasm", "wasip1", "wasm"));
+        assert!(!platform_matches("linux", "amd64", "wasip1", "wasm"));
+    }
+}

@@ -1,0 +1,249 @@
+//! Against a real registry: Debian's `docker-registry` (the CNCF
+//! distribution registry), started by each test on a free 127.0.0.1 port
+//! with its own storage and stopped after. Images are made here: wbuild's
+//! own builds, put into the registry with `skopeo copy`.
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::{have_tool, Project};
+
+/// A running registry; stopped when dropped.
+struct Registry {
+    child: Child,
+    pub addr: String,
+    pub storage: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Registry {
+    fn start() -> Option<Registry> {
+        if !have_tool("docker-registry", &["--version"]) || !have_tool("skopeo", &["--version"]) {
+            return None;
+        }
+        let storage = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = storage.path().join("config.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                storage.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = storage.path().join("registry.log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::from(fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(
+                fs::OpenOptions::new().append(true).open(&log).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        let r = Registry {
+            child,
+            addr,
+            storage,
+            log,
+        };
+        let start = Instant::now();
+        while r.get("/v2/").is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the registry did not start: {}",
+                fs::read_to_string(&r.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(r)
+    }
+
+    /// A GET's status line, or None when nothing listens.
+    fn get(&self, path: &str) -> Option<String> {
+        let mut s = TcpStream::connect(&self.addr).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr).ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.lines().next().map(str::to_string)
+    }
+
+    /// The requests the registry has served, as its access log shows them.
+    fn requests(&self) -> Vec<String> {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let i = l.find("\"GET ").or_else(|| l.find("\"HEAD "))?;
+                Some(l[i + 1..].split('"').next().unwrap_or("").to_string())
+            })
+            .collect()
+    }
+
+    /// Puts an OCI layout directory into the registry as `name`.
+    fn put(&self, layout: &Path, name: &str) {
+        let o = Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}", layout.display()))
+            .arg(format!("docker://{}/{name}", self.addr))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "skopeo copy: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A base image built by wbuild, as an OCI layout directory.
+fn base_layout(files: &[(&str, &str)]) -> (Project, PathBuf) {
+    let mut all = vec![(
+        "Dockerfile",
+        "FROM scratch\nCOPY base/ /\nENV FROM_BASE=yes\nWORKDIR /srv\n",
+    )];
+    all.extend_from_slice(files);
+    let p = Project::new(&all);
+    p.build(&["-o", "type=oci,tar=false,dest=layout"]);
+    let layout = p.path("layout");
+    (p, layout)
+}
+
+#[test]
+fn from_a_registry_image_pulls_once_and_builds_on_it() {
+    let Some(reg) = Registry::start() else {
+        return;
+    };
+    let (_base, layout) = base_layout(&[
+        ("base/etc/motd", "hello from the base\n"),
+        ("base/bin/tool", "tool"),
+    ]);
+    reg.put(&layout, "team/base:1");
+
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            &format!("FROM {}/team/base:1\nCOPY app /srv/app\n", reg.addr),
+        ),
+        ("app", "the app\n"),
+    ]);
+    p.build(&["-o", "type=local,dest=out"]);
+    assert_eq!(
+        fs::read_to_string(p.path("out/etc/motd")).unwrap(),
+        "hello from the base\n"
+    );
+    assert_eq!(
+        fs::read_to_string(p.path("out/srv/app")).unwrap(),
+        "the app\n"
+    );
+    let blob_gets = |reqs: &[String]| reqs.iter().filter(|r| r.contains("/blobs/")).count();
+    let first = reg.requests();
+    assert!(
+        blob_gets(&first) >= 2,
+        "config and layer fetched: {first:?}"
+    );
+
+    // Built again: every blob is in the store, so none is fetched.
+    let again = p.build(&["-o", "type=local,dest=out2"]);
+    let second = reg.requests();
+    assert_eq!(
+        blob_gets(&second),
+        blob_gets(&first),
+        "a second build fetches no blob: {:?}",
+        &second[first.len()..]
+    );
+    assert!(again.steps.iter().all(|s| s.cached), "{:?}", again.steps);
+
+    // The tag moves: the stage rebuilds on the new base.
+    let (_base2, layout2) = base_layout(&[("base/etc/motd", "a new base\n")]);
+    reg.put(&layout2, "team/base:1");
+    let moved = p.build(&["-o", "type=local,dest=out3"]);
+    assert_eq!(
+        fs::read_to_string(p.path("out3/etc/motd")).unwrap(),
+        "a new base\n"
+    );
+    assert!(moved.steps.iter().any(|s| !s.cached), "{:?}", moved.steps);
+}
+
+#[test]
+fn pull_errors_are_clear_and_store_nothing() {
+    let Some(reg) = Registry::start() else {
+        return;
+    };
+    // A tag the registry does not have.
+    let p = Project::with_dockerfile(&format!("FROM {}/nope:1\n", reg.addr));
+    let err = p.fails(&[]);
+    assert!(err.contains("nope") && err.contains(":1"), "{err}");
+    // A bad reference names the line.
+    let p = Project::with_dockerfile("FROM scratch\nFROM Bad/Upper:1\n");
+    let err = p.fails(&[]);
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("not a valid image reference"),
+        "{err}"
+    );
+
+    // A damaged layer in the registry's storage is refused.
+    let (_base, layout) = base_layout(&[("base/f", "content that will be damaged\n")]);
+    reg.put(&layout, "dmg:1");
+    let blobs = reg
+        .storage
+        .path()
+        .join("data/docker/registry/v2/blobs/sha256");
+    let mut damaged = 0;
+    for prefix in fs::read_dir(&blobs).unwrap() {
+        for b in fs::read_dir(prefix.unwrap().path()).unwrap() {
+            let data = b.unwrap().path().join("data");
+            let bytes = fs::read(&data).unwrap();
+            // Layers are gzip; configs and manifests are JSON.
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                let mut bad = bytes.clone();
+                let n = bad.len();
+                bad[n / 2] ^= 0xff;
+                fs::write(&data, bad).unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert!(damaged > 0);
+    let p = Project::with_dockerfile(&format!("FROM {}/dmg:1\nENV X=1\n", reg.addr));
+    let err = p.fails(&[]);
+    assert!(err.contains("nothing was stored"), "{err}");
+    let stored: Vec<_> = fs::read_dir(p.store.path().join("blobs/sha256"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    for b in stored {
+        let bytes = fs::read(&b).unwrap();
+        assert!(
+            !bytes.starts_with(&[0x1f, 0x8b]),
+            "a damaged layer was stored: {}",
+            b.display()
+        );
+    }
+
+    // A registry that is down.
+    let addr = reg.addr.clone();
+    drop(reg);
+    let p = Project::with_dockerfile(&format!("FROM {addr}/team/base:1\n"));
+    let err = p.fails(&[]);
+    assert!(err.contains(&addr), "{err}");
+}
