@@ -424,7 +424,10 @@ fn errors_name_the_step_and_what_to_do() {
     // A registry nobody serves (never an outside address in tests).
     c.write("Dockerfile", "FROM 127.0.0.1:1/alpine\n");
     let e = c.fails(&[]);
-    assert!(e.contains("Dockerfile:1") && e.contains("127.0.0.1:1/alpine"), "{e}");
+    assert!(
+        e.contains("Dockerfile:1") && e.contains("127.0.0.1:1/alpine"),
+        "{e}"
+    );
     c.write("Dockerfile", "FROM scratch\nCOPY a b /dst\n");
     c.write("a", "");
     c.write("b", "");

@@ -25,10 +25,32 @@ struct Registry {
 
 impl Registry {
     fn start() -> Option<Registry> {
+        Registry::start_with(None)
+    }
+
+    /// A registry that asks for `user`'s password (htpasswd, bcrypt), when
+    /// given.
+    fn start_with(user: Option<(&str, &str)>) -> Option<Registry> {
         if !have_tool("docker-registry", &["--version"]) || !have_tool("skopeo", &["--version"]) {
             return None;
         }
         let storage = tempfile::tempdir().unwrap();
+        let mut auth = String::new();
+        if let Some((u, pw)) = user {
+            if !have_tool("htpasswd", &["-nbB", "x", "y"]) {
+                return None;
+            }
+            let o = Command::new("htpasswd")
+                .args(["-nbB", u, pw])
+                .output()
+                .unwrap();
+            let file = storage.path().join("htpasswd");
+            fs::write(&file, &o.stdout).unwrap();
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: wbuild-test\n    path: {}\n",
+                file.display()
+            );
+        }
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -39,7 +61,7 @@ impl Registry {
         fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
                 storage.path().join("data").display()
             ),
         )
@@ -95,8 +117,16 @@ impl Registry {
 
     /// Puts an OCI layout directory into the registry as `name`.
     fn put(&self, layout: &Path, name: &str) {
-        let o = Command::new("skopeo")
-            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        self.put_as(layout, name, None)
+    }
+
+    fn put_as(&self, layout: &Path, name: &str, creds: Option<&str>) {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(c) = creds {
+            cmd.arg(format!("--dest-creds={c}"));
+        }
+        let o = cmd
             .arg(format!("oci:{}", layout.display()))
             .arg(format!("docker://{}/{name}", self.addr))
             .output()
@@ -173,6 +203,17 @@ fn from_a_registry_image_pulls_once_and_builds_on_it() {
         &second[first.len()..]
     );
     assert!(again.steps.iter().all(|s| s.cached), "{:?}", again.steps);
+    let manifests = |reqs: &[String]| {
+        reqs.iter()
+            .filter(|r| r.contains("/manifests/"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        manifests(&second[first.len()..]),
+        ["HEAD /v2/team/base/manifests/1 HTTP/1.1".to_string()],
+        "a second build asks only for the tag's digest"
+    );
 
     // The tag moves: the stage rebuilds on the new base.
     let (_base2, layout2) = base_layout(&[("base/etc/motd", "a new base\n")]);
@@ -246,4 +287,91 @@ fn pull_errors_are_clear_and_store_nothing() {
     let p = Project::with_dockerfile(&format!("FROM {addr}/team/base:1\n"));
     let err = p.fails(&[]);
     assert!(err.contains(&addr), "{err}");
+}
+
+/// `wbuild build` with a Docker config of its own (`DOCKER_CONFIG`).
+fn build_with_docker_config(p: &Project, config: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wbuild"))
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "-o",
+            "type=local,dest=out",
+            ".",
+        ])
+        .current_dir(p.dir.path())
+        .env("WBUILD_ROOT", p.store.path())
+        .env("DOCKER_CONFIG", config)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn basic_auth_from_the_docker_config() {
+    let Some(reg) = Registry::start_with(Some(("ci", "right-password"))) else {
+        return;
+    };
+    let (_base, layout) = base_layout(&[("base/secret", "behind a password\n")]);
+    reg.put_as(&layout, "private/base:1", Some("ci:right-password"));
+    let p = Project::new(&[(
+        "Dockerfile",
+        &format!("FROM {}/private/base:1\nENV X=1\n", reg.addr),
+    )]);
+    let config = tempfile::tempdir().unwrap();
+    let write = |pw: &str| {
+        let token = base64_of(&format!("ci:{pw}"));
+        fs::write(
+            config.path().join("config.json"),
+            format!(
+                "{{\"auths\": {{\"{}\": {{\"auth\": \"{token}\"}}}}}}",
+                reg.addr
+            ),
+        )
+        .unwrap();
+    };
+    // A wrong password: refused, and the message says who was tried and
+    // how to log in.
+    write("wrong");
+    let o = build_with_docker_config(&p, config.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("\"ci\"") && err.contains("docker login"),
+        "{err}"
+    );
+    // No credentials at all: anonymous, refused.
+    fs::write(config.path().join("config.json"), "{}").unwrap();
+    let o = build_with_docker_config(&p, config.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("docker login"), "{err}");
+    // The right one.
+    write("right-password");
+    let o = build_with_docker_config(&p, config.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        fs::read_to_string(p.path("out/secret")).unwrap(),
+        "behind a password\n"
+    );
+}
+
+/// Standard base64 (the Docker config's `auth` field).
+fn base64_of(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

@@ -170,10 +170,10 @@ impl<'s> Puller<'s> {
         };
         let explain = |e: oci_client::errors::OciDistributionError| -> String {
             let text = e.to_string();
-            if text.contains("401")
-                || text.contains("403")
-                || text.contains("nauthorized")
-                || text.contains("denied")
+            let lower = text.to_lowercase();
+            if ["401", "403", "authoriz", "denied", "authenticat"]
+                .iter()
+                .any(|w| lower.contains(w))
             {
                 format!(
                     "{text}: access refused with {tried}; log in with `docker login {registry}`"
@@ -183,9 +183,30 @@ impl<'s> Puller<'s> {
             }
         };
         self.rt.block_on(async {
-            let (bytes, mut digest) = retry(|| client.pull_manifest_raw(&r, &auth, MANIFEST_TYPES))
-                .await
-                .map_err(|e| fail(explain(e)))?;
+            // A digest pinned, or a tag's digest by one HEAD request: the
+            // manifest comes from the store when it is there.
+            let known = match r.digest() {
+                Some(d) => Some(d.to_string()),
+                None => Some(
+                    retry(|| client.fetch_manifest_digest(&r, &auth))
+                        .await
+                        .map_err(|e| fail(explain(e)))?,
+                ),
+            };
+            let (bytes, mut digest) = match known.as_deref().and_then(|d| self.stored(d)) {
+                Some(hit) => hit,
+                None => {
+                    let (bytes, digest) =
+                        retry(|| client.pull_manifest_raw(&r, &auth, MANIFEST_TYPES))
+                            .await
+                            .map_err(|e| fail(explain(e)))?;
+                    (bytes.to_vec(), digest)
+                }
+            };
+            if Digest::of(&bytes).to_string() != digest {
+                return Err(fail(format!("the manifest does not match its digest {digest}")));
+            }
+            self.keep(&bytes);
             let mut manifest: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| fail(format!("its manifest is not JSON: {e}")))?;
             if let Some(list) = manifest["manifests"].as_array() {
@@ -220,18 +241,25 @@ impl<'s> Puller<'s> {
                     .ok_or_else(|| fail("an index entry without a digest".into()))?
                     .to_string();
                 let pinned = r.clone_with_digest(d.clone());
-                let (bytes, got) =
-                    retry(|| client.pull_manifest_raw(&pinned, &auth, MANIFEST_TYPES))
-                        .await
-                        .map_err(|e| fail(explain(e)))?;
-                if got != d || Digest::of(&bytes).to_string() != d {
-                    return Err(fail(format!("the manifest {d} does not match its digest")));
-                }
+                let bytes = match self.stored(&d) {
+                    Some((b, _)) => b,
+                    None => {
+                        let (b, got) =
+                            retry(|| client.pull_manifest_raw(&pinned, &auth, MANIFEST_TYPES))
+                                .await
+                                .map_err(|e| fail(explain(e)))?;
+                        if got != d || Digest::of(&b).to_string() != d {
+                            return Err(fail(format!(
+                                "the manifest {d} does not match its digest"
+                            )));
+                        }
+                        self.keep(&b);
+                        b.to_vec()
+                    }
+                };
                 manifest = serde_json::from_slice(&bytes)
                     .map_err(|e| fail(format!("its manifest is not JSON: {e}")))?;
                 digest = d;
-            } else if Digest::of(&bytes).to_string() != digest {
-                return Err(fail(format!("the manifest does not match its digest {digest}")));
             }
             // The config.
             let cfg_desc = &manifest["config"];
@@ -306,6 +334,24 @@ impl<'s> Puller<'s> {
                 layers,
             })
         })
+    }
+
+    /// A manifest (or index) kept from an earlier pull, by digest.
+    fn stored(&self, digest: &str) -> Option<(Vec<u8>, String)> {
+        let d: Digest = digest.parse().ok()?;
+        if !self.store.has_blob(&d) {
+            return None;
+        }
+        self.store
+            .read_blob(&d)
+            .ok()
+            .map(|b| (b, digest.to_string()))
+    }
+
+    /// Keeps a verified manifest, so the next pull of it asks only for
+    /// its digest (a tag) or nothing (a digest).
+    fn keep(&self, bytes: &[u8]) {
+        let _ = self.store.put_blob(bytes);
     }
 
     /// A blob into the store, unless it is there: streamed through its
