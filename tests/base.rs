@@ -616,6 +616,35 @@ fn errors_say_what_is_wrong() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{err}");
         assert!(err.contains("through the link"), "{err}");
+        // A bind shows what the key saw: no file .dockerignore leaves out,
+        // and a link to an absolute path stays inside the context.
+        fs::write(d.path().join("ignored.txt"), "not in the context").unwrap();
+        fs::write(d.path().join(".dockerignore"), "ignored.txt\n").unwrap();
+        std::os::unix::fs::symlink("/etc", d.path().join("hostetc")).unwrap();
+        fs::write(
+            d.path().join("Dockerfile"),
+            "FROM wbuild/base\nRUN --mount=type=bind,target=/m ls /m\n",
+        )
+        .unwrap();
+        let o = build(d.path(), s.path(), &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert!(
+            err.contains("hostetc") && !err.contains("ignored.txt"),
+            "{err}"
+        );
+        fs::write(
+            d.path().join("Dockerfile"),
+            "FROM wbuild/base\nRUN --mount=type=bind,source=hostetc,target=/h ls /h\n",
+        )
+        .unwrap();
+        let o = build(d.path(), s.path(), &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success(),
+            "a link to /etc must not bind the host's /etc: {err}"
+        );
+        assert!(err.contains("hostetc") && !err.contains("passwd"), "{err}");
     }
     fs::write(
         d.path().join("Dockerfile"),

@@ -215,6 +215,20 @@ fn from_a_registry_image_pulls_once_and_builds_on_it() {
         "a second build asks only for the tag's digest"
     );
 
+    // COPY --from an image that is no stage.
+    let c = Project::new(&[(
+        "Dockerfile",
+        &format!(
+            "FROM scratch\nCOPY --from={}/team/base:1 /etc/motd /copied\n",
+            reg.addr
+        ),
+    )]);
+    c.build(&["-o", "type=local,dest=out"]);
+    assert_eq!(
+        fs::read_to_string(c.path("out/copied")).unwrap(),
+        "hello from the base\n"
+    );
+
     // The tag moves: the stage rebuilds on the new base.
     let (_base2, layout2) = base_layout(&[("base/etc/motd", "a new base\n")]);
     reg.put(&layout2, "team/base:1");

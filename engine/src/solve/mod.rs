@@ -245,6 +245,8 @@ pub struct Solver<'a> {
     /// Finished stages, by index.
     stages: Mutex<BTreeMap<usize, StageState>>,
     materialized: Mutex<BTreeMap<usize, TreeSlot>>,
+    /// Images `COPY --from` reads, by reference, materialized once.
+    images: Mutex<BTreeMap<String, TreeSlot>>,
     context_tree: Arc<SourceTree>,
     /// The registry client, made when a FROM first needs an image.
     #[cfg(feature = "registry")]
@@ -297,6 +299,7 @@ impl<'a> Solver<'a> {
             vertex: AtomicUsize::new(0),
             stages: Mutex::new(BTreeMap::new()),
             materialized: Mutex::new(BTreeMap::new()),
+            images: Mutex::new(BTreeMap::new()),
             context_tree: Arc::new(SourceTree {
                 label: "context".into(),
                 stage: None,
@@ -445,6 +448,55 @@ impl<'a> Solver<'a> {
         });
         *slot = Some(t.clone());
         Ok(t)
+    }
+
+    /// An image's rootfs on disk for `COPY --from=image`: pulled for
+    /// `platform` and materialized once per build.
+    #[cfg(feature = "registry")]
+    fn image_tree(
+        &self,
+        reference: &str,
+        platform: &crate::plan::Platform,
+    ) -> Result<Arc<SourceTree>, String> {
+        let slot = lock(&self.images)
+            .entry(reference.to_string())
+            .or_default()
+            .clone();
+        let mut slot = lock(&slot);
+        if let Some(t) = slot.as_ref() {
+            return Ok(t.clone());
+        }
+        let puller = self.puller().map_err(|e| e.to_string())?;
+        let p = puller
+            .pull(reference, &platform.os, &platform.architecture)
+            .map_err(|e| e.to_string())?;
+        let tmp = self.store.temp_dir("image-").map_err(|e| e.to_string())?;
+        let mut m = Manifest::new();
+        for l in &p.layers {
+            layer::apply_to_dir(self.store, l, tmp.path(), &mut m).map_err(|e| e.to_string())?;
+        }
+        let t = Arc::new(SourceTree {
+            label: format!("image {}", p.reference),
+            stage: None,
+            root: tmp.path().to_path_buf(),
+            entries: m,
+            keep_owner: true,
+            digests: None,
+            _tmp: Some(tmp),
+        });
+        *slot = Some(t.clone());
+        Ok(t)
+    }
+
+    #[cfg(not(feature = "registry"))]
+    fn image_tree(
+        &self,
+        reference: &str,
+        _platform: &crate::plan::Platform,
+    ) -> Result<Arc<SourceTree>, String> {
+        Err(format!(
+            "cannot use image {reference:?}: this wbuild was built without registry support"
+        ))
     }
 
     /// A stage's tree that [`Solver::stage_tree`] already materialized.

@@ -119,18 +119,16 @@ impl Solver<'_> {
                     let lbl = plan.stages[i].label();
                     self.stage_tree(i, &lbl)?
                 }
-                None => {
-                    return Err(self.step_error(
-                        step,
-                        label,
-                        format!("--from={f}: no stage of that name, and copying from images is not supported yet"),
-                    ))
-                }
+                // Not a stage: an image, as in BuildKit.
+                None => self
+                    .image_tree(f, &cx.stage.platform)
+                    .map_err(|e| self.step_error(step, label, format!("--from={f}: {e}")))?,
             },
         };
         let exclude = Matcher::new(&files.exclude)
             .map_err(|e| self.step_error(step, label, e.to_string()))?;
-        // Files of another stage are named `stage:/path` in reasons.
+        // Files of another stage are named `stage:/path` in reasons, an
+        // image's `image REF:/path`.
         let prefix = match from {
             Some(_) => format!("{}:/", source.label.trim_start_matches("stage ")),
             None => String::new(),

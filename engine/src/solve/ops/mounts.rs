@@ -147,10 +147,8 @@ impl Solver<'_> {
                         Some(i) => self.materialized_tree(i).ok_or(MountError::NotBuilt)?,
                         None => self.context_tree.clone(),
                     };
-                    let src = tree
-                        .root
-                        .join(tree::manifest_path(spec.source.as_deref().unwrap_or(".")));
-                    copy_tree(&src, dir.path()).map_err(|error| MountError::Copy {
+                    let src = resolved_source(&tree, spec)?;
+                    copy_entries(&tree, &src, dir.path()).map_err(|error| MountError::Copy {
                         spec: spec.raw.clone(),
                         error,
                     })?;
@@ -185,10 +183,8 @@ impl Solver<'_> {
                             .unwrap_or(false);
                         if empty {
                             let tree = self.materialized_tree(i).ok_or(MountError::NotBuilt)?;
-                            let src = tree
-                                .root
-                                .join(tree::manifest_path(spec.source.as_deref().unwrap_or(".")));
-                            copy_tree(&src, &dir).map_err(|error| MountError::Copy {
+                            let src = resolved_source(&tree, spec)?;
+                            copy_entries(&tree, &src, &dir).map_err(|error| MountError::Copy {
                                 spec: spec.raw.clone(),
                                 error,
                             })?;
@@ -333,23 +329,48 @@ impl MountGuards {
     }
 }
 
-/// Copies a host tree (files, directories, symlinks) into `dest`.
-#[cfg(feature = "sandbox")]
-pub(crate) fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<()> {
-    for e in std::fs::read_dir(src)? {
-        let e = e?;
-        let from = e.path();
-        let to = dest.join(e.file_name());
-        let ft = std::fs::symlink_metadata(&from)?.file_type();
-        if ft.is_dir() {
-            std::fs::create_dir_all(&to)?;
-            copy_tree(&from, &to)?;
-        } else if ft.is_symlink() {
-            #[cfg(unix)]
-            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
-        } else if ft.is_file() {
-            std::fs::copy(&from, &to)?;
+/// Copies what `tree` holds under `rel` (a resolved path) into `dest`:
+/// exactly the entries the key saw — never a file `.dockerignore` leaves
+/// out, never through a symlink to the host's own files (symlinks are
+/// copied as symlinks).
+fn copy_entries(tree: &SourceTree, rel: &str, dest: &Path) -> std::io::Result<()> {
+    let prefix = if rel.is_empty() {
+        String::new()
+    } else {
+        format!("{rel}/")
+    };
+    for (k, m) in tree
+        .entries
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+    {
+        let to = dest.join(&k[prefix.len()..]);
+        match m.kind {
+            Kind::Dir => std::fs::create_dir_all(&to)?,
+            Kind::File => {
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::copy(tree.root.join(k), &to)?;
+            }
+            Kind::Symlink => {
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                #[cfg(unix)]
+                std::os::unix::fs::symlink(m.link.as_deref().unwrap_or(""), &to)?;
+            }
         }
     }
     Ok(())
+}
+
+/// A mount's source inside its tree, symlinks followed inside the tree (as
+/// the key saw it): never through a link to the host's own files.
+fn resolved_source(tree: &SourceTree, spec: &MountSpec) -> Result<String, MountError> {
+    let src = tree::manifest_path(spec.source.as_deref().unwrap_or("."));
+    tree::resolve(&tree.entries, &src, true).map_err(|error| MountError::Copy {
+        spec: spec.raw.clone(),
+        error: std::io::Error::other(error),
+    })
 }
