@@ -389,3 +389,78 @@ fn base64_of(s: &str) -> String {
     }
     out
 }
+
+#[test]
+fn a_linux_image_with_files_copied_in_stays_linux() {
+    let Some(reg) = Registry::start() else {
+        return;
+    };
+    if !have_tool("umoci", &["--version"]) {
+        return;
+    }
+    // A Linux image made here with umoci: its config says the host's
+    // platform (linux/amd64 on CI).
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("L");
+    let file = dir.path().join("issue");
+    fs::write(&file, "a linux base\n").unwrap();
+    let umoci = |args: &[&str]| {
+        let o = Command::new("umoci").args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let l = layout.to_str().unwrap();
+    umoci(&["init", "--layout", l]);
+    umoci(&["new", "--image", &format!("{l}:t")]);
+    // (umoci insert writes a tar without its end; repack does not.)
+    let bundle = dir.path().join("bundle");
+    let b = bundle.to_str().unwrap();
+    umoci(&["unpack", "--rootless", "--image", &format!("{l}:t"), b]);
+    fs::create_dir_all(bundle.join("rootfs/etc")).unwrap();
+    fs::copy(&file, bundle.join("rootfs/etc/issue")).unwrap();
+    umoci(&["repack", "--image", &format!("{l}:t"), b]);
+    reg.put(&layout, "linux:1");
+    let read_json =
+        |p: &Path| -> serde_json::Value { serde_json::from_slice(&fs::read(p).unwrap()).unwrap() };
+    let config_of = |layout: &Path| -> serde_json::Value {
+        let index = read_json(&layout.join("index.json"));
+        let m = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .replace("sha256:", "");
+        let manifest = read_json(&layout.join("blobs/sha256").join(m));
+        let c = manifest["config"]["digest"]
+            .as_str()
+            .unwrap()
+            .replace("sha256:", "");
+        read_json(&layout.join("blobs/sha256").join(c))
+    };
+    let base = config_of(&layout);
+    assert_eq!(base["os"], "linux");
+
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            &format!("FROM {}/linux:1\nCOPY app /srv/app\n", reg.addr),
+        ),
+        ("app", "copied in\n"),
+    ]);
+    p.build(&["-o", "type=oci,tar=false,dest=out"]);
+    let built = config_of(&p.path("out"));
+    assert_eq!(built["os"], base["os"]);
+    assert_eq!(built["architecture"], base["architecture"]);
+    let env = built["config"]["Env"].to_string();
+    assert!(!env.contains("wasip1"), "{env}");
+    p.build(&["-o", "type=local,dest=rootfs"]);
+    assert_eq!(
+        fs::read_to_string(p.path("rootfs/etc/issue")).unwrap(),
+        "a linux base\n"
+    );
+    assert_eq!(
+        fs::read_to_string(p.path("rootfs/srv/app")).unwrap(),
+        "copied in\n"
+    );
+}

@@ -198,6 +198,9 @@ struct StageState {
     /// The rootfs metadata, rebuilt from the layers when first needed.
     manifest: Option<Manifest>,
     cmd_set: bool,
+    /// The platform an image base says it is for (its config's os and
+    /// architecture), which the built image keeps; None: the stage's.
+    platform: Option<crate::plan::Platform>,
 }
 
 /// A tree files can be copied from: the context, or a stage's rootfs
@@ -340,12 +343,18 @@ impl<'a> Solver<'a> {
         let st = lock(&self.stages)
             .remove(&plan.target)
             .expect("the target was built");
+        // An image base's own platform (a linux/amd64 image with files
+        // copied in stays linux/amd64), else the stage's.
+        let pf = st
+            .platform
+            .clone()
+            .unwrap_or_else(|| target.platform.clone());
         let config = ImageConfig {
             created: oci::rfc3339(self.opts.epoch),
             author: author_of(plan, plan.target),
-            architecture: target.platform.architecture.clone(),
-            os: target.platform.os.clone(),
-            variant: target.platform.variant.clone(),
+            architecture: pf.architecture.clone(),
+            os: pf.os.clone(),
+            variant: pf.variant.clone(),
             config: st.config,
             rootfs: RootFs {
                 kind: "layers".into(),
@@ -354,9 +363,9 @@ impl<'a> Solver<'a> {
             history: st.history,
         };
         let platform = PlatformDesc {
-            architecture: target.platform.architecture.clone(),
-            os: target.platform.os.clone(),
-            variant: target.platform.variant.clone(),
+            architecture: pf.architecture,
+            os: pf.os,
+            variant: pf.variant,
         };
         let image = oci::assemble(self.store, config, st.layers, &platform)?;
         Ok(BuildOutcome {

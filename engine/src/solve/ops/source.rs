@@ -45,6 +45,7 @@ impl Solver<'_> {
                     history: Vec::new(),
                     manifest: Some(Manifest::new()),
                     cmd_set: false,
+                    platform: None,
                 }
             }
             Base::WbuildBase => self.wbuild_base(&stage.platform)?,
@@ -80,6 +81,11 @@ impl Solver<'_> {
             .pull(name, &stage.platform.os, &stage.platform.architecture)
             .map_err(|e| fail(e.to_string()))?;
         let key = fixed_key(&format!("image {} {}", p.reference, p.manifest_digest));
+        let platform = (!p.os.is_empty()).then(|| crate::plan::Platform {
+            os: p.os.clone(),
+            architecture: p.architecture.clone(),
+            variant: p.variant.clone(),
+        });
         Ok(StageState {
             key,
             missed: false,
@@ -88,6 +94,7 @@ impl Solver<'_> {
             history: Vec::new(),
             manifest: None,
             cmd_set: false,
+            platform,
         })
     }
 
@@ -136,6 +143,7 @@ impl Solver<'_> {
             }],
             manifest: Some(manifest),
             cmd_set: false,
+            platform: None,
         })
     }
 }
