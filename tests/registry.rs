@@ -401,43 +401,8 @@ fn a_linux_image_with_files_copied_in_stays_linux() {
     // A Linux image made here with umoci: its config says the host's
     // platform (linux/amd64 on CI).
     let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("L");
-    let file = dir.path().join("issue");
-    fs::write(&file, "a linux base\n").unwrap();
-    let umoci = |args: &[&str]| {
-        let o = Command::new("umoci").args(args).output().unwrap();
-        assert!(
-            o.status.success(),
-            "umoci {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
-    let l = layout.to_str().unwrap();
-    umoci(&["init", "--layout", l]);
-    umoci(&["new", "--image", &format!("{l}:t")]);
-    // (umoci insert writes a tar without its end; repack does not.)
-    let bundle = dir.path().join("bundle");
-    let b = bundle.to_str().unwrap();
-    umoci(&["unpack", "--rootless", "--image", &format!("{l}:t"), b]);
-    fs::create_dir_all(bundle.join("rootfs/etc")).unwrap();
-    fs::copy(&file, bundle.join("rootfs/etc/issue")).unwrap();
-    umoci(&["repack", "--image", &format!("{l}:t"), b]);
+    let layout = linux_layout(dir.path(), &[("etc/issue", "a linux base\n")]);
     reg.put(&layout, "linux:1");
-    let read_json =
-        |p: &Path| -> serde_json::Value { serde_json::from_slice(&fs::read(p).unwrap()).unwrap() };
-    let config_of = |layout: &Path| -> serde_json::Value {
-        let index = read_json(&layout.join("index.json"));
-        let m = index["manifests"][0]["digest"]
-            .as_str()
-            .unwrap()
-            .replace("sha256:", "");
-        let manifest = read_json(&layout.join("blobs/sha256").join(m));
-        let c = manifest["config"]["digest"]
-            .as_str()
-            .unwrap()
-            .replace("sha256:", "");
-        read_json(&layout.join("blobs/sha256").join(c))
-    };
     let base = config_of(&layout);
     assert_eq!(base["os"], "linux");
 
@@ -462,5 +427,149 @@ fn a_linux_image_with_files_copied_in_stays_linux() {
     assert_eq!(
         fs::read_to_string(p.path("rootfs/srv/app")).unwrap(),
         "copied in\n"
+    );
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(p).unwrap()).unwrap()
+}
+
+/// The config of a one-image OCI layout.
+fn config_of(layout: &Path) -> serde_json::Value {
+    let index = read_json(&layout.join("index.json"));
+    let m = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .replace("sha256:", "");
+    let manifest = read_json(&layout.join("blobs/sha256").join(m));
+    let c = manifest["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .replace("sha256:", "");
+    read_json(&layout.join("blobs/sha256").join(c))
+}
+
+/// A Linux image (the host's platform) with these files, made by umoci
+/// as an OCI layout `dir/L` (tag `t`).
+fn linux_layout(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
+    let layout = dir.join("L");
+    let bundle = dir.join("bundle");
+    let umoci = |args: &[&str]| {
+        let o = Command::new("umoci").args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let l = layout.to_str().unwrap();
+    let b = bundle.to_str().unwrap();
+    umoci(&["init", "--layout", l]);
+    umoci(&["new", "--image", &format!("{l}:t")]);
+    // (umoci insert writes a tar without its end; repack does not.)
+    umoci(&["unpack", "--rootless", "--image", &format!("{l}:t"), b]);
+    for (path, body) in files {
+        let at = bundle.join("rootfs").join(path);
+        fs::create_dir_all(at.parent().unwrap()).unwrap();
+        fs::write(at, body).unwrap();
+    }
+    umoci(&["repack", "--image", &format!("{l}:t"), b]);
+    layout
+}
+
+/// One OCI layout holding an index (tagged `multi`) of the first image of
+/// each given layout, each with the platform given.
+fn index_layout(out: &Path, images: &[(&Path, &str, &str)]) -> PathBuf {
+    let blobs = out.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let mut entries = Vec::new();
+    for (layout, os, arch) in images {
+        for b in fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+            let b = b.unwrap();
+            fs::copy(b.path(), blobs.join(b.file_name())).unwrap();
+        }
+        let mut desc = read_json(&layout.join("index.json"))["manifests"][0].clone();
+        desc.as_object_mut().unwrap().remove("annotations");
+        desc["platform"] = serde_json::json!({"os": os, "architecture": arch});
+        entries.push(desc);
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .unwrap();
+    let digest = wbuild::digest::Digest::of(&index);
+    fs::write(blobs.join(digest.hex()), &index).unwrap();
+    fs::write(out.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    fs::write(
+        out.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": digest.to_string(),
+                "size": index.len(),
+                "annotations": {"org.opencontainers.image.ref.name": "multi"},
+            }],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    out.to_path_buf()
+}
+
+#[test]
+fn an_index_gives_the_stage_its_platform() {
+    let Some(reg) = Registry::start() else {
+        return;
+    };
+    if !have_tool("umoci", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let linux = linux_layout(dir.path(), &[("which", "linux\n")]);
+    let (_wasm_project, wasm) = base_layout(&[("base/which", "wasm\n")]);
+    let host_arch = config_of(&linux)["architecture"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The wasm entry under Docker+Wasm's name, wasi/wasm.
+    let multi = index_layout(
+        &dir.path().join("multi"),
+        &[(&linux, "linux", &host_arch), (&wasm, "wasi", "wasm")],
+    );
+    let o = Command::new("skopeo")
+        .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:multi", multi.display()))
+        .arg(format!("docker://{}/multi:1", reg.addr))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let p = Project::new(&[(
+        "Dockerfile",
+        &format!(
+            "FROM {a}/multi:1 AS w\nFROM --platform=linux/{host_arch} {a}/multi:1 AS l\nFROM scratch\nCOPY --from=w /which /w\nCOPY --from=l /which /l\n",
+            a = reg.addr
+        ),
+    )]);
+    p.build(&["-o", "type=local,dest=out"]);
+    assert_eq!(fs::read_to_string(p.path("out/w")).unwrap(), "wasm\n");
+    assert_eq!(fs::read_to_string(p.path("out/l")).unwrap(), "linux\n");
+
+    // A platform the index lacks is a clear error naming what it has.
+    let p = Project::with_dockerfile(&format!(
+        "FROM --platform=linux/s390x {}/multi:1\nLABEL a=b\n",
+        reg.addr
+    ));
+    let err = p.fails(&[]);
+    assert!(
+        err.contains("no image for linux/s390x") && err.contains("wasi/wasm"),
+        "{err}"
     );
 }

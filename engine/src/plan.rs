@@ -473,8 +473,22 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
         },
     };
     let needed = dependency_order(&stages, target);
-    if let Some((_, line, m)) = unbuildable.into_iter().find(|(i, _, _)| needed.contains(i)) {
-        return Err(at(line, m));
+    // A stage for another platform builds when it only copies and
+    // configures (a linux/amd64 image with files copied in); its RUN
+    // steps could not run.
+    if let Some((i, _, m)) = unbuildable.into_iter().find(|(i, _, _)| {
+        needed.contains(i)
+            && stages[*i]
+                .steps
+                .iter()
+                .any(|s| matches!(s.instruction, Instruction::Run(_)))
+    }) {
+        let run = stages[i]
+            .steps
+            .iter()
+            .find(|s| matches!(s.instruction, Instruction::Run(_)))
+            .expect("found above");
+        return Err(at(run.line, format!("{m}, and this stage RUNs a program")));
     }
     let unused_build_args: Vec<String> = req
         .build_args
@@ -1001,10 +1015,25 @@ mod tests {
             "FROM --platform=wasip1/wasm scratch"
         );
         assert_eq!(p.stages[0].steps[1].workdir, "/wasm");
-        assert!(plan_of("FROM --platform=linux/amd64 scratch\n", &[], None).is_err());
+        // Another platform builds when the stage only copies and
+        // configures; a RUN there cannot run, and the error names it.
+        assert!(plan_of(
+            "FROM --platform=linux/amd64 scratch\nLABEL a=b\n",
+            &[],
+            None
+        )
+        .is_ok());
+        let e = plan_of(
+            "FROM --platform=linux/amd64 scratch\nLABEL a=b\nRUN make\n",
+            &[],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(":3:") && e.contains("RUNs a program"), "{e}");
         // Only a stage the target needs must be buildable (issue 17, item 16).
         let p = plan_of(
-            "FROM --platform=linux/amd64 scratch AS native\nFROM scratch\nLABEL a=b\n",
+            "FROM --platform=linux/amd64 scratch AS native\nRUN make\nFROM scratch\nLABEL a=b\n",
             &[],
             None,
         )
