@@ -249,6 +249,7 @@ pub struct Solver<'a> {
     stages: Mutex<BTreeMap<usize, StageState>>,
     materialized: Mutex<BTreeMap<usize, TreeSlot>>,
     /// Images `COPY --from` reads, by reference, materialized once.
+    #[cfg(feature = "registry")]
     images: Mutex<BTreeMap<String, TreeSlot>>,
     context_tree: Arc<SourceTree>,
     /// The registry client, made when a FROM first needs an image.
@@ -302,6 +303,7 @@ impl<'a> Solver<'a> {
             vertex: AtomicUsize::new(0),
             stages: Mutex::new(BTreeMap::new()),
             materialized: Mutex::new(BTreeMap::new()),
+            #[cfg(feature = "registry")]
             images: Mutex::new(BTreeMap::new()),
             context_tree: Arc::new(SourceTree {
                 label: "context".into(),

@@ -333,6 +333,7 @@ impl MountGuards {
 /// exactly the entries the key saw — never a file `.dockerignore` leaves
 /// out, never through a symlink to the host's own files (symlinks are
 /// copied as symlinks).
+#[cfg(feature = "sandbox")]
 fn copy_entries(tree: &SourceTree, rel: &str, dest: &Path) -> std::io::Result<()> {
     let prefix = if rel.is_empty() {
         String::new()
@@ -367,6 +368,7 @@ fn copy_entries(tree: &SourceTree, rel: &str, dest: &Path) -> std::io::Result<()
 
 /// A mount's source inside its tree, symlinks followed inside the tree (as
 /// the key saw it): never through a link to the host's own files.
+#[cfg(feature = "sandbox")]
 fn resolved_source(tree: &SourceTree, spec: &MountSpec) -> Result<String, MountError> {
     let src = tree::manifest_path(spec.source.as_deref().unwrap_or("."));
     tree::resolve(&tree.entries, &src, true).map_err(|error| MountError::Copy {
