@@ -417,6 +417,19 @@ fn a_linux_image_with_files_copied_in_stays_linux() {
     let built = config_of(&p.path("out"));
     assert_eq!(built["os"], base["os"]);
     assert_eq!(built["architecture"], base["architecture"]);
+    // The base's history goes on: one entry per layer, as BuildKit keeps it.
+    let with_layers = built["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["empty_layer"] != true)
+        .count();
+    assert_eq!(
+        with_layers,
+        built["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        "{built}"
+    );
+    assert!(base["history"].as_array().is_some_and(|h| !h.is_empty()));
     let env = built["config"]["Env"].to_string();
     assert!(!env.contains("wasip1"), "{env}");
     p.build(&["-o", "type=local,dest=rootfs"]);

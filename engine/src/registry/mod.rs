@@ -19,7 +19,7 @@ use oci_client::{Client, Reference};
 use tokio::io::AsyncWriteExt;
 
 use crate::digest::Digest;
-use crate::oci::{Compression, DiffId, LayerInfo, RunConfig};
+use crate::oci::{Compression, DiffId, HistoryEntry, LayerInfo, RunConfig};
 use crate::store::Store;
 
 /// Why an image could not be pulled.
@@ -75,6 +75,9 @@ pub struct Pulled {
     pub architecture: String,
     pub variant: String,
     pub layers: Vec<LayerInfo>,
+    /// The image's history, which the built image continues (as BuildKit
+    /// keeps its base's).
+    pub history: Vec<HistoryEntry>,
 }
 
 const MANIFEST_TYPES: &[&str] = &[
@@ -324,8 +327,22 @@ impl<'s> Puller<'s> {
             for (res, (d, _)) in futures_util::future::join_all(fetches).await.into_iter().zip(&jobs) {
                 res.map_err(|m| fail(format!("layer {d}: {m}")))?;
             }
+            let history = cfg["history"]
+                .as_array()
+                .map(|h| {
+                    h.iter()
+                        .map(|e| HistoryEntry {
+                            created: e["created"].as_str().unwrap_or("").to_string(),
+                            created_by: e["created_by"].as_str().unwrap_or("").to_string(),
+                            comment: e["comment"].as_str().unwrap_or("").to_string(),
+                            empty_layer: e["empty_layer"].as_bool().unwrap_or(false),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             Ok(Pulled {
                 reference: shown.clone(),
+                history,
                 manifest_digest: digest,
                 config,
                 os: cfg["os"].as_str().unwrap_or("").to_string(),

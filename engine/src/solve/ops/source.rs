@@ -91,7 +91,7 @@ impl Solver<'_> {
             missed: false,
             layers: p.layers,
             config: p.config,
-            history: Vec::new(),
+            history: p.history,
             manifest: None,
             cmd_set: false,
             platform,
