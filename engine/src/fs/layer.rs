@@ -641,7 +641,8 @@ fn read_entries<R: Read>(
     Ok(())
 }
 
-fn remove_under(m: &mut Manifest, p: &str, keep_self: bool) {
+/// Removes `p` (unless `keep_self`) and everything under it from `m`.
+pub fn remove_under(m: &mut Manifest, p: &str, keep_self: bool) {
     let prefix = format!("{p}/");
     let doomed: Vec<String> = m
         .range(p.to_string()..)

@@ -271,7 +271,13 @@ impl<'s> Puller<'s> {
                 .ok_or_else(|| fail("a manifest without a config".into()))?
                 .to_string();
             let cfg_bytes = self
-                .fetch(&client, &r, &cfg_digest, cfg_desc["size"].as_i64().unwrap_or(0))
+                .fetch(
+                    &client,
+                    &r,
+                    &cfg_digest,
+                    cfg_desc["size"].as_i64().unwrap_or(0),
+                    true,
+                )
                 .await
                 .map_err(|m| fail(format!("config {cfg_digest}: {m}")))?;
             let cfg: serde_json::Value = serde_json::from_slice(&cfg_bytes)
@@ -323,7 +329,7 @@ impl<'s> Puller<'s> {
             }
             let fetches = jobs
                 .iter()
-                .map(|(d, size)| self.fetch(&client, &r, d, *size));
+                .map(|(d, size)| self.fetch(&client, &r, d, *size, false));
             for (res, (d, _)) in futures_util::future::join_all(fetches).await.into_iter().zip(&jobs) {
                 res.map_err(|m| fail(format!("layer {d}: {m}")))?;
             }
@@ -372,24 +378,24 @@ impl<'s> Puller<'s> {
     }
 
     /// A blob into the store, unless it is there: streamed through its
-    /// digest, kept only when it matches. Returns its bytes for a config
-    /// (small), nothing for a layer.
+    /// digest, kept only when it matches. Returns its bytes when `want`
+    /// (a config); a layer the store has is not read at all.
     async fn fetch(
         &self,
         client: &Client,
         r: &Reference,
         digest: &str,
         size: i64,
+        want: bool,
     ) -> Result<Vec<u8>, String> {
         let d: Digest = digest
             .parse()
             .map_err(|_| format!("{digest:?} is not a sha256 digest"))?;
         if self.store.has_blob(&d) {
-            return self
-                .store
-                .read_blob(&d)
-                .map_err(|e| e.to_string())
-                .map(|b| if size > 1 << 20 { Vec::new() } else { b });
+            if !want {
+                return Ok(Vec::new());
+            }
+            return self.store.read_blob(&d).map_err(|e| e.to_string());
         }
         let desc = oci_client::manifest::OciDescriptor {
             digest: digest.to_string(),
@@ -405,7 +411,7 @@ impl<'s> Puller<'s> {
             let mut w = BlobSink {
                 writer: self.store.blob_writer().map_err(|e| e.to_string())?,
                 small: &mut buf,
-                keep: size <= 1 << 20,
+                keep: want,
             };
             match client.pull_blob(r, &desc, &mut w).await {
                 Ok(()) => {

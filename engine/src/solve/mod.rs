@@ -443,22 +443,33 @@ impl<'a> Solver<'a> {
             return Ok(t.clone());
         }
         let st = self.stage_state(index);
-        let tmp = self.store.temp_dir("stage-")?;
+        let t = self.materialize(&st.layers, format!("stage {label}"), Some(index))?;
+        *slot = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Layers applied into a temp dir of the store: a tree to copy from,
+    /// owners kept (a stage's or an image's rootfs).
+    fn materialize(
+        &self,
+        layers: &[crate::oci::LayerInfo],
+        label: String,
+        stage: Option<usize>,
+    ) -> Result<Arc<SourceTree>, BuildError> {
+        let tmp = self.store.temp_dir("tree-")?;
         let mut m = Manifest::new();
-        for l in &st.layers {
+        for l in layers {
             layer::apply_to_dir(self.store, l, tmp.path(), &mut m)?;
         }
-        let t = Arc::new(SourceTree {
-            label: format!("stage {label}"),
-            stage: Some(index),
+        Ok(Arc::new(SourceTree {
+            label,
+            stage,
             root: tmp.path().to_path_buf(),
             entries: m,
             keep_owner: true,
             digests: None,
             _tmp: Some(tmp),
-        });
-        *slot = Some(t.clone());
-        Ok(t)
+        }))
     }
 
     /// An image's rootfs on disk for `COPY --from=image`: pulled for
@@ -481,20 +492,9 @@ impl<'a> Solver<'a> {
         let p = puller
             .pull(reference, &platform.os, &platform.architecture)
             .map_err(|e| e.to_string())?;
-        let tmp = self.store.temp_dir("image-").map_err(|e| e.to_string())?;
-        let mut m = Manifest::new();
-        for l in &p.layers {
-            layer::apply_to_dir(self.store, l, tmp.path(), &mut m).map_err(|e| e.to_string())?;
-        }
-        let t = Arc::new(SourceTree {
-            label: format!("image {}", p.reference),
-            stage: None,
-            root: tmp.path().to_path_buf(),
-            entries: m,
-            keep_owner: true,
-            digests: None,
-            _tmp: Some(tmp),
-        });
+        let t = self
+            .materialize(&p.layers, format!("image {}", p.reference), None)
+            .map_err(|e| e.to_string())?;
         *slot = Some(t.clone());
         Ok(t)
     }

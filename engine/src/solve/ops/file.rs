@@ -573,16 +573,7 @@ impl Layout {
 
     fn push(&mut self, path: &str, meta: Meta, content: Content) {
         if meta.kind != Kind::Dir {
-            let prefix = format!("{path}/");
-            let under: Vec<String> = self
-                .view
-                .range(prefix.clone()..)
-                .take_while(|(k, _)| k.starts_with(&prefix))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in under {
-                self.view.remove(&k);
-            }
+            crate::fs::layer::remove_under(&mut self.view, path, true);
         }
         self.view.insert(path.to_string(), meta.clone());
         self.out.push(LayerEntry {
