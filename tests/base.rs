@@ -180,6 +180,9 @@ fn a_looping_shell_step_times_out() {
         step_memory: 1 << 30,
         step_disk: 10 << 30,
         jobs: 1,
+        pull: None,
+        insecure_registries: Vec::new(),
+        build_contexts: Default::default(),
     };
     match wbuild::build::run(&req) {
         Err(wbuild::build::Error::Solve(wbuild::solve::BuildError::Step {

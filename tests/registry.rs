@@ -115,6 +115,39 @@ impl Registry {
             .collect()
     }
 
+    /// Every request the registry has served (any method).
+    fn all_requests(&self) -> Vec<String> {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let i = [
+                    "\"GET ",
+                    "\"HEAD ",
+                    "\"PUT ",
+                    "\"POST ",
+                    "\"PATCH ",
+                    "\"DELETE ",
+                ]
+                .iter()
+                .filter_map(|m| l.find(m))
+                .min()?;
+                Some(l[i + 1..].split('"').next().unwrap_or("").to_string())
+            })
+            .collect()
+    }
+
+    /// Blob uploads (and mounts) among requests.
+    fn uploads(reqs: &[String]) -> Vec<String> {
+        reqs.iter()
+            .filter(|r| {
+                (r.starts_with("POST ") || r.starts_with("PUT ") || r.starts_with("PATCH "))
+                    && r.contains("/blobs/")
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Puts an OCI layout directory into the registry as `name`.
     fn put(&self, layout: &Path, name: &str) {
         self.put_as(layout, name, None)
@@ -232,12 +265,289 @@ fn from_a_registry_image_pulls_once_and_builds_on_it() {
     // The tag moves: the stage rebuilds on the new base.
     let (_base2, layout2) = base_layout(&[("base/etc/motd", "a new base\n")]);
     reg.put(&layout2, "team/base:1");
+    // --pull=false: the image pulled before, with no request at all.
+    let before = reg.all_requests().len();
+    let offline = p.build(&["--pull=false", "-o", "type=local,dest=out-offline"]);
+    assert_eq!(
+        fs::read_to_string(p.path("out-offline/etc/motd")).unwrap(),
+        "hello from the base\n"
+    );
+    assert!(
+        offline.steps.iter().all(|s| s.cached),
+        "{:?}",
+        offline.steps
+    );
+    assert_eq!(
+        reg.all_requests().len(),
+        before,
+        "--pull=false asks nothing: {:?}",
+        &reg.all_requests()[before..]
+    );
     let moved = p.build(&["-o", "type=local,dest=out3"]);
     assert_eq!(
         fs::read_to_string(p.path("out3/etc/motd")).unwrap(),
         "a new base\n"
     );
-    assert!(moved.steps.iter().any(|s| !s.cached), "{:?}", moved.steps);
+    let first_step = moved
+        .steps
+        .iter()
+        .find(|s| !s.cached)
+        .unwrap_or_else(|| panic!("a step rebuilds: {:?}", moved.steps));
+    let name = format!("{}/team/base:1", reg.addr);
+    assert!(
+        first_step
+            .reason
+            .starts_with(&format!("base image {name} changed (sha256:"))
+            && first_step.reason.contains(" → sha256:"),
+        "the reason names the moved base: {:?}",
+        first_step.reason
+    );
+    // `wbuild images` lists the pulled image; `prune --all` drops it.
+    let o = p.run(&["images"]);
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&name) && l.contains("pulled")),
+        "{listed}"
+    );
+    let o = p.run(&["prune", "--all"]);
+    assert!(o.status.success());
+    let o = p.run(&["images"]);
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains(&name),
+        "prune --all drops pulled images"
+    );
+
+    // The registry is down: the image pulled before is used, with a
+    // warning; with --pull it is an error.
+    p.build(&["-o", "type=local,dest=out4"]);
+    let addr = reg.addr.clone();
+    drop(reg);
+    let down = p.build(&["-o", "type=local,dest=out5"]);
+    assert!(down.log.contains("cannot be reached"), "{}", down.log);
+    assert_eq!(
+        fs::read_to_string(p.path("out5/etc/motd")).unwrap(),
+        "a new base\n"
+    );
+    let err = p.fails(&["--pull", "-o", "type=local,dest=out6"]);
+    assert!(err.contains(&addr), "{err}");
+}
+
+#[test]
+fn push_then_pull_back_by_tag_and_digest() {
+    let Some(reg) = Registry::start() else {
+        return;
+    };
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY app /app\nENV APP=1\nCMD [\"/app\"]\n",
+        ),
+        ("app", "the app\n"),
+    ]);
+    let t1 = format!("{}/team/app:1", reg.addr);
+    let t2 = format!("{}/team/app:latest", reg.addr);
+    let built = p.build(&["-t", &t1, "-t", &t2, "--push"]);
+    let digest = built.digest();
+    assert_eq!(
+        built.meta["image.name"].as_str().unwrap(),
+        format!("{t1},{t2}")
+    );
+    let reqs = reg.all_requests();
+    assert_eq!(
+        Registry::uploads(&reqs)
+            .iter()
+            .filter(|r| r.starts_with("PUT "))
+            .count(),
+        2,
+        "config and layer uploaded: {reqs:?}"
+    );
+    let manifest_puts: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.starts_with("PUT ") && r.contains("/manifests/"))
+        .collect();
+    assert_eq!(manifest_puts.len(), 2, "every tag pushed: {reqs:?}");
+    let last_blob = reqs
+        .iter()
+        .rposition(|r| r.starts_with("PUT ") && r.contains("/blobs/"))
+        .unwrap();
+    let first_manifest = reqs
+        .iter()
+        .position(|r| r.starts_with("PUT ") && r.contains("/manifests/"))
+        .unwrap();
+    assert!(
+        last_blob < first_manifest,
+        "the manifest goes last: {reqs:?}"
+    );
+
+    // skopeo sees it, and copies it out byte for byte.
+    for t in [&t1, &t2] {
+        let o = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", &format!("docker://{t}")])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["Digest"].as_str().unwrap(), digest);
+    }
+    let copied = p.path("copied");
+    let o = Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{t1}"))
+        .arg(format!("oci:{}", copied.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let index = read_json(&copied.join("index.json"));
+    assert_eq!(index["manifests"][0]["digest"].as_str().unwrap(), digest);
+
+    // Pulled back, by tag and by digest, in another store: the same
+    // manifest, so the same layers and config.
+    let by_digest = format!("{}/team/app@{digest}", reg.addr);
+    for from in [&t1, &by_digest] {
+        let q = Project::with_dockerfile(&format!("FROM {from}\n"));
+        let back = q.build(&["-o", "type=oci,tar=false,dest=back"]);
+        assert_eq!(back.digest(), digest, "FROM {from}");
+    }
+
+    // A second push of the unchanged image uploads no blob.
+    let before = reg.all_requests().len();
+    p.build(&["-t", &t1, "--push"]);
+    let again = reg.all_requests()[before..].to_vec();
+    assert!(Registry::uploads(&again).is_empty(), "{again:?}");
+
+    // Docker media types on request; the bytes of config and layers stay.
+    let t3 = format!("{}/team/app:docker", reg.addr);
+    p.build(&[
+        "-o",
+        &format!("type=registry,name={t3},oci-mediatypes=false"),
+    ]);
+    let o = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{t3}"),
+        ])
+        .output()
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        m["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+
+    // An image built on a pulled one and pushed to another repository:
+    // the base's layer is mounted, not uploaded.
+    let q = Project::new(&[
+        ("Dockerfile", &format!("FROM {t1}\nCOPY more /more\n")),
+        ("more", "more\n"),
+    ]);
+    let before = reg.all_requests().len();
+    let other = format!("{}/team/other:1", reg.addr);
+    q.build(&["-t", &other, "--push"]);
+    let reqs = reg.all_requests()[before..].to_vec();
+    let up = Registry::uploads(&reqs);
+    assert!(
+        up.iter()
+            .any(|r| r.contains("mount=") && r.contains("from=team%2Fapp")
+                || r.contains("from=team/app")),
+        "the base layer is mounted: {up:?}"
+    );
+    let base_layer = built_layer(&p, &t1);
+    assert!(
+        !up.iter()
+            .any(|r| r.starts_with("PUT ") && r.contains(&base_layer.replace(':', "%3A"))),
+        "the base layer is not uploaded again: {up:?}"
+    );
+}
+
+/// The first layer digest of the image `name` in the registry.
+fn built_layer(_p: &Project, name: &str) -> String {
+    let o = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &format!("docker://{name}")])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["Layers"][0].as_str().unwrap().to_string()
+}
+
+#[test]
+fn push_errors_are_clear() {
+    let Some(reg) = Registry::start_with(Some(("ci", "right-password"))) else {
+        return;
+    };
+    let p = Project::new(&[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "x\n")]);
+    // No name to push to.
+    let o = p.run(&["build", "--push", "."]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a name is needed to push"));
+    // A wrong password: refused, saying which credentials and how to log in.
+    let config = p.path("docker-config");
+    fs::create_dir_all(&config).unwrap();
+    let t = format!("{}/app:1", reg.addr);
+    let push_as = |password: &str| {
+        fs::write(
+            config.join("config.json"),
+            format!(
+                r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+                reg.addr,
+                base64_of(&format!("ci:{password}"))
+            ),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_wbuild"))
+            .args(["build", "--progress", "plain", "-t", &t, "--push", "."])
+            .current_dir(p.dir.path())
+            .env("WBUILD_ROOT", p.store.path())
+            .env("DOCKER_CONFIG", &config)
+            .output()
+            .unwrap()
+    };
+    let o = push_as("wrong-password");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("\"ci\"") && err.contains("docker login"),
+        "{err}"
+    );
+    // The right password pushes.
+    let o = push_as("right-password");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // A damaged blob in wbuild's store is not pushed: the push fails
+    // loudly and the registry does not get it.
+    let q = Project::new(&[
+        ("Dockerfile", "FROM scratch\nCOPY g /g\n"),
+        ("g", "to be damaged\n"),
+    ]);
+    q.build(&["-o", "type=oci,tar=false,dest=l"]);
+    let mut damaged = 0;
+    for b in fs::read_dir(q.store.path().join("blobs/sha256")).unwrap() {
+        let b = b.unwrap().path();
+        let bytes = fs::read(&b).unwrap();
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut bad = bytes.clone();
+            let n = bad.len();
+            bad[n - 5] ^= 0xff;
+            fs::write(&b, bad).unwrap();
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0);
+    let unauth = Registry::start().unwrap();
+    let t = format!("{}/dmg:1", unauth.addr);
+    let err = q.fails(&["-t", &t, "--push"]);
+    assert!(err.contains("corrupt") || err.contains("damaged"), "{err}");
 }
 
 #[test]

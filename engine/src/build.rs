@@ -13,7 +13,7 @@ use crate::oci::{self, Image};
 use crate::plan::{self, BuildPlan, PlanRequest};
 use crate::progress::{self, Progress};
 use crate::request::{BuildRequest, OutputSpec, ProgressMode, SecretSource};
-use crate::solve::{BuildError, BuildOptions, Solver, StepReport};
+use crate::solve::{BuildError, BuildOptions, PullPolicy, Solver, StepReport};
 use crate::store::{self, Store, StoreError};
 
 /// Why a build did not finish, with what it concerns.
@@ -232,6 +232,12 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         step_disk: req.step_disk,
         secrets: load_secrets(req)?,
         jobs: req.jobs,
+        insecure_registries: req.insecure_registries.clone(),
+        pull: match req.pull {
+            None => PullPolicy::Check,
+            Some(true) => PullPolicy::Always,
+            Some(false) => PullPolicy::Never,
+        },
     };
     let tty = req.progress == ProgressMode::Tty
         || (req.progress == ProgressMode::Auto
@@ -259,10 +265,18 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     };
     let mut image = outcome.image;
 
+    let mut named = Vec::new();
     for (o, exporter) in req.outputs.iter().zip(&exporters) {
         let (c, level) = output_compression(o);
         let force = o.attrs.get("force-compression").map(String::as_str) == Some("true");
-        let img = if image.layers.iter().all(|l| l.compression == c) && !force {
+        // Docker's media types when asked (`oci-mediatypes=false`); zstd
+        // has none, so it keeps OCI's, as BuildKit does.
+        let mut docker = o.attrs.get("oci-mediatypes").map(String::as_str) == Some("false");
+        if docker && c == Compression::Zstd {
+            eprintln!("warning: --output type={}: zstd layers need OCI media types; using oci-mediatypes=true", o.kind);
+            docker = false;
+        }
+        let img = if image.layers.iter().all(|l| l.compression == c) && !force && !docker {
             image.clone()
         } else {
             let layers = image
@@ -270,14 +284,24 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
                 .iter()
                 .map(|l| convert_layer(&store, l, c, level, force))
                 .collect::<Result<Vec<_>>>()?;
-            oci::assemble(&store, image.config.clone(), layers, &image.platform)?
+            oci::assemble_typed(
+                &store,
+                image.config.clone(),
+                layers,
+                &image.platform,
+                docker,
+            )?
         };
         let cx = export::ExportContext {
             store: &store,
             tags: &req.tags,
             epoch,
+            insecure: &req.insecure_registries,
+            verbose: req.progress != ProgressMode::Quiet,
+            named: Default::default(),
         };
         exporter.export(&cx, &img)?;
+        named.extend(cx.named.into_inner().unwrap_or_else(|e| e.into_inner()));
         if std::ptr::eq(o, &req.outputs[0]) {
             image = img;
         }
@@ -298,7 +322,12 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         }
     }
     if let Some(path) = &req.metadata_file {
-        let mut meta = metadata_json(&image, &outcome.steps, &req.tags);
+        let names = if named.is_empty() {
+            req.tags.clone()
+        } else {
+            named.clone()
+        };
+        let mut meta = metadata_json(&image, &outcome.steps, &names);
         // What the context cost: files hashed because a step read them
         // (the others came from the stat cache or were never read).
         let (files, bytes) = ctx.digests.hashed();

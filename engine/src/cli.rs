@@ -258,6 +258,18 @@ pub struct BuildArgs {
     /// How many stages may build at once (default: the number of cores).
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// Shorthand for "--output=type=registry": push the image to the registry its -t names say.
+    #[arg(long)]
+    pub push: bool,
+    /// Always ask the registry for a FROM image's tag (--pull=false: use an image pulled before, offline).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub pull: Option<String>,
+    /// Talk to this registry over plain HTTP (localhost and 127.0.0.0/8 always are).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// Additional build contexts (e.g., name=path, name=docker-image://REF, name=oci-layout://DIR[:TAG|@DIGEST]).
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
 }
 
 /// A flag whose value is wrong: the flag, the value and what to do.
@@ -306,10 +318,32 @@ pub fn parse_build_args(items: &[String]) -> Result<BTreeMap<String, String>, Fl
     Ok(out)
 }
 
+/// Splits a comma-separated list as CSV does: a field in double quotes
+/// may hold commas (`"name=a:1,a:2"`), and `""` in it is one quote.
+fn csv_fields(spec: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = spec.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
 /// Parses one comma-separated `key=value` list (quoted fields allowed).
 fn kv_list(flag: &'static str, spec: &str) -> Result<Vec<(String, String)>, FlagError> {
     let mut out = Vec::new();
-    for field in spec.split(',') {
+    for field in csv_fields(spec) {
         let field = field.trim();
         if field.is_empty() {
             continue;
@@ -362,7 +396,7 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, FlagError> {
                 ))
             }
             "dest" => dest = Some(v),
-            "tar" | "oci-mediatypes" | "force-compression" | "push" => {
+            "tar" | "oci-mediatypes" | "force-compression" | "push" | "registry.insecure" => {
                 if !matches!(v.as_str(), "true" | "false") {
                     return Err(flag_err("--output", spec, format!("{k} must be true or false")));
                 }
@@ -390,7 +424,7 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, FlagError> {
                 return Err(flag_err(
                     "--output",
                     spec,
-                    format!("unknown key {other:?} (known: type, dest, tar, name, compression, compression-level, force-compression, oci-mediatypes, push)"),
+                    format!("unknown key {other:?} (known: type, dest, tar, name, compression, compression-level, force-compression, oci-mediatypes, push, registry.insecure)"),
                 ))
             }
         }
@@ -597,11 +631,75 @@ impl BuildArgs {
             validate_tag(t)?;
         }
         let build_args = parse_build_args(&self.build_args)?;
-        let outputs = self
+        let mut outputs = self
             .outputs
             .iter()
             .map(|o| parse_output(o))
             .collect::<Result<Vec<_>, _>>()?;
+        if self.push {
+            // As buildx: --push is type=registry, or push=true on an image
+            // output already asked for.
+            match outputs
+                .iter_mut()
+                .find(|o| matches!(o.kind, OutputKind::Image | OutputKind::Registry))
+            {
+                Some(o) => {
+                    o.attrs.insert("push".into(), "true".into());
+                }
+                None => outputs.push(OutputSpec {
+                    kind: OutputKind::Registry,
+                    dest: None,
+                    attrs: BTreeMap::new(),
+                }),
+            }
+        }
+        for o in &outputs {
+            let pushes = o.kind == OutputKind::Registry
+                || o.attrs.get("push").map(String::as_str) == Some("true");
+            let named = o.attrs.get("name").is_some_and(|n| !n.is_empty()) || !self.tags.is_empty();
+            if pushes && !named {
+                return Err(flag_err(
+                    "--output",
+                    o.kind.name(),
+                    "a name is needed to push: give -t REGISTRY/NAME:TAG, or name= in --output",
+                ));
+            }
+            if let Some(names) = o.attrs.get("name") {
+                for n in names.split(',').filter(|n| !n.is_empty()) {
+                    validate_tag(n).map_err(|e| FlagError {
+                        flag: "--output",
+                        ..e
+                    })?;
+                }
+            }
+        }
+        let pull = match self.pull.as_deref() {
+            None => None,
+            Some("true" | "1") => Some(true),
+            Some("false" | "0") => Some(false),
+            Some(other) => {
+                return Err(flag_err(
+                    "--pull",
+                    other,
+                    "use --pull, --pull=true or --pull=false",
+                ))
+            }
+        };
+        let mut build_contexts = BTreeMap::new();
+        for c in &self.build_contexts {
+            match c.split_once('=') {
+                Some((k, v)) if !k.is_empty() && !v.is_empty() => {
+                    build_contexts.insert(k.to_ascii_lowercase(), v.to_string());
+                }
+                _ => {
+                    return Err(flag_err(
+                        "--build-context",
+                        c,
+                        "write NAME=VALUE: a directory, docker-image://REF or oci-layout://DIR[:TAG|@DIGEST]",
+                    ))
+                }
+            }
+        }
         let secrets = self
             .secrets
             .iter()
@@ -683,6 +781,9 @@ impl BuildArgs {
             metadata_file: self.metadata_file,
             iidfile: self.iidfile,
             root: self.root,
+            pull,
+            insecure_registries: self.insecure_registries,
+            build_contexts,
         })
     }
 }
@@ -707,6 +808,56 @@ mod tests {
         assert!(parse_output("type=oci,dest=x,compression-level=12").is_err());
         assert!(parse_output("type=oci,dest=x,colour=red").is_err());
         assert!(parse_output("dest=x").is_err());
+        // Several names in one quoted field, as buildx reads CSV.
+        let o = parse_output(r#"type=image,"name=r/a:1,r/a:2",push=true"#).unwrap();
+        assert_eq!(o.attrs["name"], "r/a:1,r/a:2");
+        assert_eq!(o.attrs["push"], "true");
+        assert!(parse_output("type=registry,registry.insecure=maybe").is_err());
+    }
+
+    fn args(extra: &[&str]) -> BuildArgs {
+        let mut all = vec!["wbuild"];
+        all.extend_from_slice(extra);
+        Cli::try_parse_from(all).unwrap().build
+    }
+
+    #[test]
+    fn push_pull_and_contexts() {
+        // --push is type=registry, and needs a name.
+        let r = args(&["-t", "127.0.0.1:5000/a:1", "--push", "."])
+            .into_request()
+            .unwrap();
+        assert_eq!(r.outputs[0].kind, OutputKind::Registry);
+        let e = args(&["--push", "."]).into_request().unwrap_err();
+        assert!(e.reason.contains("a name is needed to push"), "{e}");
+        // --push on an image output sets push=true on it.
+        let r = args(&["-o", "type=image,name=r/a:1", "--push", "."])
+            .into_request()
+            .unwrap();
+        assert_eq!(r.outputs.len(), 1);
+        assert_eq!(r.outputs[0].attrs["push"], "true");
+        assert!(args(&["-o", "type=image,name=Bad/Name", "."])
+            .into_request()
+            .is_err());
+        // --pull, --pull=false, neither.
+        assert_eq!(
+            args(&["--pull", "."]).into_request().unwrap().pull,
+            Some(true)
+        );
+        assert_eq!(
+            args(&["--pull=false", "."]).into_request().unwrap().pull,
+            Some(false)
+        );
+        assert_eq!(args(&["."]).into_request().unwrap().pull, None);
+        assert!(args(&["--pull=maybe", "."]).into_request().is_err());
+        // --build-context NAME=VALUE.
+        let r = args(&["--build-context", "Base=docker-image://x:1", "."])
+            .into_request()
+            .unwrap();
+        assert_eq!(r.build_contexts["base"], "docker-image://x:1");
+        assert!(args(&["--build-context", "nothing", "."])
+            .into_request()
+            .is_err());
     }
 
     #[test]

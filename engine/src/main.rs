@@ -241,12 +241,23 @@ fn run_image(
 
 fn images(args: StoreArgs) -> Result<()> {
     let s = open_store(&args)?;
-    println!("{:<40} {:<20} {:<20}", "NAME", "IMAGE ID", "CREATED");
+    let pulled: std::collections::HashSet<String> =
+        s.pulled_images()?.into_iter().map(|(n, _)| n).collect();
+    println!(
+        "{:<40} {:<20} {:<8} {:<20}",
+        "NAME", "IMAGE ID", "ORIGIN", "CREATED"
+    );
     for (name, _manifest, config, created) in s.list_images()? {
+        let origin = if pulled.contains(&name) {
+            "pulled"
+        } else {
+            "built"
+        };
         println!(
-            "{:<40} {:<20} {}",
+            "{:<40} {:<20} {:<8} {}",
             name,
             config.short(),
+            origin,
             wbuild::oci::rfc3339(created.max(0) as u64)
         );
     }

@@ -111,4 +111,25 @@ pub struct BuildRequest {
     pub step_disk: u64,
     /// How many stages may build at once (`--jobs`).
     pub jobs: usize,
+    /// `--pull` (true), `--pull=false`, or neither (check each tag).
+    pub pull: Option<bool>,
+    /// `--insecure-registry`: registries reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// `--build-context NAME=VALUE`, names lower-cased.
+    pub build_contexts: BTreeMap<String, String>,
+}
+
+/// Whether FROM asks the registry again for an image it has (`--pull`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// Check each tag's digest (one HEAD request) and fetch what is
+    /// missing; when the registry cannot be reached, an image pulled
+    /// before under that name is used, with a warning.
+    #[default]
+    Check,
+    /// `--pull`: check each tag; an unreachable registry fails the build.
+    Always,
+    /// `--pull=false`: an image pulled before is used as it is, with no
+    /// request (offline).
+    Never,
 }

@@ -42,6 +42,11 @@ pub struct StepInputs {
     pub args: BTreeMap<String, String>,
     /// Other inputs by name (a source stage's key, the platform).
     pub extra: BTreeMap<String, String>,
+    /// The registry image the stage rests on, `REFERENCE DIGEST`: not part
+    /// of the key (the parent's key holds the digest), kept to say which
+    /// base moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 /// How a file takes part in a checksum: never its mtime.
@@ -104,6 +109,12 @@ pub enum Reason {
     InputChanged {
         name: String,
     },
+    /// The registry image under the stage now has another digest.
+    BaseImageChanged {
+        name: String,
+        was: String,
+        now: String,
+    },
     /// Same inputs as last time, but the record is gone (pruned).
     Pruned,
 }
@@ -120,6 +131,9 @@ impl std::fmt::Display for Reason {
             Reason::BuildArgChanged { name } => write!(f, "build arg {name} changed"),
             Reason::FileChanged { path, how } => write!(f, "{path} {how}"),
             Reason::InputChanged { name } => write!(f, "{name} changed"),
+            Reason::BaseImageChanged { name, was, now } => {
+                write!(f, "base image {name} changed ({was} → {now})")
+            }
             Reason::Pruned => write!(f, "cache record not found (pruned or damaged)"),
         }
     }
@@ -196,6 +210,17 @@ pub fn explain(previous: Option<&StepInputs>, current: &StepInputs, parent_misse
     for (k, v) in &current.extra {
         if prev.extra.get(k) != Some(v) {
             return Reason::InputChanged { name: k.clone() };
+        }
+    }
+    if let (Some(was), Some(now)) = (&prev.base, &current.base) {
+        let (name, was) = was.split_once(' ').unwrap_or(("", was));
+        let (now_name, now) = now.split_once(' ').unwrap_or(("", now));
+        if name == now_name && was != now {
+            return Reason::BaseImageChanged {
+                name: name.to_string(),
+                was: was.to_string(),
+                now: now.to_string(),
+            };
         }
     }
     if prev.parent != current.parent {

@@ -1,8 +1,10 @@
 //! The outputs of `--output`, behind one [`Exporter`] trait: an OCI
 //! layout as a tar or a directory and the tar `docker load` accepts
 //! ([`layout`]), the rootfs as files or as one tar ([`rootfs`]); all
-//! byte-for-byte deterministic. A registry exporter goes here too.
+//! byte-for-byte deterministic; and the image kept in the store or pushed
+//! to a registry ([`image`]).
 
+pub mod image;
 pub mod layout;
 pub mod rootfs;
 
@@ -22,8 +24,11 @@ pub enum ExportError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Layer(#[from] crate::fs::layer::LayerError),
-    #[error("--output type={0}: pushing to a registry is not supported yet; use type=oci, docker, local or tar")]
+    #[error("--output type={0}: this wbuild was built without registry support; use type=oci, docker, local or tar")]
     Unsupported(OutputKind),
+    #[cfg(feature = "registry")]
+    #[error("push: {0}")]
+    Push(#[from] crate::registry::RegistryError),
     #[error("--output dest= is empty: give a file, or - for stdout")]
     EmptyDest,
     #[error("--output dest={}: it is a directory; give a file name, or use type=local for a directory", .0.display())]
@@ -44,6 +49,12 @@ pub struct ExportContext<'a> {
     pub tags: &'a [String],
     /// Timestamps of files the exporter writes (`SOURCE_DATE_EPOCH`).
     pub epoch: u64,
+    /// `--insecure-registry` hosts.
+    pub insecure: &'a [String],
+    /// Whether to say what a push did (not with `--progress=quiet`).
+    pub verbose: bool,
+    /// The names an image output kept or pushed (for `--metadata-file`).
+    pub named: std::sync::Mutex<Vec<String>>,
 }
 
 /// Writes a finished image somewhere.
@@ -65,9 +76,21 @@ pub fn exporter_for(o: &OutputSpec) -> Result<Box<dyn Exporter>, ExportError> {
         OutputKind::Docker => Box::new(layout::LayoutTar { dest, docker: true }),
         OutputKind::Local => Box::new(rootfs::LocalDir { dest: dest.into() }),
         OutputKind::Tar => Box::new(rootfs::RootfsTar { dest }),
-        kind @ (OutputKind::Image | OutputKind::Registry) => {
-            return Err(ExportError::Unsupported(kind))
-        }
+        kind @ (OutputKind::Image | OutputKind::Registry) => Box::new(image::ImageOutput {
+            names: o
+                .attrs
+                .get("name")
+                .map(|n| {
+                    n.split(',')
+                        .filter(|n| !n.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            push: kind == OutputKind::Registry
+                || o.attrs.get("push").map(String::as_str) == Some("true"),
+            insecure: o.attrs.get("registry.insecure").map(String::as_str) == Some("true"),
+        }),
     })
 }
 

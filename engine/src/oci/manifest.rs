@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::media::{MEDIA_CONFIG, MEDIA_MANIFEST};
+use super::media::{DOCKER_CONFIG, DOCKER_MANIFEST, MEDIA_CONFIG, MEDIA_MANIFEST};
 use super::{ImageConfig, LayerInfo};
 use crate::digest::Digest;
 use crate::store::{Store, StoreError};
@@ -67,10 +67,36 @@ pub fn assemble(
     layers: Vec<LayerInfo>,
     platform: &PlatformDesc,
 ) -> Result<Image, StoreError> {
+    assemble_typed(store, config, layers, platform, false)
+}
+
+/// [`assemble`] with Docker's media types when `docker` (the manifest,
+/// the config and gzip or plain layers; a zstd layer keeps its OCI type).
+/// The config bytes and the layers are the same; only the manifest, and
+/// so the image's digest, differ.
+pub fn assemble_typed(
+    store: &Store,
+    config: ImageConfig,
+    mut layers: Vec<LayerInfo>,
+    platform: &PlatformDesc,
+    docker: bool,
+) -> Result<Image, StoreError> {
+    let (manifest_type, config_type) = if docker {
+        (DOCKER_MANIFEST, DOCKER_CONFIG)
+    } else {
+        (MEDIA_MANIFEST, MEDIA_CONFIG)
+    };
+    for l in &mut layers {
+        l.media_type = match l.compression.docker_media_type() {
+            Some(t) if docker => t,
+            _ => l.compression.media_type(),
+        }
+        .to_string();
+    }
     let config_bytes = serde_json::to_vec(&config).expect("config serializes");
     let config_digest = store.put_blob(&config_bytes)?;
     let config_desc = Descriptor {
-        media_type: MEDIA_CONFIG.into(),
+        media_type: config_type.into(),
         digest: config_digest,
         size: config_bytes.len() as u64,
         platform: None,
@@ -78,7 +104,7 @@ pub fn assemble(
     };
     let manifest = ImageManifest {
         schema_version: 2,
-        media_type: MEDIA_MANIFEST.into(),
+        media_type: manifest_type.into(),
         config: config_desc.clone(),
         layers: layers
             .iter()
@@ -94,7 +120,7 @@ pub fn assemble(
     let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest serializes");
     let manifest_digest = store.put_blob(&manifest_bytes)?;
     let manifest_desc = Descriptor {
-        media_type: MEDIA_MANIFEST.into(),
+        media_type: manifest_type.into(),
         digest: manifest_digest,
         size: manifest_bytes.len() as u64,
         platform: Some(platform.clone()),

@@ -7,6 +7,13 @@ pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const MEDIA_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const MEDIA_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
+/// Docker's media types (`oci-mediatypes=false` on an image output).
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
 /// Layer compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,6 +29,16 @@ impl Compression {
             Compression::Gzip => MEDIA_LAYER_GZIP,
             Compression::Zstd => MEDIA_LAYER_ZSTD,
             Compression::Uncompressed => MEDIA_LAYER,
+        }
+    }
+
+    /// Its Docker media type; zstd has none (BuildKit switches to OCI
+    /// media types for it).
+    pub fn docker_media_type(self) -> Option<&'static str> {
+        match self {
+            Compression::Gzip => Some(DOCKER_LAYER_GZIP),
+            Compression::Uncompressed => Some(DOCKER_LAYER),
+            Compression::Zstd => None,
         }
     }
 

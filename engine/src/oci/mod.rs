@@ -9,7 +9,8 @@ pub mod media;
 
 pub use config::{rfc3339, Empty, HealthConfig, HistoryEntry, ImageConfig, RootFs, RunConfig};
 pub use manifest::{
-    assemble, image_blobs, Descriptor, Image, ImageIndex, ImageManifest, PlatformDesc,
+    assemble, assemble_typed, image_blobs, Descriptor, Image, ImageIndex, ImageManifest,
+    PlatformDesc,
 };
 pub use media::Compression;
 

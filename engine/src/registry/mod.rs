@@ -9,6 +9,10 @@
 //! `docker_credential` (`~/.docker/config.json` or `$DOCKER_CONFIG`, with
 //! `credHelpers` and `credsStore`).
 
+mod push;
+
+pub use push::PushReport;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +24,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::digest::Digest;
 use crate::oci::{Compression, DiffId, HistoryEntry, LayerInfo, RunConfig};
+pub use crate::request::PullPolicy;
 use crate::store::Store;
 
 /// Why an image could not be pulled.
@@ -87,11 +92,14 @@ const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
 
-/// Pulls images into a store; one per build.
+/// Pulls images into a store and pushes them from it; one per build.
 pub struct Puller<'s> {
     store: &'s Store,
     rt: tokio::runtime::Runtime,
     clients: Mutex<HashMap<String, Arc<Client>>>,
+    /// Registries spoken to over plain HTTP besides localhost and
+    /// 127.0.0.0/8 (`--insecure-registry`, `registry.insecure=true`).
+    insecure: Vec<String>,
 }
 
 /// The platform wbuild builds, and the names it goes by in an index.
@@ -101,7 +109,7 @@ fn platform_matches(os: &str, arch: &str, want_os: &str, want_arch: &str) -> boo
 }
 
 impl<'s> Puller<'s> {
-    pub fn new(store: &'s Store) -> Result<Puller<'s>, RegistryError> {
+    pub fn new(store: &'s Store, insecure: &[String]) -> Result<Puller<'s>, RegistryError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -115,7 +123,46 @@ impl<'s> Puller<'s> {
             store,
             rt,
             clients: Mutex::new(HashMap::new()),
+            insecure: insecure.to_vec(),
         })
+    }
+
+    /// Whether `registry` is spoken to over plain HTTP.
+    fn plain_http(&self, registry: &str) -> bool {
+        is_local(registry) || self.insecure.iter().any(|h| h == registry)
+    }
+
+    /// Turns a registry error into a message; a refusal says which
+    /// credentials were tried and how to log in.
+    fn explainer(
+        &self,
+        registry: &str,
+        auth: &RegistryAuth,
+    ) -> impl Fn(oci_client::errors::OciDistributionError) -> String {
+        let tried = match auth {
+            RegistryAuth::Basic(u, _) => format!("the credentials of {u:?} from the Docker config"),
+            _ => "no credentials (the Docker config has none for it)".to_string(),
+        };
+        let registry = registry.to_string();
+        move |e| {
+            let text = error_text(&e);
+            let lower = text.to_lowercase();
+            if ["401", "403", "authoriz", "denied", "authenticat"]
+                .iter()
+                .any(|w| lower.contains(w))
+            {
+                format!(
+                    "{text}: access refused with {tried}; log in with `docker login {registry}`"
+                )
+            } else if lower.contains("certificate")
+                || lower.contains("tls")
+                || lower.contains("https")
+            {
+                format!("{text}; a registry without TLS needs --insecure-registry {registry} (or registry.insecure=true on an image output)")
+            } else {
+                text
+            }
+        }
     }
 
     fn client(&self, registry: &str) -> Arc<Client> {
@@ -123,7 +170,7 @@ impl<'s> Puller<'s> {
         clients
             .entry(registry.to_string())
             .or_insert_with(|| {
-                let protocol = if is_local(registry) {
+                let protocol = if self.plain_http(registry) {
                     ClientProtocol::HttpsExcept(vec![registry.to_string()])
                 } else {
                     ClientProtocol::Https
@@ -133,6 +180,8 @@ impl<'s> Puller<'s> {
                     platform_resolver: None,
                     read_timeout: Some(Duration::from_secs(60)),
                     connect_timeout: Some(Duration::from_secs(15)),
+                    // Blobs stream from the store with their size known.
+                    use_monolithic_push: true,
                     ..Default::default()
                 }))
             })
@@ -157,7 +206,13 @@ impl<'s> Puller<'s> {
 
     /// Resolves `reference` for the platform `os/arch` and brings its
     /// config and layers into the store.
-    pub fn pull(&self, reference: &str, os: &str, arch: &str) -> Result<Pulled, RegistryError> {
+    pub fn pull(
+        &self,
+        reference: &str,
+        os: &str,
+        arch: &str,
+        policy: PullPolicy,
+    ) -> Result<Pulled, RegistryError> {
         let r = parse_reference(reference)?;
         let shown = r.whole();
         let fail = |message: String| RegistryError::Pull {
@@ -167,35 +222,39 @@ impl<'s> Puller<'s> {
         let registry = r.resolve_registry().to_string();
         let client = self.client(&registry);
         let auth = Self::auth(&registry);
-        let tried = match &auth {
-            RegistryAuth::Basic(u, _) => format!("the credentials of {u:?} from the Docker config"),
-            _ => "no credentials (the Docker config has none for it)".to_string(),
-        };
-        let explain = |e: oci_client::errors::OciDistributionError| -> String {
-            let text = e.to_string();
-            let lower = text.to_lowercase();
-            if ["401", "403", "authoriz", "denied", "authenticat"]
-                .iter()
-                .any(|w| lower.contains(w))
-            {
-                format!(
-                    "{text}: access refused with {tried}; log in with `docker login {registry}`"
-                )
-            } else {
-                text
-            }
-        };
-        self.rt.block_on(async {
+        let explain = self.explainer(&registry, &auth);
+        let mut kept = Vec::new();
+        let mut from_kept = false;
+        let pulled = self.rt.block_on(async {
             // A digest pinned, or a tag's digest by one HEAD request: the
             // manifest comes from the store when it is there.
-            let known = match r.digest() {
-                Some(d) => Some(d.to_string()),
-                None => Some(
-                    retry(|| client.fetch_manifest_digest(&r, &auth))
-                        .await
-                        .map_err(|e| fail(explain(e)))?,
-                ),
+            // The image kept from the last pull of this name: used as it
+            // is with --pull=false, and when the registry cannot be
+            // reached without --pull.
+            let kept_image = self
+                .store
+                .list_images()
+                .ok()
+                .and_then(|l| l.into_iter().find(|(n, ..)| *n == shown))
+                .map(|(_, m, _, _)| m.to_string())
+                .filter(|m| self.stored(m).is_some());
+            let known = match (r.digest(), policy, &kept_image) {
+                (Some(d), ..) => d.to_string(),
+                (None, PullPolicy::Never, Some(m)) => {
+                    from_kept = true;
+                    m.clone()
+                }
+                (None, policy, kept) => match retry(|| client.fetch_manifest_digest(&r, &auth)).await {
+                    Ok(d) => d,
+                    Err(e) if policy == PullPolicy::Check && kept.is_some() && push::is_transient(&error_text(&e)) => {
+                        eprintln!("warning: {shown}: the registry cannot be reached ({}); using the image pulled before", error_text(&e));
+                        from_kept = true;
+                        kept.clone().expect("checked")
+                    }
+                    Err(e) => return Err(fail(explain(e))),
+                },
             };
+            let known = Some(known);
             let (bytes, mut digest) = match known.as_deref().and_then(|d| self.stored(d)) {
                 Some(hit) => hit,
                 None => {
@@ -210,6 +269,7 @@ impl<'s> Puller<'s> {
                 return Err(fail(format!("the manifest does not match its digest {digest}")));
             }
             self.keep(&bytes);
+            kept.push(Digest::of(&bytes));
             let mut manifest: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| fail(format!("its manifest is not JSON: {e}")))?;
             if let Some(list) = manifest["manifests"].as_array() {
@@ -260,6 +320,7 @@ impl<'s> Puller<'s> {
                         b.to_vec()
                     }
                 };
+                kept.push(Digest::of(&bytes));
                 manifest = serde_json::from_slice(&bytes)
                     .map_err(|e| fail(format!("its manifest is not JSON: {e}")))?;
                 digest = d;
@@ -282,6 +343,15 @@ impl<'s> Puller<'s> {
                 .map_err(|m| fail(format!("config {cfg_digest}: {m}")))?;
             let cfg: serde_json::Value = serde_json::from_slice(&cfg_bytes)
                 .map_err(|e| fail(format!("its config is not JSON: {e}")))?;
+            let (have_os, have_arch) = (
+                cfg["os"].as_str().unwrap_or(""),
+                cfg["architecture"].as_str().unwrap_or(""),
+            );
+            if from_kept && !platform_matches(have_os, have_arch, os, arch) {
+                return Err(fail(format!(
+                    "the image pulled before is for {have_os}/{have_arch}, not {os}/{arch}; pull it again with the registry reachable (without --pull=false)"
+                )));
+            }
             let config: RunConfig = if cfg["config"].is_null() {
                 RunConfig::default()
             } else {
@@ -346,6 +416,7 @@ impl<'s> Puller<'s> {
                         .collect()
                 })
                 .unwrap_or_default();
+            kept.push(cfg_digest.parse().map_err(|_| fail(format!("a config digest {cfg_digest:?} that is not sha256")))?);
             Ok(Pulled {
                 reference: shown.clone(),
                 history,
@@ -356,7 +427,25 @@ impl<'s> Puller<'s> {
                 variant: cfg["variant"].as_str().unwrap_or("").to_string(),
                 layers,
             })
-        })
+        })?;
+        // Kept by name, as `wbuild images` shows it (`prune --all` drops
+        // it), and each blob's repository noted for cross-repository
+        // mounts when pushing.
+        let config_digest = kept.last().cloned().expect("the config was kept");
+        let mut blobs = kept.clone();
+        blobs.extend(pulled.layers.iter().map(|l| l.digest.clone()));
+        let manifest: Digest = pulled.manifest_digest.parse().map_err(|_| {
+            fail(format!(
+                "a manifest digest {:?} that is not sha256",
+                pulled.manifest_digest
+            ))
+        })?;
+        self.store
+            .put_image_as(&shown, &manifest, &config_digest, &blobs, true)?;
+        for d in blobs.iter().skip(kept.len() - 1) {
+            let _ = self.store.put_blob_source(d, &registry, r.repository());
+        }
+        Ok(pulled)
     }
 
     /// A manifest (or index) kept from an earlier pull, by digest.
@@ -421,7 +510,7 @@ impl<'s> Puller<'s> {
                     return Ok(buf);
                 }
                 Err(e) => {
-                    last = e.to_string();
+                    last = error_text(&e);
                     // A digest mismatch is not retried: the registry's
                     // copy is damaged.
                     if last.contains("erification") || last.contains("digest") {
@@ -448,13 +537,7 @@ where
         match f().await {
             Ok(v) => return Ok(v),
             Err(e) => {
-                let text = e.to_string();
-                let transient = text.contains("500")
-                    || text.contains("502")
-                    || text.contains("503")
-                    || text.contains("504")
-                    || text.contains("connect")
-                    || text.contains("timed out");
+                let transient = push::is_transient(&error_text(&e));
                 attempt += 1;
                 if !transient || attempt >= 3 {
                     return Err(e);
@@ -463,6 +546,22 @@ where
             }
         }
     }
+}
+
+/// An error with its causes (`error sending request: tcp connect error:
+/// Connection refused`): reqwest's own text hides them.
+pub(crate) fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// The compression a layer media type names (OCI or Docker).

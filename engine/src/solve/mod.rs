@@ -28,6 +28,7 @@ use crate::progress::{Event, Progress};
 use crate::store::Store;
 use scheduler::Msg;
 
+pub use crate::request::PullPolicy;
 pub use ops::archive::ArchiveError;
 pub use ops::file::SourceError;
 pub use ops::mounts::MountError;
@@ -169,6 +170,10 @@ pub struct BuildOptions {
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// How many stages may build at once.
     pub jobs: usize,
+    /// Registries reached over plain HTTP (`--insecure-registry`).
+    pub insecure_registries: Vec<String>,
+    /// `--pull`, `--pull=false`, or neither.
+    pub pull: PullPolicy,
 }
 
 /// What a step did, for `--metadata-file` and people.
@@ -201,6 +206,9 @@ struct StageState {
     /// The platform an image base says it is for (its config's os and
     /// architecture), which the built image keeps; None: the stage's.
     platform: Option<crate::plan::Platform>,
+    /// The registry image the stage rests on (`REFERENCE DIGEST`), for
+    /// the reason when it moves.
+    base: Option<String>,
 }
 
 /// A tree files can be copied from: the context, or a stage's rootfs
@@ -330,7 +338,10 @@ impl<'a> Solver<'a> {
         if let Some(p) = slot.as_ref() {
             return Ok(p.clone());
         }
-        let p = Arc::new(crate::registry::Puller::new(self.store)?);
+        let p = Arc::new(crate::registry::Puller::new(
+            self.store,
+            &self.opts.insecure_registries,
+        )?);
         *slot = Some(p.clone());
         Ok(p)
     }
@@ -490,7 +501,12 @@ impl<'a> Solver<'a> {
         }
         let puller = self.puller().map_err(|e| e.to_string())?;
         let p = puller
-            .pull(reference, &platform.os, &platform.architecture)
+            .pull(
+                reference,
+                &platform.os,
+                &platform.architecture,
+                self.opts.pull,
+            )
             .map_err(|e| e.to_string())?;
         let t = self
             .materialize(&p.layers, format!("image {}", p.reference), None)

@@ -136,6 +136,7 @@ impl Solver<'_> {
             parent: Some(st.key.to_string()),
             instruction: step.display.clone(),
             canonical,
+            base: st.base.clone(),
             ..Default::default()
         };
         inputs

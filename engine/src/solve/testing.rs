@@ -61,6 +61,8 @@ impl Fixture {
             step_disk: 1 << 30,
             secrets: BTreeMap::new(),
             jobs: 1,
+            insecure_registries: Vec::new(),
+            pull: Default::default(),
         };
         Solver::new(&self.store, &self.context, opts, events)
     }

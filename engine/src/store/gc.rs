@@ -96,10 +96,18 @@ impl Store {
             images: self.remove_untagged_images()?,
             ..PruneReport::default()
         };
+        // Pulled images are cache: `--all` drops them, a filter drops
+        // those not pulled or used since.
+        let cutoff = older_than.map(|d| now() - d.as_secs() as i64);
+        for (name, used) in self.pulled_images()? {
+            if (all && cutoff.is_none()) || cutoff.is_some_and(|c| used <= c) {
+                self.remove_image(&name)?;
+                report.images += 1;
+            }
+        }
         let mut rows = self.list_cache()?;
         rows.sort_by_key(|r| r.last_used);
         let in_images = self.image_blob_set()?;
-        let cutoff = older_than.map(|d| now() - d.as_secs() as i64);
         let mut total: u64 = rows.iter().map(|r| r.size).sum();
         for r in &rows {
             if let Some(k) = keep {

@@ -1,5 +1,6 @@
-//! Images kept by name (builds without `--output`), and the blobs each
-//! one holds.
+//! Images kept by name (builds without `--output`, `type=image`, and
+//! images pulled from registries), the blobs each one holds, and the
+//! registry repositories a blob is known to be in.
 
 use rusqlite::params;
 
@@ -17,15 +18,69 @@ impl Store {
         config: &Digest,
         blobs: &[Digest],
     ) -> Result<()> {
+        self.put_image_as(name, manifest, config, blobs, false)
+    }
+
+    /// Keeps an image by name; `pulled` marks one that came from a
+    /// registry (`wbuild images` says so, `prune --all` drops it).
+    pub fn put_image_as(
+        &self,
+        name: &str,
+        manifest: &Digest,
+        config: &Digest,
+        blobs: &[Digest],
+        pulled: bool,
+    ) -> Result<()> {
         let mut db = self.db();
         let tx = db.transaction().map_err(|e| self.ix(e))?;
         tx.execute(
-            "INSERT OR REPLACE INTO images (name, manifest, config, created) VALUES (?1, ?2, ?3, ?4)",
-            params![name, manifest.as_str(), config.as_str(), now()],
+            "INSERT OR REPLACE INTO images (name, manifest, config, created, pulled) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, manifest.as_str(), config.as_str(), now(), pulled as i64],
         )
         .map_err(|e| self.ix(e))?;
         replace_refs(&tx, "image_blobs", "name", name, blobs).map_err(|e| self.ix(e))?;
         tx.commit().map_err(|e| self.ix(e))
+    }
+
+    /// The names of images pulled from registries, with when each was
+    /// last pulled or used.
+    pub fn pulled_images(&self) -> Result<Vec<(String, i64)>> {
+        let db = self.db();
+        let mut st = db
+            .prepare("SELECT name, created FROM images WHERE pulled = 1 ORDER BY name")
+            .map_err(|e| self.ix(e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.ix(e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.ix(e))
+    }
+
+    /// Notes that `digest` is in `registry`/`repository` (pulled from or
+    /// pushed to it).
+    pub fn put_blob_source(&self, digest: &Digest, registry: &str, repository: &str) -> Result<()> {
+        self.db()
+            .execute(
+                "INSERT OR IGNORE INTO blob_sources (digest, registry, repository) VALUES (?1, ?2, ?3)",
+                params![digest.as_str(), registry, repository],
+            )
+            .map_err(|e| self.ix(e))?;
+        Ok(())
+    }
+
+    /// The repositories of `registry` that `digest` is known to be in.
+    pub fn blob_sources(&self, digest: &Digest, registry: &str) -> Result<Vec<String>> {
+        let db = self.db();
+        let mut st = db
+            .prepare("SELECT repository FROM blob_sources WHERE digest = ?1 AND registry = ?2 ORDER BY repository")
+            .map_err(|e| self.ix(e))?;
+        let rows = st
+            .query_map(params![digest.as_str(), registry], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(|e| self.ix(e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.ix(e))
     }
 
     /// `(name, manifest digest, config digest, created)` for every image.

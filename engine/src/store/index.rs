@@ -11,12 +11,13 @@ use super::{now, Result, Store, StoreError};
 use crate::digest::Digest;
 
 /// The schema this wbuild writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations, in order: `MIGRATIONS[n]` takes a store from version `n` to
 /// `n + 1`. Stores made before versioning are version 0 with every table
 /// of version 1 already there, so version 1 only creates what is missing.
-const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS cache (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS cache (
         key TEXT PRIMARY KEY, record TEXT NOT NULL, size INTEGER NOT NULL,
         created INTEGER NOT NULL, last_used INTEGER NOT NULL, description TEXT NOT NULL);
      CREATE TABLE IF NOT EXISTS cache_blobs (key TEXT NOT NULL, digest TEXT NOT NULL,
@@ -33,7 +34,13 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS cache (
      CREATE TABLE IF NOT EXISTS leases (id TEXT PRIMARY KEY, pid INTEGER NOT NULL,
         created INTEGER NOT NULL);
      CREATE TABLE IF NOT EXISTS lease_blobs (lease TEXT NOT NULL, digest TEXT NOT NULL,
-        PRIMARY KEY (lease, digest));"];
+        PRIMARY KEY (lease, digest));",
+    // 2: images pulled from registries are kept too (`pulled`), and where
+    // each blob is known to live, for cross-repository mounts on push.
+    "ALTER TABLE images ADD COLUMN pulled INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE IF NOT EXISTS blob_sources (digest TEXT NOT NULL, registry TEXT NOT NULL,
+        repository TEXT NOT NULL, PRIMARY KEY (digest, registry, repository));",
+];
 
 /// Opens the index at `root/index.db`, bringing its schema up to date.
 pub(super) fn open(root: &Path) -> Result<Connection> {
@@ -79,7 +86,15 @@ pub(super) fn open(root: &Path) -> Result<Connection> {
         });
     }
     for sql in &MIGRATIONS[version as usize..] {
-        tx.execute_batch(sql).map_err(ix)?;
+        // Statement by statement: a column a store already has (a store
+        // made before versioning) is not an error.
+        for stmt in sql.split(';').filter(|s| !s.trim().is_empty()) {
+            match tx.execute_batch(stmt) {
+                Err(rusqlite::Error::SqliteFailure(_, Some(m)))
+                    if m.starts_with("duplicate column name") => {}
+                r => r.map_err(ix)?,
+            }
+        }
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(ix)?;

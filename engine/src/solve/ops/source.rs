@@ -46,6 +46,7 @@ impl Solver<'_> {
                     manifest: Some(Manifest::new()),
                     cmd_set: false,
                     platform: None,
+                    base: None,
                 }
             }
             Base::WbuildBase => self.wbuild_base(&stage.platform)?,
@@ -78,7 +79,12 @@ impl Solver<'_> {
         };
         let puller = self.puller().map_err(|e| fail(e.to_string()))?;
         let p = puller
-            .pull(name, &stage.platform.os, &stage.platform.architecture)
+            .pull(
+                name,
+                &stage.platform.os,
+                &stage.platform.architecture,
+                self.opts.pull,
+            )
             .map_err(|e| fail(e.to_string()))?;
         let key = fixed_key(&format!("image {} {}", p.reference, p.manifest_digest));
         let platform = (!p.os.is_empty()).then(|| crate::plan::Platform {
@@ -95,6 +101,7 @@ impl Solver<'_> {
             manifest: None,
             cmd_set: false,
             platform,
+            base: Some(format!("{name} {}", p.manifest_digest)),
         })
     }
 
@@ -144,6 +151,7 @@ impl Solver<'_> {
             manifest: Some(manifest),
             cmd_set: false,
             platform: None,
+            base: None,
         })
     }
 }

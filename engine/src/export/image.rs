@@ -1,0 +1,82 @@
+//! `type=image` and `type=registry`: the image kept in wbuild's store under
+//! its names (as BuildKit keeps it in its image store) and, with
+//! `push=true` (always for `type=registry`), pushed to the registry each
+//! name points at.
+
+use super::{ExportContext, ExportError, Exporter};
+use crate::oci::{image_blobs, Image};
+
+pub struct ImageOutput {
+    /// `name=` (comma-separated), else the `-t` names.
+    pub names: Vec<String>,
+    pub push: bool,
+    /// `registry.insecure=true`: the names' registries over plain HTTP.
+    pub insecure: bool,
+}
+
+impl Exporter for ImageOutput {
+    fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
+        let names: Vec<String> = if self.names.is_empty() {
+            cx.tags.to_vec()
+        } else {
+            self.names.clone()
+        };
+        for n in &names {
+            cx.store.put_image(
+                n,
+                &img.manifest_desc.digest,
+                &img.config_desc.digest,
+                &image_blobs(img),
+            )?;
+        }
+        if !self.push {
+            lock(&cx.named).extend(names);
+            return Ok(());
+        }
+        self.push_to(cx, img, &names)
+    }
+}
+
+impl ImageOutput {
+    #[cfg(feature = "registry")]
+    fn push_to(
+        &self,
+        cx: &ExportContext<'_>,
+        img: &Image,
+        names: &[String],
+    ) -> Result<(), ExportError> {
+        let mut insecure = cx.insecure.to_vec();
+        if self.insecure {
+            for n in names {
+                if let Ok(r) = crate::registry::parse_reference(n) {
+                    insecure.push(r.resolve_registry().to_string());
+                }
+            }
+        }
+        let puller = crate::registry::Puller::new(cx.store, &insecure)?;
+        let report = puller.push(img, names)?;
+        if cx.verbose {
+            eprintln!(
+                "pushed {} ({}): {} blob(s) uploaded, {} mounted, {} already there",
+                report.names.join(", "),
+                report.digest,
+                report.uploaded,
+                report.mounted,
+                report.present
+            );
+        }
+        lock(&cx.named).extend(report.names);
+        Ok(())
+    }
+
+    #[cfg(not(feature = "registry"))]
+    fn push_to(&self, _: &ExportContext<'_>, _: &Image, _: &[String]) -> Result<(), ExportError> {
+        Err(ExportError::Unsupported(
+            crate::request::OutputKind::Registry,
+        ))
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
