@@ -896,3 +896,121 @@ fn an_index_gives_the_stage_its_platform() {
         "{err}"
     );
 }
+
+#[test]
+fn named_build_contexts_replace_images_stages_and_directories() {
+    // oci-layout://: an image brought in offline, by tag or as the only one.
+    let (_base, layout) = base_layout(&[("base/etc/motd", "from a layout\n")]);
+    let ctx = format!("base=oci-layout://{}", layout.display());
+    let p0 = Project::new(&[
+        ("Dockerfile", "FROM base\nCOPY app /srv/app\n"),
+        ("app", "app\n"),
+    ]);
+    p0.build(&["--build-context", &ctx, "-o", "type=local,dest=out"]);
+    assert_eq!(
+        fs::read_to_string(p0.path("out/etc/motd")).unwrap(),
+        "from a layout\n"
+    );
+    assert_eq!(fs::read_to_string(p0.path("out/srv/app")).unwrap(), "app\n");
+    // COPY --from a layout context.
+    let p1 = Project::with_dockerfile("FROM scratch\nCOPY --from=base /etc/motd /motd\n");
+    p1.build(&["--build-context", &ctx, "-o", "type=local,dest=out"]);
+    assert_eq!(
+        fs::read_to_string(p1.path("out/motd")).unwrap(),
+        "from a layout\n"
+    );
+    // A tag that the layout lacks is a clear error.
+    let err = p1.fails(&[
+        "--build-context",
+        &format!("base=oci-layout://{}:nope", layout.display()),
+    ]);
+    assert!(err.contains("no image tagged \"nope\""), "{err}");
+
+    // A local directory: COPY --from it, and FROM it.
+    let assets = tempfile::tempdir().unwrap();
+    fs::create_dir_all(assets.path().join("img")).unwrap();
+    fs::write(assets.path().join("img/logo.txt"), "logo\n").unwrap();
+    let d = Project::new(&[(
+        "Dockerfile",
+        "FROM scratch AS a\nCOPY --from=assets /img /img\nFROM assets AS b\nCOPY --from=a /img/logo.txt /copied\n",
+    )]);
+    let dctx = format!("assets={}", assets.path().display());
+    d.build(&["--build-context", &dctx, "-o", "type=local,dest=out"]);
+    assert_eq!(
+        fs::read_to_string(d.path("out/img/logo.txt")).unwrap(),
+        "logo\n"
+    );
+    assert_eq!(fs::read_to_string(d.path("out/copied")).unwrap(), "logo\n");
+    // A changed file in the directory rebuilds what copied it.
+    fs::write(assets.path().join("img/logo.txt"), "new logo\n").unwrap();
+    let again = d.build(&["--build-context", &dctx, "-o", "type=local,dest=out2"]);
+    assert_eq!(
+        fs::read_to_string(d.path("out2/copied")).unwrap(),
+        "new logo\n"
+    );
+    assert!(again.steps.iter().any(|s| !s.cached));
+
+    // A context of a stage's name replaces the whole stage.
+    let s = Project::with_dockerfile(
+        "FROM scratch AS base\nCOPY no-such-file /x\nFROM base\nENV Y=1\n",
+    );
+    s.build(&["--build-context", &ctx, "-o", "type=local,dest=out"]);
+    assert_eq!(
+        fs::read_to_string(s.path("out/etc/motd")).unwrap(),
+        "from a layout\n"
+    );
+
+    // A bad value says what is accepted.
+    let err = s.run(&["build", "--build-context", "base=/no/such/dir", "."]);
+    let text = String::from_utf8_lossy(&err.stderr);
+    assert!(!err.status.success());
+    assert!(
+        text.contains("not a directory") && text.contains("docker-image://"),
+        "{text}"
+    );
+
+    // docker-image://: a registry image in place of the name.
+    let Some(reg) = Registry::start() else {
+        return;
+    };
+    let (_b2, layout2) = base_layout(&[("base/etc/motd", "from the registry\n")]);
+    reg.put(&layout2, "team/base:2");
+    let r = Project::with_dockerfile("FROM base\nENV Z=1\n");
+    r.build(&[
+        "--build-context",
+        &format!("base=docker-image://{}/team/base:2", reg.addr),
+        "-o",
+        "type=local,dest=out",
+    ]);
+    assert_eq!(
+        fs::read_to_string(r.path("out/etc/motd")).unwrap(),
+        "from the registry\n"
+    );
+}
+
+#[test]
+fn run_mounts_from_an_image() {
+    let Some(reg) = Registry::start() else {
+        return;
+    };
+    let (_base, layout) = base_layout(&[("base/etc/motd", "mounted from an image\n")]);
+    reg.put(&layout, "team/base:1");
+    let p = Project::with_dockerfile(&format!(
+        "FROM wbuild/base\nRUN --mount=from={}/team/base:1,target=/m cat /m/etc/motd > /out.txt\n",
+        reg.addr
+    ));
+    p.build(&["-o", "type=local,dest=out"]);
+    assert_eq!(
+        fs::read_to_string(p.path("out/out.txt")).unwrap(),
+        "mounted from an image\n"
+    );
+    // The mounted files are part of the key: a moved tag reruns the step.
+    let (_base2, layout2) = base_layout(&[("base/etc/motd", "moved\n")]);
+    reg.put(&layout2, "team/base:1");
+    let again = p.build(&["-o", "type=local,dest=out2"]);
+    assert_eq!(
+        fs::read_to_string(p.path("out2/out.txt")).unwrap(),
+        "moved\n"
+    );
+    assert!(again.steps.iter().any(|s| !s.cached), "{:?}", again.steps);
+}

@@ -12,7 +12,7 @@ use crate::fs::layer::{self, Compression, LayerError, LayerInfo};
 use crate::oci::{self, Image};
 use crate::plan::{self, BuildPlan, PlanRequest};
 use crate::progress::{self, Progress};
-use crate::request::{BuildRequest, OutputSpec, ProgressMode, SecretSource};
+use crate::request::{BuildRequest, NamedContext, OutputSpec, ProgressMode, SecretSource};
 use crate::solve::{BuildError, BuildOptions, PullPolicy, Solver, StepReport};
 use crate::store::{self, Store, StoreError};
 
@@ -26,6 +26,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Frontend(#[from] FrontendError),
+    #[error("--build-context {name}: {message}")]
+    BuildContext { name: String, message: String },
     #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds since 1970")]
     Epoch(String),
     #[error("--no-cache-filter {stage:?}: no stage of {dockerfile} has that name")]
@@ -175,11 +177,25 @@ fn load_secrets(req: &BuildRequest) -> Result<BTreeMap<String, Vec<u8>>> {
 pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     let df = read_dockerfile(&req.dockerfile)?;
     let shown = req.dockerfile.display().to_string();
+    let mut contexts = BTreeMap::new();
+    for (name, value) in &req.build_contexts {
+        let c = NamedContext::parse(value).map_err(|message| Error::BuildContext {
+            name: name.clone(),
+            message,
+        })?;
+        contexts.insert(crate::request::context_key(name), c);
+    }
     let p = plan::plan(
         &df,
         &PlanRequest {
             build_args: req.build_args.clone(),
             target: req.target.clone(),
+            contexts: contexts.keys().cloned().collect(),
+            dir_contexts: contexts
+                .iter()
+                .filter(|(_, c)| matches!(c, NamedContext::Dir(_)))
+                .map(|(k, _)| k.clone())
+                .collect(),
         },
         &shown,
     )?;
@@ -233,6 +249,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         secrets: load_secrets(req)?,
         jobs: req.jobs,
         insecure_registries: req.insecure_registries.clone(),
+        contexts,
         pull: match req.pull {
             None => PullPolicy::Check,
             Some(true) => PullPolicy::Always,

@@ -116,6 +116,7 @@ fn make_plan(
     let req = PlanRequest {
         build_args: cli::parse_build_args(build_args)?,
         target,
+        ..Default::default()
     };
     Ok(plan::plan(&df, &req, &dockerfile.display().to_string())?)
 }

@@ -93,6 +93,12 @@ pub struct PlanRequest {
     pub build_args: BTreeMap<String, String>,
     /// `--target`: a stage name; the last stage when `None`.
     pub target: Option<String>,
+    /// `--build-context` names, as [`crate::request::context_key`] gives
+    /// them.
+    pub contexts: BTreeSet<String>,
+    /// Those of them that are local directories: `FROM NAME` is then
+    /// `FROM scratch` with the directory's files copied in.
+    pub dir_contexts: BTreeSet<String>,
 }
 
 /// Where a stage starts from.
@@ -106,6 +112,9 @@ pub enum Base {
     Stage(usize),
     /// An image reference.
     Image(String),
+    /// A `--build-context` (by its key): in place of `FROM NAME`, or of a
+    /// whole stage `AS NAME`, as in BuildKit.
+    Context(String),
 }
 
 /// One instruction of a stage, expanded, with what was in scope.
@@ -289,12 +298,25 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
             }
             None => platform.clone(),
         };
-        let base = if base_text.eq_ignore_ascii_case("scratch") {
+        // A named context of the stage's own name replaces the stage.
+        let replaced = stage
+            .name
+            .as_deref()
+            .map(crate::request::context_key)
+            .filter(|k| req.contexts.contains(k));
+        let base = if let Some(k) = &replaced {
+            Base::Context(k.clone())
+        } else if base_text.eq_ignore_ascii_case("scratch") {
             Base::Scratch
         } else if is_base(&base_text) {
             Base::WbuildBase
         } else if let Some(&i) = names.get(&base_text.to_ascii_lowercase()) {
             Base::Stage(i)
+        } else if req
+            .contexts
+            .contains(&crate::request::context_key(&base_text))
+        {
+            Base::Context(crate::request::context_key(&base_text))
         } else {
             Base::Image(base_text.clone())
         };
@@ -306,7 +328,7 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
             Base::Scratch | Base::WbuildBase => {
                 BTreeMap::from([("PATH".to_string(), crate::env::DEFAULT_PATH.to_string())])
             }
-            Base::Image(_) => BTreeMap::new(),
+            Base::Image(_) | Base::Context(_) => BTreeMap::new(),
         };
         let mut workdir = match &base {
             Base::Stage(i) => stage_workdir_end(&stages[*i]),
@@ -347,7 +369,28 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
                 .collect(),
             _ => Vec::new(),
         };
-        for cmd in triggers.iter().chain(&stage.commands) {
+        let commands: &[Located<Instruction>] = if replaced.is_some() {
+            &[]
+        } else {
+            &stage.commands
+        };
+        // A directory context as a base: its files on an empty rootfs.
+        let mut base = base;
+        let mut dir_copy = Vec::new();
+        if let Base::Context(k) = &base {
+            if req.dir_contexts.contains(k) {
+                let text = format!("FROM scratch\nCOPY --from={k} / /\n");
+                let df = crate::frontend::instructions::parse_dockerfile(&text)
+                    .map_err(|e| at(stage.start_line, e.to_string()))?;
+                let mut cmd = df.stages[0].commands[0].clone();
+                cmd.start_line = stage.start_line;
+                cmd.end_line = stage.start_line;
+                dir_copy.push(cmd);
+                base = Base::Scratch;
+                env = BTreeMap::from([("PATH".to_string(), crate::env::DEFAULT_PATH.to_string())]);
+            }
+        }
+        for cmd in dir_copy.iter().chain(&triggers).chain(commands) {
             let scope_err = |e: String| at(cmd.start_line, e);
             let mut uses = Vec::new();
             let expanded = {
@@ -958,6 +1001,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             target: target.map(String::from),
+            ..Default::default()
         };
         plan(&df, &req, "Dockerfile")
     }

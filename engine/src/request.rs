@@ -133,3 +133,114 @@ pub enum PullPolicy {
     /// request (offline).
     Never,
 }
+
+/// A `--build-context NAME=VALUE`, as buildx reads its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A local directory: files for `COPY --from=NAME` and mounts.
+    Dir(PathBuf),
+    /// `docker-image://REF`: an image in place of `FROM NAME`.
+    Image(String),
+    /// `oci-layout://DIR[:TAG|@DIGEST]`: an image from an OCI layout
+    /// directory, brought in offline.
+    Layout {
+        dir: PathBuf,
+        tag: Option<String>,
+        digest: Option<String>,
+    },
+}
+
+impl NamedContext {
+    /// Reads a `--build-context` value.
+    pub fn parse(value: &str) -> Result<NamedContext, String> {
+        if let Some(r) = value.strip_prefix("docker-image://") {
+            if r.is_empty() {
+                return Err("docker-image:// needs an image reference".into());
+            }
+            return Ok(NamedContext::Image(r.to_string()));
+        }
+        if let Some(rest) = value.strip_prefix("oci-layout://") {
+            let (path, digest) = match rest.rsplit_once('@') {
+                Some((p, d)) => (p, Some(d.to_string())),
+                None => (rest, None),
+            };
+            // A tag follows the last ':' after the last '/'.
+            let slash = path.rfind('/').map_or(0, |i| i + 1);
+            let (dir, tag) = match path[slash..].rfind(':') {
+                Some(i) if digest.is_none() => {
+                    (&path[..slash + i], Some(path[slash + i + 1..].to_string()))
+                }
+                _ => (path, None),
+            };
+            if dir.is_empty() {
+                return Err("oci-layout:// needs a directory".into());
+            }
+            return Ok(NamedContext::Layout {
+                dir: PathBuf::from(dir),
+                tag,
+                digest,
+            });
+        }
+        if value.contains("://") || value.starts_with("git@") {
+            return Err(format!(
+                "{value:?}: remote contexts are not supported here; give a directory, docker-image://REF or oci-layout://DIR"
+            ));
+        }
+        let dir = PathBuf::from(value);
+        if !dir.is_dir() {
+            return Err(format!(
+                "{value:?} is not a directory; give a directory, docker-image://REF or oci-layout://DIR[:TAG|@DIGEST]"
+            ));
+        }
+        Ok(NamedContext::Dir(dir))
+    }
+}
+
+/// The name a `FROM`, `--from=` or `--build-context` name is matched by,
+/// as BuildKit matches named contexts: Docker's short form, without
+/// `:latest` (`docker.io/library/alpine:latest` is `alpine`).
+pub fn context_key(name: &str) -> String {
+    let n = name.to_ascii_lowercase();
+    let n = n
+        .strip_prefix("docker.io/library/")
+        .or_else(|| n.strip_prefix("index.docker.io/library/"))
+        .or_else(|| n.strip_prefix("docker.io/"))
+        .unwrap_or(&n);
+    n.strip_suffix(":latest").unwrap_or(n).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_contexts_read_as_buildx_reads_them() {
+        assert_eq!(
+            NamedContext::parse("docker-image://alpine:3").unwrap(),
+            NamedContext::Image("alpine:3".into())
+        );
+        assert_eq!(
+            NamedContext::parse("oci-layout:///x/lay:v1").unwrap(),
+            NamedContext::Layout {
+                dir: "/x/lay".into(),
+                tag: Some("v1".into()),
+                digest: None
+            }
+        );
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            NamedContext::parse(&format!("oci-layout://./lay@{d}")).unwrap(),
+            NamedContext::Layout {
+                dir: "./lay".into(),
+                tag: None,
+                digest: Some(d)
+            }
+        );
+        assert!(NamedContext::parse("https://example.invalid/x.git").is_err());
+        assert!(NamedContext::parse("/no/such/dir/here").is_err());
+        assert!(matches!(NamedContext::parse("."), Ok(NamedContext::Dir(_))));
+        assert_eq!(context_key("docker.io/library/Alpine:latest"), "alpine");
+        assert_eq!(context_key("alpine:3.20"), "alpine:3.20");
+        assert_eq!(context_key("ghcr.io/o/x:latest"), "ghcr.io/o/x");
+    }
+}

@@ -74,6 +74,7 @@ pub struct Pulled {
     pub reference: String,
     /// The digest of the image manifest used (a platform's, under an index).
     pub manifest_digest: String,
+    pub config_digest: String,
     pub config: RunConfig,
     /// The config's `os`, `architecture` and `variant`.
     pub os: String,
@@ -223,229 +224,392 @@ impl<'s> Puller<'s> {
         let client = self.client(&registry);
         let auth = Self::auth(&registry);
         let explain = self.explainer(&registry, &auth);
-        let mut kept = Vec::new();
-        let mut from_kept = false;
-        let pulled = self.rt.block_on(async {
+        // The image kept from the last pull of this name: used as it is
+        // with --pull=false, and when the registry cannot be reached
+        // without --pull.
+        let kept_image = self
+            .store
+            .list_images()
+            .ok()
+            .and_then(|l| l.into_iter().find(|(n, ..)| *n == shown))
+            .map(|(_, m, _, _)| m.to_string())
+            .filter(|m| self.stored(m).is_some());
+        let src = Source::Registry {
+            client: &client,
+            r: &r,
+            auth: &auth,
+            explain: &explain,
+        };
+        let (pulled, blobs) = self.rt.block_on(async {
             // A digest pinned, or a tag's digest by one HEAD request: the
             // manifest comes from the store when it is there.
-            // The image kept from the last pull of this name: used as it
-            // is with --pull=false, and when the registry cannot be
-            // reached without --pull.
-            let kept_image = self
-                .store
-                .list_images()
-                .ok()
-                .and_then(|l| l.into_iter().find(|(n, ..)| *n == shown))
-                .map(|(_, m, _, _)| m.to_string())
-                .filter(|m| self.stored(m).is_some());
-            let known = match (r.digest(), policy, &kept_image) {
-                (Some(d), ..) => d.to_string(),
-                (None, PullPolicy::Never, Some(m)) => {
-                    from_kept = true;
-                    m.clone()
-                }
-                (None, policy, kept) => match retry(|| client.fetch_manifest_digest(&r, &auth)).await {
-                    Ok(d) => d,
-                    Err(e) if policy == PullPolicy::Check && kept.is_some() && push::is_transient(&error_text(&e)) => {
-                        eprintln!("warning: {shown}: the registry cannot be reached ({}); using the image pulled before", error_text(&e));
-                        from_kept = true;
-                        kept.clone().expect("checked")
-                    }
-                    Err(e) => return Err(fail(explain(e))),
-                },
-            };
-            let known = Some(known);
-            let (bytes, mut digest) = match known.as_deref().and_then(|d| self.stored(d)) {
-                Some(hit) => hit,
-                None => {
-                    let (bytes, digest) =
-                        retry(|| client.pull_manifest_raw(&r, &auth, MANIFEST_TYPES))
-                            .await
-                            .map_err(|e| fail(explain(e)))?;
-                    (bytes.to_vec(), digest)
-                }
-            };
-            if Digest::of(&bytes).to_string() != digest {
-                return Err(fail(format!("the manifest does not match its digest {digest}")));
-            }
-            self.keep(&bytes);
-            kept.push(Digest::of(&bytes));
-            let mut manifest: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|e| fail(format!("its manifest is not JSON: {e}")))?;
-            if let Some(list) = manifest["manifests"].as_array() {
-                let entry = list
-                    .iter()
-                    .find(|m| {
-                        platform_matches(
-                            m["platform"]["os"].as_str().unwrap_or(""),
-                            m["platform"]["architecture"].as_str().unwrap_or(""),
-                            os,
-                            arch,
-                        )
-                    })
-                    .ok_or_else(|| {
-                        let have: Vec<String> = list
-                            .iter()
-                            .map(|m| {
-                                format!(
-                                    "{}/{}",
-                                    m["platform"]["os"].as_str().unwrap_or("?"),
-                                    m["platform"]["architecture"].as_str().unwrap_or("?")
-                                )
-                            })
-                            .collect();
-                        fail(format!(
-                            "no image for {os}/{arch} in its index (it has {}); pick one with FROM --platform=…",
-                            have.join(", ")
-                        ))
-                    })?;
-                let d = entry["digest"]
-                    .as_str()
-                    .ok_or_else(|| fail("an index entry without a digest".into()))?
-                    .to_string();
-                let pinned = r.clone_with_digest(d.clone());
-                let bytes = match self.stored(&d) {
-                    Some((b, _)) => b,
-                    None => {
-                        let (b, got) =
-                            retry(|| client.pull_manifest_raw(&pinned, &auth, MANIFEST_TYPES))
-                                .await
-                                .map_err(|e| fail(explain(e)))?;
-                        if got != d || Digest::of(&b).to_string() != d {
-                            return Err(fail(format!(
-                                "the manifest {d} does not match its digest"
-                            )));
+            let (top, from_kept) = match (r.digest(), policy, &kept_image) {
+                (Some(d), ..) => (d.to_string(), false),
+                (None, PullPolicy::Never, Some(m)) => (m.clone(), true),
+                (None, policy, kept) => {
+                    match retry(|| client.fetch_manifest_digest(&r, &auth)).await {
+                        Ok(d) => (d, false),
+                        Err(e)
+                            if policy == PullPolicy::Check
+                                && kept.is_some()
+                                && push::is_transient(&error_text(&e)) =>
+                        {
+                            eprintln!(
+                                "warning: {shown}: the registry cannot be reached ({}); using the image pulled before",
+                                error_text(&e)
+                            );
+                            (kept.clone().expect("checked"), true)
                         }
-                        self.keep(&b);
-                        b.to_vec()
+                        Err(e) => return Err(explain(e)),
                     }
-                };
-                kept.push(Digest::of(&bytes));
-                manifest = serde_json::from_slice(&bytes)
-                    .map_err(|e| fail(format!("its manifest is not JSON: {e}")))?;
-                digest = d;
-            }
-            // The config.
-            let cfg_desc = &manifest["config"];
-            let cfg_digest = cfg_desc["digest"]
-                .as_str()
-                .ok_or_else(|| fail("a manifest without a config".into()))?
-                .to_string();
-            let cfg_bytes = self
-                .fetch(
-                    &client,
-                    &r,
-                    &cfg_digest,
-                    cfg_desc["size"].as_i64().unwrap_or(0),
-                    true,
-                )
-                .await
-                .map_err(|m| fail(format!("config {cfg_digest}: {m}")))?;
-            let cfg: serde_json::Value = serde_json::from_slice(&cfg_bytes)
-                .map_err(|e| fail(format!("its config is not JSON: {e}")))?;
-            let (have_os, have_arch) = (
-                cfg["os"].as_str().unwrap_or(""),
-                cfg["architecture"].as_str().unwrap_or(""),
-            );
-            if from_kept && !platform_matches(have_os, have_arch, os, arch) {
-                return Err(fail(format!(
-                    "the image pulled before is for {have_os}/{have_arch}, not {os}/{arch}; pull it again with the registry reachable (without --pull=false)"
-                )));
-            }
-            let config: RunConfig = if cfg["config"].is_null() {
-                RunConfig::default()
-            } else {
-                serde_json::from_value(cfg["config"].clone())
-                    .map_err(|e| fail(format!("its config cannot be read: {e}")))?
+                }
             };
-            let diff_ids: Vec<String> = cfg["rootfs"]["diff_ids"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
-                .unwrap_or_default();
-            let descs = manifest["layers"].as_array().cloned().unwrap_or_default();
-            if descs.len() != diff_ids.len() {
-                return Err(fail(format!(
-                    "its manifest has {} layers but its config {} diff-ids",
-                    descs.len(),
-                    diff_ids.len()
-                )));
-            }
-            // The layers, in parallel; each verified as it streams.
-            let mut layers = Vec::new();
-            let mut jobs = Vec::new();
-            for (desc, diff_id) in descs.iter().zip(&diff_ids) {
-                let media = desc["mediaType"].as_str().unwrap_or("").to_string();
-                let compression = compression_of(&media)
-                    .ok_or_else(|| fail(format!("a layer of media type {media:?}, which wbuild cannot unpack")))?;
-                let d = desc["digest"]
-                    .as_str()
-                    .ok_or_else(|| fail("a layer without a digest".into()))?
-                    .to_string();
-                let size = desc["size"].as_i64().unwrap_or(0);
-                let digest: Digest = d
-                    .parse()
-                    .map_err(|_| fail(format!("a layer digest {d:?} that is not sha256")))?;
-                let diff: Digest = diff_id
-                    .parse()
-                    .map_err(|_| fail(format!("a diff-id {diff_id:?} that is not sha256")))?;
-                layers.push(LayerInfo {
-                    diff_id: DiffId(diff),
-                    digest,
-                    size: size.max(0) as u64,
-                    media_type: compression.media_type().to_string(),
-                    compression,
-                });
-                jobs.push((d, size));
-            }
-            let fetches = jobs
-                .iter()
-                .map(|(d, size)| self.fetch(&client, &r, d, *size, false));
-            for (res, (d, _)) in futures_util::future::join_all(fetches).await.into_iter().zip(&jobs) {
-                res.map_err(|m| fail(format!("layer {d}: {m}")))?;
-            }
-            let history = cfg["history"]
-                .as_array()
-                .map(|h| {
-                    h.iter()
-                        .map(|e| HistoryEntry {
-                            created: e["created"].as_str().unwrap_or("").to_string(),
-                            created_by: e["created_by"].as_str().unwrap_or("").to_string(),
-                            comment: e["comment"].as_str().unwrap_or("").to_string(),
-                            empty_layer: e["empty_layer"].as_bool().unwrap_or(false),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            kept.push(cfg_digest.parse().map_err(|_| fail(format!("a config digest {cfg_digest:?} that is not sha256")))?);
-            Ok(Pulled {
-                reference: shown.clone(),
-                history,
-                manifest_digest: digest,
-                config,
-                os: cfg["os"].as_str().unwrap_or("").to_string(),
-                architecture: cfg["architecture"].as_str().unwrap_or("").to_string(),
-                variant: cfg["variant"].as_str().unwrap_or("").to_string(),
-                layers,
-            })
-        })?;
+            self.resolve(&src, &top, os, arch, from_kept).await
+        })
+        .map_err(fail)?;
+        let mut pulled = pulled;
+        pulled.reference = shown.clone();
         // Kept by name, as `wbuild images` shows it (`prune --all` drops
         // it), and each blob's repository noted for cross-repository
         // mounts when pushing.
-        let config_digest = kept.last().cloned().expect("the config was kept");
-        let mut blobs = kept.clone();
-        blobs.extend(pulled.layers.iter().map(|l| l.digest.clone()));
-        let manifest: Digest = pulled.manifest_digest.parse().map_err(|_| {
-            fail(format!(
-                "a manifest digest {:?} that is not sha256",
-                pulled.manifest_digest
-            ))
-        })?;
-        self.store
-            .put_image_as(&shown, &manifest, &config_digest, &blobs, true)?;
-        for d in blobs.iter().skip(kept.len() - 1) {
+        self.keep_image(&shown, &pulled, &blobs)?;
+        for d in &blobs {
             let _ = self.store.put_blob_source(d, &registry, r.repository());
         }
         Ok(pulled)
+    }
+
+    /// Brings an image from an OCI layout directory into the store
+    /// (`oci-layout://DIR[:TAG|@DIGEST]`): the entry of `index.json` the
+    /// tag (`org.opencontainers.image.ref.name`) or digest names, else its
+    /// only entry, else the one for the platform.
+    pub fn import_layout(
+        &self,
+        dir: &std::path::Path,
+        tag: Option<&str>,
+        digest: Option<&str>,
+        os: &str,
+        arch: &str,
+    ) -> Result<Pulled, RegistryError> {
+        let shown = format!("oci-layout://{}", dir.display());
+        let fail = |message: String| RegistryError::Pull {
+            reference: shown.clone(),
+            message,
+        };
+        let index_path = dir.join("index.json");
+        let bytes = std::fs::read(&index_path).map_err(|e| {
+            fail(format!(
+                "cannot read {}: {e}; give a directory holding an OCI image layout (e.g. from `skopeo copy docker://IMAGE oci:DIR`)",
+                index_path.display()
+            ))
+        })?;
+        let index: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| fail(format!("its index.json is not JSON: {e}")))?;
+        let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+        let chosen: Vec<&serde_json::Value> = entries
+            .iter()
+            .filter(|m| {
+                let name = m["annotations"]["org.opencontainers.image.ref.name"]
+                    .as_str()
+                    .unwrap_or("");
+                tag.is_none_or(|t| name == t)
+                    && digest.is_none_or(|d| m["digest"].as_str() == Some(d))
+            })
+            .collect();
+        let top = match chosen.as_slice() {
+            [] => {
+                return Err(fail(format!(
+                    "its index.json has no image {}",
+                    match (tag, digest) {
+                        (Some(t), _) => format!("tagged {t:?}"),
+                        (_, Some(d)) => format!("with digest {d}"),
+                        _ => "at all".into(),
+                    }
+                )))
+            }
+            [one] => one["digest"].as_str().unwrap_or("").to_string(),
+            several => several
+                .iter()
+                .find(|m| entry_is_for(m, os, arch))
+                .and_then(|m| m["digest"].as_str())
+                .ok_or_else(|| {
+                    fail(format!(
+                        "its index.json has {} images and none for {os}/{arch}; name one with :TAG or @DIGEST",
+                        several.len()
+                    ))
+                })?
+                .to_string(),
+        };
+        let src = Source::Layout(dir);
+        let (mut pulled, _blobs) = self
+            .rt
+            .block_on(self.resolve(&src, &top, os, arch, false))
+            .map_err(fail)?;
+        pulled.reference = shown;
+        Ok(pulled)
+    }
+
+    /// Keeps a pulled image by name, with every blob it holds.
+    fn keep_image(&self, name: &str, p: &Pulled, blobs: &[Digest]) -> Result<(), RegistryError> {
+        let fail = |m: String| RegistryError::Pull {
+            reference: name.to_string(),
+            message: m,
+        };
+        let manifest: Digest = p.manifest_digest.parse().map_err(|_| {
+            fail(format!(
+                "a manifest digest {:?} that is not sha256",
+                p.manifest_digest
+            ))
+        })?;
+        let config: Digest = p.config_digest.parse().map_err(|_| {
+            fail(format!(
+                "a config digest {:?} that is not sha256",
+                p.config_digest
+            ))
+        })?;
+        self.store
+            .put_image_as(name, &manifest, &config, blobs, true)?;
+        Ok(())
+    }
+
+    /// From a manifest or index digest to the image for `os/arch`, every
+    /// blob in the store (fetched from `src` when missing). Returns the
+    /// image and the digests of all its blobs (indexes and manifests too).
+    async fn resolve(
+        &self,
+        src: &Source<'_>,
+        top: &str,
+        os: &str,
+        arch: &str,
+        from_kept: bool,
+    ) -> Result<(Pulled, Vec<Digest>), String> {
+        let mut blobs: Vec<Digest> = Vec::new();
+        let mut digest = top.to_string();
+        let mut manifest = self.manifest(src, &digest).await?;
+        blobs.push(
+            digest
+                .parse()
+                .map_err(|_| format!("{digest:?} is not a sha256 digest"))?,
+        );
+        // Through indexes (nested ones too) to the platform's manifest.
+        for _ in 0..4 {
+            let Some(list) = manifest["manifests"].as_array() else {
+                break;
+            };
+            let entry = list
+                .iter()
+                .find(|m| entry_is_for(m, os, arch))
+                .ok_or_else(|| {
+                    let have: Vec<String> = list
+                        .iter()
+                        .map(|m| {
+                            format!(
+                                "{}/{}",
+                                m["platform"]["os"].as_str().unwrap_or("?"),
+                                m["platform"]["architecture"].as_str().unwrap_or("?")
+                            )
+                        })
+                        .collect();
+                    format!(
+                        "no image for {os}/{arch} in its index (it has {}); pick one with FROM --platform=…",
+                        have.join(", ")
+                    )
+                })?;
+            digest = entry["digest"]
+                .as_str()
+                .ok_or("an index entry without a digest")?
+                .to_string();
+            manifest = self.manifest(src, &digest).await?;
+            blobs.push(
+                digest
+                    .parse()
+                    .map_err(|_| format!("{digest:?} is not a sha256 digest"))?,
+            );
+        }
+        // The config.
+        let cfg_desc = &manifest["config"];
+        let cfg_digest = cfg_desc["digest"]
+            .as_str()
+            .ok_or("a manifest without a config")?
+            .to_string();
+        let cfg_bytes = self
+            .blob(
+                src,
+                &cfg_digest,
+                cfg_desc["size"].as_i64().unwrap_or(0),
+                true,
+            )
+            .await
+            .map_err(|m| format!("config {cfg_digest}: {m}"))?;
+        blobs.push(
+            cfg_digest
+                .parse()
+                .map_err(|_| format!("{cfg_digest:?} is not a sha256 digest"))?,
+        );
+        let cfg: serde_json::Value = serde_json::from_slice(&cfg_bytes)
+            .map_err(|e| format!("its config is not JSON: {e}"))?;
+        let (have_os, have_arch) = (
+            cfg["os"].as_str().unwrap_or(""),
+            cfg["architecture"].as_str().unwrap_or(""),
+        );
+        if from_kept && !platform_matches(have_os, have_arch, os, arch) {
+            return Err(format!(
+                "the image pulled before is for {have_os}/{have_arch}, not {os}/{arch}; pull it again with the registry reachable (without --pull=false)"
+            ));
+        }
+        let config: RunConfig = if cfg["config"].is_null() {
+            RunConfig::default()
+        } else {
+            serde_json::from_value(cfg["config"].clone())
+                .map_err(|e| format!("its config cannot be read: {e}"))?
+        };
+        let diff_ids: Vec<String> = cfg["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let descs = manifest["layers"].as_array().cloned().unwrap_or_default();
+        if descs.len() != diff_ids.len() {
+            return Err(format!(
+                "its manifest has {} layers but its config {} diff-ids",
+                descs.len(),
+                diff_ids.len()
+            ));
+        }
+        // The layers, in parallel; each verified as it streams.
+        let mut layers = Vec::new();
+        for (desc, diff_id) in descs.iter().zip(&diff_ids) {
+            let media = desc["mediaType"].as_str().unwrap_or("");
+            let compression = compression_of(media).ok_or_else(|| {
+                format!("a layer of media type {media:?}, which wbuild cannot unpack")
+            })?;
+            let d = desc["digest"].as_str().ok_or("a layer without a digest")?;
+            let digest: Digest = d
+                .parse()
+                .map_err(|_| format!("a layer digest {d:?} that is not sha256"))?;
+            let diff: Digest = diff_id
+                .parse()
+                .map_err(|_| format!("a diff-id {diff_id:?} that is not sha256"))?;
+            layers.push(LayerInfo {
+                diff_id: DiffId(diff),
+                digest,
+                size: desc["size"].as_i64().unwrap_or(0).max(0) as u64,
+                media_type: compression.media_type().to_string(),
+                compression,
+            });
+        }
+        let fetches = layers
+            .iter()
+            .map(|l| self.blob(src, l.digest.as_str(), l.size as i64, false));
+        for (res, l) in futures_util::future::join_all(fetches)
+            .await
+            .into_iter()
+            .zip(&layers)
+        {
+            res.map_err(|m| format!("layer {}: {m}", l.digest))?;
+            blobs.push(l.digest.clone());
+        }
+        let history = cfg["history"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .map(|e| HistoryEntry {
+                        created: e["created"].as_str().unwrap_or("").to_string(),
+                        created_by: e["created_by"].as_str().unwrap_or("").to_string(),
+                        comment: e["comment"].as_str().unwrap_or("").to_string(),
+                        empty_layer: e["empty_layer"].as_bool().unwrap_or(false),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((
+            Pulled {
+                reference: String::new(),
+                history,
+                manifest_digest: digest,
+                config_digest: cfg_digest,
+                config,
+                os: have_os.to_string(),
+                architecture: have_arch.to_string(),
+                variant: cfg["variant"].as_str().unwrap_or("").to_string(),
+                layers,
+            },
+            blobs,
+        ))
+    }
+
+    /// A manifest or index by digest, as JSON: from the store, else from
+    /// `src` (verified, then kept so the next pull of it needs no request).
+    async fn manifest(&self, src: &Source<'_>, digest: &str) -> Result<serde_json::Value, String> {
+        let bytes = match self.stored(digest) {
+            Some((b, _)) => b,
+            None => {
+                let b = match src {
+                    Source::Registry {
+                        client,
+                        r,
+                        auth,
+                        explain,
+                    } => {
+                        let pinned = r.clone_with_digest(digest.to_string());
+                        let (b, _) =
+                            retry(|| client.pull_manifest_raw(&pinned, auth, MANIFEST_TYPES))
+                                .await
+                                .map_err(explain)?;
+                        b.to_vec()
+                    }
+                    Source::Layout(dir) => std::fs::read(layout_blob(dir, digest)?)
+                        .map_err(|e| format!("manifest {digest}: {e}"))?,
+                };
+                if Digest::of(&b).to_string() != digest {
+                    return Err(format!("the manifest {digest} does not match its digest"));
+                }
+                self.keep(&b);
+                b
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|e| format!("its manifest {digest} is not JSON: {e}"))
+    }
+
+    /// A blob into the store from `src`, unless it is there.
+    async fn blob(
+        &self,
+        src: &Source<'_>,
+        digest: &str,
+        size: i64,
+        want: bool,
+    ) -> Result<Vec<u8>, String> {
+        match src {
+            Source::Registry { client, r, .. } => self.fetch(client, r, digest, size, want).await,
+            Source::Layout(dir) => {
+                let d: Digest = digest
+                    .parse()
+                    .map_err(|_| format!("{digest:?} is not a sha256 digest"))?;
+                if !self.store.has_blob(&d) {
+                    let path = layout_blob(dir, digest)?;
+                    let mut f = std::fs::File::open(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let mut w = self.store.blob_writer().map_err(|e| e.to_string())?;
+                    std::io::copy(&mut f, &mut w)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    w.commit_expecting(&d).map_err(|e| {
+                        format!(
+                            "{} does not match its digest ({e}); nothing was stored",
+                            path.display()
+                        )
+                    })?;
+                }
+                if want {
+                    self.store.read_blob(&d).map_err(|e| e.to_string())
+                } else {
+                    Ok(Vec::new())
+                }
+            }
+        }
     }
 
     /// A manifest (or index) kept from an earlier pull, by digest.
@@ -523,6 +687,39 @@ impl<'s> Puller<'s> {
         }
         Err(last)
     }
+}
+
+/// Whether an index entry is the image for `os/arch`.
+fn entry_is_for(m: &serde_json::Value, os: &str, arch: &str) -> bool {
+    platform_matches(
+        m["platform"]["os"].as_str().unwrap_or(""),
+        m["platform"]["architecture"].as_str().unwrap_or(""),
+        os,
+        arch,
+    )
+}
+
+/// Where an image's blobs come from when the store lacks them.
+enum Source<'a> {
+    Registry {
+        client: &'a Client,
+        r: &'a Reference,
+        auth: &'a RegistryAuth,
+        explain: &'a (dyn Fn(oci_client::errors::OciDistributionError) -> String + Sync),
+    },
+    /// An OCI image layout directory.
+    Layout(&'a std::path::Path),
+}
+
+/// A blob's file in an OCI layout.
+fn layout_blob(dir: &std::path::Path, digest: &str) -> Result<std::path::PathBuf, String> {
+    let (alg, hex) = digest
+        .split_once(':')
+        .filter(|(a, h)| {
+            *a == "sha256" && h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .ok_or_else(|| format!("{digest:?} is not a sha256 digest"))?;
+    Ok(dir.join("blobs").join(alg).join(hex))
 }
 
 /// Retries a registry call on a server error or a broken connection, with

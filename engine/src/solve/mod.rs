@@ -174,6 +174,8 @@ pub struct BuildOptions {
     pub insecure_registries: Vec<String>,
     /// `--pull`, `--pull=false`, or neither.
     pub pull: PullPolicy,
+    /// `--build-context`s by key ([`crate::request::context_key`]).
+    pub contexts: BTreeMap<String, crate::request::NamedContext>,
 }
 
 /// What a step did, for `--metadata-file` and people.
@@ -499,20 +501,73 @@ impl<'a> Solver<'a> {
         if let Some(t) = slot.as_ref() {
             return Ok(t.clone());
         }
-        let puller = self.puller().map_err(|e| e.to_string())?;
-        let p = puller
-            .pull(
-                reference,
-                &platform.os,
-                &platform.architecture,
-                self.opts.pull,
-            )
-            .map_err(|e| e.to_string())?;
-        let t = self
-            .materialize(&p.layers, format!("image {}", p.reference), None)
-            .map_err(|e| e.to_string())?;
+        let t = match self.named_context(reference) {
+            Some(crate::request::NamedContext::Dir(dir)) => self.dir_tree(reference, dir)?,
+            _ => {
+                let p = self.fetch_image(reference, platform)?;
+                self.materialize(&p.layers, format!("image {}", p.reference), None)
+                    .map_err(|e| e.to_string())?
+            }
+        };
         *slot = Some(t.clone());
         Ok(t)
+    }
+
+    /// The `--build-context` a name (`FROM`, `--from=`) stands for.
+    #[cfg(feature = "registry")]
+    fn named_context(&self, name: &str) -> Option<&crate::request::NamedContext> {
+        self.opts.contexts.get(&crate::request::context_key(name))
+    }
+
+    /// A directory context as a tree to copy from (its `.dockerignore`
+    /// applied), read as the main context is: owners become 0:0.
+    #[cfg(feature = "registry")]
+    fn dir_tree(&self, name: &str, dir: &std::path::Path) -> Result<Arc<SourceTree>, String> {
+        let ignore = crate::frontend::dockerignore::load(dir, &dir.join("Dockerfile"))
+            .map_err(|e| e.to_string())?;
+        let ctx = crate::context::Context::scan(dir, &ignore, Some(self.store))
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(SourceTree {
+            label: format!("context {name}"),
+            stage: None,
+            root: ctx.root.clone(),
+            entries: ctx
+                .entries
+                .iter()
+                .map(|(k, e)| (k.clone(), e.meta.clone()))
+                .collect(),
+            keep_owner: false,
+            digests: Some(ctx.digests.clone()),
+            _tmp: None,
+        }))
+    }
+
+    /// An image by name for `platform`: what a `--build-context` of that
+    /// name gives (`docker-image://`, `oci-layout://`), else the registry's.
+    #[cfg(feature = "registry")]
+    fn fetch_image(
+        &self,
+        name: &str,
+        platform: &crate::plan::Platform,
+    ) -> Result<crate::registry::Pulled, String> {
+        let puller = self.puller().map_err(|e| e.to_string())?;
+        let (os, arch) = (&platform.os, &platform.architecture);
+        match self.named_context(name) {
+            Some(crate::request::NamedContext::Image(r)) => {
+                puller.pull(r, os, arch, self.opts.pull)
+            }
+            Some(crate::request::NamedContext::Layout { dir, tag, digest }) => {
+                puller.import_layout(dir, tag.as_deref(), digest.as_deref(), os, arch)
+            }
+            Some(crate::request::NamedContext::Dir(d)) => {
+                return Err(format!(
+                    "the build context {name} is a directory ({}), not an image",
+                    d.display()
+                ))
+            }
+            None => puller.pull(name, os, arch, self.opts.pull),
+        }
+        .map_err(|e| e.to_string())
     }
 
     #[cfg(not(feature = "registry"))]

@@ -63,6 +63,7 @@ impl Fixture {
             jobs: 1,
             insecure_registries: Vec::new(),
             pull: Default::default(),
+            contexts: BTreeMap::new(),
         };
         Solver::new(&self.store, &self.context, opts, events)
     }

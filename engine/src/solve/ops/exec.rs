@@ -52,9 +52,18 @@ impl Op for ExecOp<'_> {
         // A cache mount `from=` a stage starts out as a copy of it.
         for mp in rp.mounts.iter_mut().filter(|m| m.kind == MountType::Cache) {
             let spec = &r.mounts[mp.index];
-            if spec.from.is_some() {
-                let (tree, _) = solver.bind_source(cx, spec)?;
+            if let Some(f) = &spec.from {
+                let (tree, items) = solver.bind_source(cx, spec)?;
                 mp.from_stage = tree.stage;
+                if tree.stage.is_none() {
+                    mp.from_image = Some((f.clone(), cx.stage.platform.clone()));
+                    // What the cache starts as is part of the key.
+                    for (rel, m) in &items {
+                        inputs
+                            .files
+                            .insert(format!("mount {}:{rel}", mp.target), cache::file_summary(m));
+                    }
+                }
             }
         }
         // The files a bind mount shows are part of the key.
@@ -62,6 +71,9 @@ impl Op for ExecOp<'_> {
             let spec = &r.mounts[mp.index];
             let (tree, items) = solver.bind_source(cx, spec)?;
             mp.from_stage = spec.from.as_ref().and_then(|_| tree.stage);
+            if let (Some(f), None) = (&spec.from, tree.stage) {
+                mp.from_image = Some((f.clone(), cx.stage.platform.clone()));
+            }
             for (rel, m) in &items {
                 inputs
                     .files
@@ -168,6 +180,7 @@ impl Solver<'_> {
                 sharing: m.sharing,
                 source: m.source.clone(),
                 from_stage: None,
+                from_image: None,
                 env: m.env.clone(),
                 required: m.required.unwrap_or(false),
             });

@@ -32,6 +32,10 @@ pub(crate) struct MountPlan {
     pub sharing: Option<CacheSharing>,
     pub source: Option<String>,
     pub from_stage: Option<usize>,
+    /// `from=` an image or a named context: its name and the platform it
+    /// is fetched for (its files are in the key).
+    #[serde(skip)]
+    pub from_image: Option<(String, crate::plan::Platform)>,
     pub env: Option<String>,
     pub required: bool,
 }
@@ -41,6 +45,8 @@ pub(crate) struct MountPlan {
 pub enum MountError {
     #[error("--mount={spec}: {error}")]
     Copy { spec: String, error: std::io::Error },
+    #[error("--mount from={name}: {error}")]
+    From { name: String, error: String },
     #[error("cache mount {id}: {error}")]
     Cache { id: String, error: String },
     #[error("secret {id:?} is required: pass --secret id={id},src=FILE (or env=VAR)")]
@@ -63,6 +69,24 @@ pub enum MountError {
 }
 
 impl Solver<'_> {
+    /// The tree a mount's `from=` names: a built stage, an image or a
+    /// named context (fetched once per build), else the build context.
+    #[cfg(feature = "sandbox")]
+    fn mount_tree(&self, mp: &MountPlan) -> Result<Arc<SourceTree>, MountError> {
+        if let Some(i) = mp.from_stage {
+            return self.materialized_tree(i).ok_or(MountError::NotBuilt);
+        }
+        if let Some((name, platform)) = &mp.from_image {
+            return self
+                .image_tree(name, platform)
+                .map_err(|error| MountError::From {
+                    name: name.clone(),
+                    error,
+                });
+        }
+        Ok(self.context_tree.clone())
+    }
+
     /// The tree and the entries a bind mount shows (its source directory
     /// and everything under it).
     pub(in crate::solve) fn bind_source(
@@ -73,12 +97,18 @@ impl Solver<'_> {
         let (plan, step, label) = (cx.plan, cx.step, cx.label);
         let tree = match &m.from {
             None => self.context_tree.clone(),
-            Some(f) => match step.uses_stages.iter().find(|&&i| plan.stages[i].name.as_deref() == Some(&f.to_ascii_lowercase()) || f.parse::<usize>() == Ok(i)) {
+            Some(f) => match step.uses_stages.iter().find(|&&i| {
+                plan.stages[i].name.as_deref() == Some(&f.to_ascii_lowercase())
+                    || f.parse::<usize>() == Ok(i)
+            }) {
                 Some(&i) => {
                     let lbl = plan.stages[i].label();
                     self.stage_tree(i, &lbl)?
                 }
-                None => return Err(self.step_error(step, label, format!("--mount from={f}: no stage of that name, and mounting images is not supported yet"))),
+                // Not a stage: an image or a named context, as in BuildKit.
+                None => self
+                    .image_tree(f, &cx.stage.platform)
+                    .map_err(|e| self.step_error(step, label, format!("--mount from={f}: {e}")))?,
             },
         };
         let src = m.source.clone().unwrap_or_else(|| ".".into());
@@ -143,10 +173,7 @@ impl Solver<'_> {
             match mp.kind {
                 MountType::Bind => {
                     let dir = self.store.temp_dir("bind-")?;
-                    let tree = match mp.from_stage {
-                        Some(i) => self.materialized_tree(i).ok_or(MountError::NotBuilt)?,
-                        None => self.context_tree.clone(),
-                    };
+                    let tree = self.mount_tree(mp)?;
                     let src = resolved_source(&tree, spec)?;
                     copy_entries(&tree, &src, dir.path()).map_err(|error| MountError::Copy {
                         spec: spec.raw.clone(),
@@ -177,12 +204,12 @@ impl Solver<'_> {
                                 id: id.clone(),
                                 error: error.to_string(),
                             })?;
-                    if let Some(i) = mp.from_stage {
+                    if mp.from_stage.is_some() || mp.from_image.is_some() {
                         let empty = std::fs::read_dir(&dir)
                             .map(|mut d| d.next().is_none())
                             .unwrap_or(false);
                         if empty {
-                            let tree = self.materialized_tree(i).ok_or(MountError::NotBuilt)?;
+                            let tree = self.mount_tree(mp)?;
                             let src = resolved_source(&tree, spec)?;
                             copy_entries(&tree, &src, &dir).map_err(|error| MountError::Copy {
                                 spec: spec.raw.clone(),

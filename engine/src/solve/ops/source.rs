@@ -57,7 +57,7 @@ impl Solver<'_> {
                 s.config.on_build.clear();
                 s
             }
-            Base::Image(name) => self.image_state(stage, label, name)?,
+            Base::Image(name) | Base::Context(name) => self.image_state(stage, label, name)?,
         })
     }
 
@@ -77,15 +77,7 @@ impl Solver<'_> {
             step: format!("[{}] {}", label, stage.from_display),
             failure: Box::new(StepFailure::Invalid(m)),
         };
-        let puller = self.puller().map_err(|e| fail(e.to_string()))?;
-        let p = puller
-            .pull(
-                name,
-                &stage.platform.os,
-                &stage.platform.architecture,
-                self.opts.pull,
-            )
-            .map_err(|e| fail(e.to_string()))?;
+        let p = self.fetch_image(name, &stage.platform).map_err(fail)?;
         let key = fixed_key(&format!("image {} {}", p.reference, p.manifest_digest));
         let platform = (!p.os.is_empty()).then(|| crate::plan::Platform {
             os: p.os.clone(),
