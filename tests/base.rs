@@ -181,6 +181,7 @@ fn a_looping_shell_step_times_out() {
         step_disk: 10 << 30,
         jobs: 1,
         pull: None,
+        platforms: Vec::new(),
         insecure_registries: Vec::new(),
         build_contexts: Default::default(),
     };

@@ -254,7 +254,7 @@ fn oci_output_passes_real_tools() {
     );
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["Architecture"], "wasm");
-    assert_eq!(v["Os"], "wasip1");
+    assert_eq!(v["Os"], "wasi");
 
     let layout = tempfile::tempdir().unwrap();
     untar(&tar_path, layout.path());
@@ -437,9 +437,14 @@ fn errors_name_the_step_and_what_to_do() {
     c.write("Dockerfile.ok", "FROM scratch\nCOPY a /\n");
     c.write("Dockerfile", "FROM scratch\nCOPY --chown=app a /\n");
     assert!(c.fails(&[]).contains("numeric ids"));
-    assert!(c
-        .fails(&["-o", "type=registry,name=x"])
-        .contains("not supported yet"));
+    // A push to a registry nothing serves names it.
+    let e = c.fails(&[
+        "-f",
+        "Dockerfile.ok",
+        "-o",
+        "type=registry,name=127.0.0.1:1/x:1",
+    ]);
+    assert!(e.contains("push") && e.contains("127.0.0.1:1/x:1"), "{e}");
     // Every progress mode builds (tty draws nothing when stderr is not a terminal).
     for mode in ["tty", "rawjson", "quiet", "auto"] {
         let o = c.run(&["build", "--progress", mode, "-f", "Dockerfile.ok", "."]);

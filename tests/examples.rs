@@ -269,34 +269,34 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:54181849e196533594d6abeed61cce5ad4e085a51aa5683d40f589d64cd1f586",
+        "sha256:115704139aa9d456b8831f6465e47727925476672ad6efbcd90beaabd01a4068",
     ),
     (
         "dockerignore",
-        "sha256:9a0a2f81ddfda0c56d1d8ed1a771a12a681769d5a5a6dd041804088e0b4efee4",
+        "sha256:efdd11de3eb4eea22ca290956765eb80f31afbc9f9a839978e47d5084ee67af3",
     ),
     (
         "bind-mount",
-        "sha256:606ffed3441c3cfe3effd9bcddb513c492f67b47698e2d0f5cc187657451b69d",
+        "sha256:f83adbf5df9ecf1d0fb24b28f54a61039b8624da003ecc21f1faaf09771db916",
     ),
     (
         "cache-mount",
-        "sha256:b1bd0c7803c56f4180875a9e2836f1fe5b6f7c0a0cebf6627269f745cb39d55e",
+        "sha256:83c2f2c3909344fca09e0f1b0e17b1b44755d5cbb17ef2f98da488899cb2977b",
     ),
     (
         "secret",
-        "sha256:f5c4f0f6f747c5bc7b271d06299a996d9fe0966b9884f01026ca55884b038794",
+        "sha256:1ca96f5dcc3a48022193a54edb865c9e324a214a0f570a86b09c9d57a9bd49db",
     ),
     (
         "multi-stage",
-        "sha256:b68152d6c02583adfdf356a7e5b34c32dcc41db5928e897d16ea9ca1a287c07b",
+        "sha256:2d6c326f5534cd7fab068c70f73c05703c9cb91c8a0fc018b4cc1c9b6fef4c1e",
     ),
     (
         "heredocs",
-        "sha256:384229526ab7e7b8eeb950a3cbea9af6b6170b2120861a7dce9355c45b8759b2",
+        "sha256:42dc7b6d8cca5f0157856ca611106958524f9c852d0b7e09ecc7f107822ee946",
     ),
     (
         "hello",
-        "sha256:3bd5a481b28de97b2db95bc7ad14a360ab9fdbab8c11de67886925dbd4fd77f0",
+        "sha256:3394aa0526408009b441e216258551e442823687cf89417347a3908d55b09564",
     ),
 ];

@@ -775,8 +775,14 @@ fn config_of(layout: &Path) -> serde_json::Value {
 /// A Linux image (the host's platform) with these files, made by umoci
 /// as an OCI layout `dir/L` (tag `t`).
 fn linux_layout(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
-    let layout = dir.join("L");
-    let bundle = dir.join("bundle");
+    umoci_layout(dir, "L", |root| write_files(root, files))
+}
+
+/// An OCI layout made with umoci (tagged `t`) whose one layer holds what
+/// `fill` puts in the rootfs.
+fn umoci_layout(dir: &Path, name: &str, fill: impl FnOnce(&Path)) -> PathBuf {
+    let layout = dir.join(name);
+    let bundle = dir.join(format!("{name}-bundle"));
     let umoci = |args: &[&str]| {
         let o = Command::new("umoci").args(args).output().unwrap();
         assert!(
@@ -791,13 +797,153 @@ fn linux_layout(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
     umoci(&["new", "--image", &format!("{l}:t")]);
     // (umoci insert writes a tar without its end; repack does not.)
     umoci(&["unpack", "--rootless", "--image", &format!("{l}:t"), b]);
+    fill(&bundle.join("rootfs"));
+    umoci(&["repack", "--image", &format!("{l}:t"), b]);
+    layout
+}
+
+fn write_files(root: &Path, files: &[(&str, &str)]) {
     for (path, body) in files {
-        let at = bundle.join("rootfs").join(path);
+        let at = root.join(path);
         fs::create_dir_all(at.parent().unwrap()).unwrap();
         fs::write(at, body).unwrap();
     }
-    umoci(&["repack", "--image", &format!("{l}:t"), b]);
-    layout
+}
+
+/// A small Linux image as an OCI layout: Debian's static busybox as
+/// `/bin/busybox`, `/bin/sh` and the applets as symbolic links to it (some
+/// absolute, some relative, as real images have them), a native
+/// `/usr/bin/apt-get`, and `files`.
+fn busybox_layout(dir: &Path, files: &[(&str, &str)]) -> Option<PathBuf> {
+    let busybox = Path::new("/bin/busybox");
+    if !busybox.is_file() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "busybox-static is missing; .ci/run installs it"
+        );
+        eprintln!("skipped: /bin/busybox (busybox-static) is not installed");
+        return None;
+    }
+    Some(umoci_layout(dir, "BB", |root| {
+        for d in ["bin", "usr/bin", "etc"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::copy(busybox, root.join("bin/busybox")).unwrap();
+        fs::copy(busybox, root.join("usr/bin/apt-get")).unwrap();
+        std::os::unix::fs::symlink("/bin/busybox", root.join("bin/sh")).unwrap();
+        for a in ["sed", "mkdir", "cat"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).unwrap();
+        }
+        std::os::unix::fs::symlink("/bin/busybox", root.join("bin/ln")).unwrap();
+        write_files(root, files);
+    }))
+}
+
+#[test]
+fn run_on_a_linux_image_uses_wbox_and_refuses_native_programs() {
+    let Some(reg) = Registry::start() else {
+        return;
+    };
+    if !have_tool("umoci", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(layout) = busybox_layout(dir.path(), &[("etc/app.conf", "mode=dev\nport=80\n")])
+    else {
+        return;
+    };
+    reg.put(&layout, "busybox:1");
+    let p = Project::with_dockerfile(&format!(
+        "FROM {}/busybox:1\nRUN sed -i 's/mode=dev/mode=prod/' /etc/app.conf && mkdir -p /srv/www && ln -s /etc/app.conf /srv/www/conf && echo hello > /srv/www/index.html\n",
+        reg.addr
+    ));
+    let built = p.build(&["-o", "type=oci,tar=false,dest=img"]);
+    assert!(
+        built
+            .log
+            .contains("is not WebAssembly: running wbuild's own wbox sh instead"),
+        "{}",
+        built.log
+    );
+    assert_eq!(
+        built.log.matches("running wbuild's own wbox").count(),
+        1,
+        "said once per step: {}",
+        built.log
+    );
+    p.build(&["-o", "type=local,dest=out"]);
+    assert_eq!(
+        fs::read_to_string(p.path("out/etc/app.conf")).unwrap(),
+        "mode=prod\nport=80\n"
+    );
+    assert_eq!(
+        fs::read_link(p.path("out/srv/www/conf")).unwrap(),
+        Path::new("/etc/app.conf")
+    );
+    assert_eq!(
+        fs::read_to_string(p.path("out/srv/www/index.html")).unwrap(),
+        "hello\n"
+    );
+    // wbox never lands in the layer: it holds only what the step changed.
+    let out = p.path("out");
+    assert!(!out.join(".wbuild").exists());
+    let layers = p.path("img");
+    let cfg = config_of(&layers);
+    assert_eq!(cfg["os"], "linux", "the base's platform stays");
+    let index = read_json(&layers.join("index.json"));
+    let manifest = read_json(&layers.join(format!(
+        "blobs/sha256/{}",
+        index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:")
+    )));
+    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let listing = Command::new("tar")
+        .arg("-tzf")
+        .arg(layers.join(format!("blobs/sha256/{top}")))
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(
+        names.contains("etc/app.conf") && names.contains("srv/www/index.html"),
+        "{names}"
+    );
+    assert!(
+        !names.contains("wbox") && !names.contains("busybox"),
+        "{names}"
+    );
+
+    // The hidden path serves wbox's applets on any image.
+    let h = Project::with_dockerfile(&format!(
+        "FROM {}/busybox:1\nRUN [\"/.wbuild/bin/sh\", \"-c\", \"echo via the hidden path > /h\"]\n",
+        reg.addr
+    ));
+    h.build(&["-o", "type=local,dest=out"]);
+    assert_eq!(
+        fs::read_to_string(h.path("out/h")).unwrap(),
+        "via the hidden path\n"
+    );
+
+    // A native program is refused, named, said what it is, with the way on.
+    let a = Project::with_dockerfile(&format!(
+        "FROM {}/busybox:1\nRUN apt-get update\n",
+        reg.addr
+    ));
+    let err = a.fails(&[]);
+    assert!(err.contains("apt-get"), "{err}");
+    assert!(err.contains("ELF executable"), "{err}");
+    assert!(err.contains("Porting a Dockerfile"), "{err}");
+    let e = Project::with_dockerfile(&format!(
+        "FROM {}/busybox:1\nRUN [\"/usr/bin/apt-get\", \"update\"]\n",
+        reg.addr
+    ));
+    let err = e.fails(&[]);
+    assert!(
+        err.contains("/usr/bin/apt-get: it is an ELF executable"),
+        "{err}"
+    );
 }
 
 /// One OCI layout holding an index (tagged `multi`) of the first image of
@@ -1013,4 +1159,118 @@ fn run_mounts_from_an_image() {
         "moved\n"
     );
     assert!(again.steps.iter().any(|s| !s.cached), "{:?}", again.steps);
+}
+
+#[test]
+fn several_platforms_make_one_index() {
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nARG TARGETOS TARGETARCH\nCOPY f /f-$TARGETOS-$TARGETARCH\n",
+        ),
+        ("f", "x\n"),
+    ]);
+    let built = p.build(&[
+        "--platform",
+        "wasi/wasm,linux/amd64",
+        "-o",
+        "type=oci,tar=false,dest=layout",
+    ]);
+    let layout = p.path("layout");
+    let top = read_json(&layout.join("index.json"));
+    let entry = &top["manifests"][0];
+    assert_eq!(
+        entry["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(entry["digest"].as_str().unwrap(), built.digest());
+    let index = read_json(&layout.join(format!(
+        "blobs/sha256/{}",
+        entry["digest"].as_str().unwrap().trim_start_matches("sha256:")
+    )));
+    let platforms: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["wasi/wasm", "linux/amd64"]);
+    // skopeo reads the whole index, every blob checked as it is copied.
+    if have_tool("skopeo", &["--version"]) {
+        let o = Command::new("skopeo")
+            .args(["copy", "--quiet", "--all"])
+            .arg(format!("oci:{}", layout.display()))
+            .arg(format!("oci:{}", p.path("copy").display()))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // type=local: one directory per platform, as buildx names them.
+    p.build(&[
+        "--platform",
+        "wasi/wasm,linux/amd64",
+        "-o",
+        "type=local,dest=out",
+    ]);
+    assert!(p.path("out/wasi_wasm/f-wasi-wasm").is_file());
+    assert!(p.path("out/linux_amd64/f-linux-amd64").is_file());
+    // type=docker holds one image: a clear error.
+    let err = p.fails(&[
+        "--platform",
+        "wasi/wasm,linux/amd64",
+        "-o",
+        "type=docker,dest=d.tar",
+    ]);
+    assert!(err.contains("several platforms"), "{err}");
+
+    // Pushed as one index; a FROM of it takes the entry for its platform.
+    let Some(reg) = Registry::start() else {
+        return;
+    };
+    let name = format!("{}/multi:1", reg.addr);
+    let pushed = p.build(&["--platform", "wasi/wasm,linux/amd64", "-t", &name, "--push"]);
+    let o = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{name}"),
+        ])
+        .output()
+        .unwrap();
+    let raw: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(raw["manifests"].as_array().unwrap().len(), 2, "{raw}");
+    assert_eq!(pushed.digest(), built.digest(), "the same index");
+    let q = Project::with_dockerfile(&format!("FROM --platform=linux/amd64 {name}\n"));
+    q.build(&["-o", "type=local,dest=out"]);
+    assert!(q.path("out/f-linux-amd64").is_file());
+    let w = Project::with_dockerfile(&format!("FROM {name}\n"));
+    w.build(&["-o", "type=local,dest=out"]);
+    assert!(w.path("out/f-wasi-wasm").is_file());
+}
+
+#[test]
+fn the_wasm_platform_is_named_as_docker_runs_it() {
+    let p = Project::new(&[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "x\n")]);
+    p.build(&["-o", "type=oci,tar=false,dest=a"]);
+    let cfg = config_of(&p.path("a"));
+    assert_eq!(
+        (cfg["os"].as_str(), cfg["architecture"].as_str()),
+        (Some("wasi"), Some("wasm"))
+    );
+    // The other convention on request.
+    p.build(&[
+        "--platform",
+        "wasip1/wasm",
+        "-o",
+        "type=oci,tar=false,dest=b",
+    ]);
+    let cfg = config_of(&p.path("b"));
+    assert_eq!(cfg["os"], "wasip1");
 }

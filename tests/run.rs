@@ -203,7 +203,7 @@ fn clear_errors_for_what_is_not_there() {
         "FROM scratch\nCOPY Dockerfile /bin/x\nRUN [\"/bin/x\"]\n",
     )
     .unwrap();
-    assert!(c.fails(&[]).contains("not a WebAssembly program"));
+    assert!(c.fails(&[]).contains("not a WebAssembly module"));
 }
 
 #[test]

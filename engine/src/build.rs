@@ -26,6 +26,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Frontend(#[from] FrontendError),
+    #[error("--platform: {message}")]
+    Platform { message: String },
     #[error("--build-context {name}: {message}")]
     BuildContext { name: String, message: String },
     #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds since 1970")]
@@ -67,7 +69,11 @@ type Result<T> = std::result::Result<T, Error>;
 
 /// What a finished build produced.
 pub struct BuildSummary {
+    /// The image (the first platform's, with several).
     pub image: Image,
+    /// What the build made: the image's manifest digest, or with several
+    /// platforms their index's.
+    pub digest: Digest,
     pub steps: Vec<StepReport>,
     pub plan: BuildPlan,
 }
@@ -185,20 +191,36 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         })?;
         contexts.insert(crate::request::context_key(name), c);
     }
-    let p = plan::plan(
-        &df,
-        &PlanRequest {
-            build_args: req.build_args.clone(),
-            target: req.target.clone(),
-            contexts: contexts.keys().cloned().collect(),
-            dir_contexts: contexts
-                .iter()
-                .filter(|(_, c)| matches!(c, NamedContext::Dir(_)))
-                .map(|(k, _)| k.clone())
-                .collect(),
-        },
-        &shown,
-    )?;
+    // One plan per platform (`--platform a,b`), built one after the other.
+    let mut platforms: Vec<Option<plan::Platform>> = Vec::new();
+    for one in &req.platforms {
+        let pf = plan::Platform::parse_any(one).map_err(|message| Error::Platform { message })?;
+        if !platforms.contains(&Some(pf.clone())) {
+            platforms.push(Some(pf));
+        }
+    }
+    if platforms.is_empty() {
+        platforms.push(None);
+    }
+    let mut plans = Vec::new();
+    for platform in platforms {
+        plans.push(plan::plan(
+            &df,
+            &PlanRequest {
+                build_args: req.build_args.clone(),
+                target: req.target.clone(),
+                contexts: contexts.keys().cloned().collect(),
+                dir_contexts: contexts
+                    .iter()
+                    .filter(|(_, c)| matches!(c, NamedContext::Dir(_)))
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+                platform,
+            },
+            &shown,
+        )?);
+    }
+    let p = plans[0].clone();
     for s in &req.no_cache_filter {
         if !p
             .stages
@@ -270,17 +292,26 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     }
     // A layer found damaged when read has been removed with the records
     // that held it: solving again rebuilds the steps that made it.
-    let mut attempts = 0;
-    let outcome = loop {
-        match Solver::build(&store, &ctx, opts.clone(), &p, sink.as_mut()) {
-            Err(e) if attempts < 3 && e.damaged_layer().is_some() => {
-                attempts += 1;
-                eprintln!("warning: {e}; rebuilding the steps that made it");
+    let mut outcomes = Vec::new();
+    for plan in &plans {
+        let mut attempts = 0;
+        outcomes.push(loop {
+            match Solver::build(&store, &ctx, opts.clone(), plan, sink.as_mut()) {
+                Err(e) if attempts < 3 && e.damaged_layer().is_some() => {
+                    attempts += 1;
+                    eprintln!("warning: {e}; rebuilding the steps that made it");
+                }
+                r => break r?,
             }
-            r => break r?,
-        }
-    };
-    let mut image = outcome.image;
+        });
+    }
+    let steps: Vec<StepReport> = outcomes.iter().flat_map(|o| o.steps.clone()).collect();
+    let several = outcomes.len() > 1;
+    let mut image = outcomes[0].image.clone();
+    let mut images: Vec<Image> = outcomes.into_iter().map(|o| o.image).collect();
+    // The index of several platforms' images, for the outputs and the
+    // metadata (the first output's compression and media types).
+    let mut index: Option<oci::IndexImage> = None;
 
     let mut named = Vec::new();
     for (o, exporter) in req.outputs.iter().zip(&exporters) {
@@ -293,22 +324,26 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
             eprintln!("warning: --output type={}: zstd layers need OCI media types; using oci-mediatypes=true", o.kind);
             docker = false;
         }
-        let img = if image.layers.iter().all(|l| l.compression == c) && !force && !docker {
-            image.clone()
-        } else {
-            let layers = image
-                .layers
-                .iter()
-                .map(|l| convert_layer(&store, l, c, level, force))
-                .collect::<Result<Vec<_>>>()?;
-            oci::assemble_typed(
-                &store,
-                image.config.clone(),
-                layers,
-                &image.platform,
-                docker,
-            )?
-        };
+        let converted = images
+            .iter()
+            .map(|image| {
+                if image.layers.iter().all(|l| l.compression == c) && !force && !docker {
+                    return Ok(image.clone());
+                }
+                let layers = image
+                    .layers
+                    .iter()
+                    .map(|l| convert_layer(&store, l, c, level, force))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(oci::assemble_typed(
+                    &store,
+                    image.config.clone(),
+                    layers,
+                    &image.platform,
+                    docker,
+                )?)
+            })
+            .collect::<Result<Vec<Image>>>()?;
         let cx = export::ExportContext {
             store: &store,
             tags: &req.tags,
@@ -317,25 +352,47 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
             verbose: req.progress != ProgressMode::Quiet,
             named: Default::default(),
         };
-        exporter.export(&cx, &img)?;
-        named.extend(cx.named.into_inner().unwrap_or_else(|e| e.into_inner()));
-        if std::ptr::eq(o, &req.outputs[0]) {
-            image = img;
+        let first = std::ptr::eq(o, &req.outputs[0]);
+        if several {
+            let idx = oci::assemble_index(&store, converted, docker)?;
+            exporter.export_index(&cx, &idx)?;
+            if first {
+                index = Some(idx);
+            }
+        } else {
+            let img = converted.into_iter().next().expect("one image");
+            exporter.export(&cx, &img)?;
+            if first {
+                image = img;
+            }
         }
+        named.extend(cx.named.into_inner().unwrap_or_else(|e| e.into_inner()));
+    }
+    if several && index.is_none() {
+        index = Some(oci::assemble_index(
+            &store,
+            std::mem::take(&mut images),
+            false,
+        )?);
     }
     if req.outputs.is_empty() {
+        let (top, blobs) = match &index {
+            Some(idx) => {
+                let mut blobs = vec![idx.desc.digest.clone()];
+                for img in &idx.images {
+                    blobs.extend(oci::image_blobs(img));
+                }
+                (idx.desc.digest.clone(), blobs)
+            }
+            None => (image.manifest_desc.digest.clone(), oci::image_blobs(&image)),
+        };
         let names: Vec<String> = if req.tags.is_empty() {
-            vec![format!("<none>@{}", image.manifest_desc.digest)]
+            vec![format!("<none>@{top}")]
         } else {
             req.tags.clone()
         };
         for n in names {
-            store.put_image(
-                &n,
-                &image.manifest_desc.digest,
-                &image.config_desc.digest,
-                &oci::image_blobs(&image),
-            )?;
+            store.put_image(&n, &top, &image.config_desc.digest, &blobs)?;
         }
     }
     if let Some(path) = &req.metadata_file {
@@ -344,7 +401,16 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         } else {
             named.clone()
         };
-        let mut meta = metadata_json(&image, &outcome.steps, &names);
+        let mut meta = metadata_json(&image, &steps, &names);
+        if let Some(idx) = &index {
+            // As buildx for several platforms: the index is the result.
+            meta["containerimage.digest"] = serde_json::json!(idx.desc.digest);
+            meta["containerimage.descriptor"] =
+                serde_json::to_value(&idx.desc).expect("descriptor");
+            if let Some(m) = meta.as_object_mut() {
+                m.remove("containerimage.config.digest");
+            }
+        }
         // What the context cost: files hashed because a step read them
         // (the others came from the stat cache or were never read).
         let (files, bytes) = ctx.digests.hashed();
@@ -361,18 +427,25 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         })?;
     }
     if let Some(path) = &req.iidfile {
-        export::write_atomic(path, image.config_desc.digest.as_str().as_bytes()).map_err(
-            |error| Error::WriteFile {
-                flag: "--iidfile",
-                path: path.clone(),
-                error: Box::new(error),
-            },
-        )?;
+        let id = match &index {
+            Some(idx) => idx.desc.digest.as_str(),
+            None => image.config_desc.digest.as_str(),
+        };
+        export::write_atomic(path, id.as_bytes()).map_err(|error| Error::WriteFile {
+            flag: "--iidfile",
+            path: path.clone(),
+            error: Box::new(error),
+        })?;
     }
     store.end_lease()?;
     Ok(BuildSummary {
+        digest: index
+            .as_ref()
+            .map_or(image.manifest_desc.digest.clone(), |i| {
+                i.desc.digest.clone()
+            }),
         image,
-        steps: outcome.steps,
+        steps,
         plan: p,
     })
 }

@@ -240,7 +240,7 @@ pub struct BuildArgs {
     /// Write the image ID to a file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
-    /// Set target platform for build (only wasip1/wasm).
+    /// Set target platform(s) for build (default wasi/wasm; several, comma-separated, make one index).
     #[arg(long, value_name = "PLATFORM", value_delimiter = ',')]
     pub platform: Vec<String>,
     /// Where wbuild keeps its store (blobs, cache index).
@@ -720,7 +720,7 @@ impl BuildArgs {
             }
         };
         for p in &self.platform {
-            wbuild::plan::Platform::parse(p).map_err(|m| flag_err("--platform", p, m))?;
+            wbuild::plan::Platform::parse_any(p).map_err(|m| flag_err("--platform", p, m))?;
         }
         for s in &self.no_cache_filter {
             if s.is_empty() {
@@ -782,6 +782,7 @@ impl BuildArgs {
             iidfile: self.iidfile,
             root: self.root,
             pull,
+            platforms: self.platform,
             insecure_registries: self.insecure_registries,
             build_contexts,
         })

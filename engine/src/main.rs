@@ -177,7 +177,7 @@ fn build(args: BuildArgs) -> Result<()> {
     let rebuilt = summary.steps.iter().filter(|s| !s.cached).count();
     eprintln!(
         "built {} ({} step(s), {} cached, {} rebuilt)",
-        summary.image.manifest_desc.digest,
+        summary.digest,
         summary.steps.len(),
         summary.steps.len() - rebuilt,
         rebuilt

@@ -24,11 +24,13 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// WASI preview 1 on wasm: `wasip1/wasm`, the platform string runwasi
-    /// and Docker+Wasm use for preview-1 modules.
+    /// WASI on wasm: `wasi/wasm`, the name Docker+Wasm, runwasi's shims
+    /// and podman match when they run an image (`docker run
+    /// --platform=wasi/wasm`). `--platform wasip1/wasm` (Go's and ko's
+    /// name) builds under the other name.
     pub fn wasi() -> Self {
         Platform {
-            os: "wasip1".into(),
+            os: "wasi".into(),
             architecture: "wasm".into(),
             variant: String::new(),
         }
@@ -96,6 +98,9 @@ pub struct PlanRequest {
     /// `--build-context` names, as [`crate::request::context_key`] gives
     /// them.
     pub contexts: BTreeSet<String>,
+    /// `--platform`: the platform to build for (`wasi/wasm` when None).
+    /// RUN steps run on wasm whatever it is (that is `BUILDPLATFORM`).
+    pub platform: Option<Platform>,
     /// Those of them that are local directories: `FROM NAME` is then
     /// `FROM scratch` with the directory's files copied in.
     pub dir_contexts: BTreeSet<String>,
@@ -228,8 +233,8 @@ impl Env for Scope<'_> {
 pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan, FrontendError> {
     let lex = Lexer::new(df.escape);
     let at = |line: usize, msg: String| FrontendError::new(line, 1, msg).in_file(file);
-    let platform = Platform::wasi();
-    let predefined = platform_args(&platform, &platform);
+    let platform = req.platform.clone().unwrap_or_else(Platform::wasi);
+    let predefined = platform_args(&Platform::wasi(), &platform);
     let mut consumed: BTreeSet<String> = BTreeSet::new();
 
     // Global scope: the predefined platform args, then the meta ARGs.
@@ -255,7 +260,6 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
 
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     let mut stages: Vec<PlannedStage> = Vec::new();
-    let mut unbuildable: Vec<(usize, usize, String)> = Vec::new();
     for (index, stage) in df.stages.iter().enumerate() {
         let empty = BTreeMap::new();
         let none = BTreeSet::new();
@@ -285,17 +289,11 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
             ),
             None => None,
         };
-        // A platform wbuild cannot build only matters in a stage the
-        // target needs (checked once that is known), as BuildKit only
-        // fails what it builds.
+        // Another platform (a linux/amd64 image with files copied in)
+        // builds too: its RUN steps use wasm programs or wbox's shell and
+        // applets, and a native program fails when it is run.
         let stage_platform = match &platform_text {
-            Some(p) => {
-                let parsed = Platform::parse_any(p).map_err(|m| at(stage.start_line, m))?;
-                if let Err(m) = parsed.check_buildable(p) {
-                    unbuildable.push((index, stage.start_line, m));
-                }
-                parsed
-            }
+            Some(p) => Platform::parse_any(p).map_err(|m| at(stage.start_line, m))?,
             None => platform.clone(),
         };
         // A named context of the stage's own name replaces the stage.
@@ -516,23 +514,6 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
         },
     };
     let needed = dependency_order(&stages, target);
-    // A stage for another platform builds when it only copies and
-    // configures (a linux/amd64 image with files copied in); its RUN
-    // steps could not run.
-    if let Some((i, _, m)) = unbuildable.into_iter().find(|(i, _, _)| {
-        needed.contains(i)
-            && stages[*i]
-                .steps
-                .iter()
-                .any(|s| matches!(s.instruction, Instruction::Run(_)))
-    }) {
-        let run = stages[i]
-            .steps
-            .iter()
-            .find(|s| matches!(s.instruction, Instruction::Run(_)))
-            .expect("found above");
-        return Err(at(run.line, format!("{m}, and this stage RUNs a program")));
-    }
     let unused_build_args: Vec<String> = req
         .build_args
         .keys()
@@ -1056,25 +1037,17 @@ mod tests {
         .unwrap();
         assert_eq!(
             p.stages[0].from_display,
-            "FROM --platform=wasip1/wasm scratch"
+            "FROM --platform=wasi/wasm scratch"
         );
         assert_eq!(p.stages[0].steps[1].workdir, "/wasm");
-        // Another platform builds when the stage only copies and
-        // configures; a RUN there cannot run, and the error names it.
+        // Another platform builds, RUN steps too (they run through wasm
+        // programs or wbox's applets; a native one fails when run).
         assert!(plan_of(
-            "FROM --platform=linux/amd64 scratch\nLABEL a=b\n",
+            "FROM --platform=linux/amd64 scratch\nLABEL a=b\nRUN make\n",
             &[],
             None
         )
         .is_ok());
-        let e = plan_of(
-            "FROM --platform=linux/amd64 scratch\nLABEL a=b\nRUN make\n",
-            &[],
-            None,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains(":3:") && e.contains("RUNs a program"), "{e}");
         // Only a stage the target needs must be buildable (issue 17, item 16).
         let p = plan_of(
             "FROM --platform=linux/amd64 scratch AS native\nRUN make\nFROM scratch\nLABEL a=b\n",

@@ -113,6 +113,8 @@ pub struct BuildRequest {
     pub jobs: usize,
     /// `--pull` (true), `--pull=false`, or neither (check each tag).
     pub pull: Option<bool>,
+    /// `--platform` values, checked (`os/arch[/variant]`); none: wasi/wasm.
+    pub platforms: Vec<String>,
     /// `--insecure-registry`: registries reached over plain HTTP.
     pub insecure_registries: Vec<String>,
     /// `--build-context NAME=VALUE`, names lower-cased.

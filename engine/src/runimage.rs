@@ -130,10 +130,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
     let lookup_path = env.get("PATH").cloned().unwrap_or_default();
     let env: Vec<(String, String)> = env.into_iter().collect();
     let (program, argv) = sandbox::resolve_program(&snap.dir, &argv, &cwd, &lookup_path)?;
-    let bytes = std::fs::read(&program).map_err(|error| sandbox::SandboxError::Read {
-        program: argv[0].clone(),
-        error,
-    })?;
+    let (bytes, _) = sandbox::program_bytes(&program, &argv[0])?;
     let cache = store.compiled_dir()?;
     let module = sandbox::load_program(&bytes, &argv[0], Some(&cache))?;
     let cache = cache.clone();

@@ -4,7 +4,7 @@
 //! name points at.
 
 use super::{ExportContext, ExportError, Exporter};
-use crate::oci::{image_blobs, Image};
+use crate::oci::{image_blobs, Image, IndexImage};
 
 pub struct ImageOutput {
     /// `name=` (comma-separated), else the `-t` names.
@@ -16,11 +16,7 @@ pub struct ImageOutput {
 
 impl Exporter for ImageOutput {
     fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
-        let names: Vec<String> = if self.names.is_empty() {
-            cx.tags.to_vec()
-        } else {
-            self.names.clone()
-        };
+        let names = self.names(cx);
         for n in &names {
             cx.store.put_image(
                 n,
@@ -33,16 +29,53 @@ impl Exporter for ImageOutput {
             lock(&cx.named).extend(names);
             return Ok(());
         }
-        self.push_to(cx, img, &names)
+        self.push_to(cx, Pushed::One(img), &names)
+    }
+
+    fn export_index(&self, cx: &ExportContext<'_>, idx: &IndexImage) -> Result<(), ExportError> {
+        let names = self.names(cx);
+        let mut blobs = vec![idx.desc.digest.clone()];
+        for img in &idx.images {
+            blobs.extend(image_blobs(img));
+        }
+        for n in &names {
+            cx.store.put_image(
+                n,
+                &idx.desc.digest,
+                &idx.images[0].config_desc.digest,
+                &blobs,
+            )?;
+        }
+        if !self.push {
+            lock(&cx.named).extend(names);
+            return Ok(());
+        }
+        self.push_to(cx, Pushed::Index(idx), &names)
     }
 }
 
+/// What goes to the registry: one image, or an index of several.
+#[cfg_attr(not(feature = "registry"), allow(dead_code))]
+enum Pushed<'a> {
+    One(&'a Image),
+    Index(&'a IndexImage),
+}
+
 impl ImageOutput {
+    /// `name=`, else the `-t` names.
+    fn names(&self, cx: &ExportContext<'_>) -> Vec<String> {
+        if self.names.is_empty() {
+            cx.tags.to_vec()
+        } else {
+            self.names.clone()
+        }
+    }
+
     #[cfg(feature = "registry")]
     fn push_to(
         &self,
         cx: &ExportContext<'_>,
-        img: &Image,
+        what: Pushed<'_>,
         names: &[String],
     ) -> Result<(), ExportError> {
         let mut insecure = cx.insecure.to_vec();
@@ -54,7 +87,10 @@ impl ImageOutput {
             }
         }
         let puller = crate::registry::Puller::new(cx.store, &insecure)?;
-        let report = puller.push(img, names)?;
+        let report = match what {
+            Pushed::One(img) => puller.push(img, names)?,
+            Pushed::Index(idx) => puller.push_index(idx, names)?,
+        };
         if cx.verbose {
             eprintln!(
                 "pushed {} ({}): {} blob(s) uploaded, {} mounted, {} already there",
@@ -70,7 +106,12 @@ impl ImageOutput {
     }
 
     #[cfg(not(feature = "registry"))]
-    fn push_to(&self, _: &ExportContext<'_>, _: &Image, _: &[String]) -> Result<(), ExportError> {
+    fn push_to(
+        &self,
+        _: &ExportContext<'_>,
+        _: Pushed<'_>,
+        _: &[String],
+    ) -> Result<(), ExportError> {
         Err(ExportError::Unsupported(
             crate::request::OutputKind::Registry,
         ))

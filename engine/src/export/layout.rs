@@ -11,7 +11,8 @@ use serde::Serialize;
 use super::{io_err, write_atomic, write_output_file, ExportContext, ExportError, Exporter};
 use crate::digest::Digest;
 use crate::oci::media::MEDIA_INDEX;
-use crate::oci::{image_blobs, Image, ImageIndex};
+use crate::oci::{image_blobs, Image, ImageIndex, IndexImage};
+use crate::request::OutputKind;
 use crate::store::Store;
 
 /// A file of an output archive or directory.
@@ -26,6 +27,24 @@ enum OutSource {
 }
 
 fn layout_files(img: &Image, tags: &[String], docker: bool) -> Vec<OutFile> {
+    layout_files_of(
+        &img.manifest_desc,
+        image_blobs(img),
+        Some(img),
+        tags,
+        docker,
+    )
+}
+
+/// An OCI layout whose `index.json` names `top` (an image manifest, or
+/// the index of several) under each tag, with `blobs`.
+fn layout_files_of(
+    top: &crate::oci::Descriptor,
+    blobs: Vec<Digest>,
+    img: Option<&Image>,
+    tags: &[String],
+    docker: bool,
+) -> Vec<OutFile> {
     let mut files = vec![OutFile {
         name: "oci-layout".into(),
         source: OutSource::Bytes(br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
@@ -37,7 +56,7 @@ fn layout_files(img: &Image, tags: &[String], docker: bool) -> Vec<OutFile> {
         tags.iter().map(Some).collect()
     };
     for t in names {
-        let mut d = img.manifest_desc.clone();
+        let mut d = top.clone();
         if let Some(t) = t {
             d.annotations
                 .insert("io.containerd.image.name".into(), full_name(t));
@@ -55,7 +74,7 @@ fn layout_files(img: &Image, tags: &[String], docker: bool) -> Vec<OutFile> {
         name: "index.json".into(),
         source: OutSource::Bytes(serde_json::to_vec(&index).expect("index")),
     });
-    if docker {
+    if let (true, Some(img)) = (docker, img) {
         #[derive(Serialize)]
         struct DockerManifest<'a> {
             #[serde(rename = "Config")]
@@ -82,7 +101,7 @@ fn layout_files(img: &Image, tags: &[String], docker: bool) -> Vec<OutFile> {
             source: OutSource::Bytes(serde_json::to_vec(&m).expect("manifest.json")),
         });
     }
-    let mut blobs: Vec<Digest> = image_blobs(img);
+    let mut blobs = blobs;
     blobs.sort();
     blobs.dedup();
     for b in blobs {
@@ -134,10 +153,15 @@ pub fn write_layout_tar<W: Write>(
     docker: bool,
     w: W,
 ) -> Result<W, ExportError> {
+    write_files_tar(store, layout_files(img, tags, docker), w)
+}
+
+/// Layout files as a deterministic tar.
+fn write_files_tar<W: Write>(store: &Store, files: Vec<OutFile>, w: W) -> Result<W, ExportError> {
     let mut b = tar::Builder::new(w);
     b.mode(tar::HeaderMode::Deterministic);
     let mut dirs_done = std::collections::BTreeSet::new();
-    for f in layout_files(img, tags, docker) {
+    for f in files {
         if let Some(parent) = Path::new(&f.name).parent() {
             let mut acc = PathBuf::new();
             for c in parent.components() {
@@ -182,7 +206,21 @@ pub fn write_layout_dir(
     tags: &[String],
     dest: &Path,
 ) -> Result<(), ExportError> {
-    for f in layout_files(img, tags, false) {
+    write_files_dir(store, layout_files(img, tags, false), dest)
+}
+
+/// The files of an index of several images' layout.
+fn index_files(idx: &IndexImage, tags: &[String]) -> Vec<OutFile> {
+    let mut blobs = vec![idx.desc.digest.clone()];
+    for img in &idx.images {
+        blobs.extend(image_blobs(img));
+    }
+    layout_files_of(&idx.desc, blobs, None, tags, false)
+}
+
+/// Layout files into a directory.
+fn write_files_dir(store: &Store, files: Vec<OutFile>, dest: &Path) -> Result<(), ExportError> {
+    for f in files {
         let p = dest.join(&f.name);
         if let Some(parent) = p.parent() {
             fs::create_dir_all(parent).map_err(io_err(parent))?;
@@ -212,6 +250,16 @@ impl Exporter for LayoutTar {
             write_layout_tar(cx.store, img, cx.tags, self.docker, w).map(|_| ())
         })
     }
+
+    fn export_index(&self, cx: &ExportContext<'_>, idx: &IndexImage) -> Result<(), ExportError> {
+        if self.docker {
+            // As BuildKit: `docker load` takes one image.
+            return Err(ExportError::NoIndex(OutputKind::Docker));
+        }
+        write_output_file(cx.store, &self.dest, |w| {
+            write_files_tar(cx.store, index_files(idx, cx.tags), w).map(|_| ())
+        })
+    }
 }
 
 /// `type=oci,tar=false`: the layout as a directory.
@@ -222,6 +270,10 @@ pub struct LayoutDir {
 impl Exporter for LayoutDir {
     fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
         write_layout_dir(cx.store, img, cx.tags, &self.dest)
+    }
+
+    fn export_index(&self, cx: &ExportContext<'_>, idx: &IndexImage) -> Result<(), ExportError> {
+        write_files_dir(cx.store, index_files(idx, cx.tags), &self.dest)
     }
 }
 

@@ -12,7 +12,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::oci::Image;
+use crate::oci::{Image, IndexImage};
 use crate::request::{OutputKind, OutputSpec};
 use crate::store::Store;
 
@@ -29,6 +29,8 @@ pub enum ExportError {
     #[cfg(feature = "registry")]
     #[error("push: {0}")]
     Push(#[from] crate::registry::RegistryError),
+    #[error("--output type={0} cannot hold the images of several platforms (docker load takes one); use type=oci, or one --platform")]
+    NoIndex(OutputKind),
     #[error("--output dest= is empty: give a file, or - for stdout")]
     EmptyDest,
     #[error("--output dest={}: it is a directory; give a file name, or use type=local for a directory", .0.display())]
@@ -60,6 +62,9 @@ pub struct ExportContext<'a> {
 /// Writes a finished image somewhere.
 pub trait Exporter {
     fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError>;
+
+    /// Writes the images of several platforms (`--platform a,b`).
+    fn export_index(&self, cx: &ExportContext<'_>, idx: &IndexImage) -> Result<(), ExportError>;
 }
 
 /// The exporter an `--output` asks for.

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::{io_err, write_output_file, ExportContext, ExportError, Exporter};
 use crate::fs::layer::{self, Content, LayerEntry, LayerInfo};
 use crate::fs::{Kind, Manifest};
-use crate::oci::Image;
+use crate::oci::{Image, IndexImage};
 use crate::store::Store;
 
 /// Materializes an image's rootfs into `dir` (`type=local`), applying the
@@ -43,6 +43,54 @@ pub fn write_rootfs_tar<W: Write>(
     mtime: u64,
     w: W,
 ) -> Result<W, ExportError> {
+    write_rootfs_tars(store, &[("", layers)], mtime, w)
+}
+
+/// The directory each platform's rootfs goes in when there are several,
+/// as buildx names it (`linux_amd64`, `linux_arm_v7`).
+pub fn platform_dir(img: &Image) -> String {
+    let p = &img.platform;
+    if p.variant.is_empty() {
+        format!("{}_{}", p.os, p.architecture)
+    } else {
+        format!("{}_{}_{}", p.os, p.architecture, p.variant)
+    }
+}
+
+/// Several rootfs in one tar, each under its prefix (none: at the top).
+fn write_rootfs_tars<W: Write>(
+    store: &Store,
+    trees: &[(&str, &[LayerInfo])],
+    mtime: u64,
+    w: W,
+) -> Result<W, ExportError> {
+    let mut all = Vec::new();
+    let mut tmps = Vec::new();
+    for (prefix, layers) in trees {
+        let (tmp, mut entries) = rootfs_entries(store, layers)?;
+        if !prefix.is_empty() {
+            for e in &mut entries {
+                e.path = format!("{prefix}/{}", e.path);
+            }
+            all.push(LayerEntry {
+                path: prefix.to_string(),
+                meta: crate::fs::Meta::dir(0o755),
+                content: Content::None,
+                whiteout: false,
+            });
+        }
+        all.extend(entries);
+        tmps.push(tmp);
+    }
+    let entries = layer::normalize(all);
+    Ok(layer::write_tar(&entries, mtime, w)?)
+}
+
+/// An image's rootfs unpacked in a temp dir, as layer entries.
+fn rootfs_entries(
+    store: &Store,
+    layers: &[LayerInfo],
+) -> Result<(tempfile::TempDir, Vec<LayerEntry>), ExportError> {
     let tmp = tempfile::tempdir().map_err(io_err(Path::new("<tempdir>")))?;
     let mut m = Manifest::new();
     for l in layers {
@@ -61,8 +109,7 @@ pub fn write_rootfs_tar<W: Write>(
             whiteout: false,
         })
         .collect();
-    let entries = layer::normalize(entries);
-    Ok(layer::write_tar(&entries, mtime, w)?)
+    Ok((tmp, entries))
 }
 
 /// `type=local`: the rootfs as files in a directory.
@@ -73,6 +120,14 @@ pub struct LocalDir {
 impl Exporter for LocalDir {
     fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
         write_rootfs_dir(cx.store, &img.layers, &self.dest).map(|_| ())
+    }
+
+    /// One directory per platform, as buildx writes them.
+    fn export_index(&self, cx: &ExportContext<'_>, idx: &IndexImage) -> Result<(), ExportError> {
+        for img in &idx.images {
+            write_rootfs_dir(cx.store, &img.layers, &self.dest.join(platform_dir(img)))?;
+        }
+        Ok(())
     }
 }
 
@@ -85,6 +140,19 @@ impl Exporter for RootfsTar {
     fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
         write_output_file(cx.store, &self.dest, |w| {
             write_rootfs_tar(cx.store, &img.layers, cx.epoch, w).map(|_| ())
+        })
+    }
+
+    fn export_index(&self, cx: &ExportContext<'_>, idx: &IndexImage) -> Result<(), ExportError> {
+        let names: Vec<String> = idx.images.iter().map(platform_dir).collect();
+        let trees: Vec<(&str, &[LayerInfo])> = idx
+            .images
+            .iter()
+            .zip(&names)
+            .map(|(i, n)| (n.as_str(), &i.layers[..]))
+            .collect();
+        write_output_file(cx.store, &self.dest, |w| {
+            write_rootfs_tars(cx.store, &trees, cx.epoch, w).map(|_| ())
         })
     }
 }

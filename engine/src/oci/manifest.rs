@@ -136,6 +136,47 @@ pub fn assemble_typed(
     })
 }
 
+/// Several images, one per platform, under one index (`--platform a,b`).
+#[derive(Debug, Clone)]
+pub struct IndexImage {
+    pub index: ImageIndex,
+    /// The index's descriptor (its digest names the whole).
+    pub desc: Descriptor,
+    pub images: Vec<Image>,
+}
+
+/// Stores the index of `images` (each manifest's descriptor with its
+/// platform), with Docker's manifest-list media type when `docker`.
+pub fn assemble_index(
+    store: &Store,
+    images: Vec<Image>,
+    docker: bool,
+) -> Result<IndexImage, StoreError> {
+    let media = if docker {
+        super::media::DOCKER_MANIFEST_LIST
+    } else {
+        super::media::MEDIA_INDEX
+    };
+    let index = ImageIndex {
+        schema_version: 2,
+        media_type: media.into(),
+        manifests: images.iter().map(|i| i.manifest_desc.clone()).collect(),
+    };
+    let bytes = serde_json::to_vec(&index).expect("index serializes");
+    let digest = store.put_blob(&bytes)?;
+    Ok(IndexImage {
+        index,
+        desc: Descriptor {
+            media_type: media.into(),
+            digest,
+            size: bytes.len() as u64,
+            platform: None,
+            annotations: BTreeMap::new(),
+        },
+        images,
+    })
+}
+
 /// The blobs of an image, config and manifest included.
 pub fn image_blobs(img: &Image) -> Vec<Digest> {
     let mut v = vec![

@@ -29,6 +29,54 @@ pub struct PushReport {
 impl Puller<'_> {
     /// Pushes `img` (its blobs in the store) under every name in `names`.
     pub fn push(&self, img: &Image, names: &[String]) -> Result<PushReport, RegistryError> {
+        let manifest = self.store.read_blob(&img.manifest_desc.digest)?;
+        let mut blobs = vec![(img.config_desc.digest.clone(), img.config_desc.size)];
+        blobs.extend(img.layers.iter().map(|l| (l.digest.clone(), l.size)));
+        let top = (
+            img.manifest_desc.digest.clone(),
+            manifest,
+            img.manifest_desc.media_type.clone(),
+        );
+        self.push_parts(&blobs, &[], &top, names)
+    }
+
+    /// Pushes the images of several platforms: every blob, each manifest
+    /// by its digest, then the index under every name.
+    pub fn push_index(
+        &self,
+        idx: &crate::oci::IndexImage,
+        names: &[String],
+    ) -> Result<PushReport, RegistryError> {
+        let mut blobs = Vec::new();
+        let mut children = Vec::new();
+        for img in &idx.images {
+            blobs.push((img.config_desc.digest.clone(), img.config_desc.size));
+            blobs.extend(img.layers.iter().map(|l| (l.digest.clone(), l.size)));
+            children.push((
+                img.manifest_desc.digest.clone(),
+                self.store.read_blob(&img.manifest_desc.digest)?,
+                img.manifest_desc.media_type.clone(),
+            ));
+        }
+        blobs.sort();
+        blobs.dedup();
+        let top = (
+            idx.desc.digest.clone(),
+            self.store.read_blob(&idx.desc.digest)?,
+            idx.desc.media_type.clone(),
+        );
+        self.push_parts(&blobs, &children, &top, names)
+    }
+
+    /// The push itself: `blobs` that the repository lacks, then
+    /// `children` (manifests) by digest, then `top` under every tag.
+    fn push_parts(
+        &self,
+        blobs: &[(Digest, u64)],
+        children: &[(Digest, Vec<u8>, String)],
+        top: &(Digest, Vec<u8>, String),
+        names: &[String],
+    ) -> Result<PushReport, RegistryError> {
         if names.is_empty() {
             return Err(RegistryError::Pull {
                 reference: String::new(),
@@ -51,11 +99,8 @@ impl Puller<'_> {
                 .or_default()
                 .push(r);
         }
-        let manifest = self.store.read_blob(&img.manifest_desc.digest)?;
-        let mut blobs = vec![(img.config_desc.digest.clone(), img.config_desc.size)];
-        blobs.extend(img.layers.iter().map(|l| (l.digest.clone(), l.size)));
         let mut report = PushReport {
-            digest: img.manifest_desc.digest.to_string(),
+            digest: top.0.to_string(),
             ..Default::default()
         };
         for ((registry, repository), refs) in &repos {
@@ -81,7 +126,7 @@ impl Puller<'_> {
                     let batch = chunk.iter_mut().map(|f| f.as_mut());
                     outcomes.extend(futures_util::future::join_all(batch).await);
                 }
-                for (o, (d, _)) in outcomes.into_iter().zip(&blobs) {
+                for (o, (d, _)) in outcomes.into_iter().zip(blobs) {
                     match o
                         .map_err(|e| fail(format!("blob {d}: {}", explain_text(&e, &explain))))?
                     {
@@ -90,15 +135,24 @@ impl Puller<'_> {
                         Sent::Present => report.present += 1,
                     }
                 }
+                for (d, bytes, media) in children {
+                    let by_digest = first.clone_with_digest(d.to_string());
+                    retry(|| {
+                        client.push_manifest_raw(
+                            &by_digest,
+                            bytes.clone(),
+                            media.parse().expect("a media type is a header value"),
+                        )
+                    })
+                    .await
+                    .map_err(|e| fail(format!("manifest {d}: {}", explain(e))))?;
+                }
                 for r in refs {
                     retry(|| {
                         client.push_manifest_raw(
                             r,
-                            manifest.clone(),
-                            img.manifest_desc
-                                .media_type
-                                .parse()
-                                .expect("a media type is a header value"),
+                            top.1.clone(),
+                            top.2.parse().expect("a media type is a header value"),
                         )
                     })
                     .await
@@ -107,7 +161,7 @@ impl Puller<'_> {
                 }
                 Ok::<(), RegistryError>(())
             })?;
-            for (d, _) in &blobs {
+            for (d, _) in blobs {
                 let _ = self.store.put_blob_source(d, registry, repository);
             }
         }

@@ -70,10 +70,9 @@ pub fn load_program(
     cache_dir: Option<&Path>,
 ) -> Result<Program, SandboxError> {
     if !bytes.starts_with(b"\0asm") {
-        let magic = String::from_utf8_lossy(&bytes[..bytes.len().min(4)]).into_owned();
         return Err(SandboxError::NotWasm {
             program: name.to_string(),
-            magic,
+            what: super::resolve::describe_binary(bytes),
         });
     }
     static LOADED: OnceLock<Mutex<HashMap<Digest, Program>>> = OnceLock::new();

@@ -37,7 +37,7 @@ use engine::TICK;
 pub use engine::{engine, is_component, load_module, load_program, Program};
 use process::add_process_to_linker;
 pub use process::{mode_exceptions, DiskBudget, SpawnContext, PROCESS_MODULE};
-pub use resolve::{find_program, resolve_program};
+pub use resolve::{describe_binary, find_program, program_bytes, resolve_program, HIDDEN_BIN};
 use stdio::{pipe_file, Capture, Sink, Source, StageOut, Stdio};
 
 /// The native stack wasm code (a step's program and all it spawns) may use.
@@ -49,8 +49,8 @@ const GUEST_THREAD_STACK: usize = MAX_WASM_STACK + (8 << 20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("{program}: not a WebAssembly program (it starts with {magic:?}); RUN needs wasm programs in the image")]
-    NotWasm { program: String, magic: String },
+    #[error("{program}: it is {what}; wbuild runs only WebAssembly programs (its own wbox stands in for sh and the common applets). See \"Porting a Dockerfile\" in wbuild's README")]
+    NotWasm { program: String, what: String },
     #[error("{program}: cannot be compiled: {message}")]
     Compile { program: String, message: String },
     #[error("{program}: timed out after {seconds}s ({flag})")]

@@ -679,10 +679,7 @@ pub(super) fn spawn_child(
             program: name.clone(),
             on_path: !name.contains('/'),
         })?;
-    let bytes = std::fs::read(&host).map_err(|error| SandboxError::Read {
-        program: name.clone(),
-        error,
-    })?;
+    let (bytes, _wbox) = super::resolve::program_bytes(&host, &name)?;
     let module = load_program(&bytes, &name, ctx.module_cache.as_deref())?;
     // The same limits: the deadline in `ctx` is the step's, shared.
     let child = RunSpec {

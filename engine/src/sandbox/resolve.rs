@@ -64,9 +64,139 @@ pub fn find_program(rootfs: &Path, name: &str, cwd: &str, path: &str) -> Option<
     };
     candidates.into_iter().find_map(|c| {
         let guest = format!("/{}", guest_path(&c, cwd));
-        let host = rootfs.join(guest.trim_start_matches('/'));
+        if let Some(applet) = hidden_applet(&guest) {
+            // wbox's applets at their fixed hidden path: no file, served
+            // from the engine (see `program_bytes`).
+            return Some((PathBuf::from(HIDDEN_BIN).join(applet), guest));
+        }
+        let host = in_root(rootfs, &guest)?;
         host.is_file().then_some((host, guest))
     })
+}
+
+/// Where wbox's shell and applets are visible to every step, whatever its
+/// image holds: `/.wbuild/bin/NAME`. Nothing is there on disk and nothing
+/// lands in a layer; the engine serves its own wbox for these paths.
+pub const HIDDEN_BIN: &str = "/.wbuild/bin";
+
+/// The applet a hidden path names, if it is one.
+fn hidden_applet(guest: &str) -> Option<&str> {
+    let name = guest.strip_prefix(HIDDEN_BIN)?.strip_prefix('/')?;
+    crate::base::APPLETS.contains(&name).then_some(name)
+}
+
+/// A guest path's file on the host, its symlinks followed inside the
+/// rootfs (an absolute target starts at the rootfs, `..` stops there), so
+/// a link such as `/bin/sed -> /bin/busybox` never reaches the host's own
+/// files. None when it leads nowhere.
+fn in_root(rootfs: &Path, guest: &str) -> Option<PathBuf> {
+    let mut parts: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = guest
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .rev()
+        .map(String::from)
+        .collect();
+    let mut hops = 0;
+    while let Some(part) = todo.pop() {
+        match part.as_str() {
+            "." => continue,
+            ".." => {
+                parts.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let mut host = rootfs.to_path_buf();
+        host.extend(&parts);
+        host.push(&part);
+        match std::fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return None;
+                }
+                let target = std::fs::read_link(&host).ok()?;
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    parts.clear();
+                }
+                todo.extend(
+                    target
+                        .split('/')
+                        .filter(|p| !p.is_empty())
+                        .rev()
+                        .map(String::from),
+                );
+            }
+            Ok(_) => parts.push(part),
+            Err(_) => return None,
+        }
+    }
+    let mut host = rootfs.to_path_buf();
+    host.extend(&parts);
+    Some(host)
+}
+
+/// The module to run for a program found at `host` (as `find_program`
+/// gives it) and whether it is wbuild's own wbox standing in: an image
+/// whose `/bin/sh` or applet (`sed`, `mkdir`, …) is not WebAssembly (a
+/// Linux image's busybox or coreutils) runs wbox's instead, named by the
+/// same `argv[0]`. Any other program that is not wasm is an error that
+/// says what it is.
+pub fn program_bytes(host: &Path, name: &str) -> Result<(Vec<u8>, bool), SandboxError> {
+    if host.starts_with(HIDDEN_BIN) {
+        return Ok((crate::base::WBOX.to_vec(), true));
+    }
+    let bytes = std::fs::read(host).map_err(|error| SandboxError::Read {
+        program: name.to_string(),
+        error,
+    })?;
+    if bytes.starts_with(b"\0asm") {
+        return Ok((bytes, false));
+    }
+    let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+    let applet = base(name);
+    if crate::base::APPLETS.contains(&applet.as_str()) {
+        return Ok((crate::base::WBOX.to_vec(), true));
+    }
+    Err(SandboxError::NotWasm {
+        program: name.to_string(),
+        what: describe_binary(&bytes),
+    })
+}
+
+/// What a file that is not WebAssembly is, for errors.
+pub fn describe_binary(b: &[u8]) -> String {
+    if b.starts_with(b"\x7fELF") {
+        let machine = b.get(18..20).map(|m| u16::from_le_bytes([m[0], m[1]]));
+        let arch = match machine {
+            Some(0x3e) => " for x86-64",
+            Some(0xb7) => " for arm64",
+            Some(0x03) => " for x86",
+            Some(0x28) => " for arm",
+            Some(0xf3) => " for riscv",
+            _ => "",
+        };
+        return format!("an ELF executable{arch} (a native Linux program)");
+    }
+    let magic = b
+        .get(..4)
+        .map(|m| u32::from_be_bytes([m[0], m[1], m[2], m[3]]));
+    if matches!(
+        magic,
+        Some(0xfeedface | 0xfeedfacf | 0xcefaedfe | 0xcffaedfe | 0xcafebabe)
+    ) {
+        return "a Mach-O executable (a native macOS program)".into();
+    }
+    if b.starts_with(b"MZ") {
+        return "a PE executable (a native Windows program)".into();
+    }
+    if b.starts_with(b"#!") {
+        return "a script".into();
+    }
+    let shown = String::from_utf8_lossy(&b[..b.len().min(4)]).into_owned();
+    format!("a file that starts with {shown:?}, not a WebAssembly module")
 }
 
 /// A guest path as a manifest path (absolute, or relative to `cwd`).

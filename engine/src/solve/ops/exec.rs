@@ -266,12 +266,19 @@ impl Solver<'_> {
             .unwrap_or(DEFAULT_PATH);
         let (program_path, argv) = sandbox::resolve_program(&snap.dir, &rp.argv, &rp.cwd, path)
             .map_err(|e| fail(e.into()))?;
-        let bytes = std::fs::read(&program_path).map_err(|error| {
-            fail(StepFailure::Io {
-                what: argv[0].clone(),
-                error,
-            })
-        })?;
+        let (bytes, wbox) =
+            sandbox::program_bytes(&program_path, &argv[0]).map_err(|e| fail(e.into()))?;
+        if wbox && !program_path.starts_with(sandbox::HIDDEN_BIN) {
+            self.emit(Event::Log {
+                vertex: cx.vertex,
+                seconds: 0.0,
+                text: format!(
+                    "{} in this image is not WebAssembly: running wbuild's own wbox {} instead",
+                    argv[0],
+                    argv[0].rsplit('/').next().unwrap_or(&argv[0])
+                ),
+            });
+        }
         let cache_dir = self.store.compiled_dir()?;
         let module = sandbox::load_program(&bytes, &argv[0], Some(&cache_dir))
             .map_err(|e| fail(e.into()))?;
