@@ -78,7 +78,13 @@ fn requests(log: &Path) -> usize {
     fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.contains("\"GET ") || l.contains("\"HEAD ") || l.contains("\"PUT ") || l.contains("\"POST ") || l.contains("\"PATCH "))
+        .filter(|l| {
+            l.contains("\"GET ")
+                || l.contains("\"HEAD ")
+                || l.contains("\"PUT ")
+                || l.contains("\"POST ")
+                || l.contains("\"PATCH ")
+        })
         .count()
 }
 
@@ -147,7 +153,14 @@ fn main() {
     fs::write(ctx.join("Dockerfile"), df).unwrap();
     let store = tmp.path().join("store");
     wbuild(
-        &["build", "--progress", "quiet", "-o", "type=oci,tar=false,dest=../layout", "."],
+        &[
+            "build",
+            "--progress",
+            "quiet",
+            "-o",
+            "type=oci,tar=false,dest=../layout",
+            ".",
+        ],
         &ctx,
         &store,
     );
@@ -172,7 +185,11 @@ fn main() {
         &ctx,
         &store,
     );
-    println!("push, cold:   skopeo copy {}   wbuild --push {} (a cached build, then the push)", ms(sk_push), ms(wb_push));
+    println!(
+        "push, cold:   skopeo copy {}   wbuild --push {} (a cached build, then the push)",
+        ms(sk_push),
+        ms(wb_push)
+    );
 
     // Pull, cold: skopeo into a new layout, wbuild into a new store.
     let sk_pull = skopeo(&[
@@ -184,10 +201,18 @@ fn main() {
     ]);
     let from = tmp.path().join("from");
     fs::create_dir_all(&from).unwrap();
-    fs::write(from.join("Dockerfile"), format!("FROM {}/sk/img:1\n", reg.addr)).unwrap();
+    fs::write(
+        from.join("Dockerfile"),
+        format!("FROM {}/sk/img:1\n", reg.addr),
+    )
+    .unwrap();
     let store2 = tmp.path().join("store2");
     let wb_pull = wbuild(&["build", "--progress", "quiet", "."], &from, &store2);
-    println!("pull, cold:   skopeo copy {}   wbuild FROM {} (pull into a new store)", ms(sk_pull), ms(wb_pull));
+    println!(
+        "pull, cold:   skopeo copy {}   wbuild FROM {} (pull into a new store)",
+        ms(sk_pull),
+        ms(wb_pull)
+    );
 
     // A no-change rebuild: its requests to the registry.
     let before = requests(&reg.log);
@@ -199,7 +224,11 @@ fn main() {
         ms(again)
     );
     let before = requests(&reg.log);
-    wbuild(&["build", "--progress", "quiet", "--pull=false", "."], &from, &store2);
+    wbuild(
+        &["build", "--progress", "quiet", "--pull=false", "."],
+        &from,
+        &store2,
+    );
     println!(
         "the same with --pull=false: {} HTTP request(s)",
         requests(&reg.log) - before

@@ -247,6 +247,12 @@ fn from_a_registry_image_pulls_once_and_builds_on_it() {
         ["HEAD /v2/team/base/manifests/1 HTTP/1.1".to_string()],
         "a second build asks only for the tag's digest"
     );
+    assert_eq!(
+        second.len() - first.len(),
+        1,
+        "a no-change rebuild makes one request: {:?}",
+        &second[first.len()..]
+    );
 
     // COPY --from an image that is no stage.
     let c = Project::new(&[(
@@ -1273,4 +1279,51 @@ fn the_wasm_platform_is_named_as_docker_runs_it() {
     ]);
     let cfg = config_of(&p.path("b"));
     assert_eq!(cfg["os"], "wasip1");
+}
+
+#[test]
+fn a_pulled_base_config_drives_expansion_workdir_and_onbuild() {
+    let Some(reg) = Registry::start() else {
+        return;
+    };
+    // What BuildKit gives for this, checked with Docker's BuildKit on the
+    // same registry: the base's ENV in `$VAR`, WORKDIR from the base's,
+    // its ONBUILD trigger run first and not inherited.
+    let base = Project::with_dockerfile(
+        "FROM scratch\nENV FROM_BASE=yes PATH=/base/bin\nWORKDIR /srv\nONBUILD ENV TRIGGERED=1\n",
+    );
+    let name = format!("{}/envbase:1", reg.addr);
+    base.build(&["-t", &name, "--push"]);
+    let p = Project::with_dockerfile(&format!(
+        "FROM {name}\nENV X=$FROM_BASE P=/opt:$PATH\nWORKDIR rel\n"
+    ));
+    let before = reg.requests().len();
+    p.build(&["-o", "type=oci,tar=false,dest=img"]);
+    let cfg = config_of(&p.path("img"));
+    assert_eq!(
+        cfg["config"]["Env"],
+        serde_json::json!([
+            "PATH=/base/bin",
+            "FROM_BASE=yes",
+            "TRIGGERED=1",
+            "X=yes",
+            "P=/opt:/base/bin"
+        ])
+    );
+    assert_eq!(cfg["config"]["WorkingDir"], "/srv/rel");
+    assert!(cfg["config"].get("OnBuild").is_none(), "{cfg}");
+    let history: Vec<&str> = cfg["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap())
+        .collect();
+    assert!(history.contains(&"WORKDIR /srv/rel"), "{history:?}");
+    // Planning and solving share one client: the tag is asked about once.
+    let heads: Vec<_> = reg.requests()[before..]
+        .iter()
+        .filter(|r| r.starts_with("HEAD ") && r.contains("/manifests/"))
+        .cloned()
+        .collect();
+    assert_eq!(heads.len(), 1, "{heads:?}");
 }

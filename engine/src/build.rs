@@ -61,6 +61,9 @@ pub enum Error {
     Context(#[from] ContextError),
     #[error(transparent)]
     Solve(#[from] BuildError),
+    #[cfg(feature = "registry")]
+    #[error(transparent)]
+    Registry(Box<crate::registry::RegistryError>),
     #[error(transparent)]
     Export(#[from] ExportError),
 }
@@ -179,6 +182,80 @@ fn load_secrets(req: &BuildRequest) -> Result<BTreeMap<String, Vec<u8>>> {
     Ok(out)
 }
 
+/// The build's registry client with the configs of the images the needed
+/// stages start from, when any does.
+#[cfg(feature = "registry")]
+#[allow(clippy::type_complexity)]
+fn resolve_bases<'s>(
+    store: &'s Store,
+    plans: &[BuildPlan],
+    opts: &BuildOptions,
+) -> Result<
+    Option<(
+        std::sync::Arc<crate::registry::Puller<'s>>,
+        BTreeMap<String, plan::BaseConfig>,
+    )>,
+> {
+    let mut wanted = Vec::new();
+    for p in plans {
+        for st in p.needed_stages() {
+            if let plan::Base::Image(n) | plan::Base::Context(n) = &st.base {
+                wanted.push((n.clone(), st));
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    let fail = |st: &plan::PlannedStage, m: String| {
+        Error::Solve(BuildError::Step {
+            file: opts.dockerfile.clone(),
+            line: st.line,
+            step: format!("[{}] {}", st.label(), st.from_display),
+            failure: Box::new(crate::solve::StepFailure::Invalid(m)),
+        })
+    };
+    let puller = std::sync::Arc::new(
+        crate::registry::Puller::new(store, &opts.insecure_registries)
+            .map_err(|e| Error::Registry(Box::new(e)))?,
+    );
+    let mut bases = BTreeMap::new();
+    for (name, st) in wanted {
+        let key = plan::base_key(&name, &st.platform);
+        if bases.contains_key(&key) {
+            continue;
+        }
+        let pulled = puller
+            .fetch_named(
+                &name,
+                &opts.contexts,
+                &st.platform.os,
+                &st.platform.architecture,
+                opts.pull,
+            )
+            .map_err(|e| fail(st, e.to_string()))?;
+        bases.insert(
+            key,
+            plan::BaseConfig {
+                env: pulled.config.env_map(),
+                workdir: pulled.config.working_dir.clone(),
+                on_build: pulled.config.on_build.clone(),
+            },
+        );
+    }
+    Ok(Some((puller, bases)))
+}
+
+#[cfg(not(feature = "registry"))]
+#[allow(clippy::type_complexity)]
+fn resolve_bases(
+    _: &Store,
+    _: &[BuildPlan],
+    _: &BuildOptions,
+) -> Result<Option<((), BTreeMap<String, plan::BaseConfig>)>> {
+    Ok(None)
+}
+
 /// Runs a whole build.
 pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     let df = read_dockerfile(&req.dockerfile)?;
@@ -202,9 +279,10 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     if platforms.is_empty() {
         platforms.push(None);
     }
-    let mut plans = Vec::new();
-    for platform in platforms {
-        plans.push(plan::plan(
+    let plan_for = |platform: &Option<plan::Platform>,
+                    bases: &BTreeMap<String, plan::BaseConfig>|
+     -> Result<BuildPlan> {
+        Ok(plan::plan(
             &df,
             &PlanRequest {
                 build_args: req.build_args.clone(),
@@ -215,10 +293,15 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
                     .filter(|(_, c)| matches!(c, NamedContext::Dir(_)))
                     .map(|(k, _)| k.clone())
                     .collect(),
-                platform,
+                platform: platform.clone(),
+                bases: bases.clone(),
             },
             &shown,
-        )?);
+        )?)
+    };
+    let mut plans = Vec::new();
+    for platform in &platforms {
+        plans.push(plan_for(platform, &BTreeMap::new())?);
     }
     let p = plans[0].clone();
     for s in &req.no_cache_filter {
@@ -271,7 +354,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         secrets: load_secrets(req)?,
         jobs: req.jobs,
         insecure_registries: req.insecure_registries.clone(),
-        contexts,
+        contexts: contexts.clone(),
         pull: match req.pull {
             None => PullPolicy::Check,
             Some(true) => PullPolicy::Always,
@@ -287,6 +370,24 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         _ if tty => Box::new(progress::Tty::new()),
         _ => Box::new(progress::Plain::new(std::io::stderr())),
     };
+    // The registry images the stages start from: their configs, read
+    // before the steps are planned again with them (ENV for `$VAR`, the
+    // WORKDIR a relative one starts from, ONBUILD triggers), as BuildKit
+    // resolves them while converting. The client is the solver's too, so
+    // each tag is asked about once.
+    let registry = resolve_bases(&store, &plans, &opts)?;
+    if let Some((_, bases)) = &registry {
+        let mut again = Vec::new();
+        for platform in &platforms {
+            again.push(plan_for(platform, bases)?);
+        }
+        plans = again;
+    }
+    #[cfg(feature = "registry")]
+    let shared = registry.map(|(p, _)| p);
+    #[cfg(not(feature = "registry"))]
+    let shared = registry.map(|_| std::marker::PhantomData);
+    let p = plans[0].clone();
     for w in &p.warnings {
         eprintln!("warning: {w}");
     }
@@ -296,7 +397,14 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     for plan in &plans {
         let mut attempts = 0;
         outcomes.push(loop {
-            match Solver::build(&store, &ctx, opts.clone(), plan, sink.as_mut()) {
+            match Solver::build(
+                &store,
+                &ctx,
+                opts.clone(),
+                plan,
+                sink.as_mut(),
+                shared.clone(),
+            ) {
                 Err(e) if attempts < 3 && e.damaged_layer().is_some() => {
                     attempts += 1;
                     eprintln!("warning: {e}; rebuilding the steps that made it");
@@ -437,6 +545,9 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
             error: Box::new(error),
         })?;
     }
+    // The registry client borrows the store; it goes before the lease.
+    #[cfg(feature = "registry")]
+    drop(shared);
     store.end_lease()?;
     Ok(BuildSummary {
         digest: index

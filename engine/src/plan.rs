@@ -98,12 +98,31 @@ pub struct PlanRequest {
     /// `--build-context` names, as [`crate::request::context_key`] gives
     /// them.
     pub contexts: BTreeSet<String>,
-    /// `--platform`: the platform to build for (`wasi/wasm` when None).
-    /// RUN steps run on wasm whatever it is (that is `BUILDPLATFORM`).
-    pub platform: Option<Platform>,
     /// Those of them that are local directories: `FROM NAME` is then
     /// `FROM scratch` with the directory's files copied in.
     pub dir_contexts: BTreeSet<String>,
+    /// `--platform`: the platform to build for (`wasi/wasm` when None).
+    /// RUN steps run on wasm whatever it is (that is `BUILDPLATFORM`).
+    pub platform: Option<Platform>,
+    /// The configs of the registry images stages start from, by
+    /// [`base_key`]: what `$VAR` in the stage expands to, where a relative
+    /// WORKDIR starts, and the ONBUILD triggers that run first (as
+    /// BuildKit resolves an image's config while converting).
+    pub bases: BTreeMap<String, BaseConfig>,
+}
+
+/// What planning needs of a base image's config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BaseConfig {
+    pub env: BTreeMap<String, String>,
+    pub workdir: String,
+    pub on_build: Vec<String>,
+}
+
+/// How [`PlanRequest::bases`] names a stage's base image: its name and the
+/// platform it is pulled for.
+pub fn base_key(name: &str, platform: &Platform) -> String {
+    format!("{name} {}/{}", platform.os, platform.architecture)
 }
 
 /// Where a stage starts from.
@@ -326,10 +345,19 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
             Base::Scratch | Base::WbuildBase => {
                 BTreeMap::from([("PATH".to_string(), crate::env::DEFAULT_PATH.to_string())])
             }
-            Base::Image(_) | Base::Context(_) => BTreeMap::new(),
+            Base::Image(n) | Base::Context(n) => req
+                .bases
+                .get(&base_key(n, &stage_platform))
+                .map(|b| b.env.clone())
+                .unwrap_or_default(),
         };
         let mut workdir = match &base {
             Base::Stage(i) => stage_workdir_end(&stages[*i]),
+            Base::Image(n) | Base::Context(n) => req
+                .bases
+                .get(&base_key(n, &stage_platform))
+                .map(|b| join_workdir("/", &b.workdir))
+                .unwrap_or_else(|| "/".to_string()),
             _ => "/".to_string(),
         };
         let mut from_display = String::from("FROM ");
@@ -365,6 +393,34 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
                     _ => None,
                 })
                 .collect(),
+            // A pulled image's triggers, as its config keeps them.
+            Base::Image(n) | Base::Context(n) => {
+                let mut out = Vec::new();
+                let triggers = req
+                    .bases
+                    .get(&base_key(n, &stage_platform))
+                    .map(|b| b.on_build.clone())
+                    .unwrap_or_default();
+                for t in triggers {
+                    let df = crate::frontend::instructions::parse_dockerfile(&format!(
+                        "FROM scratch\n{t}\n"
+                    ))
+                    .map_err(|e| {
+                        at(
+                            stage.start_line,
+                            format!("the ONBUILD trigger {t:?} of image {n}: {}", e.message),
+                        )
+                    })?;
+                    let Some(mut cmd) = df.stages.first().and_then(|s| s.commands.first()).cloned()
+                    else {
+                        continue;
+                    };
+                    cmd.start_line = stage.start_line;
+                    cmd.end_line = stage.start_line;
+                    out.push(cmd);
+                }
+                out
+            }
             _ => Vec::new(),
         };
         let commands: &[Located<Instruction>] = if replaced.is_some() {

@@ -101,6 +101,10 @@ pub struct Puller<'s> {
     /// Registries spoken to over plain HTTP besides localhost and
     /// 127.0.0.0/8 (`--insecure-registry`, `registry.insecure=true`).
     insecure: Vec<String>,
+    /// What this build already resolved, by name and platform: one build
+    /// asks the registry about a tag once (planning reads the config,
+    /// solving the layers).
+    memo: Mutex<HashMap<String, Pulled>>,
 }
 
 /// The platform wbuild builds, and the names it goes by in an index.
@@ -125,6 +129,7 @@ impl<'s> Puller<'s> {
             rt,
             clients: Mutex::new(HashMap::new()),
             insecure: insecure.to_vec(),
+            memo: Mutex::new(HashMap::new()),
         })
     }
 
@@ -205,6 +210,50 @@ impl<'s> Puller<'s> {
         }
     }
 
+    /// An image by name for `os/arch`: what a `--build-context` of that
+    /// name gives (`docker-image://`, `oci-layout://`), else the
+    /// registry's. Each is resolved once per build.
+    pub fn fetch_named(
+        &self,
+        name: &str,
+        contexts: &std::collections::BTreeMap<String, crate::request::NamedContext>,
+        os: &str,
+        arch: &str,
+        policy: PullPolicy,
+    ) -> Result<Pulled, RegistryError> {
+        use crate::request::NamedContext;
+        let key = format!("{name} {os}/{arch}");
+        if let Some(p) = self
+            .memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let p = match contexts.get(&crate::request::context_key(name)) {
+            Some(NamedContext::Image(r)) => self.pull(r, os, arch, policy)?,
+            Some(NamedContext::Layout { dir, tag, digest }) => {
+                self.import_layout(dir, tag.as_deref(), digest.as_deref(), os, arch)?
+            }
+            Some(NamedContext::Dir(d)) => {
+                return Err(RegistryError::Pull {
+                    reference: name.to_string(),
+                    message: format!(
+                        "the build context {name} is a directory ({}), not an image",
+                        d.display()
+                    ),
+                })
+            }
+            None => self.pull(name, os, arch, policy)?,
+        };
+        self.memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, p.clone());
+        Ok(p)
+    }
+
     /// Resolves `reference` for the platform `os/arch` and brings its
     /// config and layers into the store.
     pub fn pull(
@@ -247,7 +296,15 @@ impl<'s> Puller<'s> {
                 (Some(d), ..) => (d.to_string(), false),
                 (None, PullPolicy::Never, Some(m)) => (m.clone(), true),
                 (None, policy, kept) => {
-                    match retry(|| client.fetch_manifest_digest(&r, &auth)).await {
+                    let quick = match auth {
+                        RegistryAuth::Anonymous => self.anonymous_head(&registry, &r).await,
+                        _ => None,
+                    };
+                    let head = match quick {
+                        Some(d) => Ok(d),
+                        None => retry(|| client.fetch_manifest_digest(&r, &auth)).await,
+                    };
+                    match head {
                         Ok(d) => (d, false),
                         Err(e)
                             if policy == PullPolicy::Check
@@ -277,6 +334,39 @@ impl<'s> Puller<'s> {
             let _ = self.store.put_blob_source(d, &registry, r.repository());
         }
         Ok(pulled)
+    }
+
+    /// A tag's digest by one HEAD request with no credentials, as a
+    /// rebuild asks an open registry (oci-client would first ask `/v2/`
+    /// how to log in, every time). None when the registry wants a login
+    /// or answers anything else: the client's own flow then runs.
+    async fn anonymous_head(&self, registry: &str, r: &Reference) -> Option<String> {
+        let scheme = if self.plain_http(registry) {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!(
+            "{scheme}://{registry}/v2/{}/manifests/{}",
+            r.repository(),
+            r.tag().unwrap_or("latest")
+        );
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .ok()?;
+        let res = http
+            .head(&url)
+            .header("Accept", MANIFEST_TYPES.join(", "))
+            .send()
+            .await
+            .ok()?;
+        if !res.status().is_success() {
+            return None;
+        }
+        let d = res.headers().get("docker-content-digest")?.to_str().ok()?;
+        d.parse::<Digest>().ok().map(|_| d.to_string())
     }
 
     /// Brings an image from an OCI layout directory into the store

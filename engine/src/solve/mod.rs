@@ -29,6 +29,13 @@ use crate::store::Store;
 use scheduler::Msg;
 
 pub use crate::request::PullPolicy;
+
+/// The build's registry client, made before solving when planning needed
+/// base images' configs (so a tag is asked about once per build).
+#[cfg(feature = "registry")]
+pub type SharedPuller<'a> = Option<Arc<crate::registry::Puller<'a>>>;
+#[cfg(not(feature = "registry"))]
+pub type SharedPuller<'a> = Option<std::marker::PhantomData<&'a ()>>;
 pub use ops::archive::ArchiveError;
 pub use ops::file::SourceError;
 pub use ops::mounts::MountError;
@@ -291,9 +298,16 @@ impl<'a> Solver<'a> {
         opts: BuildOptions,
         plan: &BuildPlan,
         progress: &mut dyn Progress,
+        registry: SharedPuller<'a>,
     ) -> Result<BuildOutcome, BuildError> {
         let (events, rx) = mpsc::channel();
         let solver = Solver::new(store, context, opts, events);
+        #[cfg(feature = "registry")]
+        {
+            *lock(&solver.puller) = registry;
+        }
+        #[cfg(not(feature = "registry"))]
+        let _ = registry;
         let reports = scheduler::run(&solver, plan, rx, progress)?;
         solver.finish(plan, reports)
     }
@@ -551,23 +565,15 @@ impl<'a> Solver<'a> {
         platform: &crate::plan::Platform,
     ) -> Result<crate::registry::Pulled, String> {
         let puller = self.puller().map_err(|e| e.to_string())?;
-        let (os, arch) = (&platform.os, &platform.architecture);
-        match self.named_context(name) {
-            Some(crate::request::NamedContext::Image(r)) => {
-                puller.pull(r, os, arch, self.opts.pull)
-            }
-            Some(crate::request::NamedContext::Layout { dir, tag, digest }) => {
-                puller.import_layout(dir, tag.as_deref(), digest.as_deref(), os, arch)
-            }
-            Some(crate::request::NamedContext::Dir(d)) => {
-                return Err(format!(
-                    "the build context {name} is a directory ({}), not an image",
-                    d.display()
-                ))
-            }
-            None => puller.pull(name, os, arch, self.opts.pull),
-        }
-        .map_err(|e| e.to_string())
+        puller
+            .fetch_named(
+                name,
+                &self.opts.contexts,
+                &platform.os,
+                &platform.architecture,
+                self.opts.pull,
+            )
+            .map_err(|e| e.to_string())
     }
 
     #[cfg(not(feature = "registry"))]

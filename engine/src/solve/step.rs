@@ -234,9 +234,17 @@ impl Solver<'_> {
             st.layers.push(l);
         }
         op.configure(step, &mut st.config, &mut st.cmd_set);
+        // WORKDIR's entry names the directory it resolved to, as
+        // BuildKit's does (`WORKDIR rel` on `/srv` is `WORKDIR /srv/rel`).
+        let created_by = match &step.instruction {
+            crate::frontend::instructions::Instruction::Workdir { .. } => {
+                format!("WORKDIR {}", step.workdir)
+            }
+            _ => step.display.clone(),
+        };
         st.history.push(HistoryEntry {
             created,
-            created_by: step.display.clone(),
+            created_by,
             comment: "wbuild.dockerfile.v0".into(),
             empty_layer,
         });

@@ -84,11 +84,15 @@ impl Solver<'_> {
             architecture: p.architecture.clone(),
             variant: p.variant.clone(),
         });
+        // Its ONBUILD triggers ran as this stage's first steps (planning
+        // read them from this config); they are not inherited further.
+        let mut config = p.config;
+        config.on_build.clear();
         Ok(StageState {
             key,
             missed: false,
             layers: p.layers,
-            config: p.config,
+            config,
             history: p.history,
             manifest: None,
             cmd_set: false,
