@@ -324,6 +324,7 @@ impl<'s> Puller<'s> {
             self.resolve(&src, &top, os, arch, from_kept).await
         })
         .map_err(fail)?;
+        self.fetch_layers(&src, &pulled.layers).map_err(fail)?;
         let mut pulled = pulled;
         pulled.reference = shown.clone();
         // Kept by name, as `wbuild images` shows it (`prune --all` drops
@@ -435,8 +436,58 @@ impl<'s> Puller<'s> {
             .rt
             .block_on(self.resolve(&src, &top, os, arch, false))
             .map_err(fail)?;
+        self.fetch_layers(&src, &pulled.layers).map_err(fail)?;
         pulled.reference = shown;
         Ok(pulled)
+    }
+
+    /// Every layer the store lacks, from `src`, on up to four threads at
+    /// once (each verifies and writes its own stream, so downloading,
+    /// hashing and writing use every core, as skopeo's goroutines do).
+    fn fetch_layers(&self, src: &Source<'_>, layers: &[LayerInfo]) -> Result<(), String> {
+        let missing: Vec<&LayerInfo> = layers
+            .iter()
+            .filter(|l| !self.store.has_blob(&l.digest))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let threads = missing.len().min(4);
+        let errors: Vec<String> = std::thread::scope(|sc| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    sc.spawn(|| {
+                        let mut errs = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let Some(l) = missing.get(i) else { break };
+                            let got = self.rt.block_on(self.blob(
+                                src,
+                                l.digest.as_str(),
+                                l.size as i64,
+                                false,
+                            ));
+                            if let Err(m) = got {
+                                errs.push(format!("layer {}: {m}", l.digest));
+                            }
+                        }
+                        errs
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| {
+                    w.join()
+                        .unwrap_or_else(|_| vec!["a download thread panicked".into()])
+                })
+                .collect()
+        });
+        match errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Keeps a pulled image by name, with every blob it holds.
@@ -591,17 +642,9 @@ impl<'s> Puller<'s> {
                 compression,
             });
         }
-        let fetches = layers
-            .iter()
-            .map(|l| self.blob(src, l.digest.as_str(), l.size as i64, false));
-        for (res, l) in futures_util::future::join_all(fetches)
-            .await
-            .into_iter()
-            .zip(&layers)
-        {
-            res.map_err(|m| format!("layer {}: {m}", l.digest))?;
-            blobs.push(l.digest.clone());
-        }
+        // The layers are fetched by the caller, outside the runtime, on
+        // threads of their own (`fetch_layers`).
+        blobs.extend(layers.iter().map(|l| l.digest.clone()));
         let history = cfg["history"]
             .as_array()
             .map(|h| {
