@@ -147,6 +147,7 @@ impl<'s> Puller<'s> {
     ) -> impl Fn(oci_client::errors::OciDistributionError) -> String {
         let tried = match auth {
             RegistryAuth::Basic(u, _) => format!("the credentials of {u:?} from the Docker config"),
+            RegistryAuth::Bearer(_) => "the identity token from the Docker config".to_string(),
             _ => "no credentials (the Docker config has none for it)".to_string(),
         };
         let registry = registry.to_string();
@@ -194,9 +195,13 @@ impl<'s> Puller<'s> {
             .clone()
     }
 
-    /// Credentials for a registry from the Docker config; anonymous when
-    /// it has none.
-    fn auth(registry: &str) -> RegistryAuth {
+    /// Credentials for `r`'s registry from the Docker config: a user and
+    /// password, or an identity token (what `az acr login` and others
+    /// write), exchanged for an access token to `r`'s repository (`pull`,
+    /// or `pull,push`) by the OAuth2 refresh-token flow, which oci-client
+    /// does not speak; anonymous when the config has nothing.
+    fn auth(&self, r: &Reference, push: bool) -> Result<RegistryAuth, RegistryError> {
+        let registry = r.resolve_registry();
         let server = if registry == "docker.io" || registry == "index.docker.io" {
             "https://index.docker.io/v1/"
         } else {
@@ -204,9 +209,30 @@ impl<'s> Puller<'s> {
         };
         match docker_credential::get_credential(server) {
             Ok(docker_credential::DockerCredential::UsernamePassword(u, p)) => {
-                RegistryAuth::Basic(u, p)
+                Ok(RegistryAuth::Basic(u, p))
             }
-            _ => RegistryAuth::Anonymous,
+            Ok(docker_credential::DockerCredential::IdentityToken(token)) => {
+                let scheme = if self.plain_http(registry) {
+                    "http"
+                } else {
+                    "https"
+                };
+                let scope = format!(
+                    "repository:{}:{}",
+                    r.repository(),
+                    if push { "pull,push" } else { "pull" }
+                );
+                self.rt
+                    .block_on(identity_exchange(scheme, registry, &scope, &token))
+                    .map(RegistryAuth::Bearer)
+                    .map_err(|message| RegistryError::Pull {
+                        reference: r.whole(),
+                        message: format!(
+                            "the identity token from the Docker config was refused: {message}; log in again with `docker login {registry}`"
+                        ),
+                    })
+            }
+            _ => Ok(RegistryAuth::Anonymous),
         }
     }
 
@@ -271,7 +297,7 @@ impl<'s> Puller<'s> {
         };
         let registry = r.resolve_registry().to_string();
         let client = self.client(&registry);
-        let auth = Self::auth(&registry);
+        let auth = self.auth(&r, false)?;
         let explain = self.explainer(&registry, &auth);
         // The image kept from the last pull of this name: used as it is
         // with --pull=false, and when the registry cannot be reached
@@ -352,11 +378,7 @@ impl<'s> Puller<'s> {
             r.repository(),
             r.tag().unwrap_or("latest")
         );
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(15))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .ok()?;
+        let http = http_client().ok()?;
         let res = http
             .head(&url)
             .header("Accept", MANIFEST_TYPES.join(", "))
@@ -822,6 +844,124 @@ impl<'s> Puller<'s> {
     }
 }
 
+/// The OAuth2 refresh-token flow of the distribution spec's token auth:
+/// the registry's `/v2/` names the token server (`WWW-Authenticate:
+/// Bearer realm=…,service=…`), which takes the identity token for an
+/// access token to `scope`.
+async fn identity_exchange(
+    scheme: &str,
+    registry: &str,
+    scope: &str,
+    token: &str,
+) -> Result<String, String> {
+    let http = http_client()?;
+    let ping = http
+        .get(format!("{scheme}://{registry}/v2/"))
+        .send()
+        .await
+        .map_err(|e| error_text(&e))?;
+    let challenge = ping
+        .headers()
+        .get("www-authenticate")
+        .and_then(|h| h.to_str().ok())
+        .ok_or("the registry asks for no token (no WWW-Authenticate on /v2/)")?
+        .to_string();
+    let params = bearer_params(&challenge)
+        .ok_or_else(|| format!("the registry's challenge is not Bearer: {challenge:?}"))?;
+    let realm = params
+        .get("realm")
+        .ok_or("the registry's challenge names no realm")?;
+    let mut form = vec![
+        ("grant_type", "refresh_token".to_string()),
+        ("refresh_token", token.to_string()),
+        ("client_id", "wbuild".to_string()),
+        ("scope", scope.to_string()),
+    ];
+    if let Some(service) = params.get("service") {
+        form.push(("service", service.clone()));
+    }
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", url_escape(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let res = http
+        .post(realm)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| error_text(&e))?;
+    let status = res.status();
+    let text = res.text().await.map_err(|e| error_text(&e))?;
+    if !status.is_success() {
+        return Err(format!("the token server {realm} answered {status}"));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("the token server's answer: {e}"))?;
+    v["access_token"]
+        .as_str()
+        .or_else(|| v["token"].as_str())
+        .map(String::from)
+        .ok_or_else(|| "the token server gave no access_token".into())
+}
+
+/// A plain HTTP client (rustls on ring) with wbuild's timeouts.
+fn http_client() -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(15))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| error_text(&e))
+}
+
+/// The parameters of a `Bearer k="v",k2="v2"` challenge.
+fn bearer_params(h: &str) -> Option<HashMap<String, String>> {
+    let rest = h.trim().strip_prefix("Bearer ")?;
+    let mut out = HashMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.peek().copied().filter(|c| *c != ',') {
+                value.push(c);
+                chars.next();
+            }
+        }
+        out.insert(key.trim().to_ascii_lowercase(), value);
+    }
+    Some(out)
+}
+
+/// `application/x-www-form-urlencoded` escaping.
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Whether an index entry is the image for `os/arch`.
 fn entry_is_for(m: &serde_json::Value, os: &str, arch: &str) -> bool {
     platform_matches(
@@ -964,5 +1104,95 @@ mod tests {
         assert!(!is_local("docker.io") && !is_local("10.0.0.1:5000"));
         assert!(platform_matches("wasi", "wasm", "wasip1", "wasm"));
         assert!(!platform_matches("linux", "amd64", "wasip1", "wasm"));
+    }
+
+    /// A token server on 127.0.0.1 that takes one identity token, behind a
+    /// registry `/v2/` that names it.
+    fn token_server() -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let realm = format!("http://{addr}/token");
+        let h = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..2 {
+                let (s, _) = l.accept().unwrap();
+                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                let body = String::from_utf8(body).unwrap();
+                let mut s = s;
+                let reply = if line.starts_with("GET /v2/") {
+                    format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"test-registry\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                } else if body.contains("grant_type=refresh_token")
+                    && body.contains("refresh_token=the-identity-token")
+                    && body.contains("service=test-registry")
+                    && body.contains("scope=repository%3Ateam%2Fapp%3Apull")
+                {
+                    let j = r#"{"access_token":"the-access-token"}"#;
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{j}", j.len())
+                } else {
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_string()
+                };
+                s.write_all(reply.as_bytes()).unwrap();
+                seen.push(format!("{} {body}", line.trim()));
+            }
+            seen
+        });
+        (addr, h)
+    }
+
+    #[test]
+    fn identity_tokens_are_exchanged_for_access_tokens() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (addr, server) = token_server();
+        let got = rt
+            .block_on(identity_exchange(
+                "http",
+                &addr,
+                "repository:team/app:pull",
+                "the-identity-token",
+            ))
+            .unwrap();
+        assert_eq!(got, "the-access-token");
+        let seen = server.join().unwrap();
+        assert!(seen[1].starts_with("POST /token"), "{seen:?}");
+        // A token the server does not take is an error naming it.
+        let (addr, server) = token_server();
+        let err = rt
+            .block_on(identity_exchange(
+                "http",
+                &addr,
+                "repository:team/app:pull",
+                "a-stale-token",
+            ))
+            .unwrap_err();
+        assert!(err.contains("401"), "{err}");
+        server.join().unwrap();
+        let p = bearer_params(
+            r#"Bearer realm="https://auth.example/token",service="reg",scope="repository:a:pull""#,
+        )
+        .unwrap();
+        assert_eq!(p["realm"], "https://auth.example/token");
+        assert_eq!(p["service"], "reg");
+        assert_eq!(p["scope"], "repository:a:pull");
+        assert!(bearer_params("Basic realm=x").is_none());
     }
 }

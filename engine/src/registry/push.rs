@@ -111,7 +111,7 @@ impl Puller<'_> {
                 message,
             };
             let client = self.client(registry);
-            let auth = Self::auth(registry);
+            let auth = self.auth(first, true)?;
             let explain = self.explainer(registry, &auth);
             self.rt.block_on(async {
                 retry(|| client.auth(first, &auth, RegistryOperation::Push))
