@@ -1234,6 +1234,13 @@ fn several_platforms_make_one_index() {
         "type=docker,dest=d.tar",
     ]);
     assert!(err.contains("several platforms"), "{err}");
+    // Kept in the store as an index, `wbuild run` takes its wasm image.
+    let r =
+        Project::with_dockerfile("FROM wbuild/base\nCMD [\"/bin/sh\", \"-c\", \"echo run-ok\"]\n");
+    r.build(&["--platform", "wasi/wasm,linux/amd64", "-t", "multi:1"]);
+    let o = r.run(&["run", "multi:1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "run-ok\n");
 
     // Pushed as one index; a FROM of it takes the entry for its platform.
     let Some(reg) = Registry::start() else {

@@ -26,6 +26,8 @@ pub enum RunError {
         what: &'static str,
         error: serde_json::Error,
     },
+    #[error("image {0:?} is an index with no WebAssembly image (see its platforms with skopeo inspect --raw)")]
+    NoWasmEntry(String),
     #[error("layer {digest} has an unsupported media type {media_type}")]
     MediaType { digest: Digest, media_type: String },
     #[error("image {0} has no ENTRYPOINT or CMD: give the program to run after the image name")]
@@ -70,8 +72,19 @@ pub fn find_image(store: &Store, image: &str) -> Result<(ImageManifest, ImageCon
             error,
         }
     };
-    let m: ImageManifest =
-        serde_json::from_slice(&store.read_blob(&manifest)?).map_err(bad("manifest"))?;
+    let mut bytes = store.read_blob(&manifest)?;
+    // An index (several platforms): its WebAssembly entry.
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(bad("manifest"))?;
+    if let Some(list) = v["manifests"].as_array() {
+        let wasm = list
+            .iter()
+            .find(|m| m["platform"]["architecture"] == "wasm")
+            .and_then(|m| m["digest"].as_str())
+            .and_then(|d| d.parse::<crate::digest::Digest>().ok())
+            .ok_or_else(|| RunError::NoWasmEntry(image.to_string()))?;
+        bytes = store.read_blob(&wasm)?;
+    }
+    let m: ImageManifest = serde_json::from_slice(&bytes).map_err(bad("manifest"))?;
     let c: ImageConfig =
         serde_json::from_slice(&store.read_blob(&m.config.digest)?).map_err(bad("config"))?;
     Ok((m, c))
@@ -79,8 +92,8 @@ pub fn find_image(store: &Store, image: &str) -> Result<(ImageManifest, ImageCon
 
 fn layer_info(d: &crate::oci::Descriptor, diff_id: &crate::oci::DiffId) -> Result<LayerInfo> {
     let compression = match d.media_type.as_str() {
-        t if t.ends_with("+gzip") => Compression::Gzip,
-        t if t.ends_with("+zstd") => Compression::Zstd,
+        t if t.ends_with("+gzip") || t.ends_with(".tar.gzip") => Compression::Gzip,
+        t if t.ends_with("+zstd") || t.ends_with(".tar.zstd") => Compression::Zstd,
         t if t.ends_with(".tar") => Compression::Uncompressed,
         other => {
             return Err(RunError::MediaType {
