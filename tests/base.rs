@@ -182,6 +182,8 @@ fn a_looping_shell_step_times_out() {
         jobs: 1,
         pull: None,
         platforms: Vec::new(),
+        cache_to: Vec::new(),
+        cache_from: Vec::new(),
         insecure_registries: Vec::new(),
         build_contexts: Default::default(),
     };

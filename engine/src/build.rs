@@ -26,6 +26,10 @@ pub enum Error {
     },
     #[error(transparent)]
     Frontend(#[from] FrontendError),
+    #[error(transparent)]
+    CacheExport(Box<crate::cache::remote::RemoteError>),
+    #[error("{flag} type={kind}: not built yet; use type=local")]
+    CacheKind { flag: &'static str, kind: String },
     #[error("--platform: {message}")]
     Platform { message: String },
     #[error("--build-context {name}: {message}")]
@@ -256,6 +260,96 @@ fn resolve_bases(
     Ok(None)
 }
 
+/// Reads every `--cache-from` (only `type=local` is built): a cache that
+/// is missing or damaged is a warning and imports nothing. Each becomes a
+/// place the store fetches missing blobs from when they are read.
+fn import_caches(
+    store: &Store,
+    req: &BuildRequest,
+) -> Result<Vec<std::sync::Arc<crate::cache::remote::LocalDirCache>>> {
+    let mut out = Vec::new();
+    for spec in &req.cache_from {
+        if spec.kind != "local" {
+            return Err(Error::CacheKind {
+                flag: "--cache-from",
+                kind: spec.kind.clone(),
+            });
+        }
+        let src = PathBuf::from(spec.attr("src").unwrap_or_default());
+        let (c, warning) = crate::cache::remote::LocalDirCache::open(
+            &src,
+            spec.attr("tag").unwrap_or("latest"),
+            spec.attr("digest"),
+        );
+        if let Some(w) = warning {
+            eprintln!("warning: {w}");
+        }
+        let c = std::sync::Arc::new(c);
+        store.add_blob_source(c.clone());
+        out.push(c);
+    }
+    for spec in &req.cache_to {
+        if spec.kind != "local" {
+            return Err(Error::CacheKind {
+                flag: "--cache-to",
+                kind: spec.kind.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The records a `--cache-to` exports: `mode=min` (the default) the steps
+/// of the target stage and the stages it is FROM; `mode=max` every step
+/// built. Layers in another compression than asked are converted (the
+/// stored blob is used as it is when it has it).
+fn cache_records(
+    store: &Store,
+    spec: &crate::request::CacheSpec,
+    plans: &[BuildPlan],
+    steps: &[StepReport],
+) -> Result<Vec<crate::cache::remote::ExportedRecord>> {
+    let max = spec.attr("mode") == Some("max");
+    let mut chain = std::collections::BTreeSet::new();
+    for p in plans {
+        let mut t = p.target;
+        loop {
+            chain.insert(t);
+            match p.stages[t].base {
+                plan::Base::Stage(b) => t = b,
+                _ => break,
+            }
+        }
+    }
+    let wanted = spec.attr("compression").and_then(Compression::parse);
+    let force = spec.attr("force-compression") == Some("true");
+    let level = spec.attr("compression-level").and_then(|l| l.parse().ok());
+    let mut out: Vec<crate::cache::remote::ExportedRecord> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for s in steps {
+        let Some(key) = &s.key else { continue };
+        if (!max && !chain.contains(&s.stage_index)) || !seen.insert(key.clone()) {
+            continue;
+        }
+        let layer = match (&s.layer, wanted) {
+            (Some(l), Some(c)) => Some(convert_layer(
+                store,
+                l,
+                c,
+                level.unwrap_or(c.default_level()),
+                force,
+            )?),
+            (l, _) => l.clone(),
+        };
+        out.push(crate::cache::remote::ExportedRecord {
+            key: key.clone(),
+            layer,
+            description: format!("[{}] {}", s.stage, s.instruction),
+        });
+    }
+    Ok(out)
+}
+
 /// Runs a whole build.
 pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     let df = read_dockerfile(&req.dockerfile)?;
@@ -354,6 +448,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         secrets: load_secrets(req)?,
         jobs: req.jobs,
         insecure_registries: req.insecure_registries.clone(),
+        imported: import_caches(&store, req)?,
         contexts: contexts.clone(),
         pull: match req.pull {
             None => PullPolicy::Check,
@@ -497,10 +592,39 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         let names: Vec<String> = if req.tags.is_empty() {
             vec![format!("<none>@{top}")]
         } else {
+            // An image kept by name is there to be run or pushed: its
+            // blobs come in from an imported cache now. An unnamed one
+            // (a build only for its cache) fetches nothing.
+            for b in &blobs {
+                store.ensure_blob(b)?;
+            }
             req.tags.clone()
         };
         for n in names {
             store.put_image(&n, &top, &image.config_desc.digest, &blobs)?;
+        }
+    }
+    for spec in &req.cache_to {
+        let records = cache_records(&store, spec, &plans, &steps)?;
+        let dest = PathBuf::from(spec.attr("dest").unwrap_or_default());
+        let tag = spec.attr("tag").unwrap_or("latest");
+        match crate::cache::remote::export_local(&store, &dest, tag, &records) {
+            Ok(r) => {
+                if req.progress != ProgressMode::Quiet {
+                    eprintln!(
+                        "cache-to local:{}: {} record(s), {} blob(s) written, {} already there, {} no tag reaches removed",
+                        dest.display(),
+                        r.records,
+                        r.blobs_written,
+                        r.blobs_kept,
+                        r.blobs_removed
+                    );
+                }
+            }
+            Err(e) if spec.attr("ignore-error") == Some("true") => {
+                eprintln!("warning: {e} (ignore-error=true)");
+            }
+            Err(e) => return Err(Error::CacheExport(Box::new(e))),
         }
     }
     if let Some(path) = &req.metadata_file {

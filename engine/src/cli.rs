@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 use wbuild::request::{
-    BuildRequest, OutputKind, OutputSpec, ProgressMode, SecretSource, SecretSpec,
+    BuildRequest, CacheSpec, OutputKind, OutputSpec, ProgressMode, SecretSource, SecretSpec,
 };
 
 /// Builds Dockerfiles into OCI images; every RUN step runs as WebAssembly.
@@ -267,6 +267,12 @@ pub struct BuildArgs {
     /// Talk to this registry over plain HTTP (localhost and 127.0.0.0/8 always are).
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Cache export destinations (e.g. "type=local,dest=DIR,mode=max").
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+    /// Cache import sources (e.g. "type=local,src=DIR").
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
     /// Additional build contexts (e.g., name=path, name=docker-image://REF, name=oci-layout://DIR[:TAG|@DIGEST]).
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
@@ -480,6 +486,70 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, FlagError> {
         ));
     }
     Ok(OutputSpec { kind, dest, attrs })
+}
+
+/// Parses a `--cache-to` (`export`) or `--cache-from` value as buildx
+/// does: `type=local,dest=DIR,mode=max`, `type=local,src=DIR`; a bare
+/// reference in `--cache-from` is `type=registry,ref=REF`.
+pub fn parse_cache(spec: &str, export: bool) -> Result<CacheSpec, FlagError> {
+    let flag = if export { "--cache-to" } else { "--cache-from" };
+    if !spec.contains('=') && !export {
+        return Ok(CacheSpec {
+            kind: "registry".into(),
+            attrs: BTreeMap::from([("ref".to_string(), spec.to_string())]),
+        });
+    }
+    let mut kind = None;
+    let mut attrs = BTreeMap::new();
+    for (k, v) in kv_list(flag, spec)? {
+        match k.as_str() {
+            "type" => kind = Some(v),
+            "mode" if !matches!(v.as_str(), "min" | "max") => {
+                return Err(flag_err(flag, spec, "mode must be min or max"))
+            }
+            "compression" if !matches!(v.as_str(), "gzip" | "zstd" | "uncompressed") => {
+                return Err(flag_err(
+                    flag,
+                    spec,
+                    "compression must be gzip, zstd or uncompressed",
+                ))
+            }
+            "ignore-error" | "force-compression" | "oci-mediatypes" | "image-manifest"
+            | "registry.insecure"
+                if !matches!(v.as_str(), "true" | "false") =>
+            {
+                return Err(flag_err(flag, spec, format!("{k} must be true or false")))
+            }
+            "dest" | "src" | "tag" | "digest" | "mode" | "compression" | "compression-level"
+            | "force-compression" | "ignore-error" | "oci-mediatypes" | "image-manifest"
+            | "ref" | "registry.insecure" => {
+                attrs.insert(k, v);
+            }
+            other => {
+                return Err(flag_err(
+                    flag,
+                    spec,
+                    format!("unknown key {other:?} (known: type, dest, src, tag, digest, mode, compression, compression-level, force-compression, ignore-error, oci-mediatypes, image-manifest, ref, registry.insecure)"),
+                ))
+            }
+        }
+    }
+    let kind =
+        kind.ok_or_else(|| flag_err(flag, spec, "type= is required (local, registry or inline)"))?;
+    match kind.as_str() {
+        "local" if export && !attrs.contains_key("dest") => {
+            Err(flag_err(flag, spec, "type=local needs dest=<directory>"))
+        }
+        "local" if !export && !attrs.contains_key("src") => {
+            Err(flag_err(flag, spec, "type=local needs src=<directory>"))
+        }
+        "local" | "registry" | "inline" => Ok(CacheSpec { kind, attrs }),
+        other => Err(flag_err(
+            flag,
+            spec,
+            format!("unknown cache type {other:?} (use local, registry or inline)"),
+        )),
+    }
 }
 
 /// Parses a `--secret` value: `id=X,src=FILE`, `id=X,env=VAR`,
@@ -782,6 +852,16 @@ impl BuildArgs {
             iidfile: self.iidfile,
             root: self.root,
             pull,
+            cache_to: self
+                .cache_to
+                .iter()
+                .map(|c| parse_cache(c, true))
+                .collect::<Result<_, _>>()?,
+            cache_from: self
+                .cache_from
+                .iter()
+                .map(|c| parse_cache(c, false))
+                .collect::<Result<_, _>>()?,
             platforms: self.platform,
             insecure_registries: self.insecure_registries,
             build_contexts,

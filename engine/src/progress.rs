@@ -48,7 +48,11 @@ impl<W: Write> Progress for Plain<W> {
     fn event(&mut self, e: Event) {
         let _ = match e {
             Event::Started { vertex, name } => writeln!(self.out, "#{vertex} {name}"),
-            Event::Cached { vertex, .. } => writeln!(self.out, "#{vertex} CACHED\n"),
+            // A hit from an imported cache says where it came from.
+            Event::Cached { vertex, reason } => match reason.strip_prefix("cached ") {
+                Some(from) => writeln!(self.out, "#{vertex} CACHED {from}\n"),
+                None => writeln!(self.out, "#{vertex} CACHED\n"),
+            },
             Event::Done {
                 vertex,
                 seconds,

@@ -119,6 +119,23 @@ pub struct BuildRequest {
     pub insecure_registries: Vec<String>,
     /// `--build-context NAME=VALUE`, names lower-cased.
     pub build_contexts: BTreeMap<String, String>,
+    /// `--cache-to` and `--cache-from`, checked.
+    pub cache_to: Vec<CacheSpec>,
+    pub cache_from: Vec<CacheSpec>,
+}
+
+/// One `--cache-to` or `--cache-from`: `type=local|registry|inline` and
+/// its other `key=value`s.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CacheSpec {
+    pub kind: String,
+    pub attrs: BTreeMap<String, String>,
+}
+
+impl CacheSpec {
+    pub fn attr(&self, k: &str) -> Option<&str> {
+        self.attrs.get(k).map(String::as_str)
+    }
 }
 
 /// Whether FROM asks the registry again for an image it has (`--pull`).

@@ -12,6 +12,9 @@ use super::CacheKey;
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StepRecord {
     pub layer: Option<LayerInfo>,
+    /// Where a hit came from when not the local store (`local:/ci/cache`).
+    #[serde(skip)]
+    pub from: Option<String>,
 }
 
 /// Looks up and records step results by cache key.
@@ -26,6 +29,72 @@ pub trait CacheBackend: Sync {
         record: &StepRecord,
         description: &str,
     ) -> Result<(), StoreError>;
+    /// Why an imported cache had `key` but could not give it (a blob
+    /// missing), for the reason of the miss.
+    fn miss_note(&self, _key: &CacheKey) -> Option<String> {
+        None
+    }
+}
+
+/// The local store, then each imported cache (`--cache-from`) in order.
+pub struct Caches<'a> {
+    pub local: LocalCache<'a>,
+    pub imported: Vec<std::sync::Arc<super::remote::LocalDirCache>>,
+    notes: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl<'a> Caches<'a> {
+    pub fn new(store: &'a Store) -> Caches<'a> {
+        Caches {
+            local: LocalCache { store },
+            imported: Vec::new(),
+            notes: Default::default(),
+        }
+    }
+}
+
+impl CacheBackend for Caches<'_> {
+    fn lookup(&self, key: &CacheKey) -> Result<Option<StepRecord>, StoreError> {
+        if let Some(r) = self.local.lookup(key)? {
+            return Ok(Some(r));
+        }
+        for c in &self.imported {
+            match c.lookup(key) {
+                Ok(Some(r)) => {
+                    // The blob comes in only when something reads it.
+                    return Ok(Some(StepRecord {
+                        layer: r.layer,
+                        from: Some(c.label.clone()),
+                    }));
+                }
+                Ok(None) => {}
+                Err(m) => {
+                    self.notes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key.to_string(), m);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn record(
+        &self,
+        key: &CacheKey,
+        record: &StepRecord,
+        description: &str,
+    ) -> Result<(), StoreError> {
+        self.local.record(key, record, description)
+    }
+
+    fn miss_note(&self, key: &CacheKey) -> Option<String> {
+        self.notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key.to_string())
+            .cloned()
+    }
 }
 
 /// The cache index of the local store.

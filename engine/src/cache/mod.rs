@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 pub mod backend;
+pub mod remote;
 
 use crate::digest::{Digest, Hasher};
 use crate::fs::Meta;
@@ -92,6 +93,10 @@ impl StepInputs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
     Hit,
+    /// A hit from an imported cache (`local:/ci/cache`).
+    HitFrom(String),
+    /// An imported cache had the key but could not give it.
+    ImportedMiss(String),
     NoCache,
     NoCacheFilter(String),
     ParentRebuilt,
@@ -123,6 +128,8 @@ impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reason::Hit => write!(f, "hit"),
+            Reason::HitFrom(from) => write!(f, "cached (cache-from {from})"),
+            Reason::ImportedMiss(why) => write!(f, "{why}"),
             Reason::NoCache => write!(f, "--no-cache"),
             Reason::NoCacheFilter(s) => write!(f, "--no-cache-filter {s}"),
             Reason::ParentRebuilt => write!(f, "parent rebuilt"),

@@ -101,12 +101,7 @@ pub fn exporter_for(o: &OutputSpec) -> Result<Box<dyn Exporter>, ExportError> {
 
 /// Writes a file through a temp file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io_err(path))
+    crate::fs::write_atomic(path, bytes).map_err(|(path, error)| ExportError::Io { path, error })
 }
 
 /// Writes an archive output. `-` is stdout. A destination that exists and

@@ -100,6 +100,25 @@ pub type Manifest = BTreeMap<String, Meta>;
 pub use crate::paths::manifest_path;
 
 /// The parent of a manifest path (`a/b` → `a`, `a` → ``).
+/// Writes a file through a temp file beside it, fsynced, and a rename, so
+/// it is never seen half-written; the error names the path it concerns.
+pub fn write_atomic(
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> Result<(), (std::path::PathBuf, std::io::Error)> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let at = |p: &std::path::Path| {
+        let p = p.to_path_buf();
+        move |e| (p, e)
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(at(&tmp))?;
+    f.write_all(bytes).map_err(at(&tmp))?;
+    f.sync_all().map_err(at(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(at(path))
+}
+
 pub fn parent_of(p: &str) -> &str {
     p.rfind('/').map(|i| &p[..i]).unwrap_or("")
 }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use crate::cache::backend::{CacheBackend, LocalCache, StepRecord};
+use crate::cache::backend::{CacheBackend, Caches, StepRecord};
 use crate::cache::CacheKey;
 use crate::context::Context;
 use crate::fs::layer::{self, Compression, LayerEntry, LayerInfo};
@@ -181,6 +181,8 @@ pub struct BuildOptions {
     pub insecure_registries: Vec<String>,
     /// `--pull`, `--pull=false`, or neither.
     pub pull: PullPolicy,
+    /// `--cache-from` caches, read before the build.
+    pub imported: Vec<Arc<crate::cache::remote::LocalDirCache>>,
     /// `--build-context`s by key ([`crate::request::context_key`]).
     pub contexts: BTreeMap<String, crate::request::NamedContext>,
 }
@@ -194,6 +196,14 @@ pub struct StepReport {
     pub reason: String,
     #[serde(skip)]
     pub seconds: f64,
+    /// The step's key and its record's layer (for `--cache-to`), and the
+    /// stage's index in the plan; none for FROM.
+    #[serde(skip)]
+    pub key: Option<String>,
+    #[serde(skip)]
+    pub layer: Option<crate::oci::LayerInfo>,
+    #[serde(skip)]
+    pub stage_index: usize,
 }
 
 pub struct BuildOutcome {
@@ -258,7 +268,7 @@ type TreeSlot = Arc<Mutex<Option<Arc<SourceTree>>>>;
 /// Shared by every stage of a build; stages run on their own threads.
 pub struct Solver<'a> {
     store: &'a Store,
-    cache: LocalCache<'a>,
+    cache: Caches<'a>,
     opts: BuildOptions,
     events: mpsc::Sender<Msg>,
     vertex: AtomicUsize,
@@ -301,7 +311,8 @@ impl<'a> Solver<'a> {
         registry: SharedPuller<'a>,
     ) -> Result<BuildOutcome, BuildError> {
         let (events, rx) = mpsc::channel();
-        let solver = Solver::new(store, context, opts, events);
+        let mut solver = Solver::new(store, context, opts, events);
+        solver.cache.imported = solver.opts.imported.clone();
         #[cfg(feature = "registry")]
         {
             *lock(&solver.puller) = registry;
@@ -321,7 +332,7 @@ impl<'a> Solver<'a> {
     ) -> Solver<'a> {
         Solver {
             store,
-            cache: LocalCache { store },
+            cache: Caches::new(store),
             opts,
             events,
             vertex: AtomicUsize::new(0),
@@ -444,7 +455,10 @@ impl<'a> Solver<'a> {
             self.opts.compression,
             self.opts.level,
         )?;
-        let rec = StepRecord { layer: Some(info) };
+        let rec = StepRecord {
+            layer: Some(info),
+            from: None,
+        };
         self.cache.record(key, &rec, description)?;
         Ok(rec)
     }

@@ -63,6 +63,9 @@ impl Solver<'_> {
                 from_reason
             },
             seconds: t0.elapsed().as_secs_f64(),
+            key: None,
+            layer: None,
+            stage_index: stage.index,
         });
 
         for (i, step) in stage.steps.iter().enumerate() {
@@ -82,15 +85,18 @@ impl Solver<'_> {
             };
             let result = self.run_step(&cx, &mut st, filtered);
             match result {
-                Ok((cached, reason)) => {
+                Ok((cached, reason, key, layer)) => {
                     let reason_text = reason.to_string();
-                    self.finish_vertex(v, t0, cached, if cached { "" } else { &reason_text });
+                    self.finish_vertex(v, t0, cached, &reason_text);
                     reports.push(StepReport {
                         stage: stage.label(),
                         instruction: step.display.clone(),
                         cached,
                         reason: reason_text,
                         seconds: t0.elapsed().as_secs_f64(),
+                        key: Some(key),
+                        layer,
+                        stage_index: stage.index,
                     });
                 }
                 Err(e) => {
@@ -108,9 +114,15 @@ impl Solver<'_> {
 
     fn finish_vertex(&self, v: usize, t0: Instant, cached: bool, reason: &str) {
         if cached {
+            // A hit from the store is "hit"; one from an imported cache
+            // says where it came from.
             self.emit(Event::Cached {
                 vertex: v,
-                reason: "hit".into(),
+                reason: if reason.is_empty() {
+                    "hit".into()
+                } else {
+                    reason.to_string()
+                },
             });
         } else {
             self.emit(Event::Done {
@@ -129,7 +141,7 @@ impl Solver<'_> {
         cx: &StepCx<'_>,
         st: &mut StageState,
         filtered: bool,
-    ) -> Result<(bool, Reason), BuildError> {
+    ) -> Result<(bool, Reason, String, Option<crate::oci::LayerInfo>), BuildError> {
         let (stage, step) = (cx.stage, cx.step);
         let canonical = serde_json::to_string(&step.instruction).expect("instruction serializes");
         let mut inputs = StepInputs {
@@ -159,15 +171,22 @@ impl Solver<'_> {
         }
         let mut new_entries: Option<Vec<LayerEntry>> = None;
         let (record, cached, reason) = match hit {
-            Some(rec) => (rec, true, Reason::Hit),
+            Some(rec) => {
+                let reason = match &rec.from {
+                    Some(from) => Reason::HitFrom(from.clone()),
+                    None => Reason::Hit,
+                };
+                (rec, true, reason)
+            }
             None => {
                 // Last build's inputs for this step are read only to explain a miss.
                 let previous: Option<StepInputs> = self
                     .store
                     .get_history(&scope)?
                     .and_then(|(_, inputs)| serde_json::from_str(&inputs).ok());
-                let reason = match forced {
-                    Some(r) if !st.missed => r,
+                let reason = match (forced, self.cache.miss_note(&key)) {
+                    (Some(r), _) if !st.missed => r,
+                    (_, Some(note)) if !st.missed => Reason::ImportedMiss(note),
                     _ => cache::explain(previous.as_ref(), &inputs, st.missed),
                 };
                 let description = format!("[{}] {}", stage.label(), step.display);
@@ -210,6 +229,8 @@ impl Solver<'_> {
         }
 
         // Effects on the stage.
+        let key_text = key.to_string();
+        let kept_layer = record.layer.clone();
         st.key = key;
         st.missed = st.missed || !cached;
         let created = oci::rfc3339(self.opts.epoch);
@@ -248,6 +269,6 @@ impl Solver<'_> {
             comment: "wbuild.dockerfile.v0".into(),
             empty_layer,
         });
-        Ok((cached, reason))
+        Ok((cached, reason, key_text, kept_layer))
     }
 }

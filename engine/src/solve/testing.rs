@@ -64,6 +64,7 @@ impl Fixture {
             insecure_registries: Vec::new(),
             pull: Default::default(),
             contexts: BTreeMap::new(),
+            imported: Vec::new(),
         };
         Solver::new(&self.store, &self.context, opts, events)
     }

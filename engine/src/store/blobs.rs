@@ -49,10 +49,57 @@ impl Store {
         w.commit()
     }
 
+    /// Adds a place a blob the store lacks may come from (an imported
+    /// cache); asked only when such a blob is read.
+    pub fn add_blob_source(&self, s: std::sync::Arc<dyn super::BlobSource>) {
+        self.sources
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(s);
+    }
+
+    /// Brings a missing blob in from a source, verified as it is copied;
+    /// whether one had it.
+    fn fetch_from_sources(&self, d: &Digest) -> Result<bool> {
+        let sources = self
+            .sources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for s in sources {
+            let mut w = self.blob_writer()?;
+            let path = w.path.clone();
+            match s.fetch(d, &mut w) {
+                Ok(true) => {
+                    w.commit_expecting(d)?;
+                    return Ok(true);
+                }
+                Ok(false) => {}
+                Err(error) => return Err(StoreError::Io { path, error }),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Makes sure a blob is in the store, bringing it in from a source
+    /// (an imported cache) when it is not.
+    pub fn ensure_blob(&self, d: &Digest) -> Result<()> {
+        if self.has_blob(d) || self.fetch_from_sources(d)? {
+            return Ok(());
+        }
+        Err(StoreError::MissingBlob {
+            digest: d.clone(),
+            root: self.root.clone(),
+        })
+    }
+
     /// Reads a whole blob, checking its digest. A corrupt blob is removed
     /// and reported, never returned.
     pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
         let path = self.blob_path(d);
+        if !path.is_file() {
+            self.fetch_from_sources(d)?;
+        }
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -79,6 +126,9 @@ impl Store {
     /// reaches the end (a mismatch is an `InvalidData` error).
     pub fn open_blob(&self, d: &Digest) -> Result<VerifyingReader> {
         let path = self.blob_path(d);
+        if !path.is_file() {
+            self.fetch_from_sources(d)?;
+        }
         let file = File::open(&path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 StoreError::MissingBlob {

@@ -105,6 +105,17 @@ pub struct Store {
     lease: leases::Lease,
     /// Whether a build holds blobs through the lease (`begin_lease`).
     building: bool,
+    /// Where a blob the store lacks may be found (an imported cache):
+    /// asked when the blob is first read, never before.
+    sources: std::sync::RwLock<Vec<std::sync::Arc<dyn BlobSource>>>,
+}
+
+/// Somewhere outside the store that may hold a blob (`--cache-from`).
+pub trait BlobSource: Send + Sync {
+    /// Copies the blob into `w` when this source has it.
+    fn fetch(&self, d: &Digest, w: &mut dyn std::io::Write) -> std::io::Result<bool>;
+    /// What to call it in messages (`local:/ci/cache`).
+    fn label(&self) -> String;
 }
 
 impl Store {
@@ -122,6 +133,7 @@ impl Store {
             db: Mutex::new(conn),
             lease,
             building: false,
+            sources: Default::default(),
         };
         let _ = store.clean_tmp();
         Ok(store)

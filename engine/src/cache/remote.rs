@@ -1,0 +1,352 @@
+//! Caches that travel between stores (`--cache-to`, `--cache-from`): a
+//! local directory for now. The directory is an OCI image layout; each tag
+//! in its `index.json` names a manifest whose config is the cache config
+//! (every record: its key, its layer, what made it) and whose layers are
+//! the records' layer blobs, the same blobs as the images'.
+//!
+//! Import is lazy: a record matches by key alone, and its layer is copied
+//! into the store only when something reads it (the store asks its
+//! [`BlobSource`]s for a blob it lacks). Export writes only the blobs the
+//! directory lacks, then the config, the manifest and `index.json`
+//! (through temp files and renames, under a lock), and removes the blobs no
+//! tag reaches any more.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+use crate::fs::layer::LayerInfo;
+use crate::store::{BlobSource, Store};
+
+use super::CacheKey;
+
+/// The media type of wbuild's cache config (its keys are wbuild's own).
+pub const MEDIA_CACHE_CONFIG: &str = "application/vnd.wbuild.cache.config.v1+json";
+const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// One exported record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExportedRecord {
+    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub layer: Option<LayerInfo>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The cache config blob.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct CacheConfig {
+    pub records: Vec<ExportedRecord>,
+}
+
+/// Why a cache could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("{label}: {message}")]
+    Bad { label: String, message: String },
+    #[error("{label}: {path}: {error}")]
+    Io {
+        label: String,
+        path: PathBuf,
+        error: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// A cache read from a local directory (`--cache-from type=local`).
+#[derive(Debug)]
+pub struct LocalDirCache {
+    /// `local:DIR`, for reasons and warnings.
+    pub label: String,
+    dir: PathBuf,
+    records: HashMap<String, ExportedRecord>,
+}
+
+fn blob_path(dir: &Path, d: &Digest) -> PathBuf {
+    dir.join("blobs").join("sha256").join(d.hex())
+}
+
+impl LocalDirCache {
+    /// Reads the cache config the tag (or digest) names. A cache that is
+    /// missing or damaged is no error: it is empty, and why is returned to
+    /// be said as a warning.
+    pub fn open(dir: &Path, tag: &str, digest: Option<&str>) -> (LocalDirCache, Option<String>) {
+        let label = format!("local:{}", dir.display());
+        let mut c = LocalDirCache {
+            label: label.clone(),
+            dir: dir.to_path_buf(),
+            records: HashMap::new(),
+        };
+        match read_config(dir, tag, digest) {
+            Ok(cfg) => {
+                for r in cfg.records {
+                    c.records.insert(r.key.clone(), r);
+                }
+                (c, None)
+            }
+            Err(m) => (
+                c,
+                Some(format!("cache-from {label}: {m}; nothing imported")),
+            ),
+        }
+    }
+
+    /// The record for `key`, if this cache has it and its layer's blob is
+    /// there (a missing blob is a miss, with why).
+    pub fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, String> {
+        let Some(r) = self.records.get(&key.to_string()) else {
+            return Ok(None);
+        };
+        if let Some(l) = &r.layer {
+            match fs::metadata(blob_path(&self.dir, &l.digest)) {
+                Ok(m) if m.len() == l.size => {}
+                Ok(_) => {
+                    return Err(format!(
+                        "cache-from {}: blob {} has the wrong size",
+                        self.label, l.digest
+                    ))
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "cache-from {}: blob {} missing",
+                        self.label, l.digest
+                    ))
+                }
+            }
+        }
+        Ok(Some(r.clone()))
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+impl BlobSource for LocalDirCache {
+    fn fetch(&self, d: &Digest, w: &mut dyn Write) -> io::Result<bool> {
+        let p = blob_path(&self.dir, d);
+        let mut f = match fs::File::open(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        io::copy(&mut f, w)?;
+        Ok(true)
+    }
+
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+}
+
+/// The manifest digest a tag (or a digest) names in a layout's index.
+fn manifest_of(dir: &Path, tag: &str, digest: Option<&str>) -> Result<Digest, String> {
+    let index = dir.join("index.json");
+    let bytes = fs::read(&index).map_err(|e| format!("{}: {e}", index.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("index.json is not JSON: {e}"))?;
+    let entries = v["manifests"].as_array().cloned().unwrap_or_default();
+    let found = entries.iter().find(|m| match digest {
+        Some(d) => m["digest"].as_str() == Some(d),
+        None => m["annotations"][REF_NAME].as_str() == Some(tag),
+    });
+    let d = found
+        .and_then(|m| m["digest"].as_str())
+        .ok_or_else(|| match digest {
+            Some(d) => format!("index.json has no cache {d}"),
+            None => format!("index.json has no cache tagged {tag:?}"),
+        })?;
+    d.parse()
+        .map_err(|_| format!("a digest {d:?} that is not sha256"))
+}
+
+/// Reads and checks a blob of the layout against its digest.
+fn read_checked(dir: &Path, d: &Digest) -> Result<Vec<u8>, String> {
+    let bytes = fs::read(blob_path(dir, d)).map_err(|_| format!("blob {d} missing"))?;
+    if Digest::of(&bytes) != *d {
+        return Err(format!("blob {d} is damaged (its bytes do not match)"));
+    }
+    Ok(bytes)
+}
+
+fn read_config(dir: &Path, tag: &str, digest: Option<&str>) -> Result<CacheConfig, String> {
+    let m = manifest_of(dir, tag, digest)?;
+    let manifest: serde_json::Value = serde_json::from_slice(&read_checked(dir, &m)?)
+        .map_err(|e| format!("manifest {m} is not JSON: {e}"))?;
+    if manifest["config"]["mediaType"] != MEDIA_CACHE_CONFIG {
+        return Err(format!(
+            "manifest {m} is not a wbuild cache (its config is {})",
+            manifest["config"]["mediaType"]
+        ));
+    }
+    let c: Digest = manifest["config"]["digest"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| format!("manifest {m} has no config digest"))?;
+    serde_json::from_slice(&read_checked(dir, &c)?)
+        .map_err(|e| format!("the cache config {c} cannot be read: {e}"))
+}
+
+/// Writes `bytes` to `path` through a temp file and a rename.
+fn write_file(label: &str, path: &Path, bytes: &[u8]) -> Result<(), RemoteError> {
+    crate::fs::write_atomic(path, bytes).map_err(|(path, error)| RemoteError::Io {
+        label: label.to_string(),
+        path,
+        error,
+    })
+}
+
+/// What an export wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExportReport {
+    pub records: usize,
+    pub blobs_written: usize,
+    pub blobs_kept: usize,
+    pub blobs_removed: usize,
+}
+
+/// Exports `records` to the directory `dir` under `tag`: the blobs it
+/// lacks, the config, the manifest, then `index.json`; then removes every
+/// blob no tag reaches.
+pub fn export_local(
+    store: &Store,
+    dir: &Path,
+    tag: &str,
+    records: &[ExportedRecord],
+) -> Result<ExportReport, RemoteError> {
+    let label = format!("cache-to local:{}", dir.display());
+    let io_err = |p: &Path| {
+        let p = p.to_path_buf();
+        let label = label.clone();
+        move |error| RemoteError::Io {
+            label,
+            path: p,
+            error,
+        }
+    };
+    let blobs = dir.join("blobs").join("sha256");
+    fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
+    // One exporter at a time per directory.
+    let lock_path = dir.join("index.json.lock");
+    let lock = fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
+    lock.lock().map_err(io_err(&lock_path))?;
+    let mut report = ExportReport {
+        records: records.len(),
+        ..Default::default()
+    };
+    let mut layers: BTreeMap<Digest, &LayerInfo> = BTreeMap::new();
+    for r in records {
+        if let Some(l) = &r.layer {
+            layers.insert(l.digest.clone(), l);
+        }
+    }
+    for d in layers.keys() {
+        let p = blob_path(dir, d);
+        if fs::metadata(&p).is_ok() {
+            report.blobs_kept += 1;
+            continue;
+        }
+        let tmp = p.with_extension(format!("tmp-{}", std::process::id()));
+        let mut r = store.open_blob(d)?;
+        let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        io::copy(&mut r, &mut f).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        drop(f);
+        fs::rename(&tmp, &p).map_err(io_err(&p))?;
+        report.blobs_written += 1;
+    }
+    let config = serde_json::to_vec(&CacheConfig {
+        records: records.to_vec(),
+    })
+    .expect("a cache config serializes");
+    let config_digest = Digest::of(&config);
+    write_file(&label, &blob_path(dir, &config_digest), &config)?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {
+            "mediaType": MEDIA_CACHE_CONFIG,
+            "digest": config_digest,
+            "size": config.len(),
+        },
+        "layers": layers.values().map(|l| serde_json::json!({
+            "mediaType": l.media_type,
+            "digest": l.digest,
+            "size": l.size,
+        })).collect::<Vec<_>>(),
+    });
+    let manifest = serde_json::to_vec(&manifest).expect("a manifest serializes");
+    let manifest_digest = Digest::of(&manifest);
+    write_file(&label, &blob_path(dir, &manifest_digest), &manifest)?;
+    // index.json: this tag now names the new manifest; other tags stay.
+    let index_path = dir.join("index.json");
+    let mut entries: Vec<serde_json::Value> = fs::read(&index_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["manifests"].as_array().cloned())
+        .unwrap_or_default();
+    entries.retain(|m| m["annotations"][REF_NAME].as_str() != Some(tag));
+    entries.push(serde_json::json!({
+        "mediaType": MEDIA_MANIFEST,
+        "digest": manifest_digest,
+        "size": manifest.len(),
+        "annotations": { REF_NAME: tag },
+    }));
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    });
+    write_file(
+        &label,
+        &dir.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    write_file(
+        &label,
+        &index_path,
+        &serde_json::to_vec(&index).expect("an index serializes"),
+    )?;
+    // What no tag reaches goes (BuildKit's reset=true), so the directory
+    // does not grow forever.
+    let mut reachable: BTreeSet<String> = BTreeSet::new();
+    for e in &entries {
+        let Some(m) = e["digest"].as_str().and_then(|d| d.parse::<Digest>().ok()) else {
+            continue;
+        };
+        reachable.insert(m.hex().to_string());
+        let Ok(bytes) = fs::read(blob_path(dir, &m)) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        for d in std::iter::once(&v["config"]).chain(v["layers"].as_array().into_iter().flatten()) {
+            if let Some(h) = d["digest"].as_str().and_then(|d| d.strip_prefix("sha256:")) {
+                reachable.insert(h.to_string());
+            }
+        }
+    }
+    for f in fs::read_dir(&blobs).map_err(io_err(&blobs))?.flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        // Another exporter's temp files are its own.
+        if name.contains(".tmp-") || reachable.contains(&name) {
+            continue;
+        }
+        if fs::remove_file(f.path()).is_ok() {
+            report.blobs_removed += 1;
+        }
+    }
+    drop(lock);
+    Ok(report)
+}

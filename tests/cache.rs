@@ -1,0 +1,275 @@
+//! `--cache-to` / `--cache-from type=local`: a cache exported from one
+//! store imports into another, at another path, with touched files; import
+//! is lazy; a damaged cache is a miss with its reason; the directory stays
+//! bounded.
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use std::fs;
+use std::path::Path;
+
+use harness::Project;
+
+const DOCKERFILE: &str = "FROM wbuild/base AS builder\n\
+COPY src /src\n\
+RUN cat /src/a /src/b > /joined\n\
+FROM scratch\n\
+COPY --from=builder /joined /app/joined\n\
+COPY src/a /app/a\n\
+ENV MODE=prod\n";
+
+fn project() -> Project {
+    Project::new(&[
+        ("Dockerfile", DOCKERFILE),
+        ("src/a", "alpha\n"),
+        ("src/b", "beta\n"),
+    ])
+}
+
+/// The same context at another path, its files touched.
+fn copy_of(p: &Project) -> Project {
+    let q = Project::new(&[
+        ("Dockerfile", DOCKERFILE),
+        ("src/a", "alpha\n"),
+        ("src/b", "beta\n"),
+    ]);
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    for f in ["Dockerfile", "src/a", "src/b"] {
+        fs::File::options()
+            .write(true)
+            .open(q.path(f))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+    }
+    assert_ne!(p.dir.path(), q.dir.path());
+    q
+}
+
+/// A build of `q` with the cache at `c` imported, its rootfs to `out/`.
+fn import_build(q: &Project, c: &Path) -> harness::Built {
+    q.build(&[
+        "--cache-from",
+        &format!("type=local,src={}", c.display()),
+        "-o",
+        "type=local,dest=out",
+    ])
+}
+
+fn blobs_in(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir.join("blobs/sha256"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_local_cache_is_portable_across_stores_paths_and_mtimes() {
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path().join("c");
+    let to = format!("type=local,dest={},mode=max", c.display());
+    let from = format!("type=local,src={}", c.display());
+    let p = project();
+    let first = p.build(&["--cache-to", &to, "-o", "type=oci,tar=false,dest=img"]);
+    assert!(c.join("index.json").is_file() && c.join("oci-layout").is_file());
+
+    // Another store, another path, files touched: every step hits, the
+    // image is the same.
+    let q = copy_of(&p);
+    let second = q.build(&["--cache-from", &from, "-o", "type=oci,tar=false,dest=img"]);
+    assert_eq!(second.digest(), first.digest());
+    for s in &second.steps {
+        assert!(s.cached, "{s:?}");
+        if !s.instruction.starts_with("FROM") {
+            assert_eq!(
+                s.reason,
+                format!("cached (cache-from local:{})", c.display()),
+                "{s:?}"
+            );
+        }
+    }
+    assert!(
+        second
+            .log
+            .contains(&format!("CACHED (cache-from local:{})", c.display())),
+        "{}",
+        second.log
+    );
+
+    // Lazy: a build kept by no name and exported nowhere fetches no layer
+    // it does not read. The builder stage's layers are read (COPY --from
+    // keys on the files it copies); the final image's are not.
+    let r = copy_of(&p);
+    let lazy = r.build(&["--cache-from", &from]);
+    assert!(lazy.steps.iter().all(|s| s.cached));
+    let fetched = blobs_in(r.store.path());
+    let img = p.path("img");
+    let index: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(img.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(
+            img.join("blobs/sha256")
+                .join(m.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let final_layers: Vec<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            l["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(final_layers.len(), 2);
+    for l in &final_layers {
+        assert!(blobs_in(&c).contains(l), "exported: {l}");
+        assert!(!fetched.contains(l), "layer {l} was fetched");
+    }
+    // Kept by name, the image is whole: its layers come in.
+    let named = copy_of(&p);
+    named.build(&["--cache-from", &from, "-t", "app:1"]);
+    let fetched = blobs_in(named.store.path());
+    for l in &final_layers {
+        assert!(
+            fetched.contains(l),
+            "layer {l} of a named image is in the store"
+        );
+    }
+}
+
+#[test]
+fn mode_min_exports_only_the_final_stage() {
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path().join("c");
+    let p = project();
+    p.build(&["--cache-to", &format!("type=local,dest={}", c.display())]);
+    let q = copy_of(&p);
+    let b = import_build(&q, &c);
+    let run = b
+        .steps
+        .iter()
+        .find(|s| s.instruction.starts_with("RUN"))
+        .unwrap();
+    assert!(!run.cached, "the builder stage is not in a mode=min cache");
+    let copy = b
+        .steps
+        .iter()
+        .find(|s| s.instruction.starts_with("COPY --from=builder"))
+        .unwrap();
+    assert!(copy.cached, "{copy:?}");
+    assert_eq!(
+        fs::read_to_string(q.path("out/app/joined")).unwrap(),
+        "alpha\nbeta\n"
+    );
+}
+
+#[test]
+fn a_damaged_cache_is_a_miss_with_its_reason() {
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path().join("c");
+    let p = project();
+    p.build(&[
+        "--cache-to",
+        &format!("type=local,dest={},mode=max", c.display()),
+    ]);
+    // Remove every layer blob: each step that needs one misses, says why,
+    // and the build still succeeds with the right files.
+    let mut removed = Vec::new();
+    for b in blobs_in(&c) {
+        let path = c.join("blobs/sha256").join(&b);
+        if fs::read(&path).unwrap().starts_with(&[0x1f, 0x8b]) {
+            fs::remove_file(&path).unwrap();
+            removed.push(b);
+        }
+    }
+    assert!(!removed.is_empty());
+    let q = copy_of(&p);
+    let b = import_build(&q, &c);
+    let copy = b
+        .steps
+        .iter()
+        .find(|s| s.instruction == "COPY src /src")
+        .unwrap();
+    assert!(!copy.cached);
+    assert!(
+        copy.reason
+            .starts_with(&format!("cache-from local:{}: blob sha256:", c.display()))
+            && copy.reason.ends_with(" missing"),
+        "{copy:?}"
+    );
+    assert_eq!(fs::read_to_string(q.path("out/app/a")).unwrap(), "alpha\n");
+
+    // A cache directory that is not one: a warning, nothing imported.
+    let empty = tempfile::tempdir().unwrap();
+    let b = q.build(&[
+        "--cache-from",
+        &format!("type=local,src={}", empty.path().display()),
+    ]);
+    assert!(b.log.contains("warning: cache-from local:"), "{}", b.log);
+}
+
+#[test]
+fn the_local_destination_stays_bounded() {
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path().join("c");
+    let to = format!("type=local,dest={},mode=max", c.display());
+    let p = project();
+    let mut sizes = Vec::new();
+    for i in 0..20 {
+        p.write("src/a", &format!("alpha {i}\n"));
+        p.build(&["--cache-to", &to]);
+        sizes.push(blobs_in(&c).len());
+    }
+    // Each export replaces the tag: what the old manifests held goes.
+    let last = *sizes.last().unwrap();
+    assert!(sizes.iter().all(|&n| n <= sizes[0] + 1), "{sizes:?}");
+    assert!(last <= 8, "{sizes:?}");
+    // Another tag's blobs stay.
+    p.build(&["--cache-to", &format!("{to},tag=other")]);
+    p.write("src/a", "changed again\n");
+    p.build(&["--cache-to", &to]);
+    let index: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(c.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    let q = copy_of(&p);
+    q.write("src/a", "alpha 19\n");
+    let b = q.build(&[
+        "--cache-from",
+        &format!("type=local,src={},tag=other", c.display()),
+    ]);
+    assert!(b.steps.iter().all(|s| s.cached), "{:?}", b.steps);
+}
+
+#[test]
+fn export_errors_fail_the_build_unless_ignored() {
+    let p = project();
+    p.write("blocker", "a file where the cache directory would go\n");
+    let to = format!("type=local,dest={}", p.path("blocker").display());
+    let err = p.fails(&["--cache-to", &to]);
+    assert!(err.contains("cache-to local:"), "{err}");
+    let b = p.build(&["--cache-to", &format!("{to},ignore-error=true")]);
+    assert!(b.log.contains("ignore-error=true"), "{}", b.log);
+    // Flags are checked.
+    let o = p.run(&["build", "--cache-to", "type=local", "."]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = p.run(&["build", "--cache-to", "type=local,dest=x,mode=most", "."]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = p.run(&[
+        "build",
+        "--cache-from",
+        "type=registry,ref=127.0.0.1:1/c",
+        ".",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not built yet"));
+}
