@@ -1334,3 +1334,91 @@ fn a_pulled_base_config_drives_expansion_workdir_and_onbuild() {
         .collect();
     assert_eq!(heads.len(), 1, "{heads:?}");
 }
+
+#[test]
+fn the_cache_travels_through_a_registry_and_inline() {
+    let Some(reg) = Registry::start() else {
+        return;
+    };
+    let files: &[(&str, &str)] = &[
+        (
+            "Dockerfile",
+            "FROM wbuild/base AS builder\nCOPY src /src\nRUN cat /src/a > /out\nFROM scratch\nCOPY --from=builder /out /out\nCOPY src/a /a\n",
+        ),
+        ("src/a", "alpha\n"),
+    ];
+    let p = Project::new(files);
+    let cache_ref = format!("{}/team/cache:main", reg.addr);
+    let first = p.build(&[
+        "--cache-to",
+        &format!("type=registry,ref={cache_ref},mode=max"),
+        "-o",
+        "type=oci,tar=false,dest=img",
+    ]);
+    // Another store imports it: every step hits, the same image.
+    let q = Project::new(files);
+    let before = reg.all_requests().len();
+    let second = q.build(&[
+        "--cache-from",
+        &format!("type=registry,ref={cache_ref}"),
+        "-o",
+        "type=oci,tar=false,dest=img",
+    ]);
+    assert_eq!(second.digest(), first.digest());
+    for s in second
+        .steps
+        .iter()
+        .filter(|s| !s.instruction.starts_with("FROM"))
+    {
+        assert_eq!(
+            s.reason,
+            format!("cached (cache-from registry:{cache_ref})"),
+            "{s:?}"
+        );
+    }
+    assert!(reg.all_requests().len() > before);
+    // Lazy: a build only for its cache fetches the cache config and the
+    // layers it reads (the builder's, for COPY --from), not the others.
+    let r = Project::new(files);
+    let before = reg.all_requests().len();
+    let lazy = r.build(&["--cache-from", &format!("type=registry,ref={cache_ref}")]);
+    assert!(lazy.steps.iter().all(|s| s.cached), "{:?}", lazy.steps);
+    let blob_gets = reg.all_requests()[before..]
+        .iter()
+        .filter(|x| x.starts_with("GET ") && x.contains("/blobs/"))
+        .count();
+    assert!(blob_gets < 4, "{:?}", &reg.all_requests()[before..]);
+
+    // Inline: the cache rides in the pushed image's config; a bare
+    // --cache-from IMAGE reads it.
+    let name = format!("{}/team/app:1", reg.addr);
+    p.build(&["-t", &name, "--push", "--cache-to", "type=inline"]);
+    let o = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--config",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{name}"),
+        ])
+        .output()
+        .unwrap();
+    let cfg: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(cfg["wbuild.cache.v0"]["records"].is_array(), "{cfg}");
+    let s = Project::new(files);
+    let inline = s.build(&["--cache-from", &name, "-o", "type=local,dest=out"]);
+    let copy = inline
+        .steps
+        .iter()
+        .find(|x| x.instruction == "COPY src/a /a")
+        .unwrap();
+    assert!(copy.cached, "{copy:?}");
+    assert_eq!(fs::read_to_string(s.path("out/a")).unwrap(), "alpha\n");
+    // A reference with no cache: a warning, the build goes on.
+    let w = Project::new(files);
+    let b = w.build(&[
+        "--cache-from",
+        &format!("type=registry,ref={}/nothing:1", reg.addr),
+    ]);
+    assert!(b.log.contains("warning: cache-from registry:"), "{}", b.log);
+}

@@ -28,7 +28,9 @@ pub enum Error {
     Frontend(#[from] FrontendError),
     #[error(transparent)]
     CacheExport(Box<crate::cache::remote::RemoteError>),
-    #[error("{flag} type={kind}: not built yet; use type=local")]
+    #[error(
+        "{flag} type={kind}: not supported; use type=local, type=registry,ref=REF or type=inline"
+    )]
     CacheKind { flag: &'static str, kind: String },
     #[error("--platform: {message}")]
     Platform { message: String },
@@ -260,43 +262,152 @@ fn resolve_bases(
     Ok(None)
 }
 
-/// Reads every `--cache-from` (only `type=local` is built): a cache that
+/// Reads every `--cache-from`: a local directory, or a registry
+/// reference (a cache manifest, or an image's inline cache). A cache that
 /// is missing or damaged is a warning and imports nothing. Each becomes a
 /// place the store fetches missing blobs from when they are read.
+#[cfg_attr(not(feature = "registry"), allow(unused_variables))]
 fn import_caches(
     store: &Store,
     req: &BuildRequest,
-) -> Result<Vec<std::sync::Arc<crate::cache::remote::LocalDirCache>>> {
-    let mut out = Vec::new();
+    platform: &plan::Platform,
+) -> Result<Vec<std::sync::Arc<dyn crate::cache::remote::ImportedCache>>> {
+    let mut out: Vec<std::sync::Arc<dyn crate::cache::remote::ImportedCache>> = Vec::new();
     for spec in &req.cache_from {
-        if spec.kind != "local" {
-            return Err(Error::CacheKind {
-                flag: "--cache-from",
-                kind: spec.kind.clone(),
-            });
+        match spec.kind.as_str() {
+            "local" => {
+                let src = PathBuf::from(spec.attr("src").unwrap_or_default());
+                let (c, warning) = crate::cache::remote::LocalDirCache::open(
+                    &src,
+                    spec.attr("tag").unwrap_or("latest"),
+                    spec.attr("digest"),
+                );
+                if let Some(w) = warning {
+                    eprintln!("warning: {w}");
+                }
+                let c = std::sync::Arc::new(c);
+                store.add_blob_source(c.clone());
+                out.push(c);
+            }
+            #[cfg(feature = "registry")]
+            "registry" => {
+                let reference = spec.attr("ref").unwrap_or_default();
+                let insecure = insecure_for(req, spec);
+                let got = crate::registry::Puller::new(store, &insecure)
+                    .and_then(|p| p.pull_cache(reference, &platform.os, &platform.architecture));
+                match got {
+                    Ok((config, blobs)) => {
+                        let label = blobs.label.clone();
+                        store.add_blob_source(std::sync::Arc::new(blobs));
+                        out.push(std::sync::Arc::new(crate::cache::remote::RecordsCache {
+                            label,
+                            records: config
+                                .records
+                                .into_iter()
+                                .map(|r| (r.key.clone(), r))
+                                .collect(),
+                        }));
+                    }
+                    Err(e) => {
+                        eprintln!("warning: cache-from registry:{reference}: {e}; nothing imported")
+                    }
+                }
+            }
+            other => {
+                return Err(Error::CacheKind {
+                    flag: "--cache-from",
+                    kind: other.to_string(),
+                })
+            }
         }
-        let src = PathBuf::from(spec.attr("src").unwrap_or_default());
-        let (c, warning) = crate::cache::remote::LocalDirCache::open(
-            &src,
-            spec.attr("tag").unwrap_or("latest"),
-            spec.attr("digest"),
-        );
-        if let Some(w) = warning {
-            eprintln!("warning: {w}");
-        }
-        let c = std::sync::Arc::new(c);
-        store.add_blob_source(c.clone());
-        out.push(c);
     }
     for spec in &req.cache_to {
-        if spec.kind != "local" {
+        let known = spec.kind == "local"
+            || (matches!(spec.kind.as_str(), "registry" | "inline") && cfg!(feature = "registry"));
+        if !known {
             return Err(Error::CacheKind {
                 flag: "--cache-to",
                 kind: spec.kind.clone(),
             });
         }
+        if spec.kind == "registry" && spec.attr("ref").is_none_or(str::is_empty) {
+            return Err(Error::CacheKind {
+                flag: "--cache-to",
+                kind: "registry without ref=REF".into(),
+            });
+        }
+        if spec.attr("image-manifest") == Some("false") {
+            return Err(Error::CacheKind {
+                flag: "--cache-to",
+                kind: format!("{},image-manifest=false", spec.kind),
+            });
+        }
     }
     Ok(out)
+}
+
+/// The plain-HTTP registries for a registry cache: `--insecure-registry`,
+/// and its own with `registry.insecure=true`.
+#[cfg(feature = "registry")]
+fn insecure_for(req: &BuildRequest, spec: &crate::request::CacheSpec) -> Vec<String> {
+    let mut insecure = req.insecure_registries.clone();
+    if spec.attr("registry.insecure") == Some("true") {
+        if let Ok(r) = crate::registry::parse_reference(spec.attr("ref").unwrap_or_default()) {
+            insecure.push(r.resolve_registry().to_string());
+        }
+    }
+    insecure
+}
+
+/// Writes one `--cache-to` (local or registry); what it did, to say.
+fn export_cache(
+    store: &Store,
+    req: &BuildRequest,
+    spec: &crate::request::CacheSpec,
+    records: Vec<crate::cache::remote::ExportedRecord>,
+) -> Result<String> {
+    if spec.kind == "local" {
+        let dest = PathBuf::from(spec.attr("dest").unwrap_or_default());
+        let tag = spec.attr("tag").unwrap_or("latest");
+        let r = crate::cache::remote::export_local(store, &dest, tag, &records)
+            .map_err(|e| Error::CacheExport(Box::new(e)))?;
+        return Ok(format!(
+            "cache-to local:{}: {} record(s), {} blob(s) written, {} already there, {} no tag reaches removed",
+            dest.display(),
+            r.records,
+            r.blobs_written,
+            r.blobs_kept,
+            r.blobs_removed
+        ));
+    }
+    #[cfg(feature = "registry")]
+    {
+        let reference = spec.attr("ref").unwrap_or_default();
+        let insecure = insecure_for(req, spec);
+        let report = crate::registry::Puller::new(store, &insecure)
+            .and_then(|p| p.push_cache(&crate::cache::remote::CacheConfig { records }, reference))
+            .map_err(|e| {
+                Error::CacheExport(Box::new(crate::cache::remote::RemoteError::Bad {
+                    label: format!("cache-to registry:{reference}"),
+                    message: e.to_string(),
+                }))
+            })?;
+        Ok(format!(
+            "cache-to registry:{}: {} blob(s) uploaded, {} mounted, {} already there",
+            report.names.join(", "),
+            report.uploaded,
+            report.mounted,
+            report.present
+        ))
+    }
+    #[cfg(not(feature = "registry"))]
+    {
+        let _ = (req, records);
+        Err(Error::CacheKind {
+            flag: "--cache-to",
+            kind: spec.kind.clone(),
+        })
+    }
 }
 
 /// The records a `--cache-to` exports: `mode=min` (the default) the steps
@@ -448,7 +559,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
         secrets: load_secrets(req)?,
         jobs: req.jobs,
         insecure_registries: req.insecure_registries.clone(),
-        imported: import_caches(&store, req)?,
+        imported: import_caches(&store, req, &plans[0].stages[plans[0].target].platform)?,
         contexts: contexts.clone(),
         pull: match req.pull {
             None => PullPolicy::Check,
@@ -512,6 +623,21 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     let several = outcomes.len() > 1;
     let mut image = outcomes[0].image.clone();
     let mut images: Vec<Image> = outcomes.into_iter().map(|o| o.image).collect();
+    // `--cache-to type=inline`: the final stage's records ride in the
+    // image's config (mode=min, as BuildKit's inline cache).
+    if let Some(spec) = req.cache_to.iter().find(|s| s.kind == "inline") {
+        let mut min = spec.clone();
+        min.attrs.remove("mode");
+        let records = cache_records(&store, &min, &plans, &steps)?;
+        let value = serde_json::to_value(crate::cache::remote::CacheConfig { records })
+            .expect("a cache config serializes");
+        for img in images.iter_mut() {
+            let mut config = img.config.clone();
+            config.inline_cache = Some(value.clone());
+            *img = oci::assemble(&store, config, img.layers.clone(), &img.platform)?;
+        }
+        image = images[0].clone();
+    }
     // The index of several platforms' images, for the outputs and the
     // metadata (the first output's compression and media types).
     let mut index: Option<oci::IndexImage> = None;
@@ -604,27 +730,19 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
             store.put_image(&n, &top, &image.config_desc.digest, &blobs)?;
         }
     }
-    for spec in &req.cache_to {
+    for spec in req.cache_to.iter().filter(|s| s.kind != "inline") {
         let records = cache_records(&store, spec, &plans, &steps)?;
-        let dest = PathBuf::from(spec.attr("dest").unwrap_or_default());
-        let tag = spec.attr("tag").unwrap_or("latest");
-        match crate::cache::remote::export_local(&store, &dest, tag, &records) {
-            Ok(r) => {
+        let exported = export_cache(&store, req, spec, records);
+        match exported {
+            Ok(what) => {
                 if req.progress != ProgressMode::Quiet {
-                    eprintln!(
-                        "cache-to local:{}: {} record(s), {} blob(s) written, {} already there, {} no tag reaches removed",
-                        dest.display(),
-                        r.records,
-                        r.blobs_written,
-                        r.blobs_kept,
-                        r.blobs_removed
-                    );
+                    eprintln!("{what}");
                 }
             }
             Err(e) if spec.attr("ignore-error") == Some("true") => {
                 eprintln!("warning: {e} (ignore-error=true)");
             }
-            Err(e) => return Err(Error::CacheExport(Box::new(e))),
+            Err(e) => return Err(e),
         }
     }
     if let Some(path) = &req.metadata_file {

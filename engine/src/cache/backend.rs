@@ -39,7 +39,7 @@ pub trait CacheBackend: Sync {
 /// The local store, then each imported cache (`--cache-from`) in order.
 pub struct Caches<'a> {
     pub local: LocalCache<'a>,
-    pub imported: Vec<std::sync::Arc<super::remote::LocalDirCache>>,
+    pub imported: Vec<std::sync::Arc<dyn super::remote::ImportedCache>>,
     notes: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
@@ -64,7 +64,7 @@ impl CacheBackend for Caches<'_> {
                     // The blob comes in only when something reads it.
                     return Ok(Some(StepRecord {
                         layer: r.layer,
-                        from: Some(c.label.clone()),
+                        from: Some(c.label()),
                     }));
                 }
                 Ok(None) => {}

@@ -58,6 +58,32 @@ pub enum RemoteError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// A cache imported with `--cache-from`, as the solver's lookup sees it.
+pub trait ImportedCache: Send + Sync + std::fmt::Debug {
+    /// `local:DIR`, `registry:REF`: where hits say they came from.
+    fn label(&self) -> String;
+    /// The record for `key`; an error says why a record it has cannot be
+    /// used (its blob is missing), which makes the step a miss.
+    fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, String>;
+}
+
+/// Records read from a registry (a cache manifest, or an image's inline
+/// cache): the registry holds every blob a manifest names.
+#[derive(Debug)]
+pub struct RecordsCache {
+    pub label: String,
+    pub records: HashMap<String, ExportedRecord>,
+}
+
+impl ImportedCache for RecordsCache {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+    fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, String> {
+        Ok(self.records.get(&key.to_string()).cloned())
+    }
+}
+
 /// A cache read from a local directory (`--cache-from type=local`).
 #[derive(Debug)]
 pub struct LocalDirCache {
@@ -96,9 +122,24 @@ impl LocalDirCache {
         }
     }
 
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+impl ImportedCache for LocalDirCache {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+
     /// The record for `key`, if this cache has it and its layer's blob is
     /// there (a missing blob is a miss, with why).
-    pub fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, String> {
+    fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, String> {
         let Some(r) = self.records.get(&key.to_string()) else {
             return Ok(None);
         };
@@ -120,15 +161,6 @@ impl LocalDirCache {
             }
         }
         Ok(Some(r.clone()))
-    }
-
-    /// How many records it holds.
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
     }
 }
 
@@ -206,6 +238,34 @@ fn write_file(label: &str, path: &Path, bytes: &[u8]) -> Result<(), RemoteError>
     })
 }
 
+/// A cache config's bytes and the manifest that holds it with its layers
+/// (each layer once), and those layers.
+pub fn cache_manifest(config: &CacheConfig) -> (Vec<u8>, Vec<u8>, Vec<LayerInfo>) {
+    let bytes = serde_json::to_vec(config).expect("a cache config serializes");
+    let mut layers: BTreeMap<Digest, &LayerInfo> = BTreeMap::new();
+    for r in &config.records {
+        if let Some(l) = &r.layer {
+            layers.insert(l.digest.clone(), l);
+        }
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {
+            "mediaType": MEDIA_CACHE_CONFIG,
+            "digest": Digest::of(&bytes),
+            "size": bytes.len(),
+        },
+        "layers": layers.values().map(|l| serde_json::json!({
+            "mediaType": l.media_type,
+            "digest": l.digest,
+            "size": l.size,
+        })).collect::<Vec<_>>(),
+    });
+    let manifest = serde_json::to_vec(&manifest).expect("a manifest serializes");
+    (bytes, manifest, layers.into_values().cloned().collect())
+}
+
 /// What an export wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ExportReport {
@@ -265,27 +325,11 @@ pub fn export_local(
         fs::rename(&tmp, &p).map_err(io_err(&p))?;
         report.blobs_written += 1;
     }
-    let config = serde_json::to_vec(&CacheConfig {
+    let (config, manifest, _) = cache_manifest(&CacheConfig {
         records: records.to_vec(),
-    })
-    .expect("a cache config serializes");
+    });
     let config_digest = Digest::of(&config);
     write_file(&label, &blob_path(dir, &config_digest), &config)?;
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": MEDIA_MANIFEST,
-        "config": {
-            "mediaType": MEDIA_CACHE_CONFIG,
-            "digest": config_digest,
-            "size": config.len(),
-        },
-        "layers": layers.values().map(|l| serde_json::json!({
-            "mediaType": l.media_type,
-            "digest": l.digest,
-            "size": l.size,
-        })).collect::<Vec<_>>(),
-    });
-    let manifest = serde_json::to_vec(&manifest).expect("a manifest serializes");
     let manifest_digest = Digest::of(&manifest);
     write_file(&label, &blob_path(dir, &manifest_digest), &manifest)?;
     // index.json: this tag now names the new manifest; other tags stay.

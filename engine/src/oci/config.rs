@@ -139,6 +139,15 @@ pub struct ImageConfig {
     pub config: RunConfig,
     pub rootfs: RootFs,
     pub history: Vec<HistoryEntry>,
+    /// `--cache-to type=inline`: the cache config of the steps that made
+    /// this image, under wbuild's own key (BuildKit's is
+    /// `moby.buildkit.cache.v0`).
+    #[serde(
+        rename = "wbuild.cache.v0",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub inline_cache: Option<serde_json::Value>,
 }
 
 /// RFC 3339 UTC for seconds since the epoch (civil-from-days).

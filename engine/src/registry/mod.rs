@@ -9,8 +9,10 @@
 //! `docker_credential` (`~/.docker/config.json` or `$DOCKER_CONFIG`, with
 //! `credHelpers` and `credsStore`).
 
+mod cache;
 mod push;
 
+pub use cache::RegistryBlobs;
 pub use push::PushReport;
 
 use std::collections::HashMap;
@@ -96,7 +98,7 @@ const MANIFEST_TYPES: &[&str] = &[
 /// Pulls images into a store and pushes them from it; one per build.
 pub struct Puller<'s> {
     store: &'s Store,
-    rt: tokio::runtime::Runtime,
+    rt: Arc<tokio::runtime::Runtime>,
     clients: Mutex<HashMap<String, Arc<Client>>>,
     /// Registries spoken to over plain HTTP besides localhost and
     /// 127.0.0.0/8 (`--insecure-registry`, `registry.insecure=true`).
@@ -126,10 +128,27 @@ impl<'s> Puller<'s> {
             })?;
         Ok(Puller {
             store,
-            rt,
+            rt: Arc::new(rt),
             clients: Mutex::new(HashMap::new()),
             insecure: insecure.to_vec(),
             memo: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// What talking to `reference`'s registry needs: the reference, its
+    /// client, the credentials (for a push when `push`) and how to explain
+    /// a refusal.
+    fn session(&self, reference: &str, push: bool) -> Result<Session, RegistryError> {
+        let r = parse_reference(reference)?;
+        let registry = r.resolve_registry().to_string();
+        let auth = self.auth(&r, push)?;
+        Ok(Session {
+            shown: r.whole(),
+            client: self.client(&registry),
+            explain: Box::new(self.explainer(&registry, &auth)),
+            auth,
+            registry,
+            r,
         })
     }
 
@@ -144,7 +163,7 @@ impl<'s> Puller<'s> {
         &self,
         registry: &str,
         auth: &RegistryAuth,
-    ) -> impl Fn(oci_client::errors::OciDistributionError) -> String {
+    ) -> impl Fn(oci_client::errors::OciDistributionError) -> String + Send + Sync + 'static {
         let tried = match auth {
             RegistryAuth::Basic(u, _) => format!("the credentials of {u:?} from the Docker config"),
             RegistryAuth::Bearer(_) => "the identity token from the Docker config".to_string(),
@@ -289,16 +308,18 @@ impl<'s> Puller<'s> {
         arch: &str,
         policy: PullPolicy,
     ) -> Result<Pulled, RegistryError> {
-        let r = parse_reference(reference)?;
-        let shown = r.whole();
+        let Session {
+            r,
+            shown,
+            registry,
+            client,
+            auth,
+            explain,
+        } = self.session(reference, false)?;
         let fail = |message: String| RegistryError::Pull {
             reference: shown.clone(),
             message,
         };
-        let registry = r.resolve_registry().to_string();
-        let client = self.client(&registry);
-        let auth = self.auth(&r, false)?;
-        let explain = self.explainer(&registry, &auth);
         // The image kept from the last pull of this name: used as it is
         // with --pull=false, and when the registry cannot be reached
         // without --pull.
@@ -970,6 +991,17 @@ fn entry_is_for(m: &serde_json::Value, os: &str, arch: &str) -> bool {
         os,
         arch,
     )
+}
+
+/// One reference's registry, ready to talk to.
+struct Session {
+    r: Reference,
+    /// The reference, normalized.
+    shown: String,
+    registry: String,
+    client: Arc<Client>,
+    auth: RegistryAuth,
+    explain: Box<dyn Fn(oci_client::errors::OciDistributionError) -> String + Send + Sync>,
 }
 
 /// Where an image's blobs come from when the store lacks them.

@@ -70,7 +70,7 @@ impl Puller<'_> {
 
     /// The push itself: `blobs` that the repository lacks, then
     /// `children` (manifests) by digest, then `top` under every tag.
-    fn push_parts(
+    pub(super) fn push_parts(
         &self,
         blobs: &[(Digest, u64)],
         children: &[(Digest, Vec<u8>, String)],
@@ -103,6 +103,11 @@ impl Puller<'_> {
             digest: top.0.to_string(),
             ..Default::default()
         };
+        // A blob an imported cache has not brought in yet comes in now,
+        // before the runtime runs (its source blocks on the same runtime).
+        for (d, _) in blobs {
+            self.store.ensure_blob(d)?;
+        }
         for ((registry, repository), refs) in &repos {
             let first = &refs[0];
             let shown = first.whole();

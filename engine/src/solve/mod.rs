@@ -182,7 +182,7 @@ pub struct BuildOptions {
     /// `--pull`, `--pull=false`, or neither.
     pub pull: PullPolicy,
     /// `--cache-from` caches, read before the build.
-    pub imported: Vec<Arc<crate::cache::remote::LocalDirCache>>,
+    pub imported: Vec<Arc<dyn crate::cache::remote::ImportedCache>>,
     /// `--build-context`s by key ([`crate::request::context_key`]).
     pub contexts: BTreeMap<String, crate::request::NamedContext>,
 }
@@ -401,6 +401,7 @@ impl<'a> Solver<'a> {
                 diff_ids: st.layers.iter().map(|l| l.diff_id.clone()).collect(),
             },
             history: st.history,
+            inline_cache: None,
         };
         let platform = PlatformDesc {
             architecture: pf.architecture,
