@@ -184,6 +184,8 @@ fn a_looping_shell_step_times_out() {
         platforms: Vec::new(),
         cache_to: Vec::new(),
         cache_from: Vec::new(),
+        gc: false,
+        config: None,
         insecure_registries: Vec::new(),
         build_contexts: Default::default(),
     };

@@ -32,6 +32,8 @@ pub enum Error {
         "{flag} type={kind}: not supported; use type=local, type=registry,ref=REF or type=inline"
     )]
     CacheKind { flag: &'static str, kind: String },
+    #[error(transparent)]
+    Config(Box<crate::config::ConfigError>),
     #[error("--platform: {message}")]
     Platform { message: String },
     #[error("--build-context {name}: {message}")]
@@ -521,6 +523,16 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
             });
         }
     }
+    // The config is read before anything is built, so a broken one stops
+    // the build at once.
+    let gc_config = if req.gc {
+        Some(
+            crate::config::load_gc(req.config.as_deref())
+                .map_err(|e| Error::Config(Box::new(e)))?,
+        )
+    } else {
+        None
+    };
     // Every output is checked before anything is built.
     let exporters = req
         .outputs
@@ -786,6 +798,23 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
             path: path.clone(),
             error: Box::new(error),
         })?;
+    }
+    // Garbage collection by the config's rules, at most once a minute.
+    if let Some(gc) = gc_config {
+        if gc.enabled {
+            match store.gc_after_build(&gc.policies) {
+                Ok(Some(r)) if !r.removed.is_empty() && req.progress != ProgressMode::Quiet => {
+                    eprintln!(
+                        "gc: removed {} item(s) and {} blob(s), {} bytes",
+                        r.removed.len(),
+                        r.blobs,
+                        r.bytes
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("warning: gc: {e}"),
+            }
+        }
     }
     // The registry client borrows the store; it goes before the lease.
     #[cfg(feature = "registry")]

@@ -81,6 +81,18 @@ pub enum Command {
         /// Keep at most this much cache (e.g. 10GB, 512MB).
         #[arg(long, value_name = "SIZE")]
         keep_storage: Option<String>,
+        /// Amount of disk space always allowed to keep for cache (e.g. 10GB, 10%).
+        #[arg(long, value_name = "SIZE")]
+        reserved_space: Option<String>,
+        /// Maximum amount of disk space allowed to keep for cache (e.g. 100GB, 80%).
+        #[arg(long, value_name = "SIZE")]
+        max_used_space: Option<String>,
+        /// Target amount of free disk space after pruning (e.g. 20GB, 20%).
+        #[arg(long, value_name = "SIZE")]
+        min_free_space: Option<String>,
+        /// Say what was removed.
+        #[arg(long)]
+        verbose: bool,
     },
     /// Remove images kept in the store (their blobs go with the next prune).
     Rmi {
@@ -127,28 +139,31 @@ pub struct StoreArgs {
 
 /// Parses `10GB`, `512MB`, `1.5G`, `4096` (bytes; powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, FlagError> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| flag_err("--keep-storage", s, "expected a size such as 512MB or 10GB"))?;
-    if n < 0.0 {
-        return Err(flag_err("--keep-storage", s, "the size cannot be negative"));
+    match wbuild::store::Space::parse(s) {
+        Ok(wbuild::store::Space::Bytes(b)) => Ok(b),
+        Ok(wbuild::store::Space::Percent(_)) => Err(flag_err(
+            "--keep-storage",
+            s,
+            "expected a size such as 512MB or 10GB, not a share of the disk",
+        )),
+        Err(_) if s.trim().starts_with('-') => {
+            Err(flag_err("--keep-storage", s, "the size cannot be negative"))
+        }
+        Err(_) => Err(flag_err(
+            "--keep-storage",
+            s,
+            "expected a size such as 512MB or 10GB",
+        )),
     }
-    Ok((n * mult as f64) as u64)
 }
 
-/// Parses `until=DURATION` filters (Go durations: 24h, 30m, 1h30m).
-pub fn parse_until(filters: &[String]) -> Result<Option<std::time::Duration>, FlagError> {
+/// Parses `until=DURATION` filters (Go durations: 24h, 30m, 1h30m) and
+/// `type=KIND` ones; returns the duration and the types.
+pub fn parse_filters(
+    filters: &[String],
+) -> Result<(Option<std::time::Duration>, Vec<String>), FlagError> {
     let mut out = None;
+    let mut types = Vec::new();
     for f in filters {
         match f.split_once('=') {
             Some(("until", d)) => {
@@ -157,16 +172,30 @@ pub fn parse_until(filters: &[String]) -> Result<Option<std::time::Duration>, Fl
                         .map_err(|m| flag_err("--filter", f, m))?,
                 )
             }
+            Some(("type", t)) | Some(("type=", t)) => {
+                let t = t.trim_start_matches('=');
+                if !matches!(
+                    t,
+                    "regular" | "exec.cachemount" | "compiled" | "source.local"
+                ) {
+                    return Err(flag_err(
+                        "--filter",
+                        f,
+                        "type is one of regular, exec.cachemount, compiled, source.local",
+                    ));
+                }
+                types.push(format!("type=={t}"));
+            }
             _ => {
                 return Err(flag_err(
                     "--filter",
                     f,
-                    "the only filter is until=DURATION (e.g. until=24h)",
+                    "filters are until=DURATION (e.g. until=24h) and type=TYPE",
                 ))
             }
         }
     }
-    Ok(out)
+    Ok((out, types))
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +296,12 @@ pub struct BuildArgs {
     /// Talk to this registry over plain HTTP (localhost and 127.0.0.0/8 always are).
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Collect garbage by the config's rules after the build (--gc=false: not this time).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
+    pub gc: String,
+    /// wbuild's config file (default: wbuild.toml in the platform's config directory).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Cache export destinations (e.g. "type=local,dest=DIR,mode=max").
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
@@ -863,6 +898,12 @@ impl BuildArgs {
                 .map(|c| parse_cache(c, false))
                 .collect::<Result<_, _>>()?,
             platforms: self.platform,
+            gc: match self.gc.as_str() {
+                "true" | "1" | "" => true,
+                "false" | "0" => false,
+                other => return Err(flag_err("--gc", other, "use --gc=true or --gc=false")),
+            },
+            config: self.config,
             insecure_registries: self.insecure_registries,
             build_contexts,
         })
@@ -994,11 +1035,16 @@ mod tests {
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert!(parse_size("lots").is_err());
         assert_eq!(
-            parse_until(&["until=24h".into()]).unwrap(),
+            parse_filters(&["until=24h".into()]).unwrap().0,
             Some(std::time::Duration::from_secs(86400))
         );
-        assert!(parse_until(&["label=x".into()]).is_err());
-        assert!(parse_until(&["until=soon".into()]).is_err());
+        assert!(parse_filters(&["label=x".into()]).is_err());
+        assert!(parse_filters(&["until=soon".into()]).is_err());
+        assert_eq!(
+            parse_filters(&["type=exec.cachemount".into()]).unwrap().1,
+            ["type==exec.cachemount"]
+        );
+        assert!(parse_filters(&["type=nope".into()]).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod base;
 pub mod build;
 pub mod cache;
+pub mod config;
 pub mod context;
 pub mod digest;
 pub mod env;

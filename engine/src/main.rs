@@ -45,7 +45,18 @@ fn main() -> ExitCode {
             all,
             filter,
             keep_storage,
-        }) => prune(store, all, filter, keep_storage),
+            reserved_space,
+            max_used_space,
+            min_free_space,
+            verbose,
+        }) => prune(
+            store,
+            all,
+            filter,
+            keep_storage,
+            [reserved_space, max_used_space, min_free_space],
+            verbose,
+        ),
         None => build(cli.build),
     };
     match result {
@@ -342,18 +353,92 @@ fn du(args: StoreArgs, verbose: bool) -> Result<()> {
     println!("Cache mounts: {}", human(u.cache_mount_bytes));
     println!("Compiled modules: {}", human(u.compiled_bytes));
     println!("Temporary files: {}", human(u.tmp_bytes));
+    // By type, as BuildKit's du names them, with what prune could take
+    // (what no kept image holds).
+    let items = s.gc_items()?;
+    println!(
+        "{:<16} {:>6} {:>10} {:>12}",
+        "TYPE", "ITEMS", "SIZE", "RECLAIMABLE"
+    );
+    for kind in ["regular", "exec.cachemount", "compiled"] {
+        let of: Vec<_> = items.iter().filter(|i| i.kind == kind).collect();
+        println!(
+            "{:<16} {:>6} {:>10} {:>12}",
+            kind,
+            of.len(),
+            human(of.iter().map(|i| i.size).sum()),
+            human(of.iter().filter(|i| !i.shared).map(|i| i.size).sum())
+        );
+    }
+    println!(
+        "{:<16} {:>6} {:>10} {:>12}",
+        "image",
+        u.images,
+        human(u.image_bytes),
+        human(0)
+    );
     Ok(())
 }
 
-fn prune(args: StoreArgs, all: bool, filter: Vec<String>, keep: Option<String>) -> Result<()> {
-    let until = cli::parse_until(&filter)?;
+fn prune(
+    args: StoreArgs,
+    all: bool,
+    filter: Vec<String>,
+    keep: Option<String>,
+    spaces: [Option<String>; 3],
+    verbose: bool,
+) -> Result<()> {
+    let (until, types) = cli::parse_filters(&filter)?;
     let keep = keep.as_deref().map(cli::parse_size).transpose()?;
+    let space = |flag: &'static str, v: &Option<String>| -> Result<Option<store::Space>> {
+        Ok(v.as_deref()
+            .map(store::Space::parse)
+            .transpose()
+            .map_err(|reason| cli::FlagError {
+                flag,
+                value: v.clone().unwrap_or_default(),
+                reason,
+            })?)
+    };
+    let reserved = space("--reserved-space", &spaces[0])?;
+    let max_used = space("--max-used-space", &spaces[1])?;
+    let min_free = space("--min-free-space", &spaces[2])?;
     let s = open_store(&args)?;
-    let r = s.prune(all, until, keep)?;
+    let by_rule = !types.is_empty()
+        || reserved.is_some()
+        || max_used.is_some()
+        || min_free.is_some()
+        || verbose;
+    if !by_rule {
+        let r = s.prune(all, until, keep)?;
+        println!(
+            "Removed {} untagged image(s), {} cache record(s) and {} blob(s); reclaimed {}",
+            r.images,
+            r.records,
+            r.blobs,
+            human(r.bytes)
+        );
+        return Ok(());
+    }
+    // buildx's flags: one rule, as BuildKit's prune takes them.
+    let untagged = s.remove_untagged_images()?;
+    let policy = store::GcPolicy {
+        all,
+        filters: types,
+        keep_duration: until,
+        reserved_space: reserved,
+        max_used_space: max_used.or(keep.map(store::Space::Bytes)),
+        min_free_space: min_free,
+    };
+    let r = s.gc(&[policy])?;
+    if verbose {
+        for (kind, id, size) in &r.removed {
+            println!("{kind:<16} {:>10}  {id}", human(*size));
+        }
+    }
     println!(
-        "Removed {} untagged image(s), {} cache record(s) and {} blob(s); reclaimed {}",
-        r.images,
-        r.records,
+        "Removed {untagged} untagged image(s), {} item(s) and {} blob(s); reclaimed {}",
+        r.removed.len(),
         r.blobs,
         human(r.bytes)
     );

@@ -122,6 +122,10 @@ pub struct BuildRequest {
     /// `--cache-to` and `--cache-from`, checked.
     pub cache_to: Vec<CacheSpec>,
     pub cache_from: Vec<CacheSpec>,
+    /// `--gc=false`: no garbage collection after this build.
+    pub gc: bool,
+    /// `--config FILE` (else `wbuild.toml` in the config directory).
+    pub config: Option<PathBuf>,
 }
 
 /// One `--cache-to` or `--cache-from`: `type=local|registry|inline` and

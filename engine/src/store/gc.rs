@@ -168,15 +168,7 @@ impl Store {
             if !e.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            // A mount in use by a locked or private RUN holds its lock.
-            let lock_path = p.with_extension("lock");
-            let lock = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-                .map_err(io_err(&lock_path))?;
-            if lock.try_lock().is_err() {
+            if mount_in_use(&p) {
                 continue;
             }
             let size = dir_size(&p);
@@ -209,8 +201,21 @@ impl Store {
     }
 }
 
+/// Whether a RUN holds the cache mount `dir` (a locked or private mount
+/// holds its lock file); one whose lock cannot be opened counts as held.
+pub(super) fn mount_in_use(dir: &Path) -> bool {
+    let lock_path = dir.with_extension("lock");
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map(|f| f.try_lock().is_err())
+        .unwrap_or(true)
+}
+
 /// The bytes of every file under `p` (0 where it is missing).
-fn dir_size(p: &Path) -> u64 {
+pub(super) fn dir_size(p: &Path) -> u64 {
     let Ok(rd) = fs::read_dir(p) else {
         return 0;
     };

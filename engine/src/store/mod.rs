@@ -20,6 +20,7 @@ mod gc;
 mod images;
 mod index;
 mod leases;
+mod policy;
 
 use std::fs;
 use std::io;
@@ -35,6 +36,7 @@ pub use blobs::{BlobWriter, VerifyingReader};
 pub use gc::{PruneReport, Usage};
 pub use index::{CacheRow, SCHEMA_VERSION};
 pub use leases::OutsideTemp;
+pub use policy::{default_policies, disk_stats, GcPolicy, GcReport, Item as GcItem, Space};
 
 /// What can go wrong in the store, with the path or digest concerned.
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +80,15 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
-/// Seconds since the Unix epoch.
+/// Seconds since the Unix epoch (`WBUILD_TEST_NOW` stands in for the
+/// clock in tests of what time decides: last use, GC).
 pub fn now() -> i64 {
+    if let Some(t) = std::env::var("WBUILD_TEST_NOW")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        return t;
+    }
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

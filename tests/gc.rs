@@ -1,0 +1,281 @@
+//! Garbage collection by policy after builds, and prune's buildx flags,
+//! on stores filled by real builds, with the clock and the disk faked
+//! (`WBUILD_TEST_NOW`, `WBUILD_TEST_DISK`).
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use harness::Project;
+
+const DAY: i64 = 86_400;
+const T0: i64 = 1_900_000_000;
+
+/// `wbuild ARGS` in `p` with the store `store`, at time `now`, with `env`.
+fn at(p: &Project, store: &Path, now: i64, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wbuild"));
+    c.args(args)
+        .current_dir(p.dir.path())
+        .env("WBUILD_ROOT", store)
+        .env("WBUILD_TEST_NOW", now.to_string())
+        .env_remove("SOURCE_DATE_EPOCH")
+        // No user config: the tests give theirs.
+        .env("XDG_CONFIG_HOME", p.dir.path().join("no-config"));
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "wbuild {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// A build that collects nothing, to fill the store at `now`.
+fn quiet(p: &Project, store: &Path, now: i64) {
+    at(
+        p,
+        store,
+        now,
+        &[],
+        &["build", "--gc=false", "--progress", "quiet", "."],
+    );
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn project(body: &str) -> Project {
+    Project::new(&[
+        ("Dockerfile", "FROM scratch\nCOPY f /f\nCOPY g /g\n"),
+        ("f", body),
+        ("g", &body.repeat(100)),
+    ])
+}
+
+/// Whether a plain build of `p` hits every step.
+fn all_cached(p: &Project, store: &Path, now: i64) -> bool {
+    let o = at(
+        p,
+        store,
+        now,
+        &[],
+        &["build", "--gc=false", "--progress", "plain", "."],
+    );
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
+    !log.contains("rebuilt:")
+}
+
+#[test]
+fn records_unused_for_60_days_go() {
+    let store = tempfile::tempdir().unwrap();
+    let old = project("old\n");
+    at(
+        &old,
+        store.path(),
+        T0,
+        &[],
+        &["build", "--progress", "quiet", "."],
+    );
+    assert!(all_cached(&old, store.path(), T0));
+    // 59 days later nothing is old enough; 61 days later it is.
+    let other = project("other\n");
+    at(
+        &other,
+        store.path(),
+        T0 + 59 * DAY,
+        &[],
+        &["build", "--progress", "quiet", "."],
+    );
+    assert!(all_cached(&old, store.path(), T0 + 59 * DAY));
+    let late = T0 + 59 * DAY + 61 * DAY;
+    let o = at(
+        &other,
+        store.path(),
+        late,
+        &[],
+        &["build", "--progress", "plain", "."],
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("gc: removed"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!all_cached(&old, store.path(), late));
+    // --gc=false, and enabled = false in the config, collect nothing.
+    let store = tempfile::tempdir().unwrap();
+    at(
+        &old,
+        store.path(),
+        T0,
+        &[],
+        &["build", "--progress", "quiet", "."],
+    );
+    quiet(&other, store.path(), T0 + 90 * DAY);
+    assert!(all_cached(&old, store.path(), T0 + 90 * DAY));
+    let cfg = other.path("off.toml");
+    fs::write(&cfg, "[gc]\nenabled = false\n").unwrap();
+    let c = cfg.to_str().unwrap();
+    at(
+        &other,
+        store.path(),
+        T0 + 90 * DAY,
+        &[],
+        &["build", "--config", c, "--progress", "quiet", "."],
+    );
+    assert!(all_cached(&old, store.path(), T0 + 90 * DAY));
+}
+
+#[test]
+fn the_space_caps_remove_least_recently_used_first() {
+    let store = tempfile::tempdir().unwrap();
+    let a = project("a\n");
+    let b = project("b\n");
+    quiet(&a, store.path(), T0);
+    quiet(&b, store.path(), T0 + 10);
+    // A rule that keeps at most 1 KB: the older project's records go
+    // first, and the newest survive while they fit.
+    let cfg = a.path("gc.toml");
+    fs::write(&cfg, "[[gc.policy]]\nall = true\nmaxUsedSpace = \"300B\"\n").unwrap();
+    let c = cfg.to_str().unwrap();
+    let o = at(
+        &b,
+        store.path(),
+        T0 + 20,
+        &[],
+        &["build", "--config", c, "--progress", "plain", "."],
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("gc: removed"));
+    assert!(!all_cached(&a, store.path(), T0 + 30));
+    // A disk with too little free space: everything above the reserve goes.
+    let store = tempfile::tempdir().unwrap();
+    quiet(&a, store.path(), T0);
+    fs::write(
+        &cfg,
+        "[[gc.policy]]\nall = true\nminFreeSpace = \"20%\"\nreservedSpace = \"0\"\n",
+    )
+    .unwrap();
+    at(
+        &b,
+        store.path(),
+        T0 + 10,
+        &[("WBUILD_TEST_DISK", "1000000000,1000")],
+        &["build", "--config", c, "--progress", "quiet", "."],
+    );
+    assert!(!all_cached(&a, store.path(), T0 + 20));
+    // The same with plenty free: nothing goes.
+    let store = tempfile::tempdir().unwrap();
+    quiet(&a, store.path(), T0);
+    at(
+        &b,
+        store.path(),
+        T0 + 10,
+        &[("WBUILD_TEST_DISK", "1000000000,900000000")],
+        &["build", "--config", c, "--progress", "quiet", "."],
+    );
+    assert!(all_cached(&a, store.path(), T0 + 20));
+    // A broken config stops the build before it starts.
+    fs::write(&cfg, "[gc]\nmaxUsedSpace = \"lots\"\n").unwrap();
+    let o = b.run(&["build", "--config", c, "."]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("gc.toml"));
+}
+
+#[test]
+fn prune_takes_buildx_flags_and_du_shows_types() {
+    let store = tempfile::tempdir().unwrap();
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            "FROM wbuild/base\nRUN --mount=type=cache,target=/c echo x > /c/x && echo y > /y\nCOPY f /f\n",
+        ),
+        ("f", "f\n"),
+    ]);
+    quiet(&p, store.path(), T0);
+    let du = stdout(&at(&p, store.path(), T0, &[], &["du"]));
+    for kind in ["regular", "exec.cachemount", "compiled"] {
+        assert!(du.lines().any(|l| l.starts_with(kind)), "{du}");
+    }
+    // Only cache mounts, said one by one.
+    let o = at(
+        &p,
+        store.path(),
+        T0,
+        &[],
+        &["prune", "--filter", "type=exec.cachemount", "--verbose"],
+    );
+    let out = stdout(&o);
+    assert!(
+        out.lines().any(|l| l.starts_with("exec.cachemount")),
+        "{out}"
+    );
+    assert!(!out.lines().any(|l| l.starts_with("regular")), "{out}");
+    assert!(all_cached(&p, store.path(), T0));
+    // A cap on used space takes records, least recently used first.
+    let o = at(
+        &p,
+        store.path(),
+        T0,
+        &[],
+        &["prune", "--all", "--max-used-space", "1B", "--verbose"],
+    );
+    assert!(
+        stdout(&o).lines().any(|l| l.starts_with("regular")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!all_cached(&p, store.path(), T0));
+    // Bad values are usage errors naming the flag.
+    let o = p.run(&["prune", "--min-free-space", "lots"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--min-free-space"));
+}
+
+#[test]
+fn builds_running_while_gc_runs_keep_their_blobs() {
+    let store = tempfile::tempdir().unwrap();
+    let cfg = tempfile::tempdir().unwrap();
+    let c = cfg.path().join("gc.toml");
+    fs::write(&c, "[[gc.policy]]\nall = true\nmaxUsedSpace = \"1B\"\n").unwrap();
+    let c = c.to_str().unwrap().to_string();
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let root = store.path().to_path_buf();
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let p = project(&format!("p{i}\n"));
+                for round in 0..3 {
+                    at(
+                        &p,
+                        &root,
+                        T0 + round,
+                        &[],
+                        &[
+                            "build",
+                            "--config",
+                            &c,
+                            "--progress",
+                            "quiet",
+                            "-o",
+                            "type=local,dest=out",
+                            ".",
+                        ],
+                    );
+                    assert_eq!(
+                        fs::read_to_string(p.path("out/f")).unwrap(),
+                        format!("p{i}\n")
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
