@@ -279,3 +279,71 @@ fn builds_running_while_gc_runs_keep_their_blobs() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn cache_mounts_unused_for_48_hours_go_by_the_first_rule() {
+    // Rule 1 with a small cap (its default is 512 MB): cache mounts unused
+    // for 48 h go while they take more than the cap; records stay.
+    let store = tempfile::tempdir().unwrap();
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            "FROM wbuild/base\nRUN --mount=type=cache,target=/c echo x > /c/x && echo y > /y\n",
+        ),
+        ("rule.toml", "[[gc.policy]]\nfilters = [\"type==exec.cachemount\"]\nkeepDuration = \"48h\"\nmaxUsedSpace = \"1B\"\n"),
+    ]);
+    let cfg = p.path("rule.toml");
+    let c = cfg.to_str().unwrap();
+    quiet(&p, store.path(), T0);
+    let mounts = || {
+        fs::read_dir(store.path().join("cache-mounts"))
+            .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+            .unwrap_or(0)
+    };
+    assert_eq!(mounts(), 1);
+    // The mount's last use is its lock file's time: make it 47 h old, then
+    // 49 h old, with a build of something else collecting each time.
+    let lock = fs::read_dir(store.path().join("cache-mounts"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "lock"))
+        .unwrap()
+        .path();
+    let other = project("other\n");
+    let now = std::time::SystemTime::now();
+    let set_age = |h: u64| {
+        let t = now - std::time::Duration::from_secs(h * 3600);
+        fs::File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        let dir = lock.with_extension("");
+        let d = fs::File::open(&dir).unwrap();
+        let _ = d.set_modified(t);
+    };
+    let real_now = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    set_age(47);
+    at(
+        &other,
+        store.path(),
+        real_now,
+        &[],
+        &["build", "--config", c, "--progress", "quiet", "."],
+    );
+    assert_eq!(mounts(), 1, "47 hours is not long enough");
+    set_age(49);
+    at(
+        &other,
+        store.path(),
+        real_now,
+        &[],
+        &["build", "--config", c, "--progress", "quiet", "."],
+    );
+    assert_eq!(mounts(), 0, "49 hours unused and over the cap: it goes");
+    assert!(
+        all_cached(&p, store.path(), real_now),
+        "records are another type"
+    );
+}
