@@ -680,3 +680,63 @@ fn errors_say_what_is_wrong() {
         "{err}"
     );
 }
+
+/// Compiled modules are shared between the stores of one user: a fresh
+/// store takes wbox's from the shared directory instead of compiling it.
+#[test]
+fn compiled_modules_are_shared_between_stores() {
+    let d = tempfile::tempdir().unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nRUN echo shared-ok\n",
+    )
+    .unwrap();
+    let run = |store: &std::path::Path, cache: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_wbuild"))
+            .args(["build", "--progress", "plain", "."])
+            .current_dir(d.path())
+            .env("WBUILD_ROOT", store)
+            .env("WBUILD_MODULE_CACHE", cache)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let files = |p: &std::path::Path| -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = fs::read_dir(p)
+            .map(|r| r.flatten().map(|e| fs::read(e.path()).unwrap()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let a = tempfile::tempdir().unwrap();
+    run(a.path(), shared.path().to_str().unwrap());
+    let in_shared = files(shared.path());
+    assert!(!in_shared.is_empty(), "the compile is shared");
+    assert_eq!(files(&a.path().join("compiled")), in_shared);
+    // Another store starts with the shared artifact in its own directory.
+    let b = tempfile::tempdir().unwrap();
+    run(b.path(), shared.path().to_str().unwrap());
+    assert_eq!(files(&b.path().join("compiled")), in_shared);
+    // A damaged shared artifact is never loaded: it is removed and the
+    // module compiled again.
+    for e in fs::read_dir(shared.path()).unwrap().flatten() {
+        let mut bytes = fs::read(e.path()).unwrap();
+        let i = bytes.len() / 2;
+        bytes[i] ^= 0x10;
+        fs::write(e.path(), &bytes).unwrap();
+    }
+    let c = tempfile::tempdir().unwrap();
+    run(c.path(), shared.path().to_str().unwrap());
+    assert_eq!(files(&c.path().join("compiled")), in_shared);
+    assert_eq!(
+        files(shared.path()),
+        in_shared,
+        "the shared copy was rewritten"
+    );
+    // Turned off, nothing is shared.
+    let off = tempfile::tempdir().unwrap();
+    let e = tempfile::tempdir().unwrap();
+    run(e.path(), "off");
+    assert!(files(off.path()).is_empty());
+}

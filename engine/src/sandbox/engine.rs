@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use wasmtime::{Config, Engine, Module};
@@ -85,6 +85,25 @@ pub fn load_program(
     {
         return Ok(p.clone());
     }
+    // One compile per module at a time: stages starting at once on a
+    // cold store wait for the first compile instead of each doing it
+    // (Cranelift already compiles on every core).
+    static COMPILING: OnceLock<Mutex<HashMap<Digest, Arc<Mutex<()>>>>> = OnceLock::new();
+    let gate = COMPILING
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(digest.clone())
+        .or_default()
+        .clone();
+    let _compiling = gate.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = loaded
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&digest)
+    {
+        return Ok(p.clone());
+    }
     let engine = engine()?;
     let compile_error = |e: wasmtime::Error| SandboxError::Compile {
         program: name.to_string(),
@@ -142,26 +161,68 @@ fn cached_compile<T>(
     compile: impl Fn() -> Result<T, SandboxError>,
     serialize: impl Fn(&T) -> wasmtime::Result<Vec<u8>>,
 ) -> Result<T, SandboxError> {
-    if let Some(path) = &path {
-        if let Ok(file) = std::fs::read(path) {
+    // The store's copy, then the one every store of this user shares
+    // (a fresh store need not compile wbox again).
+    let shared = path
+        .as_ref()
+        .and_then(|p| Some(shared_module_dir()?.join(p.file_name()?)));
+    for (i, p) in path.iter().chain(shared.iter()).enumerate() {
+        if let Ok(file) = std::fs::read(p) {
             match verified_artifact(&file).map(&deserialize) {
-                Some(Ok(t)) => return Ok(t),
+                Some(Ok(t)) => {
+                    if i > 0 {
+                        if let Some(own) = &path {
+                            write_artifact_file(own, &file);
+                        }
+                    }
+                    return Ok(t);
+                }
                 _ => {
-                    let _ = std::fs::remove_file(path);
+                    let _ = std::fs::remove_file(p);
                 }
             }
         }
     }
     let t = compile()?;
-    if let (Some(path), Ok(mut art)) = (&path, serialize(&t)) {
+    if let Ok(mut art) = serialize(&t) {
         let sum = Digest::of(&art);
         art.extend_from_slice(sum.hex().as_bytes());
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-        if std::fs::write(&tmp, &art).is_ok() && std::fs::rename(&tmp, path).is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        for p in path.iter().chain(shared.iter()) {
+            write_artifact_file(p, &art);
         }
     }
     Ok(t)
+}
+
+/// Writes a cached artifact through a temp file and a rename (a failure
+/// only means compiling again next time).
+fn write_artifact_file(path: &Path, art: &[u8]) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    if std::fs::write(&tmp, art).is_ok() && std::fs::rename(&tmp, path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// Where compiled modules are shared between the stores of one user:
+/// `wbuild-modules/` beside the default store in the platform's cache
+/// directory (`~/.cache/wbuild-modules` on Linux), or
+/// `WBUILD_MODULE_CACHE`; `WBUILD_MODULE_CACHE=off` turns it off. Each
+/// file is named by the module's digest and the engine's configuration,
+/// and checked against its own digest before it is loaded.
+pub fn shared_module_dir() -> Option<PathBuf> {
+    match std::env::var_os("WBUILD_MODULE_CACHE") {
+        Some(v) if v == "off" => None,
+        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+        // Beside the default store, not in it: every path under a store's
+        // root is the store's.
+        _ => directories::ProjectDirs::from("", "", "wbuild").and_then(|d| {
+            let c = d.cache_dir();
+            Some(c.parent()?.join("wbuild-modules"))
+        }),
+    }
 }
 
 /// The artifact in a cached file, if its trailing sha256 (64 hex digits)
