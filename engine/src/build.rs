@@ -216,12 +216,12 @@ fn resolve_bases<'s>(
         return Ok(None);
     }
     let fail = |st: &plan::PlannedStage, m: String| {
-        Error::Solve(BuildError::Step {
-            file: opts.dockerfile.clone(),
-            line: st.line,
-            step: format!("[{}] {}", st.label(), st.from_display),
-            failure: Box::new(crate::solve::StepFailure::Invalid(m)),
-        })
+        Error::Solve(BuildError::from_failed(
+            &opts.dockerfile,
+            st,
+            &st.label(),
+            m,
+        ))
     };
     let puller = std::sync::Arc::new(
         crate::registry::Puller::new(store, &opts.insecure_registries)
@@ -352,13 +352,11 @@ fn import_caches(
 /// and its own with `registry.insecure=true`.
 #[cfg(feature = "registry")]
 fn insecure_for(req: &BuildRequest, spec: &crate::request::CacheSpec) -> Vec<String> {
-    let mut insecure = req.insecure_registries.clone();
-    if spec.attr("registry.insecure") == Some("true") {
-        if let Ok(r) = crate::registry::parse_reference(spec.attr("ref").unwrap_or_default()) {
-            insecure.push(r.resolve_registry().to_string());
-        }
-    }
-    insecure
+    let own: Vec<String> = match (spec.attr("registry.insecure"), spec.attr("ref")) {
+        (Some("true"), Some(r)) => vec![r.to_string()],
+        _ => Vec::new(),
+    };
+    crate::registry::insecure_with(&req.insecure_registries, &own)
 }
 
 /// Writes one `--cache-to` (local or registry); what it did, to say.
@@ -718,28 +716,15 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     }
     if req.outputs.is_empty() {
         let (top, blobs) = match &index {
-            Some(idx) => {
-                let mut blobs = vec![idx.desc.digest.clone()];
-                for img in &idx.images {
-                    blobs.extend(oci::image_blobs(img));
-                }
-                (idx.desc.digest.clone(), blobs)
-            }
+            Some(idx) => (idx.desc.digest.clone(), oci::index_blobs(idx)),
             None => (image.manifest_desc.digest.clone(), oci::image_blobs(&image)),
         };
-        let names: Vec<String> = if req.tags.is_empty() {
-            vec![format!("<none>@{top}")]
+        if req.tags.is_empty() {
+            // Unnamed (a build only for its cache): nothing is fetched.
+            let name = format!("<none>@{top}");
+            store.put_image(&name, &top, &image.config_desc.digest, &blobs)?;
         } else {
-            // An image kept by name is there to be run or pushed: its
-            // blobs come in from an imported cache now. An unnamed one
-            // (a build only for its cache) fetches nothing.
-            for b in &blobs {
-                store.ensure_blob(b)?;
-            }
-            req.tags.clone()
-        };
-        for n in names {
-            store.put_image(&n, &top, &image.config_desc.digest, &blobs)?;
+            export::image::keep_image(&store, &req.tags, &top, &image.config_desc.digest, &blobs)?;
         }
     }
     for spec in req.cache_to.iter().filter(|s| s.kind != "inline") {

@@ -4,7 +4,9 @@
 //! name points at.
 
 use super::{ExportContext, ExportError, Exporter};
-use crate::oci::{image_blobs, Image, IndexImage};
+use crate::digest::Digest;
+use crate::oci::{image_blobs, index_blobs, Image, IndexImage};
+use crate::store::Store;
 
 pub struct ImageOutput {
     /// `name=` (comma-separated), else the `-t` names.
@@ -17,14 +19,13 @@ pub struct ImageOutput {
 impl Exporter for ImageOutput {
     fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
         let names = self.names(cx);
-        for n in &names {
-            cx.store.put_image(
-                n,
-                &img.manifest_desc.digest,
-                &img.config_desc.digest,
-                &image_blobs(img),
-            )?;
-        }
+        keep_image(
+            cx.store,
+            &names,
+            &img.manifest_desc.digest,
+            &img.config_desc.digest,
+            &image_blobs(img),
+        )?;
         if !self.push {
             lock(&cx.named).extend(names);
             return Ok(());
@@ -34,24 +35,38 @@ impl Exporter for ImageOutput {
 
     fn export_index(&self, cx: &ExportContext<'_>, idx: &IndexImage) -> Result<(), ExportError> {
         let names = self.names(cx);
-        let mut blobs = vec![idx.desc.digest.clone()];
-        for img in &idx.images {
-            blobs.extend(image_blobs(img));
-        }
-        for n in &names {
-            cx.store.put_image(
-                n,
-                &idx.desc.digest,
-                &idx.images[0].config_desc.digest,
-                &blobs,
-            )?;
-        }
+        keep_image(
+            cx.store,
+            &names,
+            &idx.desc.digest,
+            &idx.images[0].config_desc.digest,
+            &index_blobs(idx),
+        )?;
         if !self.push {
             lock(&cx.named).extend(names);
             return Ok(());
         }
         self.push_to(cx, Pushed::Index(idx), &names)
     }
+}
+
+/// Keeps an image (or an index) in the store under each name. Its blobs
+/// come in first from an imported cache that has not brought them yet: an
+/// image kept by name is there to be run or pushed.
+pub fn keep_image(
+    store: &Store,
+    names: &[String],
+    top: &Digest,
+    config: &Digest,
+    blobs: &[Digest],
+) -> Result<(), crate::store::StoreError> {
+    for b in blobs {
+        store.ensure_blob(b)?;
+    }
+    for n in names {
+        store.put_image(n, top, config, blobs)?;
+    }
+    Ok(())
 }
 
 /// What goes to the registry: one image, or an index of several.
@@ -78,14 +93,8 @@ impl ImageOutput {
         what: Pushed<'_>,
         names: &[String],
     ) -> Result<(), ExportError> {
-        let mut insecure = cx.insecure.to_vec();
-        if self.insecure {
-            for n in names {
-                if let Ok(r) = crate::registry::parse_reference(n) {
-                    insecure.push(r.resolve_registry().to_string());
-                }
-            }
-        }
+        let extra: &[String] = if self.insecure { names } else { &[] };
+        let insecure = crate::registry::insecure_with(cx.insecure, extra);
         let puller = crate::registry::Puller::new(cx.store, &insecure)?;
         let report = match what {
             Pushed::One(img) => puller.push(img, names)?,

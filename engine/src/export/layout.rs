@@ -211,11 +211,7 @@ pub fn write_layout_dir(
 
 /// The files of an index of several images' layout.
 fn index_files(idx: &IndexImage, tags: &[String]) -> Vec<OutFile> {
-    let mut blobs = vec![idx.desc.digest.clone()];
-    for img in &idx.images {
-        blobs.extend(image_blobs(img));
-    }
-    layout_files_of(&idx.desc, blobs, None, tags, false)
+    layout_files_of(&idx.desc, crate::oci::index_blobs(idx), None, tags, false)
 }
 
 /// Layout files into a directory.

@@ -177,6 +177,15 @@ pub fn assemble_index(
     })
 }
 
+/// The blobs of an index of several images: the index, then each image's.
+pub fn index_blobs(idx: &IndexImage) -> Vec<Digest> {
+    let mut v = vec![idx.desc.digest.clone()];
+    for img in &idx.images {
+        v.extend(image_blobs(img));
+    }
+    v
+}
+
 /// The blobs of an image, config and manifest included.
 pub fn image_blobs(img: &Image) -> Vec<Digest> {
     let mut v = vec![

@@ -9,8 +9,8 @@ pub mod media;
 
 pub use config::{rfc3339, Empty, HealthConfig, HistoryEntry, ImageConfig, RootFs, RunConfig};
 pub use manifest::{
-    assemble, assemble_index, assemble_typed, image_blobs, Descriptor, Image, ImageIndex,
-    ImageManifest, IndexImage, PlatformDesc,
+    assemble, assemble_index, assemble_typed, image_blobs, index_blobs, Descriptor, Image,
+    ImageIndex, ImageManifest, IndexImage, PlatformDesc,
 };
 pub use media::Compression;
 

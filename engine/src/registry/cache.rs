@@ -121,14 +121,14 @@ impl Puller<'_> {
         os: &str,
         arch: &str,
     ) -> Result<(CacheConfig, RegistryBlobs), RegistryError> {
+        let r = super::parse_reference(reference)?;
         let super::Session {
-            r,
             shown,
             client,
             auth,
             explain,
             ..
-        } = self.session(reference, false)?;
+        } = self.session(&r, false)?;
         let fail = |message: String| RegistryError::Pull {
             reference: shown.clone(),
             message,
@@ -138,7 +138,7 @@ impl Puller<'_> {
             .block_on(retry(|| {
                 client.pull_manifest_raw(&r, &auth, MANIFEST_TYPES)
             }))
-            .map_err(|e| fail(explain(e)))?;
+            .map_err(|e| fail(explain(&e)))?;
         let mut manifest: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| fail(format!("its manifest is not JSON: {e}")))?;
         if let Some(list) = manifest["manifests"].as_array() {
@@ -155,7 +155,7 @@ impl Puller<'_> {
                 .block_on(retry(|| {
                     client.pull_manifest_raw(&pinned, &auth, MANIFEST_TYPES)
                 }))
-                .map_err(|e| fail(explain(e)))?;
+                .map_err(|e| fail(explain(&e)))?;
             manifest = serde_json::from_slice(&b)
                 .map_err(|e| fail(format!("its manifest is not JSON: {e}")))?;
         }

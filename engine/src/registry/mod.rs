@@ -56,6 +56,19 @@ pub fn parse_reference(s: &str) -> Result<Reference, RegistryError> {
     Ok(r)
 }
 
+/// `base` (`--insecure-registry`) and the registries of `names` (an
+/// output's or a cache's `registry.insecure=true`): those spoken to over
+/// plain HTTP.
+pub fn insecure_with(base: &[String], names: &[String]) -> Vec<String> {
+    let mut out = base.to_vec();
+    for n in names {
+        if let Ok(r) = parse_reference(n) {
+            out.push(r.resolve_registry().to_string());
+        }
+    }
+    out
+}
+
 /// Docker talks plain HTTP to a registry on localhost or 127.0.0.0/8.
 fn is_local(registry: &str) -> bool {
     let host = match registry.rsplit_once(':') {
@@ -135,20 +148,17 @@ impl<'s> Puller<'s> {
         })
     }
 
-    /// What talking to `reference`'s registry needs: the reference, its
-    /// client, the credentials (for a push when `push`) and how to explain
-    /// a refusal.
-    fn session(&self, reference: &str, push: bool) -> Result<Session, RegistryError> {
-        let r = parse_reference(reference)?;
+    /// What talking to `r`'s registry needs: its client, the credentials
+    /// (for a push when `push`) and how to explain a refusal.
+    fn session(&self, r: &Reference, push: bool) -> Result<Session, RegistryError> {
         let registry = r.resolve_registry().to_string();
-        let auth = self.auth(&r, push)?;
+        let auth = self.auth(r, push)?;
         Ok(Session {
             shown: r.whole(),
             client: self.client(&registry),
             explain: Box::new(self.explainer(&registry, &auth)),
             auth,
             registry,
-            r,
         })
     }
 
@@ -163,7 +173,7 @@ impl<'s> Puller<'s> {
         &self,
         registry: &str,
         auth: &RegistryAuth,
-    ) -> impl Fn(oci_client::errors::OciDistributionError) -> String + Send + Sync + 'static {
+    ) -> impl Fn(&dyn std::error::Error) -> String + Send + Sync + 'static {
         let tried = match auth {
             RegistryAuth::Basic(u, _) => format!("the credentials of {u:?} from the Docker config"),
             RegistryAuth::Bearer(_) => "the identity token from the Docker config".to_string(),
@@ -171,7 +181,7 @@ impl<'s> Puller<'s> {
         };
         let registry = registry.to_string();
         move |e| {
-            let text = error_text(&e);
+            let text = error_text(e);
             let lower = text.to_lowercase();
             if ["401", "403", "authoriz", "denied", "authenticat"]
                 .iter()
@@ -308,14 +318,14 @@ impl<'s> Puller<'s> {
         arch: &str,
         policy: PullPolicy,
     ) -> Result<Pulled, RegistryError> {
+        let r = parse_reference(reference)?;
         let Session {
-            r,
             shown,
             registry,
             client,
             auth,
             explain,
-        } = self.session(reference, false)?;
+        } = self.session(&r, false)?;
         let fail = |message: String| RegistryError::Pull {
             reference: shown.clone(),
             message,
@@ -364,7 +374,7 @@ impl<'s> Puller<'s> {
                             );
                             (kept.clone().expect("checked"), true)
                         }
-                        Err(e) => return Err(explain(e)),
+                        Err(e) => return Err(explain(&e)),
                     }
                 }
             };
@@ -734,7 +744,7 @@ impl<'s> Puller<'s> {
                         let (b, _) =
                             retry(|| client.pull_manifest_raw(&pinned, auth, MANIFEST_TYPES))
                                 .await
-                                .map_err(explain)?;
+                                .map_err(|e| explain(&e))?;
                         b.to_vec()
                     }
                     Source::Layout(dir) => std::fs::read(layout_blob(dir, digest)?)
@@ -993,15 +1003,17 @@ fn entry_is_for(m: &serde_json::Value, os: &str, arch: &str) -> bool {
     )
 }
 
+/// How a registry error becomes a message (see `Puller::explainer`).
+type Explain = dyn Fn(&dyn std::error::Error) -> String + Send + Sync;
+
 /// One reference's registry, ready to talk to.
 struct Session {
-    r: Reference,
     /// The reference, normalized.
     shown: String,
     registry: String,
     client: Arc<Client>,
     auth: RegistryAuth,
-    explain: Box<dyn Fn(oci_client::errors::OciDistributionError) -> String + Send + Sync>,
+    explain: Box<Explain>,
 }
 
 /// Where an image's blobs come from when the store lacks them.
@@ -1010,7 +1022,7 @@ enum Source<'a> {
         client: &'a Client,
         r: &'a Reference,
         auth: &'a RegistryAuth,
-        explain: &'a (dyn Fn(oci_client::errors::OciDistributionError) -> String + Sync),
+        explain: &'a Explain,
     },
     /// An OCI image layout directory.
     Layout(&'a std::path::Path),

@@ -110,18 +110,21 @@ impl Puller<'_> {
         }
         for ((registry, repository), refs) in &repos {
             let first = &refs[0];
-            let shown = first.whole();
+            let super::Session {
+                shown,
+                client,
+                auth,
+                explain,
+                ..
+            } = self.session(first, true)?;
             let fail = |message: String| RegistryError::Pull {
                 reference: shown.clone(),
                 message,
             };
-            let client = self.client(registry);
-            let auth = self.auth(first, true)?;
-            let explain = self.explainer(registry, &auth);
             self.rt.block_on(async {
                 retry(|| client.auth(first, &auth, RegistryOperation::Push))
                     .await
-                    .map_err(|e| fail(format!("cannot log in to push: {}", explain(e))))?;
+                    .map_err(|e| fail(format!("cannot log in to push: {}", explain(&e))))?;
                 let sends = blobs.iter().map(|(d, size)| {
                     self.send_blob(&client, first, registry, repository, d, *size)
                 });
@@ -150,7 +153,7 @@ impl Puller<'_> {
                         )
                     })
                     .await
-                    .map_err(|e| fail(format!("manifest {d}: {}", explain(e))))?;
+                    .map_err(|e| fail(format!("manifest {d}: {}", explain(&e))))?;
                 }
                 for r in refs {
                     retry(|| {
@@ -161,7 +164,7 @@ impl Puller<'_> {
                         )
                     })
                     .await
-                    .map_err(|e| fail(format!("manifest: {}", explain(e))))?;
+                    .map_err(|e| fail(format!("manifest: {}", explain(&e))))?;
                     report.names.push(r.whole());
                 }
                 Ok::<(), RegistryError>(())
@@ -249,11 +252,9 @@ enum PushError {
     Local(String),
 }
 
-fn explain_text(e: &PushError, explain: &dyn Fn(OciDistributionError) -> String) -> String {
+fn explain_text(e: &PushError, explain: &super::Explain) -> String {
     match e {
-        PushError::Registry(e) => explain(OciDistributionError::GenericError(Some(
-            super::error_text(e),
-        ))),
+        PushError::Registry(e) => explain(e),
         PushError::Store(e) => e.to_string(),
         PushError::Local(m) => m.clone(),
     }

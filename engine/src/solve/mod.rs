@@ -60,6 +60,22 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// A stage's FROM that cannot be had (an image that cannot be pulled),
+    /// at its line and under its progress label.
+    pub fn from_failed(
+        dockerfile: &str,
+        stage: &crate::plan::PlannedStage,
+        label: &str,
+        message: String,
+    ) -> BuildError {
+        BuildError::Step {
+            file: dockerfile.to_string(),
+            line: stage.line,
+            step: format!("[{}] {}", label, stage.from_display),
+            failure: Box::new(StepFailure::Invalid(message)),
+        }
+    }
+
     /// The layer whose blob turned out damaged when it was read (it has
     /// been removed, with the cache records that held it), if that is what
     /// stopped the build.

@@ -130,16 +130,26 @@ impl Store {
             total = total.saturating_sub(r.size);
             report.records += 1;
         }
-        for d in self.unreferenced_blobs()? {
-            report.bytes += self.blob_size(&d).unwrap_or(0);
-            self.remove_blob(&d)?;
-            report.blobs += 1;
-        }
+        let (blobs, bytes) = self.remove_unreferenced_blobs()?;
+        report.blobs += blobs;
+        report.bytes += bytes;
         if all && older_than.is_none() && keep.is_none() {
             report.bytes += self.remove_rebuildable()?;
         }
         report.tmp_files = self.clean_tmp()?;
         Ok(report)
+    }
+
+    /// Removes the blobs nothing holds (none while another build runs);
+    /// how many went and their bytes.
+    pub(super) fn remove_unreferenced_blobs(&self) -> Result<(usize, u64)> {
+        let (mut n, mut bytes) = (0, 0);
+        for d in self.unreferenced_blobs()? {
+            bytes += self.blob_size(&d).unwrap_or(0);
+            self.remove_blob(&d)?;
+            n += 1;
+        }
+        Ok((n, bytes))
     }
 
     pub fn remove_blob(&self, d: &Digest) -> Result<()> {

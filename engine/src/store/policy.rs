@@ -359,11 +359,9 @@ impl Store {
                 items.remove(i);
             }
         }
-        for d in self.unreferenced_blobs()? {
-            report.bytes += self.blob_size(&d).unwrap_or(0);
-            self.remove_blob(&d)?;
-            report.blobs += 1;
-        }
+        let (blobs, bytes) = self.remove_unreferenced_blobs()?;
+        report.blobs = blobs;
+        report.bytes += bytes;
         Ok(report)
     }
 

@@ -10,7 +10,7 @@ use crate::fs::layer;
 use crate::fs::Manifest;
 use crate::oci::{self, HistoryEntry, RunConfig};
 use crate::plan::{Base, PlannedStage};
-use crate::solve::{BuildError, Solver, StageState, StepFailure};
+use crate::solve::{BuildError, Solver, StageState};
 
 /// The key of a base that has no parent step: the digest of what names it
 /// exactly (`scratch` and the platform, or wbox's identity).
@@ -71,13 +71,9 @@ impl Solver<'_> {
         label: &str,
         name: &str,
     ) -> Result<StageState, BuildError> {
-        let fail = |m: String| BuildError::Step {
-            file: self.opts.dockerfile.clone(),
-            line: stage.line,
-            step: format!("[{}] {}", label, stage.from_display),
-            failure: Box::new(StepFailure::Invalid(m)),
-        };
-        let p = self.fetch_image(name, &stage.platform).map_err(fail)?;
+        let p = self
+            .fetch_image(name, &stage.platform)
+            .map_err(|m| BuildError::from_failed(&self.opts.dockerfile, stage, label, m))?;
         let key = fixed_key(&format!("image {} {}", p.reference, p.manifest_digest));
         let platform = (!p.os.is_empty()).then(|| crate::plan::Platform {
             os: p.os.clone(),
@@ -108,14 +104,12 @@ impl Solver<'_> {
         label: &str,
         name: &str,
     ) -> Result<StageState, BuildError> {
-        Err(BuildError::Step {
-            file: self.opts.dockerfile.clone(),
-            line: stage.line,
-            step: format!("[{}] {}", label, stage.from_display),
-            failure: Box::new(StepFailure::Invalid(format!(
-                "cannot use image {name:?}: this wbuild was built without registry support"
-            ))),
-        })
+        Err(BuildError::from_failed(
+            &self.opts.dockerfile,
+            stage,
+            label,
+            format!("cannot use image {name:?}: this wbuild was built without registry support"),
+        ))
     }
 
     /// The state `FROM wbuild/base` starts from: its one layer, written
