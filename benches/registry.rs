@@ -4,88 +4,22 @@
 //! rebuild of `FROM 127.0.0.1:PORT/img` makes. Figures, not assertions.
 //! Skips with a notice when `docker-registry` or `skopeo` is missing.
 
+#[path = "../tests/harness/mod.rs"]
+mod harness;
+
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use harness::registry::Registry;
 
 const LAYERS: usize = 10;
 const LAYER_BYTES: usize = 10 << 20;
 
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--version").output().is_ok()
-}
-
-struct Registry {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_registry(dir: &Path) -> Registry {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let config = dir.join("config.yml");
-    fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    let log = dir.join("registry.log");
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::from(fs::File::create(&log).unwrap()))
-        .stderr(Stdio::from(
-            fs::OpenOptions::new().append(true).open(&log).unwrap(),
-        ))
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    loop {
-        if let Ok(mut s) = TcpStream::connect(&addr) {
-            let _ = write!(s, "GET /v2/ HTTP/1.0\r\n\r\n");
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            if out.starts_with("HTTP/1.") {
-                break;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "registry start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Registry { child, addr, log }
-}
-
 /// Requests in the registry's access log.
-fn requests(log: &Path) -> usize {
-    fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            l.contains("\"GET ")
-                || l.contains("\"HEAD ")
-                || l.contains("\"PUT ")
-                || l.contains("\"POST ")
-                || l.contains("\"PATCH ")
-        })
-        .count()
+fn requests(reg: &Registry) -> usize {
+    reg.all_requests().len()
 }
 
 /// Incompressible bytes (a real image's layers are mostly compressed
@@ -133,12 +67,11 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-    if !have("docker-registry") || !have("skopeo") {
+    let Some(reg) = Registry::start() else {
         println!("registry bench skipped: docker-registry or skopeo is not installed");
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
-    let reg = start_registry(tmp.path());
 
     // The image: 10 layers of 10 MB, built by wbuild into an OCI layout.
     let ctx = tmp.path().join("ctx");
@@ -215,15 +148,15 @@ fn main() {
     );
 
     // A no-change rebuild: its requests to the registry.
-    let before = requests(&reg.log);
+    let before = requests(&reg);
     let again = wbuild(&["build", "--progress", "quiet", "."], &from, &store2);
-    let after = requests(&reg.log);
+    let after = requests(&reg);
     println!(
         "no-change rebuild of FROM 127.0.0.1:PORT/img: {} HTTP request(s), {}",
         after - before,
         ms(again)
     );
-    let before = requests(&reg.log);
+    let before = requests(&reg);
     wbuild(
         &["build", "--progress", "quiet", "--pull=false", "."],
         &from,
@@ -231,10 +164,10 @@ fn main() {
     );
     println!(
         "the same with --pull=false: {} HTTP request(s)",
-        requests(&reg.log) - before
+        requests(&reg) - before
     );
     // A second push of the unchanged image.
-    let before = requests(&reg.log);
+    let before = requests(&reg);
     let again = wbuild(
         &["build", "--progress", "quiet", "-t", &name, "--push", "."],
         &ctx,
@@ -242,7 +175,7 @@ fn main() {
     );
     println!(
         "second push, unchanged: {} HTTP request(s), {}",
-        requests(&reg.log) - before,
+        requests(&reg) - before,
         ms(again)
     );
 }

@@ -11,6 +11,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod registry;
+
 /// A build context and a store, both temporary.
 pub struct Project {
     pub dir: tempfile::TempDir,
