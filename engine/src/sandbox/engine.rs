@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, Module};
+use wasmtime::{Engine, Module};
 
-use super::{SandboxError, MAX_WASM_STACK};
+use super::SandboxError;
 use crate::digest::Digest;
 
 /// How often the engine's epoch advances.
@@ -19,15 +19,7 @@ pub(super) const TICK: Duration = Duration::from_millis(10);
 pub fn engine() -> Result<&'static Engine, SandboxError> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
     let r = ENGINE.get_or_init(|| {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        // Shells and awk recurse deeply (a function calling itself 1000
-        // times); wasmtime's default 512 KiB stops them long before dash
-        // or gawk would. Guests run on threads with room for this.
-        config.max_wasm_stack(MAX_WASM_STACK);
-        // Unused (no async), but wasmtime requires it to be the larger.
-        config.async_stack_size(MAX_WASM_STACK + (1 << 20));
-        let engine = Engine::new(&config).map_err(|e| e.to_string())?;
+        let engine = Engine::new(&super::config::engine_config()).map_err(|e| e.to_string())?;
         let ticker = engine.clone();
         std::thread::Builder::new()
             .name("wbuild-epoch".into())
@@ -109,7 +101,9 @@ pub fn load_program(
         program: name.to_string(),
         message: format!("{e:#}"),
     };
-    let program = if is_component(bytes) {
+    let program = if let Some(m) = precompiled(engine, &digest) {
+        Program::Module(m)
+    } else if is_component(bytes) {
         Program::Component(cached_compile(
             cache_dir.map(|d| d.join(artifact_name(engine, &digest))),
             // SAFETY: the bytes are an artifact this code serialized,
@@ -132,6 +126,27 @@ pub fn load_program(
         .unwrap_or_else(|e| e.into_inner())
         .insert(digest, program.clone());
     Ok(program)
+}
+
+/// wbox, compiled by the build script for the machine wbuild was built on
+/// (empty when it was built for another target, or with
+/// `WBUILD_PRECOMPILE=0`): a fresh store runs its first RUN step without
+/// compiling wbox.
+static PRECOMPILED_WBOX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wbox.cwasm"));
+
+/// The precompiled wbox, when `digest` is wbox's and the engine accepts
+/// the artifact (wasmtime checks its version, configuration and the CPU's
+/// features; on another CPU the module is compiled as any other).
+fn precompiled(engine: &Engine, digest: &Digest) -> Option<Module> {
+    static WBOX_DIGEST: OnceLock<Digest> = OnceLock::new();
+    if PRECOMPILED_WBOX.is_empty()
+        || digest != WBOX_DIGEST.get_or_init(|| Digest::of(crate::base::WBOX))
+    {
+        return None;
+    }
+    // SAFETY: the bytes are the artifact wbuild's own build script
+    // serialized from these wbox bytes, embedded in this binary.
+    unsafe { Module::deserialize(engine, PRECOMPILED_WBOX) }.ok()
 }
 
 /// Compiles a preview-1 module (or loads it, as [`load_program`] does).
@@ -231,4 +246,30 @@ fn verified_artifact(file: &[u8]) -> Option<&[u8]> {
     let split = file.len().checked_sub(64)?;
     let (art, sum) = file.split_at(split);
     (Digest::of(art).hex().as_bytes() == sum).then_some(art)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The build script's artifact loads into the engine that runs guests
+    /// (a change to the engine's configuration, or a wasmtime whose
+    /// features differ between the build script and wbuild, would make
+    /// every fresh store compile wbox again, silently).
+    #[test]
+    fn wbox_precompiled_by_the_build_script_loads() {
+        if PRECOMPILED_WBOX.is_empty() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "wbox was not precompiled (WBUILD_PRECOMPILE=0 or a cross build) under CI=true"
+            );
+            eprintln!("notice: wbox was not precompiled in this build; skipped");
+            return;
+        }
+        let engine = engine().unwrap();
+        let digest = Digest::of(crate::base::WBOX);
+        let module = precompiled(engine, &digest).expect("the precompiled wbox loads");
+        assert!(module.exports().any(|e| e.name() == "_start"));
+        assert!(precompiled(engine, &Digest::of(b"other")).is_none());
+    }
 }

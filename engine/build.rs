@@ -1,0 +1,50 @@
+//! Precompiles wbox (the guest toolchain every RUN step uses) for the
+//! machine wbuild is built on, so that a fresh store runs its first RUN
+//! step without compiling it (Cranelift takes about half a second and
+//! 80 MB for wbox). The engine is configured by the same file the sandbox
+//! uses; at run time wasmtime checks that the artifact fits the engine and
+//! the CPU, and wbuild compiles wbox as any other module when it does not.
+//!
+//! An empty artifact is embedded when building for another target (the
+//! host's Cranelift settings would not fit it), without the sandbox, or
+//! with `WBUILD_PRECOMPILE=0`.
+
+use std::path::PathBuf;
+
+#[cfg(feature = "sandbox")]
+#[path = "src/sandbox/config.rs"]
+mod config;
+
+const WBOX: &str = "../guest-toolchain/dist/wbox.wasm";
+
+fn main() {
+    println!("cargo:rerun-if-changed={WBOX}");
+    println!("cargo:rerun-if-changed=src/sandbox/config.rs");
+    println!("cargo:rerun-if-env-changed=WBUILD_PRECOMPILE");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR")).join("wbox.cwasm");
+    let artifact = precompile().unwrap_or_default();
+    std::fs::write(&out, artifact).expect("writing the precompiled wbox");
+}
+
+#[cfg(feature = "sandbox")]
+fn precompile() -> Option<Vec<u8>> {
+    let same_machine = std::env::var("TARGET").ok() == std::env::var("HOST").ok();
+    let wanted = std::env::var("WBUILD_PRECOMPILE").as_deref() != Ok("0");
+    if !same_machine || !wanted {
+        return None;
+    }
+    let wasm = std::fs::read(WBOX).expect("reading guest-toolchain/dist/wbox.wasm");
+    let engine = wasmtime::Engine::new(&config::engine_config()).ok()?;
+    match engine.precompile_module(&wasm) {
+        Ok(artifact) => Some(artifact),
+        Err(e) => {
+            println!("cargo:warning=wbox not precompiled (it will be compiled on first use): {e}");
+            None
+        }
+    }
+}
+
+#[cfg(not(feature = "sandbox"))]
+fn precompile() -> Option<Vec<u8>> {
+    None
+}
