@@ -1050,3 +1050,60 @@ fn chown_names_come_from_the_destination_image() {
     ]);
     c.build(&[]);
 }
+
+/// A RUN step takes over the rootfs the RUN before it left (and one a
+/// COPY came after, applying that layer) instead of copying the layers
+/// again: the image must be exactly the one fresh copies give, through
+/// same-size rewrites, deletions, a directory replaced by a file, modes,
+/// hard links and two stages on one base.
+#[test]
+fn run_steps_that_take_over_the_rootfs_build_the_same_image_as_fresh_copies() {
+    let dockerfile = "FROM wbuild/base AS a
+RUN mkdir -p /d/sub && echo one > /d/sub/f && echo aaaa > /same && echo keep > /keep
+RUN echo bbbb > /same && rm -rf /d && echo now-a-file > /d && rm /keep
+COPY input.txt /ctx/
+RUN cat /ctx/input.txt > /from-ctx && chmod 700 /from-ctx && ln /from-ctx /hard
+RUN echo cccc > /same && rm /hard && mkdir -p /d2 && echo x > /d2/y
+RUN cat /same /d /from-ctx /d2/y > /all
+FROM wbuild/base AS b
+RUN echo b > /b && echo dddd > /same
+RUN echo eeee > /same
+FROM a
+COPY --from=b /same /b-same
+RUN cat /b-same >> /all
+";
+    let warm = Ctx::new(&[
+        ("Dockerfile", dockerfile),
+        ("input.txt", "from the context\n"),
+    ]);
+    let cold = Ctx::new(&[
+        ("Dockerfile", dockerfile),
+        ("input.txt", "from the context\n"),
+    ]);
+    let out = warm.store.path().join("out");
+    let got = warm.build(&["-o", &format!("type=local,dest={}", out.display())]);
+    let want = {
+        let o = Command::new(env!("CARGO_BIN_EXE_wbuild"))
+            .args(["build", "--progress", "plain", "."])
+            .current_dir(cold.dir.path())
+            .env("WBUILD_ROOT", cold.store.path())
+            .env("WBUILD_TEST_COLD_RUN", "1")
+            .env_remove("SOURCE_DATE_EPOCH")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    assert_eq!(
+        fs::read_to_string(out.join("all")).unwrap(),
+        "cccc\nnow-a-file\nfrom the context\nx\neeee\n"
+    );
+    assert!(!out.join("keep").exists() && !out.join("hard").exists());
+    let built = |log: &str| {
+        log.lines()
+            .find_map(|l| l.strip_prefix("built "))
+            .map(|l| l.split(' ').next().unwrap().to_string())
+    };
+    assert_eq!(built(&got.log), built(&want));
+    assert!(built(&want).is_some(), "{want}");
+}

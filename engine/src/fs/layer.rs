@@ -657,6 +657,21 @@ pub fn remove_under(m: &mut Manifest, p: &str, keep_self: bool) {
     }
 }
 
+/// Applies the (normalized) entries a layer was written from to a
+/// manifest, as [`apply_to_manifest`] applies the layer: a whiteout removes
+/// the path and what is under it, and so does a file or link that
+/// replaces a directory.
+pub fn apply_entries(m: &mut Manifest, entries: &[LayerEntry]) {
+    for e in entries {
+        if e.whiteout || e.meta.kind != Kind::Dir {
+            remove_under(m, &e.path, false);
+        }
+        if !e.whiteout {
+            m.insert(e.path.clone(), e.meta.clone());
+        }
+    }
+}
+
 /// Applies a layer's changes to a manifest, hashing file contents.
 pub fn apply_to_manifest(
     store: &Store,

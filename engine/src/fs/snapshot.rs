@@ -44,6 +44,12 @@ pub struct Snapshot {
     pub manifest: Manifest,
     /// Host stat of every file right after materialization.
     stats: HashMap<String, FileStat>,
+    /// The filesystem's clock when those stats were taken: a file stat'd
+    /// with a time this late may change again within the same clock tick
+    /// without its stat moving, so the diff hashes it (git's "racy" rule).
+    racy_from_ns: i64,
+    /// Host stat of every file when [`Snapshot::diff`] last scanned.
+    scanned: HashMap<String, FileStat>,
     /// Modes and owners set during the step (`set-mode`, `set-owner`).
     pub overrides: BTreeMap<String, MetaOverride>,
 }
@@ -63,31 +69,67 @@ impl Snapshot {
         dir: &Path,
     ) -> Result<Snapshot, SnapshotError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let mut manifest = Manifest::new();
+        Self::resume(store, dir, Manifest::new(), None, layers)
+    }
+
+    /// Takes over `dir`, a rootfs a step left (its manifest and the host
+    /// stats of its files as the step's diff saw them), and applies the
+    /// `layers` that come after it; stats `None`: stat every file.
+    pub fn resume(
+        store: &Store,
+        dir: &Path,
+        mut manifest: Manifest,
+        stats: Option<HashMap<String, FileStat>>,
+        layers: &[LayerInfo],
+    ) -> Result<Snapshot, SnapshotError> {
         for l in layers {
             layer::apply_to_dir(store, l, dir, &mut manifest)?;
         }
-        let mut stats = HashMap::new();
-        for (p, m) in &manifest {
-            if m.kind == Kind::File {
-                let host = dir.join(p);
-                let md = fs::symlink_metadata(&host).map_err(io_err(&host))?;
-                stats.insert(p.clone(), platform::file_stat(&md));
+        let stats = match stats {
+            Some(s) if layers.is_empty() => s,
+            _ => {
+                let mut stats = HashMap::new();
+                for (p, m) in &manifest {
+                    if m.kind == Kind::File {
+                        let host = dir.join(p);
+                        let md = fs::symlink_metadata(&host).map_err(io_err(&host))?;
+                        stats.insert(p.clone(), platform::file_stat(&md));
+                    }
+                }
+                stats
             }
-        }
+        };
+        let racy_from_ns = fs_clock(dir)?;
         Ok(Snapshot {
             dir: dir.to_path_buf(),
             manifest,
             stats,
+            racy_from_ns,
+            scanned: HashMap::new(),
             overrides: BTreeMap::new(),
         })
     }
 
+    /// What the directory holds after the step whose diff made `entries`
+    /// (the layer written from them): its manifest and its files' stats,
+    /// for the next step to take over with [`Snapshot::resume`].
+    pub fn advance(self, entries: &[LayerEntry]) -> (Manifest, HashMap<String, FileStat>) {
+        let mut manifest = self.manifest;
+        layer::apply_entries(&mut manifest, entries);
+        let mut stats = self.scanned;
+        stats.retain(|p, _| manifest.get(p).is_some_and(|m| m.kind == Kind::File));
+        (manifest, stats)
+    }
+
     /// What changed in the directory since it was materialized, as layer
     /// entries (sorted, parents first) with their content on the host.
-    pub fn diff(&self) -> Result<Vec<LayerEntry>, SnapshotError> {
+    pub fn diff(&mut self) -> Result<Vec<LayerEntry>, SnapshotError> {
         let mut now: BTreeMap<String, (Meta, Option<FileStat>)> = BTreeMap::new();
         scan(&self.dir, "", &mut now)?;
+        self.scanned = now
+            .iter()
+            .filter_map(|(p, (_, s))| Some((p.clone(), (*s)?)))
+            .collect();
         let mut out = Vec::new();
         for (p, (meta, stat)) in &now {
             let old = self.manifest.get(p);
@@ -118,7 +160,11 @@ impl Snapshot {
                 (Some(o), Kind::Symlink) => o.link == m.link && o.uid == m.uid && o.gid == m.gid,
                 (Some(o), Kind::File) => {
                     let same_attrs = o.mode == m.mode && o.uid == m.uid && o.gid == m.gid;
-                    let stat_same = stat.as_ref().is_some_and(|s| self.stats.get(p) == Some(s));
+                    let stat_same = stat.as_ref().is_some_and(|s| {
+                        self.stats.get(p) == Some(s)
+                            && s.mtime_ns < self.racy_from_ns
+                            && s.ctime_ns < self.racy_from_ns
+                    });
                     if same_attrs && stat_same {
                         m.digest = o.digest.clone();
                         true
@@ -179,6 +225,20 @@ impl Snapshot {
         }
         Ok(layer::normalize(out))
     }
+}
+
+/// The time of the filesystem's clock, as a file created now in `dir`'s
+/// parent (the same filesystem, outside the tree) gets it: in the same
+/// units and tick as the files' own times.
+fn fs_clock(dir: &Path) -> Result<i64, SnapshotError> {
+    let parent = dir.parent().unwrap_or(dir);
+    let f = tempfile::Builder::new()
+        .prefix(".clock-")
+        .tempfile_in(parent)
+        .map_err(io_err(parent))?;
+    let md = f.as_file().metadata().map_err(io_err(f.path()))?;
+    let st = platform::file_stat(&md);
+    Ok(st.mtime_ns.min(st.ctime_ns))
 }
 
 fn hash_file(p: &Path) -> io::Result<Digest> {
@@ -322,7 +382,7 @@ mod tests {
         ]);
         let l = layer::write_layer(&store, &base, 0, Compression::Gzip, 6).unwrap();
         let work = tempfile::tempdir().unwrap();
-        let snap = Snapshot::materialize(&store, &[l], work.path()).unwrap();
+        let mut snap = Snapshot::materialize(&store, &[l], work.path()).unwrap();
         fs::remove_dir_all(work.path().join("d")).unwrap();
         fs::write(work.path().join("d"), "now a file").unwrap();
         let diff = snap.diff().unwrap();
@@ -335,5 +395,66 @@ mod tests {
         let mut m = snap.manifest.clone();
         layer::apply_to_manifest(&store, &l2, &mut m).unwrap();
         assert_eq!(m.keys().collect::<Vec<_>>(), vec!["d"]);
+    }
+
+    /// A file stat'd in the same clock tick as the snapshot (its time not
+    /// before the snapshot's) may be rewritten with the same size without
+    /// its stat moving: the diff reads it. One stat'd earlier is trusted.
+    #[test]
+    fn a_file_from_the_snapshots_own_clock_tick_is_read_not_trusted() {
+        let s = tempfile::tempdir().unwrap();
+        let store = Store::open(s.path()).unwrap();
+        let base = layer::normalize(vec![entry("f", Some("aaaa"), 0o644)]);
+        let l = layer::write_layer(&store, &base, 0, Compression::Gzip, 6).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let mut snap = Snapshot::materialize(&store, &[l], work.path()).unwrap();
+        fs::write(work.path().join("f"), "bbbb").unwrap();
+        // As if the rewrite had not moved the stat (a coarse clock).
+        let now = platform::file_stat(&fs::metadata(work.path().join("f")).unwrap());
+        snap.stats.insert("f".into(), now);
+        snap.racy_from_ns = now.mtime_ns.min(now.ctime_ns);
+        let diff = snap.diff().unwrap();
+        assert_eq!(diff.len(), 1, "the rewrite is found");
+        assert_eq!(diff[0].meta.digest, Some(Digest::of(b"bbbb")));
+        // Stat'd before the snapshot's tick: the stat is trusted.
+        snap.racy_from_ns = now.mtime_ns.max(now.ctime_ns) + 1;
+        assert!(snap.diff().unwrap().is_empty());
+    }
+
+    /// What a step leaves is the tree of its layers: taking the directory
+    /// over gives the manifest applying the layer gives.
+    #[test]
+    fn advancing_a_snapshot_gives_the_manifest_of_the_layers() {
+        let s = tempfile::tempdir().unwrap();
+        let store = Store::open(s.path()).unwrap();
+        let base = layer::normalize(vec![
+            entry("d", None, 0o755),
+            entry("d/x", Some("x"), 0o644),
+            entry("keep", Some("k"), 0o600),
+        ]);
+        let l = layer::write_layer(&store, &base, 0, Compression::Gzip, 6).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let mut snap = Snapshot::materialize(&store, std::slice::from_ref(&l), work.path()).unwrap();
+        fs::remove_dir_all(work.path().join("d")).unwrap();
+        fs::write(work.path().join("d"), "file now").unwrap();
+        fs::write(work.path().join("new"), "n").unwrap();
+        let diff = snap.diff().unwrap();
+        let l2 = layer::write_layer(&store, &diff, 0, Compression::Gzip, 6).unwrap();
+        let (manifest, stats) = snap.advance(&diff);
+        let mut want = Manifest::new();
+        layer::apply_to_manifest(&store, &l, &mut want).unwrap();
+        layer::apply_to_manifest(&store, &l2, &mut want).unwrap();
+        let kinds = |m: &Manifest| {
+            m.iter()
+                .map(|(p, m)| (p.clone(), m.kind, m.mode, m.digest.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(&manifest), kinds(&want));
+        let mut files: Vec<_> = stats.keys().cloned().collect();
+        files.sort();
+        assert_eq!(files, vec!["d", "keep", "new"]);
+        // The next step's diff, on the taken-over directory, sees nothing.
+        let mut next = Snapshot::resume(&store, work.path(), manifest, Some(stats), &[]).unwrap();
+        assert!(next.diff().unwrap().is_empty());
     }
 }

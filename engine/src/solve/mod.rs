@@ -263,6 +263,35 @@ struct SourceTree {
 }
 
 impl Solver<'_> {
+    /// Takes the left rootfs that is the longest prefix of `layers` (the
+    /// caller applies the rest), if any: it is no longer in the pool, so
+    /// no other step can take it too.
+    pub(crate) fn take_warm(&self, layers: &[LayerInfo]) -> Option<WarmRootfs> {
+        // Tests compare builds with and without taking over.
+        if std::env::var_os("WBUILD_TEST_COLD_RUN").is_some() {
+            return None;
+        }
+        let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        let fits = |w: &WarmRootfs| {
+            w.layers.len() <= layers.len()
+                && w.layers.iter().zip(layers).all(|(a, b)| *a == b.digest)
+        };
+        let best = (0..warm.len())
+            .filter(|&i| fits(&warm[i]))
+            .max_by_key(|&i| warm[i].layers.len())?;
+        Some(warm.swap_remove(best))
+    }
+
+    /// Keeps a rootfs a step left for a later step (the oldest goes when
+    /// the pool is full).
+    pub(crate) fn keep_warm(&self, w: WarmRootfs) {
+        let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
+        if warm.len() == WARM_KEPT {
+            warm.remove(0);
+        }
+        warm.push(w);
+    }
+
     /// Gives every file of `items` (paths relative to `tree`'s root) its
     /// digest: the context hashes what a step reads when it first reads it.
     fn complete_digests(
@@ -298,7 +327,23 @@ pub struct Solver<'a> {
     /// The registry client, made when a FROM first needs an image.
     #[cfg(feature = "registry")]
     puller: Mutex<Option<Arc<crate::registry::Puller<'a>>>>,
+    /// Rootfs directories RUN steps left, for the next RUN on the same
+    /// layers to take over (a chain of RUN steps costs what it changes,
+    /// not a copy of the rootfs per step).
+    warm: Mutex<Vec<WarmRootfs>>,
 }
+
+/// A rootfs directory a RUN step left: the tree its stage's `layers` make.
+pub(crate) struct WarmRootfs {
+    pub layers: Vec<crate::digest::Digest>,
+    pub dir: tempfile::TempDir,
+    pub manifest: Manifest,
+    pub stats: std::collections::HashMap<String, crate::fs::platform::FileStat>,
+}
+
+/// How many left rootfs directories a build keeps at once (each holds a
+/// whole rootfs on disk).
+const WARM_KEPT: usize = 4;
 
 /// The image author a stage ends with: its last MAINTAINER, else its
 /// base stage's (as BuildKit sets the image's Author from MAINTAINER).
@@ -371,6 +416,7 @@ impl<'a> Solver<'a> {
             }),
             #[cfg(feature = "registry")]
             puller: Mutex::new(None),
+            warm: Mutex::new(Vec::new()),
         }
     }
 

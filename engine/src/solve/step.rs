@@ -205,10 +205,23 @@ impl Solver<'_> {
                         }
                         let entries = layer::normalize(out.entries);
                         let rec = self.record_layer(&key, &entries, &description)?;
-                        new_entries = Some(entries);
                         // The entries' files may live in the op's work
-                        // directory: it goes only now that the layer is written.
+                        // directory: it goes only now that the layer is
+                        // written, and a RUN's rootfs is kept for the next
+                        // step, as the tree of the layers with this one.
                         drop(out.work);
+                        if let (Some(left), Some(l)) = (out.rootfs, &rec.layer) {
+                            let (manifest, stats) = left.snapshot.advance(&entries);
+                            let mut layers = left.layers;
+                            layers.push(l.digest.clone());
+                            self.keep_warm(super::WarmRootfs {
+                                layers,
+                                dir: left.dir,
+                                manifest,
+                                stats,
+                            });
+                        }
+                        new_entries = Some(entries);
                         rec
                     }
                     None => {
@@ -238,16 +251,7 @@ impl Solver<'_> {
         if let Some(l) = record.layer {
             match (new_entries, st.manifest.as_mut()) {
                 // The layer was just written from these entries.
-                (Some(entries), Some(m)) => {
-                    for e in entries {
-                        if e.whiteout {
-                            let under = format!("{}/", e.path);
-                            m.retain(|k, _| k != &e.path && !k.starts_with(&under));
-                        } else {
-                            m.insert(e.path, e.meta);
-                        }
-                    }
-                }
+                (Some(entries), Some(m)) => layer::apply_entries(m, &entries),
                 // A cached layer: the manifest is rebuilt if a later step
                 // needs it.
                 _ => st.manifest = None,

@@ -249,9 +249,24 @@ impl Solver<'_> {
         use crate::fs::snapshot::Snapshot;
         use crate::sandbox;
         let fail = |f: StepFailure| self.step_error(step, label, f);
-        let work = self.store.temp_dir("run-")?;
-        let mut snap = Snapshot::materialize(self.store, &st.layers, work.path())
-            .map_err(|e| fail(e.into()))?;
+        // The rootfs: the one an earlier RUN of this build left on these
+        // layers (or on the first of them, the rest applied), else a new
+        // copy of the layers.
+        let (work, mut snap) = match self.take_warm(&st.layers) {
+            Some(w) => {
+                let rest = &st.layers[w.layers.len()..];
+                let snap =
+                    Snapshot::resume(self.store, w.dir.path(), w.manifest, Some(w.stats), rest)
+                        .map_err(|e| fail(e.into()))?;
+                (w.dir, snap)
+            }
+            None => {
+                let work = self.store.temp_dir("run-")?;
+                let snap = Snapshot::materialize(self.store, &st.layers, work.path())
+                    .map_err(|e| fail(e.into()))?;
+                (work, snap)
+            }
+        };
         let cwd_host = work.path().join(tree::manifest_path(&rp.cwd));
         std::fs::create_dir_all(&cwd_host).map_err(|error| {
             fail(StepFailure::Io {
@@ -355,10 +370,16 @@ impl Solver<'_> {
         snap.overrides =
             std::mem::take(&mut *ctx.overrides.lock().unwrap_or_else(|p| p.into_inner()));
         let entries = snap.diff().map_err(|e| fail(e.into()))?;
-        // The entries point into the work dir: keep it until the layer is written.
+        // The entries point into the work dir: keep it until the layer is
+        // written; then the next step may take it over.
         Ok(Executed {
             entries,
-            work: vec![work],
+            work: Vec::new(),
+            rootfs: Some(super::LeftRootfs {
+                layers: st.layers.iter().map(|l| l.digest.clone()).collect(),
+                dir: work,
+                snapshot: snap,
+            }),
         })
     }
 

@@ -517,6 +517,7 @@ impl Solver<'_> {
         Ok(Executed {
             entries: view.out,
             work,
+            rootfs: None,
         })
     }
 }

@@ -36,6 +36,17 @@ pub(crate) struct StepCx<'p> {
 pub(crate) struct Executed {
     pub entries: Vec<LayerEntry>,
     pub work: Vec<tempfile::TempDir>,
+    /// A RUN step's rootfs, which the next step may take over once the
+    /// layer is written.
+    pub rootfs: Option<LeftRootfs>,
+}
+
+/// The rootfs a RUN step ran in: its directory and snapshot, on the
+/// stage's `layers` before the step.
+pub(crate) struct LeftRootfs {
+    pub layers: Vec<crate::digest::Digest>,
+    pub dir: tempfile::TempDir,
+    pub snapshot: crate::fs::snapshot::Snapshot,
 }
 
 impl Executed {
@@ -43,6 +54,7 @@ impl Executed {
         Executed {
             entries,
             work: Vec::new(),
+            rootfs: None,
         }
     }
 }
