@@ -6,7 +6,7 @@
 # wbuild/peer ratio. A benchmark, never a test:
 #
 #   bash benches/peers.sh                 # every row, 5 runs each
-#   RUNS=3 ROWS=copy bash benches/peers.sh
+#   RUNS=3 ROWS=copy bash benches/peers.sh   # rows: copy, many, run, bigrun
 #
 # Every tool's store is under one work directory on the same filesystem
 # (WORK, default target/peers). Tools that are missing are skipped.
@@ -205,4 +205,34 @@ if [ "$ROWS" = all ] || [ "$ROWS" = run ]; then
     } >"$R/Dockerfile.chain.wbuild"
     sed 's#wbuild/base#peers-busybox:1#' "$R/Dockerfile.chain.wbuild" >"$R/Dockerfile.chain.peer"
     row "a chain of 10 RUN steps, cold" cold "$R" Dockerfile.chain.wbuild Dockerfile.chain.peer
+fi
+if [ "$ROWS" = all ] || [ "$ROWS" = bigrun ]; then
+    # Ten RUN steps that each write one file, on a 500 MB rootfs (the COPY
+    # stays cached; each measured build changes what the RUN steps write).
+    G=$WORK/ctx-bigrun
+    mkdir -p "$G/big"
+    python3 - "$G/big" <<'PY'
+import os, sys
+for i in range(500):
+    with open(os.path.join(sys.argv[1], "f%03d" % i), "wb") as f:
+        f.write(os.urandom(1 << 20))
+PY
+    n=0
+    bump() {
+        n=$((n + 1))
+        for t in wbuild peer; do
+            base=wbuild/base
+            [ $t = peer ] && base=peers-busybox:1
+            {
+                echo "FROM $base"
+                echo "COPY big /big"
+                for s in $(seq 1 10); do echo "RUN echo $n-$s > /t$s"; done
+            } >"$G/Dockerfile.$t"
+        done
+    }
+    bump
+    build_wbuild -f "$G/Dockerfile.wbuild" "$G" >/dev/null
+    [ -n "$DOCKER" ] && build_buildkit -f "$G/Dockerfile.peer" "$G" >/dev/null
+    [ -n "$BUILDAH" ] && build_buildah -f "$G/Dockerfile.peer" "$G" >/dev/null
+    row "10 RUN steps on a 500 MB rootfs, each writes a file" "bump;:" "$G" Dockerfile.wbuild Dockerfile.peer
 fi

@@ -61,7 +61,8 @@ pub struct Entry {
 pub struct Context {
     pub root: PathBuf,
     /// Context-relative `/`-separated paths.
-    pub entries: BTreeMap<String, Entry>,
+    /// Shared with the trees steps copy from (one copy of 100,000 paths).
+    pub entries: std::sync::Arc<BTreeMap<String, Meta>>,
     /// The digests of files the stat cache did not know, made on demand.
     pub digests: std::sync::Arc<Digests>,
 }
@@ -167,26 +168,30 @@ impl Context {
         }
         let root = fs::canonicalize(root).map_err(io_err(root))?;
         let mut entries = BTreeMap::new();
-        walk(&root, "", ignore, &mut entries)?;
+        if ignore.has_exclusions() {
+            // An ignored directory is listed too, for the files an
+            // exclusion brings back: the walk in order.
+            walk(&root, "", ignore, &mut entries)?;
+        } else {
+            entries.extend(walk_parallel(&root, ignore)?);
+        }
 
         // Files whose stat is unchanged keep their recorded digest.
         let key_prefix = format!("{}/", root.display());
-        let cached = match store {
-            Some(s) => StatCache { store: s }.snapshot(&key_prefix)?,
-            None => Default::default(),
-        };
-        let mut pending = BTreeMap::new();
-        for (path, e) in entries.iter_mut() {
-            if e.meta.kind != Kind::File {
-                continue;
-            }
-            match cached.get(&format!("{key_prefix}{path}")) {
-                Some((stat, digest)) if *stat == e.stat => e.meta.digest = Some(digest.clone()),
-                _ => {
-                    pending.insert(path.clone(), e.stat);
+        if let Some(s) = store {
+            StatCache { store: s }.for_each_under(&key_prefix, |rel, stat, digest| {
+                if let Some(e) = entries.get_mut(rel) {
+                    if e.meta.kind == Kind::File && e.stat == stat {
+                        e.meta.digest = Some(digest);
+                    }
                 }
-            }
+            })?;
         }
+        let pending = entries
+            .iter()
+            .filter(|(_, e)| e.meta.kind == Kind::File && e.meta.digest.is_none())
+            .map(|(p, e)| (p.clone(), e.stat))
+            .collect();
         Ok(Context {
             digests: std::sync::Arc::new(Digests {
                 root: root.clone(),
@@ -195,7 +200,7 @@ impl Context {
                 ..Default::default()
             }),
             root,
-            entries,
+            entries: std::sync::Arc::new(entries.into_iter().map(|(p, e)| (p, e.meta)).collect()),
         })
     }
 
@@ -205,12 +210,13 @@ impl Context {
         let mut items: Vec<(String, Meta)> = self
             .entries
             .iter()
-            .map(|(p, e)| (p.clone(), e.meta.clone()))
+            .map(|(p, m)| (p.clone(), m.clone()))
             .collect();
         self.digests.complete(store, &mut items)?;
+        let entries = std::sync::Arc::make_mut(&mut self.entries);
         for (p, m) in items {
-            if let Some(e) = self.entries.get_mut(&p) {
-                e.meta = m;
+            if let Some(e) = entries.get_mut(&p) {
+                *e = m;
             }
         }
         Ok(())
@@ -291,6 +297,123 @@ fn walk(
         }
     }
     Ok(any)
+}
+
+/// Walks the tree on every core (a directory listed is a job any thread
+/// takes), skipping what `ignore` matches; for ignore rules without
+/// exclusions, so an ignored directory is never entered. Entries come
+/// back unordered.
+fn walk_parallel(root: &Path, ignore: &Matcher) -> Result<Vec<(String, Entry)>, ContextError> {
+    struct Queue {
+        dirs: Vec<String>,
+        busy: usize,
+        failed: Option<ContextError>,
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let queue = Mutex::new(Queue {
+        dirs: vec![String::new()],
+        busy: 0,
+        failed: None,
+    });
+    let wake = std::sync::Condvar::new();
+    let lock = || queue.lock().unwrap_or_else(|p| p.into_inner());
+    let found: Vec<Vec<(String, Entry)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut found = Vec::new();
+                    loop {
+                        let rel = {
+                            let mut q = lock();
+                            loop {
+                                if q.failed.is_some() {
+                                    return found;
+                                }
+                                if let Some(d) = q.dirs.pop() {
+                                    q.busy += 1;
+                                    break d;
+                                }
+                                if q.busy == 0 {
+                                    return found;
+                                }
+                                q = wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                            }
+                        };
+                        let mut subdirs = Vec::new();
+                        let listed = list_dir(root, &rel, ignore, &mut found, &mut subdirs);
+                        let mut q = lock();
+                        q.busy -= 1;
+                        match listed {
+                            Ok(()) => q.dirs.extend(subdirs),
+                            Err(e) => q.failed = Some(e),
+                        }
+                        wake.notify_all();
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("walk thread"))
+            .collect()
+    });
+    if let Some(e) = queue.into_inner().unwrap_or_else(|p| p.into_inner()).failed {
+        return Err(e);
+    }
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// Lists one directory of the parallel walk: its entries that `ignore`
+/// keeps go to `found`, its subdirectories to `subdirs`. Stats are taken
+/// relative to the open directory (no path lookup from the root).
+fn list_dir(
+    root: &Path,
+    rel: &str,
+    ignore: &Matcher,
+    found: &mut Vec<(String, Entry)>,
+    subdirs: &mut Vec<String>,
+) -> Result<(), ContextError> {
+    let dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
+    for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
+        let e = e.map_err(io_err(&dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let child = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        if ignore.matches(&child) {
+            continue;
+        }
+        let m = e.metadata().map_err(|error| ContextError::Io {
+            path: root.join(&child),
+            error,
+        })?;
+        let stat = platform::file_stat(&m);
+        let mode = platform::file_mode(&m);
+        let ft = m.file_type();
+        let meta = if ft.is_dir() {
+            subdirs.push(child.clone());
+            Meta::dir(mode)
+        } else if ft.is_symlink() {
+            let path = root.join(&child);
+            let target = fs::read_link(&path).map_err(io_err(&path))?;
+            Meta::symlink(&target.to_string_lossy())
+        } else if ft.is_file() {
+            Meta::file(mode, m.len(), None)
+        } else {
+            // Sockets, fifos and devices are not part of a context.
+            continue;
+        };
+        found.push((child, Entry { meta, stat }));
+    }
+    Ok(())
 }
 
 /// Hashes files in parallel, each read once; results in input order.
@@ -377,14 +500,11 @@ mod tests {
         let keys: Vec<&str> = c.entries.keys().map(String::as_str).collect();
         #[cfg(unix)]
         assert_eq!(keys, vec!["a.txt", "src", "src/link", "src/main.c"]);
-        assert_eq!(c.entries["a.txt"].meta.digest, None, "hashed on demand");
+        assert_eq!(c.entries["a.txt"].digest, None, "hashed on demand");
         c.hash_all(None).unwrap();
-        assert_eq!(c.entries["a.txt"].meta.digest, Some(Digest::of(b"a")));
+        assert_eq!(c.entries["a.txt"].digest, Some(Digest::of(b"a")));
         #[cfg(unix)]
-        assert_eq!(
-            c.entries["src/link"].meta.link.as_deref(),
-            Some("../outside")
-        );
+        assert_eq!(c.entries["src/link"].link.as_deref(), Some("../outside"));
         assert_eq!(c.digests.hashed().0, 2);
     }
 
@@ -422,7 +542,7 @@ mod tests {
         fs::write(d.path().join("a"), "changed").unwrap();
         let (n, c) = hashed(&store);
         assert_eq!(n, 1);
-        assert_eq!(c.entries["a"].meta.digest, Some(Digest::of(b"changed")));
+        assert_eq!(c.entries["a"].digest, Some(Digest::of(b"changed")));
     }
 
     #[test]

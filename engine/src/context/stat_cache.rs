@@ -39,41 +39,45 @@ impl StatCache<'_> {
         }))
     }
 
-    /// Loads the whole stat cache for paths under `prefix` (one query).
-    pub fn snapshot(
+    /// Calls `f` with every entry under `prefix` (which ends with `/`):
+    /// the path after the prefix, the stat and the digest; one query that
+    /// walks the index, no map of them all in memory.
+    pub fn for_each_under(
         &self,
         prefix: &str,
-    ) -> Result<std::collections::HashMap<String, (FileStat, Digest)>> {
+        mut f: impl FnMut(&str, FileStat, Digest),
+    ) -> Result<()> {
+        debug_assert!(prefix.ends_with('/'));
+        // Every path that starts with `prefix` sorts before this one.
+        let end = format!("{}0", &prefix[..prefix.len() - 1]);
         let db = self.store.db();
         let mut st = db
-            .prepare("SELECT path, size, mtime_ns, ctime_ns, inode, digest FROM stat_cache WHERE substr(path, 1, length(?1)) = ?1")
+            .prepare(
+                "SELECT path, size, mtime_ns, ctime_ns, inode, digest FROM stat_cache
+                 WHERE path >= ?1 AND path < ?2",
+            )
             .map_err(|e| self.store.ix(e))?;
-        let rows = st
-            .query_map(params![prefix], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, String>(5)?,
-                ))
-            })
+        let mut rows = st
+            .query(params![prefix, end])
             .map_err(|e| self.store.ix(e))?;
-        let mut out = std::collections::HashMap::new();
-        for row in rows {
-            let (p, size, m, c, i, d) = row.map_err(|e| self.store.ix(e))?;
-            if let Ok(d) = Digest::parse(&d) {
-                let stat = FileStat {
-                    size: size as u64,
-                    mtime_ns: m,
-                    ctime_ns: c,
-                    inode: i as u64,
-                };
-                out.insert(p, (stat, d));
+        while let Some(r) = rows.next().map_err(|e| self.store.ix(e))? {
+            let get = |e| self.store.ix(e);
+            let path: &str = r.get_ref(0).and_then(|v| Ok(v.as_str()?)).map_err(get)?;
+            let Some(rel) = path.strip_prefix(prefix) else {
+                continue;
+            };
+            let stat = FileStat {
+                size: r.get::<_, i64>(1).map_err(get)? as u64,
+                mtime_ns: r.get(2).map_err(get)?,
+                ctime_ns: r.get(3).map_err(get)?,
+                inode: r.get::<_, i64>(4).map_err(get)? as u64,
+            };
+            let d: &str = r.get_ref(5).and_then(|v| Ok(v.as_str()?)).map_err(get)?;
+            if let Ok(d) = Digest::parse(d) {
+                f(rel, stat, d);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Records digests for many files in one transaction.
@@ -128,7 +132,19 @@ mod tests {
             s.lookup("/ctx/a", &FileStat { size: 9, ..st }).unwrap(),
             None
         );
-        assert_eq!(s.snapshot("/ctx/").unwrap().len(), 1);
-        assert_eq!(s.snapshot("/other/").unwrap().len(), 0);
+        // A sibling whose name sorts right after the prefix's is not under it.
+        s.record(&[("/ctx0/b".into(), st, b.clone())]).unwrap();
+        s.record(&[("/ctx/sub/c".into(), st, b.clone())]).unwrap();
+        let under = |prefix: &str| {
+            let mut v = Vec::new();
+            s.for_each_under(prefix, |rel, stat, d| v.push((rel.to_string(), stat, d)))
+                .unwrap();
+            v
+        };
+        assert_eq!(
+            under("/ctx/"),
+            vec![("a".into(), st, b.clone()), ("sub/c".into(), st, b.clone())]
+        );
+        assert!(under("/other/").is_empty());
     }
 }

@@ -434,7 +434,8 @@ mod tests {
         ]);
         let l = layer::write_layer(&store, &base, 0, Compression::Gzip, 6).unwrap();
         let work = tempfile::tempdir().unwrap();
-        let mut snap = Snapshot::materialize(&store, std::slice::from_ref(&l), work.path()).unwrap();
+        let mut snap =
+            Snapshot::materialize(&store, std::slice::from_ref(&l), work.path()).unwrap();
         fs::remove_dir_all(work.path().join("d")).unwrap();
         fs::write(work.path().join("d"), "file now").unwrap();
         fs::write(work.path().join("new"), "n").unwrap();

@@ -253,7 +253,7 @@ struct SourceTree {
     /// The stage this tree is the rootfs of (None for the context).
     stage: Option<usize>,
     root: PathBuf,
-    entries: BTreeMap<String, Meta>,
+    entries: Arc<BTreeMap<String, Meta>>,
     /// Keep owners (stage sources) or reset them to 0:0 (the context).
     keep_owner: bool,
     /// The context's digests, made when a step first reads a file (None
@@ -405,11 +405,7 @@ impl<'a> Solver<'a> {
                 label: "context".into(),
                 stage: None,
                 root: context.root.clone(),
-                entries: context
-                    .entries
-                    .iter()
-                    .map(|(k, e)| (k.clone(), e.meta.clone()))
-                    .collect(),
+                entries: context.entries.clone(),
                 keep_owner: false,
                 digests: Some(context.digests.clone()),
                 _tmp: None,
@@ -569,7 +565,7 @@ impl<'a> Solver<'a> {
             label,
             stage,
             root: tmp.path().to_path_buf(),
-            entries: m,
+            entries: Arc::new(m),
             keep_owner: true,
             digests: None,
             _tmp: Some(tmp),
@@ -622,11 +618,7 @@ impl<'a> Solver<'a> {
             label: format!("context {name}"),
             stage: None,
             root: ctx.root.clone(),
-            entries: ctx
-                .entries
-                .iter()
-                .map(|(k, e)| (k.clone(), e.meta.clone()))
-                .collect(),
+            entries: ctx.entries.clone(),
             keep_owner: false,
             digests: Some(ctx.digests.clone()),
             _tmp: None,

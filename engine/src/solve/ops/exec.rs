@@ -469,10 +469,10 @@ mod tests {
         assert_eq!(got, [("d", false), ("etc/passwd", true), ("f", false)]);
         let f_entry = out.entries.iter().find(|e| e.path == "f").unwrap();
         assert_eq!(f_entry.meta.digest, Some(Digest::of(b"hi\n")));
-        assert_eq!(
-            out.work.len(),
-            1,
-            "the work dir stays until the layer is written"
-        );
+        let left = out
+            .rootfs
+            .expect("the work dir stays until the layer is written");
+        assert!(left.dir.path().join("f").is_file());
+        assert_eq!(left.layers, vec![st.layers[0].digest.clone()]);
     }
 }

@@ -78,8 +78,9 @@ impl Op for FileOp<'_> {
                 ));
             }
         }
-        let sel = solver.select_sources(cx, self.files, self.from, self.unpack)?;
-        inputs.files = sel.inputs.clone();
+        let mut sel = solver.select_sources(cx, self.files, self.from, self.unpack)?;
+        // The key's inputs: moved, not copied (one line per source file).
+        inputs.files = std::mem::take(&mut sel.inputs);
         self.selection = Some(sel);
         Ok(())
     }
