@@ -603,8 +603,8 @@ fn main() {
         .iter()
         .map(|(p, e)| LayerEntry {
             path: format!("app/{p}"),
-            meta: e.meta.clone(),
-            content: if e.meta.kind == wbuild::fs::Kind::File {
+            meta: e.clone(),
+            content: if e.kind == wbuild::fs::Kind::File {
                 Content::Host(c.host_path(p))
             } else {
                 Content::None
