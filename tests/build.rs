@@ -1107,3 +1107,51 @@ RUN cat /b-same >> /all
     assert_eq!(built(&got.log), built(&want));
     assert!(built(&want).is_some(), "{want}");
 }
+
+/// A build keeps the rootfs tree its first RUN needed (`rootfs/` in the
+/// store) and the next build's RUN works on hard links to it. A step that
+/// appends to a file of that tree writes to its own copy (the sandbox
+/// breaks the link first): the next build sees the file as the layers
+/// have it, and the tree stays kept. `prune --all` removes it.
+#[cfg(unix)]
+#[test]
+fn a_kept_rootfs_tree_is_never_written_by_the_steps_that_link_to_it() {
+    let c = Ctx::new(&[
+        (
+            "Dockerfile",
+            "FROM wbuild/base\nCOPY f /f\nRUN echo one >> /f && cat /f > /out\n",
+        ),
+        ("f", "orig\n"),
+    ]);
+    let trees = c.store.path().join("rootfs");
+    let out = c.store.path().join("out");
+    let local = format!("type=local,dest={}", out.display());
+    c.build(&["-o", &local]);
+    assert_eq!(fs::read_to_string(out.join("out")).unwrap(), "orig\none\n");
+    assert_eq!(fs::read_dir(&trees).unwrap().count(), 1, "the tree is kept");
+
+    c.write(
+        "Dockerfile",
+        "FROM wbuild/base\nCOPY f /f\nRUN echo two >> /f && cat /f > /out\n",
+    );
+    let (_, steps) = c.build(&["-o", &local]).tuple();
+    assert!(steps[1].1 && !steps[2].1, "{steps:?}");
+    assert_eq!(fs::read_to_string(out.join("out")).unwrap(), "orig\ntwo\n");
+    assert_eq!(fs::read_to_string(out.join("f")).unwrap(), "orig\ntwo\n");
+    assert_eq!(
+        fs::read_dir(&trees).unwrap().count(),
+        1,
+        "the append went to a copy: the tree is still kept"
+    );
+    let kept = fs::read_dir(&trees)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(fs::read_to_string(kept.join("tree/f")).unwrap(), "orig\n");
+
+    let o = c.run(&["prune", "--all"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(fs::read_dir(&trees).unwrap().count(), 0);
+}

@@ -254,6 +254,7 @@ fn run_wbox(sb: &Sandbox, case: &Case) -> Outcome {
         deadline: std::time::Instant::now() + std::time::Duration::from_secs(30),
         timed_out: Default::default(),
         disk: sandbox::DiskBudget::unlimited(),
+        shared: None,
     });
     let mut merged = String::new();
     let r = sandbox::run(&spec, &sb.program, ctx.clone(), &mut |l| {

@@ -213,6 +213,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         deadline: std::time::Instant::now() + req.timeout,
         timed_out: Default::default(),
         disk: sandbox::DiskBudget::unlimited(),
+        shared: None,
     });
     let out = sandbox::run(&spec, &module, ctx, &mut |_| {})?;
     Ok(out.exit_code)

@@ -4,6 +4,7 @@
 
 pub mod layer;
 pub mod platform;
+pub mod pristine;
 pub mod snapshot;
 
 use std::collections::BTreeMap;

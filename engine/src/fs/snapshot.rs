@@ -29,6 +29,8 @@ pub enum SnapshotError {
     Io { path: PathBuf, error: io::Error },
     #[error(transparent)]
     Layer(#[from] LayerError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
@@ -99,7 +101,16 @@ impl Snapshot {
                 stats
             }
         };
-        let racy_from_ns = fs_clock(dir)?;
+        // Files stat'd in the clock's current tick would have to be read
+        // by the diff: wait (a few ms at most on a coarse clock) for the
+        // tick to pass instead, so every stat above can be trusted.
+        let newest = stats.values().map(|s| s.mtime_ns.max(s.ctime_ns)).max();
+        let mut racy_from_ns = fs_clock(dir)?;
+        let waited = std::time::Instant::now();
+        while newest >= Some(racy_from_ns) && waited.elapsed() < RACY_WAIT {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            racy_from_ns = fs_clock(dir)?;
+        }
         Ok(Snapshot {
             dir: dir.to_path_buf(),
             manifest,
@@ -226,6 +237,11 @@ impl Snapshot {
         Ok(layer::normalize(out))
     }
 }
+
+/// How long a snapshot waits for the filesystem clock's tick to pass
+/// (past that, as on a filesystem with whole-second times, the diff reads
+/// the files of the last tick instead).
+const RACY_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The time of the filesystem's clock, as a file created now in `dir`'s
 /// parent (the same filesystem, outside the tree) gets it: in the same

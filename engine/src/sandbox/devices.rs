@@ -39,6 +39,15 @@ const FILETYPE_DIR: u8 = 3;
 /// `path_open`'s `oflags`: the path must be a directory.
 const O_DIRECTORY: i32 = 2;
 
+/// `path_open`'s `oflags`: truncate the file.
+const O_TRUNC: i32 = 8;
+/// The rights that let a descriptor change a file: `fd_datasync`,
+/// `fd_write`, `fd_allocate`, `fd_filestat_set_size` and
+/// `fd_filestat_set_times`.
+const WRITE_RIGHTS: i64 = (1 << 0) | (1 << 6) | (1 << 8) | (1 << 22) | (1 << 23);
+/// `lookupflags`: follow a symlink at the end of the path.
+const LOOKUP_SYMLINK_FOLLOW: i32 = 1;
+
 /// The devices, by name under `/dev`.
 const NAMES: &[&str] = &[
     "null", "zero", "full", "random", "urandom", "stdin", "stdout", "stderr", "fd",
@@ -94,6 +103,12 @@ impl Devices {
             seed: seed.to_vec(),
             ..Default::default()
         }
+    }
+
+    /// `path` relative to the rootfs, when `dirfd` is the rootfs preopen.
+    fn rootfs_path(&self, dirfd: i32, path: &str) -> Option<(&std::path::Path, String)> {
+        let (root, host) = self.root.as_ref()?;
+        (dirfd as u32 == *root).then(|| Some((host.as_path(), clean(path)?)))?
     }
 
     fn get(&self, fd: i32) -> Option<Dev> {
@@ -394,8 +409,18 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
               fdflags: i32,
               out: i32|
               -> wasmtime::Result<i32> {
-            let dev = guest_string(&mut c, pp, pl).and_then(|p| c.data().devices.lookup(dirfd, &p));
+            let path = guest_string(&mut c, pp, pl);
+            let dev = path
+                .as_ref()
+                .and_then(|p| c.data().devices.lookup(dirfd, p));
             let Some(dev) = dev else {
+                if oflags & O_TRUNC != 0 || base & WRITE_RIGHTS != 0 {
+                    c.data().before_write_open(
+                        dirfd,
+                        path.as_deref(),
+                        dirflags & LOOKUP_SYMLINK_FOLLOW != 0,
+                    );
+                }
                 return wasi!(
                     c,
                     path_open(dirfd, dirflags, pp, pl, oflags, base, inheriting, fdflags, out,)
@@ -584,4 +609,19 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
     )?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+impl State {
+    /// Before a guest opens a file for writing: a file the rootfs shares
+    /// with a kept tree (a hard link) is copied first, so the kept tree
+    /// is never written (see `fs::pristine`).
+    fn before_write_open(&self, dirfd: i32, path: Option<&str>, follow: bool) {
+        let Some(shared) = &self.spawn.shared else {
+            return;
+        };
+        match path.and_then(|p| self.devices.rootfs_path(dirfd, p)) {
+            Some((host, rel)) => shared.before_write(host, Some(&rel), follow),
+            None => shared.before_write(std::path::Path::new(""), None, follow),
+        }
+    }
 }

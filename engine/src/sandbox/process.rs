@@ -44,6 +44,9 @@ pub struct SpawnContext {
     pub timed_out: std::sync::atomic::AtomicBool,
     /// What the step and everything it starts may write to files.
     pub disk: DiskBudget,
+    /// The files the rootfs shares with a kept tree (hard links), which
+    /// a write-open copies first.
+    pub shared: Option<Arc<crate::fs::pristine::SharedInodes>>,
 }
 
 /// Bytes written to files by a step and all it starts, against its limit.
@@ -743,6 +746,7 @@ mod tests {
             deadline: std::time::Instant::now(),
             timed_out: Default::default(),
             disk: DiskBudget::unlimited(),
+            shared: None,
         });
         let mut store = Store::new(
             engine,

@@ -266,6 +266,7 @@ impl Solver<'_> {
     /// Takes the left rootfs that is the longest prefix of `layers` (the
     /// caller applies the rest), if any: it is no longer in the pool, so
     /// no other step can take it too.
+    #[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
     pub(crate) fn take_warm(&self, layers: &[LayerInfo]) -> Option<WarmRootfs> {
         // Tests compare builds with and without taking over.
         if std::env::var_os("WBUILD_TEST_COLD_RUN").is_some() {
@@ -280,6 +281,44 @@ impl Solver<'_> {
             .filter(|&i| fits(&warm[i]))
             .max_by_key(|&i| warm[i].layers.len())?;
         Some(warm.swap_remove(best))
+    }
+
+    /// A new copy of `layers` in the empty directory `work`: hard links
+    /// to the kept tree of these layers (or of the first of them, the rest
+    /// applied), which is made when there is none; the files it shares go
+    /// with it.
+    #[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
+    pub(crate) fn fresh_rootfs(
+        &self,
+        layers: &[LayerInfo],
+        work: &std::path::Path,
+    ) -> Result<
+        (
+            crate::fs::snapshot::Snapshot,
+            Option<Arc<crate::fs::pristine::SharedInodes>>,
+        ),
+        crate::fs::snapshot::SnapshotError,
+    > {
+        use crate::fs::pristine::Pristine;
+        use crate::fs::snapshot::{Snapshot, SnapshotError};
+        if !cfg!(unix) || std::env::var_os("WBUILD_TEST_COLD_RUN").is_some() {
+            return Ok((Snapshot::materialize(self.store, layers, work)?, None));
+        }
+        let kept = match Pristine::claim(self.store, layers) {
+            Some(p) => p,
+            None => Pristine::create(self.store, layers)?,
+        };
+        let stats = kept.link_into(work).map_err(|error| SnapshotError::Io {
+            path: work.to_path_buf(),
+            error,
+        });
+        let shared = kept.shared.clone();
+        let manifest = kept.manifest.clone();
+        let rest = &layers[kept.layers.len()..];
+        // Claimed: put back when the build ends, even if this step fails.
+        lock(&self.claimed).push(kept);
+        let snap = Snapshot::resume(self.store, work, manifest, Some(stats?), rest)?;
+        Ok((snap, Some(shared)))
     }
 
     /// Keeps a rootfs a step left for a later step (the oldest goes when
@@ -331,14 +370,29 @@ pub struct Solver<'a> {
     /// layers to take over (a chain of RUN steps costs what it changes,
     /// not a copy of the rootfs per step).
     warm: Mutex<Vec<WarmRootfs>>,
+    /// Kept rootfs trees this build's RUN steps link to, put back when
+    /// the build ends.
+    claimed: Mutex<Vec<crate::fs::pristine::Pristine>>,
+}
+
+impl Drop for Solver<'_> {
+    fn drop(&mut self) {
+        // The copies go first; then each tree is checked and put back.
+        lock(&self.warm).clear();
+        for p in lock(&self.claimed).drain(..) {
+            p.release(self.store);
+        }
+    }
 }
 
 /// A rootfs directory a RUN step left: the tree its stage's `layers` make.
+#[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
 pub(crate) struct WarmRootfs {
     pub layers: Vec<crate::digest::Digest>,
     pub dir: tempfile::TempDir,
     pub manifest: Manifest,
     pub stats: std::collections::HashMap<String, crate::fs::platform::FileStat>,
+    pub shared: Option<Arc<crate::fs::pristine::SharedInodes>>,
 }
 
 /// How many left rootfs directories a build keeps at once (each holds a
@@ -413,6 +467,7 @@ impl<'a> Solver<'a> {
             #[cfg(feature = "registry")]
             puller: Mutex::new(None),
             warm: Mutex::new(Vec::new()),
+            claimed: Mutex::new(Vec::new()),
         }
     }
 

@@ -219,6 +219,7 @@ impl Solver<'_> {
                                 dir: left.dir,
                                 manifest,
                                 stats,
+                                shared: left.shared,
                             });
                         }
                         new_entries = Some(entries);

@@ -161,14 +161,22 @@ impl Store {
         }
     }
 
-    /// `prune --all`: compiled modules and cache mounts no build is using
-    /// go too (both are rebuilt when needed). Returns the bytes freed.
+    /// `prune --all`: compiled modules, kept rootfs trees and cache mounts
+    /// no build is using go too (all are rebuilt when needed). Returns the bytes freed.
     fn remove_rebuildable(&self) -> Result<u64> {
         let mut freed = 0;
         let compiled = self.root.join("compiled");
         for e in fs::read_dir(&compiled).into_iter().flatten().flatten() {
             let size = e.metadata().map(|m| m.len()).unwrap_or(0);
             if fs::remove_file(e.path()).is_ok() {
+                freed += size;
+            }
+        }
+        // Kept rootfs trees (one a build has claimed is not under here).
+        let trees = self.root.join("rootfs");
+        for e in fs::read_dir(&trees).into_iter().flatten().flatten() {
+            let size = dir_size(&e.path());
+            if fs::remove_dir_all(e.path()).is_ok() {
                 freed += size;
             }
         }

@@ -149,7 +149,10 @@ pub struct Item {
 enum What {
     Record(String),
     Pulled(String),
+    /// A cache mount's directory (not while a RUN holds its lock).
     Dir(PathBuf),
+    /// A kept rootfs tree (one in use is not under `rootfs/`).
+    Tree(PathBuf),
     File(PathBuf),
 }
 
@@ -256,6 +259,21 @@ impl Store {
                 what: What::Dir(p),
             });
         }
+        // Rootfs trees kept for RUN steps (`fs::pristine`): snapshots, as
+        // BuildKit's are regular records. One a build has claimed is not
+        // here (it is in that build's lease directory).
+        let trees = self.root.join("rootfs");
+        for e in fs::read_dir(&trees).into_iter().flatten().flatten() {
+            let p = e.path();
+            out.push(Item {
+                kind: "regular",
+                id: format!("rootfs tree {}", e.file_name().to_string_lossy()),
+                size: super::gc::dir_size(&p),
+                last_used: mtime(&p.join("state.json")),
+                shared: false,
+                what: What::Tree(p),
+            });
+        }
         let compiled = self.root.join("compiled");
         for e in fs::read_dir(&compiled).into_iter().flatten().flatten() {
             let p = e.path();
@@ -301,6 +319,7 @@ impl Store {
             }
             What::Pulled(n) => self.remove_image(n)?,
             What::Dir(p) => !super::gc::mount_in_use(p) && fs::remove_dir_all(p).is_ok(),
+            What::Tree(p) => fs::remove_dir_all(p).is_ok(),
             What::File(p) => fs::remove_file(p).is_ok(),
         })
     }

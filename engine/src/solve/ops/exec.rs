@@ -252,19 +252,20 @@ impl Solver<'_> {
         // The rootfs: the one an earlier RUN of this build left on these
         // layers (or on the first of them, the rest applied), else a new
         // copy of the layers.
-        let (work, mut snap) = match self.take_warm(&st.layers) {
+        let (work, mut snap, shared) = match self.take_warm(&st.layers) {
             Some(w) => {
                 let rest = &st.layers[w.layers.len()..];
                 let snap =
                     Snapshot::resume(self.store, w.dir.path(), w.manifest, Some(w.stats), rest)
                         .map_err(|e| fail(e.into()))?;
-                (w.dir, snap)
+                (w.dir, snap, w.shared)
             }
             None => {
                 let work = self.store.temp_dir("run-")?;
-                let snap = Snapshot::materialize(self.store, &st.layers, work.path())
+                let (snap, shared) = self
+                    .fresh_rootfs(&st.layers, work.path())
                     .map_err(|e| fail(e.into()))?;
-                (work, snap)
+                (work, snap, shared)
             }
         };
         let cwd_host = work.path().join(tree::manifest_path(&rp.cwd));
@@ -341,6 +342,7 @@ impl Solver<'_> {
             deadline: std::time::Instant::now() + self.opts.step_timeout,
             timed_out: Default::default(),
             disk: sandbox::DiskBudget::new(self.opts.step_disk),
+            shared: shared.clone(),
         });
         let out = sandbox::run(&spec, &module, ctx.clone(), &mut |line: &str| {
             self.emit(Event::Log {
@@ -379,6 +381,7 @@ impl Solver<'_> {
                 layers: st.layers.iter().map(|l| l.digest.clone()).collect(),
                 dir: work,
                 snapshot: snap,
+                shared,
             }),
         })
     }

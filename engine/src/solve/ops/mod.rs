@@ -47,6 +47,8 @@ pub(crate) struct LeftRootfs {
     pub layers: Vec<crate::digest::Digest>,
     pub dir: tempfile::TempDir,
     pub snapshot: crate::fs::snapshot::Snapshot,
+    /// The files it shares with a kept tree.
+    pub shared: Option<std::sync::Arc<crate::fs::pristine::SharedInodes>>,
 }
 
 impl Executed {
