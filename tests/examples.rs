@@ -266,34 +266,37 @@ fn the_examples_cache_as_their_readmes_say() {
 }
 
 /// The manifest digest of each example's first build (gzip, epoch 0).
+/// (Changed once on purpose: gzip members of layers over 1 MiB are cut
+/// between tar entries since the member cache, which changed the
+/// wbuild/base layer and so every example on it but `hello`.)
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:115704139aa9d456b8831f6465e47727925476672ad6efbcd90beaabd01a4068",
+        "sha256:2a0c6f82bd3fe032f46fcb1aca0c0030f37155db5f0e53160fc85ad0f6fb7776",
     ),
     (
         "dockerignore",
-        "sha256:efdd11de3eb4eea22ca290956765eb80f31afbc9f9a839978e47d5084ee67af3",
+        "sha256:5af3dcf546298d547ab301c988b62a7b38ef3a89e3c0f625ae60bd4b051b0c37",
     ),
     (
         "bind-mount",
-        "sha256:f83adbf5df9ecf1d0fb24b28f54a61039b8624da003ecc21f1faaf09771db916",
+        "sha256:fb47d81a3319dcf1ee0fe17eb4f44563bdc9e15d119012bb736a7084064fc7a4",
     ),
     (
         "cache-mount",
-        "sha256:83c2f2c3909344fca09e0f1b0e17b1b44755d5cbb17ef2f98da488899cb2977b",
+        "sha256:d5e91bcbb322994027b2842f67d474443e7d75b19c4f7345a57de1af83a0e6f7",
     ),
     (
         "secret",
-        "sha256:1ca96f5dcc3a48022193a54edb865c9e324a214a0f570a86b09c9d57a9bd49db",
+        "sha256:1d4854c73fbf023b740c82510ac0b9b07585381e4cae90707c8309ed0aabc012",
     ),
     (
         "multi-stage",
-        "sha256:2d6c326f5534cd7fab068c70f73c05703c9cb91c8a0fc018b4cc1c9b6fef4c1e",
+        "sha256:485dfc3bec37ceeb97496c09dc5d4ed3b7a2867ae392c534051bf9dad046b29c",
     ),
     (
         "heredocs",
-        "sha256:42dc7b6d8cca5f0157856ca611106958524f9c852d0b7e09ecc7f107822ee946",
+        "sha256:3ba2862a2d8b2ca85b456b3335d94fe43bb6ba62c03835ac2553fe6401e885fb",
     ),
     (
         "hello",

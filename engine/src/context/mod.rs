@@ -179,8 +179,11 @@ impl Context {
         // Files whose stat is unchanged keep their recorded digest.
         let key_prefix = format!("{}/", root.display());
         if let Some(s) = store {
+            // Both in path order: one pass over each, no lookups.
+            let mut walked = entries.iter_mut().peekable();
             StatCache { store: s }.for_each_under(&key_prefix, |rel, stat, digest| {
-                if let Some(e) = entries.get_mut(rel) {
+                while walked.next_if(|(p, _)| p.as_str() < rel).is_some() {}
+                if let Some((_, e)) = walked.next_if(|(p, _)| p.as_str() == rel) {
                     if e.meta.kind == Kind::File && e.stat == stat {
                         e.meta.digest = Some(digest);
                     }

@@ -39,9 +39,9 @@ impl StatCache<'_> {
         }))
     }
 
-    /// Calls `f` with every entry under `prefix` (which ends with `/`):
-    /// the path after the prefix, the stat and the digest; one query that
-    /// walks the index, no map of them all in memory.
+    /// Calls `f` with every entry under `prefix` (which ends with `/`), in
+    /// path order: the path after the prefix, the stat and the digest; one
+    /// query that walks the index, no map of them all in memory.
     pub fn for_each_under(
         &self,
         prefix: &str,
@@ -54,7 +54,7 @@ impl StatCache<'_> {
         let mut st = db
             .prepare(
                 "SELECT path, size, mtime_ns, ctime_ns, inode, digest FROM stat_cache
-                 WHERE path >= ?1 AND path < ?2",
+                 WHERE path >= ?1 AND path < ?2 ORDER BY path",
             )
             .map_err(|e| self.store.ix(e))?;
         let mut rows = st

@@ -278,6 +278,9 @@ impl Matcher {
     /// moby's `MatchesOrParentMatches`: does the path (or one of its parent
     /// directories) match, after the last matching pattern decides?
     pub fn matches(&self, file: &str) -> bool {
+        if self.patterns.is_empty() {
+            return false;
+        }
         let file = clean_path(file);
         if file == "." {
             return false;
@@ -318,6 +321,9 @@ impl Matcher {
 
     /// moby's `MatchesExact`: the path itself, no parent matching.
     pub fn matches_exact(&self, file: &str) -> bool {
+        if self.patterns.is_empty() {
+            return false;
+        }
         let mut hits = Vec::new();
         self.index.matching(&self.patterns, file, &mut hits);
         self.decide(hits)

@@ -77,109 +77,7 @@ impl<W: Write> Write for HashTee<W> {
     }
 }
 
-/// Size of the independently compressed gzip members.
-const GZIP_CHUNK: usize = 1 << 20;
-
-/// gzip on every core: the stream is cut into fixed 1 MiB chunks, each
-/// compressed as its own gzip member, members written in order. The output
-/// is the same whatever the number of threads (chunk boundaries do not
-/// depend on it), and multi-member gzip is standard (RFC 1952; Go's and
-/// zlib's readers accept it).
-pub struct ParallelGzip<W: Write> {
-    inner: W,
-    level: u32,
-    buf: Vec<u8>,
-    pending: Vec<Vec<u8>>,
-    threads: usize,
-    members: u64,
-}
-
-impl<W: Write> ParallelGzip<W> {
-    pub fn new(inner: W, level: u32) -> Self {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        ParallelGzip {
-            inner,
-            level,
-            buf: Vec::with_capacity(GZIP_CHUNK),
-            pending: Vec::new(),
-            threads,
-            members: 0,
-        }
-    }
-
-    fn member(chunk: &[u8], level: u32) -> io::Result<Vec<u8>> {
-        let mut e = flate2::GzBuilder::new()
-            .mtime(0)
-            .operating_system(255)
-            .write(
-                Vec::with_capacity(chunk.len() / 3 + 64),
-                flate2::Compression::new(level),
-            );
-        e.write_all(chunk)?;
-        e.finish()
-    }
-
-    fn flush_pending(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let level = self.level;
-        let outs: Vec<io::Result<Vec<u8>>> = if self.pending.len() == 1 {
-            vec![Self::member(&self.pending[0], level)]
-        } else {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = self
-                    .pending
-                    .iter()
-                    .map(|c| s.spawn(move || Self::member(c, level)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(io::Error::other("gzip worker panicked")))
-                    })
-                    .collect()
-            })
-        };
-        for o in outs {
-            self.inner.write_all(&o?)?;
-            self.members += 1;
-        }
-        self.pending.clear();
-        Ok(())
-    }
-
-    pub fn finish(mut self) -> io::Result<W> {
-        if !self.buf.is_empty() || (self.members == 0 && self.pending.is_empty()) {
-            let last = std::mem::take(&mut self.buf);
-            self.pending.push(last);
-        }
-        self.flush_pending()?;
-        Ok(self.inner)
-    }
-}
-
-impl<W: Write> Write for ParallelGzip<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = GZIP_CHUNK - self.buf.len();
-        let n = room.min(data.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == GZIP_CHUNK {
-            let full = std::mem::replace(&mut self.buf, Vec::with_capacity(GZIP_CHUNK));
-            self.pending.push(full);
-            if self.pending.len() >= self.threads {
-                self.flush_pending()?;
-            }
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
+pub use super::gzip::ParallelGzip;
 
 /// A zstd encoder in multi-threaded mode: its output is the same for any
 /// number of workers (≥ 1), so it is deterministic across machines.
@@ -305,6 +203,17 @@ fn order_hard_links(v: &mut [LayerEntry]) {
 
 /// Writes a tar of `entries` (already normalized) to `w`.
 pub fn write_tar<W: Write>(entries: &[LayerEntry], mtime: u64, w: W) -> Result<W, LayerError> {
+    write_tar_marked(entries, mtime, w, |_, _| Ok(()))
+}
+
+/// As [`write_tar`], calling `entry_end` with the writer after each entry
+/// is written whole (where a layer's gzip may cut).
+fn write_tar_marked<W: Write>(
+    entries: &[LayerEntry],
+    mtime: u64,
+    w: W,
+    mut entry_end: impl FnMut(&mut W, &str) -> io::Result<()>,
+) -> Result<W, LayerError> {
     let mut b = tar::Builder::new(w);
     b.mode(tar::HeaderMode::Deterministic);
     b.follow_symlinks(false);
@@ -333,6 +242,7 @@ pub fn write_tar<W: Write>(entries: &[LayerEntry], mtime: u64, w: W) -> Result<W
             h.set_size(0);
             b.append_data(&mut h, &name, io::empty())
                 .map_err(io_at(&e.path))?;
+            entry_end(b.get_mut(), &e.path).map_err(io_at(&e.path))?;
             continue;
         }
         match e.meta.kind {
@@ -388,6 +298,7 @@ pub fn write_tar<W: Write>(entries: &[LayerEntry], mtime: u64, w: W) -> Result<W
                 }
             }
         }
+        entry_end(b.get_mut(), &e.path).map_err(io_at(&e.path))?;
     }
     b.into_inner().map_err(io_at("<tar end>"))
 }
@@ -401,13 +312,28 @@ pub fn write_layer(
     level: i32,
 ) -> Result<LayerInfo, LayerError> {
     let blob = store.blob_writer()?;
-    let enc = Encoder::new(compression, level, blob).map_err(io_at("<compressor>"))?;
+    let members = store.root().join("members");
+    let enc = match compression {
+        // Cut between entries, reusing members compressed before.
+        Compression::Gzip => Encoder::Gzip(ParallelGzip::for_layer(
+            blob,
+            level.clamp(0, 9) as u32,
+            Some(members.clone()),
+        )),
+        _ => Encoder::new(compression, level, blob).map_err(io_at("<compressor>"))?,
+    };
     let tee = HashTee {
         inner: enc,
         hasher: Hasher::new(),
         bytes: 0,
     };
-    let tee = write_tar(entries, mtime, tee)?;
+    let tee = write_tar_marked(entries, mtime, tee, |t, path| match &mut t.inner {
+        Encoder::Gzip(g) => g.entry_end(path),
+        _ => Ok(()),
+    })?;
+    if compression == Compression::Gzip && tee.bytes >= 1 << 20 {
+        super::gzip::trim_members(&members, super::gzip::MEMBER_CACHE_BYTES);
+    }
     let diff_id = tee.hasher.finish();
     let blob = tee.inner.finish().map_err(io_at("<compressor>"))?;
     let size = blob.size();
@@ -1008,15 +934,13 @@ mod tests {
 
     #[test]
     fn parallel_gzip_is_deterministic_and_readable() {
-        let data: Vec<u8> = (0..(3 * GZIP_CHUNK + 12345))
+        let data: Vec<u8> = (0..(3 * (1 << 20) + 12345))
             .map(|i| (i % 251) as u8)
             .collect();
-        let mut one = ParallelGzip::new(Vec::new(), 6);
-        one.threads = 1;
+        let mut one = ParallelGzip::with_threads(Vec::new(), 6, 1);
         one.write_all(&data).unwrap();
         let one = one.finish().unwrap();
-        let mut four = ParallelGzip::new(Vec::new(), 6);
-        four.threads = 4;
+        let mut four = ParallelGzip::with_threads(Vec::new(), 6, 4);
         four.write_all(&data).unwrap();
         let four = four.finish().unwrap();
         assert_eq!(one, four);

@@ -56,7 +56,7 @@ impl SharedInodes {
             self.taint();
             return;
         };
-        let mut inodes = self.inodes.lock().unwrap_or_else(|p| p.into_inner());
+        let inodes = self.inodes.lock().unwrap_or_else(|p| p.into_inner());
         if inodes.is_empty() {
             return;
         }
@@ -83,12 +83,13 @@ impl SharedInodes {
                 self.taint();
                 return;
             }
+            // The inode stays in the set: the tree may hold other names
+            // of it (hard links in a layer), which the copy may open too.
             if last && md.is_file() {
                 let ino = platform::file_stat(&md).inode;
                 if inodes.contains(&ino) && break_link(&host).is_err() {
                     self.taint();
                 }
-                inodes.remove(&ino);
             }
         }
     }

@@ -41,10 +41,12 @@ const O_DIRECTORY: i32 = 2;
 
 /// `path_open`'s `oflags`: truncate the file.
 const O_TRUNC: i32 = 8;
-/// The rights that let a descriptor change a file: `fd_datasync`,
-/// `fd_write`, `fd_allocate`, `fd_filestat_set_size` and
-/// `fd_filestat_set_times`.
-const WRITE_RIGHTS: i64 = (1 << 0) | (1 << 6) | (1 << 8) | (1 << 22) | (1 << 23);
+/// The rights that let a descriptor change a file's bytes: `fd_datasync`,
+/// `fd_write`, `fd_allocate` and `fd_filestat_set_size` (not
+/// `fd_filestat_set_times`, which Rust's std asks for on every open; a
+/// time set through a link changes the kept tree's mtime, so the tree is
+/// dropped, never trusted).
+const WRITE_RIGHTS: i64 = (1 << 0) | (1 << 6) | (1 << 8) | (1 << 22);
 /// `lookupflags`: follow a symlink at the end of the path.
 const LOOKUP_SYMLINK_FOLLOW: i32 = 1;
 

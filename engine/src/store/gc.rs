@@ -161,7 +161,8 @@ impl Store {
         }
     }
 
-    /// `prune --all`: compiled modules, kept rootfs trees and cache mounts
+    /// `prune --all`: compiled modules, kept gzip members and rootfs trees,
+    /// and cache mounts
     /// no build is using go too (all are rebuilt when needed). Returns the bytes freed.
     fn remove_rebuildable(&self) -> Result<u64> {
         let mut freed = 0;
@@ -171,6 +172,12 @@ impl Store {
             if fs::remove_file(e.path()).is_ok() {
                 freed += size;
             }
+        }
+        // Kept gzip members.
+        let members = self.root.join("members");
+        let size = dir_size(&members);
+        if fs::remove_dir_all(&members).is_ok() {
+            freed += size;
         }
         // Kept rootfs trees (one a build has claimed is not under here).
         let trees = self.root.join("rootfs");

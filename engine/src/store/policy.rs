@@ -274,6 +274,18 @@ impl Store {
                 what: What::Tree(p),
             });
         }
+        // Compressed gzip members kept for reuse (`fs::gzip`): one item.
+        let members = self.root.join("members");
+        if members.is_dir() {
+            out.push(Item {
+                kind: "regular",
+                id: "gzip members".into(),
+                size: super::gc::dir_size(&members),
+                last_used: mtime(&members),
+                shared: false,
+                what: What::Tree(members),
+            });
+        }
         let compiled = self.root.join("compiled");
         for e in fs::read_dir(&compiled).into_iter().flatten().flatten() {
             let p = e.path();
