@@ -19,7 +19,13 @@ pub(super) const TICK: Duration = Duration::from_millis(10);
 pub fn engine() -> Result<&'static Engine, SandboxError> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
     let r = ENGINE.get_or_init(|| {
-        let engine = Engine::new(&super::config::engine_config()).map_err(|e| e.to_string())?;
+        let mut config = super::config::engine_config();
+        // For profiling guests with `perf` (`/tmp/perf-PID.map` names the
+        // compiled functions); wbox is then compiled, not precompiled.
+        if std::env::var_os("WBUILD_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        let engine = Engine::new(&config).map_err(|e| e.to_string())?;
         let ticker = engine.clone();
         std::thread::Builder::new()
             .name("wbuild-epoch".into())

@@ -212,6 +212,24 @@ impl<'a> Interp<'a> {
     fn split_record(&mut self) {
         let fs = self.sval(FS);
         let paragraph = self.sval(RS).is_empty();
+        if &*fs == " " {
+            // The default FS, on every record: fields reuse their buffers.
+            let (record, fields) = (&self.record, &mut self.fields);
+            let mut n = 0;
+            for w in record.split([' ', '\t', '\n']).filter(|w| !w.is_empty()) {
+                match fields.get_mut(n) {
+                    Some(f) => {
+                        f.clear();
+                        f.push_str(w);
+                    }
+                    None => fields.push(w.to_string()),
+                }
+                n += 1;
+            }
+            fields.truncate(n);
+            self.set_global(NF, Val::Num(n as f64));
+            return;
+        }
         let rec = std::mem::take(&mut self.record);
         let f = self.split_with(&rec, &fs, paragraph);
         self.record = rec;
