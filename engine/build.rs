@@ -24,6 +24,19 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR")).join("wbox.cwasm");
     let artifact = precompile().unwrap_or_default();
     std::fs::write(&out, artifact).expect("writing the precompiled wbox");
+    // The gzip member cache keys on the compressor's versions (see
+    // src/fs/gzip.rs): another deflate could give other bytes.
+    println!("cargo:rerun-if-changed=../Cargo.lock");
+    let lock = std::fs::read_to_string("../Cargo.lock").unwrap_or_default();
+    let versions: Vec<String> = ["flate2", "zlib-rs"]
+        .iter()
+        .map(|name| {
+            let at = lock.find(&format!("name = \"{name}\"\nversion = \""));
+            let v = at.and_then(|i| lock[i..].lines().nth(1)?.split('"').nth(1));
+            format!("{name} {}", v.unwrap_or("?"))
+        })
+        .collect();
+    println!("cargo:rustc-env=WBUILD_DEFLATE={}", versions.join(", "));
 }
 
 #[cfg(feature = "sandbox")]

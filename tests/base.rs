@@ -6,7 +6,12 @@ use std::process::{Command, Output};
 #[path = "harness/mod.rs"]
 mod harness;
 
-use harness::wbuild;
+use harness::{wbuild, wbuild_with};
+
+/// Without the wbox wbuild embeds precompiled: wbox is compiled and kept
+/// in the store's (and the user's) compiled-module cache, which the tests
+/// of that cache need.
+const COMPILE_WBOX: (&str, &str) = ("WBUILD_PRECOMPILED", "0");
 
 fn build(dir: &std::path::Path, store: &std::path::Path, extra: &[&str]) -> Output {
     let mut args = vec!["build", "--progress", "plain"];
@@ -347,6 +352,7 @@ fn what_a_killed_build_leaves_is_removed_and_du_sees_everything() {
         ])
         .current_dir(d.path())
         .env("WBUILD_ROOT", s.path())
+        .env(COMPILE_WBOX.0, COMPILE_WBOX.1)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -456,7 +462,13 @@ fn a_damaged_compiled_module_is_compiled_again() {
         "FROM wbuild/base\nRUN echo compiled-ok\n",
     )
     .unwrap();
-    let o = build(d.path(), s.path(), &[]);
+    let compiling = |extra: &[&str]| {
+        let mut args = vec!["build", "--progress", "plain"];
+        args.extend_from_slice(extra);
+        args.push(".");
+        wbuild_with(d.path(), s.path(), &args, &[COMPILE_WBOX])
+    };
+    let o = compiling(&[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let compiled: Vec<_> = fs::read_dir(s.path().join("compiled"))
         .unwrap()
@@ -470,7 +482,7 @@ fn a_damaged_compiled_module_is_compiled_again() {
         bytes[i] ^= 0x04;
         let last = bytes.len() - 1;
         fs::write(p, &bytes).unwrap();
-        let o = build(d.path(), s.path(), &["--no-cache"]);
+        let o = compiling(&["--no-cache"]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{err}");
         assert!(err.contains("compiled-ok"), "{err}");
@@ -482,7 +494,7 @@ fn a_damaged_compiled_module_is_compiled_again() {
         bytes = fs::read(p).unwrap();
         bytes[last] = b'z';
         fs::write(p, &bytes).unwrap();
-        let o = build(d.path(), s.path(), &["--no-cache"]);
+        let o = compiling(&["--no-cache"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 }
@@ -698,6 +710,7 @@ fn compiled_modules_are_shared_between_stores() {
             .current_dir(d.path())
             .env("WBUILD_ROOT", store)
             .env("WBUILD_MODULE_CACHE", cache)
+            .env(COMPILE_WBOX.0, COMPILE_WBOX.1)
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

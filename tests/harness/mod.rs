@@ -129,11 +129,17 @@ impl Project {
 
 /// Runs the binary in `dir` on the store `store`.
 pub fn wbuild(dir: &Path, store: &Path, args: &[&str]) -> Output {
+    wbuild_with(dir, store, args, &[])
+}
+
+/// As [`wbuild`], with these environment variables set.
+pub fn wbuild_with(dir: &Path, store: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wbuild"))
         .args(args)
         .current_dir(dir)
         .env("WBUILD_ROOT", store)
         .env_remove("SOURCE_DATE_EPOCH")
+        .envs(envs.iter().copied())
         .output()
         .unwrap()
 }

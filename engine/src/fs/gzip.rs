@@ -207,7 +207,9 @@ fn member_of(chunk: &[u8], level: u32, cache: Option<&Path>) -> io::Result<Vec<u
         return compress(chunk, level);
     };
     let mut h = Sha256::new();
-    h.update(b"wbuild gzip member v1\0");
+    // The compressor's version is part of the key: a member another
+    // version made could differ in bytes, and so the layer's digest.
+    h.update(concat!("wbuild gzip member v1, ", env!("WBUILD_DEFLATE"), "\0").as_bytes());
     h.update([level as u8]);
     h.update(chunk);
     let key = hex(&h.finalize());

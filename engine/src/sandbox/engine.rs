@@ -137,7 +137,7 @@ pub fn load_program(
 /// wbox, compiled by the build script for the machine wbuild was built on
 /// (empty when it was built for another target, or with
 /// `WBUILD_PRECOMPILE=0`): a fresh store runs its first RUN step without
-/// compiling wbox.
+/// compiling wbox. `WBUILD_PRECOMPILED=0` at run time leaves it unused.
 static PRECOMPILED_WBOX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wbox.cwasm"));
 
 /// The precompiled wbox, when `digest` is wbox's and the engine accepts
@@ -145,7 +145,10 @@ static PRECOMPILED_WBOX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wbox.
 /// features; on another CPU the module is compiled as any other).
 fn precompiled(engine: &Engine, digest: &Digest) -> Option<Module> {
     static WBOX_DIGEST: OnceLock<Digest> = OnceLock::new();
+    // `WBUILD_PRECOMPILED=0`: compile wbox as any other module (for the
+    // compiled-module cache's tests).
     if PRECOMPILED_WBOX.is_empty()
+        || std::env::var_os("WBUILD_PRECOMPILED").is_some_and(|v| v == "0")
         || digest != WBOX_DIGEST.get_or_init(|| Digest::of(crate::base::WBOX))
     {
         return None;
