@@ -15,6 +15,14 @@ use wbuild::plan::{self, BuildPlan, PlanRequest};
 use wbuild::store::{self, Store};
 
 fn main() -> ExitCode {
+    // Errors are reported as messages, never with a stack trace: do not
+    // capture one for every error made on the way (with RUST_BACKTRACE=1,
+    // every guest's exit did, a fifth of a shell script's time).
+    // RUST_LIB_BACKTRACE=1 brings them back; panics still follow
+    // RUST_BACKTRACE. Set before any thread starts.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let cli = Cli::parse_from(global_options_after_subcommand(
         std::env::args_os().collect(),
     ));
