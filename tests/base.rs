@@ -175,6 +175,7 @@ fn a_looping_shell_step_times_out() {
         target: None,
         no_cache: false,
         no_cache_filter: Vec::new(),
+        context_modes: Default::default(),
         secrets: Vec::new(),
         outputs: Vec::new(),
         progress: wbuild::request::ProgressMode::Quiet,

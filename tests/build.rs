@@ -1155,3 +1155,53 @@ fn a_kept_rootfs_tree_is_never_written_by_the_steps_that_link_to_it() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(fs::read_dir(&trees).unwrap().count(), 0);
 }
+
+/// The same checkout made with umask 022 and with umask 002 (files 0664,
+/// directories 0775): BuildKit, and wbuild by default, give two images
+/// (and the plain output says why); `--context-modes=normalize` gives one.
+#[cfg(unix)]
+#[test]
+fn context_modes_normalize_makes_the_image_independent_of_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let files = [
+        ("Dockerfile", "FROM scratch\nCOPY . /app/\n"),
+        ("src/main.c", "int main(){}"),
+        ("run.sh", "#!/bin/sh\n"),
+    ];
+    let checkout = |umask002: bool| {
+        let c = Ctx::new(&files);
+        let (file, exe, dir) = if umask002 {
+            (0o664, 0o775, 0o775)
+        } else {
+            (0o644, 0o755, 0o755)
+        };
+        let set = |p: &str, m: u32| {
+            fs::set_permissions(c.path(p), fs::Permissions::from_mode(m)).unwrap()
+        };
+        set("Dockerfile", file);
+        set("src/main.c", file);
+        set("run.sh", exe);
+        set("src", dir);
+        c
+    };
+    let (a, b) = (checkout(false), checkout(true));
+    let kept_a = a.build(&[]);
+    let kept_b = b.build(&[]);
+    assert_ne!(
+        kept_a.digest(),
+        kept_b.digest(),
+        "the bits are kept by default"
+    );
+    assert!(!kept_a.log.contains("hint:"), "{}", kept_a.log);
+    assert!(
+        kept_b.log.contains("--context-modes=normalize") && kept_b.log.contains("0664"),
+        "{}",
+        kept_b.log
+    );
+    let norm_a = a.build(&["--context-modes", "normalize"]);
+    let norm_b = b.build(&["--context-modes", "normalize"]);
+    assert_eq!(norm_a.digest(), norm_b.digest());
+    assert!(!norm_b.log.contains("hint:"), "{}", norm_b.log);
+    // Under umask 022 the rule changes nothing: the same image as kept.
+    assert_eq!(norm_a.digest(), kept_a.digest());
+}

@@ -545,7 +545,8 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     let mut store = Store::open(&root)?;
     store.begin_lease()?;
     let _ = store.clean_tmp();
-    let ctx = Context::scan(&req.context, &ignore, Some(&store))?;
+    let mut ctx = Context::scan(&req.context, &ignore, Some(&store))?;
+    ctx.apply_modes(req.context_modes);
     let epoch = source_date_epoch()?;
     let (compression, level) = req
         .outputs
@@ -560,6 +561,7 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
             .to_string(),
         no_cache: req.no_cache,
         no_cache_filter: req.no_cache_filter.clone(),
+        context_modes: req.context_modes,
         epoch,
         compression,
         level,
@@ -628,6 +630,12 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
                 r => break r?,
             }
         });
+    }
+    // Once per build: the image depends on the checkout's umask.
+    if let Some((path, mode)) = outcomes.iter().find_map(|o| o.loose_mode.clone()) {
+        eprintln!(
+            "hint: the context's {path} is {mode:04o}: group- or other-writable context files make the image and its cache keys depend on the checkout's umask; --context-modes=normalize gives the same image from every checkout"
+        );
     }
     let steps: Vec<StepReport> = outcomes.iter().flat_map(|o| o.steps.clone()).collect();
     let several = outcomes.len() > 1;

@@ -254,6 +254,11 @@ pub struct BuildArgs {
     /// Do not cache specified stages.
     #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
     pub no_cache_filter: Vec<String>,
+    /// Context files' permission bits: as the filesystem has them (keep, as
+    /// BuildKit), or git's model, the same under any umask and OS
+    /// (normalize: 0644, 0755 when the owner may execute, directories 0755).
+    #[arg(long = "context-modes", value_enum, default_value = "keep")]
+    pub context_modes: wbuild::request::ContextModes,
     /// Secret to expose to the build (format: "id=mysecret[,src=/local/secret]" or "id=X,env=VAR").
     #[arg(long = "secret", value_name = "SPEC")]
     pub secrets: Vec<String>,
@@ -880,6 +885,7 @@ impl BuildArgs {
             target: self.target,
             no_cache: self.no_cache,
             no_cache_filter: self.no_cache_filter,
+            context_modes: self.context_modes,
             secrets,
             outputs,
             progress,

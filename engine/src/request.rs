@@ -126,6 +126,36 @@ pub struct BuildRequest {
     pub gc: bool,
     /// `--config FILE` (else `wbuild.toml` in the config directory).
     pub config: Option<PathBuf>,
+    /// `--context-modes`: the context's permission bits as they are, or
+    /// git's model.
+    pub context_modes: ContextModes,
+}
+
+/// What a context file's mode becomes in a layer and a key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ContextModes {
+    /// The bits the filesystem has, as BuildKit sends them from Linux and
+    /// macOS: a checkout made with umask 002 (0664 files) gives another
+    /// image than one made with umask 022.
+    #[default]
+    Keep,
+    /// git's model: files 0644, or 0755 when the owner may execute them;
+    /// directories 0755; setuid, setgid and sticky bits dropped. The same
+    /// checkout gives the same image under any umask and on any OS.
+    Normalize,
+}
+
+impl ContextModes {
+    /// The mode a context entry of this kind and host mode gets.
+    pub fn apply(self, kind: crate::fs::Kind, mode: u32) -> u32 {
+        match (self, kind) {
+            (ContextModes::Keep, _) => mode,
+            (ContextModes::Normalize, crate::fs::Kind::Dir) => 0o755,
+            (ContextModes::Normalize, crate::fs::Kind::File) if mode & 0o100 != 0 => 0o755,
+            (ContextModes::Normalize, crate::fs::Kind::File) => 0o644,
+            (ContextModes::Normalize, crate::fs::Kind::Symlink) => mode,
+        }
+    }
 }
 
 /// One `--cache-to` or `--cache-from`: `type=local|registry|inline` and
@@ -234,6 +264,19 @@ pub fn context_key(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn normalized_modes_are_gits() {
+        use crate::fs::Kind;
+        let n = ContextModes::Normalize;
+        assert_eq!(n.apply(Kind::File, 0o664), 0o644);
+        assert_eq!(n.apply(Kind::File, 0o600), 0o644);
+        assert_eq!(n.apply(Kind::File, 0o4775), 0o755, "setuid dropped");
+        assert_eq!(n.apply(Kind::File, 0o744), 0o755);
+        assert_eq!(n.apply(Kind::Dir, 0o2775), 0o755);
+        assert_eq!(ContextModes::Keep.apply(Kind::File, 0o4775), 0o4775);
+    }
+
     use super::*;
 
     #[test]

@@ -207,6 +207,16 @@ impl Context {
         })
     }
 
+    /// Gives every entry the mode `modes` makes of its host mode.
+    pub fn apply_modes(&mut self, modes: crate::request::ContextModes) {
+        if modes == crate::request::ContextModes::Keep {
+            return;
+        }
+        for m in std::sync::Arc::make_mut(&mut self.entries).values_mut() {
+            m.mode = modes.apply(m.kind, m.mode);
+        }
+    }
+
     /// Hashes every file the scan left without a digest (for tools and
     /// benchmarks; a build hashes only what its steps read).
     pub fn hash_all(&mut self, store: Option<&Store>) -> Result<(), ContextError> {

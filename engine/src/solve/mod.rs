@@ -179,6 +179,8 @@ pub struct BuildOptions {
     pub scope: String,
     pub no_cache: bool,
     pub no_cache_filter: Vec<String>,
+    /// `--context-modes` (named directory contexts follow it too).
+    pub context_modes: crate::request::ContextModes,
     /// Layer timestamps (`SOURCE_DATE_EPOCH`, 0 by default).
     pub epoch: u64,
     pub compression: Compression,
@@ -225,6 +227,9 @@ pub struct StepReport {
 pub struct BuildOutcome {
     pub image: Image,
     pub steps: Vec<StepReport>,
+    /// A context path a step's key read with group or other write bits,
+    /// and its mode (under `--context-modes=keep`).
+    pub loose_mode: Option<(String, u32)>,
 }
 
 /// A stage as its steps leave it.
@@ -321,6 +326,17 @@ impl Solver<'_> {
         Ok((snap, Some(shared)))
     }
 
+    /// Notes the first context path among `items` whose mode has group or
+    /// other write bits (the build's hint names it).
+    pub(crate) fn note_loose_mode(&self, items: &[(String, Meta)]) {
+        let loose = items.iter().find(|(p, m)| {
+            !p.is_empty() && m.kind != crate::fs::Kind::Symlink && m.mode & 0o022 != 0
+        });
+        if let Some((p, m)) = loose {
+            lock(&self.loose_mode).get_or_insert_with(|| (p.clone(), m.mode));
+        }
+    }
+
     /// Keeps a rootfs a step left for a later step (the oldest goes when
     /// the pool is full).
     pub(crate) fn keep_warm(&self, w: WarmRootfs) {
@@ -373,6 +389,8 @@ pub struct Solver<'a> {
     /// Kept rootfs trees this build's RUN steps link to, put back when
     /// the build ends.
     claimed: Mutex<Vec<crate::fs::pristine::Pristine>>,
+    /// The first context path a key read with group/other write bits.
+    loose_mode: Mutex<Option<(String, u32)>>,
 }
 
 impl Drop for Solver<'_> {
@@ -468,6 +486,7 @@ impl<'a> Solver<'a> {
             puller: Mutex::new(None),
             warm: Mutex::new(Vec::new()),
             claimed: Mutex::new(Vec::new()),
+            loose_mode: Mutex::new(None),
         }
     }
 
@@ -525,6 +544,7 @@ impl<'a> Solver<'a> {
         Ok(BuildOutcome {
             image,
             steps: reports,
+            loose_mode: lock(&self.loose_mode).clone(),
         })
     }
 
@@ -667,8 +687,9 @@ impl<'a> Solver<'a> {
     fn dir_tree(&self, name: &str, dir: &std::path::Path) -> Result<Arc<SourceTree>, String> {
         let ignore = crate::frontend::dockerignore::load(dir, &dir.join("Dockerfile"))
             .map_err(|e| e.to_string())?;
-        let ctx = crate::context::Context::scan(dir, &ignore, Some(self.store))
+        let mut ctx = crate::context::Context::scan(dir, &ignore, Some(self.store))
             .map_err(|e| e.to_string())?;
+        ctx.apply_modes(self.opts.context_modes);
         Ok(Arc::new(SourceTree {
             label: format!("context {name}"),
             stage: None,

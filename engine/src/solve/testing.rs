@@ -53,6 +53,7 @@ impl Fixture {
             scope: self.dir.path().display().to_string(),
             no_cache: false,
             no_cache_filter: Vec::new(),
+            context_modes: Default::default(),
             epoch: 0,
             compression: Compression::Gzip,
             level: 6,

@@ -214,6 +214,9 @@ impl Solver<'_> {
                                 inputs.insert(format!("{prefix}{rel}"), cache::file_summary(m));
                             }
                         }
+                        if source.digests.is_some() {
+                            self.note_loose_mode(&items);
+                        }
                         picked.push(Picked::Tree {
                             name,
                             root_rel: path,
