@@ -1205,3 +1205,57 @@ fn context_modes_normalize_makes_the_image_independent_of_the_umask() {
     // Under umask 022 the rule changes nothing: the same image as kept.
     assert_eq!(norm_a.digest(), kept_a.digest());
 }
+
+/// Extended attributes (macOS's `com.apple.quarantine`, SELinux labels,
+/// `user.*`) never enter a layer or a key: a context file with one gives
+/// the image the same file without it gives, and the layer's tar holds no
+/// xattr records.
+#[cfg(target_os = "linux")]
+#[test]
+fn extended_attributes_never_enter_a_layer_or_a_key() {
+    let files = [
+        ("Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\n"),
+        ("a.txt", "a\n"),
+    ];
+    let plain = Ctx::new(&files);
+    let tagged = Ctx::new(&files);
+    if xattr::set(
+        tagged.path("a.txt"),
+        "user.com.apple.quarantine",
+        b"0081;deadbeef",
+    )
+    .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "this filesystem takes no user xattrs (CI=true needs them)"
+        );
+        eprintln!("notice: no user xattrs on this filesystem; skipped");
+        return;
+    }
+    let want = plain.build(&[]).digest();
+    let out = tagged.store.path().join("image.tar");
+    let got = tagged.build(&["-o", &format!("type=oci,dest={}", out.display())]);
+    assert_eq!(got.digest(), want);
+    // No PAX record of any kind of xattr in any blob of the image.
+    let mut outer = tar::Archive::new(fs::File::open(&out).unwrap());
+    for e in outer.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut bytes).unwrap();
+        let mut raw = Vec::new();
+        let gz = std::io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
+            &mut raw,
+        );
+        if gz.is_err() || raw.is_empty() {
+            raw = bytes;
+        }
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            !text.contains("xattr") && !text.contains("quarantine"),
+            "{}",
+            e.path().unwrap().display()
+        );
+    }
+}
