@@ -251,32 +251,14 @@ fn walk(
     ignore: &Matcher,
     out: &mut BTreeMap<String, Entry>,
 ) -> Result<bool, ContextError> {
-    let dir = if rel.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(rel)
-    };
-    let mut names: Vec<_> = fs::read_dir(&dir)
-        .map_err(io_err(&dir))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()
-        .map_err(io_err(&dir))?;
-    names.sort();
+    let mut children = children(root, rel)?;
+    children.sort_by(|a, b| a.0.cmp(&b.0));
     let mut any = false;
-    for name in names {
-        let name = name.to_string_lossy().into_owned();
-        let child = if rel.is_empty() {
-            name.clone()
-        } else {
-            format!("{rel}/{name}")
-        };
+    for (child, e) in children {
         let ignored = ignore.matches(&child);
-        let path = root.join(&child);
-        let m = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        let m = e.metadata().map_err(io_err(&root.join(&child)))?;
         let stat = platform::file_stat(&m);
-        let mode = platform::file_mode(&m);
-        let ft = m.file_type();
-        if ft.is_dir() {
+        if m.is_dir() {
             if ignored && !ignore.has_exclusions() {
                 continue;
             }
@@ -284,7 +266,7 @@ fn walk(
             out.insert(
                 child.clone(),
                 Entry {
-                    meta: Meta::dir(mode),
+                    meta: Meta::dir(platform::file_mode(&m)),
                     stat,
                 },
             );
@@ -296,13 +278,7 @@ fn walk(
             }
             any = true;
         } else if !ignored {
-            let meta = if ft.is_symlink() {
-                let target = fs::read_link(&path).map_err(io_err(&path))?;
-                Meta::symlink(&target.to_string_lossy())
-            } else if ft.is_file() {
-                Meta::file(mode, m.len(), None)
-            } else {
-                // Sockets, fifos and devices are not part of a context.
+            let Some(meta) = leaf_meta(root, &child, &m)? else {
                 continue;
             };
             out.insert(child, Entry { meta, stat });
@@ -310,6 +286,26 @@ fn walk(
         }
     }
     Ok(any)
+}
+
+/// The entries of the context directory `rel`, with their paths.
+fn children(root: &Path, rel: &str) -> Result<Vec<(String, fs::DirEntry)>, ContextError> {
+    crate::fs::read_children(root, rel).map_err(|(path, error)| ContextError::Io { path, error })
+}
+
+/// A context entry that is not a directory: a symlink or a regular file;
+/// None for sockets, fifos and devices, which are not part of a context.
+fn leaf_meta(root: &Path, child: &str, m: &fs::Metadata) -> Result<Option<Meta>, ContextError> {
+    let ft = m.file_type();
+    Ok(if ft.is_symlink() {
+        let path = root.join(child);
+        let target = fs::read_link(&path).map_err(io_err(&path))?;
+        Some(Meta::symlink(&target.to_string_lossy()))
+    } else if ft.is_file() {
+        Some(Meta::file(platform::file_mode(m), m.len(), None))
+    } else {
+        None
+    })
 }
 
 /// Walks the tree on every core (a directory listed is a job any thread
@@ -388,42 +384,21 @@ fn list_dir(
     found: &mut Vec<(String, Entry)>,
     subdirs: &mut Vec<String>,
 ) -> Result<(), ContextError> {
-    let dir = if rel.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(rel)
-    };
-    for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
-        let e = e.map_err(io_err(&dir))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        let child = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
+    for (child, e) in children(root, rel)? {
         if ignore.matches(&child) {
             continue;
         }
-        let m = e.metadata().map_err(|error| ContextError::Io {
-            path: root.join(&child),
-            error,
-        })?;
-        let stat = platform::file_stat(&m);
-        let mode = platform::file_mode(&m);
-        let ft = m.file_type();
-        let meta = if ft.is_dir() {
+        let m = e.metadata().map_err(io_err(&root.join(&child)))?;
+        let meta = if m.is_dir() {
             subdirs.push(child.clone());
-            Meta::dir(mode)
-        } else if ft.is_symlink() {
-            let path = root.join(&child);
-            let target = fs::read_link(&path).map_err(io_err(&path))?;
-            Meta::symlink(&target.to_string_lossy())
-        } else if ft.is_file() {
-            Meta::file(mode, m.len(), None)
+            Meta::dir(platform::file_mode(&m))
         } else {
-            // Sockets, fifos and devices are not part of a context.
-            continue;
+            match leaf_meta(root, &child, &m)? {
+                Some(meta) => meta,
+                None => continue,
+            }
         };
+        let stat = platform::file_stat(&m);
         found.push((child, Entry { meta, stat }));
     }
     Ok(())

@@ -97,6 +97,32 @@ impl Meta {
 
 /// A rootfs as metadata: image paths (no leading `/`, `/`-separated) to
 /// their metadata. The root itself is not listed.
+/// The entries of the directory `rel` under `root` ("" for `root`
+/// itself), each with its path relative to `root`, in no order. An error
+/// names the directory.
+pub fn read_children(
+    root: &std::path::Path,
+    rel: &str,
+) -> Result<Vec<(String, std::fs::DirEntry)>, (std::path::PathBuf, std::io::Error)> {
+    let dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).map_err(|e| (dir.clone(), e))? {
+        let e = e.map_err(|e| (dir.clone(), e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let child = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        out.push((child, e));
+    }
+    Ok(out)
+}
+
 pub type Manifest = BTreeMap<String, Meta>;
 
 pub use crate::paths::manifest_path;

@@ -267,26 +267,16 @@ fn scan(
     rel: &str,
     out: &mut BTreeMap<String, (Meta, Option<FileStat>)>,
 ) -> Result<(), SnapshotError> {
-    let dir = if rel.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(rel)
-    };
-    for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
-        let e = e.map_err(io_err(&dir))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        let child = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
-        let host = root.join(&child);
-        let md = fs::symlink_metadata(&host).map_err(io_err(&host))?;
+    let children = crate::fs::read_children(root, rel)
+        .map_err(|(path, error)| SnapshotError::Io { path, error })?;
+    for (child, e) in children {
+        let md = e.metadata().map_err(io_err(&root.join(&child)))?;
         let ft = md.file_type();
         if ft.is_dir() {
             out.insert(child.clone(), (Meta::dir(NEW_DIR_MODE), None));
             scan(root, &child, out)?;
         } else if ft.is_symlink() {
+            let host = root.join(&child);
             let target = fs::read_link(&host).map_err(io_err(&host))?;
             out.insert(child, (Meta::symlink(&target.to_string_lossy()), None));
         } else if ft.is_file() {
