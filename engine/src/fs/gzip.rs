@@ -37,6 +37,15 @@ const KEEP_MIN: usize = 256 << 10;
 /// The member cache is trimmed (least recently used first) to this size.
 pub const MEMBER_CACHE_BYTES: u64 = 1 << 30;
 
+/// Members this process has added to a member cache: a layer that added
+/// none has no reason to trim the cache.
+static STORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many members this process has added to a member cache so far.
+pub fn members_stored() -> u64 {
+    STORED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 type Job = (u64, Vec<u8>);
 type Done = (u64, io::Result<Vec<u8>>);
 
@@ -232,8 +241,12 @@ fn member_of(chunk: &[u8], level: u32, cache: Option<&Path>) -> io::Result<Vec<u
         let _ = fs::create_dir_all(parent);
     }
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    if fs::write(&tmp, &file).is_ok() && fs::rename(&tmp, &path).is_err() {
-        let _ = fs::remove_file(&tmp);
+    if fs::write(&tmp, &file).is_ok() {
+        if fs::rename(&tmp, &path).is_ok() {
+            STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            let _ = fs::remove_file(&tmp);
+        }
     }
     Ok(m)
 }

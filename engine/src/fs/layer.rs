@@ -313,6 +313,7 @@ pub fn write_layer(
 ) -> Result<LayerInfo, LayerError> {
     let blob = store.blob_writer()?;
     let members = store.root().join("members");
+    let stored = super::gzip::members_stored();
     let enc = match compression {
         // Cut between entries, reusing members compressed before.
         Compression::Gzip => Encoder::Gzip(ParallelGzip::for_layer(
@@ -331,11 +332,13 @@ pub fn write_layer(
         Encoder::Gzip(g) => g.entry_end(path),
         _ => Ok(()),
     })?;
-    if compression == Compression::Gzip && tee.bytes >= 1 << 20 {
-        super::gzip::trim_members(&members, super::gzip::MEMBER_CACHE_BYTES);
-    }
     let diff_id = tee.hasher.finish();
     let blob = tee.inner.finish().map_err(io_at("<compressor>"))?;
+    // Only adding members can take the cache past its bound (checked once
+    // every member of this layer is written).
+    if super::gzip::members_stored() != stored {
+        super::gzip::trim_members(&members, super::gzip::MEMBER_CACHE_BYTES);
+    }
     let size = blob.size();
     let digest = blob.commit()?;
     Ok(LayerInfo {

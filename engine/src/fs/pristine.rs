@@ -49,10 +49,10 @@ pub struct SharedInodes {
 impl SharedInodes {
     /// Called before the guest opens `rel` (relative to the rootfs at
     /// `root`) for writing: a file that is a link into the kept tree is
-    /// replaced by a copy of itself first. `None` for `rel`: the open
-    /// could not be resolved to a host path, so the tree may be written.
-    pub fn before_write(&self, root: &Path, rel: Option<&str>, follow: bool) {
-        let Some(rel) = rel else {
+    /// replaced by a copy of itself first. `None`: the open could not be
+    /// resolved to a host path, so the tree may be written.
+    pub fn before_write(&self, at: Option<(&Path, &str)>, follow: bool) {
+        let Some((root, rel)) = at else {
             self.taint();
             return;
         };
@@ -341,7 +341,7 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         p.link_into(work.path()).unwrap();
         // A write-open breaks the link first: the kept file stays.
-        p.shared.before_write(work.path(), Some("a"), true);
+        p.shared.before_write(Some((work.path(), "a")), true);
         fs::write(work.path().join("a"), "AAAA").unwrap();
         assert_eq!(fs::read_to_string(p.tree().join("a")).unwrap(), "aaaa");
         p.release(&store);
@@ -364,7 +364,7 @@ mod tests {
 
         // An open the sandbox could not resolve taints it.
         let r = Pristine::create(&store, std::slice::from_ref(&l)).unwrap();
-        r.shared.before_write(work.path(), None, true);
+        r.shared.before_write(None, true);
         r.release(&store);
         assert!(Pristine::claim(&store, &[l]).is_none());
     }

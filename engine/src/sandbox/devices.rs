@@ -621,9 +621,7 @@ impl State {
         let Some(shared) = &self.spawn.shared else {
             return;
         };
-        match path.and_then(|p| self.devices.rootfs_path(dirfd, p)) {
-            Some((host, rel)) => shared.before_write(host, Some(&rel), follow),
-            None => shared.before_write(std::path::Path::new(""), None, follow),
-        }
+        let at = path.and_then(|p| self.devices.rootfs_path(dirfd, p));
+        shared.before_write(at.as_ref().map(|(host, rel)| (*host, rel.as_str())), follow);
     }
 }

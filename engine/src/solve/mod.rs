@@ -273,8 +273,7 @@ impl Solver<'_> {
     /// no other step can take it too.
     #[cfg_attr(not(feature = "sandbox"), allow(dead_code))]
     pub(crate) fn take_warm(&self, layers: &[LayerInfo]) -> Option<WarmRootfs> {
-        // Tests compare builds with and without taking over.
-        if std::env::var_os("WBUILD_TEST_COLD_RUN").is_some() {
+        if cold_runs() {
             return None;
         }
         let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
@@ -306,7 +305,7 @@ impl Solver<'_> {
     > {
         use crate::fs::pristine::Pristine;
         use crate::fs::snapshot::{Snapshot, SnapshotError};
-        if !cfg!(unix) || std::env::var_os("WBUILD_TEST_COLD_RUN").is_some() {
+        if !cfg!(unix) || cold_runs() {
             return Ok((Snapshot::materialize(self.store, layers, work)?, None));
         }
         let kept = match Pristine::claim(self.store, layers) {
@@ -411,6 +410,12 @@ pub(crate) struct WarmRootfs {
     pub manifest: Manifest,
     pub stats: std::collections::HashMap<String, crate::fs::platform::FileStat>,
     pub shared: Option<Arc<crate::fs::pristine::SharedInodes>>,
+}
+
+/// `WBUILD_TEST_COLD_RUN`: every RUN materializes its layers afresh, with
+/// no directory taken over or linked (tests compare the two).
+fn cold_runs() -> bool {
+    std::env::var_os("WBUILD_TEST_COLD_RUN").is_some()
 }
 
 /// How many left rootfs directories a build keeps at once (each holds a
