@@ -347,3 +347,46 @@ fn cache_mounts_unused_for_48_hours_go_by_the_first_rule() {
         "records are another type"
     );
 }
+
+/// The gzip member cache counts as used when a member last was (a hit
+/// marks the member's file), not when its directory last changed: an
+/// `until=` prune keeps members used yesterday, in a directory last
+/// changed three months ago.
+#[test]
+fn gzip_members_are_used_when_a_member_is() {
+    let body: String = (0..60_000).map(|i| format!("line {i}\n")).collect();
+    let p = Project::new(&[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", &body)]);
+    let store = tempfile::tempdir().unwrap();
+    quiet(&p, store.path(), T0);
+    let members = store.path().join("members");
+    let set = |path: &Path, t: i64| {
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t as u64);
+        fs::File::open(path).unwrap().set_modified(when).unwrap();
+    };
+    let mut files = 0;
+    for sub in fs::read_dir(&members).unwrap().flatten() {
+        for f in fs::read_dir(sub.path()).unwrap().flatten() {
+            set(&f.path(), T0 - DAY);
+            files += 1;
+        }
+        set(&sub.path(), T0 - 90 * DAY);
+    }
+    set(&members, T0 - 90 * DAY);
+    assert!(files > 0, "the layer kept members");
+    // (--verbose: the rule engine, which sees every kind of item.)
+    at(
+        &p,
+        store.path(),
+        T0,
+        &[],
+        &["prune", "--filter", "until=1440h", "--verbose"],
+    );
+    let left: usize = fs::read_dir(&members)
+        .map(|d| {
+            d.flatten()
+                .map(|s| fs::read_dir(s.path()).unwrap().count())
+                .sum()
+        })
+        .unwrap_or(0);
+    assert_eq!(left, files, "members used a day ago are kept");
+}

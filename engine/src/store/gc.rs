@@ -241,16 +241,29 @@ pub(super) fn mount_in_use(dir: &Path) -> bool {
 
 /// The bytes of every file under `p` (0 where it is missing).
 pub(super) fn dir_size(p: &Path) -> u64 {
+    dir_usage(p).0
+}
+
+/// The bytes of every file under `p`, and the newest file's mtime in
+/// seconds (0 where there is none).
+pub(super) fn dir_usage(p: &Path) -> (u64, i64) {
     let Ok(rd) = fs::read_dir(p) else {
-        return 0;
+        return (0, 0);
     };
     rd.flatten()
         .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => 0,
+            Ok(t) if t.is_dir() => dir_usage(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or((0, 0), |m| {
+                let used = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs() as i64);
+                (m.len(), used)
+            }),
+            _ => (0, 0),
         })
-        .sum()
+        .fold((0, 0), |(size, used), (s, u)| (size + s, used.max(u)))
 }
 
 /// What a store holds, by kind.

@@ -274,14 +274,16 @@ impl Store {
                 what: What::Tree(p),
             });
         }
-        // Compressed gzip members kept for reuse (`fs::gzip`): one item.
+        // Compressed gzip members kept for reuse (`fs::gzip`): one item,
+        // last used when a member last was (a hit marks its file).
         let members = self.root.join("members");
         if members.is_dir() {
+            let (size, last_used) = super::gc::dir_usage(&members);
             out.push(Item {
                 kind: "regular",
                 id: "gzip members".into(),
-                size: super::gc::dir_size(&members),
-                last_used: mtime(&members),
+                size,
+                last_used,
                 shared: false,
                 what: What::Tree(members),
             });
