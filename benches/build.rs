@@ -143,7 +143,7 @@ fn bench_run_steps() {
     let built = guest_build::build_guest("probe", dir.path());
     let ok = built.is_some();
     if !ok {
-        println!("RUN step overhead: skipped (Debian's rustc for wasm32-wasi is not installed)");
+        println!("RUN step overhead: skipped (Debian's rustc-web, cargo-web, rust-web-src, wasi-libc and lld build the guest)");
         return;
     }
     let store = tempfile::tempdir().unwrap();

@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# Builds dist/wbox.wasm reproducibly with Debian's rustc (wasm32-wasi):
-# paths remapped, no debug info, symbols stripped, one codegen unit.
-# `build.sh --check` rebuilds into a temp dir and fails if the bytes differ
-# from the committed ones.
+# Builds dist/wbox.wasm reproducibly with Debian's rustc-web 1.96 for
+# wasm32-wasip1: std built from source (rust-web-src, -Zbuild-std), paths
+# remapped, no debug info, symbols stripped, one codegen unit (the profile
+# is in wbox/Cargo.toml). `build.sh --check` rebuilds into a temp dir and
+# fails if the bytes differ from the committed ones.
+#
+# The recipe (Debian's rustc-web, std from source, Debian's wasi-libc and
+# wasm-ld, and why) is in wasi-cargo.sh. Debian's wasi-libc (2022) lacks
+# `realpath`, so wbox brings a stand-in (`--cfg wbox_realpath_stub`, see
+# lib/sys.rs).
+#
+# Needs: rustc-web cargo-web rust-web-src wasi-libc lld (Debian).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-RUSTC="${WBOX_RUSTC:-/usr/bin/rustc}"
-TARGET="${WBOX_TARGET:-wasm32-wasi}"
 out="$here/dist/wbox.wasm"
 if [ "${1:-}" = "--check" ]; then
     out="$(mktemp -d)/wbox.wasm"
 fi
-"$RUSTC" --target "$TARGET" --edition 2021 --crate-name wbox \
-    -C opt-level=3 -C debuginfo=0 -C strip=symbols -C codegen-units=1 -C panic=abort \
-    -C link-arg=-zstack-size=8388608 \
-    --remap-path-prefix "$here=/wbox" \
-    "$here/wbox/main.rs" -o "$out"
+target_dir="${WBOX_TARGET_DIR:-$here/wbox/target}"
+bash "$here/wasi-cargo.sh" "$here/wbox/Cargo.toml" "$target_dir" "$here=/wbox" \
+    -C link-arg=-zstack-size=8388608 --cfg wbox_realpath_stub
+cp "$target_dir/wasm32-wasip1/release/wbox.wasm" "$out"
 sum="$(sha256sum "$out" | cut -d' ' -f1)"
 size="$(stat -c %s "$out")"
 if [ "$size" -gt 2097152 ]; then

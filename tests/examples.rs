@@ -272,31 +272,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:79b810ee6c4bc7078029327cb5f502a95c0f8a6d347b7eac3e0cd9f99fc05bfa",
+        "sha256:fda757929dc897a14a77ad45e065f2ada1ac0395ecb2b504beebf2da8e2e0aa2",
     ),
     (
         "dockerignore",
-        "sha256:6e678b98c1c8bb7952673a758e6f9e19ff69245ce278c5a19b11d897c0119805",
+        "sha256:6677f0dc77ab86b4cc0aa4429a136b8f9b4f473cdb6993e9c005f82003a7dd0f",
     ),
     (
         "bind-mount",
-        "sha256:5707c467d18b393a4cdf6b60bca6ae338ac839129135538c75d63f4f06fc00a0",
+        "sha256:7ca52bdbedf237c31019c944cb0b4fcaa5e6831ab27654b527b0215252ef6596",
     ),
     (
         "cache-mount",
-        "sha256:8c31166fbb5d54cb4d1f7cc96400d94956a5c5f47790619e5bc375719e2b5182",
+        "sha256:0c540b172e368833ed59ce4b2aa83a38c6ef8a70ea86f2856565a11fe47593ab",
     ),
     (
         "secret",
-        "sha256:b054cd839d43ee9060073ed3f9b3c9be76a8a0cd66a8d8823f1b410269d6962d",
+        "sha256:bd38a3afa7709dba6a059dd838a7fd3ed58696da2d43677b826a7b2aa71b3b19",
     ),
     (
         "multi-stage",
-        "sha256:fc7787dca695750e4617370335dd6732465d89b5f057c593504c5a62ac515fc5",
+        "sha256:8a2ea7035d364dd6de2e58409792698c23a19044915f64222a6ddd8ec92a2aa4",
     ),
     (
         "heredocs",
-        "sha256:91fc61faecb0f620e5d0f230d84f2f621729de06b634765326399245ce1897e1",
+        "sha256:e76baebb62a287d36356da6d181e86a1e0a8865585fd8a896eadef2576a5250e",
     ),
     (
         "hello",

@@ -1,6 +1,7 @@
 //! RUN steps as WebAssembly programs. The guest (`tests/guests/probe.rs`)
-//! is compiled by Debian's rustc for wasm32-wasi when the tests run; where
-//! that toolchain is absent, each test prints a notice and passes.
+//! is compiled for wasm32-wasip1 by Debian's rustc-web when the tests run;
+//! where that toolchain is absent, each test prints a notice and passes
+//! (under CI=true it fails).
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! wbox: one multi-call WebAssembly program with the tools a Dockerfile's
 //! RUN steps expect: a POSIX shell (`sh`) and coreutils-like applets. No
-//! dependencies; builds with Debian's rustc 1.63 for wasm32-wasi and with
-//! current toolchains for wasm32-wasip1 (and natively, for development).
+//! dependencies; built for wasm32-wasip1 by Debian's rustc-web 1.96
+//! (`guest-toolchain/build.sh`), and natively, for development.
 //!
 //! Dispatch: on the name it was run as (`/bin/cat` → cat), on its first
 //! argument (`wbox cat …`), or, run through a `#!/bin/wbox` stub, on the

@@ -31,10 +31,7 @@ pub(crate) fn hash_input(name: &str, f: &str, io: &mut Io) -> std::io::Result<St
         h.update(&d);
     } else {
         if Path::new(f).is_dir() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Other,
-                "Is a directory",
-            ));
+            return Err(std::io::Error::other("Is a directory"));
         }
         let mut file = std::fs::File::open(f)?;
         let mut buf = vec![0u8; 1 << 20];
@@ -449,7 +446,7 @@ pub(crate) fn tar_read(data: &[u8]) -> Result<Vec<TarEntry>, String> {
             .filter(|e| *e <= data.len())
             .ok_or("Unexpected EOF in archive")?;
         let body = &data[p + 512..body_end];
-        p = p + 512 + (size + 511) / 512 * 512;
+        p = p + 512 + size.div_ceil(512) * 512;
         match kind {
             b'L' => {
                 long_name = Some(cstr(body));
@@ -627,7 +624,7 @@ pub(crate) fn tar(args: &[&str], io: &mut Io) -> i32 {
         }
         out.resize(out.len() + 1024, 0);
         let rec = 10240;
-        out.resize((out.len() + rec - 1) / rec * rec, 0);
+        out.resize(out.len().div_ceil(rec) * rec, 0);
         let out = if gz || file.ends_with(".gz") || file.ends_with(".tgz") {
             codec::gzip(&out)
         } else {

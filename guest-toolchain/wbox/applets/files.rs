@@ -1200,7 +1200,7 @@ pub(crate) fn realpath(name: &str, args: &[&str], io: &mut Io) -> i32 {
                 if (must || default_must)
                     && !missing_ok
                     && std::fs::symlink_metadata(&r).is_err()
-                    && (must || !Path::new(&r).parent().map_or(false, |x| x.is_dir()))
+                    && (must || !Path::new(&r).parent().is_some_and(|x| x.is_dir()))
                 {
                     if name == "realpath" {
                         io.err(name, &format!("{p}: No such file or directory"));

@@ -233,7 +233,7 @@ pub(crate) fn eval_find(e: &FExpr, path: &str, cx: &mut FindCtx) -> bool {
                 'G' => 1 << 30,
                 _ => 512,
             };
-            let units = (len + bs - 1) / bs;
+            let units = len.div_ceil(bs);
             match sign {
                 1 => units > *n,
                 -1 => units < *n,
@@ -390,7 +390,7 @@ pub(crate) fn find_walk(
         eval_find(e, path, cx);
     }
     let pruned = cx.prune;
-    if is_dir && !pruned && maxdepth.map_or(true, |m| depth < m) {
+    if is_dir && !pruned && maxdepth.is_none_or(|m| depth < m) {
         match list_dir(path) {
             Ok(names) => {
                 for n in names {
@@ -472,7 +472,7 @@ pub(crate) fn xargs(args: &[&str], io: &mut Io) -> i32 {
             .collect()
     } else if let Some(d) = delim {
         let mut v: Vec<String> = text.split(d).map(|s| s.to_string()).collect();
-        if v.last().map_or(false, |s| s.is_empty()) {
+        if v.last().is_some_and(|s| s.is_empty()) {
             v.pop();
         }
         v

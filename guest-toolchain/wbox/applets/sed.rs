@@ -71,7 +71,7 @@ impl<'a> SedParser<'a> {
     }
     fn num(&mut self) -> Option<usize> {
         let s = self.i;
-        while self.peek().map_or(false, |c| c.is_ascii_digit()) {
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
             self.i += 1;
         }
         if s == self.i {
@@ -862,10 +862,7 @@ impl LineSource {
                     let opened: std::io::Result<Box<dyn std::io::Read>> = if f == "-" {
                         Ok(Box::new(self.stdin.clone()))
                     } else if Path::new(&f).is_dir() {
-                        Err(std::io::Error::new(
-                            std::io::ErrorKind::Other,
-                            "Is a directory",
-                        ))
+                        Err(std::io::Error::other("Is a directory"))
                     } else {
                         std::fs::File::open(&f).map(|f| Box::new(f) as Box<dyn std::io::Read>)
                     };

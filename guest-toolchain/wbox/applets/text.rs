@@ -319,7 +319,7 @@ impl<'a> Test<'a> {
             "-d" => md().map(|m| m.is_dir()).unwrap_or(false),
             "-s" => md().map(|m| m.len() > 0).unwrap_or(false),
             "-r" | "-w" => md().is_ok(),
-            "-x" => md().is_ok() && crate::lib::sys::get_mode(a).map_or(false, |m| m & 0o111 != 0),
+            "-x" => md().is_ok() && crate::lib::sys::get_mode(a).is_some_and(|m| m & 0o111 != 0),
             "-L" | "-h" => std::fs::symlink_metadata(a)
                 .map(|m| m.file_type().is_symlink())
                 .unwrap_or(false),
@@ -644,10 +644,7 @@ pub fn head_tail(name: &str, args: &[&str], io: &mut Io) -> i32 {
             let opened: std::io::Result<Box<dyn Read>> = if f == "-" {
                 Ok(Box::new(io.i.clone()))
             } else if std::path::Path::new(f).is_dir() {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::Other,
-                    "Is a directory",
-                ))
+                Err(std::io::Error::other("Is a directory"))
             } else {
                 std::fs::File::open(f).map(|f| Box::new(f) as Box<dyn Read>)
             };
@@ -775,10 +772,7 @@ pub fn wc(args: &[&str], io: &mut Io) -> i32 {
         let opened: std::io::Result<Box<dyn Read>> = if f == "-" {
             Ok(Box::new(io.i.clone()))
         } else if Path::new(f).is_dir() {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::Other,
-                "Is a directory",
-            ))
+            Err(std::io::Error::other("Is a directory"))
         } else {
             std::fs::File::open(f).map(|f| Box::new(f) as Box<dyn Read>)
         };
@@ -1810,7 +1804,7 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
         let mut last_printed: Option<usize> = None;
         let mut pending_after = 0usize;
         for (i, l) in ls.iter().enumerate() {
-            if max.map_or(false, |m| n >= m) {
+            if max.is_some_and(|m| n >= m) {
                 break;
             }
             let chars: Vec<char> = l.chars().collect();
@@ -1822,9 +1816,8 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
                     let ok = if whole {
                         s == 0 && e == chars.len()
                     } else if word {
-                        let wc = |c: Option<&char>| {
-                            c.map_or(false, |c| c.is_alphanumeric() || *c == '_')
-                        };
+                        let wc =
+                            |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric() || *c == '_');
                         !wc(if s > 0 { chars.get(s - 1) } else { None }) && !wc(chars.get(e))
                     } else {
                         true

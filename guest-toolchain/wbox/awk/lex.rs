@@ -166,8 +166,7 @@ pub(crate) fn lex(src: &str) -> Result<Vec<(Tok, usize)>, String> {
             out.push((Tok::Re(regex_escapes(&s)), line));
             continue;
         }
-        if ch.is_ascii_digit() || (ch == '.' && c.get(i + 1).map_or(false, |d| d.is_ascii_digit()))
-        {
+        if ch.is_ascii_digit() || (ch == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
             let rest: String = c[i..].iter().collect();
             let (v, used) = str_prefix_num(&rest);
             let used_chars = rest[..used].chars().count();

@@ -92,7 +92,7 @@ pub(crate) fn bracket(p: &[PChar], c: char) -> Option<(bool, usize)> {
             }
         }
         if p.get(i + 1).copied() == Some(('-', false))
-            && p.get(i + 2).map_or(false, |x| x.0 != ']' || x.1)
+            && p.get(i + 2).is_some_and(|x| x.0 != ']' || x.1)
         {
             let hi = p[i + 2].0;
             if ch <= c && c <= hi {

@@ -72,7 +72,7 @@ impl Read for H {
             Stream::File(f) => f.read(buf),
             Stream::Read(c) => c.read(buf),
             Stream::Out | Stream::Err | Stream::Buf(_) => {
-                Err(io::Error::new(io::ErrorKind::Other, "Bad file descriptor"))
+                Err(io::Error::other("Bad file descriptor"))
             }
             Stream::Null => Ok(0),
         }
@@ -96,9 +96,7 @@ impl Write for H {
                 Ok(buf.len())
             }
             Stream::Null => Ok(buf.len()),
-            Stream::In | Stream::Read(_) => {
-                Err(io::Error::new(io::ErrorKind::Other, "Bad file descriptor"))
-            }
+            Stream::In | Stream::Read(_) => Err(io::Error::other("Bad file descriptor")),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -239,7 +237,7 @@ impl Io {
         if f == "-" {
             self.i.read_all()
         } else if Path::new(f).is_dir() {
-            Err(io::Error::new(io::ErrorKind::Other, "Is a directory"))
+            Err(io::Error::other("Is a directory"))
         } else {
             std::fs::read(f)
         }

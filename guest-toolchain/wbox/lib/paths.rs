@@ -86,7 +86,7 @@ pub(crate) fn classify(p: &str) -> Found {
             .filter(|s| !s.is_empty());
         let ib = crate::lib::paths::base(&interp);
         let is_sh = |b: &str| matches!(b, "sh" | "dash" | "ash" | "bash");
-        if is_sh(ib) || (ib == "env" && arg.as_deref().map_or(false, is_sh)) {
+        if is_sh(ib) || (ib == "env" && arg.as_deref().is_some_and(is_sh)) {
             return Found::Script(p.to_string());
         }
         if crate::lib::paths::is_stub(&interp) {

@@ -222,7 +222,7 @@ impl<'a> Parser<'a> {
                     .map_err(|_| "Invalid content of \\{\\}".to_string())?,
             ),
         };
-        if max.map_or(false, |m| m < min) || min > 1000 {
+        if max.is_some_and(|m| m < min) || min > 1000 {
             return Err("Invalid content of \\{\\}".into());
         }
         Ok(Some((min, max, j - self.i)))
@@ -331,7 +331,7 @@ impl<'a> Parser<'a> {
                 }
             }
             let lo = c;
-            if self.peek() == Some('-') && self.peek2().map_or(false, |n| n != ']') {
+            if self.peek() == Some('-') && self.peek2().is_some_and(|n| n != ']') {
                 let hi = self.peek2().unwrap_or(lo);
                 self.i += 2;
                 if hi < lo {
@@ -418,7 +418,7 @@ fn emit(n: &Node, p: &mut Vec<Inst>) {
 }
 
 fn is_word(c: Option<&char>) -> bool {
-    c.map_or(false, |c| c.is_alphanumeric() || *c == '_')
+    c.is_some_and(|c| c.is_alphanumeric() || *c == '_')
 }
 
 pub type Caps = Vec<Option<usize>>;
@@ -477,7 +477,7 @@ impl Regex {
     /// whole match). `longest` picks the longest match at the leftmost
     /// position, as POSIX requires of sed's `s`.
     pub fn find_at(&self, text: &[char], from: usize, longest: bool) -> Option<Caps> {
-        let mut visited = vec![0u64; (self.prog.len() * (text.len() + 1) + 63) / 64];
+        let mut visited = vec![0u64; (self.prog.len() * (text.len() + 1)).div_ceil(64)];
         for start in from..=text.len() {
             if let Some(f) = self.first {
                 if text.get(start) != Some(&f) {
@@ -622,7 +622,7 @@ impl Regex {
                         if !longest {
                             return Some(caps);
                         }
-                        if best.as_ref().map_or(true, |b| b[1].unwrap_or(0) < pos) {
+                        if best.as_ref().is_none_or(|b| b[1].unwrap_or(0) < pos) {
                             best = Some(caps.clone());
                         }
                         break;

@@ -1,6 +1,7 @@
-//! What std does not give a wasm32-wasi guest on Rust 1.63: chdir and
-//! symlink (wasi-libc has them), and wbuild's own imports (`spawn`,
-//! `set-mode`, `set-owner`; see `wit/wbuild.wit`). Native builds (for
+//! The host interface below std: chdir and symlink straight from wasi-libc
+//! (std 1.63, which wbox was first built with, had neither on WASI), and
+//! wbuild's own imports (`spawn`, `set-mode`, `set-owner`; see
+//! `wit/wbuild.wit`). Native builds (for
 //! development) use the host's calls instead.
 
 use std::io;
@@ -265,6 +266,25 @@ mod imp {
             0 => Ok(()),
             e => Err(errno(e)),
         }
+    }
+
+    /// Debian 12's wasi-libc (a 2022 snapshot) has no `realpath`, which std
+    /// (1.96) calls from `fs::canonicalize`; without this stand-in wbox does
+    /// not link. It answers as std 1.63 did on WASI: not supported (so
+    /// `canonicalize` fails and its callers fall back). Compiled only by
+    /// `guest-toolchain/build.sh` (`--cfg wbox_realpath_stub`); remove it when
+    /// the wasi-libc that build.sh links defines `realpath` (`llvm-nm
+    /// /usr/lib/wasm32-wasi/libc.a | grep realpath`).
+    #[cfg(wbox_realpath_stub)]
+    #[no_mangle]
+    pub extern "C" fn realpath(_path: *const c_char, _resolved: *mut c_char) -> *mut c_char {
+        const ENOTSUP: c_int = 58; // __WASI_ERRNO_NOTSUP
+        extern "C" {
+            static mut errno: c_int;
+        }
+        // SAFETY: wasi-libc's errno is a plain global in a single-threaded guest.
+        unsafe { errno = ENOTSUP };
+        std::ptr::null_mut()
     }
 }
 

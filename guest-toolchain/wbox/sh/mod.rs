@@ -1653,7 +1653,7 @@ impl Shell {
                     if funcs {
                         self.st.funcs.remove(*a);
                     } else {
-                        if self.st.vars.get(*a).map_or(false, |v| v.readonly) {
+                        if self.st.vars.get(*a).is_some_and(|v| v.readonly) {
                             self.errmsg(&format!("unset: {a}: is read only"));
                             return Err(Flow::Exit(2));
                         }

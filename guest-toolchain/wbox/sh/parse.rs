@@ -295,7 +295,7 @@ impl Parser {
         // IO_NUMBER: digits right before < or >.
         if c.is_ascii_digit() {
             let mut k = 0;
-            while self.at(k).map_or(false, |d| d.is_ascii_digit()) {
+            while self.at(k).is_some_and(|d| d.is_ascii_digit()) {
                 k += 1;
             }
             if matches!(self.at(k), Some('<') | Some('>')) {
@@ -635,9 +635,7 @@ impl Parser {
         if self.ch() == Some('#') && !matches!(self.at(1), Some('}') | None) {
             // ${#name}, unless it is ${#-…} style on `#` itself.
             let next = self.at(1);
-            if next.map_or(false, |c| {
-                c == '_' || c.is_ascii_alphanumeric() || "@*#?$!".contains(c)
-            }) {
+            if next.is_some_and(|c| c == '_' || c.is_ascii_alphanumeric() || "@*#?$!".contains(c)) {
                 length = true;
                 self.pos += 1;
             }
