@@ -1,10 +1,13 @@
 //! The real `wbuild` binary on real files in temporary directories.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+#[path = "harness/bin.rs"]
+mod wbuild_bin;
 
 fn wbuild_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wbuild"))
+    wbuild_bin::command()
         .args(args)
         .current_dir(dir)
         .env_remove("WBUILD_ROOT")
@@ -174,7 +177,7 @@ fn build_is_the_default_command() {
     let d = context(&[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "x")]);
     let store = tempfile::tempdir().unwrap();
     for args in [vec!["."], vec!["build", "."], vec![]] {
-        let o = Command::new(env!("CARGO_BIN_EXE_wbuild"))
+        let o = wbuild_bin::command()
             .args(&args)
             .current_dir(d.path())
             .env("WBUILD_ROOT", store.path())

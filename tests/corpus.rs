@@ -4,12 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 use wbuild::frontend::dockerignore::{self, Matcher};
 use wbuild::frontend::parser::{self, Heredoc};
 use wbuild::frontend::shell::{EnvList, Lexer};
+
+#[path = "harness/bin.rs"]
+mod wbuild_bin;
 
 fn corpus() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/buildkit");
@@ -30,10 +32,7 @@ fn json(path: &Path) -> Value {
 }
 
 fn wbuild(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wbuild"))
-        .args(args)
-        .output()
-        .unwrap()
+    wbuild_bin::command().args(args).output().unwrap()
 }
 
 fn sorted_dirs(dir: &Path) -> Vec<PathBuf> {

@@ -30,6 +30,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "harness/bin.rs"]
+mod wbuild_bin;
+
 use serde_json::{json, Value};
 
 #[derive(Clone)]
@@ -338,7 +341,7 @@ fn build_with_wbuild(c: &Case) -> Result<Value, String> {
     let mut args = vec!["build", "--progress", "plain", "-o", &dest];
     args.extend(c.args.iter().map(String::as_str));
     args.push(".");
-    let o = Command::new(env!("CARGO_BIN_EXE_wbuild"))
+    let o = wbuild_bin::command()
         .args(&args)
         .current_dir(ctx.path())
         .env("WBUILD_ROOT", store.path())

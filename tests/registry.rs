@@ -345,7 +345,7 @@ fn push_errors_are_clear() {
             ),
         )
         .unwrap();
-        Command::new(env!("CARGO_BIN_EXE_wbuild"))
+        harness::bin::command()
             .args(["build", "--progress", "plain", "-t", &t, "--push", "."])
             .current_dir(p.dir.path())
             .env("WBUILD_ROOT", p.store.path())
@@ -455,7 +455,7 @@ fn pull_errors_are_clear_and_store_nothing() {
 
 /// `wbuild build` with a Docker config of its own (`DOCKER_CONFIG`).
 fn build_with_docker_config(p: &Project, config: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wbuild"))
+    harness::bin::command()
         .args([
             "build",
             "--progress",

@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod bin;
 pub mod registry;
 
 /// A build context and a store, both temporary.
@@ -134,7 +135,7 @@ pub fn wbuild(dir: &Path, store: &Path, args: &[&str]) -> Output {
 
 /// As [`wbuild`], with these environment variables set.
 pub fn wbuild_with(dir: &Path, store: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wbuild"))
+    bin::command()
         .args(args)
         .current_dir(dir)
         .env("WBUILD_ROOT", store)
