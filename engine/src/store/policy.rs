@@ -157,7 +157,7 @@ enum What {
 }
 
 /// The disk the store is on: (total, free) bytes. `WBUILD_TEST_DISK`
-/// (`TOTAL,FREE`) stands in for it in tests.
+/// (`TOTAL,FREE`, or `unknown`) stands in for it in tests.
 pub fn disk_stats(root: &Path) -> Option<(u64, u64)> {
     if let Ok(v) = std::env::var("WBUILD_TEST_DISK") {
         let (t, f) = v.split_once(',')?;
@@ -179,7 +179,28 @@ fn statvfs(root: &Path) -> Option<(u64, u64)> {
     Some((st.f_blocks as u64 * frag, st.f_bavail as u64 * frag))
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+fn statvfs(root: &Path) -> Option<(u64, u64)> {
+    use std::os::windows::ffi::OsStrExt;
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn GetDiskFreeSpaceExW(
+            dir: *const u16,
+            avail: *mut u64,
+            total: *mut u64,
+            free: *mut u64,
+        ) -> i32;
+    }
+    let wide: Vec<u16> = root.as_os_str().encode_wide().chain(Some(0)).collect();
+    let (mut avail, mut total, mut free) = (0u64, 0u64, 0u64);
+    // SAFETY: a NUL-terminated wide string and three valid out-pointers.
+    if unsafe { GetDiskFreeSpaceExW(wide.as_ptr(), &mut avail, &mut total, &mut free) } == 0 {
+        return None;
+    }
+    Some((total, avail))
+}
+
+#[cfg(not(any(unix, windows)))]
 fn statvfs(_: &Path) -> Option<(u64, u64)> {
     None
 }
@@ -362,6 +383,11 @@ impl Store {
                 .and_then(|s| capped(s, total_disk, 100 << 30));
             let min_free = p.min_free_space.and_then(|s| s.bytes(total_disk));
             let by_space = max_used.is_some() || min_free.is_some();
+            if !by_space && (p.max_used_space.is_some() || p.min_free_space.is_some()) {
+                // Its limits are shares of a disk whose size is unknown
+                // here: apply none of it, rather than remove everything.
+                continue;
+            }
             let mut gone = Vec::new();
             for i in candidates {
                 let it = &items[i];
