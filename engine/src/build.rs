@@ -20,10 +20,7 @@ use crate::store::{self, Store, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read Dockerfile {path}: {error}; check the path, or name it with -f/--file")]
-    ReadDockerfile {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    ReadDockerfile { path: String, error: std::io::Error },
     #[error(transparent)]
     Frontend(#[from] FrontendError),
     #[error(transparent)]
@@ -92,11 +89,11 @@ pub struct BuildSummary {
 /// Reads and types the Dockerfile, with the file name in every error.
 pub fn read_dockerfile(path: &Path) -> Result<instructions::Dockerfile> {
     let bytes = std::fs::read(path).map_err(|error| Error::ReadDockerfile {
-        path: path.to_path_buf(),
+        path: crate::paths::shown(path),
         error,
     })?;
     let text = String::from_utf8_lossy(&bytes);
-    instructions::parse_dockerfile(&text).map_err(|e| e.in_file(path.display().to_string()).into())
+    instructions::parse_dockerfile(&text).map_err(|e| e.in_file(crate::paths::shown(path)).into())
 }
 
 /// `SOURCE_DATE_EPOCH`, 0 when unset.
@@ -464,7 +461,7 @@ fn cache_records(
 /// Runs a whole build.
 pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     let df = read_dockerfile(&req.dockerfile)?;
-    let shown = req.dockerfile.display().to_string();
+    let shown = crate::paths::shown(&req.dockerfile);
     let mut contexts = BTreeMap::new();
     for (name, value) in &req.build_contexts {
         let c = NamedContext::parse(value).map_err(|message| Error::BuildContext {

@@ -116,7 +116,7 @@ fn read_dockerfile(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| {
         format!(
             "cannot read Dockerfile {}: check the path, or name it with -f/--file",
-            path.display()
+            wbuild::paths::shown(path)
         )
     })?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
@@ -137,19 +137,19 @@ fn make_plan(
         target,
         ..Default::default()
     };
-    Ok(plan::plan(&df, &req, &dockerfile.display().to_string())?)
+    Ok(plan::plan(&df, &req, &wbuild::paths::shown(dockerfile))?)
 }
 
 fn debug(cmd: DebugCommand) -> Result<()> {
     match cmd {
         DebugCommand::Parse { file } => {
             let text = read_dockerfile(&file)?;
-            let shown = file.display().to_string();
+            let shown = wbuild::paths::shown(&file);
             let ast = parser::parse(&text)
                 .and_then(|ast| parser::check_known(&ast).map(|()| ast))
-                .map_err(|e| e.in_file(shown))?;
+                .map_err(|e| e.in_file(shown.clone()))?;
             for w in &ast.warnings {
-                eprintln!("warning: {}: {w}", file.display());
+                eprintln!("warning: {shown}: {w}");
             }
             print!("{}", ast.dump());
         }

@@ -1,6 +1,27 @@
 //! Paths inside an image: Go's `path.Clean`, and the manifest form of an
-//! image path. A leaf module, shared by the frontend and the filesystem
-//! code.
+//! image path; and how a host path appears in a message. A leaf module,
+//! shared by the frontend and the filesystem code.
+
+/// A host path (a Dockerfile, an ignore file, a context) as every message
+/// shows it: with `/` between its parts on every OS, so that Windows gives
+/// `examples/secret/Dockerfile:4`, not `examples/secret\Dockerfile:4`. On
+/// Unix a `\` is part of a name and stays. The verbatim prefix Windows'
+/// canonical paths carry (`\\?\C:\…`) is left out.
+pub fn shown(p: &std::path::Path) -> String {
+    let s = p.display().to_string();
+    if cfg!(windows) {
+        let s = match s.strip_prefix(r"\\?\") {
+            Some(rest) => match rest.strip_prefix(r"UNC\") {
+                Some(unc) => format!(r"\\{unc}"),
+                None => rest.to_string(),
+            },
+            None => s,
+        };
+        s.replace('\\', "/")
+    } else {
+        s
+    }
+}
 
 /// Go's `path.Clean` for a `/`-separated path.
 pub fn clean_path(p: &str) -> String {

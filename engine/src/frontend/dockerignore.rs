@@ -80,7 +80,7 @@ pub fn load(context: &Path, dockerfile: &Path) -> Result<Matcher, FrontendError>
     let Some(path) = find_ignore_file(context, dockerfile) else {
         return Ok(Matcher::default());
     };
-    let shown = path.display().to_string();
+    let shown = crate::paths::shown(&path);
     let text = std::fs::read(&path).map_err(|e| {
         FrontendError::new(1, 1, format!("cannot read ignore file: {e}")).in_file(shown.clone())
     })?;
