@@ -18,16 +18,19 @@ use crate::fs::platform::FileStat;
 use crate::fs::{platform, Kind, Meta};
 use crate::store::Store;
 
+pub mod gitindex;
 pub mod stat_cache;
 use stat_cache::StatCache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
-    #[error("build context {path}: {error}")]
+    #[error("build context {}: {error}", crate::paths::shown(.path))]
     Io { path: PathBuf, error: io::Error },
-    #[error("build context {0} is not a directory: give the directory that holds your sources")]
+    #[error("build context {} is not a directory: give the directory that holds your sources", crate::paths::shown(.0))]
     NotADirectory(PathBuf),
-    #[error("{instruction}: source {source_path:?} is outside the build context: only files under {context} can be copied")]
+    #[error("build context: cannot read the executable bits git records ({0}); this host has no permission bits of its own, so without them the image would differ from a Linux checkout's: repair the work tree (`git status` rewrites the index) or build from a copy outside it")]
+    GitIndex(String),
+    #[error("{instruction}: source {source_path:?} is outside the build context: only files under {} can be copied", crate::paths::shown(.context))]
     Escapes {
         instruction: String,
         source_path: String,
@@ -175,6 +178,11 @@ impl Context {
         } else {
             entries.extend(walk_parallel(&root, ignore)?);
         }
+        // Windows has no permission bits: a context in a git work tree
+        // takes the executable bits from git's index.
+        if !cfg!(unix) {
+            mark_git_executables(&root, &mut entries)?;
+        }
 
         // Files whose stat is unchanged keep their recorded digest.
         let key_prefix = format!("{}/", root.display());
@@ -243,6 +251,28 @@ impl Context {
             self.root.join(rel)
         }
     }
+}
+
+/// Gives the files git's index records as executable (mode 100755) the
+/// owner's, group's and others' execute bits (0644 becomes 0755), when
+/// `root` is in a git work tree with an index.
+fn mark_git_executables(
+    root: &Path,
+    entries: &mut BTreeMap<String, Entry>,
+) -> Result<(), ContextError> {
+    let Some((prefix, index)) = gitindex::find(root) else {
+        return Ok(());
+    };
+    if !index.exists() {
+        return Ok(()); // a fresh `git init`: nothing recorded yet
+    }
+    let exe = gitindex::executables(&index).map_err(ContextError::GitIndex)?;
+    for (p, e) in entries.iter_mut() {
+        if e.meta.kind == Kind::File && exe.contains(&format!("{prefix}{p}")) {
+            e.meta.mode |= 0o111;
+        }
+    }
+    Ok(())
 }
 
 fn walk(
