@@ -127,9 +127,11 @@ pub type Manifest = BTreeMap<String, Meta>;
 
 pub use crate::paths::manifest_path;
 
-/// The parent of a manifest path (`a/b` → `a`, `a` → ``).
 /// Writes a file through a temp file beside it, fsynced, and a rename, so
 /// it is never seen half-written; the error names the path it concerns.
+/// Windows refuses to replace a file another handle holds at that moment
+/// (a reader, or another build replacing it too), which Unix never does:
+/// there the rename is tried again for up to half a second.
 pub fn write_atomic(
     path: &std::path::Path,
     bytes: &[u8],
@@ -144,9 +146,19 @@ pub fn write_atomic(
     f.write_all(bytes).map_err(at(&tmp))?;
     f.sync_all().map_err(at(&tmp))?;
     drop(f);
-    std::fs::rename(&tmp, path).map_err(at(path))
+    let mut tries = if cfg!(windows) { 50 } else { 0 };
+    loop {
+        match std::fs::rename(&tmp, path) {
+            Err(e) if tries > 0 && e.kind() == std::io::ErrorKind::PermissionDenied => {
+                tries -= 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r.map_err(at(path)),
+        }
+    }
 }
 
+/// The parent of a manifest path (`a/b` → `a`, `a` → ``).
 pub fn parent_of(p: &str) -> &str {
     p.rfind('/').map(|i| &p[..i]).unwrap_or("")
 }

@@ -216,7 +216,7 @@ impl BlobWriter<'_> {
         let dest = self.store.blob_path(&d);
         // Always rename, even over an existing blob: the new bytes are known
         // good, the old ones may have been damaged. Readers keep their fd.
-        fs::rename(&self.path, &dest).map_err(io_err(&dest))?;
+        replace(&self.path, &dest, &d).map_err(io_err(&dest))?;
         if let Some(dir) = dest.parent() {
             if let Ok(f) = File::open(dir) {
                 let _ = f.sync_all();
@@ -225,6 +225,32 @@ impl BlobWriter<'_> {
         self.store.lease_blob(&d)?;
         Ok(d)
     }
+}
+
+/// Renames the verified temp file `tmp` (whose bytes hash to `d`) over
+/// `dest`. Windows refuses to replace a file another handle holds or that
+/// another build is replacing at the same moment ("Access denied"), which
+/// Unix never does: there, it tries again for a while, and then keeps the
+/// blob already in place if its bytes are `d` too (never a damaged one).
+fn replace(tmp: &std::path::Path, dest: &std::path::Path, d: &Digest) -> io::Result<()> {
+    let Err(first) = fs::rename(tmp, dest) else {
+        return Ok(());
+    };
+    if !cfg!(windows) || !dest.exists() {
+        return Err(first);
+    }
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        if fs::rename(tmp, dest).is_ok() {
+            return Ok(());
+        }
+    }
+    let held = File::open(dest).and_then(crate::digest::digest_reader);
+    if held.is_ok_and(|(h, _)| &h == d) {
+        let _ = fs::remove_file(tmp);
+        return Ok(());
+    }
+    Err(first)
 }
 
 impl Write for BlobWriter<'_> {
