@@ -255,6 +255,8 @@ fn run_wbox(sb: &Sandbox, case: &Case) -> Outcome {
         timed_out: Default::default(),
         disk: sandbox::DiskBudget::unlimited(),
         shared: None,
+        links: Default::default(),
+        link_refused: Default::default(),
     });
     let mut merged = String::new();
     let r = sandbox::run(&spec, &sb.program, ctx.clone(), &mut |l| {

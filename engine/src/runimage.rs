@@ -121,7 +121,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         .map(|(d, id)| layer_info(d, id))
         .collect::<Result<Vec<_>>>()?;
     let work = store.temp_dir("run-image-")?;
-    let snap = Snapshot::materialize(store, &layers, work.path())?;
+    let mut snap = Snapshot::materialize(store, &layers, work.path())?;
     let rc = &config.config;
     let mut argv: Vec<String> = rc.entrypoint.clone().unwrap_or_default();
     if req.args.is_empty() {
@@ -214,6 +214,8 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         timed_out: Default::default(),
         disk: sandbox::DiskBudget::unlimited(),
         shared: None,
+        links: std::sync::Mutex::new(std::mem::take(&mut snap.links)),
+        link_refused: Default::default(),
     });
     let out = sandbox::run(&spec, &module, ctx, &mut |_| {})?;
     Ok(out.exit_code)

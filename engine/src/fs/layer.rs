@@ -49,6 +49,8 @@ pub enum LayerError {
     Store(#[from] StoreError),
     #[error("layer {digest} is damaged: {message}; it was removed from the store, build again to rebuild it")]
     Corrupt { digest: Digest, message: String },
+    #[error("the image holds /{path}, {why}; written onto this host (for a RUN step, or by type=local) it would become another tree than on Linux, so wbuild stops: build it on Linux, export it with type=oci or type=tar, or on macOS use a case-sensitive APFS volume")]
+    HostName { path: String, why: String },
 }
 
 fn io_at(path: &str) -> impl FnOnce(io::Error) -> LayerError + '_ {
@@ -720,10 +722,20 @@ pub fn apply_to_dir(
     root: &Path,
     m: &mut Manifest,
 ) -> Result<(), LayerError> {
+    let mut names = crate::fs::platform::HostNames::new(m.keys());
     each_change(store, layer, |c, r| {
+        let mut admit = |p: &str, m: &Manifest| {
+            names
+                .admit(p, |other| m.contains_key(other))
+                .map_err(|why| LayerError::HostName {
+                    path: p.to_string(),
+                    why,
+                })
+        };
         match c {
             Change::Link(p, to) => {
                 let meta = linked_meta(layer, m, &p, &to)?;
+                admit(&p, m)?;
                 check_no_symlink_parents(root, &p)?;
                 check_no_symlink_parents(root, &to)?;
                 let host = root.join(&p);
@@ -754,6 +766,7 @@ pub fn apply_to_dir(
                 remove_under(m, &p, true);
             }
             Change::Put(p, mut meta) => {
+                admit(&p, m)?;
                 check_no_symlink_parents(root, &p)?;
                 let host = root.join(&p);
                 match meta.kind {
@@ -799,15 +812,16 @@ pub fn apply_to_dir(
     })
 }
 
-#[cfg(unix)]
-fn make_symlink(target: &str, at: &Path) -> io::Result<()> {
-    std::os::unix::fs::symlink(target, at)
-}
-
-#[cfg(not(unix))]
-fn make_symlink(target: &str, at: &Path) -> io::Result<()> {
-    // Windows needs privileges for symlinks; keep the target in a file.
-    fs::write(at, target)
+/// A symlink in a tree on the host; where the host keeps links as files
+/// (Windows, see `platform::links_as_files`), a file holding the target.
+pub fn make_symlink(target: &str, at: &Path) -> io::Result<()> {
+    if crate::fs::platform::links_as_files() {
+        return fs::write(at, target);
+    }
+    #[cfg(unix)]
+    return std::os::unix::fs::symlink(target, at);
+    #[cfg(not(unix))]
+    unreachable!("links_as_files holds off Unix")
 }
 
 #[cfg(test)]

@@ -63,3 +63,143 @@ pub fn file_mode(m: &Metadata) -> u32 {
         }
     }
 }
+
+/// Whether a rootfs on this host keeps its symlinks as files holding their
+/// target: on Windows, where making a symlink takes a privilege and means
+/// something else, RUN steps' links are then emulated by the sandbox and
+/// read back by the diff (`Snapshot::links`). `WBUILD_TEST_LINK_FILES=1`
+/// makes a Unix host do the same, so the emulation is tested there too.
+pub fn links_as_files() -> bool {
+    !cfg!(unix) || std::env::var_os("WBUILD_TEST_LINK_FILES").is_some()
+}
+
+/// Whether this host's filesystems fold case (Windows; macOS by default):
+/// `A` and `a` are one file there.
+pub const CASE_FOLDING_HOST: bool = cfg!(any(windows, target_os = "macos"));
+
+/// Why Windows cannot hold a file of this name as it is, if it cannot: a
+/// device name (`aux`, `con.txt`), a reserved character (`a:b`), or a
+/// trailing dot or space (which Windows drops).
+pub fn windows_name_problem(name: &str) -> Option<&'static str> {
+    if name.ends_with('.') || name.ends_with(' ') {
+        return Some("a name ending in a dot or a space");
+    }
+    if name
+        .chars()
+        .any(|c| matches!(c, '<' | '>' | ':' | '"' | '\\' | '|' | '?' | '*') || (c as u32) < 32)
+    {
+        return Some(
+            "a name with a character Windows reserves (< > : \" \\ | ? * or a control character)",
+        );
+    }
+    let stem = name.split('.').next().unwrap_or(name).trim_end();
+    let device = matches!(
+        stem.to_ascii_uppercase().as_str(),
+        "CON" | "PRN" | "AUX" | "NUL"
+    ) || matches!(stem.as_bytes(), [a, b, c, b'1'..=b'9']
+        if [b"COM", b"LPT"].iter().any(|d| [*a, *b, *c].eq_ignore_ascii_case(*d)));
+    device.then_some("a device name Windows reserves (CON, PRN, AUX, NUL, COM1-9, LPT1-9)")
+}
+
+/// The names already written onto a host directory tree, for refusing one
+/// the host cannot hold apart from them or at all (see [`HostNames::admit`]).
+/// Empty, and free, on hosts whose filesystems hold every name.
+pub struct HostNames {
+    /// Case-folded path → the path as the image spells it.
+    folded: std::collections::HashMap<String, String>,
+}
+
+impl HostNames {
+    /// The names of a tree about to receive more.
+    pub fn new<'a>(existing: impl Iterator<Item = &'a String>) -> HostNames {
+        let mut folded = std::collections::HashMap::new();
+        if CASE_FOLDING_HOST {
+            for p in existing {
+                folded.insert(p.to_lowercase(), p.clone());
+            }
+        }
+        HostNames { folded }
+    }
+
+    /// Checks that the image path `p` can be written onto this host as a
+    /// file of its own: that Windows can hold its name, and that on a
+    /// case-folding host no other path still in the tree (`still`) differs
+    /// from it only in case. Either would make a RUN step see another tree
+    /// than on Linux, so the caller stops the build with this reason.
+    pub fn admit(&mut self, p: &str, still: impl Fn(&str) -> bool) -> Result<(), String> {
+        if !CASE_FOLDING_HOST {
+            return Ok(());
+        }
+        if cfg!(windows) {
+            if let Some(why) = p.split('/').find_map(windows_name_problem) {
+                return Err(format!("{why}, which Windows cannot hold"));
+            }
+        }
+        match self.folded.entry(p.to_lowercase()) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                if e.get() != p && still(e.get()) {
+                    return Err(format!(
+                        "and also {}, which differs only in case: this host's filesystem folds case and would make them one file",
+                        e.get()
+                    ));
+                }
+                e.insert(p.to_string());
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(p.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_names() {
+        for bad in [
+            "aux",
+            "AUX",
+            "con.txt",
+            "nul.tar.gz",
+            "com1",
+            "LPT9.log",
+            "a:b",
+            "x?",
+            "trail.",
+            "trail ",
+            "tab\t",
+        ] {
+            assert!(windows_name_problem(bad).is_some(), "{bad}");
+        }
+        for good in [
+            "auxiliary",
+            "console",
+            "com0",
+            "com10",
+            "lpt",
+            "a.b",
+            ".hidden",
+            "x-y_z",
+            "ÄÖ",
+        ] {
+            assert_eq!(windows_name_problem(good), None, "{good}");
+        }
+    }
+
+    #[test]
+    fn case_collisions_on_folding_hosts_only() {
+        let existing = ["d/a".to_string()];
+        let mut names = HostNames::new(existing.iter());
+        let r = names.admit("d/A", |p| p == "d/a");
+        assert_eq!(r.is_err(), CASE_FOLDING_HOST, "{r:?}");
+        // Once the other path is gone, the name is free.
+        let mut names = HostNames::new(existing.iter());
+        assert!(names.admit("d/A", |_| false).is_ok());
+        // The same path again is no collision.
+        let mut names = HostNames::new(existing.iter());
+        assert!(names.admit("d/a", |_| true).is_ok());
+    }
+}

@@ -31,6 +31,8 @@ pub enum SnapshotError {
     Layer(#[from] LayerError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("the step wrote to /{path}, a symlink to {target}, which this host keeps as a file holding its target: wbuild cannot tell what Linux would have written, so the step fails; write to {target} itself, or build on Linux")]
+    WroteThroughLink { path: String, target: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
@@ -54,6 +56,11 @@ pub struct Snapshot {
     scanned: HashMap<String, FileStat>,
     /// Modes and owners set during the step (`set-mode`, `set-owner`).
     pub overrides: BTreeMap<String, MetaOverride>,
+    /// Where the host keeps symlinks as files (`platform::links_as_files`):
+    /// every link the tree holds after the step, by path, with its target
+    /// (the manifest's, and the step's own through the sandbox). The diff
+    /// reads those files back as links.
+    pub links: BTreeMap<String, String>,
 }
 
 /// A mode or owner a step set on a path.
@@ -111,6 +118,7 @@ impl Snapshot {
             std::thread::sleep(std::time::Duration::from_millis(1));
             racy_from_ns = fs_clock(dir)?;
         }
+        let links = link_files(&manifest);
         Ok(Snapshot {
             dir: dir.to_path_buf(),
             manifest,
@@ -118,6 +126,7 @@ impl Snapshot {
             racy_from_ns,
             scanned: HashMap::new(),
             overrides: BTreeMap::new(),
+            links,
         })
     }
 
@@ -137,6 +146,7 @@ impl Snapshot {
     pub fn diff(&mut self) -> Result<Vec<LayerEntry>, SnapshotError> {
         let mut now: BTreeMap<String, (Meta, Option<FileStat>)> = BTreeMap::new();
         scan(&self.dir, "", &mut now)?;
+        self.read_link_files(&mut now)?;
         self.scanned = now
             .iter()
             .filter_map(|(p, (_, s))| Some((p.clone(), (*s)?)))
@@ -236,6 +246,51 @@ impl Snapshot {
         }
         Ok(layer::normalize(out))
     }
+}
+
+impl Snapshot {
+    /// Where links are files: each file that is a link of the tree, and
+    /// still holds just its target, is that link again. One that holds
+    /// anything else was written through on Windows where Linux would have
+    /// written the file it points to: no tree can be trusted then, so the
+    /// step fails and says so.
+    fn read_link_files(
+        &self,
+        now: &mut BTreeMap<String, (Meta, Option<FileStat>)>,
+    ) -> Result<(), SnapshotError> {
+        for (p, target) in &self.links {
+            let Some((m, stat)) = now.get_mut(p) else {
+                continue;
+            };
+            if m.kind != Kind::File {
+                continue;
+            }
+            let host = self.dir.join(p);
+            let held = fs::read(&host).map_err(io_err(&host))?;
+            if held != target.as_bytes() {
+                return Err(SnapshotError::WroteThroughLink {
+                    path: p.clone(),
+                    target: target.clone(),
+                });
+            }
+            *m = Meta::symlink(target);
+            *stat = None;
+        }
+        Ok(())
+    }
+}
+
+/// The links of a tree, with their targets, where the host keeps links as
+/// files (`platform::links_as_files`); none elsewhere.
+pub fn link_files(manifest: &Manifest) -> BTreeMap<String, String> {
+    if !platform::links_as_files() {
+        return BTreeMap::new();
+    }
+    manifest
+        .iter()
+        .filter(|(_, m)| m.kind == Kind::Symlink)
+        .map(|(p, m)| (p.clone(), m.link.clone().unwrap_or_default()))
+        .collect()
 }
 
 /// How long a snapshot waits for the filesystem clock's tick to pass

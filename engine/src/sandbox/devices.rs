@@ -32,6 +32,7 @@ const EINVAL: i32 = 28;
 const EISDIR: i32 = 31;
 const ENOSPC: i32 = 51;
 const ENOTDIR: i32 = 54;
+const ENOTSUP: i32 = 58;
 
 const FILETYPE_CHAR: u8 = 2;
 const FILETYPE_DIR: u8 = 3;
@@ -358,6 +359,23 @@ fn put(caller: &mut Caller<'_, State>, ptr: i32, bytes: &[u8]) -> i32 {
     }
 }
 
+/// Writes as much of `bytes` as fits in the guest's buffer (`buf`, `len`
+/// bytes) and how much that was at `out`: 0, or an errno.
+fn put_some(
+    caller: &mut Caller<'_, State>,
+    buf: i32,
+    len: i32,
+    out: i32,
+    mut bytes: Vec<u8>,
+) -> i32 {
+    bytes.truncate(len as u32 as usize);
+    let used = bytes.len() as u32;
+    match put(caller, buf, &bytes) {
+        0 => put(caller, out, &used.to_le_bytes()),
+        e => e,
+    }
+}
+
 /// Runs wasmtime-wasi's own preview-1 function `$name` on the caller's
 /// context and memory: the shadowed call, for everything that is not a
 /// virtual device.
@@ -416,6 +434,14 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                 .as_ref()
                 .and_then(|p| c.data().devices.lookup(dirfd, p));
             let Some(dev) = dev else {
+                if path
+                    .as_deref()
+                    .is_some_and(|p| c.data().through_link(dirfd, p))
+                {
+                    let refused = &c.data().spawn.link_refused;
+                    refused.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(ENOTSUP);
+                }
                 if oflags & O_TRUNC != 0 || base & WRITE_RIGHTS != 0 {
                     c.data().before_write_open(
                         dirfd,
@@ -600,20 +626,134 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                 Some(dev @ Dev::Dir(_)) => dev,
                 Some(_) => return Ok(ENOTDIR),
             };
-            let mut bytes = listing(dev, cookie as u64);
-            bytes.truncate(len as u32 as usize);
-            let used = bytes.len() as u32;
-            match put(&mut c, buf, &bytes) {
-                0 => Ok(put(&mut c, out, &used.to_le_bytes())),
-                e => Ok(e),
-            }
+            Ok(put_some(&mut c, buf, len, out, listing(dev, cookie as u64)))
         },
     )?;
+    add_link_calls(linker)?;
     linker.allow_shadowing(false);
     Ok(())
 }
 
+/// The calls that make, read, remove and move links, for a host that keeps
+/// links as files (see `links.rs`); elsewhere each goes to wasmtime-wasi.
+fn add_link_calls(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        P1,
+        "path_symlink",
+        move |mut c: Caller<'_, State>,
+              tp: i32,
+              tl: i32,
+              dirfd: i32,
+              pp: i32,
+              pl: i32|
+              -> wasmtime::Result<i32> {
+            if !crate::fs::platform::links_as_files() {
+                return wasi!(c, path_symlink(tp, tl, dirfd, pp, pl));
+            }
+            let (Some(target), Some(path)) =
+                (guest_string(&mut c, tp, tl), guest_string(&mut c, pp, pl))
+            else {
+                return Ok(EINVAL);
+            };
+            let Some((_, rel)) = c.data().devices.rootfs_path(dirfd, &path) else {
+                return Ok(ENOTSUP);
+            };
+            Ok(super::process::link_in_rootfs(
+                &c.data().spawn,
+                &rel,
+                &target,
+            ))
+        },
+    )?;
+    linker.func_wrap(
+        P1,
+        "path_readlink",
+        move |mut c: Caller<'_, State>,
+              dirfd: i32,
+              pp: i32,
+              pl: i32,
+              buf: i32,
+              len: i32,
+              out: i32|
+              -> wasmtime::Result<i32> {
+            let target = guest_string(&mut c, pp, pl).and_then(|p| c.data().link_target(dirfd, &p));
+            let Some(target) = target else {
+                return wasi!(c, path_readlink(dirfd, pp, pl, buf, len, out));
+            };
+            Ok(put_some(&mut c, buf, len, out, target.into_bytes()))
+        },
+    )?;
+    linker.func_wrap(
+        P1,
+        "path_unlink_file",
+        move |mut c: Caller<'_, State>, dirfd: i32, pp: i32, pl: i32| -> wasmtime::Result<i32> {
+            let rel = guest_string(&mut c, pp, pl).and_then(|p| c.data().link_path(dirfd, &p));
+            let errno = wasi!(c, path_unlink_file(dirfd, pp, pl))?;
+            if let (0, Some(rel)) = (errno, rel) {
+                c.data()
+                    .spawn
+                    .links
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&rel);
+            }
+            Ok(errno)
+        },
+    )?;
+    linker.func_wrap(
+        P1,
+        "path_rename",
+        move |mut c: Caller<'_, State>,
+              fd: i32,
+              op: i32,
+              ol: i32,
+              nfd: i32,
+              np: i32,
+              nl: i32|
+              -> wasmtime::Result<i32> {
+            let from = guest_string(&mut c, op, ol).and_then(|p| c.data().link_path(fd, &p));
+            let to = guest_string(&mut c, np, nl).and_then(|p| c.data().link_path(nfd, &p));
+            let errno = wasi!(c, path_rename(fd, op, ol, nfd, np, nl))?;
+            if let (0, Some(from), Some(to)) = (errno, from, to) {
+                let mut links = c
+                    .data()
+                    .spawn
+                    .links
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                super::links::renamed(&mut links, &from, &to);
+            }
+            Ok(errno)
+        },
+    )?;
+    Ok(())
+}
+
 impl State {
+    /// The rootfs path a guest path names, where the host keeps links as
+    /// files (`None` elsewhere, or outside the rootfs preopen).
+    fn link_path(&self, dirfd: i32, path: &str) -> Option<String> {
+        if !crate::fs::platform::links_as_files() {
+            return None;
+        }
+        self.devices.rootfs_path(dirfd, path).map(|(_, rel)| rel)
+    }
+
+    /// Whether a guest path is a link of the rootfs, or lies under one.
+    fn through_link(&self, dirfd: i32, path: &str) -> bool {
+        self.link_path(dirfd, path).is_some_and(|rel| {
+            let links = self.spawn.links.lock().unwrap_or_else(|p| p.into_inner());
+            super::links::through_link(&links, &rel)
+        })
+    }
+
+    /// The target of a link of the rootfs.
+    fn link_target(&self, dirfd: i32, path: &str) -> Option<String> {
+        let rel = self.link_path(dirfd, path)?;
+        let links = self.spawn.links.lock().unwrap_or_else(|p| p.into_inner());
+        links.get(&rel).cloned()
+    }
+
     /// Before a guest opens a file for writing: a file the rootfs shares
     /// with a kept tree (a hard link) is copied first, so the kept tree
     /// is never written (see `fs::pristine`).

@@ -17,6 +17,7 @@
 mod config;
 mod devices;
 mod engine;
+mod links;
 mod process;
 mod resolve;
 mod stdio;

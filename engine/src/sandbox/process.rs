@@ -47,6 +47,14 @@ pub struct SpawnContext {
     /// The files the rootfs shares with a kept tree (hard links), which
     /// a write-open copies first.
     pub shared: Option<Arc<crate::fs::pristine::SharedInodes>>,
+    /// Where the host keeps symlinks as files (Windows; see
+    /// `fs::platform::links_as_files`): the rootfs's links, by manifest
+    /// path, with their targets. The step's own links are made here and
+    /// added, a removed or renamed one follows, and a link is never opened
+    /// as the file that holds it (see `devices.rs`). Empty elsewhere.
+    pub links: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// Set when the step was refused an open through one of those links.
+    pub link_refused: std::sync::atomic::AtomicBool,
 }
 
 /// Bytes written to files by a step and all it starts, against its limit.
@@ -276,10 +284,7 @@ fn make_symlink(
     (tp, tl): (u32, u32),
     (pp, pl): (u32, u32),
 ) -> i32 {
-    const EEXIST: i32 = 20;
     const EINVAL: i32 = 28;
-    const EIO: i32 = 29;
-    const ENOENT: i32 = 44;
     let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
         return EINVAL;
     };
@@ -288,10 +293,20 @@ fn make_symlink(
         return EINVAL;
     };
     let ctx = caller.data().spawn.clone();
+    link_in_rootfs(&ctx, &guest_path(&path, &spec.cwd), &target)
+}
+
+/// Makes the link `rel` (a manifest path) -> `target` in the rootfs: a
+/// symlink, or where the host keeps links as files, a file holding the
+/// target, recorded in `ctx.links`. An errno, or 0.
+pub(super) fn link_in_rootfs(ctx: &SpawnContext, rel: &str, target: &str) -> i32 {
+    const EEXIST: i32 = 20;
+    const EINVAL: i32 = 28;
+    const EIO: i32 = 29;
+    const ENOENT: i32 = 44;
     let Some(root) = &ctx.rootfs else {
         return EINVAL;
     };
-    let rel = guest_path(&path, &spec.cwd);
     if rel.is_empty() || target.is_empty() {
         return EINVAL;
     }
@@ -304,22 +319,21 @@ fn make_symlink(
             _ => return ENOENT,
         }
     }
-    let host = root.join(&rel);
+    let host = root.join(rel);
     if std::fs::symlink_metadata(&host).is_ok() {
         return EEXIST;
     }
-    #[cfg(unix)]
-    {
-        match std::os::unix::fs::symlink(&target, &host) {
-            Ok(()) => 0,
-            Err(_) => EIO,
+    match crate::fs::layer::make_symlink(target, &host) {
+        Ok(()) => {
+            if crate::fs::platform::links_as_files() {
+                ctx.links
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(rel.to_string(), target.to_string());
+            }
+            0
         }
-    }
-    #[cfg(not(unix))]
-    {
-        const ENOTSUP: i32 = 58;
-        let _ = (host, EIO);
-        ENOTSUP
+        Err(_) => EIO,
     }
 }
 
@@ -747,6 +761,8 @@ mod tests {
             timed_out: Default::default(),
             disk: DiskBudget::unlimited(),
             shared: None,
+            links: Default::default(),
+            link_refused: Default::default(),
         });
         let mut store = Store::new(
             engine,

@@ -343,6 +343,8 @@ impl Solver<'_> {
             timed_out: Default::default(),
             disk: sandbox::DiskBudget::new(self.opts.step_disk),
             shared: shared.clone(),
+            links: std::sync::Mutex::new(std::mem::take(&mut snap.links)),
+            link_refused: Default::default(),
         });
         let out = sandbox::run(&spec, &module, ctx.clone(), &mut |line: &str| {
             self.emit(Event::Log {
@@ -357,7 +359,12 @@ impl Solver<'_> {
         });
         // Secrets leave the rootfs before anything looks at it.
         mounts.clean_up();
-        let tail: Vec<String> = tail.into_iter().collect();
+        let mut tail: Vec<String> = tail.into_iter().collect();
+        if ctx.link_refused.load(std::sync::atomic::Ordering::Relaxed) {
+            tail.push(
+                "wbuild: the step opened a path through a symlink, which this host keeps as a file holding its target; RUN steps here cannot follow links yet (Not supported): use the link's target in the step, or build on Linux".into(),
+            );
+        }
         let out = match out {
             Ok(out) => out,
             Err(error) => return Err(fail(StepFailure::Sandbox { error, tail })),
@@ -371,6 +378,7 @@ impl Solver<'_> {
         }
         snap.overrides =
             std::mem::take(&mut *ctx.overrides.lock().unwrap_or_else(|p| p.into_inner()));
+        snap.links = std::mem::take(&mut *ctx.links.lock().unwrap_or_else(|p| p.into_inner()));
         let entries = snap.diff().map_err(|e| fail(e.into()))?;
         // The entries point into the work dir: keep it until the layer is
         // written; then the next step may take it over.
