@@ -1,7 +1,7 @@
 //! `FROM wbuild/base` and the wbox applets, through real builds.
 
 use std::fs;
-use std::process::{Command, Output};
+use std::process::Output;
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -52,10 +52,13 @@ fn the_base_image_has_wbox_and_its_applets() {
     );
     assert!(!out.join("app/x/y").exists());
     #[cfg(unix)]
-    assert_eq!(
-        fs::read_link(out.join("app/x/link")).unwrap().to_str(),
-        Some("passwd")
-    );
+    if !harness::bin::linux_only("type=local on Windows writes a link as a file holding its target")
+    {
+        assert_eq!(
+            fs::read_link(out.join("app/x/link")).unwrap().to_str(),
+            Some("passwd")
+        );
+    }
 
     // The same digest from another store.
     let s2 = tempfile::tempdir().unwrap();
@@ -142,8 +145,9 @@ RUN for i in $(seq 3); do printf '%s,' "$i"; done > seq.txt; echo "pwd=$PWD"
         "NAME=3\n"
     );
     assert_eq!(fs::read_to_string(out.join("seq.txt")).unwrap(), "1,2,3,");
+    // type=local on Windows writes files without permission bits.
     #[cfg(unix)]
-    {
+    if !harness::bin::linux_only("Windows files have no permission bits") {
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &str| fs::metadata(out.join(p)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode("conf.txt"), 0o755, "chmod goes through set-mode");
@@ -342,7 +346,7 @@ fn what_a_killed_build_leaves_is_removed_and_du_sees_everything() {
     )
     .unwrap();
     fs::write(d.path().join("tok.txt"), "s3cr3t").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wbuild"))
+    let mut child = harness::bin::command()
         .args([
             "build",
             "--progress",
@@ -408,7 +412,7 @@ fn what_a_killed_build_leaves_is_removed_and_du_sees_everything() {
     };
     assert_eq!(fs::read_to_string(&secret).unwrap(), "s3cr3t");
     #[cfg(unix)]
-    {
+    if !harness::bin::linux_only("Windows files have no permission bits") {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
@@ -603,6 +607,7 @@ fn absolute_symlinks_can_be_created() {
     assert!(o.status.success(), "{err}");
     assert!(err.contains("exists-refused"), "{err}");
     #[cfg(unix)]
+    if !harness::bin::linux_only("type=local on Windows writes a link as a file holding its target")
     {
         let out = d.path().join("out");
         assert_eq!(
@@ -625,7 +630,9 @@ fn errors_say_what_is_wrong() {
     let s = tempfile::tempdir().unwrap();
     fs::create_dir(d.path().join("dir")).unwrap();
     #[cfg(unix)]
-    {
+    if !harness::bin::linux_only(
+        "symlinks made on Linux appear under Wine as the files they point to",
+    ) {
         std::os::unix::fs::symlink("dir", d.path().join("link")).unwrap();
         fs::write(d.path().join("dir/f"), "through the link").unwrap();
         fs::write(
@@ -706,7 +713,7 @@ fn compiled_modules_are_shared_between_stores() {
     )
     .unwrap();
     let run = |store: &std::path::Path, cache: &str| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_wbuild"))
+        let o = harness::bin::command()
             .args(["build", "--progress", "plain", "."])
             .current_dir(d.path())
             .env("WBUILD_ROOT", store)
@@ -753,4 +760,78 @@ fn compiled_modules_are_shared_between_stores() {
     let e = tempfile::tempdir().unwrap();
     run(e.path(), "off");
     assert!(files(off.path()).is_empty());
+}
+
+/// Where the host keeps a rootfs's links as files (Windows; forced here
+/// with `WBUILD_TEST_LINK_FILES`), RUN steps make, replace, remove and
+/// move links, `readlink` answers, and the image is the one Linux gives.
+/// A link is never read as the file that holds it: that fails loudly.
+#[test]
+fn links_made_where_the_host_keeps_them_as_files_give_the_linux_image() {
+    let d = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\n\
+         RUN ln -s /usr/bin/python3 /bin/python && ln -s ../etc/passwd /tmp/pw && mkdir /d && ln -s /d /dl \
+         && ln -s gone /tmp/gone && rm /tmp/gone && ln -s a /tmp/b && mv /tmp/b /tmp/c \
+         && echo \"py=$(readlink /bin/python) c=$(readlink /tmp/c)\"\n\
+         RUN ln -sf /other /bin/python && echo kept > /d/f\n",
+    )
+    .unwrap();
+    let digest = |links_as_files: bool| {
+        let s = tempfile::tempdir().unwrap();
+        let meta = s.path().join("m.json");
+        let env: &[(&str, &str)] = if links_as_files {
+            &[("WBUILD_TEST_LINK_FILES", "1")]
+        } else {
+            &[]
+        };
+        let o = wbuild_with(
+            d.path(),
+            s.path(),
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "--metadata-file",
+                meta.to_str().unwrap(),
+                ".",
+            ],
+            env,
+        );
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        assert!(err.contains(" c=a"), "{err}");
+        let m: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(meta).unwrap()).unwrap();
+        m["containerimage.digest"].as_str().unwrap().to_string()
+    };
+    // Pinned: what Linux gives with real symlinks.
+    let linux = "sha256:17cdb0151273aec615f84cac5bfbe2ff9a2ab7a931443c172d0eac6d9a039485";
+    assert_eq!(digest(false), linux);
+    assert_eq!(digest(true), linux);
+
+    // Reading through a link: Linux follows it; where links are files the
+    // step fails instead of reading the target's name as content.
+    fs::write(
+        d.path().join("Dockerfile"),
+        "FROM wbuild/base\nRUN ln -s ../etc/passwd /tmp/pw && cat /tmp/pw\n",
+    )
+    .unwrap();
+    let s = tempfile::tempdir().unwrap();
+    let o = wbuild_with(
+        d.path(),
+        s.path(),
+        &["build", "--progress", "plain", "."],
+        &[("WBUILD_TEST_LINK_FILES", "1")],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("Not supported") && err.contains("cannot follow links"),
+        "{err}"
+    );
+    if !harness::bin::foreign() {
+        let o = build(d.path(), s.path(), &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
 }

@@ -83,6 +83,9 @@ fn a_content_change_invalidates_that_step_and_the_chain_after_it() {
 
 #[test]
 fn a_mode_change_invalidates() {
+    if harness::bin::linux_only("Unix permission bits of context files") {
+        return;
+    }
     let c = app();
     c.build(&[]).tuple();
     #[cfg(unix)]
@@ -195,7 +198,7 @@ fn two_builds_at_once_on_one_store() {
     b.write("src/main.c", "different");
     let store = tempfile::tempdir().unwrap();
     let spawn = |c: &Ctx| {
-        Command::new(env!("CARGO_BIN_EXE_wbuild"))
+        harness::bin::command()
             .args(["build", "--progress", "quiet", "."])
             .current_dir(c.dir.path())
             .env("WBUILD_ROOT", store.path())
@@ -206,7 +209,7 @@ fn two_builds_at_once_on_one_store() {
     for ch in children.iter_mut() {
         assert!(ch.wait().unwrap().success());
     }
-    let o = Command::new(env!("CARGO_BIN_EXE_wbuild"))
+    let o = harness::bin::command()
         .args(["du", "--root", store.path().to_str().unwrap()])
         .output()
         .unwrap();
@@ -233,8 +236,13 @@ fn oci_output_passes_real_tools() {
         ("data/a.txt", "a"),
         ("data/sub/b.txt", "b"),
     ]);
+    // Under Wine a symlink made here would look like the file it names.
     #[cfg(unix)]
-    std::os::unix::fs::symlink("a.txt", c.path("data/link")).unwrap();
+    let symlinks = !harness::bin::linux_only("a context symlink");
+    #[cfg(unix)]
+    if symlinks {
+        std::os::unix::fs::symlink("a.txt", c.path("data/link")).unwrap();
+    }
     c.build(&["-t", "demo:1", "-o", "type=oci,dest=out/demo.tar"])
         .tuple();
     let tar_path = c.path("out/demo.tar");
@@ -297,10 +305,12 @@ fn oci_output_passes_real_tools() {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o755);
-        assert_eq!(
-            fs::read_link(rootfs.join("data/link")).unwrap(),
-            PathBuf::from("a.txt")
-        );
+        if symlinks {
+            assert_eq!(
+                fs::read_link(rootfs.join("data/link")).unwrap(),
+                PathBuf::from("a.txt")
+            );
+        }
     }
 }
 
@@ -490,6 +500,9 @@ fn damaged_blobs_in_the_store_are_never_used() {
 
 #[test]
 fn prune_never_deletes_what_a_running_build_uses() {
+    if harness::bin::linux_only("this test process holds the lease with a Linux flock, which a Windows process under Wine does not see") {
+        return;
+    }
     let c = app();
     c.build(&[]).tuple();
     // A build in flight in this process holds a lease on its blobs.
@@ -510,6 +523,11 @@ fn prune_never_deletes_what_a_running_build_uses() {
 
 #[test]
 fn symlinks_are_copied_as_symlinks_and_never_followed() {
+    if harness::bin::linux_only(
+        "symlinks made on Linux appear under Wine as the files they point to",
+    ) {
+        return;
+    }
     let c = Ctx::new(&[
         ("Dockerfile", "FROM scratch\nCOPY . /ctx/\n"),
         ("inside.txt", "in"),
@@ -664,6 +682,9 @@ fn whiteout_names_cannot_be_injected() {
 #[cfg(unix)]
 #[test]
 fn outputs_write_through_devices_fifos_and_symlinks() {
+    if harness::bin::linux_only("FIFOs, devices and Unix symlinks as output paths") {
+        return;
+    }
     use std::os::unix::fs::FileTypeExt;
     let c = Ctx::new(&[
         ("Dockerfile", "FROM scratch\nCOPY a.txt /\n"),
@@ -1083,7 +1104,7 @@ RUN cat /b-same >> /all
     let out = warm.store.path().join("out");
     let got = warm.build(&["-o", &format!("type=local,dest={}", out.display())]);
     let want = {
-        let o = Command::new(env!("CARGO_BIN_EXE_wbuild"))
+        let o = harness::bin::command()
             .args(["build", "--progress", "plain", "."])
             .current_dir(cold.dir.path())
             .env("WBUILD_ROOT", cold.store.path())
@@ -1116,6 +1137,9 @@ RUN cat /b-same >> /all
 #[cfg(unix)]
 #[test]
 fn a_kept_rootfs_tree_is_never_written_by_the_steps_that_link_to_it() {
+    if harness::bin::linux_only("kept rootfs trees are Unix-only (hard links and inode checks)") {
+        return;
+    }
     let c = Ctx::new(&[
         (
             "Dockerfile",
@@ -1162,6 +1186,9 @@ fn a_kept_rootfs_tree_is_never_written_by_the_steps_that_link_to_it() {
 #[cfg(unix)]
 #[test]
 fn context_modes_normalize_makes_the_image_independent_of_the_umask() {
+    if harness::bin::linux_only("Unix permission bits of context files") {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt;
     let files = [
         ("Dockerfile", "FROM scratch\nCOPY . /app/\n"),
@@ -1258,4 +1285,91 @@ fn extended_attributes_never_enter_a_layer_or_a_key() {
             e.path().unwrap().display()
         );
     }
+}
+
+/// An image whose tree holds names the host cannot hold apart (`/d/A` and
+/// `/d/a`) or at all (`/e/aux`) builds on Linux, and a RUN step sees both
+/// files. On Windows (the exe under Wine, in CI) the RUN stops with an
+/// error naming the path and why, never running on a merged tree.
+#[test]
+fn names_the_host_cannot_hold_stop_a_run_there_never_merge() {
+    let case = Ctx::new(&[
+        (
+            "Dockerfile",
+            "FROM wbuild/base\nCOPY upper.txt /d/A\nCOPY lower.txt /d/a\nRUN cat /d/A /d/a\n",
+        ),
+        ("upper.txt", "upper\n"),
+        ("lower.txt", "lower\n"),
+    ]);
+    let device = Ctx::new(&[
+        (
+            "Dockerfile",
+            "FROM wbuild/base\nCOPY x.txt /e/aux\nRUN cat /e/aux\n",
+        ),
+        ("x.txt", "x\n"),
+    ]);
+    if harness::bin::foreign() {
+        let log = case.fails(&[]);
+        assert!(
+            log.contains("/d/a") && log.contains("/d/A") && log.contains("differs only in case"),
+            "{log}"
+        );
+        let log = device.fails(&[]);
+        assert!(
+            log.contains("/e/aux") && log.contains("device name"),
+            "{log}"
+        );
+    } else {
+        let b = case.build(&[]);
+        assert!(
+            b.log.contains("upper") && b.log.contains("lower"),
+            "{}",
+            b.log
+        );
+        device.build(&[]);
+    }
+}
+
+/// A context in a git work tree: on Linux the checkout's own bits, on
+/// Windows (no permission bits) the executable bits git's index records.
+/// Both give one image, under `--context-modes=normalize` and by default.
+#[test]
+fn git_records_the_executable_bit_where_the_host_has_none() {
+    if !harness::have_tool("git", &["--version"]) {
+        return;
+    }
+    let c = Ctx::new(&[
+        ("Dockerfile", "FROM scratch\nCOPY . /app/\n"),
+        ("run.sh", "#!/bin/sh\n"),
+        ("src/lib.txt", "lib\n"),
+        // .git itself stays out of the image.
+        (".dockerignore", ".git\n"),
+    ]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(c.path("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        for p in ["Dockerfile", "src/lib.txt", ".dockerignore"] {
+            fs::set_permissions(c.path(p), fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        fs::set_permissions(c.path("src"), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(c.dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["update-index", "--chmod=+x", "run.sh"]);
+    let normalized = c.build(&["--context-modes", "normalize"]).digest();
+    let kept = c.build(&[]).digest();
+    // Pinned: the Linux build with these bits, which the Windows exe must
+    // give too (run.sh 0755, the rest 0644, directories 0755).
+    let want = "sha256:33f00c963089efd9f3efb534bc0055e091449ed19c1420482537afb65ed73187";
+    assert_eq!(normalized, kept, "umask 022: both rules agree");
+    assert_eq!(normalized, want, "the image differs from the Linux one");
 }
