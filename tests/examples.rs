@@ -272,31 +272,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:fda757929dc897a14a77ad45e065f2ada1ac0395ecb2b504beebf2da8e2e0aa2",
+        "sha256:b45d9b125de70ab51690190b1451e05c800429c2d4578c7888cab6da31de9254",
     ),
     (
         "dockerignore",
-        "sha256:6677f0dc77ab86b4cc0aa4429a136b8f9b4f473cdb6993e9c005f82003a7dd0f",
+        "sha256:0c86626e2198ccd6811a6586d1c83435968455ce5e9b07c4849627e32092df29",
     ),
     (
         "bind-mount",
-        "sha256:7ca52bdbedf237c31019c944cb0b4fcaa5e6831ab27654b527b0215252ef6596",
+        "sha256:1eca25d1e2fcacbe5047cc12ce150006886982426c839b653bab3bcc11b7475f",
     ),
     (
         "cache-mount",
-        "sha256:0c540b172e368833ed59ce4b2aa83a38c6ef8a70ea86f2856565a11fe47593ab",
+        "sha256:491c9671e830e657468c093a42ad5c21f0d6d8f4c6fd482887bc52c1b03f51ef",
     ),
     (
         "secret",
-        "sha256:bd38a3afa7709dba6a059dd838a7fd3ed58696da2d43677b826a7b2aa71b3b19",
+        "sha256:931868423d0cd4101448be795a2933613b1ec8fa7cefdbdc5b7d62a358454ce2",
     ),
     (
         "multi-stage",
-        "sha256:8a2ea7035d364dd6de2e58409792698c23a19044915f64222a6ddd8ec92a2aa4",
+        "sha256:2a7d7e361011e6c91eaacb398c501bbd18736d525064149a081aec7963b77fee",
     ),
     (
         "heredocs",
-        "sha256:e76baebb62a287d36356da6d181e86a1e0a8865585fd8a896eadef2576a5250e",
+        "sha256:73108af0e4a7f703f8b7c5bf52ba91db975c3bed57e310bf046b5bae8de4b98e",
     ),
     (
         "hello",
