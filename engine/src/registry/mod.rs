@@ -10,6 +10,7 @@
 //! `credHelpers` and `credsStore`).
 
 mod cache;
+mod http;
 mod push;
 
 pub use cache::RegistryBlobs;
@@ -939,10 +940,15 @@ async fn identity_exchange(
 
 /// A plain HTTP client (rustls on ring) with wbuild's timeouts.
 fn http_client() -> Result<reqwest::Client, String> {
+    http_client_with(Duration::from_secs(60))
+}
+
+/// A plain HTTP client whose requests may take `timeout` in all.
+fn http_client_with(timeout: Duration) -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(15))
-        .timeout(Duration::from_secs(60))
+        .connect_timeout(Duration::from_secs(15).min(timeout))
+        .timeout(timeout)
         .build()
         .map_err(|e| error_text(&e))
 }

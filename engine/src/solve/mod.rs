@@ -737,6 +737,32 @@ impl<'a> Solver<'a> {
         ))
     }
 
+    /// An http(s) URL's content in the store (`ADD URL`): its digest,
+    /// size and file name (see `registry::http`).
+    #[cfg(feature = "registry")]
+    fn fetch_url(
+        &self,
+        url: &str,
+        checksum: Option<&crate::digest::Digest>,
+    ) -> Result<(crate::digest::Digest, u64, String), String> {
+        let f = self
+            .puller()
+            .and_then(|p| p.fetch_url(url, checksum))
+            .map_err(|e| e.to_string())?;
+        Ok((f.digest, f.size, f.name))
+    }
+
+    #[cfg(not(feature = "registry"))]
+    fn fetch_url(
+        &self,
+        url: &str,
+        _: Option<&crate::digest::Digest>,
+    ) -> Result<(crate::digest::Digest, u64, String), String> {
+        Err(format!(
+            "cannot fetch {url}: this wbuild was built without network support"
+        ))
+    }
+
     /// A stage's tree that [`Solver::stage_tree`] already materialized.
     #[cfg(feature = "sandbox")]
     fn materialized_tree(&self, index: usize) -> Option<Arc<SourceTree>> {

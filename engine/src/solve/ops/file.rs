@@ -62,12 +62,18 @@ impl Op for FileOp<'_> {
         _st: &mut StageState,
         inputs: &mut StepInputs,
     ) -> Result<(), BuildError> {
+        let checksum = self.add.and_then(|a| a.checksum.as_deref());
         if let Some(a) = self.add {
-            if a.checksum.is_some() {
+            let urls = a
+                .files
+                .sources
+                .iter()
+                .filter(|s| matches!(s, Source::Path(p) if is_http(p)));
+            if a.checksum.is_some() && urls.count() != a.files.sources.len() {
                 return Err(solver.step_error(
                     cx.step,
                     cx.label,
-                    "--checksum applies to URL sources, which are not supported yet",
+                    "--checksum applies only to http(s) URL sources: remove it, or add the local file with COPY",
                 ));
             }
             if a.keep_git_dir {
@@ -78,7 +84,7 @@ impl Op for FileOp<'_> {
                 ));
             }
         }
-        let mut sel = solver.select_sources(cx, self.files, self.from, self.unpack)?;
+        let mut sel = solver.select_sources(cx, self.files, self.from, self.unpack, checksum)?;
         // The key's inputs: moved, not copied (one line per source file).
         inputs.files = std::mem::take(&mut sel.inputs);
         self.selection = Some(sel);
@@ -111,6 +117,7 @@ impl Solver<'_> {
         files: &FileSources,
         from: Option<&str>,
         unpack: Option<bool>,
+        checksum: Option<&str>,
     ) -> Result<Selection, BuildError> {
         let (plan, step, label) = (cx.plan, cx.step, cx.label);
         let source = match from {
@@ -148,12 +155,41 @@ impl Solver<'_> {
                         Arc::from(h.content.as_bytes()),
                     ));
                 }
+                Source::Path(p) if from.is_none() && is_http(p) => {
+                    // The key follows the content: the checksum's, with no
+                    // network, or what the server gives (revalidated).
+                    let pinned = checksum
+                        .map(|c| {
+                            c.parse::<Digest>().map_err(|e| {
+                                self.step_error(step, label, format!("--checksum={c}: {e}"))
+                            })
+                        })
+                        .transpose()?;
+                    let fetched = match &pinned {
+                        Some(d) => {
+                            inputs.insert(p.clone(), d.to_string());
+                            None
+                        }
+                        None => {
+                            let f = self
+                                .fetch_url(p, None)
+                                .map_err(|e| self.step_error(step, label, e))?;
+                            inputs.insert(p.clone(), f.0.to_string());
+                            Some(f)
+                        }
+                    };
+                    picked.push(Picked::Url {
+                        url: p.clone(),
+                        pinned,
+                        fetched,
+                    });
+                }
                 Source::Path(p) => {
                     if from.is_none() && is_url(p) {
                         return Err(self.step_error(
                             step,
                             label,
-                            format!("{p}: adding from URLs and git repositories is not supported yet (wbuild has no network)"),
+                            format!("{p}: adding from git repositories is not supported yet: ADD a tarball of the repository by its https URL instead"),
                         ));
                     }
                     let mut found =
@@ -381,6 +417,29 @@ impl Solver<'_> {
             let dst = view.resolve(&dest).map_err(fail)?;
             let dst_kind = view.kind(&dst);
             match p {
+                Picked::Url {
+                    url,
+                    pinned,
+                    fetched,
+                } => {
+                    let (digest, size, name) = match fetched {
+                        Some(f) => f,
+                        None => self
+                            .fetch_url(&url, pinned.as_ref())
+                            .map_err(|e| self.step_error(step, label, e))?,
+                    };
+                    let target = if dst_kind == Some(Kind::Dir) {
+                        join(&dst, &name)
+                    } else {
+                        dst.clone()
+                    };
+                    // BuildKit's mode for a downloaded file.
+                    let meta = Meta::file(chmod.unwrap_or(0o600), size, Some(digest.clone()))
+                        .owned_by(new_dirs.0, new_dirs.1);
+                    let host = self.store.blob_path(&digest);
+                    view.put(&target, meta, Content::Host(host), false)
+                        .map_err(fail)?;
+                }
                 Picked::Heredoc(name, bytes) => {
                     let target = if dst_kind == Some(Kind::Dir) {
                         join(&dst, &name)
@@ -660,6 +719,13 @@ pub(crate) type TreeItem = (String, Meta);
 /// What one COPY/ADD source picked.
 pub(crate) enum Picked {
     Heredoc(String, Arc<[u8]>),
+    /// An http(s) URL: fetched when the key was made, or (with
+    /// `--checksum`) when the step runs.
+    Url {
+        url: String,
+        pinned: Option<Digest>,
+        fetched: Option<(Digest, u64, String)>,
+    },
     Archive(PathBuf, ArchiveKind, String),
     Tree {
         /// The path as named or matched: its base names the copy.
@@ -687,6 +753,10 @@ pub(crate) fn join(dir: &str, rest: &str) -> String {
         (_, true) => dir.to_string(),
         _ => format!("{dir}/{rest}"),
     }
+}
+
+fn is_http(p: &str) -> bool {
+    p.starts_with("http://") || p.starts_with("https://")
 }
 
 fn is_url(p: &str) -> bool {

@@ -1,0 +1,262 @@
+//! `ADD <http(s) URL>`: a file fetched into the store, as BuildKit's HTTP
+//! source does. The host fetches (RUN steps never get a socket), with the
+//! registry client's HTTP stack (reqwest on rustls): redirects followed (at
+//! most 10; credentials never forwarded to another host), proxies from the
+//! environment (`HTTPS_PROXY`, `NO_PROXY`), a timeout, and a bounded retry
+//! of what may pass (a refused connection, a 5xx).
+//!
+//! What the store keeps per URL (`http/SHA256(URL).json`): the response's
+//! ETag and Last-Modified, the content's digest and the file name. The next
+//! build asks again with `If-None-Match`/`If-Modified-Since`: a 304 reuses
+//! the stored content, anything else is streamed into the store and hashed.
+//! The step's key follows the content, so the same bytes from a new
+//! response keep it cached. With `--checksum`, nothing is asked while the
+//! store holds those bytes, and a download that hashes otherwise fails and
+//! stores nothing.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{error_text, Puller, RegistryError};
+use crate::digest::Digest;
+
+/// A URL's content, in the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    pub digest: Digest,
+    pub size: u64,
+    /// The file's name, as BuildKit's Dockerfile frontend gives it: the
+    /// URL path's last element, or `__unnamed__` (see [`name_from_url`]).
+    pub name: String,
+}
+
+/// What the store remembers of a URL.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    url: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    digest: Digest,
+    size: u64,
+    name: String,
+}
+
+/// How long one request may take, in all: `WBUILD_HTTP_TIMEOUT` seconds
+/// (for tests), else 10 minutes (a large download on a slow line).
+fn timeout() -> Duration {
+    let secs = std::env::var("WBUILD_HTTP_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    Duration::from_secs(secs)
+}
+
+/// The file name BuildKit's Dockerfile frontend gives a URL's content:
+/// Go's `path.Base` of the URL's (decoded) path, so `/dir/` gives `dir`,
+/// and `__unnamed__` for no path or `/`. The response's
+/// Content-Disposition is not used (the frontend names the file itself).
+pub fn name_from_url(url: &str) -> String {
+    let path = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]));
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let decoded = percent_decode(path);
+    let trimmed = decoded.trim_end_matches('/');
+    let last = trimmed.rsplit('/').next().unwrap_or("");
+    if last.is_empty() || last == "." || last == ".." {
+        "__unnamed__".into()
+    } else {
+        last.to_string()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 3 <= b.len() {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Puller<'_> {
+    fn http_record_path(&self, url: &str) -> std::path::PathBuf {
+        self.store
+            .root()
+            .join("http")
+            .join(format!("{}.json", Digest::of(url.as_bytes()).hex()))
+    }
+
+    /// The content of `url` in the store: revalidated with the response
+    /// headers the store kept, or fetched. With `checksum`, the store's
+    /// copy of those bytes is used without asking, and a download must
+    /// hash to it.
+    pub fn fetch_url(
+        &self,
+        url: &str,
+        checksum: Option<&Digest>,
+    ) -> Result<Fetched, RegistryError> {
+        let fail = |message: String| RegistryError::Pull {
+            reference: url.to_string(),
+            message,
+        };
+        let record_path = self.http_record_path(url);
+        let kept: Option<Record> = std::fs::read(&record_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .filter(|r: &Record| r.url == url && self.store.has_blob(&r.digest));
+        if let Some(want) = checksum {
+            if self.store.has_blob(want) {
+                let name = kept
+                    .as_ref()
+                    .filter(|r| &r.digest == want)
+                    .map_or_else(|| name_from_url(url), |r| r.name.clone());
+                let size = self.store.blob_size(want).unwrap_or(0);
+                self.store.lease_blob(want)?;
+                return Ok(Fetched {
+                    digest: want.clone(),
+                    size,
+                    name,
+                });
+            }
+        }
+        let rt = self.rt.clone();
+        // reqwest's connector needs the runtime it will run on.
+        let client = {
+            let _in = rt.enter();
+            super::http_client_with(timeout()).map_err(&fail)?
+        };
+        let attempt = || {
+            let mut req = client.get(url);
+            if let Some(r) = kept.as_ref().filter(|_| checksum.is_none()) {
+                if let Some(e) = &r.etag {
+                    req = req.header(reqwest::header::IF_NONE_MATCH, e);
+                }
+                if let Some(m) = &r.last_modified {
+                    req = req.header(reqwest::header::IF_MODIFIED_SINCE, m);
+                }
+            }
+            req.send()
+        };
+        let mut tries = 0;
+        let resp = loop {
+            tries += 1;
+            match rt.block_on(async { attempt().await }) {
+                Ok(r) if r.status().is_server_error() && tries < 3 => {}
+                Ok(r) => break r,
+                Err(e) if e.is_connect() && tries < 3 => {}
+                Err(e) if e.is_timeout() => {
+                    return Err(fail(format!(
+                        "no complete answer within {} s ({}); check the server, or pin the file with --checksum and let the cache keep it",
+                        timeout().as_secs(),
+                        error_text(&e)
+                    )))
+                }
+                Err(e) => return Err(fail(format!("cannot fetch it: {}", error_text(&e)))),
+            }
+            std::thread::sleep(Duration::from_millis(300 << tries));
+        };
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            if let Some(r) = kept {
+                self.store.lease_blob(&r.digest)?;
+                return Ok(Fetched {
+                    digest: r.digest,
+                    size: r.size,
+                    name: r.name,
+                });
+            }
+        }
+        if !status.is_success() {
+            return Err(fail(format!(
+                "the server answered {status}{}",
+                if status == reqwest::StatusCode::NOT_FOUND {
+                    ": check the URL"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let header = |h: reqwest::header::HeaderName| {
+            resp.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        let etag = header(reqwest::header::ETAG);
+        let last_modified = header(reqwest::header::LAST_MODIFIED);
+        let name = name_from_url(url);
+        let mut w = self.store.blob_writer()?;
+        let mut resp = resp;
+        loop {
+            let chunk = rt.block_on(resp.chunk()).map_err(|e| {
+                fail(if e.is_timeout() {
+                    format!(
+                        "the download stopped within {} s: {}",
+                        timeout().as_secs(),
+                        error_text(&e)
+                    )
+                } else {
+                    format!("the download broke off: {}", error_text(&e))
+                })
+            })?;
+            let Some(chunk) = chunk else { break };
+            std::io::Write::write_all(&mut w, &chunk)
+                .map_err(|e| fail(format!("cannot store it: {e}")))?;
+        }
+        let size = w.size();
+        let digest = match checksum {
+            Some(want) => w.commit_expecting(want).map_err(|e| match e {
+                crate::store::StoreError::Mismatch { expected, actual } => fail(format!(
+                    "checksum mismatch: --checksum={expected}, but the content is {actual}; nothing was stored"
+                )),
+                e => RegistryError::Store(e),
+            })?,
+            None => w.commit()?,
+        };
+        let record = Record {
+            url: url.to_string(),
+            etag,
+            last_modified,
+            digest: digest.clone(),
+            size,
+            name: name.clone(),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&record) {
+            if let Some(dir) = record_path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let _ = crate::fs::write_atomic(&record_path, &bytes);
+        }
+        Ok(Fetched { digest, size, name })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_as_buildkit_gives_them() {
+        assert_eq!(name_from_url("https://h/x/file.tar.gz"), "file.tar.gz");
+        assert_eq!(name_from_url("https://h/x/a%20b.txt?x=1#f"), "a b.txt");
+        assert_eq!(name_from_url("https://h/x/dir/"), "dir");
+        assert_eq!(name_from_url("https://h/"), "__unnamed__");
+        assert_eq!(name_from_url("https://h"), "__unnamed__");
+        // Never a name that leaves the destination.
+        assert_eq!(name_from_url("https://h/.."), "__unnamed__");
+    }
+}

@@ -1,0 +1,285 @@
+//! Remote sources: `ADD <http(s) URL>` against an HTTP server the test
+//! starts on 127.0.0.1 (ETags, Last-Modified, redirects, a 404, a slow
+//! answer, a body that does not match `--checksum`). No test reaches any
+//! other address.
+
+#[path = "harness/mod.rs"]
+mod harness;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use harness::Project;
+
+/// What the server serves at a path: a body with an ETag, a redirect, or
+/// an answer that comes too late.
+#[derive(Clone)]
+enum Page {
+    File { body: String, etag: String },
+    Redirect(String),
+    Slow,
+}
+
+/// An HTTP/1.1 server on 127.0.0.1, for as long as it lives; it records
+/// each request's path and conditional header.
+struct Server {
+    port: u16,
+    pages: Arc<Mutex<HashMap<String, Page>>>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pages: Arc<Mutex<HashMap<String, Page>>> = Arc::default();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (p, l) = (pages.clone(), log.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let (p, l) = (p.clone(), l.clone());
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut first = String::new();
+                    if r.read_line(&mut first).is_err() {
+                        return;
+                    }
+                    let path = first.split(' ').nth(1).unwrap_or("/").to_string();
+                    let mut if_none = None;
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("if-none-match") {
+                                if_none = Some(v.trim().to_string());
+                            }
+                        }
+                    }
+                    l.lock()
+                        .unwrap()
+                        .push(format!("{path} {}", if_none.clone().unwrap_or_default()));
+                    let page = p.lock().unwrap().get(&path).cloned();
+                    let reply = match page {
+                        Some(Page::File { etag, .. }) if if_none.as_deref() == Some(etag.as_str()) => {
+                            format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n")
+                        }
+                        Some(Page::File { body, etag }) => format!(
+                            "HTTP/1.1 200 OK\r\nETag: {etag}\r\nLast-Modified: Tue, 01 Dec 2026 10:00:00 GMT\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        ),
+                        Some(Page::Redirect(to)) => {
+                            format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        }
+                        Some(Page::Slow) => {
+                            std::thread::sleep(std::time::Duration::from_secs(5));
+                            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlate".to_string()
+                        }
+                        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                    };
+                    let _ = conn.write_all(reply.as_bytes());
+                    let _ = r.read(&mut [0u8; 1]);
+                });
+            }
+        });
+        Server { port, pages, log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn serve(&self, path: &str, page: Page) {
+        self.pages.lock().unwrap().insert(path.to_string(), page);
+    }
+
+    fn file(&self, path: &str, body: &str, etag: &str) {
+        self.serve(
+            path,
+            Page::File {
+                body: body.to_string(),
+                etag: format!("\"{etag}\""),
+            },
+        );
+    }
+
+    fn requests(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+fn sha256(s: &str) -> String {
+    wbuild::digest::Digest::of(s.as_bytes()).to_string()
+}
+
+#[test]
+fn add_from_a_url_revalidates_and_keys_on_the_content() {
+    let srv = Server::start();
+    srv.file("/files/tool.sh", "echo v1\n", "v1");
+    let p = Project::with_dockerfile(&format!(
+        "FROM scratch\nADD {} /opt/\n",
+        srv.url("/files/tool.sh")
+    ));
+    let out = p.store.path().join("out");
+    let b = p.build(&["-o", &format!("type=local,dest={}", out.display())]);
+    assert!(!b.steps[1].cached, "{:?}", b.steps);
+    assert_eq!(
+        std::fs::read_to_string(out.join("opt/tool.sh")).unwrap(),
+        "echo v1\n"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("opt/tool.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "a downloaded file is 0600, as in BuildKit"
+        );
+    }
+    assert_eq!(srv.requests(), vec!["/files/tool.sh ".to_string()]);
+
+    // Unchanged: a conditional request, a 304, and the step stays cached.
+    let b = p.build(&[]);
+    assert!(b.steps[1].cached, "{:?}", b.steps);
+    assert_eq!(srv.requests(), vec!["/files/tool.sh \"v1\"".to_string()]);
+
+    // A new ETag with the same bytes: fetched again, still cached (the key
+    // follows the content).
+    srv.file("/files/tool.sh", "echo v1\n", "v1-again");
+    assert!(p.build(&[]).steps[1].cached);
+
+    // New content: rebuilt, and the reason names the URL.
+    srv.file("/files/tool.sh", "echo v2\n", "v2");
+    let b = p.build(&[]);
+    assert!(!b.steps[1].cached);
+    assert!(
+        b.steps[1].reason.contains(&srv.url("/files/tool.sh")),
+        "{:?}",
+        b.steps
+    );
+
+    // --chmod, a redirect, and URLs whose path ends in `/` (named as
+    // BuildKit's frontend names them: Go's path.Base) or is only `/`.
+    srv.serve("/moved", Page::Redirect(srv.url("/files/tool.sh")));
+    srv.file("/dir/", "index\n", "i");
+    srv.file("/", "root\n", "r");
+    p.write(
+        "Dockerfile",
+        &format!(
+            "FROM scratch\nADD --chmod=755 {} /bin/tool\nADD {} /d/\nADD {} /d/\n",
+            srv.url("/moved"),
+            srv.url("/dir/"),
+            srv.url("/")
+        ),
+    );
+    let b = p.build(&["-o", &format!("type=local,dest={}", out.display())]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("bin/tool")).unwrap(),
+        "echo v2\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("d/dir")).unwrap(),
+        "index\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("d/__unnamed__")).unwrap(),
+        "root\n"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("bin/tool"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+    }
+    drop(b);
+}
+
+#[test]
+fn add_with_a_checksum_needs_no_network_once_stored_and_refuses_other_bytes() {
+    let srv = Server::start();
+    srv.file("/a.txt", "pinned\n", "a");
+    let p = Project::with_dockerfile(&format!(
+        "FROM scratch\nADD --checksum={} {} /a.txt\n",
+        sha256("pinned\n"),
+        srv.url("/a.txt")
+    ));
+    assert!(!p.build(&[]).steps[1].cached);
+    assert_eq!(srv.requests().len(), 1);
+    // The key needs no request, and the stored bytes serve the layer.
+    assert!(p.build(&["--no-cache"]).steps[1]
+        .reason
+        .contains("--no-cache"));
+    assert!(
+        srv.requests().is_empty(),
+        "no request once the bytes are stored"
+    );
+
+    // Other bytes than the checksum: a clear failure, nothing stored.
+    let q = Project::with_dockerfile(&format!(
+        "FROM scratch\nADD --checksum={} {} /a.txt\n",
+        sha256("something else\n"),
+        srv.url("/a.txt")
+    ));
+    let err = q.fails(&[]);
+    assert!(
+        err.contains("checksum mismatch") && err.contains(&sha256("pinned\n")),
+        "{err}"
+    );
+    // --checksum on a local file is an error, as in BuildKit.
+    q.write("local.txt", "x");
+    q.write(
+        "Dockerfile",
+        &format!("FROM scratch\nADD --checksum={} local.txt /\n", sha256("x")),
+    );
+    assert!(q.fails(&[]).contains("only to http(s) URL sources"));
+}
+
+#[test]
+fn unreachable_missing_and_slow_urls_fail_clearly() {
+    let srv = Server::start();
+    srv.serve("/slow", Page::Slow);
+    let p = Project::with_dockerfile(&format!("FROM scratch\nADD {} /\n", srv.url("/missing")));
+    let err = p.fails(&[]);
+    assert!(err.contains("404") && err.contains("/missing"), "{err}");
+
+    // A port nothing listens on.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    p.write(
+        "Dockerfile",
+        &format!("FROM scratch\nADD http://127.0.0.1:{closed}/x /\n"),
+    );
+    let err = p.fails(&[]);
+    assert!(
+        err.contains("cannot fetch") && err.contains("127.0.0.1"),
+        "{err}"
+    );
+
+    // Slower than the timeout.
+    p.write(
+        "Dockerfile",
+        &format!("FROM scratch\nADD {} /\n", srv.url("/slow")),
+    );
+    let o = harness::wbuild_with(
+        p.dir.path(),
+        p.store.path(),
+        &["build", "--progress", "plain", "."],
+        &[("WBUILD_HTTP_TIMEOUT", "1")],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("within 1 s"), "{err}");
+}
