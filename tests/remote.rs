@@ -17,7 +17,7 @@ use harness::Project;
 /// an answer that comes too late.
 #[derive(Clone)]
 enum Page {
-    File { body: String, etag: String },
+    File { body: Vec<u8>, etag: String },
     Redirect(String),
     Slow,
 }
@@ -66,22 +66,27 @@ impl Server {
                     let page = p.lock().unwrap().get(&path).cloned();
                     let reply = match page {
                         Some(Page::File { etag, .. }) if if_none.as_deref() == Some(etag.as_str()) => {
-                            format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n")
+                            format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n").into_bytes()
                         }
-                        Some(Page::File { body, etag }) => format!(
-                            "HTTP/1.1 200 OK\r\nETag: {etag}\r\nLast-Modified: Tue, 01 Dec 2026 10:00:00 GMT\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        ),
+                        Some(Page::File { body, etag }) => {
+                            let mut r = format!(
+                                "HTTP/1.1 200 OK\r\nETag: {etag}\r\nLast-Modified: Tue, 01 Dec 2026 10:00:00 GMT\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                body.len()
+                            )
+                            .into_bytes();
+                            r.extend_from_slice(&body);
+                            r
+                        }
                         Some(Page::Redirect(to)) => {
-                            format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                            format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").into_bytes()
                         }
                         Some(Page::Slow) => {
                             std::thread::sleep(std::time::Duration::from_secs(5));
-                            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlate".to_string()
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlate".to_vec()
                         }
-                        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                        None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
                     };
-                    let _ = conn.write_all(reply.as_bytes());
+                    let _ = conn.write_all(&reply);
                     let _ = r.read(&mut [0u8; 1]);
                 });
             }
@@ -98,10 +103,14 @@ impl Server {
     }
 
     fn file(&self, path: &str, body: &str, etag: &str) {
+        self.bytes(path, body.as_bytes(), etag);
+    }
+
+    fn bytes(&self, path: &str, body: &[u8], etag: &str) {
         self.serve(
             path,
             Page::File {
-                body: body.to_string(),
+                body: body.to_vec(),
                 etag: format!("\"{etag}\""),
             },
         );
@@ -203,6 +212,20 @@ fn add_from_a_url_revalidates_and_keys_on_the_content() {
         assert_eq!(mode & 0o777, 0o755);
     }
     drop(b);
+
+    // The downloads are records the GC and prune see: `prune --all` drops
+    // them, and the next build asks without a condition.
+    let records = || std::fs::read_dir(p.store.path().join("http")).map_or(0, |d| d.count());
+    assert_eq!(records(), 4);
+    let o = p.run(&["prune", "--all"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(records(), 0);
+    srv.requests();
+    p.build(&[]);
+    assert!(
+        srv.requests().iter().all(|r| r.ends_with(' ')),
+        "unconditional"
+    );
 }
 
 #[test]
@@ -282,4 +305,84 @@ fn unreachable_missing_and_slow_urls_fail_clearly() {
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("within 1 s"), "{err}");
+}
+
+/// A gzip'd tarball of these files.
+fn tarball(files: &[(&str, &str)]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut t = tar::Builder::new(gz);
+    for (path, body) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, path, body.as_bytes()).unwrap();
+    }
+    t.into_inner().unwrap().finish().unwrap()
+}
+
+/// A tarball URL as the build context, as `docker buildx build URL` takes
+/// it (fetched, revalidated, unpacked); a plain file as the Dockerfile with
+/// an empty context; a tarball as a named context; a git URL refused
+/// clearly, for now.
+#[test]
+fn remote_contexts_from_tarball_urls() {
+    let srv = Server::start();
+    srv.bytes(
+        "/ctx.tar.gz",
+        &tarball(&[
+            (
+                "Dockerfile",
+                "FROM scratch\nCOPY a.txt /a.txt\nCOPY --from=extra b.txt /b.txt\n",
+            ),
+            ("a.txt", "from the tarball\n"),
+        ]),
+        "c1",
+    );
+    srv.bytes("/extra.tar.gz", &tarball(&[("b.txt", "named\n")]), "e1");
+    srv.file("/Dockerfile", "FROM scratch\nLABEL from=url\n", "d1");
+    let p = Project::with_dockerfile("FROM scratch\n");
+    let out = p.store.path().join("out");
+    let build = |args: &[&str]| {
+        let mut all = vec!["build", "--progress", "plain"];
+        all.extend_from_slice(args);
+        p.run(&all)
+    };
+    let extra = format!("extra={}", srv.url("/extra.tar.gz"));
+    let ctx = srv.url("/ctx.tar.gz");
+    let dest = format!("type=local,dest={}", out.display());
+    let o = build(&["--build-context", &extra, "-o", &dest, &ctx]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(out.join("a.txt")).unwrap(),
+        "from the tarball\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("b.txt")).unwrap(),
+        "named\n"
+    );
+    // Again: revalidated (a 304), and every step cached.
+    srv.requests();
+    let o = build(&["--build-context", &extra, &ctx]);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && log.contains("3 cached, 0 rebuilt"),
+        "{log}"
+    );
+    assert!(
+        srv.requests().iter().all(|r| r.contains('"')),
+        "conditional requests"
+    );
+
+    // A URL that is not an archive is the Dockerfile.
+    let o = build(&[&srv.url("/Dockerfile")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Git repositories: a clear error, for now.
+    let o = build(&[&srv.url("/repo.git#main")]);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && log.contains("git repositories"),
+        "{log}"
+    );
 }

@@ -35,6 +35,8 @@ pub enum Error {
     Platform { message: String },
     #[error("--build-context {name}: {message}")]
     BuildContext { name: String, message: String },
+    #[error("build context {url}: {message}")]
+    RemoteContext { url: String, message: String },
     #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds since 1970")]
     Epoch(String),
     #[error("--no-cache-filter {stage:?}: no stage of {dockerfile} has that name")]
@@ -458,8 +460,175 @@ fn cache_records(
     Ok(out)
 }
 
-/// Runs a whole build.
+/// Whether a context names an http(s) URL that is not a git repository.
+fn is_remote_tarball(s: &str) -> bool {
+    (s.starts_with("http://") || s.starts_with("https://")) && !is_git_url(s)
+}
+
+/// A git repository as `docker buildx build` recognizes one: a `.git`
+/// path (with `#ref:dir` or a query after it), or `git@`, `git://`,
+/// `ssh://`.
+fn is_git_url(s: &str) -> bool {
+    let path = s.split(['#', '?']).next().unwrap_or(s);
+    s.starts_with("git@")
+        || s.starts_with("git://")
+        || s.starts_with("ssh://")
+        || path.ends_with(".git")
+}
+
+/// Runs a whole build. A context or named context given as an http(s)
+/// URL is fetched first (see [`fetch_contexts`]).
 pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
+    let (local, _dirs) = fetch_contexts(req)?;
+    run_local(local.as_ref().unwrap_or(req))
+}
+
+/// Brings the remote contexts of a build onto this host, as `docker
+/// buildx build` takes them: a tarball URL (plain, gzip, bzip2, xz or zstd)
+/// is fetched into the store (cached and revalidated as `ADD <URL>` is)
+/// and unpacked into a temp dir; a URL whose content is not an archive is
+/// the Dockerfile, with an empty context. The request that builds from
+/// those dirs, and the dirs (kept until the build ends); `None` when no
+/// context is remote. Git repositories are not supported yet.
+fn fetch_contexts(req: &BuildRequest) -> Result<(Option<BuildRequest>, Vec<tempfile::TempDir>)> {
+    let context = req.context.to_string_lossy().into_owned();
+    let named: Vec<(String, String)> = req
+        .build_contexts
+        .iter()
+        .filter(|(_, v)| is_remote_tarball(v) || is_git_url(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if is_git_url(&context) {
+        return Err(Error::RemoteContext {
+            url: context,
+            message: "git repositories as build contexts are not supported yet: give a tarball URL of the repository, or clone it and give the directory".into(),
+        });
+    }
+    if !is_remote_tarball(&context) && named.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let root = match &req.root {
+        Some(r) => r.clone(),
+        None => store::default_root()?,
+    };
+    let mut store = Store::open(&root)?;
+    store.begin_lease()?;
+    let mut out = req.clone();
+    let mut dirs = Vec::new();
+    if is_remote_tarball(&context) {
+        let dir = tempfile::tempdir().map_err(|e| Error::RemoteContext {
+            url: context.clone(),
+            message: format!("cannot make a temp dir: {e}"),
+        })?;
+        let archive = unpack_remote(&store, req, &context, dir.path())?;
+        // -f names a file inside the remote context, as docker's does.
+        let default_file = req.context.join("Dockerfile");
+        out.dockerfile = if !archive || req.dockerfile == default_file {
+            dir.path().join("Dockerfile")
+        } else {
+            dir.path().join(&req.dockerfile)
+        };
+        out.context = dir.path().to_path_buf();
+        dirs.push(dir);
+    }
+    for (name, url) in named {
+        if is_git_url(&url) {
+            return Err(Error::BuildContext {
+                name,
+                message: format!("{url}: git repositories are not supported yet as contexts: give a tarball URL, or a directory"),
+            });
+        }
+        let dir = tempfile::tempdir().map_err(|e| Error::RemoteContext {
+            url: url.clone(),
+            message: format!("cannot make a temp dir: {e}"),
+        })?;
+        if !unpack_remote(&store, req, &url, dir.path())? {
+            return Err(Error::BuildContext {
+                name,
+                message: format!("{url}: not a tar archive (plain, gzip, bzip2, xz or zstd)"),
+            });
+        }
+        out.build_contexts
+            .insert(name, dir.path().to_string_lossy().into_owned());
+        dirs.push(dir);
+    }
+    store.end_lease()?;
+    Ok((Some(out), dirs))
+}
+
+/// Fetches `url` and unpacks it into `dir` when it is an archive (true);
+/// otherwise writes it there as `Dockerfile` (false).
+#[cfg(feature = "registry")]
+fn unpack_remote(store: &Store, req: &BuildRequest, url: &str, dir: &Path) -> Result<bool> {
+    let fail = |message: String| Error::RemoteContext {
+        url: url.to_string(),
+        message,
+    };
+    let puller = crate::registry::Puller::new(store, &req.insecure_registries)
+        .map_err(|e| fail(e.to_string()))?;
+    let got = puller
+        .fetch_url(url, None)
+        .map_err(|e| fail(e.to_string()))?;
+    let blob = store.blob_path(&got.digest);
+    match crate::solve::archive_kind(&blob) {
+        Some(kind) => {
+            let (entries, _tmp) = crate::solve::unpack_archive(&blob, kind, store)
+                .map_err(|e| fail(format!("cannot unpack it: {e}")))?;
+            write_tree(dir, &entries).map_err(|e| fail(format!("cannot unpack it: {e}")))?;
+            Ok(true)
+        }
+        None => {
+            std::fs::copy(&blob, dir.join("Dockerfile"))
+                .map_err(|e| fail(format!("cannot write its Dockerfile: {e}")))?;
+            Ok(false)
+        }
+    }
+}
+
+#[cfg(not(feature = "registry"))]
+fn unpack_remote(_: &Store, _: &BuildRequest, url: &str, _: &Path) -> Result<bool> {
+    Err(Error::RemoteContext {
+        url: url.to_string(),
+        message: "this wbuild was built without network support".into(),
+    })
+}
+
+/// Writes unpacked archive entries as a directory tree (a context).
+#[cfg(feature = "registry")]
+fn write_tree(dir: &Path, entries: &[layer::LayerEntry]) -> std::io::Result<()> {
+    use crate::fs::Kind;
+    for e in entries.iter().filter(|e| !e.whiteout) {
+        let at = dir.join(&e.path);
+        if let Some(parent) = at.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match (&e.meta.kind, &e.content) {
+            (Kind::Dir, _) => std::fs::create_dir_all(&at)?,
+            (Kind::Symlink, _) => layer::make_symlink(e.meta.link.as_deref().unwrap_or(""), &at)?,
+            (Kind::File, layer::Content::Host(p))
+            | (Kind::File, layer::Content::Link { host: p, .. }) => {
+                std::fs::copy(p, &at)?;
+            }
+            (Kind::File, layer::Content::Bytes(b)) => std::fs::write(&at, b)?,
+            (Kind::File, layer::Content::None) => std::fs::write(&at, b"")?,
+        }
+    }
+    // The archive's modes, children before parents (a read-only directory
+    // last), where the host has them.
+    #[cfg(unix)]
+    for e in entries
+        .iter()
+        .rev()
+        .filter(|e| !e.whiteout && e.meta.kind != Kind::Symlink)
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::Permissions::from_mode(e.meta.mode & 0o7777);
+        std::fs::set_permissions(dir.join(&e.path), mode)?;
+    }
+    Ok(())
+}
+
+fn run_local(req: &BuildRequest) -> Result<BuildSummary> {
     let df = read_dockerfile(&req.dockerfile)?;
     let shown = crate::paths::shown(&req.dockerfile);
     let mut contexts = BTreeMap::new();

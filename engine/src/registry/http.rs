@@ -173,6 +173,10 @@ impl Puller<'_> {
         if status == reqwest::StatusCode::NOT_MODIFIED {
             if let Some(r) = kept {
                 self.store.lease_blob(&r.digest)?;
+                // Last used now, for the GC's rules.
+                if let Ok(f) = std::fs::File::options().append(true).open(&record_path) {
+                    let _ = f.set_modified(std::time::SystemTime::now());
+                }
                 return Ok(Fetched {
                     digest: r.digest,
                     size: r.size,

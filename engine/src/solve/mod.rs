@@ -7,6 +7,8 @@
 //! progress events that reach the renderer through a channel.
 
 mod ops;
+#[cfg(feature = "registry")]
+pub(crate) use ops::archive::{archive_kind, unpack_archive};
 mod scheduler;
 mod step;
 #[cfg(test)]

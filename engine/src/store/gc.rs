@@ -41,6 +41,9 @@ impl Store {
                 referenced.insert(r.map_err(|e| self.ix(e))?);
             }
         }
+        for (_, digest) in self.http_records() {
+            referenced.insert(digest.as_str().to_string());
+        }
         let dir = self.root.join("blobs/sha256");
         let mut out = Vec::new();
         for e in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
@@ -51,6 +54,24 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The records `ADD <URL>` keeps (`http/*.json`, see
+    /// `registry::http`), with the digest of the content each holds on to.
+    pub fn http_records(&self) -> Vec<(std::path::PathBuf, Digest)> {
+        let dir = self.root.join("http");
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let digest = fs::read(&p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["digest"].as_str().and_then(|d| Digest::parse(d).ok()));
+            if let Some(d) = digest {
+                out.push((p, d));
+            }
+        }
+        out
     }
 
     /// Digests every kept image refers to.
@@ -171,6 +192,12 @@ impl Store {
             let size = e.metadata().map(|m| m.len()).unwrap_or(0);
             if fs::remove_file(e.path()).is_ok() {
                 freed += size;
+            }
+        }
+        // What URLs gave (fetched again when needed).
+        for (p, _) in self.http_records() {
+            if fs::remove_file(&p).is_ok() {
+                freed += 1;
             }
         }
         // Kept gzip members.

@@ -280,6 +280,18 @@ impl Store {
                 what: What::Dir(p),
             });
         }
+        // What `ADD <URL>` fetched: regular records, as BuildKit's HTTP
+        // cache is; removing one lets its content go.
+        for (p, d) in self.http_records() {
+            out.push(Item {
+                kind: "regular",
+                id: format!("download {}", d),
+                size: self.blob_size(&d).unwrap_or(0),
+                last_used: mtime(&p),
+                shared: false,
+                what: What::File(p),
+            });
+        }
         // Rootfs trees kept for RUN steps (`fs::pristine`): snapshots, as
         // BuildKit's are regular records. One a build has claimed is not
         // here (it is in that build's lease directory).
