@@ -265,7 +265,7 @@ fn add_with_a_checksum_needs_no_network_once_stored_and_refuses_other_bytes() {
         "Dockerfile",
         &format!("FROM scratch\nADD --checksum={} local.txt /\n", sha256("x")),
     );
-    assert!(q.fails(&[]).contains("only to http(s) URL sources"));
+    assert!(q.fails(&[]).contains("only to http(s) URL and git sources"));
 }
 
 #[test]
@@ -377,12 +377,189 @@ fn remote_contexts_from_tarball_urls() {
     // A URL that is not an archive is the Dockerfile.
     let o = build(&[&srv.url("/Dockerfile")]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
 
-    // Git repositories: a clear error, for now.
-    let o = build(&[&srv.url("/repo.git#main")]);
-    let log = String::from_utf8_lossy(&o.stderr);
+/// Runs git in `dir`, with an identity of its own.
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let o = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
     assert!(
-        !o.status.success() && log.contains("git repositories"),
-        "{log}"
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
     );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A bare repository (`repo.git`) whose main has one commit, tagged v1
+/// (an executable, a symlink, a subdir), and the work tree it came from.
+fn repository() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let work = t.path().join("work");
+    std::fs::create_dir_all(work.join("src")).unwrap();
+    std::fs::write(work.join("README"), "readme\n").unwrap();
+    std::fs::write(work.join("src/lib.txt"), "lib v1\n").unwrap();
+    std::fs::write(work.join("run.sh"), "#!/bin/sh\n").unwrap();
+    git(&work, &["init", "-q"]);
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("README", work.join("link")).unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["update-index", "--chmod=+x", "run.sh"]);
+    git(&work, &["commit", "-q", "-m", "one"]);
+    git(&work, &["tag", "v1"]);
+    let bare = t.path().join("repo.git");
+    git(t.path(), &["clone", "-q", "--bare", "work", "repo.git"]);
+    (t, work, bare)
+}
+
+/// `ADD <git repository>` from file:// and from `git daemon` on
+/// 127.0.0.1: tags, branches, subdirs; the key is the commit, so a moved
+/// branch rebuilds and says so; a wrong --checksum and an unknown ref fail
+/// clearly; submodules are refused clearly for now.
+#[test]
+fn add_from_git_repositories() {
+    if !harness::have_tool("git", &["--version"]) {
+        return;
+    }
+    let (_t, work, bare) = repository();
+    let url = format!("file://{}", bare.display());
+    // The repository as a build context: the Dockerfile is the repo's.
+    std::fs::write(
+        work.join("Dockerfile"),
+        "FROM scratch\nCOPY src/ /from-ctx/\n",
+    )
+    .unwrap();
+    git(&work, &["add", "Dockerfile"]);
+    git(&work, &["commit", "-q", "-m", "dockerfile"]);
+    git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    let p = Project::with_dockerfile("FROM scratch\n");
+    let o = p.run(&[
+        "build",
+        "--progress",
+        "plain",
+        &format!("file://{}#main", bare.display()),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = Project::with_dockerfile(&format!(
+        "FROM scratch\nADD {url}#v1 /src/\nADD {url}#main:src /lib/\n"
+    ));
+    let out = p.store.path().join("out");
+    let dest = format!("type=local,dest={}", out.display());
+    let b = p.build(&["-o", &dest]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("src/README")).unwrap(),
+        "readme\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("lib/lib.txt")).unwrap(),
+        "lib v1\n"
+    );
+    assert!(!out.join("lib/README").exists() && !out.join("src/.git").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| std::fs::metadata(out.join(p)).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode("src/run.sh"), mode("src/README")), (0o755, 0o644));
+        assert_eq!(
+            std::fs::read_link(out.join("src/link")).unwrap().to_str(),
+            Some("README")
+        );
+    }
+    let first = b.digest();
+    // Nothing moved: all cached, the same image.
+    let b = p.build(&[]);
+    assert!(b.steps.iter().all(|s| s.cached), "{:?}", b.steps);
+    assert_eq!(b.digest(), first);
+
+    // main moves: its step rebuilds and says from where to where; v1's
+    // does not.
+    let old = git(&work, &["rev-parse", "HEAD"]);
+    std::fs::write(work.join("src/lib.txt"), "lib v2\n").unwrap();
+    git(&work, &["commit", "-q", "-am", "two"]);
+    let new = git(&work, &["rev-parse", "HEAD"]);
+    git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    let b = p.build(&["-o", &dest]);
+    assert!(b.steps[1].cached, "{:?}", b.steps);
+    assert_eq!(
+        b.steps[2].reason,
+        format!("git ref main moved ({} → {})", &old[..7], &new[..7])
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("lib/lib.txt")).unwrap(),
+        "lib v2\n"
+    );
+
+    // A pinned commit that is not where the ref is, and an unknown ref.
+    p.write(
+        "Dockerfile",
+        &format!(
+            "FROM scratch\nADD --checksum={} {url}#main /x/\n",
+            &old[..12]
+        ),
+    );
+    let err = p.fails(&[]);
+    assert!(
+        err.contains("checksum mismatch") && err.contains(&new),
+        "{err}"
+    );
+    p.write("Dockerfile", &format!("FROM scratch\nADD {url}#nope /x/\n"));
+    assert!(p.fails(&[]).contains("unknown ref \"nope\""));
+
+    // The same repository through git daemon on 127.0.0.1.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = bare.parent().unwrap();
+    // git-daemon itself: `git daemon` would leave it running when killed.
+    let exec_path = git(base, &["--exec-path"]);
+    let mut daemon =
+        std::process::Command::new(std::path::Path::new(&exec_path).join("git-daemon"))
+            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed().as_secs() < 10, "git daemon did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    p.write(
+        "Dockerfile",
+        &format!("FROM scratch\nADD git://127.0.0.1:{port}/repo.git?tag=v1&subdir=src /d/\n"),
+    );
+    let b = p.build(&["-o", &dest]);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(
+        std::fs::read_to_string(out.join("d/lib.txt")).unwrap(),
+        "lib v1\n"
+    );
+    drop(b);
+    // The store's repositories are GC items of BuildKit's type for them.
+    assert!(p.store.path().join("git").read_dir().unwrap().count() > 0);
+    let o = p.run(&["prune", "--filter", "type=source.git.checkout", "--verbose"]);
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && text.contains("git repository"),
+        "{text}"
+    );
+    assert_eq!(p.store.path().join("git").read_dir().unwrap().count(), 0);
 }

@@ -469,11 +469,7 @@ fn is_remote_tarball(s: &str) -> bool {
 /// path (with `#ref:dir` or a query after it), or `git@`, `git://`,
 /// `ssh://`.
 fn is_git_url(s: &str) -> bool {
-    let path = s.split(['#', '?']).next().unwrap_or(s);
-    s.starts_with("git@")
-        || s.starts_with("git://")
-        || s.starts_with("ssh://")
-        || path.ends_with(".git")
+    crate::request::is_git(s)
 }
 
 /// Runs a whole build. A context or named context given as an http(s)
@@ -487,9 +483,10 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
 /// buildx build` takes them: a tarball URL (plain, gzip, bzip2, xz or zstd)
 /// is fetched into the store (cached and revalidated as `ADD <URL>` is)
 /// and unpacked into a temp dir; a URL whose content is not an archive is
-/// the Dockerfile, with an empty context. The request that builds from
+/// the Dockerfile, with an empty context; a git repository gives the tree
+/// of the commit its ref names (`#ref:dir`). The request that builds from
 /// those dirs, and the dirs (kept until the build ends); `None` when no
-/// context is remote. Git repositories are not supported yet.
+/// context is remote.
 fn fetch_contexts(req: &BuildRequest) -> Result<(Option<BuildRequest>, Vec<tempfile::TempDir>)> {
     let context = req.context.to_string_lossy().into_owned();
     let named: Vec<(String, String)> = req
@@ -498,13 +495,8 @@ fn fetch_contexts(req: &BuildRequest) -> Result<(Option<BuildRequest>, Vec<tempf
         .filter(|(_, v)| is_remote_tarball(v) || is_git_url(v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if is_git_url(&context) {
-        return Err(Error::RemoteContext {
-            url: context,
-            message: "git repositories as build contexts are not supported yet: give a tarball URL of the repository, or clone it and give the directory".into(),
-        });
-    }
-    if !is_remote_tarball(&context) && named.is_empty() {
+    let remote_context = is_remote_tarball(&context) || is_git_url(&context);
+    if !remote_context && named.is_empty() {
         return Ok((None, Vec::new()));
     }
     let root = match &req.root {
@@ -515,7 +507,7 @@ fn fetch_contexts(req: &BuildRequest) -> Result<(Option<BuildRequest>, Vec<tempf
     store.begin_lease()?;
     let mut out = req.clone();
     let mut dirs = Vec::new();
-    if is_remote_tarball(&context) {
+    if remote_context {
         let dir = tempfile::tempdir().map_err(|e| Error::RemoteContext {
             url: context.clone(),
             message: format!("cannot make a temp dir: {e}"),
@@ -532,12 +524,6 @@ fn fetch_contexts(req: &BuildRequest) -> Result<(Option<BuildRequest>, Vec<tempf
         dirs.push(dir);
     }
     for (name, url) in named {
-        if is_git_url(&url) {
-            return Err(Error::BuildContext {
-                name,
-                message: format!("{url}: git repositories are not supported yet as contexts: give a tarball URL, or a directory"),
-            });
-        }
         let dir = tempfile::tempdir().map_err(|e| Error::RemoteContext {
             url: url.clone(),
             message: format!("cannot make a temp dir: {e}"),
@@ -564,6 +550,14 @@ fn unpack_remote(store: &Store, req: &BuildRequest, url: &str, dir: &Path) -> Re
         url: url.to_string(),
         message,
     };
+    if is_git_url(url) {
+        // A repository's tree at the commit its ref names now.
+        let src = crate::request::GitSource::parse(url).map_err(fail)?;
+        let commit = crate::registry::git::resolve(&src).map_err(fail)?;
+        let (entries, _tmp) = crate::registry::git::tree(store, &src, &commit).map_err(fail)?;
+        write_tree(dir, &entries).map_err(|e| fail(format!("cannot write its tree: {e}")))?;
+        return Ok(true);
+    }
     let puller = crate::registry::Puller::new(store, &req.insecure_registries)
         .map_err(|e| fail(e.to_string()))?;
     let got = puller

@@ -176,12 +176,16 @@ pub fn parse_filters(
                 let t = t.trim_start_matches('=');
                 if !matches!(
                     t,
-                    "regular" | "exec.cachemount" | "compiled" | "source.local"
+                    "regular"
+                        | "exec.cachemount"
+                        | "compiled"
+                        | "source.local"
+                        | "source.git.checkout"
                 ) {
                     return Err(flag_err(
                         "--filter",
                         f,
-                        "type is one of regular, exec.cachemount, compiled, source.local",
+                        "type is one of regular, exec.cachemount, compiled, source.local, source.git.checkout",
                     ));
                 }
                 types.push(format!("type=={t}"));

@@ -823,12 +823,15 @@ fn expand_instruction(
             check_file_flags(&files)?;
             let checksum = expand_opt(w, &a.checksum)?;
             if let Some(c) = &checksum {
-                let ok = c
+                let hex = |h: &str| h.bytes().all(|b| b.is_ascii_hexdigit());
+                let digest = c
                     .strip_prefix("sha256:")
-                    .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-                if !ok {
+                    .is_some_and(|h| h.len() == 64 && hex(h));
+                // A git source's checksum is its commit, or a prefix of it.
+                let commit = (7..=64).contains(&c.len()) && hex(c);
+                if !digest && !commit {
                     return Err(format!(
-                        "invalid --checksum {c:?}: expected sha256:<64 hex digits>"
+                        "invalid --checksum {c:?}: expected sha256:<64 hex digits> (a URL's content) or a commit (a git source's)"
                     ));
                 }
             }

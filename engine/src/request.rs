@@ -262,6 +262,89 @@ pub fn context_key(name: &str) -> String {
     n.strip_suffix(":latest").unwrap_or(n).to_string()
 }
 
+/// A git source as BuildKit reads one: `REMOTE[#REF[:SUBDIR]]`, or the
+/// query form `REMOTE?ref=…&subdir=…&checksum=…&keep-git-dir=…&submodules=…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitSource {
+    pub remote: String,
+    /// A branch, a tag, a full commit, or none (the remote's HEAD).
+    pub reference: Option<String>,
+    pub subdir: String,
+    /// `checksum=`/`commit=` (or ADD's `--checksum`): the commit, or a
+    /// prefix of it, the reference must resolve to.
+    pub checksum: Option<String>,
+    pub keep_git_dir: bool,
+    pub submodules: bool,
+}
+
+/// Whether a source names a git repository, as BuildKit's frontend tells
+/// one: `git@…`, `git://…`, `ssh://…`, or a URL whose path ends in `.git`
+/// (`https://`, and `file://` for local repositories).
+pub fn is_git(s: &str) -> bool {
+    let path = s.split(['#', '?']).next().unwrap_or(s);
+    s.starts_with("git@")
+        || s.starts_with("git://")
+        || s.starts_with("ssh://")
+        || ((s.starts_with("https://") || s.starts_with("http://") || s.starts_with("file://"))
+            && path.trim_end_matches('/').ends_with(".git"))
+}
+
+impl GitSource {
+    pub fn parse(s: &str) -> Result<GitSource, String> {
+        let (rest, fragment) = match s.split_once('#') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let (remote, query) = match rest.split_once('?') {
+            Some((a, b)) if !rest.starts_with("git@") || a.contains('/') => (a, Some(b)),
+            _ => (rest, None),
+        };
+        let mut src = GitSource {
+            remote: remote.to_string(),
+            reference: None,
+            subdir: String::new(),
+            checksum: None,
+            keep_git_dir: false,
+            submodules: true,
+        };
+        if let Some(f) = fragment {
+            let (r, d) = f.split_once(':').unwrap_or((f, ""));
+            src.reference = (!r.is_empty()).then(|| r.to_string());
+            src.subdir = d.to_string();
+        }
+        for pair in query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let flag = || match v {
+                "" | "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(format!("{k}={v}: give true or false")),
+            };
+            match k {
+                "ref" | "branch" | "tag" => src.reference = Some(v.to_string()),
+                "subdir" => src.subdir = v.to_string(),
+                "checksum" | "commit" => src.checksum = Some(v.to_string()),
+                "keep-git-dir" => src.keep_git_dir = flag()?,
+                "submodules" => src.submodules = flag()?,
+                _ => return Err(format!("unknown query parameter {k:?} (BuildKit's are ref, branch, tag, subdir, checksum, commit, keep-git-dir, submodules)")),
+            }
+        }
+        src.subdir = src.subdir.trim_matches('/').to_string();
+        if src.subdir.split('/').any(|p| p == "..") {
+            return Err(format!("subdir {:?} leaves the repository", src.subdir));
+        }
+        Ok(src)
+    }
+
+    /// How a reason names the reference.
+    pub fn shown_ref(&self) -> String {
+        self.reference.clone().unwrap_or_else(|| "HEAD".into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
 

@@ -146,6 +146,19 @@ impl std::fmt::Display for Reason {
     }
 }
 
+/// How a key line changed: a git ref that names another commit "moved
+/// (abc1234 → def5678)"; a file's, see [`file_change`].
+fn change_of(old: &str, new: &str) -> String {
+    let commit = |s: &str| {
+        s.strip_prefix("git - - ")
+            .map(|r| r.chars().take(7).collect::<String>())
+    };
+    match (commit(old), commit(new)) {
+        (Some(a), Some(b)) if a != b => format!("moved ({a} → {b})"),
+        _ => file_change(old, new).to_string(),
+    }
+}
+
 fn file_change(old: &str, new: &str) -> &'static str {
     let o: Vec<&str> = old.splitn(4, ' ').collect();
     let n: Vec<&str> = new.splitn(4, ' ').collect();
@@ -196,7 +209,7 @@ pub fn explain(previous: Option<&StepInputs>, current: &StepInputs, parent_misse
             (Some(a), Some(b)) if a != b => {
                 return Reason::FileChanged {
                     path: p.clone(),
-                    how: file_change(a, b).into(),
+                    how: change_of(a, b),
                 }
             }
             (None, Some(_)) => {

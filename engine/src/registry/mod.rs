@@ -10,6 +10,7 @@
 //! `credHelpers` and `credsStore`).
 
 mod cache;
+pub mod git;
 mod http;
 mod push;
 

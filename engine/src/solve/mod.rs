@@ -754,6 +754,59 @@ impl<'a> Solver<'a> {
         Ok((f.digest, f.size, f.name))
     }
 
+    /// A git source (`ADD <repository>`) and the commit its ref names now
+    /// (see `registry::git`); ADD's `--checksum` and `--keep-git-dir` join
+    /// what the URL says.
+    #[cfg(feature = "registry")]
+    fn git_commit(
+        &self,
+        p: &str,
+        checksum: Option<&str>,
+        keep_git_dir: bool,
+    ) -> Result<(crate::request::GitSource, String), String> {
+        let mut src = crate::request::GitSource::parse(p)?;
+        if src.checksum.is_none() {
+            src.checksum = checksum.map(String::from);
+        }
+        src.keep_git_dir |= keep_git_dir;
+        let commit = crate::registry::git::resolve(&src)?;
+        Ok((src, commit))
+    }
+
+    /// The commit's tree as layer entries (see `registry::git::tree`).
+    #[cfg(feature = "registry")]
+    fn git_tree(
+        &self,
+        src: &crate::request::GitSource,
+        commit: &str,
+    ) -> Result<(Vec<crate::fs::layer::LayerEntry>, tempfile::TempDir), String> {
+        crate::registry::git::tree(self.store, src, commit)
+    }
+
+    #[cfg(not(feature = "registry"))]
+    fn git_commit(
+        &self,
+        p: &str,
+        _: Option<&str>,
+        _: bool,
+    ) -> Result<(crate::request::GitSource, String), String> {
+        Err(format!(
+            "cannot fetch {p}: this wbuild was built without network support"
+        ))
+    }
+
+    #[cfg(not(feature = "registry"))]
+    fn git_tree(
+        &self,
+        src: &crate::request::GitSource,
+        _: &str,
+    ) -> Result<(Vec<crate::fs::layer::LayerEntry>, tempfile::TempDir), String> {
+        Err(format!(
+            "cannot fetch {}: this wbuild was built without network support",
+            src.remote
+        ))
+    }
+
     #[cfg(not(feature = "registry"))]
     fn fetch_url(
         &self,

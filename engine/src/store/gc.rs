@@ -194,6 +194,12 @@ impl Store {
                 freed += size;
             }
         }
+        // Git sources' repositories (fetched again when needed).
+        let repos = self.root.join("git");
+        let size = dir_size(&repos);
+        if fs::remove_dir_all(&repos).is_ok() {
+            freed += size;
+        }
         // What URLs gave (fetched again when needed).
         for (p, _) in self.http_records() {
             if fs::remove_file(&p).is_ok() {

@@ -280,6 +280,20 @@ impl Store {
                 what: What::Dir(p),
             });
         }
+        // The bare repositories git sources are fetched into: BuildKit's
+        // type for them, which its first default rule keeps 48 hours.
+        let repos = self.root.join("git");
+        for e in fs::read_dir(&repos).into_iter().flatten().flatten() {
+            let p = e.path();
+            out.push(Item {
+                kind: "source.git.checkout",
+                id: format!("git repository {}", e.file_name().to_string_lossy()),
+                size: super::gc::dir_size(&p),
+                last_used: mtime(&p.join("FETCH_HEAD")).max(mtime(&p)),
+                shared: false,
+                what: What::Tree(p),
+            });
+        }
         // What `ADD <URL>` fetched: regular records, as BuildKit's HTTP
         // cache is; removing one lets its content go.
         for (p, d) in self.http_records() {

@@ -64,27 +64,38 @@ impl Op for FileOp<'_> {
     ) -> Result<(), BuildError> {
         let checksum = self.add.and_then(|a| a.checksum.as_deref());
         if let Some(a) = self.add {
-            let urls = a
-                .files
-                .sources
-                .iter()
-                .filter(|s| matches!(s, Source::Path(p) if is_http(p)));
-            if a.checksum.is_some() && urls.count() != a.files.sources.len() {
+            let count = |f: fn(&str) -> bool| {
+                a.files
+                    .sources
+                    .iter()
+                    .filter(|s| matches!(s, Source::Path(p) if f(p)))
+                    .count()
+            };
+            let remote = count(|p| is_http(p) || is_git_source(p));
+            if a.checksum.is_some() && remote != a.files.sources.len() {
                 return Err(solver.step_error(
                     cx.step,
                     cx.label,
-                    "--checksum applies only to http(s) URL sources: remove it, or add the local file with COPY",
+                    "--checksum applies only to http(s) URL and git sources: remove it, or add the local file with COPY",
                 ));
             }
-            if a.keep_git_dir {
+            if a.keep_git_dir && count(is_git_source) == 0 {
                 return Err(solver.step_error(
                     cx.step,
                     cx.label,
-                    "--keep-git-dir applies to git sources, which are not supported yet",
+                    "--keep-git-dir applies only to git sources",
                 ));
             }
         }
-        let mut sel = solver.select_sources(cx, self.files, self.from, self.unpack, checksum)?;
+        let keep_git_dir = self.add.is_some_and(|a| a.keep_git_dir);
+        let mut sel = solver.select_sources(
+            cx,
+            self.files,
+            self.from,
+            self.unpack,
+            checksum,
+            keep_git_dir,
+        )?;
         // The key's inputs: moved, not copied (one line per source file).
         inputs.files = std::mem::take(&mut sel.inputs);
         self.selection = Some(sel);
@@ -118,6 +129,7 @@ impl Solver<'_> {
         from: Option<&str>,
         unpack: Option<bool>,
         checksum: Option<&str>,
+        keep_git_dir: bool,
     ) -> Result<Selection, BuildError> {
         let (plan, step, label) = (cx.plan, cx.step, cx.label);
         let source = match from {
@@ -154,6 +166,25 @@ impl Solver<'_> {
                         h.name.clone(),
                         Arc::from(h.content.as_bytes()),
                     ));
+                }
+                Source::Path(p) if from.is_none() && is_git_source(p) => {
+                    // The key: the commit the ref names now, and what
+                    // shapes the tree (see `url_summary` for the shape).
+                    let (src, commit) = self
+                        .git_commit(p, checksum, keep_git_dir)
+                        .map_err(|e| self.step_error(step, label, format!("{p}: {e}")))?;
+                    inputs.insert(
+                        format!("git ref {}", src.shown_ref()),
+                        format!(
+                            "git - - {commit} {} subdir={} submodules={}",
+                            src.remote, src.subdir, src.submodules
+                        ),
+                    );
+                    picked.push(Picked::Git {
+                        shown: p.clone(),
+                        src: Box::new(src),
+                        commit,
+                    });
                 }
                 Source::Path(p) if from.is_none() && is_http(p) => {
                     // The key follows the content: the checksum's, with no
@@ -455,6 +486,16 @@ impl Solver<'_> {
                     view.put(&target, meta, Content::Bytes(bytes), false)
                         .map_err(fail)?;
                 }
+                Picked::Git { shown, src, commit } => {
+                    view.mkdir_all(&dst, new_dirs).map_err(fail)?;
+                    let (entries, dir) = self
+                        .git_tree(&src, &commit)
+                        .map_err(|e| fail(format!("{shown}: {e}")))?;
+                    for e in entries {
+                        view.extract(&dst, e).map_err(fail)?;
+                    }
+                    work.push(dir);
+                }
                 Picked::Archive(host, kind, shown) => {
                     // BuildKit's unpack: the destination is a directory made
                     // with --chown's owner; entries keep the archive's owners.
@@ -719,6 +760,12 @@ pub(crate) type TreeItem = (String, Meta);
 /// What one COPY/ADD source picked.
 pub(crate) enum Picked {
     Heredoc(String, Arc<[u8]>),
+    /// A git repository's tree at a commit, fetched when the step runs.
+    Git {
+        shown: String,
+        src: Box<crate::request::GitSource>,
+        commit: String,
+    },
     /// An http(s) URL: fetched when the key was made, or (with
     /// `--checksum`) when the step runs.
     Url {
@@ -759,6 +806,10 @@ pub(crate) fn join(dir: &str, rest: &str) -> String {
 /// DIGEST`), so new bytes read "URL content changed".
 fn url_summary(d: &Digest) -> String {
     format!("url - - {d}")
+}
+
+fn is_git_source(p: &str) -> bool {
+    crate::request::is_git(p)
 }
 
 fn is_http(p: &str) -> bool {
