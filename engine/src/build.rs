@@ -462,14 +462,15 @@ fn cache_records(
 
 /// Whether a context names an http(s) URL that is not a git repository.
 fn is_remote_tarball(s: &str) -> bool {
-    (s.starts_with("http://") || s.starts_with("https://")) && !is_git_url(s)
+    (s.starts_with("http://") || s.starts_with("https://")) && !crate::request::is_git(s)
 }
 
-/// A git repository as `docker buildx build` recognizes one: a `.git`
-/// path (with `#ref:dir` or a query after it), or `git@`, `git://`,
-/// `ssh://`.
-fn is_git_url(s: &str) -> bool {
-    crate::request::is_git(s)
+/// The store a build uses: `--root`, or the default one.
+fn store_root(req: &BuildRequest) -> Result<PathBuf> {
+    match &req.root {
+        Some(r) => Ok(r.clone()),
+        None => Ok(store::default_root()?),
+    }
 }
 
 /// Runs a whole build. A context or named context given as an http(s)
@@ -492,19 +493,16 @@ fn fetch_contexts(req: &BuildRequest) -> Result<(Option<BuildRequest>, Vec<tempf
     let named: Vec<(String, String)> = req
         .build_contexts
         .iter()
-        .filter(|(_, v)| is_remote_tarball(v) || is_git_url(v))
+        .filter(|(_, v)| is_remote_tarball(v) || crate::request::is_git(v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let remote_context = is_remote_tarball(&context) || is_git_url(&context);
+    let remote_context = is_remote_tarball(&context) || crate::request::is_git(&context);
     if !remote_context && named.is_empty() {
         return Ok((None, Vec::new()));
     }
-    let root = match &req.root {
-        Some(r) => r.clone(),
-        None => store::default_root()?,
-    };
-    let mut store = Store::open(&root)?;
+    let mut store = Store::open(&store_root(req)?)?;
     store.begin_lease()?;
+    let remote = Remote::new(&store, req);
     let mut out = req.clone();
     let mut dirs = Vec::new();
     if remote_context {
@@ -512,7 +510,7 @@ fn fetch_contexts(req: &BuildRequest) -> Result<(Option<BuildRequest>, Vec<tempf
             url: context.clone(),
             message: format!("cannot make a temp dir: {e}"),
         })?;
-        let archive = unpack_remote(&store, req, &context, dir.path())?;
+        let archive = remote.unpack(&context, dir.path())?;
         // -f names a file inside the remote context, as docker's does.
         let default_file = req.context.join("Dockerfile");
         out.dockerfile = if !archive || req.dockerfile == default_file {
@@ -528,7 +526,7 @@ fn fetch_contexts(req: &BuildRequest) -> Result<(Option<BuildRequest>, Vec<tempf
             url: url.clone(),
             message: format!("cannot make a temp dir: {e}"),
         })?;
-        if !unpack_remote(&store, req, &url, dir.path())? {
+        if !remote.unpack(&url, dir.path())? {
             return Err(Error::BuildContext {
                 name,
                 message: format!("{url}: not a tar archive (plain, gzip, bzip2, xz or zstd)"),
@@ -538,53 +536,86 @@ fn fetch_contexts(req: &BuildRequest) -> Result<(Option<BuildRequest>, Vec<tempf
             .insert(name, dir.path().to_string_lossy().into_owned());
         dirs.push(dir);
     }
+    drop(remote);
     store.end_lease()?;
     Ok((Some(out), dirs))
 }
 
-/// Fetches `url` and unpacks it into `dir` when it is an archive (true);
-/// otherwise writes it there as `Dockerfile` (false).
-#[cfg(feature = "registry")]
-fn unpack_remote(store: &Store, req: &BuildRequest, url: &str, dir: &Path) -> Result<bool> {
-    let fail = |message: String| Error::RemoteContext {
-        url: url.to_string(),
-        message,
-    };
-    if is_git_url(url) {
-        // A repository's tree at the commit its ref names now.
-        let src = crate::request::GitSource::parse(url).map_err(fail)?;
-        let commit = crate::registry::git::resolve(&src).map_err(fail)?;
-        let (entries, _tmp) = crate::registry::git::tree(store, &src, &commit).map_err(fail)?;
-        write_tree(dir, &entries).map_err(|e| fail(format!("cannot write its tree: {e}")))?;
-        return Ok(true);
-    }
-    let puller = crate::registry::Puller::new(store, &req.insecure_registries)
-        .map_err(|e| fail(e.to_string()))?;
-    let got = puller
-        .fetch_url(url, None)
-        .map_err(|e| fail(e.to_string()))?;
-    let blob = store.blob_path(&got.digest);
-    match crate::solve::archive_kind(&blob) {
-        Some(kind) => {
-            let (entries, _tmp) = crate::solve::unpack_archive(&blob, kind, store)
-                .map_err(|e| fail(format!("cannot unpack it: {e}")))?;
-            write_tree(dir, &entries).map_err(|e| fail(format!("cannot unpack it: {e}")))?;
-            Ok(true)
-        }
-        None => {
-            std::fs::copy(&blob, dir.join("Dockerfile"))
-                .map_err(|e| fail(format!("cannot write its Dockerfile: {e}")))?;
-            Ok(false)
-        }
-    }
+/// What fetches a build's remote contexts: the store, and the HTTP client
+/// (one for all of them, made on first use).
+struct Remote<'s> {
+    store: &'s Store,
+    #[cfg(feature = "registry")]
+    insecure: &'s [String],
+    #[cfg(feature = "registry")]
+    puller: std::cell::OnceCell<crate::registry::Puller<'s>>,
 }
 
-#[cfg(not(feature = "registry"))]
-fn unpack_remote(_: &Store, _: &BuildRequest, url: &str, _: &Path) -> Result<bool> {
-    Err(Error::RemoteContext {
-        url: url.to_string(),
-        message: "this wbuild was built without network support".into(),
-    })
+impl<'s> Remote<'s> {
+    fn new(store: &'s Store, req: &'s BuildRequest) -> Remote<'s> {
+        #[cfg(not(feature = "registry"))]
+        let _ = req;
+        Remote {
+            store,
+            #[cfg(feature = "registry")]
+            insecure: &req.insecure_registries,
+            #[cfg(feature = "registry")]
+            puller: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Fetches `url` and unpacks it into `dir` when it is an archive
+    /// (true); otherwise writes it there as `Dockerfile` (false).
+    #[cfg(feature = "registry")]
+    fn unpack(&self, url: &str, dir: &Path) -> Result<bool> {
+        let fail = |message: String| Error::RemoteContext {
+            url: url.to_string(),
+            message,
+        };
+        let store = self.store;
+        if crate::request::is_git(url) {
+            // A repository's tree at the commit its ref names now.
+            let src = crate::request::GitSource::parse(url).map_err(fail)?;
+            let commit = crate::registry::git::resolve(&src).map_err(fail)?;
+            let (entries, _tmp) = crate::registry::git::tree(store, &src, &commit).map_err(fail)?;
+            write_tree(dir, &entries).map_err(|e| fail(format!("cannot write its tree: {e}")))?;
+            return Ok(true);
+        }
+        let puller = match self.puller.get() {
+            Some(p) => p,
+            None => {
+                let p = crate::registry::Puller::new(store, self.insecure)
+                    .map_err(|e| fail(e.to_string()))?;
+                self.puller.get_or_init(|| p)
+            }
+        };
+        let got = puller
+            .fetch_url(url, None)
+            .map_err(|e| fail(e.to_string()))?;
+        let blob = store.blob_path(&got.digest);
+        match crate::solve::archive_kind(&blob) {
+            Some(kind) => {
+                let (entries, _tmp) = crate::solve::unpack_archive(&blob, kind, store)
+                    .map_err(|e| fail(format!("cannot unpack it: {e}")))?;
+                write_tree(dir, &entries).map_err(|e| fail(format!("cannot unpack it: {e}")))?;
+                Ok(true)
+            }
+            None => {
+                std::fs::copy(&blob, dir.join("Dockerfile"))
+                    .map_err(|e| fail(format!("cannot write its Dockerfile: {e}")))?;
+                Ok(false)
+            }
+        }
+    }
+
+    #[cfg(not(feature = "registry"))]
+    fn unpack(&self, url: &str, _: &Path) -> Result<bool> {
+        let _ = self.store;
+        Err(Error::RemoteContext {
+            url: url.to_string(),
+            message: "this wbuild was built without network support".into(),
+        })
+    }
 }
 
 /// Writes unpacked archive entries as a directory tree (a context).
@@ -698,10 +729,7 @@ fn run_local(req: &BuildRequest) -> Result<BuildSummary> {
         .map(export::exporter_for)
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let ignore = dockerignore::load(&req.context, &req.dockerfile)?;
-    let root = match &req.root {
-        Some(r) => r.clone(),
-        None => store::default_root()?,
-    };
+    let root = store_root(req)?;
     let mut store = Store::open(&root)?;
     store.begin_lease()?;
     let _ = store.clean_tmp();

@@ -135,9 +135,13 @@ impl Puller<'_> {
         }
         let rt = self.rt.clone();
         // reqwest's connector needs the runtime it will run on.
-        let client = {
-            let _in = rt.enter();
-            super::http_client_with(timeout()).map_err(&fail)?
+        let client = match self.url_client.get() {
+            Some(c) => c,
+            None => {
+                let _in = rt.enter();
+                let c = super::http_client_with(timeout()).map_err(&fail)?;
+                self.url_client.get_or_init(|| c)
+            }
         };
         let attempt = || {
             let mut req = client.get(url);

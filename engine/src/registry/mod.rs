@@ -122,6 +122,9 @@ pub struct Puller<'s> {
     /// asks the registry about a tag once (planning reads the config,
     /// solving the layers).
     memo: Mutex<HashMap<String, Pulled>>,
+    /// The client `ADD <URL>` and URL contexts fetch with, made on first
+    /// use (one connection pool for every URL of a build).
+    url_client: std::sync::OnceLock<reqwest::Client>,
 }
 
 /// The platform wbuild builds, and the names it goes by in an index.
@@ -147,6 +150,7 @@ impl<'s> Puller<'s> {
             clients: Mutex::new(HashMap::new()),
             insecure: insecure.to_vec(),
             memo: Mutex::new(HashMap::new()),
+            url_client: std::sync::OnceLock::new(),
         })
     }
 

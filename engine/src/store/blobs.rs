@@ -233,20 +233,17 @@ impl BlobWriter<'_> {
 /// Unix never does: there, it tries again for a while, and then keeps the
 /// blob already in place if its bytes are `d` too (never a damaged one).
 fn replace(tmp: &std::path::Path, dest: &std::path::Path, d: &Digest) -> io::Result<()> {
-    let Err(first) = fs::rename(tmp, dest) else {
+    let Err(first) = crate::fs::rename_over(tmp, dest) else {
         return Ok(());
     };
-    if !cfg!(windows) || !dest.exists() {
-        return Err(first);
-    }
-    for _ in 0..50 {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        if fs::rename(tmp, dest).is_ok() {
-            return Ok(());
-        }
-    }
-    let held = File::open(dest).and_then(crate::digest::digest_reader);
-    if held.is_ok_and(|(h, _)| &h == d) {
+    // Still held on Windows: if what is there already has these bytes (a
+    // build beside this one stored the same blob), this write is done.
+    let held = cfg!(windows) && dest.exists();
+    if held
+        && File::open(dest)
+            .and_then(crate::digest::digest_reader)
+            .is_ok_and(|(h, _)| &h == d)
+    {
         let _ = fs::remove_file(tmp);
         return Ok(());
     }

@@ -71,7 +71,7 @@ impl Op for FileOp<'_> {
                     .filter(|s| matches!(s, Source::Path(p) if f(p)))
                     .count()
             };
-            let remote = count(|p| is_http(p) || is_git_source(p));
+            let remote = count(|p| is_http(p) || crate::request::is_git(p));
             if a.checksum.is_some() && remote != a.files.sources.len() {
                 return Err(solver.step_error(
                     cx.step,
@@ -79,7 +79,7 @@ impl Op for FileOp<'_> {
                     "--checksum applies only to http(s) URL and git sources: remove it, or add the local file with COPY",
                 ));
             }
-            if a.keep_git_dir && count(is_git_source) == 0 {
+            if a.keep_git_dir && count(crate::request::is_git) == 0 {
                 return Err(solver.step_error(
                     cx.step,
                     cx.label,
@@ -167,7 +167,7 @@ impl Solver<'_> {
                         Arc::from(h.content.as_bytes()),
                     ));
                 }
-                Source::Path(p) if from.is_none() && is_git_source(p) => {
+                Source::Path(p) if from.is_none() && crate::request::is_git(p) => {
                     // The key: the commit the ref names now, and what
                     // shapes the tree (see `url_summary` for the shape).
                     let (src, commit) = self
@@ -806,10 +806,6 @@ pub(crate) fn join(dir: &str, rest: &str) -> String {
 /// DIGEST`), so new bytes read "URL content changed".
 fn url_summary(d: &Digest) -> String {
     format!("url - - {d}")
-}
-
-fn is_git_source(p: &str) -> bool {
-    crate::request::is_git(p)
 }
 
 fn is_http(p: &str) -> bool {
