@@ -426,7 +426,7 @@ fn repository() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
 /// `ADD <git repository>` from file:// and from `git daemon` on
 /// 127.0.0.1: tags, branches, subdirs; the key is the commit, so a moved
 /// branch rebuilds and says so; a wrong --checksum and an unknown ref fail
-/// clearly; submodules are refused clearly for now.
+/// clearly.
 #[test]
 fn add_from_git_repositories() {
     if !harness::have_tool("git", &["--version"]) {
@@ -523,30 +523,12 @@ fn add_from_git_repositories() {
         .unwrap()
         .port();
     let base = bare.parent().unwrap();
-    // git-daemon itself: `git daemon` would leave it running when killed.
-    let exec_path = git(base, &["--exec-path"]);
-    let mut daemon =
-        std::process::Command::new(std::path::Path::new(&exec_path).join("git-daemon"))
-            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-    let t0 = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t0.elapsed().as_secs() < 10, "git daemon did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let _daemon = GitDaemon::start(base, port);
     p.write(
         "Dockerfile",
         &format!("FROM scratch\nADD git://127.0.0.1:{port}/repo.git?tag=v1&subdir=src /d/\n"),
     );
     let b = p.build(&["-o", &dest]);
-    let _ = daemon.kill();
-    let _ = daemon.wait();
     assert_eq!(
         std::fs::read_to_string(out.join("d/lib.txt")).unwrap(),
         "lib v1\n"
@@ -562,4 +544,184 @@ fn add_from_git_repositories() {
         "{text}"
     );
     assert_eq!(p.store.path().join("git").read_dir().unwrap().count(), 0);
+}
+
+/// `git daemon` serving `base` on 127.0.0.1, stopped when dropped (a
+/// failed assertion too).
+struct GitDaemon(std::process::Child);
+
+impl GitDaemon {
+    fn start(base: &std::path::Path, port: u16) -> GitDaemon {
+        // git-daemon itself: `git daemon` would leave it running when killed.
+        let exec_path = git(base, &["--exec-path"]);
+        let child = std::process::Command::new(std::path::Path::new(&exec_path).join("git-daemon"))
+            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = GitDaemon(child);
+        let t0 = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t0.elapsed().as_secs() < 10, "git daemon did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        d
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Submodules are filled in at the commit the tree names, from the
+/// relative URL `.gitmodules` gives, unless `submodules=false`;
+/// `--keep-git-dir` keeps a `.git` that git itself reads back (HEAD at the
+/// commit, origin the remote, a clean status) and is part of the key.
+#[test]
+fn git_submodules_and_keep_git_dir() {
+    if !harness::have_tool("git", &["--version"]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let sub = t.path().join("subwork");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::write(sub.join("sub.txt"), "from the submodule\n").unwrap();
+    git(&sub, &["init", "-q"]);
+    git(&sub, &["add", "."]);
+    git(&sub, &["commit", "-q", "-m", "sub"]);
+    let sub_commit = git(&sub, &["rev-parse", "HEAD"]);
+    git(t.path(), &["clone", "-q", "--bare", "subwork", "sub.git"]);
+    // Moves on after the commit the superproject pins.
+    std::fs::write(sub.join("sub.txt"), "later\n").unwrap();
+    git(&sub, &["commit", "-q", "-am", "later"]);
+    git(
+        &sub,
+        &[
+            "push",
+            "-q",
+            t.path().join("sub.git").to_str().unwrap(),
+            "main",
+        ],
+    );
+
+    let main = t.path().join("mainwork");
+    std::fs::create_dir_all(&main).unwrap();
+    std::fs::write(main.join("main.txt"), "main\n").unwrap();
+    std::fs::write(
+        main.join(".gitmodules"),
+        "[submodule \"lib\"]\n\tpath = lib\n\turl = ../sub.git\n",
+    )
+    .unwrap();
+    git(&main, &["init", "-q"]);
+    git(&main, &["add", "."]);
+    git(
+        &main,
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("160000,{sub_commit},lib"),
+        ],
+    );
+    git(&main, &["commit", "-q", "-m", "main"]);
+    let commit = git(&main, &["rev-parse", "HEAD"]);
+    git(t.path(), &["clone", "-q", "--bare", "mainwork", "main.git"]);
+    let url = format!("file://{}", t.path().join("main.git").display());
+
+    let p = Project::with_dockerfile(&format!(
+        "FROM scratch\nADD {url}#main /m/\nADD {url}?branch=main&submodules=false /n/\nADD --keep-git-dir=true {url}#main /k/\n"
+    ));
+    let out = p.store.path().join("out");
+    let dest = format!("type=local,dest={}", out.display());
+    let first = p.build(&["-o", &dest]);
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    assert_eq!(read("m/lib/sub.txt"), "from the submodule\n");
+    assert_eq!(read("m/main.txt"), "main\n");
+    assert!(!out.join("m/.git").exists());
+    assert!(out.join("n/lib").is_dir() && out.join("n/lib").read_dir().unwrap().count() == 0);
+    assert_eq!(read("k/lib/sub.txt"), "from the submodule\n");
+    // The kept .git is a repository git reads: at the commit, origin the
+    // remote, nothing changed in the work tree.
+    assert_eq!(read("k/.git/HEAD").trim(), commit);
+    let k = out.join("k");
+    assert_eq!(git(&k, &["rev-parse", "HEAD"]), commit);
+    assert_eq!(git(&k, &["config", "remote.origin.url"]), url);
+    assert_eq!(git(&k, &["rev-parse", "refs/heads/main"]), commit);
+    assert_eq!(
+        git(&k, &["status", "--porcelain", "--ignore-submodules=all"]),
+        ""
+    );
+    // The same again: all cached, the same image.
+    let again = p.build(&[]);
+    assert!(again.steps.iter().all(|s| s.cached), "{:?}", again.steps);
+    assert_eq!(again.digest(), first.digest());
+
+    // A gitlink .gitmodules does not name fails clearly.
+    git(
+        &main,
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("160000,{sub_commit},other"),
+        ],
+    );
+    git(&main, &["commit", "-q", "-m", "other"]);
+    git(
+        &main,
+        &[
+            "push",
+            "-q",
+            t.path().join("main.git").to_str().unwrap(),
+            "main",
+        ],
+    );
+    p.write("Dockerfile", &format!("FROM scratch\nADD {url}#main /m/\n"));
+    let err = p.fails(&[]);
+    assert!(
+        err.contains("submodule at other") && err.contains("submodules=false"),
+        "{err}"
+    );
+}
+
+/// An archive from a URL is unpacked only with --unpack (BuildKit's rule;
+/// a local one is unpacked unless --unpack=false); COPY refuses URLs and
+/// git repositories as BuildKit's frontend does.
+#[test]
+fn add_unpacks_a_url_only_when_asked_and_copy_refuses_remote_sources() {
+    let srv = Server::start();
+    srv.bytes("/files.tar.gz", &tarball(&[("a.txt", "inside\n")]), "t1");
+    let url = srv.url("/files.tar.gz");
+    let p = Project::with_dockerfile(&format!(
+        "FROM scratch\nADD {url} /plain/\nADD --unpack=true {url} /u/\n"
+    ));
+    let out = p.store.path().join("out");
+    let dest = format!("type=local,dest={}", out.display());
+    p.build(&["-o", &dest]);
+    assert!(out.join("plain/files.tar.gz").is_file());
+    assert!(!out.join("plain/a.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(out.join("u/a.txt")).unwrap(),
+        "inside\n"
+    );
+    assert!(!out.join("u/files.tar.gz").exists());
+
+    for (src, what) in [
+        (url.as_str(), "source can't be a URL for COPY"),
+        (
+            "https://127.0.0.1:9/r.git#main",
+            "source can't be a git ref for COPY",
+        ),
+    ] {
+        p.write("Dockerfile", &format!("FROM scratch\nCOPY {src} /x\n"));
+        let err = p.fails(&[]);
+        assert!(err.contains(what) && err.contains("use ADD"), "{err}");
+    }
 }

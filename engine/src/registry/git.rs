@@ -76,85 +76,350 @@ pub fn resolve(src: &GitSource) -> Result<String, String> {
     Ok(commit)
 }
 
+/// How deep submodules may nest (a cycle would never end).
+const MAX_SUBMODULE_DEPTH: usize = 8;
+
 /// The commit's tree (under the subdir) as layer entries, their contents in
 /// the temp dir returned with them. Fetched (`--depth 1`) into the store's
-/// repository for the remote unless it holds the commit already.
+/// repository for the remote unless it holds the commit already. Submodules
+/// are filled in at the commits the tree names, from the URLs its
+/// `.gitmodules` gives (as `git submodule update --init --recursive`),
+/// unless `submodules=false`; `keep-git-dir` adds the `.git` directory a
+/// shallow clone at that commit has (BuildKit keeps it only without a
+/// subdir, and so does wbuild).
 pub fn tree(
     store: &Store,
     src: &GitSource,
     commit: &str,
 ) -> Result<(Vec<LayerEntry>, tempfile::TempDir), String> {
-    if src.keep_git_dir {
-        return Err("keep-git-dir is not supported yet: wbuild reads the commit's tree without a .git directory".into());
-    }
-    let repo = store_repo(store, &src.remote)?;
-    let have = |c: &str| git(&["cat-file", "-e", &format!("{c}^{{commit}}")], Some(&repo)).is_ok();
-    if !have(commit) {
-        let by_commit = git(
-            &[
-                "fetch",
-                "-q",
-                "--depth",
-                "1",
-                "--no-tags",
-                &src.remote,
-                commit,
-            ],
-            Some(&repo),
-        );
-        if by_commit.is_err() || !have(commit) {
-            // A server that does not serve commits by id: fetch the ref.
-            let r = src.shown_ref();
-            git(
-                &["fetch", "-q", "--depth", "1", "--no-tags", &src.remote, &r],
-                Some(&repo),
-            )
-            .map_err(|e| format!("cannot fetch {r}: {e}"))?;
-            if !have(commit) {
-                return Err(format!(
-                    "{r} moved while it was fetched (it was {commit}); build again"
-                ));
-            }
-        }
-    }
-    let treeish = if src.subdir.is_empty() {
-        commit.to_string()
-    } else {
-        format!("{commit}:{}", src.subdir)
-    };
-    let listing = git(&["ls-tree", "-r", "-t", "-z", &treeish], Some(&repo))
-        .map_err(|e| format!("cannot read the tree {treeish}: {e}"))?;
     let tmp = store.temp_dir("git-").map_err(|e| e.to_string())?;
     let mut entries = Vec::new();
-    let mut blobs = Vec::new();
-    for item in listing.split(|&b| b == 0).filter(|i| !i.is_empty()) {
-        let item = String::from_utf8_lossy(item);
-        let Some((head, path)) = item.split_once('\t') else {
-            continue;
+    let top = Checkout {
+        remote: &src.remote,
+        commit,
+        subdir: &src.subdir,
+        shown_ref: src.shown_ref(),
+        submodules: src.submodules,
+        prefix: String::new(),
+        depth: 0,
+    };
+    let repo = top.fill(store, tmp.path(), &mut entries)?;
+    if src.keep_git_dir && src.subdir.trim_matches('/').is_empty() {
+        git_dir(src, commit, &repo, tmp.path(), &mut entries)?;
+    }
+    Ok((entries, tmp))
+}
+
+/// One repository's part of a tree: the whole one, or a submodule's.
+struct Checkout<'a> {
+    remote: &'a str,
+    commit: &'a str,
+    subdir: &'a str,
+    /// What names the commit in messages (and what to fetch by name when
+    /// the server does not serve commits by id).
+    shown_ref: String,
+    submodules: bool,
+    /// Where its entries go in the whole tree (`lib/` for a submodule).
+    prefix: String,
+    depth: usize,
+}
+
+impl Checkout<'_> {
+    /// Adds the commit's entries (and its submodules') to `entries`;
+    /// returns the store repository it was read from.
+    fn fill(
+        &self,
+        store: &Store,
+        tmp: &Path,
+        entries: &mut Vec<LayerEntry>,
+    ) -> Result<PathBuf, String> {
+        let repo = store_repo(store, self.remote)?;
+        fetch(&repo, self.remote, self.commit, &self.shown_ref)?;
+        let subdir = self.subdir.trim_matches('/');
+        let treeish = if subdir.is_empty() {
+            self.commit.to_string()
+        } else {
+            format!("{}:{subdir}", self.commit)
         };
-        let mut f = head.split(' ');
-        let (mode, _kind, id) = (
-            f.next().unwrap_or(""),
-            f.next().unwrap_or(""),
-            f.next().unwrap_or(""),
-        );
-        match mode {
-            "040000" => entries.push(entry(path, Meta::dir(0o755), Content::None)),
-            "160000" => {
-                if src.submodules {
-                    return Err(format!("the repository has a submodule at {path}, which wbuild does not check out yet: add ?submodules=false to the URL to take the tree without it"));
+        let listing = git(&["ls-tree", "-r", "-t", "-z", &treeish], Some(&repo))
+            .map_err(|e| format!("cannot read the tree {treeish}: {e}"))?;
+        let mut blobs = Vec::new();
+        let mut gitlinks = Vec::new();
+        for item in listing.split(|&b| b == 0).filter(|i| !i.is_empty()) {
+            let item = String::from_utf8_lossy(item);
+            let Some((head, path)) = item.split_once('\t') else {
+                continue;
+            };
+            let mut f = head.split(' ');
+            let (mode, _kind, id) = (
+                f.next().unwrap_or(""),
+                f.next().unwrap_or(""),
+                f.next().unwrap_or(""),
+            );
+            let at = format!("{}{path}", self.prefix);
+            match mode {
+                "040000" => entries.push(entry(&at, Meta::dir(0o755), Content::None)),
+                "160000" => {
+                    // A submodule's directory; empty unless it is filled.
+                    entries.push(entry(&at, Meta::dir(0o755), Content::None));
+                    if self.submodules {
+                        gitlinks.push((path.to_string(), id.to_string()));
+                    }
                 }
-                entries.push(entry(path, Meta::dir(0o755), Content::None));
+                "100644" | "100755" | "120000" => {
+                    blobs.push((entries.len(), id.to_string(), mode.to_string()));
+                    entries.push(entry(&at, Meta::dir(0), Content::None));
+                }
+                other => return Err(format!("{at}: git mode {other} is not one wbuild knows")),
             }
-            "100644" | "100755" | "120000" => {
-                blobs.push((entries.len(), id.to_string(), mode.to_string()));
-                entries.push(entry(path, Meta::dir(0), Content::None));
+        }
+        read_blobs(&repo, tmp, entries, &blobs)?;
+        if gitlinks.is_empty() {
+            return Ok(repo);
+        }
+        if self.depth >= MAX_SUBMODULE_DEPTH {
+            return Err(format!(
+                "submodules nest more than {MAX_SUBMODULE_DEPTH} deep under {}: add ?submodules=false to the URL to take the tree without them",
+                self.remote
+            ));
+        }
+        let urls = submodule_urls(&repo, self.commit)?;
+        for (path, id) in gitlinks {
+            // .gitmodules names paths from the repository's root.
+            let whole = if subdir.is_empty() {
+                path.clone()
+            } else {
+                format!("{subdir}/{path}")
+            };
+            let url = urls.get(&whole).ok_or_else(|| {
+                format!("the tree has a submodule at {whole} that .gitmodules does not name: add ?submodules=false to the URL to take the tree without it")
+            })?;
+            let remote = submodule_remote(self.remote, url);
+            Checkout {
+                remote: &remote,
+                commit: &id,
+                subdir: "",
+                shown_ref: id.clone(),
+                submodules: true,
+                prefix: format!("{}{path}/", self.prefix),
+                depth: self.depth + 1,
             }
-            other => return Err(format!("{path}: git mode {other} is not one wbuild knows")),
+            .fill(store, tmp, entries)
+            .map_err(|e| format!("submodule {whole} ({remote} at {id}): {e}"))?;
+        }
+        Ok(repo)
+    }
+}
+
+/// Fetches `commit` into the store repository unless it is there: by id
+/// first (`--depth 1`), then by the ref that named it, then (a submodule's
+/// commit on a server that serves no commits by id) every branch and tag.
+/// The commit gets a ref of its own, so git's housekeeping keeps it.
+fn fetch(repo: &Path, remote: &str, commit: &str, shown_ref: &str) -> Result<(), String> {
+    let have = |c: &str| git(&["cat-file", "-e", &format!("{c}^{{commit}}")], Some(repo)).is_ok();
+    if !have(commit) {
+        let shallow = |what: &str| {
+            git(
+                &["fetch", "-q", "--depth", "1", "--no-tags", remote, what],
+                Some(repo),
+            )
+        };
+        let mut last = shallow(commit).err();
+        if !have(commit) && shown_ref != commit {
+            last = shallow(shown_ref).err();
+        }
+        if !have(commit) && shown_ref == commit {
+            last = git(
+                &[
+                    "fetch",
+                    "-q",
+                    remote,
+                    "+refs/heads/*:refs/wbuild-heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+                Some(repo),
+            )
+            .err();
+        }
+        if !have(commit) {
+            return Err(match last {
+                Some(e) => format!("cannot fetch {shown_ref}: {e}"),
+                None if shown_ref != commit => {
+                    format!("{shown_ref} moved while it was fetched (it was {commit}); build again")
+                }
+                None => format!("the remote does not have commit {commit}"),
+            });
         }
     }
-    read_blobs(&repo, tmp.path(), &mut entries, &blobs)?;
-    Ok((entries, tmp))
+    git(
+        &["update-ref", &format!("refs/wbuild/{commit}"), commit],
+        Some(repo),
+    )
+    .map(|_| ())
+    .map_err(|e| format!("cannot keep {commit} in the store's repository: {e}"))
+}
+
+/// `.gitmodules` at the commit: each submodule's path and URL.
+fn submodule_urls(
+    repo: &Path,
+    commit: &str,
+) -> Result<std::collections::HashMap<String, String>, String> {
+    let out = git(
+        &[
+            "config",
+            "-z",
+            "--blob",
+            &format!("{commit}:.gitmodules"),
+            "--list",
+        ],
+        Some(repo),
+    )
+    .map_err(|e| format!("the tree has submodules but no readable .gitmodules ({e}): add ?submodules=false to the URL to take the tree without them"))?;
+    let mut paths = std::collections::HashMap::new();
+    let mut urls = std::collections::HashMap::new();
+    for item in out.split(|&b| b == 0).filter(|i| !i.is_empty()) {
+        let item = String::from_utf8_lossy(item);
+        let Some((key, value)) = item.split_once('\n') else {
+            continue;
+        };
+        let Some(rest) = key.strip_prefix("submodule.") else {
+            continue;
+        };
+        if let Some(name) = rest.strip_suffix(".path") {
+            paths.insert(name.to_string(), value.trim_matches('/').to_string());
+        } else if let Some(name) = rest.strip_suffix(".url") {
+            urls.insert(name.to_string(), value.to_string());
+        }
+    }
+    Ok(paths
+        .into_iter()
+        .filter_map(|(name, path)| urls.remove(&name).map(|u| (path, u)))
+        .collect())
+}
+
+/// A submodule's URL as git resolves it: `./x` and `../x` are relative to
+/// the superproject's remote (each `..` drops one component of it).
+fn submodule_remote(parent: &str, url: &str) -> String {
+    if !url.starts_with("./") && !url.starts_with("../") {
+        return url.to_string();
+    }
+    let mut base = parent.trim_end_matches('/').to_string();
+    let mut rest = url;
+    loop {
+        if let Some(r) = rest.strip_prefix("./") {
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("../") {
+            rest = r;
+            // scp-like `host:path` has `:` before its first component.
+            match base.rfind(['/', ':']) {
+                Some(i) if base[i..].starts_with(':') => base.truncate(i + 1),
+                Some(i) if !base[..i].ends_with('/') => base.truncate(i),
+                _ => {}
+            }
+        } else {
+            break;
+        }
+    }
+    let sep = if base.ends_with(':') { "" } else { "/" };
+    format!("{base}{sep}{rest}")
+}
+
+/// The `.git` directory `--keep-git-dir` keeps: as BuildKit makes it, a
+/// repository with just that commit (shallow), HEAD detached at it, the
+/// ref that named it as a local branch or tag, `origin` the remote; its
+/// index written without file times (`git read-tree`), so it says nothing
+/// of this host. Its files are what the host's git writes.
+fn git_dir(
+    src: &GitSource,
+    commit: &str,
+    store_repo: &Path,
+    tmp: &Path,
+    entries: &mut Vec<LayerEntry>,
+) -> Result<(), String> {
+    let dir = tmp.join("dot-git");
+    let d = dir.display().to_string();
+    git(
+        &[
+            "-c",
+            "init.defaultBranch=master",
+            "init",
+            "-q",
+            "--bare",
+            "--template=",
+            &d,
+        ],
+        None,
+    )?;
+    let run = |args: &[&str]| git(args, Some(&dir)).map(|_| ());
+    run(&["config", "core.bare", "false"])?;
+    run(&["config", "remote.origin.url", &src.remote])?;
+    run(&[
+        "config",
+        "remote.origin.fetch",
+        "+refs/heads/*:refs/remotes/origin/*",
+    ])?;
+    let from = format!("file://{}", store_repo.display());
+    run(&[
+        "fetch",
+        "-q",
+        "--depth=1",
+        "--no-tags",
+        &from,
+        &format!("refs/wbuild/{commit}"),
+    ])
+    .map_err(|e| format!("cannot make the kept .git: {e}"))?;
+    if let Some(r) = src.reference.as_deref().filter(|r| !is_full_commit(r)) {
+        let tag = git(&["ls-remote", "--tags", &from], None)
+            .map(|o| String::from_utf8_lossy(&o).contains(&format!("refs/tags/{r}")))
+            .unwrap_or(false);
+        let local = if tag {
+            format!("refs/tags/{r}")
+        } else {
+            format!("refs/heads/{r}")
+        };
+        run(&["update-ref", &local, commit])?;
+    }
+    run(&["update-ref", "--no-deref", "HEAD", commit])?;
+    run(&["read-tree", commit])?;
+    for gone in ["FETCH_HEAD", "logs"] {
+        let p = dir.join(gone);
+        let _ = std::fs::remove_dir_all(&p);
+        let _ = std::fs::remove_file(&p);
+    }
+    entries.push(entry(".git", Meta::dir(0o755), Content::None));
+    walk_into(&dir, ".git", entries)
+}
+
+/// Adds the files under `dir` as entries under `at`, sorted; a file's mode
+/// is 0444 when the host has it read-only (git's objects), else 0644.
+fn walk_into(dir: &Path, at: &str, entries: &mut Vec<LayerEntry>) -> Result<(), String> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .collect();
+    names.sort_by_key(|e| e.file_name());
+    for e in names {
+        let path = e.path();
+        let name = format!("{at}/{}", e.file_name().to_string_lossy());
+        let md = e
+            .metadata()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        // Never the host's umask: read-only (git's objects) or not.
+        let perm = if md.permissions().readonly() {
+            0o444
+        } else {
+            0o644
+        };
+        if md.is_dir() {
+            entries.push(entry(&name, Meta::dir(0o755), Content::None));
+            walk_into(&path, &name, entries)?;
+        } else {
+            let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let meta = Meta::file(perm, bytes.len() as u64, Some(Digest::of(&bytes)));
+            entries.push(entry(&name, meta, Content::Host(path)));
+        }
+    }
+    Ok(())
 }
 
 fn entry(path: &str, meta: Meta, content: Content) -> LayerEntry {
@@ -191,7 +456,7 @@ fn read_blobs(
         }
     });
     let mut out = BufReader::new(child.stdout.take().expect("piped"));
-    for (n, (i, id, mode)) in blobs.iter().enumerate() {
+    for (i, id, mode) in blobs {
         let mut header = String::new();
         out.read_line(&mut header).map_err(|e| e.to_string())?;
         let size: usize = header
@@ -207,7 +472,7 @@ fn read_blobs(
         if mode == "120000" {
             e.meta = Meta::symlink(&String::from_utf8_lossy(&body));
         } else {
-            let host: PathBuf = tmp.join(n.to_string());
+            let host: PathBuf = tmp.join(i.to_string());
             std::fs::write(&host, &body).map_err(|e| e.to_string())?;
             let m = if mode == "100755" { 0o755 } else { 0o644 };
             e.meta = Meta::file(m, size as u64, Some(Digest::of(&body)));
@@ -230,4 +495,39 @@ fn store_repo(store: &Store, remote: &str) -> Result<PathBuf, String> {
         git(&["init", "-q", "--bare", &dir.display().to_string()], None)?;
     }
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::submodule_remote;
+
+    #[test]
+    fn relative_submodule_urls_resolve_against_the_remote() {
+        let r = |p, u| submodule_remote(p, u);
+        assert_eq!(
+            r("https://h/org/main.git", "../sub.git"),
+            "https://h/org/sub.git"
+        );
+        assert_eq!(
+            r("https://h/org/main.git/", "../../x/sub"),
+            "https://h/x/sub"
+        );
+        assert_eq!(
+            r("https://h/org/main.git", "./sub"),
+            "https://h/org/main.git/sub"
+        );
+        assert_eq!(
+            r("git@host:org/main.git", "../sub.git"),
+            "git@host:org/sub.git"
+        );
+        assert_eq!(r("git@host:main.git", "../sub.git"), "git@host:sub.git");
+        assert_eq!(
+            r("file:///srv/main.git", "../sub.git"),
+            "file:///srv/sub.git"
+        );
+        assert_eq!(
+            r("https://h/org/main.git", "https://o/s.git"),
+            "https://o/s.git"
+        );
+    }
 }

@@ -21,8 +21,6 @@ pub(crate) struct FileOp<'i> {
     files: &'i FileSources,
     /// `COPY --from`.
     from: Option<&'i str>,
-    /// ADD: whether local archives are unpacked (`None` for COPY).
-    unpack: Option<bool>,
     /// `COPY --parents`.
     parents: bool,
     add: Option<&'i Add>,
@@ -35,7 +33,6 @@ impl<'i> FileOp<'i> {
         FileOp {
             files: &c.files,
             from: c.from.as_deref(),
-            unpack: None,
             parents: c.parents,
             add: None,
             selection: None,
@@ -46,7 +43,6 @@ impl<'i> FileOp<'i> {
         FileOp {
             files: &a.files,
             from: None,
-            unpack: Some(a.unpack.unwrap_or(true)),
             parents: false,
             add: Some(a),
             selection: None,
@@ -62,7 +58,6 @@ impl Op for FileOp<'_> {
         _st: &mut StageState,
         inputs: &mut StepInputs,
     ) -> Result<(), BuildError> {
-        let checksum = self.add.and_then(|a| a.checksum.as_deref());
         if let Some(a) = self.add {
             let count = |f: fn(&str) -> bool| {
                 a.files
@@ -87,15 +82,26 @@ impl Op for FileOp<'_> {
                 ));
             }
         }
-        let keep_git_dir = self.add.is_some_and(|a| a.keep_git_dir);
-        let mut sel = solver.select_sources(
-            cx,
-            self.files,
-            self.from,
-            self.unpack,
-            checksum,
-            keep_git_dir,
-        )?;
+        if self.add.is_none() && self.from.is_none() {
+            // BuildKit's frontend refuses these before anything runs.
+            for s in &self.files.sources {
+                if let Source::Path(p) = s {
+                    let what = if crate::request::is_git(p) {
+                        "a git ref"
+                    } else if is_http(p) {
+                        "a URL"
+                    } else {
+                        continue;
+                    };
+                    return Err(solver.step_error(
+                        cx.step,
+                        cx.label,
+                        format!("{p}: source can't be {what} for COPY: use ADD to fetch it"),
+                    ));
+                }
+            }
+        }
+        let mut sel = solver.select_sources(cx, self.files, self.from, self.add)?;
         // The key's inputs: moved, not copied (one line per source file).
         inputs.files = std::mem::take(&mut sel.inputs);
         self.selection = Some(sel);
@@ -127,11 +133,15 @@ impl Solver<'_> {
         cx: &StepCx<'_>,
         files: &FileSources,
         from: Option<&str>,
-        unpack: Option<bool>,
-        checksum: Option<&str>,
-        keep_git_dir: bool,
+        add: Option<&Add>,
     ) -> Result<Selection, BuildError> {
         let (plan, step, label) = (cx.plan, cx.step, cx.label);
+        // ADD unpacks local archives unless --unpack=false, and archives
+        // from URLs only with --unpack (as BuildKit).
+        let unpack = add.map(|a| a.unpack.unwrap_or(true));
+        let unpack_url = add.and_then(|a| a.unpack) == Some(true);
+        let checksum = add.and_then(|a| a.checksum.as_deref());
+        let keep_git_dir = add.is_some_and(|a| a.keep_git_dir);
         let source = match from {
             None => self.context_tree.clone(),
             Some(f) => match step.uses_stages.first() {
@@ -176,8 +186,8 @@ impl Solver<'_> {
                     inputs.insert(
                         format!("git ref {}", src.shown_ref()),
                         format!(
-                            "git - - {commit} {} subdir={} submodules={}",
-                            src.remote, src.subdir, src.submodules
+                            "git - - {commit} {} subdir={} submodules={} keep-git-dir={}",
+                            src.remote, src.subdir, src.submodules, src.keep_git_dir
                         ),
                     );
                     picked.push(Picked::Git {
@@ -213,16 +223,10 @@ impl Solver<'_> {
                         url: p.clone(),
                         pinned,
                         fetched,
+                        unpack: unpack_url,
                     });
                 }
                 Source::Path(p) => {
-                    if from.is_none() && is_url(p) {
-                        return Err(self.step_error(
-                            step,
-                            label,
-                            format!("{p}: adding from git repositories is not supported yet: ADD a tarball of the repository by its https URL instead"),
-                        ));
-                    }
                     let mut found =
                         select(&source, p).map_err(|e| self.step_error(step, label, e))?;
                     // --exclude: a wildcard's match is tested by what the
@@ -447,11 +451,40 @@ impl Solver<'_> {
             view.mkdir_all(&ensure, new_dirs).map_err(fail)?;
             let dst = view.resolve(&dest).map_err(fail)?;
             let dst_kind = view.kind(&dst);
+            // ADD --unpack <URL>: what came is unpacked when it is an
+            // archive (the store's blob is read in place), else copied.
+            let p = match p {
+                Picked::Url {
+                    url,
+                    pinned,
+                    fetched,
+                    unpack: true,
+                } => {
+                    let f = match fetched {
+                        Some(f) => f,
+                        None => self
+                            .fetch_url(&url, pinned.as_ref())
+                            .map_err(|e| self.step_error(step, label, e))?,
+                    };
+                    let blob = self.store.blob_path(&f.0);
+                    match archive_kind(&blob) {
+                        Some(kind) => Picked::Archive(blob, kind, url),
+                        None => Picked::Url {
+                            url,
+                            pinned,
+                            fetched: Some(f),
+                            unpack: false,
+                        },
+                    }
+                }
+                p => p,
+            };
             match p {
                 Picked::Url {
                     url,
                     pinned,
                     fetched,
+                    ..
                 } => {
                     let (digest, size, name) = match fetched {
                         Some(f) => f,
@@ -491,7 +524,10 @@ impl Solver<'_> {
                     let (entries, dir) = self
                         .git_tree(&src, &commit)
                         .map_err(|e| fail(format!("{shown}: {e}")))?;
-                    for e in entries {
+                    // A copy of the checkout: --chown and --chmod apply to
+                    // every entry, as to COPY's.
+                    for mut e in entries {
+                        e.meta = owned(&e.meta);
                         view.extract(&dst, e).map_err(fail)?;
                     }
                     work.push(dir);
@@ -772,6 +808,8 @@ pub(crate) enum Picked {
         url: String,
         pinned: Option<Digest>,
         fetched: Option<(Digest, u64, String)>,
+        /// `--unpack`: an archive is unpacked into the destination.
+        unpack: bool,
     },
     Archive(PathBuf, ArchiveKind, String),
     Tree {
@@ -810,13 +848,6 @@ fn url_summary(d: &Digest) -> String {
 
 fn is_http(p: &str) -> bool {
     p.starts_with("http://") || p.starts_with("https://")
-}
-
-fn is_url(p: &str) -> bool {
-    p.starts_with("http://")
-        || p.starts_with("https://")
-        || p.starts_with("git@")
-        || p.starts_with("git://")
 }
 
 fn has_wildcard(p: &str) -> bool {
