@@ -552,8 +552,21 @@ fn main() {
         noop[2].as_secs_f64() * 1e3,
         noop[0].as_secs_f64() * 1e3
     );
+    // `wbuild explain` on the same store: nothing changed, then one file.
+    let explain = ["explain", "."];
+    let mut said = Vec::new();
+    for _ in 0..5 {
+        said.push(wbuild(ctx.path(), store.path(), &explain).0);
+    }
+    said.sort();
     let f = ctx.path().join("src/d050/f05000.txt");
     fs::write(&f, b"changed").unwrap();
+    let (said_one, _) = wbuild(ctx.path(), store.path(), &explain);
+    println!(
+        "wbuild explain, {FILES}-file context: nothing changed: median {:.1} ms; one file changed: {:.1} ms",
+        said[2].as_secs_f64() * 1e3,
+        said_one.as_secs_f64() * 1e3
+    );
     let (one, _) = wbuild(ctx.path(), store.path(), &args);
     println!(
         "rebuild after changing one file: {:.0} ms",

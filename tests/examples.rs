@@ -102,6 +102,17 @@ impl Example {
         let meta = self.dir.join(format!("../meta-{}.json", self.runs));
         let meta_arg = meta.to_str().unwrap().to_string();
         let dir_arg = self.dir.to_str().unwrap().to_string();
+        // What `wbuild explain` says the build will do, first.
+        let mut args = vec!["explain", "--json"];
+        args.extend_from_slice(extra);
+        args.push(&dir_arg);
+        let o = harness::wbuild(&self.dir, &self.store, &args);
+        assert!(
+            o.status.success(),
+            "explain failed:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let explained: Value = serde_json::from_slice(&o.stdout).unwrap();
         let mut args = vec!["build", "--progress", "plain", "--metadata-file", &meta_arg];
         args.extend_from_slice(extra);
         args.push(&dir_arg);
@@ -109,12 +120,42 @@ impl Example {
         let log = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(o.status.success(), "build failed:\n{log}");
         let m: Value = serde_json::from_str(&fs::read_to_string(&meta).unwrap()).unwrap();
-        let steps = harness::steps_of(&m)
+        let steps: Vec<(String, bool)> = harness::steps_of(&m)
             .into_iter()
             .map(|s| (s.instruction, s.cached))
             .collect();
         let digest = m["containerimage.digest"].as_str().unwrap().to_string();
+        agrees(&explained, &steps, &log);
         Built { log, steps, digest }
+    }
+}
+
+/// `wbuild explain` said of every step what the build then did: cached or
+/// rebuilt. A step that reads a stage rebuilding before it "may" rebuild
+/// (its files are known only then): from there on its stage is not
+/// compared.
+fn agrees(explained: &Value, built: &[(String, bool)], log: &str) {
+    let said = explained["steps"].as_array().unwrap();
+    assert_eq!(
+        said.len(),
+        built.len(),
+        "explain's steps: {explained:#}\n{log}"
+    );
+    let mut unsure_stage = None;
+    for (e, (instruction, cached)) in said.iter().zip(built) {
+        assert_eq!(e["instruction"].as_str(), Some(instruction.as_str()));
+        let stage = e["stage"].as_str().unwrap();
+        if e["reason"].as_str().unwrap().contains("so this step may") {
+            unsure_stage = Some(stage.to_string());
+        }
+        if unsure_stage.as_deref() == Some(stage) {
+            continue;
+        }
+        assert_eq!(
+            e["cached"].as_bool(),
+            Some(*cached),
+            "explain said {e:#} of {instruction:?}; the build:\n{log}"
+        );
     }
 }
 

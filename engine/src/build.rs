@@ -477,7 +477,32 @@ fn store_root(req: &BuildRequest) -> Result<PathBuf> {
 /// URL is fetched first (see [`fetch_contexts`]).
 pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     let (local, _dirs) = fetch_contexts(req)?;
-    run_local(local.as_ref().unwrap_or(req))
+    match run_local(local.as_ref().unwrap_or(req), false)? {
+        Ran::Built(s) => Ok(*s),
+        Ran::Explained(..) => unreachable!("a build builds"),
+    }
+}
+
+/// What `wbuild explain` found: each needed step's report in plan order
+/// (cached or not, why, its key's inputs), nothing run.
+pub struct Explained {
+    pub steps: Vec<StepReport>,
+    pub plan: BuildPlan,
+}
+
+/// Plans the build and looks every step's key up in the store, running
+/// nothing (`wbuild explain`); the first platform's plan.
+pub fn explain(req: &BuildRequest) -> Result<Explained> {
+    let (local, _dirs) = fetch_contexts(req)?;
+    match run_local(local.as_ref().unwrap_or(req), true)? {
+        Ran::Explained(steps, plan) => Ok(Explained { steps, plan }),
+        Ran::Built(_) => unreachable!("an explanation builds nothing"),
+    }
+}
+
+enum Ran {
+    Built(Box<BuildSummary>),
+    Explained(Vec<StepReport>, BuildPlan),
 }
 
 /// Brings the remote contexts of a build onto this host, as `docker
@@ -653,7 +678,7 @@ fn write_tree(dir: &Path, entries: &[layer::LayerEntry]) -> std::io::Result<()> 
     Ok(())
 }
 
-fn run_local(req: &BuildRequest) -> Result<BuildSummary> {
+fn run_local(req: &BuildRequest, explain: bool) -> Result<Ran> {
     let df = read_dockerfile(&req.dockerfile)?;
     let shown = crate::paths::shown(&req.dockerfile);
     let mut contexts = BTreeMap::new();
@@ -761,6 +786,7 @@ fn run_local(req: &BuildRequest) -> Result<BuildSummary> {
         insecure_registries: req.insecure_registries.clone(),
         imported: import_caches(&store, req, &plans[0].stages[plans[0].target].platform)?,
         contexts: contexts.clone(),
+        dry_run: false,
         pull: match req.pull {
             None => PullPolicy::Check,
             Some(true) => PullPolicy::Always,
@@ -796,6 +822,12 @@ fn run_local(req: &BuildRequest) -> Result<BuildSummary> {
     let p = plans[0].clone();
     for w in &p.warnings {
         eprintln!("warning: {w}");
+    }
+    if explain {
+        let steps = Solver::explain(&store, &ctx, opts, &p, shared)?;
+        drop(sink);
+        store.end_lease()?;
+        return Ok(Ran::Explained(steps, p));
     }
     // A layer found damaged when read has been removed with the records
     // that held it: solving again rebuilds the steps that made it.
@@ -1001,7 +1033,7 @@ fn run_local(req: &BuildRequest) -> Result<BuildSummary> {
     #[cfg(feature = "registry")]
     drop(shared);
     store.end_lease()?;
-    Ok(BuildSummary {
+    Ok(Ran::Built(Box::new(BuildSummary {
         digest: index
             .as_ref()
             .map_or(image.manifest_desc.digest.clone(), |i| {
@@ -1010,7 +1042,7 @@ fn run_local(req: &BuildRequest) -> Result<BuildSummary> {
         image,
         steps,
         plan: p,
-    })
+    })))
 }
 
 /// buildx's metadata keys plus `wbuild.steps`.

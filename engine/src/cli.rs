@@ -30,6 +30,18 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile (the default command).
     Build(Box<BuildArgs>),
+    /// Say what a build would do, running nothing: per step, cached or
+    /// rebuilt, and for each first miss its cause and what it invalidates.
+    Explain {
+        #[command(flatten)]
+        build: Box<BuildArgs>,
+        /// The same as JSON.
+        #[arg(long)]
+        json: bool,
+        /// List every input of step N's key (N as numbered in the listing).
+        #[arg(long, value_name = "N")]
+        step: Option<usize>,
+    },
     /// Run an image's ENTRYPOINT/CMD in the sandbox, with this terminal's stdio.
     Run {
         #[command(flatten)]

@@ -16,6 +16,7 @@ pub mod config;
 pub mod context;
 pub mod digest;
 pub mod env;
+pub mod explain;
 pub mod export;
 pub mod frontend;
 pub mod fs;

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
     ));
     let result = match cli.command {
         Some(Command::Build(b)) => build(*b),
+        Some(Command::Explain { build, json, step }) => explain(*build, json, step),
         Some(Command::Debug(d)) => debug(d),
         Some(Command::Images { store }) | Some(Command::Image(ImageCommand::Ls { store })) => {
             images(store)
@@ -201,6 +202,34 @@ fn build(args: BuildArgs) -> Result<()> {
         summary.steps.len() - rebuilt,
         rebuilt
     );
+    Ok(())
+}
+
+fn explain(args: BuildArgs, json: bool, step: Option<usize>) -> Result<()> {
+    let req = args.into_request()?;
+    let ex = wbuild::build::explain(&req)?;
+    let text = match step {
+        Some(n) => {
+            let s = wbuild::explain::step(&ex, n).map_err(|m| anyhow::anyhow!(m))?;
+            if json {
+                let v = serde_json::json!({
+                    "step": n,
+                    "stage": s.stage,
+                    "instruction": s.instruction,
+                    "cached": s.cached,
+                    "reason": s.reason,
+                    "key": s.key,
+                    "inputs": s.inputs,
+                });
+                serde_json::to_string_pretty(&v)? + "\n"
+            } else {
+                wbuild::explain::inputs_text(n, s)
+            }
+        }
+        None if json => serde_json::to_string_pretty(&wbuild::explain::json(&ex))? + "\n",
+        None => wbuild::explain::text(&ex),
+    };
+    print!("{text}");
     Ok(())
 }
 

@@ -57,3 +57,20 @@ pub fn manifest_path(p: &str) -> String {
         .trim_start_matches('/')
         .to_string()
 }
+
+/// Renames `tmp` over `dest`. Windows refuses to replace a file another
+/// handle holds at that moment (a reader, or another writer replacing it
+/// too), which Unix never does: there the rename is tried again for up to
+/// half a second before its error is returned.
+pub fn rename_over(tmp: &std::path::Path, dest: &std::path::Path) -> std::io::Result<()> {
+    let mut tries = if cfg!(windows) { 50 } else { 0 };
+    loop {
+        match std::fs::rename(tmp, dest) {
+            Err(e) if tries > 0 && e.kind() == std::io::ErrorKind::PermissionDenied => {
+                tries -= 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}

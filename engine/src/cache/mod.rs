@@ -122,6 +122,8 @@ pub enum Reason {
     },
     /// Same inputs as last time, but the record is gone (pruned).
     Pruned,
+    /// `wbuild explain`: the step reads a stage that would rebuild first.
+    SourceStageRebuilds(String),
 }
 
 impl std::fmt::Display for Reason {
@@ -142,6 +144,12 @@ impl std::fmt::Display for Reason {
                 write!(f, "base image {name} changed ({was} → {now})")
             }
             Reason::Pruned => write!(f, "cache record not found (pruned or damaged)"),
+            Reason::SourceStageRebuilds(s) => {
+                write!(
+                    f,
+                    "stage {s} rebuilds first, so this step may (its files are known only then)"
+                )
+            }
         }
     }
 }

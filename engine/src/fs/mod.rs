@@ -128,7 +128,7 @@ pub type Manifest = BTreeMap<String, Meta>;
 pub use crate::paths::manifest_path;
 
 /// Writes a file through a temp file beside it, fsynced, and a rename, so
-/// it is never seen half-written ([`rename_over`]); the error names the
+/// it is never seen half-written ([`crate::paths::rename_over`]); the error names the
 /// path it concerns.
 pub fn write_atomic(
     path: &std::path::Path,
@@ -144,24 +144,7 @@ pub fn write_atomic(
     f.write_all(bytes).map_err(at(&tmp))?;
     f.sync_all().map_err(at(&tmp))?;
     drop(f);
-    rename_over(&tmp, path).map_err(at(path))
-}
-
-/// Renames `tmp` over `dest`. Windows refuses to replace a file another
-/// handle holds at that moment (a reader, or another writer replacing it
-/// too), which Unix never does: there the rename is tried again for up to
-/// half a second before its error is returned.
-pub fn rename_over(tmp: &std::path::Path, dest: &std::path::Path) -> std::io::Result<()> {
-    let mut tries = if cfg!(windows) { 50 } else { 0 };
-    loop {
-        match std::fs::rename(tmp, dest) {
-            Err(e) if tries > 0 && e.kind() == std::io::ErrorKind::PermissionDenied => {
-                tries -= 1;
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            r => return r,
-        }
-    }
+    crate::paths::rename_over(&tmp, path).map_err(at(path))
 }
 
 /// The parent of a manifest path (`a/b` → `a`, `a` → ``).

@@ -10,6 +10,7 @@ mod ops;
 #[cfg(feature = "registry")]
 pub(crate) use ops::archive::{archive_kind, unpack_archive};
 mod scheduler;
+pub use scheduler::dependencies;
 mod step;
 #[cfg(test)]
 mod testing;
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use crate::cache::backend::{CacheBackend, Caches, StepRecord};
-use crate::cache::CacheKey;
+use crate::cache::{CacheKey, StepInputs};
 use crate::context::Context;
 use crate::fs::layer::{self, Compression, LayerEntry, LayerInfo};
 use crate::fs::{Manifest, Meta};
@@ -205,6 +206,9 @@ pub struct BuildOptions {
     pub imported: Vec<Arc<dyn crate::cache::remote::ImportedCache>>,
     /// `--build-context`s by key ([`crate::request::context_key`]).
     pub contexts: BTreeMap<String, crate::request::NamedContext>,
+    /// `wbuild explain`: keys are computed and looked up, and nothing is
+    /// run, written or recorded.
+    pub dry_run: bool,
 }
 
 /// What a step did, for `--metadata-file` and people.
@@ -224,6 +228,22 @@ pub struct StepReport {
     pub layer: Option<crate::oci::LayerInfo>,
     #[serde(skip)]
     pub stage_index: usize,
+    /// What went into the key (none for FROM, or when it could not be
+    /// known without running an earlier step).
+    #[serde(skip)]
+    pub inputs: Option<Box<StepInputs>>,
+    /// A miss's first changed file, with its key line then and now.
+    #[serde(skip)]
+    pub changed: Option<Changed>,
+}
+
+/// A file whose key line changed: `was`/`now` are `KIND MODE OWNER
+/// DIGEST` lines (None when it was added or removed).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Changed {
+    pub path: String,
+    pub was: Option<String>,
+    pub now: Option<String>,
 }
 
 pub struct BuildOutcome {
@@ -239,6 +259,9 @@ pub struct BuildOutcome {
 struct StageState {
     key: CacheKey,
     missed: bool,
+    /// `wbuild explain`: a step would rebuild, so what follows it (its
+    /// keys, this stage's files) is known only once it has run.
+    unknown: bool,
     layers: Vec<LayerInfo>,
     config: RunConfig,
     history: Vec<HistoryEntry>,
@@ -442,6 +465,31 @@ fn author_of(plan: &BuildPlan, stage: usize) -> String {
 impl<'a> Solver<'a> {
     /// Builds the plan's target stage and assembles its image; progress
     /// events go to `progress` as they happen.
+    /// What a build would do (`wbuild explain`): every step's key looked
+    /// up, nothing run; the reports in plan order.
+    pub fn explain(
+        store: &'a Store,
+        context: &'a Context,
+        mut opts: BuildOptions,
+        plan: &BuildPlan,
+        registry: SharedPuller<'a>,
+    ) -> Result<Vec<StepReport>, BuildError> {
+        opts.dry_run = true;
+        let (events, rx) = mpsc::channel();
+        let solver = Solver::new(store, context, opts, events);
+        solver.set_puller(registry);
+        scheduler::run(&solver, plan, rx, &mut crate::progress::Quiet)
+    }
+
+    fn set_puller(&self, registry: SharedPuller<'a>) {
+        #[cfg(feature = "registry")]
+        {
+            *lock(&self.puller) = registry;
+        }
+        #[cfg(not(feature = "registry"))]
+        let _ = registry;
+    }
+
     pub fn build(
         store: &'a Store,
         context: &'a Context,
@@ -451,14 +499,8 @@ impl<'a> Solver<'a> {
         registry: SharedPuller<'a>,
     ) -> Result<BuildOutcome, BuildError> {
         let (events, rx) = mpsc::channel();
-        let mut solver = Solver::new(store, context, opts, events);
-        solver.cache.imported = solver.opts.imported.clone();
-        #[cfg(feature = "registry")]
-        {
-            *lock(&solver.puller) = registry;
-        }
-        #[cfg(not(feature = "registry"))]
-        let _ = registry;
+        let solver = Solver::new(store, context, opts, events);
+        solver.set_puller(registry);
         let reports = scheduler::run(&solver, plan, rx, progress)?;
         solver.finish(plan, reports)
     }
@@ -470,9 +512,11 @@ impl<'a> Solver<'a> {
         opts: BuildOptions,
         events: mpsc::Sender<Msg>,
     ) -> Solver<'a> {
+        let mut cache = Caches::new(store);
+        cache.imported = opts.imported.clone();
         Solver {
             store,
-            cache: Caches::new(store),
+            cache,
             opts,
             events,
             vertex: AtomicUsize::new(0),

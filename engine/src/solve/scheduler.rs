@@ -22,7 +22,7 @@ pub(super) enum Msg {
 }
 
 /// The stages a stage reads: its base and every stage its steps use.
-pub(crate) fn dependencies(stage: &PlannedStage) -> BTreeSet<usize> {
+pub fn dependencies(stage: &PlannedStage) -> BTreeSet<usize> {
     let mut deps: BTreeSet<usize> = stage
         .steps
         .iter()

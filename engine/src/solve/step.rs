@@ -50,8 +50,9 @@ impl Solver<'_> {
             _ => String::new(),
         };
         // Later steps are keyed on the base stage's key: when it rebuilt to
-        // the same key, they can still be cache hits.
-        st.missed = false;
+        // the same key, they can still be cache hits. (Explaining, a base
+        // that would rebuild leaves them unknown.)
+        st.missed = st.unknown;
         self.finish_vertex(v, t0, from_cached, &from_reason);
         reports.push(StepReport {
             stage: stage.label(),
@@ -66,6 +67,8 @@ impl Solver<'_> {
             key: None,
             layer: None,
             stage_index: stage.index,
+            inputs: None,
+            changed: None,
         });
 
         for (i, step) in stage.steps.iter().enumerate() {
@@ -85,18 +88,20 @@ impl Solver<'_> {
             };
             let result = self.run_step(&cx, &mut st, filtered);
             match result {
-                Ok((cached, reason, key, layer)) => {
-                    let reason_text = reason.to_string();
-                    self.finish_vertex(v, t0, cached, &reason_text);
+                Ok(done) => {
+                    let reason_text = done.reason.to_string();
+                    self.finish_vertex(v, t0, done.cached, &reason_text);
                     reports.push(StepReport {
                         stage: stage.label(),
                         instruction: step.display.clone(),
-                        cached,
+                        cached: done.cached,
                         reason: reason_text,
                         seconds: t0.elapsed().as_secs_f64(),
-                        key: Some(key),
-                        layer,
+                        key: done.key,
+                        layer: done.layer,
                         stage_index: stage.index,
+                        inputs: done.inputs,
+                        changed: done.changed,
                     });
                 }
                 Err(e) => {
@@ -135,14 +140,32 @@ impl Solver<'_> {
 
     /// One step: its op's cache inputs, the key, a lookup; on a miss the op
     /// executes and its result is recorded. Then the step's effect on the
-    /// stage (layer, config, history).
+    /// stage (layer, config, history). Explaining (`dry_run`), a miss runs
+    /// nothing and leaves the rest of the stage unknown.
     fn run_step(
         &self,
         cx: &StepCx<'_>,
         st: &mut StageState,
         filtered: bool,
-    ) -> Result<(bool, Reason, String, Option<crate::oci::LayerInfo>), BuildError> {
+    ) -> Result<StepDone, BuildError> {
         let (stage, step) = (cx.stage, cx.step);
+        if self.opts.dry_run {
+            if st.unknown {
+                return Ok(StepDone::unknown(Reason::ParentRebuilt));
+            }
+            // A stage it reads that would rebuild: its files are known
+            // only once it has run.
+            let first = step
+                .uses_stages
+                .iter()
+                .find(|&&i| self.stage_state(i).unknown);
+            if let Some(&i) = first {
+                st.unknown = true;
+                st.missed = true;
+                let label = cx.plan.stages[i].label();
+                return Ok(StepDone::unknown(Reason::SourceStageRebuilds(label)));
+            }
+        }
         let canonical = serde_json::to_string(&step.instruction).expect("instruction serializes");
         let mut inputs = StepInputs {
             parent: Some(st.key.to_string()),
@@ -170,6 +193,7 @@ impl Solver<'_> {
             hit = self.cache.lookup(&key)?;
         }
         let mut new_entries: Option<Vec<LayerEntry>> = None;
+        let mut changed = None;
         let (record, cached, reason) = match hit {
             Some(rec) => {
                 let reason = match &rec.from {
@@ -189,6 +213,25 @@ impl Solver<'_> {
                     (_, Some(note)) if !st.missed => Reason::ImportedMiss(note),
                     _ => cache::explain(previous.as_ref(), &inputs, st.missed),
                 };
+                if let Reason::FileChanged { path, .. } = &reason {
+                    changed = Some(super::Changed {
+                        path: path.clone(),
+                        was: previous.as_ref().and_then(|p| p.files.get(path).cloned()),
+                        now: inputs.files.get(path).cloned(),
+                    });
+                }
+                if self.opts.dry_run {
+                    st.unknown = true;
+                    st.missed = true;
+                    return Ok(StepDone {
+                        cached: false,
+                        reason,
+                        key: Some(key.to_string()),
+                        layer: None,
+                        inputs: Some(Box::new(inputs)),
+                        changed,
+                    });
+                }
                 let description = format!("[{}] {}", stage.label(), step.display);
                 let rec = match op.execute(self, cx, st, &key)? {
                     Some(out) => {
@@ -234,7 +277,9 @@ impl Solver<'_> {
                 (rec, false, reason)
             }
         };
-        if self.store.history_key(&scope)?.as_deref() != Some(key.to_string().as_str()) {
+        if !self.opts.dry_run
+            && self.store.history_key(&scope)?.as_deref() != Some(key.to_string().as_str())
+        {
             self.store.put_history(
                 &scope,
                 &key.to_string(),
@@ -274,6 +319,38 @@ impl Solver<'_> {
             comment: "wbuild.dockerfile.v0".into(),
             empty_layer,
         });
-        Ok((cached, reason, key_text, kept_layer))
+        Ok(StepDone {
+            cached,
+            reason,
+            key: Some(key_text),
+            layer: kept_layer,
+            inputs: Some(Box::new(inputs)),
+            changed,
+        })
+    }
+}
+
+/// How a step ended, for its report.
+pub(super) struct StepDone {
+    cached: bool,
+    reason: Reason,
+    key: Option<String>,
+    layer: Option<crate::oci::LayerInfo>,
+    inputs: Option<Box<StepInputs>>,
+    changed: Option<super::Changed>,
+}
+
+impl StepDone {
+    /// Explaining: a step whose key cannot be known before an earlier one
+    /// runs.
+    fn unknown(reason: Reason) -> StepDone {
+        StepDone {
+            cached: false,
+            reason,
+            key: None,
+            layer: None,
+            inputs: None,
+            changed: None,
+        }
     }
 }

@@ -66,6 +66,7 @@ impl Fixture {
             pull: Default::default(),
             contexts: BTreeMap::new(),
             imported: Vec::new(),
+            dry_run: false,
         };
         Solver::new(&self.store, &self.context, opts, events)
     }

@@ -233,7 +233,7 @@ impl BlobWriter<'_> {
 /// Unix never does: there, it tries again for a while, and then keeps the
 /// blob already in place if its bytes are `d` too (never a damaged one).
 fn replace(tmp: &std::path::Path, dest: &std::path::Path, d: &Digest) -> io::Result<()> {
-    let Err(first) = crate::fs::rename_over(tmp, dest) else {
+    let Err(first) = crate::paths::rename_over(tmp, dest) else {
         return Ok(());
     };
     // Still held on Windows: if what is there already has these bytes (a

@@ -40,6 +40,7 @@ impl Solver<'_> {
                 StageState {
                     key: fixed_key(&format!("scratch {}", stage.platform.spec())),
                     missed: false,
+                    unknown: false,
                     layers: Vec::new(),
                     config,
                     history: Vec::new(),
@@ -87,6 +88,7 @@ impl Solver<'_> {
         Ok(StageState {
             key,
             missed: false,
+            unknown: false,
             layers: p.layers,
             config,
             history: p.history,
@@ -130,6 +132,7 @@ impl Solver<'_> {
         Ok(StageState {
             key,
             missed: false,
+            unknown: false,
             layers: vec![layer],
             config,
             history: vec![HistoryEntry {
