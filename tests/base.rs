@@ -184,6 +184,7 @@ fn a_looping_shell_step_times_out() {
         outputs: Vec::new(),
         progress: wbuild::request::ProgressMode::Quiet,
         metadata_file: None,
+        report: None,
         iidfile: None,
         root: Some(s.path().to_path_buf()),
         step_timeout: std::time::Duration::from_secs(1),

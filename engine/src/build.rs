@@ -678,7 +678,59 @@ fn write_tree(dir: &Path, entries: &[layer::LayerEntry]) -> std::io::Result<()> 
     Ok(())
 }
 
+/// What a build's report is made from, once the build has planned.
+struct ReportSlot {
+    collector: crate::report::Collector,
+    plan: Option<BuildPlan>,
+    root: PathBuf,
+    dockerfile: String,
+}
+
+/// Runs the build (or explains it), then writes its report — the build
+/// failed or not — as the store's last one and to `--report`.
 fn run_local(req: &BuildRequest, explain: bool) -> Result<Ran> {
+    let mut slot = None;
+    let ran = run_local_inner(req, explain, &mut slot);
+    let Some(ReportSlot {
+        collector,
+        plan: Some(plan),
+        root,
+        dockerfile,
+    }) = slot
+    else {
+        return ran;
+    };
+    let outcome = match &ran {
+        Ok(Ran::Built(b)) => Ok(format!("built {}", b.digest)),
+        Ok(Ran::Explained(..)) => return ran,
+        Err(e) => Err(e.to_string()),
+    };
+    let report = crate::report::Report::new(&dockerfile, &plan, &collector, outcome);
+    if let Err(e) = crate::report::keep_last(&root, &report) {
+        eprintln!("warning: cannot keep the build report in the store: {e}");
+    }
+    if let Some(path) = &req.report {
+        let written = export::write_atomic(path, crate::report::html(&report).as_bytes());
+        match (written, &ran) {
+            (Err(error), Ok(_)) => {
+                return Err(Error::WriteFile {
+                    flag: "--report",
+                    path: path.clone(),
+                    error: Box::new(error),
+                })
+            }
+            (Err(e), Err(_)) => eprintln!("warning: --report: {e}"),
+            (Ok(()), _) => {}
+        }
+    }
+    ran
+}
+
+fn run_local_inner(
+    req: &BuildRequest,
+    explain: bool,
+    slot: &mut Option<ReportSlot>,
+) -> Result<Ran> {
     let df = read_dockerfile(&req.dockerfile)?;
     let shown = crate::paths::shown(&req.dockerfile);
     let mut contexts = BTreeMap::new();
@@ -796,7 +848,7 @@ fn run_local(req: &BuildRequest, explain: bool) -> Result<Ran> {
     let tty = req.progress == ProgressMode::Tty
         || (req.progress == ProgressMode::Auto
             && std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let mut sink: Box<dyn Progress> = match req.progress {
+    let sink: Box<dyn Progress> = match req.progress {
         ProgressMode::Quiet => Box::new(progress::Quiet),
         ProgressMode::RawJson => Box::new(progress::RawJson::new(std::io::stderr())),
         _ if tty => Box::new(progress::Tty::new()),
@@ -829,25 +881,30 @@ fn run_local(req: &BuildRequest, explain: bool) -> Result<Ran> {
         store.end_lease()?;
         return Ok(Ran::Explained(steps, p));
     }
+    let sink = &mut slot
+        .insert(ReportSlot {
+            collector: crate::report::Collector::new(sink),
+            plan: Some(p.clone()),
+            root: root.clone(),
+            dockerfile: shown.clone(),
+        })
+        .collector;
     // A layer found damaged when read has been removed with the records
     // that held it: solving again rebuilds the steps that made it.
     let mut outcomes = Vec::new();
     for plan in &plans {
         let mut attempts = 0;
         outcomes.push(loop {
-            match Solver::build(
-                &store,
-                &ctx,
-                opts.clone(),
-                plan,
-                sink.as_mut(),
-                shared.clone(),
-            ) {
+            match Solver::build(&store, &ctx, opts.clone(), plan, sink, shared.clone()) {
                 Err(e) if attempts < 3 && e.damaged_layer().is_some() => {
                     attempts += 1;
                     eprintln!("warning: {e}; rebuilding the steps that made it");
+                    sink.restart();
                 }
-                r => break r?,
+                r => {
+                    sink.stop_recording();
+                    break r?;
+                }
             }
         });
     }

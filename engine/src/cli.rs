@@ -67,6 +67,14 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Write the HTML report of the store's last build (to stdout, or -o FILE).
+    Report {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Where to write it (default: standard output).
+        #[arg(short = 'o', long = "output", value_name = "FILE.html")]
+        output: Option<PathBuf>,
+    },
     /// List the images kept in the store (builds with no --output).
     Images {
         #[command(flatten)]
@@ -287,6 +295,9 @@ pub struct BuildArgs {
     /// Write build result metadata to a file.
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
+    /// Write the build report, one self-contained HTML file (also when the build fails).
+    #[arg(long = "report", value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
     /// Write the image ID to a file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
@@ -906,6 +917,7 @@ impl BuildArgs {
             outputs,
             progress,
             metadata_file: self.metadata_file,
+            report: self.report,
             iidfile: self.iidfile,
             root: self.root,
             pull,

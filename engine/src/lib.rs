@@ -27,6 +27,7 @@ pub mod plan;
 pub mod progress;
 #[cfg(feature = "registry")]
 pub mod registry;
+pub mod report;
 pub mod request;
 #[cfg(feature = "sandbox")]
 pub mod runimage;

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Build(b)) => build(*b),
         Some(Command::Explain { build, json, step }) => explain(*build, json, step),
+        Some(Command::Report { store, output }) => report(store, output),
         Some(Command::Debug(d)) => debug(d),
         Some(Command::Images { store }) | Some(Command::Image(ImageCommand::Ls { store })) => {
             images(store)
@@ -230,6 +231,24 @@ fn explain(args: BuildArgs, json: bool, step: Option<usize>) -> Result<()> {
         None => wbuild::explain::text(&ex),
     };
     print!("{text}");
+    Ok(())
+}
+
+fn report(store: StoreArgs, output: Option<std::path::PathBuf>) -> Result<()> {
+    let root = match &store.root {
+        Some(r) => r.clone(),
+        None => store::default_root()?,
+    };
+    let r = wbuild::report::load_last(&root).map_err(|m| anyhow::anyhow!(m))?;
+    let page = wbuild::report::html(&r);
+    match output {
+        Some(path) => wbuild::export::write_atomic(&path, page.as_bytes())
+            .map_err(|e| anyhow::anyhow!("-o {}: {e}", path.display()))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(page.as_bytes())?;
+        }
+    }
     Ok(())
 }
 

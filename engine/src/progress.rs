@@ -7,8 +7,14 @@ use std::io::Write;
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum Event {
-    /// A step starts: `name` is what BuildKit shows (`[stage 2/5] COPY …`).
-    Started { vertex: usize, name: String },
+    /// A step starts: `name` is what BuildKit shows (`[stage 2/5] COPY …`);
+    /// `stage` is its stage's index in the plan.
+    Started {
+        vertex: usize,
+        name: String,
+        #[serde(skip)]
+        stage: usize,
+    },
     /// A step was reused from the cache.
     Cached { vertex: usize, reason: String },
     /// A step ran (or, for config-only steps, was recomputed).
@@ -25,7 +31,30 @@ pub enum Event {
     },
     /// A step failed.
     Error { vertex: usize, message: String },
+    /// What a finished step's key was made of, for the build report (no
+    /// renderer shows it).
+    #[serde(skip)]
+    Detail {
+        vertex: usize,
+        detail: Box<StepDetail>,
+    },
 }
+
+/// A finished step's key, layer and inputs, for the build report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepDetail {
+    pub key: Option<String>,
+    /// The layer's size as stored (compressed); none for a config step.
+    pub layer_size: Option<u64>,
+    /// The files its key read (the first [`FILES_SHOWN`]), and how many.
+    pub files: Vec<String>,
+    pub files_total: usize,
+    /// A rebuilt step's inputs against its previous build's.
+    pub changes: Vec<crate::cache::InputChange>,
+}
+
+/// How many of a step's files a report lists.
+pub const FILES_SHOWN: usize = 500;
 
 pub trait Progress {
     fn event(&mut self, e: Event);
@@ -47,7 +76,7 @@ impl<W: Write> Plain<W> {
 impl<W: Write> Progress for Plain<W> {
     fn event(&mut self, e: Event) {
         let _ = match e {
-            Event::Started { vertex, name } => writeln!(self.out, "#{vertex} {name}"),
+            Event::Started { vertex, name, .. } => writeln!(self.out, "#{vertex} {name}"),
             // A hit from an imported cache says where it came from.
             Event::Cached { vertex, reason } => match reason.strip_prefix("cached ") {
                 Some(from) => writeln!(self.out, "#{vertex} CACHED {from}\n"),
@@ -69,6 +98,7 @@ impl<W: Write> Progress for Plain<W> {
                 text,
             } => writeln!(self.out, "#{vertex} {seconds:.3} {text}"),
             Event::Error { vertex, message } => writeln!(self.out, "#{vertex} ERROR: {message}"),
+            Event::Detail { .. } => Ok(()),
         };
         let _ = self.out.flush();
     }
@@ -87,6 +117,9 @@ impl<W: Write> RawJson<W> {
 
 impl<W: Write> Progress for RawJson<W> {
     fn event(&mut self, e: Event) {
+        if matches!(e, Event::Detail { .. }) {
+            return;
+        }
         if let Ok(line) = serde_json::to_string(&e) {
             let _ = writeln!(self.out, "{line}");
             let _ = self.out.flush();
@@ -128,7 +161,7 @@ impl Default for Tty {
 impl Progress for Tty {
     fn event(&mut self, e: Event) {
         match e {
-            Event::Started { vertex, name } => {
+            Event::Started { vertex, name, .. } => {
                 let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
                 bar.set_style(
                     indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
@@ -177,6 +210,7 @@ impl Progress for Tty {
                     .unwrap_or_default();
                 self.finish(vertex, format!("✘ #{vertex} {name}  ERROR: {message}"));
             }
+            Event::Detail { .. } => {}
         }
     }
 }
@@ -210,6 +244,7 @@ mod tests {
             p.event(Event::Started {
                 vertex: 1,
                 name: "[2/3] COPY a /a".into(),
+                stage: 0,
             });
             p.event(Event::Cached {
                 vertex: 1,
@@ -218,6 +253,7 @@ mod tests {
             p.event(Event::Started {
                 vertex: 2,
                 name: "[3/3] COPY b /b".into(),
+                stage: 0,
             });
             p.event(Event::Done {
                 vertex: 2,

@@ -103,6 +103,8 @@ pub struct BuildRequest {
     pub outputs: Vec<OutputSpec>,
     pub progress: ProgressMode,
     pub metadata_file: Option<PathBuf>,
+    /// `--report FILE.html`: the build report, written failed or not.
+    pub report: Option<PathBuf>,
     pub iidfile: Option<PathBuf>,
     pub root: Option<PathBuf>,
     pub step_timeout: std::time::Duration,

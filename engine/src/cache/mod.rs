@@ -154,6 +154,63 @@ impl std::fmt::Display for Reason {
     }
 }
 
+/// One input of a rebuilt step that differs from its previous build's:
+/// `what` names it (`file src/a.c`, `build arg MODE`, `instruction`, …);
+/// `was`/`now` are its values (none when it was added or removed).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InputChange {
+    pub what: String,
+    pub was: Option<String>,
+    pub now: Option<String>,
+}
+
+/// How many changed inputs of one step are listed.
+const CHANGES_SHOWN: usize = 200;
+
+/// Every input of `current` that differs from `previous` (the first
+/// [`CHANGES_SHOWN`]), in the order [`explain`] looks at them.
+pub fn changes(previous: &StepInputs, current: &StepInputs) -> Vec<InputChange> {
+    let mut out = Vec::new();
+    let mut one = |what: String, was: Option<&String>, now: Option<&String>| {
+        if was != now && out.len() < CHANGES_SHOWN {
+            out.push(InputChange {
+                what,
+                was: was.cloned(),
+                now: now.cloned(),
+            });
+        }
+    };
+    if previous.canonical != current.canonical {
+        one(
+            "instruction".into(),
+            Some(&previous.instruction),
+            Some(&current.instruction),
+        );
+    }
+    let maps = [
+        ("build arg", &previous.args, &current.args),
+        ("file", &previous.files, &current.files),
+        ("input", &previous.extra, &current.extra),
+    ];
+    for (kind, was, now) in maps {
+        let keys: std::collections::BTreeSet<&String> = was.keys().chain(now.keys()).collect();
+        for k in keys {
+            one(format!("{kind} {k}"), was.get(k), now.get(k));
+        }
+    }
+    one(
+        "base image".into(),
+        previous.base.as_ref(),
+        current.base.as_ref(),
+    );
+    one(
+        "parent step's key".into(),
+        previous.parent.as_ref(),
+        current.parent.as_ref(),
+    );
+    out
+}
+
 /// How a key line changed: a git ref that names another commit "moved
 /// (abc1234 → def5678)"; a file's, see [`file_change`].
 fn change_of(old: &str, new: &str) -> String {

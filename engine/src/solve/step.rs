@@ -42,6 +42,7 @@ impl Solver<'_> {
         self.emit(Event::Started {
             vertex: v,
             name: format!("[{}] {}", label_of(1), stage.from_display),
+            stage: stage.index,
         });
         let mut st = self.base_state(stage, &label_of(1))?;
         let from_cached = !st.missed;
@@ -78,6 +79,7 @@ impl Solver<'_> {
             self.emit(Event::Started {
                 vertex: v,
                 name: format!("[{label}] {}", step.display),
+                stage: stage.index,
             });
             let cx = StepCx {
                 plan,
@@ -90,6 +92,22 @@ impl Solver<'_> {
             match result {
                 Ok(done) => {
                     let reason_text = done.reason.to_string();
+                    let files = done.inputs.as_ref().map(|i| &i.files);
+                    self.emit(Event::Detail {
+                        vertex: v,
+                        detail: Box::new(crate::progress::StepDetail {
+                            key: done.key.clone(),
+                            layer_size: done.layer.as_ref().map(|l| l.size),
+                            files: files
+                                .into_iter()
+                                .flat_map(|f| f.keys())
+                                .take(crate::progress::FILES_SHOWN)
+                                .cloned()
+                                .collect(),
+                            files_total: files.map_or(0, |f| f.len()),
+                            changes: done.changes.clone(),
+                        }),
+                    });
                     self.finish_vertex(v, t0, done.cached, &reason_text);
                     reports.push(StepReport {
                         stage: stage.label(),
@@ -194,6 +212,7 @@ impl Solver<'_> {
         }
         let mut new_entries: Option<Vec<LayerEntry>> = None;
         let mut changed = None;
+        let mut changes = Vec::new();
         let (record, cached, reason) = match hit {
             Some(rec) => {
                 let reason = match &rec.from {
@@ -213,6 +232,9 @@ impl Solver<'_> {
                     (_, Some(note)) if !st.missed => Reason::ImportedMiss(note),
                     _ => cache::explain(previous.as_ref(), &inputs, st.missed),
                 };
+                if let Some(p) = &previous {
+                    changes = cache::changes(p, &inputs);
+                }
                 if let Reason::FileChanged { path, .. } = &reason {
                     changed = Some(super::Changed {
                         path: path.clone(),
@@ -230,6 +252,7 @@ impl Solver<'_> {
                         layer: None,
                         inputs: Some(Box::new(inputs)),
                         changed,
+                        changes,
                     });
                 }
                 let description = format!("[{}] {}", stage.label(), step.display);
@@ -326,6 +349,7 @@ impl Solver<'_> {
             layer: kept_layer,
             inputs: Some(Box::new(inputs)),
             changed,
+            changes,
         })
     }
 }
@@ -338,6 +362,8 @@ pub(super) struct StepDone {
     layer: Option<crate::oci::LayerInfo>,
     inputs: Option<Box<StepInputs>>,
     changed: Option<super::Changed>,
+    /// A miss's inputs against its previous build's.
+    changes: Vec<cache::InputChange>,
 }
 
 impl StepDone {
@@ -351,6 +377,7 @@ impl StepDone {
             layer: None,
             inputs: None,
             changed: None,
+            changes: Vec::new(),
         }
     }
 }
