@@ -196,6 +196,23 @@ fn build(args: BuildArgs) -> Result<()> {
     let req = args.into_request()?;
     let summary = wbuild::build::run(&req)?;
     let rebuilt = summary.steps.iter().filter(|s| !s.cached).count();
+    // What started the rebuilds: each stage's first miss that another
+    // stage did not cause.
+    if req.progress != wbuild::request::ProgressMode::Quiet {
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &summary.steps {
+            let caused = s.reason == "parent rebuilt" || s.reason.starts_with("stage ");
+            if !s.cached && seen.insert(s.stage_index) && !caused {
+                let head = format!("cause: [{}] {}", s.stage, s.instruction);
+                let width = std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    .then(|| console::Term::stderr().size_checked())
+                    .flatten()
+                    .map_or(usize::MAX, |(_, cols)| cols as usize);
+                let tail = format!("— {}", s.reason);
+                eprintln!("{}", wbuild::progress::tty_line(&head, &tail, width));
+            }
+        }
+    }
     eprintln!(
         "built {} ({} step(s), {} cached, {} rebuilt)",
         summary.digest,

@@ -128,10 +128,68 @@ impl<W: Write> Progress for RawJson<W> {
 }
 
 /// A live view for terminals: one line per step, a spinner while it
-/// runs, then `CACHED` or `DONE` with the time and the reason.
+/// runs, then `CACHED` or `DONE` with the time and the reason beside it —
+/// below it, wrapped at words, when the terminal is too narrow.
 pub struct Tty {
     multi: indicatif::MultiProgress,
     bars: std::collections::BTreeMap<usize, (indicatif::ProgressBar, String)>,
+}
+
+/// A finished step as the tty view shows it in `width` columns: `head`
+/// and `tail` on one line when they fit, else `head` cut to the width
+/// and `tail` below it, indented and wrapped at spaces.
+pub fn tty_line(head: &str, tail: &str, width: usize) -> String {
+    let one = format!("{head}  {tail}");
+    if one.chars().count() <= width {
+        return one;
+    }
+    let width = width.max(20);
+    let mut out: String = if head.chars().count() > width {
+        head.chars().take(width - 1).collect::<String>() + "…"
+    } else {
+        head.to_string()
+    };
+    let indent = "    ";
+    let mut line = String::from(indent);
+    for word in tail.split(' ') {
+        let fits = line.chars().count() + 1 + word.chars().count() <= width;
+        if line.len() > indent.len() && !fits {
+            out = out + "\n" + line.trim_end();
+            line = String::from(indent);
+        }
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        // A word longer than the line is cut where the line ends.
+        let room = width.saturating_sub(line.chars().count()).max(1);
+        if word.chars().count() > room {
+            let mut rest: Vec<char> = word.chars().collect();
+            while rest.len() > room {
+                let cut: String = rest.drain(..width - indent.len()).collect();
+                if line.len() > indent.len() {
+                    out = out + "\n" + line.trim_end();
+                }
+                out = out + "\n" + indent + &cut;
+                line = String::from(indent);
+            }
+            line.extend(rest);
+        } else {
+            line.push_str(word);
+        }
+    }
+    if line.len() > indent.len() {
+        out = out + "\n" + line.trim_end();
+    }
+    out
+}
+
+/// What a cache hit's reason says beside `CACHED`.
+fn hit_text(reason: &str) -> String {
+    match reason.strip_prefix("cached (cache-from ") {
+        Some(from) => format!("from {}", from.trim_end_matches(')')),
+        None if reason.is_empty() || reason == "hit" => "inputs unchanged".into(),
+        None => reason.to_string(),
+    }
 }
 
 impl Tty {
@@ -144,8 +202,13 @@ impl Tty {
         }
     }
 
-    fn finish(&mut self, vertex: usize, line: String) {
-        if let Some((bar, _)) = self.bars.remove(&vertex) {
+    /// Ends a step's line: `mark #N name`, then `tail`.
+    fn finish(&mut self, vertex: usize, mark: &str, tail: String) {
+        if let Some((bar, name)) = self.bars.remove(&vertex) {
+            let width = console::Term::stderr()
+                .size_checked()
+                .map_or(100, |(_, cols)| cols as usize);
+            let line = tty_line(&format!("{mark} #{vertex} {name}"), &tail, width);
             bar.set_style(indicatif::ProgressStyle::with_template("{msg}").expect("template"));
             bar.finish_with_message(line);
         }
@@ -164,51 +227,33 @@ impl Progress for Tty {
             Event::Started { vertex, name, .. } => {
                 let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
                 bar.set_style(
-                    indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                    indicatif::ProgressStyle::with_template("{spinner} {wide_msg} {elapsed}")
                         .expect("template"),
                 );
                 bar.set_message(format!("#{vertex} {name}"));
                 bar.enable_steady_tick(std::time::Duration::from_millis(100));
                 self.bars.insert(vertex, (bar, name));
             }
-            Event::Cached { vertex, .. } => {
-                let name = self
-                    .bars
-                    .get(&vertex)
-                    .map(|b| b.1.clone())
-                    .unwrap_or_default();
-                self.finish(vertex, format!("✔ #{vertex} {name}  CACHED"));
+            Event::Cached { vertex, reason } => {
+                self.finish(vertex, "✔", format!("CACHED · {}", hit_text(&reason)));
             }
             Event::Done {
                 vertex,
                 seconds,
                 reason,
             } => {
-                let name = self
-                    .bars
-                    .get(&vertex)
-                    .map(|b| b.1.clone())
-                    .unwrap_or_default();
                 let why = if reason.is_empty() {
                     String::new()
                 } else {
-                    format!("  (rebuilt: {reason})")
+                    format!(" · rebuilt: {reason}")
                 };
-                self.finish(
-                    vertex,
-                    format!("✔ #{vertex} {name}  DONE {seconds:.1}s{why}"),
-                );
+                self.finish(vertex, "✔", format!("DONE {seconds:.1}s{why}"));
             }
             Event::Log { vertex, text, .. } => {
                 let _ = self.multi.println(format!("#{vertex} {text}"));
             }
             Event::Error { vertex, message } => {
-                let name = self
-                    .bars
-                    .get(&vertex)
-                    .map(|b| b.1.clone())
-                    .unwrap_or_default();
-                self.finish(vertex, format!("✘ #{vertex} {name}  ERROR: {message}"));
+                self.finish(vertex, "✘", format!("ERROR: {message}"));
             }
             Event::Detail { .. } => {}
         }
@@ -235,6 +280,27 @@ impl Progress for Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tty_lines_fit_the_terminal() {
+        let head = "✔ #4 [content 4/4] COPY message.txt /message.txt";
+        let tail = "DONE 0.0s · rebuilt: message.txt content changed";
+        assert_eq!(tty_line(head, tail, 120), format!("{head}  {tail}"));
+        let narrow = tty_line(head, tail, 40);
+        for l in narrow.lines() {
+            assert!(l.chars().count() <= 40, "{l:?} in\n{narrow}");
+        }
+        assert_eq!(
+            narrow,
+            "✔ #4 [content 4/4] COPY message.txt /me…\n    DONE 0.0s · rebuilt: message.txt\n    content changed"
+        );
+        // Nothing is lost but the cut head: every word of the tail is there.
+        let long = tty_line("✔ #1 x", &format!("ERROR: {}", "a".repeat(90)), 40);
+        assert_eq!(long.replace(['\n', ' '], "").matches('a').count(), 90);
+        assert!(long.lines().all(|l| l.chars().count() <= 40), "{long}");
+        assert_eq!(hit_text("hit"), "inputs unchanged");
+        assert_eq!(hit_text("cached (cache-from local:/c)"), "from local:/c");
+    }
 
     #[test]
     fn plain_format() {
