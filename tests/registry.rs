@@ -455,19 +455,16 @@ fn pull_errors_are_clear_and_store_nothing() {
 
 /// `wbuild build` with a Docker config of its own (`DOCKER_CONFIG`).
 fn build_with_docker_config(p: &Project, config: &Path) -> std::process::Output {
-    harness::bin::command()
-        .args([
-            "build",
-            "--progress",
-            "plain",
-            "-o",
-            "type=local,dest=out",
-            ".",
-        ])
-        .current_dir(p.dir.path())
-        .env("WBUILD_ROOT", p.store.path())
+    let args = [
+        "build",
+        "--progress",
+        "plain",
+        "-o",
+        "type=local,dest=out",
+        ".",
+    ];
+    harness::command_in(p.dir.path(), p.store.path(), &args)
         .env("DOCKER_CONFIG", config)
-        .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .unwrap()
 }

@@ -483,6 +483,17 @@ pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
     }
 }
 
+/// What started a build's rebuilds: each stage's first rebuilt step that
+/// another stage (or the step before it) did not cause.
+pub fn first_causes(steps: &[StepReport]) -> Vec<&StepReport> {
+    let mut seen = std::collections::BTreeSet::new();
+    steps
+        .iter()
+        .filter(|s| !s.cached && seen.insert(s.stage_index))
+        .filter(|s| s.reason != "parent rebuilt" && !s.reason.starts_with("stage "))
+        .collect()
+}
+
 /// What `wbuild explain` found: each needed step's report in plan order
 /// (cached or not, why, its key's inputs), nothing run.
 pub struct Explained {

@@ -67,6 +67,9 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build, then build again whenever a file of the context or the
+    /// Dockerfile changes, saying each time what was rebuilt and why.
+    Watch(Box<BuildArgs>),
     /// Write the HTML report of the store's last build (to stdout, or -o FILE).
     Report {
         #[command(flatten)]

@@ -35,3 +35,4 @@ pub mod runimage;
 pub mod sandbox;
 pub mod solve;
 pub mod store;
+pub mod watch;

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Some(Command::Build(b)) => build(*b),
         Some(Command::Explain { build, json, step }) => explain(*build, json, step),
         Some(Command::Report { store, output }) => report(store, output),
+        Some(Command::Watch(b)) => watch(*b),
         Some(Command::Debug(d)) => debug(d),
         Some(Command::Images { store }) | Some(Command::Image(ImageCommand::Ls { store })) => {
             images(store)
@@ -196,21 +197,16 @@ fn build(args: BuildArgs) -> Result<()> {
     let req = args.into_request()?;
     let summary = wbuild::build::run(&req)?;
     let rebuilt = summary.steps.iter().filter(|s| !s.cached).count();
-    // What started the rebuilds: each stage's first miss that another
-    // stage did not cause.
+    // What started the rebuilds.
     if req.progress != wbuild::request::ProgressMode::Quiet {
-        let mut seen = std::collections::BTreeSet::new();
-        for s in &summary.steps {
-            let caused = s.reason == "parent rebuilt" || s.reason.starts_with("stage ");
-            if !s.cached && seen.insert(s.stage_index) && !caused {
-                let head = format!("cause: [{}] {}", s.stage, s.instruction);
-                let width = std::io::IsTerminal::is_terminal(&std::io::stderr())
-                    .then(|| console::Term::stderr().size_checked())
-                    .flatten()
-                    .map_or(usize::MAX, |(_, cols)| cols as usize);
-                let tail = format!("— {}", s.reason);
-                eprintln!("{}", wbuild::progress::tty_line(&head, &tail, width));
-            }
+        let width = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            .then(|| console::Term::stderr().size_checked())
+            .flatten()
+            .map_or(usize::MAX, |(_, cols)| cols as usize);
+        for s in wbuild::build::first_causes(&summary.steps) {
+            let head = format!("cause: [{}] {}", s.stage, s.instruction);
+            let tail = format!("— {}", s.reason);
+            eprintln!("{}", wbuild::progress::tty_line(&head, &tail, width));
         }
     }
     eprintln!(
@@ -221,6 +217,22 @@ fn build(args: BuildArgs) -> Result<()> {
         rebuilt
     );
     Ok(())
+}
+
+fn watch(args: BuildArgs) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let req = args.into_request()?;
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            // Twice: the build in flight is abandoned, as a killed build
+            // is (the store keeps what it finished, and nothing half-made).
+            std::process::exit(130);
+        }
+        eprintln!("stopping (a build in flight finishes first; Ctrl-C again abandons it)");
+    })?;
+    wbuild::watch::watch(&req, &mut std::io::stdout(), &stop).map_err(|m| anyhow::anyhow!(m))
 }
 
 fn explain(args: BuildArgs, json: bool, step: Option<usize>) -> Result<()> {

@@ -135,14 +135,21 @@ pub fn wbuild(dir: &Path, store: &Path, args: &[&str]) -> Output {
 
 /// As [`wbuild`], with these environment variables set.
 pub fn wbuild_with(dir: &Path, store: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    bin::command()
-        .args(args)
-        .current_dir(dir)
-        .env("WBUILD_ROOT", store)
-        .env_remove("SOURCE_DATE_EPOCH")
+    command_in(dir, store, args)
         .envs(envs.iter().copied())
         .output()
         .unwrap()
+}
+
+/// `wbuild ARGS` in `dir` on the store `store`, without the caller's
+/// `SOURCE_DATE_EPOCH`, not started yet.
+pub fn command_in(dir: &Path, store: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = bin::command();
+    c.args(args)
+        .current_dir(dir)
+        .env("WBUILD_ROOT", store)
+        .env_remove("SOURCE_DATE_EPOCH");
+    c
 }
 
 /// The steps of a metadata file.
