@@ -21,12 +21,15 @@ impl Store {
 
     /// Blobs no cache record, image or live lease refers to.
     pub fn unreferenced_blobs(&self) -> Result<Vec<Digest>> {
-        let live = self.live_builds()?;
+        self.unreferenced_in(&self.db())
+    }
+
+    fn unreferenced_in(&self, db: &rusqlite::Connection) -> Result<Vec<Digest>> {
+        let live = self.live_builds(db)?;
         if live.iter().any(|l| l != self.lease.id()) {
             // Another build is running; it may be about to use any blob.
             return Ok(Vec::new());
         }
-        let db = self.db();
         let mut referenced = std::collections::HashSet::new();
         for q in [
             "SELECT digest FROM cache_blobs",
@@ -162,14 +165,23 @@ impl Store {
     }
 
     /// Removes the blobs nothing holds (none while another build runs);
-    /// how many went and their bytes.
+    /// how many went and their bytes. The index's write lock is held from
+    /// the check for running builds to the last removal: a build that
+    /// begins meanwhile waits for it (its lease is a write), so it never
+    /// finds, or writes again under the same digest, a blob this sweep is
+    /// about to remove.
     pub(super) fn remove_unreferenced_blobs(&self) -> Result<(usize, u64)> {
+        let mut db = self.db();
+        let tx = db
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.ix(e))?;
         let (mut n, mut bytes) = (0, 0);
-        for d in self.unreferenced_blobs()? {
+        for d in self.unreferenced_in(&tx)? {
             bytes += self.blob_size(&d).unwrap_or(0);
             self.remove_blob(&d)?;
             n += 1;
         }
+        tx.commit().map_err(|e| self.ix(e))?;
         Ok((n, bytes))
     }
 

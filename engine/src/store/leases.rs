@@ -235,8 +235,7 @@ impl Store {
 
     /// The builds (lease ids) that hold blobs and are still running; the
     /// records of those that are gone are removed.
-    pub(super) fn live_builds(&self) -> Result<Vec<String>> {
-        let db = self.db();
+    pub(super) fn live_builds(&self, db: &rusqlite::Connection) -> Result<Vec<String>> {
         let ids: Vec<String> = {
             let mut st = db
                 .prepare("SELECT id FROM leases")
