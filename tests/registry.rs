@@ -1253,3 +1253,92 @@ fn the_cache_travels_through_a_registry_and_inline() {
     ]);
     assert!(b.log.contains("warning: cache-from registry:"), "{}", b.log);
 }
+
+/// A Docker config that logs in to `registry` as `ci`.
+fn login_config(registry: &str) -> tempfile::TempDir {
+    let config = tempfile::tempdir().unwrap();
+    let token = base64_of("ci:the-password");
+    fs::write(
+        config.path().join("config.json"),
+        format!("{{\"auths\": {{\"{registry}\": {{\"auth\": \"{token}\"}}}}}}"),
+    )
+    .unwrap();
+    config
+}
+
+/// The Docker config's password goes to the registry's token server only
+/// over HTTPS or on the registry's own host: a plain-HTTP realm on another
+/// host gets no Authorization (and the pull goes on with an anonymous
+/// token), while one on the registry's host gets it. A blob redirected to
+/// another host gets no Authorization either.
+#[test]
+fn credentials_stay_with_the_registry_and_its_own_host() {
+    use harness::fakereg::{layer, Behaviour, FakeRegistry};
+    let reg = FakeRegistry::start(Behaviour::default());
+    let other_host = format!("http://localhost:{}/token", reg.port);
+    reg.behave(Behaviour {
+        realm: Some(other_host),
+        redirect_blobs: true,
+        ..Default::default()
+    });
+    reg.put_image(
+        "team/base",
+        "1",
+        &[layer(&[("hello.txt", "hi\n")])],
+        |_, _| {},
+    );
+    let p = Project::new(&[(
+        "Dockerfile",
+        &format!("FROM {}/team/base:1\nENV X=1\n", reg.addr),
+    )]);
+    let config = login_config(&reg.addr);
+    let o = build_with_docker_config(&p, config.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(fs::read_to_string(p.path("out/hello.txt")).unwrap(), "hi\n");
+    assert!(
+        err.contains("does not send the Docker config's credentials"),
+        "{err}"
+    );
+    let seen = reg.seen();
+    let token: Vec<_> = seen
+        .iter()
+        .filter(|s| s.path.starts_with("/token"))
+        .collect();
+    assert!(!token.is_empty(), "{seen:?}");
+    assert!(
+        token.iter().all(|s| s.authorization.is_none()),
+        "the password went to another host: {seen:?}"
+    );
+    let external: Vec<_> = seen
+        .iter()
+        .filter(|s| s.path.starts_with("/external/"))
+        .collect();
+    assert!(!external.is_empty(), "{seen:?}");
+    assert!(
+        external
+            .iter()
+            .all(|s| s.authorization.is_none() && s.host.starts_with("localhost")),
+        "a redirected blob carried credentials: {seen:?}"
+    );
+
+    // A realm on the registry's own host gets the login.
+    let p = Project::new(&[(
+        "Dockerfile",
+        &format!("FROM {}/team/base:1\nENV X=2\n", reg.addr),
+    )]);
+    reg.behave(Behaviour {
+        realm: Some(format!("http://{}/token", reg.addr)),
+        ..Default::default()
+    });
+    let o = build_with_docker_config(&p, config.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let seen = reg.seen();
+    assert!(
+        seen.iter().any(|s| s.path.starts_with("/token")
+            && s.authorization
+                .as_deref()
+                .is_some_and(|a| a.starts_with("Basic "))),
+        "{seen:?}"
+    );
+}

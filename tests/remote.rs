@@ -580,6 +580,63 @@ impl Drop for GitDaemon {
     }
 }
 
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A bare repository `NAME.git` in `base` with these files (and these
+/// submodules: path, URL, commit) on its main; returns its commit.
+fn bare_repo(
+    base: &std::path::Path,
+    name: &str,
+    files: &[(&str, &str)],
+    submodules: &[(&str, &str, &str)],
+) -> String {
+    let work = base.join(format!("{name}-work"));
+    std::fs::create_dir_all(&work).unwrap();
+    for (f, body) in files {
+        std::fs::write(work.join(f), body).unwrap();
+    }
+    let mut modules = String::new();
+    for (path, url, _) in submodules {
+        modules += &format!("[submodule \"{path}\"]\n\tpath = {path}\n\turl = {url}\n");
+    }
+    if !modules.is_empty() {
+        std::fs::write(work.join(".gitmodules"), modules).unwrap();
+    }
+    git(&work, &["init", "-q"]);
+    git(&work, &["add", "."]);
+    for (path, _, commit) in submodules {
+        git(
+            &work,
+            &[
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                &format!("160000,{commit},{path}"),
+            ],
+        );
+    }
+    git(&work, &["commit", "-q", "-m", name]);
+    let bare = base.join(format!("{name}.git"));
+    git(
+        base,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    git(&work, &["rev-parse", "HEAD"])
+}
+
 /// Submodules are filled in at the commit the tree names, from the
 /// relative URL `.gitmodules` gives, unless `submodules=false`;
 /// `--keep-git-dir` keeps a `.git` that git itself reads back (HEAD at the
@@ -633,7 +690,11 @@ fn git_submodules_and_keep_git_dir() {
     git(&main, &["commit", "-q", "-m", "main"]);
     let commit = git(&main, &["rev-parse", "HEAD"]);
     git(t.path(), &["clone", "-q", "--bare", "mainwork", "main.git"]);
-    let url = format!("file://{}", t.path().join("main.git").display());
+    // Over git's own protocol: a relative submodule URL stays on the
+    // server (over file:// it would be a path on the host, see below).
+    let port = free_port();
+    let _daemon = GitDaemon::start(t.path(), port);
+    let url = format!("git://127.0.0.1:{port}/main.git");
 
     let p = Project::with_dockerfile(&format!(
         "FROM scratch\nADD {url}#main /m/\nADD {url}?branch=main&submodules=false /n/\nADD --keep-git-dir=true {url}#main /k/\n"
@@ -687,6 +748,196 @@ fn git_submodules_and_keep_git_dir() {
     let err = p.fails(&[]);
     assert!(
         err.contains("submodule at other") && err.contains("submodules=false"),
+        "{err}"
+    );
+}
+
+/// Every file under `dir` named `name`.
+fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if e.file_name() == name {
+            found.push(p.clone());
+        }
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            found.extend(files_named(&p, name));
+        }
+    }
+    found
+}
+
+/// A repository's `.gitmodules` cannot run a command on the build host
+/// (a URL git would take as an option, `ext::`), nor read the host's own
+/// repositories (`file://`, a plain path, or a relative URL that leaves a
+/// local top repository); a local submodule inside a local top repository
+/// is fine. The user's git config (here an `insteadOf`) applies to the URL
+/// the user wrote, not to URLs a repository names. Both as `ADD <git>` and
+/// as the build context.
+#[test]
+fn submodule_urls_cannot_run_commands_or_read_the_host() {
+    if !harness::have_tool("git", &["--version"]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let srv = t.path().join("srv");
+    let real = srv.join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    // A repository of the host's, outside what is served.
+    let secret = bare_repo(
+        t.path(),
+        "host-secret",
+        &[("secret.txt", "SECRET-OF-THE-HOST\n")],
+        &[],
+    );
+    let secret_path = t.path().join("host-secret.git");
+    let sub = bare_repo(&real, "sub", &[("sub.txt", "sub\n")], &[]);
+    let port = free_port();
+    let _daemon = GitDaemon::start(&srv, port);
+    let served = format!("git://127.0.0.1:{port}");
+    // The user's own config: `alias/` is `real/`.
+    let user_config = t.path().join("user.gitconfig");
+    std::fs::write(
+        &user_config,
+        format!("[url \"{served}/real/\"]\n\tinsteadOf = {served}/alias/\n"),
+    )
+    .unwrap();
+    let p = Project::with_dockerfile("FROM scratch\n");
+    let build = |p: &Project| {
+        harness::wbuild_with(
+            p.dir.path(),
+            p.store.path(),
+            &["build", "--progress", "plain", "."],
+            &[("GIT_CONFIG_GLOBAL", user_config.to_str().unwrap())],
+        )
+    };
+    let host = secret_path.display().to_string();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "upload-pack",
+            "--upload-pack=touch PWNED".into(),
+            "starts with '-'",
+        ),
+        ("short-u", "-utouch PWNED".into(), "starts with '-'"),
+        ("ext", "ext::sh -c touch% PWNED".into(), "not allowed"),
+        ("file-url", format!("file://{host}"), "a path on this host"),
+        ("host-path", host.clone(), "a path on this host"),
+        // The user's alias does not reach a repository's URLs.
+        ("alias", format!("{served}/alias/sub.git"), "cannot fetch"),
+    ];
+    for (name, url, refusal) in &cases {
+        let commit = if name.contains("file") || name.contains("path") {
+            &secret
+        } else {
+            &sub
+        };
+        bare_repo(
+            &real,
+            name,
+            &[("top.txt", "top\n")],
+            &[("lib", url, commit)],
+        );
+        let top = format!("{served}/real/{name}.git");
+        // As ADD, and as the build context (its Dockerfile the repo's).
+        p.write("Dockerfile", &format!("FROM scratch\nADD {top}#main /m/\n"));
+        for o in [
+            build(&p),
+            harness::wbuild_with(
+                p.dir.path(),
+                p.store.path(),
+                &["build", "--progress", "plain", &format!("{top}#main")],
+                &[("GIT_CONFIG_GLOBAL", user_config.to_str().unwrap())],
+            ),
+        ] {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success(), "{name}: {err}");
+            assert!(
+                err.contains("submodule lib") && err.contains(refusal),
+                "{name}: {err}"
+            );
+            assert!(!err.contains("SECRET-OF-THE-HOST"), "{name}: {err}");
+        }
+    }
+    for dir in [t.path(), p.dir.path(), p.store.path()] {
+        assert!(files_named(dir, "PWNED").is_empty(), "a command ran");
+    }
+    // The user's alias applies to the URL the user wrote; the submodule's
+    // real URL works.
+    bare_repo(
+        &real,
+        "good",
+        &[("top.txt", "top\n")],
+        &[("lib", &format!("{served}/real/sub.git"), &sub)],
+    );
+    let out = p.store.path().join("out");
+    // Builds into `out`, which must succeed.
+    let build_out = |envs: &[(&str, &str)]| {
+        let o = harness::wbuild_with(
+            p.dir.path(),
+            p.store.path(),
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+                ".",
+            ],
+            envs,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    p.write(
+        "Dockerfile",
+        &format!("FROM scratch\nADD {served}/alias/good.git#main /m/\n"),
+    );
+    build_out(&[("GIT_CONFIG_GLOBAL", user_config.to_str().unwrap())]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("m/lib/sub.txt")).unwrap(),
+        "sub\n"
+    );
+
+    // A local top repository: a submodule inside it is fine, one beside
+    // it is the host's.
+    let local = t.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let top = local.join("top.git");
+    let inner = bare_repo(&local, "inner", &[("inner.txt", "inner\n")], &[]);
+    bare_repo(
+        &local,
+        "top",
+        &[("top.txt", "top\n")],
+        &[("lib", "./inner.git", &inner)],
+    );
+    std::fs::rename(local.join("inner.git"), top.join("inner.git")).unwrap();
+    p.write(
+        "Dockerfile",
+        &format!("FROM scratch\nADD file://{}#main /m/\n", top.display()),
+    );
+    build_out(&[]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("m/lib/inner.txt")).unwrap(),
+        "inner\n"
+    );
+    bare_repo(
+        &local,
+        "escapes",
+        &[("top.txt", "top\n")],
+        &[("lib", "../../host-secret.git", &secret)],
+    );
+    p.write(
+        "Dockerfile",
+        &format!(
+            "FROM scratch\nADD file://{}#main /m/\n",
+            local.join("escapes.git").display()
+        ),
+    );
+    let err = p.fails(&[]);
+    assert!(
+        err.contains("a path on this host") && err.contains("outside the build's repository"),
         "{err}"
     );
 }

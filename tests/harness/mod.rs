@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 pub mod bin;
+pub mod fakereg;
 pub mod registry;
 
 /// A build context and a store, both temporary.

@@ -14,14 +14,71 @@ use crate::fs::Meta;
 use crate::request::GitSource;
 use crate::store::Store;
 
+/// Whose URL a git command may reach, and how. Every command runs with
+/// transports allowed by name only (https, http, ssh, git; `ext::` never)
+/// and no fsmonitor or hooks a repository could choose. A URL the user
+/// wrote gets the user's git config (credential helpers, proxies); a URL a
+/// repository names (`.gitmodules`) gets none of it. `file` (a path on
+/// this host) only where [`Access::file`] says so.
+#[derive(Clone, Copy)]
+struct Access {
+    /// The user's global and system git config applies.
+    user_config: bool,
+    /// The `file` transport (and plain host paths) may be used.
+    file: bool,
+}
+
+impl Access {
+    /// The user's own URL: their config applies; a host path only when the
+    /// URL itself is one (`file://`).
+    fn user(remote: &str) -> Access {
+        Access {
+            user_config: true,
+            file: is_local(remote),
+        }
+    }
+}
+
+/// The store's own repositories, reached by path.
+const OWN: Access = Access {
+    user_config: true,
+    file: true,
+};
+
 fn git(args: &[&str], dir: Option<&Path>) -> Result<Vec<u8>, String> {
+    git_as(args, dir, OWN)
+}
+
+fn git_as(args: &[&str], dir: Option<&Path>, access: Access) -> Result<Vec<u8>, String> {
     let mut c = Command::new("git");
+    let file = if access.file { "always" } else { "never" };
+    for setting in [
+        "protocol.allow=never".to_string(),
+        "protocol.https.allow=always".into(),
+        "protocol.http.allow=always".into(),
+        "protocol.ssh.allow=always".into(),
+        "protocol.git.allow=always".into(),
+        "protocol.ext.allow=never".into(),
+        format!("protocol.file.allow={file}"),
+        "core.fsmonitor=false".into(),
+        // No hooks: a directory that does not exist.
+        format!("core.hooksPath={}", no_config_file().display()),
+    ] {
+        c.arg("-c").arg(setting);
+    }
     // `--git-dir` comes before the subcommand.
     if let Some(d) = dir {
         c.arg("--git-dir").arg(d);
     }
+    if !access.user_config {
+        // Neither the user's nor the system's config: a repository's URL
+        // gets no credential helper, proxy or `insteadOf` of theirs.
+        c.env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", no_config_file());
+    }
     c.args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_PROTOCOL_FROM_USER", "0")
         .stdin(Stdio::null());
     let o = c
         .output()
@@ -32,6 +89,46 @@ fn git(args: &[&str], dir: Option<&Path>) -> Result<Vec<u8>, String> {
     Ok(o.stdout)
 }
 
+/// A config file that does not exist (git then reads none).
+fn no_config_file() -> PathBuf {
+    std::env::temp_dir().join("wbuild-no-git-config-3f9a1c")
+}
+
+/// Whether a git URL names a path on this host: `file://`, or a path
+/// (absolute, `./`, `../`, or no `host:` before its first `/`).
+fn is_local(url: &str) -> bool {
+    if url.starts_with("file://") {
+        return true;
+    }
+    if url.contains("://") {
+        return false;
+    }
+    // scp-like `[user@]host:path` has a `:` before any `/` (and is not a
+    // Windows drive letter).
+    let bytes = url.as_bytes();
+    let drive = bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic();
+    match (url.find(':'), url.find('/')) {
+        (Some(c), Some(s)) if c < s && !drive => false,
+        (Some(_), None) if !drive => false,
+        _ => true,
+    }
+}
+
+/// The host path a local URL names.
+fn local_path(url: &str) -> PathBuf {
+    PathBuf::from(url.strip_prefix("file://").unwrap_or(url))
+}
+
+/// Refuses a URL or ref git would read as an option (`--upload-pack=…`).
+fn not_an_option(what: &str, value: &str) -> Result<(), String> {
+    if value.starts_with('-') {
+        return Err(format!(
+            "{what} {value:?} starts with '-', which git would take as an option: refused"
+        ));
+    }
+    Ok(())
+}
+
 fn is_full_commit(r: &str) -> bool {
     (r.len() == 40 || r.len() == 64) && r.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -39,11 +136,19 @@ fn is_full_commit(r: &str) -> bool {
 /// The commit the source's reference names now (`git ls-remote`), checked
 /// against its checksum.
 pub fn resolve(src: &GitSource) -> Result<String, String> {
+    not_an_option("the git URL", &src.remote)?;
+    if let Some(r) = &src.reference {
+        not_an_option("the git ref", r)?;
+    }
     let commit = match &src.reference {
         Some(r) if is_full_commit(r) => r.to_ascii_lowercase(),
         r => {
-            let out = git(&["ls-remote", &src.remote], None)
-                .map_err(|e| format!("cannot list the remote's refs: {e}"))?;
+            let out = git_as(
+                &["ls-remote", "--", &src.remote],
+                None,
+                Access::user(&src.remote),
+            )
+            .map_err(|e| format!("cannot list the remote's refs: {e}"))?;
             let text = String::from_utf8_lossy(&out);
             let refs: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('\t')).collect();
             let want = r.clone().unwrap_or_else(|| "HEAD".into());
@@ -102,6 +207,8 @@ pub fn tree(
         submodules: src.submodules,
         prefix: String::new(),
         depth: 0,
+        access: Access::user(&src.remote),
+        top: &src.remote,
     };
     let repo = top.fill(store, tmp.path(), &mut entries)?;
     if src.keep_git_dir && src.subdir.trim_matches('/').is_empty() {
@@ -122,6 +229,10 @@ struct Checkout<'a> {
     /// Where its entries go in the whole tree (`lib/` for a submodule).
     prefix: String,
     depth: usize,
+    /// What git may do to reach `remote`.
+    access: Access,
+    /// The URL the user wrote (the top repository's).
+    top: &'a str,
 }
 
 impl Checkout<'_> {
@@ -134,7 +245,13 @@ impl Checkout<'_> {
         entries: &mut Vec<LayerEntry>,
     ) -> Result<PathBuf, String> {
         let repo = store_repo(store, self.remote)?;
-        fetch(&repo, self.remote, self.commit, &self.shown_ref)?;
+        fetch(
+            &repo,
+            self.remote,
+            self.commit,
+            &self.shown_ref,
+            self.access,
+        )?;
         let subdir = self.subdir.trim_matches('/');
         let treeish = if subdir.is_empty() {
             self.commit.to_string()
@@ -156,6 +273,14 @@ impl Checkout<'_> {
                 f.next().unwrap_or(""),
                 f.next().unwrap_or(""),
             );
+            if path
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == ".." || c.eq_ignore_ascii_case(".git"))
+            {
+                return Err(format!(
+                    "the tree has an entry {path:?} that git itself would refuse to check out"
+                ));
+            }
             let at = format!("{}{path}", self.prefix);
             match mode {
                 "040000" => entries.push(entry(&at, Meta::dir(0o755), Content::None)),
@@ -195,6 +320,8 @@ impl Checkout<'_> {
                 format!("the tree has a submodule at {whole} that .gitmodules does not name: add ?submodules=false to the URL to take the tree without it")
             })?;
             let remote = submodule_remote(self.remote, url);
+            let access = submodule_access(self.top, &remote)
+                .map_err(|e| format!("submodule {whole}: {e}"))?;
             Checkout {
                 remote: &remote,
                 commit: &id,
@@ -203,6 +330,8 @@ impl Checkout<'_> {
                 submodules: true,
                 prefix: format!("{}{path}/", self.prefix),
                 depth: self.depth + 1,
+                access,
+                top: self.top,
             }
             .fill(store, tmp, entries)
             .map_err(|e| format!("submodule {whole} ({remote} at {id}): {e}"))?;
@@ -215,13 +344,31 @@ impl Checkout<'_> {
 /// first (`--depth 1`), then by the ref that named it, then (a submodule's
 /// commit on a server that serves no commits by id) every branch and tag.
 /// The commit gets a ref of its own, so git's housekeeping keeps it.
-fn fetch(repo: &Path, remote: &str, commit: &str, shown_ref: &str) -> Result<(), String> {
+fn fetch(
+    repo: &Path,
+    remote: &str,
+    commit: &str,
+    shown_ref: &str,
+    access: Access,
+) -> Result<(), String> {
+    not_an_option("the git URL", remote)?;
+    not_an_option("the git ref", shown_ref)?;
     let have = |c: &str| git(&["cat-file", "-e", &format!("{c}^{{commit}}")], Some(repo)).is_ok();
     if !have(commit) {
         let shallow = |what: &str| {
-            git(
-                &["fetch", "-q", "--depth", "1", "--no-tags", remote, what],
+            git_as(
+                &[
+                    "fetch",
+                    "-q",
+                    "--depth",
+                    "1",
+                    "--no-tags",
+                    "--",
+                    remote,
+                    what,
+                ],
                 Some(repo),
+                access,
             )
         };
         let mut last = shallow(commit).err();
@@ -229,15 +376,17 @@ fn fetch(repo: &Path, remote: &str, commit: &str, shown_ref: &str) -> Result<(),
             last = shallow(shown_ref).err();
         }
         if !have(commit) && shown_ref == commit {
-            last = git(
+            last = git_as(
                 &[
                     "fetch",
                     "-q",
+                    "--",
                     remote,
                     "+refs/heads/*:refs/wbuild-heads/*",
                     "+refs/tags/*:refs/tags/*",
                 ],
                 Some(repo),
+                access,
             )
             .err();
         }
@@ -295,6 +444,43 @@ fn submodule_urls(
         .into_iter()
         .filter_map(|(name, path)| urls.remove(&name).map(|u| (path, u)))
         .collect())
+}
+
+/// What git may do to fetch a submodule from `url` (already resolved
+/// against its superproject) under the top repository `top`: never the
+/// user's git config, and a path on this host only when `top` is itself
+/// local and the submodule's repository lies inside it (git refuses local
+/// submodules by default since 2.38.1, `protocol.file.allow=user`).
+fn submodule_access(top: &str, url: &str) -> Result<Access, String> {
+    not_an_option("its URL", url)?;
+    if !is_local(url) {
+        return Ok(Access {
+            user_config: false,
+            file: false,
+        });
+    }
+    let refuse = |why: &str| {
+        Err(format!(
+            "its URL {url:?} is a path on this host, {why}: a repository may not make the build read the host's repositories (git refuses local submodules too); serve it over git, ssh or https, or add ?submodules=false to the URL"
+        ))
+    };
+    if !is_local(top) {
+        return refuse("and the build's repository is not local");
+    }
+    let inside = match (
+        std::fs::canonicalize(local_path(url)),
+        std::fs::canonicalize(local_path(top)),
+    ) {
+        (Ok(sub), Ok(top)) => sub.starts_with(&top),
+        _ => false,
+    };
+    if !inside {
+        return refuse(&format!("outside the build's repository {top}"));
+    }
+    Ok(Access {
+        user_config: false,
+        file: true,
+    })
 }
 
 /// A submodule's URL as git resolves it: `./x` and `../x` are relative to

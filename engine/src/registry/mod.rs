@@ -173,6 +173,15 @@ impl<'s> Puller<'s> {
         is_local(registry) || self.insecure.iter().any(|h| h == registry)
     }
 
+    /// `http` or `https`, as `registry` is spoken to.
+    fn scheme(&self, registry: &str) -> &'static str {
+        if self.plain_http(registry) {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
     /// Turns a registry error into a message; a refusal says which
     /// credentials were tried and how to log in.
     fn explainer(
@@ -244,14 +253,23 @@ impl<'s> Puller<'s> {
         };
         match docker_credential::get_credential(server) {
             Ok(docker_credential::DockerCredential::UsernamePassword(u, p)) => {
+                // oci-client sends them to the token server the registry
+                // names: only over HTTPS, or to the registry's own host.
+                let scheme = self.scheme(registry);
+                if let Some(realm) = self
+                    .rt
+                    .block_on(token_realm(scheme, registry))
+                    .filter(|realm| !may_send_credentials(realm, registry))
+                {
+                    eprintln!(
+                        "warning: {registry} sends logins to {realm}, plain HTTP on another host: wbuild does not send the Docker config's credentials there, and asks for an anonymous token"
+                    );
+                    return Ok(RegistryAuth::Anonymous);
+                }
                 Ok(RegistryAuth::Basic(u, p))
             }
             Ok(docker_credential::DockerCredential::IdentityToken(token)) => {
-                let scheme = if self.plain_http(registry) {
-                    "http"
-                } else {
-                    "https"
-                };
+                let scheme = self.scheme(registry);
                 let scope = format!(
                     "repository:{}:{}",
                     r.repository(),
@@ -892,22 +910,15 @@ async fn identity_exchange(
     token: &str,
 ) -> Result<String, String> {
     let http = http_client()?;
-    let ping = http
-        .get(format!("{scheme}://{registry}/v2/"))
-        .send()
-        .await
-        .map_err(|e| error_text(&e))?;
-    let challenge = ping
-        .headers()
-        .get("www-authenticate")
-        .and_then(|h| h.to_str().ok())
-        .ok_or("the registry asks for no token (no WWW-Authenticate on /v2/)")?
-        .to_string();
-    let params = bearer_params(&challenge)
-        .ok_or_else(|| format!("the registry's challenge is not Bearer: {challenge:?}"))?;
+    let params = challenge(&http, scheme, registry).await?;
     let realm = params
         .get("realm")
         .ok_or("the registry's challenge names no realm")?;
+    if !may_send_credentials(realm, registry) {
+        return Err(format!(
+            "the registry sends logins to {realm}, plain HTTP on another host: wbuild does not send the identity token there"
+        ));
+    }
     let mut form = vec![
         ("grant_type", "refresh_token".to_string()),
         ("refresh_token", token.to_string()),
@@ -941,6 +952,55 @@ async fn identity_exchange(
         .or_else(|| v["token"].as_str())
         .map(String::from)
         .ok_or_else(|| "the token server gave no access_token".into())
+}
+
+/// The parameters of the Bearer challenge the registry's `/v2/` answers.
+async fn challenge(
+    http: &reqwest::Client,
+    scheme: &str,
+    registry: &str,
+) -> Result<HashMap<String, String>, String> {
+    let ping = http
+        .get(format!("{scheme}://{registry}/v2/"))
+        .send()
+        .await
+        .map_err(|e| error_text(&e))?;
+    let challenge = ping
+        .headers()
+        .get("www-authenticate")
+        .and_then(|h| h.to_str().ok())
+        .ok_or("the registry asks for no token (no WWW-Authenticate on /v2/)")?
+        .to_string();
+    bearer_params(&challenge)
+        .ok_or_else(|| format!("the registry's challenge is not Bearer: {challenge:?}"))
+}
+
+/// The token server a registry names, if it names one.
+async fn token_realm(scheme: &str, registry: &str) -> Option<String> {
+    let http = http_client().ok()?;
+    challenge(&http, scheme, registry)
+        .await
+        .ok()?
+        .get("realm")
+        .cloned()
+}
+
+/// Whether the registry's credentials may go to its token server `realm`:
+/// over HTTPS, or to the registry's own host.
+fn may_send_credentials(realm: &str, registry: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(realm) else {
+        return false;
+    };
+    let registry_host = registry
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(registry, |(host, _)| host)
+        .trim_matches(['[', ']']);
+    url.scheme() == "https"
+        || url.host_str().is_some_and(|h| {
+            h.trim_matches(['[', ']'])
+                .eq_ignore_ascii_case(registry_host)
+        })
 }
 
 /// A plain HTTP client (rustls on ring) with wbuild's timeouts.
@@ -1249,5 +1309,21 @@ mod tests {
         assert_eq!(p["service"], "reg");
         assert_eq!(p["scope"], "repository:a:pull");
         assert!(bearer_params("Basic realm=x").is_none());
+    }
+
+    #[test]
+    fn credentials_go_to_a_realm_over_https_or_on_the_registry_host() {
+        assert!(may_send_credentials("https://auth.example/token", "reg.io"));
+        assert!(may_send_credentials(
+            "http://127.0.0.1:9/token",
+            "127.0.0.1:5000"
+        ));
+        assert!(may_send_credentials("http://[::1]:9/t", "[::1]:5000"));
+        assert!(!may_send_credentials(
+            "http://localhost:9/token",
+            "127.0.0.1:5000"
+        ));
+        assert!(!may_send_credentials("http://evil.example/token", "reg.io"));
+        assert!(!may_send_credentials("not a url", "reg.io"));
     }
 }
