@@ -180,6 +180,7 @@ fn a_looping_shell_step_times_out() {
         no_cache: false,
         no_cache_filter: Vec::new(),
         context_modes: Default::default(),
+        allow: Vec::new(),
         secrets: Vec::new(),
         outputs: Vec::new(),
         progress: wbuild::request::ProgressMode::Quiet,
@@ -835,4 +836,23 @@ fn links_made_where_the_host_keeps_them_as_files_give_the_linux_image() {
         let o = build(d.path(), s.path(), &[]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
+}
+
+/// A failing RUN of a long script names it shortened (at most twice: its
+/// progress line and the error), then its exit code and last output, not
+/// its whole text five times.
+#[test]
+fn a_failing_long_run_is_named_short() {
+    let filler: String = (0..400).map(|i| format!("FILL{i} ")).collect();
+    let p = harness::Project::with_dockerfile(&format!(
+        "FROM wbuild/base\nRUN echo MARK-OF-THE-STEP {filler} > /dev/null && echo the-last-words && exit 3\n"
+    ));
+    let err = p.fails(&[]);
+    assert!(
+        err.contains("exited with code 3") && err.contains("the-last-words"),
+        "{err}"
+    );
+    assert!(err.matches("MARK-OF-THE-STEP").count() <= 2, "{err}");
+    assert!(!err.contains("FILL399"), "{err}");
+    assert!(err.len() < 2000, "{} bytes: {err}", err.len());
 }

@@ -280,3 +280,88 @@ fn export_errors_fail_the_build_unless_ignored() {
         String::from_utf8_lossy(&o.stderr).contains("warning: cache-from registry:127.0.0.1:1/c")
     );
 }
+
+/// A layer blob of an imported cache with a flipped byte: a warning names
+/// it, the steps that used it are rebuilt, the build succeeds with the
+/// right files (it failed every build until `--cache-from` was dropped),
+/// whether the blob is first read by a step or by the output.
+#[test]
+fn a_flipped_byte_in_an_imported_cache_is_a_miss_with_a_warning() {
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path().join("c");
+    let p = project();
+    p.build(&[
+        "--cache-to",
+        &format!("type=local,dest={},mode=max", c.display()),
+    ]);
+    let mut flipped = Vec::new();
+    for b in blobs_in(&c) {
+        let path = c.join("blobs/sha256").join(&b);
+        let mut bytes = fs::read(&path).unwrap();
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x55;
+            fs::write(&path, &bytes).unwrap();
+            flipped.push(b);
+        }
+    }
+    assert!(!flipped.is_empty());
+    for out in ["type=local,dest=out", "type=oci,dest=out.tar"] {
+        let q = copy_of(&p);
+        let b = q.build(&[
+            "--cache-from",
+            &format!("type=local,src={}", c.display()),
+            "-o",
+            out,
+        ]);
+        assert!(
+            b.log.contains("warning: local:") && b.log.contains("is damaged"),
+            "{}",
+            b.log
+        );
+        assert!(
+            flipped.iter().any(|f| b.log.contains(f.as_str())),
+            "{}",
+            b.log
+        );
+        assert!(b.steps.iter().any(|s| !s.cached), "{:?}", b.steps);
+        let damaged: Vec<_> = b
+            .steps
+            .iter()
+            .filter(|s| s.reason.contains("is damaged"))
+            .collect();
+        assert!(!damaged.is_empty(), "{:?}", b.steps);
+        if out.starts_with("type=local") {
+            assert_eq!(fs::read_to_string(q.path("out/app/a")).unwrap(), "alpha\n");
+            assert_eq!(
+                fs::read_to_string(q.path("out/app/joined")).unwrap(),
+                "alpha\nbeta\n"
+            );
+        }
+    }
+}
+
+/// `kill -9` during `--cache-to type=local` leaves temp files; the next
+/// export to that directory removes them.
+#[test]
+fn a_killed_export_leaves_no_temp_files_after_the_next() {
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path().join("c");
+    let p = project();
+    let to = format!("type=local,dest={},mode=max", c.display());
+    p.build(&["--cache-to", &to]);
+    // What a writer killed mid-copy leaves (its pid long gone).
+    let stale = [
+        c.join("blobs/sha256")
+            .join(format!("{}.tmp-999999", "ab".repeat(32))),
+        c.join("index.tmp-999999"),
+    ];
+    for s in &stale {
+        fs::write(s, b"half a blob").unwrap();
+    }
+    p.write("src/a", "changed\n");
+    p.build(&["--cache-to", &to]);
+    for s in &stale {
+        assert!(!s.exists(), "{} is still there", s.display());
+    }
+}

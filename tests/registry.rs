@@ -1342,3 +1342,86 @@ fn credentials_stay_with_the_registry_and_its_own_host() {
         "{seen:?}"
     );
 }
+
+/// Changes an image's config and manifest before they are stored.
+type Edit = dyn Fn(&mut serde_json::Value, &mut serde_json::Value);
+
+/// An image whose manifest or config lies fails its FROM clearly, naming
+/// the field, and nothing of it is kept: a layer size of 2^62, -1 or 10
+/// for a bigger blob, a diff-id that is not the layer's. A layer whose
+/// bytes match its digest but cannot be unpacked says the registry serves
+/// a broken layer, naming the image (never "not in the store").
+#[test]
+fn an_image_that_lies_about_its_layers_fails_clearly() {
+    use harness::fakereg::{layer, Behaviour, FakeRegistry};
+    let reg = FakeRegistry::start(Behaviour::default());
+    let good = layer(&[("f.txt", "a file\n")]);
+    let cases: Vec<(&str, Box<Edit>, &str)> = vec![
+        (
+            "huge",
+            Box::new(|_, m| m["layers"][0]["size"] = serde_json::json!(1u64 << 62)),
+            "is 4611686018427387904 bytes",
+        ),
+        (
+            "negative",
+            Box::new(|_, m| m["layers"][0]["size"] = serde_json::json!(-1)),
+            "a size of -1",
+        ),
+        (
+            "small",
+            Box::new(|_, m| m["layers"][0]["size"] = serde_json::json!(10)),
+            "is 10 bytes",
+        ),
+        (
+            "diffid",
+            Box::new(|c, _| {
+                c["rootfs"]["diff_ids"][0] =
+                    serde_json::json!(format!("sha256:{}", "ab".repeat(32)))
+            }),
+            "rootfs.diff_ids",
+        ),
+    ];
+    for (name, edit, says) in &cases {
+        reg.put_image(name, "1", std::slice::from_ref(&good), edit);
+        let p = Project::with_dockerfile(&format!("FROM {}/{name}:1\nLABEL a=b\n", reg.addr));
+        let err = p.fails(&["-o", "type=oci,dest=out.tar"]);
+        assert!(err.contains(says), "{name}: {err}");
+        assert!(!p.path("out.tar").exists(), "{name}");
+        // Asked again, it fails the same way: nothing wrong was kept.
+        let again = p.fails(&["-o", "type=oci,dest=out.tar"]);
+        assert!(again.contains(says), "{name}: {again}");
+    }
+    // Bytes that match their digest, but no tar a reader takes (a header
+    // whose uid is not a number), used by a COPY from the image.
+    let mut raw = Vec::new();
+    {
+        let mut h = tar::Header::new_ustar();
+        h.set_path("bad.txt").unwrap();
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.as_ustar_mut().unwrap().uid = *b"zzzzzzz\0";
+        h.set_cksum();
+        raw.extend_from_slice(h.as_bytes());
+        raw.extend_from_slice(b"hi");
+        raw.resize(512 * 2, 0);
+        raw.resize(raw.len() + 1024, 0);
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    let broken = (gz.finish().unwrap(), harness::fakereg::sha256(&raw));
+    reg.put_image("broken", "1", &[broken], |_, _| {});
+    let p = Project::with_dockerfile(&format!(
+        "FROM {}/broken:1 AS b\nFROM scratch\nCOPY --from=b /bad.txt /x\n",
+        reg.addr
+    ));
+    let err = p.fails(&[]);
+    assert!(
+        err.contains("of the pulled image")
+            && err.contains("broken:1")
+            && err.contains("registry serves a broken layer"),
+        "{err}"
+    );
+    assert!(!err.contains("is not in the store"), "{err}");
+}

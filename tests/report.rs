@@ -254,6 +254,24 @@ fn a_failed_build_has_its_report_too() {
     // And the store keeps it as the last build's.
     let o = p.run(&["report"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), page);
+    // A build that fails before its first step (a Dockerfile that does
+    // not parse, an image that cannot be pulled) has one too, with the
+    // error.
+    for (dockerfile, says) in [
+        ("FROM scratch\nNOSUCH x\n", "NOSUCH"),
+        ("FROM 127.0.0.1:9/none/such:1\n", "127.0.0.1:9"),
+    ] {
+        p.write("Dockerfile", dockerfile);
+        let early = p.path("early.html");
+        let _ = std::fs::remove_file(&early);
+        let err = p.fails(&["--report", early.to_str().unwrap()]);
+        assert!(err.contains(says), "{err}");
+        let page = std::fs::read_to_string(&early).unwrap();
+        assert!(
+            page.contains("✗ build failed:") && page.contains(says),
+            "{page}"
+        );
+    }
     // A store with no build has none, and says so.
     let fresh = tempfile::tempdir().unwrap();
     let o = harness::wbuild(p.dir.path(), fresh.path(), &["report"]);

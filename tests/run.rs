@@ -201,10 +201,55 @@ fn clear_errors_for_what_is_not_there() {
     assert!(c.fails(&[]).contains("no sockets"));
     fs::write(
         c.path("Dockerfile"),
-        "FROM scratch\nCOPY Dockerfile /bin/x\nRUN [\"/bin/x\"]\n",
+        "FROM scratch\nCOPY --chmod=755 Dockerfile /bin/x\nRUN [\"/bin/x\"]\n",
     )
     .unwrap();
     assert!(c.fails(&[]).contains("not a WebAssembly module"));
+    // --security=insecure is an entitlement, as in buildx: refused
+    // without --allow security.insecure, and said to change nothing with it.
+    fs::write(
+        c.path("Dockerfile"),
+        format!("{BASE}RUN --security=insecure [\"probe\", \"--echo\", \"ran\"]\n"),
+    )
+    .unwrap();
+    let err = c.fails(&[]);
+    assert!(
+        err.contains("security.insecure is not allowed")
+            && err.contains("--allow security.insecure")
+            && err.contains("Dockerfile:3"),
+        "{err}"
+    );
+    let b = c.build(&["--allow", "security.insecure"]);
+    assert!(b.log.contains("changes nothing here"), "{}", b.log);
+    let o = c.run(&["build", "--allow", "everything", "."]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("invalid entitlement"),
+        "{err}"
+    );
+}
+
+/// An exec-form RUN of a file with no execute bit is refused as Linux
+/// refuses it (EACCES), with runc's exit code 126.
+#[test]
+fn exec_form_needs_an_execute_bit() {
+    let Some(c) = Ctx::new(&format!(
+        "{BASE}COPY --chmod=644 probe.wasm /bin/noexec\nRUN [\"/bin/noexec\", \"--echo\", \"ran\"]\n"
+    )) else {
+        return;
+    };
+    let err = c.fails(&[]);
+    assert!(
+        err.contains("exited with code 126") && err.contains("permission denied"),
+        "{err}"
+    );
+    assert!(!err.contains("ran\n"), "{err}");
+    fs::write(
+        c.path("Dockerfile"),
+        format!("{BASE}COPY --chmod=755 probe.wasm /bin/yesexec\nRUN [\"/bin/yesexec\", \"--echo\", \"ran\"]\n"),
+    )
+    .unwrap();
+    c.build(&[]);
 }
 
 #[test]
@@ -516,7 +561,7 @@ fn big_arguments_and_escaping_symlinks() {
 #[test]
 fn components_run_directly() {
     let Some(c) = Ctx::new(&format!(
-        "{BASE}COPY hello.component.wasm /bin/hello\nRUN [\"hello\"]\n"
+        "{BASE}COPY --chmod=755 hello.component.wasm /bin/hello\nRUN [\"hello\"]\n"
     )) else {
         return;
     };
@@ -555,9 +600,10 @@ fn cache_mounts_can_start_from_a_stage_and_scripts_run_their_interpreter() {
     fs::write(c.path("seed/v"), "seeded\n").unwrap();
     let (o, _) = c.build(&[]).pair();
     assert!(String::from_utf8_lossy(&o.stderr).contains("seeded"));
-    // A file starting with #! runs its interpreter, x bit or not.
+    // A file starting with #! (and an execute bit, as Linux wants) runs
+    // its interpreter.
     fs::write(c.path("script"), "#!/bin/probe --echo\n").unwrap();
-    fs::write(c.path("Dockerfile"), format!("{BASE}COPY script /bin/script\nRUN [\"script\", \"--echo\", \"via the interpreter\"]\n")).unwrap();
+    fs::write(c.path("Dockerfile"), format!("{BASE}COPY --chmod=755 script /bin/script\nRUN [\"script\", \"--echo\", \"via the interpreter\"]\n")).unwrap();
     let (o, _) = c.build(&[]).pair();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -776,4 +822,55 @@ RUN --mount=type=cache,target=cache echo kept > cache/x && cat /src/cache/x > /c
     .unwrap();
     let err = c.fails(&[]);
     assert!(err.contains("invalid mount target \"/\""), "{err}");
+}
+
+/// A wasm core module with one import and one export, both functions of
+/// no arguments.
+fn tiny_module(import: (&str, &str), export: &str) -> Vec<u8> {
+    fn name(s: &str) -> Vec<u8> {
+        let mut v = vec![s.len() as u8];
+        v.extend_from_slice(s.as_bytes());
+        v
+    }
+    fn section(id: u8, body: Vec<u8>) -> Vec<u8> {
+        let mut v = vec![id, body.len() as u8];
+        v.extend(body);
+        v
+    }
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    m.extend(section(1, vec![1, 0x60, 0, 0]));
+    let mut imp = vec![1];
+    imp.extend(name(import.0));
+    imp.extend(name(import.1));
+    imp.extend([0, 0]);
+    m.extend(section(2, imp));
+    m.extend(section(3, vec![1, 0]));
+    let mut exp = vec![1];
+    exp.extend(name(export));
+    exp.extend([0, 1]);
+    m.extend(section(7, exp));
+    m.extend(section(10, vec![1, 2, 0, 0x0b]));
+    m
+}
+
+/// A module that is a library for an embedder (it exports `_initialize`
+/// and imports what only its host gives) is named as such, not "crashed".
+#[test]
+fn a_library_module_is_not_a_command() {
+    let p = Project::with_dockerfile(
+        "FROM scratch\nCOPY --chmod=755 lib.wasm /bin/lib\nRUN [\"/bin/lib\"]\n",
+    );
+    fs::write(
+        p.path("lib.wasm"),
+        tiny_module(("rb-js-abi-host", "f"), "_initialize"),
+    )
+    .unwrap();
+    let err = p.fails(&[]);
+    assert!(
+        err.contains("is not a WASI command")
+            && err.contains("rb-js-abi-host::f")
+            && err.contains("exports `_initialize`, not `_start`")
+            && !err.contains("crashed"),
+        "{err}"
+    );
 }

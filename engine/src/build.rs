@@ -12,7 +12,9 @@ use crate::fs::layer::{self, Compression, LayerError, LayerInfo};
 use crate::oci::{self, Image};
 use crate::plan::{self, BuildPlan, PlanRequest};
 use crate::progress::{self, Progress};
-use crate::request::{BuildRequest, NamedContext, OutputSpec, ProgressMode, SecretSource};
+use crate::request::{
+    BuildRequest, NamedContext, OutputKind, OutputSpec, ProgressMode, SecretSource,
+};
 use crate::solve::{BuildError, BuildOptions, PullPolicy, Solver, StepReport};
 use crate::store::{self, Store, StoreError};
 
@@ -73,6 +75,13 @@ pub enum Error {
     Registry(Box<crate::registry::RegistryError>),
     #[error(transparent)]
     Export(#[from] ExportError),
+    #[error("{dockerfile}:{line}: {step}: {entitlement} is not allowed: pass --allow {entitlement} to let a RUN step ask for it, as buildx does")]
+    Entitlement {
+        dockerfile: String,
+        line: usize,
+        step: String,
+        entitlement: &'static str,
+    },
 }
 
 type Result<T> = std::result::Result<T, Error>;
@@ -697,28 +706,69 @@ struct ReportSlot {
     dockerfile: String,
 }
 
+/// What RUN steps ask for beyond a sandbox, refused unless `--allow`
+/// names it (as buildx and BuildKit's solver do), and said to change
+/// nothing when allowed: every RUN step is a wasm program in any case.
+fn check_entitlements(req: &BuildRequest, plan: &BuildPlan, dockerfile: &str) -> Result<()> {
+    use crate::frontend::instructions::{Instruction, SecurityMode};
+    for &i in &plan.needed {
+        for step in &plan.stages[i].steps {
+            let Instruction::Run(run) = &step.instruction else {
+                continue;
+            };
+            if run.security == Some(SecurityMode::Insecure) {
+                if !req.allow.iter().any(|a| a == "security.insecure") {
+                    return Err(Error::Entitlement {
+                        dockerfile: dockerfile.to_string(),
+                        line: step.line,
+                        step: step.display.clone(),
+                        entitlement: "security.insecure",
+                    });
+                }
+                eprintln!(
+                    "warning: {dockerfile}:{}: RUN --security=insecure changes nothing here: every RUN step runs as a WebAssembly program in wbuild's sandbox, with no more rights than any other",
+                    step.line
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the build (or explains it), then writes its report — the build
 /// failed or not — as the store's last one and to `--report`.
 fn run_local(req: &BuildRequest, explain: bool) -> Result<Ran> {
     let mut slot = None;
     let ran = run_local_inner(req, explain, &mut slot);
-    let Some(ReportSlot {
-        collector,
-        plan: Some(plan),
-        root,
-        dockerfile,
-    }) = slot
-    else {
-        return ran;
-    };
     let outcome = match &ran {
         Ok(Ran::Built(b)) => Ok(format!("built {}", b.digest)),
         Ok(Ran::Explained(..)) => return ran,
         Err(e) => Err(e.to_string()),
     };
-    let report = crate::report::Report::new(&dockerfile, &plan, &collector, outcome);
-    if let Err(e) = crate::report::keep_last(&root, &report) {
-        eprintln!("warning: cannot keep the build report in the store: {e}");
+    let (report, root) = match (slot, outcome) {
+        (
+            Some(ReportSlot {
+                collector,
+                plan: Some(plan),
+                root,
+                dockerfile,
+            }),
+            outcome,
+        ) => (
+            crate::report::Report::new(&dockerfile, &plan, &collector, outcome),
+            Some(root),
+        ),
+        // It failed before its first step: a report of just the error.
+        (_, Err(e)) if !explain => (
+            crate::report::Report::failed_early(&crate::paths::shown(&req.dockerfile), e),
+            store_root(req).ok(),
+        ),
+        _ => return ran,
+    };
+    if let Some(root) = root.filter(|r| r.is_dir()) {
+        if let Err(e) = crate::report::keep_last(&root, &report) {
+            eprintln!("warning: cannot keep the build report in the store: {e}");
+        }
     }
     if let Some(path) = &req.report {
         let written = export::write_atomic(path, crate::report::html(&report).as_bytes());
@@ -886,6 +936,7 @@ fn run_local_inner(
     for w in &p.warnings {
         eprintln!("warning: {w}");
     }
+    check_entitlements(req, &p, &shown)?;
     if explain {
         let steps = Solver::explain(&store, &ctx, opts, &p, shared)?;
         drop(sink);
@@ -903,13 +954,41 @@ fn run_local_inner(
     // A layer found damaged when read has been removed with the records
     // that held it: solving again rebuilds the steps that made it.
     let mut outcomes = Vec::new();
+    let reads_layers = req.outputs.iter().any(|o| {
+        matches!(
+            o.kind,
+            OutputKind::Oci | OutputKind::Docker | OutputKind::Local | OutputKind::Tar
+        )
+    });
     for plan in &plans {
         let mut attempts = 0;
         outcomes.push(loop {
+            let damaged = store.damaged_imports();
             match Solver::build(&store, &ctx, opts.clone(), plan, sink, shared.clone()) {
                 Err(e) if attempts < 3 && e.damaged_layer().is_some() => {
                     attempts += 1;
                     eprintln!("warning: {e}; rebuilding the steps that made it");
+                    sink.restart();
+                }
+                // An imported cache gave a damaged blob (said as a warning):
+                // its records are misses now.
+                Err(_) if attempts < 8 && store.damaged_imports() > damaged => {
+                    attempts += 1;
+                    sink.restart();
+                }
+                // The outputs that write layers read them all: a blob still
+                // in an imported cache comes in now, while a damaged one
+                // can still be rebuilt.
+                Ok(o)
+                    if reads_layers
+                        && attempts < 8
+                        && o.image
+                            .layers
+                            .iter()
+                            .any(|l| store.ensure_blob(&l.digest).is_err())
+                        && store.damaged_imports() > damaged =>
+                {
+                    attempts += 1;
                     sink.restart();
                 }
                 r => {

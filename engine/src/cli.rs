@@ -304,6 +304,9 @@ pub struct BuildArgs {
     /// Write the image ID to a file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+    /// Allow extra privileged entitlement (e.g., "network.host", "security.insecure").
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',')]
+    pub allow: Vec<String>,
     /// Set target platform(s) for build (default wasi/wasm; several, comma-separated, make one index).
     #[arg(long, value_name = "PLATFORM", value_delimiter = ',')]
     pub platform: Vec<String>,
@@ -898,6 +901,15 @@ impl BuildArgs {
                 "must be at least 1MB",
             ));
         }
+        for a in &self.allow {
+            if !matches!(a.as_str(), "network.host" | "security.insecure") {
+                return Err(flag_err(
+                    "--allow",
+                    a,
+                    "invalid entitlement: give network.host or security.insecure",
+                ));
+            }
+        }
         let jobs = match self.jobs {
             Some(0) => return Err(flag_err("--jobs", "0", "must be at least 1")),
             Some(n) => n,
@@ -916,6 +928,7 @@ impl BuildArgs {
             no_cache: self.no_cache,
             no_cache_filter: self.no_cache_filter,
             context_modes: self.context_modes,
+            allow: self.allow,
             secrets,
             outputs,
             progress,

@@ -76,7 +76,9 @@ impl<W: Write> Plain<W> {
 impl<W: Write> Progress for Plain<W> {
     fn event(&mut self, e: Event) {
         let _ = match e {
-            Event::Started { vertex, name, .. } => writeln!(self.out, "#{vertex} {name}"),
+            Event::Started { vertex, name, .. } => {
+                writeln!(self.out, "#{vertex} {}", shortened(&name))
+            }
             // A hit from an imported cache says where it came from.
             Event::Cached { vertex, reason } => match reason.strip_prefix("cached ") {
                 Some(from) => writeln!(self.out, "#{vertex} CACHED {from}\n"),
@@ -101,6 +103,19 @@ impl<W: Write> Progress for Plain<W> {
             Event::Detail { .. } => Ok(()),
         };
         let _ = self.out.flush();
+    }
+}
+
+/// A step as an error names it: its first line, at most 100 characters
+/// (a failing RUN of a long script once printed it five times).
+pub fn shortened(step: &str) -> String {
+    const MOST: usize = 100;
+    let first = step.lines().next().unwrap_or("");
+    let more = first.len() < step.trim_end().len();
+    match first.char_indices().nth(MOST) {
+        Some((i, _)) => format!("{}…", &first[..i]),
+        None if more => format!("{first} …"),
+        None => first.to_string(),
     }
 }
 

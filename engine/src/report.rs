@@ -235,6 +235,22 @@ impl Report {
     }
 }
 
+impl Report {
+    /// The report of a build that failed before its first step (a
+    /// Dockerfile that does not parse, an image that cannot be pulled):
+    /// no steps, the error.
+    pub fn failed_early(dockerfile: &str, error: String) -> Report {
+        Report {
+            dockerfile: dockerfile.to_string(),
+            ok: false,
+            outcome: error,
+            seconds: 0.0,
+            stages: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
+}
+
 /// Where a store keeps its last build's report.
 pub fn last_path(store_root: &Path) -> PathBuf {
     store_root.join("reports").join("last.json")

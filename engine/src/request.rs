@@ -131,6 +131,9 @@ pub struct BuildRequest {
     /// `--context-modes`: the context's permission bits as they are, or
     /// git's model.
     pub context_modes: ContextModes,
+    /// `--allow`: the entitlements RUN steps may ask for
+    /// (`network.host`, `security.insecure`).
+    pub allow: Vec<String>,
 }
 
 /// What a context file's mode becomes in a layer and a key.

@@ -74,10 +74,23 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 /// Whether `path` is `of` or under it, or the temp file a write of `of`
-/// goes through (`meta.tmp-1234` for `meta.json`).
+/// goes through (`meta.tmp-1234` for `meta.json`, `.out.wbuild-partial-1234/…`
+/// for a `type=local` directory `out`).
 fn written(path: &Path, of: &Path) -> bool {
     if path.starts_with(of) {
         return true;
+    }
+    if let (Some(dir), Some(name)) = (of.parent(), of.file_name()) {
+        let partial = format!(".{}.wbuild-partial-", name.to_string_lossy());
+        if let Ok(rel) = path.strip_prefix(dir) {
+            if rel
+                .components()
+                .next()
+                .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with(&partial))
+            {
+                return true;
+            }
+        }
     }
     let tmp = of.with_extension("tmp-");
     match (path.to_str(), tmp.to_str()) {
@@ -199,6 +212,19 @@ mod tests {
         let meta = vec![PathBuf::from("/p/meta.json")];
         assert!(!matters(Path::new("/p/meta.json"), ctx, df, &meta));
         assert!(!matters(Path::new("/p/meta.tmp-4242"), ctx, df, &meta));
+        let out = [PathBuf::from("/p/out")];
+        assert!(!matters(
+            Path::new("/p/.out.wbuild-partial-7/a/b"),
+            ctx,
+            df,
+            &out
+        ));
+        assert!(matters(
+            Path::new("/p/.outx.wbuild-partial-7/a"),
+            ctx,
+            df,
+            &out
+        ));
         assert!(matters(Path::new("/p/meta.txt"), ctx, df, &meta));
         assert!(!matters(Path::new("/elsewhere/x"), ctx, df, &skip));
         let outside = Path::new("/d/app.Dockerfile");

@@ -60,6 +60,20 @@ impl CacheBackend for Caches<'_> {
         }
         for c in &self.imported {
             match c.lookup(key) {
+                Ok(Some(r))
+                    if r.layer
+                        .as_ref()
+                        .is_some_and(|l| self.local.store.is_damaged_import(&l.digest)) =>
+                {
+                    self.notes.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                        key.to_string(),
+                        format!(
+                            "{}: blob {} is damaged",
+                            c.label(),
+                            r.layer.as_ref().expect("checked").digest
+                        ),
+                    );
+                }
                 Ok(Some(r)) => {
                     // The blob comes in only when something reads it.
                     return Ok(Some(StepRecord {

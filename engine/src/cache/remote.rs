@@ -229,6 +229,19 @@ fn read_config(dir: &Path, tag: &str, digest: Option<&str>) -> Result<CacheConfi
         .map_err(|e| format!("the cache config {c} cannot be read: {e}"))
 }
 
+/// Removes the temp files (`<digest>.tmp-<pid>`) of an export that was
+/// killed while it wrote them.
+fn remove_stale_temps(blobs: &Path) {
+    let Ok(rd) = fs::read_dir(blobs) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().contains(".tmp-") {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Writes `bytes` to `path` through a temp file and a rename.
 fn write_file(label: &str, path: &Path, bytes: &[u8]) -> Result<(), RemoteError> {
     crate::fs::write_atomic(path, bytes).map_err(|(path, error)| RemoteError::Io {
@@ -300,6 +313,10 @@ pub fn export_local(
     let lock_path = dir.join("index.json.lock");
     let lock = fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
     lock.lock().map_err(io_err(&lock_path))?;
+    // Every writer holds the lock while its temp files exist: any left now
+    // are a killed writer's.
+    remove_stale_temps(&blobs);
+    remove_stale_temps(dir);
     let mut report = ExportReport {
         records: records.len(),
         ..Default::default()

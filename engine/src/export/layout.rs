@@ -3,7 +3,7 @@
 //! files, plus `manifest.json` for Docker.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -188,15 +188,41 @@ fn write_files_tar<W: Write>(store: &Store, files: Vec<OutFile>, w: W) -> Result
                     .map_err(io_err(Path::new(&f.name)))?;
             }
             OutSource::Blob(d) => {
-                let size = store.blob_size(&d).unwrap_or(0);
-                h.set_size(size);
+                // Opened first: a blob an imported cache holds comes in
+                // then, and the header takes the size of what is written.
                 let r = store.open_blob(&d)?;
-                b.append_data(&mut h, &f.name, r)
+                let size = r.len();
+                h.set_size(size);
+                let mut counted = CountingReader { inner: r, n: 0 };
+                b.append_data(&mut h, &f.name, (&mut counted).take(size))
                     .map_err(io_err(Path::new(&f.name)))?;
+                if counted.n != size {
+                    return Err(ExportError::Io {
+                        path: PathBuf::from(&f.name),
+                        error: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("blob {d} gave {} bytes, not {size}", counted.n),
+                        ),
+                    });
+                }
             }
         }
     }
     b.into_inner().map_err(io_err(Path::new("<tar>")))
+}
+
+/// Counts what passes through it.
+struct CountingReader<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: io::Read> io::Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
 }
 
 /// Writes an OCI layout directory (`tar=false`).
@@ -276,6 +302,70 @@ impl Exporter for LayoutDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Serves blobs from a directory, as an imported cache does.
+    struct Dir(std::path::PathBuf);
+
+    impl crate::store::BlobSource for Dir {
+        fn fetch(&self, d: &Digest, w: &mut dyn Write) -> io::Result<bool> {
+            match fs::read(self.0.join(d.hex())) {
+                Ok(b) => w.write_all(&b).map(|_| true),
+                Err(_) => Ok(false),
+            }
+        }
+        fn label(&self) -> String {
+            "test".into()
+        }
+    }
+
+    /// A layer blob the store brings in from a source only when the tar is
+    /// written gets a header of its own size (it once got 0, with its
+    /// bytes after it: a tar that `tar` stops reading).
+    #[test]
+    fn a_blob_brought_in_while_writing_has_its_size_in_the_header() {
+        use crate::fs::layer::{write_layer, Content, LayerEntry};
+        use crate::fs::Meta;
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let body: std::sync::Arc<[u8]> = std::sync::Arc::from(&b"some bytes of a file\n"[..]);
+        let entries = vec![LayerEntry {
+            path: "f.txt".into(),
+            meta: Meta::file(0o644, body.len() as u64, Some(Digest::of(&body))),
+            content: Content::Bytes(body.clone()),
+            whiteout: false,
+        }];
+        let layer = write_layer(&store, &entries, 0, crate::oci::Compression::Gzip, 6).unwrap();
+        // The blob leaves the store for a source that gives it on demand.
+        let away = tempfile::tempdir().unwrap();
+        fs::rename(
+            store.blob_path(&layer.digest),
+            away.path().join(layer.digest.hex()),
+        )
+        .unwrap();
+        store.add_blob_source(std::sync::Arc::new(Dir(away.path().to_path_buf())));
+        let config = crate::oci::ImageConfig::read(b"{}").unwrap();
+        let platform = crate::oci::PlatformDesc {
+            architecture: "wasm".into(),
+            os: "wasip1".into(),
+            variant: String::new(),
+        };
+        let img = crate::oci::assemble(&store, config, vec![layer.clone()], &platform).unwrap();
+        let tar = write_layout_tar(&store, &img, &[], false, Vec::new()).unwrap();
+        let mut ar = tar::Archive::new(&tar[..]);
+        let mut seen = false;
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut b = Vec::new();
+            io::Read::read_to_end(&mut e, &mut b).unwrap();
+            if name.ends_with(&layer.digest.hex()) {
+                assert_eq!(b.len() as u64, layer.size);
+                assert_eq!(Digest::of(&b), layer.digest);
+                seen = true;
+            }
+        }
+        assert!(seen, "the layer is in the tar");
+    }
 
     #[test]
     fn names() {

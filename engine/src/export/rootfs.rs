@@ -11,17 +11,41 @@ use crate::oci::{Image, IndexImage};
 use crate::store::Store;
 
 /// Materializes an image's rootfs into `dir` (`type=local`), applying the
-/// manifest's permission bits on hosts that have them.
+/// manifest's permission bits on hosts that have them. The tree is
+/// written into a temp dir beside `dir` first and moved in only when it is
+/// whole, so a failed export leaves `dir` as it was; what `dir` held
+/// besides stays (as BuildKit's local exporter merges into it).
 pub fn write_rootfs_dir(
     store: &Store,
     layers: &[LayerInfo],
     dir: &Path,
 ) -> Result<Manifest, ExportError> {
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut m = Manifest::new();
-    for l in layers {
-        layer::apply_to_dir(store, l, dir, &mut m)?;
-    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    let tmp = parent.join(format!(".{name}.wbuild-partial-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    let written = (|| -> Result<Manifest, ExportError> {
+        let mut m = Manifest::new();
+        for l in layers {
+            layer::apply_to_dir(store, l, &tmp, &mut m)?;
+        }
+        if fs::symlink_metadata(dir).is_err() {
+            fs::rename(&tmp, dir).map_err(io_err(dir))?;
+        } else {
+            merge_into(&tmp, dir)?;
+        }
+        Ok(m)
+    })();
+    let _ = fs::remove_dir_all(&tmp);
+    let m = written?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -34,6 +58,27 @@ pub fn write_rootfs_dir(
         }
     }
     Ok(m)
+}
+
+/// Moves every entry of `from` into `to`: a directory into a directory
+/// entry by entry, anything else in place of what `to` had there.
+fn merge_into(from: &Path, to: &Path) -> Result<(), ExportError> {
+    for e in fs::read_dir(from).map_err(io_err(from))? {
+        let e = e.map_err(io_err(from))?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let src_dir = e.file_type().map_err(io_err(&src))?.is_dir();
+        match fs::symlink_metadata(&dst) {
+            Ok(m) if m.is_dir() && src_dir => {
+                merge_into(&src, &dst)?;
+                continue;
+            }
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&dst).map_err(io_err(&dst))?,
+            Ok(_) => fs::remove_file(&dst).map_err(io_err(&dst))?,
+            Err(_) => {}
+        }
+        fs::rename(&src, &dst).map_err(io_err(&dst))?;
+    }
+    Ok(())
 }
 
 /// Writes the rootfs as one tar (`type=tar`).

@@ -49,6 +49,14 @@ pub enum LayerError {
     Store(#[from] StoreError),
     #[error("layer {digest} is damaged: {message}; it was removed from the store, build again to rebuild it")]
     Corrupt { digest: Digest, message: String },
+    /// A layer of an image pulled from a registry (or an OCI layout) that
+    /// cannot be unpacked: rebuilding cannot mend it.
+    #[error("layer {digest} of the pulled image {image} cannot be unpacked: {message}; the registry serves a broken layer (it was removed from the store: the next pull fetches it again, and fails the same way while the registry serves the same bytes)")]
+    BadPulled {
+        digest: Digest,
+        image: String,
+        message: String,
+    },
     #[error("the image holds /{path}, {why}; written onto this host (for a RUN step, or by type=local) it would become another tree than on Linux, so wbuild stops: build it on Linux, export it with type=oci or type=tar, or on macOS use a case-sensitive APFS volume")]
     HostName { path: String, why: String },
 }
@@ -343,6 +351,7 @@ pub fn write_layer(
     }
     let size = blob.size();
     let digest = blob.commit()?;
+    store.put_diff_id(&digest, &diff_id)?;
     Ok(LayerInfo {
         diff_id: DiffId(diff_id),
         digest,
@@ -434,12 +443,22 @@ fn each_change(
     layer: &LayerInfo,
     f: impl FnMut(Change, &mut dyn Read) -> Result<(), LayerError>,
 ) -> Result<(), LayerError> {
-    let r = read_changes(store, layer, f);
-    if matches!(r, Err(LayerError::Corrupt { .. })) {
-        let _ = store.remove_blob(&layer.digest);
-        let _ = store.forget_records_of(&layer.digest);
+    match read_changes(store, layer, f) {
+        Err(LayerError::Corrupt { digest, message }) => {
+            let pulled = store.pulled_images_with(&digest).unwrap_or_default();
+            let _ = store.remove_blob(&layer.digest);
+            let _ = store.forget_records_of(&layer.digest);
+            Err(match pulled.into_iter().next() {
+                Some(image) => LayerError::BadPulled {
+                    digest,
+                    image,
+                    message,
+                },
+                None => LayerError::Corrupt { digest, message },
+            })
+        }
+        r => r,
     }
-    r
 }
 
 fn read_changes(

@@ -27,7 +27,7 @@ use oci_client::{Client, Reference};
 use tokio::io::AsyncWriteExt;
 
 use crate::digest::Digest;
-use crate::oci::{Compression, DiffId, HistoryEntry, LayerInfo, RunConfig};
+use crate::oci::{Compression, HistoryEntry, LayerInfo, RunConfig};
 pub use crate::request::PullPolicy;
 use crate::store::Store;
 
@@ -526,9 +526,60 @@ impl<'s> Puller<'s> {
             .iter()
             .filter(|l| !self.store.has_blob(&l.digest))
             .collect();
-        if missing.is_empty() {
-            return Ok(());
+        if !missing.is_empty() {
+            self.download_layers(src, &missing)?;
         }
+        // What the manifest and the config say of each layer, checked
+        // before anything uses it or exports it again.
+        for l in layers {
+            self.check_layer(l)?;
+        }
+        Ok(())
+    }
+
+    /// A pulled layer is what its descriptor and its config say: the
+    /// blob's size, and the digest of its uncompressed tar (hashed once,
+    /// then known to the store). A layer that lies fails, naming the field.
+    fn check_layer(&self, l: &LayerInfo) -> Result<(), String> {
+        let size = self.store.blob_size(&l.digest).unwrap_or(0);
+        check_size(
+            &format!("layer {}", l.digest),
+            l.digest.as_str(),
+            l.size,
+            size,
+        )?;
+        let known = self
+            .store
+            .diff_id_of(&l.digest)
+            .map_err(|e| e.to_string())?;
+        let actual = match known {
+            Some(d) => d,
+            None => {
+                let r = crate::fs::layer::open_layer(self.store, l)
+                    .map_err(|e| format!("layer {}: {e}", l.digest))?;
+                let (d, _) = crate::digest::digest_reader(r).map_err(|e| {
+                    format!(
+                        "layer {} cannot be decompressed as {:?} ({e}): the registry serves a broken layer",
+                        l.digest, l.compression
+                    )
+                })?;
+                self.store
+                    .put_diff_id(&l.digest, &d)
+                    .map_err(|e| e.to_string())?;
+                d
+            }
+        };
+        if actual != l.diff_id.0 {
+            return Err(format!(
+                "its config's rootfs.diff_ids says layer {} unpacks to {}, but it unpacks to {actual}: the image lies about its layers",
+                l.digest, l.diff_id.0
+            ));
+        }
+        Ok(())
+    }
+
+    /// Downloads layers on up to four threads.
+    fn download_layers(&self, src: &Source<'_>, missing: &[&LayerInfo]) -> Result<(), String> {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let threads = missing.len().min(4);
         let errors: Vec<String> = std::thread::scope(|sc| {
@@ -650,45 +701,25 @@ impl<'s> Puller<'s> {
             .as_str()
             .ok_or("a manifest without a config")?
             .to_string();
+        let cfg_size = descriptor_size(cfg_desc, "its config")?;
         let cfg_bytes = self
-            .blob(
-                src,
-                &cfg_digest,
-                cfg_desc["size"].as_i64().unwrap_or(0),
-                true,
-            )
+            .blob(src, &cfg_digest, cfg_size as i64, true)
             .await
             .map_err(|m| format!("config {cfg_digest}: {m}"))?;
+        check_size("its config", &cfg_digest, cfg_size, cfg_bytes.len() as u64)?;
         blobs.push(
             cfg_digest
                 .parse()
                 .map_err(|_| format!("{cfg_digest:?} is not a sha256 digest"))?,
         );
-        let cfg: serde_json::Value = serde_json::from_slice(&cfg_bytes)
-            .map_err(|e| format!("its config is not JSON: {e}"))?;
-        let (have_os, have_arch) = (
-            cfg["os"].as_str().unwrap_or(""),
-            cfg["architecture"].as_str().unwrap_or(""),
-        );
+        let cfg = crate::oci::ImageConfig::read(&cfg_bytes)?;
+        let (have_os, have_arch) = (cfg.os.as_str(), cfg.architecture.as_str());
         if from_kept && !platform_matches(have_os, have_arch, os, arch) {
             return Err(format!(
                 "the image pulled before is for {have_os}/{have_arch}, not {os}/{arch}; pull it again with the registry reachable (without --pull=false)"
             ));
         }
-        let config: RunConfig = if cfg["config"].is_null() {
-            RunConfig::default()
-        } else {
-            serde_json::from_value(cfg["config"].clone())
-                .map_err(|e| format!("its config cannot be read: {e}"))?
-        };
-        let diff_ids: Vec<String> = cfg["rootfs"]["diff_ids"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let diff_ids = &cfg.rootfs.diff_ids;
         let descs = manifest["layers"].as_array().cloned().unwrap_or_default();
         if descs.len() != diff_ids.len() {
             return Err(format!(
@@ -699,7 +730,7 @@ impl<'s> Puller<'s> {
         }
         // The layers, in parallel; each verified as it streams.
         let mut layers = Vec::new();
-        for (desc, diff_id) in descs.iter().zip(&diff_ids) {
+        for (desc, diff_id) in descs.iter().zip(diff_ids) {
             let media = desc["mediaType"].as_str().unwrap_or("");
             let compression = compression_of(media).ok_or_else(|| {
                 format!("a layer of media type {media:?}, which wbuild cannot unpack")
@@ -708,13 +739,11 @@ impl<'s> Puller<'s> {
             let digest: Digest = d
                 .parse()
                 .map_err(|_| format!("a layer digest {d:?} that is not sha256"))?;
-            let diff: Digest = diff_id
-                .parse()
-                .map_err(|_| format!("a diff-id {diff_id:?} that is not sha256"))?;
+            let size = descriptor_size(desc, &format!("layer {digest}"))?;
             layers.push(LayerInfo {
-                diff_id: DiffId(diff),
+                diff_id: diff_id.clone(),
                 digest,
-                size: desc["size"].as_i64().unwrap_or(0).max(0) as u64,
+                size,
                 media_type: compression.media_type().to_string(),
                 compression,
             });
@@ -722,29 +751,16 @@ impl<'s> Puller<'s> {
         // The layers are fetched by the caller, outside the runtime, on
         // threads of their own (`fetch_layers`).
         blobs.extend(layers.iter().map(|l| l.digest.clone()));
-        let history = cfg["history"]
-            .as_array()
-            .map(|h| {
-                h.iter()
-                    .map(|e| HistoryEntry {
-                        created: e["created"].as_str().unwrap_or("").to_string(),
-                        created_by: e["created_by"].as_str().unwrap_or("").to_string(),
-                        comment: e["comment"].as_str().unwrap_or("").to_string(),
-                        empty_layer: e["empty_layer"].as_bool().unwrap_or(false),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         Ok((
             Pulled {
                 reference: String::new(),
-                history,
                 manifest_digest: digest,
                 config_digest: cfg_digest,
-                config,
-                os: have_os.to_string(),
-                architecture: have_arch.to_string(),
-                variant: cfg["variant"].as_str().unwrap_or("").to_string(),
+                os: cfg.os,
+                architecture: cfg.architecture,
+                variant: cfg.variant,
+                config: cfg.config,
+                history: cfg.history,
                 layers,
             },
             blobs,
@@ -897,6 +913,26 @@ impl<'s> Puller<'s> {
         }
         Err(last)
     }
+}
+
+/// A descriptor's `size`: a number of bytes (not negative, not missing).
+fn descriptor_size(desc: &serde_json::Value, what: &str) -> Result<u64, String> {
+    desc["size"].as_u64().ok_or_else(|| {
+        format!(
+            "its manifest gives {what} a size of {}, not a number of bytes: the registry serves a broken manifest",
+            desc["size"]
+        )
+    })
+}
+
+/// A blob's size is what its descriptor says.
+fn check_size(what: &str, digest: &str, said: u64, actual: u64) -> Result<(), String> {
+    if said != actual {
+        return Err(format!(
+            "its manifest says {what} is {said} bytes, but the blob {digest} is {actual} bytes: the image lies about its size"
+        ));
+    }
+    Ok(())
 }
 
 /// The OAuth2 refresh-token flow of the distribution spec's token auth:

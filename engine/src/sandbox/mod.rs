@@ -77,6 +77,10 @@ pub enum SandboxError {
     },
     #[error("{program}: crashed: {message}")]
     Trap { program: String, message: String },
+    /// A module that is not a program: a library for an embedder, or one
+    /// that needs imports no WASI runtime gives.
+    #[error("{program}: is not a WASI command: {why}")]
+    NotCommand { program: String, why: String },
     #[error("sandbox: {0}")]
     Setup(String),
     #[error("{program}: not found in the image{} (wbuild runs WebAssembly programs from the image's rootfs; FROM scratch has none)", if *.on_path { " on PATH" } else { "" })]
@@ -90,6 +94,67 @@ pub enum SandboxError {
     },
     #[error("programs nested more than {0} deep")]
     TooDeep(u32),
+}
+
+/// The import modules a core module may use: WASI preview 1 (and its
+/// older name) and wbuild's process interface.
+const PROVIDED_IMPORTS: [&str; 3] = [
+    "wasi_snapshot_preview1",
+    "wasi_unstable",
+    "wbuild:sandbox/process@0.1.0",
+];
+
+/// Refuses a core module that is not a program before it starts: one
+/// without `_start` (a library: `_initialize` is a reactor's), or one that
+/// imports from modules only its embedder gives (CRuby's
+/// `rb-js-abi-host`), saying which.
+fn check_command(module: &wasmtime::Module, program: &str) -> Result<(), SandboxError> {
+    let foreign: Vec<String> = module
+        .imports()
+        .filter(|i| !PROVIDED_IMPORTS.contains(&i.module()))
+        .map(|i| format!("{}::{}", i.module(), i.name()))
+        .collect();
+    let exports: Vec<&str> = module.exports().map(|e| e.name()).collect();
+    let has_start = exports.contains(&"_start");
+    if has_start && foreign.is_empty() {
+        return Ok(());
+    }
+    let imports = match foreign.len() {
+        0 => String::new(),
+        n => format!(
+            "it imports {}{} (which only the program it was built for provides)",
+            foreign
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            if n > 3 {
+                format!(" and {} more", n - 3)
+            } else {
+                String::new()
+            }
+        ),
+    };
+    let why = match (has_start, exports.contains(&"_initialize")) {
+        (true, _) => imports,
+        (false, reactor) => {
+            let start = if reactor {
+                "exports `_initialize`, not `_start` (a library for an embedder)"
+            } else {
+                "exports no `_start`"
+            };
+            if imports.is_empty() {
+                format!("it {start}")
+            } else {
+                format!("{imports}, and {start}")
+            }
+        }
+    };
+    Err(SandboxError::NotCommand {
+        program: program.to_string(),
+        why,
+    })
 }
 
 /// A directory the guest sees.
@@ -491,6 +556,7 @@ fn run_in_store(
     linker.allow_shadowing(false);
     add_process_to_linker(&mut linker, spec).map_err(setup)?;
     devices::add_to_linker(&mut linker).map_err(setup)?;
+    check_command(module, &spec.program_name)?;
     let instance = linker
         .instantiate(&mut store, module)
         .map_err(|e| SandboxError::Trap {

@@ -46,7 +46,7 @@ pub use ops::mounts::MountError;
 /// A build that stopped, with the step, file and line it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("{file}:{line}: {step}: {failure}")]
+    #[error("{file}:{line}: {}: {failure}", crate::progress::shortened(.step))]
     Step {
         file: String,
         line: usize,
@@ -108,8 +108,9 @@ pub enum StepFailure {
     /// what to do.
     #[error("{0}")]
     Invalid(String),
-    /// The step's program ran and exited with a code other than 0.
-    #[error("process {argv:?} exited with code {code}{}", last_output(.tail))]
+    /// The step's program ran and exited with a code other than 0 (the
+    /// step, shown before this, says what ran).
+    #[error("exited with code {code}{}", last_output(.tail))]
     Exit {
         argv: Vec<String>,
         code: i32,

@@ -123,10 +123,16 @@ impl Solver<'_> {
                     });
                 }
                 Err(e) => {
-                    self.emit(Event::Error {
-                        vertex: v,
-                        message: e.to_string(),
-                    });
+                    // The vertex already names the step, and its output
+                    // went by live: the error line says what happened.
+                    let message = match &e {
+                        BuildError::Step { failure, .. } => match failure.as_ref() {
+                            StepFailure::Exit { code, .. } => format!("exited with code {code}"),
+                            f => f.to_string(),
+                        },
+                        e => e.to_string(),
+                    };
+                    self.emit(Event::Error { vertex: v, message });
                     return Err(e);
                 }
             }

@@ -66,19 +66,51 @@ impl Store {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let mut damaged = None;
         for s in sources {
             let mut w = self.blob_writer()?;
             let path = w.path.clone();
             match s.fetch(d, &mut w) {
-                Ok(true) => {
-                    w.commit_expecting(d)?;
-                    return Ok(true);
-                }
+                Ok(true) => match w.commit_expecting(d) {
+                    Ok(_) => return Ok(true),
+                    Err(StoreError::Mismatch { actual, .. }) => {
+                        eprintln!(
+                            "warning: {}: blob {d} is damaged (its bytes hash to {actual}); the steps cached with it are rebuilt",
+                            s.label()
+                        );
+                        self.damaged
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(d.clone());
+                        damaged = Some(StoreError::DamagedImport {
+                            digest: d.clone(),
+                            actual,
+                            source_label: s.label(),
+                        });
+                    }
+                    Err(e) => return Err(e),
+                },
                 Ok(false) => {}
                 Err(error) => return Err(StoreError::Io { path, error }),
             }
         }
-        Ok(false)
+        match damaged {
+            Some(e) => Err(e),
+            None => Ok(false),
+        }
+    }
+
+    /// How many blobs imported caches gave damaged so far.
+    pub fn damaged_imports(&self) -> usize {
+        self.damaged.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether an imported cache gave `d` damaged (its records are misses).
+    pub fn is_damaged_import(&self, d: &Digest) -> bool {
+        self.damaged
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(d)
     }
 
     /// Makes sure a blob is in the store, bringing it in from a source
@@ -284,6 +316,16 @@ pub struct VerifyingReader {
 }
 
 impl VerifyingReader {
+    /// The blob's size: what the reader gives in all (the file as opened,
+    /// after a blob that was missing was brought in).
+    pub fn len(&self) -> u64 {
+        self.remaining
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+
     /// Compares what was read with the digest; a corrupt blob is removed.
     fn check(&mut self) -> io::Result<()> {
         let Some(h) = self.hasher.take() else {

@@ -42,6 +42,22 @@ impl Store {
         tx.commit().map_err(|e| self.ix(e))
     }
 
+    /// The pulled images that hold the blob `d`.
+    pub fn pulled_images_with(&self, d: &Digest) -> Result<Vec<String>> {
+        let db = self.db();
+        let mut st = db
+            .prepare(
+                "SELECT i.name FROM images i JOIN image_blobs b ON b.name = i.name
+                 WHERE i.pulled = 1 AND b.digest = ?1 ORDER BY i.name",
+            )
+            .map_err(|e| self.ix(e))?;
+        let rows = st
+            .query_map(params![d.as_str()], |r| r.get::<_, String>(0))
+            .map_err(|e| self.ix(e))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.ix(e))
+    }
+
     /// The names of images pulled from registries, with when each was
     /// last pulled or used.
     pub fn pulled_images(&self) -> Result<Vec<(String, i64)>> {
@@ -66,6 +82,33 @@ impl Store {
             )
             .map_err(|e| self.ix(e))?;
         Ok(())
+    }
+
+    /// Notes that the layer blob `digest` decompresses to `diff_id` (its
+    /// bytes were hashed).
+    pub fn put_diff_id(&self, digest: &Digest, diff_id: &Digest) -> Result<()> {
+        self.db()
+            .execute(
+                "INSERT OR REPLACE INTO diff_ids (digest, diff_id) VALUES (?1, ?2)",
+                params![digest.as_str(), diff_id.as_str()],
+            )
+            .map_err(|e| self.ix(e))?;
+        Ok(())
+    }
+
+    /// What the layer blob `digest` is known to decompress to.
+    pub fn diff_id_of(&self, digest: &Digest) -> Result<Option<Digest>> {
+        use rusqlite::OptionalExtension;
+        let found: Option<String> = self
+            .db()
+            .query_row(
+                "SELECT diff_id FROM diff_ids WHERE digest = ?1",
+                params![digest.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.ix(e))?;
+        Ok(found.and_then(|d| d.parse().ok()))
     }
 
     /// The repositories of `registry` that `digest` is known to be in.

@@ -11,7 +11,7 @@ use super::{now, Result, Store, StoreError};
 use crate::digest::Digest;
 
 /// The schema this wbuild writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migrations, in order: `MIGRATIONS[n]` takes a store from version `n` to
 /// `n + 1`. Stores made before versioning are version 0 with every table
@@ -40,6 +40,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE images ADD COLUMN pulled INTEGER NOT NULL DEFAULT 0;
      CREATE TABLE IF NOT EXISTS blob_sources (digest TEXT NOT NULL, registry TEXT NOT NULL,
         repository TEXT NOT NULL, PRIMARY KEY (digest, registry, repository));",
+    // 3: each layer blob's diff-id, once known to be true (written here,
+    // or decompressed and hashed when pulled), so an image whose config
+    // lies about one is caught without unpacking the layer again.
+    "CREATE TABLE IF NOT EXISTS diff_ids (digest TEXT PRIMARY KEY, diff_id TEXT NOT NULL);",
 ];
 
 /// Opens the index at `root/index.db`, bringing its schema up to date.

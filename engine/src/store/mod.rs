@@ -61,6 +61,14 @@ pub enum StoreError {
         "blob {expected} was received with other bytes (they hash to {actual}); nothing was stored"
     )]
     Mismatch { expected: Digest, actual: Digest },
+    /// An imported cache gave a blob with other bytes: its records are
+    /// misses now, and solving again rebuilds what they held.
+    #[error("blob {digest} from {source_label} is damaged (its bytes hash to {actual}); the steps that used it are rebuilt")]
+    DamagedImport {
+        digest: Digest,
+        actual: Digest,
+        source_label: String,
+    },
     #[error("no store location: set --root or WBUILD_ROOT (the platform has no cache directory)")]
     NoRoot,
     #[error("store {root} was written by a newer wbuild (index schema {found}, this wbuild knows up to {known}); use that wbuild, or another --root")]
@@ -117,6 +125,9 @@ pub struct Store {
     /// Where a blob the store lacks may be found (an imported cache):
     /// asked when the blob is first read, never before.
     sources: std::sync::RwLock<Vec<std::sync::Arc<dyn BlobSource>>>,
+    /// Blobs a source gave with other bytes than their digest's: the
+    /// records that hold them are misses from then on (this process).
+    damaged: std::sync::RwLock<std::collections::HashSet<Digest>>,
 }
 
 /// Somewhere outside the store that may hold a blob (`--cache-from`).
@@ -143,6 +154,7 @@ impl Store {
             lease,
             building: false,
             sources: Default::default(),
+            damaged: Default::default(),
         };
         let _ = store.clean_tmp();
         Ok(store)

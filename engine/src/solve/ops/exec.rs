@@ -282,6 +282,30 @@ impl Solver<'_> {
             .unwrap_or(DEFAULT_PATH);
         let (program_path, argv) = sandbox::resolve_program(&snap.dir, &rp.argv, &rp.cwd, path)
             .map_err(|e| fail(e.into()))?;
+        // An exec-form RUN starts its program as the kernel would: a file
+        // without an execute bit is refused (EACCES), and runc's exit code
+        // for that is 126.
+        let exec_form = matches!(&step.instruction, crate::frontend::instructions::Instruction::Run(r) if !r.command.shell_form);
+        if exec_form {
+            if let Some((_, guest)) = sandbox::find_program(&snap.dir, &rp.argv[0], &rp.cwd, path) {
+                let rel = guest.trim_start_matches('/');
+                let mode = snap
+                    .manifest
+                    .get(rel)
+                    .filter(|m| m.kind == crate::fs::Kind::File)
+                    .map(|m| m.mode);
+                if mode.is_some_and(|m| m & 0o111 == 0) {
+                    return Err(fail(StepFailure::Exit {
+                        argv: rp.argv.clone(),
+                        code: 126,
+                        tail: vec![format!(
+                            "exec {guest}: permission denied (its mode is {:04o}: no execute bit; COPY --chmod=755 or RUN chmod +x gives one)",
+                            mode.unwrap_or(0)
+                        )],
+                    }));
+                }
+            }
+        }
         let (bytes, wbox) =
             sandbox::program_bytes(&program_path, &argv[0]).map_err(|e| fail(e.into()))?;
         if wbox && !program_path.starts_with(sandbox::HIDDEN_BIN) {
