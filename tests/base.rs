@@ -181,6 +181,7 @@ fn a_looping_shell_step_times_out() {
         no_cache_filter: Vec::new(),
         context_modes: Default::default(),
         allow: Vec::new(),
+        max_download: None,
         secrets: Vec::new(),
         outputs: Vec::new(),
         progress: wbuild::request::ProgressMode::Quiet,

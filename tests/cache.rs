@@ -365,3 +365,101 @@ fn a_killed_export_leaves_no_temp_files_after_the_next() {
         assert!(!s.exists(), "{} is still there", s.display());
     }
 }
+
+/// Rewrites a cache directory's config (and the manifest and index that
+/// name it) as someone with write access to it could.
+fn rewrite_cache_config(c: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let sha = |b: &[u8]| wbuild::digest::Digest::of(b);
+    let blob = |d: &str| c.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let index_path = c.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs::read(&index_path).unwrap()).unwrap();
+    let m_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(blob(&m_digest)).unwrap()).unwrap();
+    let c_digest = manifest["config"]["digest"].as_str().unwrap().to_string();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&fs::read(blob(&c_digest)).unwrap()).unwrap();
+    edit(&mut config);
+    let config = serde_json::to_vec(&config).unwrap();
+    let cd = sha(&config);
+    fs::write(blob(cd.as_str()), &config).unwrap();
+    manifest["config"]["digest"] = serde_json::json!(cd.as_str());
+    manifest["config"]["size"] = serde_json::json!(config.len());
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let md = sha(&manifest);
+    fs::write(blob(md.as_str()), &manifest).unwrap();
+    index["manifests"][0]["digest"] = serde_json::json!(md.as_str());
+    index["manifests"][0]["size"] = serde_json::json!(manifest.len());
+    fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// A poisoned cache (a record pointed at another step's layer) gives
+/// another image, exit 0: the same trust as BuildKit's. With
+/// `--cache-from …,verify=true` a COPY's record is used only when its
+/// layer holds just the contents of the files the step reads, and a step
+/// whose layer cannot be checked (RUN) runs again: the right image.
+#[test]
+fn a_poisoned_cache_is_caught_by_verify() {
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path().join("c");
+    let p = project();
+    p.build(&[
+        "--cache-to",
+        &format!("type=local,dest={},mode=max", c.display()),
+    ]);
+    rewrite_cache_config(&c, |config| {
+        let records = config["records"].as_array_mut().unwrap();
+        let find = |d: &str| {
+            records
+                .iter()
+                .position(|r| r["description"].as_str().unwrap().ends_with(d))
+                .unwrap()
+        };
+        let joined = find("COPY --from=builder /joined /app/joined");
+        let victims = [find("COPY src/a /app/a"), find("COPY src /src")];
+        for v in victims {
+            records[v]["layer"] = records[joined]["layer"].clone();
+        }
+    });
+    let from = format!("type=local,src={}", c.display());
+    // Trusted as it is: the wrong image, and nothing says so.
+    let q = copy_of(&p);
+    let b = q.build(&["--cache-from", &from, "-o", "type=local,dest=out"]);
+    assert!(b.steps.iter().all(|s| s.cached), "{:?}", b.steps);
+    assert!(!q.path("out/app/a").exists());
+    // Verified: the poisoned record is refused and says why; what cannot
+    // be checked runs; the image is right.
+    let q = copy_of(&p);
+    let b = q.build(&[
+        "--cache-from",
+        &format!("{from},verify=true"),
+        "-o",
+        "type=local,dest=out",
+    ]);
+    let step = |i: &str| b.steps.iter().find(|s| s.instruction == i).unwrap().clone();
+    let src = step("COPY src /src");
+    assert!(
+        !src.cached
+            && src
+                .reason
+                .contains("holds /app/joined, which is none of the files the step reads"),
+        "{src:?}"
+    );
+    // A COPY --from reads the stage's files: checked, and used.
+    let from = step("COPY --from=builder /joined /app/joined");
+    assert!(from.cached, "{from:?}");
+    let a = step("COPY src/a /app/a");
+    assert!(!a.cached && a.reason.contains("holds /app/joined"), "{a:?}");
+    assert_eq!(fs::read_to_string(q.path("out/app/a")).unwrap(), "alpha\n");
+    assert_eq!(
+        fs::read_to_string(q.path("out/app/joined")).unwrap(),
+        "alpha\nbeta\n"
+    );
+    // verify= is for imports.
+    let err = q.fails(&["--cache-to", "type=local,dest=x,verify=true"]);
+    assert!(err.contains("verify= is for --cache-from"), "{err}");
+}

@@ -1425,3 +1425,47 @@ fn an_image_that_lies_about_its_layers_fails_clearly() {
     );
     assert!(!err.contains("is not in the store"), "{err}");
 }
+
+/// A registry that stalls mid-blob fails after WBUILD_HTTP_TIMEOUT seconds
+/// without a byte (one try, not three of a minute each), saying so; a
+/// layer larger than --max-download is refused before it is fetched.
+#[test]
+fn a_stalled_or_oversized_registry_blob_fails_in_time() {
+    use harness::fakereg::{layer, Behaviour, FakeRegistry};
+    let reg = FakeRegistry::start(Behaviour::default());
+    let big: String = (0..40_000).map(|i| format!("{i:x}")).collect();
+    let l = layer(&[("big.txt", &big)]);
+    let layer_digest = harness::fakereg::sha256(&l.0);
+    reg.put_image("team/big", "1", &[l], |_, _| {});
+    let p = Project::with_dockerfile(&format!("FROM {}/team/big:1\nENV X=1\n", reg.addr));
+    let err = p.fails(&["--max-download", "1KB"]);
+    assert!(
+        err.contains("the blob (its manifest says") && err.contains("is more than 1.0 KiB"),
+        "{err}"
+    );
+    let seen = reg.seen();
+    assert!(
+        !seen.iter().any(|s| s.path.contains(&layer_digest)),
+        "the layer was asked for: {seen:?}"
+    );
+    reg.behave(Behaviour {
+        stall_blobs: true,
+        ..Default::default()
+    });
+    let t0 = std::time::Instant::now();
+    let o = harness::wbuild_with(
+        p.dir.path(),
+        p.store.path(),
+        &["build", "--progress", "plain", "."],
+        &[("WBUILD_HTTP_TIMEOUT", "2")],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("sent nothing for 2 s (WBUILD_HTTP_TIMEOUT)"),
+        "{err}"
+    );
+    // Well within one default timeout: the stall was not tried again and
+    // again (a correctness bound, not a speed target).
+    assert!(t0.elapsed().as_secs() < 25, "{:?}", t0.elapsed());
+}

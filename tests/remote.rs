@@ -17,9 +17,19 @@ use harness::Project;
 /// an answer that comes too late.
 #[derive(Clone)]
 enum Page {
-    File { body: Vec<u8>, etag: String },
+    File {
+        body: Vec<u8>,
+        etag: String,
+    },
     Redirect(String),
     Slow,
+    /// Bytes without end (no Content-Length).
+    Endless,
+    /// A Content-Length of a terabyte, then a few bytes.
+    Huge,
+    /// A trickle: one byte a second, forever (the stall timeout never
+    /// fires, the size bound does).
+    Trickle,
 }
 
 /// An HTTP/1.1 server on 127.0.0.1, for as long as it lives; it records
@@ -83,6 +93,22 @@ impl Server {
                         Some(Page::Slow) => {
                             std::thread::sleep(std::time::Duration::from_secs(5));
                             b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlate".to_vec()
+                        }
+                        Some(Page::Endless) => {
+                            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+                            let chunk = vec![b'y'; 1 << 16];
+                            while conn.write_all(&chunk).is_ok() {}
+                            return;
+                        }
+                        Some(Page::Huge) => {
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 1099511627776\r\nConnection: close\r\n\r\nsome".to_vec()
+                        }
+                        Some(Page::Trickle) => {
+                            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+                            while conn.write_all(&[b'y'; 4096]).is_ok() {
+                                std::thread::sleep(std::time::Duration::from_millis(200));
+                            }
+                            return;
                         }
                         None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
                     };
@@ -304,7 +330,101 @@ fn unreachable_missing_and_slow_urls_fail_clearly() {
         &[("WBUILD_HTTP_TIMEOUT", "1")],
     );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("within 1 s"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("sent nothing for 1 s (WBUILD_HTTP_TIMEOUT)"),
+        "{err}"
+    );
+}
+
+/// Downloads and unpacks stop at a bound: `--max-download`, or the
+/// store's free disk space (less a margin), checked against a
+/// Content-Length before anything is written and against the bytes as
+/// they come; an archive that unpacks to more (a gzip bomb) stops too.
+/// A download that keeps moving, however slowly, is not a stall.
+#[test]
+fn downloads_and_unpacks_stop_at_their_bound() {
+    let srv = Server::start();
+    srv.serve("/endless", Page::Endless);
+    srv.serve("/huge", Page::Huge);
+    srv.serve("/trickle", Page::Trickle);
+    let p = Project::with_dockerfile(&format!("FROM scratch\nADD {} /x\n", srv.url("/endless")));
+    let err = p.fails(&["--max-download", "10MB"]);
+    assert!(
+        err.contains("the download is more than 10.0 MiB (--max-download 10.0 MiB)"),
+        "{err}"
+    );
+    // Nothing of it stays in the store.
+    let blobs: u64 = std::fs::read_dir(p.store.path().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(blobs < 1 << 20, "{blobs} bytes of blobs");
+    // A terabyte by its Content-Length: refused before a byte is written,
+    // by the free disk space alone.
+    p.write(
+        "Dockerfile",
+        &format!("FROM scratch\nADD {} /x\n", srv.url("/huge")),
+    );
+    let err = p.fails(&[]);
+    assert!(
+        err.contains("by its Content-Length) is more than") && err.contains("free"),
+        "{err}"
+    );
+    // A trickle is no stall: the size bound stops it.
+    p.write(
+        "Dockerfile",
+        &format!("FROM scratch\nADD {} /x\n", srv.url("/trickle")),
+    );
+    let o = harness::wbuild_with(
+        p.dir.path(),
+        p.store.path(),
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--max-download",
+            "16KB",
+            ".",
+        ],
+        &[("WBUILD_HTTP_TIMEOUT", "1")],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("is more than 16.0 KiB"),
+        "{err}"
+    );
+    // A gzip bomb: 16 MiB of zeros in a small archive.
+    let mut raw = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(16 << 20);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    raw.append_data(&mut h, "zeros", std::io::repeat(0).take(16 << 20))
+        .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&raw.into_inner().unwrap()).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 1 << 20);
+    std::fs::write(p.path("bomb.tar.gz"), &bomb).unwrap();
+    p.write("Dockerfile", "FROM scratch\nADD bomb.tar.gz /x/\n");
+    let err = p.fails(&["--max-download", "8MB"]);
+    assert!(
+        err.contains("what the archive unpacks to is more than 8.0 MiB"),
+        "{err}"
+    );
+    // The same from a URL with --unpack.
+    srv.bytes("/bomb.tar.gz", &bomb, "b1");
+    p.write(
+        "Dockerfile",
+        &format!(
+            "FROM scratch\nADD --unpack=true {} /x/\n",
+            srv.url("/bomb.tar.gz")
+        ),
+    );
+    let err = p.fails(&["--max-download", "8MB"]);
+    assert!(err.contains("is more than 8.0 MiB"), "{err}");
 }
 
 /// A gzip'd tarball of these files.

@@ -295,6 +295,8 @@ fn import_caches(
                 if let Some(w) = warning {
                     eprintln!("warning: {w}");
                 }
+                let mut c = c;
+                c.verify = verify_of(spec);
                 let c = std::sync::Arc::new(c);
                 store.add_blob_source(c.clone());
                 out.push(c);
@@ -316,6 +318,7 @@ fn import_caches(
                                 .into_iter()
                                 .map(|r| (r.key.clone(), r))
                                 .collect(),
+                            verify: verify_of(spec),
                         }));
                     }
                     Err(e) => {
@@ -354,6 +357,12 @@ fn import_caches(
         }
     }
     Ok(out)
+}
+
+/// `--cache-from …,verify=true`: use only records whose layer can be
+/// checked against the step's inputs.
+fn verify_of(spec: &crate::request::CacheSpec) -> bool {
+    spec.attr("verify") == Some("true")
 }
 
 /// The plain-HTTP registries for a registry cache: `--insecure-registry`,
@@ -546,6 +555,7 @@ fn fetch_contexts(req: &BuildRequest) -> Result<(Option<BuildRequest>, Vec<tempf
         return Ok((None, Vec::new()));
     }
     let mut store = Store::open(&store_root(req)?)?;
+    store.set_max_download(req.max_download);
     store.begin_lease()?;
     let remote = Remote::new(&store, req);
     let mut out = req.clone();
@@ -869,6 +879,7 @@ fn run_local_inner(
     let ignore = dockerignore::load(&req.context, &req.dockerfile)?;
     let root = store_root(req)?;
     let mut store = Store::open(&root)?;
+    store.set_max_download(req.max_download);
     store.begin_lease()?;
     let _ = store.clean_tmp();
     let mut ctx = Context::scan(&req.context, &ignore, Some(&store))?;

@@ -322,6 +322,9 @@ pub struct BuildArgs {
     /// Most a RUN step may write to files, with all it starts (e.g. 500MB, 10GB).
     #[arg(long, value_name = "SIZE", default_value = "10GB")]
     pub step_disk: String,
+    /// Most one download (ADD <url>, a registry layer) or unpacked archive may bring (e.g. 10GB; default: the store's free disk space less 512 MiB).
+    #[arg(long = "max-download", value_name = "SIZE")]
+    pub max_download: Option<String>,
     /// How many stages may build at once (default: the number of cores).
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
@@ -587,22 +590,29 @@ pub fn parse_cache(spec: &str, export: bool) -> Result<CacheSpec, FlagError> {
                     "compression must be gzip, zstd or uncompressed",
                 ))
             }
+            "verify" if export => {
+                return Err(flag_err(
+                    flag,
+                    spec,
+                    "verify= is for --cache-from (it checks imported records)",
+                ))
+            }
             "ignore-error" | "force-compression" | "oci-mediatypes" | "image-manifest"
-            | "registry.insecure"
+            | "registry.insecure" | "verify"
                 if !matches!(v.as_str(), "true" | "false") =>
             {
                 return Err(flag_err(flag, spec, format!("{k} must be true or false")))
             }
             "dest" | "src" | "tag" | "digest" | "mode" | "compression" | "compression-level"
             | "force-compression" | "ignore-error" | "oci-mediatypes" | "image-manifest"
-            | "ref" | "registry.insecure" => {
+            | "ref" | "registry.insecure" | "verify" => {
                 attrs.insert(k, v);
             }
             other => {
                 return Err(flag_err(
                     flag,
                     spec,
-                    format!("unknown key {other:?} (known: type, dest, src, tag, digest, mode, compression, compression-level, force-compression, ignore-error, oci-mediatypes, image-manifest, ref, registry.insecure)"),
+                    format!("unknown key {other:?} (known: type, dest, src, tag, digest, mode, compression, compression-level, force-compression, ignore-error, oci-mediatypes, image-manifest, ref, registry.insecure, verify)"),
                 ))
             }
         }
@@ -910,6 +920,13 @@ impl BuildArgs {
                 ));
             }
         }
+        let max_download = match &self.max_download {
+            Some(m) => Some(parse_size(m).map_err(|e| FlagError {
+                flag: "--max-download",
+                ..e
+            })?),
+            None => None,
+        };
         let jobs = match self.jobs {
             Some(0) => return Err(flag_err("--jobs", "0", "must be at least 1")),
             Some(n) => n,
@@ -929,6 +946,7 @@ impl BuildArgs {
             no_cache_filter: self.no_cache_filter,
             context_modes: self.context_modes,
             allow: self.allow,
+            max_download,
             secrets,
             outputs,
             progress,

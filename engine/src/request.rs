@@ -134,6 +134,9 @@ pub struct BuildRequest {
     /// `--allow`: the entitlements RUN steps may ask for
     /// (`network.host`, `security.insecure`).
     pub allow: Vec<String>,
+    /// `--max-download`: the most one download (`ADD <url>`, a registry
+    /// blob) or unpack (an archive, a layer) may bring.
+    pub max_download: Option<u64>,
 }
 
 /// What a context file's mode becomes in a layer and a key.

@@ -22,6 +22,16 @@ pub trait CacheBackend: Sync {
     /// A usable record for `key`: its layer's blob is present (and held for
     /// this build), or `None`.
     fn lookup(&self, key: &CacheKey) -> Result<Option<StepRecord>, StoreError>;
+    /// [`lookup`](Self::lookup) for a step whose inputs (`key`'s) are
+    /// known, which an imported cache with `verify=true` checks the
+    /// record's layer against.
+    fn lookup_step(
+        &self,
+        key: &CacheKey,
+        _inputs: &super::StepInputs,
+    ) -> Result<Option<StepRecord>, StoreError> {
+        self.lookup(key)
+    }
     /// Records `record` under `key`; `description` says which step made it.
     fn record(
         &self,
@@ -53,12 +63,41 @@ impl<'a> Caches<'a> {
     }
 }
 
-impl CacheBackend for Caches<'_> {
-    fn lookup(&self, key: &CacheKey) -> Result<Option<StepRecord>, StoreError> {
+impl Caches<'_> {
+    fn note(&self, key: &CacheKey, note: String) {
+        self.notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), note);
+    }
+
+    /// The local store's record, else the first imported cache's that may
+    /// be used (its blob not damaged; with `verify=true`, its layer holds
+    /// only what the step's inputs say).
+    fn find(
+        &self,
+        key: &CacheKey,
+        inputs: Option<&super::StepInputs>,
+    ) -> Result<Option<StepRecord>, StoreError> {
         if let Some(r) = self.local.lookup(key)? {
             return Ok(Some(r));
         }
         for c in &self.imported {
+            if let (true, Ok(Some(r))) = (c.verify(), c.lookup(key)) {
+                if let Some(l) = &r.layer {
+                    let why = match inputs {
+                        Some(i) => verify_layer(self.local.store, l, i)?,
+                        None => Some(
+                            "verify=true: a step whose inputs are not known cannot be checked"
+                                .into(),
+                        ),
+                    };
+                    if let Some(why) = why {
+                        self.note(key, format!("{}: {why}", c.label()));
+                        continue;
+                    }
+                }
+            }
             match c.lookup(key) {
                 Ok(Some(r))
                     if r.layer
@@ -82,15 +121,72 @@ impl CacheBackend for Caches<'_> {
                     }));
                 }
                 Ok(None) => {}
-                Err(m) => {
-                    self.notes
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(key.to_string(), m);
-                }
+                Err(m) => self.note(key, m),
             }
         }
         Ok(None)
+    }
+}
+
+/// Why an imported record's layer is not what its step makes, if it is
+/// not: a COPY or ADD lays out the files it reads, so every file of its
+/// layer must have the content of one of them (and every link the target
+/// of one); any other step's layer cannot be checked without running it.
+fn verify_layer(
+    store: &Store,
+    layer: &crate::fs::layer::LayerInfo,
+    inputs: &super::StepInputs,
+) -> Result<Option<String>, StoreError> {
+    let copies = serde_json::from_str::<serde_json::Value>(&inputs.canonical)
+        .is_ok_and(|v| matches!(v["instruction"].as_str(), Some("COPY" | "ADD")));
+    if !copies || inputs.files.is_empty() {
+        return Ok(Some(
+            "verify=true: the layer of a step other than a COPY or ADD of files cannot be checked without running it, so it runs".into(),
+        ));
+    }
+    // The content digests and link targets the step's inputs name.
+    let known: std::collections::HashSet<&str> = inputs
+        .files
+        .values()
+        .filter_map(|v| {
+            v.split_once(" -> ")
+                .map(|(_, t)| t)
+                .or_else(|| v.rsplit(' ').next().filter(|d| d.starts_with("sha256:")))
+        })
+        .collect();
+    if let Err(e) = store.ensure_blob(&layer.digest) {
+        return Ok(Some(format!("verify=true: its layer cannot be read ({e})")));
+    }
+    let mut m = crate::fs::Manifest::new();
+    if let Err(e) = crate::fs::layer::apply_to_manifest(store, layer, &mut m) {
+        return Ok(Some(format!("verify=true: its layer cannot be read ({e})")));
+    }
+    for (path, meta) in &m {
+        let what = match meta.kind {
+            crate::fs::Kind::File => meta.digest.as_ref().map(|d| d.to_string()),
+            crate::fs::Kind::Symlink => meta.link.clone(),
+            _ => continue,
+        };
+        if !what.as_deref().is_some_and(|w| known.contains(w)) {
+            return Ok(Some(format!(
+                "verify=true: its layer holds /{path}, which is none of the files the step reads: the record was not made by this step"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+impl CacheBackend for Caches<'_> {
+    fn lookup(&self, key: &CacheKey) -> Result<Option<StepRecord>, StoreError> {
+        self.find(key, None)
+    }
+
+    fn lookup_step(
+        &self,
+        key: &CacheKey,
+        inputs: &super::StepInputs,
+    ) -> Result<Option<StepRecord>, StoreError> {
+        self.find(key, Some(inputs))
     }
 
     fn record(

@@ -65,6 +65,11 @@ pub trait ImportedCache: Send + Sync + std::fmt::Debug {
     /// The record for `key`; an error says why a record it has cannot be
     /// used (its blob is missing), which makes the step a miss.
     fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, String>;
+    /// `verify=true`: a record is used only when its layer can be checked
+    /// against the step's inputs.
+    fn verify(&self) -> bool {
+        false
+    }
 }
 
 /// Records read from a registry (a cache manifest, or an image's inline
@@ -73,11 +78,15 @@ pub trait ImportedCache: Send + Sync + std::fmt::Debug {
 pub struct RecordsCache {
     pub label: String,
     pub records: HashMap<String, ExportedRecord>,
+    pub verify: bool,
 }
 
 impl ImportedCache for RecordsCache {
     fn label(&self) -> String {
         self.label.clone()
+    }
+    fn verify(&self) -> bool {
+        self.verify
     }
     fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, String> {
         Ok(self.records.get(&key.to_string()).cloned())
@@ -91,6 +100,8 @@ pub struct LocalDirCache {
     pub label: String,
     dir: PathBuf,
     records: HashMap<String, ExportedRecord>,
+    /// `verify=true`.
+    pub verify: bool,
 }
 
 fn blob_path(dir: &Path, d: &Digest) -> PathBuf {
@@ -107,6 +118,7 @@ impl LocalDirCache {
             label: label.clone(),
             dir: dir.to_path_buf(),
             records: HashMap::new(),
+            verify: false,
         };
         match read_config(dir, tag, digest) {
             Ok(cfg) => {
@@ -135,6 +147,10 @@ impl LocalDirCache {
 impl ImportedCache for LocalDirCache {
     fn label(&self) -> String {
         self.label.clone()
+    }
+
+    fn verify(&self) -> bool {
+        self.verify
     }
 
     /// The record for `key`, if this cache has it and its layer's blob is

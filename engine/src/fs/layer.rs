@@ -57,6 +57,9 @@ pub enum LayerError {
         image: String,
         message: String,
     },
+    /// It unpacks to more than the bound (`--max-download`, free disk).
+    #[error("layer {digest}: {message}")]
+    TooBig { digest: Digest, message: String },
     #[error("the image holds /{path}, {why}; written onto this host (for a RUN step, or by type=local) it would become another tree than on Linux, so wbuild stops: build it on Linux, export it with type=oci or type=tar, or on macOS use a case-sensitive APFS volume")]
     HostName { path: String, why: String },
 }
@@ -742,6 +745,8 @@ pub fn apply_to_dir(
     m: &mut Manifest,
 ) -> Result<(), LayerError> {
     let mut names = crate::fs::platform::HostNames::new(m.keys());
+    let intake = store.intake();
+    let mut written = 0u64;
     each_change(store, layer, |c, r| {
         let mut admit = |p: &str, m: &Manifest| {
             names
@@ -807,6 +812,15 @@ pub fn apply_to_dir(
                             let n = r.read(&mut buf).map_err(io_at(&p))?;
                             if n == 0 {
                                 break;
+                            }
+                            written += n as u64;
+                            if let Some(message) =
+                                intake.refuse("what the layer unpacks to", written)
+                            {
+                                return Err(LayerError::TooBig {
+                                    digest: layer.digest.clone(),
+                                    message,
+                                });
                             }
                             h.update(&buf[..n]);
                             f.write_all(&buf[..n]).map_err(io_at(&p))?;

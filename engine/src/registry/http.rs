@@ -16,6 +16,7 @@
 
 use std::time::Duration;
 
+use super::stall_timeout;
 use serde::{Deserialize, Serialize};
 
 use super::{error_text, Puller, RegistryError};
@@ -40,16 +41,6 @@ struct Record {
     digest: Digest,
     size: u64,
     name: String,
-}
-
-/// How long one request may take, in all: `WBUILD_HTTP_TIMEOUT` seconds
-/// (for tests), else 10 minutes (a large download on a slow line).
-fn timeout() -> Duration {
-    let secs = std::env::var("WBUILD_HTTP_TIMEOUT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(600);
-    Duration::from_secs(secs)
 }
 
 /// The file name BuildKit's Dockerfile frontend gives a URL's content:
@@ -139,7 +130,7 @@ impl Puller<'_> {
             Some(c) => c,
             None => {
                 let _in = rt.enter();
-                let c = super::http_client_with(timeout()).map_err(&fail)?;
+                let c = super::http_client().map_err(&fail)?;
                 self.url_client.get_or_init(|| c)
             }
         };
@@ -164,8 +155,8 @@ impl Puller<'_> {
                 Err(e) if e.is_connect() && tries < 3 => {}
                 Err(e) if e.is_timeout() => {
                     return Err(fail(format!(
-                        "no complete answer within {} s ({}); check the server, or pin the file with --checksum and let the cache keep it",
-                        timeout().as_secs(),
+                        "the server sent nothing for {} s (WBUILD_HTTP_TIMEOUT) ({}); check the server, or pin the file with --checksum and let the cache keep it",
+                        stall_timeout().as_secs(),
                         error_text(&e)
                     )))
                 }
@@ -207,14 +198,23 @@ impl Puller<'_> {
         let etag = header(reqwest::header::ETAG);
         let last_modified = header(reqwest::header::LAST_MODIFIED);
         let name = name_from_url(url);
+        // Bounded before anything is written: by what the server says it
+        // sends, then by what it does send.
+        let intake = self.store.intake();
+        if let Some(m) = resp
+            .content_length()
+            .and_then(|n| intake.refuse("the download (by its Content-Length)", n))
+        {
+            return Err(fail(m));
+        }
         let mut w = self.store.blob_writer()?;
         let mut resp = resp;
         loop {
             let chunk = rt.block_on(resp.chunk()).map_err(|e| {
                 fail(if e.is_timeout() {
                     format!(
-                        "the download stopped within {} s: {}",
-                        timeout().as_secs(),
+                        "the download stalled: nothing came for {} s (WBUILD_HTTP_TIMEOUT): {}",
+                        stall_timeout().as_secs(),
                         error_text(&e)
                     )
                 } else {
@@ -222,6 +222,9 @@ impl Puller<'_> {
                 })
             })?;
             let Some(chunk) = chunk else { break };
+            if let Some(m) = intake.refuse("the download", w.size() + chunk.len() as u64) {
+                return Err(fail(m));
+            }
             std::io::Write::write_all(&mut w, &chunk)
                 .map_err(|e| fail(format!("cannot store it: {e}")))?;
         }

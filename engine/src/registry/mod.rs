@@ -229,8 +229,8 @@ impl<'s> Puller<'s> {
                 Arc::new(Client::new(ClientConfig {
                     protocol,
                     platform_resolver: None,
-                    read_timeout: Some(Duration::from_secs(60)),
-                    connect_timeout: Some(Duration::from_secs(15)),
+                    read_timeout: Some(stall_timeout()),
+                    connect_timeout: Some(connect_timeout()),
                     // Blobs stream from the store with their size known.
                     use_monolithic_push: true,
                     ..Default::default()
@@ -881,6 +881,13 @@ impl<'s> Puller<'s> {
             size,
             ..Default::default()
         };
+        let intake = self.store.intake();
+        if let Some(m) = intake.refuse(
+            &format!("the blob (its manifest says {size} bytes)"),
+            size.max(0) as u64,
+        ) {
+            return Err(m);
+        }
         let mut last = String::new();
         for attempt in 0..3 {
             if attempt > 0 {
@@ -888,7 +895,10 @@ impl<'s> Puller<'s> {
             }
             let mut buf: Vec<u8> = Vec::new();
             let mut w = BlobSink {
-                writer: self.store.blob_writer().map_err(|e| e.to_string())?,
+                writer: intake.bounded(
+                    "the blob",
+                    self.store.blob_writer().map_err(|e| e.to_string())?,
+                ),
                 small: &mut buf,
                 keep: want,
             };
@@ -896,7 +906,10 @@ impl<'s> Puller<'s> {
                 Ok(()) => {
                     w.flush().await.map_err(|e| e.to_string())?;
                     let BlobSink { writer, .. } = w;
-                    writer.commit_expecting(&d).map_err(|e| e.to_string())?;
+                    writer
+                        .into_inner()
+                        .commit_expecting(&d)
+                        .map_err(|e| e.to_string())?;
                     return Ok(buf);
                 }
                 Err(e) => {
@@ -906,6 +919,16 @@ impl<'s> Puller<'s> {
                     if last.contains("erification") || last.contains("digest") {
                         return Err(format!(
                             "the registry sent bytes that do not match the digest ({last}); nothing was stored"
+                        ));
+                    }
+                    if last.contains("is more than") {
+                        return Err(last);
+                    }
+                    // Nor is a stall: it had its whole time.
+                    if is_timeout(&last) {
+                        return Err(format!(
+                            "the registry sent nothing for {} s (WBUILD_HTTP_TIMEOUT): {last}",
+                            stall_timeout().as_secs()
                         ));
                     }
                 }
@@ -1039,17 +1062,32 @@ fn may_send_credentials(realm: &str, registry: &str) -> bool {
         })
 }
 
-/// A plain HTTP client (rustls on ring) with wbuild's timeouts.
-fn http_client() -> Result<reqwest::Client, String> {
-    http_client_with(Duration::from_secs(60))
+/// How long any HTTP request of wbuild's (a registry's, `ADD <url>`'s, a
+/// token server's) may go without a byte: `WBUILD_HTTP_TIMEOUT` seconds,
+/// else 30. A slow download that keeps moving never times out; a stalled
+/// one fails after this, and is not tried again.
+pub fn stall_timeout() -> Duration {
+    let secs = std::env::var("WBUILD_HTTP_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(30);
+    Duration::from_secs(secs)
 }
 
-/// A plain HTTP client whose requests may take `timeout` in all.
-fn http_client_with(timeout: Duration) -> Result<reqwest::Client, String> {
+/// How long a connection may take to open.
+fn connect_timeout() -> Duration {
+    Duration::from_secs(15).min(stall_timeout())
+}
+
+/// A plain HTTP client (rustls on ring) with wbuild's timeouts: a
+/// connection within [`connect_timeout`], no read waiting longer than
+/// [`stall_timeout`].
+fn http_client() -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(15).min(timeout))
-        .timeout(timeout)
+        .connect_timeout(connect_timeout())
+        .read_timeout(stall_timeout())
         .build()
         .map_err(|e| error_text(&e))
 }
@@ -1158,9 +1196,11 @@ where
         match f().await {
             Ok(v) => return Ok(v),
             Err(e) => {
-                let transient = push::is_transient(&error_text(&e));
+                let text = error_text(&e);
                 attempt += 1;
-                if !transient || attempt >= 3 {
+                // A stall had its whole time (WBUILD_HTTP_TIMEOUT): not
+                // tried again.
+                if !push::is_transient(&text) || is_timeout(&text) || attempt >= 3 {
                     return Err(e);
                 }
                 tokio::time::sleep(Duration::from_millis(300 << attempt)).await;
@@ -1200,8 +1240,14 @@ fn compression_of(media: &str) -> Option<Compression> {
 
 /// Where a pulled blob's bytes go: the store's writer (hashing), and for a
 /// small blob a copy in memory.
+/// Whether an error's text says a request timed out.
+fn is_timeout(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("timed out") || t.contains("timeout")
+}
+
 struct BlobSink<'a, 'b> {
-    writer: crate::store::BlobWriter<'a>,
+    writer: crate::store::Bounded<crate::store::BlobWriter<'a>>,
     small: &'b mut Vec<u8>,
     keep: bool,
 }

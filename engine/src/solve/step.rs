@@ -214,7 +214,7 @@ impl Solver<'_> {
         };
         let mut hit: Option<StepRecord> = None;
         if forced.is_none() && !st.missed {
-            hit = self.cache.lookup(&key)?;
+            hit = self.cache.lookup_step(&key, &inputs)?;
         }
         let mut new_entries: Option<Vec<LayerEntry>> = None;
         let mut changed = None;

@@ -19,6 +19,7 @@ mod blobs;
 mod gc;
 mod images;
 mod index;
+mod intake;
 mod leases;
 mod policy;
 
@@ -35,6 +36,7 @@ use crate::digest::Digest;
 pub use blobs::{BlobWriter, VerifyingReader};
 pub use gc::{PruneReport, Usage};
 pub use index::{CacheRow, SCHEMA_VERSION};
+pub use intake::{shown_size, Bounded, Intake, DISK_MARGIN};
 pub use leases::OutsideTemp;
 pub use policy::{default_policies, disk_stats, GcPolicy, GcReport, Item as GcItem, Space};
 
@@ -128,6 +130,8 @@ pub struct Store {
     /// Blobs a source gave with other bytes than their digest's: the
     /// records that hold them are misses from then on (this process).
     damaged: std::sync::RwLock<std::collections::HashSet<Digest>>,
+    /// `--max-download`.
+    max_download: Option<u64>,
 }
 
 /// Somewhere outside the store that may hold a blob (`--cache-from`).
@@ -155,6 +159,7 @@ impl Store {
             building: false,
             sources: Default::default(),
             damaged: Default::default(),
+            max_download: None,
         };
         let _ = store.clean_tmp();
         Ok(store)

@@ -143,6 +143,19 @@ pub enum ArchiveError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// It unpacks to more than the bound (`--max-download`, free disk).
+    #[error("{0}")]
+    TooBig(String),
+}
+
+/// A tar reader's error: the bound it passed, or a broken archive.
+fn tar_err(e: std::io::Error) -> ArchiveError {
+    let text = e.to_string();
+    if text.contains("is more than") {
+        ArchiveError::TooBig(text)
+    } else {
+        ArchiveError::NotTar(e)
+    }
 }
 
 /// An archive entry's path as BuildKit takes it (joined to `/` and
@@ -175,6 +188,9 @@ pub(crate) fn unpack_archive(
     let f = std::fs::File::open(path)?;
     let tmp = store.temp_dir("unpack-")?;
     let mut xz_dir: Option<tempfile::TempDir> = None;
+    // A bomb stops at the bound, however well it compresses.
+    let intake = store.intake();
+    const WHAT: &str = "what the archive unpacks to";
     let r: Box<dyn Read> = match kind {
         ArchiveKind::Tar => Box::new(f),
         ArchiveKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
@@ -184,13 +200,18 @@ pub(crate) fn unpack_archive(
             // its own (kept until the entries are read), read back as tar.
             let dir = store.temp_dir("xz-")?;
             let plain = dir.path().join("plain.tar");
-            let mut out = std::fs::File::create(&plain)?;
-            lzma_rs::xz_decompress(&mut std::io::BufReader::new(f), &mut out).map_err(|e| {
-                ArchiveError::NotTar(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("xz: {e}"),
-                ))
-            })?;
+            let mut out = intake.bounded(WHAT, std::fs::File::create(&plain)?);
+            lzma_rs::xz_decompress(&mut std::io::BufReader::new(f), &mut out).map_err(
+                |e| match e {
+                    lzma_rs::error::Error::IoError(e) if e.to_string().contains("is more than") => {
+                        ArchiveError::TooBig(e.to_string())
+                    }
+                    e => ArchiveError::NotTar(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("xz: {e}"),
+                    )),
+                },
+            )?;
             drop(out);
             let r = std::fs::File::open(&plain)?;
             xz_dir = Some(dir);
@@ -198,14 +219,14 @@ pub(crate) fn unpack_archive(
         }
         ArchiveKind::Zstd => Box::new(zstd::stream::read::Decoder::new(f)?),
     };
-    let mut ar = tar::Archive::new(r);
+    let mut ar = tar::Archive::new(intake.bounded(WHAT, r));
     let mut out: Vec<LayerEntry> = Vec::new();
     // Where each file's bytes went, for hard links to it.
     let mut files: std::collections::HashMap<String, (std::path::PathBuf, Meta)> =
         std::collections::HashMap::new();
-    for (n, entry) in ar.entries().map_err(ArchiveError::NotTar)?.enumerate() {
-        let mut entry = entry.map_err(ArchiveError::NotTar)?;
-        let raw = entry.path().map_err(ArchiveError::NotTar)?.into_owned();
+    for (n, entry) in ar.entries().map_err(tar_err)?.enumerate() {
+        let mut entry = entry.map_err(tar_err)?;
+        let raw = entry.path().map_err(tar_err)?.into_owned();
         let rel = clean_entry_path(&raw);
         if rel.is_empty() {
             continue;
@@ -213,7 +234,7 @@ pub(crate) fn unpack_archive(
         if entry.header().entry_type() == tar::EntryType::Link {
             let raw_to = entry
                 .link_name()
-                .map_err(ArchiveError::NotTar)?
+                .map_err(tar_err)?
                 .unwrap_or_default()
                 .into_owned();
             let to = clean_entry_path(&raw_to);
@@ -263,7 +284,7 @@ pub(crate) fn unpack_archive(
                 let mut buf = vec![0u8; 256 * 1024];
                 let mut size = 0u64;
                 loop {
-                    let k = entry.read(&mut buf)?;
+                    let k = entry.read(&mut buf).map_err(tar_err)?;
                     if k == 0 {
                         break;
                     }
