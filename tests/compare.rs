@@ -257,6 +257,7 @@ fn run_wbox(sb: &Sandbox, case: &Case) -> Outcome {
         shared: None,
         links: Default::default(),
         link_refused: Default::default(),
+        started: std::time::SystemTime::now(),
     });
     let mut merged = String::new();
     let r = sandbox::run(&spec, &sb.program, ctx.clone(), &mut |l| {

@@ -874,3 +874,63 @@ fn a_library_module_is_not_a_command() {
         "{err}"
     );
 }
+
+/// A program in RUN sees each file's mtime as the layer records it: the
+/// base's for what the step did not touch, the step's clock
+/// (`SOURCE_DATE_EPOCH`) for what it wrote, and the step's clock for a
+/// bind mount's files (the context's). CPython for WASI zipping files it
+/// wrote and a mounted context file (zipfile stores mtimes) gives one
+/// digest in two builds with --no-cache; it gave three in three.
+#[test]
+fn run_sees_the_mtimes_its_layer_records() {
+    let Some(python) = harness::wasi_program("python-3.12.0.wasm") else {
+        return;
+    };
+    let p = Project::new(&[
+        (
+            "Dockerfile",
+            "FROM scratch\nCOPY --chmod=755 python.wasm /bin/python\nCOPY mk.py /src/mk.py\nWORKDIR /work\n\
+             RUN --mount=type=bind,source=ctx,target=/ctx [\"/bin/python\", \"/src/mk.py\"]\n",
+        ),
+        (
+            "mk.py",
+            "import os, zipfile\nos.makedirs('/work/d', exist_ok=True)\nfor i in range(3):\n    open(f'/work/d/f{i}.txt', 'w').write(f'file {i}\\n')\n\
+             with zipfile.ZipFile('/work/out.zip', 'w') as z:\n    for n in sorted(os.listdir('/work/d')):\n        z.write(f'/work/d/{n}', n)\n    z.write('/src/mk.py', 'mk.py')\n    z.write('/ctx/data.txt', 'data.txt')\n\
+             print('mtimes', int(os.stat('/work/d/f0.txt').st_mtime), int(os.stat('/src/mk.py').st_mtime), int(os.stat('/ctx/data.txt').st_mtime))\n",
+        ),
+        ("ctx/data.txt", "from the context\n"),
+    ]);
+    fs::copy(&python, p.path("python.wasm")).unwrap();
+    let build = |dest: &str| {
+        let o = harness::wbuild_with(
+            p.dir.path(),
+            p.store.path(),
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "--no-cache",
+                "-o",
+                &format!("type=local,dest={dest}"),
+                ".",
+            ],
+            &[("SOURCE_DATE_EPOCH", "1700000000")],
+        );
+        let log = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{log}");
+        log
+    };
+    let first = build("one");
+    assert!(
+        first.contains("mtimes 1700000000 1700000000 1700000000"),
+        "{first}"
+    );
+    // The context file's host mtime is now, not what RUN sees.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    fs::write(p.path("ctx/data.txt"), "from the context\n").unwrap();
+    build("two");
+    assert_eq!(
+        fs::read(p.path("one/work/out.zip")).unwrap(),
+        fs::read(p.path("two/work/out.zip")).unwrap()
+    );
+}

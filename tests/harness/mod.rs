@@ -181,3 +181,31 @@ pub fn have_tool(name: &str, args: &[&str]) -> bool {
     }
     ok
 }
+
+/// A real WASI program by others (`tests/programs/fetch.sh` puts them in
+/// `target/wasi-programs/`, or `WBUILD_WASI_PROGRAMS` names another
+/// directory). Missing: a notice, and None (under `CI=true`, a failure).
+pub fn wasi_program(name: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("WBUILD_WASI_PROGRAMS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+                .join("wasi-programs")
+        });
+    let p = dir.join(name);
+    if p.is_file() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{} is missing (CI=true: .ci/run fetches it with tests/programs/fetch.sh, so this is a failure)",
+        p.display()
+    );
+    println!(
+        "notice: {} is missing (bash tests/programs/fetch.sh fetches it); part of this test is skipped",
+        p.display()
+    );
+    None
+}

@@ -34,9 +34,7 @@ pub fn write_rootfs_dir(
     fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
     let written = (|| -> Result<Manifest, ExportError> {
         let mut m = Manifest::new();
-        for l in layers {
-            layer::apply_to_dir(store, l, &tmp, &mut m)?;
-        }
+        layer::apply_layers_to_dir(store, layers, &tmp, &mut m)?;
         if fs::symlink_metadata(dir).is_err() {
             fs::rename(&tmp, dir).map_err(io_err(dir))?;
         } else {
@@ -138,9 +136,7 @@ fn rootfs_entries(
 ) -> Result<(tempfile::TempDir, Vec<LayerEntry>), ExportError> {
     let tmp = tempfile::tempdir().map_err(io_err(Path::new("<tempdir>")))?;
     let mut m = Manifest::new();
-    for l in layers {
-        layer::apply_to_dir(store, l, tmp.path(), &mut m)?;
-    }
+    layer::apply_layers_to_dir(store, layers, tmp.path(), &mut m)?;
     let entries: Vec<LayerEntry> = m
         .iter()
         .map(|(p, meta)| LayerEntry {

@@ -393,7 +393,8 @@ fn safe_rel(p: &Path) -> Option<String> {
 enum Change {
     Whiteout(String),
     Opaque(String),
-    Put(String, Meta),
+    /// A path put, with its metadata and the mtime its header records.
+    Put(String, Meta, u64),
     /// A hard link: the path names the same file as the earlier entry.
     Link(String, String),
 }
@@ -567,6 +568,7 @@ fn read_entries<R: Read>(
             None
         };
         let size = if kind == Kind::File { entry.size() } else { 0 };
+        let mtime = h.mtime().unwrap_or(0);
         let meta = Meta {
             kind,
             mode,
@@ -580,7 +582,7 @@ fn read_entries<R: Read>(
         // callback makes of it.
         let failed = std::cell::Cell::new(None);
         let r = f(
-            Change::Put(path, meta),
+            Change::Put(path, meta, mtime),
             &mut Watched {
                 inner: &mut entry,
                 failed: &failed,
@@ -640,7 +642,7 @@ pub fn apply_to_manifest(
             }
             Change::Whiteout(p) => remove_under(m, &p, false),
             Change::Opaque(p) => remove_under(m, &p, true),
-            Change::Put(p, mut meta) => {
+            Change::Put(p, mut meta, _) => {
                 if meta.kind == Kind::File {
                     let (d, _) = crate::digest::digest_reader(r).map_err(io_at(&p))?;
                     meta.digest = Some(d);
@@ -683,7 +685,7 @@ pub fn read_file(
                 Change::Link(p, to) if p == path => link_to = Some(to),
                 Change::Whiteout(p) if under(&p) => current = None,
                 Change::Opaque(p) if path.starts_with(&format!("{p}/")) => current = None,
-                Change::Put(p, meta) if p == path => {
+                Change::Put(p, meta, _) if p == path => {
                     current = if meta.kind == Kind::File {
                         let mut v = Vec::new();
                         r.read_to_end(&mut v).map_err(io_at(&p))?;
@@ -693,7 +695,7 @@ pub fn read_file(
                     };
                 }
                 // An ancestor that is no longer a directory hides it.
-                Change::Put(p, meta) if meta.kind != Kind::Dir && under(&p) => current = None,
+                Change::Put(p, meta, _) if meta.kind != Kind::Dir && under(&p) => current = None,
                 _ => {}
             }
             Ok(())
@@ -737,12 +739,42 @@ fn remove_path(p: &Path) -> io::Result<()> {
 
 /// Applies a layer to a directory on the host (and to its manifest):
 /// files are written, whiteouts delete. Permission bits go to the manifest;
-/// on the host, files stay readable and writable by their owner.
+/// on the host, files stay readable and writable by their owner, and every
+/// path gets the mtime its layer records (what a RUN step then sees).
 pub fn apply_to_dir(
     store: &Store,
     layer: &LayerInfo,
     root: &Path,
     m: &mut Manifest,
+) -> Result<(), LayerError> {
+    apply_layers_to_dir(store, std::slice::from_ref(layer), root, m)
+}
+
+/// [`apply_to_dir`] for several layers in order: the directories' (and
+/// links') mtimes are set once all are applied, children first, so a
+/// later layer's entries do not move them.
+pub fn apply_layers_to_dir(
+    store: &Store,
+    layers: &[LayerInfo],
+    root: &Path,
+    m: &mut Manifest,
+) -> Result<(), LayerError> {
+    let mut times = BTreeMap::new();
+    for l in layers {
+        apply_one(store, l, root, m, &mut times)?;
+    }
+    for (p, t) in times.iter().rev() {
+        crate::fs::platform::set_mtime(&root.join(p), *t);
+    }
+    Ok(())
+}
+
+fn apply_one(
+    store: &Store,
+    layer: &LayerInfo,
+    root: &Path,
+    m: &mut Manifest,
+    times: &mut BTreeMap<String, u64>,
 ) -> Result<(), LayerError> {
     let mut names = crate::fs::platform::HostNames::new(m.keys());
     let intake = store.intake();
@@ -789,7 +821,7 @@ pub fn apply_to_dir(
                 }
                 remove_under(m, &p, true);
             }
-            Change::Put(p, mut meta) => {
+            Change::Put(p, mut meta, mtime) => {
                 admit(&p, m)?;
                 check_no_symlink_parents(root, &p)?;
                 let host = root.join(&p);
@@ -826,6 +858,7 @@ pub fn apply_to_dir(
                             f.write_all(&buf[..n]).map_err(io_at(&p))?;
                         }
                         meta.digest = Some(h.finish());
+                        let _ = f.set_modified(crate::fs::platform::time_of(mtime));
                         remove_under(m, &p, false);
                     }
                     Kind::Symlink => {
@@ -837,6 +870,9 @@ pub fn apply_to_dir(
                             .map_err(io_at(&p))?;
                         remove_under(m, &p, false);
                     }
+                }
+                if meta.kind != Kind::File {
+                    times.insert(p.clone(), mtime);
                 }
                 m.insert(p, meta);
             }

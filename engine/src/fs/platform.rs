@@ -46,6 +46,44 @@ pub fn file_stat(m: &Metadata) -> FileStat {
     }
 }
 
+/// Seconds since the Unix epoch as a `SystemTime`.
+pub fn time_of(secs: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+}
+
+/// Sets the mtime (and atime) of a path, not following a final symlink;
+/// best effort (a directory on Windows, where it cannot be opened so,
+/// keeps its own).
+pub fn set_mtime(path: &std::path::Path, secs: u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+            return;
+        };
+        let t = libc::timespec {
+            tv_sec: secs as libc::time_t,
+            tv_nsec: 0,
+        };
+        let times = [t, t];
+        // SAFETY: `c` is a valid C string and `times` two timespecs.
+        unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) {
+            let _ = f.set_modified(time_of(secs));
+        }
+    }
+}
+
 /// Permission bits of a host file. Where the host has none (Windows),
 /// directories and files get the usual 0755 and 0644.
 pub fn file_mode(m: &Metadata) -> u32 {

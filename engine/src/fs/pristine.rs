@@ -196,9 +196,7 @@ impl Pristine {
         };
         fs::create_dir_all(&tree).map_err(io_err)?;
         let mut manifest = Manifest::new();
-        for l in layers {
-            crate::fs::layer::apply_to_dir(store, l, &tree, &mut manifest)?;
-        }
+        crate::fs::layer::apply_layers_to_dir(store, layers, &tree, &mut manifest)?;
         let mut files = HashMap::new();
         for (p, m) in &manifest {
             if m.kind == Kind::File {

@@ -91,9 +91,7 @@ impl Snapshot {
         stats: Option<HashMap<String, FileStat>>,
         layers: &[LayerInfo],
     ) -> Result<Snapshot, SnapshotError> {
-        for l in layers {
-            layer::apply_to_dir(store, l, dir, &mut manifest)?;
-        }
+        layer::apply_layers_to_dir(store, layers, dir, &mut manifest)?;
         let stats = match stats {
             Some(s) if layers.is_empty() => s,
             _ => {
@@ -128,6 +126,25 @@ impl Snapshot {
             overrides: BTreeMap::new(),
             links,
         })
+    }
+
+    /// Gives what the step changed (`entries`, from [`Snapshot::diff`]) the
+    /// mtime its layer records, on the host too, so a later step on this
+    /// tree sees the times a tree made from the layers would have.
+    pub fn settle_times(&mut self, entries: &[LayerEntry], mtime: u64) {
+        for e in entries
+            .iter()
+            .filter(|e| !e.whiteout && e.meta.kind != Kind::Dir)
+        {
+            let host = self.dir.join(&e.path);
+            platform::set_mtime(&host, mtime);
+            if e.meta.kind == Kind::File {
+                if let Ok(md) = fs::symlink_metadata(&host) {
+                    self.scanned
+                        .insert(e.path.clone(), platform::file_stat(&md));
+                }
+            }
+        }
     }
 
     /// What the directory holds after the step whose diff made `entries`
@@ -297,6 +314,21 @@ pub fn link_files(manifest: &Manifest) -> BTreeMap<String, String> {
 /// (past that, as on a filesystem with whole-second times, the diff reads
 /// the files of the last tick instead).
 const RACY_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The filesystem's clock at the start of its next tick: everything
+/// written before this returns has an earlier time, everything written
+/// after it this one or later (what a RUN step's "changed since it began"
+/// compares with). Waits at most [`RACY_WAIT`] for the tick.
+pub fn next_tick(dir: &Path) -> Result<std::time::SystemTime, SnapshotError> {
+    let first = fs_clock(dir)?;
+    let mut now = first;
+    let waited = std::time::Instant::now();
+    while now <= first && waited.elapsed() < RACY_WAIT {
+        std::thread::sleep(std::time::Duration::from_micros(500));
+        now = fs_clock(dir)?;
+    }
+    Ok(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(now.max(0) as u64))
+}
 
 /// The time of the filesystem's clock, as a file created now in `dir`'s
 /// parent (the same filesystem, outside the tree) gets it: in the same

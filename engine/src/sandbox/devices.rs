@@ -94,16 +94,67 @@ pub(super) struct Devices {
     seed: Vec<u8>,
     block: u64,
     pending: Vec<u8>,
+    /// The descriptors of the mounts' preopens and of what was opened
+    /// under them: their files are no layer's.
+    mounts: std::collections::HashSet<u32>,
+    times: StepTimes,
+}
+
+/// What the times a program sees come from: the step's start on the
+/// host's clock, and the time its layer records (`SOURCE_DATE_EPOCH`).
+#[derive(Default, Clone, Copy, Debug)]
+pub struct StepTimes {
+    pub started_ns: u64,
+    pub epoch_ns: u64,
+}
+
+impl StepTimes {
+    pub fn new(started: std::time::SystemTime, epoch_secs: u64) -> StepTimes {
+        StepTimes {
+            started_ns: started
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            epoch_ns: epoch_secs.saturating_mul(1_000_000_000),
+        }
+    }
+
+    /// A file's times as its layer records them: a file of a mount, or one
+    /// changed since the step began (its ctime or mtime that late), has
+    /// the step's time; any other has the time its layer gave it (the
+    /// rootfs's files and links carry it on the host). A directory has the
+    /// step's time (its host time moves whenever an entry comes or goes).
+    /// Access and change times read as the mtime. `stat` = the 64-byte
+    /// preview-1 filestat.
+    fn settle(&self, stat: &mut [u8], mount: bool) {
+        let at = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+        let (mtim, ctim) = (at(stat, 48), at(stat, 56));
+        let dir = stat[16] == FILETYPE_DIR;
+        let t = if dir || mount || ctim >= self.started_ns || mtim >= self.started_ns {
+            self.epoch_ns
+        } else {
+            mtim
+        };
+        for i in [40, 48, 56] {
+            stat[i..i + 8].copy_from_slice(&t.to_le_bytes());
+        }
+    }
 }
 
 impl Devices {
     /// `root`: the rootfs preopen's descriptor and host directory, when
-    /// the run has one.
-    pub(super) fn new(root: Option<(u32, PathBuf)>, seed: &[u8]) -> Devices {
+    /// the run has one; `mounts`: the other preopens' descriptors.
+    pub(super) fn new(
+        root: Option<(u32, PathBuf)>,
+        mounts: Vec<u32>,
+        seed: &[u8],
+        times: StepTimes,
+    ) -> Devices {
         Devices {
             root,
             next: FIRST_FD,
             seed: seed.to_vec(),
+            mounts: mounts.into_iter().collect(),
+            times,
             ..Default::default()
         }
     }
@@ -411,6 +462,22 @@ macro_rules! wasi {
     }};
 }
 
+/// Rewrites the filestat wasmtime-wasi wrote at `out` for a path under
+/// `fd` (see [`StepTimes::settle`]).
+fn settle_filestat(c: &mut Caller<'_, State>, fd: i32, out: i32) {
+    let (times, mount) = {
+        let d = &c.data().devices;
+        (d.times, d.mounts.contains(&(fd as u32)))
+    };
+    let Some(mem) = memory(c) else {
+        return;
+    };
+    let start = out as u32 as usize;
+    if let Some(stat) = mem.data_mut(&mut *c).get_mut(start..start + 64) {
+        times.settle(stat, mount);
+    }
+}
+
 /// Shadows the preview-1 calls that open, stat, read, write, seek and
 /// close, so paths under `/dev` reach the virtual devices.
 pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
@@ -449,10 +516,22 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                         dirflags & LOOKUP_SYMLINK_FOLLOW != 0,
                     );
                 }
-                return wasi!(
+                let r = wasi!(
                     c,
                     path_open(dirfd, dirflags, pp, pl, oflags, base, inheriting, fdflags, out,)
-                );
+                )?;
+                if r == 0 && c.data().devices.mounts.contains(&(dirfd as u32)) {
+                    let opened = memory(&mut c).and_then(|m| {
+                        let at = out as u32 as usize;
+                        m.data(&c)
+                            .get(at..at + 4)
+                            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+                    });
+                    if let Some(fd) = opened {
+                        c.data_mut().devices.mounts.insert(fd);
+                    }
+                }
+                return Ok(r);
             };
             if oflags & O_DIRECTORY != 0 && !matches!(dev, Dev::Dir(_)) {
                 return Ok(ENOTDIR);
@@ -475,7 +554,13 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
             match dev {
                 Some(Dev::Alias(n)) => wasi!(c, fd_filestat_get(n as i32, out)),
                 Some(dev) => Ok(put(&mut c, out, &filestat(dev))),
-                None => wasi!(c, path_filestat_get(dirfd, flags, pp, pl, out)),
+                None => {
+                    let r = wasi!(c, path_filestat_get(dirfd, flags, pp, pl, out))?;
+                    if r == 0 {
+                        settle_filestat(&mut c, dirfd, out);
+                    }
+                    Ok(r)
+                }
             }
         },
     )?;
@@ -556,6 +641,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
         "fd_close",
         move |mut c: Caller<'_, State>, fd: i32| -> wasmtime::Result<i32> {
             // Closing `/dev/stdout` closes the alias, not stdout.
+            c.data_mut().devices.mounts.remove(&(fd as u32));
             match c.data_mut().devices.open.remove(&(fd as u32)) {
                 Some(_) => Ok(0),
                 None => wasi!(c, fd_close(fd)),
@@ -605,7 +691,13 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
         "fd_filestat_get",
         move |mut c: Caller<'_, State>, fd: i32, out: i32| -> wasmtime::Result<i32> {
             match c.data().devices.get(fd) {
-                None => wasi!(c, fd_filestat_get(fd, out)),
+                None => {
+                    let r = wasi!(c, fd_filestat_get(fd, out))?;
+                    if r == 0 && fd > 2 {
+                        settle_filestat(&mut c, fd, out);
+                    }
+                    Ok(r)
+                }
                 Some(Dev::Alias(a)) => wasi!(c, fd_filestat_get(a as i32, out)),
                 Some(dev) => Ok(put(&mut c, out, &filestat(dev))),
             }

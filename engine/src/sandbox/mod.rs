@@ -532,7 +532,12 @@ fn run_in_store(
             stdio,
             captured: Default::default(),
             module: module.clone(),
-            devices: devices::Devices::new(root_preopen(spec), &spec.seed),
+            devices: devices::Devices::new(
+                root_preopen(spec),
+                mount_preopens(spec),
+                &spec.seed,
+                devices::StepTimes::new(spawn.started, spec.clock),
+            ),
         },
     );
     store.limiter(|s| &mut s.limits);
@@ -593,6 +598,14 @@ fn root_preopen(spec: &RunSpec) -> Option<(u32, PathBuf)> {
         .iter()
         .position(|p| p.guest == "/")
         .map(|i| (3 + i as u32, spec.preopens[i].host.clone()))
+}
+
+/// The descriptors of the preopens that are mounts (all but `/`).
+fn mount_preopens(spec: &RunSpec) -> Vec<u32> {
+    (0..spec.preopens.len())
+        .filter(|&i| spec.preopens[i].guest != "/")
+        .map(|i| 3 + i as u32)
+        .collect()
 }
 
 /// Epoch ticks until the step's deadline (shared by everything it spawns),

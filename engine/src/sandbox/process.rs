@@ -55,6 +55,9 @@ pub struct SpawnContext {
     pub links: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     /// Set when the step was refused an open through one of those links.
     pub link_refused: std::sync::atomic::AtomicBool,
+    /// When the step began, on the host's clock: what it changes after
+    /// that reads with the time its layer records (see `devices.rs`).
+    pub started: std::time::SystemTime,
 }
 
 /// Bytes written to files by a step and all it starts, against its limit.
@@ -763,6 +766,7 @@ mod tests {
             shared: None,
             links: Default::default(),
             link_refused: Default::default(),
+            started: std::time::SystemTime::now(),
         });
         let mut store = Store::new(
             engine,

@@ -685,9 +685,7 @@ impl<'a> Solver<'a> {
     ) -> Result<Arc<SourceTree>, BuildError> {
         let tmp = self.store.temp_dir("tree-")?;
         let mut m = Manifest::new();
-        for l in layers {
-            layer::apply_to_dir(self.store, l, tmp.path(), &mut m)?;
-        }
+        layer::apply_layers_to_dir(self.store, layers, tmp.path(), &mut m)?;
         Ok(Arc::new(SourceTree {
             label,
             stage,

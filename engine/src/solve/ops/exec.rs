@@ -369,6 +369,8 @@ impl Solver<'_> {
             shared: shared.clone(),
             links: std::sync::Mutex::new(std::mem::take(&mut snap.links)),
             link_refused: Default::default(),
+            // On the filesystem's clock, a tick after the rootfs was made.
+            started: crate::fs::snapshot::next_tick(work.path()).map_err(|e| fail(e.into()))?,
         });
         let out = sandbox::run(&spec, &module, ctx.clone(), &mut |line: &str| {
             self.emit(Event::Log {
@@ -404,6 +406,7 @@ impl Solver<'_> {
             std::mem::take(&mut *ctx.overrides.lock().unwrap_or_else(|p| p.into_inner()));
         snap.links = std::mem::take(&mut *ctx.links.lock().unwrap_or_else(|p| p.into_inner()));
         let entries = snap.diff().map_err(|e| fail(e.into()))?;
+        snap.settle_times(&entries, self.opts.epoch);
         // The entries point into the work dir: keep it until the layer is
         // written; then the next step may take it over.
         Ok(Executed {
