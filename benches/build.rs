@@ -362,6 +362,46 @@ fn bench_wbox() {
             .map(|n| format!(", {:.0} ms natively under dash", n.as_secs_f64() * 1e3))
             .unwrap_or_default()
     );
+    // A gigabyte of 100-byte lines through each filter, every instance
+    // held to 64 MB (`--step-memory`): each streams.
+    for f in [
+        "cat",
+        "tr 0 1",
+        "grep 0",
+        "awk '{print}'",
+        "cut -c1-50",
+        "tee /dev/null",
+        "gzip | gunzip",
+    ] {
+        let gb = format!("yes $(printf %099d 0) | head -c 1000000000 | {f} | wc -c");
+        write(Some(&gb));
+        let (d, _) = wbuild(
+            dir.path(),
+            store.path(),
+            &[
+                "build",
+                "--progress",
+                "quiet",
+                "--no-cache",
+                "--step-memory",
+                "64MB",
+                ".",
+            ],
+        );
+        let native = native_best(Command::new("dash").args(["-c", &gb]));
+        println!(
+            "1 GB through {f} in 64 MB: {:.1} s in the sandbox ({:.0} MB/s){}",
+            d.as_secs_f64(),
+            mb_per_s(1_000_000_000, d),
+            native
+                .map(|n| format!(
+                    ", {:.1} s natively: {:.1}x",
+                    n.as_secs_f64(),
+                    d.as_secs_f64() / n.as_secs_f64()
+                ))
+                .unwrap_or_default()
+        );
+    }
     let many = "i=0; while [ $i -lt 200 ]; do echo x | cat >/dev/null; i=$((i+1)); done";
     let sandbox = added(many, Some("true"), 3);
     let native = native_best(Command::new("dash").args(["-c", many]));

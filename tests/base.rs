@@ -810,7 +810,7 @@ fn links_made_where_the_host_keeps_them_as_files_give_the_linux_image() {
         m["containerimage.digest"].as_str().unwrap().to_string()
     };
     // Pinned: what Linux gives with real symlinks.
-    let linux = "sha256:58c5bb4d3804149843c72862403e7e266c567ed09134c310b0b173f59ec5dd76";
+    let linux = "sha256:97fe4186f6c156e9e38bfd933d68fa638d8d2390ff0db82780c156445bf99222";
     assert_eq!(digest(false), linux);
     assert_eq!(digest(true), linux);
 
@@ -856,4 +856,87 @@ fn a_failing_long_run_is_named_short() {
     assert!(err.matches("MARK-OF-THE-STEP").count() <= 2, "{err}");
     assert!(!err.contains("FILL399"), "{err}");
     assert!(err.len() < 2000, "{} bytes: {err}", err.len());
+}
+
+/// Every applet that is a filter on Linux streams: between `yes` and
+/// `head -c 10` each gives its 10 bytes and ends (cat once read all of
+/// its input first: `yes | cat | head -c 10 | wc -c` printed 0), and
+/// 256 MB of lines passes through each with every instance held to 64 MB
+/// (`cargo bench --bench build` runs a gigabyte through each and prints
+/// the figures).
+#[test]
+fn filters_stream_in_bounded_memory() {
+    let filters = [
+        "cat",
+        "cat -n",
+        "tr y z",
+        "grep y",
+        "grep -v x",
+        "awk '{print}'",
+        "awk -F, '{print NF}'",
+        "cut -c1",
+        "tee /dev/null",
+        "sed s/y/z/",
+        "base64",
+        "gzip | gunzip",
+    ];
+    let mut script = String::from("set -e\n");
+    for f in filters {
+        script +=
+            &format!("n=$(yes | {f} | head -c 10 | wc -c); echo \"{f}: $n\"; [ \"$n\" = 10 ]\n");
+    }
+    // 256 MB of 100-byte lines through each: four times what one
+    // instance may hold.
+    let big: &[(&str, u64)] = &[
+        ("cat", 256_000_000),
+        ("tr 0 1", 256_000_000),
+        ("grep 0", 256_000_000),
+        ("awk '{print}'", 256_000_000),
+        ("cut -c1-50", 130_560_000),
+        ("tee /dev/null", 256_000_000),
+        ("gzip | gunzip", 256_000_000),
+    ];
+    for (f, _) in big {
+        script += &format!(
+            "n=$(yes $(printf %099d 0) | head -c 256000000 | {f} | wc -c); echo \"big {f}: $n\"\n"
+        );
+    }
+    let p = harness::Project::new(&[("run.sh", &script)]);
+    p.write(
+        "Dockerfile",
+        "FROM wbuild/base\nCOPY run.sh /run.sh\nRUN sh /run.sh\n",
+    );
+    let b = p.build(&["--step-memory", "64MB"]);
+    for f in filters {
+        assert!(b.log.contains(&format!("{f}: 10\n")), "{f}: {}", b.log);
+    }
+    for (f, n) in big {
+        assert!(b.log.contains(&format!("big {f}: {n}\n")), "{f}: {}", b.log);
+    }
+}
+
+/// Background jobs run at once: 20 × `(sleep 1; …) &` then `wait` takes
+/// about a second, not 20 (they ran one after the other); `$!` names the
+/// last job, `wait PID` gives its status, and an unknown pid 127.
+#[test]
+fn background_jobs_run_at_once() {
+    let p = harness::Project::with_dockerfile(
+        "FROM wbuild/base\n\
+         RUN for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do (sleep 1; echo job $i > /tmp/job.$i) & done; wait; echo jobs $(ls /tmp | grep -c job)\n\
+         RUN (sleep 1; exit 3) & echo started $!; wait $!; echo waited $?; wait 12345; echo unknown $?\n",
+    );
+    let t0 = std::time::Instant::now();
+    let b = p.build(&[]);
+    let took = t0.elapsed();
+    assert!(b.log.contains("jobs 20\n"), "{}", b.log);
+    // Well under the 21 s the jobs take one after the other (a bound on
+    // concurrency, not a speed target).
+    assert!(took.as_secs() < 12, "{took:?}: {}", b.log);
+    assert!(
+        b.log.contains("started 1001")
+            && b.log.contains("waited 3")
+            && b.log.contains("unknown 127"),
+        "{}",
+        b.log
+    );
 }

@@ -258,6 +258,7 @@ fn run_wbox(sb: &Sandbox, case: &Case) -> Outcome {
         links: Default::default(),
         link_refused: Default::default(),
         started: std::time::SystemTime::now(),
+        jobs: Default::default(),
     });
     let mut merged = String::new();
     let r = sandbox::run(&spec, &sb.program, ctx.clone(), &mut |l| {

@@ -313,31 +313,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:b45d9b125de70ab51690190b1451e05c800429c2d4578c7888cab6da31de9254",
+        "sha256:84c61b7cdf1ed3984d4d8e7411e36bb648c6bd1c04e1bcec2fea61cd1c5d41ae",
     ),
     (
         "dockerignore",
-        "sha256:0c86626e2198ccd6811a6586d1c83435968455ce5e9b07c4849627e32092df29",
+        "sha256:1d589381a24c4306e20bc64df9bab9ca334621ab932d4134ff407cc73ca8a978",
     ),
     (
         "bind-mount",
-        "sha256:1eca25d1e2fcacbe5047cc12ce150006886982426c839b653bab3bcc11b7475f",
+        "sha256:dea51bcb26e2dbf8446daaee7da39f733a0438dad5d138394282f7598548774e",
     ),
     (
         "cache-mount",
-        "sha256:491c9671e830e657468c093a42ad5c21f0d6d8f4c6fd482887bc52c1b03f51ef",
+        "sha256:dcae6eb0e976a9fa49dc34cc04b7fd37f7372549b48941f72bf38f0243efe8bb",
     ),
     (
         "secret",
-        "sha256:931868423d0cd4101448be795a2933613b1ec8fa7cefdbdc5b7d62a358454ce2",
+        "sha256:e5826b32d479e3275e2a99d143b870b41c3f6d157c12bf0c4b07a7ca0ec8b84b",
     ),
     (
         "multi-stage",
-        "sha256:2a7d7e361011e6c91eaacb398c501bbd18736d525064149a081aec7963b77fee",
+        "sha256:54b9a98b7c6a61926aba81d549d884aa13a4c8f15c669095fd6c479f1744740a",
     ),
     (
         "heredocs",
-        "sha256:73108af0e4a7f703f8b7c5bf52ba91db975c3bed57e310bf046b5bae8de4b98e",
+        "sha256:4131e4e3b13facf477b0afe12c4e9848977e9e6d132f496c96af0ad1432df185",
     ),
     (
         "hello",

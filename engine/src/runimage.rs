@@ -217,6 +217,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         links: std::sync::Mutex::new(std::mem::take(&mut snap.links)),
         link_refused: Default::default(),
         started: std::time::SystemTime::now(),
+        jobs: Default::default(),
     });
     let out = sandbox::run(&spec, &module, ctx, &mut |_| {})?;
     Ok(out.exit_code)

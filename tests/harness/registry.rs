@@ -102,8 +102,7 @@ impl Registry {
 
     /// The requests the registry has served, as its access log shows them.
     pub fn requests(&self) -> Vec<String> {
-        fs::read_to_string(&self.log)
-            .unwrap_or_default()
+        String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default())
             .lines()
             .filter_map(|l| {
                 let i = l.find("\"GET ").or_else(|| l.find("\"HEAD "))?;
@@ -114,8 +113,7 @@ impl Registry {
 
     /// Every request the registry has served (any method).
     pub fn all_requests(&self) -> Vec<String> {
-        fs::read_to_string(&self.log)
-            .unwrap_or_default()
+        String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default())
             .lines()
             .filter_map(|l| {
                 let i = [

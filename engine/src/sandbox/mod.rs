@@ -274,6 +274,8 @@ pub fn run(
 ) -> Result<RunOutput, SandboxError> {
     let shared = ctx.clone();
     let result = run_with_output(spec, program, ctx, on_line);
+    // The step is its main program: background jobs still running end.
+    shared.jobs.end_all();
     // A program it started ran into the deadline: the step timed out,
     // however the rest of it ended.
     if shared.timed_out.load(Ordering::Relaxed) {
@@ -541,8 +543,20 @@ fn run_in_store(
         },
     );
     store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(deadline_ticks(spec, &spawn));
-    store.epoch_deadline_trap();
+    // Each tick: past the deadline, a timeout; the step's main program
+    // ended while this (a background job) runs, the end.
+    let until = std::time::Instant::now()
+        + Duration::from_millis(deadline_ticks(spec, &spawn) * TICK.as_millis() as u64);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |c| {
+        if c.data().spawn.jobs.ended.load(Ordering::Relaxed) {
+            return Err(wasmtime::Error::new(StepEnded));
+        }
+        if std::time::Instant::now() >= until {
+            return Err(wasmtime::Error::new(Trap::Interrupt));
+        }
+        Ok(wasmtime::UpdateDeadline::Continue(1))
+    });
 
     let mut linker: Linker<State> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
@@ -622,6 +636,19 @@ fn deadline_ticks(spec: &RunSpec, spawn: &SpawnContext) -> u64 {
 /// timeout, out-of-memory or crash it ran into. A timeout is remembered
 /// for the whole step: the program that started this one may exit
 /// normally after it, and the step still timed out.
+/// A background job's instance, stopped because its step's main program
+/// ended.
+#[derive(Debug)]
+struct StepEnded;
+
+impl std::fmt::Display for StepEnded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("its step ended")
+    }
+}
+
+impl std::error::Error for StepEnded {}
+
 fn exit_code_of(
     spec: &RunSpec,
     e: wasmtime::Error,
@@ -630,6 +657,9 @@ fn exit_code_of(
 ) -> Result<i32, SandboxError> {
     if let Some(x) = e.downcast_ref::<I32Exit>() {
         return Ok(x.0);
+    }
+    if e.downcast_ref::<StepEnded>().is_some() {
+        return Err(SandboxError::Setup("ended with its step".into()));
     }
     if e.downcast_ref::<stdio::BrokenPipe>().is_some() {
         return Ok(stdio::SIGPIPE_STATUS);

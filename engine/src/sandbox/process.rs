@@ -58,6 +58,68 @@ pub struct SpawnContext {
     /// When the step began, on the host's clock: what it changes after
     /// that reads with the time its layer records (see `devices.rs`).
     pub started: std::time::SystemTime,
+    /// The step's background jobs (`cmd &`), whoever started them.
+    pub jobs: Jobs,
+}
+
+/// The background jobs of a step: pipelines started by `spawn-background`
+/// on threads of their own, waited for by `wait-job`, and ended with the
+/// step's main program (as a container's processes end with its init).
+#[derive(Default)]
+pub struct Jobs {
+    running: std::sync::Mutex<std::collections::HashMap<u32, std::thread::JoinHandle<i32>>>,
+    next: std::sync::atomic::AtomicU32,
+    /// Set when the step's main program ended: the jobs still running
+    /// stop at their next tick (see `sandbox::run_in_store`).
+    pub ended: std::sync::atomic::AtomicBool,
+}
+
+impl Jobs {
+    /// At most this many jobs run at once in a step.
+    const MOST: usize = 256;
+
+    fn start(&self, run: impl FnOnce() -> i32 + Send + 'static) -> Result<u32, String> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.len() >= Self::MOST {
+            return Err(format!(
+                "more than {} background jobs at once: wait for some",
+                Self::MOST
+            ));
+        }
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let handle = std::thread::Builder::new()
+            .name("wbuild-job".into())
+            .stack_size(GUEST_THREAD_STACK)
+            .spawn(run)
+            .map_err(|e| format!("cannot start a thread for the job: {e}"))?;
+        running.insert(id, handle);
+        Ok(id)
+    }
+
+    /// Waits for job `id`; its exit code, or None for no such job (one
+    /// waited for already, or never started).
+    fn wait(&self, id: u32) -> Option<i32> {
+        let handle = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)?;
+        Some(handle.join().unwrap_or(-1))
+    }
+
+    /// The step's main program ended: every job still running stops.
+    pub fn end_all(&self) {
+        self.ended.store(true, std::sync::atomic::Ordering::Relaxed);
+        let all: Vec<_> = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for (_, h) in all {
+            let _ = h.join();
+        }
+    }
 }
 
 /// Bytes written to files by a step and all it starts, against its limit.
@@ -230,6 +292,26 @@ pub(super) fn add_process_to_linker(
               how: u32|
               -> i32 {
             spawn_pipeline(&mut caller, &p, [sp, sl, ep, el, cp, cl], (ip, il), how)
+        },
+    )?;
+    let p = parent.clone();
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "spawn-background",
+        move |mut caller: wasmtime::Caller<'_, State>,
+              sp: u32,
+              sl: u32,
+              ep: u32,
+              el: u32,
+              cp: u32,
+              cl: u32|
+              -> i32 { spawn_background(&mut caller, &p, [sp, sl, ep, el, cp, cl]) },
+    )?;
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "wait-job",
+        |caller: wasmtime::Caller<'_, State>, job: u32| -> i32 {
+            caller.data().spawn.jobs.wait(job).unwrap_or(-2)
         },
     )?;
     linker.func_wrap(
@@ -528,6 +610,50 @@ pub(super) fn spawn_pipeline(
     codes.last().copied().unwrap_or(-1)
 }
 
+/// `spawn-background`: starts a pipeline as `spawn-pipeline` does, but in
+/// the background: its stdin reads nothing, its output goes where the
+/// caller's goes, live; returns a job id for `wait-job`, or -1 with the
+/// reason on stderr.
+pub(super) fn spawn_background(
+    caller: &mut wasmtime::Caller<'_, State>,
+    parent: &RunSpec,
+    request: [u32; 6],
+) -> i32 {
+    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return -1;
+    };
+    let data = mem.data(&*caller);
+    let Some((stages, env, cwd)) = read_pipeline_request(data, request) else {
+        return -1;
+    };
+    let Some((stdio, _, _)) = child_stdio(caller, data, (0, 0), 0) else {
+        return -1;
+    };
+    let stderr = stdio.stderr.clone();
+    let ctx = caller.data().spawn.clone();
+    let depth = caller.data().depth + 1;
+    let module = caller.data().module.clone();
+    let parent = parent.clone();
+    let job_ctx = ctx.clone();
+    let started = ctx.jobs.start(move || {
+        let errors = stdio.stderr.clone();
+        match run_pipeline(&parent, &job_ctx, depth, &module, stages, (env, cwd), stdio) {
+            Ok(codes) => codes.last().copied().unwrap_or(-1),
+            Err(e) => {
+                errors.write_all(format!("background job: {e}\n").as_bytes());
+                -1
+            }
+        }
+    });
+    match started {
+        Ok(id) => id as i32,
+        Err(m) => {
+            stderr.write_all(format!("background job: {m}\n").as_bytes());
+            -1
+        }
+    }
+}
+
 /// Runs a pipeline's stages on threads of their own, each an instance of
 /// `module` with `argv`, joined by OS pipes, and waits for all of them.
 /// A stage that cannot run or crashes gets -1, its reason on stderr.
@@ -767,6 +893,7 @@ mod tests {
             links: Default::default(),
             link_refused: Default::default(),
             started: std::time::SystemTime::now(),
+            jobs: Default::default(),
         });
         let mut store = Store::new(
             engine,

@@ -4,7 +4,6 @@
 use crate::applets::files::copy_file;
 use crate::applets::files::current_mode;
 use crate::applets::files::list_dir;
-use crate::applets::files::read_operand;
 use crate::lib::codec;
 use crate::lib::codec::Hasher;
 use crate::lib::io::io_msg;
@@ -26,23 +25,11 @@ pub(crate) fn new_hasher(name: &str) -> Box<dyn Hasher> {
 
 pub(crate) fn hash_input(name: &str, f: &str, io: &mut Io) -> std::io::Result<String> {
     let mut h = new_hasher(name);
-    if f == "-" {
-        let d = io.i.read_all()?;
-        h.update(&d);
-    } else {
-        if Path::new(f).is_dir() {
-            return Err(std::io::Error::other("Is a directory"));
-        }
-        let mut file = std::fs::File::open(f)?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-    }
+    let mut r = crate::lib::stream::open(io, f)?;
+    crate::lib::stream::chunks(&mut r, |c| {
+        h.update(c);
+        Ok(())
+    })?;
     Ok(codec::hex(&h.finish()))
 }
 
@@ -128,44 +115,75 @@ pub(crate) fn base64(args: &[&str], io: &mut Io) -> i32 {
         None => return 1,
     };
     let f = o.rest.first().cloned().unwrap_or_else(|| "-".into());
-    let data = match read_operand(&f, io) {
-        Ok(d) => d,
+    let mut input = match crate::lib::stream::open(io, &f) {
+        Ok(r) => r,
         Err(e) => {
             io.err("base64", &format!("{f}: {}", io_msg(&e)));
             return 1;
         }
     };
-    if o.has('d') || o.long_has("decode") {
-        match codec::base64_decode(&data, o.has('i')) {
-            Some(d) => {
-                let _ = io.o.write_all(&d);
-                0
+    let decode = o.has('d') || o.long_has("decode");
+    let wrap: usize = o
+        .val('w')
+        .and_then(|w| w.parse().ok())
+        .or_else(|| o.long_val("wrap").and_then(|w| w.parse().ok()))
+        .unwrap_or(76);
+    let mut out = crate::lib::stream::Out::new(&io.o);
+    let mut dec = codec::Base64Decoder::new(o.has('i'));
+    // Encoding: input carried to a multiple of 3 bytes, and the column.
+    let (mut carry, mut col): (Vec<u8>, usize) = (Vec::new(), 0);
+    let mut bytes = Vec::new();
+    let mut buf = vec![0u8; crate::lib::stream::CHUNK];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = out.flush();
+                io.err("base64", &format!("{f}: {}", io_msg(&e)));
+                return 1;
             }
-            None => {
+        };
+        bytes.clear();
+        if decode {
+            if !dec.feed(&buf[..n], &mut bytes) || (n == 0 && !dec.finish()) {
+                let _ = out.put(&bytes);
+                let _ = out.flush();
                 io.err("base64", "invalid input");
-                1
+                return 1;
             }
-        }
-    } else {
-        let wrap: usize = o
-            .val('w')
-            .and_then(|w| w.parse().ok())
-            .or_else(|| o.long_val("wrap").and_then(|w| w.parse().ok()))
-            .unwrap_or(76);
-        let enc = codec::base64_encode(&data);
-        let mut out = String::new();
-        if wrap == 0 {
-            out.push_str(&enc);
         } else {
-            let b = enc.as_bytes();
-            for chunk in b.chunks(wrap) {
-                out.push_str(std::str::from_utf8(chunk).unwrap_or(""));
-                out.push('\n');
+            carry.extend_from_slice(&buf[..n]);
+            let whole = if n == 0 {
+                carry.len()
+            } else {
+                carry.len() / 3 * 3
+            };
+            let enc = codec::base64_encode(&carry[..whole]);
+            carry.drain(..whole);
+            for b in enc.bytes() {
+                bytes.push(b);
+                col += 1;
+                if wrap > 0 && col == wrap {
+                    bytes.push(b'\n');
+                    col = 0;
+                }
+            }
+            if n == 0 && wrap > 0 && col > 0 {
+                bytes.push(b'\n');
             }
         }
-        let _ = io.o.write_all(out.as_bytes());
-        0
+        if let Err(e) = out.put(&bytes) {
+            return crate::lib::stream::write_failed(&e);
+        }
+        if n == 0 {
+            break;
+        }
     }
+    if let Err(e) = out.flush() {
+        return crate::lib::stream::write_failed(&e);
+    }
+    0
 }
 
 pub(crate) fn gzip(name: &str, args: &[&str], io: &mut Io) -> i32 {
@@ -210,53 +228,65 @@ pub(crate) fn gzip(name: &str, args: &[&str], io: &mut Io) -> i32 {
             code = 2;
             continue;
         }
-        let data = match io.read_input(f) {
-            Ok(d) => d,
+        let mut input = match crate::lib::stream::open(io, f) {
+            Ok(r) => std::io::BufReader::with_capacity(crate::lib::stream::CHUNK, r),
             Err(e) => {
                 io.err(name, &format!("{f}: {}", io_msg(&e)));
                 code = 1;
                 continue;
             }
         };
-        let out = if decompress {
-            match codec::gunzip(&data) {
-                Ok(d) => d,
-                Err(m) => {
-                    io.err(
-                        name,
-                        &format!("{}: {m}", if f == "-" { "stdin" } else { f }),
-                    );
-                    code = 1;
+        let shown = if f == "-" { "stdin" } else { f.as_str() };
+        // Where the output goes: nowhere (-t), stdout, or the new file
+        // (removed again when the input turns out broken).
+        let target = if test || f == "-" || to_stdout {
+            None
+        } else if decompress {
+            Some(match f.strip_suffix(".tgz") {
+                Some(b) => format!("{b}.tar"),
+                None => f[..f.len() - suffix.len()].to_string(),
+            })
+        } else {
+            Some(format!("{f}{suffix}"))
+        };
+        let mut sink: Box<dyn Write> = match &target {
+            None if test => Box::new(std::io::sink()),
+            None => Box::new(crate::lib::stream::Out::new(&io.o)),
+            Some(t) => {
+                if exists(t) && !force {
+                    io.err(name, &format!("{t} already exists; not overwritten"));
+                    code = 2;
                     continue;
                 }
+                match std::fs::File::create(t) {
+                    Ok(h) => Box::new(std::io::BufWriter::new(h)),
+                    Err(e) => {
+                        io.err(name, &format!("{t}: {}", io_msg(&e)));
+                        code = 1;
+                        continue;
+                    }
+                }
             }
-        } else {
-            codec::gzip(&data)
         };
-        if test {
-            continue;
+        let done: Result<(), String> = if decompress {
+            codec::gunzip_stream(&mut input, &mut sink)
+        } else {
+            codec::gzip_stream(&mut input, &mut sink).map_err(|e| io_msg(&e))
         }
-        if f == "-" || to_stdout {
-            let _ = io.o.write_all(&out);
-            continue;
-        }
-        let target = if decompress {
-            if let Some(b) = f.strip_suffix(".tgz") {
-                format!("{b}.tar")
-            } else {
-                f[..f.len() - suffix.len()].to_string()
+        .and_then(|_| sink.flush().map_err(|e| io_msg(&e)));
+        drop(sink);
+        if let Err(m) = done {
+            if m.starts_with("Broken pipe") {
+                return 141;
             }
-        } else {
-            format!("{f}{suffix}")
-        };
-        if exists(&target) && !force {
-            io.err(name, &format!("{target} already exists; not overwritten"));
-            code = 2;
-            continue;
-        }
-        if let Err(e) = std::fs::write(&target, &out) {
-            io.err(name, &format!("{target}: {}", io_msg(&e)));
+            io.err(name, &format!("{shown}: {m}"));
             code = 1;
+            if let Some(t) = &target {
+                let _ = std::fs::remove_file(t);
+            }
+            continue;
+        }
+        if target.is_none() {
             continue;
         }
         if !keep {

@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 pub(crate) fn cat(args: &[&str], io: &mut Io) -> i32 {
+    use crate::lib::stream::{open, write_failed, Lines, Out};
     let o = match opts("cat", args, "", io) {
         Some(o) => o,
         None => return 1,
@@ -23,60 +24,62 @@ pub(crate) fn cat(args: &[&str], io: &mut Io) -> i32 {
         o.rest.clone()
     };
     let mut code = 0;
-    let mut line_no = 0;
+    let mut line_no = 0u64;
+    let mut out = Out::new(&io.o);
     for f in files {
-        if f != "-" && f != "/dev/null" && !number {
-            // Stream big files.
-            match std::fs::File::open(&f) {
-                Ok(mut h) => {
-                    if Path::new(&f).is_dir() {
-                        io.err("cat", &format!("{f}: Is a directory"));
-                        code = 1;
-                        continue;
-                    }
-                    let mut buf = vec![0u8; 1 << 20];
-                    loop {
-                        match h.read(&mut buf) {
-                            Ok(0) => break,
-                            Ok(n) => {
-                                if io.o.write_all(&buf[..n]).is_err() {
-                                    return 1;
-                                }
-                            }
-                            Err(e) => {
-                                io.err("cat", &format!("{f}: {}", io_msg(&e)));
-                                code = 1;
-                                break;
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    io.err("cat", &format!("{f}: {}", io_msg(&e)));
-                    code = 1;
-                }
-            }
-            continue;
-        }
-        match read_operand(&f, io) {
-            Ok(b) => {
-                if number {
-                    let mut out = String::new();
-                    let t = String::from_utf8_lossy(&b);
-                    for l in t.split_inclusive('\n') {
-                        line_no += 1;
-                        out.push_str(&format!("{line_no:>6}\t{l}"));
-                    }
-                    let _ = io.o.write_all(out.as_bytes());
-                } else {
-                    let _ = io.o.write_all(&b);
-                }
-            }
+        let r = match open(io, &f) {
+            Ok(r) => r,
             Err(e) => {
+                let _ = out.flush();
                 io.err("cat", &format!("{f}: {}", io_msg(&e)));
                 code = 1;
+                continue;
             }
+        };
+        // A read error is the file's; a write error ends cat.
+        let read = if number {
+            let mut lines = Lines::new(r);
+            loop {
+                match lines.next_line() {
+                    Ok(Some((l, newline))) => {
+                        line_no += 1;
+                        let nl = if newline { "\n" } else { "" };
+                        let wrote = out
+                            .put(format!("{line_no:>6}\t").as_bytes())
+                            .and_then(|_| out.put(l))
+                            .and_then(|_| out.put(nl.as_bytes()));
+                        if let Err(e) = wrote {
+                            return write_failed(&e);
+                        }
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
+        } else {
+            let mut r = r;
+            let mut buf = vec![0u8; crate::lib::stream::CHUNK];
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        if let Err(e) = out.put(&buf[..n]) {
+                            return write_failed(&e);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            }
+        };
+        if let Err(e) = read {
+            let _ = out.flush();
+            io.err("cat", &format!("{f}: {}", io_msg(&e)));
+            code = 1;
         }
+    }
+    if let Err(e) = out.flush() {
+        return write_failed(&e);
     }
     code
 }

@@ -7,17 +7,10 @@ use crate::lib::io::io_msg;
 use crate::lib::io::{Io, H};
 use crate::lib::opts::Opts;
 use crate::lib::re::Regex;
+use crate::lib::stream;
 
 use std::io::{Read, Write};
 use std::path::Path;
-
-pub(crate) fn lines(data: &[u8]) -> Vec<&[u8]> {
-    let mut v: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
-    if data.last() == Some(&b'\n') || data.is_empty() {
-        v.pop();
-    }
-    v
-}
 
 // ---- printf ----
 
@@ -658,8 +651,8 @@ pub fn head_tail(name: &str, args: &[&str], io: &mut Io) -> i32 {
             }
             continue;
         }
-        let data = match io.read_input(f) {
-            Ok(d) => d,
+        let mut r = match stream::open(io, f) {
+            Ok(r) => r,
             Err(e) => {
                 io.err(
                     name,
@@ -676,36 +669,127 @@ pub fn head_tail(name: &str, args: &[&str], io: &mut Io) -> i32 {
                 if f == "-" { "standard input" } else { f }
             ));
         }
-        let out: &[u8] = if bytes {
-            let len = data.len();
-            match (name, from_start, neg) {
-                ("head", _, true) => &data[..len.saturating_sub(n)],
-                ("head", _, _) => &data[..n.min(len)],
-                (_, true, _) => &data[n.saturating_sub(1).min(len)..],
-                _ => &data[len.saturating_sub(n)..],
-            }
+        let mut out = stream::Out::new(&io.o);
+        let r = if from_start && name == "tail" {
+            skip_then_copy(&mut r, bytes, n.saturating_sub(1), &mut out)
         } else {
-            let starts: Vec<usize> = std::iter::once(0)
-                .chain(
-                    data.iter()
-                        .enumerate()
-                        .filter(|(_, b)| **b == b'\n')
-                        .map(|(i, _)| i + 1),
-                )
-                .filter(|&i| i < data.len())
-                .collect();
-            let count = starts.len();
-            let at = |k: usize| if k >= count { data.len() } else { starts[k] };
-            match (name, from_start, neg) {
-                ("head", _, true) => &data[..at(count.saturating_sub(n))],
-                ("head", _, _) => &data[..at(n)],
-                (_, true, _) => &data[at(n.saturating_sub(1))..],
-                _ => &data[at(count.saturating_sub(n))..],
-            }
+            // The last n (tail), or all but the last n (head -n -N): a
+            // window of n lines or bytes, in memory as they pass.
+            let all_but = name == "head";
+            keep_last(&mut r, bytes, n, all_but, &mut out)
         };
-        let _ = io.o.write_all(out);
+        if let Err(e) = r.and_then(|_| out.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return 141;
+            }
+            io.err(name, &format!("error reading '{f}': {}", io_msg(&e)));
+            code = 1;
+        }
     }
     code
+}
+
+/// Skips `n` lines (or bytes) of `r`, then copies the rest to `out`.
+fn skip_then_copy(
+    r: &mut dyn Read,
+    bytes: bool,
+    n: usize,
+    out: &mut stream::Out,
+) -> std::io::Result<()> {
+    let mut left = n;
+    let mut buf = vec![0u8; stream::CHUNK];
+    loop {
+        let got = match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(g) => g,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let mut start = 0;
+        while left > 0 && start < got {
+            if bytes {
+                let k = left.min(got - start);
+                start += k;
+                left -= k;
+            } else {
+                match buf[start..got].iter().position(|b| *b == b'\n') {
+                    Some(p) => {
+                        start += p + 1;
+                        left -= 1;
+                    }
+                    None => start = got,
+                }
+            }
+        }
+        out.put(&buf[start..got])?;
+    }
+}
+
+/// Copies to `out` the last `n` lines (or bytes) of `r`, or with
+/// `all_but` everything but them, holding only `n` of them at a time.
+fn keep_last(
+    r: &mut dyn Read,
+    bytes: bool,
+    n: usize,
+    all_but: bool,
+    out: &mut stream::Out,
+) -> std::io::Result<()> {
+    let mut window: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+    let mut held = 0usize;
+    let mut push = |piece: Vec<u8>, out: &mut stream::Out| -> std::io::Result<()> {
+        held += if bytes { piece.len() } else { 1 };
+        window.push_back(piece);
+        // Past n: the oldest goes (out, for all-but).
+        while held > n {
+            let Some(front) = window.front_mut() else {
+                break;
+            };
+            if bytes {
+                let extra = (held - n).min(front.len());
+                if all_but {
+                    out.put(&front[..extra])?;
+                }
+                front.drain(..extra);
+                held -= extra;
+                if front.is_empty() {
+                    window.pop_front();
+                }
+            } else {
+                let old = window.pop_front().expect("held");
+                if all_but {
+                    out.put(&old)?;
+                }
+                held -= 1;
+            }
+        }
+        Ok(())
+    };
+    if bytes {
+        let mut buf = vec![0u8; stream::CHUNK];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(g) => push(buf[..g].to_vec(), out)?,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    } else {
+        let mut lines = stream::Lines::new(r);
+        while let Some((l, nl)) = lines.next_line()? {
+            let mut piece = l.to_vec();
+            if nl {
+                piece.push(b'\n');
+            }
+            push(piece, out)?;
+        }
+    }
+    if !all_but {
+        for piece in window {
+            out.put(&piece)?;
+        }
+    }
+    Ok(())
 }
 
 /// Copies the first `n` lines (or bytes) of `r` to `out`, reading no
@@ -1257,8 +1341,8 @@ pub fn uniq(args: &[&str], io: &mut Io) -> i32 {
         }
     };
     let inp = o.rest.first().cloned().unwrap_or_else(|| "-".into());
-    let data = match io.read_input(&inp) {
-        Ok(d) => d,
+    let input = match stream::open(io, &inp) {
+        Ok(r) => r,
         Err(e) => {
             io.err("uniq", &format!("{inp}: {}", io_msg(&e)));
             return 1;
@@ -1284,41 +1368,62 @@ pub fn uniq(args: &[&str], io: &mut Io) -> i32 {
             k
         }
     };
-    let text = String::from_utf8_lossy(&data).into_owned();
-    let ls: Vec<&str> = lines(text.as_bytes())
-        .into_iter()
-        .map(|b| std::str::from_utf8(b).unwrap_or(""))
-        .collect();
-    let mut out = String::new();
-    let mut i = 0;
-    while i < ls.len() {
-        let mut j = i + 1;
-        let k = key(ls[i]);
-        while j < ls.len() && key(ls[j]) == k {
-            j += 1;
-        }
-        let n = j - i;
-        let show = (!o.has('d') || n > 1) && (!o.has('u') || n == 1);
-        if show {
-            if o.has('c') {
-                out.push_str(&format!("{n:>7} {}\n", ls[i]));
-            } else {
-                out.push_str(ls[i]);
-                out.push('\n');
-            }
-        }
-        i = j;
-    }
-    match o.rest.get(1) {
-        Some(f) => {
-            if let Err(e) = std::fs::write(f, out) {
+    let (dups, uniques, counts) = (o.has('d'), o.has('u'), o.has('c'));
+    let mut out: Box<dyn Write> = match o.rest.get(1) {
+        Some(f) => match std::fs::File::create(f) {
+            Ok(h) => Box::new(std::io::BufWriter::new(h)),
+            Err(e) => {
                 io.err("uniq", &format!("{f}: {}", io_msg(&e)));
                 return 1;
             }
+        },
+        None => Box::new(stream::Out::new(&io.o)),
+    };
+    // The group being counted: its first line, its key, how many.
+    let mut group: Option<(String, String, usize)> = None;
+    let emit = |g: &(String, String, usize), out: &mut dyn Write| -> std::io::Result<()> {
+        let (line, _, n) = g;
+        if (!dups || *n > 1) && (!uniques || *n == 1) {
+            if counts {
+                writeln!(out, "{n:>7} {line}")
+            } else {
+                writeln!(out, "{line}")
+            }
+        } else {
+            Ok(())
         }
-        None => {
-            let _ = io.o.write_all(out.as_bytes());
+    };
+    let mut lines = stream::Lines::new(input);
+    loop {
+        let line = match lines.next_line() {
+            Ok(Some((l, _))) => String::from_utf8_lossy(l).into_owned(),
+            Ok(None) => break,
+            Err(e) => {
+                let _ = out.flush();
+                io.err("uniq", &format!("{inp}: {}", io_msg(&e)));
+                return 1;
+            }
+        };
+        let k = key(&line);
+        match &mut group {
+            Some(g) if g.1 == k => g.2 += 1,
+            _ => {
+                if let Some(g) = group.take() {
+                    if let Err(e) = emit(&g, &mut out) {
+                        return stream::write_failed(&e);
+                    }
+                }
+                group = Some((line, k, 1));
+            }
         }
+    }
+    if let Some(g) = group.take() {
+        if let Err(e) = emit(&g, &mut out) {
+            return stream::write_failed(&e);
+        }
+    }
+    if let Err(e) = out.flush() {
+        return stream::write_failed(&e);
     }
     0
 }
@@ -1403,46 +1508,63 @@ pub fn cut(args: &[&str], io: &mut Io) -> i32 {
         .unwrap_or_else(|| delim.to_string());
     let only = o.has('s');
     let mut code = 0;
-    let mut out = String::new();
+    let mut out = stream::Out::new(&io.o);
+    let mut line_out = String::new();
     for f in inputs(&o.rest) {
-        let data = match io.read_input(&f) {
-            Ok(d) => d,
+        let mut lines = match stream::open(io, &f) {
+            Ok(r) => stream::Lines::new(r),
             Err(e) => {
+                let _ = out.flush();
                 io.err("cut", &format!("{f}: {}", io_msg(&e)));
                 code = 1;
                 continue;
             }
         };
-        let text = String::from_utf8_lossy(&data).into_owned();
-        for line in lines(text.as_bytes()) {
-            let line = std::str::from_utf8(line).unwrap_or("");
+        loop {
+            let line = match lines.next_line() {
+                Ok(Some((l, _))) => String::from_utf8_lossy(l),
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = out.flush();
+                    io.err("cut", &format!("{f}: {}", io_msg(&e)));
+                    code = 1;
+                    break;
+                }
+            };
+            line_out.clear();
             if fields {
                 if !line.contains(delim) {
                     if !only {
-                        out.push_str(line);
-                        out.push('\n');
+                        line_out.push_str(&line);
+                        line_out.push('\n');
                     }
-                    continue;
+                } else {
+                    let parts: Vec<&str> = line
+                        .split(delim)
+                        .enumerate()
+                        .filter(|(i, _)| picked(i + 1))
+                        .map(|(_, p)| p)
+                        .collect();
+                    line_out.push_str(&parts.join(&out_delim));
+                    line_out.push('\n');
                 }
-                let parts: Vec<&str> = line
-                    .split(delim)
-                    .enumerate()
-                    .filter(|(i, _)| picked(i + 1))
-                    .map(|(_, p)| p)
-                    .collect();
-                out.push_str(&parts.join(&out_delim));
             } else {
-                out.extend(
+                line_out.extend(
                     line.chars()
                         .enumerate()
                         .filter(|(i, _)| picked(i + 1))
                         .map(|(_, c)| c),
                 );
+                line_out.push('\n');
             }
-            out.push('\n');
+            if let Err(e) = out.put(line_out.as_bytes()) {
+                return stream::write_failed(&e);
+            }
         }
     }
-    let _ = io.o.write_all(out.as_bytes());
+    if let Err(e) = out.flush() {
+        return stream::write_failed(&e);
+    }
     code
 }
 
@@ -1555,8 +1677,6 @@ pub fn tr(args: &[&str], io: &mut Io) -> i32 {
         io.err("tr", &format!("missing operand after '{}'", o.rest[0]));
         return 1;
     }
-    let data = io.i.read_all().unwrap_or_default();
-    let text = String::from_utf8_lossy(&data);
     let in1 = |c: char| s1.contains(&c) != comp;
     let map = |c: char| -> char {
         if del || s2.is_empty() {
@@ -1582,20 +1702,45 @@ pub fn tr(args: &[&str], io: &mut Io) -> i32 {
             squeeze_set.contains(&c)
         }
     };
-    let mut out = String::with_capacity(text.len());
+    let mut out = stream::Out::new(&io.o);
+    let mut text = stream::Utf8::default();
     let mut last: Option<char> = None;
-    for c in text.chars() {
-        if del && in1(c) {
-            continue;
+    let mut chunk_out = String::new();
+    let mut input = io.i.clone();
+    let mut buf = vec![0u8; stream::CHUNK];
+    loop {
+        let (n, end) = match input.read(&mut buf) {
+            Ok(0) => (0, true),
+            Ok(n) => (n, false),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = out.flush();
+                io.err("tr", &io_msg(&e));
+                return 1;
+            }
+        };
+        chunk_out.clear();
+        for c in text.decode(&buf[..n], end).chars() {
+            if del && in1(c) {
+                continue;
+            }
+            let m = if del { c } else { map(c) };
+            if squeeze && last == Some(m) && sq(m) {
+                continue;
+            }
+            chunk_out.push(m);
+            last = Some(m);
         }
-        let m = if del { c } else { map(c) };
-        if squeeze && last == Some(m) && sq(m) {
-            continue;
+        if let Err(e) = out.put(chunk_out.as_bytes()) {
+            return stream::write_failed(&e);
         }
-        out.push(m);
-        last = Some(m);
+        if end {
+            break;
+        }
     }
-    let _ = io.o.write_all(out.as_bytes());
+    if let Err(e) = out.flush() {
+        return stream::write_failed(&e);
+    }
     0
 }
 
@@ -1609,26 +1754,55 @@ pub fn tee(args: &[&str], io: &mut Io) -> i32 {
             return 1;
         }
     };
-    let data = io.i.read_all().unwrap_or_default();
     let mut code = 0;
+    let mut files: Vec<(String, std::fs::File)> = Vec::new();
     for f in &o.rest {
-        let r = if o.has('a') {
+        if f == "/dev/null" {
+            continue;
+        }
+        let opened = if o.has('a') {
             std::fs::OpenOptions::new()
                 .append(true)
                 .create(true)
                 .open(f)
-                .and_then(|mut h| h.write_all(&data))
-        } else if f == "/dev/null" {
-            Ok(())
         } else {
-            std::fs::write(f, &data)
+            std::fs::File::create(f)
         };
-        if let Err(e) = r {
-            io.err("tee", &format!("{f}: {}", io_msg(&e)));
-            code = 1;
+        match opened {
+            Ok(h) => files.push((f.clone(), h)),
+            Err(e) => {
+                io.err("tee", &format!("{f}: {}", io_msg(&e)));
+                code = 1;
+            }
         }
     }
-    let _ = io.o.write_all(&data);
+    let mut input = io.i.clone();
+    let mut buf = vec![0u8; stream::CHUNK];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                io.err("tee", &format!("standard input: {}", io_msg(&e)));
+                return 1;
+            }
+        };
+        let mut failed = Vec::new();
+        for (i, (f, h)) in files.iter_mut().enumerate() {
+            if let Err(e) = h.write_all(&buf[..n]) {
+                io.err("tee", &format!("{f}: {}", io_msg(&e)));
+                failed.push(i);
+                code = 1;
+            }
+        }
+        for i in failed.into_iter().rev() {
+            files.remove(i);
+        }
+        if let Err(e) = io.o.write_all(&buf[..n]) {
+            return stream::write_failed(&e);
+        }
+    }
     code
 }
 
@@ -1767,11 +1941,14 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
     let silent = o.has('s');
     let mut any = false;
     let mut err = false;
+    let mut out = stream::Out::new(&io.o);
+    let mut text = String::new();
     for f in &list {
-        let data = match io.read_input(f) {
-            Ok(d) => d,
+        let mut lines = match stream::open(io, f) {
+            Ok(r) => stream::Lines::new(r),
             Err(e) => {
                 if !silent {
+                    let _ = out.flush();
                     let m = io_msg(&e);
                     io.err("grep", &format!("{f}: {m}"));
                 }
@@ -1779,16 +1956,11 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
                 continue;
             }
         };
-        if recursive && data.contains(&0) {
+        // A binary file (a NUL in its first bytes) is skipped under -r.
+        if recursive && lines.peek().is_ok_and(|b| b.contains(&0)) {
             continue;
         }
-        let text = String::from_utf8_lossy(&data).into_owned();
-        let ls: Vec<&str> = lines(text.as_bytes())
-            .into_iter()
-            .map(|b| std::str::from_utf8(b).unwrap_or(""))
-            .collect();
         let mut n = 0usize;
-        let mut out = String::new();
         let prefix = |i: usize, sep: char| {
             let mut p = String::new();
             if show_name {
@@ -1803,10 +1975,27 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
         };
         let mut last_printed: Option<usize> = None;
         let mut pending_after = 0usize;
-        for (i, l) in ls.iter().enumerate() {
+        // The lines before this one that -B may print: (index, text).
+        let mut behind: std::collections::VecDeque<(usize, String)> =
+            std::collections::VecDeque::with_capacity(before + 1);
+        let mut i = 0usize;
+        loop {
             if max.is_some_and(|m| n >= m) {
                 break;
             }
+            let l: String = match lines.next_line() {
+                Ok(Some((b, _))) => String::from_utf8_lossy(b).into_owned(),
+                Ok(None) => break,
+                Err(e) => {
+                    if !silent {
+                        let _ = out.flush();
+                        io.err("grep", &format!("{f}: {}", io_msg(&e)));
+                    }
+                    err = true;
+                    break;
+                }
+            };
+            text.clear();
             let chars: Vec<char> = l.chars().collect();
             let matches_at = |r: &Regex, from: usize| -> Option<(usize, usize)> {
                 let mut start = from;
@@ -1835,38 +2024,54 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
             let hit = res.iter().any(|r| matches_at(r, 0).is_some()) != invert;
             if !hit {
                 if pending_after > 0 && !count && !names && !nonames && !quiet {
-                    out.push_str(&prefix(i, '-'));
-                    out.push_str(l);
-                    out.push('\n');
+                    text.push_str(&prefix(i, '-'));
+                    text.push_str(&l);
+                    text.push('\n');
                     last_printed = Some(i);
                     pending_after -= 1;
+                } else if before > 0 {
+                    if behind.len() == before {
+                        behind.pop_front();
+                    }
+                    behind.push_back((i, l));
                 }
+                if let Err(e) = out.put(text.as_bytes()) {
+                    return stream::write_failed(&e);
+                }
+                i += 1;
                 continue;
             }
             n += 1;
             any = true;
             if quiet {
-                let _ = io.o.write_all(out.as_bytes());
+                let _ = out.flush();
                 return 0;
             }
             if count || names || nonames {
+                if names {
+                    // One hit names the file; the rest need not be read.
+                    break;
+                }
+                i += 1;
                 continue;
             }
             if before > 0 || after > 0 {
                 if let Some(lp) = last_printed {
                     if i.saturating_sub(before) > lp + 1 {
-                        out.push_str("--\n");
+                        text.push_str("--\n");
                     }
                 } else if n > 1 {
-                    out.push_str("--\n");
+                    text.push_str("--\n");
                 }
                 let from = i
                     .saturating_sub(before)
                     .max(last_printed.map_or(0, |x| x + 1));
-                for (j, bl) in ls.iter().enumerate().take(i).skip(from) {
-                    out.push_str(&prefix(j, '-'));
-                    out.push_str(bl);
-                    out.push('\n');
+                for (j, bl) in behind.drain(..) {
+                    if j >= from {
+                        text.push_str(&prefix(j, '-'));
+                        text.push_str(&bl);
+                        text.push('\n');
+                    }
                 }
             }
             if only && !invert {
@@ -1874,9 +2079,9 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
                     let mut from = 0;
                     while let Some((s, e)) = matches_at(r, from) {
                         if e > s {
-                            out.push_str(&prefix(i, ':'));
-                            out.extend(chars[s..e].iter());
-                            out.push('\n');
+                            text.push_str(&prefix(i, ':'));
+                            text.extend(chars[s..e].iter());
+                            text.push('\n');
                         }
                         from = if e > s { e } else { s + 1 };
                         if from > chars.len() {
@@ -1885,29 +2090,39 @@ pub fn grep(name: &str, args: &[&str], io: &mut Io) -> i32 {
                     }
                 }
             } else {
-                out.push_str(&prefix(i, ':'));
-                out.push_str(l);
-                out.push('\n');
+                text.push_str(&prefix(i, ':'));
+                text.push_str(&l);
+                text.push('\n');
+            }
+            if let Err(e) = out.put(text.as_bytes()) {
+                return stream::write_failed(&e);
             }
             last_printed = Some(i);
             pending_after = after;
+            i += 1;
         }
+        text.clear();
         if count {
             if show_name {
-                out.push_str(if f == "-" { "(standard input)" } else { f });
-                out.push(':');
+                text.push_str(if f == "-" { "(standard input)" } else { f });
+                text.push(':');
             }
-            out.push_str(&format!("{n}\n"));
+            text.push_str(&format!("{n}\n"));
         }
         if names && n > 0 {
-            out.push_str(if f == "-" { "(standard input)" } else { f });
-            out.push('\n');
+            text.push_str(if f == "-" { "(standard input)" } else { f });
+            text.push('\n');
         }
         if nonames && n == 0 {
-            out.push_str(if f == "-" { "(standard input)" } else { f });
-            out.push('\n');
+            text.push_str(if f == "-" { "(standard input)" } else { f });
+            text.push('\n');
         }
-        let _ = io.o.write_all(out.as_bytes());
+        if let Err(e) = out.put(text.as_bytes()) {
+            return stream::write_failed(&e);
+        }
+    }
+    if let Err(e) = out.flush() {
+        return stream::write_failed(&e);
     }
     if err && !(quiet && any) {
         return 2;

@@ -37,7 +37,7 @@ use crate::lib::io::H;
 use crate::lib::re::Regex;
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::rc::Rc;
 
 pub(crate) enum Flow {
@@ -55,16 +55,70 @@ pub(crate) type R<T> = Result<T, Flow>;
 /// The main input: the operands in turn (assignments among them apply
 /// when reached), or stdin.
 pub(crate) struct Input {
-    data: Vec<u8>,
-    pos: usize,
+    src: Source,
     open: bool,
 }
 
-/// A `getline` source: a file or a command's output, read once.
-pub(crate) struct Reader {
+/// Where records come from, read as they are needed (a chunk at a time),
+/// so awk streams between the stages of a pipeline.
+pub(crate) struct Source {
+    r: Box<dyn Read>,
     data: Vec<u8>,
     pos: usize,
+    eof: bool,
 }
+
+impl Source {
+    fn new(r: Box<dyn Read>) -> Source {
+        Source {
+            r,
+            data: Vec::new(),
+            pos: 0,
+            eof: false,
+        }
+    }
+
+    fn empty() -> Source {
+        Source {
+            r: Box::new(std::io::empty()),
+            data: Vec::new(),
+            pos: 0,
+            eof: true,
+        }
+    }
+
+    /// Reads one more chunk (what was taken goes first); false at the end.
+    fn more(&mut self) -> bool {
+        if self.eof {
+            return false;
+        }
+        if self.pos > 0 {
+            self.data.drain(..self.pos);
+            self.pos = 0;
+        }
+        let mut buf = vec![0u8; crate::lib::stream::CHUNK];
+        match self.r.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                self.eof = true;
+                false
+            }
+            Ok(n) => {
+                self.data.extend_from_slice(&buf[..n]);
+                true
+            }
+        }
+    }
+
+    /// Skips what is left (`nextfile`).
+    fn skip(&mut self) {
+        self.data.clear();
+        self.pos = 0;
+        self.eof = true;
+    }
+}
+
+/// A `getline` source: a file or a command's output.
+pub(crate) type Reader = Source;
 
 pub(crate) enum Out {
     File(std::fs::File),
@@ -851,6 +905,44 @@ impl<'a> Interp<'a> {
     }
 
     /// The next record of `data` from `pos` by RS, or None at the end.
+    /// The next record of `src`, read as far as it takes to know where it
+    /// ends.
+    fn next_record(&mut self, src: &mut Source) -> Option<String> {
+        while !src.eof && !self.record_ends(&src.data[src.pos..]) {
+            src.more();
+        }
+        self.read_record(&src.data, &mut src.pos)
+    }
+
+    /// Whether `rest` holds a whole record and what ends it (more input
+    /// could not change either).
+    fn record_ends(&mut self, rest: &[u8]) -> bool {
+        let rs = self.sval(RS);
+        if rs.is_empty() {
+            // A blank line after the paragraph, and something after it.
+            let body = match rest.iter().position(|&b| b != b'\n') {
+                Some(i) => &rest[i..],
+                None => return false,
+            };
+            return match body.windows(2).position(|w| w == b"\n\n") {
+                Some(k) => body[k..].iter().any(|&b| b != b'\n'),
+                None => false,
+            };
+        }
+        let mut cs = rs.chars();
+        if let (Some(c), None) = (cs.next(), cs.next()) {
+            if c.is_ascii() {
+                return rest.contains(&(c as u8));
+            }
+        }
+        let Ok(r) = self.regex_str(&rs) else {
+            return false;
+        };
+        let tc: Vec<char> = String::from_utf8_lossy(rest).chars().collect();
+        r.find_at(&tc, 0, true)
+            .is_some_and(|c| c[1] > c[0] && c[1].unwrap_or(0) < tc.len())
+    }
+
     fn read_record(&mut self, data: &[u8], pos: &mut usize) -> Option<String> {
         if *pos >= data.len() {
             return None;
@@ -942,10 +1034,8 @@ impl<'a> Interp<'a> {
                     return Ok(false);
                 }
                 self.opened_any = true;
-                let data = self.io.i.read_all().unwrap_or_default();
                 self.input = Input {
-                    data,
-                    pos: 0,
+                    src: Source::new(Box::new(self.io.i.clone())),
                     open: true,
                 };
                 self.set_global(FNR, Val::Num(0.0));
@@ -967,11 +1057,11 @@ impl<'a> Interp<'a> {
                 }
                 continue;
             }
-            let data = if arg == "-" || arg == "/dev/stdin" {
-                self.io.i.read_all().unwrap_or_default()
+            let data: Box<dyn Read> = if arg == "-" || arg == "/dev/stdin" {
+                Box::new(self.io.i.clone())
             } else {
-                match std::fs::read(&arg) {
-                    Ok(d) => d,
+                match std::fs::File::open(&arg) {
+                    Ok(d) => Box::new(d),
                     Err(e) => {
                         let _ = self.flush_out();
                         self.io.err(
@@ -984,8 +1074,7 @@ impl<'a> Interp<'a> {
             };
             self.opened_any = true;
             self.input = Input {
-                data,
-                pos: 0,
+                src: Source::new(data),
                 open: true,
             };
             self.set_global(FILENAME, Val::Str(rc(&arg)));
@@ -998,11 +1087,9 @@ impl<'a> Interp<'a> {
     fn next_main(&mut self) -> R<Option<String>> {
         loop {
             if self.input.open {
-                let data = std::mem::take(&mut self.input.data);
-                let mut pos = self.input.pos;
-                let r = self.read_record(&data, &mut pos);
-                self.input.data = data;
-                self.input.pos = pos;
+                let mut src = std::mem::replace(&mut self.input.src, Source::empty());
+                let r = self.next_record(&mut src);
+                self.input.src = src;
                 if let Some(r) = r {
                     let nr = self.num_global(NR) + 1.0;
                     self.set_global(NR, Val::Num(nr));
@@ -1028,22 +1115,22 @@ impl<'a> Interp<'a> {
                 let v = self.eval(e)?;
                 let name = self.str_of(&v).to_string();
                 if !self.readers.contains_key(&name) {
-                    let data = if *is_cmd {
+                    let src: Box<dyn Read> = if *is_cmd {
                         let buf = H::new(Stream::Buf(Vec::new()));
                         self.shell(&name, None, Some(buf.clone()));
-                        buf.take()
+                        Box::new(std::io::Cursor::new(H::take(&buf)))
                     } else if name == "-" || name == "/dev/stdin" {
-                        self.io.i.read_all().unwrap_or_default()
+                        Box::new(self.io.i.clone())
                     } else {
-                        match std::fs::read(&name) {
-                            Ok(d) => d,
+                        match std::fs::File::open(&name) {
+                            Ok(d) => Box::new(d),
                             Err(_) => return Ok(Val::Num(-1.0)),
                         }
                     };
-                    self.readers.insert(name.clone(), Reader { data, pos: 0 });
+                    self.readers.insert(name.clone(), Source::new(src));
                 }
                 let mut r = self.readers.remove(&name).unwrap();
-                let rec = self.read_record(&r.data, &mut r.pos);
+                let rec = self.next_record(&mut r);
                 self.readers.insert(name, r);
                 match rec {
                     Some(rec) => {
@@ -1339,7 +1426,7 @@ impl<'a> Interp<'a> {
                     Ok(()) => {}
                     Err(Flow::Next) => break,
                     Err(Flow::NextFile) => {
-                        self.input.pos = self.input.data.len();
+                        self.input.src.skip();
                         break;
                     }
                     Err(e) => return Err(e),
@@ -1763,8 +1850,7 @@ pub fn main(args: &[&str], io: &mut Io) -> i32 {
         dirty: false,
         io,
         input: Input {
-            data: Vec::new(),
-            pos: 0,
+            src: Source::empty(),
             open: false,
         },
         arg_index: 1,

@@ -1,5 +1,7 @@
 //! Hashes (SHA-256, MD5), base64, CRC-32, deflate/inflate and gzip, all
-//! in plain Rust: wbox has no dependencies.
+//! in plain Rust: wbox has no dependencies. gzip and gunzip stream.
+
+use std::io::{self, BufRead, Read, Write};
 
 // ---- SHA-256 ----
 
@@ -290,41 +292,59 @@ pub fn base64_encode(data: &[u8]) -> String {
     out
 }
 
-pub fn base64_decode(data: &[u8], ignore_garbage: bool) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    let mut pad = false;
-    for &c in data {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                pad = true;
-                continue;
+/// base64 decoded as it comes, chunk by chunk.
+#[derive(Default)]
+pub struct Base64Decoder {
+    acc: u32,
+    bits: u32,
+    pad: bool,
+    ignore_garbage: bool,
+}
+
+impl Base64Decoder {
+    /// A decoder; `ignore_garbage` skips what is no base64 (`-i`).
+    pub fn new(ignore_garbage: bool) -> Base64Decoder {
+        Base64Decoder {
+            ignore_garbage,
+            ..Default::default()
+        }
+    }
+
+    /// Decodes a chunk into `out`; false on invalid input.
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) -> bool {
+        for &c in data {
+            let v = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                b'=' => {
+                    self.pad = true;
+                    continue;
+                }
+                b'\n' | b'\r' => continue,
+                _ if self.ignore_garbage => continue,
+                _ => return false,
+            };
+            if self.pad {
+                return false;
             }
-            b'\n' | b'\r' => continue,
-            _ if ignore_garbage => continue,
-            _ => return None,
-        };
-        if pad {
-            return None;
+            self.acc = self.acc << 6 | v as u32;
+            self.bits += 6;
+            if self.bits >= 8 {
+                self.bits -= 8;
+                out.push((self.acc >> self.bits) as u8);
+                self.acc &= (1 << self.bits) - 1;
+            }
         }
-        acc = acc << 6 | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
+        true
     }
-    if bits >= 6 {
-        return None;
+
+    /// Whether the input ended where it may.
+    pub fn finish(&self) -> bool {
+        self.bits < 6
     }
-    Some(out)
 }
 
 // ---- CRC-32 ----
@@ -361,19 +381,24 @@ pub fn crc32(crc: u32, data: &[u8]) -> u32 {
 
 // ---- inflate ----
 
+/// Bits of a deflate stream, read from a `BufRead` as they are needed.
 struct Bits<'a> {
-    d: &'a [u8],
-    pos: usize,
-    bit: u32,
+    r: &'a mut dyn BufRead,
+    bit: u64,
     nbits: u32,
 }
 
-impl<'a> Bits<'a> {
+impl Bits<'_> {
+    fn byte(&mut self) -> Result<u8, String> {
+        let buf = self.r.fill_buf().map_err(|e| e.to_string())?;
+        let b = *buf.first().ok_or("unexpected end of file")?;
+        self.r.consume(1);
+        Ok(b)
+    }
     fn need(&mut self, n: u32) -> Result<(), String> {
         while self.nbits < n {
-            let b = *self.d.get(self.pos).ok_or("unexpected end of file")?;
-            self.pos += 1;
-            self.bit |= (b as u32) << self.nbits;
+            let b = self.byte()?;
+            self.bit |= (b as u64) << self.nbits;
             self.nbits += 8;
         }
         Ok(())
@@ -383,14 +408,63 @@ impl<'a> Bits<'a> {
             return Ok(0);
         }
         self.need(n)?;
-        let v = self.bit & ((1u32 << n) - 1);
+        let v = (self.bit & ((1u64 << n) - 1)) as u32;
         self.bit >>= n;
         self.nbits -= n;
         Ok(v)
     }
+    /// Drops the bits up to the next byte boundary.
     fn align(&mut self) {
-        self.bit = 0;
-        self.nbits = 0;
+        let drop = self.nbits % 8;
+        self.bit >>= drop;
+        self.nbits -= drop;
+    }
+    /// A whole byte at a byte boundary (after [`Bits::align`]).
+    fn aligned_byte(&mut self) -> Result<u8, String> {
+        if self.nbits >= 8 {
+            return Ok(self.get(8)? as u8);
+        }
+        self.byte()
+    }
+}
+
+/// The inflated bytes: written out as they come, the last 32 KiB kept for
+/// back-references, and their CRC-32 and count for gzip's trailer.
+struct Window<'a> {
+    w: &'a mut dyn Write,
+    buf: Vec<u8>,
+    crc: u32,
+    total: u64,
+}
+
+const WINDOW: usize = 32 * 1024;
+
+impl Window<'_> {
+    fn push(&mut self, b: u8) -> Result<(), String> {
+        self.buf.push(b);
+        if self.buf.len() >= 4 * WINDOW {
+            self.spill()?;
+        }
+        Ok(())
+    }
+    /// Writes all but the last 32 KiB.
+    fn spill(&mut self) -> Result<(), String> {
+        let keep = self.buf.len().min(WINDOW);
+        let out = self.buf.len() - keep;
+        self.emit(out)?;
+        self.buf.drain(..out);
+        Ok(())
+    }
+    fn emit(&mut self, n: usize) -> Result<(), String> {
+        let done = &self.buf[..n];
+        self.crc = crc32(self.crc, done);
+        self.total += n as u64;
+        self.w.write_all(done).map_err(|e| e.to_string())
+    }
+    fn finish(&mut self) -> Result<(), String> {
+        self.emit(self.buf.len())?;
+        self.buf.clear();
+        self.w.flush().map_err(|e| e.to_string())
     }
 }
 
@@ -456,32 +530,26 @@ const DEXT: [u8; 30] = [
     13,
 ];
 
-/// Inflates a raw deflate stream; returns the data and the bytes used.
-pub fn inflate(d: &[u8]) -> Result<(Vec<u8>, usize), String> {
-    let mut b = Bits {
-        d,
-        pos: 0,
-        bit: 0,
-        nbits: 0,
-    };
-    let mut out: Vec<u8> = Vec::new();
+/// Inflates one raw deflate stream from `r` into `out`; the bits of the
+/// byte it ends in are dropped (what follows starts at a byte).
+fn inflate_into(b: &mut Bits, out: &mut Window) -> Result<(), String> {
     loop {
         let last = b.get(1)?;
         match b.get(2)? {
             0 => {
                 b.align();
-                if b.pos + 4 > d.len() {
-                    return Err("unexpected end of file".into());
+                let mut h = [0u8; 4];
+                for x in h.iter_mut() {
+                    *x = b.aligned_byte()?;
                 }
-                let len = u16::from_le_bytes([d[b.pos], d[b.pos + 1]]) as usize;
-                b.pos += 4;
-                let end = b
-                    .pos
-                    .checked_add(len)
-                    .filter(|e| *e <= d.len())
-                    .ok_or("unexpected end of file")?;
-                out.extend_from_slice(&d[b.pos..end]);
-                b.pos = end;
+                let len = u16::from_le_bytes([h[0], h[1]]);
+                if len != !u16::from_le_bytes([h[2], h[3]]) {
+                    return Err("invalid compressed data--format violated".into());
+                }
+                for _ in 0..len {
+                    let x = b.aligned_byte()?;
+                    out.push(x)?;
+                }
             }
             1 => {
                 let mut l = [0u8; 288];
@@ -495,7 +563,7 @@ pub fn inflate(d: &[u8]) -> Result<(Vec<u8>, usize), String> {
                 }
                 let lit = Huff::new(&l);
                 let dist = Huff::new(&[5u8; 30]);
-                codes(&mut b, &mut out, &lit, &dist)?;
+                codes(b, out, &lit, &dist)?;
             }
             2 => {
                 let hlit = b.get(5)? as usize + 257;
@@ -512,7 +580,7 @@ pub fn inflate(d: &[u8]) -> Result<(Vec<u8>, usize), String> {
                 let mut lens = vec![0u8; hlit + hdist];
                 let mut i = 0;
                 while i < hlit + hdist {
-                    let sym = clh.decode(&mut b)?;
+                    let sym = clh.decode(b)?;
                     let (val, rep) = match sym {
                         0..=15 => (sym as u8, 1),
                         16 => {
@@ -534,22 +602,22 @@ pub fn inflate(d: &[u8]) -> Result<(Vec<u8>, usize), String> {
                 }
                 let lit = Huff::new(&lens[..hlit]);
                 let dist = Huff::new(&lens[hlit..]);
-                codes(&mut b, &mut out, &lit, &dist)?;
+                codes(b, out, &lit, &dist)?;
             }
             _ => return Err("invalid compressed data--format violated".into()),
         }
         if last == 1 {
-            break;
+            b.align();
+            return Ok(());
         }
     }
-    Ok((out, b.pos))
 }
 
-fn codes(b: &mut Bits, out: &mut Vec<u8>, lit: &Huff, dist: &Huff) -> Result<(), String> {
+fn codes(b: &mut Bits, out: &mut Window, lit: &Huff, dist: &Huff) -> Result<(), String> {
     loop {
         let s = lit.decode(b)? as usize;
         if s < 256 {
-            out.push(s as u8);
+            out.push(s as u8)?;
         } else if s == 256 {
             return Ok(());
         } else {
@@ -563,13 +631,12 @@ fn codes(b: &mut Bits, out: &mut Vec<u8>, lit: &Huff, dist: &Huff) -> Result<(),
                 return Err("invalid compressed data--format violated".into());
             }
             let d = DBASE[ds] as usize + b.get(DEXT[ds] as u32)? as usize;
-            if d > out.len() {
+            if d > out.buf.len() {
                 return Err("invalid compressed data--format violated".into());
             }
-            let start = out.len() - d;
-            for k in 0..len {
-                let c = out[start + k];
-                out.push(c);
+            for _ in 0..len {
+                let c = out.buf[out.buf.len() - d];
+                out.push(c)?;
             }
         }
     }
@@ -601,12 +668,6 @@ impl BitOut {
         }
         self.put(r, len);
     }
-    fn finish(mut self) -> Vec<u8> {
-        if self.n > 0 {
-            self.out.push(self.acc as u8);
-        }
-        self.out
-    }
 }
 
 fn lit_code(b: &mut BitOut, s: u32) {
@@ -618,135 +679,264 @@ fn lit_code(b: &mut BitOut, s: u32) {
     }
 }
 
-pub fn deflate(data: &[u8]) -> Vec<u8> {
-    let mut b = BitOut {
-        out: Vec::with_capacity(data.len() / 2 + 64),
-        acc: 0,
-        n: 0,
-    };
-    b.put(1, 1);
-    b.put(1, 2);
-    const WIN: usize = 32768;
-    const HBITS: u32 = 15;
-    let mut head = vec![u32::MAX; 1 << HBITS];
-    let mut prev = vec![u32::MAX; WIN];
-    let hash = |i: usize| -> usize {
-        let v = (data[i] as u32) << 16 | (data[i + 1] as u32) << 8 | data[i + 2] as u32;
-        (v.wrapping_mul(2654435761) >> (32 - HBITS)) as usize
-    };
-    let mut i = 0;
-    let n = data.len();
-    while i < n {
-        let mut best_len = 0;
-        let mut best_d = 0;
-        if i + 3 <= n {
-            let h = hash(i);
-            let mut cand = head[h];
-            let mut chain = 32;
-            while cand != u32::MAX && chain > 0 {
-                let c = cand as usize;
-                if i - c > WIN - 1 {
-                    break;
-                }
-                let max = (n - i).min(258);
-                let mut l = 0;
-                while l < max && data[c + l] == data[i + l] {
-                    l += 1;
-                }
-                if l > best_len {
-                    best_len = l;
-                    best_d = i - c;
-                    if l == max {
-                        break;
-                    }
-                }
-                cand = prev[c % WIN];
-                chain -= 1;
-            }
-            prev[i % WIN] = head[h];
-            head[h] = i as u32;
-        }
-        if best_len >= 3 {
-            let li = LBASE
-                .iter()
-                .rposition(|&x| x as usize <= best_len)
-                .unwrap_or(0);
-            lit_code(&mut b, 257 + li as u32);
-            b.put((best_len - LBASE[li] as usize) as u32, LEXT[li] as u32);
-            let di = DBASE
-                .iter()
-                .rposition(|&x| x as usize <= best_d)
-                .unwrap_or(0);
-            b.code(di as u32, 5);
-            b.put((best_d - DBASE[di] as usize) as u32, DEXT[di] as u32);
-            for k in i + 1..i + best_len {
-                if k + 3 <= n {
-                    let h = hash(k);
-                    prev[k % WIN] = head[h];
-                    head[h] = k as u32;
-                }
-            }
-            i += best_len;
-        } else {
-            lit_code(&mut b, data[i] as u32);
-            i += 1;
+const HBITS: u32 = 15;
+
+/// A deflate stream written as its input comes: one block of fixed
+/// Huffman codes, matches found in the last 32 KiB (hash chains), the
+/// compressed bytes handed out as each chunk of input is done.
+pub struct Deflater {
+    /// The input not compressed yet, after the window it may refer to.
+    data: Vec<u8>,
+    /// Where in `data` the input not compressed yet starts.
+    at: usize,
+    head: Vec<u32>,
+    prev: Vec<u32>,
+    /// `data[0]`'s position in the whole input (for the hash tables).
+    base: usize,
+    b: BitOut,
+    crc: u32,
+    total: u64,
+}
+
+impl Default for Deflater {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Deflater {
+    pub fn new() -> Deflater {
+        let mut b = BitOut {
+            out: Vec::new(),
+            acc: 0,
+            n: 0,
+        };
+        b.put(1, 1);
+        b.put(1, 2);
+        Deflater {
+            data: Vec::new(),
+            at: 0,
+            head: vec![u32::MAX; 1 << HBITS],
+            prev: vec![u32::MAX; WINDOW],
+            base: 0,
+            b,
+            crc: 0,
+            total: 0,
         }
     }
-    lit_code(&mut b, 256);
-    b.finish()
+
+    /// Compresses `input`; returns the compressed bytes ready so far.
+    pub fn write(&mut self, input: &[u8]) -> Vec<u8> {
+        self.crc = crc32(self.crc, input);
+        self.total += input.len() as u64;
+        self.data.extend_from_slice(input);
+        // Leave room for a match to grow past the end of this chunk.
+        if self.data.len() - self.at > 258 {
+            let upto = self.data.len() - 258;
+            self.compress(upto);
+        }
+        std::mem::take(&mut self.b.out)
+    }
+
+    /// Compresses the rest and ends the stream; the last bytes.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let end = self.data.len();
+        self.compress(end);
+        lit_code(&mut self.b, 256);
+        if self.b.n > 0 {
+            self.b.out.push(self.b.acc as u8);
+            self.b.acc = 0;
+            self.b.n = 0;
+        }
+        std::mem::take(&mut self.b.out)
+    }
+
+    fn hash(&self, i: usize) -> usize {
+        let d = &self.data;
+        let v = (d[i] as u32) << 16 | (d[i + 1] as u32) << 8 | d[i + 2] as u32;
+        (v.wrapping_mul(2654435761) >> (32 - HBITS)) as usize
+    }
+
+    fn insert(&mut self, i: usize) {
+        if i + 3 <= self.data.len() {
+            let h = self.hash(i);
+            let abs = self.base + i;
+            self.prev[abs % WINDOW] = self.head[h];
+            self.head[h] = abs as u32;
+        }
+    }
+
+    /// Compresses `data[at..upto]` (matches may read up to the end).
+    fn compress(&mut self, upto: usize) {
+        let n = self.data.len();
+        let mut i = self.at;
+        while i < upto {
+            let mut best_len = 0;
+            let mut best_d = 0;
+            if i + 3 <= n {
+                let h = self.hash(i);
+                let abs = self.base + i;
+                let mut cand = self.head[h];
+                let mut chain = 32;
+                while cand != u32::MAX && chain > 0 {
+                    let c_abs = cand as usize;
+                    if c_abs < self.base || abs - c_abs > WINDOW - 1 {
+                        break;
+                    }
+                    let c = c_abs - self.base;
+                    let max = (n - i).min(258);
+                    let mut l = 0;
+                    while l < max && self.data[c + l] == self.data[i + l] {
+                        l += 1;
+                    }
+                    if l > best_len {
+                        best_len = l;
+                        best_d = i - c;
+                        if l == max {
+                            break;
+                        }
+                    }
+                    cand = self.prev[c_abs % WINDOW];
+                    chain -= 1;
+                }
+                self.prev[abs % WINDOW] = self.head[h];
+                self.head[h] = abs as u32;
+            }
+            if best_len >= 3 {
+                let li = LBASE
+                    .iter()
+                    .rposition(|&x| x as usize <= best_len)
+                    .unwrap_or(0);
+                lit_code(&mut self.b, 257 + li as u32);
+                self.b
+                    .put((best_len - LBASE[li] as usize) as u32, LEXT[li] as u32);
+                let di = DBASE
+                    .iter()
+                    .rposition(|&x| x as usize <= best_d)
+                    .unwrap_or(0);
+                self.b.code(di as u32, 5);
+                self.b
+                    .put((best_d - DBASE[di] as usize) as u32, DEXT[di] as u32);
+                for k in i + 1..i + best_len {
+                    self.insert(k);
+                }
+                i += best_len;
+            } else {
+                lit_code(&mut self.b, self.data[i] as u32);
+                i += 1;
+            }
+        }
+        self.at = i;
+        // Keep only the window matches may still reach.
+        if self.at > 2 * WINDOW {
+            let drop = self.at - WINDOW;
+            self.data.drain(..drop);
+            self.at -= drop;
+            self.base += drop;
+        }
+    }
+
+    /// The CRC-32 and length (mod 2^32) of everything written, for gzip.
+    fn trailer(&self) -> [u8; 8] {
+        let mut t = [0u8; 8];
+        t[..4].copy_from_slice(&self.crc.to_le_bytes());
+        t[4..].copy_from_slice(&(self.total as u32).to_le_bytes());
+        t
+    }
+}
+
+/// gzip's header, as wbox writes it (no name, no time, Unix).
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+
+/// Compresses `r` into `w` as one gzip member, as the input comes.
+pub fn gzip_stream(r: &mut dyn Read, w: &mut dyn Write) -> io::Result<()> {
+    w.write_all(&GZIP_HEADER)?;
+    let mut d = Deflater::new();
+    crate::lib::stream::chunks(r, |chunk| w.write_all(&d.write(chunk)))?;
+    w.write_all(&d.finish())?;
+    w.write_all(&d.trailer())?;
+    w.flush()
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
-    out.extend(deflate(data));
-    out.extend_from_slice(&crc32(0, data).to_le_bytes());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    let mut out = Vec::new();
+    gzip_stream(&mut &data[..], &mut out).expect("into memory");
     out
 }
 
-/// Decompresses gzip data (every member, concatenated).
-pub fn gunzip(mut d: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
+/// Decompresses gzip members (every one, concatenated) from `r` into `w`
+/// as they come; errors read as gzip's.
+pub fn gunzip_stream(r: &mut dyn BufRead, w: &mut dyn Write) -> Result<(), String> {
     let mut first = true;
-    while !d.is_empty() {
-        if d.len() < 18 || d[0] != 0x1f || d[1] != 0x8b {
+    loop {
+        let head = r.fill_buf().map_err(|e| e.to_string())?;
+        if head.is_empty() {
+            if first {
+                return Err("unexpected end of file".into());
+            }
+            return Ok(());
+        }
+        if head.len() < 2 || head[0] != 0x1f || head[1] != 0x8b {
             if first {
                 return Err("not in gzip format".into());
             }
-            break;
+            // gzip ignores trailing garbage after a member.
+            return Ok(());
         }
         first = false;
-        if d[2] != 8 {
+        let mut b = Bits {
+            r,
+            bit: 0,
+            nbits: 0,
+        };
+        let mut h = [0u8; 10];
+        for x in h.iter_mut() {
+            *x = b.byte()?;
+        }
+        if h[2] != 8 {
             return Err("unknown method".into());
         }
-        let flg = d[3];
-        let mut p = 10;
+        let flg = h[3];
         if flg & 4 != 0 {
-            let xlen =
-                u16::from_le_bytes([d[p], *d.get(p + 1).ok_or("unexpected end of file")?]) as usize;
-            p += 2 + xlen;
+            let xlen = u16::from_le_bytes([b.byte()?, b.byte()?]) as usize;
+            for _ in 0..xlen {
+                b.byte()?;
+            }
         }
         for bit in [8u8, 16] {
             if flg & bit != 0 {
-                while *d.get(p).ok_or("unexpected end of file")? != 0 {
-                    p += 1;
-                }
-                p += 1;
+                while b.byte()? != 0 {}
             }
         }
         if flg & 2 != 0 {
-            p += 2;
+            b.byte()?;
+            b.byte()?;
         }
-        let body = d.get(p..).ok_or("unexpected end of file")?;
-        let (data, used) = inflate(body)?;
-        let t = p + used;
-        let trailer = d.get(t..t + 8).ok_or("unexpected end of file")?;
-        let crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
-        if crc != crc32(0, &data) {
+        let mut out = Window {
+            w: &mut *w,
+            buf: Vec::with_capacity(4 * WINDOW),
+            crc: 0,
+            total: 0,
+        };
+        inflate_into(&mut b, &mut out)?;
+        out.finish()?;
+        let mut t = [0u8; 8];
+        for x in t.iter_mut() {
+            *x = b.aligned_byte()?;
+        }
+        let crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+        if crc != out.crc {
             return Err("invalid compressed data--crc error".into());
         }
-        out.extend(data);
-        d = &d[t + 8..];
+        if u32::from_le_bytes([t[4], t[5], t[6], t[7]]) != out.total as u32 {
+            return Err("invalid compressed data--length error".into());
+        }
     }
+}
+
+/// Decompresses gzip data (every member, concatenated).
+pub fn gunzip(d: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    gunzip_stream(&mut &d[..], &mut out)?;
     Ok(out)
 }

@@ -2,8 +2,8 @@
 //! and the applet table ([`io`]), paths and program lookup ([`paths`]),
 //! running commands ([`proc`]), pattern matching ([`glob`]), number
 //! formatting ([`fmt`]), option parsing ([`opts`]), regular expressions
-//! ([`re`]), codecs and checksums ([`codec`]) and the host interface
-//! ([`sys`]). Nothing here imports an applet, the shell or awk.
+//! ([`re`]), codecs and checksums ([`codec`]), reading and writing as the
+//! data comes ([`stream`]) and the host interface ([`sys`]). Nothing here imports an applet, the shell or awk.
 
 pub mod codec;
 pub mod fmt;
@@ -13,4 +13,5 @@ pub mod opts;
 pub mod paths;
 pub mod proc;
 pub mod re;
+pub mod stream;
 pub mod sys;

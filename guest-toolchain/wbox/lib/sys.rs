@@ -61,6 +61,17 @@ mod imp {
             il: usize,
             flags: u32,
         ) -> i32;
+        #[link_name = "spawn-background"]
+        fn host_spawn_background(
+            s: *const WList,
+            sl: usize,
+            e: *const WPair,
+            el: usize,
+            c: *const u8,
+            cl: usize,
+        ) -> i32;
+        #[link_name = "wait-job"]
+        fn host_wait_job(job: u32) -> i32;
         #[link_name = "take-output"]
         fn host_take_output(which: u32, dest: *mut u8, len: usize) -> i32;
         #[link_name = "set-mode"]
@@ -187,6 +198,49 @@ mod imp {
             | (s.capture_out as u32) << 1
             | (s.capture_err as u32) << 2
             | (s.err_to_out as u32) << 3
+    }
+
+    pub fn spawn_background(
+        stages: &[Vec<String>],
+        env: &[(String, String)],
+        cwd: &str,
+    ) -> Option<u32> {
+        let argvs: Vec<Vec<WStr>> = stages
+            .iter()
+            .map(|argv| argv.iter().map(|a| wstr(a)).collect())
+            .collect();
+        let lists: Vec<WList> = argvs
+            .iter()
+            .map(|a| WList {
+                ptr: a.as_ptr(),
+                len: a.len(),
+            })
+            .collect();
+        let e: Vec<WPair> = env
+            .iter()
+            .map(|(k, v)| WPair {
+                k: wstr(k),
+                v: wstr(v),
+            })
+            .collect();
+        let job = unsafe {
+            host_spawn_background(
+                lists.as_ptr(),
+                lists.len(),
+                e.as_ptr(),
+                e.len(),
+                cwd.as_ptr(),
+                cwd.len(),
+            )
+        };
+        (job > 0).then_some(job as u32)
+    }
+
+    pub fn wait_job(job: u32) -> Option<i32> {
+        match unsafe { host_wait_job(job) } {
+            -2 => None,
+            code => Some(code),
+        }
     }
 
     pub fn spawn_pipeline(
@@ -369,6 +423,31 @@ mod imp {
             }
             Err(e) => failed(e),
         }
+    }
+
+    /// For development builds: a background job runs now, to its end.
+    pub fn spawn_background(
+        stages: &[Vec<String>],
+        env: &[(String, String)],
+        cwd: &str,
+    ) -> Option<u32> {
+        let streams = super::Streams {
+            stdin: Some(Vec::new()),
+            capture_out: false,
+            capture_err: false,
+            err_to_out: false,
+        };
+        let r = spawn_pipeline(stages, env, cwd, &streams);
+        DONE.with(|d| d.borrow_mut().push(r.code));
+        Some(DONE.with(|d| d.borrow().len()) as u32)
+    }
+
+    thread_local! {
+        static DONE: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    pub fn wait_job(job: u32) -> Option<i32> {
+        DONE.with(|d| d.borrow().get((job as usize).checked_sub(1)?).copied())
     }
 
     /// For development builds: each stage a process of this program, joined
@@ -585,6 +664,24 @@ pub fn spawn(
         .map(|(_, v)| v.clone())
         .unwrap_or(cwd);
     imp::spawn(program, argv, env, &cwd, streams)
+}
+
+/// Starts a pipeline in the background (`cmd &`): as [`spawn_pipeline`],
+/// with nothing on its stdin and its output going where this program's
+/// goes; returns its job, or None when it could not start (the reason is
+/// on stderr).
+pub fn spawn_background(
+    stages: &[Vec<String>],
+    env: &[(String, String)],
+    cwd: &str,
+) -> Option<u32> {
+    let _ = io::Write::flush(&mut io::stdout());
+    imp::spawn_background(stages, env, cwd)
+}
+
+/// Waits for a job; its exit code, or None for no such job.
+pub fn wait_job(job: u32) -> Option<i32> {
+    imp::wait_job(job)
 }
 
 /// Runs a pipeline: each stage (an argv for this same program) in its own

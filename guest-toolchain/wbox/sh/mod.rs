@@ -81,7 +81,15 @@ pub struct Shell {
     subst_status: Option<i32>,
     /// The applets, from the I/O context the shell started with.
     applets: &'static [(&'static str, Applet)],
+    /// Background jobs started and not yet waited for: (the pid `$!`
+    /// shows, the host's job).
+    jobs: Vec<(u32, u32)>,
+    /// `$!`.
+    last_bg: Option<u32>,
 }
+
+/// What `$!` shows for a job: a number no real pid of the step takes.
+const JOB_PID_BASE: u32 = 1000;
 
 thread_local! {
     /// How deeply shells and applets nest in this process.
@@ -364,6 +372,8 @@ impl Shell {
             locals: Vec::new(),
             line: 1,
             subst_status: None,
+            jobs: Vec::new(),
+            last_bg: None,
         }
     }
 
@@ -595,10 +605,14 @@ impl Shell {
                 s
             }
             Cmd::Background(c) => {
-                self.cond += 1;
-                let r = self.exec(c);
-                self.cond -= 1;
-                r?;
+                if !self.background(c) {
+                    // Where its output cannot follow (a redirected shell), it
+                    // runs to its end now.
+                    self.cond += 1;
+                    let r = self.exec(c);
+                    self.cond -= 1;
+                    r?;
+                }
                 0
             }
             Cmd::If {
@@ -767,6 +781,66 @@ impl Shell {
     /// Runs a pipeline's stages at once, each in its own instance (see
     /// [`stage`]); its status is the last stage's, or with pipefail the
     /// last that failed.
+    /// `cmd &`: starts `c` in the background, in an instance of its own (a
+    /// stage's shell, as a pipeline's), its stdin empty; whether it could.
+    /// Only while this shell writes to its own stdout and stderr: a job's
+    /// output goes there, not to a redirection.
+    fn background(&mut self, c: &Cmd) -> bool {
+        if !self.fd(1).is_real(1) || !self.fd(2).is_real(2) {
+            return false;
+        }
+        self.flush();
+        let mut argv = vec![
+            "sh".to_string(),
+            stage::STAGE_FLAG.to_string(),
+            stage::encode(self),
+            stage::source(c, self.line),
+            self.arg0.clone(),
+        ];
+        argv.extend(self.st.pos.iter().cloned());
+        let mut env = self.env();
+        env.retain(|(k, _)| k != "PWD");
+        env.push(("PWD".into(), self.st.cwd.clone()));
+        match crate::lib::sys::spawn_background(&[argv], &env, &self.st.cwd) {
+            Some(job) => {
+                let pid = JOB_PID_BASE + job;
+                self.jobs.push((pid, job));
+                self.last_bg = Some(pid);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `wait [PID…]`: every job (status 0), or each one named (the last
+    /// one's status; 127 for a pid that is no job of this shell).
+    fn wait(&mut self, args: &[&str]) -> R {
+        self.flush();
+        if args.is_empty() {
+            for (_, job) in std::mem::take(&mut self.jobs) {
+                let _ = crate::lib::sys::wait_job(job);
+            }
+            return Ok(0);
+        }
+        let mut s = 0;
+        for a in args {
+            let pid: Option<u32> = a.parse().ok();
+            let found = self.jobs.iter().position(|(p, _)| Some(*p) == pid);
+            s = match found {
+                Some(i) => {
+                    let (_, job) = self.jobs.remove(i);
+                    match crate::lib::sys::wait_job(job) {
+                        Some(c) if c < 0 => 126,
+                        Some(c) => c,
+                        None => 127,
+                    }
+                }
+                None => 127,
+            };
+        }
+        Ok(s)
+    }
+
     fn pipeline(&mut self, cmds: &[Cmd]) -> R {
         self.flush();
         let state = stage::encode(self);
@@ -1313,7 +1387,7 @@ impl Shell {
             "?" => Some(self.status.to_string()),
             "#" => Some(self.st.pos.len().to_string()),
             "$" => Some("1".into()),
-            "!" => None,
+            "!" => self.last_bg.map(|p| p.to_string()),
             "-" => Some(self.flags()),
             "0" => Some(self.arg0.clone()),
             "@" | "*" => {
@@ -1803,6 +1877,7 @@ impl Shell {
                 Ok(0)
             }
             "getopts" => self.getopts(&args),
+            "wait" => self.wait(&args),
             _ => Ok(0),
         }
     }

@@ -371,6 +371,7 @@ impl Solver<'_> {
             link_refused: Default::default(),
             // On the filesystem's clock, a tick after the rootfs was made.
             started: crate::fs::snapshot::next_tick(work.path()).map_err(|e| fail(e.into()))?,
+            jobs: Default::default(),
         });
         let out = sandbox::run(&spec, &module, ctx.clone(), &mut |line: &str| {
             self.emit(Event::Log {
