@@ -4,7 +4,7 @@
 //! rebuild of `FROM 127.0.0.1:PORT/img` makes. Figures, not assertions.
 //! Skips with a notice when `docker-registry` or `skopeo` is missing.
 
-#[path = "../tests/harness/mod.rs"]
+#[path = "../tests/it/harness/mod.rs"]
 mod harness;
 
 use std::fs;

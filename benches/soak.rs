@@ -1,9 +1,9 @@
 //! `cargo bench --bench soak`: the fault-injection trials of
-//! `tests/faults.rs`, longer, printing how many held. `SOAK_SEED` and
+//! `tests/it/faults.rs`, longer, printing how many held. `SOAK_SEED` and
 //! `SOAK_SCALE` (a multiplier, default 1) change the run. Figures, not
 //! assertions: a trial that did not hold is listed with what replays it.
 
-#[path = "../tests/faults/mod.rs"]
+#[path = "../tests/it/fault_lab.rs"]
 mod faults;
 
 use faults::{concurrent_with_prune, flips, kills, Counts, Lab};

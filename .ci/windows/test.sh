@@ -39,4 +39,4 @@ trap '/usr/lib/wine/wineserver -k || true' EXIT
 "$wine" "$exe" --version
 export WBUILD_TEST_BIN="$exe" WBUILD_TEST_RUNNER="$wine"
 cd "$root"
-cargo test --test cli --test examples --test build --test cache --test gc --test run --test base "$@"
+cargo test --test it "$@" -- cli:: examples:: build:: cache:: gc:: run:: base::

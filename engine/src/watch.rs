@@ -120,6 +120,22 @@ fn is_ignore_file(p: &Path) -> bool {
         .is_some_and(|n| n.ends_with(".dockerignore"))
 }
 
+/// The test hook that makes a watch test deterministic: with
+/// `WBUILD_WATCH_SYNC=1`, a write of `.wbuild-watch-sync` in the context
+/// starts no build but prints `synced CONTENT` once every event before it
+/// has been handled (file events come in order), after the build any of
+/// them started. A test waits for that line instead of sleeping.
+fn sync_marker(context: &Path) -> Option<PathBuf> {
+    (std::env::var_os("WBUILD_WATCH_SYNC").is_some()).then(|| context.join(".wbuild-watch-sync"))
+}
+
+fn read_marker(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 /// Builds, then again on every change, until `stop` is set. Each build's
 /// line (or its error) goes to `out`.
 pub fn watch(req: &BuildRequest, out: &mut dyn Write, stop: &AtomicBool) -> Result<(), String> {
@@ -152,6 +168,8 @@ pub fn watch(req: &BuildRequest, out: &mut dyn Write, stop: &AtomicBool) -> Resu
         "watching {} (Ctrl-C stops)",
         crate::paths::shown(&context)
     );
+    let sync = sync_marker(&context);
+    let mut synced: Vec<String> = Vec::new();
     let mut n = 0;
     loop {
         n += 1;
@@ -161,6 +179,12 @@ pub fn watch(req: &BuildRequest, out: &mut dyn Write, stop: &AtomicBool) -> Resu
             Err(e) => format!("build {n} failed: {e}"),
         };
         let _ = writeln!(out, "{line}");
+        // Sync markers seen while a change was pending are said after
+        // its build: the line comes after every build the events before
+        // it caused.
+        for s in synced.drain(..) {
+            let _ = writeln!(out, "synced {s}");
+        }
         let _ = out.flush();
         // The next change that matters (one during the build counts),
         // then quiet for DEBOUNCE.
@@ -171,6 +195,10 @@ pub fn watch(req: &BuildRequest, out: &mut dyn Write, stop: &AtomicBool) -> Resu
                 return Ok(());
             }
             match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(p) if sync.as_ref() == Some(&p) => {
+                    let _ = writeln!(out, "synced {}", read_marker(&p));
+                    let _ = out.flush();
+                }
                 Ok(p) if matters(&p, &context, &dockerfile, &skip) => changed = Some(p),
                 Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -181,7 +209,9 @@ pub fn watch(req: &BuildRequest, out: &mut dyn Write, stop: &AtomicBool) -> Resu
         let mut quiet_since = Instant::now();
         while quiet_since.elapsed() < DEBOUNCE {
             if let Ok(p) = rx.recv_timeout(DEBOUNCE / 4) {
-                if matters(&p, &context, &dockerfile, &skip) {
+                if sync.as_ref() == Some(&p) {
+                    synced.push(read_marker(&p));
+                } else if matters(&p, &context, &dockerfile, &skip) {
                     quiet_since = Instant::now();
                 }
             }

@@ -23,4 +23,4 @@ done
 DOCKER_HOST=unix://$sock /usr/bin/docker version --format 'recording with docker {{.Server.Version}}'
 cd "$repo"
 DOCKER_HOST=unix://$sock WBUILD_PARITY_RECORD=1 WBUILD_PARITY_CASE="${1:-}" \
-  cargo test --release --test parity -- --nocapture
+  cargo test --release --test it parity:: -- --nocapture

@@ -176,7 +176,9 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.ix(e))?;
         let (mut n, mut bytes) = (0, 0);
-        for d in self.unreferenced_in(&tx)? {
+        let doomed = self.unreferenced_in(&tx)?;
+        hold_point("sweep");
+        for d in doomed {
             bytes += self.blob_size(&d).unwrap_or(0);
             self.remove_blob(&d)?;
             n += 1;
@@ -338,4 +340,21 @@ pub struct PruneReport {
     pub blobs: usize,
     pub bytes: u64,
     pub tmp_files: usize,
+}
+
+/// A test hook: with `WBUILD_TEST_HOLD=DIR`, the sweep stops at the point
+/// named `what` (between its check and its removals), writes
+/// `DIR/what.held`, and goes on once `DIR/what.go` exists (at most 60 s),
+/// so a test can start a build in exactly that window.
+fn hold_point(what: &str) {
+    let Some(dir) = std::env::var_os("WBUILD_TEST_HOLD") else {
+        return;
+    };
+    let dir = std::path::Path::new(&dir);
+    let _ = fs::write(dir.join(format!("{what}.held")), b"");
+    let go = dir.join(format!("{what}.go"));
+    let t0 = std::time::Instant::now();
+    while !go.exists() && t0.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }

@@ -7,8 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-#[path = "harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use harness::Project as Ctx;
 

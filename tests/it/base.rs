@@ -3,8 +3,7 @@
 use std::fs;
 use std::process::Output;
 
-#[path = "harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use harness::{wbuild, wbuild_with};
 

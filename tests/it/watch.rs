@@ -2,8 +2,7 @@
 //! each with one line naming the cause; what the build writes into the
 //! context itself starts nothing; Ctrl-C (SIGINT) stops it cleanly.
 
-#[path = "harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use std::io::BufRead;
 use std::sync::mpsc;
@@ -54,6 +53,7 @@ fn watch_rebuilds_once_per_change_and_stops_on_ctrl_c() {
         ".",
     ];
     let mut child = harness::command_in(p.dir.path(), p.store.path(), &args)
+        .env("WBUILD_WATCH_SYNC", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -70,12 +70,23 @@ fn watch_rebuilds_once_per_change_and_stops_on_ctrl_c() {
             }
         }
     });
+    // The watcher's test hook: a marker moved into the context is said
+    // back ("synced N") once every file event before it was handled.
+    let outside = tempfile::tempdir().unwrap();
+    let sync = |n: u32, seen: &mut Vec<String>| -> Vec<String> {
+        let tmp = outside.path().join("m");
+        std::fs::write(&tmp, n.to_string()).unwrap();
+        std::fs::rename(&tmp, p.path(".wbuild-watch-sync")).unwrap();
+        let from = seen.len();
+        next_line(&rx, &format!("synced {n}"), 30, seen);
+        seen[from..].to_vec()
+    };
     let mut seen = Vec::new();
     let first = next_line(&rx, "build 1:", 60, &mut seen);
     assert!(first.contains("3 steps, 1 cached, 2 rebuilt"), "{first}");
-    // Let the watcher settle, then one edit (written twice in a row, as
-    // editors do: debounced into one build).
-    std::thread::sleep(Duration::from_millis(500));
+    // Every event of the first build handled, then one edit (written twice
+    // in a row, as editors do: debounced into one build).
+    sync(1, &mut seen);
     p.write("a.txt", "tw");
     p.write("a.txt", "two\n");
     let second = next_line(&rx, "build 2:", 30, &mut seen);
@@ -89,12 +100,12 @@ fn watch_rebuilds_once_per_change_and_stops_on_ctrl_c() {
             .any(|l| l.starts_with("changed: ") && l.ends_with("a.txt")),
         "{seen:#?}"
     );
-    // Nothing else changed: no third build.
-    std::thread::sleep(Duration::from_millis(1500));
-    while let Ok(l) = rx.try_recv() {
-        assert!(!l.starts_with("build "), "an extra build: {l}; {seen:#?}");
-        seen.push(l);
-    }
+    // Nothing else changed: every event since handled, no third build.
+    let since = sync(2, &mut seen);
+    assert!(
+        !since.iter().any(|l| l.starts_with("build ")),
+        "an extra build: {seen:#?}"
+    );
     if harness::bin::linux_only("SIGINT is sent with kill(1)") {
         let pid = child.id().to_string();
         let o = std::process::Command::new("kill")

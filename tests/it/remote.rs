@@ -3,8 +3,7 @@
 //! answer, a body that does not match `--checksum`). No test reaches any
 //! other address.
 
-#[path = "harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-#[path = "guests/build.rs"]
-mod guest_build;
+use crate::guest_build;
 
 /// Builds the probe guest once per test process.
 fn probe() -> Option<&'static Path> {
@@ -19,8 +18,7 @@ fn probe() -> Option<&'static Path> {
         .as_deref()
 }
 
-#[path = "harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use harness::Project;
 

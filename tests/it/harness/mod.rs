@@ -1,9 +1,9 @@
 //! The one harness the integration tests share: a project (a build context
 //! in a temp dir, with its own store) that runs the real `wbuild` binary,
-//! and what a build reported. Each test file includes it with
-//! `#[path = "harness/mod.rs"] mod harness;`.
+//! and what a build reported. Each area's module uses it as
+//! `crate::harness` (the benches include it by path).
 
-#![allow(dead_code)] // each test file uses part of it
+#![allow(dead_code)] // each area uses part of it
 
 use std::fs;
 use std::path::{Path, PathBuf};

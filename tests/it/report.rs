@@ -5,8 +5,7 @@
 //! against a page that does make one). Screenshots land in the test's
 //! output folder.
 
-#[path = "harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

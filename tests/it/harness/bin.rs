@@ -1,11 +1,10 @@
 //! The wbuild binary the integration tests drive: this build's, or the one
 //! `WBUILD_TEST_BIN` names, started through `WBUILD_TEST_RUNNER` when that
 //! is set. CI uses the pair to run the tests against the Windows exe under
-//! Wine (`.ci/windows/test.sh`). Included by every test file that starts
-//! the binary (`#[path = "harness/bin.rs"] mod wbuild_bin;`, or through
-//! the harness).
+//! Wine (`.ci/windows/test.sh`). Every area that starts the binary goes
+//! through it.
 
-#![allow(dead_code)] // each test file uses part of it
+#![allow(dead_code)] // each area uses part of it
 
 use std::process::Command;
 

@@ -3,8 +3,7 @@
 //! with its own storage and stopped after (`harness::registry`). Images are made here: wbuild's
 //! own builds, put into the registry with `skopeo copy`.
 
-#[path = "harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use std::fs;
 use std::path::{Path, PathBuf};

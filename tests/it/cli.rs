@@ -3,8 +3,7 @@
 use std::path::Path;
 use std::process::Output;
 
-#[path = "harness/bin.rs"]
-mod wbuild_bin;
+use crate::harness::bin as wbuild_bin;
 
 fn wbuild_in(dir: &Path, args: &[&str]) -> Output {
     wbuild_bin::command()

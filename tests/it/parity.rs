@@ -30,8 +30,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "harness/bin.rs"]
-mod wbuild_bin;
+use crate::harness::bin as wbuild_bin;
 
 use serde_json::{json, Value};
 

@@ -4,8 +4,7 @@
 //! when the pane is narrow), no line is wider than the pane, and the
 //! summary names the cause.
 
-#[path = "harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use std::path::Path;
 use std::process::Command;

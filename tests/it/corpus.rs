@@ -10,8 +10,7 @@ use wbuild::frontend::dockerignore::{self, Matcher};
 use wbuild::frontend::parser::{self, Heredoc};
 use wbuild::frontend::shell::{EnvList, Lexer};
 
-#[path = "harness/bin.rs"]
-mod wbuild_bin;
+use crate::harness::bin as wbuild_bin;
 
 fn corpus() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/buildkit");

@@ -3,8 +3,7 @@
 //! is lazy; a damaged cache is a miss with its reason; the directory stays
 //! bounded.
 
-#[path = "harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use std::fs;
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! Fault injection, shared by `tests/faults.rs` (a small budget in every
+//! Fault injection, shared by `tests/it/faults.rs` (a small budget in every
 //! test run) and `benches/soak.rs` (a longer soak that prints counts):
 //! `kill -9` at random moments of a build, a RUN and an export; bit flips
 //! in every kind of file of the store; builds running at once while

@@ -2,8 +2,7 @@
 //! on stores filled by real builds, with the clock and the disk faked
 //! (`WBUILD_TEST_NOW`, `WBUILD_TEST_DISK`).
 
-#[path = "harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use std::fs;
 use std::path::Path;
@@ -388,4 +387,86 @@ fn gzip_members_are_used_when_a_member_is() {
         })
         .unwrap_or(0);
     assert_eq!(left, files, "members used a day ago are kept");
+}
+
+/// The window the blob sweep guards, every run: `prune --all` is held at
+/// the point between listing the blobs nothing holds and removing them
+/// (`WBUILD_TEST_HOLD`), a build of the same files starts right then, and
+/// must wait for the sweep (it holds the index's write lock over the
+/// window) instead of writing blobs the sweep then removes. Once the sweep
+/// goes on, both finish, and the build's image is whole.
+#[test]
+fn a_build_started_inside_the_sweep_window_waits_for_it() {
+    let store = tempfile::tempdir().unwrap();
+    let hold = tempfile::tempdir().unwrap();
+    let p = project("held\n");
+    quiet(&p, store.path(), T0);
+    let hold_dir = hold.path().to_str().unwrap().to_string();
+    let mut prune = harness::bin::command();
+    prune
+        .args(["prune", "--all"])
+        .current_dir(p.dir.path())
+        .env("WBUILD_ROOT", store.path())
+        .env("WBUILD_TEST_NOW", T0.to_string())
+        .env("WBUILD_TEST_HOLD", &hold_dir);
+    let mut prune = prune.spawn().unwrap();
+    let held = hold.path().join("sweep.held");
+    let t0 = std::time::Instant::now();
+    while !held.exists() {
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "the sweep never reached its hold point"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Inside the window: the build starts and must wait.
+    let (root, dir) = (store.path().to_path_buf(), p.dir.path().to_path_buf());
+    let build = std::thread::spawn(move || {
+        harness::wbuild(
+            &dir,
+            &root,
+            &[
+                "build",
+                "--gc=false",
+                "--progress",
+                "quiet",
+                "-o",
+                "type=local,dest=out",
+                ".",
+            ],
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !build.is_finished(),
+        "the build went on inside the sweep's window"
+    );
+    fs::write(hold.path().join("sweep.go"), b"").unwrap();
+    assert!(prune.wait().unwrap().success());
+    let o = build.join().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        fs::read_to_string(p.path("out/g")).unwrap(),
+        "held\n".repeat(100)
+    );
+    // Its records and every blob they name are in the store: the next
+    // build hits them all and exports them.
+    let o = harness::wbuild(
+        p.dir.path(),
+        store.path(),
+        &[
+            "build",
+            "--gc=false",
+            "--progress",
+            "plain",
+            "-o",
+            "type=oci,dest=img.tar",
+            ".",
+        ],
+    );
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && log.contains("(3 step(s), 3 cached, 0 rebuilt)"),
+        "{log}"
+    );
 }

@@ -3,8 +3,7 @@
 //! digests and the chain it starts, `--json`, and `--step N` (every input
 //! of a key).
 
-#[path = "harness/mod.rs"]
-mod harness;
+use crate::harness;
 
 use harness::Project;
 use serde_json::Value;

@@ -4,10 +4,8 @@
 //! seeds are fixed; `cargo bench --bench soak` runs the same trials longer
 //! and prints their counts.
 
-#[path = "faults/mod.rs"]
-mod faults;
-#[path = "harness/mod.rs"]
-mod harness;
+use crate::fault_lab as faults;
+use crate::harness;
 
 use faults::{concurrent_with_prune, flips, kills, Counts, Lab};
 
