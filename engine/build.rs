@@ -12,14 +12,14 @@
 use std::path::PathBuf;
 
 #[cfg(feature = "sandbox")]
-#[path = "src/sandbox/config.rs"]
-mod config;
+#[path = "src/sandbox/engine_config.rs"]
+mod engine_config;
 
 const WBOX: &str = "../guest-toolchain/dist/wbox.wasm";
 
 fn main() {
     println!("cargo:rerun-if-changed={WBOX}");
-    println!("cargo:rerun-if-changed=src/sandbox/config.rs");
+    println!("cargo:rerun-if-changed=src/sandbox/engine_config.rs");
     println!("cargo:rerun-if-env-changed=WBUILD_PRECOMPILE");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR")).join("wbox.cwasm");
     let artifact = precompile().unwrap_or_default();
@@ -47,7 +47,7 @@ fn precompile() -> Option<Vec<u8>> {
         return None;
     }
     let wasm = std::fs::read(WBOX).expect("reading guest-toolchain/dist/wbox.wasm");
-    let engine = wasmtime::Engine::new(&config::engine_config()).ok()?;
+    let engine = wasmtime::Engine::new(&engine_config::engine_config()).ok()?;
     match engine.precompile_module(&wasm) {
         Ok(artifact) => Some(artifact),
         Err(e) => {

@@ -32,13 +32,13 @@ pub enum Error {
     )]
     CacheKind { flag: &'static str, kind: String },
     #[error(transparent)]
-    Config(Box<crate::config::ConfigError>),
+    Config(Box<crate::settings::ConfigError>),
     #[error("--platform: {message}")]
     Platform { message: String },
     #[error("--build-context {name}: {message}")]
     BuildContext { name: String, message: String },
-    #[error("build context {url}: {message}")]
-    RemoteContext { url: String, message: String },
+    #[error(transparent)]
+    RemoteContext(Box<crate::context::remote::RemoteContextError>),
     #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds since 1970")]
     Epoch(String),
     #[error("--no-cache-filter {stage:?}: no stage of {dockerfile} has that name")]
@@ -82,6 +82,12 @@ pub enum Error {
         step: String,
         entitlement: &'static str,
     },
+}
+
+impl From<crate::context::remote::RemoteContextError> for Error {
+    fn from(e: crate::context::remote::RemoteContextError) -> Error {
+        Error::RemoteContext(Box::new(e))
+    }
 }
 
 type Result<T> = std::result::Result<T, Error>;
@@ -478,11 +484,6 @@ fn cache_records(
     Ok(out)
 }
 
-/// Whether a context names an http(s) URL that is not a git repository.
-fn is_remote_tarball(s: &str) -> bool {
-    (s.starts_with("http://") || s.starts_with("https://")) && !crate::request::is_git(s)
-}
-
 /// The store a build uses: `--root`, or the default one.
 fn store_root(req: &BuildRequest) -> Result<PathBuf> {
     match &req.root {
@@ -492,9 +493,9 @@ fn store_root(req: &BuildRequest) -> Result<PathBuf> {
 }
 
 /// Runs a whole build. A context or named context given as an http(s)
-/// URL is fetched first (see [`fetch_contexts`]).
+/// URL is fetched first (see [`crate::context::remote::fetch_contexts`]).
 pub fn run(req: &BuildRequest) -> Result<BuildSummary> {
-    let (local, _dirs) = fetch_contexts(req)?;
+    let (local, _dirs) = crate::context::remote::fetch_contexts(req, &store_root(req)?)?;
     match run_local(local.as_ref().unwrap_or(req), false)? {
         Ran::Built(s) => Ok(*s),
         Ran::Explained(..) => unreachable!("a build builds"),
@@ -522,7 +523,7 @@ pub struct Explained {
 /// Plans the build and looks every step's key up in the store, running
 /// nothing (`wbuild explain`); the first platform's plan.
 pub fn explain(req: &BuildRequest) -> Result<Explained> {
-    let (local, _dirs) = fetch_contexts(req)?;
+    let (local, _dirs) = crate::context::remote::fetch_contexts(req, &store_root(req)?)?;
     match run_local(local.as_ref().unwrap_or(req), true)? {
         Ran::Explained(steps, plan) => Ok(Explained { steps, plan }),
         Ran::Built(_) => unreachable!("an explanation builds nothing"),
@@ -532,180 +533,6 @@ pub fn explain(req: &BuildRequest) -> Result<Explained> {
 enum Ran {
     Built(Box<BuildSummary>),
     Explained(Vec<StepReport>, BuildPlan),
-}
-
-/// Brings the remote contexts of a build onto this host, as `docker
-/// buildx build` takes them: a tarball URL (plain, gzip, bzip2, xz or zstd)
-/// is fetched into the store (cached and revalidated as `ADD <URL>` is)
-/// and unpacked into a temp dir; a URL whose content is not an archive is
-/// the Dockerfile, with an empty context; a git repository gives the tree
-/// of the commit its ref names (`#ref:dir`). The request that builds from
-/// those dirs, and the dirs (kept until the build ends); `None` when no
-/// context is remote.
-fn fetch_contexts(req: &BuildRequest) -> Result<(Option<BuildRequest>, Vec<tempfile::TempDir>)> {
-    let context = req.context.to_string_lossy().into_owned();
-    let named: Vec<(String, String)> = req
-        .build_contexts
-        .iter()
-        .filter(|(_, v)| is_remote_tarball(v) || crate::request::is_git(v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let remote_context = is_remote_tarball(&context) || crate::request::is_git(&context);
-    if !remote_context && named.is_empty() {
-        return Ok((None, Vec::new()));
-    }
-    let mut store = Store::open(&store_root(req)?)?;
-    store.set_max_download(req.max_download);
-    store.begin_lease()?;
-    let remote = Remote::new(&store, req);
-    let mut out = req.clone();
-    let mut dirs = Vec::new();
-    if remote_context {
-        let dir = tempfile::tempdir().map_err(|e| Error::RemoteContext {
-            url: context.clone(),
-            message: format!("cannot make a temp dir: {e}"),
-        })?;
-        let archive = remote.unpack(&context, dir.path())?;
-        // -f names a file inside the remote context, as docker's does.
-        let default_file = req.context.join("Dockerfile");
-        out.dockerfile = if !archive || req.dockerfile == default_file {
-            dir.path().join("Dockerfile")
-        } else {
-            dir.path().join(&req.dockerfile)
-        };
-        out.context = dir.path().to_path_buf();
-        dirs.push(dir);
-    }
-    for (name, url) in named {
-        let dir = tempfile::tempdir().map_err(|e| Error::RemoteContext {
-            url: url.clone(),
-            message: format!("cannot make a temp dir: {e}"),
-        })?;
-        if !remote.unpack(&url, dir.path())? {
-            return Err(Error::BuildContext {
-                name,
-                message: format!("{url}: not a tar archive (plain, gzip, bzip2, xz or zstd)"),
-            });
-        }
-        out.build_contexts
-            .insert(name, dir.path().to_string_lossy().into_owned());
-        dirs.push(dir);
-    }
-    drop(remote);
-    store.end_lease()?;
-    Ok((Some(out), dirs))
-}
-
-/// What fetches a build's remote contexts: the store, and the HTTP client
-/// (one for all of them, made on first use).
-struct Remote<'s> {
-    store: &'s Store,
-    #[cfg(feature = "registry")]
-    insecure: &'s [String],
-    #[cfg(feature = "registry")]
-    puller: std::cell::OnceCell<crate::registry::Puller<'s>>,
-}
-
-impl<'s> Remote<'s> {
-    fn new(store: &'s Store, req: &'s BuildRequest) -> Remote<'s> {
-        #[cfg(not(feature = "registry"))]
-        let _ = req;
-        Remote {
-            store,
-            #[cfg(feature = "registry")]
-            insecure: &req.insecure_registries,
-            #[cfg(feature = "registry")]
-            puller: std::cell::OnceCell::new(),
-        }
-    }
-
-    /// Fetches `url` and unpacks it into `dir` when it is an archive
-    /// (true); otherwise writes it there as `Dockerfile` (false).
-    #[cfg(feature = "registry")]
-    fn unpack(&self, url: &str, dir: &Path) -> Result<bool> {
-        let fail = |message: String| Error::RemoteContext {
-            url: url.to_string(),
-            message,
-        };
-        let store = self.store;
-        if crate::request::is_git(url) {
-            // A repository's tree at the commit its ref names now.
-            let src = crate::request::GitSource::parse(url).map_err(fail)?;
-            let commit = crate::registry::git::resolve(&src).map_err(fail)?;
-            let (entries, _tmp) = crate::registry::git::tree(store, &src, &commit).map_err(fail)?;
-            write_tree(dir, &entries).map_err(|e| fail(format!("cannot write its tree: {e}")))?;
-            return Ok(true);
-        }
-        let puller = match self.puller.get() {
-            Some(p) => p,
-            None => {
-                let p = crate::registry::Puller::new(store, self.insecure)
-                    .map_err(|e| fail(e.to_string()))?;
-                self.puller.get_or_init(|| p)
-            }
-        };
-        let got = puller
-            .fetch_url(url, None)
-            .map_err(|e| fail(e.to_string()))?;
-        let blob = store.blob_path(&got.digest);
-        match crate::solve::archive_kind(&blob) {
-            Some(kind) => {
-                let (entries, _tmp) = crate::solve::unpack_archive(&blob, kind, store)
-                    .map_err(|e| fail(format!("cannot unpack it: {e}")))?;
-                write_tree(dir, &entries).map_err(|e| fail(format!("cannot unpack it: {e}")))?;
-                Ok(true)
-            }
-            None => {
-                std::fs::copy(&blob, dir.join("Dockerfile"))
-                    .map_err(|e| fail(format!("cannot write its Dockerfile: {e}")))?;
-                Ok(false)
-            }
-        }
-    }
-
-    #[cfg(not(feature = "registry"))]
-    fn unpack(&self, url: &str, _: &Path) -> Result<bool> {
-        let _ = self.store;
-        Err(Error::RemoteContext {
-            url: url.to_string(),
-            message: "this wbuild was built without network support".into(),
-        })
-    }
-}
-
-/// Writes unpacked archive entries as a directory tree (a context).
-#[cfg(feature = "registry")]
-fn write_tree(dir: &Path, entries: &[layer::LayerEntry]) -> std::io::Result<()> {
-    use crate::fs::Kind;
-    for e in entries.iter().filter(|e| !e.whiteout) {
-        let at = dir.join(&e.path);
-        if let Some(parent) = at.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        match (&e.meta.kind, &e.content) {
-            (Kind::Dir, _) => std::fs::create_dir_all(&at)?,
-            (Kind::Symlink, _) => layer::make_symlink(e.meta.link.as_deref().unwrap_or(""), &at)?,
-            (Kind::File, layer::Content::Host(p))
-            | (Kind::File, layer::Content::Link { host: p, .. }) => {
-                std::fs::copy(p, &at)?;
-            }
-            (Kind::File, layer::Content::Bytes(b)) => std::fs::write(&at, b)?,
-            (Kind::File, layer::Content::None) => std::fs::write(&at, b"")?,
-        }
-    }
-    // The archive's modes, children before parents (a read-only directory
-    // last), where the host has them.
-    #[cfg(unix)]
-    for e in entries
-        .iter()
-        .rev()
-        .filter(|e| !e.whiteout && e.meta.kind != Kind::Symlink)
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::Permissions::from_mode(e.meta.mode & 0o7777);
-        std::fs::set_permissions(dir.join(&e.path), mode)?;
-    }
-    Ok(())
 }
 
 /// What a build's report is made from, once the build has planned.
@@ -864,7 +691,7 @@ fn run_local_inner(
     // the build at once.
     let gc_config = if req.gc {
         Some(
-            crate::config::load_gc(req.config.as_deref())
+            crate::settings::load_gc(req.config.as_deref())
                 .map_err(|e| Error::Config(Box::new(e)))?,
         )
     } else {

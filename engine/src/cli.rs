@@ -402,7 +402,7 @@ pub fn parse_build_args(items: &[String]) -> Result<BTreeMap<String, String>, Fl
 
 /// Splits a comma-separated list as CSV does: a field in double quotes
 /// may hold commas (`"name=a:1,a:2"`), and `""` in it is one quote.
-fn csv_fields(spec: &str) -> Vec<String> {
+fn buildx_fields(spec: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -425,7 +425,7 @@ fn csv_fields(spec: &str) -> Vec<String> {
 /// Parses one comma-separated `key=value` list (quoted fields allowed).
 fn kv_list(flag: &'static str, spec: &str) -> Result<Vec<(String, String)>, FlagError> {
     let mut out = Vec::new();
-    for field in csv_fields(spec) {
+    for field in buildx_fields(spec) {
         let field = field.trim();
         if field.is_empty() {
             continue;

@@ -12,15 +12,18 @@
 pub mod base;
 pub mod build;
 pub mod cache;
-pub mod config;
 pub mod context;
 pub mod digest;
 pub mod env;
 pub mod explain;
 pub mod export;
+#[cfg(feature = "registry")]
+pub mod fetch;
 pub mod frontend;
 pub mod fs;
 pub mod fuzz;
+#[cfg(feature = "registry")]
+pub mod net;
 pub mod oci;
 pub mod paths;
 pub mod plan;
@@ -33,6 +36,7 @@ pub mod request;
 pub mod runimage;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod settings;
 pub mod solve;
 pub mod store;
 pub mod watch;

@@ -19,6 +19,7 @@ use crate::fs::{platform, Kind, Meta};
 use crate::store::Store;
 
 pub mod gitindex;
+pub mod remote;
 pub mod stat_cache;
 use stat_cache::StatCache;
 

@@ -1000,7 +1000,7 @@ impl Flags {
 }
 
 /// Reads one CSV record as Go's `encoding/csv` does (quotes, `""`).
-fn csv_fields(s: &str) -> Result<Vec<String>, String> {
+fn go_csv_fields(s: &str) -> Result<Vec<String>, String> {
     let mut fields = Vec::new();
     let mut cur = String::new();
     let mut chars = s.chars().peekable();
@@ -1049,7 +1049,7 @@ pub type Expander<'a> = &'a dyn Fn(&str) -> Result<String, String>;
 /// Parses a `--mount=` value. Without an expander, values holding `$` are
 /// kept unchecked (they are checked again after expansion).
 pub fn parse_mount(raw: &str, expand: Option<Expander>) -> Result<MountSpec, String> {
-    let fields = csv_fields(raw).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
+    let fields = go_csv_fields(raw).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
     let mut m = MountSpec {
         raw: raw.to_string(),
         ..Default::default()

@@ -2,6 +2,7 @@
 //! rather than on the host disk: kinds, permission bits, owners, link
 //! targets, content digests), and deterministic layer tars.
 
+pub mod archive;
 pub mod gzip;
 pub mod layer;
 pub mod platform;

@@ -3,11 +3,13 @@
 //! [`DiffId`], of the uncompressed tar, and its blob [`Digest`], of what is
 //! stored). Writing images out is `export`'s job.
 
-mod config;
+mod image_config;
 mod manifest;
 pub mod media;
 
-pub use config::{rfc3339, Empty, HealthConfig, HistoryEntry, ImageConfig, RootFs, RunConfig};
+pub use image_config::{
+    rfc3339, Empty, HealthConfig, HistoryEntry, ImageConfig, RootFs, RunConfig,
+};
 pub use manifest::{
     assemble, assemble_index, assemble_typed, image_blobs, index_blobs, Descriptor, Image,
     ImageIndex, ImageManifest, IndexImage, PlatformDesc,

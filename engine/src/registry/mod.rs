@@ -10,8 +10,6 @@
 //! `credHelpers` and `credsStore`).
 
 mod cache;
-pub mod git;
-mod http;
 mod push;
 
 pub use cache::RegistryBlobs;
@@ -27,6 +25,8 @@ use oci_client::{Client, Reference};
 use tokio::io::AsyncWriteExt;
 
 use crate::digest::Digest;
+pub(crate) use crate::net::error_text;
+use crate::net::{connect_timeout, http_client, is_timeout, stall_timeout};
 use crate::oci::{Compression, HistoryEntry, LayerInfo, RunConfig};
 pub use crate::request::PullPolicy;
 use crate::store::Store;
@@ -122,9 +122,6 @@ pub struct Puller<'s> {
     /// asks the registry about a tag once (planning reads the config,
     /// solving the layers).
     memo: Mutex<HashMap<String, Pulled>>,
-    /// The client `ADD <URL>` and URL contexts fetch with, made on first
-    /// use (one connection pool for every URL of a build).
-    url_client: std::sync::OnceLock<reqwest::Client>,
 }
 
 /// The platform wbuild builds, and the names it goes by in an index.
@@ -150,7 +147,6 @@ impl<'s> Puller<'s> {
             clients: Mutex::new(HashMap::new()),
             insecure: insecure.to_vec(),
             memo: Mutex::new(HashMap::new()),
-            url_client: std::sync::OnceLock::new(),
         })
     }
 
@@ -968,7 +964,7 @@ async fn identity_exchange(
     scope: &str,
     token: &str,
 ) -> Result<String, String> {
-    let http = http_client()?;
+    let http = http_client().map_err(|e| error_text(&e))?;
     let params = challenge(&http, scheme, registry).await?;
     let realm = params
         .get("realm")
@@ -1060,36 +1056,6 @@ fn may_send_credentials(realm: &str, registry: &str) -> bool {
             h.trim_matches(['[', ']'])
                 .eq_ignore_ascii_case(registry_host)
         })
-}
-
-/// How long any HTTP request of wbuild's (a registry's, `ADD <url>`'s, a
-/// token server's) may go without a byte: `WBUILD_HTTP_TIMEOUT` seconds,
-/// else 30. A slow download that keeps moving never times out; a stalled
-/// one fails after this, and is not tried again.
-pub fn stall_timeout() -> Duration {
-    let secs = std::env::var("WBUILD_HTTP_TIMEOUT")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|s| *s > 0)
-        .unwrap_or(30);
-    Duration::from_secs(secs)
-}
-
-/// How long a connection may take to open.
-fn connect_timeout() -> Duration {
-    Duration::from_secs(15).min(stall_timeout())
-}
-
-/// A plain HTTP client (rustls on ring) with wbuild's timeouts: a
-/// connection within [`connect_timeout`], no read waiting longer than
-/// [`stall_timeout`].
-fn http_client() -> Result<reqwest::Client, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout())
-        .read_timeout(stall_timeout())
-        .build()
-        .map_err(|e| error_text(&e))
 }
 
 /// The parameters of a `Bearer k="v",k2="v2"` challenge.
@@ -1209,22 +1175,6 @@ where
     }
 }
 
-/// An error with its causes (`error sending request: tcp connect error:
-/// Connection refused`): reqwest's own text hides them.
-pub(crate) fn error_text(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let t = c.to_string();
-        if !text.contains(&t) {
-            text.push_str(": ");
-            text.push_str(&t);
-        }
-        cause = c.source();
-    }
-    text
-}
-
 /// The compression a layer media type names (OCI or Docker).
 fn compression_of(media: &str) -> Option<Compression> {
     Some(match media {
@@ -1240,12 +1190,6 @@ fn compression_of(media: &str) -> Option<Compression> {
 
 /// Where a pulled blob's bytes go: the store's writer (hashing), and for a
 /// small blob a copy in memory.
-/// Whether an error's text says a request timed out.
-fn is_timeout(text: &str) -> bool {
-    let t = text.to_ascii_lowercase();
-    t.contains("timed out") || t.contains("timeout")
-}
-
 struct BlobSink<'a, 'b> {
     writer: crate::store::Bounded<crate::store::BlobWriter<'a>>,
     small: &'b mut Vec<u8>,

@@ -19,7 +19,7 @@ pub(super) const TICK: Duration = Duration::from_millis(10);
 pub fn engine() -> Result<&'static Engine, SandboxError> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
     let r = ENGINE.get_or_init(|| {
-        let mut config = super::config::engine_config();
+        let mut config = super::engine_config::engine_config();
         // For profiling guests with `perf` (`/tmp/perf-PID.map` names the
         // compiled functions); wbox is then compiled, not precompiled.
         if std::env::var_os("WBUILD_PERFMAP").is_some() {

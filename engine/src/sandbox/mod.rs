@@ -14,9 +14,9 @@
 //! come through exactly and argv/env have no size limit (the component
 //! adapter collapses exit codes and caps argv+env near 50 KB).
 
-mod config;
 mod devices;
 mod engine;
+mod engine_config;
 mod links;
 mod process;
 mod resolve;
@@ -42,7 +42,7 @@ pub use process::{mode_exceptions, DiskBudget, SpawnContext, PROCESS_MODULE};
 pub use resolve::{describe_binary, find_program, program_bytes, resolve_program, HIDDEN_BIN};
 use stdio::{pipe_file, Capture, Sink, Source, StageOut, Stdio};
 
-use config::MAX_WASM_STACK;
+use engine_config::MAX_WASM_STACK;
 
 /// The stack of the thread a guest runs on: its wasm stack plus room for
 /// the host calls it makes.

@@ -7,8 +7,6 @@
 //! progress events that reach the renderer through a channel.
 
 mod ops;
-#[cfg(feature = "registry")]
-pub(crate) use ops::archive::{archive_kind, unpack_archive};
 mod scheduler;
 pub use scheduler::dependencies;
 mod step;
@@ -39,7 +37,7 @@ pub use crate::request::PullPolicy;
 pub type SharedPuller<'a> = Option<Arc<crate::registry::Puller<'a>>>;
 #[cfg(not(feature = "registry"))]
 pub type SharedPuller<'a> = Option<std::marker::PhantomData<&'a ()>>;
-pub use ops::archive::ArchiveError;
+pub use crate::fs::archive::ArchiveError;
 pub use ops::file::SourceError;
 pub use ops::mounts::MountError;
 
@@ -138,6 +136,18 @@ pub enum StepFailure {
     Snapshot(#[from] crate::fs::snapshot::SnapshotError),
     #[error("{what}: {error}")]
     Io { what: String, error: std::io::Error },
+    /// A URL's content could not be had (`ADD <url>`).
+    #[cfg(feature = "registry")]
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    /// A git source could not be had (`ADD <repository>`).
+    #[cfg(feature = "registry")]
+    #[error(transparent)]
+    Git(#[from] crate::fetch::GitError),
+    /// A registry refused or failed (FROM, COPY --from, a mount's image).
+    #[cfg(feature = "registry")]
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// A file whose name starts with `.wh.` would enter a layer.
     #[error("{path}: names that start with .wh. are reserved by the OCI image format for deletions (whiteouts), so this file cannot enter a layer; rename it, or leave it out with .dockerignore")]
     ReservedName { path: String },
@@ -407,6 +417,9 @@ pub struct Solver<'a> {
     /// The registry client, made when a FROM first needs an image.
     #[cfg(feature = "registry")]
     puller: Mutex<Option<Arc<crate::registry::Puller<'a>>>>,
+    /// What `ADD <url>` fetches with (its client made on first use).
+    #[cfg(feature = "registry")]
+    fetcher: crate::fetch::Fetcher<'a>,
     /// Rootfs directories RUN steps left, for the next RUN on the same
     /// layers to take over (a chain of RUN steps costs what it changes,
     /// not a copy of the rootfs per step).
@@ -536,6 +549,8 @@ impl<'a> Solver<'a> {
             }),
             #[cfg(feature = "registry")]
             puller: Mutex::new(None),
+            #[cfg(feature = "registry")]
+            fetcher: crate::fetch::Fetcher::new(store),
             warm: Mutex::new(Vec::new()),
             claimed: Mutex::new(Vec::new()),
             loose_mode: Mutex::new(None),
@@ -783,22 +798,19 @@ impl<'a> Solver<'a> {
     }
 
     /// An http(s) URL's content in the store (`ADD URL`): its digest,
-    /// size and file name (see `registry::http`).
+    /// size and file name (see `fetch::http`).
     #[cfg(feature = "registry")]
     fn fetch_url(
         &self,
         url: &str,
         checksum: Option<&crate::digest::Digest>,
-    ) -> Result<(crate::digest::Digest, u64, String), String> {
-        let f = self
-            .puller()
-            .and_then(|p| p.fetch_url(url, checksum))
-            .map_err(|e| e.to_string())?;
+    ) -> Result<(crate::digest::Digest, u64, String), crate::fetch::FetchError> {
+        let f = self.fetcher.fetch_url(url, checksum)?;
         Ok((f.digest, f.size, f.name))
     }
 
     /// A git source (`ADD <repository>`) and the commit its ref names now
-    /// (see `registry::git`); ADD's `--checksum` and `--keep-git-dir` join
+    /// (see `fetch::git`); ADD's `--checksum` and `--keep-git-dir` join
     /// what the URL says.
     #[cfg(feature = "registry")]
     fn git_commit(
@@ -806,24 +818,26 @@ impl<'a> Solver<'a> {
         p: &str,
         checksum: Option<&str>,
         keep_git_dir: bool,
-    ) -> Result<(crate::request::GitSource, String), String> {
-        let mut src = crate::request::GitSource::parse(p)?;
+    ) -> Result<(crate::request::GitSource, String), crate::fetch::GitError> {
+        let mut src =
+            crate::request::GitSource::parse(p).map_err(crate::fetch::GitError::Refused)?;
         if src.checksum.is_none() {
             src.checksum = checksum.map(String::from);
         }
         src.keep_git_dir |= keep_git_dir;
-        let commit = crate::registry::git::resolve(&src)?;
+        let commit = crate::fetch::git::resolve(&src)?;
         Ok((src, commit))
     }
 
-    /// The commit's tree as layer entries (see `registry::git::tree`).
+    /// The commit's tree as layer entries (see `fetch::git::tree`).
     #[cfg(feature = "registry")]
     fn git_tree(
         &self,
         src: &crate::request::GitSource,
         commit: &str,
-    ) -> Result<(Vec<crate::fs::layer::LayerEntry>, tempfile::TempDir), String> {
-        crate::registry::git::tree(self.store, src, commit)
+    ) -> Result<(Vec<crate::fs::layer::LayerEntry>, tempfile::TempDir), crate::fetch::GitError>
+    {
+        crate::fetch::git::tree(self.store, src, commit)
     }
 
     #[cfg(not(feature = "registry"))]
@@ -832,10 +846,10 @@ impl<'a> Solver<'a> {
         p: &str,
         _: Option<&str>,
         _: bool,
-    ) -> Result<(crate::request::GitSource, String), String> {
-        Err(format!(
+    ) -> Result<(crate::request::GitSource, String), StepFailure> {
+        Err(StepFailure::Invalid(format!(
             "cannot fetch {p}: this wbuild was built without network support"
-        ))
+        )))
     }
 
     #[cfg(not(feature = "registry"))]
@@ -843,11 +857,11 @@ impl<'a> Solver<'a> {
         &self,
         src: &crate::request::GitSource,
         _: &str,
-    ) -> Result<(Vec<crate::fs::layer::LayerEntry>, tempfile::TempDir), String> {
-        Err(format!(
+    ) -> Result<(Vec<crate::fs::layer::LayerEntry>, tempfile::TempDir), StepFailure> {
+        Err(StepFailure::Invalid(format!(
             "cannot fetch {}: this wbuild was built without network support",
             src.remote
-        ))
+        )))
     }
 
     #[cfg(not(feature = "registry"))]
@@ -855,10 +869,10 @@ impl<'a> Solver<'a> {
         &self,
         url: &str,
         _: Option<&crate::digest::Digest>,
-    ) -> Result<(crate::digest::Digest, u64, String), String> {
-        Err(format!(
+    ) -> Result<(crate::digest::Digest, u64, String), StepFailure> {
+        Err(StepFailure::Invalid(format!(
             "cannot fetch {url}: this wbuild was built without network support"
-        ))
+        )))
     }
 
     /// A stage's tree that [`Solver::stage_tree`] already materialized.

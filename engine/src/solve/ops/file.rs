@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::archive::{archive_kind, unpack_archive, ArchiveKind};
 use super::{Executed, Op, StepCx};
 use crate::cache::{self, CacheKey, StepInputs};
 use crate::digest::Digest;
 use crate::frontend::dockerignore::{self, Matcher};
 use crate::frontend::instructions::{Add, Copy, FileSources, Source};
+use crate::fs::archive::{archive_kind, unpack_archive, ArchiveKind};
 use crate::fs::layer::{Content, LayerEntry};
 use crate::fs::{self as tree, Kind, Manifest, Meta};
 use crate::solve::{BuildError, Solver, SourceTree, StageState, StepFailure};

@@ -5,8 +5,7 @@
 //! step reads, for its key, and on a miss executes it; the lookup and
 //! the record happen in `step`, which knows no instruction kinds.
 
-pub(super) mod archive;
-pub(super) mod config;
+pub(super) mod config_op;
 pub(super) mod exec;
 pub(super) mod file;
 pub(super) mod mounts;
@@ -90,7 +89,7 @@ pub(crate) trait Op {
 
     /// What the step does to the image config, hit or miss.
     fn configure(&self, step: &Step, config: &mut RunConfig, cmd_set: &mut bool) {
-        config::apply_config(config, cmd_set, step);
+        config_op::apply_config(config, cmd_set, step);
     }
 }
 
@@ -100,7 +99,7 @@ pub(crate) fn op_for(instruction: &Instruction) -> Box<dyn Op + '_> {
         Instruction::Run(r) => Box::new(exec::ExecOp::new(r)),
         Instruction::Copy(c) => Box::new(file::FileOp::copy(c)),
         Instruction::Add(a) => Box::new(file::FileOp::add(a)),
-        Instruction::Workdir { .. } => Box::new(config::WorkdirOp),
-        _ => Box::new(config::ConfigOp),
+        Instruction::Workdir { .. } => Box::new(config_op::WorkdirOp),
+        _ => Box::new(config_op::ConfigOp),
     }
 }

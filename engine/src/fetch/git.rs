@@ -12,7 +12,51 @@ use crate::digest::Digest;
 use crate::fs::layer::{Content, LayerEntry};
 use crate::fs::Meta;
 use crate::request::GitSource;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+/// Why a git source could not be had: git itself, what it said, what
+/// wbuild refused, with what it was doing around it (ripgrep's
+/// `WithPath`, here `In`).
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot run git ({0}): install git")]
+    NoGit(std::io::Error),
+    /// A git command failed: what it wrote to stderr.
+    #[error("{0}")]
+    Failed(String),
+    /// Refused before or after git ran, saying why and what to do.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{}: {error}", .path.display())]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{context}: {cause}")]
+    In {
+        context: String,
+        cause: Box<GitError>,
+    },
+}
+
+impl GitError {
+    /// This error, said as the cause of `context`.
+    fn within(self, context: impl Into<String>) -> GitError {
+        GitError::In {
+            context: context.into(),
+            cause: Box::new(self),
+        }
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> GitError + '_ {
+    move |error| GitError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
 
 /// Whose URL a git command may reach, and how. Every command runs with
 /// transports allowed by name only (https, http, ssh, git; `ext::` never)
@@ -45,11 +89,11 @@ const OWN: Access = Access {
     file: true,
 };
 
-fn git(args: &[&str], dir: Option<&Path>) -> Result<Vec<u8>, String> {
+fn git(args: &[&str], dir: Option<&Path>) -> Result<Vec<u8>, GitError> {
     git_as(args, dir, OWN)
 }
 
-fn git_as(args: &[&str], dir: Option<&Path>, access: Access) -> Result<Vec<u8>, String> {
+fn git_as(args: &[&str], dir: Option<&Path>, access: Access) -> Result<Vec<u8>, GitError> {
     let mut c = Command::new("git");
     let file = if access.file { "always" } else { "never" };
     for setting in [
@@ -80,11 +124,11 @@ fn git_as(args: &[&str], dir: Option<&Path>, access: Access) -> Result<Vec<u8>, 
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_PROTOCOL_FROM_USER", "0")
         .stdin(Stdio::null());
-    let o = c
-        .output()
-        .map_err(|e| format!("cannot run git ({e}): install git"))?;
+    let o = c.output().map_err(GitError::NoGit)?;
     if !o.status.success() {
-        return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
+        return Err(GitError::Failed(
+            String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        ));
     }
     Ok(o.stdout)
 }
@@ -120,11 +164,11 @@ fn local_path(url: &str) -> PathBuf {
 }
 
 /// Refuses a URL or ref git would read as an option (`--upload-pack=…`).
-fn not_an_option(what: &str, value: &str) -> Result<(), String> {
+fn not_an_option(what: &str, value: &str) -> Result<(), GitError> {
     if value.starts_with('-') {
-        return Err(format!(
+        return Err(GitError::Refused(format!(
             "{what} {value:?} starts with '-', which git would take as an option: refused"
-        ));
+        )));
     }
     Ok(())
 }
@@ -135,7 +179,7 @@ fn is_full_commit(r: &str) -> bool {
 
 /// The commit the source's reference names now (`git ls-remote`), checked
 /// against its checksum.
-pub fn resolve(src: &GitSource) -> Result<String, String> {
+pub fn resolve(src: &GitSource) -> Result<String, GitError> {
     not_an_option("the git URL", &src.remote)?;
     if let Some(r) = &src.reference {
         not_an_option("the git ref", r)?;
@@ -148,7 +192,7 @@ pub fn resolve(src: &GitSource) -> Result<String, String> {
                 None,
                 Access::user(&src.remote),
             )
-            .map_err(|e| format!("cannot list the remote's refs: {e}"))?;
+            .map_err(|e| e.within("cannot list the remote's refs"))?;
             let text = String::from_utf8_lossy(&out);
             let refs: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('\t')).collect();
             let want = r.clone().unwrap_or_else(|| "HEAD".into());
@@ -166,16 +210,18 @@ pub fn resolve(src: &GitSource) -> Result<String, String> {
                         .map(|(id, _)| id.to_string())
                 })
                 .ok_or_else(|| {
-                    format!("unknown ref {want:?}: the remote has no such branch or tag")
+                    GitError::Refused(format!(
+                        "unknown ref {want:?}: the remote has no such branch or tag"
+                    ))
                 })?
         }
     };
     if let Some(c) = &src.checksum {
         if !commit.starts_with(&c.to_ascii_lowercase()) {
-            return Err(format!(
+            return Err(GitError::Refused(format!(
                 "checksum mismatch: {} is at {commit}, not {c}",
                 src.shown_ref()
-            ));
+            )));
         }
     }
     Ok(commit)
@@ -196,8 +242,8 @@ pub fn tree(
     store: &Store,
     src: &GitSource,
     commit: &str,
-) -> Result<(Vec<LayerEntry>, tempfile::TempDir), String> {
-    let tmp = store.temp_dir("git-").map_err(|e| e.to_string())?;
+) -> Result<(Vec<LayerEntry>, tempfile::TempDir), GitError> {
+    let tmp = store.temp_dir("git-")?;
     let mut entries = Vec::new();
     let top = Checkout {
         remote: &src.remote,
@@ -243,7 +289,7 @@ impl Checkout<'_> {
         store: &Store,
         tmp: &Path,
         entries: &mut Vec<LayerEntry>,
-    ) -> Result<PathBuf, String> {
+    ) -> Result<PathBuf, GitError> {
         let repo = store_repo(store, self.remote)?;
         fetch(
             &repo,
@@ -259,7 +305,7 @@ impl Checkout<'_> {
             format!("{}:{subdir}", self.commit)
         };
         let listing = git(&["ls-tree", "-r", "-t", "-z", &treeish], Some(&repo))
-            .map_err(|e| format!("cannot read the tree {treeish}: {e}"))?;
+            .map_err(|e| e.within(format!("cannot read the tree {treeish}")))?;
         let mut blobs = Vec::new();
         let mut gitlinks = Vec::new();
         for item in listing.split(|&b| b == 0).filter(|i| !i.is_empty()) {
@@ -277,9 +323,9 @@ impl Checkout<'_> {
                 .split('/')
                 .any(|c| c.is_empty() || c == "." || c == ".." || c.eq_ignore_ascii_case(".git"))
             {
-                return Err(format!(
+                return Err(GitError::Refused(format!(
                     "the tree has an entry {path:?} that git itself would refuse to check out"
-                ));
+                )));
             }
             let at = format!("{}{path}", self.prefix);
             match mode {
@@ -295,7 +341,11 @@ impl Checkout<'_> {
                     blobs.push((entries.len(), id.to_string(), mode.to_string()));
                     entries.push(entry(&at, Meta::dir(0), Content::None));
                 }
-                other => return Err(format!("{at}: git mode {other} is not one wbuild knows")),
+                other => {
+                    return Err(GitError::Refused(format!(
+                        "{at}: git mode {other} is not one wbuild knows"
+                    )))
+                }
             }
         }
         read_blobs(&repo, tmp, entries, &blobs)?;
@@ -303,10 +353,10 @@ impl Checkout<'_> {
             return Ok(repo);
         }
         if self.depth >= MAX_SUBMODULE_DEPTH {
-            return Err(format!(
+            return Err(GitError::Refused(format!(
                 "submodules nest more than {MAX_SUBMODULE_DEPTH} deep under {}: add ?submodules=false to the URL to take the tree without them",
                 self.remote
-            ));
+            )));
         }
         let urls = submodule_urls(&repo, self.commit)?;
         for (path, id) in gitlinks {
@@ -317,11 +367,11 @@ impl Checkout<'_> {
                 format!("{subdir}/{path}")
             };
             let url = urls.get(&whole).ok_or_else(|| {
-                format!("the tree has a submodule at {whole} that .gitmodules does not name: add ?submodules=false to the URL to take the tree without it")
+                GitError::Refused(format!("the tree has a submodule at {whole} that .gitmodules does not name: add ?submodules=false to the URL to take the tree without it"))
             })?;
             let remote = submodule_remote(self.remote, url);
             let access = submodule_access(self.top, &remote)
-                .map_err(|e| format!("submodule {whole}: {e}"))?;
+                .map_err(|e| e.within(format!("submodule {whole}")))?;
             Checkout {
                 remote: &remote,
                 commit: &id,
@@ -334,7 +384,7 @@ impl Checkout<'_> {
                 top: self.top,
             }
             .fill(store, tmp, entries)
-            .map_err(|e| format!("submodule {whole} ({remote} at {id}): {e}"))?;
+            .map_err(|e| e.within(format!("submodule {whole} ({remote} at {id})")))?;
         }
         Ok(repo)
     }
@@ -350,7 +400,7 @@ fn fetch(
     commit: &str,
     shown_ref: &str,
     access: Access,
-) -> Result<(), String> {
+) -> Result<(), GitError> {
     not_an_option("the git URL", remote)?;
     not_an_option("the git ref", shown_ref)?;
     let have = |c: &str| git(&["cat-file", "-e", &format!("{c}^{{commit}}")], Some(repo)).is_ok();
@@ -392,11 +442,11 @@ fn fetch(
         }
         if !have(commit) {
             return Err(match last {
-                Some(e) => format!("cannot fetch {shown_ref}: {e}"),
-                None if shown_ref != commit => {
-                    format!("{shown_ref} moved while it was fetched (it was {commit}); build again")
-                }
-                None => format!("the remote does not have commit {commit}"),
+                Some(e) => e.within(format!("cannot fetch {shown_ref}")),
+                None if shown_ref != commit => GitError::Refused(format!(
+                    "{shown_ref} moved while it was fetched (it was {commit}); build again"
+                )),
+                None => GitError::Refused(format!("the remote does not have commit {commit}")),
             });
         }
     }
@@ -405,14 +455,14 @@ fn fetch(
         Some(repo),
     )
     .map(|_| ())
-    .map_err(|e| format!("cannot keep {commit} in the store's repository: {e}"))
+    .map_err(|e| e.within(format!("cannot keep {commit} in the store's repository")))
 }
 
 /// `.gitmodules` at the commit: each submodule's path and URL.
 fn submodule_urls(
     repo: &Path,
     commit: &str,
-) -> Result<std::collections::HashMap<String, String>, String> {
+) -> Result<std::collections::HashMap<String, String>, GitError> {
     let out = git(
         &[
             "config",
@@ -423,7 +473,7 @@ fn submodule_urls(
         ],
         Some(repo),
     )
-    .map_err(|e| format!("the tree has submodules but no readable .gitmodules ({e}): add ?submodules=false to the URL to take the tree without them"))?;
+    .map_err(|e| GitError::Refused(format!("the tree has submodules but no readable .gitmodules ({e}): add ?submodules=false to the URL to take the tree without them")))?;
     let mut paths = std::collections::HashMap::new();
     let mut urls = std::collections::HashMap::new();
     for item in out.split(|&b| b == 0).filter(|i| !i.is_empty()) {
@@ -451,7 +501,7 @@ fn submodule_urls(
 /// user's git config, and a path on this host only when `top` is itself
 /// local and the submodule's repository lies inside it (git refuses local
 /// submodules by default since 2.38.1, `protocol.file.allow=user`).
-fn submodule_access(top: &str, url: &str) -> Result<Access, String> {
+fn submodule_access(top: &str, url: &str) -> Result<Access, GitError> {
     not_an_option("its URL", url)?;
     if !is_local(url) {
         return Ok(Access {
@@ -460,9 +510,9 @@ fn submodule_access(top: &str, url: &str) -> Result<Access, String> {
         });
     }
     let refuse = |why: &str| {
-        Err(format!(
+        Err(GitError::Refused(format!(
             "its URL {url:?} is a path on this host, {why}: a repository may not make the build read the host's repositories (git refuses local submodules too); serve it over git, ssh or https, or add ?submodules=false to the URL"
-        ))
+        )))
     };
     if !is_local(top) {
         return refuse("and the build's repository is not local");
@@ -521,7 +571,7 @@ fn git_dir(
     store_repo: &Path,
     tmp: &Path,
     entries: &mut Vec<LayerEntry>,
-) -> Result<(), String> {
+) -> Result<(), GitError> {
     let dir = tmp.join("dot-git");
     let d = dir.display().to_string();
     git(
@@ -553,7 +603,7 @@ fn git_dir(
         &from,
         &format!("refs/wbuild/{commit}"),
     ])
-    .map_err(|e| format!("cannot make the kept .git: {e}"))?;
+    .map_err(|e| e.within("cannot make the kept .git"))?;
     if let Some(r) = src.reference.as_deref().filter(|r| !is_full_commit(r)) {
         let tag = git(&["ls-remote", "--tags", &from], None)
             .map(|o| String::from_utf8_lossy(&o).contains(&format!("refs/tags/{r}")))
@@ -578,18 +628,16 @@ fn git_dir(
 
 /// Adds the files under `dir` as entries under `at`, sorted; a file's mode
 /// is 0444 when the host has it read-only (git's objects), else 0644.
-fn walk_into(dir: &Path, at: &str, entries: &mut Vec<LayerEntry>) -> Result<(), String> {
+fn walk_into(dir: &Path, at: &str, entries: &mut Vec<LayerEntry>) -> Result<(), GitError> {
     let mut names: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .map_err(io_at(dir))?
         .filter_map(|e| e.ok())
         .collect();
     names.sort_by_key(|e| e.file_name());
     for e in names {
         let path = e.path();
         let name = format!("{at}/{}", e.file_name().to_string_lossy());
-        let md = e
-            .metadata()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let md = e.metadata().map_err(io_at(&path))?;
         // Never the host's umask: read-only (git's objects) or not.
         let perm = if md.permissions().readonly() {
             0o444
@@ -600,7 +648,7 @@ fn walk_into(dir: &Path, at: &str, entries: &mut Vec<LayerEntry>) -> Result<(), 
             entries.push(entry(&name, Meta::dir(0o755), Content::None));
             walk_into(&path, &name, entries)?;
         } else {
-            let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let bytes = std::fs::read(&path).map_err(io_at(&path))?;
             let meta = Meta::file(perm, bytes.len() as u64, Some(Digest::of(&bytes)));
             entries.push(entry(&name, meta, Content::Host(path)));
         }
@@ -623,7 +671,7 @@ fn read_blobs(
     tmp: &Path,
     entries: &mut [LayerEntry],
     blobs: &[(usize, String, String)],
-) -> Result<(), String> {
+) -> Result<(), GitError> {
     let mut child = Command::new("git")
         .arg("--git-dir")
         .arg(repo)
@@ -631,7 +679,7 @@ fn read_blobs(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run git: {e}"))?;
+        .map_err(GitError::NoGit)?;
     let mut stdin = child.stdin.take().expect("piped");
     let ids: Vec<String> = blobs.iter().map(|(_, id, _)| id.clone()).collect();
     let writer = std::thread::spawn(move || {
@@ -644,22 +692,22 @@ fn read_blobs(
     let mut out = BufReader::new(child.stdout.take().expect("piped"));
     for (i, id, mode) in blobs {
         let mut header = String::new();
-        out.read_line(&mut header).map_err(|e| e.to_string())?;
+        out.read_line(&mut header).map_err(io_at(repo))?;
         let size: usize = header
             .split(' ')
             .nth(2)
             .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| format!("git cat-file: {id}: {}", header.trim()))?;
+            .ok_or_else(|| GitError::Failed(format!("git cat-file: {id}: {}", header.trim())))?;
         let mut body = vec![0u8; size];
-        out.read_exact(&mut body).map_err(|e| e.to_string())?;
+        out.read_exact(&mut body).map_err(io_at(repo))?;
         let mut nl = [0u8; 1];
-        out.read_exact(&mut nl).map_err(|e| e.to_string())?;
+        out.read_exact(&mut nl).map_err(io_at(repo))?;
         let e = &mut entries[*i];
         if mode == "120000" {
             e.meta = Meta::symlink(&String::from_utf8_lossy(&body));
         } else {
             let host: PathBuf = tmp.join(i.to_string());
-            std::fs::write(&host, &body).map_err(|e| e.to_string())?;
+            std::fs::write(&host, &body).map_err(io_at(&host))?;
             let m = if mode == "100755" { 0o755 } else { 0o644 };
             e.meta = Meta::file(m, size as u64, Some(Digest::of(&body)));
             e.content = Content::Host(host);
@@ -671,13 +719,13 @@ fn read_blobs(
 }
 
 /// The store's bare repository for a remote, made on first use.
-fn store_repo(store: &Store, remote: &str) -> Result<PathBuf, String> {
+fn store_repo(store: &Store, remote: &str) -> Result<PathBuf, GitError> {
     let dir = store
         .root()
         .join("git")
         .join(Digest::of(remote.as_bytes()).hex());
     if !dir.join("HEAD").exists() {
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         git(&["init", "-q", "--bare", &dir.display().to_string()], None)?;
     }
     Ok(dir)

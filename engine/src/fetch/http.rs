@@ -16,11 +16,12 @@
 
 use std::time::Duration;
 
-use super::stall_timeout;
 use serde::{Deserialize, Serialize};
 
-use super::{error_text, Puller, RegistryError};
+use super::FetchError;
 use crate::digest::Digest;
+use crate::net::{error_text, stall_timeout};
+use crate::store::Store;
 
 /// A URL's content, in the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,7 +84,22 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-impl Puller<'_> {
+/// What fetches URLs for a build (`ADD <url>`, URL contexts): the store
+/// the content goes into, and one HTTP client and runtime for every URL,
+/// made on first use.
+pub struct Fetcher<'s> {
+    store: &'s Store,
+    net: std::sync::OnceLock<(tokio::runtime::Runtime, reqwest::Client)>,
+}
+
+impl<'s> Fetcher<'s> {
+    pub fn new(store: &'s Store) -> Fetcher<'s> {
+        Fetcher {
+            store,
+            net: std::sync::OnceLock::new(),
+        }
+    }
+
     fn http_record_path(&self, url: &str) -> std::path::PathBuf {
         self.store
             .root()
@@ -91,19 +107,33 @@ impl Puller<'_> {
             .join(format!("{}.json", Digest::of(url.as_bytes()).hex()))
     }
 
+    /// The runtime and client, made on first use.
+    fn net(&self, url: &str) -> Result<&(tokio::runtime::Runtime, reqwest::Client), FetchError> {
+        if let Some(n) = self.net.get() {
+            return Ok(n);
+        }
+        let setup = |message: String| FetchError::Setup {
+            url: url.to_string(),
+            message,
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| setup(format!("cannot start the HTTP runtime: {e}")))?;
+        // reqwest's connector needs the runtime it will run on.
+        let client = {
+            let _in = rt.enter();
+            crate::net::http_client().map_err(|e| setup(error_text(&e)))?
+        };
+        Ok(self.net.get_or_init(|| (rt, client)))
+    }
+
     /// The content of `url` in the store: revalidated with the response
     /// headers the store kept, or fetched. With `checksum`, the store's
     /// copy of those bytes is used without asking, and a download must
     /// hash to it.
-    pub fn fetch_url(
-        &self,
-        url: &str,
-        checksum: Option<&Digest>,
-    ) -> Result<Fetched, RegistryError> {
-        let fail = |message: String| RegistryError::Pull {
-            reference: url.to_string(),
-            message,
-        };
+    pub fn fetch_url(&self, url: &str, checksum: Option<&Digest>) -> Result<Fetched, FetchError> {
         let record_path = self.http_record_path(url);
         let kept: Option<Record> = std::fs::read(&record_path)
             .ok()
@@ -124,46 +154,13 @@ impl Puller<'_> {
                 });
             }
         }
-        let rt = self.rt.clone();
-        // reqwest's connector needs the runtime it will run on.
-        let client = match self.url_client.get() {
-            Some(c) => c,
-            None => {
-                let _in = rt.enter();
-                let c = super::http_client().map_err(&fail)?;
-                self.url_client.get_or_init(|| c)
-            }
-        };
-        let attempt = || {
-            let mut req = client.get(url);
-            if let Some(r) = kept.as_ref().filter(|_| checksum.is_none()) {
-                if let Some(e) = &r.etag {
-                    req = req.header(reqwest::header::IF_NONE_MATCH, e);
-                }
-                if let Some(m) = &r.last_modified {
-                    req = req.header(reqwest::header::IF_MODIFIED_SINCE, m);
-                }
-            }
-            req.send()
-        };
-        let mut tries = 0;
-        let resp = loop {
-            tries += 1;
-            match rt.block_on(async { attempt().await }) {
-                Ok(r) if r.status().is_server_error() && tries < 3 => {}
-                Ok(r) => break r,
-                Err(e) if e.is_connect() && tries < 3 => {}
-                Err(e) if e.is_timeout() => {
-                    return Err(fail(format!(
-                        "the server sent nothing for {} s (WBUILD_HTTP_TIMEOUT) ({}); check the server, or pin the file with --checksum and let the cache keep it",
-                        stall_timeout().as_secs(),
-                        error_text(&e)
-                    )))
-                }
-                Err(e) => return Err(fail(format!("cannot fetch it: {}", error_text(&e)))),
-            }
-            std::thread::sleep(Duration::from_millis(300 << tries));
-        };
+        let (rt, client) = self.net(url)?;
+        let resp = self.ask(
+            rt,
+            client,
+            url,
+            kept.as_ref().filter(|_| checksum.is_none()),
+        )?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             if let Some(r) = kept {
@@ -180,14 +177,11 @@ impl Puller<'_> {
             }
         }
         if !status.is_success() {
-            return Err(fail(format!(
-                "the server answered {status}{}",
-                if status == reqwest::StatusCode::NOT_FOUND {
-                    ": check the URL"
-                } else {
-                    ""
-                }
-            )));
+            return Err(FetchError::Status {
+                url: url.to_string(),
+                status: status.as_u16(),
+                shown: status.to_string(),
+            });
         }
         let header = |h: reqwest::header::HeaderName| {
             resp.headers()
@@ -198,46 +192,7 @@ impl Puller<'_> {
         let etag = header(reqwest::header::ETAG);
         let last_modified = header(reqwest::header::LAST_MODIFIED);
         let name = name_from_url(url);
-        // Bounded before anything is written: by what the server says it
-        // sends, then by what it does send.
-        let intake = self.store.intake();
-        if let Some(m) = resp
-            .content_length()
-            .and_then(|n| intake.refuse("the download (by its Content-Length)", n))
-        {
-            return Err(fail(m));
-        }
-        let mut w = self.store.blob_writer()?;
-        let mut resp = resp;
-        loop {
-            let chunk = rt.block_on(resp.chunk()).map_err(|e| {
-                fail(if e.is_timeout() {
-                    format!(
-                        "the download stalled: nothing came for {} s (WBUILD_HTTP_TIMEOUT): {}",
-                        stall_timeout().as_secs(),
-                        error_text(&e)
-                    )
-                } else {
-                    format!("the download broke off: {}", error_text(&e))
-                })
-            })?;
-            let Some(chunk) = chunk else { break };
-            if let Some(m) = intake.refuse("the download", w.size() + chunk.len() as u64) {
-                return Err(fail(m));
-            }
-            std::io::Write::write_all(&mut w, &chunk)
-                .map_err(|e| fail(format!("cannot store it: {e}")))?;
-        }
-        let size = w.size();
-        let digest = match checksum {
-            Some(want) => w.commit_expecting(want).map_err(|e| match e {
-                crate::store::StoreError::Mismatch { expected, actual } => fail(format!(
-                    "checksum mismatch: --checksum={expected}, but the content is {actual}; nothing was stored"
-                )),
-                e => RegistryError::Store(e),
-            })?,
-            None => w.commit()?,
-        };
+        let (digest, size) = self.download(rt, url, resp, checksum)?;
         let record = Record {
             url: url.to_string(),
             etag,
@@ -253,6 +208,114 @@ impl Puller<'_> {
             let _ = crate::fs::write_atomic(&record_path, &bytes);
         }
         Ok(Fetched { digest, size, name })
+    }
+
+    /// The response to a GET of `url` (conditional on what the store
+    /// kept), trying a refused connection or a 5xx 3 times.
+    fn ask(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        client: &reqwest::Client,
+        url: &str,
+        kept: Option<&Record>,
+    ) -> Result<reqwest::Response, FetchError> {
+        let attempt = || {
+            let mut req = client.get(url);
+            if let Some(r) = kept {
+                if let Some(e) = &r.etag {
+                    req = req.header(reqwest::header::IF_NONE_MATCH, e);
+                }
+                if let Some(m) = &r.last_modified {
+                    req = req.header(reqwest::header::IF_MODIFIED_SINCE, m);
+                }
+            }
+            req.send()
+        };
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match rt.block_on(async { attempt().await }) {
+                Ok(r) if r.status().is_server_error() && tries < 3 => {}
+                Ok(r) => return Ok(r),
+                Err(e) if e.is_connect() && tries < 3 => {}
+                Err(e) if e.is_timeout() => {
+                    return Err(FetchError::Stalled {
+                        url: url.to_string(),
+                        secs: stall_timeout().as_secs(),
+                        cause: error_text(&e),
+                    })
+                }
+                Err(e) => {
+                    return Err(FetchError::Unreachable {
+                        url: url.to_string(),
+                        cause: error_text(&e),
+                    })
+                }
+            }
+            std::thread::sleep(Duration::from_millis(300 << tries));
+        }
+    }
+
+    /// Streams a response's body into the store, bounded (Content-Length
+    /// first, then what comes) and checked against `checksum`.
+    fn download(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        url: &str,
+        mut resp: reqwest::Response,
+        checksum: Option<&Digest>,
+    ) -> Result<(Digest, u64), FetchError> {
+        let too_big = |message: String| FetchError::TooBig {
+            url: url.to_string(),
+            message,
+        };
+        // Bounded before anything is written: by what the server says it
+        // sends, then by what it does send.
+        let intake = self.store.intake();
+        if let Some(m) = resp
+            .content_length()
+            .and_then(|n| intake.refuse("the download (by its Content-Length)", n))
+        {
+            return Err(too_big(m));
+        }
+        let mut w = self.store.blob_writer()?;
+        loop {
+            let chunk = rt.block_on(resp.chunk()).map_err(|e| {
+                if e.is_timeout() {
+                    FetchError::Stalled {
+                        url: url.to_string(),
+                        secs: stall_timeout().as_secs(),
+                        cause: error_text(&e),
+                    }
+                } else {
+                    FetchError::Broken {
+                        url: url.to_string(),
+                        cause: error_text(&e),
+                    }
+                }
+            })?;
+            let Some(chunk) = chunk else { break };
+            if let Some(m) = intake.refuse("the download", w.size() + chunk.len() as u64) {
+                return Err(too_big(m));
+            }
+            std::io::Write::write_all(&mut w, &chunk).map_err(|e| FetchError::Broken {
+                url: url.to_string(),
+                cause: format!("cannot store it: {e}"),
+            })?;
+        }
+        let size = w.size();
+        let digest = match checksum {
+            Some(want) => w.commit_expecting(want).map_err(|e| match e {
+                crate::store::StoreError::Mismatch { expected, actual } => FetchError::Checksum {
+                    url: url.to_string(),
+                    expected,
+                    actual,
+                },
+                e => FetchError::Store(e),
+            })?,
+            None => w.commit()?,
+        };
+        Ok((digest, size))
     }
 }
 
