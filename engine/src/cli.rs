@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use wbuild::cache::kind::{cache_type, keys};
+use wbuild::export;
 use wbuild::request::{
-    BuildRequest, CacheSpec, OutputKind, OutputSpec, ProgressMode, SecretSource, SecretSpec,
+    BuildRequest, CacheKind, CacheSpec, OutputKind, OutputSpec, ProgressMode, SecretSource,
+    SecretSpec,
 };
 
 /// Builds Dockerfiles into OCI images; every RUN step runs as WebAssembly.
@@ -448,7 +451,8 @@ fn kv_list(flag: &'static str, spec: &str) -> Result<Vec<(String, String)>, Flag
 }
 
 /// Parses an `--output` value as buildx does: `type=…,dest=…`, a bare path
-/// (a local directory) or `-` (a tar on stdout).
+/// (a local directory) or `-` (a tar on stdout). Each kind says which
+/// keys it takes and checks their values (`export::OUTPUT_TYPES`).
 pub fn parse_output(spec: &str) -> Result<OutputSpec, FlagError> {
     if spec == "-" {
         return Ok(OutputSpec {
@@ -464,6 +468,8 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, FlagError> {
             attrs: BTreeMap::new(),
         });
     }
+    let fail = |m: String| flag_err("--output", spec, m);
+    let names = || names_of(OutputKind::ALL.iter().map(|(_, n)| *n));
     let mut kind = None;
     let mut dest = None;
     let mut attrs = BTreeMap::new();
@@ -471,168 +477,97 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, FlagError> {
         match k.as_str() {
             "type" => kind = Some(v),
             "dest" if v.is_empty() => {
-                return Err(flag_err(
-                    "--output",
-                    spec,
-                    "dest= is empty: give a file, a directory for type=local, or - for stdout",
+                return Err(fail(
+                    "dest= is empty: give a file, a directory for type=local, or - for stdout"
+                        .into(),
                 ))
             }
             "dest" => dest = Some(v),
-            "tar" | "oci-mediatypes" | "force-compression" | "push" | "registry.insecure" => {
-                if !matches!(v.as_str(), "true" | "false") {
-                    return Err(flag_err("--output", spec, format!("{k} must be true or false")));
-                }
+            _ => {
                 attrs.insert(k, v);
-            }
-            "compression" => {
-                if !matches!(v.as_str(), "gzip" | "zstd" | "uncompressed") {
-                    return Err(flag_err("--output", spec, "compression must be gzip, zstd or uncompressed"));
-                }
-                attrs.insert(k, v);
-            }
-            "compression-level" => {
-                let n: i32 = v
-                    .parse()
-                    .map_err(|_| flag_err("--output", spec, "compression-level must be a whole number"))?;
-                if !(0..=22).contains(&n) {
-                    return Err(flag_err("--output", spec, "compression-level must be 0 to 22 (gzip: 0 to 9)"));
-                }
-                attrs.insert(k, v);
-            }
-            "name" => {
-                attrs.insert(k, v);
-            }
-            other => {
-                return Err(flag_err(
-                    "--output",
-                    spec,
-                    format!("unknown key {other:?} (known: type, dest, tar, name, compression, compression-level, force-compression, oci-mediatypes, push, registry.insecure)"),
-                ))
             }
         }
     }
-    let kind = kind.ok_or_else(|| {
-        flag_err(
-            "--output",
-            spec,
-            "type= is required (oci, docker, local, tar, image, registry)",
-        )
-    })?;
-    let kind = OutputKind::parse(&kind).ok_or_else(|| {
-        flag_err(
-            "--output",
-            spec,
-            format!(
-                "unknown output type {kind:?} (use oci, docker, local, tar, image or registry)"
-            ),
-        )
-    })?;
-    if matches!(
-        kind,
-        OutputKind::Local | OutputKind::Tar | OutputKind::Oci | OutputKind::Docker
-    ) && dest.is_none()
-        && attrs.get("tar").map(String::as_str) != Some("false")
-    {
-        if kind == OutputKind::Local {
-            return Err(flag_err(
-                "--output",
-                spec,
-                "type=local needs dest=<directory>",
-            ));
-        }
-        return Err(flag_err(
-            "--output",
-            spec,
-            format!("type={kind} needs dest=<file> (or dest=- for stdout)"),
-        ));
+    let kind = kind.ok_or_else(|| fail(format!("type= is required ({})", names())))?;
+    let kind = OutputKind::parse(&kind)
+        .ok_or_else(|| fail(format!("unknown output type {kind:?} (use {})", names())))?;
+    let t = export::output_type(kind);
+    if let Some(k) = attrs.keys().find(|k| !t.keys.contains(&k.as_str())) {
+        return Err(fail(format!(
+            "type={kind} takes no key {k:?} (it takes: {})",
+            ["type", "dest"]
+                .iter()
+                .chain(t.keys)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     }
-    if attrs
-        .get("compression-level")
-        .is_some_and(|l| l.parse::<i32>().unwrap_or(0) > 9)
-        && attrs
-            .get("compression")
-            .map(String::as_str)
-            .unwrap_or("gzip")
-            == "gzip"
-    {
-        return Err(flag_err(
-            "--output",
-            spec,
-            "gzip compression-level must be 0 to 9",
-        ));
+    let o = OutputSpec { kind, dest, attrs };
+    (t.make)(&o).map_err(fail)?;
+    Ok(o)
+}
+
+/// `a, b or c`.
+fn names_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.join(""),
     }
-    Ok(OutputSpec { kind, dest, attrs })
 }
 
 /// Parses a `--cache-to` (`export`) or `--cache-from` value as buildx
 /// does: `type=local,dest=DIR,mode=max`, `type=local,src=DIR`; a bare
-/// reference in `--cache-from` is `type=registry,ref=REF`.
+/// reference in `--cache-from` is `type=registry,ref=REF`. Each kind says
+/// which keys it takes and checks their values (`cache::kind`).
 pub fn parse_cache(spec: &str, export: bool) -> Result<CacheSpec, FlagError> {
     let flag = if export { "--cache-to" } else { "--cache-from" };
+    let fail = |m: String| flag_err(flag, spec, m);
     if !spec.contains('=') && !export {
         return Ok(CacheSpec {
-            kind: "registry".into(),
+            kind: CacheKind::Registry,
             attrs: BTreeMap::from([("ref".to_string(), spec.to_string())]),
         });
     }
+    let names = || names_of(CacheKind::ALL.iter().map(|(_, n)| *n));
     let mut kind = None;
     let mut attrs = BTreeMap::new();
     for (k, v) in kv_list(flag, spec)? {
-        match k.as_str() {
-            "type" => kind = Some(v),
-            "mode" if !matches!(v.as_str(), "min" | "max") => {
-                return Err(flag_err(flag, spec, "mode must be min or max"))
-            }
-            "compression" if !matches!(v.as_str(), "gzip" | "zstd" | "uncompressed") => {
-                return Err(flag_err(
-                    flag,
-                    spec,
-                    "compression must be gzip, zstd or uncompressed",
-                ))
-            }
-            "verify" if export => {
-                return Err(flag_err(
-                    flag,
-                    spec,
-                    "verify= is for --cache-from (it checks imported records)",
-                ))
-            }
-            "ignore-error" | "force-compression" | "oci-mediatypes" | "image-manifest"
-            | "registry.insecure" | "verify"
-                if !matches!(v.as_str(), "true" | "false") =>
-            {
-                return Err(flag_err(flag, spec, format!("{k} must be true or false")))
-            }
-            "dest" | "src" | "tag" | "digest" | "mode" | "compression" | "compression-level"
-            | "force-compression" | "ignore-error" | "oci-mediatypes" | "image-manifest"
-            | "ref" | "registry.insecure" | "verify" => {
-                attrs.insert(k, v);
-            }
-            other => {
-                return Err(flag_err(
-                    flag,
-                    spec,
-                    format!("unknown key {other:?} (known: type, dest, src, tag, digest, mode, compression, compression-level, force-compression, ignore-error, oci-mediatypes, image-manifest, ref, registry.insecure, verify)"),
-                ))
-            }
+        if k == "type" {
+            kind = Some(v);
+        } else {
+            attrs.insert(k, v);
         }
     }
-    let kind =
-        kind.ok_or_else(|| flag_err(flag, spec, "type= is required (local, registry or inline)"))?;
-    match kind.as_str() {
-        "local" if export && !attrs.contains_key("dest") => {
-            Err(flag_err(flag, spec, "type=local needs dest=<directory>"))
-        }
-        "local" if !export && !attrs.contains_key("src") => {
-            Err(flag_err(flag, spec, "type=local needs src=<directory>"))
-        }
-        "local" | "registry" | "inline" => Ok(CacheSpec { kind, attrs }),
-        other => Err(flag_err(
-            flag,
-            spec,
-            format!("unknown cache type {other:?} (use local, registry or inline)"),
-        )),
+    let kind = kind.ok_or_else(|| fail(format!("type= is required ({})", names())))?;
+    let kind = CacheKind::parse(&kind)
+        .ok_or_else(|| fail(format!("unknown cache type {kind:?} (use {})", names())))?;
+    let t = cache_type(kind).ok_or_else(|| {
+        fail(format!(
+            "type={kind} needs registry support, which this wbuild was built without"
+        ))
+    })?;
+    let other = if export { "--cache-from" } else { "--cache-to" };
+    let (takes, other_takes) = (keys(t, export), keys(t, !export));
+    if let Some(k) = attrs.keys().find(|k| !takes.contains(&k.as_str())) {
+        return Err(fail(if other_takes.contains(&k.as_str()) {
+            format!("{k}= is for {other}, not {flag}")
+        } else {
+            format!(
+                "type={kind} takes no key {k:?} in {flag} (it takes: {})",
+                ["type"]
+                    .iter()
+                    .chain(&takes)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }));
     }
+    let c = CacheSpec { kind, attrs };
+    t.check(&c, export).map_err(fail)?;
+    Ok(c)
 }
 
 /// Parses a `--secret` value: `id=X,src=FILE`, `id=X,env=VAR`,
@@ -1003,6 +938,73 @@ mod tests {
         assert_eq!(o.attrs["name"], "r/a:1,r/a:2");
         assert_eq!(o.attrs["push"], "true");
         assert!(parse_output("type=registry,registry.insecure=maybe").is_err());
+        // Each kind takes its own keys, and says which.
+        let e = parse_output("type=local,dest=d,oci-mediatypes=false").unwrap_err();
+        assert!(
+            e.reason
+                .contains("type=local takes no key \"oci-mediatypes\" (it takes: type, dest, compression, compression-level)"),
+            "{}",
+            e.reason
+        );
+        assert!(parse_output("type=docker,dest=x,tar=false").is_err());
+        assert!(parse_output("type=oci,dest=d,tar=false,name=x").is_err());
+        assert!(parse_output("type=image,name=x,tar=false").is_err());
+        assert!(parse_output("type=tar,dest=x,compression=zstd").is_ok());
+    }
+
+    #[test]
+    fn caches() {
+        let c = parse_cache("r.example/cache:1", false).unwrap();
+        assert_eq!(
+            (c.kind, c.attr("ref")),
+            (CacheKind::Registry, Some("r.example/cache:1"))
+        );
+        let c = parse_cache("type=local,dest=d,mode=max,compression=zstd", true).unwrap();
+        assert_eq!((c.kind, c.attr("mode")), (CacheKind::Local, Some("max")));
+        let reason = |spec: &str, export: bool| parse_cache(spec, export).unwrap_err().reason;
+        // A key of the other direction says which flag it belongs to.
+        assert_eq!(
+            reason("type=local,dest=d,verify=true", true),
+            "verify= is for --cache-from, not --cache-to"
+        );
+        assert_eq!(
+            reason("type=local,src=d,mode=max", false),
+            "mode= is for --cache-to, not --cache-from"
+        );
+        assert!(reason("type=local,src=d,colour=red", false).contains("type=local takes no key \"colour\" in --cache-from (it takes: type, src, tag, digest, verify)"));
+        assert_eq!(
+            reason("type=local", true),
+            "type=local needs dest=<directory>"
+        );
+        assert_eq!(
+            reason("type=local", false),
+            "type=local needs src=<directory>"
+        );
+        assert_eq!(
+            reason("type=local,dest=d,mode=all", true),
+            "mode must be min or max"
+        );
+        assert_eq!(
+            reason("type=s3,bucket=b", true),
+            "unknown cache type \"s3\" (use local, registry or inline)"
+        );
+        assert_eq!(
+            reason("mode=max", true),
+            "type= is required (local, registry or inline)"
+        );
+        assert!(
+            reason("type=local,src=d,verify=yes", false).contains("verify must be true or false")
+        );
+        if cfg!(feature = "registry") {
+            assert_eq!(
+                reason("type=registry,mode=max", true),
+                "type=registry needs ref=<image reference>"
+            );
+            assert!(reason("type=inline", false).contains("type=inline is for --cache-to"));
+            assert!(parse_cache("type=inline", true).is_ok());
+            assert!(reason("type=registry,ref=r/c,image-manifest=false", true)
+                .contains("not supported"));
+        }
     }
 
     fn args(extra: &[&str]) -> BuildArgs {

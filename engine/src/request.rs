@@ -15,53 +15,57 @@ pub enum ProgressMode {
     Quiet,
 }
 
-/// The kinds of `--output`, named as buildx names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputKind {
-    /// An OCI image layout, as a tar or (`tar=false`) a directory.
-    Oci,
-    /// A tar that `docker load` accepts.
-    Docker,
-    /// The rootfs as files in a directory.
-    Local,
-    /// The rootfs as one tar.
-    Tar,
-    /// An image in an image store (not built yet).
-    Image,
-    /// An image pushed to a registry (not built yet).
-    Registry,
+/// A kind that `type=` names: an enum with its names, `ALL`, `parse`,
+/// `name` and `Display` (the name).
+macro_rules! named_kinds {
+    ($(#[$meta:meta])* pub enum $t:ident { $($(#[$vmeta:meta])* $v:ident => $n:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $t {
+            $($(#[$vmeta])* $v,)*
+        }
+
+        impl $t {
+            /// Every kind with its `type=` name.
+            pub const ALL: &'static [($t, &'static str)] = &[$(($t::$v, $n),)*];
+
+            /// The kind a `type=` value names.
+            pub fn parse(name: &str) -> Option<$t> {
+                Self::ALL.iter().find(|(_, n)| *n == name).map(|(k, _)| *k)
+            }
+
+            /// Its `type=` name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($t::$v => $n,)*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
 }
 
-impl OutputKind {
-    /// Every kind with its `type=` name.
-    pub const ALL: [(OutputKind, &'static str); 6] = [
-        (OutputKind::Oci, "oci"),
-        (OutputKind::Docker, "docker"),
-        (OutputKind::Local, "local"),
-        (OutputKind::Tar, "tar"),
-        (OutputKind::Image, "image"),
-        (OutputKind::Registry, "registry"),
-    ];
-
-    /// The kind a `type=` value names.
-    pub fn parse(name: &str) -> Option<OutputKind> {
-        Self::ALL.iter().find(|(_, n)| *n == name).map(|(k, _)| *k)
-    }
-
-    /// Its `type=` name.
-    pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(k, _)| *k == self)
-            .map(|(_, n)| *n)
-            .expect("every kind is named")
-    }
-}
-
-impl std::fmt::Display for OutputKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+named_kinds! {
+    /// The kinds of `--output`, named as buildx names them.
+    pub enum OutputKind {
+        /// An OCI image layout, as a tar or (`tar=false`) a directory.
+        Oci => "oci",
+        /// A tar that `docker load` accepts.
+        Docker => "docker",
+        /// The rootfs as files in a directory.
+        Local => "local",
+        /// The rootfs as one tar.
+        Tar => "tar",
+        /// An image in an image store.
+        Image => "image",
+        /// An image pushed to a registry.
+        Registry => "registry",
     }
 }
 
@@ -166,11 +170,20 @@ impl ContextModes {
     }
 }
 
+named_kinds! {
+    /// The kinds of cache `type=` names.
+    pub enum CacheKind {
+        Local => "local",
+        Registry => "registry",
+        Inline => "inline",
+    }
+}
+
 /// One `--cache-to` or `--cache-from`: `type=local|registry|inline` and
-/// its other `key=value`s.
+/// its other `key=value`s (checked by the kind's own code, `cache::kind`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CacheSpec {
-    pub kind: String,
+    pub kind: CacheKind,
     pub attrs: BTreeMap<String, String>,
 }
 

@@ -10,8 +10,13 @@
 
 use std::collections::BTreeMap;
 
-pub mod backend;
-pub mod remote;
+#[cfg(feature = "registry")]
+pub mod inline;
+pub mod kind;
+pub mod local;
+pub mod lookup;
+#[cfg(feature = "registry")]
+pub mod registry;
 
 use crate::digest::{Digest, Hasher};
 use crate::fs::Meta;

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+#[cfg(feature = "registry")]
 use crate::fs::layer;
 use crate::request::BuildRequest;
 use crate::store::{Store, StoreError};

@@ -3,9 +3,10 @@
 //! `push=true` (always for `type=registry`), pushed to the registry each
 //! name points at.
 
-use super::{ExportContext, ExportError, Exporter};
+use super::{flag, ExportContext, ExportError, Exporter, LayerPolicy, OutputType};
 use crate::digest::Digest;
 use crate::oci::{image_blobs, index_blobs, Image, IndexImage};
+use crate::request::{OutputKind, OutputSpec};
 use crate::store::Store;
 
 pub struct ImageOutput {
@@ -14,9 +15,61 @@ pub struct ImageOutput {
     pub push: bool,
     /// `registry.insecure=true`: the names' registries over plain HTTP.
     pub insecure: bool,
+    pub layers: LayerPolicy,
+}
+
+/// `type=image`: kept in the store under its names (`push=true` pushes
+/// them too).
+pub const IMAGE: OutputType = OutputType {
+    kind: OutputKind::Image,
+    keys: KEYS,
+    make: |o| make(o, false),
+};
+
+/// `type=registry`: pushed under its names.
+pub const REGISTRY: OutputType = OutputType {
+    kind: OutputKind::Registry,
+    keys: KEYS,
+    make: |o| make(o, true),
+};
+
+const KEYS: &[&str] = &[
+    "name",
+    "push",
+    "registry.insecure",
+    "compression",
+    "compression-level",
+    "force-compression",
+    "oci-mediatypes",
+];
+
+fn make(o: &OutputSpec, push: bool) -> Result<Box<dyn Exporter>, String> {
+    Ok(Box::new(ImageOutput {
+        names: o
+            .attrs
+            .get("name")
+            .map(|n| {
+                n.split(',')
+                    .filter(|n| !n.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        push: push || flag(&o.attrs, "push")? == Some(true),
+        insecure: flag(&o.attrs, "registry.insecure")? == Some(true),
+        layers: LayerPolicy::from_attrs(&o.attrs)?,
+    }))
 }
 
 impl Exporter for ImageOutput {
+    fn layer_policy(&self) -> Option<LayerPolicy> {
+        Some(self.layers)
+    }
+
+    fn reads_layers(&self) -> bool {
+        false
+    }
+
     fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
         let names = self.names(cx);
         keep_image(

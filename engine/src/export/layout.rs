@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{io_err, write_atomic, write_output_file, ExportContext, ExportError, Exporter};
+use super::{
+    flag, io_err, required_dest, write_atomic, write_output_file, ExportContext, ExportError,
+    Exporter, LayerPolicy, OutputType,
+};
 use crate::digest::Digest;
 use crate::oci::media::MEDIA_INDEX;
 use crate::oci::{image_blobs, Image, ImageIndex, IndexImage};
@@ -260,13 +263,68 @@ fn write_files_dir(store: &Store, files: Vec<OutFile>, dest: &Path) -> Result<()
     Ok(())
 }
 
+/// `type=oci`: an OCI layout, as a tar (`dest=FILE` or `-`), or with
+/// `tar=false` a directory.
+pub const OCI: OutputType = OutputType {
+    kind: OutputKind::Oci,
+    keys: &[
+        "tar",
+        "compression",
+        "compression-level",
+        "force-compression",
+        "oci-mediatypes",
+    ],
+    make: |o| {
+        let layers = LayerPolicy::from_attrs(&o.attrs)?;
+        if flag(&o.attrs, "tar")? == Some(false) {
+            let dest = required_dest(o, "<directory>")?;
+            return Ok(Box::new(LayoutDir {
+                dest: dest.into(),
+                layers,
+            }));
+        }
+        Ok(Box::new(LayoutTar {
+            dest: required_dest(o, "<file> (or dest=- for stdout)")?,
+            docker: false,
+            layers,
+        }))
+    },
+};
+
+/// `type=docker`: the tar `docker load` takes.
+pub const DOCKER: OutputType = OutputType {
+    kind: OutputKind::Docker,
+    keys: &[
+        "compression",
+        "compression-level",
+        "force-compression",
+        "oci-mediatypes",
+    ],
+    make: |o| {
+        Ok(Box::new(LayoutTar {
+            dest: required_dest(o, "<file> (or dest=- for stdout)")?,
+            docker: true,
+            layers: LayerPolicy::from_attrs(&o.attrs)?,
+        }))
+    },
+};
+
 /// `type=oci` or `type=docker` as a tar (a file, or `-` for stdout).
 pub struct LayoutTar {
     pub dest: String,
     pub docker: bool,
+    pub layers: LayerPolicy,
 }
 
 impl Exporter for LayoutTar {
+    fn layer_policy(&self) -> Option<LayerPolicy> {
+        Some(self.layers)
+    }
+
+    fn reads_layers(&self) -> bool {
+        true
+    }
+
     fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
         write_output_file(cx.store, &self.dest, |w| {
             write_layout_tar(cx.store, img, cx.tags, self.docker, w).map(|_| ())
@@ -287,9 +345,18 @@ impl Exporter for LayoutTar {
 /// `type=oci,tar=false`: the layout as a directory.
 pub struct LayoutDir {
     pub dest: PathBuf,
+    pub layers: LayerPolicy,
 }
 
 impl Exporter for LayoutDir {
+    fn layer_policy(&self) -> Option<LayerPolicy> {
+        Some(self.layers)
+    }
+
+    fn reads_layers(&self) -> bool {
+        true
+    }
+
     fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
         write_layout_dir(cx.store, img, cx.tags, &self.dest)
     }

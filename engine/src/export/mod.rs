@@ -12,6 +12,9 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
+use crate::fs::layer::{self, Compression, LayerInfo};
 use crate::oci::{Image, IndexImage};
 use crate::request::{OutputKind, OutputSpec};
 use crate::store::Store;
@@ -35,6 +38,13 @@ pub enum ExportError {
     EmptyDest,
     #[error("--output dest={}: it is a directory; give a file name, or use type=local for a directory", .0.display())]
     IsDirectory(PathBuf),
+    #[error("--output type={kind}: {message}")]
+    Spec { kind: OutputKind, message: String },
+    #[error("re-compressing layer {digest}: {error}")]
+    Recompress {
+        digest: crate::digest::Digest,
+        error: io::Error,
+    },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ {
@@ -65,38 +75,218 @@ pub trait Exporter {
 
     /// Writes the images of several platforms (`--platform a,b`).
     fn export_index(&self, cx: &ExportContext<'_>, idx: &IndexImage) -> Result<(), ExportError>;
+
+    /// How it wants the image's layers (compressed as it says, and with
+    /// which media types), or None when it writes the image's files, not
+    /// its layers (`type=local`, `type=tar`).
+    fn layer_policy(&self) -> Option<LayerPolicy>;
+
+    /// Whether it reads every layer's bytes (a blob an imported cache
+    /// holds comes in before it runs); a pushed or kept image need not.
+    fn reads_layers(&self) -> bool;
+}
+
+/// How an output wants its layers: `compression=` (and its
+/// `compression-level=`), `force-compression=` (recompress layers already
+/// compressed so), `oci-mediatypes=false` (Docker's media types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerPolicy {
+    pub compression: Compression,
+    pub level: i32,
+    pub force: bool,
+    pub docker: bool,
+    /// Docker's media types were asked for zstd layers, which have none:
+    /// OCI's are kept (as BuildKit does), and the build says so.
+    pub zstd_kept_oci: bool,
+}
+
+impl Default for LayerPolicy {
+    fn default() -> Self {
+        LayerPolicy {
+            compression: Compression::Gzip,
+            level: Compression::Gzip.default_level(),
+            force: false,
+            docker: false,
+            zstd_kept_oci: false,
+        }
+    }
+}
+
+impl LayerPolicy {
+    /// The keys of it every output that writes layers takes.
+    pub const KEYS: &'static [&'static str] = &[
+        "compression",
+        "compression-level",
+        "force-compression",
+        "oci-mediatypes",
+    ];
+
+    /// Reads it from an output's attributes, checking each.
+    pub fn from_attrs(attrs: &BTreeMap<String, String>) -> Result<LayerPolicy, String> {
+        let compression = match attrs.get("compression").map(String::as_str) {
+            None => Compression::Gzip,
+            Some(c) => {
+                Compression::parse(c).ok_or("compression must be gzip, zstd or uncompressed")?
+            }
+        };
+        let level = match attrs.get("compression-level") {
+            None => compression.default_level(),
+            Some(l) => {
+                let n: i32 = l
+                    .parse()
+                    .map_err(|_| "compression-level must be a whole number")?;
+                if !(0..=22).contains(&n) {
+                    return Err("compression-level must be 0 to 22 (gzip: 0 to 9)".into());
+                }
+                if n > 9 && compression == Compression::Gzip {
+                    return Err("gzip compression-level must be 0 to 9".into());
+                }
+                n
+            }
+        };
+        let force = flag(attrs, "force-compression")?;
+        let asked_docker = flag(attrs, "oci-mediatypes")? == Some(false);
+        Ok(LayerPolicy {
+            compression,
+            level,
+            force: force == Some(true),
+            // zstd has no Docker media type: OCI's, as BuildKit does.
+            docker: asked_docker && compression != Compression::Zstd,
+            zstd_kept_oci: asked_docker && compression == Compression::Zstd,
+        })
+    }
+}
+
+/// A `true`/`false` attribute, when given.
+pub fn flag(attrs: &BTreeMap<String, String>, key: &str) -> Result<Option<bool>, String> {
+    match attrs.get(key).map(String::as_str) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(format!("{key} must be true or false")),
+    }
+}
+
+/// One kind of output: the keys it takes besides `type` and `dest`, and
+/// how it makes its exporter from an `--output` (checking every value).
+pub struct OutputType {
+    pub kind: OutputKind,
+    pub keys: &'static [&'static str],
+    pub make: fn(&OutputSpec) -> Result<Box<dyn Exporter>, String>,
+}
+
+/// Every kind of output: what `--output` parsing, the build and the
+/// messages read. A new output is a file with its `OutputType` and one
+/// line here.
+pub const OUTPUT_TYPES: &[OutputType] = &[
+    layout::OCI,
+    layout::DOCKER,
+    rootfs::LOCAL,
+    rootfs::TAR,
+    image::IMAGE,
+    image::REGISTRY,
+];
+
+/// The type of an output kind.
+pub fn output_type(kind: OutputKind) -> &'static OutputType {
+    OUTPUT_TYPES
+        .iter()
+        .find(|t| t.kind == kind)
+        .expect("every kind has its type")
 }
 
 /// The exporter an `--output` asks for.
 pub fn exporter_for(o: &OutputSpec) -> Result<Box<dyn Exporter>, ExportError> {
-    let dest = o.dest.clone().unwrap_or_default();
-    Ok(match o.kind {
-        OutputKind::Oci if o.attrs.get("tar").map(String::as_str) == Some("false") => {
-            Box::new(layout::LayoutDir { dest: dest.into() })
-        }
-        OutputKind::Oci => Box::new(layout::LayoutTar {
-            dest,
-            docker: false,
-        }),
-        OutputKind::Docker => Box::new(layout::LayoutTar { dest, docker: true }),
-        OutputKind::Local => Box::new(rootfs::LocalDir { dest: dest.into() }),
-        OutputKind::Tar => Box::new(rootfs::RootfsTar { dest }),
-        kind @ (OutputKind::Image | OutputKind::Registry) => Box::new(image::ImageOutput {
-            names: o
-                .attrs
-                .get("name")
-                .map(|n| {
-                    n.split(',')
-                        .filter(|n| !n.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            push: kind == OutputKind::Registry
-                || o.attrs.get("push").map(String::as_str) == Some("true"),
-            insecure: o.attrs.get("registry.insecure").map(String::as_str) == Some("true"),
-        }),
+    (output_type(o.kind).make)(o).map_err(|message| ExportError::Spec {
+        kind: o.kind,
+        message,
     })
+}
+
+/// Its destination, which it must have: a file (or `-`), or a directory.
+pub fn required_dest(o: &OutputSpec, what: &str) -> Result<String, String> {
+    o.dest
+        .clone()
+        .ok_or_else(|| format!("type={} needs dest={what}", o.kind))
+}
+
+/// Re-encodes a layer as `policy` says; the diff-id stays, the blob digest
+/// changes. A layer already so compressed is kept unless forced.
+pub fn convert_layer(
+    store: &Store,
+    l: &LayerInfo,
+    policy: &LayerPolicy,
+) -> Result<LayerInfo, ExportError> {
+    let c = policy.compression;
+    if l.compression == c && !policy.force {
+        return Ok(l.clone());
+    }
+    let mut r = layer::open_layer(store, l)?;
+    let mut w = store.blob_writer()?;
+    let copied = (|| -> io::Result<()> {
+        match c {
+            Compression::Gzip => {
+                let mut e = layer::ParallelGzip::new(&mut w, policy.level.clamp(0, 9) as u32);
+                io::copy(&mut r, &mut e)?;
+                e.finish()?;
+            }
+            Compression::Zstd => {
+                let mut e = layer::zstd_encoder(&mut w, policy.level)?;
+                io::copy(&mut r, &mut e)?;
+                e.finish()?;
+            }
+            Compression::Uncompressed => {
+                io::copy(&mut r, &mut w)?;
+            }
+        }
+        Ok(())
+    })();
+    copied.map_err(|error| ExportError::Recompress {
+        digest: l.digest.clone(),
+        error,
+    })?;
+    let size = w.size();
+    let digest = w.commit()?;
+    Ok(LayerInfo {
+        diff_id: l.diff_id.clone(),
+        digest,
+        size,
+        media_type: c.media_type().to_string(),
+        compression: c,
+    })
+}
+
+/// The images as an output wants them (`policy`): layers recompressed and
+/// media types set, each image assembled again when anything changed.
+pub fn images_for(
+    store: &Store,
+    images: &[Image],
+    policy: Option<LayerPolicy>,
+) -> Result<Vec<Image>, ExportError> {
+    let Some(p) = policy else {
+        return Ok(images.to_vec());
+    };
+    images
+        .iter()
+        .map(|image| {
+            if image.layers.iter().all(|l| l.compression == p.compression) && !p.force && !p.docker
+            {
+                return Ok(image.clone());
+            }
+            let layers = image
+                .layers
+                .iter()
+                .map(|l| convert_layer(store, l, &p))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(crate::oci::assemble_typed(
+                store,
+                image.config.clone(),
+                layers,
+                &image.platform,
+                p.docker,
+            )?)
+        })
+        .collect()
 }
 
 /// Writes a file through a temp file and a rename.
@@ -168,4 +358,64 @@ pub fn write_output_file(
         let _ = fs::remove_file(&tmp);
         io_err(&path)(e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind `--output` names has its type, once, and each type's
+    /// exporter says the same of its layers as its keys do.
+    #[test]
+    fn every_output_kind_has_one_type() {
+        for &(kind, name) in OutputKind::ALL {
+            let types: Vec<_> = OUTPUT_TYPES.iter().filter(|t| t.kind == kind).collect();
+            assert_eq!(types.len(), 1, "{name}");
+            let spec = OutputSpec {
+                kind,
+                dest: Some("d".into()),
+                attrs: BTreeMap::new(),
+            };
+            let e = exporter_for(&spec).unwrap();
+            if e.layer_policy().is_some() {
+                for k in LayerPolicy::KEYS {
+                    assert!(types[0].keys.contains(k), "{name} takes {k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn layer_policies_read_and_check_their_keys() {
+        let attrs = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            LayerPolicy::from_attrs(&attrs(&[])).unwrap(),
+            LayerPolicy::default()
+        );
+        let p = LayerPolicy::from_attrs(&attrs(&[
+            ("compression", "zstd"),
+            ("compression-level", "19"),
+            ("oci-mediatypes", "false"),
+        ]))
+        .unwrap();
+        assert_eq!(p.compression, Compression::Zstd);
+        assert_eq!(p.level, 19);
+        assert!(!p.docker && p.zstd_kept_oci);
+        let p = LayerPolicy::from_attrs(&attrs(&[("oci-mediatypes", "false")])).unwrap();
+        assert!(p.docker && !p.zstd_kept_oci);
+        for bad in [
+            &[("compression", "lz4")][..],
+            &[("compression-level", "10")],
+            &[("compression-level", "x")],
+            &[("compression", "zstd"), ("compression-level", "23")],
+            &[("force-compression", "yes")],
+        ] {
+            assert!(LayerPolicy::from_attrs(&attrs(bad)).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -4,10 +4,14 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use super::{io_err, write_output_file, ExportContext, ExportError, Exporter};
+use super::{
+    io_err, required_dest, write_output_file, ExportContext, ExportError, Exporter, LayerPolicy,
+    OutputType,
+};
 use crate::fs::layer::{self, Content, LayerEntry, LayerInfo};
 use crate::fs::{Kind, Manifest};
 use crate::oci::{Image, IndexImage};
+use crate::request::OutputKind;
 use crate::store::Store;
 
 /// Materializes an image's rootfs into `dir` (`type=local`), applying the
@@ -153,12 +157,48 @@ fn rootfs_entries(
     Ok((tmp, entries))
 }
 
+/// What the rootfs outputs take besides `dest`: how the build stores the
+/// layers it makes (when it is the first output), as with any output.
+const STORED_LAYER_KEYS: &[&str] = &["compression", "compression-level"];
+
+/// `type=local`: the rootfs as files in a directory.
+pub const LOCAL: OutputType = OutputType {
+    kind: OutputKind::Local,
+    keys: STORED_LAYER_KEYS,
+    make: |o| {
+        LayerPolicy::from_attrs(&o.attrs)?;
+        Ok(Box::new(LocalDir {
+            dest: required_dest(o, "<directory>")?.into(),
+        }))
+    },
+};
+
+/// `type=tar`: the rootfs as one tar.
+pub const TAR: OutputType = OutputType {
+    kind: OutputKind::Tar,
+    keys: STORED_LAYER_KEYS,
+    make: |o| {
+        LayerPolicy::from_attrs(&o.attrs)?;
+        Ok(Box::new(RootfsTar {
+            dest: required_dest(o, "<file> (or dest=- for stdout)")?,
+        }))
+    },
+};
+
 /// `type=local`: the rootfs as files in a directory.
 pub struct LocalDir {
     pub dest: std::path::PathBuf,
 }
 
 impl Exporter for LocalDir {
+    fn layer_policy(&self) -> Option<LayerPolicy> {
+        None
+    }
+
+    fn reads_layers(&self) -> bool {
+        true
+    }
+
     fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
         write_rootfs_dir(cx.store, &img.layers, &self.dest).map(|_| ())
     }
@@ -178,6 +218,14 @@ pub struct RootfsTar {
 }
 
 impl Exporter for RootfsTar {
+    fn layer_policy(&self) -> Option<LayerPolicy> {
+        None
+    }
+
+    fn reads_layers(&self) -> bool {
+        true
+    }
+
     fn export(&self, cx: &ExportContext<'_>, img: &Image) -> Result<(), ExportError> {
         write_output_file(cx.store, &self.dest, |w| {
             write_rootfs_tar(cx.store, &img.layers, cx.epoch, w).map(|_| ())

@@ -3,6 +3,7 @@
 //! [`DiffId`], of the uncompressed tar, and its blob [`Digest`], of what is
 //! stored). Writing images out is `export`'s job.
 
+pub mod cache_artifact;
 mod image_config;
 mod manifest;
 pub mod media;

@@ -12,8 +12,8 @@ use oci_client::{Client, Reference};
 use tokio::io::AsyncWriteExt;
 
 use super::{retry, Puller, RegistryError, MANIFEST_TYPES};
-use crate::cache::remote::{CacheConfig, MEDIA_CACHE_CONFIG};
 use crate::digest::Digest;
+use crate::oci::cache_artifact::{CacheConfig, MEDIA_CACHE_CONFIG};
 
 /// Where an imported registry cache's layers are fetched from, when read.
 pub struct RegistryBlobs {
@@ -98,7 +98,7 @@ impl Puller<'_> {
         config: &CacheConfig,
         reference: &str,
     ) -> Result<super::PushReport, RegistryError> {
-        let (bytes, manifest, layers) = crate::cache::remote::cache_manifest(config);
+        let (bytes, manifest, layers) = crate::oci::cache_artifact::cache_manifest(config);
         let config_digest = self.store.put_blob(&bytes)?;
         let manifest_digest = self.store.put_blob(&manifest)?;
         let mut blobs: Vec<(Digest, u64)> =

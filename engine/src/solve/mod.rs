@@ -3,7 +3,7 @@
 //! the one lookup/record path in [`step`], which asks each step's op
 //! ([`ops`]: source, exec, file, config) for its cache inputs and, on a
 //! miss, to execute; results are looked up and recorded through a
-//! [`CacheBackend`]. Every step reports whether it was cached and why, as
+//! [`Caches`](crate::cache::lookup::Caches). Every step reports whether it was cached and why, as
 //! progress events that reach the renderer through a channel.
 
 mod ops;
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use crate::cache::backend::{CacheBackend, Caches, StepRecord};
+use crate::cache::lookup::{Caches, StepRecord};
 use crate::cache::{CacheKey, StepInputs};
 use crate::context::Context;
 use crate::fs::layer::{self, Compression, LayerEntry, LayerInfo};
@@ -214,7 +214,7 @@ pub struct BuildOptions {
     /// `--pull`, `--pull=false`, or neither.
     pub pull: PullPolicy,
     /// `--cache-from` caches, read before the build.
-    pub imported: Vec<Arc<dyn crate::cache::remote::ImportedCache>>,
+    pub imported: Vec<Arc<dyn crate::cache::kind::ImportedCache>>,
     /// `--build-context`s by key ([`crate::request::context_key`]).
     pub contexts: BTreeMap<String, crate::request::NamedContext>,
     /// `wbuild explain`: keys are computed and looked up, and nothing is

@@ -1,5 +1,5 @@
 //! One stage, step by step, through the one lookup/record path: a step's
-//! op gives its cache inputs, the key is looked up in the cache backend,
+//! op gives its cache inputs, the key is looked up in the caches (`cache::lookup`),
 //! and only on a miss does the op execute; its layer is written and
 //! recorded. This path knows nothing of instruction kinds.
 
@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::ops::{self, StepCx};
 use super::{lock, BuildError, Solver, StageState, StepFailure, StepReport};
-use crate::cache::backend::{CacheBackend, StepRecord};
+use crate::cache::lookup::StepRecord;
 use crate::cache::{self, Reason, StepInputs};
 use crate::fs::layer::{self, LayerEntry};
 use crate::oci::{self, HistoryEntry};

@@ -2,7 +2,6 @@
 //! `wbuild/base` (built in, never pulled), or an earlier stage; images
 //! from a registry come here too.
 
-use crate::cache::backend::CacheBackend;
 use crate::cache::CacheKey;
 use crate::digest::Digest;
 use crate::env::DEFAULT_PATH;

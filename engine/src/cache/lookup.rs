@@ -1,11 +1,12 @@
-//! Where step results are looked up and recorded. The solver's one lookup
-//! and record path talks to a [`CacheBackend`] and knows nothing of how or
-//! where records are kept; the local store is the first backend, remote
-//! ones (a local directory, a registry, inline) implement the same trait.
+//! Where the solver finds and keeps step results: [`Caches`], one idea —
+//! the store's own records first, then each cache `--cache-from` imported
+//! (an [`ImportedCache`], whatever its kind: `kind.rs`), in order. Records
+//! are kept in the store only; `--cache-to` exports them after the build.
 
 use crate::fs::layer::LayerInfo;
 use crate::store::{Store, StoreError};
 
+use super::kind::ImportedCache;
 use super::CacheKey;
 
 /// The result of a step kept in a cache record: its layer, if it made one.
@@ -17,46 +18,17 @@ pub struct StepRecord {
     pub from: Option<String>,
 }
 
-/// Looks up and records step results by cache key.
-pub trait CacheBackend: Sync {
-    /// A usable record for `key`: its layer's blob is present (and held for
-    /// this build), or `None`.
-    fn lookup(&self, key: &CacheKey) -> Result<Option<StepRecord>, StoreError>;
-    /// [`lookup`](Self::lookup) for a step whose inputs (`key`'s) are
-    /// known, which an imported cache with `verify=true` checks the
-    /// record's layer against.
-    fn lookup_step(
-        &self,
-        key: &CacheKey,
-        _inputs: &super::StepInputs,
-    ) -> Result<Option<StepRecord>, StoreError> {
-        self.lookup(key)
-    }
-    /// Records `record` under `key`; `description` says which step made it.
-    fn record(
-        &self,
-        key: &CacheKey,
-        record: &StepRecord,
-        description: &str,
-    ) -> Result<(), StoreError>;
-    /// Why an imported cache had `key` but could not give it (a blob
-    /// missing), for the reason of the miss.
-    fn miss_note(&self, _key: &CacheKey) -> Option<String> {
-        None
-    }
-}
-
 /// The local store, then each imported cache (`--cache-from`) in order.
 pub struct Caches<'a> {
-    pub local: LocalCache<'a>,
-    pub imported: Vec<std::sync::Arc<dyn super::remote::ImportedCache>>,
+    store: &'a Store,
+    pub imported: Vec<std::sync::Arc<dyn ImportedCache>>,
     notes: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl<'a> Caches<'a> {
     pub fn new(store: &'a Store) -> Caches<'a> {
         Caches {
-            local: LocalCache { store },
+            store,
             imported: Vec::new(),
             notes: Default::default(),
         }
@@ -79,14 +51,14 @@ impl Caches<'_> {
         key: &CacheKey,
         inputs: Option<&super::StepInputs>,
     ) -> Result<Option<StepRecord>, StoreError> {
-        if let Some(r) = self.local.lookup(key)? {
+        if let Some(r) = self.local_lookup(key)? {
             return Ok(Some(r));
         }
         for c in &self.imported {
             if let (true, Ok(Some(r))) = (c.verify(), c.lookup(key)) {
                 if let Some(l) = &r.layer {
                     let why = match inputs {
-                        Some(i) => verify_layer(self.local.store, l, i)?,
+                        Some(i) => verify_layer(self.store, l, i)?,
                         None => Some(
                             "verify=true: a step whose inputs are not known cannot be checked"
                                 .into(),
@@ -102,7 +74,7 @@ impl Caches<'_> {
                 Ok(Some(r))
                     if r.layer
                         .as_ref()
-                        .is_some_and(|l| self.local.store.is_damaged_import(&l.digest)) =>
+                        .is_some_and(|l| self.store.is_damaged_import(&l.digest)) =>
                 {
                     self.notes.lock().unwrap_or_else(|e| e.into_inner()).insert(
                         key.to_string(),
@@ -176,12 +148,17 @@ fn verify_layer(
     Ok(None)
 }
 
-impl CacheBackend for Caches<'_> {
-    fn lookup(&self, key: &CacheKey) -> Result<Option<StepRecord>, StoreError> {
+impl Caches<'_> {
+    /// A usable record for `key`: its layer's blob is present (and held
+    /// for this build), or `None`.
+    pub fn lookup(&self, key: &CacheKey) -> Result<Option<StepRecord>, StoreError> {
         self.find(key, None)
     }
 
-    fn lookup_step(
+    /// [`lookup`](Self::lookup) for a step whose inputs (`key`'s) are
+    /// known, which an imported cache with `verify=true` checks the
+    /// record's layer against.
+    pub fn lookup_step(
         &self,
         key: &CacheKey,
         inputs: &super::StepInputs,
@@ -189,16 +166,27 @@ impl CacheBackend for Caches<'_> {
         self.find(key, Some(inputs))
     }
 
-    fn record(
+    /// Records `record` under `key` in the store; `description` says
+    /// which step made it.
+    pub fn record(
         &self,
         key: &CacheKey,
         record: &StepRecord,
         description: &str,
     ) -> Result<(), StoreError> {
-        self.local.record(key, record, description)
+        let json = serde_json::to_string(record).expect("a record serializes");
+        let (size, blobs) = match &record.layer {
+            Some(l) => (l.size, vec![l.digest.clone()]),
+            None => (0, Vec::new()),
+        };
+        self.store
+            .put_cache(&key.to_string(), &json, size, description, &blobs)
     }
 
-    fn miss_note(&self, key: &CacheKey) -> Option<String> {
+    /// Why an imported cache had `key` but could not give it (a blob
+    /// missing or damaged, a layer `verify=true` refused), for the reason
+    /// of the miss.
+    pub fn miss_note(&self, key: &CacheKey) -> Option<String> {
         self.notes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -207,13 +195,9 @@ impl CacheBackend for Caches<'_> {
     }
 }
 
-/// The cache index of the local store.
-pub struct LocalCache<'a> {
-    pub store: &'a Store,
-}
-
-impl CacheBackend for LocalCache<'_> {
-    fn lookup(&self, key: &CacheKey) -> Result<Option<StepRecord>, StoreError> {
+impl Caches<'_> {
+    /// The store's own record for `key`.
+    fn local_lookup(&self, key: &CacheKey) -> Result<Option<StepRecord>, StoreError> {
         let Some(row) = self.store.get_cache(&key.to_string())? else {
             return Ok(None);
         };
@@ -228,20 +212,5 @@ impl CacheBackend for LocalCache<'_> {
             self.store.lease_blob(&l.digest)?;
         }
         Ok(Some(rec))
-    }
-
-    fn record(
-        &self,
-        key: &CacheKey,
-        record: &StepRecord,
-        description: &str,
-    ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(record).expect("a record serializes");
-        let (size, blobs) = match &record.layer {
-            Some(l) => (l.size, vec![l.digest.clone()]),
-            None => (0, Vec::new()),
-        };
-        self.store
-            .put_cache(&key.to_string(), &json, size, description, &blobs)
     }
 }

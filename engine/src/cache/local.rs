@@ -1,95 +1,101 @@
-//! Caches that travel between stores (`--cache-to`, `--cache-from`): a
-//! local directory for now. The directory is an OCI image layout; each tag
-//! in its `index.json` names a manifest whose config is the cache config
-//! (every record: its key, its layer, what made it) and whose layers are
-//! the records' layer blobs, the same blobs as the images'.
+//! `type=local`: the cache in a directory that is an OCI image layout;
+//! each tag in its `index.json` names a cache manifest (see
+//! `oci::cache_artifact`), whose layers are the records' layer blobs, the
+//! same blobs as the images'.
 //!
 //! Import is lazy: a record matches by key alone, and its layer is copied
-//! into the store only when something reads it (the store asks its
-//! [`BlobSource`]s for a blob it lacks). Export writes only the blobs the
-//! directory lacks, then the config, the manifest and `index.json`
-//! (through temp files and renames, under a lock), and removes the blobs no
-//! tag reaches any more.
+//! into the store only when something reads it. Export writes only the
+//! blobs the directory lacks, then the config, the manifest and
+//! `index.json` (through temp files and renames, under a lock), and
+//! removes the blobs no tag reaches any more.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::kind::{
+    check_export_keys, check_verify, verify_of, CacheCx, CacheType, ImportedCache, RemoteError,
+};
+use super::CacheKey;
 use crate::digest::Digest;
 use crate::fs::layer::LayerInfo;
+use crate::oci::cache_artifact::{
+    cache_manifest, CacheConfig, ExportedRecord, MEDIA_CACHE_CONFIG, MEDIA_MANIFEST, REF_NAME,
+};
+use crate::request::{CacheKind, CacheSpec};
 use crate::store::{BlobSource, Store};
 
-use super::CacheKey;
+/// `type=local`.
+pub struct Local;
 
-/// The media type of wbuild's cache config (its keys are wbuild's own).
-pub const MEDIA_CACHE_CONFIG: &str = "application/vnd.wbuild.cache.config.v1+json";
-const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const LOCAL: Local = Local;
 
-/// One exported record.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ExportedRecord {
-    pub key: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub layer: Option<LayerInfo>,
-    #[serde(default)]
-    pub description: String,
-}
-
-/// The cache config blob.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct CacheConfig {
-    pub records: Vec<ExportedRecord>,
-}
-
-/// Why a cache could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
-    #[error("{label}: {message}")]
-    Bad { label: String, message: String },
-    #[error("{label}: {path}: {error}")]
-    Io {
-        label: String,
-        path: PathBuf,
-        error: io::Error,
-    },
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-}
-
-/// A cache imported with `--cache-from`, as the solver's lookup sees it.
-pub trait ImportedCache: Send + Sync + std::fmt::Debug {
-    /// `local:DIR`, `registry:REF`: where hits say they came from.
-    fn label(&self) -> String;
-    /// The record for `key`; an error says why a record it has cannot be
-    /// used (its blob is missing), which makes the step a miss.
-    fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, String>;
-    /// `verify=true`: a record is used only when its layer can be checked
-    /// against the step's inputs.
-    fn verify(&self) -> bool {
-        false
+impl CacheType for Local {
+    fn kind(&self) -> CacheKind {
+        CacheKind::Local
     }
-}
 
-/// Records read from a registry (a cache manifest, or an image's inline
-/// cache): the registry holds every blob a manifest names.
-#[derive(Debug)]
-pub struct RecordsCache {
-    pub label: String,
-    pub records: HashMap<String, ExportedRecord>,
-    pub verify: bool,
-}
+    fn own_keys(&self, export: bool) -> &'static [&'static str] {
+        if export {
+            &["dest", "tag", "oci-mediatypes", "image-manifest"]
+        } else {
+            &["src", "tag", "digest"]
+        }
+    }
 
-impl ImportedCache for RecordsCache {
-    fn label(&self) -> String {
-        self.label.clone()
+    fn check(&self, spec: &CacheSpec, export: bool) -> Result<(), String> {
+        check_verify(spec, export)?;
+        if export {
+            check_export_keys(spec)?;
+            if spec.attr("dest").is_none_or(str::is_empty) {
+                return Err("type=local needs dest=<directory>".into());
+            }
+            if spec.attr("image-manifest") == Some("false") {
+                return Err(
+                    "image-manifest=false (BuildKit's older index form) is not supported".into(),
+                );
+            }
+        } else if spec.attr("src").is_none_or(str::is_empty) {
+            return Err("type=local needs src=<directory>".into());
+        }
+        Ok(())
     }
-    fn verify(&self) -> bool {
-        self.verify
+
+    fn import(&self, cx: &CacheCx<'_>, spec: &CacheSpec) -> Option<Arc<dyn ImportedCache>> {
+        let src = PathBuf::from(spec.attr("src").unwrap_or_default());
+        let (mut c, warning) = LocalDirCache::open(
+            &src,
+            spec.attr("tag").unwrap_or("latest"),
+            spec.attr("digest"),
+        );
+        if let Some(w) = warning {
+            eprintln!("warning: {w}");
+        }
+        c.verify = verify_of(spec);
+        let c = Arc::new(c);
+        cx.store.add_blob_source(c.clone());
+        Some(c)
     }
-    fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, String> {
-        Ok(self.records.get(&key.to_string()).cloned())
+
+    fn export(
+        &self,
+        cx: &CacheCx<'_>,
+        spec: &CacheSpec,
+        records: Vec<ExportedRecord>,
+    ) -> Result<String, RemoteError> {
+        let dest = PathBuf::from(spec.attr("dest").unwrap_or_default());
+        let tag = spec.attr("tag").unwrap_or("latest");
+        let r = export_local(cx.store, &dest, tag, &records)?;
+        Ok(format!(
+            "cache-to local:{}: {} record(s), {} blob(s) written, {} already there, {} no tag reaches removed",
+            dest.display(),
+            r.records,
+            r.blobs_written,
+            r.blobs_kept,
+            r.blobs_removed
+        ))
     }
 }
 
@@ -265,34 +271,6 @@ fn write_file(label: &str, path: &Path, bytes: &[u8]) -> Result<(), RemoteError>
         path,
         error,
     })
-}
-
-/// A cache config's bytes and the manifest that holds it with its layers
-/// (each layer once), and those layers.
-pub fn cache_manifest(config: &CacheConfig) -> (Vec<u8>, Vec<u8>, Vec<LayerInfo>) {
-    let bytes = serde_json::to_vec(config).expect("a cache config serializes");
-    let mut layers: BTreeMap<Digest, &LayerInfo> = BTreeMap::new();
-    for r in &config.records {
-        if let Some(l) = &r.layer {
-            layers.insert(l.digest.clone(), l);
-        }
-    }
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": MEDIA_MANIFEST,
-        "config": {
-            "mediaType": MEDIA_CACHE_CONFIG,
-            "digest": Digest::of(&bytes),
-            "size": bytes.len(),
-        },
-        "layers": layers.values().map(|l| serde_json::json!({
-            "mediaType": l.media_type,
-            "digest": l.digest,
-            "size": l.size,
-        })).collect::<Vec<_>>(),
-    });
-    let manifest = serde_json::to_vec(&manifest).expect("a manifest serializes");
-    (bytes, manifest, layers.into_values().cloned().collect())
 }
 
 /// What an export wrote.
