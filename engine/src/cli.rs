@@ -450,6 +450,58 @@ fn kv_list(flag: &'static str, spec: &str) -> Result<Vec<(String, String)>, Flag
     Ok(out)
 }
 
+/// `--pull`, `--pull=true|false`, or neither.
+fn parse_pull(pull: Option<&str>) -> Result<Option<bool>, FlagError> {
+    match pull {
+        None => Ok(None),
+        Some("true" | "1") => Ok(Some(true)),
+        Some("false" | "0") => Ok(Some(false)),
+        Some(other) => Err(flag_err(
+            "--pull",
+            other,
+            "use --pull, --pull=true or --pull=false",
+        )),
+    }
+}
+
+/// `--build-context NAME=VALUE`s, by lowercase name.
+fn parse_build_contexts(given: &[String]) -> Result<BTreeMap<String, String>, FlagError> {
+    let mut build_contexts = BTreeMap::new();
+    for c in given {
+        match c.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => {
+                build_contexts.insert(k.to_ascii_lowercase(), v.to_string());
+            }
+            _ => {
+                return Err(flag_err(
+                    "--build-context",
+                    c,
+                    "write NAME=VALUE: a directory, docker-image://REF or oci-layout://DIR[:TAG|@DIGEST]",
+                ))
+            }
+        }
+    }
+    Ok(build_contexts)
+}
+
+/// `--progress`.
+fn parse_progress(mode: &str) -> Result<ProgressMode, FlagError> {
+    Ok(match mode {
+        "auto" => ProgressMode::Auto,
+        "plain" => ProgressMode::Plain,
+        "tty" => ProgressMode::Tty,
+        "rawjson" => ProgressMode::RawJson,
+        "quiet" => ProgressMode::Quiet,
+        other => {
+            return Err(flag_err(
+                "--progress",
+                other,
+                "use auto, plain, tty, rawjson or quiet",
+            ))
+        }
+    })
+}
+
 /// Parses an `--output` value as buildx does: `type=…,dest=…`, a bare path
 /// (a local directory) or `-` (a tar on stdout). Each kind says which
 /// keys it takes and checks their values (`export::OUTPUT_TYPES`).
@@ -719,142 +771,17 @@ impl BuildArgs {
             validate_tag(t)?;
         }
         let build_args = parse_build_args(&self.build_args)?;
-        let mut outputs = self
-            .outputs
-            .iter()
-            .map(|o| parse_output(o))
-            .collect::<Result<Vec<_>, _>>()?;
-        if self.push {
-            // As buildx: --push is type=registry, or push=true on an image
-            // output already asked for.
-            match outputs
-                .iter_mut()
-                .find(|o| matches!(o.kind, OutputKind::Image | OutputKind::Registry))
-            {
-                Some(o) => {
-                    o.attrs.insert("push".into(), "true".into());
-                }
-                None => outputs.push(OutputSpec {
-                    kind: OutputKind::Registry,
-                    dest: None,
-                    attrs: BTreeMap::new(),
-                }),
-            }
-        }
-        for o in &outputs {
-            let pushes = o.kind == OutputKind::Registry
-                || o.attrs.get("push").map(String::as_str) == Some("true");
-            let named = o.attrs.get("name").is_some_and(|n| !n.is_empty()) || !self.tags.is_empty();
-            if pushes && !named {
-                return Err(flag_err(
-                    "--output",
-                    o.kind.name(),
-                    "a name is needed to push: give -t REGISTRY/NAME:TAG, or name= in --output",
-                ));
-            }
-            if let Some(names) = o.attrs.get("name") {
-                for n in names.split(',').filter(|n| !n.is_empty()) {
-                    validate_tag(n).map_err(|e| FlagError {
-                        flag: "--output",
-                        ..e
-                    })?;
-                }
-            }
-        }
-        let pull = match self.pull.as_deref() {
-            None => None,
-            Some("true" | "1") => Some(true),
-            Some("false" | "0") => Some(false),
-            Some(other) => {
-                return Err(flag_err(
-                    "--pull",
-                    other,
-                    "use --pull, --pull=true or --pull=false",
-                ))
-            }
-        };
-        let mut build_contexts = BTreeMap::new();
-        for c in &self.build_contexts {
-            match c.split_once('=') {
-                Some((k, v)) if !k.is_empty() && !v.is_empty() => {
-                    build_contexts.insert(k.to_ascii_lowercase(), v.to_string());
-                }
-                _ => {
-                    return Err(flag_err(
-                        "--build-context",
-                        c,
-                        "write NAME=VALUE: a directory, docker-image://REF or oci-layout://DIR[:TAG|@DIGEST]",
-                    ))
-                }
-            }
-        }
+        let outputs = self.outputs()?;
+        let pull = parse_pull(self.pull.as_deref())?;
+        let build_contexts = parse_build_contexts(&self.build_contexts)?;
         let secrets = self
             .secrets
             .iter()
             .map(|s| parse_secret(s))
             .collect::<Result<Vec<_>, _>>()?;
-        let progress = match self.progress.as_str() {
-            "auto" => ProgressMode::Auto,
-            "plain" => ProgressMode::Plain,
-            "tty" => ProgressMode::Tty,
-            "rawjson" => ProgressMode::RawJson,
-            "quiet" => ProgressMode::Quiet,
-            other => {
-                return Err(flag_err(
-                    "--progress",
-                    other,
-                    "use auto, plain, tty, rawjson or quiet",
-                ))
-            }
-        };
-        for p in &self.platform {
-            wbuild::plan::Platform::parse_any(p).map_err(|m| flag_err("--platform", p, m))?;
-        }
-        for s in &self.no_cache_filter {
-            if s.is_empty() {
-                return Err(flag_err("--no-cache-filter", s, "give a stage name"));
-            }
-        }
-        let step_timeout = wbuild::frontend::instructions::parse_go_duration(&self.step_timeout)
-            .map_err(|m| flag_err("--step-timeout", &self.step_timeout, m))?;
-        if step_timeout.is_zero() {
-            return Err(flag_err(
-                "--step-timeout",
-                &self.step_timeout,
-                "must be more than 0",
-            ));
-        }
-        let step_memory = parse_size(&self.step_memory).map_err(|e| FlagError {
-            flag: "--step-memory",
-            ..e
-        })?;
-        if !((1 << 20)..=(4 << 30)).contains(&step_memory) {
-            return Err(flag_err(
-                "--step-memory",
-                &self.step_memory,
-                "must be from 1MB to 4GB (wasm32 memories are at most 4 GiB)",
-            ));
-        }
-        let step_disk = parse_size(&self.step_disk).map_err(|e| FlagError {
-            flag: "--step-disk",
-            ..e
-        })?;
-        if step_disk < (1 << 20) {
-            return Err(flag_err(
-                "--step-disk",
-                &self.step_disk,
-                "must be at least 1MB",
-            ));
-        }
-        for a in &self.allow {
-            if !matches!(a.as_str(), "network.host" | "security.insecure") {
-                return Err(flag_err(
-                    "--allow",
-                    a,
-                    "invalid entitlement: give network.host or security.insecure",
-                ));
-            }
-        }
+        let progress = parse_progress(&self.progress)?;
+        self.check_names()?;
+        let (step_timeout, step_memory, step_disk) = self.step_limits()?;
         let max_download = match &self.max_download {
             Some(m) => Some(parse_size(m).map_err(|e| FlagError {
                 flag: "--max-download",
@@ -910,6 +837,114 @@ impl BuildArgs {
             insecure_registries: self.insecure_registries,
             build_contexts,
         })
+    }
+
+    /// `--output`s, with `--push` made `type=registry` (or `push=true` on
+    /// an image output already asked for), as buildx does; every output
+    /// that pushes has a name.
+    fn outputs(&self) -> Result<Vec<OutputSpec>, FlagError> {
+        let mut outputs = self
+            .outputs
+            .iter()
+            .map(|o| parse_output(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.push {
+            // As buildx: --push is type=registry, or push=true on an image
+            // output already asked for.
+            match outputs
+                .iter_mut()
+                .find(|o| matches!(o.kind, OutputKind::Image | OutputKind::Registry))
+            {
+                Some(o) => {
+                    o.attrs.insert("push".into(), "true".into());
+                }
+                None => outputs.push(OutputSpec {
+                    kind: OutputKind::Registry,
+                    dest: None,
+                    attrs: BTreeMap::new(),
+                }),
+            }
+        }
+        for o in &outputs {
+            let pushes = o.kind == OutputKind::Registry
+                || o.attrs.get("push").map(String::as_str) == Some("true");
+            let named = o.attrs.get("name").is_some_and(|n| !n.is_empty()) || !self.tags.is_empty();
+            if pushes && !named {
+                return Err(flag_err(
+                    "--output",
+                    o.kind.name(),
+                    "a name is needed to push: give -t REGISTRY/NAME:TAG, or name= in --output",
+                ));
+            }
+            if let Some(names) = o.attrs.get("name") {
+                for n in names.split(',').filter(|n| !n.is_empty()) {
+                    validate_tag(n).map_err(|e| FlagError {
+                        flag: "--output",
+                        ..e
+                    })?;
+                }
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// `--platform`, `--no-cache-filter` and `--allow` values are ones
+    /// wbuild knows.
+    fn check_names(&self) -> Result<(), FlagError> {
+        for p in &self.platform {
+            wbuild::plan::Platform::parse_any(p).map_err(|m| flag_err("--platform", p, m))?;
+        }
+        for s in &self.no_cache_filter {
+            if s.is_empty() {
+                return Err(flag_err("--no-cache-filter", s, "give a stage name"));
+            }
+        }
+        for a in &self.allow {
+            if !matches!(a.as_str(), "network.host" | "security.insecure") {
+                return Err(flag_err(
+                    "--allow",
+                    a,
+                    "invalid entitlement: give network.host or security.insecure",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `--step-timeout`, `--step-memory`, `--step-disk`, each in range.
+    fn step_limits(&self) -> Result<(std::time::Duration, u64, u64), FlagError> {
+        let step_timeout = wbuild::frontend::instructions::parse_go_duration(&self.step_timeout)
+            .map_err(|m| flag_err("--step-timeout", &self.step_timeout, m))?;
+        if step_timeout.is_zero() {
+            return Err(flag_err(
+                "--step-timeout",
+                &self.step_timeout,
+                "must be more than 0",
+            ));
+        }
+        let step_memory = parse_size(&self.step_memory).map_err(|e| FlagError {
+            flag: "--step-memory",
+            ..e
+        })?;
+        if !((1 << 20)..=(4 << 30)).contains(&step_memory) {
+            return Err(flag_err(
+                "--step-memory",
+                &self.step_memory,
+                "must be from 1MB to 4GB (wasm32 memories are at most 4 GiB)",
+            ));
+        }
+        let step_disk = parse_size(&self.step_disk).map_err(|e| FlagError {
+            flag: "--step-disk",
+            ..e
+        })?;
+        if step_disk < (1 << 20) {
+            return Err(flag_err(
+                "--step-disk",
+                &self.step_disk,
+                "must be at least 1MB",
+            ));
+        }
+        Ok((step_timeout, step_memory, step_disk))
     }
 }
 

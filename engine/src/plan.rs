@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::frontend::error::{suggest, FrontendError};
 use crate::frontend::instructions::{
     self, ArgDecl, Dockerfile, FileSources, Healthcheck, Instruction, KeyValue, Located, MountSpec,
-    Source,
+    Source, Stage,
 };
 use crate::frontend::parser::Heredoc;
 use crate::frontend::shell::{Env, Lexer};
@@ -250,137 +250,277 @@ impl Env for Scope<'_> {
 
 /// Plans a typed Dockerfile. `file` names it in errors.
 pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan, FrontendError> {
-    let lex = Lexer::new(df.escape);
-    let at = |line: usize, msg: String| FrontendError::new(line, 1, msg).in_file(file);
     let platform = req.platform.clone().unwrap_or_else(Platform::wasi);
-    let predefined = platform_args(&Platform::wasi(), &platform);
-    let mut consumed: BTreeSet<String> = BTreeSet::new();
-
-    // Global scope: the predefined platform args, then the meta ARGs.
-    let mut global: BTreeMap<String, String> = predefined.clone();
-    let mut declared_global: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for meta in &df.meta_args {
-        for decl in &meta.value {
-            let value = arg_value(
-                &lex,
-                decl,
-                &req.build_args,
-                &BTreeMap::new(),
-                &global,
-                &mut consumed,
-            )
-            .map_err(|e| at(meta.start_line, e))?;
-            if let Some(v) = &value {
-                global.insert(decl.name.clone(), v.clone());
-            }
-            declared_global.insert(decl.name.clone(), value);
+    let mut p = Planner {
+        df,
+        req,
+        file,
+        lex: Lexer::new(df.escape),
+        predefined: platform_args(&Platform::wasi(), &platform),
+        platform,
+        consumed: BTreeSet::new(),
+        global: BTreeMap::new(),
+        declared_global: BTreeMap::new(),
+        names: BTreeMap::new(),
+        stages: Vec::new(),
+    };
+    p.global_args()?;
+    for (index, stage) in df.stages.iter().enumerate() {
+        let planned = p.stage(index, stage)?;
+        if let Some(n) = &stage.name {
+            p.names.insert(n.clone(), index);
         }
+        p.stages.push(planned);
+    }
+    let target = p.target()?;
+    let needed = dependency_order(&p.stages, target);
+    let unused_build_args: Vec<String> = req
+        .build_args
+        .keys()
+        .filter(|k| !p.consumed.contains(*k) && !p.predefined.contains_key(*k))
+        .cloned()
+        .collect();
+    let mut warnings = df.warnings.clone();
+    for k in &unused_build_args {
+        warnings.push(format!("build-arg {k:?} was not consumed by any ARG"));
+    }
+    Ok(BuildPlan {
+        stages: p.stages,
+        target,
+        needed,
+        unused_build_args,
+        warnings,
+    })
+}
+
+/// What planning knows as it goes, stage by stage.
+struct Planner<'a> {
+    df: &'a Dockerfile,
+    req: &'a PlanRequest,
+    /// The Dockerfile's name, for errors.
+    file: &'a str,
+    lex: Lexer,
+    /// The target platform, and the args it predefines.
+    platform: Platform,
+    predefined: BTreeMap<String, String>,
+    /// The build args some ARG consumed.
+    consumed: BTreeSet<String>,
+    /// The global scope: the predefined args, then the meta ARGs.
+    global: BTreeMap<String, String>,
+    declared_global: BTreeMap<String, Option<String>>,
+    /// The stages named so far, and the stages planned.
+    names: BTreeMap<String, usize>,
+    stages: Vec<PlannedStage>,
+}
+
+/// What a stage starts from.
+struct StageBase {
+    base: Base,
+    /// FROM's `--platform`, expanded.
+    platform_text: Option<String>,
+    platform: Platform,
+    /// FROM's image name, expanded.
+    text: String,
+    /// A named context of the stage's own name replaces it.
+    replaced: bool,
+}
+
+/// The scope a stage's steps are expanded in, as its steps change it.
+struct StageScope {
+    env: BTreeMap<String, String>,
+    args: BTreeMap<String, String>,
+    /// Names whose ARG came after their ENV.
+    args_last: BTreeSet<String>,
+    /// What the steps hold: one map shared until an ARG changes it, so a
+    /// long Dockerfile's plan stays linear in its length.
+    shared_args: std::sync::Arc<BTreeMap<String, String>>,
+    shared_over: std::sync::Arc<BTreeSet<String>>,
+    workdir: String,
+}
+
+impl Planner<'_> {
+    fn at(&self, line: usize, msg: String) -> FrontendError {
+        FrontendError::new(line, 1, msg).in_file(self.file)
     }
 
-    let mut names: BTreeMap<String, usize> = BTreeMap::new();
-    let mut stages: Vec<PlannedStage> = Vec::new();
-    for (index, stage) in df.stages.iter().enumerate() {
-        let empty = BTreeMap::new();
-        let none = BTreeSet::new();
+    /// The global scope: the predefined platform args, then the meta ARGs.
+    fn global_args(&mut self) -> Result<(), FrontendError> {
+        self.global = self.predefined.clone();
+        for meta in &self.df.meta_args {
+            for decl in &meta.value {
+                let value = arg_value(
+                    &self.lex,
+                    decl,
+                    &self.req.build_args,
+                    &BTreeMap::new(),
+                    &self.global,
+                    &mut self.consumed,
+                )
+                .map_err(|e| self.at(meta.start_line, e))?;
+                if let Some(v) = &value {
+                    self.global.insert(decl.name.clone(), v.clone());
+                }
+                self.declared_global.insert(decl.name.clone(), value);
+            }
+        }
+        Ok(())
+    }
+
+    /// One stage: its base, then its steps (a base stage's ONBUILD
+    /// triggers first), each expanded in the scope the steps before it
+    /// leave.
+    fn stage(&mut self, index: usize, stage: &Stage) -> Result<PlannedStage, FrontendError> {
+        let b = self.stage_base(stage)?;
+        let mut from_display = String::from("FROM ");
+        if let Some(p) = &b.platform_text {
+            from_display.push_str(&format!("--platform={p} "));
+        }
+        from_display.push_str(&b.text);
+        if let Some(n) = &stage.name {
+            from_display.push_str(&format!(" AS {n}"));
+        }
+        let mut scope = self.base_scope(&b);
+        let triggers = self.triggers(&b, stage)?;
+        let commands: &[Located<Instruction>] = if b.replaced { &[] } else { &stage.commands };
+        // A directory context as a base: its files on an empty rootfs.
+        let mut base = b.base;
+        let mut dir_copy = Vec::new();
+        if let Base::Context(k) = &base {
+            if self.req.dir_contexts.contains(k) {
+                let text = format!("FROM scratch\nCOPY --from={k} / /\n");
+                let cmd = self
+                    .synthetic(&text, stage.start_line)
+                    .map_err(|e| self.at(stage.start_line, e.to_string()))?;
+                dir_copy.push(cmd);
+                base = Base::Scratch;
+                scope.env = default_env();
+            }
+        }
+        let mut steps = Vec::new();
+        for cmd in dir_copy.iter().chain(&triggers).chain(commands) {
+            steps.push(self.step(index, cmd, &mut scope)?);
+        }
+        Ok(PlannedStage {
+            index,
+            line: stage.start_line,
+            name: stage.name.clone(),
+            base,
+            from_original: stage.original.clone(),
+            from_display,
+            platform: b.platform,
+            steps,
+            env: scope.env,
+        })
+    }
+
+    /// FROM, expanded in the global scope: the base, and the platform.
+    fn stage_base(&self, stage: &Stage) -> Result<StageBase, FrontendError> {
+        let (empty, none) = (BTreeMap::new(), BTreeSet::new());
         let from_scope = Scope {
             env: &empty,
-            args: &global,
+            args: &self.global,
             args_last: &none,
         };
-        let base_text = lex.process_word(&stage.base, &from_scope).map_err(|e| {
-            at(
-                stage.start_line,
-                format!("FROM {}: {}", stage.base, e.reason),
-            )
-            .with_hint("only ARGs declared before the first FROM can be used in FROM")
-        })?;
-        if base_text.is_empty() {
-            return Err(at(
-                stage.start_line,
-                format!("FROM {:?} expands to an empty image name", stage.base),
-            )
-            .with_hint("give the ARG a default value or pass --build-arg"));
+        let text = self
+            .lex
+            .process_word(&stage.base, &from_scope)
+            .map_err(|e| {
+                self.at(
+                    stage.start_line,
+                    format!("FROM {}: {}", stage.base, e.reason),
+                )
+                .with_hint("only ARGs declared before the first FROM can be used in FROM")
+            })?;
+        if text.is_empty() {
+            return Err(self
+                .at(
+                    stage.start_line,
+                    format!("FROM {:?} expands to an empty image name", stage.base),
+                )
+                .with_hint("give the ARG a default value or pass --build-arg"));
         }
         let platform_text = match &stage.platform {
             Some(p) => Some(
-                lex.process_word(p, &from_scope)
-                    .map_err(|e| at(stage.start_line, e.to_string()))?,
+                self.lex
+                    .process_word(p, &from_scope)
+                    .map_err(|e| self.at(stage.start_line, e.to_string()))?,
             ),
             None => None,
         };
         // Another platform (a linux/amd64 image with files copied in)
         // builds too: its RUN steps use wasm programs or wbox's shell and
         // applets, and a native program fails when it is run.
-        let stage_platform = match &platform_text {
-            Some(p) => Platform::parse_any(p).map_err(|m| at(stage.start_line, m))?,
-            None => platform.clone(),
+        let platform = match &platform_text {
+            Some(p) => Platform::parse_any(p).map_err(|m| self.at(stage.start_line, m))?,
+            None => self.platform.clone(),
         };
-        // A named context of the stage's own name replaces the stage.
+        let contexts = &self.req.contexts;
         let replaced = stage
             .name
             .as_deref()
             .map(crate::request::context_key)
-            .filter(|k| req.contexts.contains(k));
+            .filter(|k| contexts.contains(k));
         let base = if let Some(k) = &replaced {
             Base::Context(k.clone())
-        } else if base_text.eq_ignore_ascii_case("scratch") {
+        } else if text.eq_ignore_ascii_case("scratch") {
             Base::Scratch
-        } else if is_base(&base_text) {
+        } else if is_base(&text) {
             Base::WbuildBase
-        } else if let Some(&i) = names.get(&base_text.to_ascii_lowercase()) {
+        } else if let Some(&i) = self.names.get(&text.to_ascii_lowercase()) {
             Base::Stage(i)
-        } else if req
-            .contexts
-            .contains(&crate::request::context_key(&base_text))
-        {
-            Base::Context(crate::request::context_key(&base_text))
+        } else if contexts.contains(&crate::request::context_key(&text)) {
+            Base::Context(crate::request::context_key(&text))
         } else {
-            Base::Image(base_text.clone())
+            Base::Image(text.clone())
         };
-        // What the base's config holds: scratch and wbuild/base have the
-        // default PATH (as BuildKit's empty image does), so `$PATH` in
-        // `ENV PATH=$PATH:/opt/bin` expands to it.
-        let mut env: BTreeMap<String, String> = match &base {
-            Base::Stage(i) => stages[*i].env.clone(),
-            Base::Scratch | Base::WbuildBase => {
-                BTreeMap::from([("PATH".to_string(), crate::env::DEFAULT_PATH.to_string())])
-            }
-            Base::Image(n) | Base::Context(n) => req
-                .bases
-                .get(&base_key(n, &stage_platform))
-                .map(|b| b.env.clone())
-                .unwrap_or_default(),
-        };
-        let mut workdir = match &base {
-            Base::Stage(i) => stage_workdir_end(&stages[*i]),
-            Base::Image(n) | Base::Context(n) => req
-                .bases
-                .get(&base_key(n, &stage_platform))
-                .map(|b| join_workdir("/", &b.workdir))
-                .unwrap_or_else(|| "/".to_string()),
-            _ => "/".to_string(),
-        };
-        let mut from_display = String::from("FROM ");
-        if let Some(p) = &platform_text {
-            from_display.push_str(&format!("--platform={p} "));
-        }
-        from_display.push_str(&base_text);
-        if let Some(n) = &stage.name {
-            from_display.push_str(&format!(" AS {n}"));
-        }
+        Ok(StageBase {
+            base,
+            platform_text,
+            platform,
+            text,
+            replaced: replaced.is_some(),
+        })
+    }
 
-        let mut args: BTreeMap<String, String> = BTreeMap::new();
-        let mut args_last: BTreeSet<String> = BTreeSet::new();
-        let mut shared_over = std::sync::Arc::new(BTreeSet::new());
-        // What the steps hold: one map shared until an ARG changes it, so a
-        // long Dockerfile's plan stays linear in its length.
-        let mut shared_args = std::sync::Arc::new(BTreeMap::new());
-        let mut steps = Vec::new();
-        // A base stage's ONBUILD triggers run first, as the FROM's own
-        // steps (BuildKit's initOnBuildTriggers); they are not inherited
-        // further.
-        let triggers: Vec<Located<Instruction>> = match &base {
-            Base::Stage(i) => df.stages[*i]
+    /// What the base's config holds: its ENV and WORKDIR. Scratch and
+    /// wbuild/base have the default PATH (as BuildKit's empty image does),
+    /// so `$PATH` in `ENV PATH=$PATH:/opt/bin` expands to it.
+    fn base_scope(&self, b: &StageBase) -> StageScope {
+        let image = |n: &str| self.req.bases.get(&base_key(n, &b.platform));
+        let (env, workdir) = match &b.base {
+            Base::Stage(i) => (
+                self.stages[*i].env.clone(),
+                stage_workdir_end(&self.stages[*i]),
+            ),
+            Base::Scratch | Base::WbuildBase => (default_env(), "/".to_string()),
+            Base::Image(n) | Base::Context(n) => (
+                image(n).map(|b| b.env.clone()).unwrap_or_default(),
+                image(n)
+                    .map(|b| join_workdir("/", &b.workdir))
+                    .unwrap_or_else(|| "/".to_string()),
+            ),
+        };
+        StageScope {
+            env,
+            args: BTreeMap::new(),
+            args_last: BTreeSet::new(),
+            shared_args: std::sync::Arc::new(BTreeMap::new()),
+            shared_over: std::sync::Arc::new(BTreeSet::new()),
+            workdir,
+        }
+    }
+
+    /// A base's ONBUILD triggers, which run first, as the FROM's own
+    /// steps (BuildKit's initOnBuildTriggers); they are not inherited
+    /// further. A base stage's from its Dockerfile, a pulled image's as
+    /// its config keeps them.
+    fn triggers(
+        &self,
+        b: &StageBase,
+        stage: &Stage,
+    ) -> Result<Vec<Located<Instruction>>, FrontendError> {
+        match &b.base {
+            Base::Stage(i) => Ok(self.df.stages[*i]
                 .commands
                 .iter()
                 .filter_map(|c| match &c.value {
@@ -392,201 +532,169 @@ pub fn plan(df: &Dockerfile, req: &PlanRequest, file: &str) -> Result<BuildPlan,
                     }),
                     _ => None,
                 })
-                .collect(),
-            // A pulled image's triggers, as its config keeps them.
+                .collect()),
             Base::Image(n) | Base::Context(n) => {
-                let mut out = Vec::new();
-                let triggers = req
+                let triggers = self
+                    .req
                     .bases
-                    .get(&base_key(n, &stage_platform))
+                    .get(&base_key(n, &b.platform))
                     .map(|b| b.on_build.clone())
                     .unwrap_or_default();
+                let mut out = Vec::new();
                 for t in triggers {
-                    let df = crate::frontend::instructions::parse_dockerfile(&format!(
-                        "FROM scratch\n{t}\n"
-                    ))
-                    .map_err(|e| {
-                        at(
+                    let text = format!("FROM scratch\n{t}\n");
+                    let cmd = self.synthetic(&text, stage.start_line).map_err(|e| {
+                        self.at(
                             stage.start_line,
                             format!("the ONBUILD trigger {t:?} of image {n}: {}", e.message),
                         )
                     })?;
-                    let Some(mut cmd) = df.stages.first().and_then(|s| s.commands.first()).cloned()
-                    else {
-                        continue;
-                    };
-                    cmd.start_line = stage.start_line;
-                    cmd.end_line = stage.start_line;
                     out.push(cmd);
                 }
-                out
+                Ok(out)
             }
-            _ => Vec::new(),
-        };
-        let commands: &[Located<Instruction>] = if replaced.is_some() {
-            &[]
-        } else {
-            &stage.commands
-        };
-        // A directory context as a base: its files on an empty rootfs.
-        let mut base = base;
-        let mut dir_copy = Vec::new();
-        if let Base::Context(k) = &base {
-            if req.dir_contexts.contains(k) {
-                let text = format!("FROM scratch\nCOPY --from={k} / /\n");
-                let df = crate::frontend::instructions::parse_dockerfile(&text)
-                    .map_err(|e| at(stage.start_line, e.to_string()))?;
-                let mut cmd = df.stages[0].commands[0].clone();
-                cmd.start_line = stage.start_line;
-                cmd.end_line = stage.start_line;
-                dir_copy.push(cmd);
-                base = Base::Scratch;
-                env = BTreeMap::from([("PATH".to_string(), crate::env::DEFAULT_PATH.to_string())]);
-            }
+            _ => Ok(Vec::new()),
         }
-        for cmd in dir_copy.iter().chain(&triggers).chain(commands) {
-            let scope_err = |e: String| at(cmd.start_line, e);
-            let mut uses = Vec::new();
-            let expanded = {
-                let scope = Scope {
-                    env: &env,
-                    args: &args,
-                    args_last: &args_last,
-                };
-                let w = |s: &str| lex.process_word(s, &scope).map_err(|e| e.to_string());
-                expand_instruction(&cmd.value, &lex, &scope, &w).map_err(scope_err)?
-            };
-            // Effects on the scope for later steps.
-            match &expanded {
-                Instruction::Arg { args: decls } => {
-                    for (decl, raw) in decls.iter().zip(arg_decls(&cmd.value)) {
-                        let value = match &raw.default {
-                            Some(_) => {
-                                consumed_if_given(&decl.name, &req.build_args, &mut consumed);
-                                req.build_args
-                                    .get(&decl.name)
-                                    .cloned()
-                                    .or_else(|| decl.default.clone())
-                            }
-                            None => {
-                                if let Some(v) = req.build_args.get(&decl.name) {
-                                    consumed.insert(decl.name.clone());
-                                    Some(v.clone())
-                                } else if let Some(Some(g)) = declared_global.get(&decl.name) {
-                                    Some(g.clone())
-                                } else {
-                                    predefined.get(&decl.name).cloned()
-                                }
-                            }
-                        };
-                        if let Some(v) = value {
-                            args.insert(decl.name.clone(), v);
-                            args_last.insert(decl.name.clone());
-                        } else {
-                            args.remove(&decl.name);
-                            // Declared without a value: visible as unset.
-                        }
-                    }
-                    shared_args = std::sync::Arc::new(args.clone());
-                    shared_over = std::sync::Arc::new(args_last.clone());
-                }
-                Instruction::Env { pairs } => {
-                    for kv in pairs {
-                        env.insert(kv.key.clone(), kv.value.clone());
-                        if args_last.remove(&kv.key) {
-                            shared_over = std::sync::Arc::new(args_last.clone());
-                        }
-                    }
-                }
-                Instruction::Workdir { path } => {
-                    workdir = join_workdir(&workdir, path);
-                }
-                Instruction::Copy(c) => {
-                    if let Some(from) = &c.from {
-                        if let Some(i) = stage_ref(from, &names, index).map_err(scope_err)? {
-                            uses.push(i);
-                        }
-                    }
-                }
-                Instruction::Run(r) => {
-                    for m in &r.mounts {
-                        if let Some(from) = &m.from {
-                            if let Some(i) = stage_ref(from, &names, index).map_err(scope_err)? {
-                                uses.push(i);
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-            steps.push(Step {
-                line: cmd.start_line,
-                original: cmd.original.clone(),
-                display: display(&expanded, &cmd.original),
-                instruction: expanded,
-                args: shared_args.clone(),
-                args_over_env: shared_over.clone(),
-                workdir: workdir.clone(),
-                uses_stages: uses,
-            });
-        }
-        if let Some(n) = &stage.name {
-            names.insert(n.clone(), index);
-        }
-        stages.push(PlannedStage {
-            index,
-            line: stage.start_line,
-            name: stage.name.clone(),
-            base,
-            from_original: stage.original.clone(),
-            from_display,
-            platform: stage_platform,
-            steps,
-            env,
-        });
     }
 
-    let target = match &req.target {
-        None => stages.len() - 1,
-        Some(t) => match stages
+    /// The one instruction of a Dockerfile wbuild makes (`FROM scratch`
+    /// and it), placed at `line`.
+    fn synthetic(&self, text: &str, line: usize) -> Result<Located<Instruction>, FrontendError> {
+        let df = crate::frontend::instructions::parse_dockerfile(text)?;
+        let mut cmd = df
+            .stages
+            .first()
+            .and_then(|s| s.commands.first())
+            .cloned()
+            .ok_or_else(|| self.at(line, format!("{text:?} has no instruction")))?;
+        cmd.start_line = line;
+        cmd.end_line = line;
+        Ok(cmd)
+    }
+
+    /// One step, expanded in `scope`, whose effects on it (ARG, ENV,
+    /// WORKDIR) the steps after it see.
+    fn step(
+        &mut self,
+        index: usize,
+        cmd: &Located<Instruction>,
+        scope: &mut StageScope,
+    ) -> Result<Step, FrontendError> {
+        let scope_err = |e: String| self.at(cmd.start_line, e);
+        let expanded = {
+            let s = Scope {
+                env: &scope.env,
+                args: &scope.args,
+                args_last: &scope.args_last,
+            };
+            let w = |t: &str| self.lex.process_word(t, &s).map_err(|e| e.to_string());
+            expand_instruction(&cmd.value, &self.lex, &s, &w).map_err(scope_err)?
+        };
+        let mut uses = Vec::new();
+        match &expanded {
+            Instruction::Arg { args: decls } => {
+                for (decl, raw) in decls.iter().zip(arg_decls(&cmd.value)) {
+                    let value = self.arg_in_stage(decl, &raw);
+                    if let Some(v) = value {
+                        scope.args.insert(decl.name.clone(), v);
+                        scope.args_last.insert(decl.name.clone());
+                    } else {
+                        // Declared without a value: visible as unset.
+                        scope.args.remove(&decl.name);
+                    }
+                }
+                scope.shared_args = std::sync::Arc::new(scope.args.clone());
+                scope.shared_over = std::sync::Arc::new(scope.args_last.clone());
+            }
+            Instruction::Env { pairs } => {
+                for kv in pairs {
+                    scope.env.insert(kv.key.clone(), kv.value.clone());
+                    if scope.args_last.remove(&kv.key) {
+                        scope.shared_over = std::sync::Arc::new(scope.args_last.clone());
+                    }
+                }
+            }
+            Instruction::Workdir { path } => {
+                scope.workdir = join_workdir(&scope.workdir, path);
+            }
+            Instruction::Copy(c) => {
+                if let Some(from) = &c.from {
+                    uses.extend(stage_ref(from, &self.names, index).map_err(scope_err)?);
+                }
+            }
+            Instruction::Run(r) => {
+                for from in r.mounts.iter().filter_map(|m| m.from.as_ref()) {
+                    uses.extend(stage_ref(from, &self.names, index).map_err(scope_err)?);
+                }
+            }
+            _ => {}
+        }
+        Ok(Step {
+            line: cmd.start_line,
+            original: cmd.original.clone(),
+            display: display(&expanded, &cmd.original),
+            instruction: expanded,
+            args: scope.shared_args.clone(),
+            args_over_env: scope.shared_over.clone(),
+            workdir: scope.workdir.clone(),
+            uses_stages: uses,
+        })
+    }
+
+    /// An ARG's value in a stage: with a default, the build arg else the
+    /// default; without, the build arg, else the global ARG of its name,
+    /// else the predefined one.
+    fn arg_in_stage(&mut self, decl: &ArgDecl, raw: &ArgDecl) -> Option<String> {
+        let build_args = &self.req.build_args;
+        match &raw.default {
+            Some(_) => {
+                consumed_if_given(&decl.name, build_args, &mut self.consumed);
+                build_args
+                    .get(&decl.name)
+                    .cloned()
+                    .or_else(|| decl.default.clone())
+            }
+            None => {
+                if let Some(v) = build_args.get(&decl.name) {
+                    self.consumed.insert(decl.name.clone());
+                    Some(v.clone())
+                } else if let Some(Some(g)) = self.declared_global.get(&decl.name) {
+                    Some(g.clone())
+                } else {
+                    self.predefined.get(&decl.name).cloned()
+                }
+            }
+        }
+    }
+
+    /// The stage `--target` names, else the last.
+    fn target(&self) -> Result<usize, FrontendError> {
+        let stages = &self.stages;
+        let Some(t) = &self.req.target else {
+            return Ok(stages.len() - 1);
+        };
+        if let Some(i) = stages
             .iter()
             .position(|s| s.name.as_deref() == Some(&t.to_ascii_lowercase()))
         {
-            Some(i) => i,
-            None => {
-                let known: Vec<&str> = stages.iter().filter_map(|s| s.name.as_deref()).collect();
-                let mut e =
-                    FrontendError::new(1, 1, format!("target stage {t:?} could not be found"))
-                        .in_file(file);
-                e = match suggest(t, &known) {
-                    Some(s) => e.with_hint(format!("did you mean {s}?")),
-                    None if known.is_empty() => {
-                        e.with_hint("the Dockerfile names no stages (FROM image AS name)")
-                    }
-                    None => e.with_hint(format!("the stages are: {}", known.join(", "))),
-                };
-                return Err(e);
+            return Ok(i);
+        }
+        let known: Vec<&str> = stages.iter().filter_map(|s| s.name.as_deref()).collect();
+        let e = FrontendError::new(1, 1, format!("target stage {t:?} could not be found"))
+            .in_file(self.file);
+        Err(match suggest(t, &known) {
+            Some(s) => e.with_hint(format!("did you mean {s}?")),
+            None if known.is_empty() => {
+                e.with_hint("the Dockerfile names no stages (FROM image AS name)")
             }
-        },
-    };
-    let needed = dependency_order(&stages, target);
-    let unused_build_args: Vec<String> = req
-        .build_args
-        .keys()
-        .filter(|k| !consumed.contains(*k) && !predefined.contains_key(*k))
-        .cloned()
-        .collect();
-    let mut warnings = df.warnings.clone();
-    for k in &unused_build_args {
-        warnings.push(format!("build-arg {k:?} was not consumed by any ARG"));
+            None => e.with_hint(format!("the stages are: {}", known.join(", "))),
+        })
     }
-    Ok(BuildPlan {
-        stages,
-        target,
-        needed,
-        unused_build_args,
-        warnings,
-    })
+}
+
+/// The ENV of an image with no parent: the default PATH.
+fn default_env() -> BTreeMap<String, String> {
+    BTreeMap::from([("PATH".to_string(), crate::env::DEFAULT_PATH.to_string())])
 }
 
 fn consumed_if_given(

@@ -95,8 +95,9 @@ impl StepInputs {
 }
 
 /// Why a step was rebuilt (or that it was not).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Reason {
+    #[default]
     Hit,
     /// A hit from an imported cache (`local:/ci/cache`).
     HitFrom(String),

@@ -456,10 +456,14 @@ fn command_line(node: &Node) -> CommandLine {
     }
 }
 
+/// Refuses any flag (`--x`) on an instruction that takes none.
+fn no_flags(node: &Node) -> Result<(), FrontendError> {
+    Flags::new(node, &[]).map(|_| ())
+}
+
 fn parse_instruction(node: &Node) -> Result<Instruction, FrontendError> {
     let cmd = node.command();
     let args = node.values();
-    let no_flags = |node: &Node| Flags::new(node, &[]).map(|_| ());
     let exactly_one = |node: &Node, what: &str| -> Result<String, FrontendError> {
         no_flags(node)?;
         if args.len() != 1 {
@@ -478,60 +482,7 @@ fn parse_instruction(node: &Node) -> Result<Instruction, FrontendError> {
         Ok(args[0].clone())
     };
     Ok(match cmd.as_str() {
-        "run" => {
-            let mut flags = Flags::new(
-                node,
-                &[
-                    ("mount", FlagKind::Strings),
-                    ("network", FlagKind::String),
-                    ("security", FlagKind::String),
-                ],
-            )?;
-            let mut mounts = Vec::new();
-            for raw in flags.strings("mount") {
-                let spec = parse_mount(&raw, None).map_err(|m| {
-                    FrontendError::new(
-                        node.start_line,
-                        column_of(node, "--mount"),
-                        format!("--mount={raw}: {m}"),
-                    )
-                })?;
-                mounts.push(spec);
-            }
-            let network = match flags.string("network") {
-                None => None,
-                Some(n) => Some(NetworkMode::parse(&n).ok_or_else(|| {
-                    FrontendError::new(
-                        node.start_line,
-                        column_of(node, "--network"),
-                        format!("unsupported network mode {n:?}"),
-                    )
-                    .with_hint("use --network=default, none or host")
-                })?),
-            };
-            let security = match flags.string("security") {
-                None => None,
-                Some(s) => Some(SecurityMode::parse(&s).ok_or_else(|| {
-                    FrontendError::new(
-                        node.start_line,
-                        column_of(node, "--security"),
-                        format!("unsupported security mode {s:?}"),
-                    )
-                    .with_hint("use --security=sandbox or insecure")
-                })?),
-            };
-            if args.is_empty() {
-                return Err(err(node, "RUN requires at least one argument")
-                    .with_hint("write RUN <command>"));
-            }
-            Instruction::Run(Run {
-                command: command_line(node),
-                mounts,
-                network,
-                security,
-                heredocs: node.heredocs.clone(),
-            })
-        }
+        "run" => parse_run(node, &args)?,
         "cmd" => {
             no_flags(node)?;
             Instruction::Cmd(command_line(node))
@@ -540,88 +491,11 @@ fn parse_instruction(node: &Node) -> Result<Instruction, FrontendError> {
             no_flags(node)?;
             Instruction::Entrypoint(command_line(node))
         }
-        "shell" => {
-            no_flags(node)?;
-            if !node.json && !args.is_empty() {
-                return Err(err(node, "SHELL requires the arguments to be in JSON form")
-                    .with_hint("write SHELL [\"executable\", \"parameters\"]"));
-            }
-            if args.is_empty() {
-                return Err(err(node, "SHELL requires at least one argument"));
-            }
-            Instruction::Shell { shell: args }
-        }
-        "env" | "label" => {
-            no_flags(node)?;
-            let upper = cmd.to_ascii_uppercase();
-            if args.is_empty() {
-                return Err(err(node, format!("{upper} requires at least one argument"))
-                    .with_hint(format!("write {upper} name=value")));
-            }
-            let mut pairs = Vec::new();
-            for chunk in args.chunks(3) {
-                if chunk[0].is_empty() {
-                    return Err(err(node, format!("{upper} names can not be blank")));
-                }
-                pairs.push(KeyValue {
-                    key: chunk[0].clone(),
-                    value: chunk.get(1).cloned().unwrap_or_default(),
-                });
-            }
-            if cmd == "env" {
-                Instruction::Env { pairs }
-            } else {
-                Instruction::Label { pairs }
-            }
-        }
-        "arg" => {
-            no_flags(node)?;
-            if args.is_empty() {
-                return Err(err(node, "ARG requires at least one argument")
-                    .with_hint("write ARG name[=default]"));
-            }
-            let mut decls = Vec::new();
-            for a in &args {
-                let (name, default) = match a.split_once('=') {
-                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                    None => (a.clone(), None),
-                };
-                if name.is_empty() {
-                    return Err(err(node, "ARG names can not be blank"));
-                }
-                decls.push(ArgDecl { name, default });
-            }
-            Instruction::Arg { args: decls }
-        }
-        "add" => {
-            let mut flags = Flags::new(
-                node,
-                &with_file_flags(&[
-                    ("checksum", FlagKind::String),
-                    ("keep-git-dir", FlagKind::Bool),
-                    ("unpack", FlagKind::Bool),
-                ]),
-            )?;
-            let files = file_sources(node, &mut flags)?;
-            Instruction::Add(Add {
-                files,
-                checksum: flags.string("checksum"),
-                keep_git_dir: flags.bool("keep-git-dir").unwrap_or(false),
-                unpack: flags.bool("unpack"),
-            })
-        }
-        "copy" => {
-            let mut flags = Flags::new(
-                node,
-                &with_file_flags(&[("from", FlagKind::String), ("parents", FlagKind::Bool)]),
-            )?;
-            let files = file_sources(node, &mut flags)?;
-            Instruction::Copy(Copy {
-                files,
-                from: flags.string("from"),
-                parents: flags.bool("parents").unwrap_or(false),
-            })
-        }
+        "shell" => parse_shell(node, args)?,
+        "env" | "label" => parse_key_values(node, &cmd, &args)?,
+        "arg" => parse_arg(node, &args)?,
+        "add" => parse_add(node)?,
+        "copy" => parse_copy(node)?,
         "workdir" => Instruction::Workdir {
             path: exactly_one(node, "path")?,
         },
@@ -634,22 +508,7 @@ fn parse_instruction(node: &Node) -> Result<Instruction, FrontendError> {
         "maintainer" => Instruction::Maintainer {
             name: exactly_one(node, "name")?,
         },
-        "volume" => {
-            no_flags(node)?;
-            if args.is_empty() {
-                return Err(err(node, "VOLUME requires at least one argument")
-                    .with_hint("write VOLUME /path"));
-            }
-            let mut paths = Vec::new();
-            for v in &args {
-                let v = v.trim();
-                if v.is_empty() {
-                    return Err(err(node, "VOLUME specified can not be an empty string"));
-                }
-                paths.push(v.to_string());
-            }
-            Instruction::Volume { paths }
-        }
+        "volume" => parse_volume(node, &args)?,
         "expose" => {
             no_flags(node)?;
             if args.is_empty() {
@@ -659,39 +518,7 @@ fn parse_instruction(node: &Node) -> Result<Instruction, FrontendError> {
             Instruction::Expose { ports: args }
         }
         "healthcheck" => Instruction::Healthcheck(parse_healthcheck(node)?),
-        "onbuild" => {
-            no_flags(node)?;
-            let Some(Arg::Sub(sub)) = node.args.first() else {
-                return Err(err(node, "ONBUILD requires at least one argument")
-                    .with_hint("write ONBUILD <instruction>"));
-            };
-            let trigger = sub.command().to_ascii_uppercase();
-            match trigger.as_str() {
-                "ONBUILD" => {
-                    return Err(err(
-                        node,
-                        "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
-                    ))
-                }
-                "MAINTAINER" | "FROM" => {
-                    return Err(err(
-                        node,
-                        format!("{trigger} isn't allowed as an ONBUILD trigger"),
-                    ))
-                }
-                _ => {}
-            }
-            let mut sub = (**sub).clone();
-            sub.start_line = node.start_line;
-            let typed = parse_instruction(&sub)?;
-            let expression = strip_keyword(node.original.trim_start(), &node.keyword)
-                .trim_start()
-                .to_string();
-            Instruction::Onbuild(Onbuild {
-                expression,
-                trigger: Box::new(typed),
-            })
-        }
+        "onbuild" => parse_onbuild(node)?,
         other => {
             return Err(err(
                 node,
@@ -699,6 +526,210 @@ fn parse_instruction(node: &Node) -> Result<Instruction, FrontendError> {
             ))
         }
     })
+}
+
+/// RUN [--mount=…] [--network=…] [--security=…] <command>.
+fn parse_run(node: &Node, args: &[String]) -> Result<Instruction, FrontendError> {
+    let mut flags = Flags::new(
+        node,
+        &[
+            ("mount", FlagKind::Strings),
+            ("network", FlagKind::String),
+            ("security", FlagKind::String),
+        ],
+    )?;
+    let mut mounts = Vec::new();
+    for raw in flags.strings("mount") {
+        let spec = parse_mount(&raw, None).map_err(|m| {
+            FrontendError::new(
+                node.start_line,
+                column_of(node, "--mount"),
+                format!("--mount={raw}: {m}"),
+            )
+        })?;
+        mounts.push(spec);
+    }
+    let network = match flags.string("network") {
+        None => None,
+        Some(n) => Some(NetworkMode::parse(&n).ok_or_else(|| {
+            FrontendError::new(
+                node.start_line,
+                column_of(node, "--network"),
+                format!("unsupported network mode {n:?}"),
+            )
+            .with_hint("use --network=default, none or host")
+        })?),
+    };
+    let security = match flags.string("security") {
+        None => None,
+        Some(s) => Some(SecurityMode::parse(&s).ok_or_else(|| {
+            FrontendError::new(
+                node.start_line,
+                column_of(node, "--security"),
+                format!("unsupported security mode {s:?}"),
+            )
+            .with_hint("use --security=sandbox or insecure")
+        })?),
+    };
+    if args.is_empty() {
+        return Err(
+            err(node, "RUN requires at least one argument").with_hint("write RUN <command>")
+        );
+    }
+    Ok(Instruction::Run(Run {
+        command: command_line(node),
+        mounts,
+        network,
+        security,
+        heredocs: node.heredocs.clone(),
+    }))
+}
+
+/// ENV and LABEL: `key=value` pairs (the parser gave them in threes).
+fn parse_key_values(node: &Node, cmd: &str, args: &[String]) -> Result<Instruction, FrontendError> {
+    no_flags(node)?;
+    let upper = cmd.to_ascii_uppercase();
+    if args.is_empty() {
+        return Err(err(node, format!("{upper} requires at least one argument"))
+            .with_hint(format!("write {upper} name=value")));
+    }
+    let mut pairs = Vec::new();
+    for chunk in args.chunks(3) {
+        if chunk[0].is_empty() {
+            return Err(err(node, format!("{upper} names can not be blank")));
+        }
+        pairs.push(KeyValue {
+            key: chunk[0].clone(),
+            value: chunk.get(1).cloned().unwrap_or_default(),
+        });
+    }
+    Ok(if cmd == "env" {
+        Instruction::Env { pairs }
+    } else {
+        Instruction::Label { pairs }
+    })
+}
+
+/// ARG name[=default] ….
+fn parse_arg(node: &Node, args: &[String]) -> Result<Instruction, FrontendError> {
+    no_flags(node)?;
+    if args.is_empty() {
+        return Err(
+            err(node, "ARG requires at least one argument").with_hint("write ARG name[=default]")
+        );
+    }
+    let mut decls = Vec::new();
+    for a in args {
+        let (name, default) = match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (a.clone(), None),
+        };
+        if name.is_empty() {
+            return Err(err(node, "ARG names can not be blank"));
+        }
+        decls.push(ArgDecl { name, default });
+    }
+    Ok(Instruction::Arg { args: decls })
+}
+
+/// ADD [--checksum] [--keep-git-dir] [--unpack] and the file flags.
+fn parse_add(node: &Node) -> Result<Instruction, FrontendError> {
+    let mut flags = Flags::new(
+        node,
+        &with_file_flags(&[
+            ("checksum", FlagKind::String),
+            ("keep-git-dir", FlagKind::Bool),
+            ("unpack", FlagKind::Bool),
+        ]),
+    )?;
+    let files = file_sources(node, &mut flags)?;
+    Ok(Instruction::Add(Add {
+        files,
+        checksum: flags.string("checksum"),
+        keep_git_dir: flags.bool("keep-git-dir").unwrap_or(false),
+        unpack: flags.bool("unpack"),
+    }))
+}
+
+/// COPY [--from] [--parents] and the file flags.
+fn parse_copy(node: &Node) -> Result<Instruction, FrontendError> {
+    let mut flags = Flags::new(
+        node,
+        &with_file_flags(&[("from", FlagKind::String), ("parents", FlagKind::Bool)]),
+    )?;
+    let files = file_sources(node, &mut flags)?;
+    Ok(Instruction::Copy(Copy {
+        files,
+        from: flags.string("from"),
+        parents: flags.bool("parents").unwrap_or(false),
+    }))
+}
+
+/// SHELL ["executable", "parameters"].
+fn parse_shell(node: &Node, args: Vec<String>) -> Result<Instruction, FrontendError> {
+    no_flags(node)?;
+    if !node.json && !args.is_empty() {
+        return Err(err(node, "SHELL requires the arguments to be in JSON form")
+            .with_hint("write SHELL [\"executable\", \"parameters\"]"));
+    }
+    if args.is_empty() {
+        return Err(err(node, "SHELL requires at least one argument"));
+    }
+    Ok(Instruction::Shell { shell: args })
+}
+
+/// VOLUME /path ….
+fn parse_volume(node: &Node, args: &[String]) -> Result<Instruction, FrontendError> {
+    no_flags(node)?;
+    if args.is_empty() {
+        return Err(
+            err(node, "VOLUME requires at least one argument").with_hint("write VOLUME /path")
+        );
+    }
+    let mut paths = Vec::new();
+    for v in args {
+        let v = v.trim();
+        if v.is_empty() {
+            return Err(err(node, "VOLUME specified can not be an empty string"));
+        }
+        paths.push(v.to_string());
+    }
+    Ok(Instruction::Volume { paths })
+}
+
+/// ONBUILD <instruction>: any but ONBUILD, MAINTAINER and FROM.
+fn parse_onbuild(node: &Node) -> Result<Instruction, FrontendError> {
+    no_flags(node)?;
+    let Some(Arg::Sub(sub)) = node.args.first() else {
+        return Err(err(node, "ONBUILD requires at least one argument")
+            .with_hint("write ONBUILD <instruction>"));
+    };
+    let trigger = sub.command().to_ascii_uppercase();
+    match trigger.as_str() {
+        "ONBUILD" => {
+            return Err(err(
+                node,
+                "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+            ))
+        }
+        "MAINTAINER" | "FROM" => {
+            return Err(err(
+                node,
+                format!("{trigger} isn't allowed as an ONBUILD trigger"),
+            ))
+        }
+        _ => {}
+    }
+    let mut sub = (**sub).clone();
+    sub.start_line = node.start_line;
+    let typed = parse_instruction(&sub)?;
+    let expression = strip_keyword(node.original.trim_start(), &node.keyword)
+        .trim_start()
+        .to_string();
+    Ok(Instruction::Onbuild(Onbuild {
+        expression,
+        trigger: Box::new(typed),
+    }))
 }
 
 fn strip_keyword<'a>(s: &'a str, keyword: &str) -> &'a str {

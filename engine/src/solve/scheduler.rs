@@ -49,7 +49,7 @@ pub(super) fn run(
         .iter()
         .map(|&i| (i, dependencies(&plan.stages[i])))
         .collect();
-    let jobs = solver.opts.jobs.max(1);
+    let jobs = solver.env.opts.jobs.max(1);
     let mut pending: Vec<usize> = plan.needed.clone();
     let mut done: BTreeMap<usize, Vec<StepReport>> = BTreeMap::new();
     let mut running = 0usize;
@@ -64,7 +64,7 @@ pub(super) fn run(
             let Some(pos) = ready else { break };
             let index = pending.remove(pos);
             running += 1;
-            let tx = solver.events.clone();
+            let tx = solver.env.events();
             s.spawn(move || {
                 let stage = &plan.stages[index];
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

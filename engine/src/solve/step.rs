@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::ops::{self, StepCx};
-use super::{lock, BuildError, Solver, StageState, StepFailure, StepReport};
+use super::{BuildError, Solver, StageState, StepFailure, StepReport};
 use crate::cache::lookup::StepRecord;
 use crate::cache::{self, Reason, StepInputs};
 use crate::fs::layer::{self, LayerEntry};
@@ -31,6 +31,7 @@ impl Solver<'_> {
             }
         };
         let filtered = self
+            .env
             .opts
             .no_cache_filter
             .iter()
@@ -39,12 +40,12 @@ impl Solver<'_> {
         // FROM.
         let v = self.next_vertex();
         let t0 = Instant::now();
-        self.emit(Event::Started {
+        self.env.emit(Event::Started {
             vertex: v,
             name: format!("[{}] {}", label_of(1), stage.from_display),
             stage: stage.index,
         });
-        let mut st = self.base_state(stage, &label_of(1))?;
+        let mut st = ops::source::base_state(&self.env, &self.cache, stage, &label_of(1))?;
         let from_cached = !st.missed;
         let from_reason = match &stage.base {
             Base::Stage(i) if st.missed => format!("stage {} rebuilt", plan.stages[*i].label()),
@@ -76,7 +77,7 @@ impl Solver<'_> {
             let label = label_of(i + 2);
             let v = self.next_vertex();
             let t0 = Instant::now();
-            self.emit(Event::Started {
+            self.env.emit(Event::Started {
                 vertex: v,
                 name: format!("[{label}] {}", step.display),
                 stage: stage.index,
@@ -93,7 +94,7 @@ impl Solver<'_> {
                 Ok(done) => {
                     let reason_text = done.reason.to_string();
                     let files = done.inputs.as_ref().map(|i| &i.files);
-                    self.emit(Event::Detail {
+                    self.env.emit(Event::Detail {
                         vertex: v,
                         detail: Box::new(crate::progress::StepDetail {
                             key: done.key.clone(),
@@ -132,12 +133,12 @@ impl Solver<'_> {
                         },
                         e => e.to_string(),
                     };
-                    self.emit(Event::Error { vertex: v, message });
+                    self.env.emit(Event::Error { vertex: v, message });
                     return Err(e);
                 }
             }
         }
-        lock(&self.stages).insert(stage.index, st);
+        self.env.stage_built(stage.index, st);
         Ok(reports)
     }
 
@@ -145,7 +146,7 @@ impl Solver<'_> {
         if cached {
             // A hit from the store is "hit"; one from an imported cache
             // says where it came from.
-            self.emit(Event::Cached {
+            self.env.emit(Event::Cached {
                 vertex: v,
                 reason: if reason.is_empty() {
                     "hit".into()
@@ -154,7 +155,7 @@ impl Solver<'_> {
                 },
             });
         } else {
-            self.emit(Event::Done {
+            self.env.emit(Event::Done {
                 vertex: v,
                 seconds: t0.elapsed().as_secs_f64(),
                 reason: reason.to_string(),
@@ -173,21 +174,9 @@ impl Solver<'_> {
         filtered: bool,
     ) -> Result<StepDone, BuildError> {
         let (stage, step) = (cx.stage, cx.step);
-        if self.opts.dry_run {
-            if st.unknown {
-                return Ok(StepDone::unknown(Reason::ParentRebuilt));
-            }
-            // A stage it reads that would rebuild: its files are known
-            // only once it has run.
-            let first = step
-                .uses_stages
-                .iter()
-                .find(|&&i| self.stage_state(i).unknown);
-            if let Some(&i) = first {
-                st.unknown = true;
-                st.missed = true;
-                let label = cx.plan.stages[i].label();
-                return Ok(StepDone::unknown(Reason::SourceStageRebuilds(label)));
+        if self.env.opts.dry_run {
+            if let Some(done) = self.not_known_yet(cx, st) {
+                return Ok(done);
             }
         }
         let canonical = serde_json::to_string(&step.instruction).expect("instruction serializes");
@@ -202,126 +191,184 @@ impl Solver<'_> {
             .extra
             .insert("platform".into(), stage.platform.spec());
         let mut op = ops::op_for(&step.instruction);
-        op.cache_inputs(self, cx, st, &mut inputs)?;
+        op.cache_inputs(&self.env, cx, st, &mut inputs)?;
         let key = inputs.key();
-        let scope = format!("{}|{}|{}", self.opts.scope, stage.label(), step.line);
-        let forced = if self.opts.no_cache {
+        let scope = format!("{}|{}|{}", self.env.opts.scope, stage.label(), step.line);
+        let forced = if self.env.opts.no_cache {
             Some(Reason::NoCache)
         } else if filtered {
             Some(Reason::NoCacheFilter(stage.label()))
         } else {
             None
         };
-        let mut hit: Option<StepRecord> = None;
-        if forced.is_none() && !st.missed {
-            hit = self.cache.lookup_step(&key, &inputs)?;
-        }
-        let mut new_entries: Option<Vec<LayerEntry>> = None;
-        let mut changed = None;
-        let mut changes = Vec::new();
-        let (record, cached, reason) = match hit {
+        let hit = match forced.is_none() && !st.missed {
+            true => self.cache.lookup_step(&key, &inputs)?,
+            false => None,
+        };
+        let mut miss = Miss::default();
+        let (record, new_entries) = match hit {
             Some(rec) => {
-                let reason = match &rec.from {
+                miss.reason = match &rec.from {
                     Some(from) => Reason::HitFrom(from.clone()),
                     None => Reason::Hit,
                 };
-                (rec, true, reason)
+                (rec, None)
             }
             None => {
-                // Last build's inputs for this step are read only to explain a miss.
-                let previous: Option<StepInputs> = self
-                    .store
-                    .get_history(&scope)?
-                    .and_then(|(_, inputs)| serde_json::from_str(&inputs).ok());
-                let reason = match (forced, self.cache.miss_note(&key)) {
-                    (Some(r), _) if !st.missed => r,
-                    (_, Some(note)) if !st.missed => Reason::ImportedMiss(note),
-                    _ => cache::explain(previous.as_ref(), &inputs, st.missed),
-                };
-                if let Some(p) = &previous {
-                    changes = cache::changes(p, &inputs);
-                }
-                if let Reason::FileChanged { path, .. } = &reason {
-                    changed = Some(super::Changed {
-                        path: path.clone(),
-                        was: previous.as_ref().and_then(|p| p.files.get(path).cloned()),
-                        now: inputs.files.get(path).cloned(),
-                    });
-                }
-                if self.opts.dry_run {
+                miss = self.why_missed(&scope, &key, &inputs, forced, st.missed)?;
+                if self.env.opts.dry_run {
                     st.unknown = true;
                     st.missed = true;
-                    return Ok(StepDone {
-                        cached: false,
-                        reason,
-                        key: Some(key.to_string()),
-                        layer: None,
-                        inputs: Some(Box::new(inputs)),
-                        changed,
-                        changes,
-                    });
+                    return Ok(miss.done(Some(key.to_string()), None, inputs));
                 }
-                let description = format!("[{}] {}", stage.label(), step.display);
-                let rec = match op.execute(self, cx, st, &key)? {
-                    Some(out) => {
-                        // A name the OCI layer format reserves would act
-                        // as a deletion in this layer or a later one.
-                        if let Some(e) = out.entries.iter().find(|e| layer::is_reserved(e)) {
-                            return Err(self.step_error(
-                                step,
-                                cx.label,
-                                StepFailure::ReservedName {
-                                    path: format!("/{}", e.path),
-                                },
-                            ));
-                        }
-                        let entries = layer::normalize(out.entries);
-                        let rec = self.record_layer(&key, &entries, &description)?;
-                        // The entries' files may live in the op's work
-                        // directory: it goes only now that the layer is
-                        // written, and a RUN's rootfs is kept for the next
-                        // step, as the tree of the layers with this one.
-                        drop(out.work);
-                        if let (Some(left), Some(l)) = (out.rootfs, &rec.layer) {
-                            let (manifest, stats) = left.snapshot.advance(&entries);
-                            let mut layers = left.layers;
-                            layers.push(l.digest.clone());
-                            self.keep_warm(super::WarmRootfs {
-                                layers,
-                                dir: left.dir,
-                                manifest,
-                                stats,
-                                shared: left.shared,
-                            });
-                        }
-                        new_entries = Some(entries);
-                        rec
-                    }
-                    None => {
-                        let rec = StepRecord::default();
-                        self.cache.record(&key, &rec, &description)?;
-                        rec
-                    }
-                };
-                (rec, false, reason)
+                self.execute(op.as_mut(), cx, st, &key)?
             }
         };
-        if !self.opts.dry_run
-            && self.store.history_key(&scope)?.as_deref() != Some(key.to_string().as_str())
-        {
-            self.store.put_history(
-                &scope,
-                &key.to_string(),
-                &serde_json::to_string(&inputs).expect("inputs"),
-            )?;
+        let cached = !miss.missed;
+        if !self.env.opts.dry_run {
+            self.keep_inputs(&scope, &key, &inputs)?;
         }
-
-        // Effects on the stage.
         let key_text = key.to_string();
         let kept_layer = record.layer.clone();
         st.key = key;
+        self.apply(op.as_ref(), cx, st, record, new_entries, cached);
+        Ok(miss.done(Some(key_text), kept_layer, inputs))
+    }
+
+    /// Explaining: a step whose key cannot be known before an earlier one
+    /// (or a stage it reads) runs.
+    fn not_known_yet(&self, cx: &StepCx<'_>, st: &mut StageState) -> Option<StepDone> {
+        if st.unknown {
+            return Some(StepDone::unknown(Reason::ParentRebuilt));
+        }
+        // A stage it reads that would rebuild: its files are known only
+        // once it has run.
+        let &i = cx
+            .step
+            .uses_stages
+            .iter()
+            .find(|&&i| self.env.stage_state(i).unknown)?;
+        st.unknown = true;
+        st.missed = true;
+        let label = cx.plan.stages[i].label();
+        Some(StepDone::unknown(Reason::SourceStageRebuilds(label)))
+    }
+
+    /// Why a step missed: forced, an imported cache's note, or its inputs
+    /// against last build's for the same step (read only to explain it).
+    fn why_missed(
+        &self,
+        scope: &str,
+        key: &crate::cache::CacheKey,
+        inputs: &StepInputs,
+        forced: Option<Reason>,
+        parent_missed: bool,
+    ) -> Result<Miss, BuildError> {
+        let previous: Option<StepInputs> = self
+            .env
+            .store
+            .get_history(scope)?
+            .and_then(|(_, inputs)| serde_json::from_str(&inputs).ok());
+        let reason = match (forced, self.cache.miss_note(key)) {
+            (Some(r), _) if !parent_missed => r,
+            (_, Some(note)) if !parent_missed => Reason::ImportedMiss(note),
+            _ => cache::explain(previous.as_ref(), inputs, parent_missed),
+        };
+        let changed = match &reason {
+            Reason::FileChanged { path, .. } => Some(super::Changed {
+                path: path.clone(),
+                was: previous.as_ref().and_then(|p| p.files.get(path).cloned()),
+                now: inputs.files.get(path).cloned(),
+            }),
+            _ => None,
+        };
+        Ok(Miss {
+            missed: true,
+            reason,
+            changed,
+            changes: previous
+                .map(|p| cache::changes(&p, inputs))
+                .unwrap_or_default(),
+        })
+    }
+
+    /// A miss: the op executes; what it changed becomes a layer, written
+    /// and recorded (a step that changes nothing records no layer).
+    fn execute(
+        &self,
+        op: &mut dyn ops::Op,
+        cx: &StepCx<'_>,
+        st: &mut StageState,
+        key: &crate::cache::CacheKey,
+    ) -> Result<(StepRecord, Option<Vec<LayerEntry>>), BuildError> {
+        let description = format!("[{}] {}", cx.stage.label(), cx.step.display);
+        let Some(out) = op.execute(&self.env, cx, st, key)? else {
+            let rec = StepRecord::default();
+            self.cache.record(key, &rec, &description)?;
+            return Ok((rec, None));
+        };
+        // A name the OCI layer format reserves would act as a deletion in
+        // this layer or a later one.
+        if let Some(e) = out.entries.iter().find(|e| layer::is_reserved(e)) {
+            return Err(self.env.step_error(
+                cx.step,
+                cx.label,
+                StepFailure::ReservedName {
+                    path: format!("/{}", e.path),
+                },
+            ));
+        }
+        let entries = layer::normalize(out.entries);
+        let rec = self.record_layer(key, &entries, &description)?;
+        // The entries' files may live in the op's work directory: it goes
+        // only now that the layer is written, and a RUN's rootfs is kept
+        // for the next step, as the tree of the layers with this one.
+        drop(out.work);
+        if let (Some(left), Some(l)) = (out.rootfs, &rec.layer) {
+            let (manifest, stats) = left.snapshot.advance(&entries);
+            let mut layers = left.layers;
+            layers.push(l.digest.clone());
+            self.env.pool.keep_warm(super::pool::WarmRootfs {
+                layers,
+                dir: left.dir,
+                manifest,
+                stats,
+                shared: left.shared,
+            });
+        }
+        Ok((rec, Some(entries)))
+    }
+
+    /// Keeps the step's inputs as its scope's last, to explain its next
+    /// miss.
+    fn keep_inputs(
+        &self,
+        scope: &str,
+        key: &crate::cache::CacheKey,
+        inputs: &StepInputs,
+    ) -> Result<(), BuildError> {
+        let store = self.env.store;
+        if store.history_key(scope)?.as_deref() != Some(key.to_string().as_str()) {
+            store.put_history(
+                scope,
+                &key.to_string(),
+                &serde_json::to_string(inputs).expect("inputs"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The step's effect on the stage: its layer, the config, the history.
+    fn apply(
+        &self,
+        op: &dyn ops::Op,
+        cx: &StepCx<'_>,
+        st: &mut StageState,
+        record: StepRecord,
+        new_entries: Option<Vec<LayerEntry>>,
+        cached: bool,
+    ) {
         st.missed = st.missed || !cached;
-        let created = oci::rfc3339(self.opts.epoch);
         let empty_layer = record.layer.is_none();
         if let Some(l) = record.layer {
             match (new_entries, st.manifest.as_mut()) {
@@ -333,30 +380,42 @@ impl Solver<'_> {
             }
             st.layers.push(l);
         }
-        op.configure(step, &mut st.config, &mut st.cmd_set);
-        // WORKDIR's entry names the directory it resolved to, as
-        // BuildKit's does (`WORKDIR rel` on `/srv` is `WORKDIR /srv/rel`).
-        let created_by = match &step.instruction {
-            crate::frontend::instructions::Instruction::Workdir { .. } => {
-                format!("WORKDIR {}", step.workdir)
-            }
-            _ => step.display.clone(),
-        };
+        op.configure(cx.step, &mut st.config, &mut st.cmd_set);
         st.history.push(HistoryEntry {
-            created,
-            created_by,
+            created: oci::rfc3339(self.env.opts.epoch),
+            created_by: op.created_by(cx.step),
             comment: "wbuild.dockerfile.v0".into(),
             empty_layer,
         });
-        Ok(StepDone {
-            cached,
-            reason,
-            key: Some(key_text),
-            layer: kept_layer,
+    }
+}
+
+/// Why a step ran (or that it did not), for its report.
+#[derive(Default)]
+struct Miss {
+    missed: bool,
+    reason: Reason,
+    changed: Option<super::Changed>,
+    /// A miss's inputs against its previous build's.
+    changes: Vec<cache::InputChange>,
+}
+
+impl Miss {
+    fn done(
+        self,
+        key: Option<String>,
+        layer: Option<crate::oci::LayerInfo>,
+        inputs: StepInputs,
+    ) -> StepDone {
+        StepDone {
+            cached: !self.missed,
+            reason: self.reason,
+            key,
+            layer,
             inputs: Some(Box::new(inputs)),
-            changed,
-            changes,
-        })
+            changed: self.changed,
+            changes: self.changes,
+        }
     }
 }
 

@@ -68,7 +68,7 @@ impl Fixture {
             imported: Vec::new(),
             dry_run: false,
         };
-        Solver::new(&self.store, &self.context, opts, events)
+        Solver::new(&self.store, &self.context, opts, events, None)
     }
 
     /// Where step `n` (0-based) of the last stage stands.
@@ -85,9 +85,13 @@ impl Fixture {
 
     /// The last stage's state after its FROM.
     pub fn base(&self, solver: &Solver<'_>) -> StageState {
-        solver
-            .base_state(self.plan.stages.last().unwrap(), "test")
-            .unwrap()
+        super::ops::source::base_state(
+            &solver.env,
+            &solver.cache,
+            self.plan.stages.last().unwrap(),
+            "test",
+        )
+        .unwrap()
     }
 }
 

@@ -6,33 +6,50 @@ use super::file::Layout;
 use super::{Executed, Op, StepCx};
 use crate::cache::{CacheKey, StepInputs};
 use crate::env;
-use crate::frontend::instructions::{CommandLine, Copy, Healthcheck, Instruction};
+use crate::frontend::instructions::{ArgDecl, CommandLine, Copy, Healthcheck, Instruction};
 use crate::fs::{self as tree, Kind};
 use crate::oci::{Empty, HealthConfig, RunConfig};
 use crate::plan::Step;
-use crate::solve::{BuildError, Solver, StageState};
+use crate::solve::env::Env;
+use crate::solve::{BuildError, StageState};
 
-/// ENV, LABEL, CMD, ARG and the other config-only instructions.
+/// ENV, LABEL, CMD and the other instructions that only change the
+/// config.
 pub(crate) struct ConfigOp;
 
-impl Op for ConfigOp {
+impl Op for ConfigOp {}
+
+/// ARG: keyed by its values, so a new `--build-arg` rebuilds from here.
+pub(crate) struct ArgOp<'i> {
+    pub args: &'i [ArgDecl],
+}
+
+impl Op for ArgOp<'_> {
     fn cache_inputs(
         &mut self,
-        _solver: &Solver<'_>,
+        _env: &Env<'_>,
         cx: &StepCx<'_>,
         _st: &mut StageState,
         inputs: &mut StepInputs,
     ) -> Result<(), BuildError> {
-        // An ARG's value is an input: a new --build-arg rebuilds from here.
-        if let Instruction::Arg { args } = &cx.step.instruction {
-            for a in args {
-                inputs.args.insert(
-                    a.name.clone(),
-                    cx.step.args.get(&a.name).cloned().unwrap_or_default(),
-                );
-            }
+        for a in self.args {
+            inputs.args.insert(
+                a.name.clone(),
+                cx.step.args.get(&a.name).cloned().unwrap_or_default(),
+            );
         }
         Ok(())
+    }
+}
+
+/// MAINTAINER: the image's author.
+pub(crate) struct MaintainerOp<'i> {
+    pub name: &'i str,
+}
+
+impl Op for MaintainerOp<'_> {
+    fn author(&self) -> Option<&str> {
+        Some(self.name)
     }
 }
 
@@ -41,16 +58,22 @@ impl Op for ConfigOp {
 pub(crate) struct WorkdirOp;
 
 impl Op for WorkdirOp {
+    /// The directory it resolved to, as BuildKit's entry names it
+    /// (`WORKDIR rel` on `/srv` is `WORKDIR /srv/rel`).
+    fn created_by(&self, step: &Step) -> String {
+        format!("WORKDIR {}", step.workdir)
+    }
+
     fn execute(
         &mut self,
-        solver: &Solver<'_>,
+        env: &Env<'_>,
         cx: &StepCx<'_>,
         st: &mut StageState,
         _key: &CacheKey,
     ) -> Result<Option<Executed>, BuildError> {
         let dir = tree::manifest_path(&cx.step.workdir);
-        let fail = |m: String| solver.step_error(cx.step, cx.label, m);
-        let m = solver.manifest(st)?;
+        let fail = |m: String| env.step_error(cx.step, cx.label, m);
+        let m = env.manifest(st)?;
         // As BuildKit's mkdir: the path followed through the image's
         // symlinks, what is missing made and owned by the current USER.
         let at = tree::resolve(m, &dir, true).map_err(fail)?;
@@ -62,9 +85,7 @@ impl Op for WorkdirOp {
         let owner = if user.is_empty() {
             (0, 0)
         } else {
-            solver
-                .chown_ids(st, &user)
-                .map_err(|e| fail(format!("USER {user}: {e}")))?
+            super::file::chown_ids(env, st, &user).map_err(|e| fail(format!("USER {user}: {e}")))?
         };
         layout
             .mkdir_all(&at, owner)
@@ -191,7 +212,7 @@ mod tests {
         let stage = f.plan.stages.last().unwrap();
         let mut inp = inputs();
         let mut op = op_for(&stage.steps[0].instruction);
-        op.cache_inputs(&solver, &f.cx(0), &mut st, &mut inp)
+        op.cache_inputs(&solver.env, &f.cx(0), &mut st, &mut inp)
             .unwrap();
         assert_eq!(inp.args.get("V").map(String::as_str), Some("1"));
         let mut config = RunConfig::default();
@@ -199,7 +220,7 @@ mod tests {
         for (n, step) in stage.steps.iter().enumerate() {
             let mut op = op_for(&step.instruction);
             assert!(
-                op.execute(&solver, &f.cx(n), &mut st, &key())
+                op.execute(&solver.env, &f.cx(n), &mut st, &key())
                     .unwrap()
                     .is_none(),
                 "{} makes no layer",
@@ -223,7 +244,7 @@ mod tests {
         let mut st = f.base(&solver);
         let stage = f.plan.stages.last().unwrap();
         let out = WorkdirOp
-            .execute(&solver, &f.cx(0), &mut st, &key())
+            .execute(&solver.env, &f.cx(0), &mut st, &key())
             .unwrap()
             .unwrap();
         let made: Vec<(&str, &str)> = out
@@ -237,7 +258,7 @@ mod tests {
         assert_eq!(config.working_dir, "/a/b");
         // WORKDIR / has nothing to create.
         assert!(WorkdirOp
-            .execute(&solver, &f.cx(1), &mut st, &key())
+            .execute(&solver.env, &f.cx(1), &mut st, &key())
             .unwrap()
             .is_none());
     }

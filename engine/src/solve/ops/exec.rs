@@ -8,9 +8,9 @@ use std::sync::Arc;
 #[cfg(feature = "sandbox")]
 use std::time::Instant;
 
+use super::mounts::{bind_source, MountPlan};
 #[cfg(feature = "sandbox")]
-use super::mounts::plan_of_mounts;
-use super::mounts::MountPlan;
+use super::mounts::{plan_of_mounts, set_up_mounts};
 use super::{Executed, Op, StepCx};
 use crate::cache::{self, CacheKey, StepInputs};
 use crate::env;
@@ -22,9 +22,10 @@ use crate::fs as tree;
 use crate::plan::Step;
 #[cfg(feature = "sandbox")]
 use crate::progress::Event;
+use crate::solve::env::Env;
 #[cfg(feature = "sandbox")]
 use crate::solve::StepFailure;
-use crate::solve::{BuildError, Solver, StageState};
+use crate::solve::{BuildError, StageState};
 
 /// A RUN step.
 pub(crate) struct ExecOp<'i> {
@@ -42,18 +43,18 @@ impl<'i> ExecOp<'i> {
 impl Op for ExecOp<'_> {
     fn cache_inputs(
         &mut self,
-        solver: &Solver<'_>,
+        env: &Env<'_>,
         cx: &StepCx<'_>,
         st: &mut StageState,
         inputs: &mut StepInputs,
     ) -> Result<(), BuildError> {
         let r = self.run;
-        let mut rp = solver.plan_run(cx.step, cx.label, st, r)?;
+        let mut rp = plan_run(env, cx.step, cx.label, st, r)?;
         // A cache mount `from=` a stage starts out as a copy of it.
         for mp in rp.mounts.iter_mut().filter(|m| m.kind == MountType::Cache) {
             let spec = &r.mounts[mp.index];
             if let Some(f) = &spec.from {
-                let (tree, items) = solver.bind_source(cx, spec)?;
+                let (tree, items) = bind_source(env, cx, spec)?;
                 mp.from_stage = tree.stage;
                 if tree.stage.is_none() {
                     mp.from_image = Some((f.clone(), cx.stage.platform.clone()));
@@ -69,7 +70,7 @@ impl Op for ExecOp<'_> {
         // The files a bind mount shows are part of the key.
         for mp in rp.mounts.iter_mut().filter(|m| m.kind == MountType::Bind) {
             let spec = &r.mounts[mp.index];
-            let (tree, items) = solver.bind_source(cx, spec)?;
+            let (tree, items) = bind_source(env, cx, spec)?;
             mp.from_stage = spec.from.as_ref().and_then(|_| tree.stage);
             if let (Some(f), None) = (&spec.from, tree.stage) {
                 mp.from_image = Some((f.clone(), cx.stage.platform.clone()));
@@ -89,13 +90,13 @@ impl Op for ExecOp<'_> {
 
     fn execute(
         &mut self,
-        solver: &Solver<'_>,
+        env: &Env<'_>,
         cx: &StepCx<'_>,
         st: &mut StageState,
         key: &CacheKey,
     ) -> Result<Option<Executed>, BuildError> {
         let rp = self.plan.as_ref().expect("cache_inputs planned the run");
-        solver.execute_run(cx, st, rp, key).map(Some)
+        execute_run(env, cx, st, rp, key).map(Some)
     }
 }
 
@@ -108,334 +109,390 @@ pub(crate) struct RunPlan {
     pub mounts: Vec<MountPlan>,
 }
 
-impl Solver<'_> {
-    /// What a RUN step will execute: argv, env, cwd (all part of its key).
-    pub(in crate::solve) fn plan_run(
-        &self,
-        step: &Step,
-        label: &str,
-        st: &StageState,
-        r: &crate::frontend::instructions::Run,
-    ) -> Result<RunPlan, BuildError> {
-        use crate::frontend::instructions::{MountType, NetworkMode};
-        let mut mounts = Vec::new();
-        for (i, m) in r.mounts.iter().enumerate() {
-            let kind = m.kind();
-            if kind == MountType::Ssh {
-                return Err(self.step_error(
-                    step,
-                    label,
-                    "--mount=type=ssh: there are no sockets in the sandbox, so no SSH agent",
-                ));
-            }
-            let target = match (&m.target, kind) {
-                (Some(t), _) => t.clone(),
-                (None, MountType::Secret) if m.env.is_none() => {
-                    format!(
-                        "/run/secrets/{}",
-                        m.id.clone()
-                            .or_else(|| m.source.clone())
-                            .unwrap_or_default()
-                    )
-                }
-                (None, MountType::Secret) => String::new(),
-                // As BuildKit: no target is the working directory.
-                (None, _) => String::new(),
-            };
-            let target = if kind == MountType::Secret && target.is_empty() {
-                target
-            } else {
-                // A relative (or empty) target is under WORKDIR, as BuildKit
-                // joins it; only `/` itself cannot be mounted over.
-                let joined = if target.starts_with('/') {
-                    target
-                } else {
-                    format!("{}/{}", step.workdir.trim_end_matches('/'), target)
-                };
-                let clean = crate::paths::clean_path(&format!("/{joined}"));
-                if clean == "/" {
-                    return Err(self.step_error(
-                        step,
-                        label,
-                        format!(
-                            "--mount={}: invalid mount target \"/\" (give target=, or a WORKDIR other than /)",
-                            m.raw
-                        ),
-                    ));
-                }
-                clean
-            };
-            mounts.push(MountPlan {
-                index: i,
-                kind,
-                target,
-                read_only: m.is_read_only(),
-                id: m.id.clone().or_else(|| {
-                    if kind == MountType::Secret {
-                        m.source.clone()
-                    } else {
-                        None
-                    }
-                }),
-                sharing: m.sharing,
-                source: m.source.clone(),
-                from_stage: None,
-                from_image: None,
-                env: m.env.clone(),
-                required: m.required.unwrap_or(false),
-            });
-        }
-        if r.network == Some(NetworkMode::Host) {
-            return Err(self.step_error(
+/// What a RUN step will execute: argv, env, cwd (all part of its key).
+pub(in crate::solve) fn plan_run(
+    env: &Env<'_>,
+    step: &Step,
+    label: &str,
+    st: &StageState,
+    r: &crate::frontend::instructions::Run,
+) -> Result<RunPlan, BuildError> {
+    use crate::frontend::instructions::{MountType, NetworkMode};
+    let mut mounts = Vec::new();
+    for (i, m) in r.mounts.iter().enumerate() {
+        let kind = m.kind();
+        if kind == MountType::Ssh {
+            return Err(env.step_error(
                 step,
                 label,
-                "--network=host: the sandbox has no sockets; use --network=none or default",
+                "--mount=type=ssh: there are no sockets in the sandbox, so no SSH agent",
             ));
         }
-        let shell = env::shell_of(&st.config.shell);
-        let mut argv = if r.command.shell_form {
-            let mut script = r.command.args.join(" ");
-            if let Some(h) = r.heredocs.first() {
-                // `RUN <<EOF` alone runs the heredoc as the script.
-                let only_marker = r.heredocs.len() == 1
-                    && crate::frontend::parser::parse_heredoc(script.trim())
-                        .ok()
-                        .flatten()
-                        .is_some();
-                if only_marker {
-                    script = h.body();
-                } else {
-                    // As BuildKit does: the command line and every body,
-                    // each closed by its delimiter, go to the shell, which
-                    // reads the here-documents itself.
-                    for h in &r.heredocs {
-                        script.push('\n');
-                        script.push_str(&h.content);
-                        script.push_str(&h.name);
-                    }
-                }
+        let target = match (&m.target, kind) {
+            (Some(t), _) => t.clone(),
+            (None, MountType::Secret) if m.env.is_none() => {
+                format!(
+                    "/run/secrets/{}",
+                    m.id.clone()
+                        .or_else(|| m.source.clone())
+                        .unwrap_or_default()
+                )
             }
-            let mut v = shell;
-            v.push(script);
-            v
+            (None, MountType::Secret) => String::new(),
+            // As BuildKit: no target is the working directory.
+            (None, _) => String::new(),
+        };
+        let target = if kind == MountType::Secret && target.is_empty() {
+            target
         } else {
-            r.command.args.clone()
+            // A relative (or empty) target is under WORKDIR, as BuildKit
+            // joins it; only `/` itself cannot be mounted over.
+            let joined = if target.starts_with('/') {
+                target
+            } else {
+                format!("{}/{}", step.workdir.trim_end_matches('/'), target)
+            };
+            let clean = crate::paths::clean_path(&format!("/{joined}"));
+            if clean == "/" {
+                return Err(env.step_error(
+                    step,
+                    label,
+                    format!(
+                        "--mount={}: invalid mount target \"/\" (give target=, or a WORKDIR other than /)",
+                        m.raw
+                    ),
+                ));
+            }
+            clean
         };
-        if argv.is_empty() || argv[0].is_empty() {
-            return Err(self.step_error(step, label, "RUN has no command"));
-        }
-        let cwd = env::cwd_of(&step.workdir);
-        let env = env::program_env(st.config.env_map(), &step.args, &step.args_over_env, &cwd);
-        argv.shrink_to_fit();
-        Ok(RunPlan {
-            argv,
-            env,
-            cwd,
-            mounts,
-        })
+        mounts.push(MountPlan {
+            index: i,
+            kind,
+            target,
+            read_only: m.is_read_only(),
+            id: m.id.clone().or_else(|| {
+                if kind == MountType::Secret {
+                    m.source.clone()
+                } else {
+                    None
+                }
+            }),
+            sharing: m.sharing,
+            source: m.source.clone(),
+            from_stage: None,
+            from_image: None,
+            env: m.env.clone(),
+            required: m.required.unwrap_or(false),
+        });
     }
-
-    /// Runs a RUN step on a copy of the stage's rootfs and returns what it
-    /// changed, as layer entries.
-    #[cfg(feature = "sandbox")]
-    fn execute_run(
-        &self,
-        cx: &StepCx<'_>,
-        st: &mut StageState,
-        rp: &RunPlan,
-        key: &CacheKey,
-    ) -> Result<Executed, BuildError> {
-        let (step, label) = (cx.step, cx.label);
-        use crate::fs::snapshot::Snapshot;
-        use crate::sandbox;
-        let fail = |f: StepFailure| self.step_error(step, label, f);
-        // The rootfs: the one an earlier RUN of this build left on these
-        // layers (or on the first of them, the rest applied), else a new
-        // copy of the layers.
-        let (work, mut snap, shared) = match self.take_warm(&st.layers) {
-            Some(w) => {
-                let rest = &st.layers[w.layers.len()..];
-                let snap =
-                    Snapshot::resume(self.store, w.dir.path(), w.manifest, Some(w.stats), rest)
-                        .map_err(|e| fail(e.into()))?;
-                (w.dir, snap, w.shared)
-            }
-            None => {
-                let work = self.store.temp_dir("run-")?;
-                let (snap, shared) = self
-                    .fresh_rootfs(&st.layers, work.path())
-                    .map_err(|e| fail(e.into()))?;
-                (work, snap, shared)
-            }
-        };
-        let cwd_host = work.path().join(tree::manifest_path(&rp.cwd));
-        std::fs::create_dir_all(&cwd_host).map_err(|error| {
-            fail(StepFailure::Io {
-                what: format!("WORKDIR {}", rp.cwd),
-                error,
-            })
-        })?;
-        let path = rp
-            .env
-            .get("PATH")
-            .map(String::as_str)
-            .unwrap_or(DEFAULT_PATH);
-        let (program_path, argv) = sandbox::resolve_program(&snap.dir, &rp.argv, &rp.cwd, path)
-            .map_err(|e| fail(e.into()))?;
-        // An exec-form RUN starts its program as the kernel would: a file
-        // without an execute bit is refused (EACCES), and runc's exit code
-        // for that is 126.
-        let exec_form = matches!(&step.instruction, crate::frontend::instructions::Instruction::Run(r) if !r.command.shell_form);
-        if exec_form {
-            if let Some((_, guest)) = sandbox::find_program(&snap.dir, &rp.argv[0], &rp.cwd, path) {
-                let rel = guest.trim_start_matches('/');
-                let mode = snap
-                    .manifest
-                    .get(rel)
-                    .filter(|m| m.kind == crate::fs::Kind::File)
-                    .map(|m| m.mode);
-                if mode.is_some_and(|m| m & 0o111 == 0) {
-                    return Err(fail(StepFailure::Exit {
-                        argv: rp.argv.clone(),
-                        code: 126,
-                        tail: vec![format!(
-                            "exec {guest}: permission denied (its mode is {:04o}: no execute bit; COPY --chmod=755 or RUN chmod +x gives one)",
-                            mode.unwrap_or(0)
-                        )],
-                    }));
+    if r.network == Some(NetworkMode::Host) {
+        return Err(env.step_error(
+            step,
+            label,
+            "--network=host: the sandbox has no sockets; use --network=none or default",
+        ));
+    }
+    let shell = env::shell_of(&st.config.shell);
+    let mut argv = if r.command.shell_form {
+        let mut script = r.command.args.join(" ");
+        if let Some(h) = r.heredocs.first() {
+            // `RUN <<EOF` alone runs the heredoc as the script.
+            let only_marker = r.heredocs.len() == 1
+                && crate::frontend::parser::parse_heredoc(script.trim())
+                    .ok()
+                    .flatten()
+                    .is_some();
+            if only_marker {
+                script = h.body();
+            } else {
+                // As BuildKit does: the command line and every body,
+                // each closed by its delimiter, go to the shell, which
+                // reads the here-documents itself.
+                for h in &r.heredocs {
+                    script.push('\n');
+                    script.push_str(&h.content);
+                    script.push_str(&h.name);
                 }
             }
         }
-        let (bytes, wbox) =
-            sandbox::program_bytes(&program_path, &argv[0]).map_err(|e| fail(e.into()))?;
-        if wbox && !program_path.starts_with(sandbox::HIDDEN_BIN) {
-            self.emit(Event::Log {
-                vertex: cx.vertex,
-                seconds: 0.0,
-                text: format!(
-                    "{} in this image is not WebAssembly: running wbuild's own wbox {} instead",
-                    argv[0],
-                    argv[0].rsplit('/').next().unwrap_or(&argv[0])
-                ),
-            });
-        }
-        let cache_dir = self.store.compiled_dir()?;
-        let module = sandbox::load_program(&bytes, &argv[0], Some(&cache_dir))
-            .map_err(|e| fail(e.into()))?;
-        let mut env = rp.env.clone();
-        // HOME follows from the parent's rootfs and USER, both in the key.
-        env::with_home(&mut env, work.path(), &st.config.user);
-        let mut env: Vec<(String, String)> = env.into_iter().collect();
-        let mut preopens = vec![sandbox::Preopen {
-            host: work.path().to_path_buf(),
-            guest: "/".into(),
-            writable: true,
-        }];
-        let mut mounts = self
-            .set_up_mounts(
-                plan_of_mounts(step),
-                rp,
-                work.path(),
-                &mut env,
-                &mut preopens,
-            )
-            .map_err(|e| fail(e.into()))?;
-        let spec = sandbox::RunSpec {
-            program: Arc::new(bytes),
-            program_name: argv[0].clone(),
-            argv: argv.clone(),
-            env,
-            cwd: rp.cwd.clone(),
-            preopens,
-            clock: self.opts.epoch,
-            seed: key.0.hex().as_bytes().to_vec(),
-            timeout: self.opts.step_timeout,
-            memory: self.opts.step_memory,
-            limit_flags: sandbox::LimitFlags::STEP,
-            output_limit: 64 << 20,
-            inherit_stdio: false,
-        };
-        let t0 = Instant::now();
-        let vertex = cx.vertex;
-        let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-        let ctx = Arc::new(sandbox::SpawnContext {
-            rootfs: Some(work.path().to_path_buf()),
-            module_cache: Some(cache_dir.clone()),
-            overrides: Default::default(),
-            modes: sandbox::mode_exceptions(&snap.manifest),
-            deadline: std::time::Instant::now() + self.opts.step_timeout,
-            timed_out: Default::default(),
-            disk: sandbox::DiskBudget::new(self.opts.step_disk),
-            shared: shared.clone(),
-            links: std::sync::Mutex::new(std::mem::take(&mut snap.links)),
-            link_refused: Default::default(),
-            // On the filesystem's clock, a tick after the rootfs was made.
-            started: crate::fs::snapshot::next_tick(work.path()).map_err(|e| fail(e.into()))?,
-            jobs: Default::default(),
-        });
-        let out = sandbox::run(&spec, &module, ctx.clone(), &mut |line: &str| {
-            self.emit(Event::Log {
-                vertex,
-                seconds: t0.elapsed().as_secs_f64(),
-                text: line.to_string(),
-            });
-            if tail.len() == 10 {
-                tail.pop_front();
-            }
-            tail.push_back(line.to_string());
-        });
-        // Secrets leave the rootfs before anything looks at it.
-        mounts.clean_up();
-        let mut tail: Vec<String> = tail.into_iter().collect();
-        if ctx.link_refused.load(std::sync::atomic::Ordering::Relaxed) {
-            tail.push(
-                "wbuild: the step opened a path through a symlink, which this host keeps as a file holding its target; RUN steps here cannot follow links yet (Not supported): use the link's target in the step, or build on Linux".into(),
-            );
-        }
-        let out = match out {
-            Ok(out) => out,
-            Err(error) => return Err(fail(StepFailure::Sandbox { error, tail })),
-        };
-        if out.exit_code != 0 {
-            return Err(fail(StepFailure::Exit {
-                argv,
-                code: out.exit_code,
-                tail,
-            }));
-        }
-        snap.overrides =
-            std::mem::take(&mut *ctx.overrides.lock().unwrap_or_else(|p| p.into_inner()));
-        snap.links = std::mem::take(&mut *ctx.links.lock().unwrap_or_else(|p| p.into_inner()));
-        let entries = snap.diff().map_err(|e| fail(e.into()))?;
-        snap.settle_times(&entries, self.opts.epoch);
-        // The entries point into the work dir: keep it until the layer is
-        // written; then the next step may take it over.
-        Ok(Executed {
-            entries,
-            work: Vec::new(),
-            rootfs: Some(super::LeftRootfs {
-                layers: st.layers.iter().map(|l| l.digest.clone()).collect(),
-                dir: work,
-                snapshot: snap,
-                shared,
-            }),
-        })
+        let mut v = shell;
+        v.push(script);
+        v
+    } else {
+        r.command.args.clone()
+    };
+    if argv.is_empty() || argv[0].is_empty() {
+        return Err(env.step_error(step, label, "RUN has no command"));
     }
+    let cwd = env::cwd_of(&step.workdir);
+    let env = env::program_env(st.config.env_map(), &step.args, &step.args_over_env, &cwd);
+    argv.shrink_to_fit();
+    Ok(RunPlan {
+        argv,
+        env,
+        cwd,
+        mounts,
+    })
+}
 
-    #[cfg(not(feature = "sandbox"))]
-    fn execute_run(
-        &self,
-        cx: &StepCx<'_>,
-        _st: &mut StageState,
-        _rp: &RunPlan,
-        _key: &CacheKey,
-    ) -> Result<Executed, BuildError> {
-        Err(self.step_error(
-            cx.step,
-            cx.label,
-            "this wbuild was built without the sandbox feature: RUN is not available",
-        ))
+/// Runs a RUN step on a copy of the stage's rootfs and returns what it
+/// changed, as layer entries.
+#[cfg(feature = "sandbox")]
+fn execute_run(
+    env: &Env<'_>,
+    cx: &StepCx<'_>,
+    st: &mut StageState,
+    rp: &RunPlan,
+    key: &CacheKey,
+) -> Result<Executed, BuildError> {
+    use crate::sandbox;
+    let fail = |f: StepFailure| env.step_error(cx.step, cx.label, f);
+    let (work, mut snap, shared) = rootfs_for(env, st).map_err(|e| fail(e.into()))?;
+    let cwd_host = work.path().join(tree::manifest_path(&rp.cwd));
+    std::fs::create_dir_all(&cwd_host).map_err(|error| {
+        fail(StepFailure::Io {
+            what: format!("WORKDIR {}", rp.cwd),
+            error,
+        })
+    })?;
+    let program = program_of(env, cx, rp, &snap)?;
+    let cache_dir = env.store.compiled_dir()?;
+    let module = sandbox::load_program(&program.bytes, &program.argv[0], Some(&cache_dir))
+        .map_err(|e| fail(e.into()))?;
+    let mut vars = rp.env.clone();
+    // HOME follows from the parent's rootfs and USER, both in the key.
+    env::with_home(&mut vars, work.path(), &st.config.user);
+    let mut vars: Vec<(String, String)> = vars.into_iter().collect();
+    let mut preopens = vec![sandbox::Preopen {
+        host: work.path().to_path_buf(),
+        guest: "/".into(),
+        writable: true,
+    }];
+    let mut mounts = set_up_mounts(
+        env,
+        plan_of_mounts(cx.step),
+        rp,
+        work.path(),
+        &mut vars,
+        &mut preopens,
+    )
+    .map_err(|e| fail(e.into()))?;
+    let o = &env.opts;
+    let spec = sandbox::RunSpec {
+        program: Arc::new(program.bytes),
+        program_name: program.argv[0].clone(),
+        argv: program.argv.clone(),
+        env: vars,
+        cwd: rp.cwd.clone(),
+        preopens,
+        clock: o.epoch,
+        seed: key.0.hex().as_bytes().to_vec(),
+        timeout: o.step_timeout,
+        memory: o.step_memory,
+        limit_flags: sandbox::LimitFlags::STEP,
+        output_limit: 64 << 20,
+        inherit_stdio: false,
+    };
+    let ctx = Arc::new(sandbox::SpawnContext {
+        rootfs: Some(work.path().to_path_buf()),
+        module_cache: Some(cache_dir.clone()),
+        overrides: Default::default(),
+        modes: sandbox::mode_exceptions(&snap.manifest),
+        deadline: std::time::Instant::now() + o.step_timeout,
+        timed_out: Default::default(),
+        disk: sandbox::DiskBudget::new(o.step_disk),
+        shared: shared.clone(),
+        links: std::sync::Mutex::new(std::mem::take(&mut snap.links)),
+        link_refused: Default::default(),
+        // On the filesystem's clock, a tick after the rootfs was made.
+        started: crate::fs::snapshot::next_tick(work.path()).map_err(|e| fail(e.into()))?,
+        jobs: Default::default(),
+    });
+    let (out, tail) = run_showing_output(env, cx.vertex, &spec, &module, ctx.clone());
+    // Secrets leave the rootfs before anything looks at it.
+    mounts.clean_up();
+    check_exit(out, tail, &ctx, program.argv).map_err(|f| fail(*f))?;
+    snap.overrides = std::mem::take(&mut *ctx.overrides.lock().unwrap_or_else(|p| p.into_inner()));
+    snap.links = std::mem::take(&mut *ctx.links.lock().unwrap_or_else(|p| p.into_inner()));
+    let entries = snap.diff().map_err(|e| fail(e.into()))?;
+    snap.settle_times(&entries, env.opts.epoch);
+    // The entries point into the work dir: keep it until the layer is
+    // written; then the next step may take it over.
+    Ok(Executed {
+        entries,
+        work: Vec::new(),
+        rootfs: Some(super::LeftRootfs {
+            layers: st.layers.iter().map(|l| l.digest.clone()).collect(),
+            dir: work,
+            snapshot: snap,
+            shared,
+        }),
+    })
+}
+
+/// The rootfs a RUN step runs in: the one an earlier RUN of this build
+/// left on these layers (or on the first of them, the rest applied), else
+/// a new copy of the layers.
+#[cfg(feature = "sandbox")]
+#[allow(clippy::type_complexity)]
+fn rootfs_for(
+    env: &Env<'_>,
+    st: &StageState,
+) -> Result<
+    (
+        tempfile::TempDir,
+        crate::fs::snapshot::Snapshot,
+        Option<Arc<crate::fs::pristine::SharedInodes>>,
+    ),
+    crate::fs::snapshot::SnapshotError,
+> {
+    use crate::fs::snapshot::{Snapshot, SnapshotError};
+    if let Some(w) = env.pool.take_warm(&st.layers) {
+        let rest = &st.layers[w.layers.len()..];
+        let snap = Snapshot::resume(env.store, w.dir.path(), w.manifest, Some(w.stats), rest)?;
+        return Ok((w.dir, snap, w.shared));
     }
+    let work = env.store.temp_dir("run-").map_err(SnapshotError::from)?;
+    let (snap, shared) = env.pool.fresh_rootfs(env.store, &st.layers, work.path())?;
+    Ok((work, snap, shared))
+}
+
+/// The program a RUN step starts, as the sandbox will run it.
+#[cfg(feature = "sandbox")]
+struct Program {
+    /// Its argv as run (the program's path first).
+    argv: Vec<String>,
+    bytes: Vec<u8>,
+}
+
+/// Finds the program a RUN step names in the rootfs (on PATH). An
+/// exec-form RUN starts it as the kernel would: a file without an execute
+/// bit is refused (EACCES; runc's exit code for that is 126). A program
+/// that is not WebAssembly is run as wbuild's own wbox of that name, and
+/// the step's output says so.
+#[cfg(feature = "sandbox")]
+fn program_of(
+    env: &Env<'_>,
+    cx: &StepCx<'_>,
+    rp: &RunPlan,
+    snap: &crate::fs::snapshot::Snapshot,
+) -> Result<Program, BuildError> {
+    use crate::sandbox;
+    let fail = |f: StepFailure| env.step_error(cx.step, cx.label, f);
+    let path = rp
+        .env
+        .get("PATH")
+        .map(String::as_str)
+        .unwrap_or(DEFAULT_PATH);
+    let (program_path, argv) =
+        sandbox::resolve_program(&snap.dir, &rp.argv, &rp.cwd, path).map_err(|e| fail(e.into()))?;
+    let exec_form = matches!(&cx.step.instruction, crate::frontend::instructions::Instruction::Run(r) if !r.command.shell_form);
+    if exec_form {
+        if let Some((_, guest)) = sandbox::find_program(&snap.dir, &rp.argv[0], &rp.cwd, path) {
+            let rel = guest.trim_start_matches('/');
+            let mode = snap
+                .manifest
+                .get(rel)
+                .filter(|m| m.kind == crate::fs::Kind::File)
+                .map(|m| m.mode);
+            if mode.is_some_and(|m| m & 0o111 == 0) {
+                return Err(fail(StepFailure::Exit {
+                    argv: rp.argv.clone(),
+                    code: 126,
+                    tail: vec![format!(
+                        "exec {guest}: permission denied (its mode is {:04o}: no execute bit; COPY --chmod=755 or RUN chmod +x gives one)",
+                        mode.unwrap_or(0)
+                    )],
+                }));
+            }
+        }
+    }
+    let (bytes, wbox) =
+        sandbox::program_bytes(&program_path, &argv[0]).map_err(|e| fail(e.into()))?;
+    if wbox && !program_path.starts_with(sandbox::HIDDEN_BIN) {
+        env.emit(Event::Log {
+            vertex: cx.vertex,
+            seconds: 0.0,
+            text: format!(
+                "{} in this image is not WebAssembly: running wbuild's own wbox {} instead",
+                argv[0],
+                argv[0].rsplit('/').next().unwrap_or(&argv[0])
+            ),
+        });
+    }
+    Ok(Program { argv, bytes })
+}
+
+/// Runs the program, each line it prints shown as the step's output as
+/// it comes; its outcome and its last ten lines.
+#[cfg(feature = "sandbox")]
+fn run_showing_output(
+    env: &Env<'_>,
+    vertex: usize,
+    spec: &crate::sandbox::RunSpec,
+    module: &crate::sandbox::Program,
+    ctx: Arc<crate::sandbox::SpawnContext>,
+) -> (
+    Result<crate::sandbox::RunOutput, crate::sandbox::SandboxError>,
+    Vec<String>,
+) {
+    let t0 = Instant::now();
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let out = crate::sandbox::run(spec, module, ctx, &mut |line: &str| {
+        env.emit(Event::Log {
+            vertex,
+            seconds: t0.elapsed().as_secs_f64(),
+            text: line.to_string(),
+        });
+        if tail.len() == 10 {
+            tail.pop_front();
+        }
+        tail.push_back(line.to_string());
+    });
+    (out, tail.into_iter().collect())
+}
+
+/// The step's failure, if the program did not exit 0 (or the sandbox
+/// stopped it).
+#[cfg(feature = "sandbox")]
+fn check_exit(
+    out: Result<crate::sandbox::RunOutput, crate::sandbox::SandboxError>,
+    mut tail: Vec<String>,
+    ctx: &crate::sandbox::SpawnContext,
+    argv: Vec<String>,
+) -> Result<(), Box<StepFailure>> {
+    if ctx.link_refused.load(std::sync::atomic::Ordering::Relaxed) {
+        tail.push(
+            "wbuild: the step opened a path through a symlink, which this host keeps as a file holding its target; RUN steps here cannot follow links yet (Not supported): use the link's target in the step, or build on Linux".into(),
+        );
+    }
+    let out = match out {
+        Ok(out) => out,
+        Err(error) => return Err(Box::new(StepFailure::Sandbox { error, tail })),
+    };
+    if out.exit_code != 0 {
+        return Err(Box::new(StepFailure::Exit {
+            argv,
+            code: out.exit_code,
+            tail,
+        }));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "sandbox"))]
+fn execute_run(
+    env: &Env<'_>,
+    cx: &StepCx<'_>,
+    _st: &mut StageState,
+    _rp: &RunPlan,
+    _key: &CacheKey,
+) -> Result<Executed, BuildError> {
+    Err(env.step_error(
+        cx.step,
+        cx.label,
+        "this wbuild was built without the sandbox feature: RUN is not available",
+    ))
 }
 
 #[cfg(test)]
@@ -463,7 +520,7 @@ mod tests {
         st.config.set_env("E", "e");
         let mut op = exec_op(&f, 3);
         let mut inp = inputs();
-        op.cache_inputs(&solver, &f.cx(3), &mut st, &mut inp)
+        op.cache_inputs(&solver.env, &f.cx(3), &mut st, &mut inp)
             .unwrap();
         let run: serde_json::Value = serde_json::from_str(&inp.extra["run"]).unwrap();
         assert_eq!(
@@ -493,11 +550,11 @@ mod tests {
         let solver = f.solver();
         let mut st = f.base(&solver);
         let mut op = exec_op(&f, 0);
-        op.cache_inputs(&solver, &f.cx(0), &mut st, &mut inputs())
+        op.cache_inputs(&solver.env, &f.cx(0), &mut st, &mut inputs())
             .unwrap();
         let key = CacheKey(Digest::of(b"test"));
         let out = op
-            .execute(&solver, &f.cx(0), &mut st, &key)
+            .execute(&solver.env, &f.cx(0), &mut st, &key)
             .unwrap()
             .unwrap();
         let got: Vec<(&str, bool)> = out

@@ -11,7 +11,8 @@ pub(super) mod file;
 pub(super) mod mounts;
 pub(super) mod source;
 
-use super::{BuildError, Solver, StageState};
+use super::env::Env;
+use super::{BuildError, StageState};
 use crate::cache::{CacheKey, StepInputs};
 use crate::frontend::instructions::Instruction;
 use crate::fs::layer::LayerEntry;
@@ -67,7 +68,7 @@ pub(crate) trait Op {
     /// parent and platform are there already.
     fn cache_inputs(
         &mut self,
-        _solver: &Solver<'_>,
+        _env: &Env<'_>,
         _cx: &StepCx<'_>,
         _st: &mut StageState,
         _inputs: &mut StepInputs,
@@ -79,7 +80,7 @@ pub(crate) trait Op {
     /// step makes no layer).
     fn execute(
         &mut self,
-        _solver: &Solver<'_>,
+        _env: &Env<'_>,
         _cx: &StepCx<'_>,
         _st: &mut StageState,
         _key: &CacheKey,
@@ -91,15 +92,39 @@ pub(crate) trait Op {
     fn configure(&self, step: &Step, config: &mut RunConfig, cmd_set: &mut bool) {
         config_op::apply_config(config, cmd_set, step);
     }
+
+    /// The step as the image's history says it (`created_by`).
+    fn created_by(&self, step: &Step) -> String {
+        step.display.clone()
+    }
+
+    /// The image author it names (MAINTAINER), which the image keeps
+    /// unless a later step names another.
+    fn author(&self) -> Option<&str> {
+        None
+    }
 }
 
-/// The op of an instruction.
+/// The op of an instruction. Every instruction is routed here by name
+/// (no catch-all), so a new one does not build until it has its op.
 pub(crate) fn op_for(instruction: &Instruction) -> Box<dyn Op + '_> {
     match instruction {
         Instruction::Run(r) => Box::new(exec::ExecOp::new(r)),
         Instruction::Copy(c) => Box::new(file::FileOp::copy(c)),
         Instruction::Add(a) => Box::new(file::FileOp::add(a)),
         Instruction::Workdir { .. } => Box::new(config_op::WorkdirOp),
-        _ => Box::new(config_op::ConfigOp),
+        Instruction::Arg { args } => Box::new(config_op::ArgOp { args }),
+        Instruction::Maintainer { name } => Box::new(config_op::MaintainerOp { name }),
+        Instruction::Cmd(_)
+        | Instruction::Entrypoint(_)
+        | Instruction::Shell { .. }
+        | Instruction::Env { .. }
+        | Instruction::Label { .. }
+        | Instruction::User { .. }
+        | Instruction::Volume { .. }
+        | Instruction::Expose { .. }
+        | Instruction::StopSignal { .. }
+        | Instruction::Healthcheck(_)
+        | Instruction::Onbuild(_) => Box::new(config_op::ConfigOp),
     }
 }

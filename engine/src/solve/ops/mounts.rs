@@ -18,7 +18,9 @@ use crate::fs as tree;
 use crate::fs::{Kind, Meta};
 #[cfg(feature = "sandbox")]
 use crate::plan::Step;
-use crate::solve::{BuildError, Solver, SourceTree};
+use crate::solve::env::Env;
+use crate::solve::trees::SourceTree;
+use crate::solve::BuildError;
 
 /// One `RUN --mount`, as it takes part in the key (a secret's id, target
 /// and env name count; its value never does).
@@ -68,211 +70,209 @@ pub enum MountError {
     Store(#[from] crate::store::StoreError),
 }
 
-impl Solver<'_> {
-    /// The tree a mount's `from=` names: a built stage, an image or a
-    /// named context (fetched once per build), else the build context.
-    #[cfg(feature = "sandbox")]
-    fn mount_tree(&self, mp: &MountPlan) -> Result<Arc<SourceTree>, MountError> {
-        if let Some(i) = mp.from_stage {
-            return self.materialized_tree(i).ok_or(MountError::NotBuilt);
-        }
-        if let Some((name, platform)) = &mp.from_image {
-            return self
-                .image_tree(name, platform)
-                .map_err(|error| MountError::From {
-                    name: name.clone(),
+/// The tree a mount's `from=` names: a built stage, an image or a
+/// named context (fetched once per build), else the build context.
+#[cfg(feature = "sandbox")]
+fn mount_tree(env: &Env<'_>, mp: &MountPlan) -> Result<Arc<SourceTree>, MountError> {
+    if let Some(i) = mp.from_stage {
+        return env.materialized_tree(i).ok_or(MountError::NotBuilt);
+    }
+    if let Some((name, platform)) = &mp.from_image {
+        return env
+            .image_tree(name, platform)
+            .map_err(|error| MountError::From {
+                name: name.clone(),
+                error,
+            });
+    }
+    Ok(env.trees.context.clone())
+}
+
+/// The tree and the entries a bind mount shows (its source directory
+/// and everything under it).
+pub(in crate::solve) fn bind_source(
+    env: &Env<'_>,
+    cx: &StepCx<'_>,
+    m: &MountSpec,
+) -> Result<(Arc<SourceTree>, Vec<TreeItem>), BuildError> {
+    let (plan, step, label) = (cx.plan, cx.step, cx.label);
+    let tree = match &m.from {
+        None => env.trees.context.clone(),
+        Some(f) => match step.uses_stages.iter().find(|&&i| {
+            plan.stages[i].name.as_deref() == Some(&f.to_ascii_lowercase())
+                || f.parse::<usize>() == Ok(i)
+        }) {
+            Some(&i) => {
+                let lbl = plan.stages[i].label();
+                env.stage_tree(i, &lbl)?
+            }
+            // Not a stage: an image or a named context, as in BuildKit.
+            None => env
+                .image_tree(f, &cx.stage.platform)
+                .map_err(|e| env.step_error(step, label, format!("--mount from={f}: {e}")))?,
+        },
+    };
+    let src = m.source.clone().unwrap_or_else(|| ".".into());
+    let picked = select(&tree, &src)
+        .map_err(|e| env.step_error(step, label, format!("--mount={}: {e}", m.raw)))?;
+    let Some(super::file::Match {
+        path: root_rel,
+        meta,
+        ..
+    }) = picked.into_iter().next()
+    else {
+        return Err(env.step_error(
+            step,
+            label,
+            format!("--mount={}: {src} matches nothing", m.raw),
+        ));
+    };
+    if meta.kind != Kind::Dir {
+        return Err(env.step_error(
+            step,
+            label,
+            format!(
+                "--mount={}: binding a single file is not supported yet; bind its directory",
+                m.raw
+            ),
+        ));
+    }
+    let prefix = if root_rel.is_empty() {
+        String::new()
+    } else {
+        format!("{root_rel}/")
+    };
+    let mut items: Vec<(String, Meta)> = tree
+        .entries
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.complete_digests(&tree, &mut items)
+        .map_err(|e| env.step_error(step, label, e.to_string()))?;
+    let items = items
+        .into_iter()
+        .map(|(k, v)| (k[prefix.len()..].to_string(), v))
+        .collect();
+    Ok((tree, items))
+}
+
+/// Prepares every mount of a RUN step: directories to preopen, secret
+/// files and variables. What it returns undoes the rootfs changes.
+#[cfg(feature = "sandbox")]
+pub(in crate::solve) fn set_up_mounts(
+    env: &Env<'_>,
+    specs: Vec<MountSpec>,
+    rp: &RunPlan,
+    rootfs: &Path,
+    vars: &mut Vec<(String, String)>,
+    preopens: &mut Vec<crate::sandbox::Preopen>,
+) -> Result<MountGuards, MountError> {
+    let mut guards = MountGuards::default();
+    for mp in &rp.mounts {
+        let spec = &specs[mp.index];
+        match mp.kind {
+            MountType::Bind => {
+                let dir = env.store.temp_dir("bind-")?;
+                let tree = mount_tree(env, mp)?;
+                let src = resolved_source(&tree, spec)?;
+                copy_entries(&tree, &src, dir.path()).map_err(|error| MountError::Copy {
+                    spec: spec.raw.clone(),
                     error,
+                })?;
+                preopens.push(crate::sandbox::Preopen {
+                    host: dir.path().to_path_buf(),
+                    guest: mp.target.clone(),
+                    writable: !mp.read_only,
                 });
-        }
-        Ok(self.context_tree.clone())
-    }
-
-    /// The tree and the entries a bind mount shows (its source directory
-    /// and everything under it).
-    pub(in crate::solve) fn bind_source(
-        &self,
-        cx: &StepCx<'_>,
-        m: &MountSpec,
-    ) -> Result<(Arc<SourceTree>, Vec<TreeItem>), BuildError> {
-        let (plan, step, label) = (cx.plan, cx.step, cx.label);
-        let tree = match &m.from {
-            None => self.context_tree.clone(),
-            Some(f) => match step.uses_stages.iter().find(|&&i| {
-                plan.stages[i].name.as_deref() == Some(&f.to_ascii_lowercase())
-                    || f.parse::<usize>() == Ok(i)
-            }) {
-                Some(&i) => {
-                    let lbl = plan.stages[i].label();
-                    self.stage_tree(i, &lbl)?
-                }
-                // Not a stage: an image or a named context, as in BuildKit.
-                None => self
-                    .image_tree(f, &cx.stage.platform)
-                    .map_err(|e| self.step_error(step, label, format!("--mount from={f}: {e}")))?,
-            },
-        };
-        let src = m.source.clone().unwrap_or_else(|| ".".into());
-        let picked = select(&tree, &src)
-            .map_err(|e| self.step_error(step, label, format!("--mount={}: {e}", m.raw)))?;
-        let Some(super::file::Match {
-            path: root_rel,
-            meta,
-            ..
-        }) = picked.into_iter().next()
-        else {
-            return Err(self.step_error(
-                step,
-                label,
-                format!("--mount={}: {src} matches nothing", m.raw),
-            ));
-        };
-        if meta.kind != Kind::Dir {
-            return Err(self.step_error(
-                step,
-                label,
-                format!(
-                    "--mount={}: binding a single file is not supported yet; bind its directory",
-                    m.raw
-                ),
-            ));
-        }
-        let prefix = if root_rel.is_empty() {
-            String::new()
-        } else {
-            format!("{root_rel}/")
-        };
-        let mut items: Vec<(String, Meta)> = tree
-            .entries
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        self.complete_digests(&tree, &mut items)
-            .map_err(|e| self.step_error(step, label, e.to_string()))?;
-        let items = items
-            .into_iter()
-            .map(|(k, v)| (k[prefix.len()..].to_string(), v))
-            .collect();
-        Ok((tree, items))
-    }
-
-    /// Prepares every mount of a RUN step: directories to preopen, secret
-    /// files and variables. What it returns undoes the rootfs changes.
-    #[cfg(feature = "sandbox")]
-    pub(in crate::solve) fn set_up_mounts(
-        &self,
-        specs: Vec<MountSpec>,
-        rp: &RunPlan,
-        rootfs: &Path,
-        env: &mut Vec<(String, String)>,
-        preopens: &mut Vec<crate::sandbox::Preopen>,
-    ) -> Result<MountGuards, MountError> {
-        let mut guards = MountGuards::default();
-        for mp in &rp.mounts {
-            let spec = &specs[mp.index];
-            match mp.kind {
-                MountType::Bind => {
-                    let dir = self.store.temp_dir("bind-")?;
-                    let tree = self.mount_tree(mp)?;
-                    let src = resolved_source(&tree, spec)?;
-                    copy_entries(&tree, &src, dir.path()).map_err(|error| MountError::Copy {
-                        spec: spec.raw.clone(),
-                        error,
-                    })?;
-                    preopens.push(crate::sandbox::Preopen {
-                        host: dir.path().to_path_buf(),
-                        guest: mp.target.clone(),
-                        writable: !mp.read_only,
-                    });
-                    guards.dirs.push(dir);
-                }
-                MountType::Tmpfs => {
-                    let dir = self.store.temp_dir("tmpfs-")?;
-                    preopens.push(crate::sandbox::Preopen {
-                        host: dir.path().to_path_buf(),
-                        guest: mp.target.clone(),
-                        writable: true,
-                    });
-                    guards.dirs.push(dir);
-                }
-                MountType::Cache => {
-                    let id = mp.id.clone().unwrap_or_else(|| mp.target.clone());
-                    let (dir, lock_path) =
-                        self.store
-                            .cache_mount(&id)
-                            .map_err(|error| MountError::Cache {
-                                id: id.clone(),
-                                error: error.to_string(),
-                            })?;
-                    if mp.from_stage.is_some() || mp.from_image.is_some() {
-                        let empty = std::fs::read_dir(&dir)
-                            .map(|mut d| d.next().is_none())
-                            .unwrap_or(false);
-                        if empty {
-                            let tree = self.mount_tree(mp)?;
-                            let src = resolved_source(&tree, spec)?;
-                            copy_entries(&tree, &src, &dir).map_err(|error| MountError::Copy {
-                                spec: spec.raw.clone(),
-                                error,
-                            })?;
-                        }
-                    }
-                    let lock =
-                        std::fs::File::create(&lock_path).map_err(|error| MountError::Cache {
+                guards.dirs.push(dir);
+            }
+            MountType::Tmpfs => {
+                let dir = env.store.temp_dir("tmpfs-")?;
+                preopens.push(crate::sandbox::Preopen {
+                    host: dir.path().to_path_buf(),
+                    guest: mp.target.clone(),
+                    writable: true,
+                });
+                guards.dirs.push(dir);
+            }
+            MountType::Cache => {
+                let id = mp.id.clone().unwrap_or_else(|| mp.target.clone());
+                let (dir, lock_path) =
+                    env.store
+                        .cache_mount(&id)
+                        .map_err(|error| MountError::Cache {
                             id: id.clone(),
                             error: error.to_string(),
                         })?;
-                    let host = match mp.sharing {
-                        Some(CacheSharing::Locked) => {
-                            lock.lock().map_err(|error| MountError::Cache {
-                                id: id.clone(),
-                                error: error.to_string(),
-                            })?;
+                if mp.from_stage.is_some() || mp.from_image.is_some() {
+                    let empty = std::fs::read_dir(&dir)
+                        .map(|mut d| d.next().is_none())
+                        .unwrap_or(false);
+                    if empty {
+                        let tree = mount_tree(env, mp)?;
+                        let src = resolved_source(&tree, spec)?;
+                        copy_entries(&tree, &src, &dir).map_err(|error| MountError::Copy {
+                            spec: spec.raw.clone(),
+                            error,
+                        })?;
+                    }
+                }
+                let lock =
+                    std::fs::File::create(&lock_path).map_err(|error| MountError::Cache {
+                        id: id.clone(),
+                        error: error.to_string(),
+                    })?;
+                let host = match mp.sharing {
+                    Some(CacheSharing::Locked) => {
+                        lock.lock().map_err(|error| MountError::Cache {
+                            id: id.clone(),
+                            error: error.to_string(),
+                        })?;
+                        guards.locks.push(lock);
+                        dir
+                    }
+                    Some(CacheSharing::Private) => match lock.try_lock() {
+                        Ok(()) => {
                             guards.locks.push(lock);
                             dir
                         }
-                        Some(CacheSharing::Private) => match lock.try_lock() {
-                            Ok(()) => {
-                                guards.locks.push(lock);
-                                dir
-                            }
-                            Err(_) => {
-                                // In use by another build: this one gets its own.
-                                let own = self.store.temp_dir("cache-")?;
-                                let p = own.path().to_path_buf();
-                                guards.dirs.push(own);
-                                p
-                            }
-                        },
-                        _ => dir,
-                    };
-                    preopens.push(crate::sandbox::Preopen {
-                        host,
-                        guest: mp.target.clone(),
-                        writable: !mp.read_only,
-                    });
-                }
-                MountType::Secret => {
-                    let id = mp.id.clone().unwrap_or_default();
-                    let Some(value) = self.opts.secrets.get(&id) else {
-                        if mp.required {
-                            return Err(MountError::SecretRequired { id });
+                        Err(_) => {
+                            // In use by another build: this one gets its own.
+                            let own = env.store.temp_dir("cache-")?;
+                            let p = own.path().to_path_buf();
+                            guards.dirs.push(own);
+                            p
                         }
-                        continue;
-                    };
-                    if let Some(var) = &mp.env {
-                        env.retain(|(k, _)| k != var);
-                        env.push((var.clone(), String::from_utf8_lossy(value).into_owned()));
-                    }
-                    if !mp.target.is_empty() {
-                        guards.place_secret(rootfs, &mp.target, value)?;
-                    }
-                }
-                MountType::Ssh => return Err(MountError::Ssh),
+                    },
+                    _ => dir,
+                };
+                preopens.push(crate::sandbox::Preopen {
+                    host,
+                    guest: mp.target.clone(),
+                    writable: !mp.read_only,
+                });
             }
+            MountType::Secret => {
+                let id = mp.id.clone().unwrap_or_default();
+                let Some(value) = env.opts.secrets.get(&id) else {
+                    if mp.required {
+                        return Err(MountError::SecretRequired { id });
+                    }
+                    continue;
+                };
+                if let Some(var) = &mp.env {
+                    vars.retain(|(k, _)| k != var);
+                    vars.push((var.clone(), String::from_utf8_lossy(value).into_owned()));
+                }
+                if !mp.target.is_empty() {
+                    guards.place_secret(rootfs, &mp.target, value)?;
+                }
+            }
+            MountType::Ssh => return Err(MountError::Ssh),
         }
-        Ok(guards)
     }
+    Ok(guards)
 }
 
 /// The mounts of a step's spec, in order.
