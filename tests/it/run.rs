@@ -35,7 +35,7 @@ impl Ctx {
     }
 }
 
-const BASE: &str = "FROM scratch\nCOPY probe.wasm /bin/probe\n";
+const BASE: &str = "FROM scratch\nCOPY --chmod=755 probe.wasm /bin/probe\n";
 
 #[test]
 fn a_run_step_writes_a_layer_and_is_cached() {
@@ -590,7 +590,7 @@ fn components_run_directly() {
 
 #[test]
 fn cache_mounts_can_start_from_a_stage_and_scripts_run_their_interpreter() {
-    let df = "FROM scratch AS seed\nCOPY seed/ /data/\nFROM scratch\nCOPY probe.wasm /bin/probe\nRUN --mount=type=cache,id=c2,target=/cache,from=seed,source=/data [\"probe\", \"--read\", \"/cache/v\"]\n";
+    let df = "FROM scratch AS seed\nCOPY seed/ /data/\nFROM scratch\nCOPY --chmod=755 probe.wasm /bin/probe\nRUN --mount=type=cache,id=c2,target=/cache,from=seed,source=/data [\"probe\", \"--read\", \"/cache/v\"]\n";
     let Some(c) = Ctx::new(df) else {
         return;
     };
@@ -615,7 +615,7 @@ fn shell_pipes_and_redirections_reach_spawned_programs() {
     // probe is no applet, so wbox sh runs it through spawn-io.
     let Some(c) = Ctx::new(
         r#"FROM wbuild/base
-COPY probe.wasm /bin/probe
+COPY --chmod=755 probe.wasm /bin/probe
 WORKDIR /w
 RUN probe --echo to-file --err to-err > out.txt 2> err.txt
 RUN probe --echo both --err also 2>&1 | sort > merged.txt
@@ -669,7 +669,7 @@ fn pipelines_stream_far_past_any_buffer_and_end_on_a_broken_pipe() {
     // ends it (141), so endless producers finish.
     let Some(c) = Ctx::new(
         r#"FROM wbuild/base
-COPY probe.wasm /bin/probe
+COPY --chmod=755 probe.wasm /bin/probe
 RUN yes 0123456789abcdef | head -c 300000000 | wc -c > /applets.txt
 RUN yes | probe --stream 2>/dev/null | head -c 5000000 | probe --stream 2>/streamed.txt | wc -c > /programs.txt
 RUN set -o pipefail; probe --flood | head -c 10 > /dev/null; echo "flood=$?" > /flood.txt
@@ -695,7 +695,7 @@ RUN v=kept; f() { echo "$1:$v"; }; f arg | tr a-z A-Z > /state.txt
     // step's deadline still ends the whole pipeline.
     fs::write(
         c.path("Dockerfile"),
-        "FROM wbuild/base\nCOPY probe.wasm /bin/probe\nRUN probe --flood | probe --loop\n",
+        "FROM wbuild/base\nCOPY --chmod=755 probe.wasm /bin/probe\nRUN probe --flood | probe --loop\n",
     )
     .unwrap();
     let started = std::time::Instant::now();
@@ -710,7 +710,7 @@ fn dev_comes_from_the_host_seeded_and_never_in_a_layer() {
     // stdout, stderr and fd/N for any program, not only wbox's applets.
     let Some(c) = Ctx::new(
         r#"FROM wbuild/base
-COPY probe.wasm /bin/probe
+COPY --chmod=755 probe.wasm /bin/probe
 RUN head -c 1000000 /dev/zero | wc -c > /zero.txt && head -c 64 /dev/urandom | sha256sum > /urandom.txt
 RUN probe --read /dev/null > /null.txt; probe --write /dev/full=x 2> /full.txt; echo "status=$?" >> /full.txt
 RUN echo through | probe --stream 2>/dev/null > /dev/fd/1; ls /dev > /listing.txt
@@ -753,7 +753,7 @@ fn step_disk_caps_what_a_step_writes() {
     // --step-disk the write past the limit fails (ENOSPC) and the step
     // fails with its Dockerfile line, even when the program carries on.
     let Some(c) =
-        Ctx::new("FROM wbuild/base\nCOPY probe.wasm /bin/probe\nRUN yes > /big; echo \"yes=$?\"\n")
+        Ctx::new("FROM wbuild/base\nCOPY --chmod=755 probe.wasm /bin/probe\nRUN yes > /big; echo \"yes=$?\"\n")
     else {
         return;
     };
@@ -771,7 +771,7 @@ fn step_disk_caps_what_a_step_writes() {
     // Spawned programs and pipeline stages share the budget.
     fs::write(
         c.path("Dockerfile"),
-        "FROM wbuild/base\nCOPY probe.wasm /bin/probe\nRUN head -c 15000000 /dev/zero | probe --stream > /a 2>/dev/null; head -c 15000000 /dev/zero > /b\n",
+        "FROM wbuild/base\nCOPY --chmod=755 probe.wasm /bin/probe\nRUN head -c 15000000 /dev/zero | probe --stream > /a 2>/dev/null; head -c 15000000 /dev/zero > /b\n",
     )
     .unwrap();
     let err = c.fails(&["--step-disk", "20MB"]);
