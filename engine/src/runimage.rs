@@ -143,7 +143,9 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
     let lookup_path = env.get("PATH").cloned().unwrap_or_default();
     let env: Vec<(String, String)> = env.into_iter().collect();
     let (program, argv) = sandbox::resolve_program(&snap.dir, &argv, &cwd, &lookup_path)?;
-    let (bytes, _) = sandbox::program_bytes(&program, &argv[0])?;
+    let guest = sandbox::guest_for(&program, argv)?;
+    let argv = guest.argv;
+    let bytes = guest.module;
     let cache = store.compiled_dir()?;
     let module = sandbox::load_program(&bytes, &argv[0], Some(&cache))?;
     let cache = cache.clone();
@@ -205,20 +207,14 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
         output_limit: 1 << 20,
         inherit_stdio: true,
     };
-    let ctx = Arc::new(sandbox::SpawnContext {
-        rootfs: Some(work.path().to_path_buf()),
-        module_cache: Some(cache),
-        overrides: Default::default(),
-        modes: sandbox::mode_exceptions(&snap.manifest),
-        deadline: std::time::Instant::now() + req.timeout,
-        timed_out: Default::default(),
-        disk: sandbox::DiskBudget::unlimited(),
-        shared: None,
-        links: std::sync::Mutex::new(std::mem::take(&mut snap.links)),
-        link_refused: Default::default(),
-        started: std::time::SystemTime::now(),
-        jobs: Default::default(),
-    });
+    let mut ctx = sandbox::SpawnContext::new(
+        Some(work.path().to_path_buf()),
+        Some(cache),
+        std::time::Instant::now() + req.timeout,
+    );
+    ctx.tree.modes = sandbox::mode_exceptions(&snap.manifest);
+    ctx.tree.links = std::sync::Mutex::new(std::mem::take(&mut snap.links));
+    let ctx = Arc::new(ctx);
     let out = sandbox::run(&spec, &module, ctx, &mut |_| {})?;
     Ok(out.exit_code)
 }

@@ -246,20 +246,11 @@ fn run_wbox(sb: &Sandbox, case: &Case) -> Outcome {
         output_limit: 1 << 20,
         inherit_stdio: false,
     };
-    let ctx = Arc::new(sandbox::SpawnContext {
-        rootfs: Some(root.to_path_buf()),
-        module_cache: None,
-        overrides: Default::default(),
-        modes: Default::default(),
-        deadline: std::time::Instant::now() + std::time::Duration::from_secs(30),
-        timed_out: Default::default(),
-        disk: sandbox::DiskBudget::unlimited(),
-        shared: None,
-        links: Default::default(),
-        link_refused: Default::default(),
-        started: std::time::SystemTime::now(),
-        jobs: Default::default(),
-    });
+    let ctx = Arc::new(sandbox::SpawnContext::new(
+        Some(root.to_path_buf()),
+        None,
+        std::time::Instant::now() + std::time::Duration::from_secs(30),
+    ));
     let mut merged = String::new();
     let r = sandbox::run(&spec, &sb.program, ctx.clone(), &mut |l| {
         merged.push_str(l);
@@ -272,7 +263,7 @@ fn run_wbox(sb: &Sandbox, case: &Case) -> Outcome {
             -1
         }
     };
-    let overrides = ctx.overrides.lock().unwrap().clone();
+    let overrides = ctx.tree.overrides.lock().unwrap().clone();
     let modes = |rel: &str, md: &fs::Metadata| -> u32 {
         let key = format!("work/{rel}");
         match overrides.get(&key).and_then(|o| o.mode) {

@@ -5,21 +5,28 @@
 //! environment comes in whole (see `crate::env`): the sandbox adds nothing.
 //!
 //! Split by interface, as wasmtime-wasi is: [`engine`] (the engine and
-//! compiled programs cached in the store), [`stdio`] (where a program's
-//! streams go), [`process`] (wbuild's own `wbuild:sandbox/process`
-//! imports, with their guest-memory decoding) and [`resolve`] (finding a
-//! program in the rootfs).
+//! compiled programs cached in the store), [`guest`] (what runs for a
+//! program file: a table of guest kinds), [`resolve`] (finding a program
+//! in the rootfs), [`stdio`] (where a program's streams go), [`p1`] (the
+//! preview-1 calls wbuild answers in front of wasmtime-wasi's, a file per
+//! concern), [`process`] (wbuild's own `wbuild:sandbox/process` imports,
+//! with their guest-memory decoding), [`spawn`] and [`meta`] (what those
+//! imports do: start programs; set modes, owners and links), and
+//! [`context`] (what a step's programs share, by concern).
 //!
 //! Preview-1 modules run directly through `wasmtime_wasi::p1`: exit codes
 //! come through exactly and argv/env have no size limit (the component
 //! adapter collapses exit codes and caps argv+env near 50 KB).
 
-mod devices;
+mod context;
 mod engine;
 mod engine_config;
-mod links;
+mod guest;
+mod meta;
+mod p1;
 mod process;
 mod resolve;
+mod spawn;
 mod stdio;
 
 use std::path::PathBuf;
@@ -35,11 +42,14 @@ use wasmtime_wasi::{
     Deterministic, FsPerms, HostMonotonicClock, HostWallClock, I32Exit, WasiCtxBuilder,
 };
 
+pub use context::{DiskBudget, Limits, Programs, SpawnContext, TreeState};
 use engine::TICK;
 pub use engine::{engine, is_component, load_module, load_program, Program};
+pub use guest::{guest_for, Guest, GuestKind, GUEST_KINDS};
+pub use meta::mode_exceptions;
 use process::add_process_to_linker;
-pub use process::{mode_exceptions, DiskBudget, SpawnContext, PROCESS_MODULE};
-pub use resolve::{describe_binary, find_program, program_bytes, resolve_program, HIDDEN_BIN};
+pub use process::PROCESS_MODULE;
+pub use resolve::{describe_binary, find_program, resolve_program, HIDDEN_BIN};
 use stdio::{pipe_file, Capture, Sink, Source, StageOut, Stdio};
 
 use engine_config::MAX_WASM_STACK;
@@ -236,8 +246,9 @@ struct State {
     /// This program, compiled: each stage of a pipeline it starts is
     /// another instance of it.
     module: Module,
-    /// `/dev`: the virtual descriptors open and the seeded random stream.
-    devices: devices::Devices,
+    /// The preview-1 shadow layer's state: where descriptors lead, `/dev`'s
+    /// open virtual descriptors and random stream, the times files show.
+    p1: p1::P1State,
 }
 
 struct FixedClock(Duration);
@@ -278,7 +289,7 @@ pub fn run(
     shared.jobs.end_all();
     // A program it started ran into the deadline: the step timed out,
     // however the rest of it ended.
-    if shared.timed_out.load(Ordering::Relaxed) {
+    if shared.limits.timed_out.load(Ordering::Relaxed) {
         return Err(SandboxError::Timeout {
             program: spec.program_name.clone(),
             seconds: spec.timeout.as_secs(),
@@ -287,10 +298,10 @@ pub fn run(
     }
     // A write was refused for the disk limit: whatever the program did
     // with the error, the step did not do what it was asked.
-    if shared.disk.exceeded.load(Ordering::Relaxed) {
+    if shared.limits.disk.exceeded.load(Ordering::Relaxed) {
         return Err(SandboxError::DiskFull {
             program: spec.program_name.clone(),
-            limit: human_size(shared.disk.limit),
+            limit: human_size(shared.limits.disk.limit),
             flag: spec.limit_flags.disk,
         });
     }
@@ -534,11 +545,11 @@ fn run_in_store(
             stdio,
             captured: Default::default(),
             module: module.clone(),
-            devices: devices::Devices::new(
+            p1: p1::P1State::new(
                 root_preopen(spec),
                 mount_preopens(spec),
                 &spec.seed,
-                devices::StepTimes::new(spawn.started, spec.clock),
+                p1::StepTimes::new(spawn.tree.started, spec.clock),
             ),
         },
     );
@@ -574,7 +585,7 @@ fn run_in_store(
         .map_err(setup)?;
     linker.allow_shadowing(false);
     add_process_to_linker(&mut linker, spec).map_err(setup)?;
-    devices::add_to_linker(&mut linker).map_err(setup)?;
+    p1::add_to_linker(&mut linker).map_err(setup)?;
     check_command(module, &spec.program_name)?;
     let instance = linker
         .instantiate(&mut store, module)
@@ -626,6 +637,7 @@ fn mount_preopens(spec: &RunSpec) -> Vec<u32> {
 /// or the run's own limit when that comes first.
 fn deadline_ticks(spec: &RunSpec, spawn: &SpawnContext) -> u64 {
     let left = spawn
+        .limits
         .deadline
         .saturating_duration_since(std::time::Instant::now())
         .min(spec.timeout);
@@ -665,7 +677,7 @@ fn exit_code_of(
         return Ok(stdio::SIGPIPE_STATUS);
     }
     if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-        spawn.timed_out.store(true, Ordering::Relaxed);
+        spawn.limits.timed_out.store(true, Ordering::Relaxed);
         return Err(SandboxError::Timeout {
             program: spec.program_name.clone(),
             seconds: spec.timeout.as_secs(),

@@ -138,34 +138,6 @@ fn in_root(rootfs: &Path, guest: &str) -> Option<PathBuf> {
     Some(host)
 }
 
-/// The module to run for a program found at `host` (as `find_program`
-/// gives it) and whether it is wbuild's own wbox standing in: an image
-/// whose `/bin/sh` or applet (`sed`, `mkdir`, …) is not WebAssembly (a
-/// Linux image's busybox or coreutils) runs wbox's instead, named by the
-/// same `argv[0]`. Any other program that is not wasm is an error that
-/// says what it is.
-pub fn program_bytes(host: &Path, name: &str) -> Result<(Vec<u8>, bool), SandboxError> {
-    if host.starts_with(HIDDEN_BIN) {
-        return Ok((crate::base::WBOX.to_vec(), true));
-    }
-    let bytes = std::fs::read(host).map_err(|error| SandboxError::Read {
-        program: name.to_string(),
-        error,
-    })?;
-    if bytes.starts_with(b"\0asm") {
-        return Ok((bytes, false));
-    }
-    let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
-    let applet = base(name);
-    if crate::base::APPLETS.contains(&applet.as_str()) {
-        return Ok((crate::base::WBOX.to_vec(), true));
-    }
-    Err(SandboxError::NotWasm {
-        program: name.to_string(),
-        what: describe_binary(&bytes),
-    })
-}
-
 /// What a file that is not WebAssembly is, for errors.
 pub fn describe_binary(b: &[u8]) -> String {
     if b.starts_with(b"\x7fELF") {

@@ -177,7 +177,7 @@ impl Capture {
     fn full() -> StreamError {
         StreamError::Trap(wasmtime::format_err!(
             "its captured output passed {} MiB, the most a capture holds",
-            super::process::CAPTURE_LIMIT >> 20
+            super::spawn::CAPTURE_LIMIT >> 20
         ))
     }
 }

@@ -257,7 +257,7 @@ fn execute_run(
     })?;
     let program = program_of(env, cx, rp, &snap)?;
     let cache_dir = env.store.compiled_dir()?;
-    let module = sandbox::load_program(&program.bytes, &program.argv[0], Some(&cache_dir))
+    let module = sandbox::load_program(&program.module, &program.argv[0], Some(&cache_dir))
         .map_err(|e| fail(e.into()))?;
     let mut vars = rp.env.clone();
     // HOME follows from the parent's rootfs and USER, both in the key.
@@ -279,7 +279,7 @@ fn execute_run(
     .map_err(|e| fail(e.into()))?;
     let o = &env.opts;
     let spec = sandbox::RunSpec {
-        program: Arc::new(program.bytes),
+        program: Arc::new(program.module),
         program_name: program.argv[0].clone(),
         argv: program.argv.clone(),
         env: vars,
@@ -293,27 +293,25 @@ fn execute_run(
         output_limit: 64 << 20,
         inherit_stdio: false,
     };
-    let ctx = Arc::new(sandbox::SpawnContext {
-        rootfs: Some(work.path().to_path_buf()),
-        module_cache: Some(cache_dir.clone()),
-        overrides: Default::default(),
-        modes: sandbox::mode_exceptions(&snap.manifest),
-        deadline: std::time::Instant::now() + o.step_timeout,
-        timed_out: Default::default(),
-        disk: sandbox::DiskBudget::new(o.step_disk),
-        shared: shared.clone(),
-        links: std::sync::Mutex::new(std::mem::take(&mut snap.links)),
-        link_refused: Default::default(),
-        // On the filesystem's clock, a tick after the rootfs was made.
-        started: crate::fs::snapshot::next_tick(work.path()).map_err(|e| fail(e.into()))?,
-        jobs: Default::default(),
-    });
+    let mut ctx = sandbox::SpawnContext::new(
+        Some(work.path().to_path_buf()),
+        Some(cache_dir.clone()),
+        std::time::Instant::now() + o.step_timeout,
+    );
+    ctx.tree.modes = sandbox::mode_exceptions(&snap.manifest);
+    ctx.tree.shared = shared.clone();
+    ctx.tree.links = std::sync::Mutex::new(std::mem::take(&mut snap.links));
+    // On the filesystem's clock, a tick after the rootfs was made.
+    ctx.tree.started = crate::fs::snapshot::next_tick(work.path()).map_err(|e| fail(e.into()))?;
+    ctx.limits.disk = sandbox::DiskBudget::new(o.step_disk);
+    let ctx = Arc::new(ctx);
     let (out, tail) = run_showing_output(env, cx.vertex, &spec, &module, ctx.clone());
     // Secrets leave the rootfs before anything looks at it.
     mounts.clean_up();
     check_exit(out, tail, &ctx, program.argv).map_err(|f| fail(*f))?;
-    snap.overrides = std::mem::take(&mut *ctx.overrides.lock().unwrap_or_else(|p| p.into_inner()));
-    snap.links = std::mem::take(&mut *ctx.links.lock().unwrap_or_else(|p| p.into_inner()));
+    snap.overrides =
+        std::mem::take(&mut *ctx.tree.overrides.lock().unwrap_or_else(|p| p.into_inner()));
+    snap.links = std::mem::take(&mut *ctx.tree.links.lock().unwrap_or_else(|p| p.into_inner()));
     let entries = snap.diff().map_err(|e| fail(e.into()))?;
     snap.settle_times(&entries, env.opts.epoch);
     // The entries point into the work dir: keep it until the layer is
@@ -357,26 +355,18 @@ fn rootfs_for(
     Ok((work, snap, shared))
 }
 
-/// The program a RUN step starts, as the sandbox will run it.
-#[cfg(feature = "sandbox")]
-struct Program {
-    /// Its argv as run (the program's path first).
-    argv: Vec<String>,
-    bytes: Vec<u8>,
-}
-
-/// Finds the program a RUN step names in the rootfs (on PATH). An
-/// exec-form RUN starts it as the kernel would: a file without an execute
-/// bit is refused (EACCES; runc's exit code for that is 126). A program
-/// that is not WebAssembly is run as wbuild's own wbox of that name, and
-/// the step's output says so.
+/// Finds the program a RUN step names in the rootfs (on PATH), and what
+/// runs for it (`sandbox::guest_for`; the step's output says when that is
+/// not the file itself). An exec-form RUN starts it as the kernel would: a
+/// file without an execute bit is refused (EACCES; runc's exit code for
+/// that is 126).
 #[cfg(feature = "sandbox")]
 fn program_of(
     env: &Env<'_>,
     cx: &StepCx<'_>,
     rp: &RunPlan,
     snap: &crate::fs::snapshot::Snapshot,
-) -> Result<Program, BuildError> {
+) -> Result<crate::sandbox::Guest, BuildError> {
     use crate::sandbox;
     let fail = |f: StepFailure| env.step_error(cx.step, cx.label, f);
     let path = rp
@@ -407,20 +397,15 @@ fn program_of(
             }
         }
     }
-    let (bytes, wbox) =
-        sandbox::program_bytes(&program_path, &argv[0]).map_err(|e| fail(e.into()))?;
-    if wbox && !program_path.starts_with(sandbox::HIDDEN_BIN) {
+    let guest = sandbox::guest_for(&program_path, argv).map_err(|e| fail(e.into()))?;
+    if let Some(note) = &guest.note {
         env.emit(Event::Log {
             vertex: cx.vertex,
             seconds: 0.0,
-            text: format!(
-                "{} in this image is not WebAssembly: running wbuild's own wbox {} instead",
-                argv[0],
-                argv[0].rsplit('/').next().unwrap_or(&argv[0])
-            ),
+            text: note.clone(),
         });
     }
-    Ok(Program { argv, bytes })
+    Ok(guest)
 }
 
 /// Runs the program, each line it prints shown as the step's output as
@@ -461,7 +446,11 @@ fn check_exit(
     ctx: &crate::sandbox::SpawnContext,
     argv: Vec<String>,
 ) -> Result<(), Box<StepFailure>> {
-    if ctx.link_refused.load(std::sync::atomic::Ordering::Relaxed) {
+    if ctx
+        .tree
+        .link_refused
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
         tail.push(
             "wbuild: the step opened a path through a symlink, which this host keeps as a file holding its target; RUN steps here cannot follow links yet (Not supported): use the link's target in the step, or build on Linux".into(),
         );

@@ -1,0 +1,189 @@
+//! What a step's programs share, whoever started them: one
+//! [`SpawnContext`] per step, in parts by concern — where programs are
+//! found and compiled ([`Programs`]), the rootfs as the step changes it
+//! ([`TreeState`]), the step's limits ([`Limits`]) and its background
+//! [`Jobs`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::GUEST_THREAD_STACK;
+
+/// Shared by a step's program and every program it spawns.
+pub struct SpawnContext {
+    pub programs: Programs,
+    pub tree: TreeState,
+    pub limits: Limits,
+    /// The step's background jobs (`cmd &`), whoever started them.
+    pub jobs: Jobs,
+}
+
+impl SpawnContext {
+    /// Programs run on `rootfs` until `deadline`, with no disk limit,
+    /// nothing shared with a kept tree and no links kept as files; a
+    /// caller sets what else it needs.
+    pub fn new(
+        rootfs: Option<PathBuf>,
+        module_cache: Option<PathBuf>,
+        deadline: std::time::Instant,
+    ) -> SpawnContext {
+        SpawnContext {
+            programs: Programs {
+                rootfs,
+                module_cache,
+            },
+            tree: TreeState {
+                overrides: Default::default(),
+                modes: Default::default(),
+                shared: None,
+                links: Default::default(),
+                link_refused: Default::default(),
+                started: std::time::SystemTime::now(),
+            },
+            limits: Limits {
+                deadline,
+                timed_out: Default::default(),
+                disk: DiskBudget::unlimited(),
+            },
+            jobs: Default::default(),
+        }
+    }
+}
+
+/// Where a step's programs are found and compiled.
+pub struct Programs {
+    /// The rootfs on the host (the `/` preopen), for finding programs.
+    pub rootfs: Option<PathBuf>,
+    pub module_cache: Option<PathBuf>,
+}
+
+/// The rootfs as the step changes it, beyond its files' bytes.
+pub struct TreeState {
+    /// Modes and owners set through `set-mode` / `set-owner`, by manifest
+    /// path (no leading `/`).
+    pub overrides:
+        std::sync::Mutex<std::collections::BTreeMap<String, crate::fs::snapshot::MetaOverride>>,
+    /// The image's permission bits for paths whose mode is not the default
+    /// for new files and directories (what `get-mode` answers before any
+    /// `set-mode`).
+    pub modes: std::collections::HashMap<String, u32>,
+    /// The files the rootfs shares with a kept tree (hard links), which
+    /// a write-open copies first (`p1/open.rs`).
+    pub shared: Option<Arc<crate::fs::pristine::SharedInodes>>,
+    /// Where the host keeps symlinks as files (Windows; see
+    /// `fs::platform::links_as_files`): the rootfs's links, by manifest
+    /// path, with their targets. The step's own links are made here and
+    /// added, a removed or renamed one follows, and a link is never opened
+    /// as the file that holds it (see `p1/links.rs`). Empty elsewhere.
+    pub links: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// Set when the step was refused an open through one of those links.
+    pub link_refused: std::sync::atomic::AtomicBool,
+    /// When the step began, on the host's clock: what it changes after
+    /// that reads with the time its layer records (see `p1/stat.rs`).
+    pub started: std::time::SystemTime,
+}
+
+/// What a step and everything it starts may use.
+pub struct Limits {
+    pub deadline: std::time::Instant,
+    /// Set when any program of the step ran into the deadline.
+    pub timed_out: std::sync::atomic::AtomicBool,
+    /// What the step and everything it starts may write to files.
+    pub disk: DiskBudget,
+}
+
+/// The background jobs of a step: pipelines started by `spawn-background`
+/// on threads of their own, waited for by `wait-job`, and ended with the
+/// step's main program (as a container's processes end with its init).
+#[derive(Default)]
+pub struct Jobs {
+    running: std::sync::Mutex<std::collections::HashMap<u32, std::thread::JoinHandle<i32>>>,
+    next: std::sync::atomic::AtomicU32,
+    /// Set when the step's main program ended: the jobs still running
+    /// stop at their next tick (see `sandbox::run_in_store`).
+    pub ended: std::sync::atomic::AtomicBool,
+}
+
+impl Jobs {
+    /// At most this many jobs run at once in a step.
+    const MOST: usize = 256;
+
+    pub(super) fn start(&self, run: impl FnOnce() -> i32 + Send + 'static) -> Result<u32, String> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.len() >= Self::MOST {
+            return Err(format!(
+                "more than {} background jobs at once: wait for some",
+                Self::MOST
+            ));
+        }
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let handle = std::thread::Builder::new()
+            .name("wbuild-job".into())
+            .stack_size(GUEST_THREAD_STACK)
+            .spawn(run)
+            .map_err(|e| format!("cannot start a thread for the job: {e}"))?;
+        running.insert(id, handle);
+        Ok(id)
+    }
+
+    /// Waits for job `id`; its exit code, or None for no such job (one
+    /// waited for already, or never started).
+    pub(super) fn wait(&self, id: u32) -> Option<i32> {
+        let handle = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)?;
+        Some(handle.join().unwrap_or(-1))
+    }
+
+    /// The step's main program ended: every job still running stops.
+    pub fn end_all(&self) {
+        self.ended.store(true, std::sync::atomic::Ordering::Relaxed);
+        let all: Vec<_> = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for (_, h) in all {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Bytes written to files by a step and all it starts, against its limit.
+#[derive(Debug)]
+pub struct DiskBudget {
+    pub limit: u64,
+    pub used: std::sync::atomic::AtomicU64,
+    /// A write was refused (ENOSPC) because it would pass the limit.
+    pub exceeded: std::sync::atomic::AtomicBool,
+}
+
+impl DiskBudget {
+    pub fn new(limit: u64) -> DiskBudget {
+        DiskBudget {
+            limit,
+            used: Default::default(),
+            exceeded: Default::default(),
+        }
+    }
+
+    pub fn unlimited() -> DiskBudget {
+        DiskBudget::new(u64::MAX)
+    }
+
+    /// Takes `n` bytes from the budget; false (and remembered) when they
+    /// would pass the limit.
+    pub fn charge(&self, n: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        let before = self.used.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > self.limit {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+            self.exceeded.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}

@@ -1,0 +1,145 @@
+//! What runs for a program file a step names: the kinds of guest. A
+//! WebAssembly module runs as it is; an image's own `sh` or applet that is
+//! not WebAssembly (a Linux image's busybox or coreutils) runs wbuild's
+//! wbox of the same name instead. Each kind says which files it takes and
+//! what runs for them, in one table ([`GUEST_KINDS`]) that every place
+//! starting a program reads (a RUN step, a program a program spawns,
+//! `wbuild run`), so another kind — an emulator, a WebAssembly guest that
+//! runs the ELF file it is given — is one more entry, with no branch
+//! elsewhere.
+
+use std::path::Path;
+
+use super::resolve::{describe_binary, HIDDEN_BIN};
+use super::SandboxError;
+
+/// What the sandbox runs for a program file.
+pub struct Guest {
+    /// The WebAssembly module that runs.
+    pub module: Vec<u8>,
+    /// Its argv: the step's, or with what the kind puts before it.
+    pub argv: Vec<String>,
+    /// What the step's output says of it, when what runs is not the file.
+    pub note: Option<String>,
+}
+
+impl std::fmt::Debug for Guest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guest")
+            .field("module", &format_args!("{} bytes", self.module.len()))
+            .field("argv", &self.argv)
+            .field("note", &self.note)
+            .finish()
+    }
+}
+
+/// One kind of program file.
+pub trait GuestKind: Sync {
+    /// Whether it runs the file whose bytes are `bytes`, named `argv0`.
+    fn claims(&self, bytes: &[u8], argv0: &str) -> bool;
+    /// What runs for that file, with `argv`.
+    fn guest(&self, bytes: Vec<u8>, argv: Vec<String>) -> Guest;
+}
+
+/// A WebAssembly module: itself.
+struct Wasm;
+
+impl GuestKind for Wasm {
+    fn claims(&self, bytes: &[u8], _: &str) -> bool {
+        bytes.starts_with(b"\0asm")
+    }
+
+    fn guest(&self, bytes: Vec<u8>, argv: Vec<String>) -> Guest {
+        Guest {
+            module: bytes,
+            argv,
+            note: None,
+        }
+    }
+}
+
+/// A shell or an applet wbox has (`sh`, `sed`, `mkdir`, …) that is not
+/// WebAssembly: wbox's, named by the same `argv[0]`.
+struct WboxStandIn;
+
+fn base_name(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+impl GuestKind for WboxStandIn {
+    fn claims(&self, _: &[u8], argv0: &str) -> bool {
+        crate::base::APPLETS.contains(&base_name(argv0))
+    }
+
+    fn guest(&self, _: Vec<u8>, argv: Vec<String>) -> Guest {
+        let name = argv.first().map(String::as_str).unwrap_or_default();
+        let note = format!(
+            "{name} in this image is not WebAssembly: running wbuild's own wbox {} instead",
+            base_name(name)
+        );
+        Guest {
+            module: crate::base::WBOX.to_vec(),
+            argv,
+            note: Some(note),
+        }
+    }
+}
+
+/// Every kind of program file, in the order they are asked.
+pub const GUEST_KINDS: &[&dyn GuestKind] = &[&Wasm, &WboxStandIn];
+
+/// What runs for the program found at `host` (as `find_program` gives
+/// it), named `argv[0]`: wbox's own applets (under [`HIDDEN_BIN`]) are
+/// wbox; any other file goes to the first kind that claims it. A file no
+/// kind claims is an error that says what it is.
+pub fn guest_for(host: &Path, argv: Vec<String>) -> Result<Guest, SandboxError> {
+    let name = argv.first().cloned().unwrap_or_default();
+    if host.starts_with(HIDDEN_BIN) {
+        return Ok(Guest {
+            module: crate::base::WBOX.to_vec(),
+            argv,
+            note: None,
+        });
+    }
+    let bytes = std::fs::read(host).map_err(|error| SandboxError::Read {
+        program: name.clone(),
+        error,
+    })?;
+    match GUEST_KINDS.iter().find(|k| k.claims(&bytes, &name)) {
+        Some(kind) => Ok(kind.guest(bytes, argv)),
+        None => Err(SandboxError::NotWasm {
+            program: name,
+            what: describe_binary(&bytes),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_file_goes_to_the_kind_that_claims_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = dir.path().join("prog");
+        std::fs::write(&wasm, b"\0asm\x01\0\0\0").unwrap();
+        let g = guest_for(&wasm, vec!["prog".into(), "a".into()]).unwrap();
+        assert_eq!(g.module, b"\0asm\x01\0\0\0");
+        assert_eq!(g.argv, ["prog", "a"]);
+        assert!(g.note.is_none());
+        // A native shell stands in as wbox's, and the step is told.
+        let elf = dir.path().join("sh");
+        std::fs::write(&elf, b"\x7fELF\x02\x01\x01\0").unwrap();
+        let g = guest_for(&elf, vec!["/bin/sh".into(), "-c".into()]).unwrap();
+        assert_eq!(g.module, crate::base::WBOX);
+        assert_eq!(g.argv, ["/bin/sh", "-c"]);
+        assert!(g
+            .note
+            .unwrap()
+            .contains("running wbuild's own wbox sh instead"));
+        // A native program wbox does not have is an error that says what.
+        let e = guest_for(&elf, vec!["/usr/bin/gcc".into()]).unwrap_err();
+        assert!(matches!(e, SandboxError::NotWasm { .. }), "{e}");
+        assert!(e.to_string().contains("an ELF executable"), "{e}");
+    }
+}

@@ -1,0 +1,217 @@
+//! Symlinks for RUN steps on a host that keeps a rootfs's links as files
+//! holding their target (Windows; see `fs::platform::links_as_files`).
+//!
+//! The step's links live in `SpawnContext::links` (manifest path →
+//! target), which starts as the image's links: `path_symlink` (and wbox's
+//! `make-symlink`) write the file and add the link, `path_readlink`
+//! answers from the map, `path_unlink_file` and `path_rename` keep the map
+//! in step with the tree, and `path_open` refuses to open a link, or a
+//! path through one, as the file that holds it (`ENOTSUP`): following a
+//! link is not emulated, and reading the target's name as the file's
+//! content would be a wrong result. The diff then reads the files back as
+//! links (`Snapshot::links`). Everywhere else these calls go straight to
+//! wasmtime-wasi.
+
+use std::collections::BTreeMap;
+
+use wasmtime::{Caller, Linker};
+use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
+
+use super::{guest_string, put_some, EINVAL, ENOTSUP, P1};
+use crate::sandbox::State;
+
+/// Whether `rel` is a link of the map, or lies under one (a path through
+/// a link to a directory).
+pub fn through_link(links: &BTreeMap<String, String>, rel: &str) -> bool {
+    if links.is_empty() {
+        return false;
+    }
+    let mut at = rel.len();
+    loop {
+        if links.contains_key(&rel[..at]) {
+            return true;
+        }
+        match rel[..at].rfind('/') {
+            Some(i) => at = i,
+            None => return false,
+        }
+    }
+}
+
+/// After `from` was renamed to `to`: the links at or under `to` are gone
+/// (replaced), and those at or under `from` are now under `to`.
+pub fn renamed(links: &mut BTreeMap<String, String>, from: &str, to: &str) {
+    let under = |p: &str, top: &str| p == top || p.starts_with(&format!("{top}/"));
+    links.retain(|p, _| !under(p, to));
+    let moved: Vec<String> = links.keys().filter(|p| under(p, from)).cloned().collect();
+    for p in moved {
+        if let Some(t) = links.remove(&p) {
+            links.insert(format!("{to}{}", &p[from.len()..]), t);
+        }
+    }
+}
+
+/// The calls that make, read, remove and move links, for a host that keeps
+/// links as files (see `links.rs`); elsewhere each goes to wasmtime-wasi.
+pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        P1,
+        "path_symlink",
+        move |mut c: Caller<'_, State>,
+              tp: i32,
+              tl: i32,
+              dirfd: i32,
+              pp: i32,
+              pl: i32|
+              -> wasmtime::Result<i32> {
+            if !crate::fs::platform::links_as_files() {
+                return wasi!(c, path_symlink(tp, tl, dirfd, pp, pl));
+            }
+            let (Some(target), Some(path)) =
+                (guest_string(&mut c, tp, tl), guest_string(&mut c, pp, pl))
+            else {
+                return Ok(EINVAL);
+            };
+            let Some((_, rel)) = c.data().p1.preopens.rootfs_path(dirfd, &path) else {
+                return Ok(ENOTSUP);
+            };
+            Ok(crate::sandbox::meta::link_in_rootfs(
+                &c.data().spawn,
+                &rel,
+                &target,
+            ))
+        },
+    )?;
+    linker.func_wrap(
+        P1,
+        "path_readlink",
+        move |mut c: Caller<'_, State>,
+              dirfd: i32,
+              pp: i32,
+              pl: i32,
+              buf: i32,
+              len: i32,
+              out: i32|
+              -> wasmtime::Result<i32> {
+            let target = guest_string(&mut c, pp, pl).and_then(|p| c.data().link_target(dirfd, &p));
+            let Some(target) = target else {
+                return wasi!(c, path_readlink(dirfd, pp, pl, buf, len, out));
+            };
+            Ok(put_some(&mut c, buf, len, out, target.into_bytes()))
+        },
+    )?;
+    linker.func_wrap(
+        P1,
+        "path_unlink_file",
+        move |mut c: Caller<'_, State>, dirfd: i32, pp: i32, pl: i32| -> wasmtime::Result<i32> {
+            let rel = guest_string(&mut c, pp, pl).and_then(|p| c.data().link_path(dirfd, &p));
+            let errno = wasi!(c, path_unlink_file(dirfd, pp, pl))?;
+            if let (0, Some(rel)) = (errno, rel) {
+                c.data()
+                    .spawn
+                    .tree
+                    .links
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&rel);
+            }
+            Ok(errno)
+        },
+    )?;
+    linker.func_wrap(
+        P1,
+        "path_rename",
+        move |mut c: Caller<'_, State>,
+              fd: i32,
+              op: i32,
+              ol: i32,
+              nfd: i32,
+              np: i32,
+              nl: i32|
+              -> wasmtime::Result<i32> {
+            let from = guest_string(&mut c, op, ol).and_then(|p| c.data().link_path(fd, &p));
+            let to = guest_string(&mut c, np, nl).and_then(|p| c.data().link_path(nfd, &p));
+            let errno = wasi!(c, path_rename(fd, op, ol, nfd, np, nl))?;
+            if let (0, Some(from), Some(to)) = (errno, from, to) {
+                let mut links = c
+                    .data()
+                    .spawn
+                    .tree
+                    .links
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                renamed(&mut links, &from, &to);
+            }
+            Ok(errno)
+        },
+    )?;
+    Ok(())
+}
+
+impl State {
+    /// The rootfs path a guest path names, where the host keeps links as
+    /// files (`None` elsewhere, or outside the rootfs preopen).
+    pub(super) fn link_path(&self, dirfd: i32, path: &str) -> Option<String> {
+        if !crate::fs::platform::links_as_files() {
+            return None;
+        }
+        self.p1
+            .preopens
+            .rootfs_path(dirfd, path)
+            .map(|(_, rel)| rel)
+    }
+
+    /// Whether a guest path is a link of the rootfs, or lies under one.
+    pub(super) fn through_link(&self, dirfd: i32, path: &str) -> bool {
+        self.link_path(dirfd, path).is_some_and(|rel| {
+            let links = self
+                .spawn
+                .tree
+                .links
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            through_link(&links, &rel)
+        })
+    }
+
+    /// The target of a link of the rootfs.
+    pub(super) fn link_target(&self, dirfd: i32, path: &str) -> Option<String> {
+        let rel = self.link_path(dirfd, path)?;
+        let links = self
+            .spawn
+            .tree
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        links.get(&rel).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_through_links_and_renames() {
+        let mut l: BTreeMap<String, String> = [("lib", "usr/lib"), ("bin/py", "/usr/bin/python3")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert!(through_link(&l, "lib"));
+        assert!(through_link(&l, "lib/x/y"));
+        assert!(through_link(&l, "bin/py"));
+        assert!(!through_link(&l, "libx"));
+        assert!(!through_link(&l, "bin"));
+        assert!(!through_link(&l, "bin/python"));
+        renamed(&mut l, "bin", "sbin");
+        assert_eq!(
+            l.get("sbin/py").map(String::as_str),
+            Some("/usr/bin/python3")
+        );
+        assert!(!l.contains_key("bin/py"));
+        // A rename onto a link replaces it.
+        l.insert("a".into(), "t".into());
+        renamed(&mut l, "x", "a");
+        assert!(!l.contains_key("a"));
+    }
+}
