@@ -363,10 +363,40 @@ pub struct BuildArgs {
 pub struct FlagError {
     pub flag: &'static str,
     pub value: String,
-    pub reason: String,
+    pub reason: FlagReason,
 }
 
-fn flag_err(flag: &'static str, value: &str, reason: impl Into<String>) -> FlagError {
+/// Why a flag's value is wrong: the parser's own words, or the typed
+/// cause a kind gave when it checked its keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagReason {
+    #[error("{0}")]
+    Said(String),
+    #[error(transparent)]
+    Cache(#[from] wbuild::cache::kind::CacheSpecError),
+    #[error(transparent)]
+    Output(#[from] export::SpecError),
+    #[error(transparent)]
+    Space(#[from] wbuild::store::SpaceError),
+    #[error(transparent)]
+    Duration(#[from] wbuild::frontend::instructions::DurationError),
+    #[error(transparent)]
+    Platform(#[from] wbuild::plan::PlatformError),
+}
+
+impl From<String> for FlagReason {
+    fn from(s: String) -> Self {
+        FlagReason::Said(s)
+    }
+}
+
+impl From<&str> for FlagReason {
+    fn from(s: &str) -> Self {
+        FlagReason::Said(s.to_string())
+    }
+}
+
+fn flag_err(flag: &'static str, value: &str, reason: impl Into<FlagReason>) -> FlagError {
     FlagError {
         flag,
         value: value.to_string(),
@@ -556,7 +586,7 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, FlagError> {
         )));
     }
     let o = OutputSpec { kind, dest, attrs };
-    (t.make)(&o).map_err(fail)?;
+    (t.make)(&o).map_err(|e| flag_err("--output", spec, e))?;
     Ok(o)
 }
 
@@ -618,7 +648,7 @@ pub fn parse_cache(spec: &str, export: bool) -> Result<CacheSpec, FlagError> {
         }));
     }
     let c = CacheSpec { kind, attrs };
-    t.check(&c, export).map_err(fail)?;
+    t.check(&c, export).map_err(|e| flag_err(flag, spec, e))?;
     Ok(c)
 }
 
@@ -962,21 +992,49 @@ mod tests {
         assert!(parse_output("type=nope,dest=x")
             .unwrap_err()
             .reason
+            .to_string()
             .contains("unknown output type"));
-        assert!(parse_output("type=local").is_err());
-        assert!(parse_output("type=oci,dest=x,compression=lz4").is_err());
-        assert!(parse_output("type=oci,dest=x,compression-level=12").is_err());
+        assert_eq!(
+            parse_output("type=local").unwrap_err().reason,
+            FlagReason::Output(export::SpecError::NoDest {
+                kind: OutputKind::Local,
+                what: "<directory>"
+            })
+        );
+        assert_eq!(
+            parse_output("type=oci,dest=x,compression=lz4")
+                .unwrap_err()
+                .reason,
+            FlagReason::Output(export::SpecError::Value {
+                key: "compression",
+                allowed: "gzip, zstd or uncompressed"
+            })
+        );
+        assert_eq!(
+            parse_output("type=oci,dest=x,compression-level=12")
+                .unwrap_err()
+                .reason,
+            FlagReason::Output(export::SpecError::GzipLevel)
+        );
         assert!(parse_output("type=oci,dest=x,colour=red").is_err());
         assert!(parse_output("dest=x").is_err());
         // Several names in one quoted field, as buildx reads CSV.
         let o = parse_output(r#"type=image,"name=r/a:1,r/a:2",push=true"#).unwrap();
         assert_eq!(o.attrs["name"], "r/a:1,r/a:2");
         assert_eq!(o.attrs["push"], "true");
-        assert!(parse_output("type=registry,registry.insecure=maybe").is_err());
+        assert_eq!(
+            parse_output("type=registry,registry.insecure=maybe")
+                .unwrap_err()
+                .reason,
+            FlagReason::Output(export::SpecError::Value {
+                key: "registry.insecure",
+                allowed: "true or false"
+            })
+        );
         // Each kind takes its own keys, and says which.
         let e = parse_output("type=local,dest=d,oci-mediatypes=false").unwrap_err();
         assert!(
-            e.reason
+            e.reason.to_string()
                 .contains("type=local takes no key \"oci-mediatypes\" (it takes: type, dest, compression, compression-level)"),
             "{}",
             e.reason
@@ -996,7 +1054,8 @@ mod tests {
         );
         let c = parse_cache("type=local,dest=d,mode=max,compression=zstd", true).unwrap();
         assert_eq!((c.kind, c.attr("mode")), (CacheKind::Local, Some("max")));
-        let reason = |spec: &str, export: bool| parse_cache(spec, export).unwrap_err().reason;
+        let reason =
+            |spec: &str, export: bool| parse_cache(spec, export).unwrap_err().reason.to_string();
         // A key of the other direction says which flag it belongs to.
         assert_eq!(
             reason("type=local,dest=d,verify=true", true),
@@ -1056,7 +1115,10 @@ mod tests {
             .unwrap();
         assert_eq!(r.outputs[0].kind, OutputKind::Registry);
         let e = args(&["--push", "."]).into_request().unwrap_err();
-        assert!(e.reason.contains("a name is needed to push"), "{e}");
+        assert!(
+            e.reason.to_string().contains("a name is needed to push"),
+            "{e}"
+        );
         // --push on an image output sets push=true on it.
         let r = args(&["-o", "type=image,name=r/a:1", "--push", "."])
             .into_request()
@@ -1110,6 +1172,7 @@ mod tests {
         assert!(parse_secret("id=a,src=/definitely/not/here")
             .unwrap_err()
             .reason
+            .to_string()
             .contains("not found"));
         assert!(parse_secret("id=a,colour=red").is_err());
         assert!(parse_secret("src=").is_err());

@@ -175,16 +175,22 @@ pub fn json(ex: &Explained) -> serde_json::Value {
     })
 }
 
+/// A `--step` the build does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--step {number}: the build has steps 1 to {steps}: run wbuild explain without --step to see them")]
+pub struct NoSuchStep {
+    pub number: usize,
+    pub steps: usize,
+}
+
 /// Step `number`'s report, or an error that says which numbers there are.
-pub fn step(ex: &Explained, number: usize) -> Result<&StepReport, String> {
+pub fn step(ex: &Explained, number: usize) -> Result<&StepReport, NoSuchStep> {
     number
         .checked_sub(1)
         .and_then(|i| ex.steps.get(i))
-        .ok_or_else(|| {
-            format!(
-                "--step {number}: the build has steps 1 to {}: run wbuild explain without --step to see them",
-                ex.steps.len()
-            )
+        .ok_or(NoSuchStep {
+            number,
+            steps: ex.steps.len(),
         })
 }
 

@@ -76,12 +76,29 @@ fn main() -> ExitCode {
             if let Some(fe) = e.downcast_ref::<FrontendError>() {
                 eprintln!("error: {fe}");
             } else {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", chain_text(&e));
             }
             let usage = e.downcast_ref::<cli::FlagError>().is_some();
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
+}
+
+/// An error and its causes, each said once: a cause whose text the error
+/// already shows (`push: {0}` over its source) is not said again.
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let t = cause.to_string();
+        if text.contains(&t) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&t);
+    }
+    text
 }
 
 /// `wbuild --root DIR du` is `wbuild du --root DIR`: the store option may
@@ -232,7 +249,7 @@ fn watch(args: BuildArgs) -> Result<()> {
         }
         eprintln!("stopping (a build in flight finishes first; Ctrl-C again abandons it)");
     })?;
-    wbuild::watch::watch(&req, &mut std::io::stdout(), &stop).map_err(|m| anyhow::anyhow!(m))
+    Ok(wbuild::watch::watch(&req, &mut std::io::stdout(), &stop)?)
 }
 
 fn explain(args: BuildArgs, json: bool, step: Option<usize>) -> Result<()> {
@@ -240,7 +257,7 @@ fn explain(args: BuildArgs, json: bool, step: Option<usize>) -> Result<()> {
     let ex = wbuild::build::explain(&req)?;
     let text = match step {
         Some(n) => {
-            let s = wbuild::explain::step(&ex, n).map_err(|m| anyhow::anyhow!(m))?;
+            let s = wbuild::explain::step(&ex, n)?;
             if json {
                 let v = serde_json::json!({
                     "step": n,
@@ -268,7 +285,7 @@ fn report(store: StoreArgs, output: Option<std::path::PathBuf>) -> Result<()> {
         Some(r) => r.clone(),
         None => store::default_root()?,
     };
-    let r = wbuild::report::load_last(&root).map_err(|m| anyhow::anyhow!(m))?;
+    let r = wbuild::report::load_last(&root)?;
     let page = wbuild::report::html(&r);
     match output {
         Some(path) => wbuild::export::write_atomic(&path, page.as_bytes())
@@ -479,10 +496,10 @@ fn prune(
         Ok(v.as_deref()
             .map(store::Space::parse)
             .transpose()
-            .map_err(|reason| cli::FlagError {
+            .map_err(|e| cli::FlagError {
                 flag,
                 value: v.clone().unwrap_or_default(),
-                reason,
+                reason: e.into(),
             })?)
     };
     let reserved = space("--reserved-space", &spaces[0])?;

@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::frontend::error::{suggest, FrontendError};
 use crate::frontend::instructions::{
-    self, ArgDecl, Dockerfile, FileSources, Healthcheck, Instruction, KeyValue, Located, MountSpec,
-    Source, Stage,
+    self, ArgDecl, Dockerfile, Expander, FileSources, Healthcheck, Instruction, KeyValue, Located,
+    MountSpec, Source, Stage,
 };
 use crate::frontend::parser::Heredoc;
-use crate::frontend::shell::{Env, Lexer};
+use crate::frontend::shell::{Env, ExpandError, Lexer};
 
 /// The platform every wbuild image targets and every RUN step runs on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -45,27 +45,8 @@ impl Platform {
         }
     }
 
-    /// Parses `os/arch[/variant]`; only WASI platforms can be built.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let p = Platform::parse_any(s)?;
-        p.check_buildable(s)?;
-        Ok(p)
-    }
-
-    /// Whether wbuild can build for this platform (`s` is how it was
-    /// written, for the message).
-    pub fn check_buildable(&self, s: &str) -> Result<(), String> {
-        if self.architecture != "wasm" || !matches!(self.os.as_str(), "wasip1" | "wasi" | "wasip2")
-        {
-            return Err(format!(
-                "platform {s:?} cannot be built: wbuild runs every step as WebAssembly and builds wasip1/wasm images"
-            ));
-        }
-        Ok(())
-    }
-
     /// Parses `os/arch[/variant]`, whatever the platform.
-    pub fn parse_any(s: &str) -> Result<Self, String> {
+    pub fn parse_any(s: &str) -> Result<Self, PlatformError> {
         let parts: Vec<&str> = s.split('/').collect();
         let p = match parts.as_slice() {
             [os, arch] => Platform {
@@ -78,14 +59,55 @@ impl Platform {
                 architecture: arch.to_string(),
                 variant: variant.to_string(),
             },
-            _ => {
-                return Err(format!(
-                    "invalid platform {s:?}: expected os/arch[/variant]"
-                ))
-            }
+            _ => return Err(PlatformError(s.to_string())),
         };
         Ok(p)
     }
+}
+
+/// A platform that is not `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid platform {0:?}: expected os/arch[/variant]")]
+pub struct PlatformError(pub String);
+
+/// Why an instruction's words cannot be expanded or its flags used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstructionError {
+    #[error(transparent)]
+    Word(#[from] ExpandError),
+    #[error("ARG {name}: {error}")]
+    Arg { name: String, error: ExpandError },
+    #[error("invalid --chmod={0}: expected an octal mode such as 0755")]
+    Chmod(String),
+    #[error("invalid --chown={0}: expected user[:group]")]
+    Chown(String),
+    #[error("--exclude={pattern}: {error}")]
+    Exclude {
+        pattern: String,
+        error: crate::frontend::dockerignore::PatternError,
+    },
+    #[error("invalid --checksum {0:?}: expected sha256:<64 hex digits> (a URL's content) or a commit (a git source's)")]
+    Checksum(String),
+    #[error("--mount={raw}: {error}")]
+    Mount {
+        raw: String,
+        error: instructions::MountFlagError,
+    },
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("invalid stage index {index}: a step can only use an earlier stage (this is stage {current})")]
+    LaterStage { index: usize, current: usize },
+}
+
+/// An EXPOSE word that names no port, as BuildKit's `parsePortSpec` says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("no port specified in EXPOSE {0}")]
+    NoPort(String),
+    #[error("invalid protocol {proto:?} in EXPOSE {word}: use tcp, udp or sctp")]
+    Protocol { proto: String, word: String },
+    #[error("invalid port {0:?} in EXPOSE: expected a number from 0 to 65535, or a range such as 8000-8002")]
+    Port(String),
 }
 
 /// What a build is asked to do, as far as planning is concerned.
@@ -356,7 +378,7 @@ impl Planner<'_> {
                     &self.global,
                     &mut self.consumed,
                 )
-                .map_err(|e| self.at(meta.start_line, e))?;
+                .map_err(|e| self.at(meta.start_line, e.to_string()))?;
                 if let Some(v) = &value {
                     self.global.insert(decl.name.clone(), v.clone());
                 }
@@ -451,7 +473,9 @@ impl Planner<'_> {
         // builds too: its RUN steps use wasm programs or wbox's shell and
         // applets, and a native program fails when it is run.
         let platform = match &platform_text {
-            Some(p) => Platform::parse_any(p).map_err(|m| self.at(stage.start_line, m))?,
+            Some(p) => {
+                Platform::parse_any(p).map_err(|e| self.at(stage.start_line, e.to_string()))?
+            }
             None => self.platform.clone(),
         };
         let contexts = &self.req.contexts;
@@ -580,14 +604,14 @@ impl Planner<'_> {
         cmd: &Located<Instruction>,
         scope: &mut StageScope,
     ) -> Result<Step, FrontendError> {
-        let scope_err = |e: String| self.at(cmd.start_line, e);
+        let scope_err = |e: InstructionError| self.at(cmd.start_line, e.to_string());
         let expanded = {
             let s = Scope {
                 env: &scope.env,
                 args: &scope.args,
                 args_last: &scope.args_last,
             };
-            let w = |t: &str| self.lex.process_word(t, &s).map_err(|e| e.to_string());
+            let w = |t: &str| self.lex.process_word(t, &s);
             expand_instruction(&cmd.value, &self.lex, &s, &w).map_err(scope_err)?
         };
         let mut uses = Vec::new();
@@ -724,7 +748,7 @@ fn arg_value(
     env: &BTreeMap<String, String>,
     global: &BTreeMap<String, String>,
     consumed: &mut BTreeSet<String>,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, InstructionError> {
     if let Some(v) = build_args.get(&decl.name) {
         consumed.insert(decl.name.clone());
         return Ok(Some(v.clone()));
@@ -737,10 +761,12 @@ fn arg_value(
                 args: global,
                 args_last: &none,
             };
-            Ok(Some(
-                lex.process_word(d, &scope)
-                    .map_err(|e| format!("ARG {}: {}", decl.name, e))?,
-            ))
+            Ok(Some(lex.process_word(d, &scope).map_err(|error| {
+                InstructionError::Arg {
+                    name: decl.name.clone(),
+                    error,
+                }
+            })?))
         }
         None => Ok(global.get(&decl.name).cloned()),
     }
@@ -759,15 +785,13 @@ fn stage_ref(
     from: &str,
     names: &BTreeMap<String, usize>,
     current: usize,
-) -> Result<Option<usize>, String> {
+) -> Result<Option<usize>, InstructionError> {
     if let Some(&i) = names.get(&from.to_ascii_lowercase()) {
         return Ok(Some(i));
     }
     if let Ok(i) = from.parse::<usize>() {
         if i >= current {
-            return Err(format!(
-                "invalid stage index {i}: a step can only use an earlier stage (this is stage {current})"
-            ));
+            return Err(InstructionError::LaterStage { index: i, current });
         }
         return Ok(Some(i));
     }
@@ -806,24 +830,15 @@ pub fn join_workdir(current: &str, path: &str) -> String {
     crate::frontend::dockerignore::clean_path(&joined)
 }
 
-fn expand_all(
-    w: &dyn Fn(&str) -> Result<String, String>,
-    items: &[String],
-) -> Result<Vec<String>, String> {
+fn expand_all(w: Expander, items: &[String]) -> Result<Vec<String>, ExpandError> {
     items.iter().map(|s| w(s)).collect()
 }
 
-fn expand_opt(
-    w: &dyn Fn(&str) -> Result<String, String>,
-    item: &Option<String>,
-) -> Result<Option<String>, String> {
+fn expand_opt(w: Expander, item: &Option<String>) -> Result<Option<String>, ExpandError> {
     item.as_deref().map(w).transpose()
 }
 
-fn expand_pairs(
-    w: &dyn Fn(&str) -> Result<String, String>,
-    pairs: &[KeyValue],
-) -> Result<Vec<KeyValue>, String> {
+fn expand_pairs(w: Expander, pairs: &[KeyValue]) -> Result<Vec<KeyValue>, ExpandError> {
     pairs
         .iter()
         .map(|kv| {
@@ -839,8 +854,8 @@ fn expand_files(
     f: &FileSources,
     lex: &Lexer,
     scope: &dyn Env,
-    w: &dyn Fn(&str) -> Result<String, String>,
-) -> Result<FileSources, String> {
+    w: Expander,
+) -> Result<FileSources, ExpandError> {
     let mut sources = Vec::new();
     for s in &f.sources {
         sources.push(match s {
@@ -861,7 +876,7 @@ fn expand_files(
 
 /// A heredoc body with `$VAR`s replaced (quotes left alone), unless its
 /// delimiter was quoted.
-fn expand_heredoc(h: &Heredoc, lex: &Lexer, scope: &dyn Env) -> Result<Heredoc, String> {
+fn expand_heredoc(h: &Heredoc, lex: &Lexer, scope: &dyn Env) -> Result<Heredoc, ExpandError> {
     let mut out = h.clone();
     out.content = h.body();
     out.chomp = false;
@@ -869,9 +884,7 @@ fn expand_heredoc(h: &Heredoc, lex: &Lexer, scope: &dyn Env) -> Result<Heredoc, 
         let mut raw = *lex;
         raw.skip_process_quotes = true;
         raw.escape = '\\';
-        out.content = raw
-            .process_word(&out.content, scope)
-            .map_err(|e| e.to_string())?;
+        out.content = raw.process_word(&out.content, scope)?;
     }
     Ok(out)
 }
@@ -880,8 +893,8 @@ fn expand_instruction(
     i: &Instruction,
     lex: &Lexer,
     scope: &dyn Env,
-    w: &dyn Fn(&str) -> Result<String, String>,
-) -> Result<Instruction, String> {
+    w: Expander,
+) -> Result<Instruction, InstructionError> {
     Ok(match i {
         Instruction::Env { pairs } => Instruction::Env {
             pairs: expand_pairs(w, pairs)?,
@@ -898,7 +911,7 @@ fn expand_instruction(
                         default: expand_opt(w, &a.default)?,
                     })
                 })
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, ExpandError>>()?,
         },
         Instruction::Workdir { path } => Instruction::Workdir { path: w(path)? },
         Instruction::User { user } => Instruction::User { user: w(user)? },
@@ -909,7 +922,7 @@ fn expand_instruction(
         Instruction::Expose { ports } => {
             let mut out = Vec::new();
             for p in ports {
-                for port in lex.process_words(p, scope).map_err(|e| e.to_string())? {
+                for port in lex.process_words(p, scope)? {
                     // Checked here, with the line; split when the config is made.
                     expose_ports(port.as_str())?;
                     out.push(port.to_string());
@@ -938,9 +951,7 @@ fn expand_instruction(
                 // A git source's checksum is its commit, or a prefix of it.
                 let commit = (7..=64).contains(&c.len()) && hex(c);
                 if !digest && !commit {
-                    return Err(format!(
-                        "invalid --checksum {c:?}: expected sha256:<64 hex digits> (a URL's content) or a commit (a git source's)"
-                    ));
+                    return Err(InstructionError::Checksum(c.clone()));
                 }
             }
             Instruction::Add(instructions::Add {
@@ -953,10 +964,12 @@ fn expand_instruction(
         Instruction::Run(r) => {
             let mut mounts: Vec<MountSpec> = Vec::new();
             for m in &r.mounts {
-                mounts.push(
-                    instructions::parse_mount(&m.raw, Some(w))
-                        .map_err(|e| format!("--mount={}: {e}", m.raw))?,
-                );
+                mounts.push(instructions::parse_mount(&m.raw, Some(w)).map_err(|error| {
+                    InstructionError::Mount {
+                        raw: m.raw.clone(),
+                        error,
+                    }
+                })?);
             }
             let mut run = r.clone();
             run.mounts = mounts;
@@ -972,23 +985,25 @@ fn expand_instruction(
     })
 }
 
-fn check_file_flags(f: &FileSources) -> Result<(), String> {
+fn check_file_flags(f: &FileSources) -> Result<(), InstructionError> {
     if let Some(m) = &f.chmod {
         let octal = !m.is_empty() && m.len() <= 4 && m.bytes().all(|b| (b'0'..=b'7').contains(&b));
         if !octal {
-            return Err(format!(
-                "invalid --chmod={m}: expected an octal mode such as 0755"
-            ));
+            return Err(InstructionError::Chmod(m.clone()));
         }
     }
     if let Some(c) = &f.chown {
         if c.is_empty() || c.split(':').count() > 2 {
-            return Err(format!("invalid --chown={c}: expected user[:group]"));
+            return Err(InstructionError::Chown(c.clone()));
         }
     }
     for e in &f.exclude {
-        crate::frontend::dockerignore::Matcher::new(&[e.as_str()])
-            .map_err(|err| format!("--exclude={e}: {err}"))?;
+        crate::frontend::dockerignore::Matcher::new(&[e.as_str()]).map_err(|error| {
+            InstructionError::Exclude {
+                pattern: e.clone(),
+                error,
+            }
+        })?;
     }
     Ok(())
 }
@@ -997,14 +1012,14 @@ fn check_file_flags(f: &FileSources) -> Result<(), String> {
 /// The ports an EXPOSE word names, as BuildKit's `parsePortSpec` reads
 /// it: `[ip:[hostport:]]port[-end][/proto]`, the protocol lowercased (tcp
 /// when absent), a range split into one `port/proto` per port.
-pub(crate) fn expose_ports(p: &str) -> Result<Vec<String>, String> {
+pub(crate) fn expose_ports(p: &str) -> Result<Vec<String>, PortError> {
     let container = p.rsplit(':').next().unwrap_or(p);
     let (range, proto) = match container.split_once('/') {
         Some((r, pr)) => (r, pr.to_ascii_lowercase()),
         None => (container, String::new()),
     };
     if range.is_empty() {
-        return Err(format!("no port specified in EXPOSE {p}"));
+        return Err(PortError::NoPort(p.to_string()));
     }
     let proto = if proto.is_empty() {
         "tcp".to_string()
@@ -1012,13 +1027,12 @@ pub(crate) fn expose_ports(p: &str) -> Result<Vec<String>, String> {
         proto
     };
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!(
-            "invalid protocol {proto:?} in EXPOSE {p}: use tcp, udp or sctp"
-        ));
+        return Err(PortError::Protocol {
+            proto,
+            word: p.to_string(),
+        });
     }
-    let bad = || {
-        format!("invalid port {p:?} in EXPOSE: expected a number from 0 to 65535, or a range such as 8000-8002")
-    };
+    let bad = || PortError::Port(p.to_string());
     let (start, end) = match range.split_once('-') {
         Some((a, b)) => (
             a.parse::<u16>().map_err(|_| bad())?,

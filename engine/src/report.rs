@@ -189,12 +189,30 @@ pub struct Report {
     pub steps: Vec<StepView>,
 }
 
+/// How the build ended, as the report says it.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Built: the image's digest.
+    Built(String),
+    /// Failed: the error, as the terminal showed it.
+    Failed(String),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Built(digest) => write!(f, "built {digest}"),
+            Outcome::Failed(error) => f.write_str(error),
+        }
+    }
+}
+
 impl Report {
     pub fn new(
         dockerfile: &str,
         plan: &BuildPlan,
         collected: &Collector,
-        outcome: Result<String, String>,
+        outcome: &Outcome,
     ) -> Report {
         let stages = plan
             .needed
@@ -220,14 +238,10 @@ impl Report {
                 }
             })
             .collect();
-        let (ok, outcome) = match outcome {
-            Ok(t) => (true, t),
-            Err(t) => (false, t),
-        };
         Report {
             dockerfile: dockerfile.to_string(),
-            ok,
-            outcome,
+            ok: matches!(outcome, Outcome::Built(_)),
+            outcome: outcome.to_string(),
             seconds: collected.seconds(),
             stages,
             steps: collected.steps(),
@@ -264,20 +278,29 @@ pub fn keep_last(store_root: &Path, r: &Report) -> std::io::Result<()> {
     crate::fs::write_atomic(&path, &bytes).map_err(|(_, e)| e)
 }
 
+/// Why the store has no last report to show.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no build report in this store ({path}: {error}): run a build first")]
+    Missing { path: String, error: std::io::Error },
+    #[error("{path} is damaged ({error}): run a build to write it again")]
+    Damaged {
+        path: String,
+        error: serde_json::Error,
+    },
+}
+
 /// The store's last report, or why there is none.
-pub fn load_last(store_root: &Path) -> Result<Report, String> {
+pub fn load_last(store_root: &Path) -> Result<Report, LoadError> {
     let path = last_path(store_root);
-    let bytes = std::fs::read(&path).map_err(|e| {
-        format!(
-            "no build report in this store ({}: {e}): run a build first",
-            crate::paths::shown(&path)
-        )
+    let shown = || crate::paths::shown(&path);
+    let bytes = std::fs::read(&path).map_err(|error| LoadError::Missing {
+        path: shown(),
+        error,
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "{} is damaged ({e}): run a build to write it again",
-            crate::paths::shown(&path)
-        )
+    serde_json::from_slice(&bytes).map_err(|error| LoadError::Damaged {
+        path: shown(),
+        error,
     })
 }
 

@@ -224,12 +224,36 @@ pub enum NamedContext {
     },
 }
 
+/// A `--build-context` value wbuild cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NamedContextError {
+    #[error("docker-image:// needs an image reference")]
+    NoImage,
+    #[error("oci-layout:// needs a directory")]
+    NoLayoutDir,
+    #[error("{0:?}: remote contexts are not supported here; give a directory, docker-image://REF or oci-layout://DIR")]
+    Remote(String),
+    #[error("{0:?} is not a directory; give a directory, docker-image://REF or oci-layout://DIR[:TAG|@DIGEST]")]
+    NotADirectory(String),
+}
+
+/// A git source wbuild cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GitSourceError {
+    #[error("{key}={value}: give true or false")]
+    Flag { key: String, value: String },
+    #[error("unknown query parameter {0:?} (BuildKit's are ref, branch, tag, subdir, checksum, commit, keep-git-dir, submodules)")]
+    Parameter(String),
+    #[error("subdir {0:?} leaves the repository")]
+    SubdirLeaves(String),
+}
+
 impl NamedContext {
     /// Reads a `--build-context` value.
-    pub fn parse(value: &str) -> Result<NamedContext, String> {
+    pub fn parse(value: &str) -> Result<NamedContext, NamedContextError> {
         if let Some(r) = value.strip_prefix("docker-image://") {
             if r.is_empty() {
-                return Err("docker-image:// needs an image reference".into());
+                return Err(NamedContextError::NoImage);
             }
             return Ok(NamedContext::Image(r.to_string()));
         }
@@ -247,7 +271,7 @@ impl NamedContext {
                 _ => (path, None),
             };
             if dir.is_empty() {
-                return Err("oci-layout:// needs a directory".into());
+                return Err(NamedContextError::NoLayoutDir);
             }
             return Ok(NamedContext::Layout {
                 dir: PathBuf::from(dir),
@@ -256,15 +280,11 @@ impl NamedContext {
             });
         }
         if value.contains("://") || value.starts_with("git@") {
-            return Err(format!(
-                "{value:?}: remote contexts are not supported here; give a directory, docker-image://REF or oci-layout://DIR"
-            ));
+            return Err(NamedContextError::Remote(value.to_string()));
         }
         let dir = PathBuf::from(value);
         if !dir.is_dir() {
-            return Err(format!(
-                "{value:?} is not a directory; give a directory, docker-image://REF or oci-layout://DIR[:TAG|@DIGEST]"
-            ));
+            return Err(NamedContextError::NotADirectory(value.to_string()));
         }
         Ok(NamedContext::Dir(dir))
     }
@@ -311,7 +331,7 @@ pub fn is_git(s: &str) -> bool {
 }
 
 impl GitSource {
-    pub fn parse(s: &str) -> Result<GitSource, String> {
+    pub fn parse(s: &str) -> Result<GitSource, GitSourceError> {
         let (rest, fragment) = match s.split_once('#') {
             Some((a, b)) => (a, Some(b)),
             None => (s, None),
@@ -342,7 +362,10 @@ impl GitSource {
             let flag = || match v {
                 "" | "true" | "1" => Ok(true),
                 "false" | "0" => Ok(false),
-                _ => Err(format!("{k}={v}: give true or false")),
+                _ => Err(GitSourceError::Flag {
+                    key: k.to_string(),
+                    value: v.to_string(),
+                }),
             };
             match k {
                 "ref" | "branch" | "tag" => src.reference = Some(v.to_string()),
@@ -350,12 +373,12 @@ impl GitSource {
                 "checksum" | "commit" => src.checksum = Some(v.to_string()),
                 "keep-git-dir" => src.keep_git_dir = flag()?,
                 "submodules" => src.submodules = flag()?,
-                _ => return Err(format!("unknown query parameter {k:?} (BuildKit's are ref, branch, tag, subdir, checksum, commit, keep-git-dir, submodules)")),
+                _ => return Err(GitSourceError::Parameter(k.to_string())),
             }
         }
         src.subdir = src.subdir.trim_matches('/').to_string();
         if src.subdir.split('/').any(|p| p == "..") {
-            return Err(format!("subdir {:?} leaves the repository", src.subdir));
+            return Err(GitSourceError::SubdirLeaves(src.subdir));
         }
         Ok(src)
     }
@@ -406,8 +429,16 @@ mod tests {
                 digest: Some(d)
             }
         );
-        assert!(NamedContext::parse("https://example.invalid/x.git").is_err());
-        assert!(NamedContext::parse("/no/such/dir/here").is_err());
+        assert_eq!(
+            NamedContext::parse("https://example.invalid/x.git"),
+            Err(NamedContextError::Remote(
+                "https://example.invalid/x.git".into()
+            ))
+        );
+        assert_eq!(
+            NamedContext::parse("/no/such/dir/here"),
+            Err(NamedContextError::NotADirectory("/no/such/dir/here".into()))
+        );
         assert!(matches!(NamedContext::parse("."), Ok(NamedContext::Dir(_))));
         assert_eq!(context_key("docker.io/library/Alpine:latest"), "alpine");
         assert_eq!(context_key("alpine:3.20"), "alpine:3.20");

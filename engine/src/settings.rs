@@ -22,10 +22,26 @@ use crate::store::{default_policies, GcPolicy, Space};
 
 /// Why the config cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("config {path}: {message}")]
+#[error("config {path}: {cause}")]
 pub struct ConfigError {
     pub path: PathBuf,
-    pub message: String,
+    pub cause: ConfigCause,
+}
+
+/// What is wrong with the config's text, or why it cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigCause {
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error(transparent)]
+    Space(#[from] crate::store::SpaceError),
+    #[error("keepDuration {text:?}: {error}")]
+    Duration {
+        text: String,
+        error: crate::frontend::instructions::DurationError,
+    },
 }
 
 /// A size in the config: a number of bytes, or a string.
@@ -103,31 +119,31 @@ pub fn load_gc(path: Option<&Path>) -> Result<GcConfig, ConfigError> {
             None => return Ok(GcConfig::default()),
         },
     };
-    let err = |message: String| ConfigError {
+    let err = |cause: ConfigCause| ConfigError {
         path: path.clone(),
-        message,
+        cause,
     };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
             return Ok(GcConfig::default())
         }
-        Err(e) => return Err(err(e.to_string())),
+        Err(e) => return Err(err(e.into())),
     };
     parse_gc(&text).map_err(err)
 }
 
-fn space(v: &Option<SpaceValue>) -> Result<Option<Space>, String> {
+fn space(v: &Option<SpaceValue>) -> Result<Option<Space>, ConfigCause> {
     match v {
         None => Ok(None),
         Some(SpaceValue::Bytes(b)) => Ok(Some(Space::Bytes(*b))),
-        Some(SpaceValue::Text(t)) => Space::parse(t).map(Some),
+        Some(SpaceValue::Text(t)) => Ok(Some(Space::parse(t)?)),
     }
 }
 
 /// The GC settings a config text gives.
-pub fn parse_gc(text: &str) -> Result<GcConfig, String> {
-    let f: File = toml::from_str(text).map_err(|e| e.to_string())?;
+pub fn parse_gc(text: &str) -> Result<GcConfig, ConfigCause> {
+    let f: File = toml::from_str(text)?;
     let Some(gc) = f.gc else {
         return Ok(GcConfig::default());
     };
@@ -141,17 +157,21 @@ pub fn parse_gc(text: &str) -> Result<GcConfig, String> {
                     keep_duration: match &p.keep_duration {
                         None => None,
                         Some(DurationValue::Seconds(s)) => Some(std::time::Duration::from_secs(*s)),
-                        Some(DurationValue::Text(t)) => Some(
-                            crate::frontend::instructions::parse_go_duration(t)
-                                .map_err(|m| format!("keepDuration {t:?}: {m}"))?,
-                        ),
+                        Some(DurationValue::Text(t)) => {
+                            Some(crate::frontend::instructions::parse_go_duration(t).map_err(
+                                |error| ConfigCause::Duration {
+                                    text: t.clone(),
+                                    error,
+                                },
+                            )?)
+                        }
                     },
                     reserved_space: space(&p.reserved_space)?,
                     max_used_space: space(&p.max_used_space)?,
                     min_free_space: space(&p.min_free_space)?,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?,
+            .collect::<Result<Vec<_>, ConfigCause>>()?,
         None => default_policies(),
     };
     // The top-level caps fill every rule that has caps of its own, and
@@ -200,8 +220,17 @@ mod tests {
             Some(std::time::Duration::from_secs(48 * 3600))
         );
         assert_eq!(c.policies[1].max_used_space, Some(Space::Percent(10)));
-        assert!(parse_gc("[gc]\nmaxUsedSpace = \"lots\"\n").is_err());
-        assert!(parse_gc("[gc]\nunknown = 1\n").is_err());
-        assert!(parse_gc("[[gc.policy]]\nkeepDuration = \"forever\"\n").is_err());
+        assert!(matches!(
+            parse_gc("[gc]\nmaxUsedSpace = \"lots\"\n"),
+            Err(ConfigCause::Space(crate::store::SpaceError::NotASize(_)))
+        ));
+        assert!(matches!(
+            parse_gc("[gc]\nunknown = 1\n"),
+            Err(ConfigCause::Toml(_))
+        ));
+        assert!(matches!(
+            parse_gc("[[gc.policy]]\nkeepDuration = \"forever\"\n"),
+            Err(ConfigCause::Duration { .. })
+        ));
     }
 }

@@ -136,9 +136,20 @@ fn read_marker(p: &Path) -> String {
         .to_string()
 }
 
+/// Why files cannot be watched.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot watch files: {0}")]
+    Start(notify::Error),
+    #[error("cannot watch {path}: {error}")]
+    Path { path: String, error: notify::Error },
+    #[error("the file watcher stopped")]
+    Stopped,
+}
+
 /// Builds, then again on every change, until `stop` is set. Each build's
 /// line (or its error) goes to `out`.
-pub fn watch(req: &BuildRequest, out: &mut dyn Write, stop: &AtomicBool) -> Result<(), String> {
+pub fn watch(req: &BuildRequest, out: &mut dyn Write, stop: &AtomicBool) -> Result<(), WatchError> {
     use notify::Watcher;
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let context = canon(&req.context);
@@ -154,14 +165,20 @@ pub fn watch(req: &BuildRequest, out: &mut dyn Write, stop: &AtomicBool) -> Resu
             }
         }
     })
-    .map_err(|e| format!("cannot watch files: {e}"))?;
+    .map_err(WatchError::Start)?;
     watcher
         .watch(&context, notify::RecursiveMode::Recursive)
-        .map_err(|e| format!("cannot watch {}: {e}", crate::paths::shown(&context)))?;
+        .map_err(|error| WatchError::Path {
+            path: crate::paths::shown(&context),
+            error,
+        })?;
     if let Some(dir) = dockerfile.parent().filter(|d| !d.starts_with(&context)) {
         watcher
             .watch(dir, notify::RecursiveMode::NonRecursive)
-            .map_err(|e| format!("cannot watch {}: {e}", crate::paths::shown(dir)))?;
+            .map_err(|error| WatchError::Path {
+                path: crate::paths::shown(dir),
+                error,
+            })?;
     }
     let _ = writeln!(
         out,
@@ -201,9 +218,7 @@ pub fn watch(req: &BuildRequest, out: &mut dyn Write, stop: &AtomicBool) -> Resu
                 }
                 Ok(p) if matters(&p, &context, &dockerfile, &skip) => changed = Some(p),
                 Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err("the file watcher stopped".into())
-                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(WatchError::Stopped),
             }
         }
         let mut quiet_since = Instant::now();

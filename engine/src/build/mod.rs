@@ -46,18 +46,21 @@ pub enum Error {
     CacheExport(Box<crate::cache::kind::RemoteError>),
     #[error("{flag} type={kind}: this wbuild was built without registry support; use type=local")]
     CacheKind { flag: &'static str, kind: CacheKind },
-    #[error("{flag} type={kind}: {message}")]
+    #[error("{flag} type={kind}: {error}")]
     CacheSpec {
         flag: &'static str,
         kind: CacheKind,
-        message: String,
+        error: crate::cache::kind::CacheSpecError,
     },
     #[error(transparent)]
     Config(Box<crate::settings::ConfigError>),
-    #[error("--platform: {message}")]
-    Platform { message: String },
-    #[error("--build-context {name}: {message}")]
-    BuildContext { name: String, message: String },
+    #[error("--platform: {0}")]
+    Platform(crate::plan::PlatformError),
+    #[error("--build-context {name}: {error}")]
+    BuildContext {
+        name: String,
+        error: crate::request::NamedContextError,
+    },
     #[error(transparent)]
     RemoteContext(Box<crate::context::remote::RemoteContextError>),
     #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds since 1970")]
@@ -201,10 +204,12 @@ struct ReportSlot {
 fn run_and_report(req: &BuildRequest, explain: bool) -> Result<Ran> {
     let mut slot = None;
     let ran = run_phases(req, explain, &mut slot);
+    use crate::report::Outcome;
     let outcome = match &ran {
-        Ok(Ran::Built(b)) => Ok(format!("built {}", b.digest)),
+        Ok(Ran::Built(b)) => Outcome::Built(b.digest.to_string()),
         Ok(Ran::Explained(..)) => return ran,
-        Err(e) => Err(e.to_string()),
+        // The report shows the error as the terminal does.
+        Err(e) => Outcome::Failed(e.to_string()),
     };
     let (report, root) = match (slot, outcome) {
         (
@@ -216,11 +221,11 @@ fn run_and_report(req: &BuildRequest, explain: bool) -> Result<Ran> {
             }),
             outcome,
         ) => (
-            crate::report::Report::new(&dockerfile, &plan, &collector, outcome),
+            crate::report::Report::new(&dockerfile, &plan, &collector, &outcome),
             Some(root),
         ),
         // It failed before its first step: a report of just the error.
-        (_, Err(e)) if !explain => (
+        (_, Outcome::Failed(e)) if !explain => (
             crate::report::Report::failed_early(&crate::paths::shown(&req.dockerfile), e),
             store_root(req).ok(),
         ),

@@ -189,10 +189,10 @@ fn cache_records(
         None => None,
         Some(_) => {
             Some(
-                LayerPolicy::from_attrs(&spec.attrs).map_err(|message| Error::CacheSpec {
+                LayerPolicy::from_attrs(&spec.attrs).map_err(|error| Error::CacheSpec {
                     flag: "--cache-to",
                     kind: spec.kind,
-                    message,
+                    error: error.into(),
                 })?,
             )
         }

@@ -79,9 +79,9 @@ pub(super) fn check(req: &BuildRequest) -> Result<Checked> {
     let shown = crate::paths::shown(&req.dockerfile);
     let mut contexts = BTreeMap::new();
     for (name, value) in &req.build_contexts {
-        let c = NamedContext::parse(value).map_err(|message| Error::BuildContext {
+        let c = NamedContext::parse(value).map_err(|error| Error::BuildContext {
             name: name.clone(),
-            message,
+            error,
         })?;
         contexts.insert(crate::request::context_key(name), c);
     }
@@ -117,7 +117,7 @@ pub(super) fn check(req: &BuildRequest) -> Result<Checked> {
 fn platforms(req: &BuildRequest) -> Result<Vec<Option<plan::Platform>>> {
     let mut out: Vec<Option<plan::Platform>> = Vec::new();
     for one in &req.platforms {
-        let pf = plan::Platform::parse_any(one).map_err(|message| Error::Platform { message })?;
+        let pf = plan::Platform::parse_any(one).map_err(Error::Platform)?;
         if !out.contains(&Some(pf.clone())) {
             out.push(Some(pf));
         }
@@ -156,10 +156,10 @@ fn check_caches(req: &BuildRequest) -> Result<()> {
                 flag,
                 kind: spec.kind,
             })?;
-            t.check(spec, export).map_err(|message| Error::CacheSpec {
+            t.check(spec, export).map_err(|error| Error::CacheSpec {
                 flag,
                 kind: spec.kind,
-                message,
+                error,
             })?;
         }
     }
@@ -341,12 +341,12 @@ fn resolve_bases<'s>(
     if wanted.is_empty() {
         return Ok(None);
     }
-    let fail = |st: &plan::PlannedStage, m: String| {
+    let fail = |st: &plan::PlannedStage, e: crate::registry::RegistryError| {
         Error::Solve(crate::solve::BuildError::from_failed(
             &opts.dockerfile,
             st,
             &st.label(),
-            m,
+            e,
         ))
     };
     let puller = Arc::new(
@@ -367,7 +367,7 @@ fn resolve_bases<'s>(
                 &st.platform.architecture,
                 opts.pull,
             )
-            .map_err(|e| fail(st, e.to_string()))?;
+            .map_err(|e| fail(st, e))?;
         bases.insert(
             key,
             plan::BaseConfig {

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::kind::{CacheCx, CacheType, ImportedCache, RemoteError};
+use super::kind::{CacheCx, CacheSpecError, CacheType, ImportedCache, RemoteError};
 use crate::oci::cache_artifact::ExportedRecord;
 use crate::request::{CacheKind, CacheSpec};
 
@@ -24,12 +24,9 @@ impl CacheType for Inline {
         &[]
     }
 
-    fn check(&self, _spec: &CacheSpec, export: bool) -> Result<(), String> {
+    fn check(&self, _spec: &CacheSpec, export: bool) -> Result<(), CacheSpecError> {
         if !export {
-            return Err(
-                "type=inline is for --cache-to; read an image's inline cache with --cache-from IMAGE"
-                    .into(),
-            );
+            return Err(CacheSpecError::InlineImport);
         }
         Ok(())
     }

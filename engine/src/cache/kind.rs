@@ -48,7 +48,7 @@ pub trait ImportedCache: Send + Sync + std::fmt::Debug {
     fn label(&self) -> String;
     /// The record for `key`; an error says why a record it has cannot be
     /// used (its blob is missing), which makes the step a miss.
-    fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, String>;
+    fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, RecordError>;
     /// `verify=true`: a record is used only when its layer can be checked
     /// against the step's inputs.
     fn verify(&self) -> bool {
@@ -72,9 +72,51 @@ impl ImportedCache for RecordsCache {
     fn verify(&self) -> bool {
         self.verify
     }
-    fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, String> {
+    fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, RecordError> {
         Ok(self.records.get(&key.to_string()).cloned())
     }
+}
+
+/// Why a record of an imported cache cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cache-from {label}: blob {digest} has the wrong size")]
+    WrongSize {
+        label: String,
+        digest: crate::digest::Digest,
+    },
+    #[error("cache-from {label}: blob {digest} missing")]
+    Missing {
+        label: String,
+        digest: crate::digest::Digest,
+    },
+}
+
+/// Why a `--cache-to` / `--cache-from` spec cannot be used as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheSpecError {
+    /// A key holds a value it does not take.
+    #[error("{key} must be {allowed}")]
+    Value {
+        key: &'static str,
+        allowed: &'static str,
+    },
+    /// A key the kind needs is missing or empty.
+    #[error("type={kind} needs {key}=<{what}>")]
+    Missing {
+        kind: CacheKind,
+        key: &'static str,
+        what: &'static str,
+    },
+    #[error("image-manifest=false (BuildKit's older index form) is not supported")]
+    OldIndexForm,
+    #[error("verify= is for --cache-from (it checks imported records)")]
+    VerifyOnExport,
+    #[error("type=inline is for --cache-to; read an image's inline cache with --cache-from IMAGE")]
+    InlineImport,
+    /// The layers' keys (compression and its level), which outputs take too.
+    #[error(transparent)]
+    Layers(#[from] crate::export::SpecError),
 }
 
 /// One kind of cache: the keys it takes, and how it imports and exports.
@@ -86,7 +128,7 @@ pub trait CacheType: Sync {
     fn own_keys(&self, export: bool) -> &'static [&'static str];
     /// Checks what its keys need beyond being known (a required key, a
     /// value's form); the message says what to give.
-    fn check(&self, spec: &CacheSpec, export: bool) -> Result<(), String>;
+    fn check(&self, spec: &CacheSpec, export: bool) -> Result<(), CacheSpecError>;
     /// Reads the cache a `--cache-from` names. A cache that is missing or
     /// damaged imports nothing and is said as a warning (None).
     fn import(&self, cx: &CacheCx<'_>, spec: &CacheSpec) -> Option<Arc<dyn ImportedCache>>;
@@ -152,10 +194,13 @@ pub const EXPORT_KEYS: &[&str] = &[
 ];
 
 /// Checks the keys every exporting kind takes.
-pub fn check_export_keys(spec: &CacheSpec) -> Result<(), String> {
+pub fn check_export_keys(spec: &CacheSpec) -> Result<(), CacheSpecError> {
     if let Some(m) = spec.attr("mode") {
         if !matches!(m, "min" | "max") {
-            return Err("mode must be min or max".into());
+            return Err(CacheSpecError::Value {
+                key: "mode",
+                allowed: "min or max",
+            });
         }
     }
     for k in [
@@ -166,13 +211,19 @@ pub fn check_export_keys(spec: &CacheSpec) -> Result<(), String> {
     ] {
         if let Some(v) = spec.attr(k) {
             if !matches!(v, "true" | "false") {
-                return Err(format!("{k} must be true or false"));
+                return Err(CacheSpecError::Value {
+                    key: k,
+                    allowed: "true or false",
+                });
             }
         }
     }
     if let Some(c) = spec.attr("compression") {
         if !matches!(c, "gzip" | "zstd" | "uncompressed") {
-            return Err("compression must be gzip, zstd or uncompressed".into());
+            return Err(CacheSpecError::Value {
+                key: "compression",
+                allowed: "gzip, zstd or uncompressed",
+            });
         }
     }
     Ok(())
@@ -184,12 +235,15 @@ pub fn verify_of(spec: &CacheSpec) -> bool {
 }
 
 /// Checks `verify=`, which every import takes.
-pub fn check_verify(spec: &CacheSpec, export: bool) -> Result<(), String> {
+pub fn check_verify(spec: &CacheSpec, export: bool) -> Result<(), CacheSpecError> {
     match (spec.attr("verify"), export) {
         (None, _) => Ok(()),
-        (Some(_), true) => Err("verify= is for --cache-from (it checks imported records)".into()),
+        (Some(_), true) => Err(CacheSpecError::VerifyOnExport),
         (Some("true" | "false"), false) => Ok(()),
-        (Some(_), false) => Err("verify must be true or false".into()),
+        (Some(_), false) => Err(CacheSpecError::Value {
+            key: "verify",
+            allowed: "true or false",
+        }),
     }
 }
 

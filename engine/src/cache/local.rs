@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::kind::{
-    check_export_keys, check_verify, verify_of, CacheCx, CacheType, ImportedCache, RemoteError,
+    check_export_keys, check_verify, verify_of, CacheCx, CacheSpecError, CacheType, ImportedCache,
+    RecordError, RemoteError,
 };
 use super::CacheKey;
 use crate::digest::Digest;
@@ -45,20 +46,21 @@ impl CacheType for Local {
         }
     }
 
-    fn check(&self, spec: &CacheSpec, export: bool) -> Result<(), String> {
+    fn check(&self, spec: &CacheSpec, export: bool) -> Result<(), CacheSpecError> {
         check_verify(spec, export)?;
+        let key = if export { "dest" } else { "src" };
         if export {
             check_export_keys(spec)?;
-            if spec.attr("dest").is_none_or(str::is_empty) {
-                return Err("type=local needs dest=<directory>".into());
-            }
             if spec.attr("image-manifest") == Some("false") {
-                return Err(
-                    "image-manifest=false (BuildKit's older index form) is not supported".into(),
-                );
+                return Err(CacheSpecError::OldIndexForm);
             }
-        } else if spec.attr("src").is_none_or(str::is_empty) {
-            return Err("type=local needs src=<directory>".into());
+        }
+        if spec.attr(key).is_none_or(str::is_empty) {
+            return Err(CacheSpecError::Missing {
+                kind: CacheKind::Local,
+                key,
+                what: "directory",
+            });
         }
         Ok(())
     }
@@ -161,7 +163,7 @@ impl ImportedCache for LocalDirCache {
 
     /// The record for `key`, if this cache has it and its layer's blob is
     /// there (a missing blob is a miss, with why).
-    fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, String> {
+    fn lookup(&self, key: &CacheKey) -> Result<Option<ExportedRecord>, RecordError> {
         let Some(r) = self.records.get(&key.to_string()) else {
             return Ok(None);
         };
@@ -169,16 +171,16 @@ impl ImportedCache for LocalDirCache {
             match fs::metadata(blob_path(&self.dir, &l.digest)) {
                 Ok(m) if m.len() == l.size => {}
                 Ok(_) => {
-                    return Err(format!(
-                        "cache-from {}: blob {} has the wrong size",
-                        self.label, l.digest
-                    ))
+                    return Err(RecordError::WrongSize {
+                        label: self.label.clone(),
+                        digest: l.digest.clone(),
+                    })
                 }
                 Err(_) => {
-                    return Err(format!(
-                        "cache-from {}: blob {} missing",
-                        self.label, l.digest
-                    ))
+                    return Err(RecordError::Missing {
+                        label: self.label.clone(),
+                        digest: l.digest.clone(),
+                    })
                 }
             }
         }
@@ -203,12 +205,49 @@ impl BlobSource for LocalDirCache {
     }
 }
 
+/// Why a cache directory gives no records.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("{path}: {error}")]
+    Read { path: String, error: io::Error },
+    #[error("{what} is not JSON: {error}")]
+    Json {
+        what: String,
+        error: serde_json::Error,
+    },
+    #[error("index.json has no cache {0}")]
+    NoDigest(String),
+    #[error("index.json has no cache tagged {0:?}")]
+    NoTag(String),
+    #[error("a digest {0:?} that is not sha256")]
+    BadDigest(String),
+    #[error("blob {0} missing")]
+    Missing(Digest),
+    #[error("blob {0} is damaged (its bytes do not match)")]
+    Damaged(Digest),
+    #[error("manifest {manifest} is not a wbuild cache (its config is {media})")]
+    NotACache { manifest: Digest, media: String },
+    #[error("manifest {0} has no config digest")]
+    NoConfig(Digest),
+    #[error("the cache config {digest} cannot be read: {error}")]
+    Config {
+        digest: Digest,
+        error: serde_json::Error,
+    },
+}
+
 /// The manifest digest a tag (or a digest) names in a layout's index.
-fn manifest_of(dir: &Path, tag: &str, digest: Option<&str>) -> Result<Digest, String> {
+fn manifest_of(dir: &Path, tag: &str, digest: Option<&str>) -> Result<Digest, LayoutError> {
     let index = dir.join("index.json");
-    let bytes = fs::read(&index).map_err(|e| format!("{}: {e}", index.display()))?;
+    let bytes = fs::read(&index).map_err(|error| LayoutError::Read {
+        path: index.display().to_string(),
+        error,
+    })?;
     let v: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| format!("index.json is not JSON: {e}"))?;
+        serde_json::from_slice(&bytes).map_err(|error| LayoutError::Json {
+            what: "index.json".into(),
+            error,
+        })?;
     let entries = v["manifests"].as_array().cloned().unwrap_or_default();
     let found = entries.iter().find(|m| match digest {
         Some(d) => m["digest"].as_str() == Some(d),
@@ -217,38 +256,40 @@ fn manifest_of(dir: &Path, tag: &str, digest: Option<&str>) -> Result<Digest, St
     let d = found
         .and_then(|m| m["digest"].as_str())
         .ok_or_else(|| match digest {
-            Some(d) => format!("index.json has no cache {d}"),
-            None => format!("index.json has no cache tagged {tag:?}"),
+            Some(d) => LayoutError::NoDigest(d.to_string()),
+            None => LayoutError::NoTag(tag.to_string()),
         })?;
-    d.parse()
-        .map_err(|_| format!("a digest {d:?} that is not sha256"))
+    d.parse().map_err(|_| LayoutError::BadDigest(d.to_string()))
 }
 
 /// Reads and checks a blob of the layout against its digest.
-fn read_checked(dir: &Path, d: &Digest) -> Result<Vec<u8>, String> {
-    let bytes = fs::read(blob_path(dir, d)).map_err(|_| format!("blob {d} missing"))?;
+fn read_checked(dir: &Path, d: &Digest) -> Result<Vec<u8>, LayoutError> {
+    let bytes = fs::read(blob_path(dir, d)).map_err(|_| LayoutError::Missing(d.clone()))?;
     if Digest::of(&bytes) != *d {
-        return Err(format!("blob {d} is damaged (its bytes do not match)"));
+        return Err(LayoutError::Damaged(d.clone()));
     }
     Ok(bytes)
 }
 
-fn read_config(dir: &Path, tag: &str, digest: Option<&str>) -> Result<CacheConfig, String> {
+fn read_config(dir: &Path, tag: &str, digest: Option<&str>) -> Result<CacheConfig, LayoutError> {
     let m = manifest_of(dir, tag, digest)?;
-    let manifest: serde_json::Value = serde_json::from_slice(&read_checked(dir, &m)?)
-        .map_err(|e| format!("manifest {m} is not JSON: {e}"))?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read_checked(dir, &m)?).map_err(|error| LayoutError::Json {
+            what: format!("manifest {m}"),
+            error,
+        })?;
     if manifest["config"]["mediaType"] != MEDIA_CACHE_CONFIG {
-        return Err(format!(
-            "manifest {m} is not a wbuild cache (its config is {})",
-            manifest["config"]["mediaType"]
-        ));
+        return Err(LayoutError::NotACache {
+            manifest: m,
+            media: manifest["config"]["mediaType"].to_string(),
+        });
     }
     let c: Digest = manifest["config"]["digest"]
         .as_str()
         .and_then(|d| d.parse().ok())
-        .ok_or_else(|| format!("manifest {m} has no config digest"))?;
+        .ok_or_else(|| LayoutError::NoConfig(m.clone()))?;
     serde_json::from_slice(&read_checked(dir, &c)?)
-        .map_err(|e| format!("the cache config {c} cannot be read: {e}"))
+        .map_err(|error| LayoutError::Config { digest: c, error })
 }
 
 /// Removes the temp files (`<digest>.tmp-<pid>`) of an export that was

@@ -93,7 +93,7 @@ impl Caches<'_> {
                     }));
                 }
                 Ok(None) => {}
-                Err(m) => self.note(key, m),
+                Err(e) => self.note(key, e.to_string()),
             }
         }
         Ok(None)

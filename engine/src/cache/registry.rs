@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use super::kind::{
-    check_export_keys, check_verify, verify_of, CacheCx, CacheType, ImportedCache, RecordsCache,
-    RemoteError,
+    check_export_keys, check_verify, verify_of, CacheCx, CacheSpecError, CacheType, ImportedCache,
+    RecordsCache, RemoteError,
 };
 use crate::oci::cache_artifact::{CacheConfig, ExportedRecord};
 use crate::request::{CacheKind, CacheSpec};
@@ -46,23 +46,28 @@ impl CacheType for Registry {
         }
     }
 
-    fn check(&self, spec: &CacheSpec, export: bool) -> Result<(), String> {
+    fn check(&self, spec: &CacheSpec, export: bool) -> Result<(), CacheSpecError> {
         check_verify(spec, export)?;
         if let Some(v) = spec.attr("registry.insecure") {
             if !matches!(v, "true" | "false") {
-                return Err("registry.insecure must be true or false".into());
+                return Err(CacheSpecError::Value {
+                    key: "registry.insecure",
+                    allowed: "true or false",
+                });
             }
         }
         if export {
             check_export_keys(spec)?;
             if spec.attr("image-manifest") == Some("false") {
-                return Err(
-                    "image-manifest=false (BuildKit's older index form) is not supported".into(),
-                );
+                return Err(CacheSpecError::OldIndexForm);
             }
         }
         if spec.attr("ref").is_none_or(str::is_empty) {
-            return Err("type=registry needs ref=<image reference>".into());
+            return Err(CacheSpecError::Missing {
+                kind: CacheKind::Registry,
+                key: "ref",
+                what: "image reference",
+            });
         }
         Ok(())
     }

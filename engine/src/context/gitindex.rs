@@ -41,25 +41,56 @@ pub fn find(dir: &Path) -> Option<(String, PathBuf)> {
 /// The paths (relative to the work tree, `/`-separated) that the index
 /// records as executable files. An index this cannot read gives an error
 /// naming what is wrong.
-pub fn executables(index: &Path) -> Result<HashSet<String>, String> {
-    let bytes = fs::read(index).map_err(|e| format!("{}: {e}", crate::paths::shown(index)))?;
-    parse(&bytes).map_err(|e| format!("{}: {e}", crate::paths::shown(index)))
+pub fn executables(index: &Path) -> Result<HashSet<String>, IndexError> {
+    let path = || crate::paths::shown(index);
+    let bytes = fs::read(index).map_err(|error| IndexError::Read {
+        path: path(),
+        error,
+    })?;
+    parse(&bytes).map_err(|problem| IndexError::Bad {
+        path: path(),
+        problem,
+    })
 }
 
-fn parse(b: &[u8]) -> Result<HashSet<String>, String> {
-    let u32_at = |at: usize| -> Result<u32, String> {
+/// A git index wbuild cannot read, and where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("{path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{path}: {problem}")]
+    Bad { path: String, problem: IndexProblem },
+}
+
+/// What is wrong with a git index.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IndexProblem {
+    #[error("the index is cut short")]
+    Short,
+    #[error("not a git index (no DIRC signature)")]
+    NotAnIndex,
+    #[error("git index version {0} is not one wbuild reads (2 to 4)")]
+    Version(u32),
+    #[error("a name in the index has no end")]
+    NameUnended,
+    #[error("a name in the index strips too much")]
+    StripsTooMuch,
+    #[error("a name in the index disagrees with its length")]
+    NameLength,
+}
+
+fn parse(b: &[u8]) -> Result<HashSet<String>, IndexProblem> {
+    let u32_at = |at: usize| -> Result<u32, IndexProblem> {
         b.get(at..at + 4)
             .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-            .ok_or_else(|| "the index is cut short".to_string())
+            .ok_or(IndexProblem::Short)
     };
     if b.get(..4) != Some(b"DIRC") {
-        return Err("not a git index (no DIRC signature)".into());
+        return Err(IndexProblem::NotAnIndex);
     }
     let version = u32_at(4)?;
     if !(2..=4).contains(&version) {
-        return Err(format!(
-            "git index version {version} is not one wbuild reads (2 to 4)"
-        ));
+        return Err(IndexProblem::Version(version));
     }
     let count = u32_at(8)? as usize;
     let mut at = 12;
@@ -74,7 +105,7 @@ fn parse(b: &[u8]) -> Result<HashSet<String>, String> {
         let flags = b
             .get(flags_at..flags_at + 2)
             .map(|s| u16::from_be_bytes([s[0], s[1]]))
-            .ok_or("the index is cut short")?;
+            .ok_or(IndexProblem::Short)?;
         let mut name_at = flags_at + 2;
         if version >= 3 && flags & 0x4000 != 0 {
             name_at += 2;
@@ -89,11 +120,11 @@ fn parse(b: &[u8]) -> Result<HashSet<String>, String> {
                 + b[start.min(b.len())..]
                     .iter()
                     .position(|&c| c == 0)
-                    .ok_or("a name in the index has no end")?;
+                    .ok_or(IndexProblem::NameUnended)?;
             let keep = prev
                 .len()
                 .checked_sub(strip)
-                .ok_or("a name in the index strips too much")?;
+                .ok_or(IndexProblem::StripsTooMuch)?;
             let mut n = prev[..keep].to_vec();
             n.extend_from_slice(&b[start..end]);
             name = n;
@@ -103,10 +134,10 @@ fn parse(b: &[u8]) -> Result<HashSet<String>, String> {
                 + b[name_at.min(b.len())..]
                     .iter()
                     .position(|&c| c == 0)
-                    .ok_or("a name in the index has no end")?;
+                    .ok_or(IndexProblem::NameUnended)?;
             name = b[name_at..end].to_vec();
             if name_len_hint < 0x0fff && name.len() != name_len_hint {
-                return Err("a name in the index disagrees with its length".into());
+                return Err(IndexProblem::NameLength);
             }
             // Entries are padded with 1 to 8 NULs to a multiple of 8.
             let len = end - at;
@@ -121,13 +152,13 @@ fn parse(b: &[u8]) -> Result<HashSet<String>, String> {
 }
 
 /// Git's offset varint (index version 4).
-fn varint(b: &[u8]) -> Result<(usize, usize), String> {
+fn varint(b: &[u8]) -> Result<(usize, usize), IndexProblem> {
     let mut i = 0;
-    let mut c = *b.first().ok_or("the index is cut short")?;
+    let mut c = *b.first().ok_or(IndexProblem::Short)?;
     let mut val = (c & 127) as usize;
     while c & 128 != 0 {
         i += 1;
-        c = *b.get(i).ok_or("the index is cut short")?;
+        c = *b.get(i).ok_or(IndexProblem::Short)?;
         val = ((val + 1) << 7) | (c & 127) as usize;
     }
     Ok((val, i + 1))
@@ -182,13 +213,12 @@ mod tests {
 
     #[test]
     fn a_damaged_index_is_an_error() {
-        assert!(parse(b"DIRX").is_err());
-        assert!(parse(b"DIRC\0\0\0\x05\0\0\0\0")
-            .unwrap_err()
-            .contains("version 5"));
-        assert!(parse(b"DIRC\0\0\0\x02\0\0\0\x01")
-            .unwrap_err()
-            .contains("cut short"));
+        assert_eq!(parse(b"DIRX"), Err(IndexProblem::NotAnIndex));
+        assert_eq!(
+            parse(b"DIRC\0\0\0\x05\0\0\0\0"),
+            Err(IndexProblem::Version(5))
+        );
+        assert_eq!(parse(b"DIRC\0\0\0\x02\0\0\0\x01"), Err(IndexProblem::Short));
         assert!(find(Path::new("/")).is_none());
     }
 }

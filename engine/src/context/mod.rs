@@ -30,7 +30,7 @@ pub enum ContextError {
     #[error("build context {} is not a directory: give the directory that holds your sources", crate::paths::shown(.0))]
     NotADirectory(PathBuf),
     #[error("build context: cannot read the executable bits git records ({0}); this host has no permission bits of its own, so without them the image would differ from a Linux checkout's: repair the work tree (`git status` rewrites the index) or build from a copy outside it")]
-    GitIndex(String),
+    GitIndex(gitindex::IndexError),
     #[error("{instruction}: source {source_path:?} is outside the build context: only files under {} can be copied", crate::paths::shown(.context))]
     Escapes {
         instruction: String,

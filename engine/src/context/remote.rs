@@ -22,8 +22,13 @@ pub enum RemoteContextError {
         url: String,
         cause: Box<crate::fetch::GitError>,
     },
-    #[error("build context {url}: {message}")]
-    Invalid { url: String, message: String },
+    #[error("build context {url}: {error}")]
+    Source {
+        url: String,
+        error: crate::request::GitSourceError,
+    },
+    #[error("build context {url}: this wbuild was built without network support")]
+    NoNetwork { url: String },
     #[error("build context {url}: {what}: {error}")]
     Io {
         url: String,
@@ -155,10 +160,10 @@ impl<'s> Remote<'s> {
         let store = self.store;
         if crate::request::is_git(url) {
             // A repository's tree at the commit its ref names now.
-            let src = crate::request::GitSource::parse(url).map_err(|message| {
-                RemoteContextError::Invalid {
+            let src = crate::request::GitSource::parse(url).map_err(|error| {
+                RemoteContextError::Source {
                     url: url.to_string(),
-                    message,
+                    error,
                 }
             })?;
             let commit = crate::fetch::git::resolve(&src).map_err(|e| e.at(url))?;
@@ -190,9 +195,8 @@ impl<'s> Remote<'s> {
     #[cfg(not(feature = "registry"))]
     fn unpack(&self, url: &str, _: &Path) -> Result<bool, RemoteContextError> {
         let _ = self.store;
-        Err(RemoteContextError::Invalid {
+        Err(RemoteContextError::NoNetwork {
             url: url.to_string(),
-            message: "this wbuild was built without network support".into(),
         })
     }
 }

@@ -3,7 +3,7 @@
 //! `push=true` (always for `type=registry`), pushed to the registry each
 //! name points at.
 
-use super::{flag, ExportContext, ExportError, Exporter, LayerPolicy, OutputType};
+use super::{flag, ExportContext, ExportError, Exporter, LayerPolicy, OutputType, SpecError};
 use crate::digest::Digest;
 use crate::oci::{image_blobs, index_blobs, Image, IndexImage};
 use crate::request::{OutputKind, OutputSpec};
@@ -43,7 +43,7 @@ const KEYS: &[&str] = &[
     "oci-mediatypes",
 ];
 
-fn make(o: &OutputSpec, push: bool) -> Result<Box<dyn Exporter>, String> {
+fn make(o: &OutputSpec, push: bool) -> Result<Box<dyn Exporter>, SpecError> {
     Ok(Box::new(ImageOutput {
         names: o
             .attrs

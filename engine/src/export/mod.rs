@@ -31,15 +31,15 @@ pub enum ExportError {
     Unsupported(OutputKind),
     #[cfg(feature = "registry")]
     #[error("push: {0}")]
-    Push(#[from] crate::registry::RegistryError),
+    Push(crate::registry::RegistryError),
     #[error("--output type={0} cannot hold the images of several platforms (docker load takes one); use type=oci, or one --platform")]
     NoIndex(OutputKind),
     #[error("--output dest= is empty: give a file, or - for stdout")]
     EmptyDest,
     #[error("--output dest={}: it is a directory; give a file name, or use type=local for a directory", .0.display())]
     IsDirectory(PathBuf),
-    #[error("--output type={kind}: {message}")]
-    Spec { kind: OutputKind, message: String },
+    #[error("--output type={kind}: {error}")]
+    Spec { kind: OutputKind, error: SpecError },
     #[error("re-compressing layer {digest}: {error}")]
     Recompress {
         digest: crate::digest::Digest,
@@ -112,6 +112,33 @@ impl Default for LayerPolicy {
     }
 }
 
+#[cfg(feature = "registry")]
+impl From<crate::registry::RegistryError> for ExportError {
+    fn from(e: crate::registry::RegistryError) -> Self {
+        ExportError::Push(e)
+    }
+}
+
+/// Why an output's (or a cache's) keys cannot be used as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// A key holds a value it does not take.
+    #[error("{key} must be {allowed}")]
+    Value {
+        key: &'static str,
+        allowed: &'static str,
+    },
+    /// zstd goes to 22, gzip only to 9.
+    #[error("gzip compression-level must be 0 to 9")]
+    GzipLevel,
+    /// The output needs a destination.
+    #[error("type={kind} needs dest={what}")]
+    NoDest {
+        kind: OutputKind,
+        what: &'static str,
+    },
+}
+
 impl LayerPolicy {
     /// The keys of it every output that writes layers takes.
     pub const KEYS: &'static [&'static str] = &[
@@ -122,24 +149,29 @@ impl LayerPolicy {
     ];
 
     /// Reads it from an output's attributes, checking each.
-    pub fn from_attrs(attrs: &BTreeMap<String, String>) -> Result<LayerPolicy, String> {
+    pub fn from_attrs(attrs: &BTreeMap<String, String>) -> Result<LayerPolicy, SpecError> {
         let compression = match attrs.get("compression").map(String::as_str) {
             None => Compression::Gzip,
-            Some(c) => {
-                Compression::parse(c).ok_or("compression must be gzip, zstd or uncompressed")?
-            }
+            Some(c) => Compression::parse(c).ok_or(SpecError::Value {
+                key: "compression",
+                allowed: "gzip, zstd or uncompressed",
+            })?,
         };
         let level = match attrs.get("compression-level") {
             None => compression.default_level(),
             Some(l) => {
-                let n: i32 = l
-                    .parse()
-                    .map_err(|_| "compression-level must be a whole number")?;
+                let n: i32 = l.parse().map_err(|_| SpecError::Value {
+                    key: "compression-level",
+                    allowed: "a whole number",
+                })?;
                 if !(0..=22).contains(&n) {
-                    return Err("compression-level must be 0 to 22 (gzip: 0 to 9)".into());
+                    return Err(SpecError::Value {
+                        key: "compression-level",
+                        allowed: "0 to 22 (gzip: 0 to 9)",
+                    });
                 }
                 if n > 9 && compression == Compression::Gzip {
-                    return Err("gzip compression-level must be 0 to 9".into());
+                    return Err(SpecError::GzipLevel);
                 }
                 n
             }
@@ -158,12 +190,18 @@ impl LayerPolicy {
 }
 
 /// A `true`/`false` attribute, when given.
-pub fn flag(attrs: &BTreeMap<String, String>, key: &str) -> Result<Option<bool>, String> {
+pub fn flag(
+    attrs: &BTreeMap<String, String>,
+    key: &'static str,
+) -> Result<Option<bool>, SpecError> {
     match attrs.get(key).map(String::as_str) {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
         Some("false") => Ok(Some(false)),
-        Some(_) => Err(format!("{key} must be true or false")),
+        Some(_) => Err(SpecError::Value {
+            key,
+            allowed: "true or false",
+        }),
     }
 }
 
@@ -172,7 +210,7 @@ pub fn flag(attrs: &BTreeMap<String, String>, key: &str) -> Result<Option<bool>,
 pub struct OutputType {
     pub kind: OutputKind,
     pub keys: &'static [&'static str],
-    pub make: fn(&OutputSpec) -> Result<Box<dyn Exporter>, String>,
+    pub make: fn(&OutputSpec) -> Result<Box<dyn Exporter>, SpecError>,
 }
 
 /// Every kind of output: what `--output` parsing, the build and the
@@ -197,17 +235,17 @@ pub fn output_type(kind: OutputKind) -> &'static OutputType {
 
 /// The exporter an `--output` asks for.
 pub fn exporter_for(o: &OutputSpec) -> Result<Box<dyn Exporter>, ExportError> {
-    (output_type(o.kind).make)(o).map_err(|message| ExportError::Spec {
+    (output_type(o.kind).make)(o).map_err(|error| ExportError::Spec {
         kind: o.kind,
-        message,
+        error,
     })
 }
 
 /// Its destination, which it must have: a file (or `-`), or a directory.
-pub fn required_dest(o: &OutputSpec, what: &str) -> Result<String, String> {
+pub fn required_dest(o: &OutputSpec, what: &'static str) -> Result<String, SpecError> {
     o.dest
         .clone()
-        .ok_or_else(|| format!("type={} needs dest={what}", o.kind))
+        .ok_or(SpecError::NoDest { kind: o.kind, what })
 }
 
 /// Re-encodes a layer as `policy` says; the diff-id stays, the blob digest

@@ -27,6 +27,9 @@ pub enum GitError {
     /// Refused before or after git ran, saying why and what to do.
     #[error("{0}")]
     Refused(String),
+    /// The source names no repository wbuild can read.
+    #[error(transparent)]
+    Source(#[from] crate::request::GitSourceError),
     #[error("{}: {error}", .path.display())]
     Io {
         path: PathBuf,

@@ -881,12 +881,27 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, FrontendError> {
     })
 }
 
+/// Why a text is not a Go duration (`time.ParseDuration`'s errors).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("invalid duration {0:?}")]
+    Invalid(String),
+    #[error("negative duration {0:?}")]
+    Negative(String),
+    #[error("missing unit in duration {0:?}")]
+    NoUnit(String),
+    #[error("unknown unit {unit:?} in duration {text:?}")]
+    Unit { unit: String, text: String },
+    #[error("duration {0:?} is too long")]
+    TooLong(String),
+}
+
 /// Go's `time.ParseDuration`: `300ms`, `1.5h`, `2h45m`, `0`.
-pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}");
+pub fn parse_go_duration(s: &str) -> Result<Duration, DurationError> {
+    let bad = || DurationError::Invalid(s.to_string());
     let t = s.strip_prefix('+').unwrap_or(s);
     if t.starts_with('-') {
-        return Err(format!("negative duration {s:?}"));
+        return Err(DurationError::Negative(s.to_string()));
     }
     if t == "0" {
         return Ok(Duration::ZERO);
@@ -920,13 +935,18 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
-            "" => return Err(format!("missing unit in duration {s:?}")),
-            _ => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
+            "" => return Err(DurationError::NoUnit(s.to_string())),
+            _ => {
+                return Err(DurationError::Unit {
+                    unit: unit.to_string(),
+                    text: s.to_string(),
+                })
+            }
         };
         total += num * nanos;
     }
     if total > u64::MAX as f64 {
-        return Err(format!("duration {s:?} is too long"));
+        return Err(DurationError::TooLong(s.to_string()));
     }
     Ok(Duration::from_nanos(total as u64))
 }
@@ -1030,8 +1050,17 @@ impl Flags {
     }
 }
 
+/// A CSV record Go's `encoding/csv` refuses (its messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CsvError {
+    #[error("bare \" in non-quoted-field")]
+    BareQuote,
+    #[error("extraneous or missing \" in quoted-field")]
+    Extraneous,
+}
+
 /// Reads one CSV record as Go's `encoding/csv` does (quotes, `""`).
-fn go_csv_fields(s: &str) -> Result<Vec<String>, String> {
+fn go_csv_fields(s: &str) -> Result<Vec<String>, CsvError> {
     let mut fields = Vec::new();
     let mut cur = String::new();
     let mut chars = s.chars().peekable();
@@ -1047,7 +1076,7 @@ fn go_csv_fields(s: &str) -> Result<Vec<String>, String> {
                     in_quotes = false;
                     match chars.peek() {
                         None | Some(',') => {}
-                        Some(_) => return Err("extraneous or missing \" in quoted-field".into()),
+                        Some(_) => return Err(CsvError::Extraneous),
                     }
                 }
             } else {
@@ -1062,25 +1091,75 @@ fn go_csv_fields(s: &str) -> Result<Vec<String>, String> {
                 continue;
             }
             '"' if at_field_start => in_quotes = true,
-            '"' => return Err("bare \" in non-quoted-field".into()),
+            '"' => return Err(CsvError::BareQuote),
             _ => cur.push(c),
         }
         at_field_start = false;
     }
     if in_quotes {
-        return Err("extraneous or missing \" in quoted-field".into());
+        return Err(CsvError::Extraneous);
     }
     fields.push(cur);
     Ok(fields)
 }
 
 /// A function that expands `$VAR`s in a mount value.
-pub type Expander<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+pub type Expander<'a> = &'a dyn Fn(&str) -> Result<String, crate::frontend::shell::ExpandError>;
+
+/// Why a `--mount=` value is refused, in BuildKit's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountFlagError {
+    #[error("failed to parse csv mounts: {0}")]
+    Csv(CsvError),
+    #[error(transparent)]
+    Expand(#[from] crate::frontend::shell::ExpandError),
+    #[error("invalid field '{0}' must be a key=value pair")]
+    NotAPair(String),
+    #[error("'from' doesn't support variable expansion, define alias stage instead")]
+    FromVariable,
+    #[error("unexpected key '{key}' in '{field}'{}", did_you_mean(*.suggestion))]
+    UnexpectedKey {
+        key: String,
+        field: String,
+        suggestion: Option<&'static str>,
+    },
+    #[error("invalid value for {key}: {value}")]
+    Bool { key: String, value: String },
+    #[error("unsupported mount type {value:?}{}", did_you_mean(*.suggestion))]
+    Type {
+        value: String,
+        suggestion: Option<&'static str>,
+    },
+    #[error("unsupported sharing value {0:?} (use shared, private or locked)")]
+    Sharing(String),
+    #[error("invalid value {value} for {key}")]
+    Value { key: &'static str, value: String },
+    #[error("{key} not allowed for \"{kind}\" type mounts")]
+    NotAllowed {
+        key: &'static str,
+        kind: &'static str,
+    },
+    #[error("unexpected key 'required' for mount type '{0}'")]
+    Required(&'static str),
+    #[error("invalid cache sharing set for {0} mount")]
+    SharingNotCache(&'static str),
+    #[error("secret mount should not have a from")]
+    SecretFrom,
+    #[error("invalid secret mount: one of id, target or env is required")]
+    SecretUnnamed,
+    #[error("both source and id can't be set")]
+    SourceAndId,
+}
+
+fn did_you_mean(s: Option<&str>) -> String {
+    s.map(|s| format!(" (did you mean {s}?)"))
+        .unwrap_or_default()
+}
 
 /// Parses a `--mount=` value. Without an expander, values holding `$` are
 /// kept unchecked (they are checked again after expansion).
-pub fn parse_mount(raw: &str, expand: Option<Expander>) -> Result<MountSpec, String> {
-    let fields = go_csv_fields(raw).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
+pub fn parse_mount(raw: &str, expand: Option<Expander>) -> Result<MountSpec, MountFlagError> {
+    let fields = go_csv_fields(raw).map_err(MountFlagError::Csv)?;
     let mut m = MountSpec {
         raw: raw.to_string(),
         ..Default::default()
@@ -1116,7 +1195,7 @@ pub fn parse_mount(raw: &str, expand: Option<Expander>) -> Result<MountSpec, Str
                 "readonly" | "ro" => m.read_only = Some(true),
                 "readwrite" | "rw" => m.read_only = Some(false),
                 "required" => m.required = Some(true),
-                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+                _ => return Err(MountFlagError::NotAPair(field)),
             }
             continue;
         };
@@ -1124,9 +1203,7 @@ pub fn parse_mount(raw: &str, expand: Option<Expander>) -> Result<MountSpec, Str
             Some(f) => f(&value)?,
             None if value.contains('$') => {
                 if key == "from" {
-                    return Err(format!(
-                        "'{key}' doesn't support variable expansion, define alias stage instead"
-                    ));
+                    return Err(MountFlagError::FromVariable);
                 }
                 if !KEYS.contains(&key.as_str()) {
                     return Err(unexpected_key(&key, &field));
@@ -1140,17 +1217,20 @@ pub fn parse_mount(raw: &str, expand: Option<Expander>) -> Result<MountSpec, Str
         let parse_bool = |v: &str| match v.to_ascii_lowercase().as_str() {
             "1" | "t" | "true" => Ok(true),
             "0" | "f" | "false" => Ok(false),
-            _ => Err(format!("invalid value for {key}: {v}")),
+            _ => Err(MountFlagError::Bool {
+                key: key.clone(),
+                value: v.to_string(),
+            }),
         };
         match key.as_str() {
             "type" => {
-                m.mount_type = Some(MountType::parse(&value).ok_or_else(|| {
-                    let mut msg = format!("unsupported mount type {value:?}");
-                    if let Some(s) = suggest(&value, MountType::NAMES) {
-                        msg.push_str(&format!(" (did you mean {s}?)"));
-                    }
-                    msg
-                })?)
+                m.mount_type =
+                    Some(
+                        MountType::parse(&value).ok_or_else(|| MountFlagError::Type {
+                            suggestion: suggest(&value, MountType::NAMES),
+                            value: value.clone(),
+                        })?,
+                    )
             }
             "from" => m.from = Some(value),
             "source" | "src" => m.source = Some(value),
@@ -1164,38 +1244,36 @@ pub fn parse_mount(raw: &str, expand: Option<Expander>) -> Result<MountSpec, Str
                     "shared" => CacheSharing::Shared,
                     "private" => CacheSharing::Private,
                     "locked" => CacheSharing::Locked,
-                    _ => {
-                        return Err(format!(
-                            "unsupported sharing value {value:?} (use shared, private or locked)"
-                        ))
-                    }
+                    _ => return Err(MountFlagError::Sharing(value)),
                 })
             }
             "mode" => {
-                m.mode = Some(
-                    u32::from_str_radix(&value, 8)
-                        .map_err(|_| format!("invalid value {value} for mode"))?,
-                )
+                m.mode =
+                    Some(
+                        u32::from_str_radix(&value, 8).map_err(|_| MountFlagError::Value {
+                            key: "mode",
+                            value: value.clone(),
+                        })?,
+                    )
             }
             "uid" => {
-                m.uid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid value {value} for uid"))?,
-                )
+                m.uid = Some(value.parse().map_err(|_| MountFlagError::Value {
+                    key: "uid",
+                    value: value.clone(),
+                })?)
             }
             "gid" => {
-                m.gid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid value {value} for gid"))?,
-                )
+                m.gid = Some(value.parse().map_err(|_| MountFlagError::Value {
+                    key: "gid",
+                    value: value.clone(),
+                })?)
             }
             "env" => m.env = Some(value),
             "size" => {
-                m.size = Some(
-                    parse_size(&value).ok_or_else(|| format!("invalid value {value} for size"))?,
-                )
+                m.size = Some(parse_size(&value).ok_or_else(|| MountFlagError::Value {
+                    key: "size",
+                    value: value.clone(),
+                })?)
             }
             _ => return Err(unexpected_key(&key, &field)),
         }
@@ -1204,7 +1282,7 @@ pub fn parse_mount(raw: &str, expand: Option<Expander>) -> Result<MountSpec, Str
     Ok(m)
 }
 
-fn unexpected_key(key: &str, field: &str) -> String {
+fn unexpected_key(key: &str, field: &str) -> MountFlagError {
     const KEYS: &[&str] = &[
         "type",
         "from",
@@ -1225,11 +1303,11 @@ fn unexpected_key(key: &str, field: &str) -> String {
         "env",
         "size",
     ];
-    let mut msg = format!("unexpected key '{key}' in '{field}'");
-    if let Some(s) = suggest(key, KEYS) {
-        msg.push_str(&format!(" (did you mean {s}?)"));
+    MountFlagError::UnexpectedKey {
+        key: key.to_string(),
+        field: field.to_string(),
+        suggestion: suggest(key, KEYS),
     }
-    msg
 }
 
 fn set_raw(m: &mut MountSpec, key: &str, value: String) {
@@ -1256,40 +1334,55 @@ fn parse_size(v: &str) -> Option<u64> {
     num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
-fn check_mount(m: &MountSpec) -> Result<(), String> {
+fn check_mount(m: &MountSpec) -> Result<(), MountFlagError> {
     let kind = m.kind();
     let name = MountType::NAMES[kind as usize];
     let file_info = matches!(kind, MountType::Secret | MountType::Ssh | MountType::Cache);
     if m.mode.is_some() && !file_info {
-        return Err(format!("mode not allowed for \"{name}\" type mounts"));
+        return Err(MountFlagError::NotAllowed {
+            key: "mode",
+            kind: name,
+        });
     }
     if m.uid.is_some() && !file_info {
-        return Err(format!("uid not allowed for \"{name}\" type mounts"));
+        return Err(MountFlagError::NotAllowed {
+            key: "uid",
+            kind: name,
+        });
     }
     if m.gid.is_some() && !file_info {
-        return Err(format!("gid not allowed for \"{name}\" type mounts"));
+        return Err(MountFlagError::NotAllowed {
+            key: "gid",
+            kind: name,
+        });
     }
     if m.required.is_some() && !matches!(kind, MountType::Secret | MountType::Ssh) {
-        return Err(format!("unexpected key 'required' for mount type '{name}'"));
+        return Err(MountFlagError::Required(name));
     }
     if m.sharing.is_some() && kind != MountType::Cache {
-        return Err(format!("invalid cache sharing set for {name} mount"));
+        return Err(MountFlagError::SharingNotCache(name));
     }
     if m.env.is_some() && kind != MountType::Secret {
-        return Err(format!("env not allowed for \"{name}\" type mounts"));
+        return Err(MountFlagError::NotAllowed {
+            key: "env",
+            kind: name,
+        });
     }
     if m.size.is_some() && kind != MountType::Tmpfs {
-        return Err(format!("size not allowed for \"{name}\" type mounts"));
+        return Err(MountFlagError::NotAllowed {
+            key: "size",
+            kind: name,
+        });
     }
     if kind == MountType::Secret {
         if m.from.is_some() {
-            return Err("secret mount should not have a from".into());
+            return Err(MountFlagError::SecretFrom);
         }
         if m.source.is_none() && m.target.is_none() && m.id.is_none() && m.env.is_none() {
-            return Err("invalid secret mount: one of id, target or env is required".into());
+            return Err(MountFlagError::SecretUnnamed);
         }
         if m.source.is_some() && m.id.is_some() {
-            return Err("both source and id can't be set".into());
+            return Err(MountFlagError::SourceAndId);
         }
     }
     // No target is allowed: the step's WORKDIR is the target (see the
@@ -1388,12 +1481,23 @@ mod tests {
                 .size,
             Some(64 << 20)
         );
-        assert!(parse_mount("type=bnd,target=/x", None)
-            .unwrap_err()
-            .contains("did you mean bind"));
-        assert!(parse_mount("type=bind,target=/x,sharing=locked", None).is_err());
-        assert!(parse_mount("type=bind,target=/x,mode=0700", None).is_err());
-        assert!(parse_mount("type=secret,id=a,from=x", None).is_err());
+        let e = parse_mount("type=bnd,target=/x", None).unwrap_err();
+        assert!(e.to_string().contains("did you mean bind"), "{e}");
+        assert_eq!(
+            parse_mount("type=bind,target=/x,sharing=locked", None),
+            Err(MountFlagError::SharingNotCache("bind"))
+        );
+        assert_eq!(
+            parse_mount("type=bind,target=/x,mode=0700", None),
+            Err(MountFlagError::NotAllowed {
+                key: "mode",
+                kind: "bind"
+            })
+        );
+        assert_eq!(
+            parse_mount("type=secret,id=a,from=x", None),
+            Err(MountFlagError::SecretFrom)
+        );
         // No target is WORKDIR (the RUN plan resolves it), as in BuildKit.
         for m in ["type=cache", "type=bind", "from=x", "ro", "from=x,src=a,rw"] {
             assert!(parse_mount(m, None).is_ok(), "{m}");
@@ -1651,8 +1755,20 @@ mod tests {
             Duration::from_millis(1500)
         );
         assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
-        assert!(parse_go_duration("5").is_err());
-        assert!(parse_go_duration("5x").is_err());
-        assert!(parse_go_duration("-1s").is_err());
+        assert_eq!(
+            parse_go_duration("5"),
+            Err(DurationError::NoUnit("5".into()))
+        );
+        assert_eq!(
+            parse_go_duration("5x"),
+            Err(DurationError::Unit {
+                unit: "x".into(),
+                text: "5x".into()
+            })
+        );
+        assert_eq!(
+            parse_go_duration("-1s"),
+            Err(DurationError::Negative("-1s".into()))
+        );
     }
 }

@@ -139,7 +139,7 @@ pub enum ArchiveError {
     NotTar(std::io::Error),
     #[error("archive entry {entry} has an unsupported type {kind}")]
     Unsupported { entry: String, kind: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

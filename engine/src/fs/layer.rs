@@ -61,7 +61,10 @@ pub enum LayerError {
     #[error("layer {digest}: {message}")]
     TooBig { digest: Digest, message: String },
     #[error("the image holds /{path}, {why}; written onto this host (for a RUN step, or by type=local) it would become another tree than on Linux, so wbuild stops: build it on Linux, export it with type=oci or type=tar, or on macOS use a case-sensitive APFS volume")]
-    HostName { path: String, why: String },
+    HostName {
+        path: String,
+        why: crate::fs::platform::NameProblem,
+    },
 }
 
 fn io_at(path: &str) -> impl FnOnce(io::Error) -> LayerError + '_ {
@@ -1064,6 +1067,13 @@ mod tests {
         let l = write_layer(&store, &[file("f", "data", 0o644)], 0, Compression::Gzip, 6).unwrap();
         fs::write(store.blob_path(&l.digest), b"garbage").unwrap();
         let mut m = Manifest::new();
-        assert!(apply_to_manifest(&store, &l, &mut m).is_err());
+        match apply_to_manifest(&store, &l, &mut m) {
+            Err(LayerError::Corrupt { digest, .. }) => assert_eq!(digest, l.digest),
+            other => panic!("a damaged layer must be Corrupt, not {other:?}"),
+        }
+        assert!(
+            !store.blob_path(&l.digest).exists(),
+            "the damaged blob is removed, so the next build rebuilds it"
+        );
     }
 }

@@ -162,13 +162,30 @@ pub fn base_name(p: &str) -> &str {
 /// How many symlinks one path may pass through (Linux's limit).
 const MAX_LINKS: usize = 40;
 
+/// Why a path of an image cannot be resolved or changed as a step asks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// More than Linux's 40 symlinks on the way (a loop, usually).
+    #[error("/{path}: too many levels of symbolic links")]
+    Loop { path: String },
+    /// A directory is needed where the image has something else.
+    #[error("cannot make directory /{path}: the image has a {} there", .found.name())]
+    NotADirectory { path: String, found: Kind },
+    /// A copied directory would land on a file or symlink.
+    #[error("cannot copy a directory to /{path}: the image has a {} there", .found.name())]
+    DirectoryOverOther { path: String, found: Kind },
+    /// A file or symlink would replace a directory.
+    #[error("cannot replace the directory /{path} with a {}", .with.name())]
+    OverDirectory { path: String, with: Kind },
+}
+
 /// `path` (a manifest path) resolved inside the tree `m` as a chroot
 /// resolves it (containerd's `RootPath`, which BuildKit uses): a symlink in
 /// any component — in the last one too when `follow_last` — is replaced by
 /// its target, an absolute target starts again at the root, and `..` never
 /// climbs above the root. Components the tree lacks are kept as written,
 /// so the result may not exist. Errs on a symlink loop.
-pub fn resolve(m: &Manifest, path: &str, follow_last: bool) -> Result<String, String> {
+pub fn resolve(m: &Manifest, path: &str, follow_last: bool) -> Result<String, PathError> {
     let mut todo: std::collections::VecDeque<String> =
         path.split('/').map(str::to_string).collect();
     let mut cur: Vec<String> = Vec::new();
@@ -196,7 +213,9 @@ pub fn resolve(m: &Manifest, path: &str, follow_last: bool) -> Result<String, St
         {
             links += 1;
             if links > MAX_LINKS {
-                return Err(format!("/{path}: too many levels of symbolic links"));
+                return Err(PathError::Loop {
+                    path: path.to_string(),
+                });
             }
             cur.pop();
             if target.starts_with('/') {
@@ -233,7 +252,10 @@ mod tests {
         assert_eq!(resolve(&m, "x/up/f", true).unwrap(), "y/f");
         assert_eq!(resolve(&m, "new/dir", true).unwrap(), "new/dir");
         assert_eq!(resolve(&m, "", true).unwrap(), "");
-        assert!(resolve(&m, "a/f", true).unwrap_err().contains("too many"));
+        assert_eq!(
+            resolve(&m, "a/f", true),
+            Err(PathError::Loop { path: "a/f".into() })
+        );
     }
 
     #[test]

@@ -139,6 +139,17 @@ pub fn windows_name_problem(name: &str) -> Option<&'static str> {
     device.then_some("a device name Windows reserves (CON, PRN, AUX, NUL, COM1-9, LPT1-9)")
 }
 
+/// Why a path of an image cannot be a file of its own on this host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameProblem {
+    /// A name Windows cannot hold (see [`windows_name_problem`]).
+    #[error("{0}, which Windows cannot hold")]
+    Windows(&'static str),
+    /// Another path that differs only in case.
+    #[error("and also {0}, which differs only in case: this host's filesystem folds case and would make them one file")]
+    CaseFolded(String),
+}
+
 /// The names already written onto a host directory tree, for refusing one
 /// the host cannot hold apart from them or at all (see [`HostNames::admit`]).
 /// Empty, and free, on hosts whose filesystems hold every name.
@@ -164,22 +175,19 @@ impl HostNames {
     /// case-folding host no other path still in the tree (`still`) differs
     /// from it only in case. Either would make a RUN step see another tree
     /// than on Linux, so the caller stops the build with this reason.
-    pub fn admit(&mut self, p: &str, still: impl Fn(&str) -> bool) -> Result<(), String> {
+    pub fn admit(&mut self, p: &str, still: impl Fn(&str) -> bool) -> Result<(), NameProblem> {
         if !CASE_FOLDING_HOST {
             return Ok(());
         }
         if cfg!(windows) {
             if let Some(why) = p.split('/').find_map(windows_name_problem) {
-                return Err(format!("{why}, which Windows cannot hold"));
+                return Err(NameProblem::Windows(why));
             }
         }
         match self.folded.entry(p.to_lowercase()) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 if e.get() != p && still(e.get()) {
-                    return Err(format!(
-                        "and also {}, which differs only in case: this host's filesystem folds case and would make them one file",
-                        e.get()
-                    ));
+                    return Err(NameProblem::CaseFolded(e.get().clone()));
                 }
                 e.insert(p.to_string());
             }
@@ -232,7 +240,12 @@ mod tests {
         let existing = ["d/a".to_string()];
         let mut names = HostNames::new(existing.iter());
         let r = names.admit("d/A", |p| p == "d/a");
-        assert_eq!(r.is_err(), CASE_FOLDING_HOST, "{r:?}");
+        let expected = if CASE_FOLDING_HOST {
+            Err(NameProblem::CaseFolded("d/a".into()))
+        } else {
+            Ok(())
+        };
+        assert_eq!(r, expected);
         // Once the other path is gone, the name is free.
         let mut names = HostNames::new(existing.iter());
         assert!(names.admit("d/A", |_| false).is_ok());

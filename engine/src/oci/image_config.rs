@@ -280,11 +280,16 @@ pub struct ImageConfig {
     pub inline_cache: Option<serde_json::Value>,
 }
 
+/// An image config that is not one (its JSON says where).
+#[derive(Debug, thiserror::Error)]
+#[error("its config cannot be read: {0}")]
+pub struct ConfigReadError(pub serde_json::Error);
+
 impl ImageConfig {
     /// Reads a config another builder wrote: every field may be missing
     /// or `null` (read as absent); what cannot be read says which field.
-    pub fn read(bytes: &[u8]) -> Result<ImageConfig, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("its config cannot be read: {e}"))
+    pub fn read(bytes: &[u8]) -> Result<ImageConfig, ConfigReadError> {
+        serde_json::from_slice(bytes).map_err(ConfigReadError)
     }
 }
 
@@ -382,7 +387,7 @@ mod tests {
                     }
                 }
                 Ok(_) => {}
-                Err(e) => assert!(in_list && e.contains("cannot be read"), "{p}: {e}"),
+                Err(e) => assert!(in_list, "{p}: {e}"),
             }
         }
         // Whole configs that real builders wrote with nulls.

@@ -9,7 +9,7 @@ mod manifest;
 pub mod media;
 
 pub use image_config::{
-    rfc3339, Empty, HealthConfig, HistoryEntry, ImageConfig, RootFs, RunConfig,
+    rfc3339, ConfigReadError, Empty, HealthConfig, HistoryEntry, ImageConfig, RootFs, RunConfig,
 };
 pub use manifest::{
     assemble, assemble_index, assemble_typed, image_blobs, index_blobs, Descriptor, Image,

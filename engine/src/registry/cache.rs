@@ -11,7 +11,7 @@ use std::sync::Arc;
 use oci_client::{Client, Reference};
 use tokio::io::AsyncWriteExt;
 
-use super::{retry, Puller, RegistryError, MANIFEST_TYPES};
+use super::{retry, Problem, Puller, RegistryError, MANIFEST_TYPES};
 use crate::digest::Digest;
 use crate::oci::cache_artifact::{CacheConfig, MEDIA_CACHE_CONFIG};
 
@@ -129,10 +129,8 @@ impl Puller<'_> {
             explain,
             ..
         } = self.session(&r, false)?;
-        let fail = |message: String| RegistryError::Pull {
-            reference: shown.clone(),
-            message,
-        };
+        let fail = |problem: Problem| RegistryError::at(shown.clone(), problem);
+        let unusable = |message: String| fail(Problem::Unusable(message));
         let (bytes, _) = self
             .rt
             .block_on(retry(|| {
@@ -140,14 +138,18 @@ impl Puller<'_> {
             }))
             .map_err(|e| fail(explain(&e)))?;
         let mut manifest: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| fail(format!("its manifest is not JSON: {e}")))?;
+            .map_err(|e| unusable(format!("its manifest is not JSON: {e}")))?;
         if let Some(list) = manifest["manifests"].as_array() {
             // An image index: the inline cache of this platform's image.
             let d = list
                 .iter()
                 .find(|m| super::entry_is_for(m, os, arch))
                 .and_then(|m| m["digest"].as_str())
-                .ok_or_else(|| fail(format!("no image for {os}/{arch} in its index")))?
+                .ok_or_else(|| {
+                    fail(Problem::NotFound(format!(
+                        "no image for {os}/{arch} in its index"
+                    )))
+                })?
                 .to_string();
             let pinned = r.clone_with_digest(d);
             let (b, _) = self
@@ -157,31 +159,31 @@ impl Puller<'_> {
                 }))
                 .map_err(|e| fail(explain(&e)))?;
             manifest = serde_json::from_slice(&b)
-                .map_err(|e| fail(format!("its manifest is not JSON: {e}")))?;
+                .map_err(|e| unusable(format!("its manifest is not JSON: {e}")))?;
         }
         let cfg_digest = manifest["config"]["digest"]
             .as_str()
-            .ok_or_else(|| fail("a manifest without a config".into()))?
+            .ok_or_else(|| unusable("a manifest without a config".into()))?
             .to_string();
         let cfg_size = manifest["config"]["size"].as_i64().unwrap_or(0);
         let cfg_bytes = self
             .rt
-            .block_on(self.fetch(&client, &r, &cfg_digest, cfg_size, true))
-            .map_err(|m| fail(format!("config {cfg_digest}: {m}")))?;
+            .block_on(self.fetch(&client, &r, &*explain, (&cfg_digest, cfg_size), true))
+            .map_err(|p| fail(p.about(format!("config {cfg_digest}"))))?;
         let config: CacheConfig = if manifest["config"]["mediaType"] == MEDIA_CACHE_CONFIG {
             serde_json::from_slice(&cfg_bytes)
-                .map_err(|e| fail(format!("its cache config cannot be read: {e}")))?
+                .map_err(|e| unusable(format!("its cache config cannot be read: {e}")))?
         } else {
             let v: serde_json::Value = serde_json::from_slice(&cfg_bytes)
-                .map_err(|e| fail(format!("its config is not JSON: {e}")))?;
+                .map_err(|e| unusable(format!("its config is not JSON: {e}")))?;
             match v.get("wbuild.cache.v0") {
                 Some(c) => serde_json::from_value(c.clone())
-                    .map_err(|e| fail(format!("its inline cache cannot be read: {e}")))?,
+                    .map_err(|e| unusable(format!("its inline cache cannot be read: {e}")))?,
                 None => {
-                    return Err(fail(
+                    return Err(fail(Problem::NotFound(
                         "it holds no wbuild cache (neither a cache manifest nor an image built with --cache-to type=inline)"
                             .into(),
-                    ))
+                    )))
                 }
             }
         };

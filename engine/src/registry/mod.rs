@@ -10,9 +10,11 @@
 //! `credHelpers` and `credsStore`).
 
 mod cache;
+mod error;
 mod push;
 
 pub use cache::RegistryBlobs;
+pub use error::{Problem, RegistryError};
 pub use push::PushReport;
 
 use std::collections::HashMap;
@@ -20,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use tokio::io::AsyncWriteExt;
@@ -30,17 +33,6 @@ use crate::net::{connect_timeout, http_client, is_timeout, stall_timeout};
 use crate::oci::{Compression, HistoryEntry, LayerInfo, RunConfig};
 pub use crate::request::PullPolicy;
 use crate::store::Store;
-
-/// Why an image could not be pulled.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("{reference:?} is not a valid image reference: {message}")]
-    BadReference { reference: String, message: String },
-    #[error("{reference}: {message}")]
-    Pull { reference: String, message: String },
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-}
 
 /// Docker's normalization of an image reference: `debian` is
 /// `docker.io/library/debian:latest`, `localhost:5000/x` keeps its host,
@@ -137,9 +129,14 @@ impl<'s> Puller<'s> {
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| RegistryError::Pull {
-                reference: String::new(),
-                message: format!("cannot start the HTTP runtime: {e}"),
+            .map_err(|error| {
+                RegistryError::at(
+                    "the registry client",
+                    Problem::Io {
+                        what: "cannot start the HTTP runtime".into(),
+                        error,
+                    },
+                )
             })?;
         Ok(Puller {
             store,
@@ -178,38 +175,20 @@ impl<'s> Puller<'s> {
         }
     }
 
-    /// Turns a registry error into a message; a refusal says which
-    /// credentials were tried and how to log in.
+    /// What a registry error is (see [`Problem::of`]); a refusal says
+    /// which credentials were tried and how to log in.
     fn explainer(
         &self,
         registry: &str,
         auth: &RegistryAuth,
-    ) -> impl Fn(&dyn std::error::Error) -> String + Send + Sync + 'static {
+    ) -> impl Fn(&OciDistributionError) -> Problem + Send + Sync + 'static {
         let tried = match auth {
             RegistryAuth::Basic(u, _) => format!("the credentials of {u:?} from the Docker config"),
             RegistryAuth::Bearer(_) => "the identity token from the Docker config".to_string(),
             _ => "no credentials (the Docker config has none for it)".to_string(),
         };
         let registry = registry.to_string();
-        move |e| {
-            let text = error_text(e);
-            let lower = text.to_lowercase();
-            if ["401", "403", "authoriz", "denied", "authenticat"]
-                .iter()
-                .any(|w| lower.contains(w))
-            {
-                format!(
-                    "{text}: access refused with {tried}; log in with `docker login {registry}`"
-                )
-            } else if lower.contains("certificate")
-                || lower.contains("tls")
-                || lower.contains("https")
-            {
-                format!("{text}; a registry without TLS needs --insecure-registry {registry} (or registry.insecure=true on an image output)")
-            } else {
-                text
-            }
-        }
+        move |e| Problem::of(e, &registry, &tried)
     }
 
     fn client(&self, registry: &str) -> Arc<Client> {
@@ -274,11 +253,14 @@ impl<'s> Puller<'s> {
                 self.rt
                     .block_on(identity_exchange(scheme, registry, &scope, &token))
                     .map(RegistryAuth::Bearer)
-                    .map_err(|message| RegistryError::Pull {
-                        reference: r.whole(),
-                        message: format!(
-                            "the identity token from the Docker config was refused: {message}; log in again with `docker login {registry}`"
-                        ),
+                    .map_err(|cause| {
+                        RegistryError::at(
+                            r.whole(),
+                            Problem::TokenRefused {
+                                registry: registry.to_string(),
+                                cause: Box::new(cause),
+                            },
+                        )
                     })
             }
             _ => Ok(RegistryAuth::Anonymous),
@@ -312,13 +294,13 @@ impl<'s> Puller<'s> {
                 self.import_layout(dir, tag.as_deref(), digest.as_deref(), os, arch)?
             }
             Some(NamedContext::Dir(d)) => {
-                return Err(RegistryError::Pull {
-                    reference: name.to_string(),
-                    message: format!(
+                return Err(RegistryError::at(
+                    name,
+                    Problem::Unusable(format!(
                         "the build context {name} is a directory ({}), not an image",
                         d.display()
-                    ),
-                })
+                    )),
+                ))
             }
             None => self.pull(name, os, arch, policy)?,
         };
@@ -346,10 +328,7 @@ impl<'s> Puller<'s> {
             auth,
             explain,
         } = self.session(&r, false)?;
-        let fail = |message: String| RegistryError::Pull {
-            reference: shown.clone(),
-            message,
-        };
+        let fail = |problem: Problem| RegistryError::at(shown.clone(), problem);
         // The image kept from the last pull of this name: used as it is
         // with --pull=false, and when the registry cannot be reached
         // without --pull.
@@ -386,7 +365,7 @@ impl<'s> Puller<'s> {
                         Err(e)
                             if policy == PullPolicy::Check
                                 && kept.is_some()
-                                && push::is_transient(&error_text(&e)) =>
+                                && explain(&e).is_transient() =>
                         {
                             eprintln!(
                                 "warning: {shown}: the registry cannot be reached ({}); using the image pulled before",
@@ -456,19 +435,22 @@ impl<'s> Puller<'s> {
         arch: &str,
     ) -> Result<Pulled, RegistryError> {
         let shown = format!("oci-layout://{}", dir.display());
-        let fail = |message: String| RegistryError::Pull {
-            reference: shown.clone(),
-            message,
-        };
+        let fail = |problem: Problem| RegistryError::at(shown.clone(), problem);
         let index_path = dir.join("index.json");
-        let bytes = std::fs::read(&index_path).map_err(|e| {
-            fail(format!(
-                "cannot read {}: {e}; give a directory holding an OCI image layout (e.g. from `skopeo copy docker://IMAGE oci:DIR`)",
-                index_path.display()
-            ))
+        let bytes = std::fs::read(&index_path).map_err(|error| {
+            fail(Problem::Io {
+                what: format!(
+                    "cannot read {} (give a directory holding an OCI image layout, e.g. from `skopeo copy docker://IMAGE oci:DIR`)",
+                    index_path.display()
+                ),
+                error,
+            })
         })?;
-        let index: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| fail(format!("its index.json is not JSON: {e}")))?;
+        let index: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            fail(Problem::Unusable(format!(
+                "its index.json is not JSON: {e}"
+            )))
+        })?;
         let entries = index["manifests"].as_array().cloned().unwrap_or_default();
         let chosen: Vec<&serde_json::Value> = entries
             .iter()
@@ -482,14 +464,14 @@ impl<'s> Puller<'s> {
             .collect();
         let top = match chosen.as_slice() {
             [] => {
-                return Err(fail(format!(
+                return Err(fail(Problem::NotFound(format!(
                     "its index.json has no image {}",
                     match (tag, digest) {
                         (Some(t), _) => format!("tagged {t:?}"),
                         (_, Some(d)) => format!("with digest {d}"),
                         _ => "at all".into(),
                     }
-                )))
+                ))))
             }
             [one] => one["digest"].as_str().unwrap_or("").to_string(),
             several => several
@@ -497,10 +479,10 @@ impl<'s> Puller<'s> {
                 .find(|m| entry_is_for(m, os, arch))
                 .and_then(|m| m["digest"].as_str())
                 .ok_or_else(|| {
-                    fail(format!(
+                    fail(Problem::NotFound(format!(
                         "its index.json has {} images and none for {os}/{arch}; name one with :TAG or @DIGEST",
                         several.len()
-                    ))
+                    )))
                 })?
                 .to_string(),
         };
@@ -517,7 +499,7 @@ impl<'s> Puller<'s> {
     /// Every layer the store lacks, from `src`, on up to four threads at
     /// once (each verifies and writes its own stream, so downloading,
     /// hashing and writing use every core, as skopeo's goroutines do).
-    fn fetch_layers(&self, src: &Source<'_>, layers: &[LayerInfo]) -> Result<(), String> {
+    fn fetch_layers(&self, src: &Source<'_>, layers: &[LayerInfo]) -> Result<(), Problem> {
         let missing: Vec<&LayerInfo> = layers
             .iter()
             .filter(|l| !self.store.has_blob(&l.digest))
@@ -536,7 +518,7 @@ impl<'s> Puller<'s> {
     /// A pulled layer is what its descriptor and its config say: the
     /// blob's size, and the digest of its uncompressed tar (hashed once,
     /// then known to the store). A layer that lies fails, naming the field.
-    fn check_layer(&self, l: &LayerInfo) -> Result<(), String> {
+    fn check_layer(&self, l: &LayerInfo) -> Result<(), Problem> {
         let size = self.store.blob_size(&l.digest).unwrap_or(0);
         check_size(
             &format!("layer {}", l.digest),
@@ -544,41 +526,36 @@ impl<'s> Puller<'s> {
             l.size,
             size,
         )?;
-        let known = self
-            .store
-            .diff_id_of(&l.digest)
-            .map_err(|e| e.to_string())?;
+        let known = self.store.diff_id_of(&l.digest)?;
         let actual = match known {
             Some(d) => d,
             None => {
                 let r = crate::fs::layer::open_layer(self.store, l)
-                    .map_err(|e| format!("layer {}: {e}", l.digest))?;
+                    .map_err(|e| Problem::Mismatch(format!("layer {}: {e}", l.digest)))?;
                 let (d, _) = crate::digest::digest_reader(r).map_err(|e| {
-                    format!(
+                    Problem::Mismatch(format!(
                         "layer {} cannot be decompressed as {:?} ({e}): the registry serves a broken layer",
                         l.digest, l.compression
-                    )
+                    ))
                 })?;
-                self.store
-                    .put_diff_id(&l.digest, &d)
-                    .map_err(|e| e.to_string())?;
+                self.store.put_diff_id(&l.digest, &d)?;
                 d
             }
         };
         if actual != l.diff_id.0 {
-            return Err(format!(
+            return Err(Problem::Mismatch(format!(
                 "its config's rootfs.diff_ids says layer {} unpacks to {}, but it unpacks to {actual}: the image lies about its layers",
                 l.digest, l.diff_id.0
-            ));
+            )));
         }
         Ok(())
     }
 
     /// Downloads layers on up to four threads.
-    fn download_layers(&self, src: &Source<'_>, missing: &[&LayerInfo]) -> Result<(), String> {
+    fn download_layers(&self, src: &Source<'_>, missing: &[&LayerInfo]) -> Result<(), Problem> {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let threads = missing.len().min(4);
-        let errors: Vec<String> = std::thread::scope(|sc| {
+        let errors: Vec<Problem> = std::thread::scope(|sc| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     sc.spawn(|| {
@@ -592,8 +569,8 @@ impl<'s> Puller<'s> {
                                 l.size as i64,
                                 false,
                             ));
-                            if let Err(m) = got {
-                                errs.push(format!("layer {}: {m}", l.digest));
+                            if let Err(p) = got {
+                                errs.push(p.about(format!("layer {}", l.digest)));
                             }
                         }
                         errs
@@ -603,8 +580,11 @@ impl<'s> Puller<'s> {
             workers
                 .into_iter()
                 .flat_map(|w| {
-                    w.join()
-                        .unwrap_or_else(|_| vec!["a download thread panicked".into()])
+                    w.join().unwrap_or_else(|_| {
+                        vec![Problem::Unusable(
+                            "a download thread panicked (please report it)".into(),
+                        )]
+                    })
                 })
                 .collect()
         });
@@ -616,10 +596,7 @@ impl<'s> Puller<'s> {
 
     /// Keeps a pulled image by name, with every blob it holds.
     fn keep_image(&self, name: &str, p: &Pulled, blobs: &[Digest]) -> Result<(), RegistryError> {
-        let fail = |m: String| RegistryError::Pull {
-            reference: name.to_string(),
-            message: m,
-        };
+        let fail = |m: String| RegistryError::at(name, Problem::Unusable(m));
         let manifest: Digest = p.manifest_digest.parse().map_err(|_| {
             fail(format!(
                 "a manifest digest {:?} that is not sha256",
@@ -647,14 +624,14 @@ impl<'s> Puller<'s> {
         os: &str,
         arch: &str,
         from_kept: bool,
-    ) -> Result<(Pulled, Vec<Digest>), String> {
+    ) -> Result<(Pulled, Vec<Digest>), Problem> {
         let mut blobs: Vec<Digest> = Vec::new();
         let mut digest = top.to_string();
         let mut manifest = self.manifest(src, &digest).await?;
         blobs.push(
             digest
                 .parse()
-                .map_err(|_| format!("{digest:?} is not a sha256 digest"))?,
+                .map_err(|_| Problem::Unusable(format!("{digest:?} is not a sha256 digest")))?,
         );
         // Through indexes (nested ones too) to the platform's manifest.
         for _ in 0..4 {
@@ -675,66 +652,70 @@ impl<'s> Puller<'s> {
                             )
                         })
                         .collect();
-                    format!(
+                    Problem::NotFound(format!(
                         "no image for {os}/{arch} in its index (it has {}); pick one with FROM --platform=…",
                         have.join(", ")
-                    )
+                    ))
                 })?;
             digest = entry["digest"]
                 .as_str()
-                .ok_or("an index entry without a digest")?
+                .ok_or_else(|| Problem::Unusable("an index entry without a digest".into()))?
                 .to_string();
             manifest = self.manifest(src, &digest).await?;
             blobs.push(
                 digest
                     .parse()
-                    .map_err(|_| format!("{digest:?} is not a sha256 digest"))?,
+                    .map_err(|_| Problem::Unusable(format!("{digest:?} is not a sha256 digest")))?,
             );
         }
         // The config.
         let cfg_desc = &manifest["config"];
         let cfg_digest = cfg_desc["digest"]
             .as_str()
-            .ok_or("a manifest without a config")?
+            .ok_or_else(|| Problem::Unusable("a manifest without a config".into()))?
             .to_string();
         let cfg_size = descriptor_size(cfg_desc, "its config")?;
         let cfg_bytes = self
             .blob(src, &cfg_digest, cfg_size as i64, true)
             .await
-            .map_err(|m| format!("config {cfg_digest}: {m}"))?;
+            .map_err(|p| p.about(format!("config {cfg_digest}")))?;
         check_size("its config", &cfg_digest, cfg_size, cfg_bytes.len() as u64)?;
         blobs.push(
             cfg_digest
                 .parse()
-                .map_err(|_| format!("{cfg_digest:?} is not a sha256 digest"))?,
+                .map_err(|_| Problem::Unusable(format!("{cfg_digest:?} is not a sha256 digest")))?,
         );
         let cfg = crate::oci::ImageConfig::read(&cfg_bytes)?;
         let (have_os, have_arch) = (cfg.os.as_str(), cfg.architecture.as_str());
         if from_kept && !platform_matches(have_os, have_arch, os, arch) {
-            return Err(format!(
+            return Err(Problem::NotFound(format!(
                 "the image pulled before is for {have_os}/{have_arch}, not {os}/{arch}; pull it again with the registry reachable (without --pull=false)"
-            ));
+            )));
         }
         let diff_ids = &cfg.rootfs.diff_ids;
         let descs = manifest["layers"].as_array().cloned().unwrap_or_default();
         if descs.len() != diff_ids.len() {
-            return Err(format!(
+            return Err(Problem::Mismatch(format!(
                 "its manifest has {} layers but its config {} diff-ids",
                 descs.len(),
                 diff_ids.len()
-            ));
+            )));
         }
         // The layers, in parallel; each verified as it streams.
         let mut layers = Vec::new();
         for (desc, diff_id) in descs.iter().zip(diff_ids) {
             let media = desc["mediaType"].as_str().unwrap_or("");
             let compression = compression_of(media).ok_or_else(|| {
-                format!("a layer of media type {media:?}, which wbuild cannot unpack")
+                Problem::Unusable(format!(
+                    "a layer of media type {media:?}, which wbuild cannot unpack"
+                ))
             })?;
-            let d = desc["digest"].as_str().ok_or("a layer without a digest")?;
-            let digest: Digest = d
-                .parse()
-                .map_err(|_| format!("a layer digest {d:?} that is not sha256"))?;
+            let d = desc["digest"]
+                .as_str()
+                .ok_or_else(|| Problem::Unusable("a layer without a digest".into()))?;
+            let digest: Digest = d.parse().map_err(|_| {
+                Problem::Unusable(format!("a layer digest {d:?} that is not sha256"))
+            })?;
             let size = descriptor_size(desc, &format!("layer {digest}"))?;
             layers.push(LayerInfo {
                 diff_id: diff_id.clone(),
@@ -765,7 +746,7 @@ impl<'s> Puller<'s> {
 
     /// A manifest or index by digest, as JSON: from the store, else from
     /// `src` (verified, then kept so the next pull of it needs no request).
-    async fn manifest(&self, src: &Source<'_>, digest: &str) -> Result<serde_json::Value, String> {
+    async fn manifest(&self, src: &Source<'_>, digest: &str) -> Result<serde_json::Value, Problem> {
         let bytes = match self.stored(digest) {
             Some((b, _)) => b,
             None => {
@@ -783,18 +764,24 @@ impl<'s> Puller<'s> {
                                 .map_err(|e| explain(&e))?;
                         b.to_vec()
                     }
-                    Source::Layout(dir) => std::fs::read(layout_blob(dir, digest)?)
-                        .map_err(|e| format!("manifest {digest}: {e}"))?,
+                    Source::Layout(dir) => {
+                        std::fs::read(layout_blob(dir, digest)?).map_err(|error| Problem::Io {
+                            what: format!("manifest {digest}"),
+                            error,
+                        })?
+                    }
                 };
                 if Digest::of(&b).to_string() != digest {
-                    return Err(format!("the manifest {digest} does not match its digest"));
+                    return Err(Problem::Mismatch(format!(
+                        "the manifest {digest} does not match its digest"
+                    )));
                 }
                 self.keep(&b);
                 b
             }
         };
         serde_json::from_slice(&bytes)
-            .map_err(|e| format!("its manifest {digest} is not JSON: {e}"))
+            .map_err(|e| Problem::Unusable(format!("its manifest {digest} is not JSON: {e}")))
     }
 
     /// A blob into the store from `src`, unless it is there.
@@ -804,29 +791,33 @@ impl<'s> Puller<'s> {
         digest: &str,
         size: i64,
         want: bool,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, Problem> {
         match src {
-            Source::Registry { client, r, .. } => self.fetch(client, r, digest, size, want).await,
+            Source::Registry {
+                client, r, explain, ..
+            } => self.fetch(client, r, *explain, (digest, size), want).await,
             Source::Layout(dir) => {
                 let d: Digest = digest
                     .parse()
-                    .map_err(|_| format!("{digest:?} is not a sha256 digest"))?;
+                    .map_err(|_| Problem::Unusable(format!("{digest:?} is not a sha256 digest")))?;
                 if !self.store.has_blob(&d) {
                     let path = layout_blob(dir, digest)?;
-                    let mut f = std::fs::File::open(&path)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                    let mut w = self.store.blob_writer().map_err(|e| e.to_string())?;
-                    std::io::copy(&mut f, &mut w)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let io = |error| Problem::Io {
+                        what: path.display().to_string(),
+                        error,
+                    };
+                    let mut f = std::fs::File::open(&path).map_err(io)?;
+                    let mut w = self.store.blob_writer()?;
+                    std::io::copy(&mut f, &mut w).map_err(io)?;
                     w.commit_expecting(&d).map_err(|e| {
-                        format!(
+                        Problem::Mismatch(format!(
                             "{} does not match its digest ({e}); nothing was stored",
                             path.display()
-                        )
+                        ))
                     })?;
                 }
                 if want {
-                    self.store.read_blob(&d).map_err(|e| e.to_string())
+                    Ok(self.store.read_blob(&d)?)
                 } else {
                     Ok(Vec::new())
                 }
@@ -859,18 +850,18 @@ impl<'s> Puller<'s> {
         &self,
         client: &Client,
         r: &Reference,
-        digest: &str,
-        size: i64,
+        explain: &Explain,
+        (digest, size): (&str, i64),
         want: bool,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, Problem> {
         let d: Digest = digest
             .parse()
-            .map_err(|_| format!("{digest:?} is not a sha256 digest"))?;
+            .map_err(|_| Problem::Unusable(format!("{digest:?} is not a sha256 digest")))?;
         if self.store.has_blob(&d) {
             if !want {
                 return Ok(Vec::new());
             }
-            return self.store.read_blob(&d).map_err(|e| e.to_string());
+            return Ok(self.store.read_blob(&d)?);
         }
         let desc = oci_client::manifest::OciDescriptor {
             digest: digest.to_string(),
@@ -882,74 +873,80 @@ impl<'s> Puller<'s> {
             &format!("the blob (its manifest says {size} bytes)"),
             size.max(0) as u64,
         ) {
-            return Err(m);
+            return Err(Problem::TooLarge(m));
         }
-        let mut last = String::new();
+        let mut last = None;
         for attempt in 0..3 {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(300 << attempt)).await;
             }
             let mut buf: Vec<u8> = Vec::new();
             let mut w = BlobSink {
-                writer: intake.bounded(
-                    "the blob",
-                    self.store.blob_writer().map_err(|e| e.to_string())?,
-                ),
+                writer: intake.bounded("the blob", self.store.blob_writer()?),
                 small: &mut buf,
                 keep: want,
             };
-            match client.pull_blob(r, &desc, &mut w).await {
+            let pulled = client.pull_blob(r, &desc, &mut w).await;
+            let problem = match pulled {
                 Ok(()) => {
-                    w.flush().await.map_err(|e| e.to_string())?;
+                    w.flush().await.map_err(|error| Problem::Io {
+                        what: format!("blob {digest}"),
+                        error,
+                    })?;
                     let BlobSink { writer, .. } = w;
-                    writer
-                        .into_inner()
-                        .commit_expecting(&d)
-                        .map_err(|e| e.to_string())?;
-                    return Ok(buf);
+                    return match writer.into_inner().commit_expecting(&d) {
+                        Ok(_) => Ok(buf),
+                        Err(crate::store::StoreError::Mismatch { actual, .. }) => {
+                            Err(Problem::Mismatch(format!(
+                                "the registry sent bytes that do not match the digest (they hash to {actual}); nothing was stored"
+                            )))
+                        }
+                        Err(e) => Err(e.into()),
+                    };
                 }
                 Err(e) => {
-                    last = error_text(&e);
-                    // A digest mismatch is not retried: the registry's
-                    // copy is damaged.
-                    if last.contains("erification") || last.contains("digest") {
-                        return Err(format!(
-                            "the registry sent bytes that do not match the digest ({last}); nothing was stored"
-                        ));
+                    let text = error_text(&e);
+                    // The build's bound: the rest would pass it too.
+                    if text.contains("is more than") {
+                        return Err(Problem::TooLarge(text));
                     }
-                    if last.contains("is more than") {
-                        return Err(last);
-                    }
-                    // Nor is a stall: it had its whole time.
-                    if is_timeout(&last) {
-                        return Err(format!(
-                            "the registry sent nothing for {} s (WBUILD_HTTP_TIMEOUT): {last}",
-                            stall_timeout().as_secs()
-                        ));
-                    }
+                    explain(&e)
                 }
+            };
+            // A digest mismatch is not retried (the registry's copy is
+            // damaged), nor a stall (it had its whole time), nor what is
+            // not a failure to talk.
+            let stalled = matches!(&problem, Problem::Network { detail, .. } if is_timeout(detail));
+            if matches!(problem, Problem::Mismatch(_)) {
+                return Err(Problem::Mismatch(format!(
+                    "the registry sent bytes that do not match the digest ({problem}); nothing was stored"
+                )));
             }
+            if stalled || !problem.is_transient() {
+                return Err(problem);
+            }
+            last = Some(problem);
         }
-        Err(last)
+        Err(last.expect("an attempt was made"))
     }
 }
 
 /// A descriptor's `size`: a number of bytes (not negative, not missing).
-fn descriptor_size(desc: &serde_json::Value, what: &str) -> Result<u64, String> {
+fn descriptor_size(desc: &serde_json::Value, what: &str) -> Result<u64, Problem> {
     desc["size"].as_u64().ok_or_else(|| {
-        format!(
+        Problem::Unusable(format!(
             "its manifest gives {what} a size of {}, not a number of bytes: the registry serves a broken manifest",
             desc["size"]
-        )
+        ))
     })
 }
 
 /// A blob's size is what its descriptor says.
-fn check_size(what: &str, digest: &str, said: u64, actual: u64) -> Result<(), String> {
+fn check_size(what: &str, digest: &str, said: u64, actual: u64) -> Result<(), Problem> {
     if said != actual {
-        return Err(format!(
+        return Err(Problem::Mismatch(format!(
             "its manifest says {what} is {said} bytes, but the blob {digest} is {actual} bytes: the image lies about its size"
-        ));
+        )));
     }
     Ok(())
 }
@@ -963,16 +960,16 @@ async fn identity_exchange(
     registry: &str,
     scope: &str,
     token: &str,
-) -> Result<String, String> {
-    let http = http_client().map_err(|e| error_text(&e))?;
+) -> Result<String, Problem> {
+    let http = http_client().map_err(|e| Problem::network(error_text(&e), registry))?;
     let params = challenge(&http, scheme, registry).await?;
     let realm = params
         .get("realm")
-        .ok_or("the registry's challenge names no realm")?;
+        .ok_or_else(|| Problem::Unusable("the registry's challenge names no realm".into()))?;
     if !may_send_credentials(realm, registry) {
-        return Err(format!(
+        return Err(Problem::Unusable(format!(
             "the registry sends logins to {realm}, plain HTTP on another host: wbuild does not send the identity token there"
-        ));
+        )));
     }
     let mut form = vec![
         ("grant_type", "refresh_token".to_string()),
@@ -994,19 +991,24 @@ async fn identity_exchange(
         .body(body)
         .send()
         .await
-        .map_err(|e| error_text(&e))?;
+        .map_err(|e| Problem::network(error_text(&e), registry))?;
     let status = res.status();
-    let text = res.text().await.map_err(|e| error_text(&e))?;
+    let text = res
+        .text()
+        .await
+        .map_err(|e| Problem::network(error_text(&e), registry))?;
     if !status.is_success() {
-        return Err(format!("the token server {realm} answered {status}"));
+        return Err(Problem::Unusable(format!(
+            "the token server {realm} answered {status}"
+        )));
     }
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("the token server's answer: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Problem::Unusable(format!("the token server's answer: {e}")))?;
     v["access_token"]
         .as_str()
         .or_else(|| v["token"].as_str())
         .map(String::from)
-        .ok_or_else(|| "the token server gave no access_token".into())
+        .ok_or_else(|| Problem::Unusable("the token server gave no access_token".into()))
 }
 
 /// The parameters of the Bearer challenge the registry's `/v2/` answers.
@@ -1014,20 +1016,25 @@ async fn challenge(
     http: &reqwest::Client,
     scheme: &str,
     registry: &str,
-) -> Result<HashMap<String, String>, String> {
+) -> Result<HashMap<String, String>, Problem> {
     let ping = http
         .get(format!("{scheme}://{registry}/v2/"))
         .send()
         .await
-        .map_err(|e| error_text(&e))?;
+        .map_err(|e| Problem::network(error_text(&e), registry))?;
     let challenge = ping
         .headers()
         .get("www-authenticate")
         .and_then(|h| h.to_str().ok())
-        .ok_or("the registry asks for no token (no WWW-Authenticate on /v2/)")?
+        .ok_or_else(|| {
+            Problem::Unusable("the registry asks for no token (no WWW-Authenticate on /v2/)".into())
+        })?
         .to_string();
-    bearer_params(&challenge)
-        .ok_or_else(|| format!("the registry's challenge is not Bearer: {challenge:?}"))
+    bearer_params(&challenge).ok_or_else(|| {
+        Problem::Unusable(format!(
+            "the registry's challenge is not Bearer: {challenge:?}"
+        ))
+    })
 }
 
 /// The token server a registry names, if it names one.
@@ -1115,7 +1122,7 @@ fn entry_is_for(m: &serde_json::Value, os: &str, arch: &str) -> bool {
 }
 
 /// How a registry error becomes a message (see `Puller::explainer`).
-type Explain = dyn Fn(&dyn std::error::Error) -> String + Send + Sync;
+type Explain = dyn Fn(&OciDistributionError) -> Problem + Send + Sync;
 
 /// One reference's registry, ready to talk to.
 struct Session {
@@ -1140,13 +1147,13 @@ enum Source<'a> {
 }
 
 /// A blob's file in an OCI layout.
-fn layout_blob(dir: &std::path::Path, digest: &str) -> Result<std::path::PathBuf, String> {
+fn layout_blob(dir: &std::path::Path, digest: &str) -> Result<std::path::PathBuf, Problem> {
     let (alg, hex) = digest
         .split_once(':')
         .filter(|(a, h)| {
             *a == "sha256" && h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())
         })
-        .ok_or_else(|| format!("{digest:?} is not a sha256 digest"))?;
+        .ok_or_else(|| Problem::Unusable(format!("{digest:?} is not a sha256 digest")))?;
     Ok(dir.join("blobs").join(alg).join(hex))
 }
 
@@ -1325,7 +1332,8 @@ mod tests {
                 "a-stale-token",
             ))
             .unwrap_err();
-        assert!(err.contains("401"), "{err}");
+        assert!(matches!(err, Problem::Unusable(_)), "{err:?}");
+        assert!(err.to_string().contains("401"), "{err}");
         server.join().unwrap();
         let p = bearer_params(
             r#"Bearer realm="https://auth.example/token",service="reg",scope="repository:a:pull""#,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use oci_client::errors::OciDistributionError;
 use oci_client::{Client, Reference, RegistryOperation};
 
-use super::{parse_reference, retry, Puller, RegistryError};
+use super::{parse_reference, retry, Problem, Puller, RegistryError};
 use crate::digest::Digest;
 use crate::oci::Image;
 
@@ -78,10 +78,7 @@ impl Puller<'_> {
         names: &[String],
     ) -> Result<PushReport, RegistryError> {
         if names.is_empty() {
-            return Err(RegistryError::Pull {
-                reference: String::new(),
-                message: "a name is needed to push: give -t NAME, or name=NAME in --output".into(),
-            });
+            return Err(RegistryError::NoName);
         }
         // Names grouped by repository: blobs go once per repository, the
         // manifest once per tag.
@@ -117,14 +114,11 @@ impl Puller<'_> {
                 explain,
                 ..
             } = self.session(first, true)?;
-            let fail = |message: String| RegistryError::Pull {
-                reference: shown.clone(),
-                message,
-            };
+            let fail = |problem: Problem| RegistryError::at(shown.clone(), problem);
             self.rt.block_on(async {
                 retry(|| client.auth(first, &auth, RegistryOperation::Push))
                     .await
-                    .map_err(|e| fail(format!("cannot log in to push: {}", explain(&e))))?;
+                    .map_err(|e| fail(explain(&e).about("cannot log in to push")))?;
                 let sends = blobs.iter().map(|(d, size)| {
                     self.send_blob(&client, first, registry, repository, d, *size)
                 });
@@ -135,9 +129,7 @@ impl Puller<'_> {
                     outcomes.extend(futures_util::future::join_all(batch).await);
                 }
                 for (o, (d, _)) in outcomes.into_iter().zip(blobs) {
-                    match o
-                        .map_err(|e| fail(format!("blob {d}: {}", explain_text(&e, &explain))))?
-                    {
+                    match o.map_err(|e| fail(e.problem(&explain).about(format!("blob {d}"))))? {
                         Sent::Uploaded => report.uploaded += 1,
                         Sent::Mounted => report.mounted += 1,
                         Sent::Present => report.present += 1,
@@ -153,7 +145,7 @@ impl Puller<'_> {
                         )
                     })
                     .await
-                    .map_err(|e| fail(format!("manifest {d}: {}", explain(&e))))?;
+                    .map_err(|e| fail(explain(&e).about(format!("manifest {d}"))))?;
                 }
                 for r in refs {
                     retry(|| {
@@ -164,7 +156,7 @@ impl Puller<'_> {
                         )
                     })
                     .await
-                    .map_err(|e| fail(format!("manifest: {}", explain(&e))))?;
+                    .map_err(|e| fail(explain(&e).about("manifest")))?;
                     report.names.push(r.whole());
                 }
                 Ok::<(), RegistryError>(())
@@ -252,11 +244,13 @@ enum PushError {
     Local(String),
 }
 
-fn explain_text(e: &PushError, explain: &super::Explain) -> String {
-    match e {
-        PushError::Registry(e) => explain(e),
-        PushError::Store(e) => e.to_string(),
-        PushError::Local(m) => m.clone(),
+impl PushError {
+    fn problem(self, explain: &super::Explain) -> Problem {
+        match self {
+            PushError::Registry(e) => explain(&e),
+            PushError::Store(e) => Problem::Store(e),
+            PushError::Local(m) => Problem::Mismatch(m),
+        }
     }
 }
 

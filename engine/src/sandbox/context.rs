@@ -104,24 +104,33 @@ pub struct Jobs {
     pub ended: std::sync::atomic::AtomicBool,
 }
 
+/// Why a background job did not start.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum JobError {
+    #[error("more than {0} background jobs at once: wait for some")]
+    TooMany(usize),
+    #[error("cannot start a thread for the job: {0}")]
+    Thread(std::io::Error),
+}
+
 impl Jobs {
     /// At most this many jobs run at once in a step.
     const MOST: usize = 256;
 
-    pub(super) fn start(&self, run: impl FnOnce() -> i32 + Send + 'static) -> Result<u32, String> {
+    pub(super) fn start(
+        &self,
+        run: impl FnOnce() -> i32 + Send + 'static,
+    ) -> Result<u32, JobError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if running.len() >= Self::MOST {
-            return Err(format!(
-                "more than {} background jobs at once: wait for some",
-                Self::MOST
-            ));
+            return Err(JobError::TooMany(Self::MOST));
         }
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let handle = std::thread::Builder::new()
             .name("wbuild-job".into())
             .stack_size(GUEST_THREAD_STACK)
             .spawn(run)
-            .map_err(|e| format!("cannot start a thread for the job: {e}"))?;
+            .map_err(JobError::Thread)?;
         running.insert(id, handle);
         Ok(id)
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use wasmtime::{Engine, Module};
 
-use super::SandboxError;
+use super::{SandboxError, SetupError};
 use crate::digest::Digest;
 
 /// How often the engine's epoch advances.
@@ -17,7 +17,7 @@ pub(super) const TICK: Duration = Duration::from_millis(10);
 
 /// The process-wide engine, with a thread that advances its epoch.
 pub fn engine() -> Result<&'static Engine, SandboxError> {
-    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    static ENGINE: OnceLock<Result<Engine, Arc<SetupError>>> = OnceLock::new();
     let r = ENGINE.get_or_init(|| {
         let mut config = super::engine_config::engine_config();
         // For profiling guests with `perf` (`/tmp/perf-PID.map` names the
@@ -25,7 +25,7 @@ pub fn engine() -> Result<&'static Engine, SandboxError> {
         if std::env::var_os("WBUILD_PERFMAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        let engine = Engine::new(&config).map_err(|e| e.to_string())?;
+        let engine = Engine::new(&config).map_err(|e| Arc::new(SetupError::Wasmtime(e)))?;
         let ticker = engine.clone();
         std::thread::Builder::new()
             .name("wbuild-epoch".into())
@@ -33,10 +33,16 @@ pub fn engine() -> Result<&'static Engine, SandboxError> {
                 std::thread::sleep(TICK);
                 ticker.increment_epoch();
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|error| {
+                Arc::new(SetupError::Io {
+                    what: "the epoch thread",
+                    error,
+                })
+            })?;
         Ok(engine)
     });
-    r.as_ref().map_err(|e| SandboxError::Setup(e.clone()))
+    r.as_ref()
+        .map_err(|e| SandboxError::Setup(SetupError::Engine(e.clone())))
 }
 
 /// The key of a compiled artifact: the module's digest and everything

@@ -92,7 +92,7 @@ pub enum SandboxError {
     #[error("{program}: is not a WASI command: {why}")]
     NotCommand { program: String, why: String },
     #[error("sandbox: {0}")]
-    Setup(String),
+    Setup(SetupError),
     #[error("{program}: not found in the image{} (wbuild runs WebAssembly programs from the image's rootfs; FROM scratch has none)", if *.on_path { " on PATH" } else { "" })]
     NotFound { program: String, on_path: bool },
     #[error("{program}: empty #! line")]
@@ -104,6 +104,43 @@ pub enum SandboxError {
     },
     #[error("programs nested more than {0} deep")]
     TooDeep(u32),
+}
+
+/// What the sandbox could not set up around a program.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{what}: {error}")]
+    Io {
+        what: &'static str,
+        error: std::io::Error,
+    },
+    /// wasmtime refused (a linker, a store, the engine), with its causes.
+    #[error("{0:#}")]
+    Wasmtime(wasmtime::Error),
+    /// The engine, which is made once per process, could not be made.
+    #[error(transparent)]
+    Engine(std::sync::Arc<SetupError>),
+    #[error("{0} panicked")]
+    Panicked(&'static str),
+    #[error("a pipeline has 1 to {most} stages, not {given}")]
+    Stages { most: usize, given: usize },
+    #[error("spawn has no rootfs")]
+    NoRootfs,
+    #[error("ended with its step")]
+    StepEnded,
+}
+
+impl From<SetupError> for SandboxError {
+    fn from(e: SetupError) -> Self {
+        SandboxError::Setup(e)
+    }
+}
+
+impl SetupError {
+    /// An I/O error while setting up `what`.
+    pub(crate) fn io(what: &'static str) -> impl Fn(std::io::Error) -> SandboxError + Copy {
+        move |error| SetupError::Io { what, error }.into()
+    }
 }
 
 /// The import modules a core module may use: WASI preview 1 (and its
@@ -335,15 +372,13 @@ fn run_with_output(
                 .name("wbuild-guest".into())
                 .stack_size(GUEST_THREAD_STACK)
                 .spawn_scoped(s, move || run_program(spec, program, stdio, ctx, 0))
-                .map_err(|e| SandboxError::Setup(format!("guest thread: {e}")))?
+                .map_err(SetupError::io("guest thread"))?
                 .join()
-                .unwrap_or_else(|_| Err(SandboxError::Setup("the sandbox thread panicked".into())))
+                .unwrap_or_else(|_| Err(SetupError::Panicked("the sandbox thread").into()))
         });
     }
-    let (reader, writer) =
-        std::io::pipe().map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
-    let out_file =
-        pipe_file(writer).map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))?;
+    let (reader, writer) = std::io::pipe().map_err(SetupError::io("output pipe"))?;
+    let out_file = pipe_file(writer).map_err(SetupError::io("output pipe"))?;
     let out = Sink::Pipe(Arc::new(out_file));
     let stdio = Stdio {
         stdin: Source::Empty,
@@ -356,7 +391,7 @@ fn run_with_output(
             .name("wbuild-guest".into())
             .stack_size(GUEST_THREAD_STACK)
             .spawn_scoped(s, move || run_program(spec, program, stdio, ctx, 0))
-            .map_err(|e| SandboxError::Setup(format!("guest thread: {e}")))?;
+            .map_err(SetupError::io("guest thread"))?;
         // Read until the guest's end of the pipe closes (its Store is gone).
         let mut captured: Vec<u8> = Vec::new();
         let mut r = std::io::BufReader::new(reader);
@@ -376,7 +411,7 @@ fn run_with_output(
         }
         let result = guest
             .join()
-            .unwrap_or_else(|_| Err(SandboxError::Setup("the sandbox thread panicked".into())));
+            .unwrap_or_else(|_| Err(SetupError::Panicked("the sandbox thread").into()));
         result.map(|mut o| {
             o.stdout = captured;
             o
@@ -421,7 +456,7 @@ fn run_component(
     spawn: &SpawnContext,
 ) -> Result<RunOutput, SandboxError> {
     let engine = engine()?;
-    let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
+    let setup = |e: wasmtime::Error| SandboxError::from(SetupError::Wasmtime(e));
     let mut b = wasi_builder(spec, stdio)?;
     let limits = StoreLimitsBuilder::new()
         .memory_size(spec.memory as usize)
@@ -461,7 +496,7 @@ fn run_component(
 /// The WASI context every program gets: args, env, cwd, fixed clocks,
 /// seeded randomness, standard streams, preopens; no sockets.
 fn wasi_builder(spec: &RunSpec, stdio: &Stdio) -> Result<WasiCtxBuilder, SandboxError> {
-    let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
+    let setup = |e: wasmtime::Error| SandboxError::from(SetupError::Wasmtime(e));
     let mut b = WasiCtxBuilder::new();
     b.args(&spec.argv)
         .envs(&spec.env)
@@ -482,19 +517,15 @@ fn wasi_builder(spec: &RunSpec, stdio: &Stdio) -> Result<WasiCtxBuilder, Sandbox
             b.stdin(MemoryInputPipe::new(bytes.as_ref().clone()));
         }
         Source::Pipe(f) => {
-            let f = f
-                .try_clone()
-                .map_err(|e| SandboxError::Setup(format!("stage pipe: {e}")))?;
+            let f = f.try_clone().map_err(SetupError::io("stage pipe"))?;
             b.stdin(wasmtime_wasi::cli::InputFile::new(f));
         }
     }
-    let stage = |f: &Arc<std::fs::File>| {
-        StageOut::new(f).map_err(|e| SandboxError::Setup(format!("stage pipe: {e}")))
-    };
+    let stage = |f: &Arc<std::fs::File>| StageOut::new(f).map_err(SetupError::io("stage pipe"));
     let file = |f: &std::fs::File| {
         f.try_clone()
             .map(OutputFile::new)
-            .map_err(|e| SandboxError::Setup(format!("output pipe: {e}")))
+            .map_err(SetupError::io("output pipe"))
     };
     match &stdio.stdout {
         Sink::Inherit => b.inherit_stdout(),
@@ -527,7 +558,7 @@ fn run_in_store(
     depth: u32,
 ) -> Result<RunOutput, SandboxError> {
     let engine = engine()?;
-    let setup = |e: wasmtime::Error| SandboxError::Setup(format!("{e:#}"));
+    let setup = |e: wasmtime::Error| SandboxError::from(SetupError::Wasmtime(e));
     let mut b = wasi_builder(spec, &stdio)?;
     let limits = StoreLimitsBuilder::new()
         .memory_size(spec.memory as usize)
@@ -671,7 +702,7 @@ fn exit_code_of(
         return Ok(x.0);
     }
     if e.downcast_ref::<StepEnded>().is_some() {
-        return Err(SandboxError::Setup("ended with its step".into()));
+        return Err(SetupError::StepEnded.into());
     }
     if e.downcast_ref::<stdio::BrokenPipe>().is_some() {
         return Ok(stdio::SIGPIPE_STATUS);

@@ -16,7 +16,8 @@ use super::process::{
 use super::resolve::find_program;
 use super::stdio::{pipe_file, Sink, Source, Stdio};
 use super::{
-    load_program, run_in_store, run_program, RunSpec, SandboxError, State, GUEST_THREAD_STACK,
+    load_program, run_in_store, run_program, RunSpec, SandboxError, SetupError, State,
+    GUEST_THREAD_STACK,
 };
 
 /// The most a captured stream of a spawned program holds (as much as one
@@ -190,12 +191,13 @@ fn run_pipeline(
         return Err(SandboxError::TooDeep(MAX_SPAWN_DEPTH));
     }
     if stages.is_empty() || stages.len() > MAX_STAGES {
-        return Err(SandboxError::Setup(format!(
-            "a pipeline has 1 to {MAX_STAGES} stages, not {}",
-            stages.len()
-        )));
+        return Err(SetupError::Stages {
+            most: MAX_STAGES,
+            given: stages.len(),
+        }
+        .into());
     }
-    let pipe_err = |e: std::io::Error| SandboxError::Setup(format!("stage pipe: {e}"));
+    let pipe_err = SetupError::io("stage pipe");
     let n = stages.len();
     let mut streams = Vec::with_capacity(n);
     let mut input = stdio.stdin.clone();
@@ -238,16 +240,14 @@ fn run_pipeline(
                 .name("wbuild-stage".into())
                 .stack_size(GUEST_THREAD_STACK)
                 .spawn_scoped(s, move || run_in_store(&spec, module, io, ctx, depth))
-                .map_err(|e| SandboxError::Setup(format!("stage thread: {e}")))?;
+                .map_err(SetupError::io("stage thread"))?;
             running.push((thread, errors));
         }
         Ok(running
             .into_iter()
             .map(|(thread, errors)| {
                 let result = thread.join().unwrap_or_else(|_| {
-                    Err(SandboxError::Setup(
-                        "a pipeline stage's thread panicked".into(),
-                    ))
+                    Err(SetupError::Panicked("a pipeline stage's thread").into())
                 });
                 match result {
                     Ok(o) => o.exit_code,
@@ -333,7 +333,7 @@ pub(super) fn spawn_child(
     }
     let name = argv.first().cloned().unwrap_or_default();
     let Some(root) = ctx.programs.rootfs.as_ref() else {
-        return Err(SandboxError::Setup("spawn has no rootfs".into()));
+        return Err(SetupError::NoRootfs.into());
     };
     let path = env
         .iter()

@@ -161,17 +161,14 @@ impl<'a> Env<'a> {
         &self,
         name: &str,
         platform: &crate::plan::Platform,
-    ) -> Result<crate::registry::Pulled, String> {
-        let puller = self.puller().map_err(|e| e.to_string())?;
-        puller
-            .fetch_named(
-                name,
-                &self.opts.contexts,
-                &platform.os,
-                &platform.architecture,
-                self.opts.pull,
-            )
-            .map_err(|e| e.to_string())
+    ) -> Result<crate::registry::Pulled, crate::registry::RegistryError> {
+        self.puller()?.fetch_named(
+            name,
+            &self.opts.contexts,
+            &platform.os,
+            &platform.architecture,
+            self.opts.pull,
+        )
     }
 
     /// An http(s) URL's content in the store (`ADD URL`): its digest,
@@ -196,8 +193,7 @@ impl<'a> Env<'a> {
         checksum: Option<&str>,
         keep_git_dir: bool,
     ) -> Result<(crate::request::GitSource, String), crate::fetch::GitError> {
-        let mut src =
-            crate::request::GitSource::parse(p).map_err(crate::fetch::GitError::Refused)?;
+        let mut src = crate::request::GitSource::parse(p)?;
         if src.checksum.is_none() {
             src.checksum = checksum.map(String::from);
         }

@@ -69,13 +69,13 @@ impl BuildError {
         dockerfile: &str,
         stage: &crate::plan::PlannedStage,
         label: &str,
-        message: String,
+        failure: impl Into<StepFailure>,
     ) -> BuildError {
         BuildError::Step {
             file: dockerfile.to_string(),
             line: stage.line,
             step: format!("[{}] {}", label, stage.from_display),
-            failure: Box::new(StepFailure::Invalid(message)),
+            failure: Box::new(failure.into()),
         }
     }
 
@@ -150,9 +150,47 @@ pub enum StepFailure {
     #[cfg(feature = "registry")]
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    /// A tree to copy or mount from could not be had (`--from=`, a
+    /// mount's `from=`).
+    #[error("{what}: {error}")]
+    Tree {
+        what: String,
+        error: trees::TreeError,
+    },
+    /// A digest the step was given (`--checksum=`) is malformed.
+    #[error(transparent)]
+    Digest(#[from] crate::digest::DigestError),
+    /// `--chown=` or USER names ids the image cannot give.
+    #[error(transparent)]
+    Owner(#[from] ops::file::OwnerError),
+    /// A path of the image cannot be resolved or changed as the step asks.
+    #[error(transparent)]
+    Path(#[from] crate::fs::PathError),
+    /// What failed, and where (a source, a flag): the cause stays typed.
+    #[error("{what}: {cause}")]
+    At {
+        what: String,
+        cause: Box<StepFailure>,
+    },
+    /// A file of the context could not be read.
+    #[error(transparent)]
+    Context(#[from] crate::context::ContextError),
+    /// An `--exclude` pattern.
+    #[error(transparent)]
+    Pattern(#[from] crate::frontend::dockerignore::PatternError),
     /// A file whose name starts with `.wh.` would enter a layer.
     #[error("{path}: names that start with .wh. are reserved by the OCI image format for deletions (whiteouts), so this file cannot enter a layer; rename it, or leave it out with .dockerignore")]
     ReservedName { path: String },
+}
+
+impl StepFailure {
+    /// `cause`, said to be about `what` (a source, a flag, a user).
+    pub fn at(what: impl Into<String>, cause: impl Into<StepFailure>) -> StepFailure {
+        StepFailure::At {
+            what: what.into(),
+            cause: Box::new(cause.into()),
+        }
+    }
 }
 
 impl From<String> for StepFailure {

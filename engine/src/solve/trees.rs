@@ -32,6 +32,26 @@ pub(crate) struct SourceTree {
 /// read it.
 type TreeSlot = Arc<Mutex<Option<Arc<SourceTree>>>>;
 
+/// Why a tree to copy or mount from could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    /// The image could not be pulled (or read from its layout).
+    #[cfg(feature = "registry")]
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// A directory context's `.dockerignore`.
+    #[error(transparent)]
+    Ignore(#[from] crate::frontend::FrontendError),
+    /// A directory context could not be read.
+    #[error(transparent)]
+    Context(#[from] crate::context::ContextError),
+    /// Its layers could not be laid out.
+    #[error(transparent)]
+    Layout(Box<BuildError>),
+    #[error("cannot use image {0:?}: this wbuild was built without registry support")]
+    NoRegistry(String),
+}
+
 /// The trees of one solve.
 pub(crate) struct Trees {
     pub context: Arc<SourceTree>,
@@ -109,7 +129,7 @@ impl Env<'_> {
         &self,
         reference: &str,
         platform: &crate::plan::Platform,
-    ) -> Result<Arc<SourceTree>, String> {
+    ) -> Result<Arc<SourceTree>, TreeError> {
         let slot = lock(&self.trees.images)
             .entry(reference.to_string())
             .or_default()
@@ -123,7 +143,7 @@ impl Env<'_> {
             _ => {
                 let p = self.fetch_image(reference, platform)?;
                 self.materialize(&p.layers, format!("image {}", p.reference), None)
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| TreeError::Layout(Box::new(e)))?
             }
         };
         *slot = Some(t.clone());
@@ -143,11 +163,9 @@ impl Env<'_> {
         &self,
         name: &str,
         dir: &std::path::Path,
-    ) -> Result<Arc<SourceTree>, String> {
-        let ignore = crate::frontend::dockerignore::load(dir, &dir.join("Dockerfile"))
-            .map_err(|e| e.to_string())?;
-        let mut ctx = crate::context::Context::scan(dir, &ignore, Some(self.store))
-            .map_err(|e| e.to_string())?;
+    ) -> Result<Arc<SourceTree>, TreeError> {
+        let ignore = crate::frontend::dockerignore::load(dir, &dir.join("Dockerfile"))?;
+        let mut ctx = crate::context::Context::scan(dir, &ignore, Some(self.store))?;
         ctx.apply_modes(self.opts.context_modes);
         Ok(Arc::new(SourceTree {
             label: format!("context {name}"),
@@ -165,10 +183,8 @@ impl Env<'_> {
         &self,
         reference: &str,
         _platform: &crate::plan::Platform,
-    ) -> Result<Arc<SourceTree>, String> {
-        Err(format!(
-            "cannot use image {reference:?}: this wbuild was built without registry support"
-        ))
+    ) -> Result<Arc<SourceTree>, TreeError> {
+        Err(TreeError::NoRegistry(reference.to_string()))
     }
 
     /// A stage's tree that [`Solver::stage_tree`] already materialized.

@@ -38,7 +38,9 @@ pub use gc::{PruneReport, Usage};
 pub use index::{CacheRow, SCHEMA_VERSION};
 pub use intake::{shown_size, Bounded, Intake, DISK_MARGIN};
 pub use leases::OutsideTemp;
-pub use policy::{default_policies, disk_stats, GcPolicy, GcReport, Item as GcItem, Space};
+pub use policy::{
+    default_policies, disk_stats, GcPolicy, GcReport, Item as GcItem, Space, SpaceError,
+};
 
 /// What can go wrong in the store, with the path or digest concerned.
 #[derive(Debug, thiserror::Error)]

@@ -22,9 +22,20 @@ pub enum Space {
     Percent(u8),
 }
 
+/// Why a text is not a space (`512MB`, `10%`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpaceError {
+    #[error("{0:?}: a share of the disk is 0% to 100%")]
+    Share(String),
+    #[error("{0:?}: expected a size such as 512MB, 10GB or 10%")]
+    NotASize(String),
+    #[error("{0:?}: a size cannot be negative")]
+    Negative(String),
+}
+
 impl Space {
     /// `512MB`, `10GB`, `4096`, or `10%`.
-    pub fn parse(s: &str) -> std::result::Result<Space, String> {
+    pub fn parse(s: &str) -> std::result::Result<Space, SpaceError> {
         let t = s.trim();
         if let Some(p) = t.strip_suffix('%') {
             let n: u8 = p
@@ -32,7 +43,7 @@ impl Space {
                 .parse()
                 .ok()
                 .filter(|n| *n <= 100)
-                .ok_or_else(|| format!("{s:?}: a share of the disk is 0% to 100%"))?;
+                .ok_or_else(|| SpaceError::Share(s.to_string()))?;
             return Ok(Space::Percent(n));
         }
         let lower = t.to_ascii_lowercase();
@@ -47,9 +58,9 @@ impl Space {
         let n: f64 = num
             .trim()
             .parse()
-            .map_err(|_| format!("{s:?}: expected a size such as 512MB, 10GB or 10%"))?;
+            .map_err(|_| SpaceError::NotASize(s.to_string()))?;
         if n < 0.0 {
-            return Err(format!("{s:?}: a size cannot be negative"));
+            return Err(SpaceError::Negative(s.to_string()));
         }
         Ok(Space::Bytes((n * mult as f64) as u64))
     }

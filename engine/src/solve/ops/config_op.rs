@@ -11,7 +11,7 @@ use crate::fs::{self as tree, Kind};
 use crate::oci::{Empty, HealthConfig, RunConfig};
 use crate::plan::Step;
 use crate::solve::env::Env;
-use crate::solve::{BuildError, StageState};
+use crate::solve::{BuildError, StageState, StepFailure};
 
 /// ENV, LABEL, CMD and the other instructions that only change the
 /// config.
@@ -72,11 +72,11 @@ impl Op for WorkdirOp {
         _key: &CacheKey,
     ) -> Result<Option<Executed>, BuildError> {
         let dir = tree::manifest_path(&cx.step.workdir);
-        let fail = |m: String| env.step_error(cx.step, cx.label, m);
+        let fail = |f: StepFailure| env.step_error(cx.step, cx.label, f);
         let m = env.manifest(st)?;
         // As BuildKit's mkdir: the path followed through the image's
         // symlinks, what is missing made and owned by the current USER.
-        let at = tree::resolve(m, &dir, true).map_err(fail)?;
+        let at = tree::resolve(m, &dir, true).map_err(|e| fail(e.into()))?;
         if at.is_empty() || m.get(&at).is_some_and(|x| x.kind == Kind::Dir) {
             return Ok(None);
         }
@@ -85,11 +85,12 @@ impl Op for WorkdirOp {
         let owner = if user.is_empty() {
             (0, 0)
         } else {
-            super::file::chown_ids(env, st, &user).map_err(|e| fail(format!("USER {user}: {e}")))?
+            super::file::chown_ids(env, st, &user)
+                .map_err(|e| fail(StepFailure::at(format!("USER {user}"), e)))?
         };
         layout
             .mkdir_all(&at, owner)
-            .map_err(|e| fail(format!("WORKDIR {}: {e}", cx.step.workdir)))?;
+            .map_err(|e| fail(StepFailure::at(format!("WORKDIR {}", cx.step.workdir), e)))?;
         Ok(Some(Executed::entries(layout.out)))
     }
 }

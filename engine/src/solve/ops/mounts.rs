@@ -20,7 +20,7 @@ use crate::fs::{Kind, Meta};
 use crate::plan::Step;
 use crate::solve::env::Env;
 use crate::solve::trees::SourceTree;
-use crate::solve::BuildError;
+use crate::solve::{BuildError, StepFailure};
 
 /// One `RUN --mount`, as it takes part in the key (a secret's id, target
 /// and env name count; its value never does).
@@ -47,8 +47,16 @@ pub(crate) struct MountPlan {
 pub enum MountError {
     #[error("--mount={spec}: {error}")]
     Copy { spec: String, error: std::io::Error },
+    #[error("--mount={spec}: {error}")]
+    Path {
+        spec: String,
+        error: crate::fs::PathError,
+    },
     #[error("--mount from={name}: {error}")]
-    From { name: String, error: String },
+    From {
+        name: String,
+        error: Box<crate::solve::trees::TreeError>,
+    },
     #[error("cache mount {id}: {error}")]
     Cache { id: String, error: String },
     #[error("secret {id:?} is required: pass --secret id={id},src=FILE (or env=VAR)")]
@@ -64,8 +72,10 @@ pub enum MountError {
     },
     #[error("--mount type=ssh is not supported")]
     Ssh,
-    #[error("the stage a mount reads was not built")]
-    NotBuilt,
+    /// The scheduler runs a step only after the stages it mounts: this
+    /// is a bug in wbuild, not in the Dockerfile.
+    #[error("internal error: stage {0}, which a mount reads, was not built before the step that mounts it (please report it)")]
+    NotBuilt(usize),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -75,14 +85,14 @@ pub enum MountError {
 #[cfg(feature = "sandbox")]
 fn mount_tree(env: &Env<'_>, mp: &MountPlan) -> Result<Arc<SourceTree>, MountError> {
     if let Some(i) = mp.from_stage {
-        return env.materialized_tree(i).ok_or(MountError::NotBuilt);
+        return env.materialized_tree(i).ok_or(MountError::NotBuilt(i));
     }
     if let Some((name, platform)) = &mp.from_image {
         return env
             .image_tree(name, platform)
             .map_err(|error| MountError::From {
                 name: name.clone(),
-                error,
+                error: Box::new(error),
             });
     }
     Ok(env.trees.context.clone())
@@ -107,14 +117,26 @@ pub(in crate::solve) fn bind_source(
                 env.stage_tree(i, &lbl)?
             }
             // Not a stage: an image or a named context, as in BuildKit.
-            None => env
-                .image_tree(f, &cx.stage.platform)
-                .map_err(|e| env.step_error(step, label, format!("--mount from={f}: {e}")))?,
+            None => env.image_tree(f, &cx.stage.platform).map_err(|error| {
+                env.step_error(
+                    step,
+                    label,
+                    StepFailure::Tree {
+                        what: format!("--mount from={f}"),
+                        error,
+                    },
+                )
+            })?,
         },
     };
     let src = m.source.clone().unwrap_or_else(|| ".".into());
-    let picked = select(&tree, &src)
-        .map_err(|e| env.step_error(step, label, format!("--mount={}: {e}", m.raw)))?;
+    let picked = select(&tree, &src).map_err(|e| {
+        env.step_error(
+            step,
+            label,
+            StepFailure::at(format!("--mount={}", m.raw), e),
+        )
+    })?;
     let Some(super::file::Match {
         path: root_rel,
         meta,
@@ -149,7 +171,7 @@ pub(in crate::solve) fn bind_source(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     env.complete_digests(&tree, &mut items)
-        .map_err(|e| env.step_error(step, label, e.to_string()))?;
+        .map_err(|e| env.step_error(step, label, e))?;
     let items = items
         .into_iter()
         .map(|(k, v)| (k[prefix.len()..].to_string(), v))
@@ -398,8 +420,8 @@ fn copy_entries(tree: &SourceTree, rel: &str, dest: &Path) -> std::io::Result<()
 #[cfg(feature = "sandbox")]
 fn resolved_source(tree: &SourceTree, spec: &MountSpec) -> Result<String, MountError> {
     let src = tree::manifest_path(spec.source.as_deref().unwrap_or("."));
-    tree::resolve(&tree.entries, &src, true).map_err(|error| MountError::Copy {
+    tree::resolve(&tree.entries, &src, true).map_err(|error| MountError::Path {
         spec: spec.raw.clone(),
-        error: std::io::Error::other(error),
+        error,
     })
 }

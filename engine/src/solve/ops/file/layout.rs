@@ -4,7 +4,7 @@
 
 use super::join;
 use crate::fs::layer::{Content, LayerEntry};
-use crate::fs::{self as tree, Kind, Manifest, Meta};
+use crate::fs::{self as tree, Kind, Manifest, Meta, PathError};
 
 /// The image as a step changes it, and the layer entries that change it.
 pub(crate) struct Layout {
@@ -29,24 +29,19 @@ impl Layout {
     }
 
     /// `path` with every symlink followed, inside the image.
-    pub fn resolve(&self, path: &str) -> Result<String, String> {
+    pub fn resolve(&self, path: &str) -> Result<String, PathError> {
         tree::resolve(&self.view, path, true)
     }
 
     /// Makes `path` (already resolved) and its missing parents, 0755 and
     /// owned by `owner`; a parent that is not a directory is an error.
-    pub fn mkdir_all(&mut self, path: &str, owner: (u32, u32)) -> Result<(), String> {
+    pub fn mkdir_all(&mut self, path: &str, owner: (u32, u32)) -> Result<(), PathError> {
         let mut cur = String::new();
         for part in path.split('/').filter(|p| !p.is_empty()) {
             cur = join(&cur, part);
             match self.kind(&cur) {
                 Some(Kind::Dir) => {}
-                Some(k) => {
-                    return Err(format!(
-                        "cannot make directory /{cur}: the image has a {} there",
-                        k.name()
-                    ))
-                }
+                Some(found) => return Err(PathError::NotADirectory { path: cur, found }),
                 None => {
                     let meta = Meta::dir(0o755).owned_by(owner.0, owner.1);
                     self.push(&cur, meta, Content::None);
@@ -79,7 +74,7 @@ impl Layout {
         meta: Meta,
         content: Content,
         top: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), PathError> {
         let have = self.kind(path);
         match (meta.kind, have) {
             (Kind::Dir, Some(Kind::Dir)) if top || path.is_empty() => Ok(()),
@@ -87,14 +82,14 @@ impl Layout {
                 self.push(path, meta, content);
                 Ok(())
             }
-            (Kind::Dir, Some(k)) => Err(format!(
-                "cannot copy a directory to /{path}: the image has a {} there",
-                k.name()
-            )),
-            (_, Some(Kind::Dir)) => Err(format!(
-                "cannot replace the directory /{path} with a {}",
-                meta.kind.name()
-            )),
+            (Kind::Dir, Some(found)) => Err(PathError::DirectoryOverOther {
+                path: path.to_string(),
+                found,
+            }),
+            (_, Some(Kind::Dir)) => Err(PathError::OverDirectory {
+                path: path.to_string(),
+                with: meta.kind,
+            }),
             _ => {
                 self.push(path, meta, content);
                 Ok(())
@@ -107,7 +102,7 @@ impl Layout {
     /// followed, the entry itself replaces what is there (a directory over
     /// a directory only updates it), and missing parents are made 0755 and
     /// owned by root.
-    pub fn extract(&mut self, dest: &str, e: LayerEntry) -> Result<String, String> {
+    pub fn extract(&mut self, dest: &str, e: LayerEntry) -> Result<String, PathError> {
         let full = join(dest, &e.path);
         let parent = self.resolve(tree::parent_of(&full))?;
         self.mkdir_all(&parent, (0, 0))?;

@@ -149,13 +149,13 @@ fn select_sources(
                 env.stage_tree(i, &lbl)?
             }
             // Not a stage: an image, as in BuildKit.
-            None => env
-                .image_tree(f, &cx.stage.platform)
-                .map_err(|e| env.step_error(step, label, format!("--from={f}: {e}")))?,
+            None => env.image_tree(f, &cx.stage.platform).map_err(|error| {
+                let what = format!("--from={f}");
+                env.step_error(step, label, StepFailure::Tree { what, error })
+            })?,
         },
     };
-    let exclude =
-        Matcher::new(&files.exclude).map_err(|e| env.step_error(step, label, e.to_string()))?;
+    let exclude = Matcher::new(&files.exclude).map_err(|e| env.step_error(step, label, e))?;
     let mut s = Selector {
         env,
         cx,
@@ -233,7 +233,7 @@ impl Selector<'_, '_> {
         let (src, commit) = self
             .env
             .git_commit(p, self.checksum, self.keep_git_dir)
-            .map_err(|e| self.fail(format!("{p}: {e}")))?;
+            .map_err(|e| self.fail(StepFailure::at(p, e)))?;
         self.inputs.insert(
             format!("git ref {}", src.shown_ref()),
             format!(
@@ -256,7 +256,7 @@ impl Selector<'_, '_> {
             .checksum
             .map(|c| {
                 c.parse::<Digest>()
-                    .map_err(|e| self.fail(format!("--checksum={c}: {e}")))
+                    .map_err(|e| self.fail(StepFailure::at(format!("--checksum={c}"), e)))
             })
             .transpose()?;
         let fetched = match &pinned {
@@ -326,7 +326,7 @@ impl Selector<'_, '_> {
         let mut one = vec![(path.to_string(), meta.clone())];
         self.env
             .complete_digests(&self.source, &mut one)
-            .map_err(|e| self.fail(e.to_string()))?;
+            .map_err(|e| self.fail(e))?;
         self.inputs.insert(
             format!("{}{path}", self.prefix),
             cache::file_summary(&one[0].1),
@@ -361,7 +361,7 @@ impl Selector<'_, '_> {
         items.retain(|(rel, _)| rel == path || !self.exclude.matches(&rel[under..]));
         self.env
             .complete_digests(&self.source, &mut items)
-            .map_err(|e| self.fail(e.to_string()))?;
+            .map_err(|e| self.fail(e))?;
         for (rel, m) in &items {
             if !rel.is_empty() {
                 self.inputs
@@ -375,12 +375,33 @@ impl Selector<'_, '_> {
     }
 }
 
+/// Why `--chown=` or USER names no ids.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnerError {
+    #[error("user and group ids are 0 or more (e.g. --chown=1000:1000)")]
+    Negative,
+    #[error("names need /{file} in the image, which has none; give numeric ids (e.g. --chown=1000:1000)")]
+    NoTable { file: String },
+    #[error("/{file}: {error}")]
+    Read {
+        file: String,
+        error: Box<crate::fs::layer::LayerError>,
+    },
+    #[error("no user {0:?} in the image's /etc/passwd")]
+    NoUser(String),
+    #[error("no group {0:?} in the image's /etc/group")]
+    NoGroup(String),
+    /// A line without the id where it should be (its first field shown).
+    #[error("a malformed line for {0:?}")]
+    Malformed(Option<String>),
+}
+
 /// The ids `--chown=USER[:GROUP]` names: numbers as they are, names
 /// from the destination image's `/etc/passwd` and `/etc/group`, as
 /// BuildKit reads them; a user alone brings its primary group (a
 /// numeric user alone, the same number). A name the image does not
 /// know is an error.
-pub(super) fn chown_ids(env: &Env<'_>, st: &StageState, c: &str) -> Result<(u32, u32), String> {
+pub(super) fn chown_ids(env: &Env<'_>, st: &StageState, c: &str) -> Result<(u32, u32), OwnerError> {
     let (u, g) = match c.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (c, None),
@@ -390,23 +411,26 @@ pub(super) fn chown_ids(env: &Env<'_>, st: &StageState, c: &str) -> Result<(u32,
         .flatten()
         .any(|s| s.parse::<i64>().is_ok_and(|n| n < 0))
     {
-        return Err("user and group ids are 0 or more (e.g. --chown=1000:1000)".into());
+        return Err(OwnerError::Negative);
     }
-    let table = |file: &str| -> Result<Vec<Vec<String>>, String> {
+    let table = |file: &str| -> Result<Vec<Vec<String>>, OwnerError> {
         let bytes = crate::fs::layer::read_file(env.store, &st.layers, file)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                format!("names need /{file} in the image, which has none; give numeric ids (e.g. --chown=1000:1000)")
+            .map_err(|error| OwnerError::Read {
+                file: file.to_string(),
+                error: Box::new(error),
+            })?
+            .ok_or_else(|| OwnerError::NoTable {
+                file: file.to_string(),
             })?;
         Ok(String::from_utf8_lossy(&bytes)
             .lines()
             .map(|l| l.split(':').map(str::to_string).collect())
             .collect())
     };
-    let field = |row: &[String], i: usize| -> Result<u32, String> {
+    let field = |row: &[String], i: usize| -> Result<u32, OwnerError> {
         row.get(i)
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("a malformed line for {:?}", row.first()))
+            .ok_or_else(|| OwnerError::Malformed(row.first().cloned()))
     };
     let (uid, primary) = match u.parse::<u32>() {
         Ok(n) => (n, n),
@@ -415,7 +439,7 @@ pub(super) fn chown_ids(env: &Env<'_>, st: &StageState, c: &str) -> Result<(u32,
             let row = rows
                 .iter()
                 .find(|r| r.len() >= 4 && r[0] == u)
-                .ok_or_else(|| format!("no user {u:?} in the image's /etc/passwd"))?;
+                .ok_or_else(|| OwnerError::NoUser(u.to_string()))?;
             (field(row, 2)?, field(row, 3)?)
         }
     };
@@ -428,7 +452,7 @@ pub(super) fn chown_ids(env: &Env<'_>, st: &StageState, c: &str) -> Result<(u32,
                 let row = rows
                     .iter()
                     .find(|r| r.len() >= 3 && r[0] == g)
-                    .ok_or_else(|| format!("no group {g:?} in the image's /etc/group"))?;
+                    .ok_or_else(|| OwnerError::NoGroup(g.to_string()))?;
                 field(row, 2)?
             }
         },
@@ -525,7 +549,12 @@ pub enum SourceError {
     )]
     Outside { src: String },
     #[error("source {src:?}: {error}")]
-    Pattern { src: String, error: String },
+    Pattern { src: String, error: BadPattern },
+    #[error("source {src:?}: {error}")]
+    Path {
+        src: String,
+        error: crate::fs::PathError,
+    },
     #[error("{src:?} not found in the {tree} (or excluded by .dockerignore)")]
     NotFound { src: String, tree: String },
 }
@@ -562,7 +591,7 @@ pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<Match>, Sourc
     };
     let follow = |name: &str| -> Result<Option<Match>, SourceError> {
         let path =
-            tree::resolve(&source.entries, name, true).map_err(|error| SourceError::Pattern {
+            tree::resolve(&source.entries, name, true).map_err(|error| SourceError::Path {
                 src: src.to_string(),
                 error,
             })?;
@@ -599,7 +628,7 @@ pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<Match>, Sourc
         .expect("has a wildcard");
     let base =
         tree::resolve(&source.entries, &parts[..first].join("/"), true).map_err(|error| {
-            SourceError::Pattern {
+            SourceError::Path {
                 src: src.to_string(),
                 error,
             }
@@ -637,11 +666,16 @@ pub(crate) fn select(source: &SourceTree, src: &str) -> Result<Vec<Match>, Sourc
     Ok(found)
 }
 
+/// A wildcard Go's `filepath.Match` refuses (`[` unclosed, `\\` last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a malformed wildcard pattern")]
+pub struct BadPattern;
+
 /// Go's `filepath.Match` on `/`-separated paths: `*` is any run of
 /// characters but `/`, `?` one of them, `[...]` a class (`^` negates,
 /// `a-z` ranges), `\\` escapes. A malformed pattern is an error.
-pub(crate) fn go_match(pat: &[char], name: &[char]) -> Result<bool, String> {
-    let bad = || "a malformed wildcard pattern".to_string();
+pub(crate) fn go_match(pat: &[char], name: &[char]) -> Result<bool, BadPattern> {
+    let bad = || BadPattern;
     let Some(&c) = pat.first() else {
         return Ok(name.is_empty());
     };
@@ -768,8 +802,8 @@ mod tests {
         assert!(m("[^a].t", "b.t").unwrap() && !m("[^a].t", "a.t").unwrap());
         assert!(m("[a-c]x", "bx").unwrap() && !m("[a-c]x", "dx").unwrap());
         assert!(m("a\\*", "a*").unwrap() && !m("a\\*", "ab").unwrap());
-        assert!(m("[", "a").is_err());
-        assert!(m("a[", "b").is_ok_and(|x| !x) || m("a[", "b").is_err());
+        assert_eq!(m("[", "a"), Err(BadPattern));
+        assert!(m("a[", "b").is_ok_and(|x| !x) || m("a[", "b") == Err(BadPattern));
     }
 
     #[test]

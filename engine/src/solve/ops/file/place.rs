@@ -29,11 +29,12 @@ pub(super) fn lay_out(
     parents: bool,
     sel: Selection,
 ) -> Result<Executed, BuildError> {
-    let fail = |m: String| env.step_error(cx.step, cx.label, m);
+    let fail = |f: StepFailure| env.step_error(cx.step, cx.label, f);
     let (uid, gid) = match &files.chown {
         None => (None, None),
         Some(c) => {
-            let (u, g) = chown_ids(env, st, c).map_err(|m| fail(format!("--chown={c}: {m}")))?;
+            let (u, g) = chown_ids(env, st, c)
+                .map_err(|e| fail(StepFailure::at(format!("--chown={c}"), e)))?;
             (Some(u), Some(g))
         }
     };
@@ -64,10 +65,10 @@ pub(super) fn lay_out(
         parents,
         work: Vec::new(),
     };
-    let resolved = p.view.resolve(&p.dest).map_err(fail)?;
+    let resolved = p.view.resolve(&p.dest).map_err(|e| fail(e.into()))?;
     p.dest_is_dir = dir_form || p.view.kind(&resolved) == Some(Kind::Dir);
     if files.sources.len() > 1 && !p.dest_is_dir {
-        return Err(fail(format!("with more than one source, the destination must be a directory and end with a /: write {}/", files.dest)));
+        return Err(fail(format!("with more than one source, the destination must be a directory and end with a /: write {}/", files.dest).into()));
     }
     for picked in sel.picked {
         // Each source as fsutil's Copy: the destination's directory (the
@@ -77,9 +78,11 @@ pub(super) fn lay_out(
         } else {
             tree::parent_of(&p.dest).to_string()
         };
-        let ensure = p.view.resolve(&ensure).map_err(fail)?;
-        p.view.mkdir_all(&ensure, p.new_dirs).map_err(fail)?;
-        let dst = p.view.resolve(&p.dest).map_err(fail)?;
+        let ensure = p.view.resolve(&ensure).map_err(|e| fail(e.into()))?;
+        p.view
+            .mkdir_all(&ensure, p.new_dirs)
+            .map_err(|e| fail(e.into()))?;
+        let dst = p.view.resolve(&p.dest).map_err(|e| fail(e.into()))?;
         let dst_kind = p.view.kind(&dst);
         match p.unpacked_url(picked)? {
             Picked::Url {
@@ -102,7 +105,7 @@ pub(super) fn lay_out(
                 if matches > 1 && !p.dest_is_dir {
                     // Docker's rule; BuildKit would copy each match to the
                     // same path and keep only the last.
-                    return Err(fail(format!("{pattern} matches {matches} paths, so the destination must be a directory and end with a /: write {}/", files.dest)));
+                    return Err(fail(format!("{pattern} matches {matches} paths, so the destination must be a directory and end with a /: write {}/", files.dest).into()));
                 }
                 let src = TreeSource {
                     name: &name,
@@ -285,7 +288,7 @@ impl Placer<'_, '_> {
         let (entries, dir) = self
             .env
             .git_tree(src, commit)
-            .map_err(|e| self.fail(format!("{shown}: {e}")))?;
+            .map_err(|e| self.fail(StepFailure::at(shown, e)))?;
         for mut e in entries {
             e.meta = self.owned(&e.meta);
             self.view.extract(dst, e).map_err(|m| self.fail(m))?;
