@@ -175,6 +175,11 @@ pub struct Step {
     /// ARG values in scope (BuildKit passes these to RUN as env too);
     /// shared between the steps of a stage until an ARG changes them.
     pub args: std::sync::Arc<BTreeMap<String, String>>,
+    /// The stage's ARG declarations so far, in order, with the value each
+    /// had when declared ("" for none): what BuildKit's RUN history entry
+    /// lists (`RUN |2 A=1 B= /bin/sh -c …`).
+    #[serde(skip)]
+    pub arg_decls: std::sync::Arc<Vec<(String, String)>>,
     /// ARGs declared after an ENV of the same name: their value wins over
     /// the ENV's in this step, as the later declaration does in BuildKit.
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
@@ -357,6 +362,8 @@ struct StageScope {
     /// long Dockerfile's plan stays linear in its length.
     shared_args: std::sync::Arc<BTreeMap<String, String>>,
     shared_over: std::sync::Arc<BTreeSet<String>>,
+    /// Every ARG declared so far, in order (see `Step::arg_decls`).
+    decls: std::sync::Arc<Vec<(String, String)>>,
     workdir: String,
 }
 
@@ -530,6 +537,7 @@ impl Planner<'_> {
             args_last: BTreeSet::new(),
             shared_args: std::sync::Arc::new(BTreeMap::new()),
             shared_over: std::sync::Arc::new(BTreeSet::new()),
+            decls: Default::default(),
             workdir,
         }
     }
@@ -619,6 +627,8 @@ impl Planner<'_> {
             Instruction::Arg { args: decls } => {
                 for (decl, raw) in decls.iter().zip(arg_decls(&cmd.value)) {
                     let value = self.arg_in_stage(decl, &raw);
+                    std::sync::Arc::make_mut(&mut scope.decls)
+                        .push((decl.name.clone(), value.clone().unwrap_or_default()));
                     if let Some(v) = value {
                         scope.args.insert(decl.name.clone(), v);
                         scope.args_last.insert(decl.name.clone());
@@ -659,6 +669,7 @@ impl Planner<'_> {
             display: display(&expanded, &cmd.original),
             instruction: expanded,
             args: scope.shared_args.clone(),
+            arg_decls: scope.decls.clone(),
             args_over_env: scope.shared_over.clone(),
             workdir: scope.workdir.clone(),
             uses_stages: uses,

@@ -1372,3 +1372,38 @@ fn git_records_the_executable_bit_where_the_host_has_none() {
     assert_eq!(normalized, kept, "umask 022: both rules agree");
     assert_eq!(normalized, want, "the image differs from the Linux one");
 }
+
+#[test]
+fn history_reads_as_buildkit_writes_it() {
+    // Issue 28 item 6: RUN's entry names the shell it ran under and every
+    // ARG the stage declared so far (`|N K=V`, an ENV of the name giving
+    // the value), as BuildKit's runCommandString; an exec form has no
+    // shell; SHELL changes the shell named; ONBUILD writes no entry
+    // (BuildKit's dispatchOnbuild).
+    let c = Ctx::new(&[(
+        "Dockerfile",
+        "FROM wbuild/base\nRUN echo zero > /zero\nARG B=2\nARG A\nENV B=env\nRUN echo one > /one\nRUN [\"touch\", \"/two\"]\nONBUILD RUN echo later\nSHELL [\"/bin/sh\", \"-e\", \"-c\"]\nRUN echo three > /three\n",
+    )]);
+    let (_, meta) = c.build(&["--build-arg", "A=1"]).pair();
+    let history: Vec<String> = image_config(&c, &meta)["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap().to_string())
+        .collect();
+    let runs: Vec<&str> = history
+        .iter()
+        .map(String::as_str)
+        .filter(|h| h.starts_with("RUN") || h.starts_with("ONBUILD"))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            "RUN /bin/sh -c echo zero > /zero",
+            "RUN |2 B=env A=1 /bin/sh -c echo one > /one",
+            "RUN |2 B=env A=1 touch /two",
+            "RUN |2 B=env A=1 /bin/sh -e -c echo three > /three",
+        ],
+        "{history:?}"
+    );
+}

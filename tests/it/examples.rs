@@ -312,23 +312,23 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:84c61b7cdf1ed3984d4d8e7411e36bb648c6bd1c04e1bcec2fea61cd1c5d41ae",
+        "sha256:952cbcf3f0e925ef2bbc638525c2829e36df687df022d9818413561164d85242",
     ),
     (
         "dockerignore",
-        "sha256:1d589381a24c4306e20bc64df9bab9ca334621ab932d4134ff407cc73ca8a978",
+        "sha256:2944c63f8bbe0725055672cef6f62d85223282f8d8bef534afa6585d10ac74bc",
     ),
     (
         "bind-mount",
-        "sha256:dea51bcb26e2dbf8446daaee7da39f733a0438dad5d138394282f7598548774e",
+        "sha256:b0aab383d83830488c769f7520767e92d0770704276cc2ff4147515e825eff9a",
     ),
     (
         "cache-mount",
-        "sha256:dcae6eb0e976a9fa49dc34cc04b7fd37f7372549b48941f72bf38f0243efe8bb",
+        "sha256:3d53c3e185165fe73c51cc3f4c4eb3752262d02c5fc9f998f937c652ce7c6991",
     ),
     (
         "secret",
-        "sha256:e5826b32d479e3275e2a99d143b870b41c3f6d157c12bf0c4b07a7ca0ec8b84b",
+        "sha256:38cadb15ac648987155e3509a75ad90082c43814175b7a6ba6fb63421f52dc2d",
     ),
     (
         "multi-stage",

@@ -667,10 +667,11 @@ fn busybox_layout(dir: &Path, files: &[(&str, &str)]) -> Option<PathBuf> {
         fs::copy(busybox, root.join("bin/busybox")).unwrap();
         fs::copy(busybox, root.join("usr/bin/apt-get")).unwrap();
         std::os::unix::fs::symlink("/bin/busybox", root.join("bin/sh")).unwrap();
-        for a in ["sed", "mkdir", "cat"] {
+        for a in ["sed", "mkdir", "cat", "ash"] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).unwrap();
         }
         std::os::unix::fs::symlink("/bin/busybox", root.join("bin/ln")).unwrap();
+        std::os::unix::fs::symlink("/bin/busybox", root.join("bin/bash")).unwrap();
         write_files(root, files);
     }))
 }
@@ -750,6 +751,31 @@ fn run_on_a_linux_image_uses_wbox_and_refuses_native_programs() {
         !names.contains("wbox") && !names.contains("busybox"),
         "{names}"
     );
+
+    // Issue 28 item 3: SHELL naming bash or ash (native, as the image has
+    // them) runs wbox's sh, and a #! line naming one does too.
+    for shell in ["/bin/bash", "/bin/ash"] {
+        let s = Project::with_dockerfile(&format!(
+            "FROM {}/busybox:1\nSHELL [\"{shell}\", \"-c\"]\nRUN echo \"under $0\" > /shell && printf '#!{shell}\\necho script ran > /script\\n' > /s && chmod +x /s && /s\n",
+            reg.addr
+        ));
+        let built = s.build(&["-o", "type=local,dest=out"]);
+        assert!(
+            built.log.contains(&format!(
+                "{shell} in this image is not WebAssembly: running wbuild's own wbox sh instead"
+            )),
+            "{}",
+            built.log
+        );
+        assert_eq!(
+            fs::read_to_string(s.path("out/shell")).unwrap(),
+            "under sh\n"
+        );
+        assert_eq!(
+            fs::read_to_string(s.path("out/script")).unwrap(),
+            "script ran\n"
+        );
+    }
 
     // The hidden path serves wbox's applets on any image.
     let h = Project::with_dockerfile(&format!(

@@ -66,16 +66,28 @@ fn base_name(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
+/// The POSIX shells a Linux image's SHELL or `#!` line may name, which
+/// wbox's `sh` stands in for (a bash feature it lacks fails the step).
+const SHELLS: &[&str] = &["bash", "ash", "dash"];
+
 impl GuestKind for WboxStandIn {
     fn claims(&self, _: &[u8], argv0: &str) -> bool {
-        crate::base::APPLETS.contains(&base_name(argv0))
+        let name = base_name(argv0);
+        crate::base::APPLETS.contains(&name) || SHELLS.contains(&name)
     }
 
-    fn guest(&self, _: Vec<u8>, argv: Vec<String>) -> Guest {
-        let name = argv.first().map(String::as_str).unwrap_or_default();
+    fn guest(&self, _: Vec<u8>, mut argv: Vec<String>) -> Guest {
+        let name = argv.first().cloned().unwrap_or_default();
+        let mut applet = base_name(&name).to_string();
+        if SHELLS.contains(&applet.as_str()) {
+            // wbox runs what it is named as: its `sh`.
+            applet = "sh".into();
+            if let Some(a) = argv.first_mut() {
+                *a = "sh".into();
+            }
+        }
         let note = format!(
-            "{name} in this image is not WebAssembly: running wbuild's own wbox {} instead",
-            base_name(name)
+            "{name} in this image is not WebAssembly: running wbuild's own wbox {applet} instead"
         );
         Guest {
             module: crate::base::WBOX.to_vec(),
@@ -137,6 +149,14 @@ mod tests {
             .note
             .unwrap()
             .contains("running wbuild's own wbox sh instead"));
+        // bash, ash and dash run as wbox's sh.
+        let g = guest_for(&elf, vec!["/bin/bash".into(), "-c".into()]).unwrap();
+        assert_eq!(g.module, crate::base::WBOX);
+        assert_eq!(g.argv, ["sh", "-c"]);
+        assert!(g
+            .note
+            .unwrap()
+            .contains("/bin/bash in this image is not WebAssembly: running wbuild's own wbox sh"));
         // A native program wbox does not have is an error that says what.
         let e = guest_for(&elf, vec!["/usr/bin/gcc".into()]).unwrap_err();
         assert!(matches!(e, SandboxError::NotWasm { .. }), "{e}");

@@ -380,13 +380,18 @@ impl Solver<'_> {
             }
             st.layers.push(l);
         }
+        // As BuildKit: RUN's entry names the shell of the config it ran
+        // with, so it is said before this step changes the config.
+        let created_by = op.created_by(cx.step, &st.config);
         op.configure(cx.step, &mut st.config, &mut st.cmd_set);
-        st.history.push(HistoryEntry {
-            created: oci::rfc3339(self.env.opts.epoch),
-            created_by: op.created_by(cx.step),
-            comment: "wbuild.dockerfile.v0".into(),
-            empty_layer,
-        });
+        if let Some(created_by) = created_by {
+            st.history.push(HistoryEntry {
+                created: oci::rfc3339(self.env.opts.epoch),
+                created_by,
+                comment: "wbuild.dockerfile.v0".into(),
+                empty_layer,
+            });
+        }
     }
 }
 

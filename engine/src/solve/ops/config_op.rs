@@ -42,6 +42,16 @@ impl Op for ArgOp<'_> {
     }
 }
 
+/// ONBUILD: a trigger the config keeps, with no history entry (BuildKit's
+/// `dispatchOnbuild` writes none).
+pub(crate) struct OnbuildOp;
+
+impl Op for OnbuildOp {
+    fn created_by(&self, _step: &Step, _config: &RunConfig) -> Option<String> {
+        None
+    }
+}
+
 /// MAINTAINER: the image's author.
 pub(crate) struct MaintainerOp<'i> {
     pub name: &'i str,
@@ -60,8 +70,8 @@ pub(crate) struct WorkdirOp;
 impl Op for WorkdirOp {
     /// The directory it resolved to, as BuildKit's entry names it
     /// (`WORKDIR rel` on `/srv` is `WORKDIR /srv/rel`).
-    fn created_by(&self, step: &Step) -> String {
-        format!("WORKDIR {}", step.workdir)
+    fn created_by(&self, step: &Step, _config: &RunConfig) -> Option<String> {
+        Some(format!("WORKDIR {}", step.workdir))
     }
 
     fn execute(

@@ -19,6 +19,7 @@ use crate::env::DEFAULT_PATH;
 use crate::frontend::instructions::{MountType, Run};
 #[cfg(feature = "sandbox")]
 use crate::fs as tree;
+use crate::oci::RunConfig;
 use crate::plan::Step;
 #[cfg(feature = "sandbox")]
 use crate::progress::Event;
@@ -26,6 +27,21 @@ use crate::solve::env::Env;
 #[cfg(feature = "sandbox")]
 use crate::solve::StepFailure;
 use crate::solve::{BuildError, StageState};
+
+/// BuildKit's `runCommandString`: the ARGs in scope as `|N K=V …`, then
+/// the command (a shell form after the config's shell).
+fn run_command_string(run: &Run, step: &Step, config: &RunConfig) -> String {
+    let mut words: Vec<String> = Vec::new();
+    if !step.arg_decls.is_empty() {
+        let env = config.env_map();
+        words.push(format!("|{}", step.arg_decls.len()));
+        for (k, v) in step.arg_decls.iter() {
+            words.push(format!("{k}={}", env.get(k).unwrap_or(v)));
+        }
+    }
+    words.extend(super::config_op::shell_form(config, &run.command));
+    words.join(" ")
+}
 
 /// A RUN step.
 pub(crate) struct ExecOp<'i> {
@@ -41,6 +57,20 @@ impl<'i> ExecOp<'i> {
 }
 
 impl Op for ExecOp<'_> {
+    /// As BuildKit's Dockerfile frontend writes it: a shell form under the
+    /// config's SHELL (`/bin/sh -c` by default), and every ARG declared in
+    /// the stage so far as `|N K=V` first (an ENV of the name giving the
+    /// value). A heredoc RUN keeps its line as written.
+    fn created_by(&self, step: &Step, config: &RunConfig) -> Option<String> {
+        if !self.run.heredocs.is_empty() {
+            return Some(step.display.clone());
+        }
+        Some(format!(
+            "RUN {}",
+            run_command_string(self.run, step, config)
+        ))
+    }
+
     fn cache_inputs(
         &mut self,
         env: &Env<'_>,

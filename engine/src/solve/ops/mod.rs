@@ -93,9 +93,11 @@ pub(crate) trait Op {
         config_op::apply_config(config, cmd_set, step);
     }
 
-    /// The step as the image's history says it (`created_by`).
-    fn created_by(&self, step: &Step) -> String {
-        step.display.clone()
+    /// The step as the image's history says it (`created_by`), given the
+    /// config the step runs with; None for a step BuildKit writes no
+    /// history entry for (ONBUILD).
+    fn created_by(&self, step: &Step, _config: &RunConfig) -> Option<String> {
+        Some(step.display.clone())
     }
 
     /// The image author it names (MAINTAINER), which the image keeps
@@ -124,7 +126,7 @@ pub(crate) fn op_for(instruction: &Instruction) -> Box<dyn Op + '_> {
         | Instruction::Volume { .. }
         | Instruction::Expose { .. }
         | Instruction::StopSignal { .. }
-        | Instruction::Healthcheck(_)
-        | Instruction::Onbuild(_) => Box::new(config_op::ConfigOp),
+        | Instruction::Healthcheck(_) => Box::new(config_op::ConfigOp),
+        Instruction::Onbuild(_) => Box::new(config_op::OnbuildOp),
     }
 }
