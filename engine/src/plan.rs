@@ -139,6 +139,10 @@ pub struct BaseConfig {
     pub env: BTreeMap<String, String>,
     pub workdir: String,
     pub on_build: Vec<String>,
+    /// The platform its config names, when it names one: what
+    /// `TARGETOS`, `TARGETARCH` and `TARGETPLATFORM` read in the stage
+    /// (a linux/amd64 base's stage is built for linux/amd64).
+    pub platform: Option<Platform>,
 }
 
 /// How [`PlanRequest::bases`] names a stage's base image: its name and the
@@ -364,6 +368,9 @@ struct StageScope {
     shared_over: std::sync::Arc<BTreeSet<String>>,
     /// Every ARG declared so far, in order (see `Step::arg_decls`).
     decls: std::sync::Arc<Vec<(String, String)>>,
+    /// The predefined platform ARGs as the stage sees them: the target's
+    /// `TARGET*` follow a base image's own platform.
+    predefined: BTreeMap<String, String>,
     workdir: String,
 }
 
@@ -531,6 +538,24 @@ impl Planner<'_> {
                     .unwrap_or_else(|| "/".to_string()),
             ),
         };
+        // With no --platform and no FROM --platform, the target is the
+        // default (wasi/wasm) and a base image of another platform (one
+        // linux/amd64 image) is what the stage builds for: its TARGET*
+        // say so, as the image it makes does. A platform the user named
+        // stays the target (`FROM --platform=$BUILDPLATFORM` stages keep
+        // the build's TARGETOS, as BuildKit's do).
+        let base_platform = match &b.base {
+            Base::Image(n) | Base::Context(n)
+                if b.platform_text.is_none() && self.req.platform.is_none() =>
+            {
+                image(n).and_then(|c| c.platform.clone())
+            }
+            _ => None,
+        };
+        let predefined = match base_platform {
+            Some(p) => platform_args(&Platform::wasi(), &p),
+            None => self.predefined.clone(),
+        };
         StageScope {
             env,
             args: BTreeMap::new(),
@@ -538,6 +563,7 @@ impl Planner<'_> {
             shared_args: std::sync::Arc::new(BTreeMap::new()),
             shared_over: std::sync::Arc::new(BTreeSet::new()),
             decls: Default::default(),
+            predefined,
             workdir,
         }
     }
@@ -626,7 +652,7 @@ impl Planner<'_> {
         match &expanded {
             Instruction::Arg { args: decls } => {
                 for (decl, raw) in decls.iter().zip(arg_decls(&cmd.value)) {
-                    let value = self.arg_in_stage(decl, &raw);
+                    let value = self.arg_in_stage(decl, &raw, &scope.predefined);
                     std::sync::Arc::make_mut(&mut scope.decls)
                         .push((decl.name.clone(), value.clone().unwrap_or_default()));
                     if let Some(v) = value {
@@ -679,7 +705,12 @@ impl Planner<'_> {
     /// An ARG's value in a stage: with a default, the build arg else the
     /// default; without, the build arg, else the global ARG of its name,
     /// else the predefined one.
-    fn arg_in_stage(&mut self, decl: &ArgDecl, raw: &ArgDecl) -> Option<String> {
+    fn arg_in_stage(
+        &mut self,
+        decl: &ArgDecl,
+        raw: &ArgDecl,
+        predefined: &BTreeMap<String, String>,
+    ) -> Option<String> {
         let build_args = &self.req.build_args;
         match &raw.default {
             Some(_) => {
@@ -696,7 +727,7 @@ impl Planner<'_> {
                 } else if let Some(Some(g)) = self.declared_global.get(&decl.name) {
                     Some(g.clone())
                 } else {
-                    self.predefined.get(&decl.name).cloned()
+                    predefined.get(&decl.name).cloned()
                 }
             }
         }

@@ -777,6 +777,25 @@ fn run_on_a_linux_image_uses_wbox_and_refuses_native_programs() {
         );
     }
 
+    // Issue 28 item 6: the stage builds for its base's platform (the
+    // image is linux/amd64), and its TARGET* ARGs say so; a --platform
+    // the user names stays the target.
+    let t = Project::with_dockerfile(&format!(
+        "FROM {}/busybox:1\nARG TARGETOS\nARG TARGETPLATFORM\nRUN echo \"$TARGETOS $TARGETPLATFORM\" > /t\n",
+        reg.addr
+    ));
+    t.build(&["-o", "type=local,dest=out"]);
+    let base = config_of(&layout);
+    let want = format!(
+        "{}/{}",
+        base["os"].as_str().unwrap(),
+        base["architecture"].as_str().unwrap()
+    );
+    assert_eq!(
+        fs::read_to_string(t.path("out/t")).unwrap(),
+        format!("{} {want}\n", base["os"].as_str().unwrap())
+    );
+
     // The hidden path serves wbox's applets on any image.
     let h = Project::with_dockerfile(&format!(
         "FROM {}/busybox:1\nRUN [\"/.wbuild/bin/sh\", \"-c\", \"echo via the hidden path > /h\"]\n",

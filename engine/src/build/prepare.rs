@@ -371,6 +371,11 @@ fn resolve_bases<'s>(
         bases.insert(
             key,
             plan::BaseConfig {
+                platform: (!pulled.os.is_empty()).then(|| plan::Platform {
+                    os: pulled.os.clone(),
+                    architecture: pulled.architecture.clone(),
+                    variant: pulled.variant.clone(),
+                }),
                 env: pulled.config.env_map(),
                 workdir: pulled.config.working_dir.clone(),
                 on_build: pulled.config.on_build.clone(),

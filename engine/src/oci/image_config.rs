@@ -73,6 +73,16 @@ pub struct RunConfig {
         deserialize_with = "nullable"
     )]
     pub stop_signal: String,
+    /// Docker's flag that CMD/ENTRYPOINT are one escaped Windows command
+    /// line: wbuild never sets it, but an image that has it keeps it, as
+    /// BuildKit's config does (a Windows base's shell-form CMD).
+    #[serde(
+        rename = "ArgsEscaped",
+        skip_serializing_if = "std::ops::Not::not",
+        default,
+        deserialize_with = "nullable"
+    )]
+    pub args_escaped: bool,
     #[serde(
         rename = "Healthcheck",
         skip_serializing_if = "Option::is_none",
@@ -365,6 +375,14 @@ mod tests {
         let rich: serde_json::Value = serde_json::from_str(RICH).unwrap();
         let full = ImageConfig::read(RICH.as_bytes()).unwrap();
         assert_eq!(full.config.on_build, vec!["RUN x"]);
+        // Issue 28 item 6: an inherited ArgsEscaped is kept, where Docker
+        // writes it (after StopSignal).
+        assert!(full.config.args_escaped);
+        let written = serde_json::to_string(&full.config).unwrap();
+        assert!(
+            written.contains(r#""StopSignal":"SIGTERM","ArgsEscaped":true,"Healthcheck""#),
+            "{written}"
+        );
         let mut all = Vec::new();
         pointers(&rich, String::new(), &mut all);
         assert!(all.len() > 40, "{}", all.len());
