@@ -677,6 +677,82 @@ fn busybox_layout(dir: &Path, files: &[(&str, &str)]) -> Option<PathBuf> {
 }
 
 #[test]
+fn a_step_gets_buildkits_etc_files_and_the_layer_keeps_none() {
+    // Issue 28 item 4: /etc/hosts, /etc/resolv.conf and /etc/hostname are
+    // BuildKit's for the step (its sandbox's hostname and localhost lines),
+    // whatever the image has and whatever the step writes to them; the
+    // image's own stay, and none of the step's reaches the layer.
+    let Some(reg) = Registry::start() else {
+        return;
+    };
+    if !have_tool("umoci", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(layout) = busybox_layout(dir.path(), &[("etc/hosts", "10.1.1.1 base\n")]) else {
+        return;
+    };
+    reg.put(&layout, "busybox:etc");
+    let p = Project::with_dockerfile(&format!(
+        "FROM {}/busybox:etc\nRUN cat /etc/hosts > /seen-hosts && cat /etc/hostname > /seen-hostname && grep -c nameserver /etc/resolv.conf > /seen-resolv && echo '10.9.9.9 added' >> /etc/hosts && echo other > /etc/hostname && chmod 600 /etc/resolv.conf && echo kept > /etc/kept\n",
+        reg.addr
+    ));
+    p.build(&[
+        "-o",
+        "type=local,dest=out",
+        "-o",
+        "type=oci,tar=false,dest=img",
+    ]);
+    assert_eq!(
+        fs::read_to_string(p.path("out/seen-hosts")).unwrap(),
+        "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    );
+    assert_eq!(
+        fs::read_to_string(p.path("out/seen-hostname")).unwrap(),
+        "buildkitsandbox\n"
+    );
+    assert_eq!(
+        fs::read_to_string(p.path("out/seen-resolv")).unwrap(),
+        "2\n"
+    );
+    assert_eq!(
+        fs::read_to_string(p.path("out/etc/hosts")).unwrap(),
+        "10.1.1.1 base\n",
+        "the image's own hosts file stays"
+    );
+    assert!(!p.path("out/etc/hostname").exists());
+    assert!(!p.path("out/etc/resolv.conf").exists());
+    assert_eq!(
+        fs::read_to_string(p.path("out/etc/kept")).unwrap(),
+        "kept\n"
+    );
+    let layers = p.path("img");
+    let index = read_json(&layers.join("index.json"));
+    let manifest = read_json(&layers.join(format!(
+        "blobs/sha256/{}",
+        index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:")
+    )));
+    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let listing = Command::new("tar")
+        .arg("-tzf")
+        .arg(layers.join(format!("blobs/sha256/{top}")))
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(names.contains("etc/kept"), "{names}");
+    for f in ["hosts", "hostname", "resolv.conf"] {
+        assert!(
+            !names.contains(&format!("etc/{f}")),
+            "{f} in the layer: {names}"
+        );
+    }
+}
+
+#[test]
 fn run_on_a_linux_image_uses_wbox_and_refuses_native_programs() {
     let Some(reg) = Registry::start() else {
         return;

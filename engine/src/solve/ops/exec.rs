@@ -330,6 +330,17 @@ fn execute_run(
     );
     ctx.tree.modes = sandbox::mode_exceptions(&snap.manifest);
     ctx.tree.shared = shared.clone();
+    // The image's own /etc files are aside for the step (see
+    // `ETC_FILES`): so are their link records, on a host that keeps links
+    // as files.
+    let etc_links: Vec<(String, String)> = if mounts.etc_provided {
+        super::mounts::ETC_FILES
+            .iter()
+            .filter_map(|(rel, _)| snap.links.remove(*rel).map(|t| (rel.to_string(), t)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     ctx.tree.links = std::sync::Mutex::new(std::mem::take(&mut snap.links));
     // On the filesystem's clock, a tick after the rootfs was made.
     ctx.tree.started = crate::fs::snapshot::next_tick(work.path()).map_err(|e| fail(e.into()))?;
@@ -342,6 +353,14 @@ fn execute_run(
     snap.overrides =
         std::mem::take(&mut *ctx.tree.overrides.lock().unwrap_or_else(|p| p.into_inner()));
     snap.links = std::mem::take(&mut *ctx.tree.links.lock().unwrap_or_else(|p| p.into_inner()));
+    if mounts.etc_provided {
+        // What the step did to them is gone with them; the image's are back.
+        for (rel, _) in super::mounts::ETC_FILES {
+            snap.overrides.remove(*rel);
+            snap.links.remove(*rel);
+        }
+        snap.links.extend(etc_links);
+    }
     let entries = snap.diff().map_err(|e| fail(e.into()))?;
     snap.settle_times(&entries, env.opts.epoch);
     // The entries point into the work dir: keep it until the layer is

@@ -72,6 +72,8 @@ pub enum MountError {
     },
     #[error("--mount type=ssh is not supported")]
     Ssh,
+    #[error("/{path}, which the step gets as BuildKit gives it: {error}")]
+    Etc { path: String, error: std::io::Error },
     /// The scheduler runs a step only after the stages it mounts: this
     /// is a bug in wbuild, not in the Dockerfile.
     #[error("internal error: stage {0}, which a mount reads, was not built before the step that mounts it (please report it)")]
@@ -191,6 +193,7 @@ pub(in crate::solve) fn set_up_mounts(
     preopens: &mut Vec<crate::sandbox::Preopen>,
 ) -> Result<MountGuards, MountError> {
     let mut guards = MountGuards::default();
+    guards.provide_etc(env, rootfs)?;
     for mp in &rp.mounts {
         let spec = &specs[mp.index];
         match mp.kind {
@@ -316,7 +319,31 @@ pub(crate) struct MountGuards {
     /// Files and then directories to remove from the rootfs, in order.
     placed: Vec<PathBuf>,
     created_dirs: Vec<PathBuf>,
+    /// The files BuildKit mounts over `/etc` for a step (see
+    /// [`ETC_FILES`]): where each is in the rootfs, and where the image's
+    /// own was moved for the step's time, if it has one.
+    etc: Vec<(PathBuf, Option<PathBuf>)>,
+    /// Whether the step got them (its rootfs has an `/etc` directory).
+    pub(crate) etc_provided: bool,
 }
+
+/// What BuildKit gives every RUN step at `/etc/hosts`, `/etc/resolv.conf`
+/// and `/etc/hostname` (its executor's defaults: the sandbox's hostname
+/// and localhost lines, and its fallback resolvers), bind-mounted over the
+/// image's own and so never in the layer. wbuild writes them into the
+/// rootfs for the step and puts the image's own back before the diff.
+#[cfg(feature = "sandbox")]
+pub(crate) const ETC_FILES: &[(&str, &str)] = &[
+    (
+        "etc/hosts",
+        "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    ),
+    (
+        "etc/resolv.conf",
+        "nameserver 8.8.8.8\nnameserver 8.8.4.4\n",
+    ),
+    ("etc/hostname", "buildkitsandbox\n"),
+];
 
 #[cfg(feature = "sandbox")]
 impl MountGuards {
@@ -364,7 +391,55 @@ impl MountGuards {
         Ok(())
     }
 
+    /// Writes [`ETC_FILES`] into a rootfs that has an `/etc` directory,
+    /// moving the image's own aside (into a temp dir of the store, on the
+    /// same filesystem) until [`Self::clean_up`].
+    fn provide_etc(&mut self, env: &Env<'_>, rootfs: &Path) -> Result<(), MountError> {
+        let etc = rootfs.join("etc");
+        if !std::fs::symlink_metadata(&etc).is_ok_and(|m| m.is_dir()) {
+            return Ok(());
+        }
+        let aside = env.store.temp_dir("etc-")?;
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |error| MountError::Etc { path: what, error }
+        };
+        for (rel, body) in ETC_FILES {
+            let host = rootfs.join(rel);
+            let saved = match std::fs::symlink_metadata(&host) {
+                Ok(_) => {
+                    let to = aside.path().join(tree::base_name(rel));
+                    std::fs::rename(&host, &to).map_err(io(rel))?;
+                    Some(to)
+                }
+                Err(_) => None,
+            };
+            self.etc.push((host.clone(), saved));
+            std::fs::write(&host, body).map_err(io(rel))?;
+        }
+        self.dirs.push(aside);
+        self.etc_provided = true;
+        Ok(())
+    }
+
     pub(crate) fn clean_up(&mut self) {
+        // The step's /etc files go, whatever it made of them; the image's
+        // own come back as they were (the same inode: the diff sees no
+        // change).
+        for (host, saved) in self.etc.drain(..) {
+            match std::fs::symlink_metadata(&host) {
+                Ok(m) if m.is_dir() => {
+                    let _ = std::fs::remove_dir_all(&host);
+                }
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&host);
+                }
+                Err(_) => {}
+            }
+            if let Some(s) = saved {
+                let _ = std::fs::rename(s, &host);
+            }
+        }
         for f in self.placed.drain(..) {
             let _ = std::fs::remove_file(f);
         }
