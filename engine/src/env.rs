@@ -92,6 +92,64 @@ pub fn home_of(rootfs: &Path, user: &str) -> String {
         .unwrap_or_else(|| "/".into())
 }
 
+/// A USER the image's `/etc/passwd` or `/etc/group` does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    User(String),
+    #[error("unable to find group {0}: no matching entries in group file")]
+    Group(String),
+}
+
+/// The uid and gid a RUN step's USER runs as, read from the rootfs's
+/// `/etc/passwd` and `/etc/group` as runc reads them (BuildKit's executor):
+/// `uid[:gid]` numbers as they are; a user alone brings its passwd entry's
+/// group, or 0 when a numeric user has no entry; a name the files do not
+/// have is an error naming it, in runc's words.
+pub fn ids_of(rootfs: &Path, user: &str) -> Result<(u32, u32), IdError> {
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let table = |name: &str| -> Vec<Vec<String>> {
+        let p = rootfs.join("etc").join(name);
+        let regular = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file());
+        let text = if regular {
+            std::fs::read(&p).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        String::from_utf8_lossy(&text)
+            .lines()
+            .map(|l| l.split(':').map(str::to_string).collect())
+            .collect()
+    };
+    let passwd = table("passwd");
+    let row = passwd
+        .iter()
+        .find(|f| f.len() >= 4 && (f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u)));
+    let uid = match (u.parse::<u32>(), row) {
+        (Ok(n), _) => n,
+        (Err(_), Some(r)) => r[2].parse().map_err(|_| IdError::User(u.to_string()))?,
+        (Err(_), None) => return Err(IdError::User(u.to_string())),
+    };
+    let gid = match g {
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => table("group")
+                .iter()
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| IdError::Group(g.to_string()))?,
+        },
+        None => row.and_then(|r| r[3].parse().ok()).unwrap_or(0),
+    };
+    Ok((uid, gid))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +182,22 @@ mod tests {
         assert_eq!(home_of(d.path(), "app"), "/home/app");
         assert_eq!(home_of(d.path(), "1000:1000"), "/home/app");
         assert_eq!(home_of(d.path(), "nobody"), "/");
+        // Ids as runc gives them to a step's USER.
+        std::fs::write(d.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        assert_eq!(ids_of(d.path(), ""), Ok((0, 0)));
+        assert_eq!(ids_of(d.path(), "app"), Ok((1000, 1000)));
+        assert_eq!(ids_of(d.path(), "1000"), Ok((1000, 1000)));
+        assert_eq!(ids_of(d.path(), "2000"), Ok((2000, 0)), "no entry: group 0");
+        assert_eq!(ids_of(d.path(), "app:staff"), Ok((1000, 50)));
+        assert_eq!(ids_of(d.path(), "7:8"), Ok((7, 8)));
+        assert_eq!(
+            ids_of(d.path(), "nobody"),
+            Err(IdError::User("nobody".into()))
+        );
+        assert_eq!(
+            ids_of(d.path(), "app:nogroup"),
+            Err(IdError::Group("nogroup".into()))
+        );
         let mut env = BTreeMap::new();
         with_home(&mut env, d.path(), "app");
         assert_eq!(env["HOME"], "/home/app");

@@ -1407,3 +1407,53 @@ fn history_reads_as_buildkit_writes_it() {
         "{history:?}"
     );
 }
+
+#[test]
+fn what_a_run_step_creates_belongs_to_its_user() {
+    // Issue 28 item 2, in part: a RUN under USER creates files owned by
+    // that user's ids as runc gives them (a numeric user without a passwd
+    // entry: group 0), files it did not create keep their owners, and a
+    // user the image does not have fails the step in runc's words.
+    let c = Ctx::new(&[(
+        "Dockerfile",
+        "FROM wbuild/base\nRUN mkdir /by-root && echo r > /by-root/f\nUSER 1000:50\nRUN mkdir -p /made/deep && echo x > /made/deep/f && echo more >> /by-root/f\nUSER 4242\nRUN echo z > /numeric\n",
+    )]);
+    c.build(&["-o", "type=tar,dest=out.tar"]);
+    let listing = std::process::Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(c.path("out.tar"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let owner = |path: &str| -> String {
+        text.lines()
+            .find(|l| {
+                l.trim_end()
+                    .trim_end_matches('/')
+                    .ends_with(&format!(" {path}"))
+            })
+            .unwrap_or_else(|| panic!("{path} not in the tar: {text}"))
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(owner("by-root"), "0/0");
+    assert_eq!(
+        owner("by-root/f"),
+        "0/0",
+        "changed, not created: its owner stays"
+    );
+    assert_eq!(owner("made"), "1000/50");
+    assert_eq!(owner("made/deep/f"), "1000/50");
+    assert_eq!(owner("numeric"), "4242/0");
+    let c = Ctx::new(&[(
+        "Dockerfile",
+        "FROM wbuild/base\nUSER nobody\nRUN echo x > /x\n",
+    )]);
+    let err = c.fails(&[]);
+    assert!(
+        err.contains("unable to find user nobody: no matching entries in passwd file"),
+        "{err}"
+    );
+}

@@ -61,6 +61,9 @@ pub struct Snapshot {
     /// (the manifest's, and the step's own through the sandbox). The diff
     /// reads those files back as links.
     pub links: BTreeMap<String, String>,
+    /// Who owns what the step creates: the uid and gid its USER runs as
+    /// (root's 0:0 by default), as a Linux process's new files are.
+    pub new_owner: (u32, u32),
 }
 
 /// A mode or owner a step set on a path.
@@ -125,6 +128,7 @@ impl Snapshot {
             scanned: HashMap::new(),
             overrides: BTreeMap::new(),
             links,
+            new_owner: (0, 0),
         })
     }
 
@@ -173,14 +177,15 @@ impl Snapshot {
             let old = self.manifest.get(p);
             let changed_meta = self.overrides.get(p);
             let mut m = meta.clone();
-            // Keep what the manifest knows (modes, owners) for existing paths.
+            // Keep what the manifest knows (modes, owners) for existing
+            // paths; what the step created is its user's.
             match old {
                 Some(o) if o.kind == m.kind => {
                     m.mode = o.mode;
                     m.uid = o.uid;
                     m.gid = o.gid;
                 }
-                _ => {}
+                _ => (m.uid, m.gid) = self.new_owner,
             }
             if let Some(o) = changed_meta {
                 if let Some(mode) = o.mode {

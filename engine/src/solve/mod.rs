@@ -157,6 +157,9 @@ pub enum StepFailure {
         what: String,
         error: trees::TreeError,
     },
+    /// The step's USER is not in the image's passwd or group file.
+    #[error(transparent)]
+    User(#[from] crate::env::IdError),
     /// A digest the step was given (`--checksum=`) is malformed.
     #[error(transparent)]
     Digest(#[from] crate::digest::DigestError),

@@ -290,8 +290,10 @@ fn execute_run(
     let module = sandbox::load_program(&program.module, &program.argv[0], Some(&cache_dir))
         .map_err(|e| fail(e.into()))?;
     let mut vars = rp.env.clone();
-    // HOME follows from the parent's rootfs and USER, both in the key.
+    // HOME follows from the parent's rootfs and USER, both in the key;
+    // so does who owns what the step creates.
     env::with_home(&mut vars, work.path(), &st.config.user);
+    snap.new_owner = env::ids_of(work.path(), &st.config.user).map_err(|e| fail(e.into()))?;
     let mut vars: Vec<(String, String)> = vars.into_iter().collect();
     let mut preopens = vec![sandbox::Preopen {
         host: work.path().to_path_buf(),
