@@ -853,6 +853,30 @@ fn run_on_a_linux_image_uses_wbox_and_refuses_native_programs() {
         );
     }
 
+    // A construct only bash (or BusyBox's ash) takes is refused before it
+    // runs, naming it: wbox's sh would read `[[` as a command not found,
+    // false in an `if`, and go on. Quoted, it is only text.
+    for shell in ["/bin/bash", "/bin/sh"] {
+        let b = Project::with_dockerfile(&format!(
+            "FROM {}/busybox:1\nSHELL [\"{shell}\", \"-c\"]\nRUN if [[ -f /etc/app.conf ]]; then echo y > /y; fi\n",
+            reg.addr
+        ));
+        let err = b.fails(&[]);
+        assert!(
+            err.contains("`[[ … ]]` (bash's test command) is bash's"),
+            "{shell}: {err}"
+        );
+    }
+    let q = Project::with_dockerfile(&format!(
+        "FROM {}/busybox:1\nSHELL [\"/bin/bash\", \"-c\"]\nRUN echo '[[ quoted ]]' > /q\n",
+        reg.addr
+    ));
+    q.build(&["-o", "type=local,dest=out"]);
+    assert_eq!(
+        fs::read_to_string(q.path("out/q")).unwrap(),
+        "[[ quoted ]]\n"
+    );
+
     // Issue 28 item 6: the stage builds for its base's platform (the
     // image is linux/amd64), and its TARGET* ARGs say so; a --platform
     // the user names stays the target.

@@ -157,6 +157,9 @@ pub enum StepFailure {
         what: String,
         error: trees::TreeError,
     },
+    /// A construct only bash has, in a step whose bash runs as wbox's sh.
+    #[error("{feature} is bash's (BusyBox's ash takes `[[` too), and this step runs wbuild's wbox sh, a POSIX shell, in place of the image's shell, which would read it otherwise: write it for POSIX sh (`[ … ]` for `[[ … ]]`, a temp file for `<(…)`)")]
+    BashOnly { feature: &'static str },
     /// The step's USER is not in the image's passwd or group file.
     #[error(transparent)]
     User(#[from] crate::env::IdError),

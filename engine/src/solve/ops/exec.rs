@@ -449,6 +449,15 @@ fn program_of(
         }
     }
     let guest = sandbox::guest_for(&program_path, argv).map_err(|e| fail(e.into()))?;
+    // wbox's sh standing in for the image's bash: a bash-only construct
+    // would not fail there, it would read as something else (`[[` as a
+    // command not found, false in an `if`); refuse it before it runs.
+    let shell_form = !exec_form;
+    if shell_form && guest.note.is_some() && reads_bash_syntax(&program_path, &rp.argv[0]) {
+        if let Some(feature) = rp.argv.last().and_then(|s| bash_only(s)) {
+            return Err(fail(StepFailure::BashOnly { feature }));
+        }
+    }
     if let Some(note) = &guest.note {
         env.emit(Event::Log {
             vertex: cx.vertex,
@@ -457,6 +466,81 @@ fn program_of(
         });
     }
     Ok(guest)
+}
+
+/// Whether the shell a step names would take bash's syntax: bash, or a
+/// BusyBox `sh`/`ash` (Alpine's, whose ash has `[[` and arrays' kin);
+/// dash would not, and fails on them as wbox's sh does.
+#[cfg(feature = "sandbox")]
+fn reads_bash_syntax(host: &std::path::Path, argv0: &str) -> bool {
+    match argv0.rsplit('/').next() {
+        Some("bash") => true,
+        Some("sh" | "ash") => {
+            std::fs::read(host).is_ok_and(|b| b.windows(7).any(|w| w == b"BusyBox"))
+        }
+        _ => false,
+    }
+}
+
+/// The first construct of `script` that only bash has and wbox's POSIX
+/// `sh` reads otherwise, if any: a `[[` word, process substitution
+/// (`<(…)`, `>(…)`), an array assignment (`name=(…)`). Quoted text and
+/// escaped characters are not looked at.
+#[cfg(feature = "sandbox")]
+pub(crate) fn bash_only(script: &str) -> Option<&'static str> {
+    let chars: Vec<char> = script.chars().collect();
+    let (mut single, mut double, mut word_start) = (false, false, true);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if single {
+            single = c != '\'';
+            i += 1;
+            continue;
+        }
+        if c == '\\' {
+            i += 2;
+            word_start = false;
+            continue;
+        }
+        if double {
+            double = c != '"';
+            i += 1;
+            continue;
+        }
+        let next = chars.get(i + 1).copied();
+        let ends_word = |j: usize| {
+            chars
+                .get(j)
+                .is_none_or(|c| c.is_whitespace() || ";&|".contains(*c))
+        };
+        if word_start && c == '[' && next == Some('[') && ends_word(i + 2) {
+            return Some("`[[ … ]]` (bash's test command)");
+        }
+        if (c == '<' || c == '>') && next == Some('(') {
+            return Some("process substitution `<(…)`");
+        }
+        if word_start && (c.is_ascii_alphabetic() || c == '_') {
+            let mut j = i;
+            while chars
+                .get(j)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
+            {
+                j += 1;
+            }
+            if chars.get(j) == Some(&'=') && chars.get(j + 1) == Some(&'(') {
+                return Some("an array assignment `name=(…)`");
+            }
+        }
+        match c {
+            '\'' => single = true,
+            '"' => double = true,
+            _ => {}
+        }
+        word_start = c.is_whitespace() || ";&|(){}".contains(c);
+        i += 1;
+    }
+    None
 }
 
 /// Runs the program, each line it prints shown as the step's output as
@@ -537,6 +621,24 @@ fn execute_run(
 
 #[cfg(test)]
 mod tests {
+    #[cfg(feature = "sandbox")]
+    #[test]
+    fn bash_only_constructs_are_found_outside_quotes() {
+        use super::bash_only;
+        assert!(bash_only("if [[ -f /x ]]; then echo y; fi").is_some_and(|f| f.contains("[[")));
+        assert!(bash_only("diff <(sort a) b").is_some_and(|f| f.contains("<(")));
+        assert!(bash_only("a=1; arr=(x y) && echo").is_some_and(|f| f.contains("array")));
+        for fine in [
+            "echo '[[ x ]]' \"<(y)\"",
+            "[ -f /x ] && echo $(( 1 < 2 ))",
+            "echo a\\[[ b",
+            "x=$(echo 1) y=\"(\" z='=('",
+            "f() { echo hi; }; f",
+        ] {
+            assert_eq!(bash_only(fine), None, "{fine}");
+        }
+    }
+
     use super::*;
     use crate::digest::Digest;
     use crate::solve::testing::{inputs, Fixture};
