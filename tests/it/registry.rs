@@ -594,6 +594,27 @@ fn read_json(p: &Path) -> serde_json::Value {
 }
 
 /// The config of a one-image OCI layout.
+/// The paths the top layer of an OCI layout's first image holds, as `tar
+/// -tz` lists them.
+fn top_layer_names(layout: &Path) -> String {
+    let index = read_json(&layout.join("index.json"));
+    let manifest = read_json(&layout.join(format!(
+        "blobs/sha256/{}",
+        index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:")
+    )));
+    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let listing = Command::new("tar")
+        .arg("-tzf")
+        .arg(layout.join(format!("blobs/sha256/{top}")))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&listing.stdout).into_owned()
+}
+
 fn config_of(layout: &Path) -> serde_json::Value {
     let index = read_json(&layout.join("index.json"));
     let m = index["manifests"][0]["digest"]
@@ -727,22 +748,7 @@ fn a_step_gets_buildkits_etc_files_and_the_layer_keeps_none() {
         "kept\n"
     );
     let layers = p.path("img");
-    let index = read_json(&layers.join("index.json"));
-    let manifest = read_json(&layers.join(format!(
-        "blobs/sha256/{}",
-        index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:")
-    )));
-    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_string();
-    let listing = Command::new("tar")
-        .arg("-tzf")
-        .arg(layers.join(format!("blobs/sha256/{top}")))
-        .output()
-        .unwrap();
-    let names = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let names = top_layer_names(&layers);
     assert!(names.contains("etc/kept"), "{names}");
     for f in ["hosts", "hostname", "resolv.conf"] {
         assert!(
@@ -803,22 +809,7 @@ fn run_on_a_linux_image_uses_wbox_and_refuses_native_programs() {
     let layers = p.path("img");
     let cfg = config_of(&layers);
     assert_eq!(cfg["os"], "linux", "the base's platform stays");
-    let index = read_json(&layers.join("index.json"));
-    let manifest = read_json(&layers.join(format!(
-        "blobs/sha256/{}",
-        index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:")
-    )));
-    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_string();
-    let listing = Command::new("tar")
-        .arg("-tzf")
-        .arg(layers.join(format!("blobs/sha256/{top}")))
-        .output()
-        .unwrap();
-    let names = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let names = top_layer_names(&layers);
     assert!(
         names.contains("etc/app.conf") && names.contains("srv/www/index.html"),
         "{names}"
