@@ -332,7 +332,7 @@ const PINNED: &[(&str, &str)] = &[
     ),
     (
         "multi-stage",
-        "sha256:54b9a98b7c6a61926aba81d549d884aa13a4c8f15c669095fd6c479f1744740a",
+        "sha256:f4b830986483e98466d11d78ae6e6d75b04df7c155e477f4715703c01597a158",
     ),
     (
         "heredocs",
@@ -340,6 +340,6 @@ const PINNED: &[(&str, &str)] = &[
     ),
     (
         "hello",
-        "sha256:3394aa0526408009b441e216258551e442823687cf89417347a3908d55b09564",
+        "sha256:24fd361c4bdbf1487a7c27d3c325ccbea5f272ea955ce5c3700def4b9f42908e",
     ),
 ];

@@ -68,12 +68,6 @@ impl Op for MaintainerOp<'_> {
 pub(crate) struct WorkdirOp;
 
 impl Op for WorkdirOp {
-    /// The directory it resolved to, as BuildKit's entry names it
-    /// (`WORKDIR rel` on `/srv` is `WORKDIR /srv/rel`).
-    fn created_by(&self, step: &Step, _config: &RunConfig) -> Option<String> {
-        Some(format!("WORKDIR {}", step.workdir))
-    }
-
     fn execute(
         &mut self,
         env: &Env<'_>,
@@ -159,45 +153,46 @@ pub(crate) fn apply_config(c: &mut RunConfig, cmd_set: &mut bool, step: &Step) {
             }
         }
         Instruction::StopSignal { signal } => c.stop_signal = signal.clone(),
-        Instruction::Healthcheck(h) => {
-            c.healthcheck = Some(match h {
-                Healthcheck::None => HealthConfig {
-                    test: vec!["NONE".into()],
-                    ..Default::default()
-                },
-                Healthcheck::Cmd {
-                    test,
-                    interval,
-                    timeout,
-                    start_period,
-                    start_interval,
-                    retries,
-                } => {
-                    let ns = |d: &Option<std::time::Duration>| {
-                        d.map(|d| d.as_nanos() as u64).unwrap_or(0)
-                    };
-                    let test = if test.first().map(String::as_str) == Some("CMD-SHELL") {
-                        vec!["CMD-SHELL".to_string(), test[1..].join(" ")]
-                    } else {
-                        test.clone()
-                    };
-                    HealthConfig {
-                        test,
-                        interval: ns(interval),
-                        timeout: ns(timeout),
-                        start_period: ns(start_period),
-                        start_interval: ns(start_interval),
-                        retries: retries.map(u64::from).unwrap_or(0),
-                    }
-                }
-            })
-        }
+        Instruction::Healthcheck(h) => c.healthcheck = Some(health_config(h)),
         Instruction::Onbuild(o) => c.on_build.push(o.expression.clone()),
         Instruction::Copy(Copy { .. })
         | Instruction::Add(_)
         | Instruction::Arg { .. }
         | Instruction::Maintainer { .. }
         | Instruction::Run(_) => {}
+    }
+}
+
+/// The config a HEALTHCHECK gives.
+pub(crate) fn health_config(h: &Healthcheck) -> HealthConfig {
+    match h {
+        Healthcheck::None => HealthConfig {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        },
+        Healthcheck::Cmd {
+            test,
+            interval,
+            timeout,
+            start_period,
+            start_interval,
+            retries,
+        } => {
+            let ns = |d: &Option<std::time::Duration>| d.map(|d| d.as_nanos() as u64).unwrap_or(0);
+            let test = if test.first().map(String::as_str) == Some("CMD-SHELL") {
+                vec!["CMD-SHELL".to_string(), test[1..].join(" ")]
+            } else {
+                test.clone()
+            };
+            HealthConfig {
+                test,
+                interval: ns(interval),
+                timeout: ns(timeout),
+                start_period: ns(start_period),
+                start_interval: ns(start_interval),
+                retries: retries.map(u64::from).unwrap_or(0),
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 pub(super) mod config_op;
 pub(super) mod exec;
 pub(super) mod file;
+pub(super) mod history;
 pub(super) mod mounts;
 pub(super) mod source;
 
@@ -96,8 +97,8 @@ pub(crate) trait Op {
     /// The step as the image's history says it (`created_by`), given the
     /// config the step runs with; None for a step BuildKit writes no
     /// history entry for (ONBUILD).
-    fn created_by(&self, step: &Step, _config: &RunConfig) -> Option<String> {
-        Some(step.display.clone())
+    fn created_by(&self, step: &Step, config: &RunConfig) -> Option<String> {
+        Some(history::created_by(step, config))
     }
 
     /// The image author it names (MAINTAINER), which the image keeps
