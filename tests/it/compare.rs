@@ -246,11 +246,19 @@ fn run_wbox(sb: &Sandbox, case: &Case) -> Outcome {
         output_limit: 1 << 20,
         inherit_stdio: false,
     };
-    let ctx = Arc::new(sandbox::SpawnContext::new(
+    let mut ctx = sandbox::SpawnContext::new(
         Some(root.to_path_buf()),
         None,
         std::time::Instant::now() + std::time::Duration::from_secs(30),
-    ));
+    );
+    // The base's modes, as a build's step has them (its applets are
+    // executable: wbox's sh runs no file without an execute bit).
+    ctx.tree.modes = wbuild::base::layer_entries()
+        .iter()
+        .filter(|e| e.meta.mode != 0o644 && e.meta.kind == wbuild::fs::Kind::File)
+        .map(|e| (e.path.clone(), e.meta.mode))
+        .collect();
+    let ctx = Arc::new(ctx);
     let mut merged = String::new();
     let r = sandbox::run(&spec, &sb.program, ctx.clone(), &mut |l| {
         merged.push_str(l);

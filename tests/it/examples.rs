@@ -312,31 +312,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:952cbcf3f0e925ef2bbc638525c2829e36df687df022d9818413561164d85242",
+        "sha256:af7be41bff4abe3fa6acd4466adddd9578aa655da2dd04ae2eba293b5fdab70d",
     ),
     (
         "dockerignore",
-        "sha256:2944c63f8bbe0725055672cef6f62d85223282f8d8bef534afa6585d10ac74bc",
+        "sha256:143ed41f4dce40ec26bc580f10d1f13411c72911a446658293a3283bd3046927",
     ),
     (
         "bind-mount",
-        "sha256:b0aab383d83830488c769f7520767e92d0770704276cc2ff4147515e825eff9a",
+        "sha256:ac3c58b4515399c4270ff4c0d2ebcff594571ce4d7e441f69b1fd97e06463edb",
     ),
     (
         "cache-mount",
-        "sha256:3d53c3e185165fe73c51cc3f4c4eb3752262d02c5fc9f998f937c652ce7c6991",
+        "sha256:d323c6e84d2788fb5129b0a36632e148c3c5dbac5dd7adc7aaca04fc25b676bc",
     ),
     (
         "secret",
-        "sha256:38cadb15ac648987155e3509a75ad90082c43814175b7a6ba6fb63421f52dc2d",
+        "sha256:1ec80578398602b32fc046b7c909c599c8ed041cb9f29156bc203c5533fbed94",
     ),
     (
         "multi-stage",
-        "sha256:f4b830986483e98466d11d78ae6e6d75b04df7c155e477f4715703c01597a158",
+        "sha256:97fba6307b95b40edf2e811ee7452f227b9a95d162b3ba66a306d8f53f3f36d9",
     ),
     (
         "heredocs",
-        "sha256:4131e4e3b13facf477b0afe12c4e9848977e9e6d132f496c96af0ad1432df185",
+        "sha256:2de631aca7cb75f00a73ede906ab16b4a17589bd39c7a9483db65889333563e2",
     ),
     (
         "hello",

@@ -670,7 +670,8 @@ fn write_files(root: &Path, files: &[(&str, &str)]) {
 /// A small Linux image as an OCI layout: Debian's static busybox as
 /// `/bin/busybox`, `/bin/sh` and the applets as symbolic links to it (some
 /// absolute, some relative, as real images have them), a native
-/// `/usr/bin/apt-get`, and `files`.
+/// `/usr/bin/apt-get` and `/bin/bash` (the host's `true`: ELF files that
+/// are no BusyBox), and `files`.
 fn busybox_layout(dir: &Path, files: &[(&str, &str)]) -> Option<PathBuf> {
     let busybox = Path::new("/bin/busybox");
     if !busybox.is_file() {
@@ -686,23 +687,26 @@ fn busybox_layout(dir: &Path, files: &[(&str, &str)]) -> Option<PathBuf> {
             fs::create_dir_all(root.join(d)).unwrap();
         }
         fs::copy(busybox, root.join("bin/busybox")).unwrap();
-        fs::copy(busybox, root.join("usr/bin/apt-get")).unwrap();
+        let native = Path::new("/usr/bin/true");
+        fs::copy(native, root.join("usr/bin/apt-get")).unwrap();
+        fs::copy(native, root.join("bin/bash")).unwrap();
         std::os::unix::fs::symlink("/bin/busybox", root.join("bin/sh")).unwrap();
         for a in ["sed", "mkdir", "cat", "ash"] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).unwrap();
         }
         std::os::unix::fs::symlink("/bin/busybox", root.join("bin/ln")).unwrap();
-        std::os::unix::fs::symlink("/bin/busybox", root.join("bin/bash")).unwrap();
         write_files(root, files);
     }))
 }
 
 #[test]
-fn a_step_gets_buildkits_etc_files_and_the_layer_keeps_none() {
-    // Issue 28 item 4: /etc/hosts, /etc/resolv.conf and /etc/hostname are
-    // BuildKit's for the step (its sandbox's hostname and localhost lines),
-    // whatever the image has and whatever the step writes to them; the
-    // image's own stay, and none of the step's reaches the layer.
+fn a_step_gets_buildkits_etc_files_read_only_and_the_layer_keeps_none() {
+    // Issue 28 item 4: /etc/hosts and /etc/resolv.conf are BuildKit's for
+    // the step (localhost lines with its sandbox's hostname), whatever the
+    // image has, and read-only as BuildKit's bind mounts are: every way of
+    // changing them fails (EROFS, EBUSY for rm and mv, EXDEV for ln), by
+    // any name. /etc/hostname is the image's, as in BuildKit. The image's
+    // own files stay, and neither of BuildKit's reaches the layer.
     let Some(reg) = Registry::start() else {
         return;
     };
@@ -714,43 +718,67 @@ fn a_step_gets_buildkits_etc_files_and_the_layer_keeps_none() {
         return;
     };
     reg.put(&layout, "busybox:etc");
-    let p = Project::with_dockerfile(&format!(
-        "FROM {}/busybox:etc\nRUN cat /etc/hosts > /seen-hosts && cat /etc/hostname > /seen-hostname && grep -c nameserver /etc/resolv.conf > /seen-resolv && echo '10.9.9.9 added' >> /etc/hosts && echo other > /etc/hostname && chmod 600 /etc/resolv.conf && echo kept > /etc/kept\n",
-        reg.addr
-    ));
+    let tries = [
+        "echo 10.9.9.9 added >> /etc/hosts",
+        "echo x > /etc/resolv.conf",
+        "chmod 600 /etc/resolv.conf",
+        "rm /etc/hosts",
+        "mv /etc/hosts /moved",
+        "mv /seen-hosts /etc/hosts",
+        "ln -sf /x /etc/hosts",
+        "ln /etc/hosts /hard",
+        "touch /etc/hosts",
+        "echo x >> /h",
+        "sed -i s/localhost/other/ /etc/hosts",
+    ];
+    let mut run = String::from(
+        "cat /etc/hosts > /seen-hosts && grep -c nameserver /etc/resolv.conf > /seen-resolv && ln -s etc/hosts /h",
+    );
+    for t in tries {
+        run.push_str(&format!(
+            " && {{ ( {t} ) 2>>/errors && echo 'changed: {t}' >> /tries || echo 'refused: {t}' >> /tries; }}"
+        ));
+    }
+    run.push_str(" && echo other > /etc/hostname && echo kept > /etc/kept");
+    let p = Project::with_dockerfile(&format!("FROM {}/busybox:etc\nRUN {run}\n", reg.addr));
     p.build(&[
         "-o",
         "type=local,dest=out",
         "-o",
         "type=oci,tar=false,dest=img",
     ]);
-    assert_eq!(
-        fs::read_to_string(p.path("out/seen-hosts")).unwrap(),
-        "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-    );
-    assert_eq!(
-        fs::read_to_string(p.path("out/seen-hostname")).unwrap(),
-        "buildkitsandbox\n"
-    );
+    let hosts = "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+    assert_eq!(fs::read_to_string(p.path("out/seen-hosts")).unwrap(), hosts);
     assert_eq!(
         fs::read_to_string(p.path("out/seen-resolv")).unwrap(),
         "2\n"
     );
+    let tried = fs::read_to_string(p.path("out/tries")).unwrap();
+    let want: String = tries.iter().map(|t| format!("refused: {t}\n")).collect();
+    assert_eq!(tried, want);
+    let errors = fs::read_to_string(p.path("out/errors")).unwrap();
+    for e in ["Read-only file system", "busy", "Cross-device link"] {
+        assert!(errors.contains(e), "{e:?} not in {errors}");
+    }
     assert_eq!(
         fs::read_to_string(p.path("out/etc/hosts")).unwrap(),
         "10.1.1.1 base\n",
         "the image's own hosts file stays"
     );
-    assert!(!p.path("out/etc/hostname").exists());
+    assert!(!p.path("out/moved").exists() && !p.path("out/hard").exists());
     assert!(!p.path("out/etc/resolv.conf").exists());
     assert_eq!(
-        fs::read_to_string(p.path("out/etc/kept")).unwrap(),
-        "kept\n"
+        fs::read_to_string(p.path("out/etc/hostname")).unwrap(),
+        "other\n",
+        "/etc/hostname is the image's to change, as in BuildKit"
     );
     let layers = p.path("img");
     let names = top_layer_names(&layers);
-    assert!(names.contains("etc/kept"), "{names}");
-    for f in ["hosts", "hostname", "resolv.conf"] {
+    assert!(
+        names.contains("etc/kept") && names.contains("etc/hostname"),
+        "{names}"
+    );
+    for f in ["hosts", "resolv.conf"] {
         assert!(
             !names.contains(&format!("etc/{f}")),
             "{f} in the layer: {names}"

@@ -71,6 +71,10 @@ pub struct Snapshot {
 pub struct MetaOverride {
     pub mode: Option<u32>,
     pub owner: Option<(u32, u32)>,
+    /// What is at the path now is not what the image had there (it was
+    /// removed or moved away): a new path's mode and owner, not the
+    /// image's, unless set.
+    pub fresh: bool,
 }
 
 impl Snapshot {
@@ -175,27 +179,7 @@ impl Snapshot {
         let mut out = Vec::new();
         for (p, (meta, stat)) in &now {
             let old = self.manifest.get(p);
-            let changed_meta = self.overrides.get(p);
-            let mut m = meta.clone();
-            // Keep what the manifest knows (modes, owners) for existing
-            // paths; what the step created is its user's.
-            match old {
-                Some(o) if o.kind == m.kind => {
-                    m.mode = o.mode;
-                    m.uid = o.uid;
-                    m.gid = o.gid;
-                }
-                _ => (m.uid, m.gid) = self.new_owner,
-            }
-            if let Some(o) = changed_meta {
-                if let Some(mode) = o.mode {
-                    m.mode = mode;
-                }
-                if let Some((u, g)) = o.owner {
-                    m.uid = u;
-                    m.gid = g;
-                }
-            }
+            let mut m = self.settled_meta(p, meta);
             let same = match (old, m.kind) {
                 (None, _) => false,
                 (Some(o), _) if o.kind != m.kind => false,
@@ -266,7 +250,101 @@ impl Snapshot {
                 }
             }
         }
+        self.keep_hard_links(&now, &mut out)?;
         Ok(layer::normalize(out))
+    }
+
+    /// A path's metadata as the layer records it: what the manifest knows
+    /// (mode, owner) for a path of the same kind, its user's owner for
+    /// what the step created, and what the step set through the sandbox.
+    fn settled_meta(&self, p: &str, meta: &Meta) -> Meta {
+        let mut m = meta.clone();
+        let fresh = self.overrides.get(p).is_some_and(|o| o.fresh);
+        match self.manifest.get(p) {
+            Some(o) if o.kind == m.kind && !fresh => {
+                m.mode = o.mode;
+                m.uid = o.uid;
+                m.gid = o.gid;
+            }
+            _ => (m.uid, m.gid) = self.new_owner,
+        }
+        if let Some(o) = self.overrides.get(p) {
+            if let Some(mode) = o.mode {
+                m.mode = mode;
+            }
+            if let Some((u, g)) = o.owner {
+                m.uid = u;
+                m.gid = g;
+            }
+        }
+        m
+    }
+
+    /// Names of one file in the rootfs (hard links, as `ln` makes them)
+    /// stay one file in the layer, as BuildKit keeps them: when the step
+    /// changed or made any of them, every name is in the layer, the first
+    /// with the bytes and the others linked to it, all with one mode and
+    /// owner (the one the step set through any name, as Linux keeps them
+    /// on the file).
+    fn keep_hard_links(
+        &self,
+        now: &BTreeMap<String, (Meta, Option<FileStat>)>,
+        out: &mut Vec<LayerEntry>,
+    ) -> Result<(), SnapshotError> {
+        let mut by_inode: BTreeMap<u64, Vec<&String>> = BTreeMap::new();
+        for (p, (m, s)) in now {
+            if let (Kind::File, Some(s)) = (m.kind, s) {
+                if s.inode != 0 {
+                    by_inode.entry(s.inode).or_default().push(p);
+                }
+            }
+        }
+        let at: HashMap<String, usize> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !e.whiteout)
+            .map(|(i, e)| (e.path.clone(), i))
+            .collect();
+        for names in by_inode.values().filter(|v| v.len() > 1) {
+            let Some(changed) = names.iter().find(|p| at.contains_key(**p)) else {
+                continue;
+            };
+            let set = names.iter().find(|p| {
+                self.overrides
+                    .get(**p)
+                    .is_some_and(|o| o.mode.is_some() || o.owner.is_some())
+            });
+            let mut meta = self.settled_meta(set.unwrap_or(changed), &now[*changed].0);
+            meta.digest = match &out[at[*changed]].meta.digest {
+                Some(d) => Some(d.clone()),
+                None => {
+                    let host = self.dir.join(changed);
+                    Some(hash_file(&host).map_err(io_err(&host))?)
+                }
+            };
+            let first = names[0];
+            for p in names {
+                let host = self.dir.join(p);
+                let e = LayerEntry {
+                    path: (*p).clone(),
+                    meta: meta.clone(),
+                    content: if *p == first {
+                        Content::Host(host)
+                    } else {
+                        Content::Link {
+                            to: first.clone(),
+                            host,
+                        }
+                    },
+                    whiteout: false,
+                };
+                match at.get(*p) {
+                    Some(&i) => out[i] = e,
+                    None => out.push(e),
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -437,7 +515,7 @@ mod tests {
             "bin/tool".into(),
             MetaOverride {
                 mode: Some(0o700),
-                owner: None,
+                ..Default::default()
             },
         );
         // A directory replaced by a file.

@@ -39,6 +39,9 @@ impl SpawnContext {
                 links: Default::default(),
                 link_refused: Default::default(),
                 started: std::time::SystemTime::now(),
+                read_only: Vec::new(),
+                owners: Default::default(),
+                new_owner: (0, 0),
             },
             limits: Limits {
                 deadline,
@@ -81,6 +84,97 @@ pub struct TreeState {
     /// When the step began, on the host's clock: what it changes after
     /// that reads with the time its layer records (see `p1/stat.rs`).
     pub started: std::time::SystemTime,
+    /// Files of the rootfs the step may read but never change, as
+    /// BuildKit's read-only bind mounts of `/etc/hosts` and
+    /// `/etc/resolv.conf` (see `p1/readonly.rs`).
+    pub read_only: Vec<FileId>,
+    /// The image's owners of the paths a new file would not get
+    /// (`owner_exceptions`): with `new_owner`, what `get-owner` answers
+    /// before any `set-owner`.
+    pub owners: std::collections::HashMap<String, (u32, u32)>,
+    /// The owner of what the step creates (its USER's ids).
+    pub new_owner: (u32, u32),
+}
+
+/// A file's identity on the host, whatever name reaches it: device and
+/// inode where the host has them, else its canonical path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileId(FileIdInner);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FileIdInner {
+    #[cfg(unix)]
+    Inode(u64, u64),
+    #[cfg(not(unix))]
+    Path(PathBuf),
+}
+
+impl FileId {
+    /// The identity of what `path` names (its last link followed when
+    /// `follow`), if it exists.
+    pub fn of(path: &std::path::Path, follow: bool) -> Option<FileId> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let m = if follow {
+                std::fs::metadata(path)
+            } else {
+                std::fs::symlink_metadata(path)
+            }
+            .ok()?;
+            Some(FileId(FileIdInner::Inode(m.dev(), m.ino())))
+        }
+        #[cfg(not(unix))]
+        {
+            let m = std::fs::symlink_metadata(path).ok()?;
+            if !follow && m.file_type().is_symlink() {
+                return Some(FileId(FileIdInner::Path(path.to_path_buf())));
+            }
+            Some(FileId(FileIdInner::Path(std::fs::canonicalize(path).ok()?)))
+        }
+    }
+}
+
+impl TreeState {
+    /// A path's owner as the layer will record it: set during the step,
+    /// else the image's, else (a path the step made) the step's user's.
+    pub fn owner_of(&self, rel: &str) -> (u32, u32) {
+        let set = self
+            .overrides
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(rel)
+            .copied()
+            .unwrap_or_default();
+        set.owner
+            .or_else(|| {
+                (!set.fresh)
+                    .then(|| self.owners.get(rel).copied())
+                    .flatten()
+            })
+            .unwrap_or(self.new_owner)
+    }
+
+    /// After `rel` was removed (or moved away): a file made later at the
+    /// path is new, with a new file's mode and the step's user's owner,
+    /// whatever the image had there.
+    pub fn forget(&self, rel: &str) {
+        let mut o = self.overrides.lock().unwrap_or_else(|p| p.into_inner());
+        o.insert(
+            rel.to_string(),
+            crate::fs::snapshot::MetaOverride {
+                fresh: true,
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Whether `host` (a path in the rootfs) names one of the read-only
+    /// files.
+    pub fn is_read_only(&self, host: &std::path::Path, follow: bool) -> bool {
+        !self.read_only.is_empty()
+            && FileId::of(host, follow).is_some_and(|id| self.read_only.contains(&id))
+    }
 }
 
 /// What a step and everything it starts may use.

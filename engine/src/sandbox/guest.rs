@@ -117,6 +117,17 @@ pub fn guest_for(host: &Path, argv: Vec<String>) -> Result<Guest, SandboxError> 
         program: name.clone(),
         error,
     })?;
+    // A BusyBox runs only the applets it was built with: wbox must not
+    // stand in for one it lacks (Debian's has no `install`, no `bash`).
+    if let Some(applets) = busybox_applets(&bytes) {
+        let applet = base_name(&name);
+        if applet != "busybox" && !applets.contains(&applet) {
+            return Err(SandboxError::NoApplet {
+                program: name.clone(),
+                applet: applet.to_string(),
+            });
+        }
+    }
     match GUEST_KINDS.iter().find(|k| k.claims(&bytes, &name)) {
         Some(kind) => Ok(kind.guest(bytes, argv)),
         None => Err(SandboxError::NotWasm {
@@ -124,6 +135,29 @@ pub fn guest_for(host: &Path, argv: Vec<String>) -> Result<Guest, SandboxError> 
             what: describe_binary(&bytes),
         }),
     }
+}
+
+/// The applets of a BusyBox multi-call binary, from the table of their
+/// names it carries (`[`, `[[`, `acpid`, … each ended by a NUL); None for
+/// any other file.
+fn busybox_applets(bytes: &[u8]) -> Option<Vec<&str>> {
+    if !bytes.starts_with(b"\x7fELF") {
+        return None;
+    }
+    let start = bytes.windows(5).position(|w| w == b"[\0[[\0")?;
+    let mut names = Vec::new();
+    for name in bytes[start..].split(|b| *b == 0) {
+        let ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"[-_.".contains(b));
+        if !ok {
+            break;
+        }
+        names.push(std::str::from_utf8(name).ok()?);
+    }
+    (names.len() > 2).then_some(names)
 }
 
 #[cfg(test)]
@@ -157,6 +191,18 @@ mod tests {
             .note
             .unwrap()
             .contains("/bin/bash in this image is not WebAssembly: running wbuild's own wbox sh"));
+        // A BusyBox runs only its own applets.
+        let bb = dir.path().join("busybox");
+        std::fs::write(
+            &bb,
+            b"\x7fELF\x02\x01\x01\0....BusyBox v1\0[\0[[\0ash\0cat\0sh\0\0",
+        )
+        .unwrap();
+        assert!(guest_for(&bb, vec!["/bin/cat".into()]).is_ok());
+        let e = guest_for(&bb, vec!["/usr/bin/install".into()]).unwrap_err();
+        assert!(matches!(e, SandboxError::NoApplet { .. }), "{e}");
+        let e = guest_for(&bb, vec!["/bin/bash".into(), "-c".into()]).unwrap_err();
+        assert!(e.to_string().contains("no applet bash"), "{e}");
         // A native program wbox does not have is an error that says what.
         let e = guest_for(&elf, vec!["/usr/bin/gcc".into()]).unwrap_err();
         assert!(matches!(e, SandboxError::NotWasm { .. }), "{e}");

@@ -5,13 +5,13 @@
 
 use super::context::SpawnContext;
 use super::process::guest_str;
-use super::resolve::guest_path;
+use super::resolve::{guest_path, resolve_in_root};
 use super::{RunSpec, State};
 
 /// `make-symlink`: creates `path` -> `target` in the rootfs, whatever the
-/// target (it is data in the layer, never followed here). Every directory
-/// on the way to `path` must be a real directory of the rootfs, so the link
-/// cannot land outside it.
+/// target (it is data in the layer, never followed here). The directories
+/// on the way to `path` are followed inside the rootfs (an absolute link
+/// starts over at its top), so the link cannot land outside it.
 pub(super) fn make_symlink(
     caller: &mut wasmtime::Caller<'_, State>,
     spec: &RunSpec,
@@ -44,15 +44,19 @@ pub(super) fn link_in_rootfs(ctx: &SpawnContext, rel: &str, target: &str) -> i32
     if rel.is_empty() || target.is_empty() {
         return EINVAL;
     }
-    let mut dir = root.clone();
-    let parts: Vec<&str> = rel.split('/').collect();
-    for part in &parts[..parts.len() - 1] {
-        dir.push(part);
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            _ => return ENOENT,
-        }
+    // The directory it goes in, its symlinks followed inside the rootfs.
+    let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let Some(parent) = super::resolve::resolve_in_root(root, parent, true) else {
+        return ENOENT;
+    };
+    if !std::fs::symlink_metadata(root.join(&parent)).is_ok_and(|m| m.is_dir()) {
+        return ENOENT;
     }
+    let rel = &if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}/{name}")
+    };
     let host = root.join(rel);
     if std::fs::symlink_metadata(&host).is_ok() {
         return EEXIST;
@@ -89,12 +93,27 @@ pub(super) fn set_meta(
         return EINVAL;
     };
     let ctx = caller.data().spawn.clone();
-    let rel = guest_path(&path, &spec.cwd);
     let Some(root) = &ctx.programs.rootfs else {
         return EINVAL;
     };
+    // A mode is the file's a symlink leads to, inside the rootfs (Linux's
+    // chmod follows links; a link's own mode is never used); an owner is
+    // set on the path as named (`chown -h`).
+    let named = guest_path(&path, &spec.cwd);
+    let rel = if mode.is_some() {
+        match resolve_in_root(root, &named, true) {
+            Some(r) => r,
+            None => return ENOENT,
+        }
+    } else {
+        named
+    };
     if rel.is_empty() || std::fs::symlink_metadata(root.join(&rel)).is_err() {
         return ENOENT;
+    }
+    if ctx.tree.is_read_only(&root.join(&rel), true) {
+        const EROFS: i32 = 69;
+        return EROFS;
     }
     let mut o = ctx.tree.overrides.lock().unwrap_or_else(|p| p.into_inner());
     let e = o.entry(rel).or_default();
@@ -107,29 +126,40 @@ pub(super) fn set_meta(
     0
 }
 
+/// The rootfs path a call names (its last link followed when `follow`),
+/// with the step's context and the path's metadata on the host; Err(-28)
+/// for an invalid call, Err(-44) when there is no such path.
+fn named_path(
+    caller: &mut wasmtime::Caller<'_, State>,
+    spec: &RunSpec,
+    (ptr, len): (u32, u32),
+    follow: bool,
+) -> Result<(std::sync::Arc<SpawnContext>, String, std::fs::Metadata), i32> {
+    let mem = caller
+        .get_export("memory")
+        .and_then(|e| e.into_memory())
+        .ok_or(-28)?;
+    let path = guest_str(mem.data(&*caller), ptr, len).ok_or(-28)?;
+    let ctx = caller.data().spawn.clone();
+    let root = ctx.programs.rootfs.as_ref().ok_or(-28)?;
+    let rel = resolve_in_root(root, &guest_path(&path, &spec.cwd), follow).ok_or(-44)?;
+    let host = std::fs::symlink_metadata(root.join(&rel)).map_err(|_| -44)?;
+    Ok((ctx, rel, host))
+}
+
 /// A path's permission bits as the layer will record them: set during the
-/// step, else the image's, else the default for new paths; -44 (no such
-/// file) or -28 (invalid) on error.
+/// step, else the image's, else the default for new paths (the mode of
+/// what a symlink leads to, as Linux's stat gives it); -44 (no such file)
+/// or -28 (invalid) on error.
 pub(super) fn get_mode(
     caller: &mut wasmtime::Caller<'_, State>,
     spec: &RunSpec,
     ptr: u32,
     len: u32,
 ) -> i32 {
-    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
-        return -28;
-    };
-    let Some(path) = guest_str(mem.data(&*caller), ptr, len) else {
-        return -28;
-    };
-    let ctx = caller.data().spawn.clone();
-    let rel = guest_path(&path, &spec.cwd);
-    let Some(root) = &ctx.programs.rootfs else {
-        return -28;
-    };
-    let host = match std::fs::symlink_metadata(root.join(&rel)) {
-        Ok(m) => m,
-        Err(_) => return -44,
+    let (ctx, rel, host) = match named_path(caller, spec, (ptr, len), true) {
+        Ok(found) => found,
+        Err(e) => return e,
     };
     let set = ctx
         .tree
@@ -137,15 +167,52 @@ pub(super) fn get_mode(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&rel)
-        .and_then(|o| o.mode);
+        .copied()
+        .unwrap_or_default();
     let mode = set
-        .or_else(|| ctx.tree.modes.get(&rel).copied())
+        .mode
+        .or_else(|| {
+            (!set.fresh)
+                .then(|| ctx.tree.modes.get(&rel).copied())
+                .flatten()
+        })
         .unwrap_or(if host.is_dir() {
             crate::fs::snapshot::NEW_DIR_MODE
         } else {
             crate::fs::snapshot::NEW_FILE_MODE
         });
     mode as i32
+}
+
+/// The image's owners that differ from `new_owner` (the owner of what a
+/// step creates), by manifest path: with it, every path's owner.
+pub fn owner_exceptions(
+    m: &crate::fs::Manifest,
+    new_owner: (u32, u32),
+) -> std::collections::HashMap<String, (u32, u32)> {
+    m.iter()
+        .filter(|(_, meta)| (meta.uid, meta.gid) != new_owner)
+        .map(|(p, meta)| (p.clone(), (meta.uid, meta.gid)))
+        .collect()
+}
+
+/// `get-owner`: a path's owner as the layer will record it (see
+/// [`super::TreeState::owner_of`]), as `uid << 32 | gid`; its last link
+/// followed when `follow`. -44 (no such file) or -28 (invalid) on error.
+pub(super) fn get_owner(
+    caller: &mut wasmtime::Caller<'_, State>,
+    spec: &RunSpec,
+    ptr: u32,
+    len: u32,
+    follow: bool,
+) -> i64 {
+    match named_path(caller, spec, (ptr, len), follow) {
+        Ok((ctx, rel, _)) => {
+            let (uid, gid) = ctx.tree.owner_of(&rel);
+            (i64::from(uid) << 32) | i64::from(gid)
+        }
+        Err(e) => i64::from(e),
+    }
 }
 
 /// The modes of a manifest that `get-mode` cannot assume.

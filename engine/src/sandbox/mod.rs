@@ -42,11 +42,11 @@ use wasmtime_wasi::{
     Deterministic, FsPerms, HostMonotonicClock, HostWallClock, I32Exit, WasiCtxBuilder,
 };
 
-pub use context::{DiskBudget, Limits, Programs, SpawnContext, TreeState};
+pub use context::{DiskBudget, FileId, Limits, Programs, SpawnContext, TreeState};
 use engine::TICK;
 pub use engine::{engine, is_component, load_module, load_program, Program};
 pub use guest::{guest_for, Guest, GuestKind, GUEST_KINDS};
-pub use meta::mode_exceptions;
+pub use meta::{mode_exceptions, owner_exceptions};
 use process::add_process_to_linker;
 pub use process::PROCESS_MODULE;
 pub use resolve::{describe_binary, find_program, resolve_program, HIDDEN_BIN};
@@ -62,6 +62,8 @@ const GUEST_THREAD_STACK: usize = MAX_WASM_STACK + (8 << 20);
 pub enum SandboxError {
     #[error("{program}: it is {what}; wbuild runs only WebAssembly programs (its own wbox stands in for sh and the common applets). See \"Porting a Dockerfile\" in wbuild's README")]
     NotWasm { program: String, what: String },
+    #[error("{program}: the image's BusyBox has no applet {applet} (on Linux it fails the same way: \"{applet}: applet not found\")")]
+    NoApplet { program: String, applet: String },
     #[error("{program}: cannot be compiled: {message}")]
     Compile { program: String, message: String },
     #[error("{program}: timed out after {seconds}s ({flag})")]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use wasmtime::Linker;
 
-use super::meta::{get_mode, make_symlink, set_meta};
+use super::meta::{get_mode, get_owner, make_symlink, set_meta};
 use super::spawn::{spawn_background, spawn_io, spawn_pipeline, take_output};
 use super::{RunSpec, State};
 
@@ -190,6 +190,14 @@ pub(super) fn add_process_to_linker(
         "get-mode",
         move |mut caller: wasmtime::Caller<'_, State>, pp: u32, pl: u32| -> i32 {
             get_mode(&mut caller, &p, pp, pl)
+        },
+    )?;
+    let p = parent.clone();
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "get-owner",
+        move |mut caller: wasmtime::Caller<'_, State>, pp: u32, pl: u32, follow: u32| -> i64 {
+            get_owner(&mut caller, &p, pp, pl, follow != 0)
         },
     )?;
     let p = parent.clone();

@@ -90,6 +90,15 @@ fn hidden_applet(guest: &str) -> Option<&str> {
 /// a link such as `/bin/sed -> /bin/busybox` never reaches the host's own
 /// files. None when it leads nowhere.
 fn in_root(rootfs: &Path, guest: &str) -> Option<PathBuf> {
+    resolve_in_root(rootfs, guest, true).map(|rel| rootfs.join(rel))
+}
+
+/// The manifest path (no leading `/`) a guest path names once its
+/// symlinks are followed inside the rootfs as Linux would with the rootfs
+/// as `/`: an absolute target starts over at the rootfs, `..` stops at its
+/// top, and the last part is followed only when `follow_last`. None when a
+/// part on the way is missing or the links loop (more than 40).
+pub(super) fn resolve_in_root(rootfs: &Path, guest: &str, follow_last: bool) -> Option<String> {
     let mut parts: Vec<String> = Vec::new();
     let mut todo: Vec<String> = guest
         .split('/')
@@ -111,7 +120,7 @@ fn in_root(rootfs: &Path, guest: &str) -> Option<PathBuf> {
         host.extend(&parts);
         host.push(&part);
         match std::fs::symlink_metadata(&host) {
-            Ok(m) if m.file_type().is_symlink() => {
+            Ok(m) if m.file_type().is_symlink() && (follow_last || !todo.is_empty()) => {
                 hops += 1;
                 if hops > 40 {
                     return None;
@@ -133,9 +142,7 @@ fn in_root(rootfs: &Path, guest: &str) -> Option<PathBuf> {
             Err(_) => return None,
         }
     }
-    let mut host = rootfs.to_path_buf();
-    host.extend(&parts);
-    Some(host)
+    Some(parts.join("/"))
 }
 
 /// What a file that is not WebAssembly is, for errors.

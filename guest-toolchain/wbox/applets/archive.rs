@@ -289,6 +289,10 @@ pub(crate) fn gzip(name: &str, args: &[&str], io: &mut Io) -> i32 {
         if target.is_none() {
             continue;
         }
+        // The output has the input's mode, as gzip and gunzip give it.
+        if let (Some(t), Some(m)) = (&target, sys::get_mode(f)) {
+            let _ = sys::set_mode(t, m & 0o7777);
+        }
         if !keep {
             let _ = std::fs::remove_file(f);
         }
@@ -320,6 +324,19 @@ pub(crate) struct TarEntry {
 }
 
 pub(crate) fn tar_header(name: &str, mode: u32, size: u64, kind: u8, link: &str) -> Vec<u8> {
+    owned_tar_header(name, mode, size, kind, link, (0, 0))
+}
+
+/// A tar header for an entry owned by `owner` (uid, gid); the names are
+/// root's for 0 and left out otherwise (ids are what extracting uses).
+pub(crate) fn owned_tar_header(
+    name: &str,
+    mode: u32,
+    size: u64,
+    kind: u8,
+    link: &str,
+    owner: (u32, u32),
+) -> Vec<u8> {
     let mut out = Vec::new();
     let mut name = name.to_string();
     let mut prefix = String::new();
@@ -356,8 +373,8 @@ pub(crate) fn tar_header(name: &str, mode: u32, size: u64, kind: u8, link: &str)
         h[at..at + len].copy_from_slice(&s.as_bytes()[s.len() - len..]);
     };
     put(&mut h, 100, 8, mode as u64);
-    put(&mut h, 108, 8, 0);
-    put(&mut h, 116, 8, 0);
+    put(&mut h, 108, 8, owner.0 as u64);
+    put(&mut h, 116, 8, owner.1 as u64);
     put(&mut h, 124, 12, size);
     put(&mut h, 136, 12, 0);
     h[156] = kind;
@@ -365,8 +382,12 @@ pub(crate) fn tar_header(name: &str, mode: u32, size: u64, kind: u8, link: &str)
     h[157..157 + l.len().min(100)].copy_from_slice(&l[..l.len().min(100)]);
     h[257..263].copy_from_slice(b"ustar\0");
     h[263..265].copy_from_slice(b"00");
-    h[265..269].copy_from_slice(b"root");
-    h[297..301].copy_from_slice(b"root");
+    if owner.0 == 0 {
+        h[265..269].copy_from_slice(b"root");
+    }
+    if owner.1 == 0 {
+        h[297..301].copy_from_slice(b"root");
+    }
     let p = prefix.as_bytes();
     h[345..345 + p.len().min(155)].copy_from_slice(&p[..p.len().min(155)]);
     for b in &mut h[148..156] {
@@ -398,18 +419,26 @@ pub(crate) fn tar_add(
     if verbose {
         io.outln(name);
     }
+    let owner = sys::get_owner(path, false).unwrap_or((0, 0));
     if md.file_type().is_symlink() {
         let t = std::fs::read_link(path)
             .map(|t| t.to_string_lossy().into_owned())
             .unwrap_or_default();
-        out.extend(tar_header(name, 0o777, 0, b'2', &t));
+        out.extend(owned_tar_header(name, 0o777, 0, b'2', &t, owner));
     } else if md.is_dir() {
         let dn = if name.ends_with('/') {
             name.to_string()
         } else {
             format!("{name}/")
         };
-        out.extend(tar_header(&dn, current_mode(path), 0, b'5', ""));
+        out.extend(owned_tar_header(
+            &dn,
+            current_mode(path),
+            0,
+            b'5',
+            "",
+            owner,
+        ));
         if let Ok(names) = list_dir(path) {
             for n in names {
                 tar_add(
@@ -425,12 +454,13 @@ pub(crate) fn tar_add(
     } else {
         match std::fs::read(path) {
             Ok(d) => {
-                out.extend(tar_header(
+                out.extend(owned_tar_header(
                     name,
                     current_mode(path),
                     d.len() as u64,
                     b'0',
                     "",
+                    owner,
                 ));
                 out.extend(&d);
                 out.resize(out.len() + (512 - d.len() % 512) % 512, 0);
@@ -799,7 +829,7 @@ pub(crate) fn tar(args: &[&str], io: &mut Io) -> i32 {
                 if exists(&target) {
                     let _ = std::fs::remove_file(&target);
                 }
-                std::fs::hard_link(&src, &target)
+                sys::hard_link(&src, &target)
                     .or_else(|_| copy_file(Path::new(&src), Path::new(&target)))
             }
             b'0' | 0 | b'7' => {

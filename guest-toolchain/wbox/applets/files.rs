@@ -194,17 +194,29 @@ pub(crate) fn mkdir(args: &[&str], io: &mut Io) -> i32 {
     };
     let mut code = 0;
     for p in &o.rest {
+        // The directories this call makes get the umask's mode (parents
+        // too, as Linux's mkdir -p with a umask that leaves u+wx).
+        let mut made: Vec<String> = Vec::new();
         let r = if o.has('p') {
             if Path::new(p).is_dir() {
                 Ok(())
             } else {
+                let mut at = Path::new(p);
+                while !at.as_os_str().is_empty() && !at.exists() {
+                    made.push(at.to_string_lossy().into_owned());
+                    at = at.parent().unwrap_or(Path::new(""));
+                }
                 std::fs::create_dir_all(p)
             }
         } else {
+            made.push(p.clone());
             std::fs::create_dir(p)
         };
         match r {
             Ok(()) => {
+                for d in &made {
+                    sys::created(d, true);
+                }
                 if let Some(m) = mode {
                     let _ = sys::set_mode(p, m);
                 }
@@ -364,10 +376,21 @@ pub(crate) fn touch(args: &[&str], io: &mut Io) -> i32 {
     }
     let mut code = 0;
     for p in &o.rest {
-        if exists(p) || o.has('c') {
+        let r = if std::fs::metadata(p).is_ok_and(|m| m.is_file()) {
+            // An existing file gets the time now, through a descriptor
+            // opened for writing (nothing written): where the file may
+            // not change (a read-only mount), that fails as Linux's
+            // utimensat does.
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(p)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+        } else if exists(p) || o.has('c') {
             continue;
-        }
-        if let Err(e) = std::fs::write(p, b"") {
+        } else {
+            std::fs::write(p, b"").map(|()| sys::created(p, false))
+        };
+        if let Err(e) = r {
             io.err("touch", &format!("cannot touch '{p}': {}", io_msg(&e)));
             code = 1;
         }
@@ -442,7 +465,20 @@ pub(crate) fn list_dir(p: &str) -> std::io::Result<Vec<String>> {
     Ok(v)
 }
 
-pub(crate) fn ls_long(p: &str, name: &str) -> String {
+/// The name `/etc/passwd` (or `/etc/group`) gives an id, else the id.
+pub(crate) fn id_name(id: u32, file: &str) -> String {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(id)).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| id.to_string())
+}
+
+pub(crate) fn ls_long(p: &str, name: &str, numeric: bool) -> String {
     let md = std::fs::symlink_metadata(p);
     let (kind, size) = match &md {
         Ok(m) if m.file_type().is_symlink() => ('l', m.len()),
@@ -465,7 +501,13 @@ pub(crate) fn ls_long(p: &str, name: &str) -> String {
     } else {
         String::new()
     };
-    format!("{kind}{perms} 1 root root {size:>5} Jan  1  1970 {name}{target}")
+    let (uid, gid) = sys::get_owner(p, false).unwrap_or((0, 0));
+    let (u, g) = if numeric {
+        (uid.to_string(), gid.to_string())
+    } else {
+        (id_name(uid, "/etc/passwd"), id_name(gid, "/etc/group"))
+    };
+    format!("{kind}{perms} 1 {u} {g} {size:>5} Jan  1  1970 {name}{target}")
 }
 
 pub(crate) fn ls(args: &[&str], io: &mut Io) -> i32 {
@@ -473,10 +515,11 @@ pub(crate) fn ls(args: &[&str], io: &mut Io) -> i32 {
         Some(o) => o,
         None => return 2,
     };
+    let numeric = o.has('n');
     let (all, almost, long, dir_only, recursive, reverse, classify) = (
         o.has('a'),
         o.has('A'),
-        o.has('l'),
+        o.has('l') || numeric,
         o.has('d'),
         o.has('R'),
         o.has('r'),
@@ -508,7 +551,7 @@ pub(crate) fn ls(args: &[&str], io: &mut Io) -> i32 {
     }
     let show = |p: &str, name: &str| -> String {
         if long {
-            ls_long(p, name)
+            ls_long(p, name, numeric)
         } else if classify && Path::new(p).is_dir() {
             format!("{name}/")
         } else {
@@ -599,20 +642,48 @@ pub(crate) fn copy_file(from: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
-pub(crate) fn copy_rec(from: &Path, to: &Path, deref: bool) -> std::io::Result<()> {
+/// How a copy's mode is set: as Linux's `cp` does without `-p` (a new
+/// file or directory gets the source's permission bits less the umask's,
+/// one that existed keeps its own), or exactly the source's (`cp -p`,
+/// `cp -a`, `mv` across mounts).
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum ModeCopy {
+    Masked,
+    Exact,
+}
+
+fn copy_mode(from: &Path, to: &Path, existed: bool, how: ModeCopy) -> std::io::Result<()> {
+    let (f, t) = (from.to_string_lossy(), to.to_string_lossy());
+    let Some(m) = sys::get_mode(&f) else {
+        return Ok(());
+    };
+    match how {
+        ModeCopy::Exact => {
+            if let Some((u, g)) = sys::get_owner(&f, false) {
+                sys::set_owner(&t, u, g)?;
+            }
+            sys::set_mode(&t, m & 0o7777)
+        }
+        ModeCopy::Masked if !existed => sys::set_mode(&t, m & 0o777 & !sys::umask()),
+        ModeCopy::Masked => Ok(()),
+    }
+}
+
+pub(crate) fn copy_rec(from: &Path, to: &Path, deref: bool, how: ModeCopy) -> std::io::Result<()> {
     let md = if deref {
         from.metadata()?
     } else {
         from.symlink_metadata()?
     };
     if md.is_dir() {
-        if !to.is_dir() {
+        let existed = to.is_dir();
+        if !existed {
             std::fs::create_dir(to)?;
         }
         for n in list_dir(&from.to_string_lossy())? {
-            copy_rec(&from.join(&n), &to.join(&n), false)?;
+            copy_rec(&from.join(&n), &to.join(&n), false, how)?;
         }
-        Ok(())
+        copy_mode(from, to, existed, how)
     } else if md.file_type().is_symlink() {
         let target = std::fs::read_link(from)?;
         if to.symlink_metadata().is_ok() {
@@ -627,7 +698,9 @@ pub(crate) fn copy_rec(from: &Path, to: &Path, deref: bool) -> std::io::Result<(
         {
             std::fs::remove_file(to)?;
         }
-        copy_file(from, to)
+        let existed = to.exists();
+        copy_file(from, to)?;
+        copy_mode(from, to, existed, how)
     }
 }
 
@@ -736,7 +809,12 @@ pub(crate) fn cp(args: &[&str], io: &mut Io) -> i32 {
             code = 1;
             continue;
         }
-        if let Err(e) = copy_rec(sp, Path::new(&to), deref) {
+        let how = if o.has('p') || o.has('a') || o.long_has("preserve") || o.long_has("archive") {
+            ModeCopy::Exact
+        } else {
+            ModeCopy::Masked
+        };
+        if let Err(e) = copy_rec(sp, Path::new(&to), deref, how) {
             let kind = if md.is_dir() {
                 "directory"
             } else {
@@ -821,11 +899,14 @@ pub(crate) fn mv(args: &[&str], io: &mut Io) -> i32 {
             continue;
         }
         let r = std::fs::rename(s, &to).or_else(|e| {
-            // Across mounts: copy, then remove.
-            if Path::new(&to).is_dir() && !Path::new(s).is_dir() {
+            // Across mounts (and only there: a busy or read-only file stays
+            // where it is): copy, then remove.
+            if e.raw_os_error() != Some(sys::EXDEV)
+                || (Path::new(&to).is_dir() && !Path::new(s).is_dir())
+            {
                 return Err(e);
             }
-            copy_rec(Path::new(s), Path::new(&to), false)?;
+            copy_rec(Path::new(s), Path::new(&to), false, ModeCopy::Exact)?;
             if Path::new(s).is_dir() {
                 remove_tree(Path::new(s))
             } else {
@@ -899,7 +980,15 @@ pub(crate) fn ln(args: &[&str], io: &mut Io) -> i32 {
         let r = if o.has('s') {
             sys::symlink_at(s, &to)
         } else {
-            std::fs::hard_link(s, &to).or_else(|_| copy_file(Path::new(s), Path::new(&to)))
+            // A copy where the host cannot link, but never across devices
+            // (a read-only mount such as /etc/hosts): Linux fails there.
+            sys::hard_link(s, &to).or_else(|e| {
+                if e.raw_os_error() == Some(crate::lib::sys::EXDEV) {
+                    Err(e)
+                } else {
+                    copy_file(Path::new(s), Path::new(&to))
+                }
+            })
         };
         if let Err(e) = r {
             let kind = if o.has('s') {
@@ -1083,12 +1172,9 @@ pub(crate) fn chown(args: &[&str], io: &mut Io) -> i32 {
                 code = 1;
                 continue;
             }
-            // set-owner takes both ids: unchanged parts stay root's (0).
-            if let Err(e) = sys::set_owner(
-                &t,
-                uid.unwrap_or(0),
-                gid.unwrap_or(uid.map(|_| 0).unwrap_or(0)),
-            ) {
+            // set-owner takes both ids: a part not named stays as it is.
+            let (u0, g0) = sys::get_owner(&t, false).unwrap_or((0, 0));
+            if let Err(e) = sys::set_owner(&t, uid.unwrap_or(u0), gid.unwrap_or(g0)) {
                 io.err(
                     "chown",
                     &format!("changing ownership of '{t}': {}", io_msg(&e)),
@@ -1601,6 +1687,7 @@ pub(crate) fn stat(args: &[&str], io: &mut Io) -> i32 {
             ("regular file", '-')
         };
         let size = if md.is_dir() { 4096 } else { md.len() };
+        let owner = sys::get_owner(p, !link).unwrap_or((0, 0));
         let mut out = String::new();
         let mut cs = format.chars().peekable();
         while let Some(c) = cs.next() {
@@ -1643,8 +1730,10 @@ pub(crate) fn stat(args: &[&str], io: &mut Io) -> i32 {
                     }
                 }
                 Some('F') => out.push_str(kind),
-                Some('u') | Some('g') => out.push('0'),
-                Some('U') | Some('G') => out.push_str("root"),
+                Some('u') => out.push_str(&owner.0.to_string()),
+                Some('g') => out.push_str(&owner.1.to_string()),
+                Some('U') => out.push_str(&id_name(owner.0, "/etc/passwd")),
+                Some('G') => out.push_str(&id_name(owner.1, "/etc/group")),
                 // A directory's links: itself, its entry, each subdirectory's `..`.
                 Some('h') if md.is_dir() => {
                     let subdirs = std::fs::read_dir(p)

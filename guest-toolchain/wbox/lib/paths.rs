@@ -34,26 +34,76 @@ pub enum Found {
     Program(String),
     /// A `#!` interpreter other than sh: (interpreter, its argument, script).
     Interp(String, Option<String>, String),
+    /// A file without an execute bit (what Linux's execve refuses).
+    Denied(String),
     Missing,
+}
+
+/// Whether `p` may run: a mode the sandbox knows with no execute bit
+/// means no (a mode it cannot tell means yes).
+fn executable(p: &str) -> bool {
+    crate::lib::sys::get_mode(p).is_none_or(|m| m & 0o111 != 0)
 }
 
 /// Finds a command: a path, or a name through PATH; applets that are not
 /// on PATH are still found (as in busybox's standalone shell).
 pub fn lookup(name: &str, path: &str, applets: &[(&str, Applet)]) -> Found {
     if name.contains('/') {
-        return classify(name);
+        if Path::new(name).is_file() && !executable(name) {
+            return Found::Denied(name.to_string());
+        }
+        return native_applet(classify(name), base(name), applets);
     }
+    // As Linux's shells search PATH: a file without an execute bit is
+    // passed over, and named only when nothing else is found.
+    let mut denied = None;
     for dir in path.split(':') {
         let d = if dir.is_empty() { "." } else { dir };
         let cand = format!("{}/{name}", d.trim_end_matches('/'));
         if Path::new(&cand).is_file() {
-            return classify(&cand);
+            if executable(&cand) {
+                return native_applet(classify(&cand), name, applets);
+            }
+            denied.get_or_insert(cand);
         }
     }
     if applets.iter().any(|(n, _)| *n == name) {
         return Found::Applet(name.to_string());
     }
-    Found::Missing
+    match denied {
+        Some(p) => Found::Denied(p),
+        None => Found::Missing,
+    }
+}
+
+/// A native program (a Linux image's busybox or coreutils) named as one
+/// of wbox's applets runs as that applet in this process, as the sandbox
+/// would run it in a new one: so it shares this shell's state (its umask).
+/// Not a shell (the sandbox says which stands in for it), and not an
+/// applet the image's BusyBox lacks (the sandbox refuses that).
+fn native_applet(found: Found, name: &str, applets: &[(&str, Applet)]) -> Found {
+    let Found::Program(p) = &found else {
+        return found;
+    };
+    if matches!(name, "sh" | "bash" | "ash" | "dash") || !applets.iter().any(|(n, _)| *n == name) {
+        return found;
+    }
+    let Ok(bytes) = std::fs::read(p) else {
+        return found;
+    };
+    if !bytes.starts_with(b"\x7fELF") {
+        return found;
+    }
+    if let Some(start) = bytes.windows(5).position(|w| w == b"[\0[[\0") {
+        let has = bytes[start..]
+            .split(|b| *b == 0)
+            .take_while(|n| !n.is_empty() && n.len() <= 32)
+            .any(|n| n == name.as_bytes());
+        if !has {
+            return found;
+        }
+    }
+    Found::Applet(name.to_string())
 }
 
 pub(crate) fn classify(p: &str) -> Found {

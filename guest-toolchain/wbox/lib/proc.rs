@@ -35,6 +35,10 @@ pub fn run_command(argv: &[String], io: &mut Io) -> i32 {
             v.extend(argv.iter().skip(1).cloned());
             spawn_with(&interp, &v, io)
         }
+        Found::Denied(p) => {
+            io.err(&p, "Permission denied");
+            126
+        }
         Found::Missing => {
             io.err(&name, "No such file or directory");
             127

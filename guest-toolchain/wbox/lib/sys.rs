@@ -7,6 +7,34 @@
 use std::io;
 use std::path::Path;
 
+/// "Cross-device link": wasi-libc's number on WASI, Linux's natively.
+#[cfg(target_os = "wasi")]
+pub const EXDEV: i32 = 75;
+#[cfg(not(target_os = "wasi"))]
+pub const EXDEV: i32 = 18;
+
+static UMASK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0o022);
+
+/// This process's umask (runc starts a step at 022): what `umask` set.
+pub fn umask() -> u32 {
+    UMASK.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub fn set_umask(m: u32) {
+    UMASK.store(m & 0o777, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// After `p` was created with the sandbox's default mode (0644 for a
+/// file, 0755 for a directory: the modes of umask 022): the mode this
+/// process's umask gives it, when that is another.
+pub fn created(p: &str, dir: bool) {
+    let m = umask();
+    if m != 0o022 {
+        let base = if dir { 0o777 } else { 0o666 };
+        let _ = set_mode(p, base & !m);
+    }
+}
+
 pub fn exit(code: i32) -> ! {
     std::process::exit(code)
 }
@@ -80,6 +108,8 @@ mod imp {
         fn host_get_mode(p: *const u8, pl: usize) -> i32;
         #[link_name = "set-owner"]
         fn host_set_owner(p: *const u8, pl: usize, uid: u32, gid: u32) -> i32;
+        #[link_name = "get-owner"]
+        fn host_get_owner(p: *const u8, pl: usize, follow: u32) -> i64;
         #[link_name = "make-symlink"]
         fn host_symlink(t: *const u8, tl: usize, p: *const u8, pl: usize) -> i32;
     }
@@ -87,6 +117,59 @@ mod imp {
     extern "C" {
         fn chdir(p: *const c_char) -> c_int;
         fn symlink(target: *const c_char, link: *const c_char) -> c_int;
+        fn __wasilibc_find_relpath(
+            path: *const c_char,
+            abs_prefix: *mut *const c_char,
+            relative_path: *mut *mut c_char,
+            relative_path_len: usize,
+        ) -> c_int;
+    }
+
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    extern "C" {
+        #[link_name = "path_link"]
+        fn wasi_path_link(
+            old_fd: i32,
+            old_flags: i32,
+            old_path: *const u8,
+            old_len: usize,
+            new_fd: i32,
+            new_path: *const u8,
+            new_len: usize,
+        ) -> i32;
+    }
+
+    /// The preopen and the path relative to it that `p` names, resolved
+    /// against the working directory, in a buffer of its own.
+    fn relpath(p: &str) -> io::Result<(i32, Vec<u8>)> {
+        let c = cstr(p)?;
+        let mut buf = vec![0u8; 4096];
+        let mut rel = buf.as_mut_ptr().cast::<c_char>();
+        let mut abs: *const c_char = std::ptr::null();
+        let fd = unsafe { __wasilibc_find_relpath(c.as_ptr(), &mut abs, &mut rel, buf.len()) };
+        if fd == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((
+            fd,
+            unsafe { std::ffi::CStr::from_ptr(rel) }.to_bytes().to_vec(),
+        ))
+    }
+
+    /// A hard link `link` to `original`. Not std's: on the 2022 wasi-libc
+    /// it goes through `linkat`, which resolves both paths into one
+    /// buffer when the program has a working directory, so the link is
+    /// asked from `link` to itself.
+    pub fn hard_link(original: &str, link: &str) -> io::Result<()> {
+        let (ofd, op) = relpath(original)?;
+        let (nfd, np) = relpath(link)?;
+        let e =
+            unsafe { wasi_path_link(ofd, 0, op.as_ptr(), op.len(), nfd, np.as_ptr(), np.len()) };
+        if e == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(e))
+        }
     }
 
     fn cstr(s: &str) -> io::Result<CString> {
@@ -100,11 +183,10 @@ mod imp {
         }
     }
 
+    /// The host's errno (WASI's numbers, which are wasi-libc's) as an
+    /// error that reads as libc says it ("Read-only file system").
     fn errno(e: i32) -> io::Error {
-        match e {
-            44 => io::Error::from(io::ErrorKind::NotFound),
-            _ => io::Error::new(io::ErrorKind::Other, format!("error {e}")),
-        }
+        io::Error::from_raw_os_error(e)
     }
 
     pub fn set_cwd(p: &str) -> io::Result<()> {
@@ -322,6 +404,11 @@ mod imp {
         }
     }
 
+    pub fn get_owner(p: &str, follow: bool) -> Option<(u32, u32)> {
+        let v = unsafe { host_get_owner(p.as_ptr(), p.len(), u32::from(follow)) };
+        (v >= 0).then_some(((v >> 32) as u32, v as u32))
+    }
+
     /// Debian 12's wasi-libc (a 2022 snapshot) has no `realpath`, which std
     /// (1.96) calls from `fs::canonicalize`; without this stand-in wbox does
     /// not link. It answers as std 1.63 did on WASI: not supported (so
@@ -348,6 +435,10 @@ mod imp {
 
     pub fn set_cwd(p: &str) -> io::Result<()> {
         std::env::set_current_dir(p)
+    }
+
+    pub fn hard_link(original: &str, link: &str) -> io::Result<()> {
+        std::fs::hard_link(original, link)
     }
 
     #[cfg(unix)]
@@ -570,9 +661,25 @@ mod imp {
     pub fn set_owner(p: &str, _uid: u32, _gid: u32) -> io::Result<()> {
         std::fs::symlink_metadata(p).map(|_| ())
     }
+
+    #[cfg(unix)]
+    pub fn get_owner(p: &str, follow: bool) -> Option<(u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = if follow {
+            std::fs::metadata(p)
+        } else {
+            std::fs::symlink_metadata(p)
+        };
+        m.ok().map(|m| (m.uid(), m.gid()))
+    }
+
+    #[cfg(not(unix))]
+    pub fn get_owner(p: &str, _follow: bool) -> Option<(u32, u32)> {
+        std::fs::symlink_metadata(p).ok().map(|_| (0, 0))
+    }
 }
 
-pub use imp::symlink_at;
+pub use imp::{hard_link, symlink_at};
 
 thread_local! {
     /// This program's current directory (wasi-libc's chdir is emulated, and
@@ -602,6 +709,12 @@ pub fn set_mode(p: &str, mode: u32) -> io::Result<()> {
 
 pub fn set_owner(p: &str, uid: u32, gid: u32) -> io::Result<()> {
     imp::set_owner(&absolute(p), uid, gid)
+}
+
+/// A path's owner (through the sandbox: WASI does not show it), its last
+/// link followed when `follow`.
+pub fn get_owner(p: &str, follow: bool) -> Option<(u32, u32)> {
+    imp::get_owner(&absolute(p), follow)
 }
 
 /// A path's permission bits (through the sandbox: WASI does not show them).

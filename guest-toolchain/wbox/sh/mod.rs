@@ -66,6 +66,7 @@ struct State {
     fds: Vec<Option<H>>,
     exit_trap: Option<String>,
     cwd: String,
+    umask: u32,
 }
 
 pub struct Shell {
@@ -362,6 +363,7 @@ impl Shell {
                 fds: vec![Some(io.i.clone()), Some(io.o.clone()), Some(io.e.clone())],
                 exit_trap: None,
                 cwd,
+                umask: crate::lib::sys::umask(),
             },
             arg0: "sh".into(),
             applets: io.applets,
@@ -375,6 +377,16 @@ impl Shell {
             jobs: Vec::new(),
             last_bg: None,
         }
+    }
+
+    /// The umask `umask` set (a stage gets its parent's).
+    pub(crate) fn umask(&self) -> u32 {
+        self.st.umask
+    }
+
+    pub(crate) fn set_umask(&mut self, m: u32) {
+        self.st.umask = m & 0o777;
+        crate::lib::sys::set_umask(m);
     }
 
     fn set_flag(&mut self, c: char, on: bool) -> bool {
@@ -768,6 +780,7 @@ impl Shell {
         }
         let _ = self.fd(1).flush();
         let cwd_changed = self.st.cwd != saved.cwd;
+        crate::lib::sys::set_umask(saved.umask);
         self.st = saved;
         self.st.exit_trap = trap;
         self.cond = cond;
@@ -1016,6 +1029,10 @@ impl Shell {
                 v.extend(argv.iter().skip(1).cloned());
                 Ok(self.spawn(&interp, v))
             }
+            Found::Denied(p) => {
+                self.errmsg(&format!("{p}: Permission denied"));
+                Ok(126)
+            }
             Found::Missing => {
                 self.errmsg(&format!("{name}: not found"));
                 Ok(127)
@@ -1206,10 +1223,14 @@ impl Shell {
                         o.read(true).write(true).create(true);
                     }
                 }
+                let existed = r.op == RedirOp::In || Path::new(&target).exists();
                 match o.open(&target) {
                     Ok(f) => {
                         if Path::new(&target).is_dir() {
                             return Err(format!("cannot open {target}: Is a directory"));
+                        }
+                        if !existed {
+                            crate::lib::sys::created(&target, false);
                         }
                         Ok((fd, Some(H::new(Stream::File(f)))))
                     }
@@ -1830,7 +1851,7 @@ impl Shell {
                     }
                     let path = self.var("PATH").unwrap_or("").to_string();
                     return Ok(match lookup(n, &path, self.applets) {
-                        Found::Missing => 127,
+                        Found::Missing | Found::Denied(_) => 127,
                         Found::Applet(_) if !n.contains('/') => match which(n, &path) {
                             Some(p) => {
                                 self.out(&format!("{p}\n"));
@@ -1870,12 +1891,29 @@ impl Shell {
                 }
                 Ok(code)
             }
-            "umask" => {
-                if args.is_empty() {
-                    self.out("0022\n");
+            "umask" => match args.as_slice() {
+                [] => {
+                    self.out(&format!("{:04o}\n", self.st.umask));
+                    Ok(0)
                 }
-                Ok(0)
-            }
+                [m] if !m.is_empty()
+                    && m.len() <= 4
+                    && m.chars().all(|c| ('0'..='7').contains(&c)) =>
+                {
+                    let m = u32::from_str_radix(m, 8).unwrap_or(0o022);
+                    self.st.umask = m;
+                    crate::lib::sys::set_umask(m);
+                    Ok(0)
+                }
+                _ => {
+                    // Fail loudly rather than leave the mask as it was.
+                    self.errmsg(&format!(
+                        "umask: {}: only an octal mask (such as 077) is supported",
+                        args.join(" ")
+                    ));
+                    Ok(1)
+                }
+            },
             "getopts" => self.getopts(&args),
             "wait" => self.wait(&args),
             _ => Ok(0),

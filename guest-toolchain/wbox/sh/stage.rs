@@ -73,6 +73,8 @@ pub fn encode(sh: &Shell) -> String {
     put(&mut out, &sh.status.to_string());
     put(&mut out, "c");
     put(&mut out, if sh.cond > 0 { "1" } else { "0" });
+    put(&mut out, "u");
+    put(&mut out, &format!("{:o}", sh.umask()));
     out
 }
 
@@ -118,6 +120,10 @@ pub fn restore(sh: &mut Shell, state: &str) -> Result<(), String> {
             }
             "s" => sh.status = f.next().and_then(|s| s.parse().ok()).unwrap_or(0),
             "c" => sh.cond = u32::from(f.next() == Some("1")),
+            "u" => {
+                let m = f.next().and_then(|m| u32::from_str_radix(m, 8).ok());
+                sh.set_umask(m.ok_or("the umask is cut short")?);
+            }
             other => return Err(format!("unknown field {other:?}")),
         }
     }

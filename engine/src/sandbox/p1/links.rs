@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use wasmtime::{Caller, Linker};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
 
+use super::readonly::EBUSY;
 use super::{guest_string, put_some, EINVAL, ENOTSUP, P1};
 use crate::sandbox::State;
 
@@ -38,9 +39,10 @@ pub fn through_link(links: &BTreeMap<String, String>, rel: &str) -> bool {
     }
 }
 
-/// After `from` was renamed to `to`: the links at or under `to` are gone
-/// (replaced), and those at or under `from` are now under `to`.
-pub fn renamed(links: &mut BTreeMap<String, String>, from: &str, to: &str) {
+/// After `from` was renamed to `to`: the records (links, or modes and
+/// owners) at or under `to` are gone (replaced), and those at or under
+/// `from` are now under `to`.
+pub fn renamed<V>(links: &mut BTreeMap<String, V>, from: &str, to: &str) {
     let under = |p: &str, top: &str| p == top || p.starts_with(&format!("{top}/"));
     links.retain(|p, _| !under(p, to));
     let moved: Vec<String> = links.keys().filter(|p| under(p, from)).cloned().collect();
@@ -93,9 +95,19 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
               len: i32,
               out: i32|
               -> wasmtime::Result<i32> {
-            let target = guest_string(&mut c, pp, pl).and_then(|p| c.data().link_target(dirfd, &p));
+            let path = guest_string(&mut c, pp, pl);
+            let target = path.as_deref().and_then(|p| c.data().link_target(dirfd, p));
             let Some(target) = target else {
-                return wasi!(c, path_readlink(dirfd, pp, pl, buf, len, out));
+                let r = wasi!(c, path_readlink(dirfd, pp, pl, buf, len, out))?;
+                // wasmtime-wasi refuses to read a link whose target is
+                // absolute; in an image it is data like any other.
+                let absolute = (r != 0)
+                    .then(|| path.and_then(|p| c.data().absolute_link_target(dirfd, &p)))
+                    .flatten();
+                return Ok(match absolute {
+                    Some(t) => put_some(&mut c, buf, len, out, t.into_bytes()),
+                    None => r,
+                });
             };
             Ok(put_some(&mut c, buf, len, out, target.into_bytes()))
         },
@@ -104,8 +116,22 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
         P1,
         "path_unlink_file",
         move |mut c: Caller<'_, State>, dirfd: i32, pp: i32, pl: i32| -> wasmtime::Result<i32> {
-            let rel = guest_string(&mut c, pp, pl).and_then(|p| c.data().link_path(dirfd, &p));
+            let path = guest_string(&mut c, pp, pl);
+            if path
+                .as_deref()
+                .is_some_and(|p| c.data().read_only(dirfd, p, false))
+            {
+                return Ok(EBUSY);
+            }
+            let named = path
+                .as_deref()
+                .and_then(|p| c.data().p1.preopens.rootfs_path(dirfd, p))
+                .map(|(_, rel)| rel);
+            let rel = path.and_then(|p| c.data().link_path(dirfd, &p));
             let errno = wasi!(c, path_unlink_file(dirfd, pp, pl))?;
+            if let (0, Some(named)) = (errno, named) {
+                c.data().spawn.tree.forget(&named);
+            }
             if let (0, Some(rel)) = (errno, rel) {
                 c.data()
                     .spawn
@@ -129,9 +155,62 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
               np: i32,
               nl: i32|
               -> wasmtime::Result<i32> {
-            let from = guest_string(&mut c, op, ol).and_then(|p| c.data().link_path(fd, &p));
-            let to = guest_string(&mut c, np, nl).and_then(|p| c.data().link_path(nfd, &p));
+            let (from, to) = (guest_string(&mut c, op, ol), guest_string(&mut c, np, nl));
+            let busy = |d: &State, dirfd: i32, p: &Option<String>| {
+                p.as_deref().is_some_and(|p| d.read_only(dirfd, p, false))
+            };
+            if busy(c.data(), fd, &from) || busy(c.data(), nfd, &to) {
+                return Ok(EBUSY);
+            }
+            let rootfs_rel = |d: &State, dirfd: i32, p: &Option<String>| {
+                p.as_deref()
+                    .and_then(|p| d.p1.preopens.rootfs_path(dirfd, p))
+                    .map(|(_, rel)| rel)
+            };
+            let named = (
+                rootfs_rel(c.data(), fd, &from),
+                rootfs_rel(c.data(), nfd, &to),
+            );
+            let from = from.and_then(|p| c.data().link_path(fd, &p));
+            let to = to.and_then(|p| c.data().link_path(nfd, &p));
             let errno = wasi!(c, path_rename(fd, op, ol, nfd, np, nl))?;
+            let moved = match &named {
+                (Some(f), Some(t)) if errno == 0 && f != t => Some((f, t)),
+                _ => None,
+            };
+            if let Some((from, to)) = moved {
+                // A mode or owner set in the step moves with its file.
+                let mut overrides = c
+                    .data()
+                    .spawn
+                    .tree
+                    .overrides
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                renamed(&mut overrides, from, to);
+                // So do a mode and an owner the image gave it.
+                let tree = &c.data().spawn.tree;
+                let under = |p: &str| p == from || p.starts_with(&format!("{from}/"));
+                let moved = |p: &str| format!("{to}{}", &p[from.len()..]);
+                for (p, m) in tree.modes.iter().filter(|(p, _)| under(p)) {
+                    overrides
+                        .entry(moved(p))
+                        .or_default()
+                        .mode
+                        .get_or_insert(*m);
+                }
+                for (p, o) in tree.owners.iter().filter(|(p, _)| under(p)) {
+                    overrides
+                        .entry(moved(p))
+                        .or_default()
+                        .owner
+                        .get_or_insert(*o);
+                }
+                // What is at `to` now is the moved file, not the image's.
+                overrides.entry(to.clone()).or_default().fresh = true;
+                drop(overrides);
+                tree.forget(from);
+            }
             if let (0, Some(from), Some(to)) = (errno, from, to) {
                 let mut links = c
                     .data()
@@ -172,6 +251,24 @@ impl State {
                 .unwrap_or_else(|p| p.into_inner());
             through_link(&links, &rel)
         })
+    }
+
+    /// The target of a symlink of the rootfs whose target is absolute,
+    /// the directories on the way followed inside the rootfs.
+    pub(super) fn absolute_link_target(&self, dirfd: i32, path: &str) -> Option<String> {
+        let (root, rel) = self.p1.preopens.rootfs_path(dirfd, path)?;
+        let rel = crate::sandbox::resolve::resolve_in_root(root, &rel, false)?;
+        let host = root.join(rel);
+        if !std::fs::symlink_metadata(&host)
+            .ok()?
+            .file_type()
+            .is_symlink()
+        {
+            return None;
+        }
+        let target = std::fs::read_link(&host).ok()?;
+        let target = target.to_str()?;
+        target.starts_with('/').then(|| target.to_string())
     }
 
     /// The target of a link of the rootfs.

@@ -10,7 +10,9 @@
 //!   descriptors opened under a mount;
 //! - [`write`]: `fd_write`/`fd_pwrite` — the step's disk budget;
 //! - [`stat`]: the file times a step sees (those its layer records);
-//! - [`links`]: symlinks on a host that keeps them as files.
+//! - [`links`]: symlinks on a host that keeps them as files;
+//! - [`readonly`]: the files a step may not change (`/etc/hosts`,
+//!   `/etc/resolv.conf`).
 //!
 //! A call none of them shadows goes to wasmtime-wasi as it is; each
 //! shadow hands what is not its own to wasmtime-wasi's (`wasi!`).
@@ -72,6 +74,7 @@ macro_rules! wasi {
 mod dev;
 mod links;
 mod open;
+mod readonly;
 mod stat;
 mod write;
 
@@ -140,6 +143,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
     write::add_to_linker(linker)?;
     stat::add_to_linker(linker)?;
     links::add_to_linker(linker)?;
+    readonly::add_to_linker(linker)?;
     linker.allow_shadowing(false);
     Ok(())
 }

@@ -9,6 +9,7 @@ use wasmtime::{Caller, Linker};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
 
 use super::dev::Dev;
+use super::readonly::{EROFS, LOOKUP_SYMLINK_FOLLOW};
 use super::{guest_string, memory, put, ENOTDIR, ENOTSUP, P1};
 use crate::sandbox::State;
 
@@ -23,8 +24,6 @@ const O_TRUNC: i32 = 8;
 /// time set through a link changes the kept tree's mtime, so the tree is
 /// dropped, never trusted).
 const WRITE_RIGHTS: i64 = (1 << 0) | (1 << 6) | (1 << 8) | (1 << 22);
-/// `lookupflags`: follow a symlink at the end of the path.
-const LOOKUP_SYMLINK_FOLLOW: i32 = 1;
 
 /// Shadows `path_open`.
 pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
@@ -54,6 +53,13 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                     return Ok(ENOTSUP);
                 }
                 if oflags & O_TRUNC != 0 || base & WRITE_RIGHTS != 0 {
+                    let follow = dirflags & LOOKUP_SYMLINK_FOLLOW != 0;
+                    if path
+                        .as_deref()
+                        .is_some_and(|p| c.data().read_only(dirfd, p, follow))
+                    {
+                        return Ok(EROFS);
+                    }
                     c.data().before_write_open(
                         dirfd,
                         path.as_deref(),

@@ -331,38 +331,31 @@ fn execute_run(
         std::time::Instant::now() + o.step_timeout,
     );
     ctx.tree.modes = sandbox::mode_exceptions(&snap.manifest);
+    ctx.tree.new_owner = snap.new_owner;
+    ctx.tree.owners = sandbox::owner_exceptions(&snap.manifest, snap.new_owner);
     ctx.tree.shared = shared.clone();
     // The image's own /etc files are aside for the step (see
     // `ETC_FILES`): so are their link records, on a host that keeps links
-    // as files.
-    let etc_links: Vec<(String, String)> = if mounts.etc_provided {
-        super::mounts::ETC_FILES
-            .iter()
-            .filter_map(|(rel, _)| snap.links.remove(*rel).map(|t| (rel.to_string(), t)))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    // as files. BuildKit's may not change.
+    mounts.hide_etc_links(&mut snap.links);
+    ctx.tree.read_only = mounts.read_only_files();
     ctx.tree.links = std::sync::Mutex::new(std::mem::take(&mut snap.links));
     // On the filesystem's clock, a tick after the rootfs was made.
     ctx.tree.started = crate::fs::snapshot::next_tick(work.path()).map_err(|e| fail(e.into()))?;
     ctx.limits.disk = sandbox::DiskBudget::new(o.step_disk);
     let ctx = Arc::new(ctx);
     let (out, tail) = run_showing_output(env, cx.vertex, &spec, &module, ctx.clone());
+    let etc_changed = mounts.etc_changed();
     // Secrets leave the rootfs before anything looks at it.
     mounts.clean_up();
     check_exit(out, tail, &ctx, program.argv).map_err(|f| fail(*f))?;
+    if let Some(rel) = etc_changed {
+        return Err(fail(super::mounts::MountError::EtcChanged(rel).into()));
+    }
     snap.overrides =
         std::mem::take(&mut *ctx.tree.overrides.lock().unwrap_or_else(|p| p.into_inner()));
     snap.links = std::mem::take(&mut *ctx.tree.links.lock().unwrap_or_else(|p| p.into_inner()));
-    if mounts.etc_provided {
-        // What the step did to them is gone with them; the image's are back.
-        for (rel, _) in super::mounts::ETC_FILES {
-            snap.overrides.remove(*rel);
-            snap.links.remove(*rel);
-        }
-        snap.links.extend(etc_links);
-    }
+    mounts.restore_etc_records(&mut snap.overrides, &mut snap.links);
     let entries = snap.diff().map_err(|e| fail(e.into()))?;
     snap.settle_times(&entries, env.opts.epoch);
     // The entries point into the work dir: keep it until the layer is

@@ -74,6 +74,8 @@ pub enum MountError {
     Ssh,
     #[error("/{path}, which the step gets as BuildKit gives it: {error}")]
     Etc { path: String, error: std::io::Error },
+    #[error("the step changed /{0}, which BuildKit mounts read-only into every RUN step (there the change fails with \"Read-only file system\"); leave it as it is")]
+    EtcChanged(&'static str),
     /// The scheduler runs a step only after the stages it mounts: this
     /// is a bug in wbuild, not in the Dockerfile.
     #[error("internal error: stage {0}, which a mount reads, was not built before the step that mounts it (please report it)")]
@@ -320,18 +322,35 @@ pub(crate) struct MountGuards {
     placed: Vec<PathBuf>,
     created_dirs: Vec<PathBuf>,
     /// The files BuildKit mounts over `/etc` for a step (see
-    /// [`ETC_FILES`]): where each is in the rootfs, and where the image's
-    /// own was moved for the step's time, if it has one.
-    etc: Vec<(PathBuf, Option<PathBuf>)>,
-    /// Whether the step got them (its rootfs has an `/etc` directory).
-    pub(crate) etc_provided: bool,
+    /// [`ETC_FILES`]).
+    etc: Vec<EtcFile>,
+    /// The link records of the image's own `/etc` files, on a host that
+    /// keeps links as files, held back for the step's time.
+    etc_links: Vec<(String, String)>,
 }
 
-/// What BuildKit gives every RUN step at `/etc/hosts`, `/etc/resolv.conf`
-/// and `/etc/hostname` (its executor's defaults: the sandbox's hostname
-/// and localhost lines, and its fallback resolvers), bind-mounted over the
-/// image's own and so never in the layer. wbuild writes them into the
-/// rootfs for the step and puts the image's own back before the diff.
+/// One of [`ETC_FILES`] as a step has it.
+#[cfg(feature = "sandbox")]
+struct EtcFile {
+    rel: &'static str,
+    body: &'static str,
+    /// Where it is in the rootfs, and its identity there.
+    host: PathBuf,
+    id: Option<crate::sandbox::FileId>,
+    /// Where the image's own was moved for the step's time, if it has one.
+    saved: Option<PathBuf>,
+}
+
+/// What BuildKit gives every RUN step at `/etc/hosts` and
+/// `/etc/resolv.conf` (its executor's defaults: localhost lines with the
+/// sandbox's hostname, and its fallback resolvers), bind-mounted read-only
+/// over the image's own and so never in the layer: a write fails with
+/// "Read-only file system", an `rm` with "Device or resource busy"
+/// (Docker 20.10, recorded in `tests/parity/run.cases`). `/etc/hostname`
+/// is not among them: BuildKit sets the hostname by UTS namespace, and a
+/// step's `/etc/hostname` is the image's. wbuild writes them into the
+/// rootfs for the step, refuses every change to them (`sandbox::p1`'s
+/// `readonly`), and puts the image's own back before the diff.
 #[cfg(feature = "sandbox")]
 pub(crate) const ETC_FILES: &[(&str, &str)] = &[
     (
@@ -342,7 +361,6 @@ pub(crate) const ETC_FILES: &[(&str, &str)] = &[
         "etc/resolv.conf",
         "nameserver 8.8.8.8\nnameserver 8.8.4.4\n",
     ),
-    ("etc/hostname", "buildkitsandbox\n"),
 ];
 
 #[cfg(feature = "sandbox")]
@@ -414,19 +432,71 @@ impl MountGuards {
                 }
                 Err(_) => None,
             };
-            self.etc.push((host.clone(), saved));
-            std::fs::write(&host, body).map_err(io(rel))?;
+            let written = std::fs::write(&host, body);
+            self.etc.push(EtcFile {
+                rel,
+                body,
+                id: crate::sandbox::FileId::of(&host, false),
+                host,
+                saved,
+            });
+            written.map_err(io(rel))?;
         }
         self.dirs.push(aside);
-        self.etc_provided = true;
         Ok(())
+    }
+
+    /// The identities of the files the step may not change.
+    pub(crate) fn read_only_files(&self) -> Vec<crate::sandbox::FileId> {
+        self.etc.iter().filter_map(|f| f.id.clone()).collect()
+    }
+
+    /// Holds back the link records of the image's own `/etc` files for the
+    /// step's time (they are aside, see [`Self::restore_etc_records`]).
+    pub(crate) fn hide_etc_links(
+        &mut self,
+        links: &mut std::collections::BTreeMap<String, String>,
+    ) {
+        for f in &self.etc {
+            if let Some(t) = links.remove(f.rel) {
+                self.etc_links.push((f.rel.to_string(), t));
+            }
+        }
+    }
+
+    /// After the step: what it recorded for BuildKit's `/etc` files (mode
+    /// overrides, links) is gone with them; the image's link records are
+    /// back.
+    pub(crate) fn restore_etc_records(
+        &mut self,
+        overrides: &mut std::collections::BTreeMap<String, tree::snapshot::MetaOverride>,
+        links: &mut std::collections::BTreeMap<String, String>,
+    ) {
+        for f in &self.etc {
+            overrides.remove(f.rel);
+            links.remove(f.rel);
+        }
+        links.extend(self.etc_links.drain(..));
+    }
+
+    /// The first of BuildKit's `/etc` files the step changed anyway, by a
+    /// way the sandbox did not refuse: BuildKit's step would have failed
+    /// there, so this one must not pass (checked before [`Self::clean_up`]).
+    pub(crate) fn etc_changed(&self) -> Option<&'static str> {
+        self.etc
+            .iter()
+            .find(|f| {
+                crate::sandbox::FileId::of(&f.host, false) != f.id
+                    || std::fs::read(&f.host).ok().as_deref() != Some(f.body.as_bytes())
+            })
+            .map(|f| f.rel)
     }
 
     pub(crate) fn clean_up(&mut self) {
         // The step's /etc files go, whatever it made of them; the image's
         // own come back as they were (the same inode: the diff sees no
         // change).
-        for (host, saved) in self.etc.drain(..) {
+        for EtcFile { host, saved, .. } in self.etc.drain(..) {
             match std::fs::symlink_metadata(&host) {
                 Ok(m) if m.is_dir() => {
                     let _ = std::fs::remove_dir_all(&host);
@@ -499,4 +569,43 @@ fn resolved_source(tree: &SourceTree, spec: &MountSpec) -> Result<String, MountE
         spec: spec.raw.clone(),
         error,
     })
+}
+
+#[cfg(all(test, feature = "sandbox"))]
+mod tests {
+    use super::*;
+
+    /// The check after a step: BuildKit's /etc files as they were pass; a
+    /// change by any way the sandbox did not refuse (new bytes, another
+    /// file in the place of the old) is named.
+    #[test]
+    fn a_changed_etc_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        let mut guards = MountGuards::default();
+        for (rel, body) in ETC_FILES {
+            let host = dir.path().join(rel);
+            std::fs::write(&host, body).unwrap();
+            guards.etc.push(EtcFile {
+                rel,
+                body,
+                id: crate::sandbox::FileId::of(&host, false),
+                host,
+                saved: None,
+            });
+        }
+        assert_eq!(guards.read_only_files().len(), 2);
+        assert_eq!(guards.etc_changed(), None);
+        std::fs::write(etc.join("hosts"), "10.0.0.1 x\n").unwrap();
+        assert_eq!(guards.etc_changed(), Some("etc/hosts"));
+        std::fs::write(etc.join("hosts"), ETC_FILES[0].1).unwrap();
+        assert_eq!(guards.etc_changed(), None, "the same file, the same bytes");
+        // Another file in its place, with other bytes.
+        std::fs::remove_file(etc.join("resolv.conf")).unwrap();
+        std::fs::write(etc.join("resolv.conf"), "nameserver 10.0.0.1\n").unwrap();
+        assert_eq!(guards.etc_changed(), Some("etc/resolv.conf"));
+        guards.clean_up();
+        assert!(!etc.join("hosts").exists() && !etc.join("resolv.conf").exists());
+    }
 }
