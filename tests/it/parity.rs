@@ -8,6 +8,9 @@
 //! - `--- setup`: a `sh` script run in the empty context first;
 //! - `--- Dockerfile`: the Dockerfile (written to `Dockerfile`);
 //! - `--- args`: extra `docker build` arguments, one per line;
+//! - `--- pending`: why wbuild still differs by mistake (work not done
+//!   yet, named by its issue); wbuild must then still differ, so that a
+//!   fix has to drop the mark, and the count is printed;
 //! - `--- differs`: why wbuild differs on purpose (the README lists it);
 //!   wbuild must then not match the recording, and must match `--- expect`:
 //!   lines of its tree summary, `config-env NAME=VALUE` in its config's
@@ -44,6 +47,7 @@ struct Case {
     dockerfile: String,
     args: Vec<String>,
     differs: Option<String>,
+    pending: Option<String>,
     expect: Vec<String>,
 }
 
@@ -73,6 +77,7 @@ fn cases() -> Vec<Case> {
                     dockerfile: String::new(),
                     args: Vec::new(),
                     differs: None,
+                    pending: None,
                     expect: Vec::new(),
                 });
                 section.clear();
@@ -85,6 +90,9 @@ fn cases() -> Vec<Case> {
                 if name == "differs" {
                     out.last_mut().unwrap().differs = Some(rest.to_string());
                 }
+                if name == "pending" {
+                    out.last_mut().unwrap().pending = Some(rest.to_string());
+                }
                 continue;
             }
             let Some(c) = out.last_mut() else {
@@ -95,7 +103,7 @@ fn cases() -> Vec<Case> {
                 "Dockerfile" => c.dockerfile.push_str(line),
                 "args" if !line.trim().is_empty() => c.args.push(line.trim().to_string()),
                 "expect" if !line.trim().is_empty() => c.expect.push(line.trim().to_string()),
-                "args" | "expect" | "" => {}
+                "args" | "expect" | "pending" | "" => {}
                 other => panic!("{}: unknown section {other:?}", c.name),
             }
         }
@@ -176,7 +184,8 @@ struct Node {
 fn gunzip_if_needed(bytes: Vec<u8>) -> Vec<u8> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&bytes[..])
+        // Every member: wbuild compresses a large layer in parallel chunks.
+        flate2::read::MultiGzDecoder::new(&bytes[..])
             .read_to_end(&mut out)
             .unwrap();
         out
@@ -579,6 +588,7 @@ fn wbuild_builds_what_buildkit_builds() {
         return;
     }
     let (mut same, mut differs, mut by_hand) = (0, 0, 0);
+    let mut pending = Vec::new();
     let mut failures = Vec::new();
     for (c, got) in &results {
         let path = recording_path(c);
@@ -612,6 +622,17 @@ fn wbuild_builds_what_buildkit_builds() {
         }
         if c.by_hand {
             by_hand += 1;
+        }
+        if let Some(why) = &c.pending {
+            if matches {
+                failures.push(format!(
+                    "{}: marked pending ({why}), but wbuild now matches BuildKit: drop the mark",
+                    c.name
+                ));
+            } else {
+                pending.push(format!("{} ({why})", c.name));
+            }
+            continue;
         }
         match (&c.differs, matches) {
             (None, true) => same += 1,
@@ -658,9 +679,13 @@ fn wbuild_builds_what_buildkit_builds() {
         }
     }
     println!(
-        "parity: {} cases, {same} identical to BuildKit, {differs} different on purpose ({by_hand} recorded by hand)",
-        results.len()
+        "parity: {} cases, {same} identical to BuildKit, {differs} different on purpose ({by_hand} recorded by hand), {} different until work still to do is done:",
+        results.len(),
+        pending.len()
     );
+    for p in &pending {
+        println!("  pending: {p}");
+    }
     assert!(
         failures.is_empty(),
         "{} of {} cases fail:\n{}",
