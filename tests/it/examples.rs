@@ -312,31 +312,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:af7be41bff4abe3fa6acd4466adddd9578aa655da2dd04ae2eba293b5fdab70d",
+        "sha256:f8d2344991dd8451754365726f89440ccd30fed8adf5af67187d0c72b6d0856b",
     ),
     (
         "dockerignore",
-        "sha256:143ed41f4dce40ec26bc580f10d1f13411c72911a446658293a3283bd3046927",
+        "sha256:01800785cc97d338a11edcd76eaf1199c3a679f90568a456b6449b89bd23080f",
     ),
     (
         "bind-mount",
-        "sha256:ac3c58b4515399c4270ff4c0d2ebcff594571ce4d7e441f69b1fd97e06463edb",
+        "sha256:eb1a4e6d4b9f956cbada798391ffdff63f10b5d0f7469bb42d17df694b82ff8c",
     ),
     (
         "cache-mount",
-        "sha256:d323c6e84d2788fb5129b0a36632e148c3c5dbac5dd7adc7aaca04fc25b676bc",
+        "sha256:5fbdaf0c0b63996c42a92cad8a9277db0e0043140869cbd050ac221f4bec4db3",
     ),
     (
         "secret",
-        "sha256:1ec80578398602b32fc046b7c909c599c8ed041cb9f29156bc203c5533fbed94",
+        "sha256:6dc07493e1bf02907f9deb63d92c33938130cccf0233f253e5c71f4b81e47278",
     ),
     (
         "multi-stage",
-        "sha256:97fba6307b95b40edf2e811ee7452f227b9a95d162b3ba66a306d8f53f3f36d9",
+        "sha256:145b4f574b1859891ac8ff213666405732016e43da77703185f93688b9b48fc1",
     ),
     (
         "heredocs",
-        "sha256:2de631aca7cb75f00a73ede906ab16b4a17589bd39c7a9483db65889333563e2",
+        "sha256:72764c16330c7e82057ee0a2f1f2ecb406c7cadd3949573b6840a226ee3e5fc4",
     ),
     (
         "hello",

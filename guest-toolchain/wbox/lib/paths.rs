@@ -88,22 +88,53 @@ fn native_applet(found: Found, name: &str, applets: &[(&str, Applet)]) -> Found 
     if matches!(name, "sh" | "bash" | "ash" | "dash") || !applets.iter().any(|(n, _)| *n == name) {
         return found;
     }
-    let Ok(bytes) = std::fs::read(p) else {
+    if !busybox_has(p, name) {
         return found;
-    };
-    if !bytes.starts_with(b"\x7fELF") {
-        return found;
-    }
-    if let Some(start) = bytes.windows(5).position(|w| w == b"[\0[[\0") {
-        let has = bytes[start..]
-            .split(|b| *b == 0)
-            .take_while(|n| !n.is_empty() && n.len() <= 32)
-            .any(|n| n == name.as_bytes());
-        if !has {
-            return found;
-        }
     }
     Found::Applet(name.to_string())
+}
+
+thread_local! {
+    /// The applet tables of the native programs this process looked at,
+    /// by path (None: an ELF file that is no BusyBox; read once each).
+    static TABLES: std::cell::RefCell<std::collections::HashMap<String, Option<Vec<String>>>> =
+        Default::default();
+}
+
+/// Whether the native program `p` runs `name`: an ELF file that is not a
+/// BusyBox (coreutils) is taken at its word; a BusyBox must have the
+/// applet in its table (`[`, `[[`, `acpid`, … each ended by a NUL).
+fn busybox_has(p: &str, name: &str) -> bool {
+    // The file its links lead to (`/bin/cp -> busybox`): read once for all
+    // the names that lead there.
+    let mut file = std::path::PathBuf::from(p);
+    for _ in 0..40 {
+        match std::fs::read_link(&file) {
+            Ok(t) => file = file.parent().unwrap_or(Path::new("/")).join(t),
+            Err(_) => break,
+        }
+    }
+    let p = file.to_string_lossy().into_owned();
+    TABLES.with(|t| {
+        let mut t = t.borrow_mut();
+        let table = t.entry(p.clone()).or_insert_with(|| {
+            let bytes = std::fs::read(&p).ok()?;
+            if !bytes.starts_with(b"\x7fELF") {
+                return Some(Vec::new());
+            }
+            let start = bytes.windows(5).position(|w| w == b"[\0[[\0")?;
+            Some(
+                bytes[start..]
+                    .split(|b| *b == 0)
+                    .take_while(|n| !n.is_empty() && n.len() <= 32)
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .collect(),
+            )
+        });
+        table
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
+    })
 }
 
 pub(crate) fn classify(p: &str) -> Found {
