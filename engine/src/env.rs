@@ -66,6 +66,33 @@ pub fn with_home(env: &mut BTreeMap<String, String>, rootfs: &Path, user: &str) 
     }
 }
 
+/// The rows of the rootfs's `/etc/passwd` or `/etc/group` (`name`), each
+/// split at `:`; none when the file is missing, or `/etc` or the file is
+/// not a real directory and file (a symlink is not followed: it could lead
+/// out of the rootfs).
+fn etc_table(rootfs: &Path, name: &str) -> Vec<Vec<String>> {
+    let regular = |p: &Path, dir: bool| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| if dir { m.is_dir() } else { m.is_file() })
+    };
+    let etc = rootfs.join("etc");
+    let file = etc.join(name);
+    if !regular(&etc, true) || !regular(&file, false) {
+        return Vec::new();
+    }
+    let text = std::fs::read(&file).unwrap_or_default();
+    String::from_utf8_lossy(&text)
+        .lines()
+        .map(|l| l.split(':').map(str::to_string).collect())
+        .collect()
+}
+
+/// The passwd row of `user` (a name, or a uid a row has).
+fn passwd_row<'a>(passwd: &'a [Vec<String>], user: &str) -> Option<&'a Vec<String>> {
+    passwd
+        .iter()
+        .find(|f| f.len() >= 4 && (f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user)))
+}
+
 /// `user`'s home directory by the rootfs's `/etc/passwd` (a name or a
 /// uid, optionally `:group`; empty is root), `/` when it has none. A
 /// symlinked `/etc` or `/etc/passwd` is not followed out of the rootfs.
@@ -74,21 +101,10 @@ pub fn home_of(rootfs: &Path, user: &str) -> String {
         "" => "0",
         n => n,
     };
-    let regular = |p: &Path, dir: bool| {
-        std::fs::symlink_metadata(p).is_ok_and(|m| if dir { m.is_dir() } else { m.is_file() })
-    };
-    let etc = rootfs.join("etc");
-    let passwd = etc.join("passwd");
-    if !regular(&etc, true) || !regular(&passwd, false) {
-        return "/".into();
-    }
-    let text = std::fs::read(&passwd).unwrap_or_default();
-    String::from_utf8_lossy(&text)
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 6 && (f[0] == name || f[2] == name))
-        .map(|f| f[5].to_string())
+    passwd_row(&etc_table(rootfs, "passwd"), name)
+        .and_then(|f| f.get(5))
         .filter(|h| !h.is_empty())
+        .cloned()
         .unwrap_or_else(|| "/".into())
 }
 
@@ -101,45 +117,54 @@ pub enum IdError {
     Group(String),
 }
 
-/// The uid and gid a RUN step's USER runs as, read from the rootfs's
-/// `/etc/passwd` and `/etc/group` as runc reads them (BuildKit's executor):
-/// `uid[:gid]` numbers as they are; a user alone brings its passwd entry's
-/// group, or 0 when a numeric user has no entry; a name the files do not
-/// have is an error naming it, in runc's words.
-pub fn ids_of(rootfs: &Path, user: &str) -> Result<(u32, u32), IdError> {
+/// Who a RUN step's programs run as: a user, its group and its
+/// supplementary groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+    /// The groups of `/etc/group` that list the user by name, when USER
+    /// named no group (runc's rule); none otherwise.
+    pub groups: Vec<u32>,
+}
+
+impl Ids {
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// Whether the user belongs to group `gid`.
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.groups.contains(&gid)
+    }
+}
+
+/// The ids a RUN step's USER runs as, read from the rootfs's `/etc/passwd`
+/// and `/etc/group` as runc reads them (BuildKit's executor): `uid[:gid]`
+/// numbers as they are; a user alone brings its passwd entry's group (or
+/// 0 when a numeric user has no entry) and, when it has an entry, the
+/// groups that list its name as supplementary groups; a name the files do
+/// not have is an error naming it, in runc's words.
+pub fn ids_of(rootfs: &Path, user: &str) -> Result<Ids, IdError> {
     if user.is_empty() {
-        return Ok((0, 0));
+        return Ok(Ids::default());
     }
     let (u, g) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let table = |name: &str| -> Vec<Vec<String>> {
-        let p = rootfs.join("etc").join(name);
-        let regular = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file());
-        let text = if regular {
-            std::fs::read(&p).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        String::from_utf8_lossy(&text)
-            .lines()
-            .map(|l| l.split(':').map(str::to_string).collect())
-            .collect()
-    };
-    let passwd = table("passwd");
-    let row = passwd
-        .iter()
-        .find(|f| f.len() >= 4 && (f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u)));
+    let passwd = etc_table(rootfs, "passwd");
+    let row = passwd_row(&passwd, u);
     let uid = match (u.parse::<u32>(), row) {
         (Ok(n), _) => n,
         (Err(_), Some(r)) => r[2].parse().map_err(|_| IdError::User(u.to_string()))?,
         (Err(_), None) => return Err(IdError::User(u.to_string())),
     };
+    let groups = || etc_table(rootfs, "group");
     let gid = match g {
         Some(g) => match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => table("group")
+            Err(_) => groups()
                 .iter()
                 .find(|f| f.len() >= 3 && f[0] == g)
                 .and_then(|f| f[2].parse().ok())
@@ -147,7 +172,20 @@ pub fn ids_of(rootfs: &Path, user: &str) -> Result<(u32, u32), IdError> {
         },
         None => row.and_then(|r| r[3].parse().ok()).unwrap_or(0),
     };
-    Ok((uid, gid))
+    let mut supplementary = Vec::new();
+    if let (None, Some(r)) = (g, row) {
+        for f in groups().iter().filter(|f| f.len() >= 4) {
+            let member = f[3].split(',').any(|m| m == r[0]);
+            if let (true, Ok(id)) = (member, f[2].parse::<u32>()) {
+                supplementary.push(id);
+            }
+        }
+    }
+    Ok(Ids {
+        uid,
+        gid,
+        groups: supplementary,
+    })
 }
 
 #[cfg(test)]
@@ -183,21 +221,21 @@ mod tests {
         assert_eq!(home_of(d.path(), "1000:1000"), "/home/app");
         assert_eq!(home_of(d.path(), "nobody"), "/");
         // Ids as runc gives them to a step's USER.
-        std::fs::write(d.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
-        assert_eq!(ids_of(d.path(), ""), Ok((0, 0)));
-        assert_eq!(ids_of(d.path(), "app"), Ok((1000, 1000)));
-        assert_eq!(ids_of(d.path(), "1000"), Ok((1000, 1000)));
-        assert_eq!(ids_of(d.path(), "2000"), Ok((2000, 0)), "no entry: group 0");
-        assert_eq!(ids_of(d.path(), "app:staff"), Ok((1000, 50)));
-        assert_eq!(ids_of(d.path(), "7:8"), Ok((7, 8)));
-        assert_eq!(
-            ids_of(d.path(), "nobody"),
-            Err(IdError::User("nobody".into()))
-        );
-        assert_eq!(
-            ids_of(d.path(), "app:nogroup"),
-            Err(IdError::Group("nogroup".into()))
-        );
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:app\nwheel:x:10:root,app\n",
+        )
+        .unwrap();
+        let ids = |u: &str| ids_of(d.path(), u).map(|i| (i.uid, i.gid, i.groups));
+        assert_eq!(ids(""), Ok((0, 0, vec![])));
+        assert_eq!(ids("app"), Ok((1000, 1000, vec![50, 10])), "member of");
+        assert_eq!(ids("1000"), Ok((1000, 1000, vec![50, 10])));
+        assert_eq!(ids("2000"), Ok((2000, 0, vec![])), "no entry: group 0");
+        assert_eq!(ids("app:staff"), Ok((1000, 50, vec![])), "group named");
+        assert_eq!(ids("7:8"), Ok((7, 8, vec![])));
+        assert_eq!(ids("root"), Ok((0, 0, vec![10])));
+        assert_eq!(ids("nobody"), Err(IdError::User("nobody".into())));
+        assert_eq!(ids("app:nogroup"), Err(IdError::Group("nogroup".into())));
         let mut env = BTreeMap::new();
         with_home(&mut env, d.path(), "app");
         assert_eq!(env["HOME"], "/home/app");

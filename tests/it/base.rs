@@ -232,7 +232,7 @@ fn home_and_the_working_directory_are_set_as_runc_sets_them() {
 RUN echo "$HOME" > /h-root.txt && cd && pwd > /cd.txt
 RUN ls -la / | grep ' \.\.$' > /dotdot.txt
 USER 1000
-RUN echo "$HOME" > /h-1000.txt
+RUN echo "$HOME" > /tmp/h-1000.txt
 USER root
 ENV HOME=/custom
 RUN echo "$HOME" > /h-env.txt
@@ -250,7 +250,11 @@ CMD ["sh", "-c", "pwd; echo $HOME"]
         "root's home from /etc/passwd"
     );
     assert_eq!(read("cd.txt"), "/root\n", "cd with no operand goes HOME");
-    assert_eq!(read("h-1000.txt"), "/\n", "a user without a passwd entry");
+    assert_eq!(
+        read("tmp/h-1000.txt"),
+        "/\n",
+        "a user without a passwd entry"
+    );
     assert_eq!(read("h-env.txt"), "/custom\n", "ENV HOME wins");
     assert!(
         read("dotdot.txt").starts_with("drwxr-xr-x "),
@@ -809,7 +813,7 @@ fn links_made_where_the_host_keeps_them_as_files_give_the_linux_image() {
         m["containerimage.digest"].as_str().unwrap().to_string()
     };
     // Pinned: what Linux gives with real symlinks.
-    let linux = "sha256:ff0949a97bc56a82139453ff5f330ca9af3c275ba6223f7c2a818592366bddaa";
+    let linux = "sha256:1cb2403503d433695d67689bf83ee2e5ddbbd8a8f9ed6e7a0a33360ed5503358";
     assert_eq!(digest(false), linux);
     assert_eq!(digest(true), linux);
 
@@ -938,4 +942,65 @@ fn background_jobs_run_at_once() {
         "{}",
         b.log
     );
+}
+
+#[test]
+fn links_never_lead_a_step_out_of_its_rootfs() {
+    // Issue 28: symlinks, absolute ones included, resolve inside the
+    // rootfs as Linux resolves them with the rootfs as `/`; none reads or
+    // writes a host path, whether absolute, through `..` chains or a
+    // directory link, and a loop fails instead of hanging.
+    if !cfg!(unix) {
+        eprintln!("skipped: symlinks in a rootfs are a Unix host's");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let outside = host.path().display().to_string();
+    fs::write(host.path().join("secret"), "host secret\n").unwrap();
+    fs::write(host.path().join("victim"), "untouched\n").unwrap();
+    fs::write(
+        d.path().join("Dockerfile"),
+        format!(
+            r#"FROM wbuild/base
+RUN ln -s {outside}/secret /abs-read && ln -s {outside}/victim /abs-write && ln -s ../../../../../../../../../..{outside}/secret /dotdot && ln -s /loop-b /loop-a && ln -s /loop-a /loop-b && mkdir -p /opt/real && ln -s /opt/real /dir-link && ln -s /etc /etc-link
+RUN (cat /abs-read; cat /dotdot; cat /dir-link/../../..{outside}/secret) > /read.txt 2>&1 || true
+RUN (echo pwned > /abs-write) 2> /write.txt || echo refused >> /write.txt
+RUN (cat /loop-a || echo loop-refused) > /loop.txt 2>&1
+RUN echo in > /dir-link/made && cat /dir-link/made > /through-dir.txt && mkdir /dir-link/sub && mv /dir-link/made /dir-link/sub/moved && touch /dir-link/sub/moved && cp /etc-link/passwd /passwd-copy
+"#
+        ),
+    )
+    .unwrap();
+    let o = build(d.path(), s.path(), &["-o", "type=local,dest=out"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |p: &str| fs::read_to_string(d.path().join("out").join(p)).unwrap();
+    assert!(
+        !read("read.txt").contains("host secret"),
+        "{}",
+        read("read.txt")
+    );
+    assert_eq!(
+        fs::read_to_string(host.path().join("victim")).unwrap(),
+        "untouched\n",
+        "the host's file is never written"
+    );
+    assert!(
+        read("write.txt").contains("refused"),
+        "{}",
+        read("write.txt")
+    );
+    assert!(
+        read("loop.txt").contains("loop-refused"),
+        "{}",
+        read("loop.txt")
+    );
+    assert_eq!(
+        read("through-dir.txt"),
+        "in\n",
+        "an absolute dir link is followed"
+    );
+    assert_eq!(read("opt/real/sub/moved"), "in\n", "inside the rootfs");
+    assert_eq!(read("passwd-copy"), read("etc/passwd"), "the image's /etc");
 }

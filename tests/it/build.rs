@@ -1416,7 +1416,7 @@ fn what_a_run_step_creates_belongs_to_its_user() {
     // user the image does not have fails the step in runc's words.
     let c = Ctx::new(&[(
         "Dockerfile",
-        "FROM wbuild/base\nRUN mkdir /by-root && echo r > /by-root/f\nUSER 1000:50\nRUN mkdir -p /made/deep && echo x > /made/deep/f && echo more >> /by-root/f\nUSER 4242\nRUN echo z > /numeric\n",
+        "FROM wbuild/base\nRUN mkdir /by-root && echo r > /by-root/f && chmod 666 /by-root/f\nUSER 1000:50\nRUN mkdir -p /tmp/made/deep && echo x > /tmp/made/deep/f && echo more >> /by-root/f\nUSER 4242\nRUN echo z > /tmp/numeric\n",
     )]);
     c.build(&["-o", "type=tar,dest=out.tar"]);
     let listing = std::process::Command::new("tar")
@@ -1444,9 +1444,9 @@ fn what_a_run_step_creates_belongs_to_its_user() {
         "0/0",
         "changed, not created: its owner stays"
     );
-    assert_eq!(owner("made"), "1000/50");
-    assert_eq!(owner("made/deep/f"), "1000/50");
-    assert_eq!(owner("numeric"), "4242/0");
+    assert_eq!(owner("tmp/made"), "1000/50");
+    assert_eq!(owner("tmp/made/deep/f"), "1000/50");
+    assert_eq!(owner("tmp/numeric"), "4242/0");
     let c = Ctx::new(&[(
         "Dockerfile",
         "FROM wbuild/base\nUSER nobody\nRUN echo x > /x\n",

@@ -312,31 +312,31 @@ fn the_examples_cache_as_their_readmes_say() {
 const PINNED: &[(&str, &str)] = &[
     (
         "layer-order",
-        "sha256:f8d2344991dd8451754365726f89440ccd30fed8adf5af67187d0c72b6d0856b",
+        "sha256:9f711bd614b315b7b3ac11ac33360c7c5eb1653bfb614edfc0c719d7aac1b1ba",
     ),
     (
         "dockerignore",
-        "sha256:01800785cc97d338a11edcd76eaf1199c3a679f90568a456b6449b89bd23080f",
+        "sha256:99ff6d1235ab605eed19ddd6f8ac58f9b650c21ad2fa99740749cf500e6a9274",
     ),
     (
         "bind-mount",
-        "sha256:eb1a4e6d4b9f956cbada798391ffdff63f10b5d0f7469bb42d17df694b82ff8c",
+        "sha256:f80c6ad02a34c536367a249a907c694b28104077c5e8da904edb25958681645a",
     ),
     (
         "cache-mount",
-        "sha256:5fbdaf0c0b63996c42a92cad8a9277db0e0043140869cbd050ac221f4bec4db3",
+        "sha256:47a03bfc3676d882d0c455eccaedf3f99854387cfc9c30415fd014e0c497fd7c",
     ),
     (
         "secret",
-        "sha256:6dc07493e1bf02907f9deb63d92c33938130cccf0233f253e5c71f4b81e47278",
+        "sha256:561c4a9a1a684d3a8dccd9250b19c55a76a8f089027a5f4f2dd3b7ffeb4dac60",
     ),
     (
         "multi-stage",
-        "sha256:145b4f574b1859891ac8ff213666405732016e43da77703185f93688b9b48fc1",
+        "sha256:7ce61abd852a3787f36b8b121c99ebbcf00e2f590c57ce68d4f8ef8c1ddd6379",
     ),
     (
         "heredocs",
-        "sha256:72764c16330c7e82057ee0a2f1f2ecb406c7cadd3949573b6840a226ee3e5fc4",
+        "sha256:ec95766acfca51afe7f04c868c70086f5cda62a80950902a05ed56bb1b1303b2",
     ),
     (
         "hello",

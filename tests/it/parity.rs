@@ -41,8 +41,12 @@ use serde_json::{json, Value};
 struct Case {
     name: String,
     by_hand: bool,
-    /// Built on [`BUSYBOX_BASE`]: a stage `busybox` comes first.
+    /// Built on [`BUSYBOX_BASE`]: a stage `busybox` comes first (also
+    /// for `usrmerge`).
     busybox: bool,
+    /// Built on the usrmerged form of it ([`USRMERGE`]): a stage
+    /// `usrmerge` comes first.
+    usrmerge: bool,
     setup: String,
     dockerfile: String,
     args: Vec<String>,
@@ -72,7 +76,8 @@ fn cases() -> Vec<Case> {
                 out.push(Case {
                     name: words[0].to_string(),
                     by_hand: words.contains(&"by-hand"),
-                    busybox: words.contains(&"busybox"),
+                    busybox: words.contains(&"busybox") || words.contains(&"usrmerge"),
+                    usrmerge: words.contains(&"usrmerge"),
                     setup: String::new(),
                     dockerfile: String::new(),
                     args: Vec::new(),
@@ -139,11 +144,24 @@ chmod 1777 base/tmp
 chmod 0700 base/root
 "#;
 
+/// [`BUSYBOX_BASE`] as a usrmerged Debian has it: the programs in
+/// `/usr/bin`, and `/bin`, `/sbin` and `/lib` links into `/usr`.
+const USRMERGE: &str = r#"
+mkdir -p base/usr/sbin base/usr/lib
+mv base/bin base/usr/bin
+ln -s usr/bin base/bin
+ln -s usr/sbin base/sbin
+ln -s usr/lib base/lib
+chmod 0755 base/usr base/usr/sbin base/usr/lib
+"#;
+
 /// A fresh context for a case: its setup run, its Dockerfile written.
 fn context(c: &Case) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut setup = c.setup.clone();
-    if c.busybox {
+    if c.usrmerge {
+        setup = format!("{BUSYBOX_BASE}\n{USRMERGE}\n{setup}");
+    } else if c.busybox {
         setup = format!("{BUSYBOX_BASE}\n{setup}");
     }
     if !setup.is_empty() {
@@ -159,7 +177,9 @@ fn context(c: &Case) -> tempfile::TempDir {
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    let dockerfile = if c.busybox {
+    let dockerfile = if c.usrmerge {
+        format!("FROM scratch AS usrmerge\nCOPY base/ /\n{}", c.dockerfile)
+    } else if c.busybox {
         format!("FROM scratch AS busybox\nCOPY base/ /\n{}", c.dockerfile)
     } else {
         c.dockerfile.clone()

@@ -41,7 +41,8 @@ impl SpawnContext {
                 started: std::time::SystemTime::now(),
                 read_only: Vec::new(),
                 owners: Default::default(),
-                new_owner: (0, 0),
+                by_inode: Default::default(),
+                ids: Default::default(),
             },
             limits: Limits {
                 deadline,
@@ -92,8 +93,14 @@ pub struct TreeState {
     /// (`owner_exceptions`): with `new_owner`, what `get-owner` answers
     /// before any `set-owner`.
     pub owners: std::collections::HashMap<String, (u32, u32)>,
-    /// The owner of what the step creates (its USER's ids).
-    pub new_owner: (u32, u32),
+    /// Modes and owners set during the step, by the host file they were
+    /// set on (device, inode): what every name of a file with hard links
+    /// shows, as Linux keeps them on the file (see [`TreeState::linked`]).
+    pub by_inode:
+        std::sync::Mutex<std::collections::HashMap<(u64, u64), crate::fs::snapshot::MetaOverride>>,
+    /// Who the step's programs run as (its USER): the owner of what they
+    /// create, and whom the permission checks ask for (`perm.rs`).
+    pub ids: crate::env::Ids,
 }
 
 /// A file's identity on the host, whatever name reaches it: device and
@@ -136,23 +143,81 @@ impl FileId {
 }
 
 impl TreeState {
-    /// A path's owner as the layer will record it: set during the step,
-    /// else the image's, else (a path the step made) the step's user's.
-    pub fn owner_of(&self, rel: &str) -> (u32, u32) {
-        let set = self
-            .overrides
+    /// What the step set of a path's metadata so far (nothing when it set
+    /// nothing).
+    pub fn set_in_step(&self, rel: &str) -> crate::fs::snapshot::MetaOverride {
+        self.overrides
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(rel)
             .copied()
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// A path's owner as the layer will record it: set during the step,
+    /// else the image's, else (a path the step made) the step's user's.
+    pub fn owner_of(&self, rel: &str) -> (u32, u32) {
+        let set = self.set_in_step(rel);
         set.owner
             .or_else(|| {
                 (!set.fresh)
                     .then(|| self.owners.get(rel).copied())
                     .flatten()
             })
-            .unwrap_or(self.new_owner)
+            .unwrap_or(if rel.is_empty() {
+                // The rootfs itself, which no manifest lists: root's.
+                (0, 0)
+            } else {
+                self.new_owner()
+            })
+    }
+
+    /// The owner of what the step creates: its USER's user and group.
+    pub fn new_owner(&self) -> (u32, u32) {
+        (self.ids.uid, self.ids.gid)
+    }
+
+    /// Records a mode or an owner set on the host file `m` describes, for
+    /// its other names (hard links).
+    pub fn set_on_file(&self, m: &std::fs::Metadata, mode: Option<u32>, owner: Option<(u32, u32)>) {
+        let Some(key) = inode_key(m) else {
+            return;
+        };
+        let mut by = self.by_inode.lock().unwrap_or_else(|p| p.into_inner());
+        let e = by.entry(key).or_default();
+        e.mode = mode.or(e.mode);
+        e.owner = owner.or(e.owner);
+    }
+
+    /// What the step set on a file with more than one name, through any
+    /// of them.
+    pub fn linked(&self, m: &std::fs::Metadata) -> Option<crate::fs::snapshot::MetaOverride> {
+        let key = inode_key(m).filter(|_| links_of(m) > 1)?;
+        let by = self.by_inode.lock().unwrap_or_else(|p| p.into_inner());
+        by.get(&key).copied()
+    }
+
+    /// Whether a mode or an owner was set on any file during the step
+    /// (so a removal must look at what it removes).
+    pub fn tracks_inodes(&self) -> bool {
+        !self
+            .by_inode
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Before the host file `m` describes loses a name: when it was the
+    /// last, what was set on it is forgotten (its inode may come back as
+    /// another file's).
+    pub fn unlinking(&self, m: &std::fs::Metadata) {
+        if links_of(m) > 1 {
+            return;
+        }
+        let mut by = self.by_inode.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = inode_key(m) {
+            by.remove(&key);
+        }
     }
 
     /// After `rel` was removed (or moved away): a file made later at the
@@ -288,5 +353,33 @@ impl DiskBudget {
             return false;
         }
         true
+    }
+}
+
+/// A regular file's (device, inode) on the host, where it has them.
+fn inode_key(m: &std::fs::Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        m.is_file().then(|| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = m;
+        None
+    }
+}
+
+/// How many names a host file has (1 where the host cannot tell).
+fn links_of(m: &std::fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        m.nlink()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = m;
+        1
     }
 }

@@ -4,6 +4,7 @@
 //! rootfs.
 
 use super::context::SpawnContext;
+use super::perm::Want;
 use super::process::guest_str;
 use super::resolve::{guest_path, resolve_in_root};
 use super::{RunSpec, State};
@@ -61,6 +62,9 @@ pub(super) fn link_in_rootfs(ctx: &SpawnContext, rel: &str, target: &str) -> i32
     if std::fs::symlink_metadata(&host).is_ok() {
         return EEXIST;
     }
+    if let Some(e) = ctx.tree.check(root, rel, false, Want::Create) {
+        return e;
+    }
     match crate::fs::layer::make_symlink(target, &host) {
         Ok(()) => {
             if crate::fs::platform::links_as_files() {
@@ -96,24 +100,33 @@ pub(super) fn set_meta(
     let Some(root) = &ctx.programs.rootfs else {
         return EINVAL;
     };
-    // A mode is the file's a symlink leads to, inside the rootfs (Linux's
-    // chmod follows links; a link's own mode is never used); an owner is
-    // set on the path as named (`chown -h`).
+    // The directories on the way are followed inside the rootfs (`/bin`
+    // -> `usr/bin`); then a mode is the file's a symlink leads to (Linux's
+    // chmod follows links; a link's own mode is never used), and an owner
+    // is set on the path as named (`chown -h`).
     let named = guest_path(&path, &spec.cwd);
-    let rel = if mode.is_some() {
-        match resolve_in_root(root, &named, true) {
-            Some(r) => r,
-            None => return ENOENT,
-        }
-    } else {
-        named
+    let Some(rel) = resolve_in_root(root, &named, mode.is_some()) else {
+        return ENOENT;
     };
-    if rel.is_empty() || std::fs::symlink_metadata(root.join(&rel)).is_err() {
+    // `/` itself may be given a mode or an owner, for the rest of the
+    // step; a layer has no entry for it (BuildKit's neither).
+    if std::fs::symlink_metadata(root.join(&rel)).is_err() {
         return ENOENT;
     }
     if ctx.tree.is_read_only(&root.join(&rel), true) {
         const EROFS: i32 = 69;
         return EROFS;
+    }
+    let want = match (mode, owner) {
+        (Some(_), _) => Want::Chmod,
+        (None, Some((uid, gid))) => Want::Chown(uid, gid),
+        (None, None) => return EINVAL,
+    };
+    if let Some(e) = ctx.tree.check(root, &rel, false, want) {
+        return e;
+    }
+    if let Ok(m) = std::fs::symlink_metadata(root.join(&rel)) {
+        ctx.tree.set_on_file(&m, mode, owner);
     }
     let mut o = ctx.tree.overrides.lock().unwrap_or_else(|p| p.into_inner());
     let e = o.entry(rel).or_default();
@@ -161,26 +174,8 @@ pub(super) fn get_mode(
         Ok(found) => found,
         Err(e) => return e,
     };
-    let set = ctx
-        .tree
-        .overrides
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&rel)
-        .copied()
-        .unwrap_or_default();
-    let mode = set
-        .mode
-        .or_else(|| {
-            (!set.fresh)
-                .then(|| ctx.tree.modes.get(&rel).copied())
-                .flatten()
-        })
-        .unwrap_or(if host.is_dir() {
-            crate::fs::snapshot::NEW_DIR_MODE
-        } else {
-            crate::fs::snapshot::NEW_FILE_MODE
-        });
+    let linked = ctx.tree.linked(&host).and_then(|o| o.mode);
+    let mode = linked.unwrap_or_else(|| ctx.tree.mode_of(&rel, host.is_dir()));
     mode as i32
 }
 
@@ -207,8 +202,9 @@ pub(super) fn get_owner(
     follow: bool,
 ) -> i64 {
     match named_path(caller, spec, (ptr, len), follow) {
-        Ok((ctx, rel, _)) => {
-            let (uid, gid) = ctx.tree.owner_of(&rel);
+        Ok((ctx, rel, host)) => {
+            let linked = ctx.tree.linked(&host).and_then(|o| o.owner);
+            let (uid, gid) = linked.unwrap_or_else(|| ctx.tree.owner_of(&rel));
             (i64::from(uid) << 32) | i64::from(gid)
         }
         Err(e) => i64::from(e),
@@ -226,4 +222,48 @@ pub fn mode_exceptions(m: &crate::fs::Manifest) -> std::collections::HashMap<Str
         })
         .map(|(p, meta)| (p.clone(), meta.mode))
         .collect()
+}
+
+/// `get-groups`: the step's user's supplementary groups into the guest's
+/// buffer (`dest`, room for `len`); how many there are, or -28.
+pub(super) fn get_groups(caller: &mut wasmtime::Caller<'_, State>, dest: u32, len: u32) -> i32 {
+    let groups = caller.data().spawn.tree.ids.groups.clone();
+    let bytes: Vec<u8> = groups
+        .iter()
+        .take(len as usize)
+        .flat_map(|g| g.to_le_bytes())
+        .collect();
+    let Some(mem) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return -28;
+    };
+    let at = dest as usize;
+    match mem
+        .data_mut(&mut *caller)
+        .get_mut(at..at.saturating_add(bytes.len()))
+    {
+        Some(out) if at.checked_add(bytes.len()).is_some() => {
+            out.copy_from_slice(&bytes);
+            groups.len() as i32
+        }
+        _ => -28,
+    }
+}
+
+/// `check-access`: `access(2)` of a guest path for the step's user (see
+/// [`super::TreeState::check`]): 0, or a WASI errno.
+pub(super) fn check_access(
+    caller: &mut wasmtime::Caller<'_, State>,
+    spec: &RunSpec,
+    path: (u32, u32),
+    mode: u32,
+) -> i32 {
+    let (ctx, rel, _) = match named_path(caller, spec, path, true) {
+        Ok(found) => found,
+        Err(e) => return -e,
+    };
+    let Some(root) = &ctx.programs.rootfs else {
+        return 28;
+    };
+    let want = super::perm::Want::Access(mode & 7);
+    ctx.tree.check(root, &rel, false, want).unwrap_or(0)
 }

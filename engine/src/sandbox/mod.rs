@@ -24,6 +24,7 @@ mod engine_config;
 mod guest;
 mod meta;
 mod p1;
+mod perm;
 mod process;
 mod resolve;
 mod spawn;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use wasmtime::Linker;
 
-use super::meta::{get_mode, get_owner, make_symlink, set_meta};
+use super::meta::{check_access, get_groups, get_mode, get_owner, make_symlink, set_meta};
 use super::spawn::{spawn_background, spawn_io, spawn_pipeline, take_output};
 use super::{RunSpec, State};
 
@@ -206,6 +206,29 @@ pub(super) fn add_process_to_linker(
         "make-symlink",
         move |mut caller: wasmtime::Caller<'_, State>, tp: u32, tl: u32, pp: u32, pl: u32| -> i32 {
             make_symlink(&mut caller, &p, (tp, tl), (pp, pl))
+        },
+    )?;
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "get-ids",
+        |caller: wasmtime::Caller<'_, State>| -> i64 {
+            let ids = &caller.data().spawn.tree.ids;
+            (i64::from(ids.uid) << 32) | i64::from(ids.gid)
+        },
+    )?;
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "get-groups",
+        |mut caller: wasmtime::Caller<'_, State>, dp: u32, dl: u32| -> i32 {
+            get_groups(&mut caller, dp, dl)
+        },
+    )?;
+    let p = parent.clone();
+    linker.func_wrap(
+        PROCESS_MODULE,
+        "check-access",
+        move |mut caller: wasmtime::Caller<'_, State>, pp: u32, pl: u32, mode: u32| -> i32 {
+            check_access(&mut caller, &p, (pp, pl), mode)
         },
     )?;
     let p = parent;

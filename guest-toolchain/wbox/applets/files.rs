@@ -488,11 +488,17 @@ pub(crate) fn ls_long(p: &str, name: &str, numeric: bool) -> String {
     };
     let mode = if kind == 'l' { 0o777 } else { current_mode(p) };
     let mut perms = String::new();
-    for shift in [6, 3, 0] {
+    // The setuid, setgid and sticky bits show in the execute columns.
+    for (shift, special, set) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
         let b = (mode >> shift) & 7;
         perms.push(if b & 4 != 0 { 'r' } else { '-' });
         perms.push(if b & 2 != 0 { 'w' } else { '-' });
-        perms.push(if b & 1 != 0 { 'x' } else { '-' });
+        perms.push(match (mode & special != 0, b & 1 != 0) {
+            (true, true) => set,
+            (true, false) => set.to_ascii_uppercase(),
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
     }
     let target = if kind == 'l' {
         std::fs::read_link(p)
@@ -507,7 +513,38 @@ pub(crate) fn ls_long(p: &str, name: &str, numeric: bool) -> String {
     } else {
         (id_name(uid, "/etc/passwd"), id_name(gid, "/etc/group"))
     };
-    format!("{kind}{perms} 1 {u} {g} {size:>5} Jan  1  1970 {name}{target}")
+    let links = sys::nlink(p).unwrap_or(1);
+    let date = ls_date(md.as_ref().ok().and_then(|m| m.modified().ok()));
+    format!("{kind}{perms} {links:>4} {u:<8} {g:<8} {size:>9} {date} {name}{target}")
+}
+
+/// A file's time as BusyBox's `ls -l` prints it: `Mmm dd hh:mm` when it
+/// is less than half a year old by the sandbox's clock, else
+/// `Mmm dd  yyyy`.
+fn ls_date(t: Option<std::time::SystemTime>) -> String {
+    let secs = |t: std::time::SystemTime| match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    let t = t.map(secs).unwrap_or(0);
+    let age = secs(std::time::SystemTime::now()) - t;
+    if age < 3600 * 24 * 365 / 2 && age > -15 * 60 {
+        super::system::strftime("%b %e %H:%M", t)
+    } else {
+        super::system::strftime("%b %e  %Y", t)
+    }
+}
+
+/// The 1 KiB blocks `ls -l`'s `total` counts for a path, as a 4 KiB-block
+/// filesystem (ext4 under overlayfs) gives them: a directory one block, a
+/// symlink none (its target is in the inode), a file its size in blocks.
+fn ls_blocks(p: &str) -> u64 {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_symlink() => 0,
+        Ok(m) if m.is_dir() => 4,
+        Ok(m) => m.len().div_ceil(4096) * 4,
+        Err(_) => 0,
+    }
 }
 
 pub(crate) fn ls(args: &[&str], io: &mut Io) -> i32 {
@@ -596,7 +633,15 @@ pub(crate) fn ls(args: &[&str], io: &mut Io) -> i32 {
         }
         first = false;
         if long {
-            out.push_str(&format!("total {}\n", names.len() * 4));
+            let path_of = |n: &String| {
+                if d.ends_with('/') {
+                    format!("{d}{n}")
+                } else {
+                    format!("{d}/{n}")
+                }
+            };
+            let total: u64 = names.iter().map(|n| ls_blocks(&path_of(n))).sum();
+            out.push_str(&format!("total {total}\n"));
         }
         let mut subdirs = Vec::new();
         for n in &names {
@@ -659,13 +704,26 @@ fn copy_mode(from: &Path, to: &Path, existed: bool, how: ModeCopy) -> std::io::R
     };
     match how {
         ModeCopy::Exact => {
-            if let Some((u, g)) = sys::get_owner(&f, false) {
-                sys::set_owner(&t, u, g)?;
-            }
+            keep_owner(&f, &t)?;
             sys::set_mode(&t, m & 0o7777)
         }
         ModeCopy::Masked if !existed => sys::set_mode(&t, m & 0o777 & !sys::umask()),
         ModeCopy::Masked => Ok(()),
+    }
+}
+
+/// Gives `to` the owner of `from` (neither followed). Who may not keeps
+/// it, as BusyBox's cp does (it only warns; the step goes on).
+fn keep_owner(from: &str, to: &str) -> std::io::Result<()> {
+    let Some((u, g)) = sys::get_owner(from, false) else {
+        return Ok(());
+    };
+    match sys::set_owner(to, u, g) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!("cp: can't preserve ownership of '{to}': {e}");
+            Ok(())
+        }
+        r => r,
     }
 }
 
@@ -689,7 +747,14 @@ pub(crate) fn copy_rec(from: &Path, to: &Path, deref: bool, how: ModeCopy) -> st
         if to.symlink_metadata().is_ok() {
             std::fs::remove_file(to)?;
         }
-        sys::symlink_at(&target.to_string_lossy(), &to.to_string_lossy())
+        let (f, t) = (from.to_string_lossy(), to.to_string_lossy());
+        sys::symlink_at(&target.to_string_lossy(), &t)?;
+        // A link has its own owner, kept by `cp -a`; its mode is always
+        // 0777.
+        if how == ModeCopy::Exact {
+            keep_owner(&f, &t)?;
+        }
+        Ok(())
     } else {
         if to
             .symlink_metadata()

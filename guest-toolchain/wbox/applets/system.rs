@@ -4,6 +4,7 @@
 use crate::lib::io::io_msg;
 use crate::lib::io::Io;
 use crate::lib::opts::opts;
+use crate::lib::sys;
 use std::path::Path;
 
 use std::io::Write;
@@ -462,23 +463,119 @@ pub(crate) fn which(args: &[&str], io: &mut Io) -> i32 {
     code
 }
 
+/// `id [-u|-g|-G] [-n] [USER]`, as BusyBox prints it: the process's
+/// ids from the sandbox (its USER's), or a named user's from
+/// `/etc/passwd` and `/etc/group`; names where those files have them.
 pub(crate) fn id(args: &[&str], io: &mut Io) -> i32 {
     let o = match opts("id", args, "", io) {
         Some(o) => o,
         None => return 1,
     };
-    if let Some(u) = o.rest.first() {
-        if u != "root" && u != "0" {
-            io.err("id", &format!("'{u}': no such user"));
-            return 1;
+    let (uid, gid, groups) = match o.rest.first() {
+        Some(u) => match passwd_ids(u) {
+            Some((uid, gid, name)) => {
+                let mut groups = vec![gid];
+                groups.extend(member_of(&name).into_iter().filter(|g| *g != gid));
+                (uid, gid, groups)
+            }
+            None => {
+                io.err("id", &format!("unknown user {u}"));
+                return 1;
+            }
+        },
+        None => {
+            let (uid, gid) = sys::ids();
+            (uid, gid, sys::groups())
         }
-    }
+    };
     let name = o.has('n');
-    let line = if o.has('u') || o.has('g') || o.has('G') {
-        if name { "root" } else { "0" }.to_string()
+    let show = |id: u32, file: &str| {
+        if name {
+            super::files::id_name(id, file)
+        } else {
+            id.to_string()
+        }
+    };
+    let line = if o.has('u') {
+        show(uid, "/etc/passwd")
+    } else if o.has('g') {
+        show(gid, "/etc/group")
+    } else if o.has('G') {
+        // A named user's list starts with its group already; the
+        // process's is its group, then its supplementary groups.
+        let all = if o.rest.is_empty() {
+            std::iter::once(gid).chain(groups).collect()
+        } else {
+            groups
+        };
+        all.iter()
+            .map(|g| show(*g, "/etc/group"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else if name {
+        io.err("id", "-n needs -u, -g or -G");
+        return 1;
     } else {
-        "uid=0(root) gid=0(root) groups=0(root)".to_string()
+        let both = |id: u32, file: &str| match named(id, file) {
+            Some(n) => format!("{id}({n})"),
+            None => id.to_string(),
+        };
+        let mut line = format!(
+            "uid={} gid={}",
+            both(uid, "/etc/passwd"),
+            both(gid, "/etc/group")
+        );
+        if !groups.is_empty() {
+            let list: Vec<String> = groups.iter().map(|g| both(*g, "/etc/group")).collect();
+            line.push_str(&format!(" groups={}", list.join(",")));
+        }
+        line
     };
     io.outln(&line);
     0
+}
+
+/// `whoami`: the name `/etc/passwd` gives the process's uid.
+pub(crate) fn whoami(io: &mut Io) -> i32 {
+    let (uid, _) = sys::ids();
+    match named(uid, "/etc/passwd") {
+        Some(n) => {
+            io.outln(&n);
+            0
+        }
+        None => {
+            io.err("whoami", &format!("unknown uid {uid}"));
+            1
+        }
+    }
+}
+
+/// The name `/etc/passwd` or `/etc/group` (`file`) gives `id`.
+fn named(id: u32, file: &str) -> Option<String> {
+    let n = super::files::id_name(id, file);
+    (n != id.to_string()).then_some(n)
+}
+
+/// A user's (uid, gid, name) by `/etc/passwd`, by name or uid.
+fn passwd_ids(user: &str) -> Option<(u32, u32, String)> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 4 || (f[0] != user && f[2] != user) {
+            return None;
+        }
+        Some((f[2].parse().ok()?, f[3].parse().ok()?, f[0].to_string()))
+    })
+}
+
+/// The groups of `/etc/group` that list `user` as a member.
+fn member_of(user: &str) -> Vec<u32> {
+    let text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let member = f.get(3)?.split(',').any(|m| m == user);
+            member.then(|| f[2].parse().ok()).flatten()
+        })
+        .collect()
 }

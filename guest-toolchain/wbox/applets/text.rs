@@ -311,8 +311,9 @@ impl<'a> Test<'a> {
             "-f" => md().map(|m| m.is_file()).unwrap_or(false),
             "-d" => md().map(|m| m.is_dir()).unwrap_or(false),
             "-s" => md().map(|m| m.len() > 0).unwrap_or(false),
-            "-r" | "-w" => md().is_ok(),
-            "-x" => md().is_ok() && crate::lib::sys::get_mode(a).is_some_and(|m| m & 0o111 != 0),
+            "-r" => crate::lib::sys::access(a, crate::lib::sys::R_OK).is_ok(),
+            "-w" => crate::lib::sys::access(a, crate::lib::sys::W_OK).is_ok(),
+            "-x" => crate::lib::sys::access(a, crate::lib::sys::X_OK).is_ok(),
             "-L" | "-h" => std::fs::symlink_metadata(a)
                 .map(|m| m.file_type().is_symlink())
                 .unwrap_or(false),

@@ -39,10 +39,11 @@ pub enum Found {
     Missing,
 }
 
-/// Whether `p` may run: a mode the sandbox knows with no execute bit
-/// means no (a mode it cannot tell means yes).
+/// Whether `p` may run: the sandbox's `access(2)` refusing it means no
+/// (anything it cannot tell means yes).
 fn executable(p: &str) -> bool {
-    crate::lib::sys::get_mode(p).is_none_or(|m| m & 0o111 != 0)
+    let denied = std::io::ErrorKind::PermissionDenied;
+    !matches!(crate::lib::sys::access(p, crate::lib::sys::X_OK), Err(e) if e.kind() == denied)
 }
 
 /// Finds a command: a path, or a name through PATH; applets that are not

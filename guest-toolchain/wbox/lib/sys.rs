@@ -112,6 +112,12 @@ mod imp {
         fn host_get_owner(p: *const u8, pl: usize, follow: u32) -> i64;
         #[link_name = "make-symlink"]
         fn host_symlink(t: *const u8, tl: usize, p: *const u8, pl: usize) -> i32;
+        #[link_name = "get-ids"]
+        fn host_get_ids() -> i64;
+        #[link_name = "get-groups"]
+        fn host_get_groups(dest: *mut u32, len: usize) -> i32;
+        #[link_name = "check-access"]
+        fn host_check_access(p: *const u8, pl: usize, mode: u32) -> i32;
     }
 
     extern "C" {
@@ -127,6 +133,14 @@ mod imp {
 
     #[link(wasm_import_module = "wasi_snapshot_preview1")]
     extern "C" {
+        #[link_name = "path_filestat_get"]
+        fn wasi_path_filestat_get(
+            fd: i32,
+            flags: i32,
+            path: *const u8,
+            len: usize,
+            out: *mut u64,
+        ) -> i32;
         #[link_name = "path_link"]
         fn wasi_path_link(
             old_fd: i32,
@@ -170,6 +184,15 @@ mod imp {
         } else {
             Err(io::Error::from_raw_os_error(e))
         }
+    }
+
+    /// How many names `p` (not followed) has: std shows no link count
+    /// on WASI.
+    pub fn nlink(p: &str) -> Option<u64> {
+        let (fd, rel) = relpath(p).ok()?;
+        let mut st = [0u64; 8];
+        let e = unsafe { wasi_path_filestat_get(fd, 0, rel.as_ptr(), rel.len(), st.as_mut_ptr()) };
+        (e == 0).then_some(st[3])
     }
 
     fn cstr(s: &str) -> io::Result<CString> {
@@ -407,6 +430,33 @@ mod imp {
     pub fn get_owner(p: &str, follow: bool) -> Option<(u32, u32)> {
         let v = unsafe { host_get_owner(p.as_ptr(), p.len(), u32::from(follow)) };
         (v >= 0).then_some(((v >> 32) as u32, v as u32))
+    }
+
+    pub fn ids() -> (u32, u32) {
+        let v = unsafe { host_get_ids() };
+        ((v >> 32) as u32, v as u32)
+    }
+
+    pub fn groups() -> Vec<u32> {
+        let mut buf = vec![0u32; 64];
+        loop {
+            let n = unsafe { host_get_groups(buf.as_mut_ptr(), buf.len()) };
+            if n < 0 {
+                return Vec::new();
+            }
+            if n as usize <= buf.len() {
+                buf.truncate(n as usize);
+                return buf;
+            }
+            buf = vec![0u32; n as usize];
+        }
+    }
+
+    pub fn access(p: &str, mode: u32) -> io::Result<()> {
+        match unsafe { host_check_access(p.as_ptr(), p.len(), mode) } {
+            0 => Ok(()),
+            e => Err(errno(e)),
+        }
     }
 
     /// Debian 12's wasi-libc (a 2022 snapshot) has no `realpath`, which std
@@ -677,9 +727,45 @@ mod imp {
     pub fn get_owner(p: &str, _follow: bool) -> Option<(u32, u32)> {
         std::fs::symlink_metadata(p).ok().map(|_| (0, 0))
     }
+
+    #[cfg(unix)]
+    pub fn nlink(p: &str) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(p).ok().map(|m| m.nlink())
+    }
+
+    #[cfg(not(unix))]
+    pub fn nlink(p: &str) -> Option<u64> {
+        std::fs::symlink_metadata(p).ok().map(|_| 1)
+    }
+
+    /// The process's ids: the owner of `/proc/self` on Linux, else root.
+    pub fn ids() -> (u32, u32) {
+        get_owner("/proc/self", true).unwrap_or((0, 0))
+    }
+
+    pub fn groups() -> Vec<u32> {
+        Vec::new()
+    }
+
+    /// Existence, and for an execute check an execute bit (or a
+    /// directory), as root sees it.
+    pub fn access(p: &str, mode: u32) -> io::Result<()> {
+        let m = std::fs::metadata(p)?;
+        let x = m.is_dir() || get_mode(p).is_none_or(|m| m & 0o111 != 0);
+        if mode & 1 != 0 && !x {
+            return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        }
+        Ok(())
+    }
 }
 
 pub use imp::{hard_link, symlink_at};
+
+/// How many names `p` has (its last link not followed).
+pub fn nlink(p: &str) -> Option<u64> {
+    imp::nlink(&absolute(p))
+}
 
 thread_local! {
     /// This program's current directory (wasi-libc's chdir is emulated, and
@@ -715,6 +801,27 @@ pub fn set_owner(p: &str, uid: u32, gid: u32) -> io::Result<()> {
 /// link followed when `follow`.
 pub fn get_owner(p: &str, follow: bool) -> Option<(u32, u32)> {
     imp::get_owner(&absolute(p), follow)
+}
+
+/// Who this process runs as: (uid, gid).
+pub fn ids() -> (u32, u32) {
+    imp::ids()
+}
+
+/// This process's supplementary groups.
+pub fn groups() -> Vec<u32> {
+    imp::groups()
+}
+
+/// Bits of `access(2)`'s mode.
+pub const R_OK: u32 = 4;
+pub const W_OK: u32 = 2;
+pub const X_OK: u32 = 1;
+
+/// `access(2)`: may this process read, write or execute `p` (`mode` of
+/// [`R_OK`], [`W_OK`], [`X_OK`]; 0: does it exist)?
+pub fn access(p: &str, mode: u32) -> io::Result<()> {
+    imp::access(&absolute(p), mode)
 }
 
 /// A path's permission bits (through the sandbox: WASI does not show them).

@@ -1941,7 +1941,8 @@ impl Shell {
             format!("{}/{target}", self.st.cwd)
         };
         let norm = normalize(&abs);
-        if !Path::new(&norm).is_dir() || crate::lib::sys::set_cwd(&norm).is_err() {
+        let searchable = crate::lib::sys::access(&norm, crate::lib::sys::X_OK).is_ok();
+        if !Path::new(&norm).is_dir() || !searchable || crate::lib::sys::set_cwd(&norm).is_err() {
             self.errmsg(&format!("cd: can't cd to {target}"));
             return Ok(2);
         }

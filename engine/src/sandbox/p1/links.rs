@@ -18,7 +18,8 @@ use wasmtime::{Caller, Linker};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
 
 use super::readonly::EBUSY;
-use super::{guest_string, put_some, EINVAL, ENOTSUP, P1};
+use super::{escaped, guest_string, put_some, scratch, EINVAL, ENOTSUP, P1};
+use crate::sandbox::perm::Want;
 use crate::sandbox::State;
 
 /// Whether `rel` is a link of the map, or lies under one (a path through
@@ -67,7 +68,26 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
               pl: i32|
               -> wasmtime::Result<i32> {
             if !crate::fs::platform::links_as_files() {
-                return wasi!(c, path_symlink(tp, tl, dirfd, pp, pl));
+                let path = guest_string(&mut c, pp, pl);
+                if let Some(e) = path
+                    .as_deref()
+                    .and_then(|p| c.data().denied(dirfd, p, false, Want::Create))
+                {
+                    return Ok(e);
+                }
+                let r = wasi!(c, path_symlink(tp, tl, dirfd, pp, pl))?;
+                // In a directory reached through an absolute symlink: again,
+                // with the path it leads to inside the rootfs.
+                let retry = escaped(r)
+                    .then(|| c.data().resolved_in_root(dirfd, path.as_deref()?, false))
+                    .flatten();
+                let (Some(p), Some(target)) = (retry, guest_string(&mut c, tp, tl)) else {
+                    return Ok(r);
+                };
+                let (mut buf, at) = scratch(&p, target.len());
+                buf[at..].copy_from_slice(target.as_bytes());
+                let (pl, at, tl) = (p.len() as i32, at as i32, target.len() as i32);
+                return wasi_in!(c, buf, path_symlink(at, tl, dirfd, 0, pl));
             }
             let (Some(target), Some(path)) =
                 (guest_string(&mut c, tp, tl), guest_string(&mut c, pp, pl))
@@ -123,12 +143,43 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
             {
                 return Ok(EBUSY);
             }
-            let named = path
+            if let Some(e) = path
+                .as_deref()
+                .and_then(|p| c.data().denied(dirfd, p, false, Want::Remove))
+            {
+                return Ok(e);
+            }
+            // The rootfs path named, once: for the metadata the step set on
+            // it, and the link record on a host that keeps links as files.
+            let at = path
                 .as_deref()
                 .and_then(|p| c.data().p1.preopens.rootfs_path(dirfd, p))
-                .map(|(_, rel)| rel);
-            let rel = path.and_then(|p| c.data().link_path(dirfd, &p));
-            let errno = wasi!(c, path_unlink_file(dirfd, pp, pl))?;
+                .map(|(root, rel)| (root.to_path_buf(), rel));
+            let tree = &c.data().spawn.tree;
+            if let Some((root, rel)) = at.as_ref().filter(|_| tree.tracks_inodes()) {
+                if let Ok(m) = std::fs::symlink_metadata(root.join(rel)) {
+                    tree.unlinking(&m);
+                }
+            }
+            let named = at.map(|(_, rel)| rel);
+            let rel = named
+                .clone()
+                .filter(|_| crate::fs::platform::links_as_files());
+            let mut errno = wasi!(c, path_unlink_file(dirfd, pp, pl))?;
+            let mut named = named;
+            // Through an absolute symlink: again, with the path it leads
+            // to inside the rootfs.
+            let retry = escaped(errno)
+                .then(|| c.data().resolved_in_root(dirfd, path.as_deref()?, false))
+                .flatten();
+            if let Some(p) = retry {
+                if c.data().read_only(dirfd, &p, false) {
+                    return Ok(EBUSY);
+                }
+                let (mut buf, _) = scratch(&p, 0);
+                errno = wasi_in!(c, buf, path_unlink_file(dirfd, 0, p.len() as i32))?;
+                named = Some(p);
+            }
             if let (0, Some(named)) = (errno, named) {
                 c.data().spawn.tree.forget(&named);
             }
@@ -155,12 +206,40 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
               np: i32,
               nl: i32|
               -> wasmtime::Result<i32> {
-            let (from, to) = (guest_string(&mut c, op, ol), guest_string(&mut c, np, nl));
+            let (mut from, mut to) = (guest_string(&mut c, op, ol), guest_string(&mut c, np, nl));
+            // Paths through symlinks are resolved inside the rootfs first
+            // (wasmtime-wasi refuses an absolute one), and asked so.
+            let resolved = |d: &State, dirfd: i32, p: &Option<String>| {
+                d.resolved_in_root(dirfd, p.as_deref()?, false)
+            };
+            let (rf, rt) = (resolved(c.data(), fd, &from), resolved(c.data(), nfd, &to));
+            let rewritten = rf.is_some() || rt.is_some();
+            from = rf.or(from);
+            to = rt.or(to);
             let busy = |d: &State, dirfd: i32, p: &Option<String>| {
                 p.as_deref().is_some_and(|p| d.read_only(dirfd, p, false))
             };
-            if busy(c.data(), fd, &from) || busy(c.data(), nfd, &to) {
+            let mount = |d: &State, dirfd: i32, p: &Option<String>| {
+                p.as_deref().is_some_and(|p| d.mount_point(dirfd, p))
+            };
+            if busy(c.data(), fd, &from)
+                || busy(c.data(), nfd, &to)
+                || mount(c.data(), fd, &from)
+                || mount(c.data(), nfd, &to)
+            {
                 return Ok(EBUSY);
+            }
+            let d = c.data();
+            let denied = from
+                .as_deref()
+                .and_then(|p| d.denied(fd, p, false, Want::Remove))
+                .or_else(|| {
+                    let to = to.as_deref()?;
+                    d.denied(nfd, to, false, Want::Remove)
+                        .or_else(|| d.denied(nfd, to, false, Want::Create))
+                });
+            if let Some(e) = denied {
+                return Ok(e);
             }
             let rootfs_rel = |d: &State, dirfd: i32, p: &Option<String>| {
                 p.as_deref()
@@ -171,9 +250,17 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                 rootfs_rel(c.data(), fd, &from),
                 rootfs_rel(c.data(), nfd, &to),
             );
+            let errno = match (rewritten, &from, &to) {
+                (true, Some(f), Some(t)) => {
+                    let (mut buf, at) = scratch(f, t.len());
+                    buf[at..].copy_from_slice(t.as_bytes());
+                    let (fl, at, tl) = (f.len() as i32, at as i32, t.len() as i32);
+                    wasi_in!(c, buf, path_rename(fd, 0, fl, nfd, at, tl))?
+                }
+                _ => wasi!(c, path_rename(fd, op, ol, nfd, np, nl))?,
+            };
             let from = from.and_then(|p| c.data().link_path(fd, &p));
             let to = to.and_then(|p| c.data().link_path(nfd, &p));
-            let errno = wasi!(c, path_rename(fd, op, ol, nfd, np, nl))?;
             let moved = match &named {
                 (Some(f), Some(t)) if errno == 0 && f != t => Some((f, t)),
                 _ => None,
@@ -253,8 +340,9 @@ impl State {
         })
     }
 
-    /// The target of a symlink of the rootfs whose target is absolute,
-    /// the directories on the way followed inside the rootfs.
+    /// The target of a symlink of the rootfs, the directories on the way
+    /// followed inside the rootfs: for what wasmtime-wasi refuses to read
+    /// (an absolute target, or a path through an absolute symlink).
     pub(super) fn absolute_link_target(&self, dirfd: i32, path: &str) -> Option<String> {
         let (root, rel) = self.p1.preopens.rootfs_path(dirfd, path)?;
         let rel = crate::sandbox::resolve::resolve_in_root(root, &rel, false)?;
@@ -267,8 +355,7 @@ impl State {
             return None;
         }
         let target = std::fs::read_link(&host).ok()?;
-        let target = target.to_str()?;
-        target.starts_with('/').then(|| target.to_string())
+        target.to_str().map(str::to_string)
     }
 
     /// The target of a link of the rootfs.

@@ -12,7 +12,9 @@
 //! - [`stat`]: the file times a step sees (those its layer records);
 //! - [`links`]: symlinks on a host that keeps them as files;
 //! - [`readonly`]: the files a step may not change (`/etc/hosts`,
-//!   `/etc/resolv.conf`).
+//!   `/etc/resolv.conf`);
+//! - [`perm`]: permission checks for a USER that is not root, which every
+//!   shadow here makes first.
 //!
 //! A call none of them shadows goes to wasmtime-wasi as it is; each
 //! shadow hands what is not its own to wasmtime-wasi's (`wasi!`).
@@ -71,9 +73,30 @@ macro_rules! wasi {
     }};
 }
 
+/// Runs wasmtime-wasi's preview-1 function `$name` as `wasi!` does, but on
+/// a scratch memory `$buf` (a `Vec<u8>`) in place of the guest's: for a
+/// call retried with a path wbuild resolved itself (see
+/// [`State::resolved_in_root`]), whose pointers point into `$buf`.
+macro_rules! wasi_in {
+    ($c:expr, $buf:expr, $name:ident ( $($arg:expr),* $(,)? )) => {{
+        let fuel = wasmtime::AsContextMut::as_context_mut(&mut $c).hostcall_fuel();
+        let state = $c.data_mut();
+        state.wasi.set_hostcall_fuel(fuel);
+        let mut guest = wiggle::GuestMemory::Unshared(&mut $buf[..]);
+        wasmtime_wasi::runtime::in_tokio(
+            wasmtime_wasi::p1::wasi_snapshot_preview1::$name(
+                &mut state.wasi,
+                &mut guest,
+                $($arg),*
+            ),
+        )
+    }};
+}
+
 mod dev;
 mod links;
 mod open;
+mod perm;
 mod readonly;
 mod stat;
 mod write;
@@ -144,6 +167,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
     stat::add_to_linker(linker)?;
     links::add_to_linker(linker)?;
     readonly::add_to_linker(linker)?;
+    perm::add_to_linker(linker)?;
     linker.allow_shadowing(false);
     Ok(())
 }
@@ -224,5 +248,48 @@ pub(super) fn put_some(
     match put(caller, buf, &bytes) {
         0 => put(caller, out, &used.to_le_bytes()),
         e => e,
+    }
+}
+
+/// The errnos wasmtime-wasi gives a path that leaves its preopen, as one
+/// through an absolute symlink does: EACCES, EPERM, ENOTCAPABLE.
+pub(super) fn escaped(errno: i32) -> bool {
+    matches!(errno, 2 | 63 | 76)
+}
+
+/// A scratch memory for [`wasi_in!`]: `path` at 0, then `extra` zeroed
+/// bytes from an 8-aligned offset (for what the call writes back), which
+/// it returns.
+pub(super) fn scratch(path: &str, extra: usize) -> (Vec<u8>, usize) {
+    let at = path.len().next_multiple_of(8);
+    let mut buf = vec![0u8; at + extra];
+    buf[..path.len()].copy_from_slice(path.as_bytes());
+    (buf, at)
+}
+
+impl State {
+    /// The path a guest path of the rootfs (relative to `dirfd`, the root
+    /// preopen) leads to once its symlinks are followed inside the rootfs
+    /// as Linux would with the rootfs as `/` (absolute targets too, which
+    /// wasmtime-wasi refuses to follow), its last part followed when
+    /// `follow`; None when that is the path itself, or it leads nowhere.
+    pub(super) fn resolved_in_root(&self, dirfd: i32, path: &str, follow: bool) -> Option<String> {
+        if crate::fs::platform::links_as_files() {
+            return None;
+        }
+        let (root, rel) = self.p1.preopens.rootfs_path(dirfd, path)?;
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+        let parent = crate::sandbox::resolve::resolve_in_root(root, parent, true)?;
+        let joined = if parent.is_empty() {
+            name.to_string()
+        } else {
+            format!("{parent}/{name}")
+        };
+        let full = if follow {
+            crate::sandbox::resolve::resolve_in_root(root, &joined, true).unwrap_or(joined)
+        } else {
+            joined
+        };
+        (full != rel && !full.is_empty()).then_some(full)
     }
 }

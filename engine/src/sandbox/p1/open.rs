@@ -10,9 +10,12 @@ use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
 
 use super::dev::Dev;
 use super::readonly::{EROFS, LOOKUP_SYMLINK_FOLLOW};
-use super::{guest_string, memory, put, ENOTDIR, ENOTSUP, P1};
+use super::{escaped, guest_string, memory, put, scratch, ENOTDIR, ENOTSUP, P1};
+use crate::sandbox::perm::Want;
 use crate::sandbox::State;
 
+/// `path_open`'s `oflags`: make the file when it does not exist.
+const O_CREAT: i32 = 1;
 /// `path_open`'s `oflags`: the path must be a directory.
 const O_DIRECTORY: i32 = 2;
 
@@ -24,6 +27,10 @@ const O_TRUNC: i32 = 8;
 /// time set through a link changes the kept tree's mtime, so the tree is
 /// dropped, never trusted).
 const WRITE_RIGHTS: i64 = (1 << 0) | (1 << 6) | (1 << 8) | (1 << 22);
+
+/// The rights that read a file or list a directory: `fd_read` and
+/// `fd_readdir`.
+const READ_RIGHTS: i64 = (1 << 1) | (1 << 14);
 
 /// Shadows `path_open`.
 pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
@@ -52,24 +59,57 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                     refused.store(true, std::sync::atomic::Ordering::Relaxed);
                     return Ok(ENOTSUP);
                 }
-                if oflags & O_TRUNC != 0 || base & WRITE_RIGHTS != 0 {
-                    let follow = dirflags & LOOKUP_SYMLINK_FOLLOW != 0;
-                    if path
+                let write = oflags & O_TRUNC != 0 || base & WRITE_RIGHTS != 0;
+                let follow = dirflags & LOOKUP_SYMLINK_FOLLOW != 0;
+                if write
+                    && path
                         .as_deref()
                         .is_some_and(|p| c.data().read_only(dirfd, p, follow))
-                    {
-                        return Ok(EROFS);
-                    }
-                    c.data().before_write_open(
-                        dirfd,
-                        path.as_deref(),
-                        dirflags & LOOKUP_SYMLINK_FOLLOW != 0,
-                    );
+                {
+                    return Ok(EROFS);
+                }
+                let want = Want::Open {
+                    read: base & READ_RIGHTS != 0,
+                    write,
+                    create: oflags & O_CREAT != 0,
+                };
+                if let Some(e) = path
+                    .as_deref()
+                    .and_then(|p| c.data().denied(dirfd, p, follow, want))
+                {
+                    return Ok(e);
+                }
+                if write {
+                    c.data().before_write_open(dirfd, path.as_deref(), follow);
                 }
                 let r = wasi!(
                     c,
                     path_open(dirfd, dirflags, pp, pl, oflags, base, inheriting, fdflags, out,)
                 )?;
+                // A path through an absolute symlink: again, with the path
+                // it leads to inside the rootfs.
+                let retry = escaped(r)
+                    .then(|| c.data().resolved_in_root(dirfd, path.as_deref()?, follow))
+                    .flatten();
+                if let Some(p) = retry {
+                    if write && c.data().read_only(dirfd, &p, true) {
+                        return Ok(EROFS);
+                    }
+                    if write {
+                        c.data().before_write_open(dirfd, Some(&p), true);
+                    }
+                    let (mut buf, at) = scratch(&p, 4);
+                    let (len, at32) = (p.len() as i32, at as i32);
+                    let r = wasi_in!(
+                        c,
+                        buf,
+                        path_open(dirfd, dirflags, 0, len, oflags, base, inheriting, fdflags, at32)
+                    )?;
+                    if r == 0 {
+                        return Ok(put(&mut c, out, &buf[at..at + 4]));
+                    }
+                    return Ok(r);
+                }
                 if r == 0 && c.data().p1.preopens.mounts.contains(&(dirfd as u32)) {
                     let opened = memory(&mut c).and_then(|m| {
                         let at = out as u32 as usize;

@@ -11,7 +11,8 @@
 use wasmtime::{Caller, Linker};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
 
-use super::{guest_string, P1};
+use super::{escaped, guest_string, scratch, P1};
+use crate::sandbox::perm::Want;
 use crate::sandbox::State;
 
 pub(super) const EBUSY: i32 = 10;
@@ -35,15 +36,38 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
               fst: i32|
               -> wasmtime::Result<i32> {
             let path = guest_string(&mut c, pp, pl);
-            if path.is_some_and(|p| {
+            if path.as_deref().is_some_and(|p| {
                 c.data()
-                    .read_only(dirfd, &p, flags & LOOKUP_SYMLINK_FOLLOW != 0)
+                    .read_only(dirfd, p, flags & LOOKUP_SYMLINK_FOLLOW != 0)
             }) {
                 return Ok(EROFS);
             }
-            wasi!(
+            let follow = flags & LOOKUP_SYMLINK_FOLLOW != 0;
+            if let Some(e) = path.and_then(|p| c.data().denied(dirfd, &p, follow, Want::Touch)) {
+                return Ok(e);
+            }
+            let r = wasi!(
                 c,
                 path_filestat_set_times(dirfd, flags, pp, pl, atim, mtim, fst)
+            )?;
+            // Through an absolute symlink: again, with the path it leads
+            // to inside the rootfs.
+            let retry = escaped(r)
+                .then(|| guest_string(&mut c, pp, pl))
+                .flatten()
+                .and_then(|p| c.data().resolved_in_root(dirfd, &p, follow));
+            let Some(p) = retry else {
+                return Ok(r);
+            };
+            if c.data().read_only(dirfd, &p, false) {
+                return Ok(EROFS);
+            }
+            let (mut buf, _) = scratch(&p, 0);
+            let len = p.len() as i32;
+            wasi_in!(
+                c,
+                buf,
+                path_filestat_set_times(dirfd, flags, 0, len, atim, mtim, fst)
             )
         },
     )?;
@@ -67,7 +91,37 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
             }) {
                 return Ok(EXDEV);
             }
-            wasi!(c, path_link(ofd, flags, op, ol, nfd, np, nl))
+            let to = guest_string(&mut c, np, nl);
+            if let Some(e) = to.and_then(|p| c.data().denied(nfd, &p, false, Want::Create)) {
+                return Ok(e);
+            }
+            let r = wasi!(c, path_link(ofd, flags, op, ol, nfd, np, nl))?;
+            // Through an absolute symlink: again, with the paths they lead
+            // to inside the rootfs.
+            if !escaped(r) {
+                return Ok(r);
+            }
+            let (from, to) = (guest_string(&mut c, op, ol), guest_string(&mut c, np, nl));
+            let (Some(from), Some(to)) = (from, to) else {
+                return Ok(r);
+            };
+            let d = c.data();
+            let follow = flags & LOOKUP_SYMLINK_FOLLOW != 0;
+            let (rf, rt) = (
+                d.resolved_in_root(ofd, &from, follow),
+                d.resolved_in_root(nfd, &to, false),
+            );
+            if rf.is_none() && rt.is_none() {
+                return Ok(r);
+            }
+            let (from, to) = (rf.unwrap_or(from), rt.unwrap_or(to));
+            if d.read_only(ofd, &from, false) {
+                return Ok(EXDEV);
+            }
+            let (mut buf, at) = scratch(&from, to.len());
+            buf[at..].copy_from_slice(to.as_bytes());
+            let (fl, at, tl) = (from.len() as i32, at as i32, to.len() as i32);
+            wasi_in!(c, buf, path_link(ofd, flags, 0, fl, nfd, at, tl))
         },
     )?;
     Ok(())

@@ -293,7 +293,8 @@ fn execute_run(
     // HOME follows from the parent's rootfs and USER, both in the key;
     // so does who owns what the step creates.
     env::with_home(&mut vars, work.path(), &st.config.user);
-    snap.new_owner = env::ids_of(work.path(), &st.config.user).map_err(|e| fail(e.into()))?;
+    let ids = env::ids_of(work.path(), &st.config.user).map_err(|e| fail(e.into()))?;
+    snap.new_owner = (ids.uid, ids.gid);
     let mut vars: Vec<(String, String)> = vars.into_iter().collect();
     let mut preopens = vec![sandbox::Preopen {
         host: work.path().to_path_buf(),
@@ -331,7 +332,7 @@ fn execute_run(
         std::time::Instant::now() + o.step_timeout,
     );
     ctx.tree.modes = sandbox::mode_exceptions(&snap.manifest);
-    ctx.tree.new_owner = snap.new_owner;
+    ctx.tree.ids = ids;
     ctx.tree.owners = sandbox::owner_exceptions(&snap.manifest, snap.new_owner);
     ctx.tree.shared = shared.clone();
     // The image's own /etc files are aside for the step (see
