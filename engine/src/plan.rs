@@ -532,7 +532,16 @@ impl Planner<'_> {
             ),
             Base::Scratch | Base::WbuildBase => (default_env(), "/".to_string()),
             Base::Image(n) | Base::Context(n) => (
-                image(n).map(|b| b.env.clone()).unwrap_or_default(),
+                // A base without PATH gets the default, as its config
+                // will (`solve::ops::source`).
+                image(n)
+                    .map(|b| {
+                        let mut env = b.env.clone();
+                        env.entry("PATH".into())
+                            .or_insert_with(|| crate::env::DEFAULT_PATH.into());
+                        env
+                    })
+                    .unwrap_or_default(),
                 image(n)
                     .map(|b| join_workdir("/", &b.workdir))
                     .unwrap_or_else(|| "/".to_string()),

@@ -47,6 +47,10 @@ struct Case {
     /// Built on the usrmerged form of it ([`USRMERGE`]): a stage
     /// `usrmerge` comes first.
     usrmerge: bool,
+    /// Built on [`BUSYBOX_BASE`] as `docker import` makes an image of it
+    /// (a config of `null` fields, a history entry without `created_by`):
+    /// `FROM imported` names it ([`IMPORTED`]).
+    imported: bool,
     setup: String,
     dockerfile: String,
     args: Vec<String>,
@@ -76,7 +80,10 @@ fn cases() -> Vec<Case> {
                 out.push(Case {
                     name: words[0].to_string(),
                     by_hand: words.contains(&"by-hand"),
-                    busybox: words.contains(&"busybox") || words.contains(&"usrmerge"),
+                    busybox: ["busybox", "usrmerge", "imported"]
+                        .iter()
+                        .any(|w| words.contains(w)),
+                    imported: words.contains(&"imported"),
                     usrmerge: words.contains(&"usrmerge"),
                     setup: String::new(),
                     dockerfile: String::new(),
@@ -155,6 +162,64 @@ ln -s usr/lib base/lib
 chmod 0755 base/usr base/usr/sbin base/usr/lib
 "#;
 
+/// The name the `imported` cases' base has: in Docker, the image `docker
+/// import` made of the context's `base/`; for wbuild, the same as an OCI
+/// layout ([`imported_layout`]) given by `--build-context`.
+const IMPORTED: &str = "wbuild-parity-imported";
+
+/// The config `docker import` writes (Docker 20.10, read from `docker
+/// save`): `null` for every list and map, an empty user and working
+/// directory, a history entry with no `created_by`.
+const IMPORTED_CONFIG: &str = r#"{"architecture":"amd64","comment":"Imported from -","config":{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":false,"AttachStderr":false,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,"Cmd":null,"Image":"","Volumes":null,"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":null},"container_config":{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":false,"AttachStderr":false,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,"Cmd":null,"Image":"","Volumes":null,"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":null},"created":"2026-12-07T11:29:32.073110384Z","docker_version":"20.10.24+dfsg1","history":[{"created":"2026-12-07T11:29:32.073110384Z","comment":"Imported from -"}],"os":"linux","rootfs":{"type":"layers","diff_ids":["DIFF_ID"]}}"#;
+
+/// The layer of an `imported` base: `base/` as `tar -c` gives it, the
+/// bytes `docker import` keeps.
+fn imported_layer(ctx: &Path) -> Vec<u8> {
+    let o = Command::new("tar")
+        .args(["-C", "base", "-c", "."])
+        .current_dir(ctx)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "tar of base/ failed");
+    o.stdout
+}
+
+/// Writes the `imported` base as an OCI layout at `dir` (tag `latest`):
+/// [`imported_layer`] uncompressed, [`IMPORTED_CONFIG`].
+fn imported_layout(ctx: &Path, dir: &Path) {
+    use sha2::{Digest, Sha256};
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let hex = format!("{:x}", Sha256::digest(bytes));
+        fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let layer = imported_layer(ctx);
+    let (layer_digest, layer_size) = put(&layer);
+    let config = IMPORTED_CONFIG.replace("DIFF_ID", &layer_digest);
+    let (config_digest, config_size) = put(config.as_bytes());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}],
+    })
+    .to_string();
+    let (manifest_digest, manifest_size) = put(manifest.as_bytes());
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest_size,
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
 /// A fresh context for a case: its setup run, its Dockerfile written.
 fn context(c: &Case) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -177,7 +242,9 @@ fn context(c: &Case) -> tempfile::TempDir {
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    let dockerfile = if c.usrmerge {
+    let dockerfile = if c.imported {
+        c.dockerfile.clone()
+    } else if c.usrmerge {
         format!("FROM scratch AS usrmerge\nCOPY base/ /\n{}", c.dockerfile)
     } else if c.busybox {
         format!("FROM scratch AS busybox\nCOPY base/ /\n{}", c.dockerfile)
@@ -420,6 +487,12 @@ fn build_with_wbuild(c: &Case) -> Result<Value, String> {
     let dest = format!("type=docker,dest={}", out.display());
     let mut args = vec!["build", "--progress", "plain", "-o", &dest];
     args.extend(c.args.iter().map(String::as_str));
+    let layout = store.path().join("imported");
+    let imported = format!("{IMPORTED}=oci-layout://{}:latest", layout.display());
+    if c.imported {
+        imported_layout(ctx.path(), &layout);
+        args.extend(["--build-context", &imported]);
+    }
     args.push(".");
     let o = wbuild_bin::command()
         .args(&args)
@@ -453,6 +526,18 @@ fn record_with_docker(c: &Case) -> Value {
         .unwrap();
     assert!(pruned.status.success(), "docker builder prune failed");
     let ctx = context(c);
+    if c.imported {
+        let mut import = Command::new("/usr/bin/docker")
+            .args(["import", "-", &format!("{IMPORTED}:latest")])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        let layer = imported_layer(ctx.path());
+        import.stdin.take().unwrap().write_all(&layer).unwrap();
+        assert!(import.wait().unwrap().success(), "docker import failed");
+    }
     let tag = format!("wbuild-parity:{}", c.name.to_lowercase());
     let mut args = vec!["build", "--network", "host", "-t", &tag];
     args.extend(c.args.iter().map(String::as_str));

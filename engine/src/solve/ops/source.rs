@@ -86,6 +86,12 @@ fn image_state(
     // read them from this config); they are not inherited further.
     let mut config = p.config;
     config.on_build.clear();
+    // As BuildKit: a base without PATH (one `docker import` made) gets
+    // the default, after its own variables (Docker 20.10, recorded in
+    // `tests/parity/run.cases`).
+    if !config.env_map().contains_key("PATH") {
+        config.set_env("PATH", DEFAULT_PATH);
+    }
     Ok(StageState {
         key,
         missed: false,
