@@ -110,9 +110,9 @@ pub(super) fn set_meta(
     };
     // `/` itself may be given a mode or an owner, for the rest of the
     // step; a layer has no entry for it (BuildKit's neither).
-    if std::fs::symlink_metadata(root.join(&rel)).is_err() {
+    let Ok(host) = std::fs::symlink_metadata(root.join(&rel)) else {
         return ENOENT;
-    }
+    };
     if ctx.tree.is_read_only(&root.join(&rel), true) {
         const EROFS: i32 = 69;
         return EROFS;
@@ -125,9 +125,7 @@ pub(super) fn set_meta(
     if let Some(e) = ctx.tree.check(root, &rel, false, want) {
         return e;
     }
-    if let Ok(m) = std::fs::symlink_metadata(root.join(&rel)) {
-        ctx.tree.set_on_file(&m, mode, owner);
-    }
+    ctx.tree.set_on_file(&host, mode, owner);
     let mut o = ctx.tree.overrides.lock().unwrap_or_else(|p| p.into_inner());
     let e = o.entry(rel).or_default();
     if mode.is_some() {
@@ -264,6 +262,6 @@ pub(super) fn check_access(
     let Some(root) = &ctx.programs.rootfs else {
         return 28;
     };
-    let want = super::perm::Want::Access(mode & 7);
+    let want = Want::Access(mode & 7);
     ctx.tree.check(root, &rel, false, want).unwrap_or(0)
 }

@@ -18,7 +18,7 @@ use wasmtime::{Caller, Linker};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
 
 use super::readonly::EBUSY;
-use super::{escaped, guest_string, put_some, scratch, EINVAL, ENOTSUP, P1};
+use super::{guest_string, put_some, scratch, EINVAL, ENOTSUP, P1};
 use crate::sandbox::perm::Want;
 use crate::sandbox::State;
 
@@ -78,14 +78,11 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                 let r = wasi!(c, path_symlink(tp, tl, dirfd, pp, pl))?;
                 // In a directory reached through an absolute symlink: again,
                 // with the path it leads to inside the rootfs.
-                let retry = escaped(r)
-                    .then(|| c.data().resolved_in_root(dirfd, path.as_deref()?, false))
-                    .flatten();
+                let retry = c.data().escape_retry(r, dirfd, path.as_deref(), false);
                 let (Some(p), Some(target)) = (retry, guest_string(&mut c, tp, tl)) else {
                     return Ok(r);
                 };
-                let (mut buf, at) = scratch(&p, target.len());
-                buf[at..].copy_from_slice(target.as_bytes());
+                let (mut buf, at) = scratch(&p, Ok(&target));
                 let (pl, at, tl) = (p.len() as i32, at as i32, target.len() as i32);
                 return wasi_in!(c, buf, path_symlink(at, tl, dirfd, 0, pl));
             }
@@ -169,14 +166,12 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
             let mut named = named;
             // Through an absolute symlink: again, with the path it leads
             // to inside the rootfs.
-            let retry = escaped(errno)
-                .then(|| c.data().resolved_in_root(dirfd, path.as_deref()?, false))
-                .flatten();
+            let retry = c.data().escape_retry(errno, dirfd, path.as_deref(), false);
             if let Some(p) = retry {
                 if c.data().read_only(dirfd, &p, false) {
                     return Ok(EBUSY);
                 }
-                let (mut buf, _) = scratch(&p, 0);
+                let (mut buf, _) = scratch(&p, Err(0));
                 errno = wasi_in!(c, buf, path_unlink_file(dirfd, 0, p.len() as i32))?;
                 named = Some(p);
             }
@@ -252,8 +247,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
             );
             let errno = match (rewritten, &from, &to) {
                 (true, Some(f), Some(t)) => {
-                    let (mut buf, at) = scratch(f, t.len());
-                    buf[at..].copy_from_slice(t.as_bytes());
+                    let (mut buf, at) = scratch(f, Ok(t));
                     let (fl, at, tl) = (f.len() as i32, at as i32, t.len() as i32);
                     wasi_in!(c, buf, path_rename(fd, 0, fl, nfd, at, tl))?
                 }

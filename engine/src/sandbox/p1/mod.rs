@@ -257,17 +257,37 @@ pub(super) fn escaped(errno: i32) -> bool {
     matches!(errno, 2 | 63 | 76)
 }
 
-/// A scratch memory for [`wasi_in!`]: `path` at 0, then `extra` zeroed
-/// bytes from an 8-aligned offset (for what the call writes back), which
-/// it returns.
-pub(super) fn scratch(path: &str, extra: usize) -> (Vec<u8>, usize) {
+/// A scratch memory for [`wasi_in!`]: `path` at 0, then from an 8-aligned
+/// offset (which it returns) `then`, a second string the call reads, or
+/// `extra` zeroed bytes for what the call writes back.
+pub(super) fn scratch(path: &str, then: Result<&str, usize>) -> (Vec<u8>, usize) {
     let at = path.len().next_multiple_of(8);
+    let extra = then.map_or_else(|n| n, str::len);
     let mut buf = vec![0u8; at + extra];
     buf[..path.len()].copy_from_slice(path.as_bytes());
+    if let Ok(t) = then {
+        buf[at..].copy_from_slice(t.as_bytes());
+    }
     (buf, at)
 }
 
 impl State {
+    /// After a call on `path` gave `errno`: when wasmtime-wasi refused it as
+    /// an escape (an absolute symlink on the way), the path to retry it
+    /// with (see [`State::resolved_in_root`]).
+    pub(super) fn escape_retry(
+        &self,
+        errno: i32,
+        dirfd: i32,
+        path: Option<&str>,
+        follow: bool,
+    ) -> Option<String> {
+        if !escaped(errno) {
+            return None;
+        }
+        self.resolved_in_root(dirfd, path?, follow)
+    }
+
     /// The path a guest path of the rootfs (relative to `dirfd`, the root
     /// preopen) leads to once its symlinks are followed inside the rootfs
     /// as Linux would with the rootfs as `/` (absolute targets too, which

@@ -10,7 +10,7 @@ use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
 
 use super::dev::Dev;
 use super::readonly::{EROFS, LOOKUP_SYMLINK_FOLLOW};
-use super::{escaped, guest_string, memory, put, scratch, ENOTDIR, ENOTSUP, P1};
+use super::{guest_string, memory, put, scratch, ENOTDIR, ENOTSUP, P1};
 use crate::sandbox::perm::Want;
 use crate::sandbox::State;
 
@@ -88,9 +88,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                 )?;
                 // A path through an absolute symlink: again, with the path
                 // it leads to inside the rootfs.
-                let retry = escaped(r)
-                    .then(|| c.data().resolved_in_root(dirfd, path.as_deref()?, follow))
-                    .flatten();
+                let retry = c.data().escape_retry(r, dirfd, path.as_deref(), follow);
                 if let Some(p) = retry {
                     if write && c.data().read_only(dirfd, &p, true) {
                         return Ok(EROFS);
@@ -98,7 +96,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                     if write {
                         c.data().before_write_open(dirfd, Some(&p), true);
                     }
-                    let (mut buf, at) = scratch(&p, 4);
+                    let (mut buf, at) = scratch(&p, Err(4));
                     let (len, at32) = (p.len() as i32, at as i32);
                     let r = wasi_in!(
                         c,

@@ -9,7 +9,7 @@ use wasmtime::{Caller, Linker};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
 
 use super::readonly::EBUSY;
-use super::{escaped, guest_string, scratch, P1};
+use super::{guest_string, scratch, P1};
 use crate::sandbox::perm::Want;
 use crate::sandbox::State;
 
@@ -28,12 +28,9 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
             let r = wasi!(c, path_create_directory(dirfd, pp, pl))?;
             // Through an absolute symlink: again, with the path it leads
             // to inside the rootfs.
-            match escaped(r)
-                .then(|| c.data().resolved_in_root(dirfd, path.as_deref()?, false))
-                .flatten()
-            {
+            match c.data().escape_retry(r, dirfd, path.as_deref(), false) {
                 Some(p) => {
-                    let (mut buf, _) = scratch(&p, 0);
+                    let (mut buf, _) = scratch(&p, Err(0));
                     wasi_in!(c, buf, path_create_directory(dirfd, 0, p.len() as i32))
                 }
                 None => Ok(r),
@@ -60,12 +57,9 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
             let r = wasi!(c, path_remove_directory(dirfd, pp, pl))?;
             // Through an absolute symlink: again, with the path it leads
             // to inside the rootfs.
-            match escaped(r)
-                .then(|| c.data().resolved_in_root(dirfd, path.as_deref()?, false))
-                .flatten()
-            {
+            match c.data().escape_retry(r, dirfd, path.as_deref(), false) {
                 Some(p) => {
-                    let (mut buf, _) = scratch(&p, 0);
+                    let (mut buf, _) = scratch(&p, Err(0));
                     wasi_in!(c, buf, path_remove_directory(dirfd, 0, p.len() as i32))
                 }
                 None => Ok(r),

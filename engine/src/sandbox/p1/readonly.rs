@@ -43,7 +43,10 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                 return Ok(EROFS);
             }
             let follow = flags & LOOKUP_SYMLINK_FOLLOW != 0;
-            if let Some(e) = path.and_then(|p| c.data().denied(dirfd, &p, follow, Want::Touch)) {
+            if let Some(e) = path
+                .as_deref()
+                .and_then(|p| c.data().denied(dirfd, p, follow, Want::Touch))
+            {
                 return Ok(e);
             }
             let r = wasi!(
@@ -52,17 +55,13 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
             )?;
             // Through an absolute symlink: again, with the path it leads
             // to inside the rootfs.
-            let retry = escaped(r)
-                .then(|| guest_string(&mut c, pp, pl))
-                .flatten()
-                .and_then(|p| c.data().resolved_in_root(dirfd, &p, follow));
-            let Some(p) = retry else {
+            let Some(p) = c.data().escape_retry(r, dirfd, path.as_deref(), follow) else {
                 return Ok(r);
             };
             if c.data().read_only(dirfd, &p, false) {
                 return Ok(EROFS);
             }
-            let (mut buf, _) = scratch(&p, 0);
+            let (mut buf, _) = scratch(&p, Err(0));
             let len = p.len() as i32;
             wasi_in!(
                 c,
@@ -85,14 +84,18 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
               nl: i32|
               -> wasmtime::Result<i32> {
             let from = guest_string(&mut c, op, ol);
-            if from.is_some_and(|p| {
-                c.data()
-                    .read_only(ofd, &p, flags & LOOKUP_SYMLINK_FOLLOW != 0)
-            }) {
+            let follow = flags & LOOKUP_SYMLINK_FOLLOW != 0;
+            if from
+                .as_deref()
+                .is_some_and(|p| c.data().read_only(ofd, p, follow))
+            {
                 return Ok(EXDEV);
             }
             let to = guest_string(&mut c, np, nl);
-            if let Some(e) = to.and_then(|p| c.data().denied(nfd, &p, false, Want::Create)) {
+            if let Some(e) = to
+                .as_deref()
+                .and_then(|p| c.data().denied(nfd, p, false, Want::Create))
+            {
                 return Ok(e);
             }
             let r = wasi!(c, path_link(ofd, flags, op, ol, nfd, np, nl))?;
@@ -101,12 +104,10 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
             if !escaped(r) {
                 return Ok(r);
             }
-            let (from, to) = (guest_string(&mut c, op, ol), guest_string(&mut c, np, nl));
             let (Some(from), Some(to)) = (from, to) else {
                 return Ok(r);
             };
             let d = c.data();
-            let follow = flags & LOOKUP_SYMLINK_FOLLOW != 0;
             let (rf, rt) = (
                 d.resolved_in_root(ofd, &from, follow),
                 d.resolved_in_root(nfd, &to, false),
@@ -118,8 +119,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
             if d.read_only(ofd, &from, false) {
                 return Ok(EXDEV);
             }
-            let (mut buf, at) = scratch(&from, to.len());
-            buf[at..].copy_from_slice(to.as_bytes());
+            let (mut buf, at) = scratch(&from, Ok(&to));
             let (fl, at, tl) = (from.len() as i32, at as i32, to.len() as i32);
             wasi_in!(c, buf, path_link(ofd, flags, 0, fl, nfd, at, tl))
         },

@@ -7,7 +7,7 @@ use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
 
 use super::dev::{filestat, Dev};
 use super::guest_string;
-use super::{escaped, memory, put, scratch, FILETYPE_DIR, P1};
+use super::{memory, put, scratch, FILETYPE_DIR, P1};
 use crate::sandbox::State;
 
 /// What the times a program sees come from: the step's start on the
@@ -78,7 +78,8 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
               pl: i32,
               out: i32|
               -> wasmtime::Result<i32> {
-            let dev = guest_string(&mut c, pp, pl).and_then(|p| c.data().p1.lookup(dirfd, &p));
+            let path = guest_string(&mut c, pp, pl);
+            let dev = path.as_deref().and_then(|p| c.data().p1.lookup(dirfd, p));
             match dev {
                 Some(Dev::Alias(n)) => wasi!(c, fd_filestat_get(n as i32, out)),
                 Some(dev) => Ok(put(&mut c, out, &filestat(dev))),
@@ -87,12 +88,9 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                     // Through an absolute symlink: again, with the path it
                     // leads to inside the rootfs.
                     let follow = flags & 1 != 0;
-                    let retry = escaped(r)
-                        .then(|| guest_string(&mut c, pp, pl))
-                        .flatten()
-                        .and_then(|p| c.data().resolved_in_root(dirfd, &p, follow));
+                    let retry = c.data().escape_retry(r, dirfd, path.as_deref(), follow);
                     if let Some(p) = retry {
-                        let (mut buf, at) = scratch(&p, 64);
+                        let (mut buf, at) = scratch(&p, Err(64));
                         let (len, at32) = (p.len() as i32, at as i32);
                         r = wasi_in!(c, buf, path_filestat_get(dirfd, flags, 0, len, at32))?;
                         if r == 0 {
@@ -101,8 +99,9 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                     }
                     if r == 0 {
                         settle_filestat(&mut c, dirfd, out);
-                        let merged = guest_string(&mut c, pp, pl)
-                            .and_then(|p| c.data().p1.preopens.rootfs_path(dirfd, &p))
+                        let merged = path
+                            .as_deref()
+                            .and_then(|p| c.data().p1.preopens.rootfs_path(dirfd, p))
                             .is_some_and(|(_, rel)| rel.is_empty() || rel == "etc");
                         if merged {
                             // As overlayfs shows a directory merged from
