@@ -43,6 +43,7 @@ impl SpawnContext {
                 owners: Default::default(),
                 by_inode: Default::default(),
                 ids: Default::default(),
+                mounts: Vec::new(),
             },
             limits: Limits {
                 deadline,
@@ -101,6 +102,9 @@ pub struct TreeState {
     /// Who the step's programs run as (its USER): the owner of what they
     /// create, and whom the permission checks ask for (`perm.rs`).
     pub ids: crate::env::Ids,
+    /// The step's mounts (`RUN --mount`), with the modes and owners it
+    /// finds in them.
+    pub mounts: Vec<super::perm::MountAccess>,
 }
 
 /// A file's identity on the host, whatever name reaches it: device and

@@ -4,7 +4,7 @@
 //! rootfs.
 
 use super::context::SpawnContext;
-use super::perm::Want;
+use super::perm::{Metas as _, Want};
 use super::process::guest_str;
 use super::resolve::{guest_path, resolve_in_root};
 use super::{RunSpec, State};
@@ -137,43 +137,65 @@ pub(super) fn set_meta(
     0
 }
 
-/// The rootfs path a call names (its last link followed when `follow`),
-/// with the step's context and the path's metadata on the host; Err(-28)
-/// for an invalid call, Err(-44) when there is no such path.
+/// Where a path a call names is: in the rootfs (a manifest path), or
+/// under the top of one of the step's mounts (`tree.mounts[i]`).
+enum Named {
+    Root(String),
+    Mount(usize, String),
+}
+
+/// The path a call names (its last link followed when `follow`), with the
+/// step's context and the path's metadata on the host; Err(-28) for an
+/// invalid call, Err(-44) when there is no such path.
 fn named_path(
     caller: &mut wasmtime::Caller<'_, State>,
     spec: &RunSpec,
     (ptr, len): (u32, u32),
     follow: bool,
-) -> Result<(std::sync::Arc<SpawnContext>, String, std::fs::Metadata), i32> {
+) -> Result<(std::sync::Arc<SpawnContext>, Named, std::fs::Metadata), i32> {
     let mem = caller
         .get_export("memory")
         .and_then(|e| e.into_memory())
         .ok_or(-28)?;
     let path = guest_str(mem.data(&*caller), ptr, len).ok_or(-28)?;
     let ctx = caller.data().spawn.clone();
+    let named = guest_path(&path, &spec.cwd);
+    if let Some((m, under)) = ctx.tree.mount_of(&named) {
+        let rel = resolve_in_root(&m.host, &under, follow).ok_or(-44)?;
+        let host = std::fs::symlink_metadata(m.host.join(&rel)).map_err(|_| -44)?;
+        let i = ctx.tree.mounts.iter().position(|x| std::ptr::eq(x, m));
+        return Ok((ctx.clone(), Named::Mount(i.ok_or(-28)?, rel), host));
+    }
     let root = ctx.programs.rootfs.as_ref().ok_or(-28)?;
-    let rel = resolve_in_root(root, &guest_path(&path, &spec.cwd), follow).ok_or(-44)?;
+    let rel = resolve_in_root(root, &named, follow).ok_or(-44)?;
     let host = std::fs::symlink_metadata(root.join(&rel)).map_err(|_| -44)?;
-    Ok((ctx, rel, host))
+    Ok((ctx, Named::Root(rel), host))
 }
 
 /// A path's permission bits as the layer will record them: set during the
 /// step, else the image's, else the default for new paths (the mode of
 /// what a symlink leads to, as Linux's stat gives it); -44 (no such file)
-/// or -28 (invalid) on error.
+/// or -28 (invalid) on error. Under a mount: as BuildKit gives the mount.
 pub(super) fn get_mode(
     caller: &mut wasmtime::Caller<'_, State>,
     spec: &RunSpec,
     ptr: u32,
     len: u32,
 ) -> i32 {
-    let (ctx, rel, host) = match named_path(caller, spec, (ptr, len), true) {
+    let (ctx, named, host) = match named_path(caller, spec, (ptr, len), true) {
         Ok(found) => found,
         Err(e) => return e,
     };
-    let linked = ctx.tree.linked(&host).and_then(|o| o.mode);
-    let mode = linked.unwrap_or_else(|| ctx.tree.mode_of(&rel, host.is_dir()));
+    let tree = &ctx.tree;
+    let mode = match named {
+        Named::Mount(i, rel) => tree.mounts[i]
+            .view(tree.new_owner())
+            .mode(&rel, host.is_dir()),
+        Named::Root(rel) => {
+            let linked = tree.linked(&host).and_then(|o| o.mode);
+            linked.unwrap_or_else(|| tree.mode_of(&rel, host.is_dir()))
+        }
+    };
     mode as i32
 }
 
@@ -199,14 +221,19 @@ pub(super) fn get_owner(
     len: u32,
     follow: bool,
 ) -> i64 {
-    match named_path(caller, spec, (ptr, len), follow) {
-        Ok((ctx, rel, host)) => {
-            let linked = ctx.tree.linked(&host).and_then(|o| o.owner);
-            let (uid, gid) = linked.unwrap_or_else(|| ctx.tree.owner_of(&rel));
-            (i64::from(uid) << 32) | i64::from(gid)
+    let (ctx, named, host) = match named_path(caller, spec, (ptr, len), follow) {
+        Ok(found) => found,
+        Err(e) => return i64::from(e),
+    };
+    let tree = &ctx.tree;
+    let (uid, gid) = match named {
+        Named::Mount(i, rel) => tree.mounts[i].view(tree.new_owner()).owner(&rel),
+        Named::Root(rel) => {
+            let linked = tree.linked(&host).and_then(|o| o.owner);
+            linked.unwrap_or_else(|| tree.owner_of(&rel))
         }
-        Err(e) => i64::from(e),
-    }
+    };
+    (i64::from(uid) << 32) | i64::from(gid)
 }
 
 /// The modes of a manifest that `get-mode` cannot assume.
@@ -255,13 +282,20 @@ pub(super) fn check_access(
     path: (u32, u32),
     mode: u32,
 ) -> i32 {
-    let (ctx, rel, _) = match named_path(caller, spec, path, true) {
+    let (ctx, named, _) = match named_path(caller, spec, path, true) {
         Ok(found) => found,
         Err(e) => return -e,
     };
-    let Some(root) = &ctx.programs.rootfs else {
-        return 28;
-    };
     let want = Want::Access(mode & 7);
-    ctx.tree.check(root, &rel, false, want).unwrap_or(0)
+    let tree = &ctx.tree;
+    match named {
+        Named::Mount(i, rel) => tree.check_in_mount(&tree.mounts[i], &rel, false, want),
+        Named::Root(rel) => {
+            let Some(root) = &ctx.programs.rootfs else {
+                return 28;
+            };
+            tree.check(root, &rel, false, want)
+        }
+    }
+    .unwrap_or(0)
 }

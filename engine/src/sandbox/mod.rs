@@ -48,6 +48,7 @@ use engine::TICK;
 pub use engine::{engine, is_component, load_module, load_program, Program};
 pub use guest::{guest_for, Guest, GuestKind, GUEST_KINDS};
 pub use meta::{mode_exceptions, owner_exceptions};
+pub use perm::MountAccess;
 use process::add_process_to_linker;
 pub use process::PROCESS_MODULE;
 pub use resolve::{describe_binary, find_program, resolve_program, HIDDEN_BIN};
@@ -660,10 +661,10 @@ fn root_preopen(spec: &RunSpec) -> Option<(u32, PathBuf)> {
 }
 
 /// The descriptors of the preopens that are mounts (all but `/`).
-fn mount_preopens(spec: &RunSpec) -> Vec<u32> {
+fn mount_preopens(spec: &RunSpec) -> Vec<(u32, String)> {
     (0..spec.preopens.len())
         .filter(|&i| spec.preopens[i].guest != "/")
-        .map(|i| 3 + i as u32)
+        .map(|i| (3 + i as u32, spec.preopens[i].guest.clone()))
         .collect()
 }
 

@@ -4,12 +4,14 @@
 //! the modes and the owners the layer will record (`get-mode`,
 //! `get-owner`). Root passes every check without a look, as Linux's
 //! CAP_DAC_OVERRIDE and CAP_FOWNER let it (execute bits are wbox's to
-//! check). Mounts (`RUN --mount`) are not checked.
+//! check). A path under a mount (`RUN --mount`) is checked the same way,
+//! with the modes and owners BuildKit gives the mount ([`MountAccess`]).
 
 use std::path::Path;
 
 use super::context::TreeState;
 use super::resolve::resolve_in_root;
+use crate::env::Ids;
 
 /// WASI's "permission denied" (EACCES).
 pub const EACCES: i32 = 2;
@@ -46,6 +48,24 @@ pub enum Want {
     Access(u32),
 }
 
+/// Where a permission check reads the modes and owners of the paths it
+/// looks at: the step's rootfs ([`TreeState`]) or one of its mounts
+/// ([`MountView`]).
+pub trait Metas {
+    /// The permission bits of `rel` (an existing path, links resolved).
+    fn mode(&self, rel: &str, is_dir: bool) -> u32;
+    fn owner(&self, rel: &str) -> (u32, u32);
+}
+
+impl Metas for TreeState {
+    fn mode(&self, rel: &str, is_dir: bool) -> u32 {
+        self.mode_of(rel, is_dir)
+    }
+    fn owner(&self, rel: &str) -> (u32, u32) {
+        self.owner_of(rel)
+    }
+}
+
 impl TreeState {
     /// A path's permission bits as the layer will record them: set during
     /// the step, else the image's, else the default for a new path.
@@ -60,115 +80,227 @@ impl TreeState {
             })
     }
 
-    /// Whether the step's user has all of `bits` on `rel` (an existing
-    /// path, links resolved), by its owner's, group's or others' bits.
-    fn has(&self, rel: &str, is_dir: bool, bits: u32) -> bool {
-        let mode = self.mode_of(rel, is_dir);
-        let (uid, gid) = self.owner_of(rel);
-        let class = if uid == self.ids.uid {
-            mode >> 6
-        } else if self.ids.in_group(gid) {
-            mode >> 3
-        } else {
-            mode
-        };
-        class & bits == bits
-    }
-
     /// Checks what a call wants to do to `rel` (a path of the rootfs at
     /// `root`, as the guest named it; its last link followed when
     /// `follow`): None when the step's user may, else the errno Linux
     /// gives (EACCES, or EPERM for a mode or an owner). A path that does
     /// not resolve is left to the call to refuse.
     pub fn check(&self, root: &Path, rel: &str, follow: bool, want: Want) -> Option<i32> {
-        if self.ids.is_root() {
-            return match want {
-                // Root may read or write anything; it executes what has
-                // an execute bit, or a directory.
-                Want::Access(bits) if bits & X != 0 => {
-                    let found = resolve_in_root(root, rel, true)?;
-                    let is_dir = root.join(&found).is_dir();
-                    (!is_dir && self.mode_of(&found, false) & 0o111 == 0).then_some(EACCES)
-                }
-                _ => None,
-            };
-        }
-        let (parent, name) = match rel.rsplit_once('/') {
-            Some((p, n)) => (p, n),
-            None => ("", rel),
-        };
-        let parent = resolve_in_root(root, parent, true)?;
-        // Every directory on the way must be searchable.
-        let mut at = String::new();
-        for part in std::iter::once("").chain(parent.split('/').filter(|p| !p.is_empty())) {
-            if !part.is_empty() {
-                if !at.is_empty() {
-                    at.push('/');
-                }
-                at.push_str(part);
-            }
-            if !self.has(&at, true, X) {
-                return Some(EACCES);
-            }
-        }
-        if name.is_empty() {
-            // `rel` is the rootfs itself.
-            return self.check_existing(root, "", true, want);
-        }
-        let named = if parent.is_empty() {
-            name.to_string()
-        } else {
-            format!("{parent}/{name}")
-        };
-        let exists = std::fs::symlink_metadata(root.join(&named)).is_ok();
-        let write_parent = || (!self.has(&parent, true, W)).then_some(EACCES);
-        match want {
-            Want::Open { create: true, .. } | Want::Create if !exists => write_parent(),
-            Want::Create => None,
-            Want::Remove if exists => {
-                if let Some(e) = write_parent() {
-                    return Some(e);
-                }
-                // The sticky bit: only a file's owner or the directory's
-                // may remove it.
-                let sticky = self.mode_of(&parent, true) & 0o1000 != 0;
-                let mine = |p: &str| self.owner_of(p).0 == self.ids.uid;
-                (sticky && !mine(&parent) && !mine(&named)).then_some(EPERM)
-            }
-            _ if !exists => None,
-            _ => {
-                let target = if follow {
-                    resolve_in_root(root, &named, true)?
-                } else {
-                    named
-                };
-                let is_dir = root.join(&target).is_dir();
-                self.check_existing(root, &target, is_dir, want)
-            }
-        }
+        check(&self.ids, self, root, rel, follow, want)
     }
 
-    /// [`TreeState::check`] of an existing path, its links resolved.
-    fn check_existing(&self, _root: &Path, rel: &str, is_dir: bool, want: Want) -> Option<i32> {
-        let mine = self.owner_of(rel).0 == self.ids.uid;
-        let denied = |bits: u32| (!self.has(rel, is_dir, bits)).then_some(EACCES);
-        match want {
-            Want::Open { read, write, .. } => {
-                let bits = if read { R } else { 0 } | if write { W } else { 0 };
-                denied(bits)
-            }
-            Want::Touch if mine => None,
-            Want::Touch => denied(W),
-            Want::Chmod => (!mine).then_some(EPERM),
-            Want::Chown(uid, gid) => {
-                let (owner, group) = self.owner_of(rel);
-                let same_user = uid == owner;
-                let group_ok = gid == group || self.ids.in_group(gid);
-                (!(mine && same_user && group_ok)).then_some(EPERM)
-            }
-            Want::Access(bits) => denied(bits),
-            Want::Create | Want::Remove => None,
+    /// The mount (`RUN --mount`) a path of the rootfs (a manifest path)
+    /// is in (the innermost), and the path under the mount's top.
+    pub fn mount_of(&self, rel: &str) -> Option<(&MountAccess, String)> {
+        self.mounts
+            .iter()
+            .filter_map(|m| {
+                let top = m.guest.trim_matches('/');
+                let under = rel.strip_prefix(top)?;
+                match under.strip_prefix('/') {
+                    Some(r) => Some((m, r.to_string())),
+                    None => under.is_empty().then(|| (m, String::new())),
+                }
+            })
+            .max_by_key(|(m, _)| m.guest.len())
+    }
+
+    /// [`TreeState::check`] of a path under a mount's top.
+    pub fn check_in_mount(
+        &self,
+        m: &MountAccess,
+        rel: &str,
+        follow: bool,
+        want: Want,
+    ) -> Option<i32> {
+        check(
+            &self.ids,
+            &m.view(self.new_owner()),
+            &m.host,
+            rel,
+            follow,
+            want,
+        )
+    }
+}
+
+/// What the step's user finds in one of its mounts (`RUN --mount`), for
+/// the permission checks and what `stat` shows: the modes and owners
+/// BuildKit gives it (Docker 20.10, recorded in `tests/parity/run.cases`).
+#[derive(Debug, Clone, Default)]
+pub struct MountAccess {
+    /// Where the step sees it (`/c`).
+    pub guest: String,
+    /// Its files on the host.
+    pub host: std::path::PathBuf,
+    /// Its top directory's mode and owner.
+    pub mode: u32,
+    pub owner: (u32, u32),
+    /// What it held when the step began, where that is known (a bind
+    /// mount's source): mode and owner by path under its top.
+    pub known: std::collections::HashMap<String, (u32, (u32, u32))>,
+    /// The owner of anything else in it; None: the step's user (what the
+    /// step made).
+    pub others: Option<(u32, u32)>,
+}
+
+impl MountAccess {
+    /// The modes and owners of its paths, for a step whose new files are
+    /// `user`'s.
+    pub fn view(&self, user: (u32, u32)) -> MountView<'_> {
+        MountView { mount: self, user }
+    }
+}
+
+/// [`Metas`] of a mount's paths (relative to its top).
+pub struct MountView<'a> {
+    mount: &'a MountAccess,
+    user: (u32, u32),
+}
+
+impl Metas for MountView<'_> {
+    fn mode(&self, rel: &str, is_dir: bool) -> u32 {
+        if rel.is_empty() {
+            return self.mount.mode;
         }
+        if let Some((mode, _)) = self.mount.known.get(rel) {
+            return *mode;
+        }
+        // What the step made: the mode it has on the host.
+        #[cfg(unix)]
+        if let Ok(m) = std::fs::metadata(self.mount.host.join(rel)) {
+            use std::os::unix::fs::PermissionsExt;
+            return m.permissions().mode() & 0o7777;
+        }
+        if is_dir {
+            crate::fs::snapshot::NEW_DIR_MODE
+        } else {
+            crate::fs::snapshot::NEW_FILE_MODE
+        }
+    }
+    fn owner(&self, rel: &str) -> (u32, u32) {
+        if rel.is_empty() {
+            return self.mount.owner;
+        }
+        match self.mount.known.get(rel) {
+            Some((_, owner)) => *owner,
+            None => self.mount.others.unwrap_or(self.user),
+        }
+    }
+}
+
+/// Whether `ids` have all of `bits` on `rel` (an existing path, links
+/// resolved), by its owner's, group's or others' bits.
+fn has(ids: &Ids, m: &impl Metas, rel: &str, is_dir: bool, bits: u32) -> bool {
+    let mode = m.mode(rel, is_dir);
+    let (uid, gid) = m.owner(rel);
+    let class = if uid == ids.uid {
+        mode >> 6
+    } else if ids.in_group(gid) {
+        mode >> 3
+    } else {
+        mode
+    };
+    class & bits == bits
+}
+
+/// [`TreeState::check`] for `ids` of a tree at `root` whose modes and
+/// owners `m` gives.
+fn check(
+    ids: &Ids,
+    m: &impl Metas,
+    root: &Path,
+    rel: &str,
+    follow: bool,
+    want: Want,
+) -> Option<i32> {
+    if ids.is_root() {
+        return match want {
+            // Root may read or write anything; it executes what has an
+            // execute bit, or a directory.
+            Want::Access(bits) if bits & X != 0 => {
+                let found = resolve_in_root(root, rel, true)?;
+                let is_dir = root.join(&found).is_dir();
+                (!is_dir && m.mode(&found, false) & 0o111 == 0).then_some(EACCES)
+            }
+            _ => None,
+        };
+    }
+    let (parent, name) = match rel.rsplit_once('/') {
+        Some((p, n)) => (p, n),
+        None => ("", rel),
+    };
+    let parent = resolve_in_root(root, parent, true)?;
+    // Every directory on the way must be searchable.
+    let mut at = String::new();
+    for part in std::iter::once("").chain(parent.split('/').filter(|p| !p.is_empty())) {
+        if !part.is_empty() {
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(part);
+        }
+        if !has(ids, m, &at, true, X) {
+            return Some(EACCES);
+        }
+    }
+    if name.is_empty() {
+        // `rel` is the top of the tree itself.
+        return check_existing(ids, m, "", true, want);
+    }
+    let named = if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}/{name}")
+    };
+    let exists = std::fs::symlink_metadata(root.join(&named)).is_ok();
+    let write_parent = || (!has(ids, m, &parent, true, W)).then_some(EACCES);
+    match want {
+        Want::Open { create: true, .. } | Want::Create if !exists => write_parent(),
+        Want::Create => None,
+        Want::Remove if exists => {
+            if let Some(e) = write_parent() {
+                return Some(e);
+            }
+            // The sticky bit: only a file's owner or the directory's may
+            // remove it.
+            let sticky = m.mode(&parent, true) & 0o1000 != 0;
+            let mine = |p: &str| m.owner(p).0 == ids.uid;
+            (sticky && !mine(&parent) && !mine(&named)).then_some(EPERM)
+        }
+        _ if !exists => None,
+        _ => {
+            let target = if follow {
+                resolve_in_root(root, &named, true)?
+            } else {
+                named
+            };
+            let is_dir = root.join(&target).is_dir();
+            check_existing(ids, m, &target, is_dir, want)
+        }
+    }
+}
+
+/// [`check`] of an existing path, its links resolved.
+fn check_existing(ids: &Ids, m: &impl Metas, rel: &str, is_dir: bool, want: Want) -> Option<i32> {
+    let mine = m.owner(rel).0 == ids.uid;
+    let denied = |bits: u32| (!has(ids, m, rel, is_dir, bits)).then_some(EACCES);
+    match want {
+        Want::Open { read, write, .. } => {
+            let bits = if read { R } else { 0 } | if write { W } else { 0 };
+            denied(bits)
+        }
+        Want::Touch if mine => None,
+        Want::Touch => denied(W),
+        Want::Chmod => (!mine).then_some(EPERM),
+        Want::Chown(uid, gid) => {
+            let (owner, group) = m.owner(rel);
+            let same_user = uid == owner;
+            let group_ok = gid == group || ids.in_group(gid);
+            (!(mine && same_user && group_ok)).then_some(EPERM)
+        }
+        Want::Access(bits) => denied(bits),
+        Want::Create | Want::Remove => None,
     }
 }
 
@@ -304,5 +436,52 @@ mod tests {
             Some(EACCES)
         );
         assert_eq!(t.check(d.path(), "etc", true, Want::Access(X)), None);
+    }
+
+    #[test]
+    fn a_mount_gives_what_buildkit_gives_it() {
+        let (_d, mut ctx) = tree();
+        let m = tempfile::tempdir().unwrap();
+        std::fs::create_dir(m.path().join("d")).unwrap();
+        std::fs::write(m.path().join("f"), "x").unwrap();
+        let mount = |mode, owner, others| MountAccess {
+            guest: "/c".into(),
+            host: m.path().to_path_buf(),
+            mode,
+            owner,
+            known: [("f".to_string(), (0o640, (0, 0)))].into(),
+            others,
+        };
+        let t = &mut ctx.tree;
+        // A cache of root's: the user may not make anything in it.
+        t.mounts = vec![mount(0o755, (0, 0), Some((0, 0)))];
+        let (c, under) = t.mount_of("c/new").unwrap();
+        assert_eq!(under, "new");
+        assert_eq!(t.check_in_mount(c, "new", true, WRITE), Some(EACCES));
+        assert_eq!(t.check_in_mount(c, "d/new", true, WRITE), Some(EACCES));
+        assert_eq!(
+            t.check_in_mount(c, "f", true, READ),
+            Some(EACCES),
+            "0640 root's"
+        );
+        assert_eq!(t.check_in_mount(c, "", true, Want::Access(R | X)), None);
+        // `uid=1000`: everything in it is the user's.
+        t.mounts = vec![mount(0o755, (1000, 1000), Some((1000, 1000)))];
+        let c = &t.mounts[0];
+        assert_eq!(t.check_in_mount(c, "new", true, WRITE), None);
+        assert_eq!(t.check_in_mount(c, "d/new", true, WRITE), None);
+        // A tmpfs: 1777, and what the step makes is its user's.
+        t.mounts = vec![mount(0o1777, (0, 0), None)];
+        let c = &t.mounts[0];
+        assert_eq!(t.check_in_mount(c, "new", true, WRITE), None);
+        assert_eq!(t.check_in_mount(c, "d/new", true, WRITE), None);
+        assert_eq!(
+            t.check_in_mount(c, "f", true, Want::Remove),
+            Some(EPERM),
+            "sticky"
+        );
+        // Only the innermost mount counts; a path beside one is not in it.
+        assert!(t.mount_of("cc/x").is_none());
+        assert_eq!(t.mount_of("c").unwrap().1, "");
     }
 }

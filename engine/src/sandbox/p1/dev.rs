@@ -304,6 +304,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
         move |mut c: Caller<'_, State>, fd: i32| -> wasmtime::Result<i32> {
             // Closing `/dev/stdout` closes the alias, not stdout.
             c.data_mut().p1.preopens.mounts.remove(&(fd as u32));
+            c.data_mut().p1.preopens.mount_tops.remove(&(fd as u32));
             match c.data_mut().p1.dev.open.remove(&(fd as u32)) {
                 Some(_) => Ok(0),
                 None => wasi!(c, fd_close(fd)),

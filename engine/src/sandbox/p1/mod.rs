@@ -112,18 +112,20 @@ pub(super) struct P1State {
 
 impl P1State {
     /// `root`: the rootfs preopen's descriptor and host directory, when
-    /// the run has one; `mounts`: the other preopens' descriptors;
+    /// the run has one; `mounts`: the other preopens' descriptors, with
+    /// where the guest sees them;
     /// `seed`: what `/dev/urandom` reads come from.
     pub(super) fn new(
         root: Option<(u32, PathBuf)>,
-        mounts: Vec<u32>,
+        mounts: Vec<(u32, String)>,
         seed: &[u8],
         times: StepTimes,
     ) -> P1State {
         P1State {
             preopens: Preopens {
                 root,
-                mounts: mounts.into_iter().collect(),
+                mounts: mounts.iter().map(|(fd, _)| *fd).collect(),
+                mount_tops: mounts.into_iter().collect(),
             },
             dev: dev::Devices::new(seed),
             times,
@@ -148,6 +150,8 @@ pub(super) struct Preopens {
     /// The descriptor of the rootfs preopen (`/`), and its host directory.
     pub root: Option<(u32, PathBuf)>,
     pub mounts: HashSet<u32>,
+    /// The mounts' own preopens: where the guest sees each.
+    pub mount_tops: std::collections::HashMap<u32, String>,
 }
 
 impl Preopens {

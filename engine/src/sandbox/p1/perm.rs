@@ -82,11 +82,15 @@ impl State {
 
     /// The errno Linux gives a call that wants `want` of a guest path
     /// (relative to `dirfd`; its last link followed when `follow`), or None
-    /// when the step's user may. Root, and paths under a mount, pass.
+    /// when the step's user may. Root passes.
     pub(super) fn denied(&self, dirfd: i32, path: &str, follow: bool, want: Want) -> Option<i32> {
         let tree = &self.spawn.tree;
         if tree.ids.is_root() {
             return None;
+        }
+        if let Some(top) = self.p1.preopens.mount_tops.get(&(dirfd as u32)) {
+            let mount = tree.mounts.iter().find(|m| &m.guest == top)?;
+            return tree.check_in_mount(mount, &super::clean(path)?, follow, want);
         }
         let (root, rel) = self.p1.preopens.rootfs_path(dirfd, path)?;
         tree.check(root, &rel, follow, want)

@@ -213,6 +213,9 @@ pub(in crate::solve) fn plan_run(
             from_image: None,
             env: m.env.clone(),
             required: m.required.unwrap_or(false),
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
         });
     }
     if r.network == Some(NetworkMode::Host) {
@@ -340,6 +343,8 @@ fn execute_run(
     // as files. BuildKit's may not change.
     mounts.hide_etc_links(&mut snap.links);
     ctx.tree.read_only = mounts.read_only_files();
+    mounts.show_placed(&mut ctx.tree);
+    ctx.tree.mounts = mounts.take_access(&ctx.tree, work.path());
     ctx.tree.links = std::sync::Mutex::new(std::mem::take(&mut snap.links));
     // On the filesystem's clock, a tick after the rootfs was made.
     ctx.tree.started = crate::fs::snapshot::next_tick(work.path()).map_err(|e| fail(e.into()))?;

@@ -40,6 +40,14 @@ pub(crate) struct MountPlan {
     pub from_image: Option<(String, crate::plan::Platform)>,
     pub env: Option<String>,
     pub required: bool,
+    /// A secret's or a cache's `mode=`, `uid=`, `gid=` (in the key, as in
+    /// BuildKit's; left out of it when not given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
 }
 
 /// Why a mount could not be set up.
@@ -207,6 +215,10 @@ pub(in crate::solve) fn set_up_mounts(
                     spec: spec.raw.clone(),
                     error,
                 })?;
+                let context = Arc::ptr_eq(&tree, &env.trees.context);
+                guards
+                    .access
+                    .push(bind_access(&tree, &src, context, mp, dir.path()));
                 preopens.push(crate::sandbox::Preopen {
                     host: dir.path().to_path_buf(),
                     guest: mp.target.clone(),
@@ -216,6 +228,15 @@ pub(in crate::solve) fn set_up_mounts(
             }
             MountType::Tmpfs => {
                 let dir = env.store.temp_dir("tmpfs-")?;
+                // Root's, 1777 (see `MountGuards::take_access` for one
+                // over a directory): anyone may make files in it.
+                guards.tmpfs.push(guards.access.len());
+                guards.access.push(crate::sandbox::MountAccess {
+                    guest: mp.target.clone(),
+                    host: dir.path().to_path_buf(),
+                    mode: 0o1777,
+                    ..Default::default()
+                });
                 preopens.push(crate::sandbox::Preopen {
                     host: dir.path().to_path_buf(),
                     guest: mp.target.clone(),
@@ -274,6 +295,20 @@ pub(in crate::solve) fn set_up_mounts(
                     },
                     _ => dir,
                 };
+                // BuildKit makes a cache's top with `mode=` (0755 when not
+                // given) under its daemon's umask (0022: `mode=0777` gives
+                // 0755), owned by `uid=`/`gid=` (root when not given), and
+                // keeps who made what in it; wbuild takes everything in it
+                // as the top's owner's.
+                let owner = (mp.uid.unwrap_or(0), mp.gid.unwrap_or(0));
+                guards.access.push(crate::sandbox::MountAccess {
+                    guest: mp.target.clone(),
+                    host: host.clone(),
+                    mode: mp.mode.unwrap_or(0o755) & 0o7755,
+                    owner,
+                    others: Some(owner),
+                    ..Default::default()
+                });
                 preopens.push(crate::sandbox::Preopen {
                     host,
                     guest: mp.target.clone(),
@@ -293,13 +328,54 @@ pub(in crate::solve) fn set_up_mounts(
                     vars.push((var.clone(), String::from_utf8_lossy(value).into_owned()));
                 }
                 if !mp.target.is_empty() {
-                    guards.place_secret(rootfs, &mp.target, value)?;
+                    // BuildKit's defaults: root's, readable by root only.
+                    let mode = mp.mode.unwrap_or(0o400) & 0o7777;
+                    let owner = (mp.uid.unwrap_or(0), mp.gid.unwrap_or(0));
+                    guards.place_secret(rootfs, &mp.target, value, mode, owner)?;
                 }
             }
             MountType::Ssh => return Err(MountError::Ssh),
         }
     }
     Ok(guards)
+}
+
+/// The modes and owners a bind mount of `tree`'s `src` shows: its
+/// entries', except that the build context's are root's (BuildKit's
+/// context files are; Docker 20.10, recorded in `tests/parity/run.cases`),
+/// and what the step makes in it (a `rw` mount) is the step's user's.
+#[cfg(feature = "sandbox")]
+fn bind_access(
+    tree: &SourceTree,
+    src: &str,
+    context: bool,
+    mp: &MountPlan,
+    host: &Path,
+) -> crate::sandbox::MountAccess {
+    let owner = |m: &crate::fs::Meta| if context { (0, 0) } else { (m.uid, m.gid) };
+    let prefix = if src.is_empty() {
+        String::new()
+    } else {
+        format!("{src}/")
+    };
+    let known = tree
+        .entries
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, m)| (k[prefix.len()..].to_string(), (m.mode, owner(m))))
+        .collect();
+    let (mode, top_owner) = match tree.entries.get(src) {
+        Some(m) if !src.is_empty() => (m.mode, owner(m)),
+        _ => (0o755, (0, 0)),
+    };
+    crate::sandbox::MountAccess {
+        guest: mp.target.clone(),
+        host: host.to_path_buf(),
+        mode,
+        owner: top_owner,
+        known,
+        others: None,
+    }
 }
 
 /// The mounts of a step's spec, in order.
@@ -321,6 +397,16 @@ pub(crate) struct MountGuards {
     /// Files and then directories to remove from the rootfs, in order.
     placed: Vec<PathBuf>,
     created_dirs: Vec<PathBuf>,
+    /// The modes and owners the step sees on what was placed (secrets
+    /// and the directories made for them), by manifest path.
+    placed_meta: Vec<(String, u32, (u32, u32))>,
+    /// The modes and owners the step finds in its mounts.
+    access: Vec<crate::sandbox::MountAccess>,
+    /// Which of them are a `tmpfs`.
+    tmpfs: Vec<usize>,
+    /// The identities of the placed secrets, which the step may read
+    /// (as its credentials allow) but never change.
+    placed_ids: Vec<crate::sandbox::FileId>,
     /// The files BuildKit mounts over `/etc` for a step (see
     /// [`ETC_FILES`]).
     etc: Vec<EtcFile>,
@@ -365,11 +451,16 @@ pub(crate) const ETC_FILES: &[(&str, &str)] = &[
 
 #[cfg(feature = "sandbox")]
 impl MountGuards {
+    /// Writes a secret at `target` in the rootfs for the step's time, with
+    /// the `mode` and `owner` the step sees (as BuildKit's tmpfs file,
+    /// read-only to the step, under root's 0755 directories made for it).
     pub(crate) fn place_secret(
         &mut self,
         rootfs: &Path,
         target: &str,
         value: &[u8],
+        mode: u32,
+        owner: (u32, u32),
     ) -> Result<(), MountError> {
         let rel = tree::manifest_path(target);
         if rel.is_empty() {
@@ -383,7 +474,7 @@ impl MountGuards {
         }
         let mut cur = rootfs.to_path_buf();
         let parts: Vec<&str> = rel.split('/').collect();
-        for part in &parts[..parts.len() - 1] {
+        for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
             cur.push(part);
             if !cur.exists() {
                 std::fs::create_dir(&cur).map_err(|error| MountError::Secret {
@@ -391,6 +482,8 @@ impl MountGuards {
                     error,
                 })?;
                 self.created_dirs.push(cur.clone());
+                self.placed_meta
+                    .push((parts[..=i].join("/"), 0o755, (0, 0)));
             }
         }
         // Readable by its owner only, for the time the step runs.
@@ -401,7 +494,10 @@ impl MountGuards {
         let written = opts
             .open(&host)
             .and_then(|mut f| std::io::Write::write_all(&mut f, value));
+        self.placed_ids
+            .extend(crate::sandbox::FileId::of(&host, false));
         self.placed.push(host);
+        self.placed_meta.push((rel, mode, owner));
         written.map_err(|error| MountError::Secret {
             target: target.to_string(),
             error,
@@ -448,7 +544,37 @@ impl MountGuards {
 
     /// The identities of the files the step may not change.
     pub(crate) fn read_only_files(&self) -> Vec<crate::sandbox::FileId> {
-        self.etc.iter().filter_map(|f| f.id.clone()).collect()
+        let etc = self.etc.iter().filter_map(|f| f.id.clone());
+        etc.chain(self.placed_ids.iter().cloned()).collect()
+    }
+
+    /// The modes and owners the step finds in its mounts, for its tree
+    /// (see `TreeState::mounts`). runc gives a tmpfs mounted over a
+    /// directory of the rootfs that directory's mode (not its owner), a
+    /// new one 1777 (Docker 20.10, recorded in `tests/parity/run.cases`).
+    pub(crate) fn take_access(
+        &mut self,
+        tree: &crate::sandbox::TreeState,
+        rootfs: &Path,
+    ) -> Vec<crate::sandbox::MountAccess> {
+        let mut access = std::mem::take(&mut self.access);
+        for &i in &self.tmpfs {
+            let rel = tree::manifest_path(&access[i].guest);
+            if std::fs::symlink_metadata(rootfs.join(&rel)).is_ok_and(|m| m.is_dir()) {
+                access[i].mode = tree.mode_of(&rel, true);
+            }
+        }
+        access
+    }
+
+    /// Gives the step's tree the modes and owners of what was placed for
+    /// it (secrets, and the directories made for them), for its
+    /// permission checks and what `stat` and `ls` show.
+    pub(crate) fn show_placed(&self, tree: &mut crate::sandbox::TreeState) {
+        for (rel, mode, owner) in &self.placed_meta {
+            tree.modes.insert(rel.clone(), *mode);
+            tree.owners.insert(rel.clone(), *owner);
+        }
     }
 
     /// Holds back the link records of the image's own `/etc` files for the
