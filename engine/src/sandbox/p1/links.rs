@@ -232,6 +232,26 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                     let to = to.as_deref()?;
                     d.denied(nfd, to, false, Want::Remove)
                         .or_else(|| d.denied(nfd, to, false, Want::Create))
+                })
+                .or_else(|| {
+                    // A directory moved into another one has its `..`
+                    // rewritten: Linux wants write permission on it.
+                    let (f, t) = (from.as_deref()?, to.as_deref()?);
+                    let parent = |p: &str| {
+                        super::clean(p).map(|c| match c.rsplit_once('/') {
+                            Some((dir, _)) => dir.to_string(),
+                            None => String::new(),
+                        })
+                    };
+                    let moves = fd != nfd || parent(f) != parent(t);
+                    let write = Want::Open {
+                        read: false,
+                        write: true,
+                        create: false,
+                    };
+                    (moves && d.names_dir(fd, f))
+                        .then(|| d.denied(fd, f, false, write))
+                        .flatten()
                 });
             if let Some(e) = denied {
                 return Ok(e);

@@ -80,6 +80,32 @@ impl State {
             .is_some_and(|(_, rel)| matches!(rel.as_str(), "dev" | "proc" | "sys"))
     }
 
+    /// Whether a guest path (relative to `dirfd`, a preopen: the rootfs or
+    /// a mount's top) names a directory, its last link not followed.
+    pub(super) fn names_dir(&self, dirfd: i32, path: &str) -> bool {
+        let fd = dirfd as u32;
+        let host = match self.p1.preopens.mount_tops.get(&fd) {
+            Some(top) => self
+                .spawn
+                .tree
+                .mounts
+                .iter()
+                .find(|m| &m.guest == top)
+                .map(|m| m.host.as_path()),
+            None => self
+                .p1
+                .preopens
+                .root
+                .as_ref()
+                .filter(|(root, _)| *root == fd)
+                .map(|(_, h)| h.as_path()),
+        };
+        let rel = super::clean(path);
+        host.zip(rel).is_some_and(|(host, rel)| {
+            std::fs::symlink_metadata(host.join(rel)).is_ok_and(|m| m.is_dir())
+        })
+    }
+
     /// The errno Linux gives a call that wants `want` of a guest path
     /// (relative to `dirfd`; its last link followed when `follow`), or None
     /// when the step's user may. Root passes.

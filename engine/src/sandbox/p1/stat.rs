@@ -8,6 +8,7 @@ use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
 use super::dev::{filestat, Dev};
 use super::guest_string;
 use super::{memory, put, scratch, FILETYPE_DIR, P1};
+use crate::sandbox::perm::Want;
 use crate::sandbox::State;
 
 /// What the times a program sees come from: the step's start on the
@@ -84,10 +85,18 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                 Some(Dev::Alias(n)) => wasi!(c, fd_filestat_get(n as i32, out)),
                 Some(dev) => Ok(put(&mut c, out, &filestat(dev))),
                 None => {
+                    // Every directory on the way must be searchable.
+                    let follow = flags & 1 != 0;
+                    let search = Want::Access(0);
+                    if let Some(e) = path
+                        .as_deref()
+                        .and_then(|p| c.data().denied(dirfd, p, follow, search))
+                    {
+                        return Ok(e);
+                    }
                     let mut r = wasi!(c, path_filestat_get(dirfd, flags, pp, pl, out))?;
                     // Through an absolute symlink: again, with the path it
                     // leads to inside the rootfs.
-                    let follow = flags & 1 != 0;
                     let retry = c.data().escape_retry(r, dirfd, path.as_deref(), follow);
                     if let Some(p) = retry {
                         let (mut buf, at) = scratch(&p, Err(64));
