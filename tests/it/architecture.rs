@@ -127,3 +127,33 @@ fn no_code_points_outside_the_repository() {
         );
     }
 }
+
+/// The build script's wasmtime (engine/build.rs precompiles wbox with it)
+/// is the engine's own: the same version, and resolver 1, which gives it
+/// the same features on the build side as on the normal side. With
+/// resolver 2 their features differed deep in the graph and Cargo built
+/// wasmtime and Cranelift twice, half again the test build's time.
+#[test]
+fn the_build_scripts_wasmtime_is_built_once_with_the_engines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let workspace = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let resolver: Vec<&str> = workspace
+        .lines()
+        .filter(|l| l.trim_start().starts_with("resolver"))
+        .collect();
+    assert_eq!(
+        resolver,
+        ["resolver = \"1\""],
+        "the workspace must use resolver 1 (see the comment above it)"
+    );
+    let engine = fs::read_to_string(root.join("engine/Cargo.toml")).unwrap();
+    let wasmtime: BTreeSet<&str> = engine
+        .lines()
+        .filter(|l| l.starts_with("wasmtime = "))
+        .collect();
+    assert_eq!(
+        wasmtime.len(),
+        1,
+        "build.rs must precompile with the wasmtime the engine runs: {wasmtime:?}"
+    );
+}
