@@ -105,6 +105,14 @@ pub(super) fn set_meta(
     // chmod follows links; a link's own mode is never used), and an owner
     // is set on the path as named (`chown -h`).
     let named = guest_path(&path, &spec.cwd);
+    let want = match (mode, owner) {
+        (Some(_), _) => Want::Chmod,
+        (None, Some((uid, gid))) => Want::Chown(uid, gid),
+        (None, None) => return EINVAL,
+    };
+    if let Some((m, under)) = ctx.tree.mount_of(&named) {
+        return set_meta_in_mount(&ctx, m, &under, want, mode, owner);
+    }
     let Some(rel) = resolve_in_root(root, &named, mode.is_some()) else {
         return ENOENT;
     };
@@ -114,14 +122,8 @@ pub(super) fn set_meta(
         return ENOENT;
     };
     if ctx.tree.is_read_only(&root.join(&rel), true) {
-        const EROFS: i32 = 69;
         return EROFS;
     }
-    let want = match (mode, owner) {
-        (Some(_), _) => Want::Chmod,
-        (None, Some((uid, gid))) => Want::Chown(uid, gid),
-        (None, None) => return EINVAL,
-    };
     if let Some(e) = ctx.tree.check(root, &rel, false, want) {
         return e;
     }
@@ -134,6 +136,37 @@ pub(super) fn set_meta(
     if owner.is_some() {
         e.owner = owner;
     }
+    0
+}
+
+const EROFS: i32 = 69;
+
+/// [`set_meta`] of a path under a mount's top (`under`): a read-only mount
+/// refuses it (before any permission check, as Linux's chmod and chown
+/// do), the step's user must be allowed it, and the mount keeps it for
+/// the step (see [`super::MountAccess::set`]).
+fn set_meta_in_mount(
+    ctx: &SpawnContext,
+    m: &super::MountAccess,
+    under: &str,
+    want: Want,
+    mode: Option<u32>,
+    owner: Option<(u32, u32)>,
+) -> i32 {
+    const ENOENT: i32 = 44;
+    let Some(rel) = resolve_in_root(&m.host, under, mode.is_some()) else {
+        return ENOENT;
+    };
+    if std::fs::symlink_metadata(m.host.join(&rel)).is_err() {
+        return ENOENT;
+    }
+    if m.read_only {
+        return EROFS;
+    }
+    if let Some(e) = ctx.tree.check_in_mount(m, &rel, false, want) {
+        return e;
+    }
+    m.set(&rel, mode, owner);
     0
 }
 

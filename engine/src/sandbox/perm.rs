@@ -7,6 +7,7 @@
 //! check). A path under a mount (`RUN --mount`) is checked the same way,
 //! with the modes and owners BuildKit gives the mount ([`MountAccess`]).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::context::TreeState;
@@ -138,10 +139,25 @@ pub struct MountAccess {
     pub owner: (u32, u32),
     /// What it held when the step began, where that is known (a bind
     /// mount's source): mode and owner by path under its top.
-    pub known: std::collections::HashMap<String, (u32, (u32, u32))>,
+    pub known: HashMap<String, (u32, (u32, u32))>,
     /// The owner of anything else in it; None: the step's user (what the
     /// step made).
     pub others: Option<(u32, u32)>,
+    /// Mounted read-only (`ro`): a chmod or chown in it fails with EROFS.
+    pub read_only: bool,
+    /// Modes and owners the step set in it (chmod, chown, the mode a
+    /// umask gives what it makes), by path under its top; shared by the
+    /// step's processes.
+    pub changed: std::sync::Arc<std::sync::Mutex<HashMap<String, MountChange>>>,
+}
+
+/// A mode or an owner a step set on a path of a mount, and the file it
+/// set it on (the path may since name another: see [`MountAccess::change`]).
+#[derive(Debug, Clone, Default)]
+pub struct MountChange {
+    id: Option<super::context::FileId>,
+    pub mode: Option<u32>,
+    pub owner: Option<(u32, u32)>,
 }
 
 impl MountAccess {
@@ -149,6 +165,60 @@ impl MountAccess {
     /// `user`'s.
     pub fn view(&self, user: (u32, u32)) -> MountView<'_> {
         MountView { mount: self, user }
+    }
+
+    fn changes(&self) -> std::sync::MutexGuard<'_, HashMap<String, MountChange>> {
+        self.changed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the step set on `rel`, while `rel` still names the file it set
+    /// it on (one removed and made again is a new file).
+    pub fn change(&self, rel: &str) -> Option<MountChange> {
+        let changes = self.changes();
+        let c = changes.get(rel)?;
+        (c.id == super::context::FileId::of(&self.host.join(rel), false)).then(|| c.clone())
+    }
+
+    /// Records a mode or an owner the step set on `rel` (an existing path,
+    /// links resolved as the call wants). The permission bits also go to
+    /// the host file, with the bits wbuild itself needs to read and write
+    /// it: a cache mount keeps them for later steps.
+    pub fn set(&self, rel: &str, mode: Option<u32>, owner: Option<(u32, u32)>) {
+        let host = self.host.join(rel);
+        #[cfg(unix)]
+        if let (Some(mode), Ok(m)) = (mode, std::fs::symlink_metadata(&host)) {
+            use std::os::unix::fs::PermissionsExt;
+            if !m.is_symlink() {
+                let own = if m.is_dir() { 0o700 } else { 0o600 };
+                let _ = std::fs::set_permissions(
+                    &host,
+                    std::fs::Permissions::from_mode(mode & 0o777 | own),
+                );
+            }
+        }
+        let id = super::context::FileId::of(&host, false);
+        let mut changes = self.changes();
+        let c = changes.entry(rel.to_string()).or_default();
+        if c.id != id {
+            *c = MountChange {
+                id,
+                ..Default::default()
+            };
+        }
+        if mode.is_some() {
+            c.mode = mode;
+        }
+        if owner.is_some() {
+            c.owner = owner;
+        }
+    }
+
+    /// Forgets what the step set on `rel` and under it (removed, or moved
+    /// away).
+    pub fn forget(&self, rel: &str) {
+        let under = format!("{rel}/");
+        self.changes()
+            .retain(|p, _| !rel.is_empty() && p != rel && !p.starts_with(&under));
     }
 }
 
@@ -160,6 +230,9 @@ pub struct MountView<'a> {
 
 impl Metas for MountView<'_> {
     fn mode(&self, rel: &str, is_dir: bool) -> u32 {
+        if let Some(mode) = self.mount.change(rel).and_then(|c| c.mode) {
+            return mode;
+        }
         if rel.is_empty() {
             return self.mount.mode;
         }
@@ -179,6 +252,9 @@ impl Metas for MountView<'_> {
         }
     }
     fn owner(&self, rel: &str) -> (u32, u32) {
+        if let Some(owner) = self.mount.change(rel).and_then(|c| c.owner) {
+            return owner;
+        }
         if rel.is_empty() {
             return self.mount.owner;
         }
@@ -451,6 +527,7 @@ mod tests {
             owner,
             known: [("f".to_string(), (0o640, (0, 0)))].into(),
             others,
+            ..Default::default()
         };
         let t = &mut ctx.tree;
         // A cache of root's: the user may not make anything in it.
@@ -483,5 +560,45 @@ mod tests {
         // Only the innermost mount counts; a path beside one is not in it.
         assert!(t.mount_of("cc/x").is_none());
         assert_eq!(t.mount_of("c").unwrap().1, "");
+    }
+
+    #[test]
+    fn chmod_and_chown_in_a_mount_last_while_the_file_does() {
+        let m = tempfile::tempdir().unwrap();
+        std::fs::create_dir(m.path().join("d")).unwrap();
+        std::fs::write(m.path().join("d/f"), "x").unwrap();
+        std::fs::write(m.path().join("g"), "x").unwrap();
+        let mount = MountAccess {
+            guest: "/c".into(),
+            host: m.path().to_path_buf(),
+            mode: 0o755,
+            known: [("g".to_string(), (0o640, (0, 0)))].into(),
+            others: Some((0, 0)),
+            ..Default::default()
+        };
+        let view = mount.view((0, 0));
+        mount.set("d/f", Some(0o400), None);
+        mount.set("g", None, Some((7, 8)));
+        mount.set("", Some(0o700), Some((1, 2)));
+        assert_eq!(view.mode("d/f", false), 0o400);
+        assert_eq!(view.owner("d/f"), (0, 0));
+        assert_eq!((view.mode("g", false), view.owner("g")), (0o640, (7, 8)));
+        assert_eq!((view.mode("", true), view.owner("")), (0o700, (1, 2)));
+        #[cfg(unix)]
+        {
+            // The host file keeps the bits (for a cache's later steps),
+            // and those wbuild needs to read and write it.
+            use std::os::unix::fs::PermissionsExt;
+            let host = std::fs::metadata(m.path().join("d/f")).unwrap();
+            assert_eq!(host.permissions().mode() & 0o777, 0o600);
+        }
+        // Removed and made again: a new file, with nothing set on it.
+        std::fs::remove_file(m.path().join("d/f")).unwrap();
+        std::fs::write(m.path().join("d/f"), "y").unwrap();
+        mount.forget("d");
+        assert_eq!(view.mode("d/f", false), 0o644);
+        assert!(mount.change("g").is_some());
+        mount.forget("");
+        assert!(mount.change("g").is_none());
     }
 }

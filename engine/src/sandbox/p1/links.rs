@@ -163,6 +163,9 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                 .clone()
                 .filter(|_| crate::fs::platform::links_as_files());
             let mut errno = wasi!(c, path_unlink_file(dirfd, pp, pl))?;
+            if let (0, Some(p)) = (errno, path.as_deref()) {
+                c.data().forget_in_mount(dirfd, p);
+            }
             let mut named = named;
             // Through an absolute symlink: again, with the path it leads
             // to inside the rootfs.
@@ -273,6 +276,16 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                 }
                 _ => wasi!(c, path_rename(fd, op, ol, nfd, np, nl))?,
             };
+            if errno == 0 {
+                // What the step set on a mount's path stays behind (the
+                // path may get another file).
+                if let Some(f) = &from {
+                    c.data().forget_in_mount(fd, f);
+                }
+                if let Some(t) = &to {
+                    c.data().forget_in_mount(nfd, t);
+                }
+            }
             let from = from.and_then(|p| c.data().link_path(fd, &p));
             let to = to.and_then(|p| c.data().link_path(nfd, &p));
             let moved = match &named {

@@ -55,6 +55,9 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                 return Ok(e);
             }
             let r = wasi!(c, path_remove_directory(dirfd, pp, pl))?;
+            if let (0, Some(p)) = (r, path.as_deref()) {
+                c.data().forget_in_mount(dirfd, p);
+            }
             // Through an absolute symlink: again, with the path it leads
             // to inside the rootfs.
             match c.data().escape_retry(r, dirfd, path.as_deref(), false) {
@@ -83,27 +86,36 @@ impl State {
     /// Whether a guest path (relative to `dirfd`, a preopen: the rootfs or
     /// a mount's top) names a directory, its last link not followed.
     pub(super) fn names_dir(&self, dirfd: i32, path: &str) -> bool {
-        let fd = dirfd as u32;
-        let host = match self.p1.preopens.mount_tops.get(&fd) {
-            Some(top) => self
-                .spawn
-                .tree
-                .mounts
-                .iter()
-                .find(|m| &m.guest == top)
-                .map(|m| m.host.as_path()),
-            None => self
-                .p1
-                .preopens
-                .root
-                .as_ref()
-                .filter(|(root, _)| *root == fd)
-                .map(|(_, h)| h.as_path()),
+        let (host, rel) = match self.mount_path(dirfd, path) {
+            Some((m, rel)) => (m.host.as_path(), rel),
+            None => {
+                let Some((root, rel)) = self.p1.preopens.rootfs_path(dirfd, path) else {
+                    return false;
+                };
+                (root, rel)
+            }
         };
-        let rel = super::clean(path);
-        host.zip(rel).is_some_and(|(host, rel)| {
-            std::fs::symlink_metadata(host.join(rel)).is_ok_and(|m| m.is_dir())
-        })
+        std::fs::symlink_metadata(host.join(rel)).is_ok_and(|m| m.is_dir())
+    }
+
+    /// The mount (`RUN --mount`) a path relative to `dirfd` is in, when
+    /// `dirfd` is that mount's own preopen, and the path under its top.
+    pub(super) fn mount_path(
+        &self,
+        dirfd: i32,
+        path: &str,
+    ) -> Option<(&crate::sandbox::MountAccess, String)> {
+        let top = self.p1.preopens.mount_tops.get(&(dirfd as u32))?;
+        let mount = self.spawn.tree.mounts.iter().find(|m| &m.guest == top)?;
+        Some((mount, super::clean(path)?))
+    }
+
+    /// Forgets what the step set on a path of a mount that a call removed
+    /// or moved away (see [`crate::sandbox::MountAccess::forget`]).
+    pub(super) fn forget_in_mount(&self, dirfd: i32, path: &str) {
+        if let Some((m, rel)) = self.mount_path(dirfd, path) {
+            m.forget(&rel);
+        }
     }
 
     /// The errno Linux gives a call that wants `want` of a guest path
@@ -114,9 +126,9 @@ impl State {
         if tree.ids.is_root() {
             return None;
         }
-        if let Some(top) = self.p1.preopens.mount_tops.get(&(dirfd as u32)) {
-            let mount = tree.mounts.iter().find(|m| &m.guest == top)?;
-            return tree.check_in_mount(mount, &super::clean(path)?, follow, want);
+        if self.p1.preopens.mount_tops.contains_key(&(dirfd as u32)) {
+            let (mount, rel) = self.mount_path(dirfd, path)?;
+            return tree.check_in_mount(mount, &rel, follow, want);
         }
         let (root, rel) = self.p1.preopens.rootfs_path(dirfd, path)?;
         tree.check(root, &rel, follow, want)

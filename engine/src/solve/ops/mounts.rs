@@ -307,6 +307,7 @@ pub(in crate::solve) fn set_up_mounts(
                     mode: mp.mode.unwrap_or(0o755) & 0o7755,
                     owner,
                     others: Some(owner),
+                    read_only: mp.read_only,
                     ..Default::default()
                 });
                 preopens.push(crate::sandbox::Preopen {
@@ -375,6 +376,8 @@ fn bind_access(
         owner: top_owner,
         known,
         others: None,
+        read_only: mp.read_only,
+        ..Default::default()
     }
 }
 
