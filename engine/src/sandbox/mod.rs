@@ -48,7 +48,7 @@ use engine::TICK;
 pub use engine::{engine, is_component, load_module, load_program, Program};
 pub use guest::{guest_for, Guest, GuestKind, GUEST_KINDS};
 pub use meta::{mode_exceptions, owner_exceptions};
-pub use perm::MountAccess;
+pub use perm::{kept_owners, MountAccess};
 use process::add_process_to_linker;
 pub use process::PROCESS_MODULE;
 pub use resolve::{describe_binary, find_program, resolve_program, HIDDEN_BIN};

@@ -149,6 +149,62 @@ pub struct MountAccess {
     /// umask gives what it makes), by path under its top; shared by the
     /// step's processes.
     pub changed: std::sync::Arc<std::sync::Mutex<HashMap<String, MountChange>>>,
+    /// When the step began (on the filesystem's clock): what was born in
+    /// it since is the step user's, whatever `others` says.
+    pub since: Option<std::time::SystemTime>,
+    /// A cache's record of who owns what in it, where that is not its
+    /// top's owner (BuildKit keeps who made each file); None for other
+    /// mounts. See [`MountAccess::keep_owners`].
+    pub owners_file: Option<std::path::PathBuf>,
+    /// What that record held for files still there when the step began.
+    pub kept: HashMap<String, (u32, u32)>,
+}
+
+/// A file's identity across processes: its inode (where the host has
+/// one) and its birth time, so that one removed and made again under the
+/// same name (which may get the same inode) is another.
+fn birth(m: &std::fs::Metadata) -> Option<(u64, u64, u32)> {
+    let t = m
+        .created()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some((ino, t.as_secs(), t.subsec_nanos()))
+}
+
+/// One line of a cache's owner record: path, owner, and the identity of
+/// the file it was recorded for.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptOwner {
+    path: String,
+    uid: u32,
+    gid: u32,
+    ino: u64,
+    secs: u64,
+    nanos: u32,
+}
+
+/// The owners a cache's record (`file`) holds for files of `host` that
+/// are still the files they were recorded for.
+pub fn kept_owners(file: &Path, host: &Path) -> HashMap<String, (u32, u32)> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return HashMap::new();
+    };
+    let recorded: Vec<KeptOwner> = serde_json::from_str(&text).unwrap_or_default();
+    recorded
+        .into_iter()
+        .filter(|k| {
+            std::fs::symlink_metadata(host.join(&k.path))
+                .ok()
+                .and_then(|m| birth(&m))
+                == Some((k.ino, k.secs, k.nanos))
+        })
+        .map(|k| (k.path, (k.uid, k.gid)))
+        .collect()
 }
 
 /// A mode or an owner a step set on a path of a mount, and the file it
@@ -213,6 +269,81 @@ impl MountAccess {
         }
     }
 
+    /// Whether the file at `rel` was born since the step began.
+    fn born_in_step(&self, rel: &str) -> bool {
+        let Some(since) = self.since else {
+            return false;
+        };
+        std::fs::symlink_metadata(self.host.join(rel))
+            .and_then(|m| m.created())
+            .is_ok_and(|t| t >= since)
+    }
+
+    /// Writes a cache's owner record after the step (`user` made what it
+    /// made): who owns each path that is not the top's owner's, for the
+    /// steps that mount it next. Nothing to do for other mounts.
+    pub fn keep_owners(&self, user: (u32, u32)) -> std::io::Result<()> {
+        let Some(file) = &self.owners_file else {
+            return Ok(());
+        };
+        let top = self.others.unwrap_or(user);
+        let mut owners: std::collections::BTreeMap<String, (u32, u32)> =
+            self.kept.iter().map(|(p, o)| (p.clone(), *o)).collect();
+        // A kept owner's file made again in the step is the step's.
+        owners.retain(|p, _| !self.born_in_step(p));
+        // What the step made, when that is not the top owner's.
+        if user != top {
+            let mut stack = vec![String::new()];
+            while let Some(dir) = stack.pop() {
+                for e in std::fs::read_dir(self.host.join(&dir))?.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let rel = if dir.is_empty() {
+                        name
+                    } else {
+                        format!("{dir}/{name}")
+                    };
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        stack.push(rel.clone());
+                    }
+                    if self.born_in_step(&rel) {
+                        owners.insert(rel, user);
+                    }
+                }
+            }
+        }
+        // What the step set with chown.
+        let changed: Vec<String> = self.changes().keys().cloned().collect();
+        for p in changed {
+            if let Some(o) = self.change(&p).and_then(|c| c.owner) {
+                owners.insert(p, o);
+            }
+        }
+        let records: Vec<KeptOwner> = owners
+            .into_iter()
+            .filter(|(p, o)| !p.is_empty() && *o != top)
+            .filter_map(|(path, (uid, gid))| {
+                let m = std::fs::symlink_metadata(self.host.join(&path)).ok()?;
+                let (ino, secs, nanos) = birth(&m)?;
+                Some(KeptOwner {
+                    path,
+                    uid,
+                    gid,
+                    ino,
+                    secs,
+                    nanos,
+                })
+            })
+            .collect();
+        if records.is_empty() && !file.exists() {
+            return Ok(());
+        }
+        let dir = file.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, serde_json::to_string(&records)?.as_bytes())?;
+        tmp.persist(file).map_err(|e| e.error)?;
+        Ok(())
+    }
+
     /// Forgets what the step set on `rel` and under it (removed, or moved
     /// away).
     pub fn forget(&self, rel: &str) {
@@ -236,7 +367,12 @@ impl Metas for MountView<'_> {
         if rel.is_empty() {
             return self.mount.mode;
         }
-        if let Some((mode, _)) = self.mount.known.get(rel) {
+        if let Some((mode, _)) = self
+            .mount
+            .known
+            .get(rel)
+            .filter(|_| !self.mount.born_in_step(rel))
+        {
             return *mode;
         }
         // What the step made: the mode it has on the host.
@@ -258,10 +394,18 @@ impl Metas for MountView<'_> {
         if rel.is_empty() {
             return self.mount.owner;
         }
-        match self.mount.known.get(rel) {
-            Some((_, owner)) => *owner,
-            None => self.mount.others.unwrap_or(self.user),
+        // What the step made is its user's (also under a name that held
+        // another file when it began).
+        if self.mount.born_in_step(rel) {
+            return self.user;
         }
+        if let Some((_, owner)) = self.mount.known.get(rel) {
+            return *owner;
+        }
+        if let Some(owner) = self.mount.kept.get(rel) {
+            return *owner;
+        }
+        self.mount.others.unwrap_or(self.user)
     }
 }
 

@@ -245,6 +245,8 @@ impl Store {
             }
             let size = dir_size(&p);
             if fs::remove_dir_all(&p).is_ok() {
+                // Its record of owners goes with it.
+                let _ = fs::remove_file(p.with_extension("owners"));
                 freed += size;
             }
         }

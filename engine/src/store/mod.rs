@@ -9,7 +9,8 @@
 //! ROOT/tmp/<id>/            that store's temp files and dirs, removed with it
 //!                           or, after a crash, by the next store opened on ROOT
 //! ROOT/compiled/            compiled WebAssembly modules
-//! ROOT/cache-mounts/<hex>   RUN --mount=type=cache directories (+ .lock)
+//! ROOT/cache-mounts/<hex>   RUN --mount=type=cache directories (+ .lock, and
+//!                           .owners: who owns what in it, not its top's owner)
 //! ```
 //!
 //! `du` and `prune` (gc.rs) see all of it. Several `wbuild` processes can

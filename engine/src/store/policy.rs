@@ -390,7 +390,14 @@ impl Store {
                 true
             }
             What::Pulled(n) => self.remove_image(n)?,
-            What::Dir(p) => !super::gc::mount_in_use(p) && fs::remove_dir_all(p).is_ok(),
+            What::Dir(p) => {
+                let gone = !super::gc::mount_in_use(p) && fs::remove_dir_all(p).is_ok();
+                if gone {
+                    // A cache mount's record of owners goes with it.
+                    let _ = fs::remove_file(p.with_extension("owners"));
+                }
+                gone
+            }
             What::Tree(p) => fs::remove_dir_all(p).is_ok(),
             What::File(p) => fs::remove_file(p).is_ok(),
         })

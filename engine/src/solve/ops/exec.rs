@@ -348,10 +348,25 @@ fn execute_run(
     ctx.tree.links = std::sync::Mutex::new(std::mem::take(&mut snap.links));
     // On the filesystem's clock, a tick after the rootfs was made.
     ctx.tree.started = crate::fs::snapshot::next_tick(work.path()).map_err(|e| fail(e.into()))?;
+    for m in &mut ctx.tree.mounts {
+        m.since = Some(ctx.tree.started);
+    }
     ctx.limits.disk = sandbox::DiskBudget::new(o.step_disk);
     let ctx = Arc::new(ctx);
     let (out, tail) = run_showing_output(env, cx.vertex, &spec, &module, ctx.clone());
     let etc_changed = mounts.etc_changed();
+    // A cache keeps who made what in it, also when the step failed.
+    for m in &ctx.tree.mounts {
+        m.keep_owners(ctx.tree.new_owner()).map_err(|error| {
+            fail(
+                super::mounts::MountError::Cache {
+                    id: m.guest.clone(),
+                    error: format!("recording the owners in it: {error}"),
+                }
+                .into(),
+            )
+        })?;
+    }
     // Secrets leave the rootfs before anything looks at it.
     mounts.clean_up();
     check_exit(out, tail, &ctx, program.argv).map_err(|f| fail(*f))?;

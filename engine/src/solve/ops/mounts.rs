@@ -271,6 +271,10 @@ pub(in crate::solve) fn set_up_mounts(
                         id: id.clone(),
                         error: error.to_string(),
                     })?;
+                // Who owns what in it, where not its top's owner (see
+                // `MountAccess::keep_owners`); none for a private copy.
+                let owners_file = lock_path.with_extension("owners");
+                let shared_dir = dir.clone();
                 let host = match mp.sharing {
                     Some(CacheSharing::Locked) => {
                         lock.lock().map_err(|error| MountError::Cache {
@@ -298,9 +302,14 @@ pub(in crate::solve) fn set_up_mounts(
                 // BuildKit makes a cache's top with `mode=` (0755 when not
                 // given) under its daemon's umask (0022: `mode=0777` gives
                 // 0755), owned by `uid=`/`gid=` (root when not given), and
-                // keeps who made what in it; wbuild takes everything in it
-                // as the top's owner's.
+                // keeps who made what in it: wbuild records the owners that
+                // are not the top's.
                 let owner = (mp.uid.unwrap_or(0), mp.gid.unwrap_or(0));
+                let owners_file = (host == shared_dir).then_some(owners_file);
+                let kept = owners_file
+                    .as_deref()
+                    .map(|f| crate::sandbox::kept_owners(f, &host))
+                    .unwrap_or_default();
                 guards.access.push(crate::sandbox::MountAccess {
                     guest: mp.target.clone(),
                     host: host.clone(),
@@ -308,6 +317,8 @@ pub(in crate::solve) fn set_up_mounts(
                     owner,
                     others: Some(owner),
                     read_only: mp.read_only,
+                    owners_file,
+                    kept,
                     ..Default::default()
                 });
                 preopens.push(crate::sandbox::Preopen {
