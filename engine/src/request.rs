@@ -166,6 +166,7 @@ impl ContextModes {
             (ContextModes::Normalize, crate::fs::Kind::File) if mode & 0o100 != 0 => 0o755,
             (ContextModes::Normalize, crate::fs::Kind::File) => 0o644,
             (ContextModes::Normalize, crate::fs::Kind::Symlink) => mode,
+            (ContextModes::Normalize, crate::fs::Kind::Fifo) => 0o644,
         }
     }
 }

@@ -219,6 +219,7 @@ fn write_tree(dir: &Path, entries: &[layer::LayerEntry]) -> std::io::Result<()> 
             }
             (Kind::File, layer::Content::Bytes(b)) => std::fs::write(&at, b)?,
             (Kind::File, layer::Content::None) => std::fs::write(&at, b"")?,
+            (Kind::Fifo, _) => crate::fs::platform::make_fifo(&at)?,
         }
     }
     // The archive's modes, children before parents (a read-only directory

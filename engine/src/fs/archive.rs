@@ -297,6 +297,8 @@ pub(crate) fn unpack_archive(
                     Content::Host(host),
                 )
             }
+            // A named pipe, as BuildKit makes it (no content).
+            tar::EntryType::Fifo => (Meta::fifo(mode).owned_by(uid, gid), Content::None),
             other => {
                 return Err(ArchiveError::Unsupported {
                     entry: rel,

@@ -275,6 +275,12 @@ fn write_tar_marked<W: Write>(
                 b.append_link(&mut h, &name, target)
                     .map_err(io_at(&e.path))?;
             }
+            Kind::Fifo => {
+                h.set_entry_type(tar::EntryType::Fifo);
+                h.set_size(0);
+                b.append_data(&mut h, &name, io::empty())
+                    .map_err(io_at(&e.path))?;
+            }
             Kind::File => {
                 h.set_entry_type(tar::EntryType::Regular);
                 match &e.content {
@@ -552,7 +558,8 @@ fn read_entries<R: Read>(
             tar::EntryType::Directory => Kind::Dir,
             tar::EntryType::Symlink => Kind::Symlink,
             tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
-            // Devices and fifos are not produced by wbuild.
+            tar::EntryType::Fifo => Kind::Fifo,
+            // Devices: a build never needs one (a container gets its /dev).
             other => {
                 return Err(corrupt(format!(
                     "entry {path} has an unsupported type {other:?}"
@@ -873,6 +880,14 @@ fn apply_one(
                             .map_err(io_at(&p))?;
                         remove_under(m, &p, false);
                     }
+                    Kind::Fifo => {
+                        remove_path(&host).map_err(io_at(&p))?;
+                        if let Some(parent) = host.parent() {
+                            fs::create_dir_all(parent).map_err(io_at(&p))?;
+                        }
+                        crate::fs::platform::make_fifo(&host).map_err(io_at(&p))?;
+                        remove_under(m, &p, false);
+                    }
                 }
                 if meta.kind != Kind::File {
                     times.insert(p.clone(), mtime);
@@ -1075,5 +1090,32 @@ mod tests {
             !store.blob_path(&l.digest).exists(),
             "the damaged blob is removed, so the next build rebuilds it"
         );
+    }
+
+    #[test]
+    fn a_fifo_is_written_read_back_and_made() {
+        let s = tempfile::tempdir().unwrap();
+        let store = Store::open(s.path()).unwrap();
+        let fifo = LayerEntry {
+            path: "d/p".into(),
+            meta: Meta::fifo(0o640).owned_by(5, 6),
+            content: Content::None,
+            whiteout: false,
+        };
+        let l = write_layer(&store, &[dir("d"), fifo], 0, Compression::Gzip, 6).unwrap();
+        let mut m = Manifest::new();
+        apply_to_manifest(&store, &l, &mut m).unwrap();
+        assert_eq!(m["d/p"], Meta::fifo(0o640).owned_by(5, 6));
+        let out = tempfile::tempdir().unwrap();
+        let mut m = Manifest::new();
+        let made = apply_to_dir(&store, &l, out.path(), &mut m);
+        #[cfg(unix)]
+        {
+            made.unwrap();
+            let md = fs::symlink_metadata(out.path().join("d/p")).unwrap();
+            assert!(crate::fs::platform::is_fifo(&md));
+        }
+        #[cfg(not(unix))]
+        assert!(made.unwrap_err().to_string().contains("FIFO"));
     }
 }

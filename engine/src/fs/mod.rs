@@ -22,6 +22,9 @@ pub enum Kind {
     File,
     Dir,
     Symlink,
+    /// A named pipe (an archive or a base layer may hold one; BuildKit
+    /// makes it). Devices are refused where a layer or archive has one.
+    Fifo,
 }
 
 impl Kind {
@@ -30,6 +33,7 @@ impl Kind {
             Kind::File => "file",
             Kind::Dir => "dir",
             Kind::Symlink => "symlink",
+            Kind::Fifo => "fifo",
         }
     }
 }
@@ -85,6 +89,14 @@ impl Meta {
             size: 0,
             digest: None,
             link: Some(target.replace('\\', "/")),
+        }
+    }
+
+    /// A root-owned named pipe.
+    pub fn fifo(mode: u32) -> Meta {
+        Meta {
+            kind: Kind::Fifo,
+            ..Meta::dir(mode)
         }
     }
 

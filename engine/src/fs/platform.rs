@@ -11,6 +11,47 @@ pub struct FileStat {
     pub inode: u64,
 }
 
+/// Makes a named pipe at `path` (its permission bits are set by whoever
+/// records its metadata). Only where the host has them: elsewhere an error
+/// that says so.
+pub fn make_fifo(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::other("a path with a NUL byte"))?;
+        // SAFETY: `c` is a valid NUL-terminated path for the call's time.
+        if unsafe { libc::mkfifo(c.as_ptr(), 0o644) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!(
+                "{}: a FIFO (named pipe) cannot be made on this OS; build on Linux or macOS",
+                path.display()
+            ),
+        ))
+    }
+}
+
+/// Whether `m` describes a named pipe.
+pub fn is_fifo(m: &Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_fifo()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = m;
+        false
+    }
+}
+
 /// The stat fields the stat cache compares.
 pub fn file_stat(m: &Metadata) -> FileStat {
     #[cfg(unix)]

@@ -247,6 +247,7 @@ impl Pristine {
                     #[cfg(unix)]
                     std::os::unix::fs::symlink(fs::read_link(tree.join(p))?, &to)?;
                 }
+                Kind::Fifo => platform::make_fifo(&to)?,
                 Kind::File => {
                     fs::hard_link(tree.join(p), &to)?;
                     let s = platform::file_stat(&fs::symlink_metadata(&to)?);

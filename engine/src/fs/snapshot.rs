@@ -183,7 +183,9 @@ impl Snapshot {
             let same = match (old, m.kind) {
                 (None, _) => false,
                 (Some(o), _) if o.kind != m.kind => false,
-                (Some(o), Kind::Dir) => o.mode == m.mode && o.uid == m.uid && o.gid == m.gid,
+                (Some(o), Kind::Dir | Kind::Fifo) => {
+                    o.mode == m.mode && o.uid == m.uid && o.gid == m.gid
+                }
                 (Some(o), Kind::Symlink) => o.link == m.link && o.uid == m.uid && o.gid == m.gid,
                 (Some(o), Kind::File) => {
                     let same_attrs = o.mode == m.mode && o.uid == m.uid && o.gid == m.gid;
@@ -457,6 +459,8 @@ fn scan(
                     Some(platform::file_stat(&md)),
                 ),
             );
+        } else if platform::is_fifo(&md) {
+            out.insert(child, (Meta::fifo(NEW_FILE_MODE), None));
         }
     }
     Ok(())

@@ -695,6 +695,12 @@ fn copy_entries(tree: &SourceTree, rel: &str, dest: &Path) -> std::io::Result<()
                 #[cfg(unix)]
                 std::os::unix::fs::symlink(m.link.as_deref().unwrap_or(""), &to)?;
             }
+            Kind::Fifo => {
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                crate::fs::platform::make_fifo(&to)?;
+            }
         }
     }
     Ok(())
