@@ -40,6 +40,9 @@ pub enum Want {
     Remove,
     /// Set its times to now: its owner, or who may write it.
     Touch,
+    /// Set its times to given ones (`touch -d`, `cp -p`): its owner only
+    /// (Linux's utimensat gives others EPERM).
+    SetTimes,
     /// Change its mode: its owner only.
     Chmod,
     /// Give it this owner: root only, but the file's owner may change its
@@ -512,7 +515,7 @@ fn check_existing(ids: &Ids, m: &impl Metas, rel: &str, is_dir: bool, want: Want
         }
         Want::Touch if mine => None,
         Want::Touch => denied(W),
-        Want::Chmod => (!mine).then_some(EPERM),
+        Want::SetTimes | Want::Chmod => (!mine).then_some(EPERM),
         Want::Chown(uid, gid) => {
             let (owner, group) = m.owner(rel);
             let same_user = uid == owner;
@@ -612,6 +615,10 @@ mod tests {
         );
         assert_eq!(check("home/app/f", Want::Chown(1000, 7)), Some(EPERM));
         assert_eq!(check("pub", Want::Touch), Some(EACCES));
+        // Times given, not now: the owner only, however writable.
+        assert_eq!(check("tmp", Want::Touch), None);
+        assert_eq!(check("tmp", Want::SetTimes), Some(EPERM));
+        assert_eq!(check("home/app/f", Want::SetTimes), None);
         assert_eq!(check("pub", Want::Access(R)), None);
         assert_eq!(check("pub", Want::Access(W)), Some(EACCES));
         assert_eq!(check("missing", READ), None, "ENOENT is the call's");

@@ -43,9 +43,17 @@ pub(super) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
                 return Ok(EROFS);
             }
             let follow = flags & LOOKUP_SYMLINK_FOLLOW != 0;
+            // Given times (not "now") need the owner, as Linux's utimensat.
+            const ATIM: i32 = 1;
+            const MTIM: i32 = 4;
+            let want = if fst & (ATIM | MTIM) != 0 {
+                Want::SetTimes
+            } else {
+                Want::Touch
+            };
             if let Some(e) = path
                 .as_deref()
-                .and_then(|p| c.data().denied(dirfd, p, follow, Want::Touch))
+                .and_then(|p| c.data().denied(dirfd, p, follow, want))
             {
                 return Ok(e);
             }
