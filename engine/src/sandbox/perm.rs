@@ -298,13 +298,8 @@ impl MountAccess {
         if user != top {
             let mut stack = vec![String::new()];
             while let Some(dir) = stack.pop() {
-                for e in std::fs::read_dir(self.host.join(&dir))?.flatten() {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let rel = if dir.is_empty() {
-                        name
-                    } else {
-                        format!("{dir}/{name}")
-                    };
+                let children = crate::fs::read_children(&self.host, &dir).map_err(|(_, e)| e)?;
+                for (rel, e) in children {
                     if e.file_type().is_ok_and(|t| t.is_dir()) {
                         stack.push(rel.clone());
                     }
@@ -340,11 +335,8 @@ impl MountAccess {
         if records.is_empty() && !file.exists() {
             return Ok(());
         }
-        let dir = file.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut tmp, serde_json::to_string(&records)?.as_bytes())?;
-        tmp.persist(file).map_err(|e| e.error)?;
-        Ok(())
+        crate::fs::write_atomic(file, serde_json::to_string(&records)?.as_bytes())
+            .map_err(|(_, e)| e)
     }
 
     /// Forgets what the step set on `rel` and under it (removed, or moved
