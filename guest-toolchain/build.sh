@@ -20,8 +20,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 #  wbox: an 8 MiB stack for deep shell and awk recursion; Debian's
 #  wasi-libc (2022) lacks `realpath`, so wbox brings a stand-in
 #  (`--cfg wbox_realpath_stub`, see lib/sys.rs).
+#  wlinux: the x86-64 Linux emulator (issue 29); its decoder tables are
+#  most of its size.
 guests=(
     "wbox|2097152|-C link-arg=-zstack-size=8388608 --cfg wbox_realpath_stub"
+    "wlinux|4194304|-C link-arg=-zstack-size=1048576"
 )
 
 check=false

@@ -14,6 +14,10 @@ use crate::fs::Meta;
 /// The committed, reproducibly built guest toolchain.
 pub const WBOX: &[u8] = include_bytes!("../../guest-toolchain/dist/wbox.wasm");
 
+/// The committed x86-64 Linux emulator (`guest-toolchain/wlinux`), built by
+/// the same recipe: what runs an image's x86-64 ELF programs.
+pub const WLINUX: &[u8] = include_bytes!("../../guest-toolchain/dist/wlinux.wasm");
+
 /// The applets wbox provides (as `wbox --list` prints them).
 pub const APPLETS: &[&str] = &[
     "[",
@@ -133,6 +137,12 @@ mod tests {
         );
         assert!(WBOX.starts_with(b"\0asm"));
         assert!(WBOX.len() < 2 << 20, "wbox.wasm is over its 2 MB budget");
+        let sum = include_str!("../../guest-toolchain/dist/wlinux.wasm.sha256");
+        assert_eq!(
+            format!("sha256:{}", sum.split_whitespace().next().unwrap()),
+            Digest::of(WLINUX).to_string()
+        );
+        assert!(WLINUX.starts_with(b"\0asm"));
     }
 
     #[test]

@@ -142,8 +142,8 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
     env::with_home(&mut env, &snap.dir, &rc.user);
     let lookup_path = env.get("PATH").cloned().unwrap_or_default();
     let env: Vec<(String, String)> = env.into_iter().collect();
-    let (program, argv) = sandbox::resolve_program(&snap.dir, &argv, &cwd, &lookup_path)?;
-    let guest = sandbox::guest_for(&program, argv)?;
+    let (program, path, argv) = sandbox::resolve_program(&snap.dir, &argv, &cwd, &lookup_path)?;
+    let guest = sandbox::guest_for(&program, &path, argv)?;
     let argv = guest.argv;
     let bytes = guest.module;
     let cache = store.compiled_dir()?;

@@ -146,22 +146,30 @@ pub fn load_program(
 /// compiling wbox. `WBUILD_PRECOMPILED=0` at run time leaves it unused.
 static PRECOMPILED_WBOX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wbox.cwasm"));
 
-/// The precompiled wbox, when `digest` is wbox's and the engine accepts
-/// the artifact (wasmtime checks its version, configuration and the CPU's
-/// features; on another CPU the module is compiled as any other).
+/// The x86-64 emulator, precompiled the same way.
+static PRECOMPILED_WLINUX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wlinux.cwasm"));
+
+/// The precompiled guest whose module's digest is `digest` (wbox or the
+/// emulator), when the engine accepts the artifact (wasmtime checks its
+/// version, configuration and the CPU's features; on another CPU the
+/// module is compiled as any other).
 fn precompiled(engine: &Engine, digest: &Digest) -> Option<Module> {
-    static WBOX_DIGEST: OnceLock<Digest> = OnceLock::new();
-    // `WBUILD_PRECOMPILED=0`: compile wbox as any other module (for the
+    static DIGESTS: OnceLock<[(Digest, &'static [u8]); 2]> = OnceLock::new();
+    // `WBUILD_PRECOMPILED=0`: compile them as any other module (for the
     // compiled-module cache's tests).
-    if PRECOMPILED_WBOX.is_empty()
-        || std::env::var_os("WBUILD_PRECOMPILED").is_some_and(|v| v == "0")
-        || digest != WBOX_DIGEST.get_or_init(|| Digest::of(crate::base::WBOX))
-    {
+    if std::env::var_os("WBUILD_PRECOMPILED").is_some_and(|v| v == "0") {
         return None;
     }
+    let table = DIGESTS.get_or_init(|| {
+        [
+            (Digest::of(crate::base::WBOX), PRECOMPILED_WBOX),
+            (Digest::of(crate::base::WLINUX), PRECOMPILED_WLINUX),
+        ]
+    });
+    let (_, artifact) = table.iter().find(|(d, a)| d == digest && !a.is_empty())?;
     // SAFETY: the bytes are the artifact wbuild's own build script
-    // serialized from these wbox bytes, embedded in this binary.
-    unsafe { Module::deserialize(engine, PRECOMPILED_WBOX) }.ok()
+    // serialized from these very module bytes, embedded in this binary.
+    unsafe { Module::deserialize(engine, artifact) }.ok()
 }
 
 /// Compiles a preview-1 module (or loads it, as [`load_program`] does).
@@ -284,6 +292,9 @@ mod tests {
         let engine = engine().unwrap();
         let digest = Digest::of(crate::base::WBOX);
         let module = precompiled(engine, &digest).expect("the precompiled wbox loads");
+        assert!(module.exports().any(|e| e.name() == "_start"));
+        let digest = Digest::of(crate::base::WLINUX);
+        let module = precompiled(engine, &digest).expect("the precompiled emulator loads");
         assert!(module.exports().any(|e| e.name() == "_start"));
         assert!(precompiled(engine, &Digest::of(b"other")).is_none());
     }

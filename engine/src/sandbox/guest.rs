@@ -37,8 +37,8 @@ impl std::fmt::Debug for Guest {
 pub trait GuestKind: Sync {
     /// Whether it runs the file whose bytes are `bytes`, named `argv0`.
     fn claims(&self, bytes: &[u8], argv0: &str) -> bool;
-    /// What runs for that file, with `argv`.
-    fn guest(&self, bytes: Vec<u8>, argv: Vec<String>) -> Guest;
+    /// What runs for that file (found at `path` in the guest), with `argv`.
+    fn guest(&self, bytes: Vec<u8>, path: &str, argv: Vec<String>) -> Guest;
 }
 
 /// A WebAssembly module: itself.
@@ -49,7 +49,7 @@ impl GuestKind for Wasm {
         bytes.starts_with(b"\0asm")
     }
 
-    fn guest(&self, bytes: Vec<u8>, argv: Vec<String>) -> Guest {
+    fn guest(&self, bytes: Vec<u8>, _: &str, argv: Vec<String>) -> Guest {
         Guest {
             module: bytes,
             argv,
@@ -76,7 +76,7 @@ impl GuestKind for WboxStandIn {
         crate::base::APPLETS.contains(&name) || SHELLS.contains(&name)
     }
 
-    fn guest(&self, _: Vec<u8>, mut argv: Vec<String>) -> Guest {
+    fn guest(&self, _: Vec<u8>, _: &str, mut argv: Vec<String>) -> Guest {
         let name = argv.first().cloned().unwrap_or_default();
         let mut applet = base_name(&name).to_string();
         if SHELLS.contains(&applet.as_str()) {
@@ -97,14 +97,48 @@ impl GuestKind for WboxStandIn {
     }
 }
 
+/// An x86-64 Linux executable (static, or with its image's own loader):
+/// wbuild's emulator, wlinux, runs it — `wlinux PATH ARGV…`, the file's
+/// path in the guest first. It comes after wbox's stand-ins: a shell or an
+/// applet wbox has still runs as wbox (the fast path); every other x86-64
+/// program is emulated.
+struct Emulated;
+
+/// Whether `bytes` start an ELF64 x86-64 executable (or PIE).
+fn is_x86_64_elf(bytes: &[u8]) -> bool {
+    bytes.len() >= 20
+        && bytes.starts_with(b"\x7fELF\x02\x01")
+        && matches!(u16::from_le_bytes([bytes[16], bytes[17]]), 2 | 3)
+        && u16::from_le_bytes([bytes[18], bytes[19]]) == 62
+}
+
+impl GuestKind for Emulated {
+    fn claims(&self, bytes: &[u8], _: &str) -> bool {
+        is_x86_64_elf(bytes)
+    }
+
+    fn guest(&self, _: Vec<u8>, path: &str, argv: Vec<String>) -> Guest {
+        let name = argv.first().cloned().unwrap_or_default();
+        let mut all = vec!["wlinux".to_string(), path.to_string()];
+        all.extend(argv);
+        Guest {
+            module: crate::base::WLINUX.to_vec(),
+            argv: all,
+            note: Some(format!(
+                "{name} is an x86-64 Linux executable: running it under wbuild's x86-64 emulator"
+            )),
+        }
+    }
+}
+
 /// Every kind of program file, in the order they are asked.
-pub const GUEST_KINDS: &[&dyn GuestKind] = &[&Wasm, &WboxStandIn];
+pub const GUEST_KINDS: &[&dyn GuestKind] = &[&Wasm, &WboxStandIn, &Emulated];
 
 /// What runs for the program found at `host` (as `find_program` gives
-/// it), named `argv[0]`: wbox's own applets (under [`HIDDEN_BIN`]) are
-/// wbox; any other file goes to the first kind that claims it. A file no
-/// kind claims is an error that says what it is.
-pub fn guest_for(host: &Path, argv: Vec<String>) -> Result<Guest, SandboxError> {
+/// it; `path` in the guest), named `argv[0]`: wbox's own applets (under
+/// [`HIDDEN_BIN`]) are wbox; any other file goes to the first kind that
+/// claims it. A file no kind claims is an error that says what it is.
+pub fn guest_for(host: &Path, path: &str, argv: Vec<String>) -> Result<Guest, SandboxError> {
     let name = argv.first().cloned().unwrap_or_default();
     if host.starts_with(HIDDEN_BIN) {
         return Ok(Guest {
@@ -129,7 +163,7 @@ pub fn guest_for(host: &Path, argv: Vec<String>) -> Result<Guest, SandboxError> 
         }
     }
     match GUEST_KINDS.iter().find(|k| k.claims(&bytes, &name)) {
-        Some(kind) => Ok(kind.guest(bytes, argv)),
+        Some(kind) => Ok(kind.guest(bytes, path, argv)),
         None => Err(SandboxError::NotWasm {
             program: name,
             what: describe_binary(&bytes),
@@ -169,14 +203,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wasm = dir.path().join("prog");
         std::fs::write(&wasm, b"\0asm\x01\0\0\0").unwrap();
-        let g = guest_for(&wasm, vec!["prog".into(), "a".into()]).unwrap();
+        let g = guest_for(&wasm, "/prog", vec!["prog".into(), "a".into()]).unwrap();
         assert_eq!(g.module, b"\0asm\x01\0\0\0");
         assert_eq!(g.argv, ["prog", "a"]);
         assert!(g.note.is_none());
         // A native shell stands in as wbox's, and the step is told.
         let elf = dir.path().join("sh");
         std::fs::write(&elf, b"\x7fELF\x02\x01\x01\0").unwrap();
-        let g = guest_for(&elf, vec!["/bin/sh".into(), "-c".into()]).unwrap();
+        let g = guest_for(&elf, "/bin/sh", vec!["/bin/sh".into(), "-c".into()]).unwrap();
         assert_eq!(g.module, crate::base::WBOX);
         assert_eq!(g.argv, ["/bin/sh", "-c"]);
         assert!(g
@@ -184,7 +218,7 @@ mod tests {
             .unwrap()
             .contains("running wbuild's own wbox sh instead"));
         // bash, ash and dash run as wbox's sh.
-        let g = guest_for(&elf, vec!["/bin/bash".into(), "-c".into()]).unwrap();
+        let g = guest_for(&elf, "/bin/bash", vec!["/bin/bash".into(), "-c".into()]).unwrap();
         assert_eq!(g.module, crate::base::WBOX);
         assert_eq!(g.argv, ["sh", "-c"]);
         assert!(g
@@ -198,14 +232,25 @@ mod tests {
             b"\x7fELF\x02\x01\x01\0....BusyBox v1\0[\0[[\0ash\0cat\0sh\0\0",
         )
         .unwrap();
-        assert!(guest_for(&bb, vec!["/bin/cat".into()]).is_ok());
-        let e = guest_for(&bb, vec!["/usr/bin/install".into()]).unwrap_err();
+        assert!(guest_for(&bb, "/bin/cat", vec!["/bin/cat".into()]).is_ok());
+        let e = guest_for(&bb, "/usr/bin/install", vec!["/usr/bin/install".into()]).unwrap_err();
         assert!(matches!(e, SandboxError::NoApplet { .. }), "{e}");
-        let e = guest_for(&bb, vec!["/bin/bash".into(), "-c".into()]).unwrap_err();
+        let e = guest_for(&bb, "/bin/bash", vec!["/bin/bash".into(), "-c".into()]).unwrap_err();
         assert!(e.to_string().contains("no applet bash"), "{e}");
-        // A native program wbox does not have is an error that says what.
-        let e = guest_for(&elf, vec!["/usr/bin/gcc".into()]).unwrap_err();
+        // Any other x86-64 program runs under the emulator, given its path.
+        let exe = dir.path().join("gcc");
+        let mut head = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0".to_vec();
+        head.resize(64, 0);
+        std::fs::write(&exe, &head).unwrap();
+        let g = guest_for(&exe, "/usr/bin/gcc", vec!["gcc".into(), "-c".into()]).unwrap();
+        assert_eq!(g.module, crate::base::WLINUX);
+        assert_eq!(g.argv, ["wlinux", "/usr/bin/gcc", "gcc", "-c"]);
+        assert!(g.note.unwrap().contains("x86-64 emulator"));
+        // Another machine's program is an error that names it.
+        head[18] = 0xb7;
+        std::fs::write(&exe, &head).unwrap();
+        let e = guest_for(&exe, "/usr/bin/gcc", vec!["gcc".into()]).unwrap_err();
         assert!(matches!(e, SandboxError::NotWasm { .. }), "{e}");
-        assert!(e.to_string().contains("an ELF executable"), "{e}");
+        assert!(e.to_string().contains("an ELF executable for arm64"), "{e}");
     }
 }

@@ -8,14 +8,14 @@ use super::SandboxError;
 /// What runs for `argv`: its program found in the rootfs (through `path`
 /// unless it names a path), or, for a script that starts with `#!`, its
 /// interpreter with the script's path in the guest as an argument (as the
-/// kernel passes it). Returns the program's host file and the argv to
-/// give it.
+/// kernel passes it). Returns the program's host file, its path in the
+/// guest, and the argv to give it.
 pub fn resolve_program(
     rootfs: &Path,
     argv: &[String],
     cwd: &str,
     path: &str,
-) -> Result<(PathBuf, Vec<String>), SandboxError> {
+) -> Result<(PathBuf, String, Vec<String>), SandboxError> {
     let find = |name: &str| -> Result<(PathBuf, String), SandboxError> {
         find_program(rootfs, name, cwd, path).ok_or_else(|| SandboxError::NotFound {
             program: name.to_string(),
@@ -39,15 +39,15 @@ pub fn resolve_program(
             });
         }
         let (ihost, iname) = find(&interp)?;
-        let mut out = vec![iname];
+        let mut out = vec![iname.clone()];
         if let Some(arg) = parts.next().map(str::trim).filter(|a| !a.is_empty()) {
             out.push(arg.to_string());
         }
         out.push(guest);
         out.extend(argv.iter().skip(1).cloned());
-        return Ok((ihost, out));
+        return Ok((ihost, iname, out));
     }
-    Ok((host, argv.to_vec()))
+    Ok((host, guest, argv.to_vec()))
 }
 
 /// Finds a program in a rootfs on the host as a shell would: a name with

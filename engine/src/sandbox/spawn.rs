@@ -340,12 +340,12 @@ pub(super) fn spawn_child(
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str())
         .unwrap_or(crate::env::DEFAULT_PATH);
-    let (host, _) =
+    let (host, guest_path) =
         find_program(root, &name, &cwd, path).ok_or_else(|| SandboxError::NotFound {
             program: name.clone(),
             on_path: !name.contains('/'),
         })?;
-    let guest = super::guest::guest_for(&host, argv)?;
+    let guest = super::guest::guest_for(&host, &guest_path, argv)?;
     let module = load_program(&guest.module, &name, ctx.programs.module_cache.as_deref())?;
     // The same limits: the deadline in `ctx` is the step's, shared.
     let child = RunSpec {

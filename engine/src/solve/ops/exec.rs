@@ -439,7 +439,7 @@ fn program_of(
         .get("PATH")
         .map(String::as_str)
         .unwrap_or(DEFAULT_PATH);
-    let (program_path, argv) =
+    let (program_path, guest_path, argv) =
         sandbox::resolve_program(&snap.dir, &rp.argv, &rp.cwd, path).map_err(|e| fail(e.into()))?;
     let exec_form = matches!(&cx.step.instruction, crate::frontend::instructions::Instruction::Run(r) if !r.command.shell_form);
     if exec_form {
@@ -462,7 +462,7 @@ fn program_of(
             }
         }
     }
-    let guest = sandbox::guest_for(&program_path, argv).map_err(|e| fail(e.into()))?;
+    let guest = sandbox::guest_for(&program_path, &guest_path, argv).map_err(|e| fail(e.into()))?;
     // wbox's sh standing in for the image's bash: a bash-only construct
     // would not fail there, it would read as something else (`[[` as a
     // command not found, false in an `if`); refuse it before it runs.
