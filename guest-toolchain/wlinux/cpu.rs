@@ -16,6 +16,7 @@ use iced_x86::{
     OpKind, Register,
 };
 
+use crate::f80::F80;
 use crate::mem::{Fault, Mem, PAGE};
 
 pub const CF: u64 = 1 << 0;
@@ -514,14 +515,17 @@ impl Cpu {
         }
     }
 
-    /// The CPU this emulator is: the x86-64 baseline, named so no C
-    /// library mistakes it for a model with quirks of its own.
+    /// The CPU this emulator is: the x86-64 baseline. glibc reads the
+    /// feature leaf only for the vendors it knows (another vendor gets no
+    /// features, and its loader refuses a baseline libc), so it says
+    /// GenuineIntel, family 6 model 15 (a Core 2, which glibc gives no
+    /// quirks), with only the baseline's features.
     pub fn cpuid(&mut self) {
         let leaf = self.r[RAX] as u32;
         let word = |s: &[u8; 4]| u32::from_le_bytes(*s) as u64;
         let (a, b, c, d): (u64, u64, u64, u64) = match leaf {
-            0 => (1, word(b"Wbui"), word(b"6Emu"), word(b"ldX8")),
-            1 => (0x0000_0610, 0x0001_0800, 0, CPUID1_EDX),
+            0 => (1, word(b"Genu"), word(b"ntel"), word(b"ineI")),
+            1 => (0x0000_06f1, 0x0001_0800, 0, CPUID1_EDX),
             0x8000_0000 => (0x8000_0001, 0, 0, 0),
             0x8000_0001 => (0, 0, 1, (1 << 11) | (1 << 20) | (1 << 29)),
             _ => (0, 0, 0, 0),
@@ -874,17 +878,78 @@ impl Cpu {
                 self.flags = (self.flags & !f) | (v & f);
                 Ok(())
             }
+            M::Fld
+            | M::Fild
+            | M::Fst
+            | M::Fstp
+            | M::Fist
+            | M::Fistp
+            | M::Fisttp
+            | M::Fxch
+            | M::Fchs
+            | M::Fabs
+            | M::Fldz
+            | M::Fld1
+            | M::Fadd
+            | M::Faddp
+            | M::Fiadd
+            | M::Fsub
+            | M::Fsubp
+            | M::Fisub
+            | M::Fsubr
+            | M::Fsubrp
+            | M::Fisubr
+            | M::Fmul
+            | M::Fmulp
+            | M::Fimul
+            | M::Fdiv
+            | M::Fdivp
+            | M::Fidiv
+            | M::Fdivr
+            | M::Fdivrp
+            | M::Fidivr
+            | M::Fcom
+            | M::Fcomp
+            | M::Fcompp
+            | M::Fucom
+            | M::Fucomp
+            | M::Fucompp
+            | M::Fcomi
+            | M::Fcomip
+            | M::Fucomi
+            | M::Fucomip
+            | M::Ficom
+            | M::Ficomp
+            | M::Ftst
+            | M::Fxam
+            | M::Frndint
+            | M::Ffree
+            | M::Fincstp
+            | M::Fdecstp
+            | M::Fnop
+            | M::Fcmovb
+            | M::Fcmove
+            | M::Fcmovbe
+            | M::Fcmovu
+            | M::Fcmovnb
+            | M::Fcmovne
+            | M::Fcmovnbe
+            | M::Fcmovnu => self.x87(ins, mem, m),
             M::Hlt | M::Int3 | M::Int | M::Int1 | M::Ud2 | M::Ud0 | M::Ud1 | M::Into => {
                 Err(Stop::Trap {
                     rip: ins.ip(),
                     what: format!("{:?}", ins.code()),
                 })
             }
-            _ if ins.op_count() >= 1
-                && matches!(ins.op0_kind(), OpKind::MemoryESRDI | OpKind::MemoryESEDI)
-                || ins.op_count() >= 2
-                    && matches!(ins.op1_kind(), OpKind::MemorySegRSI | OpKind::MemorySegESI)
-                || matches!(m, M::Lodsb | M::Lodsw | M::Lodsd | M::Lodsq) =>
+            _ if (0..ins.op_count()).any(|i| {
+                matches!(
+                    ins.op_kind(i),
+                    OpKind::MemorySegRSI
+                        | OpKind::MemorySegESI
+                        | OpKind::MemoryESRDI
+                        | OpKind::MemoryESEDI
+                )
+            }) =>
             {
                 self.string(ins, mem, m)
             }
@@ -1386,6 +1451,8 @@ impl Cpu {
                     }
                 }
             }
+            M::Movhlps => self.xbin(ins, mem, |a, b| (a & !(u64::MAX as u128)) | (b >> 64)),
+            M::Movlhps => self.xbin(ins, mem, |a, b| (a & u64::MAX as u128) | (b << 64)),
             M::Pxor | M::Xorps | M::Xorpd => self.xbin(ins, mem, |a, b| a ^ b),
             M::Por | M::Orps | M::Orpd => self.xbin(ins, mem, |a, b| a | b),
             M::Pand | M::Andps | M::Andpd => self.xbin(ins, mem, |a, b| a & b),
@@ -1965,6 +2032,269 @@ impl Cpu {
                 .map_err(Self::mem_fault(ins)),
             _ => Err(self.unimpl(ins)),
         }
+    }
+
+    // ---- x87 ----
+
+    fn ftop(&self) -> usize {
+        ((self.fsw >> 11) & 7) as usize
+    }
+
+    fn set_ftop(&mut self, t: usize) {
+        self.fsw = (self.fsw & !0x3800) | ((t as u16 & 7) << 11);
+    }
+
+    fn st_get(&self, i: usize) -> F80 {
+        F80::from_bytes(self.st[(self.ftop() + i) & 7])
+    }
+
+    fn st_set(&mut self, i: usize, v: F80) {
+        let p = (self.ftop() + i) & 7;
+        self.st[p] = v.to_bytes();
+        self.ftw |= 1 << p;
+    }
+
+    fn fpush(&mut self, v: F80) {
+        let t = (self.ftop() + 7) & 7;
+        self.set_ftop(t);
+        self.st_set(0, v);
+    }
+
+    fn fpop(&mut self) {
+        let t = self.ftop();
+        self.ftw &= !(1 << t);
+        self.set_ftop(t + 1);
+    }
+
+    fn frc(&self) -> u16 {
+        (self.fcw >> 10) & 3
+    }
+
+    fn st_index(r: Register) -> Option<usize> {
+        let (n, first) = (r as usize, Register::ST0 as usize);
+        (n >= first && n < first + 8).then(|| n - first)
+    }
+
+    /// An x87 operand as a value: st(i), or memory of the instruction's
+    /// type (a float of 32, 64 or 80 bits, or an integer of 16, 32, 64).
+    fn fread(&self, mem: &mut Mem, ins: &Instruction, i: u32) -> R<F80> {
+        use iced_x86::MemorySize as S;
+        match ins.op_kind(i) {
+            OpKind::Register => {
+                let k = Self::st_index(ins.op_register(i)).ok_or_else(|| self.unimpl(ins))?;
+                Ok(self.st_get(k))
+            }
+            OpKind::Memory => {
+                let a = self.ea(ins);
+                let f = Self::mem_fault(ins);
+                Ok(match ins.memory_size() {
+                    S::Float32 => F80::from_f32(f32::from_bits(mem.load(a, 4).map_err(f)? as u32)),
+                    S::Float64 => F80::from_f64(f64::from_bits(mem.load(a, 8).map_err(f)?)),
+                    S::Float80 => {
+                        let mut b = [0u8; 10];
+                        mem.read(a, &mut b).map_err(f)?;
+                        F80::from_bytes(b)
+                    }
+                    S::Int16 => F80::from_i64(mem.load(a, 2).map_err(f)? as i16 as i64),
+                    S::Int32 => F80::from_i64(mem.load(a, 4).map_err(f)? as i32 as i64),
+                    S::Int64 => F80::from_i64(mem.load(a, 8).map_err(f)? as i64),
+                    _ => return Err(self.unimpl(ins)),
+                })
+            }
+            _ => Err(self.unimpl(ins)),
+        }
+    }
+
+    /// Sets C3, C2, C0 (and clears C1) as `fcom` does.
+    fn fcompare(&mut self, a: F80, b: F80) {
+        use std::cmp::Ordering::*;
+        let bits = match a.compare(b) {
+            None => 0x4500,
+            Some(Less) => 0x0100,
+            Some(Equal) => 0x4000,
+            Some(Greater) => 0,
+        };
+        self.fsw = (self.fsw & !0x4700) | bits;
+    }
+
+    fn x87(&mut self, ins: &Instruction, mem: &mut Mem, m: Mnemonic) -> R<()> {
+        use Mnemonic as M;
+        let rc = self.frc();
+        match m {
+            M::Fnop => {}
+            M::Fld | M::Fild => {
+                let v = self.fread(mem, ins, 0)?;
+                self.fpush(v);
+            }
+            M::Fldz => self.fpush(F80::ZERO),
+            M::Fld1 => self.fpush(F80::ONE),
+            M::Fst | M::Fstp => {
+                let v = self.st_get(0);
+                match ins.op_kind(0) {
+                    OpKind::Register => {
+                        let k =
+                            Self::st_index(ins.op_register(0)).ok_or_else(|| self.unimpl(ins))?;
+                        self.st_set(k, v);
+                    }
+                    _ => {
+                        use iced_x86::MemorySize as S;
+                        let a = self.ea(ins);
+                        let f = Self::mem_fault(ins);
+                        match ins.memory_size() {
+                            S::Float32 => {
+                                mem.store(a, 4, v.to_f32(rc).to_bits() as u64).map_err(f)?
+                            }
+                            S::Float64 => mem.store(a, 8, v.to_f64(rc).to_bits()).map_err(f)?,
+                            S::Float80 => mem.write(a, &v.to_bytes()).map_err(f)?,
+                            _ => return Err(self.unimpl(ins)),
+                        }
+                    }
+                }
+                if m == M::Fstp {
+                    self.fpop();
+                }
+            }
+            M::Fist | M::Fistp | M::Fisttp => {
+                let size = ins.memory_size().size();
+                let r = if m == M::Fisttp { 3 } else { rc };
+                let v = self.st_get(0).to_int(r, (size * 8) as u32);
+                mem.store(self.ea(ins), size, v as u64 & mask(size))
+                    .map_err(Self::mem_fault(ins))?;
+                if m != M::Fist {
+                    self.fpop();
+                }
+            }
+            M::Fxch => {
+                let k = match ins.op_count() {
+                    0 => 1,
+                    _ => Self::st_index(ins.op_register(ins.op_count() - 1))
+                        .ok_or_else(|| self.unimpl(ins))?,
+                };
+                let (a, b) = (self.st_get(0), self.st_get(k));
+                self.st_set(0, b);
+                self.st_set(k, a);
+            }
+            M::Fchs => self.st_set(0, self.st_get(0).neg()),
+            M::Fabs => self.st_set(0, self.st_get(0).abs()),
+            M::Frndint => self.st_set(0, self.st_get(0).round_int(rc)),
+            M::Ffree => {
+                let k = Self::st_index(ins.op_register(0)).ok_or_else(|| self.unimpl(ins))?;
+                self.ftw &= !(1 << ((self.ftop() + k) & 7));
+            }
+            M::Fincstp => self.set_ftop(self.ftop() + 1),
+            M::Fdecstp => self.set_ftop(self.ftop() + 7),
+            M::Fadd
+            | M::Faddp
+            | M::Fiadd
+            | M::Fsub
+            | M::Fsubp
+            | M::Fisub
+            | M::Fsubr
+            | M::Fsubrp
+            | M::Fisubr
+            | M::Fmul
+            | M::Fmulp
+            | M::Fimul
+            | M::Fdiv
+            | M::Fdivp
+            | M::Fidiv
+            | M::Fdivr
+            | M::Fdivrp
+            | M::Fidivr => {
+                // Two operands: the destination (a register) and the source.
+                let (dst, src) = if ins.op_count() >= 2 {
+                    let k = Self::st_index(ins.op_register(0)).ok_or_else(|| self.unimpl(ins))?;
+                    (k, self.fread(mem, ins, 1)?)
+                } else {
+                    (0, self.fread(mem, ins, 0)?)
+                };
+                let d = self.st_get(dst);
+                let v = match m {
+                    M::Fadd | M::Faddp | M::Fiadd => d.add(src, rc),
+                    M::Fsub | M::Fsubp | M::Fisub => d.sub(src, rc),
+                    M::Fsubr | M::Fsubrp | M::Fisubr => src.sub(d, rc),
+                    M::Fmul | M::Fmulp | M::Fimul => d.mul(src, rc),
+                    M::Fdiv | M::Fdivp | M::Fidiv => d.div(src, rc),
+                    _ => src.div(d, rc),
+                };
+                self.st_set(dst, v);
+                if matches!(
+                    m,
+                    M::Faddp | M::Fsubp | M::Fsubrp | M::Fmulp | M::Fdivp | M::Fdivrp
+                ) {
+                    self.fpop();
+                }
+            }
+            M::Fcom
+            | M::Fcomp
+            | M::Fcompp
+            | M::Fucom
+            | M::Fucomp
+            | M::Fucompp
+            | M::Ficom
+            | M::Ficomp => {
+                let src = match ins.op_count() {
+                    0 => self.st_get(1),
+                    n => self.fread(mem, ins, n - 1)?,
+                };
+                self.fcompare(self.st_get(0), src);
+                match m {
+                    M::Fcomp | M::Fucomp | M::Ficomp => self.fpop(),
+                    M::Fcompp | M::Fucompp => {
+                        self.fpop();
+                        self.fpop();
+                    }
+                    _ => {}
+                }
+            }
+            M::Fcomi | M::Fcomip | M::Fucomi | M::Fucomip => {
+                use std::cmp::Ordering::*;
+                let src = self.fread(mem, ins, ins.op_count() - 1)?;
+                self.flags &= !ARITH;
+                match self.st_get(0).compare(src) {
+                    None => self.flags |= ZF | PF | CF,
+                    Some(Less) => self.flags |= CF,
+                    Some(Equal) => self.flags |= ZF,
+                    Some(Greater) => {}
+                }
+                if matches!(m, M::Fcomip | M::Fucomip) {
+                    self.fpop();
+                }
+            }
+            M::Ftst => self.fcompare(self.st_get(0), F80::ZERO),
+            M::Fxam => {
+                let v = self.st_get(0);
+                let empty = self.ftw & (1 << self.ftop()) == 0;
+                // C3 C2 C0: empty 101, NaN 001, infinity 011, zero 100,
+                // denormal 110, normal 010; C1: the sign.
+                let class: u16 = if empty {
+                    0x4100
+                } else if v.is_nan() {
+                    0x0100
+                } else if v.is_inf() {
+                    0x0500
+                } else if v.is_zero() {
+                    0x4000
+                } else if v.exp == 0 {
+                    0x4400
+                } else {
+                    0x0400
+                };
+                self.fsw = (self.fsw & !0x4700) | class | if v.sign { 0x0200 } else { 0 };
+            }
+            _ => {
+                // fcmovcc st(0), st(i).
+                let cc = ins.condition_code();
+                if cc == ConditionCode::None {
+                    return Err(self.unimpl(ins));
+                }
+                if self.cond(cc) {
+                    let v = self.fread(mem, ins, 1)?;
+                    self.st_set(0, v);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Rounds as MXCSR's rounding control says.

@@ -69,6 +69,7 @@ pub struct Kernel {
     pub done_stats: crate::cpu::Stats,
     /// The system calls answered with ENOSYS, by number, with how often.
     pub unimplemented: BTreeMap<u64, u64>,
+    trace: bool,
 }
 
 /// The wait status of a process ended by `sig`, or that exited with `code`.
@@ -125,6 +126,7 @@ impl Kernel {
             root: root.to_string(),
             done_stats: Default::default(),
             unimplemented: BTreeMap::new(),
+            trace: std::env::var_os("WLINUX_TRACE").is_some(),
         }
     }
 
@@ -312,8 +314,22 @@ impl Kernel {
         }
     }
 
-    /// Does process `pid`'s system call; false when it must wait.
+    /// Does process `pid`'s system call; false when it must wait. With
+    /// `WLINUX_TRACE` set, each call and its result go to stderr.
     fn syscall(&mut self, pid: u32) -> bool {
+        let nr = self.procs[&pid].cpu.r[RAX];
+        let done = self.syscall_inner(pid);
+        if self.trace {
+            let res = self.procs.get(&pid).map(|p| p.cpu.r[RAX] as i64);
+            eprintln!(
+                "wlinux[{pid}] syscall {nr} -> {res:?}{}",
+                if done { "" } else { " (waits)" }
+            );
+        }
+        done
+    }
+
+    fn syscall_inner(&mut self, pid: u32) -> bool {
         let p = self.procs.get_mut(&pid).expect("the process");
         let nr = p.cpu.r[RAX];
         let a = [

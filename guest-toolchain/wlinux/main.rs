@@ -17,6 +17,7 @@
 
 mod cpu;
 mod elf;
+mod f80;
 mod host;
 mod kernel;
 mod linux;
