@@ -295,9 +295,12 @@ impl Kernel {
                     .filter_map(|p| p.sys.sleep_until.map(|t| (t, p.sys.clock.clone())))
                     .min_by_key(|(t, _)| *t);
                 if let Some((t, clock)) = wake {
+                    // In slices, so the step's deadline can end a long
+                    // sleep (it stops the instance between host calls).
                     let now = clock.get();
-                    std::thread::sleep(std::time::Duration::from_nanos(t.saturating_sub(now)));
-                    clock.set(t.max(now));
+                    let slice = t.saturating_sub(now).min(50_000_000);
+                    std::thread::sleep(std::time::Duration::from_nanos(slice));
+                    clock.set(now + slice);
                     continue;
                 }
                 let waiting: Vec<String> = self

@@ -22,6 +22,7 @@ mod host;
 mod kernel;
 mod linux;
 mod mem;
+mod sysnames;
 
 use cpu::Stop;
 
@@ -111,7 +112,10 @@ pub fn run(root: &str, path: &str, argv: &[String], env: &[(String, String)]) ->
         let calls: Vec<String> = k
             .unimplemented
             .iter()
-            .map(|(nr, n)| format!("{nr} ({n}×)"))
+            .map(|(nr, n)| match sysnames::name(*nr) {
+                Some(name) => format!("{name} ({n}×)"),
+                None => format!("{nr} ({n}×)"),
+            })
             .collect();
         eprintln!(
             "wlinux: {name}: system calls the emulator does not implement were answered ENOSYS: {}",

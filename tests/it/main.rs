@@ -16,6 +16,7 @@ mod cache;
 mod cli;
 mod compare;
 mod corpus;
+mod emulated;
 mod examples;
 mod explain;
 mod faults;

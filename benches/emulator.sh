@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The x86-64 emulator (wlinux) side by side with native execution and with
+# qemu-user (qemu-x86_64, a JIT), on Debian's static busybox and on this
+# machine's dynamically linked Debian programs. A benchmark, never a test:
+#
+#   bash benches/emulator.sh          # every row, 3 runs each, medians
+#   RUNS=1 bash benches/emulator.sh
+#
+# Rows: the cold start of an emulated `true` (a whole RUN step, and the
+# emulator alone), sha256sum of 10 MB, gzip -6 of 10 MB, a shell loop of
+# 20,000 iterations, python3's loop of 1M iterations. "wbuild" is the RUN
+# step in wbuild (the emulator as WebAssembly in wasmtime), minus an empty
+# step's time; "wlinux native" is the emulator built for this machine (the
+# same interpreter without wasm's cost). The decoded-block cache's hit
+# rate is the emulator's own count.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+WORK=$(realpath -m "${WORK:-target/emulator-bench}")
+rm -rf "$WORK"
+mkdir -p "$WORK/ctx"
+
+cargo build --release --quiet
+cargo build --release --quiet --manifest-path guest-toolchain/wlinux/Cargo.toml
+WBUILD=$PWD/target/release/wbuild
+WLINUX=$PWD/guest-toolchain/wlinux/target/release/wlinux
+have() { command -v "$1" >/dev/null 2>&1; }
+
+head -c 10000000 /dev/urandom > "$WORK/ctx/data"
+cp /bin/busybox "$WORK/ctx/busybox"
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+secs() { # secs CMD...: wall seconds of one run
+    local s e
+    s=$(date +%s.%N)
+    "$@" > /dev/null 2>&1 || true
+    e=$(date +%s.%N)
+    echo "$e - $s" | bc -l
+}
+runs() { for _ in $(seq "$RUNS"); do secs "$@"; done | median; }
+
+# A RUN step's time in wbuild: the step's own DONE figure.
+step() { # step 'RUN ...'
+    printf 'FROM scratch\nCOPY busybox /bin/busybox\nCOPY data /data\nWORKDIR /\n%s\n' "$1" > "$WORK/ctx/Dockerfile"
+    for _ in $(seq "$RUNS"); do
+        WBUILD_ROOT="$WORK/store" "$WBUILD" build --no-cache --progress plain "$WORK/ctx" 2>&1 |
+            awk '/^#5 DONE/ { sub("s", "", $3); print $3 }'
+    done | median
+}
+
+row() { # row NAME 'ARGS for busybox'
+    local name="$1" args="$2" native qemu wl wb
+    # shellcheck disable=SC2086
+    native=$(runs /bin/busybox $args)
+    qemu="-"
+    # shellcheck disable=SC2086
+    if have qemu-x86_64; then qemu=$(runs qemu-x86_64 /bin/busybox $args); fi
+    # shellcheck disable=SC2086
+    wl=$(runs "$WLINUX" /bin/busybox busybox $args)
+    local json
+    json=$(printf '"%s", ' $args)
+    wb=$(step "RUN [\"/bin/busybox\", ${json%, }]")
+    printf '%-28s native %8.3fs  qemu %8ss  wlinux-native %8.3fs  wbuild %8ss  wbuild/native %6.0fx\n' \
+        "$name" "$native" "$qemu" "$wl" "$wb" "$(echo "$wb / ($native + 0.0005)" | bc -l)"
+}
+
+cd "$WORK/ctx"
+echo "emulator benchmark, $RUNS runs each (medians)"
+row "true (cold start)" "true"
+# `data` is the context's file on the host and /data in the image (WORKDIR /).
+row "sha256sum 10 MB" "sha256sum data"
+row "gzip -6 10 MB" "gzip -6 -c data"
+row "sh loop 20000" "sh -c 'i=0; while [ \$i -lt 20000 ]; do i=\$((i+1)); done'"
+echo
+echo "decoded-block cache, sha256sum of 10 MB:"
+WLINUX_STATS=1 "$WLINUX" /bin/busybox busybox sha256sum data 2>&1 >/dev/null | tail -1
+if [ -x /usr/bin/python3 ]; then
+    echo
+    echo "python3, 1M iterations (this machine's, dynamically linked):"
+    p="n = 0
+for i in range(1000000): n += i
+print(n)"
+    printf 'native %.2fs  wlinux-native %.2fs\n' "$(runs python3 -c "$p")" "$(runs "$WLINUX" /usr/bin/python3 python3 -c "$p")"
+fi
