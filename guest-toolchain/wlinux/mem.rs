@@ -293,11 +293,13 @@ impl Mem {
     }
 
     /// Writes bytes whatever the protection (the loader filling a
-    /// read-only segment).
+    /// read-only segment), a page at a time.
     pub fn poke(&mut self, addr: u64, buf: &[u8]) -> Result<(), Fault> {
-        for (i, b) in buf.iter().enumerate() {
-            let a = addr + i as u64;
-            let n = a / PAGE;
+        let mut done = 0;
+        while done < buf.len() {
+            let a = addr + done as u64;
+            let off = (a % PAGE) as usize;
+            let n = (PAGE as usize - off).min(buf.len() - done);
             if self.vma_at(a).is_none() {
                 return Err(Fault {
                     addr: a,
@@ -305,15 +307,16 @@ impl Mem {
                     mapped: false,
                 });
             }
-            let page = self.pages.entry(n).or_insert_with(|| Page {
+            let page = self.pages.entry(a / PAGE).or_insert_with(|| Page {
                 data: Box::new([0; PAGE as usize]),
                 code: false,
             });
-            page.data[(a % PAGE) as usize] = *b;
+            page.data[off..off + n].copy_from_slice(&buf[done..done + n]);
             if page.code {
                 page.code = false;
                 self.code_written = true;
             }
+            done += n;
         }
         Ok(())
     }
@@ -413,6 +416,10 @@ mod tests {
         m.store(0x10000, 1, 1).unwrap();
         m.unmap(0x10000, 0x1000);
         assert!(m.load(0x10000, 1).is_err());
+        // The loader's writes ignore protection, across pages, not mappings.
+        m.poke(0x11ffe, &[1, 2, 3, 4]).unwrap();
+        assert_eq!(m.load(0x11ffe, 4).unwrap(), 0x0403_0201);
+        assert!(m.poke(0x12ffe, &[1, 2, 3]).is_err());
         assert_eq!(m.load(0x11000, 4).unwrap(), 0x1122_3344);
     }
 
