@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use crate::cpu::{Cpu, Stop, RAX, RSP};
 use crate::linux::{
     bit, Action, Linux, BLOCK, ECHILD, EFAULT, EINTR, EINVAL, ENOENT, ENOEXEC, ENOSYS, SA_NODEFER,
-    SA_RESETHAND, SA_RESTART,
+    SA_ONSTACK, SA_RESETHAND, SA_RESTART,
 };
 use crate::mem::Mem;
 use crate::{elf, host};
@@ -27,6 +27,7 @@ const CLONE_CHILD_SETTID: u64 = 0x0100_0000;
 const CLONE_THREAD: u64 = 0x10000;
 const SIGKILL: u32 = 9;
 const SIGCHLD: u32 = 17;
+const SIGALRM: u32 = 14;
 /// Signals whose default action is to be ignored: SIGCHLD, SIGCONT,
 /// SIGURG, SIGWINCH.
 const IGNORED_BY_DEFAULT: u64 = (1 << 16) | (1 << 17) | (1 << 22) | (1 << 27);
@@ -157,10 +158,10 @@ impl Kernel {
             if std::fs::metadata(&host).is_ok_and(|m| m.is_dir()) {
                 return Err((crate::linux::EACCES, format!("{exe}: is a directory")));
             }
-            if let Some(mode) = host::mode(&host) {
-                if mode & 0o111 == 0 {
-                    return Err((crate::linux::EACCES, format!("{exe}: permission denied")));
-                }
+            // The step's user may execute it (root: when any x bit is set).
+            let no_x = host::mode(&host).is_some_and(|m| m & 0o111 == 0);
+            if no_x || host::access(&host, 1).is_err() {
+                return Err((crate::linux::EACCES, format!("{exe}: permission denied")));
             }
             if bytes.starts_with(b"#!") {
                 let line = bytes[2..].split(|b| *b == b'\n').next().unwrap_or_default();
@@ -193,8 +194,16 @@ impl Kernel {
             let mut random = [0u8; 16];
             host::random(&mut random);
             let root = self.root.clone();
-            let mut read_file =
-                |p: &str| std::fs::read(format!("{root}{p}")).map_err(|e| io_text(&e));
+            // A loader that cannot be read fails the exec as Linux does
+            // (ENOENT for a missing one), not as a file of no known format
+            // (ENOEXEC, which a shell would run as a script).
+            let unreadable = std::cell::Cell::new(None);
+            let mut read_file = |p: &str| {
+                std::fs::read(format!("{root}{p}")).map_err(|e| {
+                    unreadable.set(Some(crate::linux::io_errno(&e)));
+                    io_text(&e)
+                })
+            };
             let start = elf::Start {
                 argv: &argv,
                 envp,
@@ -202,7 +211,7 @@ impl Kernel {
                 ids,
             };
             let (loaded, sp) = elf::load(&mut mem, &bytes, &exe, &mut read_file, &start)
-                .map_err(|e| (ENOEXEC, e))?;
+                .map_err(|e| (unreadable.get().unwrap_or(ENOEXEC), e))?;
             return Ok(Image {
                 mem,
                 entry: loaded.entry,
@@ -251,6 +260,12 @@ impl Kernel {
                 if let Some(State::Zombie(status)) = self.procs.get(&1).map(|p| p.state) {
                     return Ok(status);
                 }
+                if let Some(p) = self.procs.get_mut(&pid) {
+                    if p.sys.alarm_at.is_some_and(|t| t <= p.sys.clock.get()) {
+                        p.sys.alarm_at = None;
+                        p.sys.pending |= bit(SIGALRM);
+                    }
+                }
                 if self.deliver(pid) {
                     progress = true;
                 }
@@ -292,7 +307,11 @@ impl Kernel {
                     .procs
                     .values()
                     .filter(|p| p.state == State::Blocked)
-                    .filter_map(|p| p.sys.sleep_until.map(|t| (t, p.sys.clock.clone())))
+                    .flat_map(|p| {
+                        [p.sys.sleep_until, p.sys.alarm_at]
+                            .map(|t| t.map(|t| (t, p.sys.clock.clone())))
+                    })
+                    .flatten()
                     .min_by_key(|(t, _)| *t);
                 if let Some((t, clock)) = wake {
                     // In slices, so the step's deadline can end a long
@@ -483,6 +502,8 @@ impl Kernel {
         }
         let mut sys = p.sys.clone();
         sys.pending = 0;
+        // A child has no alarm of its own (it keeps one across execve).
+        sys.alarm_at = None;
         let child = Proc {
             pid: child_pid,
             ppid: pid,
@@ -557,7 +578,7 @@ impl Kernel {
             .unwrap_or_default();
         match self.load(&cwd, &path, argv, &envp, ids, &self_exe) {
             Err((errno, msg)) => {
-                if errno == ENOEXEC {
+                if errno == ENOEXEC || msg.contains("its loader") {
                     eprintln!("wlinux: exec {msg}");
                 }
                 let p = self.procs.get_mut(&pid).expect("the process");
@@ -793,7 +814,7 @@ impl Kernel {
         if p.state == State::Blocked {
             // Interrupted in a system call: EINTR, or run again after the
             // handler with SA_RESTART (never for the waits for a signal).
-            let restart = act.flags & SA_RESTART != 0 && !matches!(rax, 34 | 35 | 130 | 230);
+            let restart = act.flags & SA_RESTART != 0 && !matches!(rax, 7 | 34 | 35 | 130 | 230);
             if !restart {
                 rip += 2;
                 rax = (-EINTR) as u64;
@@ -803,7 +824,17 @@ impl Kernel {
         }
         let old_mask = p.sys.suspend_mask.take().unwrap_or(p.sys.mask);
         let mem = p.mem.as_mut().expect("memory");
-        let mut frame = ((p.cpu.r[RSP] - 128 - 440) & !15) - 8;
+        // SA_ONSTACK with a sigaltstack, when not on it already: the frame
+        // goes at its top (no red zone there).
+        let (alt_sp, alt_size) = p.sys.altstack;
+        let rsp = p.cpu.r[RSP];
+        let on_alt = alt_size != 0 && rsp > alt_sp && rsp <= alt_sp + alt_size;
+        let top = if act.flags & SA_ONSTACK != 0 && alt_size != 0 && !on_alt {
+            alt_sp + alt_size + 128
+        } else {
+            rsp
+        };
+        let mut frame = (top.wrapping_sub(128 + 440) & !15).wrapping_sub(8);
         if frame < 4096 {
             frame = 0;
         }
@@ -815,7 +846,13 @@ impl Kernel {
             bytes[o..o + n].copy_from_slice(&v.to_le_bytes()[..n]);
         };
         put(frame, act.restorer, 8);
-        put(uc + 16 + 8, 2, 4); // uc_stack.ss_flags: SS_DISABLE
+        if alt_size == 0 {
+            put(uc + 16 + 8, 2, 4); // uc_stack.ss_flags: SS_DISABLE
+        } else {
+            put(uc + 16, alt_sp, 8);
+            put(uc + 16 + 8, if on_alt || top != rsp { 1 } else { 0 }, 4); // SS_ONSTACK
+            put(uc + 16 + 16, alt_size, 8);
+        }
         let mc = uc + 40;
         for (i, r) in GREGS.iter().enumerate() {
             let v = match *r {
