@@ -31,6 +31,7 @@ impl SpawnContext {
             programs: Programs {
                 rootfs,
                 module_cache,
+                native: Default::default(),
             },
             tree: TreeState {
                 overrides: Default::default(),
@@ -60,6 +61,8 @@ pub struct Programs {
     /// The rootfs on the host (the `/` preopen), for finding programs.
     pub rootfs: Option<PathBuf>,
     pub module_cache: Option<PathBuf>,
+    /// What runs for a program that is not WebAssembly.
+    pub native: super::Native,
 }
 
 /// The rootfs as the step changes it, beyond its files' bytes.
@@ -191,6 +194,14 @@ impl TreeState {
         let e = by.entry(key).or_default();
         e.mode = mode.or(e.mode);
         e.owner = owner.or(e.owner);
+    }
+
+    /// Whether `other` (a host path) is another name of the file `m`
+    /// describes, which has more than one.
+    pub fn same_file(&self, m: &std::fs::Metadata, other: &std::path::Path) -> bool {
+        links_of(m) > 1
+            && inode_key(m).is_some()
+            && std::fs::symlink_metadata(other).is_ok_and(|o| inode_key(&o) == inode_key(m))
     }
 
     /// What the step set on a file with more than one name, through any

@@ -129,6 +129,19 @@ pub(super) fn set_meta(
     }
     ctx.tree.set_on_file(&host, mode, owner);
     let mut o = ctx.tree.overrides.lock().unwrap_or_else(|p| p.into_inner());
+    // The file's other names (hard links) that had a mode or an owner set
+    // earlier in the step (a program that sets the mode of every file it
+    // makes, as the x86-64 emulator does) take the new one too: Linux
+    // keeps them on the file, and the layer records one for all names.
+    for (other, e) in o.iter_mut() {
+        if *other != rel
+            && (e.mode.is_some() && mode.is_some() || e.owner.is_some() && owner.is_some())
+            && ctx.tree.same_file(&host, &root.join(other))
+        {
+            e.mode = mode.or(e.mode);
+            e.owner = owner.or(e.owner);
+        }
+    }
     let e = o.entry(rel).or_default();
     if mode.is_some() {
         e.mode = mode;
