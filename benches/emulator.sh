@@ -8,7 +8,8 @@
 #
 # Rows: the cold start of an emulated `true` (a whole RUN step, and the
 # emulator alone), sha256sum of 10 MB, gzip -6 of 10 MB, a shell loop of
-# 20,000 iterations, python3's loop of 1M iterations. "wbuild" is the RUN
+# 20,000 iterations, python3's loop of 1M iterations, gcc -O2 of 2,000
+# lines and dpkg -i of 1,000 files (the host's Debian programs). "wbuild" is the RUN
 # step in wbuild (the emulator as WebAssembly in wasmtime), minus an empty
 # step's time; "wlinux native" is the emulator built for this machine (the
 # same interpreter without wasm's cost). The decoded-block cache's hit
@@ -81,4 +82,48 @@ if [ -x /usr/bin/python3 ]; then
 for i in range(1000000): n += i
 print(n)"
     printf 'native %.2fs  wlinux-native %.2fs\n' "$(runs python3 -c "$p")" "$(runs "$WLINUX" /usr/bin/python3 python3 -c "$p")"
+fi
+
+# Debian's own dynamically linked programs, as the host has them (native,
+# qemu-user, and the emulator built for this machine): gcc -O2 of a
+# generated C file of 2,000 lines, and dpkg -i of a package of 1,000 files
+# into an empty database.
+host_row() { # host_row NAME CMD...
+    local name="$1" native qemu wl
+    shift
+    native=$(runs "$@")
+    qemu="-"
+    if have qemu-x86_64; then qemu=$(runs qemu-x86_64 "$@"); fi
+    wl=$(runs "$WLINUX" "$1" "$@")
+    printf '%-28s native %8.3fs  qemu %8ss  wlinux-native %8.3fs  wlinux/native %6.0fx\n' \
+        "$name" "$native" "$qemu" "$wl" "$(echo "$wl / ($native + 0.0005)" | bc -l)"
+}
+echo
+if [ -x /usr/bin/gcc ]; then
+    for i in $(seq 400); do
+        printf 'static int f%d(int x) { int s = 0; for (int i = 0; i < x; i++) s += i * %d;\n  if (s %% 3) s ^= x;\n  return s; }\n' "$i" "$i"
+        printf 'int g%d(int x) { return f%d(x) + %d; }\n\n' "$i" "$i" "$i"
+    done > "$WORK/big.c"
+    # Each run compiles to its own output; cc1's temporaries go to TMPDIR.
+    host_row "gcc -O2, 2,000 lines" /usr/bin/gcc -O2 -c -o "$WORK/big.o" "$WORK/big.c"
+fi
+if [ -x /usr/bin/dpkg-deb ]; then
+    pkg="$WORK/pkg"
+    mkdir -p "$pkg/DEBIAN" "$pkg/usr/share/many"
+    printf 'Package: many\nVersion: 1\nArchitecture: all\nMaintainer: x <x@example.invalid>\nDescription: 1,000 files\n' > "$pkg/DEBIAN/control"
+    for i in $(seq 1000); do echo "$i" > "$pkg/usr/share/many/f$i"; done
+    dpkg-deb --root-owner-group -Zgzip --build "$pkg" "$WORK/many.deb" > /dev/null
+    # A fresh database and root each run.
+    dpkg_once() {
+        rm -rf "$WORK/droot"
+        mkdir -p "$WORK/droot/var/lib/dpkg/info" "$WORK/droot/var/lib/dpkg/updates"
+        : > "$WORK/droot/var/lib/dpkg/status"
+        "$@" /usr/bin/dpkg --force-not-root --force-script-chrootless --root="$WORK/droot" -i "$WORK/many.deb"
+    }
+    n=$(for _ in $(seq "$RUNS"); do secs dpkg_once; done | median)
+    q="-"
+    if have qemu-x86_64; then q=$(for _ in $(seq "$RUNS"); do secs dpkg_once qemu-x86_64; done | median); fi
+    w=$(for _ in $(seq "$RUNS"); do secs dpkg_once "$WLINUX" /usr/bin/dpkg; done | median)
+    printf '%-28s native %8.3fs  qemu %8ss  wlinux-native %8.3fs  wlinux/native %6.0fx\n' \
+        "dpkg -i, 1,000 files" "$n" "$q" "$w" "$(echo "$w / ($n + 0.0005)" | bc -l)"
 fi

@@ -52,6 +52,9 @@ pub enum Command {
         /// Let the program write to the rootfs (the changes are thrown away).
         #[arg(long)]
         rw: bool,
+        /// Run a Linux image's sh and the coreutils wbox has as wbox's (fast) instead of the image's own under the emulator.
+        #[arg(long)]
+        wbox_shell: bool,
         /// Bind a host directory: HOST:GUEST[:ro].
         #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
         volumes: Vec<String>,
@@ -325,6 +328,9 @@ pub struct BuildArgs {
     /// Most a RUN step may write to files, with all it starts (e.g. 500MB, 10GB).
     #[arg(long, value_name = "SIZE", default_value = "10GB")]
     pub step_disk: String,
+    /// Run a Linux image's sh and the coreutils wbox has as wbox's WebAssembly ones (fast) instead of the image's own programs under the emulator.
+    #[arg(long)]
+    pub wbox_shell: bool,
     /// Most one download (ADD <url>, a registry layer) or unpacked archive may bring (e.g. 10GB; default: the store's free disk space less 512 MiB).
     #[arg(long = "max-download", value_name = "SIZE")]
     pub max_download: Option<String>,
@@ -829,6 +835,11 @@ impl BuildArgs {
             step_timeout,
             step_memory,
             step_disk,
+            native: if self.wbox_shell {
+                wbuild::request::Native::Wbox
+            } else {
+                wbuild::request::Native::Emulate
+            },
             context,
             dockerfile,
             tags: self.tags,

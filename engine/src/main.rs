@@ -40,13 +40,16 @@ fn main() -> ExitCode {
         Some(Command::Run {
             store,
             rw,
+            wbox_shell,
             volumes,
             env,
             timeout,
             memory,
             image,
             args,
-        }) => match run_image(store, rw, volumes, env, timeout, memory, image, args) {
+        }) => match run_image(
+            store, rw, wbox_shell, volumes, env, timeout, memory, image, args,
+        ) {
             Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => Err(e),
         },
@@ -311,6 +314,7 @@ fn open_store(args: &StoreArgs) -> Result<Store> {
 fn run_image(
     store: StoreArgs,
     rw: bool,
+    wbox_shell: bool,
     volumes: Vec<String>,
     env: Vec<String>,
     timeout: String,
@@ -328,6 +332,11 @@ fn run_image(
             image,
             args,
             rw,
+            native: if wbox_shell {
+                wbuild::request::Native::Wbox
+            } else {
+                wbuild::request::Native::Emulate
+            },
             volumes,
             env,
             timeout,
@@ -340,6 +349,7 @@ fn run_image(
 #[cfg(not(feature = "sandbox"))]
 fn run_image(
     _: StoreArgs,
+    _: bool,
     _: bool,
     _: Vec<String>,
     _: Vec<String>,

@@ -206,6 +206,10 @@ pub struct PlannedStage {
     pub from_original: String,
     pub from_display: String,
     pub platform: Platform,
+    /// Whether a platform was named (`--platform`, `FROM --platform`):
+    /// when not, an image without a wasi/wasm entry gives its linux/amd64
+    /// one.
+    pub platform_named: bool,
     pub steps: Vec<Step>,
     /// The ENV values in effect after the last step (what a stage built
     /// FROM this one starts with).
@@ -444,6 +448,7 @@ impl Planner<'_> {
             from_original: stage.original.clone(),
             from_display,
             platform: b.platform,
+            platform_named: b.platform_text.is_some() || self.req.platform.is_some(),
             steps,
             env: scope.env,
         })

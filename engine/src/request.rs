@@ -115,6 +115,8 @@ pub struct BuildRequest {
     pub step_memory: u64,
     /// Most bytes a RUN step may write to files (`--step-disk`).
     pub step_disk: u64,
+    /// What runs an image's own Linux programs (`--wbox-shell`).
+    pub native: Native,
     /// How many stages may build at once (`--jobs`).
     pub jobs: usize,
     /// `--pull` (true), `--pull=false`, or neither (check each tag).
@@ -141,6 +143,29 @@ pub struct BuildRequest {
     /// `--max-download`: the most one download (`ADD <url>`, a registry
     /// blob) or unpack (an archive, a layer) may bring.
     pub max_download: Option<u64>,
+}
+
+/// What runs for an image's own programs that are not WebAssembly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Native {
+    /// Each runs under the emulator: the image's own `/bin/sh` and
+    /// coreutils, as BuildKit would run them.
+    #[default]
+    Emulate,
+    /// `--wbox-shell`: a shell or an applet wbox has runs as wbox's
+    /// (fast; its behaviour is wbox's, not the image's); other programs
+    /// run under the emulator.
+    Wbox,
+}
+
+impl Native {
+    /// How a step's key and record name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Native::Emulate => "emulated",
+            Native::Wbox => "wbox stand-ins",
+        }
+    }
 }
 
 /// What a context file's mode becomes in a layer and a key.

@@ -53,6 +53,8 @@ pub struct RunRequest {
     pub image: String,
     pub args: Vec<String>,
     pub rw: bool,
+    /// `--wbox-shell`: what runs an image's own Linux programs.
+    pub native: sandbox::Native,
     /// `HOST:GUEST[:ro]`.
     pub volumes: Vec<String>,
     pub env: Vec<String>,
@@ -143,7 +145,7 @@ pub fn run(store: &Store, req: &RunRequest) -> Result<i32> {
     let lookup_path = env.get("PATH").cloned().unwrap_or_default();
     let env: Vec<(String, String)> = env.into_iter().collect();
     let (program, path, argv) = sandbox::resolve_program(&snap.dir, &argv, &cwd, &lookup_path)?;
-    let guest = sandbox::guest_for(&program, &path, argv)?;
+    let guest = sandbox::guest_for(&program, &path, argv, req.native)?;
     let argv = guest.argv;
     let bytes = guest.module;
     let cache = store.compiled_dir()?;

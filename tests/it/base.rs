@@ -191,6 +191,7 @@ fn a_looping_shell_step_times_out() {
         step_timeout: std::time::Duration::from_secs(1),
         step_memory: 1 << 30,
         step_disk: 10 << 30,
+        native: Default::default(),
         jobs: 1,
         pull: None,
         platforms: Vec::new(),

@@ -251,6 +251,7 @@ fn build_options(req: &BuildRequest, checked: &Checked, store: &Store) -> Result
         step_timeout: req.step_timeout,
         step_memory: req.step_memory,
         step_disk: req.step_disk,
+        native: req.native,
         secrets: load_secrets(req)?,
         jobs: req.jobs,
         insecure_registries: req.insecure_registries.clone(),
@@ -366,8 +367,15 @@ fn resolve_bases<'s>(
                 &st.platform.os,
                 &st.platform.architecture,
                 opts.pull,
+                !st.platform_named,
             )
             .map_err(|e| fail(st, e))?;
+        if !st.platform_named && pulled.os == "linux" && st.platform.architecture == "wasm" {
+            eprintln!(
+                "note: {name} has no wasi/wasm image: using its {}/{} one, as BuildKit on an x86-64 host would; its programs run under wbuild's x86-64 emulator (FROM --platform=… picks another)",
+                pulled.os, pulled.architecture
+            );
+        }
         bases.insert(
             key,
             plan::BaseConfig {

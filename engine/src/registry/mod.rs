@@ -269,7 +269,10 @@ impl<'s> Puller<'s> {
 
     /// An image by name for `os/arch`: what a `--build-context` of that
     /// name gives (`docker-image://`, `oci-layout://`), else the
-    /// registry's. Each is resolved once per build.
+    /// registry's. Each is resolved once per build. With `fallback` (the
+    /// platform is the build's default, named nowhere), an index with no
+    /// entry for wasi/wasm gives its linux/amd64 image, as BuildKit on an
+    /// x86-64 host takes it: its programs run under the emulator.
     pub fn fetch_named(
         &self,
         name: &str,
@@ -277,9 +280,15 @@ impl<'s> Puller<'s> {
         os: &str,
         arch: &str,
         policy: PullPolicy,
+        fallback: bool,
     ) -> Result<Pulled, RegistryError> {
         use crate::request::NamedContext;
-        let key = format!("{name} {os}/{arch}");
+        let mut wants = vec![(os, arch)];
+        if fallback && platform_matches("wasi", "wasm", os, arch) {
+            wants.push(("linux", "amd64"));
+        }
+        let wants = wants.as_slice();
+        let key = format!("{name} {wants:?}");
         if let Some(p) = self
             .memo
             .lock()
@@ -289,9 +298,9 @@ impl<'s> Puller<'s> {
             return Ok(p.clone());
         }
         let p = match contexts.get(&crate::request::context_key(name)) {
-            Some(NamedContext::Image(r)) => self.pull(r, os, arch, policy)?,
+            Some(NamedContext::Image(r)) => self.pull(r, wants, policy)?,
             Some(NamedContext::Layout { dir, tag, digest }) => {
-                self.import_layout(dir, tag.as_deref(), digest.as_deref(), os, arch)?
+                self.import_layout(dir, tag.as_deref(), digest.as_deref(), wants)?
             }
             Some(NamedContext::Dir(d)) => {
                 return Err(RegistryError::at(
@@ -302,7 +311,7 @@ impl<'s> Puller<'s> {
                     )),
                 ))
             }
-            None => self.pull(name, os, arch, policy)?,
+            None => self.pull(name, wants, policy)?,
         };
         self.memo
             .lock()
@@ -311,13 +320,13 @@ impl<'s> Puller<'s> {
         Ok(p)
     }
 
-    /// Resolves `reference` for the platform `os/arch` and brings its
-    /// config and layers into the store.
+    /// Resolves `reference` for the first platform of `wants` (`os`,
+    /// `arch`) its index has, and brings its config and layers into the
+    /// store.
     pub fn pull(
         &self,
         reference: &str,
-        os: &str,
-        arch: &str,
+        wants: &[(&str, &str)],
         policy: PullPolicy,
     ) -> Result<Pulled, RegistryError> {
         let r = parse_reference(reference)?;
@@ -377,7 +386,7 @@ impl<'s> Puller<'s> {
                     }
                 }
             };
-            self.resolve(&src, &top, os, arch, from_kept).await
+            self.resolve(&src, &top, wants, from_kept).await
         })
         .map_err(fail)?;
         self.fetch_layers(&src, &pulled.layers).map_err(fail)?;
@@ -431,9 +440,9 @@ impl<'s> Puller<'s> {
         dir: &std::path::Path,
         tag: Option<&str>,
         digest: Option<&str>,
-        os: &str,
-        arch: &str,
+        wants: &[(&str, &str)],
     ) -> Result<Pulled, RegistryError> {
+        let (os, arch) = wants[0];
         let shown = format!("oci-layout://{}", dir.display());
         let fail = |problem: Problem| RegistryError::at(shown.clone(), problem);
         let index_path = dir.join("index.json");
@@ -474,9 +483,9 @@ impl<'s> Puller<'s> {
                 ))))
             }
             [one] => one["digest"].as_str().unwrap_or("").to_string(),
-            several => several
+            several => wants
                 .iter()
-                .find(|m| entry_is_for(m, os, arch))
+                .find_map(|(o, a)| several.iter().find(|m| entry_is_for(m, o, a)))
                 .and_then(|m| m["digest"].as_str())
                 .ok_or_else(|| {
                     fail(Problem::NotFound(format!(
@@ -489,7 +498,7 @@ impl<'s> Puller<'s> {
         let src = Source::Layout(dir);
         let (mut pulled, _blobs) = self
             .rt
-            .block_on(self.resolve(&src, &top, os, arch, false))
+            .block_on(self.resolve(&src, &top, wants, false))
             .map_err(fail)?;
         self.fetch_layers(&src, &pulled.layers).map_err(fail)?;
         pulled.reference = shown;
@@ -621,10 +630,10 @@ impl<'s> Puller<'s> {
         &self,
         src: &Source<'_>,
         top: &str,
-        os: &str,
-        arch: &str,
+        wants: &[(&str, &str)],
         from_kept: bool,
     ) -> Result<(Pulled, Vec<Digest>), Problem> {
+        let (os, arch) = wants[0];
         let mut blobs: Vec<Digest> = Vec::new();
         let mut digest = top.to_string();
         let mut manifest = self.manifest(src, &digest).await?;
@@ -638,9 +647,9 @@ impl<'s> Puller<'s> {
             let Some(list) = manifest["manifests"].as_array() else {
                 break;
             };
-            let entry = list
+            let entry = wants
                 .iter()
-                .find(|m| entry_is_for(m, os, arch))
+                .find_map(|(o, a)| list.iter().find(|m| entry_is_for(m, o, a)))
                 .ok_or_else(|| {
                     let have: Vec<String> = list
                         .iter()
@@ -687,7 +696,11 @@ impl<'s> Puller<'s> {
         );
         let cfg = crate::oci::ImageConfig::read(&cfg_bytes)?;
         let (have_os, have_arch) = (cfg.os.as_str(), cfg.architecture.as_str());
-        if from_kept && !platform_matches(have_os, have_arch, os, arch) {
+        if from_kept
+            && !wants
+                .iter()
+                .any(|(o, a)| platform_matches(have_os, have_arch, o, a))
+        {
             return Err(Problem::NotFound(format!(
                 "the image pulled before is for {have_os}/{have_arch}, not {os}/{arch}; pull it again with the registry reachable (without --pull=false)"
             )));

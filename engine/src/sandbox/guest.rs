@@ -1,7 +1,9 @@
 //! What runs for a program file a step names: the kinds of guest. A
-//! WebAssembly module runs as it is; an image's own `sh` or applet that is
-//! not WebAssembly (a Linux image's busybox or coreutils) runs wbuild's
-//! wbox of the same name instead. Each kind says which files it takes and
+//! WebAssembly module runs as it is; an x86-64 Linux executable runs under
+//! wbuild's emulator, wlinux — also a Linux image's own `/bin/sh`, so a
+//! step behaves as under BuildKit; with `--wbox-shell` ([`Native::Wbox`]),
+//! an image's `sh` or applet that wbox has runs as wbox's instead (the
+//! fast path, not the image's program). Each kind says which files it takes and
 //! what runs for them, in one table ([`GUEST_KINDS`]) that every place
 //! starting a program reads (a RUN step, a program a program spawns,
 //! `wbuild run`), so another kind — an emulator, a WebAssembly guest that
@@ -21,7 +23,11 @@ pub struct Guest {
     pub argv: Vec<String>,
     /// What the step's output says of it, when what runs is not the file.
     pub note: Option<String>,
+    /// wbox standing in for a program of the image (`--wbox-shell`).
+    pub stand_in: bool,
 }
+
+pub use crate::request::Native;
 
 impl std::fmt::Debug for Guest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -39,6 +45,11 @@ pub trait GuestKind: Sync {
     fn claims(&self, bytes: &[u8], argv0: &str) -> bool;
     /// What runs for that file (found at `path` in the guest), with `argv`.
     fn guest(&self, bytes: Vec<u8>, path: &str, argv: Vec<String>) -> Guest;
+    /// Whether it runs another program in the file's place, asked only
+    /// under [`Native::Wbox`].
+    fn stands_in(&self) -> bool {
+        false
+    }
 }
 
 /// A WebAssembly module: itself.
@@ -54,6 +65,7 @@ impl GuestKind for Wasm {
             module: bytes,
             argv,
             note: None,
+            stand_in: false,
         }
     }
 }
@@ -71,6 +83,10 @@ fn base_name(p: &str) -> &str {
 const SHELLS: &[&str] = &["bash", "ash", "dash"];
 
 impl GuestKind for WboxStandIn {
+    fn stands_in(&self) -> bool {
+        true
+    }
+
     fn claims(&self, _: &[u8], argv0: &str) -> bool {
         let name = base_name(argv0);
         crate::base::APPLETS.contains(&name) || SHELLS.contains(&name)
@@ -93,6 +109,7 @@ impl GuestKind for WboxStandIn {
             module: crate::base::WBOX.to_vec(),
             argv,
             note: Some(note),
+            stand_in: true,
         }
     }
 }
@@ -127,6 +144,7 @@ impl GuestKind for Emulated {
             note: Some(format!(
                 "{name} is an x86-64 Linux executable: running it under wbuild's x86-64 emulator"
             )),
+            stand_in: false,
         }
     }
 }
@@ -137,14 +155,21 @@ pub const GUEST_KINDS: &[&dyn GuestKind] = &[&Wasm, &WboxStandIn, &Emulated];
 /// What runs for the program found at `host` (as `find_program` gives
 /// it; `path` in the guest), named `argv[0]`: wbox's own applets (under
 /// [`HIDDEN_BIN`]) are wbox; any other file goes to the first kind that
-/// claims it. A file no kind claims is an error that says what it is.
-pub fn guest_for(host: &Path, path: &str, argv: Vec<String>) -> Result<Guest, SandboxError> {
+/// claims it (a stand-in only under [`Native::Wbox`]). A file no kind
+/// claims is an error that says what it is.
+pub fn guest_for(
+    host: &Path,
+    path: &str,
+    argv: Vec<String>,
+    native: Native,
+) -> Result<Guest, SandboxError> {
     let name = argv.first().cloned().unwrap_or_default();
     if host.starts_with(HIDDEN_BIN) {
         return Ok(Guest {
             module: crate::base::WBOX.to_vec(),
             argv,
             note: None,
+            stand_in: false,
         });
     }
     let bytes = std::fs::read(host).map_err(|error| SandboxError::Read {
@@ -162,7 +187,10 @@ pub fn guest_for(host: &Path, path: &str, argv: Vec<String>) -> Result<Guest, Sa
             });
         }
     }
-    match GUEST_KINDS.iter().find(|k| k.claims(&bytes, &name)) {
+    let asked = GUEST_KINDS
+        .iter()
+        .filter(|k| native == Native::Wbox || !k.stands_in());
+    match asked.into_iter().find(|k| k.claims(&bytes, &name)) {
         Some(kind) => Ok(kind.guest(bytes, path, argv)),
         None => Err(SandboxError::NotWasm {
             program: name,
@@ -203,14 +231,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wasm = dir.path().join("prog");
         std::fs::write(&wasm, b"\0asm\x01\0\0\0").unwrap();
-        let g = guest_for(&wasm, "/prog", vec!["prog".into(), "a".into()]).unwrap();
+        let g = guest_for(
+            &wasm,
+            "/prog",
+            vec!["prog".into(), "a".into()],
+            Native::Wbox,
+        )
+        .unwrap();
         assert_eq!(g.module, b"\0asm\x01\0\0\0");
         assert_eq!(g.argv, ["prog", "a"]);
         assert!(g.note.is_none());
         // A native shell stands in as wbox's, and the step is told.
         let elf = dir.path().join("sh");
         std::fs::write(&elf, b"\x7fELF\x02\x01\x01\0").unwrap();
-        let g = guest_for(&elf, "/bin/sh", vec!["/bin/sh".into(), "-c".into()]).unwrap();
+        let g = guest_for(
+            &elf,
+            "/bin/sh",
+            vec!["/bin/sh".into(), "-c".into()],
+            Native::Wbox,
+        )
+        .unwrap();
         assert_eq!(g.module, crate::base::WBOX);
         assert_eq!(g.argv, ["/bin/sh", "-c"]);
         assert!(g
@@ -218,7 +258,13 @@ mod tests {
             .unwrap()
             .contains("running wbuild's own wbox sh instead"));
         // bash, ash and dash run as wbox's sh.
-        let g = guest_for(&elf, "/bin/bash", vec!["/bin/bash".into(), "-c".into()]).unwrap();
+        let g = guest_for(
+            &elf,
+            "/bin/bash",
+            vec!["/bin/bash".into(), "-c".into()],
+            Native::Wbox,
+        )
+        .unwrap();
         assert_eq!(g.module, crate::base::WBOX);
         assert_eq!(g.argv, ["sh", "-c"]);
         assert!(g
@@ -232,24 +278,64 @@ mod tests {
             b"\x7fELF\x02\x01\x01\0....BusyBox v1\0[\0[[\0ash\0cat\0sh\0\0",
         )
         .unwrap();
-        assert!(guest_for(&bb, "/bin/cat", vec!["/bin/cat".into()]).is_ok());
-        let e = guest_for(&bb, "/usr/bin/install", vec!["/usr/bin/install".into()]).unwrap_err();
+        assert!(guest_for(&bb, "/bin/cat", vec!["/bin/cat".into()], Native::Wbox).is_ok());
+        let e = guest_for(
+            &bb,
+            "/usr/bin/install",
+            vec!["/usr/bin/install".into()],
+            Native::Wbox,
+        )
+        .unwrap_err();
         assert!(matches!(e, SandboxError::NoApplet { .. }), "{e}");
-        let e = guest_for(&bb, "/bin/bash", vec!["/bin/bash".into(), "-c".into()]).unwrap_err();
+        let e = guest_for(
+            &bb,
+            "/bin/bash",
+            vec!["/bin/bash".into(), "-c".into()],
+            Native::Wbox,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("no applet bash"), "{e}");
         // Any other x86-64 program runs under the emulator, given its path.
         let exe = dir.path().join("gcc");
         let mut head = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0".to_vec();
         head.resize(64, 0);
         std::fs::write(&exe, &head).unwrap();
-        let g = guest_for(&exe, "/usr/bin/gcc", vec!["gcc".into(), "-c".into()]).unwrap();
+        let g = guest_for(
+            &exe,
+            "/usr/bin/gcc",
+            vec!["gcc".into(), "-c".into()],
+            Native::Wbox,
+        )
+        .unwrap();
         assert_eq!(g.module, crate::base::WLINUX);
         assert_eq!(g.argv, ["wlinux", "/usr/bin/gcc", "gcc", "-c"]);
         assert!(g.note.unwrap().contains("x86-64 emulator"));
+        // By default a Linux image's own shell is emulated too, as
+        // BuildKit would run it; only --wbox-shell stands wbox in.
+        let sh = dir.path().join("dash");
+        std::fs::write(&sh, &head).unwrap();
+        let g = guest_for(
+            &sh,
+            "/bin/sh",
+            vec!["/bin/sh".into(), "-c".into()],
+            Native::Emulate,
+        )
+        .unwrap();
+        assert_eq!(g.module, crate::base::WLINUX);
+        assert!(!g.stand_in);
+        let g = guest_for(
+            &sh,
+            "/bin/sh",
+            vec!["/bin/sh".into(), "-c".into()],
+            Native::Wbox,
+        )
+        .unwrap();
+        assert_eq!(g.module, crate::base::WBOX);
+        assert!(g.stand_in);
         // Another machine's program is an error that names it.
         head[18] = 0xb7;
         std::fs::write(&exe, &head).unwrap();
-        let e = guest_for(&exe, "/usr/bin/gcc", vec!["gcc".into()]).unwrap_err();
+        let e = guest_for(&exe, "/usr/bin/gcc", vec!["gcc".into()], Native::Wbox).unwrap_err();
         assert!(matches!(e, SandboxError::NotWasm { .. }), "{e}");
         assert!(e.to_string().contains("an ELF executable for arm64"), "{e}");
     }

@@ -46,7 +46,7 @@ use wasmtime_wasi::{
 pub use context::{DiskBudget, FileId, Limits, Programs, SpawnContext, TreeState};
 use engine::TICK;
 pub use engine::{engine, is_component, load_module, load_program, Program};
-pub use guest::{guest_for, Guest, GuestKind, GUEST_KINDS};
+pub use guest::{guest_for, Guest, GuestKind, Native, GUEST_KINDS};
 pub use meta::{mode_exceptions, owner_exceptions};
 pub use perm::{kept_owners, MountAccess};
 use process::add_process_to_linker;

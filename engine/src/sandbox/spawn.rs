@@ -345,7 +345,7 @@ pub(super) fn spawn_child(
             program: name.clone(),
             on_path: !name.contains('/'),
         })?;
-    let guest = super::guest::guest_for(&host, &guest_path, argv)?;
+    let guest = super::guest::guest_for(&host, &guest_path, argv, ctx.programs.native)?;
     let module = load_program(&guest.module, &name, ctx.programs.module_cache.as_deref())?;
     // The same limits: the deadline in `ctx` is the step's, shared.
     let child = RunSpec {

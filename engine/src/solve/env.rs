@@ -154,13 +154,15 @@ impl<'a> Env<'a> {
         Ok(st.manifest.as_ref().expect("set"))
     }
 
-    /// An image by name for `platform`: what a `--build-context` of that
-    /// name gives (`docker-image://`, `oci-layout://`), else the registry's.
+    /// An image by name for `platform` (or linux/amd64 with `fallback`,
+    /// see `Puller::fetch_named`): what a `--build-context` of that name
+    /// gives (`docker-image://`, `oci-layout://`), else the registry's.
     #[cfg(feature = "registry")]
     pub(crate) fn fetch_image(
         &self,
         name: &str,
         platform: &crate::plan::Platform,
+        fallback: bool,
     ) -> Result<crate::registry::Pulled, crate::registry::RegistryError> {
         self.puller()?.fetch_named(
             name,
@@ -168,6 +170,7 @@ impl<'a> Env<'a> {
             &platform.os,
             &platform.architecture,
             self.opts.pull,
+            fallback,
         )
     }
 

@@ -251,6 +251,8 @@ pub struct BuildOptions {
     pub step_memory: u64,
     /// Most bytes a RUN step (with all it starts) may write to files.
     pub step_disk: u64,
+    /// What runs an image's own Linux programs (`--wbox-shell`).
+    pub native: crate::request::Native,
     /// `--secret` values by id (never part of a key, a record or a layer).
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// How many stages may build at once.

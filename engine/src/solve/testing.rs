@@ -60,6 +60,7 @@ impl Fixture {
             step_timeout: std::time::Duration::from_secs(60),
             step_memory: 1 << 30,
             step_disk: 1 << 30,
+            native: Default::default(),
             secrets: BTreeMap::new(),
             jobs: 1,
             insecure_registries: Vec::new(),

@@ -129,6 +129,7 @@ impl Env<'_> {
         &self,
         reference: &str,
         platform: &crate::plan::Platform,
+        fallback: bool,
     ) -> Result<Arc<SourceTree>, TreeError> {
         let slot = lock(&self.trees.images)
             .entry(reference.to_string())
@@ -141,7 +142,7 @@ impl Env<'_> {
         let t = match self.named_context(reference) {
             Some(crate::request::NamedContext::Dir(dir)) => self.dir_tree(reference, dir)?,
             _ => {
-                let p = self.fetch_image(reference, platform)?;
+                let p = self.fetch_image(reference, platform, fallback)?;
                 self.materialize(&p.layers, format!("image {}", p.reference), None)
                     .map_err(|e| TreeError::Layout(Box::new(e)))?
             }
@@ -183,6 +184,7 @@ impl Env<'_> {
         &self,
         reference: &str,
         _platform: &crate::plan::Platform,
+        _fallback: bool,
     ) -> Result<Arc<SourceTree>, TreeError> {
         Err(TreeError::NoRegistry(reference.to_string()))
     }

@@ -148,6 +148,22 @@ impl Registry {
         self.put_as(layout, name, None)
     }
 
+    /// Pushes the index tagged `multi` in `layout` with every image it
+    /// lists (skopeo `--all`), as `name` (`multi:1`).
+    pub fn put_index(&self, layout: &Path, name: &str) {
+        let o = Command::new("skopeo")
+            .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:multi", layout.display()))
+            .arg(format!("docker://{}/{name}", self.addr))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "skopeo copy --all: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
     pub fn put_as(&self, layout: &Path, name: &str, creds: Option<&str>) {
         let mut cmd = Command::new("skopeo");
         cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);

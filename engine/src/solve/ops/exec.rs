@@ -87,7 +87,11 @@ impl Op for ExecOp<'_> {
                 let (tree, items) = bind_source(env, cx, spec)?;
                 mp.from_stage = tree.stage;
                 if tree.stage.is_none() {
-                    mp.from_image = Some((f.clone(), cx.stage.platform.clone()));
+                    mp.from_image = Some((
+                        f.clone(),
+                        cx.stage.platform.clone(),
+                        !cx.stage.platform_named,
+                    ));
                     // What the cache starts as is part of the key.
                     for (rel, m) in &items {
                         inputs
@@ -103,7 +107,11 @@ impl Op for ExecOp<'_> {
             let (tree, items) = bind_source(env, cx, spec)?;
             mp.from_stage = spec.from.as_ref().and_then(|_| tree.stage);
             if let (Some(f), None) = (&spec.from, tree.stage) {
-                mp.from_image = Some((f.clone(), cx.stage.platform.clone()));
+                mp.from_image = Some((
+                    f.clone(),
+                    cx.stage.platform.clone(),
+                    !cx.stage.platform_named,
+                ));
             }
             for (rel, m) in &items {
                 inputs
@@ -114,6 +122,11 @@ impl Op for ExecOp<'_> {
         inputs
             .extra
             .insert("run".into(), serde_json::to_string(&rp).expect("run plan"));
+        // An image's own Linux programs emulated, or wbox's in their place
+        // (`--wbox-shell`): not the same programs, so not the same result.
+        inputs
+            .extra
+            .insert("linux programs".into(), env.opts.native.name().into());
         self.plan = Some(rp);
         Ok(())
     }
@@ -352,6 +365,7 @@ fn execute_run(
         m.since = Some(ctx.tree.started);
     }
     ctx.limits.disk = sandbox::DiskBudget::new(o.step_disk);
+    ctx.programs.native = o.native;
     let ctx = Arc::new(ctx);
     let (out, tail) = run_showing_output(env, cx.vertex, &spec, &module, ctx.clone());
     let etc_changed = mounts.etc_changed();
@@ -462,12 +476,13 @@ fn program_of(
             }
         }
     }
-    let guest = sandbox::guest_for(&program_path, &guest_path, argv).map_err(|e| fail(e.into()))?;
+    let guest = sandbox::guest_for(&program_path, &guest_path, argv, env.opts.native)
+        .map_err(|e| fail(e.into()))?;
     // wbox's sh standing in for the image's bash: a bash-only construct
     // would not fail there, it would read as something else (`[[` as a
     // command not found, false in an `if`); refuse it before it runs.
     let shell_form = !exec_form;
-    if shell_form && guest.note.is_some() && reads_bash_syntax(&program_path, &rp.argv[0]) {
+    if shell_form && guest.stand_in && reads_bash_syntax(&program_path, &rp.argv[0]) {
         if let Some(feature) = rp.argv.last().and_then(|s| bash_only(s)) {
             return Err(fail(StepFailure::BashOnly { feature }));
         }

@@ -37,7 +37,7 @@ pub(crate) struct MountPlan {
     /// `from=` an image or a named context: its name and the platform it
     /// is fetched for (its files are in the key).
     #[serde(skip)]
-    pub from_image: Option<(String, crate::plan::Platform)>,
+    pub from_image: Option<(String, crate::plan::Platform, bool)>,
     pub env: Option<String>,
     pub required: bool,
     /// A secret's or a cache's `mode=`, `uid=`, `gid=` (in the key, as in
@@ -99,9 +99,9 @@ fn mount_tree(env: &Env<'_>, mp: &MountPlan) -> Result<Arc<SourceTree>, MountErr
     if let Some(i) = mp.from_stage {
         return env.materialized_tree(i).ok_or(MountError::NotBuilt(i));
     }
-    if let Some((name, platform)) = &mp.from_image {
+    if let Some((name, platform, fallback)) = &mp.from_image {
         return env
-            .image_tree(name, platform)
+            .image_tree(name, platform, *fallback)
             .map_err(|error| MountError::From {
                 name: name.clone(),
                 error: Box::new(error),
@@ -129,16 +129,18 @@ pub(in crate::solve) fn bind_source(
                 env.stage_tree(i, &lbl)?
             }
             // Not a stage: an image or a named context, as in BuildKit.
-            None => env.image_tree(f, &cx.stage.platform).map_err(|error| {
-                env.step_error(
-                    step,
-                    label,
-                    StepFailure::Tree {
-                        what: format!("--mount from={f}"),
-                        error,
-                    },
-                )
-            })?,
+            None => env
+                .image_tree(f, &cx.stage.platform, !cx.stage.platform_named)
+                .map_err(|error| {
+                    env.step_error(
+                        step,
+                        label,
+                        StepFailure::Tree {
+                            what: format!("--mount from={f}"),
+                            error,
+                        },
+                    )
+                })?,
         },
     };
     let src = m.source.clone().unwrap_or_else(|| ".".into());

@@ -74,7 +74,7 @@ fn image_state(
     name: &str,
 ) -> Result<StageState, BuildError> {
     let p = env
-        .fetch_image(name, &stage.platform)
+        .fetch_image(name, &stage.platform, !stage.platform_named)
         .map_err(|m| BuildError::from_failed(&env.opts.dockerfile, stage, label, m))?;
     let key = fixed_key(&format!("image {} {}", p.reference, p.manifest_digest));
     let platform = (!p.os.is_empty()).then(|| crate::plan::Platform {

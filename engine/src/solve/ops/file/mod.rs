@@ -149,10 +149,12 @@ fn select_sources(
                 env.stage_tree(i, &lbl)?
             }
             // Not a stage: an image, as in BuildKit.
-            None => env.image_tree(f, &cx.stage.platform).map_err(|error| {
-                let what = format!("--from={f}");
-                env.step_error(step, label, StepFailure::Tree { what, error })
-            })?,
+            None => env
+                .image_tree(f, &cx.stage.platform, !cx.stage.platform_named)
+                .map_err(|error| {
+                    let what = format!("--from={f}");
+                    env.step_error(step, label, StepFailure::Tree { what, error })
+                })?,
         },
     };
     let exclude = Matcher::new(&files.exclude).map_err(|e| env.step_error(step, label, e))?;
