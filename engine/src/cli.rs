@@ -835,11 +835,7 @@ impl BuildArgs {
             step_timeout,
             step_memory,
             step_disk,
-            native: if self.wbox_shell {
-                wbuild::request::Native::Wbox
-            } else {
-                wbuild::request::Native::Emulate
-            },
+            native: wbuild::request::Native::from_wbox_shell(self.wbox_shell),
             context,
             dockerfile,
             tags: self.tags,

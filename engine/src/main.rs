@@ -332,11 +332,7 @@ fn run_image(
             image,
             args,
             rw,
-            native: if wbox_shell {
-                wbuild::request::Native::Wbox
-            } else {
-                wbuild::request::Native::Emulate
-            },
+            native: wbuild::request::Native::from_wbox_shell(wbox_shell),
             volumes,
             env,
             timeout,

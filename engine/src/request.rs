@@ -159,6 +159,15 @@ pub enum Native {
 }
 
 impl Native {
+    /// What `--wbox-shell` (given or not) asks for.
+    pub fn from_wbox_shell(wbox_shell: bool) -> Native {
+        if wbox_shell {
+            Native::Wbox
+        } else {
+            Native::Emulate
+        }
+    }
+
     /// How a step's key and record name it.
     pub fn name(self) -> &'static str {
         match self {

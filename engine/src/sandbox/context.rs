@@ -196,18 +196,21 @@ impl TreeState {
         e.owner = owner.or(e.owner);
     }
 
-    /// Whether `other` (a host path) is another name of the file `m`
-    /// describes, which has more than one.
-    pub fn same_file(&self, m: &std::fs::Metadata, other: &std::path::Path) -> bool {
-        links_of(m) > 1
-            && inode_key(m).is_some()
-            && std::fs::symlink_metadata(other).is_ok_and(|o| inode_key(&o) == inode_key(m))
+    /// The file `m` describes, when it has more than one name: a key that
+    /// [`Self::is_named`] compares other paths against.
+    pub fn linked_key(&self, m: &std::fs::Metadata) -> Option<(u64, u64)> {
+        inode_key(m).filter(|_| links_of(m) > 1)
+    }
+
+    /// Whether `other` (a host path) names the file `key` stands for.
+    pub fn is_named(&self, key: (u64, u64), other: &std::path::Path) -> bool {
+        std::fs::symlink_metadata(other).is_ok_and(|o| inode_key(&o) == Some(key))
     }
 
     /// What the step set on a file with more than one name, through any
     /// of them.
     pub fn linked(&self, m: &std::fs::Metadata) -> Option<crate::fs::snapshot::MetaOverride> {
-        let key = inode_key(m).filter(|_| links_of(m) > 1)?;
+        let key = self.linked_key(m)?;
         let by = self.by_inode.lock().unwrap_or_else(|p| p.into_inner());
         by.get(&key).copied()
     }

@@ -133,13 +133,17 @@ pub(super) fn set_meta(
     // earlier in the step (a program that sets the mode of every file it
     // makes, as the x86-64 emulator does) take the new one too: Linux
     // keeps them on the file, and the layer records one for all names.
-    for (other, e) in o.iter_mut() {
-        if *other != rel
-            && (e.mode.is_some() && mode.is_some() || e.owner.is_some() && owner.is_some())
-            && ctx.tree.same_file(&host, &root.join(other))
-        {
-            e.mode = mode.or(e.mode);
-            e.owner = owner.or(e.owner);
+    // (Only a file with more names is looked for: a chmod -R of single
+    // files does not walk the overrides.)
+    if let Some(key) = ctx.tree.linked_key(&host) {
+        for (other, e) in o.iter_mut() {
+            if *other != rel
+                && (e.mode.is_some() && mode.is_some() || e.owner.is_some() && owner.is_some())
+                && ctx.tree.is_named(key, &root.join(other))
+            {
+                e.mode = mode.or(e.mode);
+                e.owner = owner.or(e.owner);
+            }
         }
     }
     let e = o.entry(rel).or_default();
